@@ -1,0 +1,1 @@
+"""clearsim: trader agents and populations."""

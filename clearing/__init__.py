@@ -1,0 +1,1 @@
+"""clearsim: the clearing house (instruments, pricing, ledger, margin, liquidation, loss absorption)."""

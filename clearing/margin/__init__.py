@@ -1,0 +1,1 @@
+"""Margin regimes: one interface, requirements for all accounts at once."""

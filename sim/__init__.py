@@ -1,0 +1,1 @@
+"""clearsim: the simulation layer (kernel, books, venue, oracle, episodes, sweeps)."""

@@ -1,0 +1,1 @@
+"""Pydantic models for everything a user configures; validated once, before anything runs."""
