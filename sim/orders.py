@@ -97,6 +97,9 @@ class SubmitResult:
     resting_size: int = 0
     cancelled_size: int = 0  # incoming remainder cancelled (IOC/MARKET remainder, STP)
     stp_cancelled: list[int] = field(default_factory=list)  # resting order ids removed by STP
+    # (resting order id, lots removed) for every resting order STP shrank or removed; a tuple so
+    # the common case (no STP) allocates nothing.
+    stp_reduced: tuple[tuple[int, int], ...] = ()
 
     @property
     def accepted(self) -> bool:
