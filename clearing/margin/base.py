@@ -21,6 +21,9 @@ class Positions:
 
     dense: np.ndarray  # float64 (A, I)
     _csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    # Derived index structures (regroupings of the CSR entries) keyed by their grouping; like
+    # ``_csr`` they assume ``dense`` is not mutated in place after first use.
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, lots: np.ndarray | list) -> "Positions":
@@ -52,11 +55,27 @@ class Positions:
 
 
 @dataclass(slots=True)
+class PositionRequirements:
+    """Per-position IM/MM aligned with the CSR entries of a :class:`Positions` (isolated margin)."""
+
+    indptr: np.ndarray  # (A+1,) row pointers
+    instrument: np.ndarray  # (nnz,) instrument of each entry
+    lots: np.ndarray  # (nnz,) signed lots
+    im: np.ndarray  # (nnz,)
+    mm: np.ndarray  # (nnz,)
+
+
+@dataclass(slots=True)
 class Requirements:
-    """Initial and maintenance margin per account, in quote currency."""
+    """Initial and maintenance margin per account, in quote currency.
+
+    ``positions`` is filled by regimes that margin each position separately (isolated margin);
+    the account totals ``im``/``mm`` are then the per-account sums of it.
+    """
 
     im: np.ndarray
     mm: np.ndarray
+    positions: PositionRequirements | None = None
 
 
 def worst_loss_per_account(positions: Positions, pnl: np.ndarray) -> np.ndarray:
@@ -76,6 +95,89 @@ def worst_loss_per_account(positions: Positions, pnl: np.ndarray) -> np.ndarray:
     summed = np.add.reduceat(contrib, indptr[nonempty], axis=0)
     out[nonempty] = np.maximum(-summed.min(axis=1), 0.0)
     return out
+
+
+@dataclass(slots=True, frozen=True)
+class Segments:
+    """The CSR entries of a :class:`Positions` regrouped into (account, group) segments.
+
+    ``order`` permutes the CSR entries so that entries of one (account, group) pair are
+    contiguous (accounts ascending, then groups ascending); ``starts`` are the segment starts in
+    the permuted order, ``row``/``group`` the account and group of each segment. ``cols``/``lots``
+    are the permuted instrument indices and lots (precomputed for the hot path).
+    """
+
+    order: np.ndarray
+    starts: np.ndarray
+    row: np.ndarray
+    group: np.ndarray
+    cols: np.ndarray
+    lots: np.ndarray
+
+
+def segments_by_group(positions: Positions, group_of_instrument: np.ndarray, n_groups: int) -> Segments:
+    """Regroup the CSR entries by (account, group of instrument); cached on ``positions``.
+
+    O(nnz log nnz) the first time (a stable sort on the combined key), O(1) afterwards. When
+    groups are non-decreasing in instrument index the CSR order is already grouped and no sort
+    is done.
+    """
+    group_of_instrument = np.asarray(group_of_instrument, dtype=np.int64)
+    key = ("segments", n_groups, group_of_instrument.tobytes())
+    hit = positions._cache.get(key)
+    if hit is not None:
+        return hit
+    indptr, cols, lots = positions.csr()
+    rows = np.repeat(np.arange(positions.n_accounts, dtype=np.int64), np.diff(indptr))
+    g = group_of_instrument[cols]
+    combined = rows * max(n_groups, 1) + g
+    if combined.size and np.any(combined[1:] < combined[:-1]):
+        order = np.argsort(combined, kind="stable")
+        combined = combined[order]
+    else:
+        order = np.arange(combined.size, dtype=np.int64)
+    if combined.size:
+        starts = np.flatnonzero(np.concatenate(([True], combined[1:] != combined[:-1])))
+    else:
+        starts = np.zeros(0, dtype=np.int64)
+    seg_key = combined[starts]
+    out = Segments(order=order, starts=starts, row=seg_key // max(n_groups, 1), group=seg_key % max(n_groups, 1),
+                   cols=cols[order], lots=lots[order])
+    positions._cache[key] = out
+    return out
+
+
+def segment_sums(positions: Positions, values: np.ndarray, group_of_instrument: np.ndarray,
+                 n_groups: int) -> tuple[Segments, np.ndarray]:
+    """Per (account, group) sums of ``lots x values[instrument]``.
+
+    ``values`` is instruments x K (e.g. scenario P&L per long lot); returns the segments and a
+    (n_segments, K) array. Vectorised: one gather, one ``np.add.reduceat``.
+    """
+    seg = segments_by_group(positions, group_of_instrument, n_groups)
+    values = np.asarray(values)
+    if values.ndim == 1:
+        values = values[:, None]
+    if seg.cols.size == 0:
+        return seg, np.zeros((0, values.shape[1]), dtype=values.dtype)
+    contrib = values[seg.cols]
+    contrib *= seg.lots.astype(values.dtype, copy=False)[:, None]
+    return seg, np.add.reduceat(contrib, seg.starts, axis=0)
+
+
+def worst_loss_per_group(positions: Positions, pnl: np.ndarray, group_of_instrument: np.ndarray,
+                         n_groups: int) -> np.ndarray:
+    """(A, n_groups) array: max over scenarios of the group's loss, floored at zero."""
+    seg, summed = segment_sums(positions, pnl, group_of_instrument, n_groups)
+    out = np.zeros((positions.n_accounts, n_groups), dtype=np.float64)
+    if summed.shape[0]:
+        out[seg.row, seg.group] = np.maximum(-summed.min(axis=1), 0.0)
+    return out
+
+
+def per_account(n_accounts: int, row: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Sum per-segment (or per-entry) values into a per-account vector."""
+    return np.bincount(row, weights=values, minlength=n_accounts).astype(np.float64, copy=False)
 
 
 class MarginRegime(ABC):

@@ -1,0 +1,255 @@
+"""SPAN-style scenario margin (CME), METHODS.md section 2.
+
+Risk arrays: for each instrument, the P&L of one long lot (PROFIT convention, + = gain) in the 16
+CME scenarios, in CME order::
+
+    1 (0, vol up)   2 (0, vol down)   3 (+1/3, up)  4 (+1/3, down)  5 (-1/3, up)  6 (-1/3, down)
+    7 (+2/3, up)    8 (+2/3, down)    9 (-2/3, up) 10 (-2/3, down) 11 (+3/3, up) 12 (+3/3, down)
+    13 (-3/3, up)  14 (-3/3, down)   15 (+extreme, vol unchanged) x cover  16 (-extreme) x cover
+
+Built from the pricing model (``scenarios.Revaluer``) with the configured price scan range (a
+fraction of the forward, or an absolute price move), vol scan range (relative or absolute), extreme
+multiple and cover fraction -- or supplied per instrument (``risk_arrays``, by symbol or index),
+as a CCP's risk-parameter file provides them; supplied arrays replace the model's.
+
+Per account and combined commodity (= underlying):
+
+- scan risk = max(0, max over scenarios of -sum(lots x array));
+- intra-commodity spread charge = spreads x charge, where the commodity's net delta per expiry
+  (perpetual = its own expiry) is split into long and short expiries and
+  spreads = min(sum of long-expiry deltas, sum of short-expiry deltas), in lot-equivalents of the
+  commodity's reference contract (its first perpetual/future); charge per spread =
+  ``intra_spread_charge`` (+ ``intra_spread_rate`` x the reference lot's notional);
+- inter-commodity credit (CME): for each configured pair in order, with the legs' remaining net
+  deltas of opposite sign, spreads = min(|delta_a| / ratio_a, |delta_b| / ratio_b), credit =
+  credit_rate x spreads x (ratio_a x WFPR_a + ratio_b x WFPR_b), WFPR = scan risk / |net delta|
+  (the outright margin per delta); the deltas used are consumed;
+- commodity risk = max(scan + intra - credit, short option minimum), short option minimum =
+  sum over short option lots of (``short_option_minimum`` + ``short_option_minimum_rate`` x
+  forward x contract_units).
+
+SPAN requirement = sum over commodities. Net option value NOV = sum over options of lots x mark x
+contract_units (long > 0). Convention: clearsim compares requirements with mark-to-market equity,
+which already includes option values, so by default NOV is reported but not netted
+(``net_option_value=False``); with ``net_option_value=True`` (CME's cash form, for collateral that
+excludes option value) the requirement is max(multiplier x SPAN - NOV, 0): long option value
+reduces it, short option value increases it.
+
+MM = ``mm_multiplier`` x SPAN (default 1.0: CME maintenance is the SPAN figure), IM =
+``im_multiplier`` x SPAN (default 1.1: CME initial for speculators).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clearing.instruments import InstrumentKind, InstrumentTable, MarketState
+from clearing.margin.base import MarginRegime, Positions, Requirements, worst_loss_per_group
+from clearing.margin.scenarios import Revaluer
+from sim.schema.margin import SpanConfig
+
+# Price-move fraction of the scan range and vol direction per scenario (extremes: multiple set later).
+_PRICE = np.array([0, 0, 1, 1, -1, -1, 2, 2, -2, -2, 3, 3, -3, -3, 0, 0], dtype=np.float64) / 3.0
+_VOL = np.array([1, -1] * 7 + [0, 0], dtype=np.float64)
+SCENARIO_LABELS = (
+    "0/up", "0/down", "+1/3/up", "+1/3/down", "-1/3/up", "-1/3/down", "+2/3/up", "+2/3/down",
+    "-2/3/up", "-2/3/down", "+3/3/up", "+3/3/down", "-3/3/up", "-3/3/down", "+extreme", "-extreme",
+)
+
+
+def market_key(market: MarketState) -> tuple:
+    """A cheap identity of a market state (cache key for per-market matrices)."""
+    return (
+        float(market.now),
+        np.asarray(market.marks, dtype=np.float64).tobytes(),
+        np.asarray(market.vols, dtype=np.float64).tobytes(),
+        np.asarray(market.underlying_prices, dtype=np.float64).tobytes(),
+        np.asarray(market.atm_vols, dtype=np.float64).tobytes(),
+    )
+
+
+class SpanRegime(MarginRegime):
+    name = "span"
+
+    def __init__(self, table: InstrumentTable, config: SpanConfig | None = None,
+                 risk_arrays: dict | None = None, risk_array_convention: str | None = None,
+                 deltas: dict | None = None) -> None:
+        super().__init__(table)
+        self.config = cfg = config or SpanConfig()
+        self.rev = Revaluer(table)
+        n, unders = len(table), table.underlyings
+        self.n_commodities = len(unders)
+        self.commodity = table.underlying_index.astype(np.int64)
+        sym_index = {ins.symbol: ins.id for ins in table.instruments}
+
+        def resolve(key) -> int:
+            if isinstance(key, (int, np.integer)):
+                if not 0 <= int(key) < n:
+                    raise KeyError(f"risk array for unknown instrument index {key}")
+                return int(key)
+            if key not in sym_index:
+                raise KeyError(f"risk array for unknown instrument {key!r}")
+            return sym_index[key]
+
+        # external arrays (config first, constructor argument overrides), stored as profit
+        self.external: dict[int, np.ndarray] = {}
+        for source, conv in ((cfg.risk_arrays, cfg.risk_array_convention),
+                             (risk_arrays or {}, risk_array_convention or cfg.risk_array_convention)):
+            for key, arr in source.items():
+                a = np.asarray(arr, dtype=np.float64)
+                if a.shape != (16,):
+                    raise ValueError(f"risk array for {key!r} must have 16 values, got shape {a.shape}")
+                self.external[resolve(key)] = a if conv == "profit" else -a
+        self._ext_idx = np.array(sorted(self.external), dtype=np.int64)
+        self._ext_arr = (np.stack([self.external[i] for i in self._ext_idx]) if self._ext_idx.size
+                         else np.zeros((0, 16)))
+        self.supplied_deltas = {resolve(k): float(v) for k, v in {**cfg.deltas, **(deltas or {})}.items()}
+
+        # per-commodity parameters
+        self.price_scan = np.array([cfg.price_scan_by_underlying.get(u, cfg.price_scan) for u in unders])
+        self.vol_scan = np.array([cfg.vol_scan_by_underlying.get(u, cfg.vol_scan) for u in unders])
+        self.intra_abs = np.array([cfg.intra_spread_charge_by_underlying.get(u, cfg.intra_spread_charge)
+                                   for u in unders])
+        # reference contract per commodity: first linear instrument, else the first instrument
+        self.ref = np.zeros(self.n_commodities, dtype=np.int64)
+        for c in range(self.n_commodities):
+            members = np.flatnonzero(self.commodity == c)
+            linear = members[table.kind[members] != InstrumentKind.OPTION]
+            self.ref[c] = linear[0] if linear.size else members[0]
+        self.ref_units = table.contract_units[self.ref]
+        # expiry tiers: one per (commodity, expiry)
+        pairs = list(zip(self.commodity.tolist(), table.expiry.tolist()))
+        uniq = list(dict.fromkeys(pairs))
+        where = {p: k for k, p in enumerate(uniq)}
+        self.tier = np.array([where[p] for p in pairs], dtype=np.int64)
+        self.n_tiers = len(uniq)
+        self.tier_commodity = np.array([p[0] for p in uniq], dtype=np.int64)
+        self._tier_to_commodity = np.zeros((self.n_tiers, self.n_commodities))
+        self._tier_to_commodity[np.arange(self.n_tiers), self.tier_commodity] = 1.0
+        # inter-commodity pairs present in this table
+        cidx = {u: k for k, u in enumerate(unders)}
+        self.pairs = [(cidx[p.leg_a], cidx[p.leg_b], p.ratio_a, p.ratio_b, p.credit_rate, p.opposite)
+                      for p in cfg.inter_commodity if p.leg_a in cidx and p.leg_b in cidx]
+        self._cache_key: tuple | None = None
+        self._cache: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------------- per-market data
+    def _scan_abs(self, market: MarketState) -> np.ndarray:
+        """Absolute price scan range per instrument (in forward price units)."""
+        fwd, _, _ = self.rev.base(market)
+        psr = self.price_scan[self.commodity]
+        return fwd * psr if self.config.price_scan_mode == "relative" else psr
+
+    def model_risk_arrays(self, market: MarketState) -> np.ndarray:
+        """Risk arrays from the pricing model, I x 16, profit per long lot (cover applied)."""
+        cfg = self.config
+        fwd, _, vols = self.rev.base(market)
+        frac = _PRICE.copy()
+        frac[14], frac[15] = cfg.extreme_multiple, -cfg.extreme_multiple
+        new_fwd = fwd[:, None] + self._scan_abs(market)[:, None] * frac[None, :]
+        vsr = self.vol_scan[self.commodity][:, None]
+        if cfg.vol_scan_mode == "relative":
+            new_vol = vols[:, None] * (1.0 + vsr * _VOL[None, :])
+        else:
+            new_vol = vols[:, None] + vsr * _VOL[None, :]
+        new_vol = np.maximum(new_vol, 0.0)
+        pnl = self.rev.pnl(market, new_fwd, new_vol)
+        pnl[:, 14:] *= cfg.cover_fraction
+        return pnl
+
+    def _prepare(self, market: MarketState) -> dict[str, np.ndarray]:
+        key = market_key(market)
+        if key == self._cache_key:
+            return self._cache
+        t = self.table
+        arrays = self.model_risk_arrays(market)
+        if self._ext_idx.size:
+            arrays[self._ext_idx] = self._ext_arr
+        delta_units = self.rev.deltas(market)
+        # options with a supplied array but no model-consistent delta: estimate from the array
+        scan_abs = self._scan_abs(market)
+        for i in self._ext_idx:
+            if t.is_option[i]:
+                a = self.external[int(i)]
+                delta_units[i] = ((a[2] + a[3]) - (a[4] + a[5])) / 2.0 / (2.0 * scan_abs[i] / 3.0)
+        for i, d in self.supplied_deltas.items():
+            delta_units[i] = d * self.ref_units[self.commodity[i]]
+        fwd, _, _ = self.rev.base(market)
+        som = np.where(t.is_option, self.config.short_option_minimum
+                       + self.config.short_option_minimum_rate * fwd * t.contract_units, 0.0)
+        ref_notional = fwd[self.ref] * self.ref_units
+        self._cache = {
+            "arrays": arrays,
+            "delta_ref": delta_units / self.ref_units[self.commodity],
+            "value": self.rev.values(market),
+            "som": som,
+            "intra_charge": self.intra_abs + self.config.intra_spread_rate * ref_notional,
+        }
+        self._cache_key = key
+        return self._cache
+
+    def risk_arrays(self, market: MarketState) -> np.ndarray:
+        """I x 16 risk arrays in use (profit convention, per long lot)."""
+        return self._prepare(market)["arrays"].copy()
+
+    # ------------------------------------------------------------------------------ computation
+    def components(self, positions: Positions, market: MarketState) -> dict[str, np.ndarray]:
+        """Per-account components (each an (A,) array, or (A, C) where noted)."""
+        p = self._prepare(market)
+        n, C, T = positions.n_accounts, self.n_commodities, self.n_tiers
+        scan = worst_loss_per_group(positions, p["arrays"], self.commodity, C)  # (A, C)
+        indptr, cols, lots = positions.csr()
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+        tier_delta = np.bincount(rows * T + self.tier[cols], weights=lots * p["delta_ref"][cols],
+                                 minlength=n * T).reshape(n, T)
+        m = self._tier_to_commodity
+        long_d = np.maximum(tier_delta, 0.0) @ m
+        short_d = np.maximum(-tier_delta, 0.0) @ m
+        net_delta = long_d - short_d  # (A, C), reference lots
+        intra = np.minimum(long_d, short_d) * p["intra_charge"][None, :]
+        # inter-commodity credits
+        credit = np.zeros((n, C))
+        if self.pairs:
+            absd = np.abs(net_delta)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                wfpr = np.where(absd > 0, scan / absd, 0.0)
+            remaining = absd.copy()
+            for a, b, ra, rb, rate, opposite in self.pairs:
+                sa, sb = np.sign(net_delta[:, a]), np.sign(net_delta[:, b])
+                ok = (sa * sb < 0) if opposite else (sa * sb > 0)
+                spreads = np.where(ok, np.minimum(remaining[:, a] / ra, remaining[:, b] / rb), 0.0)
+                credit[:, a] += rate * spreads * ra * wfpr[:, a]
+                credit[:, b] += rate * spreads * rb * wfpr[:, b]
+                remaining[:, a] -= spreads * ra
+                remaining[:, b] -= spreads * rb
+        short_lots = np.maximum(-lots, 0.0)
+        som = np.bincount(rows * C + self.commodity[cols], weights=short_lots * p["som"][cols],
+                          minlength=n * C).reshape(n, C)
+        risk = np.maximum(np.maximum(scan + intra - credit, 0.0), som)
+        nov = np.bincount(rows, weights=lots * p["value"][cols], minlength=n)
+        return {"scan": scan, "intra": intra, "credit": credit, "som": som, "risk": risk,
+                "net_delta": net_delta, "span": risk.sum(axis=1), "nov": nov}
+
+    def _finish(self, span: np.ndarray, nov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        if cfg.net_option_value:
+            return (np.maximum(cfg.im_multiplier * span - nov, 0.0),
+                    np.maximum(cfg.mm_multiplier * span - nov, 0.0))
+        return cfg.im_multiplier * span, cfg.mm_multiplier * span
+
+    def requirements(self, positions: Positions, market: MarketState) -> Requirements:
+        c = self.components(positions, market)
+        im, mm = self._finish(c["span"], c["nov"])
+        return Requirements(im=im, mm=mm)
+
+    def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:
+        c = self.components(Positions.of(lots), market)
+        im, mm = self._finish(c["span"], c["nov"])
+        out = {"im": float(im[0]), "mm": float(mm[0]), "span": float(c["span"][0]),
+               "scan_risk": float(c["scan"][0].sum()), "intra_spread": float(c["intra"][0].sum()),
+               "inter_credit": float(c["credit"][0].sum()), "short_option_min": float(c["som"][0].sum()),
+               "net_option_value": float(c["nov"][0])}
+        for k, u in enumerate(self.table.underlyings):
+            if c["risk"][0, k] or c["scan"][0, k]:
+                out[f"risk[{u}]"] = float(c["risk"][0, k])
+        return out

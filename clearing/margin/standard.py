@@ -1,0 +1,156 @@
+"""Standard (rule-based) margin: a rate on each position's notional (METHODS.md section 1).
+
+- Linear instruments (perpetuals, futures): notional N = |lots| x contract_units x mark.
+  Risk-limit tiers (Binance-style brackets) pick the rates from the position's notional:
+  IM = N x im_rate(tier) (the bracket's rate on the whole position, as a leverage bracket does);
+  MM = N x mm_rate(tier) - maintenance_amount(tier), the maintenance amount making MM continuous
+  in N (Binance's "cum" amount: sum over lower brackets of cap x rate step).
+  dYdX-style open-interest caps raise the IM fraction linearly from the tier rate at the lower
+  open-interest notional to 100% at the upper one (MM unchanged).
+- Options: long = 0 (the option's value is its own collateral); short, per lot,
+  IM = (max(im_base - OTM%, im_floor) x S + mark) x contract_units,
+  MM = (max(mm_base - OTM%, mm_floor) x S + mark) x contract_units, S = the option's forward
+  (see ``scenarios.forward_source``), OTM% = out-of-the-money amount / S.
+- Cross: requirements summed over positions, netting only inside an instrument (positions are
+  already net per instrument). Isolated: the same numbers per position, reported per position
+  (``Requirements.positions``) so the clearing house can hold separate collateral per position.
+
+Complexity: O(nnz) per call, no loop over accounts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clearing.instruments import InstrumentTable, MarketState
+from clearing.margin.base import MarginRegime, PositionRequirements, Positions, Requirements
+from clearing.margin.scenarios import forward_source, forwards
+from sim.schema.margin import StandardConfig
+
+
+class _TierTable:
+    """Per-underlying tier arrays: caps (inf for the last), rates and maintenance amounts."""
+
+    def __init__(self, tiers) -> None:
+        self.caps = np.array([np.inf if t.max_notional is None else t.max_notional for t in tiers])
+        self.im = np.array([t.im_rate for t in tiers])
+        self.mm = np.array([t.mm_rate for t in tiers])
+        lower = np.concatenate(([0.0], self.caps[:-1]))
+        steps = np.diff(np.concatenate(([self.mm[0]], self.mm)))
+        self.mm_amount = np.cumsum(lower * steps)
+
+    def rates(self, notional: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        k = np.searchsorted(self.caps, notional, side="left")
+        k = np.minimum(k, self.caps.size - 1)
+        return self.im[k], self.mm[k], self.mm_amount[k]
+
+
+class StandardRegime(MarginRegime):
+    name = "standard"
+
+    def __init__(self, table: InstrumentTable, config: StandardConfig | None = None,
+                 open_interest: np.ndarray | None = None) -> None:
+        super().__init__(table)
+        self.config = config or StandardConfig()
+        self.isolated = self.config.margin_mode == "isolated"
+        if self.isolated:
+            self.name = "standard_isolated"
+        self.source = forward_source(table)
+        cfg = self.config
+        self._tiers = [
+            _TierTable(cfg.tiers_by_underlying.get(u, cfg.tiers)) for u in table.underlyings
+        ]
+        caps = [cfg.open_interest_caps_by_underlying.get(u, cfg.open_interest_caps) for u in table.underlyings]
+        self._oi_lower = np.array([np.nan if c is None else c.lower for c in caps])
+        self._oi_upper = np.array([np.nan if c is None else c.upper for c in caps])
+        self.open_interest = open_interest  # per instrument, notional; None: from the positions
+        self._last_oi: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ per-instrument parameters
+    def open_interest_notional(self, positions: Positions, market: MarketState) -> np.ndarray:
+        """Open interest per instrument in quote notional: sum of long lots x units x mark."""
+        if self.open_interest is not None:
+            return np.asarray(self.open_interest, dtype=np.float64)
+        indptr, cols, lots = positions.csr()
+        long_lots = np.bincount(cols, weights=np.maximum(lots, 0.0), minlength=len(self.table))
+        return long_lots * self.table.contract_units * np.abs(np.asarray(market.marks, dtype=np.float64))
+
+    def _entry_requirements(self, cols: np.ndarray, lots: np.ndarray, market: MarketState,
+                            oi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        t = self.table
+        marks = np.asarray(market.marks, dtype=np.float64)
+        units = t.contract_units[cols]
+        is_opt = t.is_option[cols]
+        im = np.zeros(cols.size)
+        mm = np.zeros(cols.size)
+        # linear
+        lin = ~is_opt
+        if lin.any():
+            c = cols[lin]
+            notional = np.abs(lots[lin]) * units[lin] * np.abs(marks[c])
+            u = t.underlying_index[c]
+            im_rate = np.empty(c.size)
+            mm_rate = np.empty(c.size)
+            mm_amt = np.empty(c.size)
+            for k, tiers in enumerate(self._tiers):  # loop over underlyings, not accounts
+                sel = u == k
+                if sel.any():
+                    im_rate[sel], mm_rate[sel], mm_amt[sel] = tiers.rates(notional[sel])
+            if oi is not None and np.isfinite(self._oi_lower).any():
+                lo, hi = self._oi_lower[u], self._oi_upper[u]
+                frac = np.clip((oi[c] - lo) / (hi - lo), 0.0, 1.0)
+                frac = np.where(np.isfinite(frac), frac, 0.0)
+                im_rate = im_rate + (1.0 - im_rate) * frac
+            im[lin] = notional * im_rate
+            mm[lin] = np.maximum(notional * mm_rate - mm_amt, 0.0)
+        # short options
+        short = is_opt & (lots < 0)
+        if short.any():
+            rule = self.config.short_option
+            c = cols[short]
+            fwd = forwards(t, market, self.source)[c]
+            k = t.strike[c]
+            otm = np.where(t.is_call[c], np.maximum(k - fwd, 0.0), np.maximum(fwd - k, 0.0)) / fwd
+            mark = marks[c] if rule.add_mark else 0.0
+            q = -lots[short] * units[short]
+            im[short] = q * (np.maximum(rule.im_base - otm, rule.im_floor) * fwd + mark)
+            mm[short] = q * (np.maximum(rule.mm_base - otm, rule.mm_floor) * fwd + mark)
+        return im, mm
+
+    # ------------------------------------------------------------------------------ interface
+    def position_requirements(self, positions: Positions, market: MarketState) -> PositionRequirements:
+        """IM/MM of every non-zero position, aligned with the CSR entries."""
+        indptr, cols, lots = positions.csr()
+        oi = None
+        if np.isfinite(self._oi_lower).any():
+            oi = self.open_interest_notional(positions, market)
+            self._last_oi = oi
+        im, mm = self._entry_requirements(cols, lots, market, oi)
+        return PositionRequirements(indptr=indptr, instrument=cols, lots=lots, im=im, mm=mm)
+
+    def requirements(self, positions: Positions, market: MarketState) -> Requirements:
+        pr = self.position_requirements(positions, market)
+        n = positions.n_accounts
+        rows = np.repeat(np.arange(n), np.diff(pr.indptr))
+        im = np.bincount(rows, weights=pr.im, minlength=n)
+        mm = np.bincount(rows, weights=pr.mm, minlength=n)
+        return Requirements(im=im, mm=mm, positions=pr if self.isolated else None)
+
+    def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:
+        lots = np.asarray(lots, dtype=np.float64)
+        cols = np.flatnonzero(lots)
+        oi = None
+        if np.isfinite(self._oi_lower).any():
+            oi = self._last_oi if self._last_oi is not None else self.open_interest_notional(
+                Positions.of(lots), market)
+        im, mm = self._entry_requirements(cols, lots[cols], market, oi)
+        out: dict[str, float] = {"im": float(im.sum()), "mm": float(mm.sum())}
+        is_opt = self.table.is_option[cols]
+        out["linear_im"] = float(im[~is_opt].sum())
+        out["short_option_im"] = float(im[is_opt].sum())
+        if self.isolated:
+            for c, a, b in zip(cols, im, mm):
+                sym = self.table.instruments[c].symbol
+                out[f"im[{sym}]"] = float(a)
+                out[f"mm[{sym}]"] = float(b)
+        return out
