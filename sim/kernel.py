@@ -1,0 +1,79 @@
+"""The event kernel: a ``World`` owns the simpy environment, the random streams and the clock.
+
+Time unit: simulated **seconds** (``env.now`` is a float number of seconds since the episode
+start). Everything scheduled -- message deliveries, oracle heartbeats, agent wake-ups, margin
+checks -- is a simpy event; callbacks scheduled with ``call_later`` avoid the cost of a full
+process per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import simpy
+from simpy.events import NORMAL, URGENT, Event
+
+from sim.streams import RandomStreams
+
+
+class _Call(Event):
+    """A scheduled function call: a bare event whose only callback runs ``fn(*args)``."""
+
+    __slots__ = ()
+
+    def __init__(self, env: simpy.Environment, delay: float, fn: Callable[..., Any], args: tuple, urgent: bool) -> None:
+        self.env = env
+        self.callbacks = [lambda _event: fn(*args)]
+        self._value = None
+        self._ok = True
+        env.schedule(self, URGENT if urgent else NORMAL, delay)
+
+
+class World:
+    """Owns the simulation clock, the random streams and the scheduling helpers."""
+
+    def __init__(self, seed: int) -> None:
+        self.env = simpy.Environment()
+        self.streams = RandomStreams(seed)
+        self.events_scheduled = 0
+
+    @property
+    def now(self) -> float:
+        return self.env.now
+
+    def stream(self, name: str):
+        """The named random stream (see ``sim.streams``)."""
+        return self.streams.stream(name)
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` after ``delay`` simulated seconds (message delivery, timers)."""
+        self.events_scheduled += 1
+        _Call(self.env, delay, fn, args, False)
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` at the current time, before ordinary events scheduled for now."""
+        self.events_scheduled += 1
+        _Call(self.env, 0.0, fn, args, True)
+
+    def every(self, interval: float, fn: Callable[[], Any], start: float = 0.0,
+              until: float | None = None) -> simpy.Process:
+        """A periodic process calling ``fn()`` at ``start``, ``start+interval``, ... (until ``until``)."""
+        if interval <= 0:
+            raise ValueError(f"interval must be positive, got {interval}")
+
+        def loop() -> Generator[Event, Any, None]:
+            if start > 0:
+                yield self.env.timeout(start)
+            while until is None or self.env.now <= until:
+                self.events_scheduled += 1
+                fn()
+                yield self.env.timeout(interval)
+
+        return self.env.process(loop())
+
+    def process(self, generator: Generator[Event, Any, Any]) -> simpy.Process:
+        return self.env.process(generator)
+
+    def run(self, until: float) -> None:
+        self.env.run(until=until)

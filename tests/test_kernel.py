@@ -1,0 +1,76 @@
+"""The event kernel: named streams, latency draws, scheduled calls and periodic processes."""
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from sim.kernel import World
+from sim.latency import Latency, LatencyConfig
+from sim.streams import RandomStreams
+
+
+def test_named_streams_are_reproducible_and_independent_of_creation_order():
+    a = RandomStreams(42)
+    b = RandomStreams(42)
+    a.stream("agent/1")
+    first = a.stream("agent/2").integers(0, 1 << 30, 5)
+    second = b.stream("agent/2").integers(0, 1 << 30, 5)  # agent/1 never created here
+    assert first.tolist() == second.tolist()
+
+
+def test_different_names_and_seeds_give_different_streams():
+    s = RandomStreams(7)
+    x = s.fresh("oracle").random(4)
+    assert not np.allclose(x, s.fresh("venue").random(4))
+    assert not np.allclose(x, RandomStreams(8).fresh("oracle").random(4))
+
+
+def test_negative_seed_is_rejected():
+    with pytest.raises(ValueError, match="seed must be non-negative"):
+        RandomStreams(-1)
+
+
+def test_call_later_runs_in_time_order_and_every_repeats():
+    world = World(0)
+    seen: list[tuple[float, str]] = []
+    world.call_later(2.0, lambda: seen.append((world.now, "late")))
+    world.call_later(0.5, lambda: seen.append((world.now, "early")))
+    world.every(1.0, lambda: seen.append((world.now, "tick")), start=1.0, until=3.0)
+    world.run(until=10)
+    assert seen == [(0.5, "early"), (1.0, "tick"), (2.0, "late"), (2.0, "tick"), (3.0, "tick")]
+
+
+def test_call_soon_runs_before_normal_events_at_the_same_time():
+    world = World(0)
+    order: list[str] = []
+    world.call_later(0.0, order.append, "normal")
+    world.call_soon(order.append, "urgent")
+    world.run(until=1)
+    assert order == ["urgent", "normal"]
+
+
+def test_every_rejects_non_positive_interval():
+    with pytest.raises(ValueError, match="interval must be positive"):
+        World(0).every(0.0, lambda: None)
+
+
+@pytest.mark.parametrize("kind", ["exponential", "lognormal", "uniform"])
+def test_random_latency_has_configured_mean_and_floor(kind):
+    cfg = LatencyConfig(kind=kind, mean=0.01, min=0.002, sigma=0.5)
+    lat = Latency(cfg, np.random.default_rng(1))
+    draws = np.array([lat.next() for _ in range(40_000)])
+    assert draws.min() >= 0.002
+    assert draws.mean() == pytest.approx(0.01, rel=0.03)
+
+
+def test_constant_latency_needs_no_stream_and_random_latency_does():
+    assert Latency(LatencyConfig(kind="constant", mean=0.003)).next() == 0.003
+    with pytest.raises(ValueError, match="needs a random stream"):
+        Latency(LatencyConfig(kind="exponential", mean=0.003))
+
+
+def test_latency_config_names_the_bad_field():
+    with pytest.raises(ValidationError, match="mean"):
+        LatencyConfig(kind="exponential", mean=-1.0)
+    with pytest.raises(ValidationError, match=r"min \(0.5\) must not exceed mean"):
+        LatencyConfig(kind="uniform", mean=0.1, min=0.5)
