@@ -155,16 +155,17 @@ class Greeks:
     theta: np.ndarray
 
 
-def _prepare(forward, strike, years, vol, is_call, rate):
-    f, k, t, v, c, r = np.broadcast_arrays(
+def _prepare(forward, strike, years, vol, is_call, rate, *more):
+    """Broadcast every argument to one shape (floats, is_call as bool)."""
+    return np.broadcast_arrays(
         np.asarray(forward, dtype=np.float64),
         np.asarray(strike, dtype=np.float64),
         np.asarray(years, dtype=np.float64),
         np.asarray(vol, dtype=np.float64),
         np.asarray(is_call, dtype=bool),
         np.asarray(rate, dtype=np.float64),
+        *(np.asarray(m, dtype=np.float64) for m in more),
     )
-    return f, k, t, v, c, r
 
 
 def _d1d2(f, k, t, v):
@@ -232,8 +233,7 @@ def black_scholes_price(spot, strike, years, vol, is_call, rate=0.0, carry=0.0) 
 
     Equivalent to Black-76 on the forward F = S e^{(r - q) T} discounted at r.
     """
-    s, k, t, v, c, r = _prepare(spot, strike, years, vol, is_call, rate)
-    q = np.broadcast_to(np.asarray(carry, dtype=np.float64), s.shape)
+    s, k, t, v, c, r, q = _prepare(spot, strike, years, vol, is_call, rate, carry)
     tt = np.maximum(t, 0.0)
     f = s * np.exp((r - q) * tt)
     return _forward_price(f, k, t, v, c, np.exp(-r * tt))
@@ -245,8 +245,7 @@ def black_scholes_greeks(spot, strike, years, vol, is_call, rate=0.0, carry=0.0)
     delta = w e^{-qT} N(w d1); gamma = e^{-qT} n(d1) / (S vol sqrt T); vega = S e^{-qT} n(d1) sqrt T;
     theta = -S e^{-qT} n(d1) vol / (2 sqrt T) - w r K e^{-rT} N(w d2) + w q S e^{-qT} N(w d1).
     """
-    s, k, t, v, c, r = _prepare(spot, strike, years, vol, is_call, rate)
-    q = np.broadcast_to(np.asarray(carry, dtype=np.float64), s.shape)
+    s, k, t, v, c, r, q = _prepare(spot, strike, years, vol, is_call, rate, carry)
     tt = np.maximum(t, 0.0)
     dq = np.exp(-q * tt)
     dr = np.exp(-r * tt)

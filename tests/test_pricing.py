@@ -247,3 +247,12 @@ def test_implied_vol_shapes_and_invalid_prices():
     assert np.isnan(implied_vol_black76(5.0, 120.0, 100.0, 0.5, True))  # below intrinsic
     assert np.isnan(implied_vol_black76(5.0, 100.0, 100.0, 0.0, True))  # expired
     assert float(implied_vol_black76(20.0, 120.0, 100.0, 0.5, True)) == 0.0  # exactly intrinsic
+
+
+def test_carry_broadcasts_like_the_other_arguments():
+    q = np.array([0.0, 0.05, 0.10])[:, None]
+    p = black_scholes_price(100.0, np.array([90.0, 110.0]), 0.5, 0.4, True, 0.03, q)
+    assert p.shape == (3, 2)
+    assert np.all(np.diff(p, axis=0) < 0)  # a higher yield lowers the forward and the call
+    g = black_scholes_greeks(100.0, np.array([90.0, 110.0]), 0.5, 0.4, True, 0.03, q)
+    assert g.delta.shape == (3, 2)

@@ -262,7 +262,8 @@ class ReplayPathConfig(StrictModel):
     def _file_ok(cls, v: Path, info: ValidationInfo) -> Path:
         from sim.paths import read_price_csv  # local: sim.paths imports this module
 
-        read_price_csv(v, time_unit=info.data.get("time_unit", "s"))
+        # The time unit (declared later) only scales timestamps, so it cannot change validity.
+        read_price_csv(v)
         return v
 
     @model_validator(mode="after")
