@@ -1,0 +1,110 @@
+"""The oracle feed: turns exogenous price paths (and optionally the venue's own trades) into
+published index prices, with the delays and failure modes real feeds have.
+
+Published values are what the clearing house margins against; the true path is what the market
+"really" does. The gap between the two -- latency, heartbeat and deviation thresholds, outages, a
+floor it will not publish below, a venue price it can be pushed by -- is what several historical
+episodes turned on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from sim.kernel import World
+from sim.schema.oracle import OracleConfig
+
+PriceSource = Callable[[float], np.ndarray]  # time -> true prices per underlying
+Listener = Callable[[np.ndarray], None]  # called with the indices of underlyings just published
+
+
+class Oracle:
+    """Publishes index prices per underlying; ``index``/``published_at`` are the public state."""
+
+    def __init__(self, world: World, config: OracleConfig, underlyings: list[str], source: PriceSource) -> None:
+        self.world = world
+        self.config = config
+        self.underlyings = list(underlyings)
+        self.source = source
+        n = len(underlyings)
+        self._rng = world.stream("oracle/sources")
+        self.floor = np.array([config.floor.get(u, 0.0) for u in underlyings])
+        self.ceiling = np.array([config.ceiling.get(u, np.inf) for u in underlyings])
+        self.venue_price = np.full(n, np.nan)  # last venue trade price per underlying (quote units)
+        first = self._candidate(0.0)
+        self.index = first.copy()
+        self.published_at = np.zeros(n)
+        self._pending_last = first.copy()  # last value sent for publication (deviation reference)
+        self._pending_at = np.zeros(n)
+        self.listeners: list[Listener] = []
+        self.publications = 0
+        self.history_t: list[float] = [0.0]
+        self.history: list[np.ndarray] = [first.copy()]
+        self._outage_windows = [
+            (o.start, o.end, np.array([u in o.underlyings for u in underlyings]) if o.underlyings else np.ones(n, bool))
+            for o in config.outages
+        ]
+
+    def start(self) -> None:
+        self.world.every(self.config.sample_interval, self._sample, start=self.config.sample_interval)
+
+    # ------------------------------------------------------------------ sampling and publication
+    def _candidate(self, now: float) -> np.ndarray:
+        true = np.asarray(self.source(now), dtype=np.float64)
+        c = self.config
+        if c.aggregation == "median":
+            noise = self._rng.normal(0.0, c.source_noise, (c.external_sources, true.size))
+            sources = true * np.exp(noise)
+            venue = np.where(np.isnan(self.venue_price), true, self.venue_price)
+            value = np.median(np.vstack([sources, venue]), axis=0)
+        elif c.venue_weight > 0.0:
+            venue = np.where(np.isnan(self.venue_price), true, self.venue_price)
+            value = (1.0 - c.venue_weight) * true + c.venue_weight * venue
+        else:
+            value = true
+        return np.clip(value, self.floor, self.ceiling)
+
+    def _in_outage(self, now: float) -> np.ndarray:
+        blocked = np.zeros(len(self.underlyings), dtype=bool)
+        for start, end, mask in self._outage_windows:
+            if start <= now < end:
+                blocked |= mask
+        return blocked
+
+    def _sample(self) -> None:
+        now = self.world.now
+        candidate = self._candidate(now)
+        moved = np.abs(candidate / self._pending_last - 1.0) > self.config.deviation
+        due = (now - self._pending_at) >= self.config.heartbeat - 1e-9
+        publish = (moved | due) & ~self._in_outage(now)
+        if not publish.any():
+            return
+        which = np.flatnonzero(publish)
+        values = candidate[which]
+        self._pending_last[which] = values
+        self._pending_at[which] = now
+        if self.config.latency > 0:
+            self.world.call_later(self.config.latency, self._publish, which, values)
+        else:
+            self._publish(which, values)
+
+    def _publish(self, which: np.ndarray, values: np.ndarray) -> None:
+        now = self.world.now
+        self.index[which] = values
+        self.published_at[which] = now
+        self.publications += 1
+        self.history_t.append(now)
+        self.history.append(self.index.copy())
+        for listener in self.listeners:
+            listener(which)
+
+    # ------------------------------------------------------------------ public reads
+    def observe_trade(self, underlying: int, price: float) -> None:
+        """The venue's last traded price for an underlying (feeds manipulation-prone indices)."""
+        self.venue_price[underlying] = price
+
+    def stale(self) -> np.ndarray:
+        """True where the published index is older than ``stale_after``."""
+        return (self.world.now - self.published_at) > self.config.stale_after

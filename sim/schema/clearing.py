@@ -1,0 +1,99 @@
+"""Clearing-house configuration: enforcement cadence, liquidation policy, loss absorption."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from sim.schema.base import StrictModel
+
+
+class EnforcementConfig(StrictModel):
+    """When accounts are re-valued and how the health states are spaced.
+
+    ``cadence='continuous'`` re-values every account on each oracle publication and the two parties
+    on every fill; ``'interval'`` re-values everyone every ``interval`` seconds only (as a
+    periodic margin run or a block-based protocol would). ``cancel_level`` places the
+    cancel-open-orders threshold between MM (0) and IM (1).
+    """
+
+    cadence: Literal["continuous", "interval"] = "continuous"
+    interval: float = Field(10.0, gt=0.0)
+    cancel_level: float = Field(0.5, ge=0.0, le=1.0)
+    pre_trade_check: bool = True
+
+
+class BookLiquidationConfig(StrictModel):
+    """Liquidation through the order book with IOC orders."""
+
+    worst_price: Literal["bankruptcy", "between", "band"] = "between"
+    worst_fraction: float = Field(0.5, ge=0.0, le=1.0, description="'between': 0 = mark, 1 = bankruptcy")
+    buffer: float = Field(0.02, ge=0.0, lt=1.0, description="partial steps restore MM x (1 + buffer)")
+    slice_fraction: float = Field(0.2, gt=0.0, le=1.0, description="largest share of a position per step")
+    slice_notional: float = Field(250_000.0, ge=0.0, description="positions above this notional are sliced")
+    cooldown: float = Field(30.0, ge=0.0, description="seconds between steps of one account")
+    latency: float = Field(0.05, ge=0.0, description="seconds from breach to the first liquidation order")
+
+
+class BackstopConfig(StrictModel):
+    """Transfer to a backstop liquidity vault at mark minus a discount."""
+
+    enabled: bool = True
+    equity_fraction_of_mm: float = Field(2.0 / 3.0, ge=0.0, le=1.0,
+                                         description="hand to the backstop when equity < this x MM")
+    discount: float = Field(0.01, ge=0.0, lt=0.5)
+    capital: float = Field(5_000_000.0, ge=0.0, description="vault capital in quote units")
+
+
+class AuctionConfig(StrictModel):
+    duration: float = Field(60.0, gt=0.0)
+    min_bidders: int = Field(0, ge=0)
+
+
+class LiquidationConfig(StrictModel):
+    policy: Literal["book", "backstop", "auction"] = "book"
+    fee_rate: float = Field(0.01, ge=0.0, lt=0.2, description="liquidation fee, fraction of notional")
+    fee_cap: float = Field(50_000.0, ge=0.0, description="largest fee per liquidation step, quote units")
+    book: BookLiquidationConfig = BookLiquidationConfig()
+    backstop: BackstopConfig = BackstopConfig()
+    auction: AuctionConfig = AuctionConfig()
+
+
+class WaterfallConfig(StrictModel):
+    cover: Literal[1, 2] = 2
+    stress_move: float = Field(0.3, gt=0.0, lt=1.0, description="price move of the sizing stress test")
+    ccp_capital: float = Field(2_000_000.0, ge=0.0)
+    skin_in_game: float = Field(0.25, ge=0.0, le=1.0)
+    assessment_cap: float = Field(1.0, ge=0.0)
+    members: int = Field(20, ge=1, description="the largest accounts by IM become clearing members")
+
+
+class LossAbsorptionConfig(StrictModel):
+    """Layers after a bankruptcy. ``order`` lists the cash layers in the order they are used;
+    ADL (if enabled) acts on a bankrupt's open position when the insurance fund cannot cover it."""
+
+    insurance_fund: float = Field(1_000_000.0, ge=0.0, description="initial balance, quote units")
+    insurance_cap_per_market: float | None = Field(None, ge=0.0)
+    adl: Literal["off", "ranked", "pro_rata"] = "ranked"
+    socialised: Literal["off", "open_interest", "depositors"] = "open_interest"
+    waterfall: WaterfallConfig | None = None
+    order: list[Literal["insurance_fund", "waterfall", "socialised"]] = ["insurance_fund", "waterfall", "socialised"]
+
+    @model_validator(mode="after")
+    def _unique(self) -> "LossAbsorptionConfig":
+        if len(set(self.order)) != len(self.order):
+            raise ValueError(f"order lists a layer twice: {self.order}")
+        return self
+
+
+class FundingConfig(StrictModel):
+    enabled: bool = True
+    premium_clamp: float = Field(0.0005, ge=0.0, description="premium inside +/- this pays no funding")
+
+
+class ClearingConfig(StrictModel):
+    enforcement: EnforcementConfig = EnforcementConfig()
+    liquidation: LiquidationConfig = LiquidationConfig()
+    loss_absorption: LossAbsorptionConfig = LossAbsorptionConfig()
+    funding: FundingConfig = FundingConfig()

@@ -1,0 +1,60 @@
+"""Oracle feed configuration: update rule, latency, outages, bounds and manipulation surface."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from sim.schema.base import StrictModel
+
+
+class OutageConfig(StrictModel):
+    """No publications for ``underlyings`` (all when empty) between ``start`` and ``end`` seconds."""
+
+    start: float = Field(ge=0.0)
+    end: float = Field(gt=0.0)
+    underlyings: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "OutageConfig":
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+
+class OracleConfig(StrictModel):
+    """How the index is published.
+
+    The oracle samples its sources every ``sample_interval`` s and publishes when the candidate
+    moved more than ``deviation`` (fraction) from the last published value or ``heartbeat`` s
+    passed; a publication becomes visible ``latency`` s later. ``floor``/``ceiling`` bound what it
+    will publish per underlying (the LUNA case). ``venue_weight`` mixes the venue's own last trade
+    into the index (the Mango case); ``aggregation='median'`` instead takes the median of
+    ``external_sources`` noisy copies of the path plus the venue price.
+    """
+
+    sample_interval: float = Field(1.0, gt=0.0)
+    heartbeat: float = Field(60.0, gt=0.0)
+    deviation: float = Field(0.005, ge=0.0, lt=1.0)
+    latency: float = Field(0.0, ge=0.0)
+    stale_after: float = Field(120.0, gt=0.0)
+    outages: list[OutageConfig] = Field(default_factory=list)
+    floor: dict[str, float] = Field(default_factory=dict)
+    ceiling: dict[str, float] = Field(default_factory=dict)
+    aggregation: Literal["weighted", "median"] = "weighted"
+    venue_weight: float = Field(0.0, ge=0.0, le=1.0)
+    external_sources: int = Field(3, ge=1, le=15)
+    source_noise: float = Field(0.0005, ge=0.0, lt=0.5, description="relative std of each external source")
+    mark_basis_window: float = Field(60.0, gt=0.0, description="seconds of book basis averaged into the mark")
+    mark_basis_cap: float = Field(0.005, ge=0.0, lt=1.0, description="mark basis clamped to this fraction of index")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "OracleConfig":
+        for name, lo in self.floor.items():
+            if lo <= 0:
+                raise ValueError(f"floor[{name}] must be positive, got {lo}")
+            hi = self.ceiling.get(name)
+            if hi is not None and hi <= lo:
+                raise ValueError(f"ceiling[{name}] ({hi}) must exceed floor ({lo})")
+        return self

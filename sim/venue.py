@@ -1,0 +1,234 @@
+"""The venue: routes orders to books with latency, charges fees, enforces bands and halts.
+
+Agents talk to the venue through ``submit``/``cancel``/``cancel_all``/``amend``; each message
+arrives after a latency draw and the reply returns after another. The clearing house is
+co-located: it uses ``execute`` (no latency) for liquidations and plugs in as the pre-trade
+``risk_check`` and as the first trade listener, which settles fills into the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from sim.book import OrderBook
+from sim.kernel import World
+from sim.latency import Latency
+from sim.orders import BUY, Fill, FillFlag, RejectReason, STPMode, SubmitResult, TimeInForce
+from sim.resting import RestingSize
+from sim.schema.venue import VenueConfig
+
+RiskCheck = Callable[[int, int, int, int, int], bool]  # (account, instrument, side, price, lots) -> accept?
+TradeListener = Callable[[Fill, int, int], None]  # (fill, maker fee, taker fee)
+Reply = Callable[[SubmitResult], None]
+
+_STP = {"cancel_newest": STPMode.CANCEL_NEWEST, "cancel_oldest": STPMode.CANCEL_OLDEST,
+        "decrement_both": STPMode.DECREMENT_BOTH}
+
+
+def permissive(account: int, instrument: int, side: int, price: int, lots: int) -> bool:
+    """The default pre-trade check: accept everything (until a clearing house plugs in)."""
+    return True
+
+
+def fee_minor(notional: int, pips: int) -> int:
+    """Fee in minor units for ``pips`` hundredths of a basis point; charges round up, rebates toward zero."""
+    if pips >= 0:
+        return -((-notional * pips) // 1_000_000)
+    return -((notional * -pips) // 1_000_000)
+
+
+class Venue:
+    """One order book per instrument behind latency, fees, bands, halts and a risk check."""
+
+    def __init__(self, world: World, config: VenueConfig, tick_values: list[int],
+                 position_of: Callable[[int, int], int] | None = None) -> None:
+        self.world = world
+        self.config = config
+        self.tick_values = tick_values
+        stp = _STP[config.self_trade_prevention]
+        self.books = [
+            OrderBook(i, stp=stp, position_of=(None if position_of is None else (lambda a, i=i: position_of(a, i))))
+            for i in range(len(tick_values))
+        ]
+        self.to_venue = Latency(config.to_venue_latency, world.stream("venue/latency-in"))
+        self.to_agent = Latency(config.to_agent_latency, world.stream("venue/latency-out"))
+        self.maker_pips = int(round(config.maker_fee_bps * 100))
+        self.taker_pips = int(round(config.taker_fee_bps * 100))
+        self.reference: list[float | None] = [None] * len(tick_values)  # ticks, set by the oracle/mark
+        self.risk_check: RiskCheck = permissive
+        self.position_of = position_of
+        self.trade_listeners: list[TradeListener] = []
+        self.book_listeners: list[Callable[[int], None]] = []
+        self.reject_listeners: list[Callable[[int, SubmitResult], None]] = []
+        self.resting = RestingSize(len(tick_values))
+        self._next_id = 1
+        self.counts = {"orders": 0, "cancels": 0, "amends": 0, "fills": 0, "rejects": 0}
+
+    # ------------------------------------------------------------- agent-facing (with latency)
+    def new_order_id(self) -> int:
+        oid = self._next_id
+        self._next_id += 1
+        return oid
+
+    def submit(self, account: int, instrument: int, side: int, price: int, lots: int,
+               tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, reply: Reply | None = None) -> int:
+        """Send an order; it reaches the book after a latency draw. Returns the order id at once."""
+        oid = self.new_order_id()
+        self.world.call_later(self.to_venue.next(), self._arrive, oid, account, instrument, side, price, lots,
+                              tif, reduce_only, reply)
+        return oid
+
+    def cancel(self, order_id: int, instrument: int) -> None:
+        self.world.call_later(self.to_venue.next(), self._cancel_now, order_id, instrument)
+
+    def cancel_all(self, account: int, instrument: int | None = None) -> None:
+        self.world.call_later(self.to_venue.next(), self.cancel_all_now, account, instrument)
+
+    def amend(self, order_id: int, instrument: int, new_price: int | None = None, new_lots: int | None = None,
+              reply: Reply | None = None) -> None:
+        self.world.call_later(self.to_venue.next(), self._amend_now, order_id, instrument, new_price, new_lots, reply)
+
+    # ------------------------------------------------------------- arrival at the matching engine
+    def _arrive(self, oid: int, account: int, instrument: int, side: int, price: int, lots: int,
+                tif: TimeInForce, reduce_only: bool, reply: Reply | None) -> None:
+        result = self.execute(oid, account, instrument, side, price, lots, tif, reduce_only)
+        if reply is not None:
+            self.world.call_later(self.to_agent.next(), reply, result)
+
+    def execute(self, oid: int, account: int, instrument: int, side: int, price: int, lots: int,
+                tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False,
+                flags: FillFlag = FillFlag.NONE, check_risk: bool = True) -> SubmitResult:
+        """Run an order through the checks and the book now (no latency)."""
+        self.counts["orders"] += 1
+        if not 0 <= instrument < len(self.books):
+            return self._reject(oid, account, RejectReason.UNKNOWN_INSTRUMENT)
+        book = self.books[instrument]
+        if book.halted:
+            return self._reject(oid, account, RejectReason.HALTED)
+        ref = self.reference[instrument]
+        if tif == TimeInForce.MARKET:
+            if ref is None:
+                ref = book.best_ask() if side == BUY else book.best_bid()
+            if ref is None:
+                return self._reject(oid, account, RejectReason.OUTSIDE_PRICE_BAND)
+            band = self.config.market_protection
+            price = int(ref * (1.0 + band)) if side == BUY else max(1, -int(-ref * (1.0 - band) // 1))
+        elif ref is not None and not flags:
+            band = self.config.price_band
+            if price > ref * (1.0 + band) or price < ref * (1.0 - band):
+                return self._reject(oid, account, RejectReason.OUTSIDE_PRICE_BAND)
+        if check_risk and not reduce_only and self._increases_risk(account, instrument, side, lots):
+            if not self.risk_check(account, instrument, side, price, lots):
+                return self._reject(oid, account, RejectReason.RISK_CHECK_FAILED)
+        result = book.submit(oid, account, side, price, lots, tif, reduce_only, flags)
+        if result.reject is not None:
+            self.counts["rejects"] += 1
+            for listener in self.reject_listeners:
+                listener(account, result)
+            return result
+        self.resting.apply(instrument, account, side, result)
+        if result.fills:
+            self._settle(result.fills)
+        for listener in self.book_listeners:
+            listener(instrument)
+        return result
+
+    def _increases_risk(self, account: int, instrument: int, side: int, lots: int) -> bool:
+        if self.position_of is None:
+            return True
+        held = self.position_of(account, instrument)
+        return held == 0 or (held > 0) == (side > 0) or lots > abs(held)
+
+    def _settle(self, fills: list[Fill]) -> None:
+        tick_value = self.tick_values
+        maker_pips, taker_pips = self.maker_pips, self.taker_pips
+        self.counts["fills"] += len(fills)
+        for fill in fills:
+            notional = fill.price * fill.size * tick_value[fill.instrument]
+            maker_fee = fee_minor(notional, maker_pips)
+            taker_fee = fee_minor(notional, taker_pips)
+            for listener in self.trade_listeners:
+                listener(fill, maker_fee, taker_fee)
+
+    def off_book_trade(self, fill: Fill) -> None:
+        """Publish a trade made outside the book (backstop transfer, auction, ADL): no fees."""
+        self.counts["fills"] += 1
+        for listener in self.trade_listeners:
+            listener(fill, 0, 0)
+
+    def _reject(self, oid: int, account: int, reason: RejectReason) -> SubmitResult:
+        self.counts["rejects"] += 1
+        result = SubmitResult(oid, reason)
+        for listener in self.reject_listeners:
+            listener(account, result)
+        return result
+
+    def _cancel_now(self, order_id: int, instrument: int) -> Any:
+        self.counts["cancels"] += 1
+        order = self.books[instrument].cancel(order_id)
+        if order is not None:
+            self.resting.add(order.account, instrument, order.side, -order.size)
+            for listener in self.book_listeners:
+                listener(instrument)
+        return order
+
+    def cancel_all_now(self, account: int, instrument: int | None = None) -> int:
+        """Cancel an account's resting orders now (all instruments, or one). Returns how many."""
+        books = self.books if instrument is None else [self.books[instrument]]
+        cancelled = 0
+        for book in books:
+            removed = book.cancel_all(account)
+            if removed:
+                cancelled += len(removed)
+                for order in removed:
+                    self.resting.add(account, book.instrument, order.side, -order.size)
+                for listener in self.book_listeners:
+                    listener(book.instrument)
+        self.counts["cancels"] += cancelled
+        return cancelled
+
+    def _amend_now(self, order_id: int, instrument: int, new_price: int | None, new_lots: int | None,
+                   reply: Reply | None) -> None:
+        self.counts["amends"] += 1
+        book = self.books[instrument]
+        order = book.order(order_id)
+        if order is None:
+            result = book.amend(order_id, new_price, new_lots)  # the book's UNKNOWN_ORDER reject
+        else:
+            account, side, before = order.account, order.side, order.size
+            if (new_lots is not None and new_lots > before and self.position_of is not None
+                    and self._increases_risk(account, instrument, side, new_lots)
+                    and not self.risk_check(account, instrument, side, new_price or order.price, new_lots - before)):
+                result = SubmitResult(order_id, RejectReason.RISK_CHECK_FAILED)
+            else:
+                result = book.amend(order_id, new_price, new_lots)
+                if result.reject is None:
+                    self.resting.apply(instrument, account, side, result, before)
+        if result.fills:
+            self._settle(result.fills)
+        for listener in self.book_listeners:
+            listener(instrument)
+        if reply is not None:
+            self.world.call_later(self.to_agent.next(), reply, result)
+
+    @property
+    def open_bids(self) -> "np.ndarray":
+        return self.resting.bids
+
+    @property
+    def open_asks(self) -> "np.ndarray":
+        return self.resting.asks
+
+    def accounts_with_orders(self, instrument: int) -> list[int]:
+        r = self.resting
+        return [int(a) for a in np.flatnonzero(r.bids[:, instrument] + r.asks[:, instrument])]
+
+    # ------------------------------------------------------------- market control
+    def halt(self, instrument: int) -> None:
+        self.books[instrument].halt()
+
+    def resume(self, instrument: int) -> None:
+        self.books[instrument].resume()
