@@ -1,0 +1,66 @@
+"""Why each liquidation happened: the records that let metrics walk a cascade as a tree.
+
+A liquidation's cause is either exogenous -- an oracle publication moved the account below
+maintenance -- or endogenous: an earlier liquidation whose trades moved the book (and so the
+mark's basis), or a loss allocation (ADL, socialised loss, default-fund assessment) that charged
+the account. Endogenous causes name the parent liquidation, so each cascade is a tree rooted at
+an oracle move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class CauseKind(IntEnum):
+    ORACLE = 0  # an index publication (exogenous)
+    LIQUIDATION = 1  # price impact of an earlier liquidation's trades
+    LOSS_ALLOCATION = 2  # ADL, socialised loss or an assessment charged the account
+    INTERVAL = 3  # a periodic margin run with no finer attribution (interval cadence, no move)
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    kind: CauseKind
+    ref: int  # oracle publication number, or the parent liquidation id
+    time: float
+
+    @property
+    def exogenous(self) -> bool:
+        return self.kind in (CauseKind.ORACLE, CauseKind.INTERVAL)
+
+
+@dataclass(slots=True)
+class LiquidationEvent:
+    """One liquidation of one account (it may take several steps; each step is a ``LiquidationStep``)."""
+
+    liq_id: int
+    account: int
+    breach_time: float
+    start_time: float
+    cause: Cause
+    parent: int  # parent liquidation id, -1 for exogenous roots
+    generation: int  # 0 for roots
+    equity_at_breach: float
+    mm_at_breach: float
+    outcome: str = "open"  # restored_by_cancel | restored | closed | bankrupt
+    notional: int = 0  # minor units closed over all steps
+    end_time: float = float("nan")
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationStep:
+    """A piece of a liquidation: lots closed by one policy at an average price."""
+
+    liq_id: int
+    time: float
+    account: int
+    instrument: int
+    policy: str  # book | backstop | auction | takeover | adl
+    lots: int  # signed change of the liquidated account's position
+    notional: int  # minor units
+    avg_price_ticks: float
+    mark_ticks: float
+    bankruptcy_ticks: float
+    fee: int

@@ -1,0 +1,34 @@
+"""Account health states and their vectorised classification.
+
+healthy -> below IM (only risk-reducing orders accepted) -> below the cancel level (open orders
+cancelled) -> below MM (liquidation) -> equity below zero (bankrupt). The cancel level sits
+between MM and IM: ``MM + cancel_level x (IM - MM)``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+
+class Health(IntEnum):
+    HEALTHY = 0
+    BELOW_IM = 1
+    BELOW_CANCEL = 2
+    BELOW_MM = 3
+    BANKRUPT = 4
+
+
+def classify(equity: np.ndarray, im: np.ndarray, mm: np.ndarray, cancel_level: float,
+             has_exposure: np.ndarray) -> np.ndarray:
+    """Health of every account (int8). Accounts with no positions and no orders are healthy unless
+    their equity is negative (a deficit still waiting for absorption is bankrupt)."""
+    cancel = mm + cancel_level * (im - mm)
+    state = np.zeros(equity.shape, dtype=np.int8)
+    state[equity < im] = Health.BELOW_IM
+    state[equity < cancel] = Health.BELOW_CANCEL
+    state[equity < mm] = Health.BELOW_MM
+    state[~has_exposure & (equity >= 0)] = Health.HEALTHY
+    state[equity < 0] = Health.BANKRUPT
+    return state

@@ -1,0 +1,276 @@
+"""The clearing house: settles fills, re-values accounts, enforces margin and starts liquidations.
+
+On every oracle publication (``cadence='continuous'``) every account is re-valued at once:
+equity (collateral after haircuts + positions at mark) against the regime's IM and MM, computed
+on the *worst-case* positions (position plus resting orders on whichever side makes it larger), so
+that cancelling orders can restore an account. On every fill the two parties are re-valued. With
+``cadence='interval'`` the whole book of accounts is re-valued every ``interval`` seconds instead.
+
+The venue asks ``pre_trade_check`` before accepting an order that increases risk: the order is
+accepted only if, filled at its limit price, it would leave the account at or above IM.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from clearing.causality import Cause, CauseKind
+from clearing.health import Health, classify
+from clearing.instruments import InstrumentKind, InstrumentTable
+from clearing.ledger import FIRST_TRADER, QUOTE, Ledger
+from clearing.margin.base import MarginRegime, Positions
+from sim.orders import Fill, FillFlag
+from sim.schema.clearing import ClearingConfig
+
+if TYPE_CHECKING:
+    from clearing.liquidation import LiquidationEngine
+    from sim.kernel import World
+    from sim.mark import MarkPricer
+    from sim.oracle import Oracle
+    from sim.venue import Venue
+
+
+class ClearingHouse:
+    """Continuous margin enforcement over a ledger, a venue, an oracle and a margin regime."""
+
+    def __init__(self, world: "World", ledger: Ledger, venue: "Venue", oracle: "Oracle", marks: "MarkPricer",
+                 table: InstrumentTable, regime: MarginRegime, config: ClearingConfig) -> None:
+        self.world = world
+        self.ledger = ledger
+        self.venue = venue
+        self.oracle = oracle
+        self.marks = marks
+        self.table = table
+        self.regime = regime
+        self.config = config
+        self.scale = float(ledger.assets[QUOTE].minor_per_unit)  # quote units -> minor units
+        cap = ledger.cash.shape[0]
+        self.health = np.zeros(cap, dtype=np.int8)
+        self.equity = np.zeros(cap)
+        self.im = np.zeros(cap)
+        self.mm = np.zeros(cap)
+        self.index_value = np.zeros(cap)  # the part of position value carried by the index
+        self.basis_value = np.zeros(cap)  # the part carried by the book's basis (endogenous)
+        self.last_charge: dict[int, Cause] = {}  # loss allocations since the account's last check
+        self.basis_mover: dict[int, tuple[int, float]] = {}  # instrument -> (liq_id, time) of last impact
+        self.oracle_seq = 0
+        self.revaluations = 0
+        self.checks = 0
+        self.refused: set[int] = set()  # order ids refused by the pre-trade check (for audits)
+        self.liquidations: "LiquidationEngine | None" = None
+        self.enforce_violations: list[str] = []
+        self.margin_samples: list[tuple[float, float, float, float]] = []  # time, total IM, MM, equity
+
+    # ------------------------------------------------------------------ wiring
+    def attach(self, liquidations: "LiquidationEngine") -> None:
+        self.liquidations = liquidations
+        self.venue.trade_listeners.insert(0, self.on_fill)
+        if self.config.enforcement.pre_trade_check:
+            self.venue.risk_check = self.pre_trade_check
+        self.oracle.listeners.append(self.on_publication)
+        if self.config.enforcement.cadence == "interval":
+            iv = self.config.enforcement.interval
+            self.world.every(iv, lambda: self.revalue_all(Cause(CauseKind.INTERVAL, self.oracle_seq, self.world.now)),
+                             start=iv)
+        self._schedule_settlements()
+
+    def _schedule_settlements(self) -> None:
+        for ins in self.table.instruments:
+            if ins.kind == InstrumentKind.PERPETUAL and self.config.funding.enabled and ins.funding_interval:
+                self.world.every(ins.funding_interval, lambda i=ins.id: self.pay_funding(i), start=ins.funding_interval)
+            if ins.expiry is not None:
+                self.world.call_later(ins.expiry, self.settle_expiry, ins.id)
+
+    def _grow(self) -> None:
+        cap = self.ledger.cash.shape[0]
+        if self.health.shape[0] < cap:
+            for name in ("health", "equity", "im", "mm", "index_value", "basis_value"):
+                old = getattr(self, name)
+                new = np.zeros(cap, dtype=old.dtype)
+                new[: old.shape[0]] = old
+                setattr(self, name, new)
+
+    # ------------------------------------------------------------------ valuation
+    def asset_prices(self) -> np.ndarray:
+        """Price of each collateral asset in quote units (the quote asset is worth 1)."""
+        prices = np.ones(len(self.ledger.assets))
+        und = self.table.underlyings
+        for k, asset in enumerate(self.ledger.assets):
+            if asset.price_source is not None:
+                prices[k] = self.oracle.index[list(self.oracle.underlyings).index(asset.price_source)]
+        return prices
+
+    def exposure(self, rows: slice | np.ndarray) -> np.ndarray:
+        """Worst-case lots: position plus resting buys or minus resting sells, whichever is larger."""
+        pos = self.ledger.position[rows]
+        bids = self.venue.open_bids[rows]
+        asks = self.venue.open_asks[rows]
+        up, down = pos + bids, pos - asks
+        return np.where(np.abs(up) >= np.abs(down), up, down).astype(np.float64)
+
+    def valuation(self, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(equity, IM, MM) in minor units for the given ledger rows."""
+        ledger = self.ledger
+        marks_value = self.marks.ticks * ledger.tick_value
+        cash = ledger.cash[rows]
+        if cash.shape[1] == 1:
+            collateral = cash[:, 0].astype(np.float64)
+        else:
+            collateral = self._collateral(cash)
+        equity = collateral + ledger.position[rows] @ marks_value
+        req = self.regime.requirements(Positions(self.exposure(rows)), self.marks.market_state(self.world.now))
+        return equity, req.im * self.scale, req.mm * self.scale
+
+    def _collateral(self, cash: np.ndarray) -> np.ndarray:
+        assets = self.ledger.assets
+        scale = np.array([10 ** (assets[QUOTE].decimals - a.decimals) for a in assets], dtype=np.float64)
+        price = self.asset_prices() * scale
+        keep = 1.0 - np.array([a.haircut for a in assets])
+        c = cash.astype(np.float64)
+        return np.where(c > 0, c * (price * keep), c * price).sum(axis=1)
+
+    def account_equity(self, account: int) -> float:
+        return float(self.valuation(np.array([account]))[0][0])
+
+    # ------------------------------------------------------------------ events
+    def on_publication(self, which: np.ndarray) -> None:
+        self.oracle_seq += 1
+        self.marks.sample_books()
+        self.marks.update(self.world.now)
+        self._refresh_references()
+        if self.config.enforcement.cadence == "continuous":
+            self.revalue_all(Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now))
+
+    def _refresh_references(self) -> None:
+        ref = self.venue.reference
+        for i in range(len(ref)):
+            ref[i] = float(self.marks.ticks[i])
+
+    def on_fill(self, fill: Fill, maker_fee: int, taker_fee: int) -> None:
+        """Settle a fill into the ledger, charge fees, and re-check both parties."""
+        ledger = self.ledger
+        if fill.aggressor_side > 0:
+            buyer, seller = fill.taker_account, fill.maker_account
+        else:
+            buyer, seller = fill.maker_account, fill.taker_account
+        ledger.trade(buyer, seller, fill.instrument, fill.price, fill.size)
+        ledger.charge_fee(fill.maker_account, maker_fee)
+        ledger.charge_fee(fill.taker_account, taker_fee)
+        if self.config.enforcement.cadence == "continuous" and not (fill.flags & (FillFlag.LIQUIDATION | FillFlag.ADL)):
+            self.world.call_soon(self._check_parties, fill.maker_account, fill.taker_account)
+
+    def _check_parties(self, a: int, b: int) -> None:
+        rows = np.array([a, b])
+        cause = Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now)
+        self._apply(rows, *self.valuation(rows), cause)
+
+    def revalue_all(self, cause: Cause) -> None:
+        """Re-value every trader account at once and act on the new states."""
+        self._grow()
+        self.revaluations += 1
+        n = self.ledger.n_accounts
+        rows = np.arange(FIRST_TRADER, n)
+        equity, im, mm = self.valuation(slice(FIRST_TRADER, n))
+        self.margin_samples.append((self.world.now, float(im.sum()), float(mm.sum()), float(equity.sum())))
+        self._apply(rows, equity, im, mm, cause)
+
+    def _apply(self, rows: np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray, cause: Cause) -> None:
+        self.checks += rows.size
+        pos = self.ledger.position[rows]
+        has_position = np.any(pos != 0, axis=1)
+        has_orders = np.any(self.venue.open_bids[rows] + self.venue.open_asks[rows] > 0, axis=1)
+        state = classify(equity, im, mm, self.config.enforcement.cancel_level, has_position | has_orders)
+        previous = self.health[rows]
+        marks_value = self.marks.ticks * self.ledger.tick_value
+        index_value = pos @ (self.marks.index_ticks * self.ledger.tick_value)
+        basis_value = pos @ (self.marks.basis_ticks * self.ledger.tick_value)
+        d_index = index_value - self.index_value[rows]
+        d_basis = basis_value - self.basis_value[rows]
+        self.equity[rows], self.im[rows], self.mm[rows] = equity, im, mm
+        self.health[rows] = state
+        self.index_value[rows], self.basis_value[rows] = index_value, basis_value
+        engine = self.liquidations
+        assert engine is not None
+        cancel = np.flatnonzero((state >= Health.BELOW_CANCEL) & has_orders & (state < Health.BELOW_MM))
+        for k in cancel:
+            self.venue.cancel_all_now(int(rows[k]))
+        breach = np.flatnonzero((state >= Health.BELOW_MM) & (has_position | (equity < 0)))
+        for k in breach:
+            account = int(rows[k])
+            if engine.is_active(account):
+                continue
+            why = self._attribute(account, float(d_index[k]), float(d_basis[k]), pos[k], cause)
+            engine.start(account, float(equity[k]), float(mm[k]), why)
+        del marks_value, previous
+
+    def _attribute(self, account: int, d_index: float, d_basis: float, pos: np.ndarray, cause: Cause) -> Cause:
+        """Name what pushed this account under maintenance (see ``clearing.causality``)."""
+        charge = self.last_charge.pop(account, None)
+        if charge is not None:
+            return charge
+        if d_basis < 0 and d_basis < d_index:
+            # the book moved the mark against the account more than the index did: find whose trades
+            contrib = pos * self.marks.basis_ticks * self.ledger.tick_value
+            instrument = int(np.argmin(contrib))
+            mover = self.basis_mover.get(instrument)
+            if mover is not None:
+                return Cause(CauseKind.LIQUIDATION, mover[0], mover[1])
+        return cause
+
+    def note_charge(self, account: int, cause: Cause) -> None:
+        """A loss allocation charged ``account``; a breach it causes is attributed to ``cause``."""
+        self.last_charge[account] = cause
+
+    # ------------------------------------------------------------------ pre-trade check
+    def pre_trade_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:
+        """Accept only if the order, filled at ``price``, would leave the account at or above IM."""
+        if account < FIRST_TRADER:
+            return True
+        if self.liquidations is not None and self.liquidations.is_active(account):
+            return False
+        rows = np.array([account])
+        exposure = self.exposure(rows)
+        exposure[0, instrument] += side * lots
+        ledger = self.ledger
+        tv = int(ledger.tick_value[instrument])
+        mark = float(self.marks.ticks[instrument])
+        cash = ledger.cash[rows]
+        collateral = float(cash[0, 0]) if cash.shape[1] == 1 else float(self._collateral(cash)[0])
+        equity = collateral + float(ledger.position[account] @ (self.marks.ticks * ledger.tick_value))
+        equity -= side * (price - mark) * lots * tv  # paying above mark costs equity at once
+        req = self.regime.requirements(Positions(exposure), self.marks.market_state(self.world.now))
+        ok = equity >= float(req.im[0]) * self.scale
+        return bool(ok)
+
+    # ------------------------------------------------------------------ funding and expiry
+    def pay_funding(self, instrument: int) -> None:
+        """Perpetual funding: longs pay shorts the clamped premium of mark over index, per lot."""
+        ins = self.table.instruments[instrument]
+        index_ticks = float(self.marks.index_ticks[instrument])
+        if index_ticks <= 0:
+            return
+        premium = float(self.marks.basis_ticks[instrument]) / index_ticks
+        dead = self.config.funding.premium_clamp
+        rate = np.sign(premium) * max(abs(premium) - dead, 0.0)
+        rate = float(np.clip(rate, -0.0075, 0.0075))
+        per_lot = int(round(rate * index_ticks * int(self.ledger.tick_value[instrument])))
+        self.ledger.now = self.world.now
+        self.ledger.pay_funding(instrument, per_lot)
+        del ins
+
+    def settle_expiry(self, instrument: int) -> None:
+        """Final settlement at the index (options at intrinsic value); the book is closed."""
+        ins = self.table.instruments[instrument]
+        self.venue.halt(instrument)
+        for account in self.venue.accounts_with_orders(instrument):
+            self.venue.cancel_all_now(account, instrument)
+        spot = float(self.oracle.index[self.table.underlying_index[instrument]])
+        if ins.kind == InstrumentKind.OPTION:
+            assert ins.strike is not None
+            value = max(spot - ins.strike, 0.0) if ins.is_call else max(ins.strike - spot, 0.0)
+        else:
+            value = spot
+        self.ledger.now = self.world.now
+        self.ledger.settle_expiry(instrument, int(round(value / ins.tick_size)))

@@ -1,0 +1,363 @@
+"""The liquidation engine: what happens to an account below maintenance margin.
+
+Each liquidation is one ``LiquidationEvent`` made of ``LiquidationStep``s:
+
+1. cancel the account's open orders and re-value it (that alone may restore it);
+2. if it is still below MM, by policy:
+   * ``book`` -- an IOC reduce-only order sized to restore MM x (1 + buffer) (the Drift formula),
+     capped to a slice of large positions, with a worst price between the mark and the
+     bankruptcy price; further steps after a cool-down;
+   * ``backstop`` -- (also, under any policy, when equity < ``equity_fraction_of_mm`` x MM) the
+     positions move to the backstop vault at the mark less a discount;
+   * ``auction`` -- the positions are offered to registered bidders for ``duration`` seconds;
+     the best bid wins, a zero bid is possible; with no bid the engine closes them itself;
+3. a bankrupt account (equity <= 0) is closed by the engine itself: through the book when the
+   insurance fund can stand behind it, otherwise by auto-deleveraging at the bankruptcy price;
+   any deficit left after the positions are gone goes to ``LossAbsorber``.
+
+The liquidation fee goes to the insurance fund out of what the fill beat the bankruptcy price by;
+a fill worse than bankruptcy leaves a deficit the fund (or the next layer) pays.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from clearing.adl import adl_candidates, select_pro_rata, select_ranked
+from clearing.causality import Cause, CauseKind, LiquidationEvent, LiquidationStep
+from clearing.health import Health
+from clearing.ledger import QUOTE
+from clearing.liquidation_math import liquidation_fee, lots_to_restore
+from sim.orders import BUY, SELL, Fill, FillFlag, TimeInForce
+from sim.schema.clearing import LiquidationConfig
+
+if TYPE_CHECKING:
+    from clearing.absorption import LossAbsorber
+    from clearing.house import ClearingHouse
+
+
+class AuctionBidder(Protocol):
+    """Something that bids for liquidated positions (an agent with finite capital)."""
+
+    account: int
+
+    def auction_discount(self, lots: np.ndarray, marks_value: np.ndarray) -> float | None:
+        """Discount off mark (0..1) at which it takes ``lots`` (signed, per instrument); None: no bid."""
+
+
+class LiquidationEngine:
+    """Runs liquidations as timed steps on the world's clock."""
+
+    def __init__(self, house: "ClearingHouse", config: LiquidationConfig, absorber: "LossAbsorber",
+                 backstop_account: int | None, adl: str = "ranked") -> None:
+        self.house = house
+        self.config = config
+        self.absorber = absorber
+        self.backstop_account = backstop_account
+        self.adl = adl
+        self.active: dict[int, LiquidationEvent] = {}
+        self.events: list[LiquidationEvent] = []
+        self.steps: list[LiquidationStep] = []
+        self.bidders: list[AuctionBidder] = []
+        self.cancels_restored = 0
+        self.auction_outcomes: list[tuple[float, int, float | None]] = []  # time, liq id, winning discount
+
+    # ------------------------------------------------------------------ lifecycle
+    def is_active(self, account: int) -> bool:
+        return account in self.active
+
+    def start(self, account: int, equity: float, mm: float, cause: Cause) -> None:
+        now = self.house.world.now
+        parent, generation = -1, 0
+        if cause.kind in (CauseKind.LIQUIDATION, CauseKind.LOSS_ALLOCATION) and 0 <= cause.ref < len(self.events):
+            parent = cause.ref
+            generation = self.events[parent].generation + 1
+        event = LiquidationEvent(liq_id=len(self.events), account=account, breach_time=now, start_time=now,
+                                 cause=cause, parent=parent, generation=generation,
+                                 equity_at_breach=equity, mm_at_breach=mm)
+        self.events.append(event)
+        self.active[account] = event
+        self.house.world.call_later(self.config.book.latency, self._step, event, True)
+
+    def _finish(self, event: LiquidationEvent, outcome: str) -> None:
+        event.outcome = outcome
+        event.end_time = self.house.world.now
+        self.active.pop(event.account, None)
+
+    # ------------------------------------------------------------------ one step
+    def _value(self, account: int) -> tuple[float, float, float]:
+        equity, im, mm = self.house.valuation(np.array([account]))
+        return float(equity[0]), float(im[0]), float(mm[0])
+
+    def _step(self, event: LiquidationEvent, first: bool = False) -> None:
+        house, account = self.house, event.account
+        house.ledger.now = house.world.now
+        if first:
+            event.start_time = house.world.now
+            if house.venue.cancel_all_now(account):
+                equity, _im, mm = self._value(account)
+                if equity >= mm:
+                    self.cancels_restored += 1
+                    self._finish(event, "restored_by_cancel")
+                    return
+        equity, _im, mm = self._value(account)
+        if equity >= mm:
+            self._finish(event, "restored")
+            return
+        if not house.ledger.position[account].any():
+            if equity < 0:
+                self.absorber.absorb(account, event)
+                self._finish(event, "bankrupt")
+            else:
+                self._finish(event, "closed")
+            return
+        if equity <= 0:
+            self._bankrupt(event, equity)
+            return
+        cfg = self.config
+        if cfg.policy == "backstop" or (cfg.backstop.enabled and equity < cfg.backstop.equity_fraction_of_mm * mm):
+            if self._backstop(event):
+                self._after(event, progressed=True)
+                return
+        if cfg.policy == "auction":
+            self._start_auction(event)
+            return
+        self._book_step(event, equity, mm)
+
+    def _after(self, event: LiquidationEvent, progressed: bool, delay: float | None = None) -> None:
+        """Decide what follows a step: done, bankrupt, or another step later."""
+        equity, _im, mm = self._value(event.account)
+        flat = not self.house.ledger.position[event.account].any()
+        if flat:
+            if equity < 0:
+                self.absorber.absorb(event.account, event)
+                self._finish(event, "bankrupt")
+            else:
+                self._finish(event, "closed")
+            return
+        if equity >= mm:
+            self._finish(event, "restored")
+            return
+        wait = self.config.book.cooldown if delay is None else delay
+        if not progressed:
+            wait = max(wait, 1.0)
+        self.house.world.call_later(wait, self._step, event)
+
+    # ------------------------------------------------------------------ policies
+    def _largest_position(self, account: int) -> tuple[int, int]:
+        ledger = self.house.ledger
+        notional = np.abs(ledger.position[account] * self.house.marks.ticks * ledger.tick_value)
+        i = int(np.argmax(notional))
+        return i, int(ledger.position[account, i])
+
+    def _book_step(self, event: LiquidationEvent, equity: float, mm: float) -> None:
+        house, cfg = self.house, self.config
+        account = event.account
+        instrument, held = self._largest_position(account)
+        tv = int(house.ledger.tick_value[instrument])
+        mark = float(house.marks.ticks[instrument])
+        per_lot = mark * tv
+        gross = float(np.abs(house.ledger.position[account]) @ (house.marks.ticks * house.ledger.tick_value))
+        ratio = mm / gross if gross > 0 else 1.0
+        try:
+            lots = lots_to_restore(equity, mm, cfg.book.buffer, per_lot, ratio, contract_units=1.0,
+                                   liquidation_fee=cfg.fee_rate, position_lots=held)
+        except ValueError:
+            lots = abs(held)  # the fee exceeds the margin ratio: partial steps cannot restore it
+        lots = max(1, min(abs(held), lots))
+        if abs(held) * per_lot > cfg.book.slice_notional * house.scale:
+            lots = min(lots, max(1, math.ceil(cfg.book.slice_fraction * abs(held))))
+        side = SELL if held > 0 else BUY
+        bankruptcy = mark - equity / (held * tv)
+        tif = TimeInForce.IOC
+        if cfg.book.worst_price == "bankruptcy":
+            limit = bankruptcy
+        elif cfg.book.worst_price == "between":
+            limit = mark + cfg.book.worst_fraction * (bankruptcy - mark)
+        else:
+            limit, tif = mark, TimeInForce.MARKET
+        self._through_book(event, instrument, side, lots, limit, tif, bankruptcy, "book")
+        filled = self.steps[-1].lots if self.steps and self.steps[-1].liq_id == event.liq_id else 0
+        self._after(event, progressed=filled != 0, delay=cfg.book.cooldown if lots < abs(held) else 0.0)
+
+    def _through_book(self, event: LiquidationEvent, instrument: int, side: int, lots: int, limit: float,
+                      tif: TimeInForce, bankruptcy: float, policy: str) -> int:
+        """Send one IOC/MARKET liquidation order; record the step; collect the fee. Returns lots filled."""
+        house = self.house
+        account = event.account
+        limit_ticks = max(1, math.ceil(limit) if side == SELL else math.floor(limit))
+        oid = house.venue.new_order_id()
+        result = house.venue.execute(oid, account, instrument, side, limit_ticks, lots, tif,
+                                     reduce_only=True, flags=FillFlag.LIQUIDATION, check_risk=False)
+        filled = sum(f.size for f in result.fills)
+        if not filled:
+            return 0
+        tv = int(house.ledger.tick_value[instrument])
+        notional = sum(f.price * f.size for f in result.fills) * tv
+        avg = notional / (filled * tv)
+        # the fee comes out of what the fill beat the bankruptcy price by, never out of a deficit
+        surplus = int((avg - bankruptcy) * filled * tv) if side == SELL else int((bankruptcy - avg) * filled * tv)
+        fee = min(liquidation_fee(notional, self.config.fee_rate, int(self.config.fee_cap * house.scale)),
+                  max(surplus, 0))
+        if fee > 0:
+            self.absorber.fund.collect(account, fee, instrument, "liquidation_fee")
+        self._record(event, instrument, policy, side * filled, notional, avg, bankruptcy, fee)
+        house.basis_mover[instrument] = (event.liq_id, house.world.now)
+        return filled
+
+    def _record(self, event: LiquidationEvent, instrument: int, policy: str, lots: int, notional: int,
+                avg: float, bankruptcy: float, fee: int) -> None:
+        house = self.house
+        event.notional += abs(notional)
+        self.steps.append(LiquidationStep(event.liq_id, house.world.now, event.account, instrument, policy, lots,
+                                          abs(notional), avg, float(house.marks.ticks[instrument]), bankruptcy, fee))
+
+    def _off_book(self, event: LiquidationEvent, counterparty: int, instrument: int, lots_closed: int,
+                  price_ticks: int, policy: str, flags: FillFlag, bankruptcy: float) -> None:
+        """Move ``lots_closed`` (signed change of the liquidated account) to ``counterparty`` at a price."""
+        account = event.account
+        side = BUY if lots_closed > 0 else SELL
+        size = abs(lots_closed)
+        fill = Fill(instrument, price_ticks, size, side, 0, 0, counterparty, account, flags)
+        self.house.venue.off_book_trade(fill)
+        tv = int(self.house.ledger.tick_value[instrument])
+        self._record(event, instrument, policy, lots_closed, price_ticks * size * tv, float(price_ticks), bankruptcy, 0)
+
+    def _backstop(self, event: LiquidationEvent) -> bool:
+        """Hand every position to the backstop vault at mark less the discount. False if it cannot take it."""
+        vault = self.backstop_account
+        if vault is None:
+            return False
+        house = self.house
+        account = event.account
+        pos = house.ledger.position[account].copy()
+        if not self._vault_can_take(pos):
+            return False
+        d = self.config.backstop.discount
+        for instrument in np.flatnonzero(pos):
+            held = int(pos[instrument])
+            mark = float(house.marks.ticks[instrument])
+            price = math.floor(mark * (1 - d)) if held > 0 else math.ceil(mark * (1 + d))
+            self._off_book(event, vault, int(instrument), -held, max(price, 1), "backstop", FillFlag.BACKSTOP,
+                           float("nan"))
+        return True
+
+    def _vault_can_take(self, lots: np.ndarray) -> bool:
+        house, vault = self.house, self.backstop_account
+        assert vault is not None
+        rows = np.array([vault])
+        equity, _im, _mm = house.valuation(rows)
+        exposure = house.exposure(rows)
+        exposure[0] += lots
+        from clearing.margin.base import Positions
+
+        req = house.regime.requirements(Positions(exposure), house.marks.market_state(house.world.now))
+        return bool(equity[0] >= req.im[0] * house.scale)
+
+    # ------------------------------------------------------------------ auctions
+    def _start_auction(self, event: LiquidationEvent) -> None:
+        self.house.world.call_later(self.config.auction.duration, self._settle_auction, event)
+
+    def _settle_auction(self, event: LiquidationEvent) -> None:
+        house = self.house
+        account = event.account
+        pos = house.ledger.position[account].copy()
+        if not pos.any():
+            self._after(event, progressed=True)
+            return
+        marks_value = house.marks.ticks * house.ledger.tick_value
+        best: tuple[float, int] | None = None
+        for bidder in self.bidders:
+            if bidder.account == account:
+                continue
+            discount = bidder.auction_discount(-pos, marks_value)
+            if discount is None:
+                continue
+            discount = min(max(float(discount), 0.0), 1.0)
+            if best is None or discount < best[0]:
+                best = (discount, bidder.account)
+        self.auction_outcomes.append((house.world.now, event.liq_id, None if best is None else best[0]))
+        if best is None:
+            equity, _im, _mm = self._value(account)
+            self._bankrupt(event, equity) if equity <= 0 else self._takeover(event)
+            return
+        discount, winner = best
+        for instrument in np.flatnonzero(pos):
+            held = int(pos[instrument])
+            mark = float(house.marks.ticks[instrument])
+            price = math.floor(mark * (1 - discount)) if held > 0 else math.ceil(mark * (1 + discount))
+            self._off_book(event, winner, int(instrument), -held, max(price, 0), "auction", FillFlag.AUCTION,
+                           float("nan"))
+        self._after(event, progressed=True)
+
+    # ------------------------------------------------------------------ bankruptcy
+    def _bankrupt(self, event: LiquidationEvent, equity: float) -> None:
+        """Equity at or below zero with positions left: close them via the fund or ADL."""
+        house = self.house
+        instrument, _held = self._largest_position(event.account)
+        if self.adl == "off" or self.absorber.fund.available(instrument) >= -equity:
+            self._takeover(event)
+        else:
+            self._deleverage(event)
+
+    def _takeover(self, event: LiquidationEvent) -> None:
+        """Close every position through the book at the venue's protection band; ADL or the vault
+        take what the book cannot absorb."""
+        house = self.house
+        account = event.account
+        for instrument in np.flatnonzero(house.ledger.position[account]):
+            held = int(house.ledger.position[account, instrument])
+            side = SELL if held > 0 else BUY
+            self._through_book(event, int(instrument), side, abs(held), float(house.marks.ticks[instrument]),
+                               TimeInForce.MARKET, float("nan"), "takeover")
+        if house.ledger.position[account].any():
+            if self.adl != "off":
+                self._deleverage(event)
+                return
+            if self._backstop(event):
+                self._after(event, progressed=True)
+                return
+        self._after(event, progressed=True, delay=self.config.book.cooldown)
+
+    def _deleverage(self, event: LiquidationEvent) -> None:
+        """Auto-deleverage: close the bankrupt's positions against profitable opposite holders at the
+        bankruptcy price (the largest position at its bankruptcy price, the rest at mark)."""
+        house = self.house
+        account = event.account
+        ledger = house.ledger
+        house._grow()
+        equity_all = np.zeros(ledger.n_accounts)
+        equity_all[:], _im, _mm = house.valuation(slice(0, ledger.n_accounts))
+        first = True
+        for instrument in np.argsort(-np.abs(ledger.position[account] * house.marks.ticks * ledger.tick_value)):
+            held = int(ledger.position[account, instrument])
+            if held == 0:
+                continue
+            tv = int(ledger.tick_value[instrument])
+            mark = float(house.marks.ticks[instrument])
+            equity = float(equity_all[account]) if first else 0.0
+            bankruptcy = mark - equity / (held * tv)
+            price = max(1, math.ceil(bankruptcy) if held > 0 else math.floor(bankruptcy))
+            cands = adl_candidates(ledger, int(instrument), int(round(mark)), equity_all, exclude=account)
+            if self.adl == "pro_rata":
+                chosen = select_pro_rata(held, cands.accounts, cands.lots, cands.pnl)
+            else:
+                chosen = select_ranked(held, cands.accounts, cands.ranks, cands.lots)
+            cause = Cause(CauseKind.LOSS_ALLOCATION, event.liq_id, house.world.now)
+            for counterparty, lots in chosen:
+                self._off_book(event, counterparty, int(instrument), -lots if held > 0 else lots, price, "adl",
+                               FillFlag.ADL, bankruptcy)
+                house.note_charge(counterparty, cause)
+            first = False
+        self._after(event, progressed=True)
+
+    # ------------------------------------------------------------------ health
+    def below_mm_not_liquidating(self) -> np.ndarray:
+        """Accounts the last valuation put below MM that no liquidation is handling (should be none)."""
+        house = self.house
+        n = house.ledger.n_accounts
+        idx = np.flatnonzero(house.health[:n] >= Health.BELOW_MM)
+        return np.array([a for a in idx if a not in self.active], dtype=np.int64)
