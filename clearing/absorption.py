@@ -1,0 +1,107 @@
+"""Loss absorption: who pays for a bankrupt account's deficit once its positions are gone.
+
+The deficit (negative quote cash, no positions) is first reduced by selling any other collateral
+the account still holds, then passed through the configured cash layers in order --
+``insurance_fund``, ``waterfall`` (CCP default waterfall), ``socialised`` (over open interest or
+a depositor haircut) -- and whatever is left is recorded as bad debt. Every layer is a balanced
+ledger transfer into the bankrupt account, so nothing is created or lost and the bad-debt row
+holds exactly what no layer absorbed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from clearing.bad_debt import record_bad_debt
+from clearing.causality import Cause, CauseKind, LiquidationEvent
+from clearing.insurance import InsuranceFund
+from clearing.ledger import QUOTE, SystemAccount
+from clearing.socialised import haircut_depositors, socialise_over_open_interest
+from sim.schema.clearing import LossAbsorptionConfig
+
+if TYPE_CHECKING:
+    from clearing.house import ClearingHouse
+    from clearing.waterfall import DefaultWaterfall
+
+
+class LossAbsorber:
+    """Applies the cash layers to deficits and keeps a per-layer tally."""
+
+    def __init__(self, house: "ClearingHouse", config: LossAbsorptionConfig, fund: InsuranceFund,
+                 waterfall: "DefaultWaterfall | None" = None) -> None:
+        self.house = house
+        self.config = config
+        self.fund = fund
+        self.waterfall = waterfall
+        self.absorbed: dict[str, int] = {}
+        self.records: list[tuple[float, int, int, str, int]] = []  # time, liq id, account, layer, amount
+
+    def _note(self, event: LiquidationEvent, layer: str, amount: int) -> None:
+        if amount:
+            self.absorbed[layer] = self.absorbed.get(layer, 0) + amount
+            self.records.append((self.house.world.now, event.liq_id, event.account, layer, amount))
+
+    def deficit(self, account: int) -> int:
+        return max(0, -int(self.house.ledger.cash[account, QUOTE]))
+
+    def absorb(self, account: int, event: LiquidationEvent) -> int:
+        """Cover ``account``'s deficit layer by layer; returns what was left as bad debt."""
+        self._sell_collateral(account, event)
+        market = self._market_of(event)
+        for layer in self.config.order:
+            remaining = self.deficit(account)
+            if remaining == 0:
+                break
+            if layer == "insurance_fund":
+                self._note(event, layer, self.fund.cover(account, remaining, market))
+            elif layer == "waterfall" and self.waterfall is not None:
+                for name, amount in self.waterfall.absorb(account, remaining):
+                    if name != "uncovered":  # moves no money: what is left becomes bad debt below
+                        self._note(event, f"waterfall:{name}", amount)
+            elif layer == "socialised" and self.config.socialised != "off":
+                self._socialise(account, event, remaining, market)
+        bad = record_bad_debt(self.house.ledger, account)
+        self._note(event, "bad_debt", bad)
+        return bad
+
+    def _market_of(self, event: LiquidationEvent) -> int:
+        steps = self.house.liquidations.steps if self.house.liquidations is not None else []
+        for step in reversed(steps):
+            if step.liq_id == event.liq_id:
+                return step.instrument
+        return 0
+
+    def _socialise(self, account: int, event: LiquidationEvent, loss: int, market: int) -> None:
+        house = self.house
+        ledger = house.ledger
+        if self.config.socialised == "open_interest":
+            charged = socialise_over_open_interest(ledger, market, loss, account)
+        else:
+            n = ledger.n_accounts
+            equity = np.zeros(n)
+            equity[:], _im, _mm = house.valuation(slice(0, n))
+            equity[: int(SystemAccount.DEFAULT_FUND) + 1] = 0.0
+            equity[account] = 0.0
+            charged = haircut_depositors(ledger, loss, account, equity)
+        cause = Cause(CauseKind.LOSS_ALLOCATION, event.liq_id, house.world.now)
+        for payer in charged:
+            house.note_charge(int(payer), cause)
+        self._note(event, f"socialised:{self.config.socialised}", sum(int(v) for v in charged.values()))
+
+    def _sell_collateral(self, account: int, event: LiquidationEvent) -> None:
+        """Convert non-quote collateral to quote at the oracle price: the insurance fund buys it."""
+        ledger = self.house.ledger
+        if len(ledger.assets) == 1:
+            return
+        prices = self.house.asset_prices()
+        quote_decimals = ledger.assets[QUOTE].decimals
+        for k in range(1, len(ledger.assets)):
+            units = int(ledger.cash[account, k])
+            if units <= 0:
+                continue
+            value = int(units * prices[k] * 10 ** (quote_decimals - ledger.assets[k].decimals))
+            ledger.transfer(account, SystemAccount.INSURANCE_FUND, k, units, "collateral_seized")
+            ledger.transfer(SystemAccount.INSURANCE_FUND, account, QUOTE, value, "collateral_purchase")
+            self._note(event, "collateral_sold", value)

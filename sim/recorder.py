@@ -1,0 +1,170 @@
+"""Columnar recording of an episode: appends to Python lists in the event loop, arrays at the end.
+
+What is kept: oracle publications (index vs true path), trades (with flags), periodic samples of
+marks and books, periodic samples of every account's equity / IM / MM / health, the insurance
+fund's balance path, and -- read from the liquidation engine at the end -- liquidations with causes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from clearing.ledger import FIRST_TRADER, QUOTE, SystemAccount
+from sim.orders import Fill
+
+if TYPE_CHECKING:
+    from sim.episode import Episode
+
+
+class Recorder:
+    """Subscribes to the venue and the oracle and samples state on a timer."""
+
+    def __init__(self, episode: "Episode", sample_interval: float) -> None:
+        self.ep = episode
+        self.sample_interval = sample_interval
+        self.trades: dict[str, list] = {k: [] for k in (
+            "time", "instrument", "price", "size", "aggressor", "maker", "taker", "flags")}
+        self.publications: dict[str, list] = {"time": [], "underlying": [], "index": [], "true": []}
+        self.market: dict[str, list] = {k: [] for k in (
+            "time", "instrument", "mark", "index", "best_bid", "best_ask", "open_interest")}
+        self.accounts: dict[str, list] = {k: [] for k in ("time", "account", "equity", "im", "mm", "health", "gross")}
+        self.fund: dict[str, list] = {"time": [], "insurance_fund": [], "bad_debt": [], "fee_pool": []}
+        self.margin_totals: dict[str, list] = {"time": [], "im": [], "mm": [], "equity": [], "gross": []}
+        self.refused_orders: set[int] = set()
+
+    def attach(self) -> None:
+        ep = self.ep
+        ep.venue.trade_listeners.append(self.on_trade)
+        ep.venue.reject_listeners.append(self.on_reject)
+        ep.oracle.listeners.append(self.on_publication)
+        ep.world.every(self.sample_interval, self.sample, start=0.0)
+
+    def on_trade(self, fill: Fill, maker_fee: int, taker_fee: int) -> None:
+        t = self.trades
+        t["time"].append(self.ep.world.now)
+        t["instrument"].append(fill.instrument)
+        t["price"].append(fill.price)
+        t["size"].append(fill.size)
+        t["aggressor"].append(fill.aggressor_side)
+        t["maker"].append(fill.maker_account)
+        t["taker"].append(fill.taker_account)
+        t["flags"].append(int(fill.flags))
+
+    def on_reject(self, account: int, result) -> None:
+        if result.reject is not None and result.reject.value == "risk_check_failed":
+            self.refused_orders.add(result.order_id)
+
+    def on_publication(self, which: np.ndarray) -> None:
+        ep = self.ep
+        now = ep.world.now
+        true = ep.paths.at(now)
+        p = self.publications
+        for u in which.tolist():
+            p["time"].append(now)
+            p["underlying"].append(u)
+            p["index"].append(float(ep.oracle.index[u]))
+            p["true"].append(float(true[u]))
+
+    def sample(self) -> None:
+        ep = self.ep
+        now = ep.world.now
+        ledger = ep.ledger
+        m = self.market
+        oi = np.abs(ledger.position[: ledger.n_accounts]).sum(axis=0) // 2
+        for i, book in enumerate(ep.venue.books):
+            m["time"].append(now)
+            m["instrument"].append(i)
+            m["mark"].append(float(ep.marks.ticks[i]))
+            m["index"].append(float(ep.marks.index_ticks[i]))
+            bid, ask = book.best_bid(), book.best_ask()
+            m["best_bid"].append(np.nan if bid is None else float(bid))
+            m["best_ask"].append(np.nan if ask is None else float(ask))
+            m["open_interest"].append(int(oi[i]))
+        n = ledger.n_accounts
+        if n > FIRST_TRADER:
+            equity, im, mm = ep.house.valuation(slice(FIRST_TRADER, n))
+            gross = ledger.gross_notional(ep.marks.ticks)[FIRST_TRADER:n]
+            a = self.accounts
+            a["time"].append(np.full(n - FIRST_TRADER, now))
+            a["account"].append(np.arange(FIRST_TRADER, n))
+            a["equity"].append(equity)
+            a["im"].append(im)
+            a["mm"].append(mm)
+            a["health"].append(ep.house.health[FIRST_TRADER:n].copy())
+            a["gross"].append(gross)
+            t = self.margin_totals
+            t["time"].append(now)
+            t["im"].append(float(im.sum()))
+            t["mm"].append(float(mm.sum()))
+            t["equity"].append(float(equity.sum()))
+            t["gross"].append(float(gross.sum()))
+        f = self.fund
+        f["time"].append(now)
+        f["insurance_fund"].append(int(ledger.cash[SystemAccount.INSURANCE_FUND, QUOTE]))
+        f["bad_debt"].append(ledger.bad_debt())
+        f["fee_pool"].append(int(ledger.cash[SystemAccount.FEE_POOL, QUOTE]))
+        self.check_refused_not_resting()
+
+    def check_refused_not_resting(self) -> None:
+        """No order the pre-trade check refused may rest on any book (asserted over whole episodes)."""
+        if not self.refused_orders:
+            return
+        for book in self.ep.venue.books:
+            for oid in self.refused_orders:
+                if oid in book:
+                    raise AssertionError(f"order {oid} was refused by the pre-trade check but rests on "
+                                         f"book {book.instrument}")
+
+    def tables(self) -> dict[str, dict[str, np.ndarray]]:
+        """Everything as column arrays (one dict per table)."""
+        out: dict[str, dict[str, np.ndarray]] = {
+            "trades": {k: np.asarray(v) for k, v in self.trades.items()},
+            "oracle": {k: np.asarray(v) for k, v in self.publications.items()},
+            "market": {k: np.asarray(v) for k, v in self.market.items()},
+            "fund": {k: np.asarray(v) for k, v in self.fund.items()},
+            "margin_totals": {k: np.asarray(v) for k, v in self.margin_totals.items()},
+        }
+        acc = self.accounts
+        out["accounts"] = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in acc.items()}
+        engine = self.ep.engine
+        ev = engine.events
+        out["liquidations"] = {
+            "liq_id": np.array([e.liq_id for e in ev], dtype=np.int64),
+            "account": np.array([e.account for e in ev], dtype=np.int64),
+            "breach_time": np.array([e.breach_time for e in ev]),
+            "start_time": np.array([e.start_time for e in ev]),
+            "end_time": np.array([e.end_time for e in ev]),
+            "cause": np.array([e.cause.kind.name.lower() for e in ev], dtype=object),
+            "cause_ref": np.array([e.cause.ref for e in ev], dtype=np.int64),
+            "parent": np.array([e.parent for e in ev], dtype=np.int64),
+            "generation": np.array([e.generation for e in ev], dtype=np.int64),
+            "equity_at_breach": np.array([e.equity_at_breach for e in ev]),
+            "mm_at_breach": np.array([e.mm_at_breach for e in ev]),
+            "outcome": np.array([e.outcome for e in ev], dtype=object),
+            "notional": np.array([e.notional for e in ev], dtype=np.int64),
+        }
+        st = engine.steps
+        out["liquidation_steps"] = {
+            "liq_id": np.array([s.liq_id for s in st], dtype=np.int64),
+            "time": np.array([s.time for s in st]),
+            "account": np.array([s.account for s in st], dtype=np.int64),
+            "instrument": np.array([s.instrument for s in st], dtype=np.int64),
+            "policy": np.array([s.policy for s in st], dtype=object),
+            "lots": np.array([s.lots for s in st], dtype=np.int64),
+            "notional": np.array([s.notional for s in st], dtype=np.int64),
+            "avg_price": np.array([s.avg_price_ticks for s in st]),
+            "mark": np.array([s.mark_ticks for s in st]),
+            "bankruptcy": np.array([s.bankruptcy_ticks for s in st]),
+            "fee": np.array([s.fee for s in st], dtype=np.int64),
+        }
+        rec = self.ep.absorber.records
+        out["losses"] = {
+            "time": np.array([r[0] for r in rec]),
+            "liq_id": np.array([r[1] for r in rec], dtype=np.int64),
+            "account": np.array([r[2] for r in rec], dtype=np.int64),
+            "layer": np.array([r[3] for r in rec], dtype=object),
+            "amount": np.array([r[4] for r in rec], dtype=np.int64),
+        }
+        return out
