@@ -82,18 +82,17 @@ def worst_loss_per_account(positions: Positions, pnl: np.ndarray) -> np.ndarray:
     """max over scenarios of -(positions @ pnl), floored at zero.
 
     ``pnl`` is instruments x scenarios, the P&L of one long lot. Uses the sparse form: each non-zero
-    position contributes one row of ``pnl`` scaled by its size, summed per account with reduceat --
-    no Python loop over accounts.
+    position contributes one row of ``pnl`` scaled by its size, summed per account
+    (:func:`segment_sums_t` with a single group) -- no Python loop over accounts.
     """
-    indptr, cols, lots = positions.csr()
     n = positions.n_accounts
     out = np.zeros(n, dtype=np.float64)
-    if cols.size == 0:
-        return out
-    contrib = pnl[cols] * lots[:, None]
-    nonempty = np.flatnonzero(indptr[1:] > indptr[:-1])
-    summed = np.add.reduceat(contrib, indptr[nonempty], axis=0)
-    out[nonempty] = np.maximum(-summed.min(axis=1), 0.0)
+    pnl = np.asarray(pnl)
+    if pnl.dtype not in (np.float32, np.float64):
+        pnl = pnl.astype(np.float64)
+    seg, summed_t = segment_sums_t(positions, np.ascontiguousarray(pnl.T), np.zeros(pnl.shape[0], dtype=np.int64), 1)
+    if seg.n:
+        out[seg.row] = np.maximum(-summed_t.min(axis=0), 0.0)
     return out
 
 
@@ -101,68 +100,124 @@ def worst_loss_per_account(positions: Positions, pnl: np.ndarray) -> np.ndarray:
 class Segments:
     """The CSR entries of a :class:`Positions` regrouped into (account, group) segments.
 
-    ``order`` permutes the CSR entries so that entries of one (account, group) pair are
-    contiguous (accounts ascending, then groups ascending); ``starts`` are the segment starts in
-    the permuted order, ``row``/``group`` the account and group of each segment. ``cols``/``lots``
-    are the permuted instrument indices and lots (precomputed for the hot path).
+    A segment is the set of an account's non-zero positions in one group (e.g. one underlying).
+    Segments are ordered by size, largest first, so that the j-th entries of all segments with
+    more than j entries form a contiguous prefix: ``slot_count[j]`` segments, whose j-th entries
+    are instruments ``slot_cols[j]`` with lots ``slot_lots[j]``. Summing ``lots x M[instrument]``
+    per segment is then one gather for slot 0 plus, per further slot, a gather added to a
+    contiguous prefix -- vectorised, no loop over accounts (the loop is over slots, at most the
+    largest number of positions one account holds in one group).
     """
 
-    order: np.ndarray
-    starts: np.ndarray
-    row: np.ndarray
-    group: np.ndarray
-    cols: np.ndarray
-    lots: np.ndarray
+    row: np.ndarray  # (S,) account of each segment
+    group: np.ndarray  # (S,) group of each segment
+    size: np.ndarray  # (S,) entries per segment, non-increasing
+    slot_count: tuple[int, ...]
+    slot_cols: tuple[np.ndarray, ...]
+    slot_lots: tuple[np.ndarray, ...]
+    _lots_as: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.row.size)
+
+    def lots_as(self, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+        dtype = np.dtype(dtype)
+        hit = self._lots_as.get(dtype)
+        if hit is None:
+            hit = tuple(l.astype(dtype) for l in self.slot_lots)
+            self._lots_as[dtype] = hit
+        return hit
 
 
 def segments_by_group(positions: Positions, group_of_instrument: np.ndarray, n_groups: int) -> Segments:
     """Regroup the CSR entries by (account, group of instrument); cached on ``positions``.
 
-    O(nnz log nnz) the first time (a stable sort on the combined key), O(1) afterwards. When
-    groups are non-decreasing in instrument index the CSR order is already grouped and no sort
-    is done.
+    O(nnz log nnz) the first time (sorts), O(1) afterwards.
     """
     group_of_instrument = np.asarray(group_of_instrument, dtype=np.int64)
-    key = ("segments", n_groups, group_of_instrument.tobytes())
+    ng = max(int(n_groups), 1)
+    key = ("segments", ng, group_of_instrument.tobytes())
     hit = positions._cache.get(key)
     if hit is not None:
         return hit
     indptr, cols, lots = positions.csr()
     rows = np.repeat(np.arange(positions.n_accounts, dtype=np.int64), np.diff(indptr))
-    g = group_of_instrument[cols]
-    combined = rows * max(n_groups, 1) + g
+    combined = rows * ng + group_of_instrument[cols]
     if combined.size and np.any(combined[1:] < combined[:-1]):
         order = np.argsort(combined, kind="stable")
-        combined = combined[order]
-    else:
-        order = np.arange(combined.size, dtype=np.int64)
+        combined, cols, lots = combined[order], cols[order], lots[order]
     if combined.size:
         starts = np.flatnonzero(np.concatenate(([True], combined[1:] != combined[:-1])))
     else:
         starts = np.zeros(0, dtype=np.int64)
+    sizes = np.diff(np.append(starts, combined.size))
+    by_size = np.argsort(-sizes, kind="stable")
+    starts, sizes = starts[by_size], sizes[by_size]
     seg_key = combined[starts]
-    out = Segments(order=order, starts=starts, row=seg_key // max(n_groups, 1), group=seg_key % max(n_groups, 1),
-                   cols=cols[order], lots=lots[order])
+    counts, slot_cols, slot_lots = [], [], []
+    for j in range(int(sizes[0]) if sizes.size else 0):  # loop over slots, not accounts
+        nj = int(np.count_nonzero(sizes > j))
+        e = starts[:nj] + j
+        counts.append(nj)
+        slot_cols.append(cols[e])
+        slot_lots.append(lots[e])
+    out = Segments(row=seg_key // ng, group=seg_key % ng, size=sizes, slot_count=tuple(counts),
+                   slot_cols=tuple(slot_cols), slot_lots=tuple(slot_lots))
     positions._cache[key] = out
     return out
 
 
-def segment_sums(positions: Positions, values: np.ndarray, group_of_instrument: np.ndarray,
-                 n_groups: int) -> tuple[Segments, np.ndarray]:
-    """Per (account, group) sums of ``lots x values[instrument]``.
+def segment_sums_t(positions: Positions, matrix_t: np.ndarray, group_of_instrument: np.ndarray, n_groups: int,
+                   workspace: dict | None = None) -> tuple[Segments, np.ndarray]:
+    """Per (account, group) sums of ``lots x M[instrument]``, transposed: a (K, n_segments) array.
 
-    ``values`` is instruments x K (e.g. scenario P&L per long lot); returns the segments and a
-    (n_segments, K) array. Vectorised: one gather, one ``np.add.reduceat``.
+    ``matrix_t`` is the K x instruments transpose of an instruments x K matrix (C-contiguous;
+    its dtype is the working precision). With a ``workspace`` dict the output and scratch
+    buffers are reused between calls (the result is then only valid until the next call).
+    Cost: O(nnz x K) memory traffic -- a gather, a multiply and a prefix add per slot.
     """
     seg = segments_by_group(positions, group_of_instrument, n_groups)
+    k, dt = matrix_t.shape[0], matrix_t.dtype
+    ws = workspace if workspace is not None else {}
+    out = ws.get(("out", k, seg.n, dt))
+    if out is None:
+        out = np.empty((k, seg.n), dtype=dt)
+        if workspace is not None:
+            ws.clear()
+            ws[("out", k, seg.n, dt)] = out
+    if seg.n == 0:
+        return seg, out
+    lots = seg.lots_as(dt)
+    np.take(matrix_t, seg.slot_cols[0], axis=1, out=out)
+    np.multiply(out, lots[0], out=out)
+    for j in range(1, len(seg.slot_count)):
+        nj = seg.slot_count[j]
+        buf = ws.get(("buf", k, j, nj, dt))
+        if buf is None:
+            buf = np.empty((k, nj), dtype=dt)
+            if workspace is not None:
+                ws[("buf", k, j, nj, dt)] = buf
+        np.take(matrix_t, seg.slot_cols[j], axis=1, out=buf)
+        np.multiply(buf, lots[j], out=buf)
+        head = out[:, :nj]
+        np.add(head, buf, out=head)
+    return seg, out
+
+
+def segment_sums(positions: Positions, values: np.ndarray, group_of_instrument: np.ndarray,
+                 n_groups: int) -> tuple[Segments, np.ndarray]:
+    """Per (account, group) sums of ``lots x values[instrument]``: (n_segments, K) array.
+
+    ``values`` is instruments x K (or a vector, K = 1); float64 unless given as float32.
+    """
     values = np.asarray(values)
     if values.ndim == 1:
         values = values[:, None]
-    if seg.cols.size == 0:
-        return seg, np.zeros((0, values.shape[1]), dtype=values.dtype)
-    contrib = values[seg.cols]
-    contrib *= seg.lots.astype(values.dtype, copy=False)[:, None]
-    return seg, np.add.reduceat(contrib, seg.starts, axis=0)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
+    seg, out_t = segment_sums_t(positions, np.ascontiguousarray(values.T), group_of_instrument, n_groups)
+    return seg, out_t.T
 
 
 def worst_loss_per_group(positions: Positions, pnl: np.ndarray, group_of_instrument: np.ndarray,

@@ -55,6 +55,17 @@ def forwards(table: InstrumentTable, market: MarketState, source: np.ndarray) ->
     return np.where(source >= 0, marks[np.maximum(source, 0)], under)
 
 
+def market_key(market: MarketState) -> tuple:
+    """A cheap identity of a market state (cache key for per-market matrices)."""
+    return (
+        float(market.now),
+        np.asarray(market.marks, dtype=np.float64).tobytes(),
+        np.asarray(market.vols, dtype=np.float64).tobytes(),
+        np.asarray(market.underlying_prices, dtype=np.float64).tobytes(),
+        np.asarray(market.atm_vols, dtype=np.float64).tobytes(),
+    )
+
+
 class Revaluer:
     """Builds instruments x scenarios P&L-per-long-lot matrices for one instrument table.
 

@@ -16,7 +16,8 @@ Per account and combined commodity (= underlying):
 
 - scan risk = max(0, max over scenarios of -sum(lots x array));
 - intra-commodity spread charge = spreads x charge, where the commodity's net delta per expiry
-  (perpetual = its own expiry) is split into long and short expiries and
+  (perpetual = its own expiry; an option counts in the expiry of its forward instrument, as SPAN
+  puts an option's delta in its underlying future's month) is split into long and short expiries and
   spreads = min(sum of long-expiry deltas, sum of short-expiry deltas), in lot-equivalents of the
   commodity's reference contract (its first perpetual/future); charge per spread =
   ``intra_spread_charge`` (+ ``intra_spread_rate`` x the reference lot's notional);
@@ -45,7 +46,7 @@ import numpy as np
 
 from clearing.instruments import InstrumentKind, InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, Positions, Requirements, worst_loss_per_group
-from clearing.margin.scenarios import Revaluer
+from clearing.margin.scenarios import Revaluer, market_key
 from sim.schema.margin import SpanConfig
 
 # Price-move fraction of the scan range and vol direction per scenario (extremes: multiple set later).
@@ -55,17 +56,6 @@ SCENARIO_LABELS = (
     "0/up", "0/down", "+1/3/up", "+1/3/down", "-1/3/up", "-1/3/down", "+2/3/up", "+2/3/down",
     "-2/3/up", "-2/3/down", "+3/3/up", "+3/3/down", "-3/3/up", "-3/3/down", "+extreme", "-extreme",
 )
-
-
-def market_key(market: MarketState) -> tuple:
-    """A cheap identity of a market state (cache key for per-market matrices)."""
-    return (
-        float(market.now),
-        np.asarray(market.marks, dtype=np.float64).tobytes(),
-        np.asarray(market.vols, dtype=np.float64).tobytes(),
-        np.asarray(market.underlying_prices, dtype=np.float64).tobytes(),
-        np.asarray(market.atm_vols, dtype=np.float64).tobytes(),
-    )
 
 
 class SpanRegime(MarginRegime):
@@ -117,8 +107,12 @@ class SpanRegime(MarginRegime):
             linear = members[table.kind[members] != InstrumentKind.OPTION]
             self.ref[c] = linear[0] if linear.size else members[0]
         self.ref_units = table.contract_units[self.ref]
-        # expiry tiers: one per (commodity, expiry)
-        pairs = list(zip(self.commodity.tolist(), table.expiry.tolist()))
+        # expiry tiers: one per (commodity, expiry); an option's delta sits in the tier of its
+        # forward instrument (as SPAN assigns an option to its underlying future's month)
+        tier_expiry = table.expiry.copy()
+        has_src = table.is_option & (self.rev.source >= 0)
+        tier_expiry[has_src] = table.expiry[self.rev.source[has_src]]
+        pairs = list(zip(self.commodity.tolist(), tier_expiry.tolist()))
         uniq = list(dict.fromkeys(pairs))
         where = {p: k for k, p in enumerate(uniq)}
         self.tier = np.array([where[p] for p in pairs], dtype=np.int64)

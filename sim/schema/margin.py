@@ -271,7 +271,7 @@ class PortfolioConfig(_RegimeConfig):
     vega_power_switch_days: Positive = 30.0
     min_dte_days: Positive = 1.0  # DTE floor inside (30/DTE)^p
     extended_moves: list[Annotated[float, Field(gt=-1.0)]] = Field(default_factory=lambda: [-0.66, -0.33, 0.5, 1.0])
-    extended_weight: Fraction = 0.25
+    extended_weight: Fraction = 0.15  # x max |extended move| (1.0) stays below the 16% core range
     delta_shock: Fraction = 0.10
     roll_shock_rate: NonNeg = 0.075  # annualised basis move for dated futures
     roll_shock_floor: NonNeg = 0.01

@@ -1,0 +1,107 @@
+"""TIMS / FINRA Rule 4210(g)-style portfolio margin (METHODS.md section 3).
+
+Class group = all instruments on one underlying. Each class group is revalued at ``points``
+equidistant price points across [-down, +up] (half below, half above the current price, zero
+excluded: the default +/-15% in 10 points is -15, -12, -9, -6, -3, +3, ..., +15 %), vol unchanged.
+Inside a class group gains and losses offset 100% (the group's P&L per point is the plain sum).
+Across the class groups of one product group (``product_groups``) offsets are partial: at each
+point, a group's gain counts at ``offset`` and a loss in full,
+``pg_pnl(point) = sum_g [min(pnl_g, 0) + offset x max(pnl_g, 0)]``; points are aligned (every
+group at its k-th down/up point together). Underlyings outside any product group are their own
+product group.
+
+Requirement per product group = max(worst loss over the points, minimum), minimum =
+``minimum_per_contract`` x contract_units (the multiplier) x |lots| summed over its positions
+(FINRA: $0.375 per contract multiplier). Account requirement = sum over product groups;
+MM = ``mm_ratio`` x IM (FINRA: one requirement, so 1.0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clearing.instruments import InstrumentTable, MarketState
+from clearing.margin.base import MarginRegime, Positions, Requirements, segment_sums
+from clearing.margin.scenarios import Revaluer, market_key
+from sim.schema.margin import TimsConfig
+
+
+class TimsRegime(MarginRegime):
+    name = "tims"
+
+    def __init__(self, table: InstrumentTable, config: TimsConfig | None = None) -> None:
+        super().__init__(table)
+        self.config = cfg = config or TimsConfig()
+        self.rev = Revaluer(table)
+        unders = table.underlyings
+        self.n_class = len(unders)
+        self.class_group = table.underlying_index.astype(np.int64)
+        half = cfg.points // 2
+        steps = np.arange(1, half + 1) / half
+        self.moves = np.empty((self.n_class, cfg.points))
+        for c, u in enumerate(unders):
+            r = cfg.range_by_underlying.get(u)
+            up, down = (r.up, r.down) if r is not None else (cfg.up, cfg.down)
+            self.moves[c] = np.concatenate((-down * steps[::-1], up * steps))
+        # product groups
+        pg_of: dict[str, int] = {}
+        self.pg_names: list[str] = []
+        offsets: list[float] = []
+        for name, pg in cfg.product_groups.items():
+            members = [u for u in pg.underlyings if u in unders]
+            if not members:
+                continue
+            for u in members:
+                pg_of[u] = len(self.pg_names)
+            self.pg_names.append(name)
+            offsets.append(pg.offset)
+        for u in unders:
+            if u not in pg_of:
+                pg_of[u] = len(self.pg_names)
+                self.pg_names.append(u)
+                offsets.append(1.0)
+        self.n_pg = len(self.pg_names)
+        self.class_pg = np.array([pg_of[u] for u in unders], dtype=np.int64)
+        self.class_offset = np.array(offsets)[self.class_pg]
+        self.minimum = cfg.minimum_per_contract * table.contract_units
+        self._key: tuple | None = None
+        self._pnl: np.ndarray | None = None
+
+    def pnl_matrix(self, market: MarketState) -> np.ndarray:
+        """Instruments x points P&L per long lot (cached per market state)."""
+        key = market_key(market)
+        if key != self._key:
+            self._pnl = self.rev.relative(market, self.moves[self.class_group])
+            self._key = key
+        return self._pnl
+
+    def components(self, positions: Positions, market: MarketState) -> dict[str, np.ndarray]:
+        n, P = positions.n_accounts, self.config.points
+        seg, summed = segment_sums(positions, self.pnl_matrix(market), self.class_group, self.n_class)
+        off = self.class_offset[seg.group][:, None]
+        adj = np.minimum(summed, 0.0) + off * np.maximum(summed, 0.0)
+        key = seg.row * self.n_pg + self.class_pg[seg.group]
+        pg_pnl = np.empty((n * self.n_pg, P))
+        for k in range(P):  # loop over valuation points, not accounts
+            pg_pnl[:, k] = np.bincount(key, weights=adj[:, k], minlength=n * self.n_pg)
+        worst = np.maximum(-pg_pnl.min(axis=1), 0.0).reshape(n, self.n_pg)
+        indptr, cols, lots = positions.csr()
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+        minimum = np.bincount(rows * self.n_pg + self.class_pg[self.class_group[cols]],
+                              weights=np.abs(lots) * self.minimum[cols], minlength=n * self.n_pg).reshape(n, self.n_pg)
+        req = np.maximum(worst, minimum)
+        return {"worst": worst, "minimum": minimum, "requirement": req, "total": req.sum(axis=1)}
+
+    def requirements(self, positions: Positions, market: MarketState) -> Requirements:
+        total = self.components(positions, market)["total"]
+        return Requirements(im=total, mm=self.config.mm_ratio * total)
+
+    def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:
+        c = self.components(Positions.of(lots), market)
+        total = float(c["total"][0])
+        out = {"im": total, "mm": self.config.mm_ratio * total, "worst_loss": float(c["worst"][0].sum()),
+               "minimum": float(c["minimum"][0].sum())}
+        for k, name in enumerate(self.pg_names):
+            if c["requirement"][0, k]:
+                out[f"requirement[{name}]"] = float(c["requirement"][0, k])
+        return out
