@@ -75,6 +75,9 @@ class ClearingHouse:
             self.world.every(iv, lambda: self.revalue_all(Cause(CauseKind.INTERVAL, self.oracle_seq, self.world.now)),
                              start=iv)
         self._schedule_settlements()
+        if hasattr(self.regime, "update_history"):
+            iv = self.config.history.row_interval
+            self.world.every(iv, lambda: self.regime.update_history(self.marks.index.copy()), start=iv)
 
     def _schedule_settlements(self) -> None:
         for ins in self.table.instruments:
@@ -104,13 +107,25 @@ class ClearingHouse:
 
     def exposure(self, rows: slice | np.ndarray) -> np.ndarray:
         """Worst-case lots: position plus resting buys or minus resting sells, whichever is larger."""
+        self.venue.resting.ensure(self.ledger.n_accounts)
         pos = self.ledger.position[rows]
         bids = self.venue.open_bids[rows]
         asks = self.venue.open_asks[rows]
         up, down = pos + bids, pos - asks
         return np.where(np.abs(up) >= np.abs(down), up, down).astype(np.float64)
 
-    def valuation(self, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def requirements(self, exposure: np.ndarray, full: bool = False):
+        """The regime's requirements for worst-case lots. Only a full re-valuation (every account,
+        in ledger order) may advance a stateful regime's memory (the VaR buffer's previous margins);
+        partial ones -- a pre-trade check, the two parties of a fill -- read it without changing it."""
+        market = self.marks.market_state(self.world.now)
+        if not full:
+            stateless = getattr(self.regime, "requirements_stateless", None)
+            if stateless is not None:
+                return stateless(Positions(exposure), market)
+        return self.regime.requirements(Positions(exposure), market)
+
+    def valuation(self, rows: slice | np.ndarray, full: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(equity, IM, MM) in minor units for the given ledger rows."""
         ledger = self.ledger
         marks_value = self.marks.ticks * ledger.tick_value
@@ -120,7 +135,7 @@ class ClearingHouse:
         else:
             collateral = self._collateral(cash)
         equity = collateral + ledger.position[rows] @ marks_value
-        req = self.regime.requirements(Positions(self.exposure(rows)), self.marks.market_state(self.world.now))
+        req = self.requirements(self.exposure(rows), full)
         return equity, req.im * self.scale, req.mm * self.scale
 
     def _collateral(self, cash: np.ndarray) -> np.ndarray:
@@ -172,7 +187,7 @@ class ClearingHouse:
         self.revaluations += 1
         n = self.ledger.n_accounts
         rows = np.arange(FIRST_TRADER, n)
-        equity, im, mm = self.valuation(slice(FIRST_TRADER, n))
+        equity, im, mm = self.valuation(slice(FIRST_TRADER, n), full=True)
         self.margin_samples.append((self.world.now, float(im.sum()), float(mm.sum()), float(equity.sum())))
         self._apply(rows, equity, im, mm, cause)
 
@@ -240,7 +255,7 @@ class ClearingHouse:
         collateral = float(cash[0, 0]) if cash.shape[1] == 1 else float(self._collateral(cash)[0])
         equity = collateral + float(ledger.position[account] @ (self.marks.ticks * ledger.tick_value))
         equity -= side * (price - mark) * lots * tv  # paying above mark costs equity at once
-        req = self.regime.requirements(Positions(exposure), self.marks.market_state(self.world.now))
+        req = self.requirements(exposure)
         ok = equity >= float(req.im[0]) * self.scale
         return bool(ok)
 

@@ -198,10 +198,13 @@ class LiquidationEngine:
         tv = int(house.ledger.tick_value[instrument])
         notional = sum(f.price * f.size for f in result.fills) * tv
         avg = notional / (filled * tv)
-        # the fee comes out of what the fill beat the bankruptcy price by, never out of a deficit
-        surplus = int((avg - bankruptcy) * filled * tv) if side == SELL else int((bankruptcy - avg) * filled * tv)
-        fee = min(liquidation_fee(notional, self.config.fee_rate, int(self.config.fee_cap * house.scale)),
-                  max(surplus, 0))
+        # the fee comes out of what the fill beat the bankruptcy price by, never out of a deficit;
+        # a bankrupt account's takeover (no finite bankruptcy price) pays none
+        fee = 0
+        if math.isfinite(bankruptcy):
+            surplus = math.floor(((avg - bankruptcy) if side == SELL else (bankruptcy - avg)) * filled * tv)
+            fee = min(liquidation_fee(notional, self.config.fee_rate, int(self.config.fee_cap * house.scale)),
+                      max(surplus, 0))
         if fee > 0:
             self.absorber.fund.collect(account, fee, instrument, "liquidation_fee")
         self._record(event, instrument, policy, side * filled, notional, avg, bankruptcy, fee)
@@ -252,9 +255,7 @@ class LiquidationEngine:
         equity, _im, _mm = house.valuation(rows)
         exposure = house.exposure(rows)
         exposure[0] += lots
-        from clearing.margin.base import Positions
-
-        req = house.regime.requirements(Positions(exposure), house.marks.market_state(house.world.now))
+        req = house.requirements(exposure)
         return bool(equity[0] >= req.im[0] * house.scale)
 
     # ------------------------------------------------------------------ auctions
@@ -303,7 +304,7 @@ class LiquidationEngine:
         else:
             self._deleverage(event)
 
-    def _takeover(self, event: LiquidationEvent) -> None:
+    def _takeover(self, event: LiquidationEvent, allow_adl: bool = True) -> None:
         """Close every position through the book at the venue's protection band; ADL or the vault
         take what the book cannot absorb."""
         house = self.house
@@ -314,7 +315,7 @@ class LiquidationEngine:
             self._through_book(event, int(instrument), side, abs(held), float(house.marks.ticks[instrument]),
                                TimeInForce.MARKET, float("nan"), "takeover")
         if house.ledger.position[account].any():
-            if self.adl != "off":
+            if self.adl != "off" and allow_adl:
                 self._deleverage(event)
                 return
             if self._backstop(event):
@@ -352,6 +353,10 @@ class LiquidationEngine:
                                FillFlag.ADL, bankruptcy)
                 house.note_charge(counterparty, cause)
             first = False
+        if ledger.position[account].any():
+            # nobody profitable enough on the other side: fall back to the book and the vault
+            self._takeover(event, allow_adl=False)
+            return
         self._after(event, progressed=True)
 
     # ------------------------------------------------------------------ health

@@ -20,7 +20,7 @@ from agents.base import Agent, AgentContext
 from agents.population import build_population
 from clearing.absorption import LossAbsorber
 from clearing.house import ClearingHouse
-from clearing.instruments import InstrumentKind, InstrumentTable
+from clearing.instruments import SECONDS_PER_YEAR, InstrumentKind, InstrumentTable
 from clearing.insurance import InsuranceFund
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger
 from clearing.liquidation import LiquidationEngine
@@ -101,8 +101,7 @@ def build(config: EpisodeConfig) -> Episode:
     marks = MarkPricer(table, venue.books, oracle, _surface(config, table, paths))
     for i in range(len(instruments)):
         venue.reference[i] = float(marks.ticks[i])
-    history = _oracle_history(oracle, table)
-    regime = build_regime(config.margin, table, history=history)
+    regime = build_regime(config.margin, table, history=_pre_episode_history(config, table, paths, world))
     house = ClearingHouse(world, ledger, venue, oracle, marks, table, regime, config.clearing)
     scale = assets[QUOTE].minor_per_unit
     la = config.clearing.loss_absorption
@@ -132,14 +131,18 @@ def build(config: EpisodeConfig) -> Episode:
     return episode
 
 
-def _oracle_history(oracle: Oracle, table: InstrumentTable):
-    """A live view of published index history for history-based regimes (VaR)."""
-    cols = np.array([oracle.underlyings.index(u) for u in table.underlyings], dtype=np.int64)
-
-    def history() -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(oracle.history_t), np.asarray(oracle.history)[:, cols]
-
-    return history
+def _pre_episode_history(config: EpisodeConfig, table: InstrumentTable, paths: PricePaths, world: World) -> np.ndarray:
+    """Rows x underlyings of prices before the episode (GBM at the starting vols, ending at s0),
+    so that history-based regimes start with a full lookback."""
+    h = config.clearing.history
+    cols = [paths.names.index(u) for u in table.underlyings]
+    s0 = paths.prices[0, cols]
+    vol = np.maximum(paths.vols[0, cols], 1e-4)
+    dt = h.row_interval / SECONDS_PER_YEAR
+    rng = world.stream("history/pre-episode")
+    steps = rng.standard_normal((h.pre_episode_rows - 1, len(cols))) * vol * np.sqrt(dt) - 0.5 * vol**2 * dt
+    back = np.vstack([np.zeros(len(cols)), np.cumsum(steps[::-1], axis=0)])[::-1]  # log distance to the end
+    return s0 * np.exp(-(back - back[-1]))
 
 
 def _feed_venue_prices(episode: Episode) -> None:

@@ -92,7 +92,18 @@ class FundingConfig(StrictModel):
     premium_clamp: float = Field(0.0005, ge=0.0, description="premium inside +/- this pays no funding")
 
 
+class HistoryConfig(StrictModel):
+    """Price history for history-based regimes (VaR): a synthetic pre-episode history of
+    ``pre_episode_rows`` rows, one per ``row_interval`` seconds, drawn as GBM at the path's starting
+    vol and ending at the starting price; during the episode the published index is appended every
+    ``row_interval`` seconds (86,400: a daily margin run; 3,600: hourly)."""
+
+    pre_episode_rows: int = Field(1_000, ge=30)
+    row_interval: float = Field(86_400.0, gt=0.0)
+
+
 class ClearingConfig(StrictModel):
+    history: HistoryConfig = HistoryConfig()
     enforcement: EnforcementConfig = EnforcementConfig()
     liquidation: LiquidationConfig = LiquidationConfig()
     loss_absorption: LossAbsorptionConfig = LossAbsorptionConfig()

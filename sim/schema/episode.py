@@ -24,6 +24,8 @@ class OutputsConfig(StrictModel):
     sample_interval: float = Field(60.0, gt=0.0, description="seconds between account-state samples")
     parquet: bool = True
     report: bool = True
+    counterfactual: bool = Field(False, description="also run with liquidations moved off-book at mark, "
+                                                     "to measure the price amplification liquidations cause")
 
 
 class EpisodeConfig(StrictModel):
