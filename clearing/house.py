@@ -61,7 +61,8 @@ class ClearingHouse:
         self.refused: set[int] = set()  # order ids refused by the pre-trade check (for audits)
         self.liquidations: "LiquidationEngine | None" = None
         self.enforce_violations: list[str] = []
-        self.margin_samples: list[tuple[float, float, float, float]] = []  # time, total IM, MM, equity
+        # at every full re-valuation: time, total IM, total MM, total equity, gross notional (minor units)
+        self.margin_samples: list[tuple[float, float, float, float, float]] = []
 
     # ------------------------------------------------------------------ wiring
     def attach(self, liquidations: "LiquidationEngine") -> None:
@@ -188,7 +189,8 @@ class ClearingHouse:
         n = self.ledger.n_accounts
         rows = np.arange(FIRST_TRADER, n)
         equity, im, mm = self.valuation(slice(FIRST_TRADER, n), full=True)
-        self.margin_samples.append((self.world.now, float(im.sum()), float(mm.sum()), float(equity.sum())))
+        gross = float((np.abs(self.ledger.position[FIRST_TRADER:n]) @ (self.marks.ticks * self.ledger.tick_value)).sum())
+        self.margin_samples.append((self.world.now, float(im.sum()), float(mm.sum()), float(equity.sum()), gross))
         self._apply(rows, equity, im, mm, cause)
 
     def _apply(self, rows: np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray, cause: Cause) -> None:

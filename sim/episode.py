@@ -101,7 +101,10 @@ def build(config: EpisodeConfig) -> Episode:
     marks = MarkPricer(table, venue.books, oracle, _surface(config, table, paths))
     for i in range(len(instruments)):
         venue.reference[i] = float(marks.ticks[i])
-    regime = build_regime(config.margin, table, history=_pre_episode_history(config, table, paths, world))
+    context: dict[str, Any] = {"history": _pre_episode_history(config, table, paths, world)}
+    if config.margin.liquidity is not None and config.margin.liquidity.mode == "book":
+        context["cost_fn"] = _live_book_cost(venue, table, config.margin.liquidity.beyond_depth_slippage)
+    regime = build_regime(config.margin, table, **context)
     house = ClearingHouse(world, ledger, venue, oracle, marks, table, regime, config.clearing)
     scale = assets[QUOTE].minor_per_unit
     la = config.clearing.loss_absorption
@@ -143,6 +146,29 @@ def _pre_episode_history(config: EpisodeConfig, table: InstrumentTable, paths: P
     steps = rng.standard_normal((h.pre_episode_rows - 1, len(cols))) * vol * np.sqrt(dt) - 0.5 * vol**2 * dt
     back = np.vstack([np.zeros(len(cols)), np.cumsum(steps[::-1], axis=0)])[::-1]  # log distance to the end
     return s0 * np.exp(-(back - back[-1]))
+
+
+def _live_book_cost(venue: Venue, table: InstrumentTable, beyond: float, levels: int = 50):
+    """The liquidity add-on's cost of closing each position against the venue's books as they are."""
+    from clearing.margin.liquidity import DepthLadder
+
+    tick = table.tick_size
+    units = table.contract_units
+
+    def cost(cols: np.ndarray, lots: np.ndarray, market) -> np.ndarray:
+        out = np.zeros(cols.size)
+        marks = np.asarray(market.marks, dtype=np.float64)
+        for i in np.unique(cols):  # a loop over instruments held, never over accounts
+            sel = np.flatnonzero(cols == i)
+            bids, asks = venue.books[int(i)].depth(levels)
+            q = lots[sel]
+            long_ = q > 0
+            for side, mask, qty in ((bids, long_, q), (asks, ~long_, -q)):
+                ladder = DepthLadder([(p * tick[i], n) for p, n in side])
+                out[sel[mask]] = ladder.cost(qty[mask], marks[i], units[i], beyond)
+        return out
+
+    return cost
 
 
 def _feed_venue_prices(episode: Episode) -> None:

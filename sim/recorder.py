@@ -31,7 +31,6 @@ class Recorder:
             "time", "instrument", "mark", "index", "best_bid", "best_ask", "open_interest")}
         self.accounts: dict[str, list] = {k: [] for k in ("time", "account", "equity", "im", "mm", "health", "gross")}
         self.fund: dict[str, list] = {"time": [], "insurance_fund": [], "bad_debt": [], "fee_pool": []}
-        self.margin_totals: dict[str, list] = {"time": [], "im": [], "mm": [], "equity": [], "gross": []}
         self.refused_orders: set[int] = set()
 
     def attach(self) -> None:
@@ -94,12 +93,6 @@ class Recorder:
             a["mm"].append(mm)
             a["health"].append(ep.house.health[FIRST_TRADER:n].copy())
             a["gross"].append(gross)
-            t = self.margin_totals
-            t["time"].append(now)
-            t["im"].append(float(im.sum()))
-            t["mm"].append(float(mm.sum()))
-            t["equity"].append(float(equity.sum()))
-            t["gross"].append(float(gross.sum()))
         f = self.fund
         f["time"].append(now)
         f["insurance_fund"].append(int(ledger.cash[SystemAccount.INSURANCE_FUND, QUOTE]))
@@ -124,7 +117,10 @@ class Recorder:
             "oracle": {k: np.asarray(v) for k, v in self.publications.items()},
             "market": {k: np.asarray(v) for k, v in self.market.items()},
             "fund": {k: np.asarray(v) for k, v in self.fund.items()},
-            "margin_totals": {k: np.asarray(v) for k, v in self.margin_totals.items()},
+            # what the clearing house enforced, at each full re-valuation
+            "margin_totals": {k: np.asarray(col) for k, col in zip(
+                ("time", "im", "mm", "equity", "gross"),
+                zip(*self.ep.house.margin_samples) if self.ep.house.margin_samples else [[]] * 5)},
         }
         acc = self.accounts
         out["accounts"] = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in acc.items()}

@@ -36,7 +36,7 @@ from sim.schema.margin import LiquidityConfig
 CostFn = Callable[[np.ndarray, np.ndarray, MarketState], np.ndarray]
 
 
-class _Ladder:
+class DepthLadder:
     """Cumulative lots and cumulative cost per unit of mark-distance at each level of one side."""
 
     def __init__(self, levels) -> None:
@@ -71,14 +71,14 @@ class WithLiquidityAddOn(MarginRegime):
         self.name = f"{base.name}+liquidity"
         self.cost_fn = cost_fn
         sym = {ins.symbol: ins.id for ins in base.table.instruments}
-        self.ladders: dict[int, tuple[_Ladder, _Ladder]] = {}
+        self.ladders: dict[int, tuple[DepthLadder, DepthLadder]] = {}
         for key, book in (depth or {}).items():
             i = sym[key] if isinstance(key, str) else int(key)
             if isinstance(book, Mapping):
                 bids, asks = book.get("bids", ()), book.get("asks", ())
             else:
                 bids, asks = book
-            self.ladders[i] = (_Ladder(bids), _Ladder(asks))
+            self.ladders[i] = (DepthLadder(bids), DepthLadder(asks))
         self.source = forward_source(base.table)
 
     def __getattr__(self, item):  # expose the base regime's extras (e.g. VaR update_history)
@@ -139,6 +139,13 @@ class WithLiquidityAddOn(MarginRegime):
     # ----------------------------------------------------------------------------- interface
     def requirements(self, positions: Positions, market: MarketState) -> Requirements:
         base = self.base.requirements(positions, market)
+        im_add, mm_add = self.add_ons(positions, market, base)
+        return Requirements(im=base.im + im_add, mm=base.mm + mm_add, positions=base.positions)
+
+    def requirements_stateless(self, positions: Positions, market: MarketState) -> Requirements:
+        """As ``requirements`` without advancing a stateful base regime's memory."""
+        stateless = getattr(self.base, "requirements_stateless", self.base.requirements)
+        base = stateless(positions, market)
         im_add, mm_add = self.add_ons(positions, market, base)
         return Requirements(im=base.im + im_add, mm=base.mm + mm_add, positions=base.positions)
 

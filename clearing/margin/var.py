@@ -20,11 +20,16 @@ Anti-procyclicality, applied in this order to the per-account figure V:
    measure over the returns of the stressed period -- ``stressed_period`` [start, end) rows, or by
    default the ``lookback``-row window of the history so far with the highest realised volatility
    (mean over underlyings of the daily log-return standard deviation);
-2. buffer (``buffer`` b): margin = (1 + b) V; when that would rise by more than
-   ``release_threshold`` over the account's previous margin (or while :meth:`set_stress` says so)
-   the buffer is released: margin = max(V, (1 + threshold) x previous), i.e. the buffer absorbs
-   the rise until it is used up. Stateful: the previous margin is kept per account row (reset
-   when the number of accounts changes, or by :meth:`reset`);
+2. buffer (``buffer`` b): normally margin = (1 + b) V. The buffer is released when the buffered
+   margin would rise by more than ``release_threshold`` over the account's previous margin (or
+   while :meth:`set_stress` says so): that day margin = max(V, (1 + threshold) x previous), and
+   while released margin = max(V, min(previous, (1 + b) V)) -- the buffer absorbs the rise until
+   used up, then the margin follows V, and it does not fall while V eases. The buffer is rebuilt
+   (release ends) once (1 + b) V is back at or below the previous margin, so the rebuild is
+   never itself a margin increase. Stateful: "previous" is the account row's margin (and release
+   flag) at the last history row -- the state advances when the history does, so any number of
+   calls between two history updates give the same figure; reset when the number of accounts
+   changes, or by :meth:`reset`;
 3. floor (``floor_lookback`` n): margin = max(margin, the same measure over the last n rows of
    history -- or all of it when shorter).
 
@@ -102,6 +107,8 @@ class VaRRegime(MarginRegime):
         self._pnl: dict[str, np.ndarray] = {}
         self._prev_margin: np.ndarray | None = None  # margin at the previous history version
         self._cur_margin: np.ndarray | None = None  # margin at the current history version
+        self._prev_released: np.ndarray | None = None
+        self._cur_released: np.ndarray | None = None
         self._state_version = -1
         self._stress: bool | None = None
         if history is not None:
@@ -133,6 +140,7 @@ class VaRRegime(MarginRegime):
     def reset(self) -> None:
         """Forget the per-account previous margins (buffer state)."""
         self._prev_margin = self._cur_margin = None
+        self._prev_released = self._cur_released = None
         self._state_version = -1
 
     # ----------------------------------------------------------------------------- scenarios
@@ -216,15 +224,24 @@ class VaRRegime(MarginRegime):
         if cfg.buffer is not None:
             buffered = (1.0 + cfg.buffer) * v
             if update_state and self._state_version != self._version:
-                self._prev_margin, self._state_version = self._cur_margin, self._version
+                self._prev_margin, self._prev_released = self._cur_margin, self._cur_released
+                self._state_version = self._version
             prev = self._prev_margin if update_state else None
             if prev is None or prev.shape != v.shape:
                 margin = buffered
                 released = np.zeros(v.shape, dtype=bool)
             else:
+                was = self._prev_released if self._prev_released is not None else np.zeros(v.shape, dtype=bool)
                 cap = (1.0 + cfg.release_threshold) * prev
-                released = buffered > cap if self._stress is None else np.full(v.shape, bool(self._stress))
-                margin = np.where(released, np.maximum(v, np.minimum(buffered, cap)), buffered)
+                if self._stress is None:
+                    start = ~was & (buffered > cap)
+                    stay = was & (buffered > prev)
+                else:
+                    start = np.full(v.shape, bool(self._stress)) & ~was
+                    stay = np.full(v.shape, bool(self._stress)) & was
+                margin = np.where(start, np.maximum(v, np.minimum(buffered, cap)), buffered)
+                margin = np.where(stay, np.maximum(v, np.minimum(prev, buffered)), margin)
+                released = start | stay
             comp["buffered"] = margin
             comp["released"] = released.astype(np.float64)
         if "floor" in mats:
@@ -232,11 +249,18 @@ class VaRRegime(MarginRegime):
             margin = np.maximum(margin, comp["floor"])
         comp["margin"] = margin
         if update_state and cfg.buffer is not None:
-            self._cur_margin = margin.copy()
+            self._cur_margin = comp["buffered"].copy()
+            self._cur_released = comp["released"] > 0
         return comp
 
     def requirements(self, positions: Positions, market: MarketState) -> Requirements:
         im = self.components(positions, market)["margin"]
+        return Requirements(im=im, mm=self.config.mm_ratio * im)
+
+    def requirements_stateless(self, positions: Positions, market: MarketState) -> Requirements:
+        """Requirements for a subset of accounts (a pre-trade check, a fill's two parties): the
+        buffer state, which belongs to the full set of accounts, is neither read nor advanced."""
+        im = self.components(positions, market, update_state=False)["margin"]
         return Requirements(im=im, mm=self.config.mm_ratio * im)
 
     def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:
