@@ -38,10 +38,51 @@ class AgentContext:
     table: "InstrumentTable"
 
 
+def pick_instrument(instruments: list[int], rng: np.random.Generator) -> int:
+    """One instrument per agent, uniformly from its group's list (no draw when there is one)."""
+    if len(instruments) == 1:
+        return instruments[0]
+    return instruments[int(rng.integers(len(instruments)))]
+
+
+class Arrivals:
+    """Waiting times of a Poisson process (or a fixed period), drawn from an agent's stream in blocks.
+
+    ``next()`` is a list read; a block of ``block`` exponential gaps is drawn when it runs out, so
+    the stream's draws depend only on how many arrivals were taken.
+    """
+
+    __slots__ = ("mean", "poisson", "rng", "block", "_buf", "_pos")
+
+    def __init__(self, mean: float, rng: np.random.Generator, poisson: bool = True, block: int = 64) -> None:
+        if mean <= 0:
+            raise ValueError(f"mean gap must be positive, got {mean}")
+        self.mean = float(mean)
+        self.poisson = poisson
+        self.rng = rng
+        self.block = block
+        self._buf: list[float] = []
+        self._pos = 0
+
+    def next(self) -> float:
+        if not self.poisson:
+            return self.mean
+        if self._pos >= len(self._buf):
+            self._buf = self.rng.exponential(self.mean, self.block).tolist()
+            self._pos = 0
+        gap = self._buf[self._pos]
+        self._pos += 1
+        return gap
+
+
 class Agent:
-    """Base class: public reads and order helpers. Subclasses implement ``start``."""
+    """Base class: public reads and order helpers. Subclasses implement ``start``.
+
+    Slotted: an agent is a handful of numbers and references; subclasses declare their own slots.
+    """
 
     kind: ClassVar[str] = "agent"
+    __slots__ = ("ctx", "name", "account", "rng", "orders_sent", "rejects", "__weakref__")
 
     def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator) -> None:
         self.ctx = ctx
@@ -85,6 +126,40 @@ class Agent:
     def equity(self) -> float:
         """Own equity in quote minor units at current marks."""
         return self.ctx.house.account_equity(self.account)
+
+    def equity_fast(self) -> float:
+        """Own equity (minor units) without a margin computation: cash + positions at mark.
+
+        Exact for quote-only collateral; with other collateral assets it falls back to ``equity``.
+        """
+        ledger = self.ctx.ledger
+        if ledger.cash.shape[1] != 1:
+            return self.equity()
+        return float(ledger.cash[self.account, QUOTE]) + float(
+            ledger.position[self.account] @ (self.ctx.marks.ticks * ledger.tick_value))
+
+    def tick_value(self, instrument: int) -> int:
+        """Minor units of cash per tick per lot."""
+        return int(self.ctx.ledger.tick_value[instrument])
+
+    def reference_ticks(self, instrument: int, source: str = "index") -> float:
+        """A price to trade around, in ticks: ``index``, ``mark`` or ``mid`` (falling back to the
+        mark when the book is one-sided). Options always use the mark."""
+        if source == "mark" or self.ctx.table.kind[instrument] == 2:
+            return float(self.ctx.marks.ticks[instrument])
+        if source == "mid":
+            m = self.ctx.venue.books[instrument].mid()
+            if m is not None:
+                return float(m)
+            return float(self.ctx.marks.ticks[instrument])
+        return self.index_ticks(instrument)
+
+    def resting_lots(self, instrument: int) -> int:
+        """Lots this account has resting on ``instrument`` (both sides), from the venue's arrays."""
+        r = self.ctx.venue.resting
+        if self.account >= r.bids.shape[0]:
+            return 0
+        return int(r.bids[self.account, instrument] + r.asks[self.account, instrument])
 
     # ------------------------------------------------------------------ actions (with latency)
     def submit(self, instrument: int, side: int, price: int, lots: int, tif: TimeInForce = TimeInForce.GTC,

@@ -1,0 +1,104 @@
+"""Building a population from its config: accounts, capital, random streams, agents.
+
+For each group, in config order, and each k in range(count): open a ledger account, deposit the
+agent's capital (drawn from the agent's own stream ``agent/{group name}/{k}``, then converted to
+integer minor units of the quote asset), and build the agent with that stream. Nothing is
+shared between agents' streams, so adding an agent or a group never changes what another draws.
+
+Shared, population-wide helpers are built once: the trade tape (one venue listener) and, per
+leveraged or delta-hedger group, one monitor (one oracle listener that checks the whole group with
+array operations). The backstop provider's account, if any, is the clearing house's vault.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from agents.arbitrage import BasisArbitrageur
+from agents.backstop import AuctionBidder, BackstopProvider
+from agents.base import Agent, AgentContext
+from agents.leveraged import LeveragedTrader, LeverageMonitor
+from agents.market_maker import MarketMaker
+from agents.momentum import MomentumTrader
+from agents.noise import NoiseTrader
+from agents.options import DeltaHedger, HedgeMonitor, OptionSeller
+from agents.tape import MarketTape
+from agents.value import ValueTrader
+from clearing.ledger import QUOTE
+from sim.schema.population import PopulationConfig, sample
+
+
+class Population(list):
+    """The agents (a list, in build order) plus what the episode needs to know about them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backstop_account: int | None = None
+        self.bidders: list[AuctionBidder] = []
+        self.groups: dict[str, list[Agent]] = {}
+        self.tape: MarketTape | None = None
+
+    @property
+    def agents(self) -> list[Agent]:
+        return self
+
+    def accounts(self, group: str) -> list[int]:
+        return [a.account for a in self.groups.get(group, [])]
+
+
+def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[str, int]) -> Population:
+    """Open accounts, deposit capital, build every agent (not started: the episode calls ``start``)."""
+    config.check_symbols(symbols)
+    ledger = ctx.ledger
+    decimals = ledger.assets[QUOTE].decimals
+    pop = Population()
+    tape = MarketTape(len(ctx.table)).attach(ctx.venue)
+    pop.tape = tape
+
+    for group in config.groups:
+        gname = group.group_name
+        ids = [symbols[s] for s in group.instruments]
+        members: list[Agent] = []
+        make: Callable[..., Agent]
+        if group.type == "market_maker":
+            make = lambda c, n, a, r, g=group, ids=ids: MarketMaker(c, n, a, r, g, ids, tape)  # noqa: E731
+        elif group.type == "noise":
+            make = lambda c, n, a, r, g=group, ids=ids: NoiseTrader(c, n, a, r, g, ids)  # noqa: E731
+        elif group.type == "leveraged":
+            monitor = LeverageMonitor(ctx, group)
+            make = lambda c, n, a, r, g=group, ids=ids, m=monitor: LeveragedTrader(c, n, a, r, g, ids, m)  # noqa: E731
+        elif group.type == "basis_arb":
+            make = lambda c, n, a, r, g=group, ids=ids: BasisArbitrageur(c, n, a, r, g, ids)  # noqa: E731
+        elif group.type == "value":
+            make = lambda c, n, a, r, g=group, ids=ids: ValueTrader(c, n, a, r, g, ids)  # noqa: E731
+        elif group.type == "momentum":
+            make = lambda c, n, a, r, g=group, ids=ids: MomentumTrader(c, n, a, r, g, ids)  # noqa: E731
+        elif group.type == "option_seller":
+            make = lambda c, n, a, r, g=group, ids=ids: OptionSeller(c, n, a, r, g, ids)  # noqa: E731
+        elif group.type == "delta_hedger":
+            hedges = HedgeMonitor(ctx)
+            make = lambda c, n, a, r, g=group, ids=ids, m=hedges: DeltaHedger(c, n, a, r, g, ids, m)  # noqa: E731
+        elif group.type == "backstop_provider":
+            make = lambda c, n, a, r, g=group, ids=ids: BackstopProvider(c, n, a, r, g, ids)  # noqa: E731
+        elif group.type == "auction_bidder":
+            make = lambda c, n, a, r, g=group, ids=ids: AuctionBidder(c, n, a, r, g, ids)  # noqa: E731
+        else:  # pragma: no cover - the schema's discriminator makes this unreachable
+            raise ValueError(f"unknown agent type {group.type!r}")
+        for k in range(group.count):
+            rng = ctx.world.stream(f"agent/{gname}/{k}")
+            capital = sample(group.capital, rng)
+            account = ledger.open_account()
+            ledger.deposit(account, QUOTE, int(round(capital * 10**decimals)))
+            agent = make(ctx, f"{gname}/{k}", account, rng)
+            members.append(agent)
+            pop.append(agent)
+            if isinstance(agent, BackstopProvider):
+                pop.backstop_account = account
+            elif isinstance(agent, AuctionBidder):
+                pop.bidders.append(agent)
+        pop.groups[gname] = members
+    ctx.venue.resting.ensure(ledger.cash.shape[0])
+    grow = getattr(ctx.house, "_grow", None)  # the house sized its arrays before these accounts existed
+    if grow is not None:
+        grow()
+    return pop

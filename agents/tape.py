@@ -1,0 +1,37 @@
+"""The public trade tape: traded volume per instrument, split by aggressor side, and the last price.
+
+One listener on the venue for the whole population (not one per agent): each fill adds to two
+integer counters. Agents that size by volume (the adaptive market maker's ``pov``) or skew by the
+trade imbalance read the counters' change since their last look. Complexity: O(1) per fill.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.orders import Fill
+
+
+class MarketTape:
+    """Cumulative buyer- and seller-initiated lots and the last trade price (ticks) per instrument."""
+
+    __slots__ = ("buy_volume", "sell_volume", "last_price", "trades")
+
+    def __init__(self, n_instruments: int) -> None:
+        self.buy_volume = np.zeros(n_instruments, dtype=np.int64)
+        self.sell_volume = np.zeros(n_instruments, dtype=np.int64)
+        self.last_price = np.zeros(n_instruments, dtype=np.int64)
+        self.trades = 0
+
+    def on_fill(self, fill: Fill, maker_fee: int, taker_fee: int) -> None:
+        i = fill.instrument
+        if fill.aggressor_side > 0:
+            self.buy_volume[i] += fill.size
+        else:
+            self.sell_volume[i] += fill.size
+        self.last_price[i] = fill.price
+        self.trades += 1
+
+    def attach(self, venue) -> "MarketTape":
+        venue.trade_listeners.append(self.on_fill)
+        return self

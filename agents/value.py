@@ -1,0 +1,137 @@
+"""Value traders (the ABIDES value agent): trade toward a noisy private estimate of the fundamental.
+
+The agent believes the fundamental is an Ornstein-Uhlenbeck process around ``r_bar`` (mean
+reversion ``kappa`` per second, diffusion ``belief_vol`` annualised). At each Poisson wake-up
+(``rate`` per second) it:
+
+1. propagates its belief (mean m, variance v) over the time since its last look:
+   m <- r_bar + (m - r_bar) e^{-kappa dt},  v <- v e^{-2 kappa dt} + s^2 (1 - e^{-2 kappa dt}) / (2 kappa);
+2. observes the published index with multiplicative noise ``obs_noise`` (its own draw) and makes
+   the Kalman (Bayesian normal-normal) update: gain = v / (v + n^2);
+3. projects ``horizon`` seconds ahead (r_T = r_bar + (m - r_bar) e^{-kappa horizon}) and, if r_T is
+   above the book's mid, buys -- at the ask with probability ``aggressive_prob``, otherwise up to
+   ``depth_spread`` spreads inside it -- or sells symmetrically below the mid.
+
+Its previous order is cancelled first, as ABIDES value agents do. Cost per wake-up: a few floats,
+at most one cancel and one order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from agents.base import Agent, AgentContext, Arrivals, pick_instrument
+from clearing.instruments import SECONDS_PER_YEAR
+from sim.orders import BUY, SELL
+from sim.schema.population import Sampler, ValueGroup
+
+
+class ValueTrader(Agent):
+    kind = "value"
+    __slots__ = ("cfg", "instrument", "arrivals", "size", "r_bar", "m", "v", "last_t", "last_order", "normals",
+                 "_n", "uniforms", "_u", "estimate")
+
+    def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
+                 cfg: ValueGroup, instruments: list[int]) -> None:
+        super().__init__(ctx, name, account, rng)
+        self.cfg = cfg
+        self.instrument = pick_instrument(instruments, rng)
+        self.arrivals = Arrivals(1.0 / cfg.rate, rng, True)
+        self.size = Sampler(cfg.size, rng)
+        self.r_bar = 0.0
+        self.m = 0.0
+        self.v = 0.0
+        self.last_t = 0.0
+        self.last_order = 0
+        self.normals: list[float] = []
+        self._n = 0
+        self.uniforms: list[float] = []
+        self._u = 0
+        self.estimate = 0.0
+
+    def _normal(self) -> float:
+        if self._n >= len(self.normals):
+            self.normals = self.rng.standard_normal(32).tolist()
+            self._n = 0
+        x = self.normals[self._n]
+        self._n += 1
+        return x
+
+    def _uniform(self) -> float:
+        if self._u >= len(self.uniforms):
+            self.uniforms = self.rng.random(64).tolist()
+            self._u = 0
+        x = self.uniforms[self._u]
+        self._u += 1
+        return x
+
+    def start(self) -> None:
+        cfg = self.cfg
+        i = self.instrument
+        tick = float(self.ctx.table.tick_size[i])
+        self.r_bar = cfg.r_bar / tick if cfg.r_bar is not None else self.index_ticks(i)
+        self.m = self.r_bar
+        self.v = (cfg.prior_std * self.r_bar) ** 2
+        self.last_t = cfg.start
+        self.ctx.world.call_later(cfg.start + self.arrivals.next(), self._wake)
+
+    def _wake(self) -> None:
+        if self.cfg.end is not None and self.now >= self.cfg.end:
+            return
+        self.act()
+        self.ctx.world.call_later(self.arrivals.next(), self._wake)
+
+    def update_belief(self, observed: float, now: float) -> float:
+        """Propagate and update the belief with one noisy observation; the projected value (ticks)."""
+        cfg = self.cfg
+        dt = max(now - self.last_t, 0.0)
+        self.last_t = now
+        s2 = (cfg.belief_vol * self.r_bar) ** 2 / SECONDS_PER_YEAR  # ticks^2 per second
+        k = cfg.kappa
+        if k > 0:
+            decay = math.exp(-k * dt)
+            self.m = self.r_bar + (self.m - self.r_bar) * decay
+            self.v = self.v * decay * decay + s2 * (1.0 - decay * decay) / (2.0 * k)
+        else:
+            self.v += s2 * dt
+        n2 = (cfg.obs_noise * self.r_bar) ** 2
+        if n2 <= 0.0:
+            self.m, self.v = observed, 0.0
+        else:
+            gain = self.v / (self.v + n2)
+            self.m += gain * (observed - self.m)
+            self.v = self.v * n2 / (self.v + n2)
+        if cfg.horizon is not None and k > 0:
+            self.estimate = self.r_bar + (self.m - self.r_bar) * math.exp(-k * cfg.horizon)
+        else:
+            self.estimate = self.m
+        return self.estimate
+
+    def act(self) -> None:
+        cfg = self.cfg
+        i = self.instrument
+        book = self.ctx.venue.books[i]
+        if self.last_order and book.order(self.last_order) is not None:
+            self.cancel(self.last_order, i)
+        self.last_order = 0
+        observed = self.index_ticks(i) * (1.0 + cfg.obs_noise * self._normal())
+        value = self.update_belief(observed, self.now)
+        bid, ask = book.best_bid(), book.best_ask()
+        if bid is not None and ask is not None:
+            mid, spread = 0.5 * (bid + ask), ask - bid
+        else:
+            mid = self.mark_ticks(i)
+            spread = 2
+            bid = bid if bid is not None else int(math.floor(mid)) - 1
+            ask = ask if ask is not None else int(math.ceil(mid)) + 1
+        if value == mid:
+            return
+        side = BUY if value > mid else SELL
+        pos = self.position(i)
+        if cfg.max_position is not None and side * pos >= cfg.max_position:
+            return
+        adjust = 0 if self._uniform() < cfg.aggressive_prob else int(self._uniform() * (cfg.depth_spread * spread + 1))
+        price = ask - adjust if side == BUY else bid + adjust
+        self.last_order = self.submit(i, side, max(1, price), self.size.lots())
