@@ -1,0 +1,340 @@
+"""Unit tests of each margin regime's formulas (METHODS.md sections 1-6), the config schema and
+the registry. Numbers are worked by hand from the formulas in docs/METHODOLOGY.md."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from clearing.instruments import InstrumentTable
+from clearing.margin.base import Positions
+from clearing.margin.examples import make_instrument, make_market
+from clearing.margin.liquidity import WithLiquidityAddOn
+from clearing.margin.portfolio import PortfolioRegime
+from clearing.margin.registry import build_regime
+from clearing.margin.span import SpanRegime
+from clearing.margin.standard import StandardRegime
+from clearing.margin.tims import TimsRegime
+from clearing.margin.var import VaRRegime, tail_measure
+from clearing.pricing import black76_price
+from sim.schema.margin import (
+    REGIME_NAMES,
+    LiquidityConfig,
+    PortfolioConfig,
+    SpanConfig,
+    StandardConfig,
+    TimsConfig,
+    VaRConfig,
+    parse_margin_config,
+)
+
+
+@pytest.fixture(scope="module")
+def btc():
+    ins = [
+        make_instrument(0, "BTC-PERP", "perpetual", "BTC"),
+        make_instrument(1, "BTC-F30", "future", "BTC", 1.0, 30),
+        make_instrument(2, "BTC-C66", "option", "BTC", 1.0, 30, 66_000.0, True),
+        make_instrument(3, "BTC-P54", "option", "BTC", 1.0, 30, 54_000.0, False),
+        make_instrument(4, "ETH-PERP", "perpetual", "ETH", 10.0),
+    ]
+    table = InstrumentTable.from_instruments(ins)
+    market = make_market(table, {"BTC": 60_000.0, "ETH": 3_000.0}, {"BTC": 0.6, "ETH": 0.8},
+                         linear_marks={"BTC-F30": 60_300.0})
+    return table, market
+
+
+# ------------------------------------------------------------------------------------ standard
+def test_standard_linear_and_short_options(btc):
+    table, market = btc
+    r = StandardRegime(table)
+    b = r.breakdown(np.array([2.0, -1.0, 0, 0, 0]), market)
+    assert b["im"] == pytest.approx(0.10 * (2 * 60_000 + 60_300))
+    assert b["mm"] == pytest.approx(0.05 * (2 * 60_000 + 60_300))
+    # short call, 66k strike, forward = the 30-day future (60,300): OTM% = 5,700 / 60,300
+    fwd, otm = 60_300.0, 5_700.0 / 60_300.0
+    mark = market.marks[2]
+    short = r.breakdown(np.array([0, 0, -2.0, 0, 0]), market)
+    assert short["im"] == pytest.approx(2 * (max(0.15 - otm, 0.10) * fwd + mark))
+    assert short["mm"] == pytest.approx(2 * (0.075 * fwd + mark))
+    assert r.breakdown(np.array([0, 0, 3.0, 0, 0]), market)["im"] == 0.0  # long option: nothing
+
+
+def test_standard_tiers_binance_style(btc):
+    table, market = btc
+    cfg = StandardConfig(tiers=[{"max_notional": 50_000, "im_rate": 0.02, "mm_rate": 0.01},
+                                {"max_notional": 250_000, "im_rate": 0.05, "mm_rate": 0.025},
+                                {"im_rate": 0.10, "mm_rate": 0.05}])
+    r = StandardRegime(table, cfg)
+    notional = lambda q: q * 60_000.0  # noqa: E731
+    for q in (0.5, 1.0, 4.0, 10.0):
+        b = r.breakdown(np.array([q, 0, 0, 0, 0]), market)
+        n = notional(q)
+        rate = 0.02 if n <= 50_000 else 0.05 if n <= 250_000 else 0.10
+        assert b["im"] == pytest.approx(n * rate)  # the bracket's rate on the whole position
+    # MM is continuous across tier boundaries (maintenance amount)
+    eps = 1e-6
+    for cap in (50_000.0, 250_000.0):
+        lo = r.breakdown(np.array([cap / 60_000 - eps, 0, 0, 0, 0]), market)["mm"]
+        hi = r.breakdown(np.array([cap / 60_000 + eps, 0, 0, 0, 0]), market)["mm"]
+        assert hi == pytest.approx(lo, abs=1e-2)
+    assert r.breakdown(np.array([10.0, 0, 0, 0, 0]), market)["mm"] == pytest.approx(600_000 * 0.05 - 50_000 * 0.015 - 250_000 * 0.025)
+
+
+def test_standard_open_interest_caps_dydx(btc):
+    table, market = btc
+    cfg = StandardConfig(open_interest_caps={"lower": 120_000, "upper": 360_000})
+    r = StandardRegime(table, cfg)
+    # open interest = long lots x units x mark over all accounts: 4 BTC = 240,000 -> halfway
+    pos = Positions.of([[3.0, 0, 0, 0, 0], [1.0, 0, 0, 0, 0], [-4.0, 0, 0, 0, 0]])
+    req = r.requirements(pos, market)
+    imf = 0.10 + (1 - 0.10) * 0.5
+    np.testing.assert_allclose(req.im, imf * np.array([3, 1, 4]) * 60_000.0)
+    np.testing.assert_allclose(req.mm, 0.05 * np.array([3, 1, 4]) * 60_000.0)
+    pos_full = Positions.of([[10.0, 0, 0, 0, 0], [-10.0, 0, 0, 0, 0]])
+    np.testing.assert_allclose(r.requirements(pos_full, market).im, [600_000.0, 600_000.0])  # 100%
+
+
+def test_standard_isolated_keeps_positions_separate(btc):
+    table, market = btc
+    lots = [[1.0, -1.0, -1.0, 0, 2.0]]
+    cross = StandardRegime(table).requirements(Positions.of(lots), market)
+    iso_regime = build_regime("standard_isolated", table)
+    iso = iso_regime.requirements(Positions.of(lots), market)
+    np.testing.assert_allclose(cross.im, iso.im)
+    assert cross.positions is None and iso.positions is not None
+    np.testing.assert_allclose(iso.positions.im.sum(), iso.im[0])
+    assert list(iso.positions.instrument) == [0, 1, 2, 4]
+    b = iso_regime.breakdown(np.array(lots[0]), market)
+    assert b["im[ETH-PERP]"] == pytest.approx(0.10 * 2 * 10 * 3_000.0)
+
+
+# ----------------------------------------------------------------------------------------- SPAN
+def test_span_intra_spread_and_short_option_minimum(btc):
+    table, market = btc
+    r = SpanRegime(table, SpanConfig(intra_spread_charge=100.0, intra_spread_rate=0.0))
+    b = r.breakdown(np.array([2.0, -1.0, 0, 0, 0]), market)  # one perp/future spread
+    assert b["intra_spread"] == pytest.approx(100.0)
+    # short option minimum binds for a far OTM short put when the scan says little
+    r2 = SpanRegime(table, SpanConfig(short_option_minimum=5_000.0, short_option_minimum_rate=0.0))
+    b2 = r2.breakdown(np.array([0, 0, 0, -1.0, 0]), market)
+    assert b2["span"] == pytest.approx(max(b2["scan_risk"], 5_000.0))
+
+
+def test_span_net_option_value_convention(btc):
+    table, market = btc
+    lots = np.array([0, 0, 1.0, -1.0, 0])
+    plain = SpanRegime(table).breakdown(lots, market)
+    cash = SpanRegime(table, SpanConfig(net_option_value=True)).breakdown(lots, market)
+    nov = (market.marks[2] - market.marks[3]) * 1.0
+    assert plain["net_option_value"] == pytest.approx(nov)
+    assert cash["mm"] == pytest.approx(max(plain["span"] - nov, 0.0))
+
+
+# ----------------------------------------------------------------------------------------- TIMS
+def test_tims_points_minimum_and_offsets(btc):
+    table, market = btc
+    r = TimsRegime(table, TimsConfig(up=0.06, down=0.08))
+    np.testing.assert_allclose(r.moves[0], [-0.08, -0.064, -0.048, -0.032, -0.016, 0.012, 0.024, 0.036, 0.048, 0.06])
+    assert r.breakdown(np.array([1.0, 0, 0, 0, 0]), market)["im"] == pytest.approx(0.08 * 60_000)
+    assert r.breakdown(np.array([-1.0, 0, 0, 0, 0]), market)["im"] == pytest.approx(0.06 * 60_000)
+    # a perfect calendar at equal marks has no loss: the minimum 0.375 x multiplier per contract binds
+    ins = [make_instrument(0, "A", "future", "X", 100.0, 30), make_instrument(1, "B", "future", "X", 100.0, 60)]
+    t2 = InstrumentTable.from_instruments(ins)
+    m2 = make_market(t2, {"X": 50.0}, {"X": 0.3})
+    assert TimsRegime(t2).breakdown(np.array([3.0, -3.0]), m2)["im"] == pytest.approx(6 * 0.375 * 100)
+    # partial offset across class groups of one product group
+    cfg = TimsConfig(product_groups={"crypto": {"underlyings": ["BTC", "ETH"], "offset": 0.5}})
+    lots = np.array([1.0, 0, 0, 0, -2.0])  # long 60k BTC vs short 60k ETH
+    b = TimsRegime(table, cfg).breakdown(lots, market)
+    assert b["im"] == pytest.approx(0.15 * 60_000 * (1 - 0.5))
+    assert TimsRegime(table).breakdown(lots, market)["im"] == pytest.approx(2 * 0.15 * 60_000)
+
+
+# ------------------------------------------------------------------------------------ portfolio
+def test_portfolio_scenarios_and_shocks(btc):
+    table, market = btc
+    r = PortfolioRegime(table)
+    assert r.n_core == 27 and r.n_ext == 4
+    np.testing.assert_allclose(r.moves, np.linspace(-0.16, 0.16, 9))
+    up, down = r.vol_shocks(market)
+    f = (30.0 / 30.0) ** 0.13  # 30 DTE: the long power applies
+    assert up[2] == pytest.approx(max(0.6 * (1 + 0.5 * f), 0.5))
+    assert down[2] == pytest.approx(0.6 * (1 - 0.25 * f))
+    b = r.breakdown(np.array([1.0, 0, 0, 0, 0]), market)  # long perp: 16% + 10% delta shock
+    assert b["core"] == pytest.approx(0.16 * 60_000)
+    assert b["delta_shock"] == pytest.approx(0.10 * 60_000)
+    assert b["roll_shock"] == 0.0 and b["im"] == pytest.approx(0.26 * 60_000)
+    assert b["mm"] == pytest.approx(0.8 * b["im"])
+    # dated future: roll shock max(7.5% x 30/365, 1%) x F
+    bf = r.breakdown(np.array([0, 1.0, 0, 0, 0]), market)
+    assert bf["roll_shock"] == pytest.approx(max(0.075 * 30 / 365, 0.01) * 60_300)
+
+
+def test_portfolio_short_option_matches_bruteforce(btc):
+    table, market = btc
+    r = PortfolioRegime(table)
+    lots = np.array([0.3, 0, -1.0, -1.0, 0])
+    fwd = np.array([60_300.0, 60_000.0])  # call on the 30d future, put on the 30d future too
+    fwd[1] = 60_300.0
+    k, call = np.array([66_000.0, 54_000.0]), np.array([True, False])
+    yrs = 30 / 365
+    up, down = r.vol_shocks(market)
+    v0 = np.array([0.6, 0.6])
+    worst = 0.0
+    for vols in (v0, up[2:4], down[2:4]):
+        for m in np.linspace(-0.16, 0.16, 9):
+            opt = (black76_price(fwd * (1 + m), k, yrs, vols, call) - black76_price(fwd, k, yrs, v0, call)) @ lots[2:4]
+            worst = min(worst, opt + 0.3 * 60_000 * m)
+    ext = 0.0
+    for m in (-0.66, -0.33, 0.5, 1.0):
+        opt = (black76_price(fwd * (1 + m), k, yrs, up[2:4], call) - black76_price(fwd, k, yrs, v0, call)) @ lots[2:4]
+        ext = min(ext, opt + 0.3 * 60_000 * m)
+    b = r.breakdown(lots, market)
+    assert b["core"] == pytest.approx(-worst, rel=1e-9)
+    assert b["extended"] == pytest.approx(-ext * 0.15, rel=1e-9)
+
+
+def test_portfolio_joint_vs_sum(btc):
+    table, market = btc
+    single = np.array([1.0, 0, -1.0, 0, 0])
+    pair = np.array([1.0, 0, 0, 0, -2.0])  # long 60k BTC, short 60k ETH
+    s, j = PortfolioRegime(table), build_regime("portfolio_joint", table)
+    assert j.breakdown(single, market)["im"] == pytest.approx(s.breakdown(single, market)["im"])
+    js, ss = j.breakdown(pair, market)["im"], s.breakdown(pair, market)["im"]
+    assert js < ss
+    # correlation 0.8: each leg led in turn, the other moves 0.8 x: worst core = 16% x 0.2 x 60k
+    assert j.breakdown(pair, market)["core"] == pytest.approx(0.16 * 0.2 * 60_000)
+    one = build_regime({"regime": "portfolio_joint", "correlations": {"BTC/ETH": 1.0}}, table)
+    assert one.breakdown(pair, market)["core"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_portfolio_float32_close_to_float64():
+    from clearing.margin.examples import benchmark_book
+    table, market, acc, ins, lots = benchmark_book(n_accounts=2_000, seed=1)
+    pos = Positions.from_coo(2_000, len(table), acc, ins, lots)
+    a = PortfolioRegime(table).requirements(pos, market).im
+    b = PortfolioRegime(table, PortfolioConfig(dtype="float32")).requirements(pos, market).im
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-2)
+    dense = pos.dense
+    r = PortfolioRegime(table)
+    m = r.pnl_matrix(market)
+    # brute force, dense, per underlying
+    im = np.zeros(2_000)
+    for u in range(len(table.underlyings)):
+        sub = (dense * (r.underlying == u)) @ m
+        core = np.maximum(-sub[:, :27].min(1), 0)
+        ext = np.maximum(-sub[:, 27:31].min(1), 0) * 0.15
+        delta = 0.10 * np.abs(sub[:, 31])
+        roll = np.maximum(-sub[:, 32:].min(1), 0)
+        im += np.maximum(core, ext) + delta + roll
+    np.testing.assert_allclose(a, im, rtol=1e-9, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ VaR
+def test_tail_measure_convention():
+    losses = np.arange(1.0, 101.0)[:, None]  # 100 scenarios, losses 1..100
+    assert tail_measure(losses, 0.99, "var")[0] == 100.0  # k = 1
+    assert tail_measure(losses, 0.975, "var")[0] == 98.0  # k = ceil(2.5) = 3
+    assert tail_measure(losses, 0.975, "es")[0] == pytest.approx(99.0)
+    assert tail_measure(-losses, 0.99, "var")[0] == 0.0  # all gains: floored
+
+
+def test_var_historical_and_filtered(btc):
+    table, _ = btc
+    rng = np.random.default_rng(5)
+    calm = rng.normal(0, 0.01, (300, 2))
+    wild = rng.normal(0, 0.05, (30, 2))
+    prices = np.exp(np.cumsum(np.vstack([calm, wild]), axis=0)) * np.array([60_000.0, 3_000.0])
+    market = make_market(table, dict(zip(table.underlyings, prices[-1])), {"BTC": 0.6, "ETH": 0.8})
+    hs = VaRRegime(table, VaRConfig(), history=prices)
+    fhs = VaRRegime(table, VaRConfig(method="filtered"), history=prices)
+    es = VaRRegime(table, VaRConfig(measure="es"), history=prices)
+    lots = np.array([1.0, 0, 0, 0, 0])
+    v, f, e = (r.breakdown(lots, market)["im"] for r in (hs, fhs, es))
+    assert f > v  # FHS rescales calm-period returns up to today's high volatility
+    assert e >= v
+    # the historical figure is the k-th largest 2-day loss of the last 250 windows
+    r2 = prices[-250:, 0] / prices[-252:-2, 0] - 1.0
+    k = int(np.ceil(0.01 * 250))
+    assert v == pytest.approx(np.sort(-r2 * prices[-1, 0])[::-1][k - 1])
+    with pytest.raises(ValueError, match="history"):
+        VaRRegime(table, VaRConfig(), history=np.ones((10, 3)))
+    n = hs.history.shape[0]
+    hs.update_history(prices[-1])
+    assert hs.history.shape[0] == n + 1
+
+
+# ------------------------------------------------------------------------------------ liquidity
+def test_liquidity_book_walk(btc):
+    table, market = btc
+    depth = {"BTC-PERP": {"bids": [[59_990.0, 2.0], [59_900.0, 3.0]], "asks": [[60_010.0, 1.0]]}}
+    r = WithLiquidityAddOn(StandardRegime(table), LiquidityConfig(mode="book", beyond_depth_slippage=0.01), depth=depth)
+    b = r.breakdown(np.array([4.0, 0, 0, 0, 0]), market)
+    assert b["liquidity_im"] == pytest.approx(2 * 10 + 2 * 100)
+    b = r.breakdown(np.array([-3.0, 0, 0, 0, 0]), market)  # 1 lot in the book, 2 beyond at 1%
+    assert b["liquidity_im"] == pytest.approx(10 + 2 * 0.01 * 60_000)
+    assert b["im"] == pytest.approx(b["base_im"] + b["liquidity_im"])
+
+
+def test_liquidity_sqrt_is_drift_formula(btc):
+    table, market = btc
+    imf = 0.01
+    r = build_regime({"regime": "standard", "liquidity": {"mode": "sqrt", "imf": imf}}, table)
+    for q in (1.0, 50.0, 400.0):
+        b = r.breakdown(np.array([q, 0, 0, 0, 0]), market)
+        w = 0.10
+        w2 = max(w, 0.8 * w + imf * np.sqrt(q))
+        assert b["im"] == pytest.approx(q * 60_000 * w2)
+
+
+# ------------------------------------------------------------------------------ schema/registry
+def test_defaults_are_the_methods_values():
+    s = StandardConfig()
+    assert (s.tiers[0].im_rate, s.tiers[0].mm_rate) == (0.10, 0.05)
+    assert (s.short_option.im_base, s.short_option.im_floor) == (0.15, 0.10)
+    sp = SpanConfig()
+    assert (sp.cover_fraction, sp.extreme_multiple, sp.mm_multiplier) == (0.35, 2.0, 1.0)
+    t = TimsConfig()
+    assert (t.up, t.down, t.points, t.minimum_per_contract) == (0.15, 0.15, 10, 0.375)
+    p = PortfolioConfig()
+    assert (p.price_range, p.price_steps, p.vol_up, p.vol_down, p.vega_power_short, p.vega_power_long) == (
+        0.16, 4, 0.5, 0.25, 0.3, 0.13)
+    assert p.extended_moves == [-0.66, -0.33, 0.5, 1.0]
+    assert (p.delta_shock, p.roll_shock_rate, p.roll_shock_floor, p.mm_ratio) == (0.10, 0.075, 0.01, 0.8)
+    v, va = VaRConfig(), parse_margin_config("var_apc")
+    assert (v.confidence, v.mpor, v.lookback) == (0.99, 2, 250)
+    assert (va.stressed_weight, va.floor_lookback) == (0.25, 2520)
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"regime": "span", "cover_fraction": 1.5}, "cover_fraction"),
+    ({"regime": "portfolio", "price_range": -0.1}, "price_range"),
+    ({"regime": "tims", "points": 9}, "points"),
+    ({"regime": "var", "confidence": 1.2}, "confidence"),
+    ({"regime": "standard", "tiers": [{"im_rate": 0.05, "mm_rate": 0.1}]}, "tiers"),
+    ({"regime": "span", "risk_arrays": {"X": [1, 2, 3]}}, "risk_arrays"),
+    ({"regime": "portfolio", "typo": 1}, "typo"),
+    ({"regime": "nonsense"}, "regime"),
+])
+def test_invalid_configs_name_the_field(data, field):
+    with pytest.raises(ValidationError) as e:
+        parse_margin_config(data)
+    assert field in str(e.value)
+
+
+def test_registry_builds_every_name(btc):
+    table, market = btc
+    history = np.tile(np.array([60_000.0, 3_000.0]), (300, 1)) * np.exp(
+        np.random.default_rng(0).normal(0, 0.02, (300, 2)))
+    pos = Positions.of([[1.0, -1.0, -1.0, 1.0, 3.0]])
+    for name in REGIME_NAMES:
+        regime = build_regime(name, table, history=history)
+        req = regime.requirements(pos, market)
+        assert req.im[0] > 0 and 0 < req.mm[0] <= req.im[0] + 1e-9, name
+        assert regime.breakdown(pos.dense[0], market)["im"] == pytest.approx(req.im[0]), name
+    with pytest.raises(ValueError, match="history"):
+        build_regime("var", table)
+    with pytest.raises(TypeError, match="unknown context"):
+        build_regime("span", table, histroy=history)
