@@ -1,0 +1,538 @@
+"""Per-run metrics: one JSON-serialisable, deterministic summary of an episode's recorded tables.
+
+``summarise(config, tables, stats)`` reads the tables ``sim.recorder.Recorder.tables()`` produces
+and returns a nested dict of plain Python numbers, strings, lists and dicts. It contains no wall
+clock figure (``timing(stats)`` returns those separately), and every float is rounded to
+``SIGNIFICANT_DIGITS`` significant digits, so the same config and seed give a byte-identical
+``summary.json`` in any process (in-process, a process pool, Ray or Dask).
+
+Conventions: money in quote units (minor units / 10**quote.decimals); times in simulated
+seconds; prices as the tables hold them (ticks for the venue, quote units for the oracle) and only
+ever compared as ratios; slippage in basis points; ``None`` where a figure is undefined (the reason
+is given next to it where it is not obvious). Every metric is defined in ``METRICS_DOC``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+SIGNIFICANT_DIGITS = 10
+POLICIES = ("book", "backstop", "auction", "takeover", "adl")
+OUTCOMES = ("restored_by_cancel", "restored", "closed", "bankrupt", "open")
+CAUSES = ("oracle", "liquidation", "loss_allocation", "interval")
+ADL_FLAG = 2  # sim.orders.FillFlag.ADL
+
+Tables = Mapping[str, Mapping[str, np.ndarray]]
+
+
+# ------------------------------------------------------------------------------------ rounding
+def rnd(x: Any, digits: int = SIGNIFICANT_DIGITS) -> Any:
+    """A JSON-safe value: numpy scalars to Python, floats to ``digits`` significant digits,
+    NaN/inf to None; containers recursively (dict keys become strings)."""
+    if x is None or isinstance(x, (bool, str)):
+        return x
+    if isinstance(x, np.bool_):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        v = float(x)
+        if not math.isfinite(v):
+            return None
+        v = float(f"{v:.{digits}g}")
+        return 0.0 if v == 0.0 else v  # no -0.0
+    if isinstance(x, Mapping):
+        return {str(k): rnd(v, digits) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [rnd(v, digits) for v in x]
+    raise TypeError(f"cannot put a {type(x).__name__} in a summary")
+
+
+def _col(tables: Tables, table: str, column: str, dtype=None) -> np.ndarray:
+    t = tables.get(table) or {}
+    a = t.get(column)
+    if a is None:
+        return np.zeros(0, dtype=dtype or np.float64)
+    a = np.asarray(a)
+    return a.astype(dtype) if dtype is not None and a.dtype != dtype else a
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return float(num) / float(den) if den and math.isfinite(den) and math.isfinite(num) else None
+
+
+def _dist(x: np.ndarray) -> dict[str, Any]:
+    """count / mean / median / p95 / max of the finite values."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"count": 0, "mean": None, "median": None, "p95": None, "max": None}
+    return {"count": int(x.size), "mean": float(x.mean()), "median": float(np.median(x)),
+            "p95": float(np.quantile(x, 0.95)), "max": float(x.max())}
+
+
+# ------------------------------------------------------------------------------------ config view
+def _config_view(config: Any) -> dict[str, Any]:
+    """What the metrics need from the config (works on an EpisodeConfig or anything shaped like one)."""
+    market = config.market
+    instruments = list(market.instruments)
+    try:
+        underlyings = list(config.paths.names())
+    except Exception:  # a replay file that is gone, say: fall back to first-use order
+        underlyings = list(dict.fromkeys(i.underlying for i in instruments))
+    margin = getattr(config, "margin", None)
+    return {
+        "scale": 10 ** int(market.quote.decimals),
+        "quote": market.quote.name,
+        "symbols": [i.symbol for i in instruments],
+        "kinds": [i.kind for i in instruments],
+        "underlying_of": [i.underlying for i in instruments],
+        "underlyings": underlyings,
+        "duration": float(config.duration),
+        "sample_interval": float(getattr(getattr(config, "outputs", None), "sample_interval", 60.0)),
+        "regime": getattr(margin, "regime", None),
+    }
+
+
+# ------------------------------------------------------------------------------------ pieces
+def _drawdown(p: np.ndarray) -> float | None:
+    """Largest fall from a running peak, as a fraction of the peak: max_t (1 - p_t / max_{s<=t} p_s)."""
+    p = np.asarray(p, dtype=np.float64)
+    p = p[np.isfinite(p) & (p > 0)]
+    if p.size == 0:
+        return None
+    return float(np.max(1.0 - p / np.maximum.accumulate(p)))
+
+
+def _runup(p: np.ndarray) -> float | None:
+    """Largest rise from a running trough: max_t (p_t / min_{s<=t} p_s - 1)."""
+    p = np.asarray(p, dtype=np.float64)
+    p = p[np.isfinite(p) & (p > 0)]
+    if p.size == 0:
+        return None
+    return float(np.max(p / np.minimum.accumulate(p) - 1.0))
+
+
+def _mid_series(tables: Tables, instrument: int) -> np.ndarray:
+    """Venue mid (ticks) in time order; samples with an empty side are skipped."""
+    inst = _col(tables, "market", "instrument")
+    sel = inst == instrument
+    t = _col(tables, "market", "time")[sel]
+    bid = _col(tables, "market", "best_bid").astype(np.float64)[sel]
+    ask = _col(tables, "market", "best_ask").astype(np.float64)[sel]
+    order = np.argsort(t, kind="stable")
+    mid = 0.5 * (bid[order] + ask[order])
+    return mid[np.isfinite(mid)]
+
+
+def _bad_debt(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+    scale = cv["scale"]
+    layer = _col(tables, "losses", "layer").astype(str)
+    amount = _col(tables, "losses", "amount").astype(np.float64)
+    liq = _col(tables, "losses", "liq_id", np.int64)
+    account = _col(tables, "losses", "account", np.int64)
+    bad = (layer == "bad_debt") & (amount > 0)
+    # the market a deficit belongs to: the instrument of the liquidation's last step (as the absorber does)
+    s_liq = _col(tables, "liquidation_steps", "liq_id", np.int64)
+    s_ins = _col(tables, "liquidation_steps", "instrument", np.int64)
+    last_instrument = {int(l_): int(i) for l_, i in zip(s_liq.tolist(), s_ins.tolist())}
+    by_market = {s: 0.0 for s in cv["symbols"]}
+    unattributed = 0.0
+    for lid, amt in zip(liq[bad].tolist(), amount[bad].tolist()):
+        ins = last_instrument.get(lid)
+        if ins is None or not 0 <= ins < len(cv["symbols"]):
+            unattributed += amt
+        else:
+            by_market[cv["symbols"][ins]] += amt
+    fund_bad = _col(tables, "fund", "bad_debt").astype(np.float64)
+    return {
+        "total": float(amount[bad].sum()) / scale,
+        "by_market": {k: v / scale for k, v in by_market.items()},
+        "unattributed": unattributed / scale,
+        "accounts": int(np.unique(account[bad]).size),
+        "events": int(np.unique(liq[bad]).size),
+        "ledger_last_sample": float(fund_bad[-1]) / scale if fund_bad.size else 0.0,
+    }
+
+
+def _insurance(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+    scale = cv["scale"]
+    t = _col(tables, "fund", "time").astype(np.float64)
+    f = _col(tables, "fund", "insurance_fund").astype(np.float64)
+    fee = _col(tables, "fund", "fee_pool").astype(np.float64)
+    if f.size == 0:
+        return {"initial": None, "min": None, "min_time": None, "final": None, "max_drawdown": None,
+                "fee_pool_final": None}
+    k = int(np.argmin(f))
+    peak = np.maximum.accumulate(f)
+    return {
+        "initial": float(f[0]) / scale,
+        "min": float(f[k]) / scale,
+        "min_time": float(t[k]),
+        "final": float(f[-1]) / scale,
+        "max_drawdown": float(np.max(peak - f)) / scale,
+        "fee_pool_final": float(fee[-1]) / scale if fee.size else None,
+    }
+
+
+def _losses(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+    scale = cv["scale"]
+    layer = _col(tables, "losses", "layer").astype(str)
+    amount = _col(tables, "losses", "amount").astype(np.float64)
+    by_layer = {str(name): float(amount[layer == name].sum()) / scale for name in sorted(set(layer.tolist()))}
+    socialised = float(amount[np.char.startswith(layer, "socialised")].sum()) / scale if layer.size else 0.0
+    waterfall = float(amount[np.char.startswith(layer, "waterfall")].sum()) / scale if layer.size else 0.0
+    deficits = float(amount[layer != "collateral_sold"].sum()) / scale if layer.size else 0.0
+    return {"by_layer": by_layer, "socialised": socialised, "waterfall": waterfall,
+            "insurance_fund_paid": by_layer.get("insurance_fund", 0.0),
+            "deficits_total": deficits}
+
+
+def _liquidations(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+    scale = cv["scale"]
+    notional = _col(tables, "liquidations", "notional").astype(np.float64)
+    outcome = _col(tables, "liquidations", "outcome").astype(str)
+    cause = _col(tables, "liquidations", "cause").astype(str)
+    account = _col(tables, "liquidations", "account", np.int64)
+    policy = _col(tables, "liquidation_steps", "policy").astype(str)
+    s_not = _col(tables, "liquidation_steps", "notional").astype(np.float64)
+    s_lots = _col(tables, "liquidation_steps", "lots", np.int64)
+    s_fee = _col(tables, "liquidation_steps", "fee").astype(np.float64)
+    s_ins = _col(tables, "liquidation_steps", "instrument", np.int64)
+    by_policy = {}
+    for p in sorted(set(POLICIES) | set(policy.tolist())):
+        m = policy == p
+        by_policy[p] = {"steps": int(m.sum()), "notional": float(s_not[m].sum()) / scale,
+                        "lots": int(np.abs(s_lots[m]).sum())}
+    by_outcome = {o: int((outcome == o).sum()) for o in sorted(set(OUTCOMES) | set(outcome.tolist()))}
+    by_cause = {c: int((cause == c).sum()) for c in sorted(set(CAUSES) | set(cause.tolist()))}
+    by_market = {s: float(s_not[s_ins == k].sum()) / scale for k, s in enumerate(cv["symbols"])}
+    return {
+        "count": int(notional.size),
+        "accounts": int(np.unique(account).size),
+        "notional": float(notional.sum()) / scale,
+        "steps": int(policy.size),
+        "fees": float(s_fee.sum()) / scale,
+        "by_policy": by_policy,
+        "by_outcome": by_outcome,
+        "by_cause": by_cause,
+        "notional_by_market": by_market,
+    }
+
+
+def _adl(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+    scale = cv["scale"]
+    policy = _col(tables, "liquidation_steps", "policy").astype(str)
+    m = policy == "adl"
+    s_not = _col(tables, "liquidation_steps", "notional").astype(np.float64)
+    flags = _col(tables, "trades", "flags", np.int64)
+    maker = _col(tables, "trades", "maker", np.int64)
+    adl_trades = (flags & ADL_FLAG) != 0
+    return {
+        "notional": float(s_not[m].sum()) / scale,
+        "steps": int(m.sum()),
+        "liquidations": int(np.unique(_col(tables, "liquidation_steps", "liq_id", np.int64)[m]).size),
+        "counterparties": int(np.unique(maker[adl_trades]).size),
+    }
+
+
+def _cascades(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+    scale = cv["scale"]
+    liq = _col(tables, "liquidations", "liq_id", np.int64)
+    parent = _col(tables, "liquidations", "parent", np.int64)
+    gen = _col(tables, "liquidations", "generation", np.int64)
+    notional = _col(tables, "liquidations", "notional").astype(np.float64)
+    n = liq.size
+    empty = {"count": 0, "contagious": 0, "max_generation": None, "largest_size": 0, "largest_size_notional": 0.0,
+             "largest_notional": 0.0, "largest_notional_size": 0, "mean_size": None, "root_notional": 0.0,
+             "endogenous_count": 0, "endogenous_notional": 0.0, "amplification": None,
+             "amplification_note": "no liquidations", "endogenous_share": None, "by_generation": []}
+    if n == 0:
+        return empty
+    pos = {int(x): k for k, x in enumerate(liq.tolist())}
+    order = np.argsort(liq, kind="stable")  # a parent always has a smaller id than its children
+    root = np.arange(n)
+    for k in order.tolist():
+        p = int(parent[k])
+        if p >= 0 and p in pos and pos[p] != k:
+            root[k] = root[pos[p]]
+    is_root = ~np.isin(parent, liq) | (parent < 0)
+    roots = np.flatnonzero(is_root)
+    size = np.bincount(root, minlength=n)
+    tree_notional = np.bincount(root, weights=notional, minlength=n)
+    r_size, r_not = size[roots], tree_notional[roots]
+    k_size = roots[np.lexsort((roots, -r_size))[0]]  # largest by count (ties: smallest id)
+    k_not = roots[np.lexsort((roots, -r_not))[0]]
+    all_n = float(notional.sum())
+    root_n = float(notional[is_root].sum())
+    if root_n > 0:
+        amp, note = all_n / root_n, None
+    elif all_n == 0:
+        amp, note = 1.0, "no notional liquidated: nothing to amplify"
+    else:
+        amp, note = None, "exogenous roots liquidated zero notional: undefined (see endogenous_share)"
+    gmax = int(gen.max())
+    by_gen = [{"generation": g, "count": int((gen == g).sum()), "notional": float(notional[gen == g].sum()) / scale}
+              for g in range(gmax + 1)]
+    return {
+        "count": int(roots.size),
+        "contagious": int((r_size > 1).sum()),
+        "max_generation": gmax,
+        "largest_size": int(size[k_size]),
+        "largest_size_notional": float(tree_notional[k_size]) / scale,
+        "largest_notional": float(tree_notional[k_not]) / scale,
+        "largest_notional_size": int(size[k_not]),
+        "mean_size": float(r_size.mean()),
+        "root_notional": root_n / scale,
+        "endogenous_count": int(n - roots.size),
+        "endogenous_notional": (all_n - root_n) / scale,
+        "amplification": amp,
+        "amplification_note": note,
+        "endogenous_share": (all_n - root_n) / all_n if all_n > 0 else None,
+        "by_generation": by_gen,
+    }
+
+
+def _price(tables: Tables, cv: dict[str, Any], counterfactual: Tables | None) -> dict[str, Any]:
+    o_und = _col(tables, "oracle", "underlying", np.int64)
+    o_time = _col(tables, "oracle", "time").astype(np.float64)
+    o_index = _col(tables, "oracle", "index").astype(np.float64)
+    o_true = _col(tables, "oracle", "true").astype(np.float64)
+    order = np.argsort(o_time, kind="stable")
+    o_und, o_index, o_true = o_und[order], o_index[order], o_true[order]
+    by_underlying = {}
+    for u, name in enumerate(cv["underlyings"]):
+        m = o_und == u
+        by_underlying[name] = {"true_drawdown": _drawdown(o_true[m]), "index_drawdown": _drawdown(o_index[m]),
+                               "true_runup": _runup(o_true[m]), "index_runup": _runup(o_index[m])}
+    by_instrument = {}
+    worst: tuple[float, str] | None = None
+    for k, symbol in enumerate(cv["symbols"]):
+        if cv["kinds"][k] == "option":
+            continue
+        und = by_underlying.get(cv["underlying_of"][k], {})
+        sel = _col(tables, "market", "instrument", np.int64) == k
+        mt = _col(tables, "market", "time").astype(np.float64)[sel]
+        mark = _col(tables, "market", "mark").astype(np.float64)[sel][np.argsort(mt, kind="stable")]
+        mid = _mid_series(tables, k)
+        t_ins = _col(tables, "trades", "instrument", np.int64) == k
+        trades = _col(tables, "trades", "price").astype(np.float64)[t_ins]
+        venue_dd, true_dd = _drawdown(mid), und.get("true_drawdown")
+        row = {
+            "venue_drawdown": venue_dd,
+            "mark_drawdown": _drawdown(mark),
+            "trade_drawdown": _drawdown(trades),
+            "venue_runup": _runup(mid),
+            "true_drawdown": true_dd,
+            "index_drawdown": und.get("index_drawdown"),
+            "amplification_vs_true": _ratio(venue_dd, true_dd) if venue_dd is not None and true_dd else None,
+        }
+        if counterfactual is not None:
+            cf_dd = _drawdown(_mid_series(counterfactual, k))
+            row["counterfactual_venue_drawdown"] = cf_dd
+            row["amplification_vs_counterfactual"] = (_ratio(venue_dd, cf_dd)
+                                                      if venue_dd is not None and cf_dd else None)
+        by_instrument[symbol] = row
+        if venue_dd is not None and (worst is None or venue_dd > worst[0]):
+            worst = (venue_dd, symbol)
+    out: dict[str, Any] = {"by_underlying": by_underlying, "by_instrument": by_instrument,
+                           "worst_instrument": None if worst is None else worst[1]}
+    w = by_instrument[worst[1]] if worst is not None else {}
+    out["max_venue_drawdown"] = w.get("venue_drawdown")
+    out["true_drawdown"] = w.get("true_drawdown")
+    out["amplification_vs_true"] = w.get("amplification_vs_true")
+    if counterfactual is not None:
+        out["counterfactual_venue_drawdown"] = w.get("counterfactual_venue_drawdown")
+        out["amplification_vs_counterfactual"] = w.get("amplification_vs_counterfactual")
+    return out
+
+
+def window_seconds(duration: float, sample_interval: float) -> float:
+    """The procyclicality window: 1 day for episodes of 3 days or more, 1 hour for 3 hours or more,
+    otherwise a tenth of the episode (never shorter than the sampling interval)."""
+    if duration >= 3 * 86_400:
+        return 86_400.0
+    if duration >= 3 * 3_600:
+        return 3_600.0
+    return max(float(sample_interval), duration / 10.0)
+
+
+def _margin(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+    scale = cv["scale"]
+    t = _col(tables, "margin_totals", "time").astype(np.float64)
+    im = _col(tables, "margin_totals", "im").astype(np.float64)
+    mm = _col(tables, "margin_totals", "mm").astype(np.float64)
+    eq = _col(tables, "margin_totals", "equity").astype(np.float64)
+    gross = _col(tables, "margin_totals", "gross").astype(np.float64)
+    w = window_seconds(cv["duration"], cv["sample_interval"])
+    out: dict[str, Any] = {"window_seconds": w}
+    if t.size == 0:
+        out.update({"im_initial": None, "im_peak": None, "im_peak_time": None, "im_final": None,
+                    "peak_to_trough_ratio": None, "rate_peak_to_trough_ratio": None,
+                    "max_window_increase": None, "max_window_increase_relative": None,
+                    "max_window_increase_time": None, "max_utilisation": None,
+                    "capital_efficiency": None, "mm_over_gross": None})
+        return out
+    order = np.argsort(t, kind="stable")
+    t, im, mm, eq, gross = t[order], im[order], mm[order], eq[order], gross[order]
+    k_peak = int(np.argmax(im))
+
+    def trough_to_peak(x: np.ndarray) -> float | None:
+        ok = np.isfinite(x) & (x > 0)
+        if not ok.any():
+            return None
+        x = x[ok]
+        return float(np.max(x / np.minimum.accumulate(x)))
+
+    # largest increase over the window: IM_t - IM_(last sample at or before t - w)
+    start = np.searchsorted(t, t - w, side="right") - 1
+    valid = start >= 0
+    inc = np.full(t.size, -np.inf)
+    inc[valid] = im[valid] - im[start[valid]]
+    if valid.any():
+        k = int(np.argmax(inc))
+        win_inc, win_time = float(inc[k]), float(t[k])
+        win_rel = _ratio(inc[k], im[start[k]]) if im[start[k]] > 0 else None
+    else:
+        win_inc = win_rel = win_time = None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(gross > 0, im / gross, np.nan)
+        mm_rate = np.where(gross > 0, mm / gross, np.nan)
+        util = np.where(eq > 0, im / eq, np.nan)
+    out.update({
+        "im_initial": float(im[0]) / scale,
+        "im_peak": float(im[k_peak]) / scale,
+        "im_peak_time": float(t[k_peak]),
+        "im_final": float(im[-1]) / scale,
+        "mm_peak": float(mm.max()) / scale,
+        "peak_to_trough_ratio": trough_to_peak(im),
+        "rate_peak_to_trough_ratio": trough_to_peak(rate),
+        "max_window_increase": None if win_inc is None else win_inc / scale,
+        "max_window_increase_relative": win_rel,
+        "max_window_increase_time": win_time,
+        "max_utilisation": float(np.nanmax(util)) if np.isfinite(util).any() else None,
+        "capital_efficiency": float(np.nanmean(rate)) if np.isfinite(rate).any() else None,
+        "mm_over_gross": float(np.nanmean(mm_rate)) if np.isfinite(mm_rate).any() else None,
+        "gross_peak": float(gross.max()) / scale,
+    })
+    return out
+
+
+def _delays(tables: Tables) -> dict[str, Any]:
+    breach = _col(tables, "liquidations", "breach_time").astype(np.float64)
+    start = _col(tables, "liquidations", "start_time").astype(np.float64)
+    end = _col(tables, "liquidations", "end_time").astype(np.float64)
+    return {"breach_to_start": _dist(start - breach), "breach_to_end": _dist(end - breach),
+            "open_at_end": int((~np.isfinite(end)).sum())}
+
+
+def _slippage(tables: Tables) -> dict[str, Any]:
+    policy = _col(tables, "liquidation_steps", "policy").astype(str)
+    lots = _col(tables, "liquidation_steps", "lots", np.int64)
+    notional = _col(tables, "liquidation_steps", "notional").astype(np.float64)
+    avg = _col(tables, "liquidation_steps", "avg_price").astype(np.float64)
+    mark = _col(tables, "liquidation_steps", "mark").astype(np.float64)
+    ok = np.isfinite(avg) & np.isfinite(mark) & (mark > 0) & (lots != 0) & (notional > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bps = np.where(ok, np.sign(lots) * (avg - mark) / mark * 1e4, np.nan)
+
+    def wavg(m: np.ndarray) -> float | None:
+        m = m & ok
+        return float(np.average(bps[m], weights=notional[m])) if m.any() else None
+
+    return {
+        "mean_bps": wavg(np.ones(policy.size, dtype=bool)),
+        "max_bps": float(np.nanmax(bps)) if ok.any() else None,
+        "by_policy": {p: wavg(policy == p) for p in sorted(set(POLICIES) | set(policy.tolist()))},
+    }
+
+
+# ------------------------------------------------------------------------------------ public
+def summarise(config: Any, tables: Tables, stats: Mapping[str, Any] | None = None,
+              counterfactual: Tables | None = None) -> dict[str, Any]:
+    """The deterministic summary of one run (see ``METRICS_DOC``). ``counterfactual`` is the tables
+    of the same run without feedback (the API layer produces it); with it the price amplification
+    against the counterfactual venue is reported too."""
+    cv = _config_view(config)
+    stats = dict(stats or {})
+    run = {
+        "name": getattr(config, "name", None),
+        "seed": getattr(config, "seed", None),
+        "duration": cv["duration"],
+        "regime": cv["regime"],
+        "quote": cv["quote"],
+        "quote_decimals": int(config.market.quote.decimals),
+    }
+    for key in ("accounts", "events", "orders", "cancels", "fills", "rejects", "oracle_publications",
+                "revaluations"):
+        if key in stats and stats[key] is not None:
+            run[key] = int(stats[key])
+    summary = {
+        "run": run,
+        "bad_debt": _bad_debt(tables, cv),
+        "insurance_fund": _insurance(tables, cv),
+        "losses": _losses(tables, cv),
+        "liquidations": _liquidations(tables, cv),
+        "adl": _adl(tables, cv),
+        "cascades": _cascades(tables, cv),
+        "price": _price(tables, cv, counterfactual),
+        "margin": _margin(tables, cv),
+        "liquidation_delay": _delays(tables),
+        "slippage": _slippage(tables),
+    }
+    return rnd(summary)
+
+
+def timing(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """Wall-clock figures of a run (not deterministic; kept out of the summary)."""
+    out = {k: stats[k] for k in ("wall_seconds", "peak_memory_bytes") if k in stats}
+    wall, events = stats.get("wall_seconds"), stats.get("events")
+    if wall and events:
+        out["events_per_second"] = events / wall
+    sim = stats.get("simulated_seconds")
+    if wall and sim:
+        out["simulated_seconds_per_wall_second"] = sim / wall
+    return {k: (None if v is None else (float(v) if isinstance(v, (float, np.floating)) else v))
+            for k, v in out.items()}
+
+
+def flatten(summary: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay lists (callers encode them)."""
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+# The headline figures reports and comparison tables show (flattened key, label).
+HEADLINE = (
+    ("bad_debt.total", "bad debt"),
+    ("bad_debt.accounts", "accounts leaving bad debt"),
+    ("insurance_fund.min", "insurance fund minimum"),
+    ("insurance_fund.final", "insurance fund final"),
+    ("liquidations.count", "liquidations"),
+    ("liquidations.notional", "liquidated notional"),
+    ("adl.notional", "ADL notional"),
+    ("losses.socialised", "socialised losses"),
+    ("cascades.count", "cascades"),
+    ("cascades.max_generation", "deepest generation"),
+    ("cascades.largest_size", "largest cascade (liquidations)"),
+    ("cascades.amplification", "liquidation amplification"),
+    ("price.max_venue_drawdown", "venue drawdown (worst instrument)"),
+    ("price.true_drawdown", "true drawdown (same underlying)"),
+    ("price.amplification_vs_true", "price amplification vs true path"),
+    ("margin.im_peak", "peak total IM"),
+    ("margin.peak_to_trough_ratio", "IM trough-to-peak ratio"),
+    ("margin.max_window_increase", "largest IM increase in window"),
+    ("margin.capital_efficiency", "capital efficiency (IM / gross)"),
+    ("liquidation_delay.breach_to_start.mean", "breach to first step (s, mean)"),
+    ("slippage.mean_bps", "liquidation slippage (bps)"),
+)

@@ -1,0 +1,252 @@
+"""Metrics on hand-built tables with known answers; determinism and JSON-safety of the summary."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from sim.config import parse_episode
+from sim.metrics import flatten, rnd, summarise, timing, window_seconds
+
+M = 1_000_000  # minor units per USD
+
+
+def make_config(duration: float = 3600.0, sample_interval: float = 60.0):
+    return parse_episode({
+        "name": "synthetic", "seed": 7, "duration": duration,
+        "market": {"instruments": [
+            {"symbol": "BTC-PERP", "kind": "perpetual", "underlying": "BTC", "tick_size": 1.0, "lot_size": 0.001},
+            {"symbol": "BTC-C", "kind": "option", "underlying": "BTC", "tick_size": 1.0, "lot_size": 0.01,
+             "strike": 100000.0, "option_type": "call", "expiry": 86400.0},
+        ]},
+        "paths": {"dt": 1.0, "models": [{"kind": "gbm", "underlyings": [{"name": "BTC", "s0": 100.0, "vol": 0.5}]}]},
+        "population": {"groups": []},
+        "outputs": {"sample_interval": sample_interval},
+    })
+
+
+def _arr(values, dtype=None):
+    return np.array(values, dtype=dtype)
+
+
+def make_tables() -> dict[str, dict[str, np.ndarray]]:
+    nan = np.nan
+    t_m = np.arange(0, 660, 60, dtype=float)
+    im = np.array([0, 100, 100, 150, 300, 250, 200, 400, 400, 400, 400], dtype=float) * M
+    return {
+        "trades": {
+            "time": _arr([1.0, 2.0, 3.0, 4.0]), "instrument": _arr([0, 0, 0, 0]), "price": _arr([100, 95, 101, 101]),
+            "size": _arr([1, 1, 2, 1]), "aggressor": _arr([1, -1, 1, 1]), "maker": _arr([20, 21, 20, 21]),
+            "taker": _arr([30, 31, 11, 11]), "flags": _arr([0, 1, 2, 2]),
+        },
+        "oracle": {
+            "time": _arr([0.0, 5.0, 10.0, 0.0]), "underlying": _arr([0, 0, 0, 0]),
+            "index": _arr([100.0, 95.0, 85.0, 100.0]), "true": _arr([100.0, 90.0, 80.0, 100.0]),
+        },
+        "market": {
+            "time": _arr([0.0, 0.0, 60.0, 60.0, 120.0, 120.0, 180.0]),
+            "instrument": _arr([0, 1, 0, 1, 0, 1, 0]),
+            "mark": _arr([100.0, 5.0, 80.0, 4.0, 75.0, 3.0, 72.0]),
+            "index": _arr([100.0, 0.0, 80.0, 0.0, 75.0, 0.0, 72.0]),
+            "best_bid": _arr([99.0, 4.0, 79.0, 3.0, 69.0, 2.0, 10.0]),
+            "best_ask": _arr([101.0, 6.0, 81.0, 5.0, 71.0, 4.0, nan]),  # a one-sided book is skipped
+            "open_interest": _arr([10, 1, 10, 1, 10, 1, 10]),
+        },
+        "accounts": {k: np.zeros(0) for k in ("time", "account", "equity", "im", "mm", "health", "gross")},
+        "fund": {
+            "time": _arr([0.0, 60.0, 120.0]), "insurance_fund": _arr([10 * M, 5 * M, 7 * M]),
+            "bad_debt": _arr([0, 0, 4 * M]), "fee_pool": _arr([0, 1, 2]),
+        },
+        "margin_totals": {
+            "time": t_m, "im": im, "mm": im / 2, "equity": im * 4 + 1 * M, "gross": im * 10,
+        },
+        "liquidations": {
+            "liq_id": _arr([0, 1, 2, 3, 4], np.int64),
+            "account": _arr([10, 11, 12, 13, 14], np.int64),
+            "breach_time": _arr([10.0, 20.0, 30.0, 40.0, 50.0]),
+            "start_time": _arr([10.2, 20.2, 31.0, 40.2, 50.2]),
+            "end_time": _arr([20.0, 30.0, 40.0, 40.2, nan]),
+            "cause": _arr(["oracle", "liquidation", "loss_allocation", "oracle", "liquidation"], object),
+            "cause_ref": _arr([3, 0, 1, 4, 3], np.int64),
+            "parent": _arr([-1, 0, 1, -1, 3], np.int64),
+            "generation": _arr([0, 1, 2, 0, 1], np.int64),
+            "equity_at_breach": _arr([1.0, 1.0, 1.0, 1.0, 1.0]),
+            "mm_at_breach": _arr([2.0, 2.0, 2.0, 2.0, 2.0]),
+            "outcome": _arr(["closed", "bankrupt", "bankrupt", "restored_by_cancel", "open"], object),
+            "notional": _arr([100 * M, 50 * M, 50 * M, 0, 30 * M], np.int64),
+        },
+        "liquidation_steps": {
+            "liq_id": _arr([0, 0, 1, 2, 4], np.int64),
+            "time": _arr([10.2, 15.0, 20.2, 31.0, 50.2]),
+            "account": _arr([10, 10, 11, 12, 14], np.int64),
+            "instrument": _arr([0, 0, 0, 0, 0], np.int64),
+            "policy": _arr(["book", "backstop", "adl", "book", "takeover"], object),
+            "lots": _arr([-10, -5, 3, -1, -2], np.int64),
+            "notional": _arr([60 * M, 40 * M, 50 * M, 50 * M, 30 * M], np.int64),
+            "avg_price": _arr([99.0, 99.5, 101.0, 100.0, 98.0]),
+            "mark": _arr([100.0, 100.0, 100.0, 100.0, 100.0]),
+            "bankruptcy": _arr([90.0, nan, 101.0, 100.0, nan]),
+            "fee": _arr([M, 0, 0, 0, 0], np.int64),
+        },
+        "losses": {
+            "time": _arr([20.0, 20.0, 20.0, 31.0]),
+            "liq_id": _arr([1, 1, 1, 2], np.int64),
+            "account": _arr([11, 11, 11, 12], np.int64),
+            "layer": _arr(["insurance_fund", "socialised:open_interest", "bad_debt", "bad_debt"], object),
+            "amount": _arr([5 * M, 2 * M, 3 * M, 1 * M], np.int64),
+        },
+    }
+
+
+STATS = {"wall_seconds": 1.234, "events": 1000, "orders": 10, "cancels": 2, "fills": 4, "rejects": 1,
+         "accounts": 5, "simulated_seconds": 3600.0}
+
+
+@pytest.fixture(scope="module")
+def summary():
+    return summarise(make_config(), make_tables(), STATS)
+
+
+def test_bad_debt_and_losses(summary):
+    b = summary["bad_debt"]
+    assert b["total"] == 4.0
+    assert b["by_market"] == {"BTC-PERP": 4.0, "BTC-C": 0.0}
+    assert b["accounts"] == 2 and b["events"] == 2 and b["unattributed"] == 0.0
+    assert b["ledger_last_sample"] == 4.0
+    losses = summary["losses"]
+    assert losses["socialised"] == 2.0
+    assert losses["insurance_fund_paid"] == 5.0
+    assert losses["by_layer"] == {"bad_debt": 4.0, "insurance_fund": 5.0, "socialised:open_interest": 2.0}
+    assert losses["deficits_total"] == 11.0
+
+
+def test_insurance_fund_path(summary):
+    f = summary["insurance_fund"]
+    assert (f["initial"], f["min"], f["min_time"], f["final"], f["max_drawdown"]) == (10.0, 5.0, 60.0, 7.0, 5.0)
+
+
+def test_liquidation_counts(summary):
+    liq = summary["liquidations"]
+    assert liq["count"] == 5 and liq["accounts"] == 5 and liq["steps"] == 5
+    assert liq["notional"] == 230.0
+    assert liq["fees"] == 1.0
+    assert liq["by_policy"]["book"] == {"steps": 2, "notional": 110.0, "lots": 11}
+    assert liq["by_policy"]["auction"] == {"steps": 0, "notional": 0.0, "lots": 0}
+    assert liq["by_outcome"]["bankrupt"] == 2 and liq["by_outcome"]["restored"] == 0
+    assert liq["by_cause"] == {"interval": 0, "liquidation": 2, "loss_allocation": 1, "oracle": 2}
+    assert summary["adl"] == {"notional": 50.0, "steps": 1, "liquidations": 1, "counterparties": 2}
+
+
+def test_cascade_tree(summary):
+    c = summary["cascades"]
+    assert c["count"] == 2 and c["contagious"] == 2
+    assert c["max_generation"] == 2
+    assert c["largest_size"] == 3 and c["largest_size_notional"] == 200.0
+    assert c["largest_notional"] == 200.0 and c["largest_notional_size"] == 3
+    assert c["root_notional"] == 100.0 and c["endogenous_notional"] == 130.0 and c["endogenous_count"] == 3
+    assert c["amplification"] == 2.3
+    assert c["endogenous_share"] == pytest.approx(130 / 230)
+    assert [g["count"] for g in c["by_generation"]] == [2, 2, 1]
+    assert [g["notional"] for g in c["by_generation"]] == [100.0, 80.0, 50.0]
+
+
+def test_amplification_edge_cases():
+    cfg = make_config()
+    t = make_tables()
+    t["liquidations"]["notional"] = np.array([0, 50 * M, 0, 0, 0], dtype=np.int64)  # roots closed nothing
+    c = summarise(cfg, t)["cascades"]
+    assert c["amplification"] is None and "zero notional" in c["amplification_note"]
+    assert c["endogenous_share"] == 1.0
+    t["liquidations"]["notional"] = np.zeros(5, dtype=np.int64)
+    c = summarise(cfg, t)["cascades"]
+    assert c["amplification"] == 1.0 and c["endogenous_share"] is None
+
+
+def test_price_amplification(summary):
+    p = summary["price"]
+    row = p["by_instrument"]["BTC-PERP"]
+    assert row["venue_drawdown"] == pytest.approx(0.3)
+    assert row["true_drawdown"] == pytest.approx(0.2)
+    assert row["index_drawdown"] == pytest.approx(0.15)
+    assert row["mark_drawdown"] == pytest.approx(0.28)
+    assert row["trade_drawdown"] == pytest.approx(0.05)
+    assert row["amplification_vs_true"] == pytest.approx(1.5)
+    assert "BTC-C" not in p["by_instrument"]  # options are not compared with their underlying
+    assert p["worst_instrument"] == "BTC-PERP" and p["amplification_vs_true"] == pytest.approx(1.5)
+    assert "counterfactual_venue_drawdown" not in row
+
+
+def test_price_against_counterfactual():
+    cf = make_tables()
+    cf["market"]["best_bid"] = np.array([99.0, 4.0, 89.0, 3.0, 84.0, 2.0, 10.0])
+    cf["market"]["best_ask"] = np.array([101.0, 6.0, 91.0, 5.0, 86.0, 4.0, np.nan])
+    p = summarise(make_config(), make_tables(), counterfactual=cf)["price"]
+    row = p["by_instrument"]["BTC-PERP"]
+    assert row["counterfactual_venue_drawdown"] == pytest.approx(0.15)
+    assert row["amplification_vs_counterfactual"] == pytest.approx(2.0)
+    assert p["amplification_vs_counterfactual"] == pytest.approx(2.0)
+
+
+def test_margin_procyclicality_and_efficiency(summary):
+    m = summary["margin"]
+    assert m["window_seconds"] == 360.0
+    assert m["im_initial"] == 0.0 and m["im_peak"] == 400.0 and m["im_peak_time"] == 420.0
+    assert m["peak_to_trough_ratio"] == 4.0  # 400 after a trough of 100 (zero IM before positions is ignored)
+    assert m["rate_peak_to_trough_ratio"] == 1.0  # the rate IM / gross never moved
+    assert m["max_window_increase"] == 300.0 and m["max_window_increase_time"] == 420.0
+    assert m["max_window_increase_relative"] == 3.0
+    assert m["capital_efficiency"] == 0.1 and m["mm_over_gross"] == 0.05
+
+
+def test_window_choice():
+    assert window_seconds(7 * 86_400, 60) == 86_400
+    assert window_seconds(5_400, 30) == 540
+    assert window_seconds(12 * 3_600, 60) == 3_600
+    assert window_seconds(300, 60) == 60
+
+
+def test_delays_and_slippage(summary):
+    d = summary["liquidation_delay"]
+    assert d["breach_to_start"]["count"] == 5
+    assert d["breach_to_start"]["max"] == pytest.approx(1.0)
+    assert d["breach_to_start"]["median"] == pytest.approx(0.2)
+    assert d["breach_to_end"]["count"] == 4 and d["open_at_end"] == 1
+    s = summary["slippage"]
+    assert s["mean_bps"] == pytest.approx(19000 / 230)
+    assert s["by_policy"]["book"] == pytest.approx(6000 / 110)
+    assert s["by_policy"]["adl"] == pytest.approx(100.0)  # bought back above the mark
+    assert s["by_policy"]["auction"] is None
+    assert s["max_bps"] == pytest.approx(200.0)
+
+
+def test_summary_is_deterministic_json_without_wall_time(summary):
+    text = json.dumps(summary, sort_keys=True, allow_nan=False)
+    again = json.dumps(summarise(make_config(), make_tables(), dict(STATS, wall_seconds=99.0)), sort_keys=True,
+                       allow_nan=False)
+    assert text == again
+    assert "wall" not in text
+    assert summary["run"]["events"] == 1000 and summary["run"]["regime"] == "standard"
+    t = timing(STATS)
+    assert t["wall_seconds"] == 1.234 and t["events_per_second"] == pytest.approx(1000 / 1.234)
+
+
+def test_empty_tables():
+    empty = {name: {col: np.zeros(0, dtype=object if col in ("cause", "outcome", "policy", "layer") else float)
+                    for col in cols} for name, cols in make_tables().items()}
+    s = summarise(make_config(), empty)
+    json.dumps(s, allow_nan=False)
+    assert s["liquidations"]["count"] == 0 and s["bad_debt"]["total"] == 0.0
+    assert s["cascades"]["amplification"] is None and s["insurance_fund"]["min"] is None
+    assert s["margin"]["peak_to_trough_ratio"] is None and s["slippage"]["mean_bps"] is None
+
+
+def test_rounding():
+    assert rnd(1 / 3) == 0.3333333333
+    assert rnd(np.float32(0.1)) == 0.1000000015
+    assert rnd(-0.0) == 0.0 and math.copysign(1, rnd(-0.0)) == 1.0
+    assert rnd(float("nan")) is None and rnd(np.inf) is None
+    assert rnd({"a": np.int64(3), 1: [np.float64(2.0)]}) == {"a": 3, "1": [2.0]}
+    assert flatten({"a": {"b": 1, "c": {"d": [1]}}}) == {"a.b": 1, "a.c.d": [1]}
