@@ -1,0 +1,335 @@
+"""Self-contained HTML reports: matplotlib figures (Agg, no pyplot state) embedded as base64 PNG.
+
+``episode_report(config, tables, summary)`` -- one run: price vs oracle per underlying, margin
+totals vs equity, liquidations over time by policy, the cascade tree, insurance fund and bad debt,
+and the summary metrics. ``comparison_report(results)`` -- several regimes on the same episode:
+one table with a row per regime and overlays of total IM and the insurance fund.
+No external asset is referenced: the file opens offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from sim.metrics import HEADLINE, POLICIES, flatten
+
+POLICY_COLOURS = {"book": "#1f77b4", "backstop": "#2ca02c", "auction": "#9467bd", "takeover": "#ff7f0e",
+                  "adl": "#d62728"}
+OUTCOME_COLOURS = {"restored_by_cancel": "#8c8c8c", "restored": "#2ca02c", "closed": "#1f77b4",
+                   "bankrupt": "#d62728", "open": "#ff7f0e"}
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9em;margin:.5em 0} td,th{border:1px solid #ddd;padding:3px 8px}
+th{background:#f4f4f4;text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%} .muted{color:#777;font-size:.9em} details{margin:.8em 0}
+"""
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _png(fig: Figure) -> str:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    return '<img alt="figure" src="data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode("ascii") + '">'
+
+
+def _time_unit(duration: float) -> tuple[float, str]:
+    if duration >= 2 * 86_400:
+        return 86_400.0, "days"
+    if duration >= 2 * 3_600:
+        return 3_600.0, "hours"
+    if duration >= 120:
+        return 60.0, "minutes"
+    return 1.0, "seconds"
+
+
+def _col(tables: Mapping[str, Mapping[str, np.ndarray]], table: str, column: str) -> np.ndarray:
+    t = tables.get(table) or {}
+    return np.asarray(t.get(column, np.zeros(0)))
+
+
+def fmt(value: Any) -> str:
+    """A number for a table cell."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if abs(value) >= 1e4:
+            return f"{value:,.0f}"
+        return f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        return html.escape(json.dumps(value))
+    return html.escape(str(value))
+
+
+def _kv_table(rows: list[tuple[str, Any]]) -> str:
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td class=n>{fmt(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+# ------------------------------------------------------------------------------------ figures
+def _fig_prices(config: Any, tables) -> str:
+    names = list(config.paths.names())
+    instruments = list(config.market.instruments)
+    dur = float(config.duration)
+    scale, unit = _time_unit(dur)
+    n = max(1, len(names))
+    fig = Figure(figsize=(10, 2.8 * n))
+    o_u, o_t = _col(tables, "oracle", "underlying"), _col(tables, "oracle", "time")
+    o_i, o_true = _col(tables, "oracle", "index"), _col(tables, "oracle", "true")
+    m_ins, m_t = _col(tables, "market", "instrument"), _col(tables, "market", "time")
+    bid, ask = _col(tables, "market", "best_bid"), _col(tables, "market", "best_ask")
+    for u, name in enumerate(names):
+        ax = fig.add_subplot(n, 1, u + 1)
+        sel = o_u == u
+        if sel.any():
+            ax.plot(o_t[sel] / scale, o_true[sel], color="black", lw=1.2, label="true path")
+            ax.plot(o_t[sel] / scale, o_i[sel], color="#1f77b4", lw=1.0, drawstyle="steps-post",
+                    label="published index")
+        for k, ins in enumerate(instruments):
+            if ins.underlying != name or ins.kind == "option":
+                continue
+            s = m_ins == k
+            mid = 0.5 * (bid[s].astype(float) + ask[s].astype(float)) * ins.tick_size
+            ax.plot(m_t[s] / scale, mid, lw=0.9, alpha=0.85, label=f"venue mid {ins.symbol}")
+        ax.set_title(name, fontsize=10)
+        ax.set_ylabel("price")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.axes[-1].set_xlabel(unit) if fig.axes else None
+    return _png(fig)
+
+
+def _fig_margin(config: Any, tables) -> str:
+    scale_t, unit = _time_unit(float(config.duration))
+    money = 10 ** int(config.market.quote.decimals)
+    t = _col(tables, "margin_totals", "time")
+    fig = Figure(figsize=(10, 3.2))
+    ax = fig.add_subplot(1, 1, 1)
+    if t.size:
+        for key, colour in (("equity", "black"), ("im", "#d62728"), ("mm", "#ff7f0e")):
+            ax.plot(t / scale_t, _col(tables, "margin_totals", key) / money, color=colour, lw=1.1,
+                    label={"im": "total IM", "mm": "total MM", "equity": "total equity"}[key])
+        ax2 = ax.twinx()
+        eq = _col(tables, "margin_totals", "equity").astype(float)
+        im = _col(tables, "margin_totals", "im").astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            util = np.where(eq > 0, im / eq, np.nan)
+        ax2.plot(t / scale_t, util, color="#9467bd", lw=0.8, ls="--", label="IM / equity")
+        ax2.set_ylabel("utilisation")
+        ax2.legend(fontsize=8, loc="upper right")
+    ax.set_ylabel(config.market.quote.name)
+    ax.set_xlabel(unit)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    return _png(fig)
+
+
+def _fig_liquidations(config: Any, tables) -> str:
+    dur = float(config.duration)
+    scale_t, unit = _time_unit(dur)
+    money = 10 ** int(config.market.quote.decimals)
+    t = _col(tables, "liquidation_steps", "time").astype(float)
+    pol = _col(tables, "liquidation_steps", "policy").astype(str)
+    notional = _col(tables, "liquidation_steps", "notional").astype(float) / money
+    fig = Figure(figsize=(10, 4.4))
+    ax1, ax2 = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2, sharex=None)
+    bins = np.linspace(0.0, dur, 61)
+    width = (bins[1] - bins[0]) / scale_t
+    left = bins[:-1] / scale_t
+    bottom_c, bottom_n = np.zeros(60), np.zeros(60)
+    for p in sorted(set(POLICIES) | set(pol.tolist()), key=lambda x: (x not in POLICIES, x)):
+        m = pol == p
+        if not m.any():
+            continue
+        c, _ = np.histogram(t[m], bins=bins)
+        v, _ = np.histogram(t[m], bins=bins, weights=notional[m])
+        colour = POLICY_COLOURS.get(p)
+        ax1.bar(left, c, width=width, bottom=bottom_c, align="edge", color=colour, label=p)
+        ax2.bar(left, v, width=width, bottom=bottom_n, align="edge", color=colour, label=p)
+        bottom_c += c
+        bottom_n += v
+    ax1.set_ylabel("steps")
+    ax2.set_ylabel(f"notional ({config.market.quote.name})")
+    ax2.set_xlabel(unit)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.set_xlim(0, dur / scale_t)
+    if t.size:
+        ax1.legend(fontsize=8, loc="upper right")
+    else:
+        ax1.text(0.5, 0.5, "no liquidations", transform=ax1.transAxes, ha="center", va="center")
+    return _png(fig)
+
+
+def _fig_cascades(config: Any, tables) -> str:
+    scale_t, unit = _time_unit(float(config.duration))
+    liq = _col(tables, "liquidations", "liq_id").astype(np.int64)
+    parent = _col(tables, "liquidations", "parent").astype(np.int64)
+    gen = _col(tables, "liquidations", "generation").astype(float)
+    t = _col(tables, "liquidations", "breach_time").astype(float) / scale_t
+    outcome = _col(tables, "liquidations", "outcome").astype(str)
+    notional = _col(tables, "liquidations", "notional").astype(float)
+    fig = Figure(figsize=(10, 3.6))
+    ax = fig.add_subplot(1, 1, 1)
+    if liq.size:
+        pos = {int(x): k for k, x in enumerate(liq.tolist())}
+        segs_x, segs_y = [], []
+        for k, p in enumerate(parent.tolist()):
+            j = pos.get(int(p))
+            if p >= 0 and j is not None:
+                segs_x += [t[j], t[k], np.nan]
+                segs_y += [gen[j], gen[k], np.nan]
+        if segs_x:
+            ax.plot(segs_x, segs_y, color="#999999", lw=0.6, zorder=1)
+        size = 12 + 120 * np.sqrt(notional / notional.max()) if notional.max() > 0 else np.full(liq.size, 12.0)
+        for o in sorted(set(outcome.tolist())):
+            m = outcome == o
+            ax.scatter(t[m], gen[m], s=size[m], color=OUTCOME_COLOURS.get(o, "#17becf"), alpha=0.75, label=o,
+                       zorder=2, edgecolors="none")
+        ax.legend(fontsize=8, loc="upper right", title="outcome", title_fontsize=8)
+        ax.set_ylim(-0.5, max(1.0, gen.max()) + 0.5)
+    else:
+        ax.text(0.5, 0.5, "no liquidations", transform=ax.transAxes, ha="center", va="center")
+    ax.invert_yaxis()
+    ax.set_ylabel("generation")
+    ax.set_xlabel(f"breach time ({unit})")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _fig_fund(config: Any, tables) -> str:
+    scale_t, unit = _time_unit(float(config.duration))
+    money = 10 ** int(config.market.quote.decimals)
+    t = _col(tables, "fund", "time")
+    fig = Figure(figsize=(10, 3.0))
+    ax = fig.add_subplot(1, 1, 1)
+    if t.size:
+        ax.plot(t / scale_t, _col(tables, "fund", "insurance_fund") / money, color="#2ca02c", lw=1.2,
+                label="insurance fund")
+        ax.plot(t / scale_t, _col(tables, "fund", "bad_debt") / money, color="#d62728", lw=1.2, label="bad debt")
+        ax.legend(fontsize=8, loc="best")
+    ax.set_ylabel(config.market.quote.name)
+    ax.set_xlabel(unit)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+# ------------------------------------------------------------------------------------ pages
+def _page(title: str, body: str) -> str:
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def episode_report(config: Any, tables: Mapping[str, Mapping[str, np.ndarray]], summary: Mapping[str, Any]) -> str:
+    """The HTML report of one run."""
+    flat = flatten(summary)
+    quote = config.market.quote.name
+    head = (f"<h1>{html.escape(str(config.name))}</h1>"
+            f"<p class=muted>seed {config.seed} · {float(config.duration):,.0f} simulated seconds · margin regime "
+            f"<b>{html.escape(str(getattr(config.margin, 'regime', '?')))}</b> · money in {html.escape(quote)}</p>")
+    if getattr(config, "description", ""):
+        head += f"<p>{html.escape(config.description)}</p>"
+    headline = _kv_table([(label, flat.get(key)) for key, label in HEADLINE])
+    everything = _kv_table(sorted(flat.items()))
+    window = flat.get("margin.window_seconds")
+    sections = [
+        head,
+        "<h2>Summary</h2>", headline,
+        "<h2>Price vs oracle</h2><p class=muted>True path, published index and venue mid, per underlying.</p>",
+        _fig_prices(config, tables),
+        "<h2>Margin utilisation</h2><p class=muted>Total IM and MM over all trader accounts against their total "
+        f"equity (procyclicality window {fmt(window)} s).</p>",
+        _fig_margin(config, tables),
+        "<h2>Liquidations over time</h2><p class=muted>Liquidation steps per bin (1/60 of the episode), by policy.</p>",
+        _fig_liquidations(config, tables),
+        "<h2>Cascade tree</h2><p class=muted>Each dot is a liquidation (size ~ notional); an edge joins a "
+        "liquidation to the earlier one whose price impact or loss allocation caused it.</p>",
+        _fig_cascades(config, tables),
+        "<h2>Insurance fund and bad debt</h2>", _fig_fund(config, tables),
+        f"<details><summary>All metrics</summary>{everything}</details>",
+    ]
+    return _page(f"clearsim — {config.name}", "\n".join(sections))
+
+
+COMPARISON_COLUMNS = (
+    ("bad_debt.total", "bad debt"),
+    ("liquidations.count", "liquidations"),
+    ("liquidations.notional", "liquidated notional"),
+    ("adl.notional", "ADL"),
+    ("losses.socialised", "socialised"),
+    ("insurance_fund.min", "min insurance fund"),
+    ("margin.im_peak", "peak IM"),
+    ("margin.capital_efficiency", "capital efficiency"),
+    ("cascades.amplification", "amplification"),
+    ("cascades.max_generation", "max generation"),
+    ("price.amplification_vs_true", "price amplification"),
+)
+
+
+def comparison_table(results: Mapping[str, tuple[Mapping[str, Any], Any]]) -> list[dict[str, Any]]:
+    """One row per regime with the comparison columns (flattened summary keys)."""
+    rows = []
+    for name, (summary, _tables) in results.items():
+        flat = flatten(summary)
+        rows.append({"regime": name, **{key: flat.get(key) for key, _ in COMPARISON_COLUMNS}})
+    return rows
+
+
+def _money_scale(summary: Mapping[str, Any]) -> float:
+    run = summary.get("run", {}) if isinstance(summary, Mapping) else {}
+    return float(10 ** int(run.get("quote_decimals", 6)))
+
+
+def _fig_overlay(results, table: str, column: str, ylabel: str) -> str:
+    fig = Figure(figsize=(10, 3.2))
+    ax = fig.add_subplot(1, 1, 1)
+    duration = max([float(_col(tables, table, "time").max()) for _s, tables in results.values()
+                    if _col(tables, table, "time").size] or [0.0])
+    scale_t, unit = _time_unit(duration)
+    for name, (summary, tables) in results.items():
+        t = _col(tables, table, "time")
+        if t.size:
+            ax.plot(t / scale_t, _col(tables, table, column) / _money_scale(summary), lw=1.1, label=name)
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel(unit)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8, loc="best")
+    return _png(fig)
+
+
+def comparison_report(results: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Mapping[str, np.ndarray]]]],
+                      title: str = "Margin regime comparison") -> str:
+    """HTML comparing regimes run on the same episode: ``results[regime] = (summary, tables)``."""
+    rows = comparison_table(results)
+    head = "<tr><th>regime</th>" + "".join(f"<th>{html.escape(label)}</th>" for _, label in COMPARISON_COLUMNS)
+    body = "".join("<tr><th>" + html.escape(r["regime"]) + "</th>"
+                   + "".join(f"<td class=n>{fmt(r[key])}</td>" for key, _ in COMPARISON_COLUMNS) + "</tr>"
+                   for r in rows)
+    first = next(iter(results.values()), ({}, {}))[0]
+    quote = str(first.get("run", {}).get("quote", "quote units")) if isinstance(first, Mapping) else "quote units"
+    sections = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class=muted>Same price path, traders and seed under each regime; money in {html.escape(quote)}.</p>",
+        f"<table>{head}{body}</table>",
+        "<h2>Total initial margin</h2>", _fig_overlay(results, "margin_totals", "im", f"total IM ({quote})"),
+        "<h2>Insurance fund</h2>", _fig_overlay(results, "fund", "insurance_fund", f"insurance fund ({quote})"),
+    ]
+    return _page(title, "\n".join(sections))

@@ -1,0 +1,152 @@
+"""Writing a results folder atomically: summary.json, config.yaml, one Parquet file per table, report.html.
+
+Everything is written into a temporary folder next to the target and renamed into place, so a
+reader never sees a half-written folder. An existing folder is replaced by: write the new temp
+folder, rename the old one aside, rename the new one in, delete the old one (the target name is
+missing only for the instant between the two renames, and never names a partial folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+__all__ = ["write_results", "dump_json", "table_to_arrow", "read_results"]
+
+
+def dump_json(data: Any) -> str:
+    """Stable JSON text: sorted keys, two-space indent, no NaN, trailing newline."""
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _column(values: np.ndarray) -> pa.Array:
+    a = np.asarray(values)
+    if a.dtype == object or a.dtype.kind in ("U", "S"):
+        return pa.array([None if v is None else str(v) for v in a.tolist()], type=pa.string())
+    if a.ndim != 1:
+        raise ValueError(f"columns must be one-dimensional, got shape {a.shape}")
+    return pa.array(a)
+
+
+def table_to_arrow(table: Mapping[str, np.ndarray]) -> pa.Table:
+    """A dict of equal-length column arrays as an Arrow table (object/str columns as strings)."""
+    names = list(table)
+    lengths = {len(np.asarray(table[n])) for n in names}
+    if len(lengths) > 1:
+        raise ValueError(f"columns of unequal length: { {n: len(np.asarray(table[n])) for n in names} }")
+    return pa.table({n: _column(table[n]) for n in names})
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mapping[str, np.ndarray]],
+                  summary: Mapping[str, Any], timing: Mapping[str, Any] | None = None, report: bool = True,
+                  parquet: bool = True) -> Path:
+    """Write one run's results folder atomically; returns its path.
+
+    Files: ``summary.json`` (deterministic), ``config.yaml`` (the resolved config),
+    ``timing.json`` (wall-clock figures, only if ``timing`` is given), ``<table>.parquet`` per
+    table (if ``parquet``), ``report.html`` (if ``report``).
+    """
+    target = Path(directory).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:12]
+    tmp = target.parent / f".{target.name}.tmp-{token}"
+    tmp.mkdir()
+    try:
+        _write_text(tmp / "summary.json", dump_json(summary))
+        dumped = config.model_dump(mode="json") if hasattr(config, "model_dump") else dict(config)
+        _write_text(tmp / "config.yaml", yaml.safe_dump(dumped, sort_keys=False, allow_unicode=True))
+        if timing is not None:
+            _write_text(tmp / "timing.json", dump_json(_jsonable(timing)))
+        if parquet:
+            for name, table in tables.items():
+                pq.write_table(table_to_arrow(table), tmp / f"{name}.parquet")
+        if report:
+            from sim.report import episode_report
+
+            _write_text(tmp / "report.html", episode_report(config, tables, summary))
+        _fsync_dir(tmp)
+        _swap_in(tmp, target, token)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _swap_in(tmp: Path, target: Path, token: str) -> None:
+    """Rename ``tmp`` to ``target``; an existing ``target`` is moved aside first and then deleted."""
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.parent / f".{target.name}.old-{token}"
+        os.rename(target, old)
+    try:
+        os.rename(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.rename(old, target)  # put the previous results back
+        raise
+    _fsync_dir(target.parent)
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
+def _jsonable(data: Any) -> Any:
+    if isinstance(data, Mapping):
+        return {str(k): _jsonable(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_jsonable(v) for v in data]
+    if isinstance(data, np.generic):
+        data = data.item()
+    if isinstance(data, float) and not np.isfinite(data):
+        return None
+    return data
+
+
+def read_results(directory: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """Read a results folder back: (summary, tables as dicts of numpy columns)."""
+    directory = Path(directory)
+    summary = json.loads((directory / "summary.json").read_text(encoding="utf-8"))
+    tables: dict[str, dict[str, np.ndarray]] = {}
+    for path in sorted(directory.glob("*.parquet")):
+        t = pq.read_table(path)
+        cols: dict[str, np.ndarray] = {}
+        for name in t.column_names:
+            col = t.column(name)
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                cols[name] = np.array(col.to_pylist(), dtype=object)
+            else:
+                cols[name] = col.to_numpy(zero_copy_only=False)
+        tables[path.stem] = cols
+    return summary, tables

@@ -1,0 +1,121 @@
+"""Results folders: the files, stable summary bytes, Parquet round trips, atomic replacement, reports."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+import sim.report
+from sim.metrics import summarise
+from sim.report import comparison_report, comparison_table, episode_report
+from sim.results import dump_json, read_results, table_to_arrow, write_results
+from test_metrics import make_config, make_tables
+
+
+@pytest.fixture(scope="module")
+def run():
+    config, tables = make_config(), make_tables()
+    return config, tables, summarise(config, tables, {"events": 10})
+
+
+def _siblings(path):
+    return sorted(p.name for p in path.parent.iterdir())
+
+
+def test_writes_every_file(tmp_path, run):
+    config, tables, summary = run
+    out = write_results(tmp_path / "res", config, tables, summary, timing={"wall_seconds": np.float64(1.5)})
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["summary.json", "config.yaml", "timing.json", "report.html"]
+                           + [f"{t}.parquet" for t in tables])
+    assert (out / "summary.json").read_text() == dump_json(summary)
+    assert json.loads((out / "timing.json").read_text()) == {"wall_seconds": 1.5}
+    assert yaml.safe_load((out / "config.yaml").read_text()) == config.model_dump(mode="json")
+    assert _siblings(out) == ["res"]  # no temp folder left behind
+
+
+def test_summary_bytes_are_stable(tmp_path, run):
+    config, tables, summary = run
+    a = write_results(tmp_path / "a", config, tables, summary, report=False, parquet=False)
+    b = write_results(tmp_path / "b", config, tables, summarise(config, tables, {"events": 10}), report=False,
+                      parquet=False)
+    assert (a / "summary.json").read_bytes() == (b / "summary.json").read_bytes()
+    text = (a / "summary.json").read_text()
+    assert text.endswith("\n") and "NaN" not in text
+    assert list(json.loads(text)) == sorted(json.loads(text))
+
+
+def test_parquet_round_trip(tmp_path, run):
+    config, tables, summary = run
+    out = write_results(tmp_path / "res", config, tables, summary, report=False)
+    t = pq.read_table(out / "liquidations.parquet")
+    assert str(t.schema.field("cause").type) == "string"
+    assert t.column("notional").to_pylist() == tables["liquidations"]["notional"].tolist()
+    summary_back, back = read_results(out)
+    assert summary_back == summary
+    for name, table in tables.items():
+        for col, values in table.items():
+            got = back[name][col]
+            if values.dtype == object:
+                assert got.tolist() == values.tolist()
+            else:
+                np.testing.assert_array_equal(got, values)
+
+
+def test_unequal_columns_are_refused():
+    with pytest.raises(ValueError, match="unequal"):
+        table_to_arrow({"a": np.zeros(2), "b": np.zeros(3)})
+
+
+def test_replaces_an_existing_folder(tmp_path, run):
+    config, tables, summary = run
+    target = tmp_path / "res"
+    target.mkdir()
+    (target / "stale.txt").write_text("old")
+    write_results(target, config, tables, summary, report=False, parquet=False)
+    assert not (target / "stale.txt").exists()
+    assert (target / "summary.json").exists()
+    assert _siblings(target) == ["res"]
+
+
+def test_a_failed_write_leaves_the_old_results(tmp_path, run, monkeypatch):
+    config, tables, summary = run
+    target = write_results(tmp_path / "res", config, tables, summary, report=False, parquet=False)
+    before = (target / "summary.json").read_bytes()
+
+    def boom(*_a, **_k):
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(sim.report, "episode_report", boom)
+    with pytest.raises(RuntimeError, match="plotting failed"):
+        write_results(target, config, tables, dict(summary, extra=1), report=True)
+    assert (target / "summary.json").read_bytes() == before
+    assert _siblings(target) == ["res"]
+
+
+def test_report_is_self_contained(run):
+    config, tables, summary = run
+    page = episode_report(config, tables, summary)
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("data:image/png;base64,") == 5
+    for attr in re.findall(r'(?:src|href)="([^"]+)"', page):
+        assert attr.startswith("data:"), attr
+    assert "liquidation amplification" in page and "2.3" in page
+
+
+def test_comparison_report(run):
+    config, tables, summary = run
+    other = make_tables()
+    other["margin_totals"]["im"] = other["margin_totals"]["im"] * 2
+    results = {"standard": (summary, tables), "span": (summarise(config, other), other)}
+    rows = comparison_table(results)
+    assert [r["regime"] for r in rows] == ["standard", "span"]
+    assert rows[0]["bad_debt.total"] == 4.0 and rows[1]["margin.im_peak"] == 800.0
+    page = comparison_report(results)
+    assert page.count("data:image/png;base64,") == 2
+    assert "<th>span</th>" in page and "min insurance fund" in page
