@@ -1,0 +1,401 @@
+"""Behaviour of the trader agents on small hand-built episodes (each test runs in well under a second
+or two of wall time).
+
+Worlds are assembled with ``sim.episode.build`` from a minimal config (one perpetual, optionally
+two options on the same underlying) and then driven by hand: agents are started, the oracle is
+started or its published index is set directly, and the clock is advanced.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agents.backstop import AuctionBidder
+from agents.leveraged import HOLDING, LeveragedTrader
+from agents.market_maker import MarketMaker
+from agents.noise import NoiseTrader
+from agents.options import DeltaHedger
+from clearing.ledger import QUOTE
+from sim.config import deep_merge, parse_episode
+from sim.episode import Episode, build
+from sim.orders import BUY, SELL
+
+USD = 1_000_000
+
+BASE: dict[str, Any] = {
+    "name": "agents",
+    "seed": 7,
+    "duration": 3600.0,
+    "market": {"instruments": [
+        {"symbol": "BTC-PERP", "kind": "perpetual", "underlying": "BTC", "tick_size": 1.0, "lot_size": 0.01},
+    ]},
+    "paths": {"dt": 1.0, "models": [{"kind": "gbm", "underlyings": [{"name": "BTC", "s0": 50_000.0, "vol": 0.0}]}]},
+    "oracle": {"sample_interval": 1.0, "heartbeat": 30.0, "deviation": 0.0005, "mark_basis_cap": 0.0},
+    "venue": {"maker_fee_bps": 0.0, "taker_fee_bps": 0.0, "price_band": 0.5, "market_protection": 0.3,
+              "to_venue_latency": {"kind": "constant", "mean": 0.001},
+              "to_agent_latency": {"kind": "constant", "mean": 0.001}},
+    "margin": {"regime": "standard", "tiers": [{"im_rate": 0.10, "mm_rate": 0.05}]},
+    "clearing": {"liquidation": {"backstop": {"enabled": False}}, "funding": {"enabled": False}},
+    "population": {"groups": []},
+}
+
+MAKER = {"type": "market_maker", "name": "mm", "count": 1, "capital": 50_000_000.0, "instruments": ["BTC-PERP"],
+         "half_spread_bps": 2.0, "levels": 3, "size": 200, "max_inventory": 100_000, "withdraw_vol": None,
+         "withdraw_drawdown": None}
+
+
+def episode(*groups: dict[str, Any], **overrides: Any) -> Episode:
+    data = deep_merge(BASE, overrides)
+    data["population"] = {"groups": list(groups)}
+    return build(parse_episode(data, "test"))
+
+
+def start(ep: Episode, oracle: bool = True) -> None:
+    for agent in ep.agents:
+        agent.start()
+    if oracle:
+        ep.oracle.start()
+
+
+def of(ep: Episode, cls: type) -> list:
+    return [a for a in ep.agents if isinstance(a, cls)]
+
+
+# ------------------------------------------------------------------------------------ market maker
+def _touch(ep: Episode) -> tuple[int | None, int | None, int]:
+    book = ep.venue.books[0]
+    bids, _asks = book.depth(1)
+    return book.best_bid(), book.best_ask(), (bids[0][1] if bids else 0)
+
+
+def test_market_maker_widens_under_volatility_then_withdraws_and_returns():
+    mm_cfg = dict(MAKER, withdraw_vol=4.0, vol_ref=0.5, vol_halflife=60.0, reentry_calm=120.0,
+                  reentry_vol_ratio=0.5, interval=1.0, poisson=False)
+    ep = episode(mm_cfg)
+    start(ep, oracle=False)  # the test publishes the index itself
+    mm = of(ep, MarketMaker)[0]
+    world, index = ep.world, ep.oracle.index
+    world.run(until=10.5)
+    bid0, ask0, size0 = _touch(ep)
+    assert bid0 is not None and ask0 is not None
+    calm_spread = ask0 - bid0
+    # a choppy index: +-0.4% every second (annualised vol ~ 22) around the same level
+    s0 = float(index[0])
+    widened = None
+    for k in range(120):
+        index[0] = s0 * (1.004 if k % 2 == 0 else 1.0)
+        world.run(until=world.now + 1.0)
+        if widened is None and mm.quoting and mm.vol > 1.0:
+            bid, ask, size = _touch(ep)
+            if bid is not None and ask is not None:
+                widened = (ask - bid, size, mm.vol)
+        if not mm.quoting:
+            break
+    assert widened is not None, "the maker never quoted at elevated volatility"
+    assert widened[0] > calm_spread, (widened, calm_spread)
+    assert widened[1] < size0, (widened, size0)
+    assert not mm.quoting and mm.withdrawals == 1 and mm.vol > 4.0
+    world.run(until=world.now + 0.5)
+    book = ep.venue.books[0]
+    assert book.best_bid() is None and book.best_ask() is None, "a withdrawn maker leaves nothing on the book"
+    # calm again: it stays out while its vol estimate decays and for reentry_calm seconds after
+    index[0] = s0
+    out_since = world.now
+    while not mm.quoting and world.now < out_since + 2000:
+        world.run(until=world.now + 5.0)
+    assert mm.quoting
+    assert world.now - out_since >= 120.0
+    world.run(until=world.now + 2.0)
+    assert book.best_bid() is not None and book.best_ask() is not None
+
+
+def test_market_maker_withdraws_past_drawdown():
+    mm_cfg = dict(MAKER, withdraw_drawdown=0.2, capital=100_000.0, size=5, levels=1)
+    ep = episode(mm_cfg)
+    start(ep, oracle=False)
+    mm = of(ep, MarketMaker)[0]
+    ep.world.run(until=2.5)
+    assert mm.quoting
+    # the maker is made to hold a long position, then the mark falls 50%: equity drops far below peak
+    other = ep.ledger.open_account()
+    ep.ledger.deposit(other, QUOTE, 10**15)
+    ep.ledger.trade(mm.account, other, 0, 50_000, 100)
+    ep.oracle.index[0] = 25_000.0
+    ep.marks.update(ep.world.now)
+    ep.world.run(until=ep.world.now + 2.0)
+    assert not mm.quoting and mm.withdrawals == 1
+
+
+def test_inventory_skews_quotes_and_caps_the_side_that_adds_to_it():
+    ep = episode(dict(MAKER, levels=1, size=10, max_inventory=100, inventory_skew=1.0, half_spread_bps=10.0))
+    start(ep, oracle=False)
+    mm = of(ep, MarketMaker)[0]
+    ep.world.run(until=1.5)
+    flat_bid, flat_ask = ep.venue.books[0].best_bid(), ep.venue.books[0].best_ask()
+    other = ep.ledger.open_account()
+    ep.ledger.deposit(other, QUOTE, 10**15)
+    ep.ledger.trade(mm.account, other, 0, 50_000, 100)  # long at its limit
+    ep.world.run(until=ep.world.now + 2.0)
+    book = ep.venue.books[0]
+    assert book.best_bid() is None, "no bids beyond max_inventory"
+    assert book.best_ask() < flat_ask, "a long maker lowers its offer"
+    assert flat_bid is not None
+
+
+# ------------------------------------------------------------------------------------ leveraged
+def test_leveraged_opening_leverage_matches_its_draw():
+    lev = {"type": "leveraged", "count": 8, "capital": {"dist": "uniform", "low": 10_000.0, "high": 50_000.0},
+           "instruments": ["BTC-PERP"], "leverage": {"dist": "uniform", "low": 1.5, "high": 8.0},
+           "long_prob": 0.5, "entry_delay": 1.0}
+    ep = episode(MAKER, lev)
+    traders = of(ep, LeveragedTrader)
+    capital = {t.account: float(ep.ledger.cash[t.account, QUOTE]) for t in traders}
+    start(ep)
+    ep.world.run(until=20.0)
+    assert len({t.leverage for t in traders}) == len(traders)
+    for t in traders:
+        pos = t.position(0)
+        assert pos == t.target != 0, (t.name, pos, t.target)
+        assert ep.engine.is_active(t.account) is False
+        tv = t.tick_value(0)
+        lot_notional = t.entry_ref * tv  # minor units of one lot at the decision price
+        notional = abs(pos) * lot_notional
+        assert t.entry_equity == capital[t.account]  # first entry: equity is the deposited capital
+        assert t.leverage * capital[t.account] - lot_notional < notional <= t.leverage * capital[t.account]
+        assert abs(notional / capital[t.account] - t.leverage) <= lot_notional / capital[t.account]
+        assert t.monitor.state[t.slot] == HOLDING
+
+
+def test_leveraged_trader_cuts_near_maintenance_instead_of_being_liquidated():
+    lev = {"type": "leveraged", "count": 1, "capital": 10_000.0, "instruments": ["BTC-PERP"],
+           "leverage": 8.0, "long_prob": 1.0, "on_margin_call": "cut", "cut_ratio": 1.5, "cut_fraction": 0.5}
+    crash = {"paths": {"shocks": [{"kind": "crash", "underlyings": ["BTC"], "start": 30.0, "drop": 0.09,
+                                   "duration": 20.0}]}}
+    ep = episode(MAKER, lev, **crash)
+    start(ep)
+    t = of(ep, LeveragedTrader)[0]
+    ep.world.run(until=25.0)
+    opened = t.position(0)
+    assert opened > 0
+    ep.world.run(until=120.0)
+    assert t.cuts >= 1
+    assert 0 < t.position(0) < opened
+    assert not ep.engine.events, "cutting early kept it away from the liquidator"
+    # the same trader holding on ('hold') is liquidated by the same move
+    held = episode(MAKER, dict(lev, on_margin_call="hold"), **crash)
+    start(held)
+    held.world.run(until=120.0)
+    assert {e.account for e in held.engine.events} == {of(held, LeveragedTrader)[0].account}
+
+
+def test_leveraged_stop_loss_then_reentry_at_a_fresh_draw():
+    lev = {"type": "leveraged", "count": 1, "capital": 10_000.0, "instruments": ["BTC-PERP"],
+           "leverage": {"dist": "uniform", "low": 2.0, "high": 4.0}, "long_prob": 1.0, "stop_loss": 0.02,
+           "reentry_prob": 1.0, "reentry_delay": 20.0}
+    crash = {"paths": {"shocks": [{"kind": "crash", "underlyings": ["BTC"], "start": 30.0, "drop": 0.04,
+                                   "duration": 10.0}]}}
+    ep = episode(MAKER, lev, **crash)
+    start(ep)
+    t = of(ep, LeveragedTrader)[0]
+    ep.world.run(until=25.0)
+    first = t.leverage
+    assert t.position(0) > 0 and t.entries == 1
+    ep.world.run(until=200.0)
+    assert t.exits == 1 and t.entries == 2
+    assert t.leverage != first and t.position(0) > 0
+    assert not ep.engine.events
+
+
+# ------------------------------------------------------------------------------------ delta hedger
+OPTIONS = {"market": {"instruments": [
+    {"symbol": "BTC-PERP", "kind": "perpetual", "underlying": "BTC", "tick_size": 1.0, "lot_size": 0.01},
+    {"symbol": "BTC-C-50000", "kind": "option", "underlying": "BTC", "tick_size": 1.0, "lot_size": 0.1,
+     "strike": 50_000.0, "option_type": "call", "expiry": 2_592_000.0},
+    {"symbol": "BTC-P-50000", "kind": "option", "underlying": "BTC", "tick_size": 1.0, "lot_size": 0.1,
+     "strike": 50_000.0, "option_type": "put", "expiry": 2_592_000.0},
+]}, "paths": {"dt": 1.0, "models": [{"kind": "gbm", "underlyings": [{"name": "BTC", "s0": 50_000.0, "vol": 2.0}]}],
+              "shocks": [{"kind": "crash", "underlyings": ["BTC"], "start": 60.0, "drop": 0.08, "duration": 60.0}]},
+    "oracle": {"sample_interval": 1.0, "heartbeat": 5.0, "deviation": 0.0, "mark_basis_cap": 0.0},
+    "vol_surfaces": {"BTC": {"atm_vol": 0.6}}}
+
+
+def test_delta_hedger_keeps_net_delta_within_its_band_on_a_moving_path():
+    hedger = {"type": "delta_hedger", "count": 1, "capital": 5_000_000.0,
+              "instruments": ["BTC-C-50000", "BTC-P-50000", "BTC-PERP"], "position": "short_call", "lots": 200,
+              "band": 0.5, "open_options": False}
+    ep = episode(dict(MAKER, size=2000), hedger, **OPTIONS)  # deep enough for the first, large hedge
+    h = of(ep, DeltaHedger)[0]
+    writer = ep.ledger.open_account()
+    ep.ledger.deposit(writer, QUOTE, 10**15)
+    ep.venue.resting.ensure(ep.ledger.n_accounts)
+    ep.house._grow()
+    # the hedger is short 200 calls (20 BTC of underlying) bought by another account at the mark
+    ep.ledger.trade(writer, h.account, 1, int(round(ep.marks.ticks[1])), 200)
+    start(ep)
+    unhedged, samples = [], []
+    t = 0.5
+    while t < 180.0:
+        ep.world.run(until=t)
+        samples.append(h.net_delta())
+        per_lot = h.monitor.deltas_per_lot()
+        unhedged.append(-200 * per_lot[1])
+        t += 1.0
+    samples = np.array(samples[2:])  # the first hedge goes out with the first publication (t=1)
+    assert h.rebalances >= 5
+    assert np.ptp(unhedged) > 5 * 0.5, "the path must move the option delta well beyond the band"
+    half_lot = 0.5 * float(ep.table.contract_units[0])
+    assert np.max(np.abs(samples)) <= 0.5 + half_lot, np.max(np.abs(samples))
+
+
+# ------------------------------------------------------------------------------------ auction bidders
+def test_bidder_out_of_capital_bids_none_or_zero():
+    groups = [
+        MAKER,
+        {"type": "auction_bidder", "name": "rich", "count": 1, "capital": 5_000_000.0},
+        {"type": "auction_bidder", "name": "poor", "count": 1, "capital": 1_000.0},
+        {"type": "auction_bidder", "name": "zero", "count": 1, "capital": 1_000.0, "zero_bidder": True},
+    ]
+    ep = episode(*groups)
+    start(ep)
+    rich, poor, zero = of(ep, AuctionBidder)
+    assert ep.engine.bidders == [rich, poor, zero]
+    marks_value = ep.marks.ticks * ep.ledger.tick_value
+    small, large = np.array([-20.0]), np.array([-400.0])  # 0.2 BTC and 4 BTC (10k$, 200k$)
+    assert poor.auction_discount(large, marks_value) is None
+    assert zero.auction_discount(large, marks_value) == 1.0
+    d_small = rich.auction_discount(small, marks_value)
+    d_large = rich.auction_discount(large, marks_value)
+    assert d_small is not None and d_large is not None
+    assert 0.0 < d_small < d_large <= rich.cfg.max_discount
+
+
+def test_bid_discount_rises_with_recent_volatility():
+    bidder = {"type": "auction_bidder", "count": 1, "capital": 5_000_000.0, "vol_window": 120.0}
+    calm = episode(MAKER, bidder)
+    wild = episode(MAKER, bidder, paths={"dt": 1.0, "models": [
+        {"kind": "gbm", "underlyings": [{"name": "BTC", "s0": 50_000.0, "vol": 3.0}]}]})
+    out = []
+    for ep in (calm, wild):
+        start(ep)
+        ep.world.run(until=120.0)
+        b = of(ep, AuctionBidder)[0]
+        out.append(b.auction_discount(np.array([-100.0]), ep.marks.ticks * ep.ledger.tick_value))
+    assert out[0] < out[1]
+
+
+# ------------------------------------------------------------------------------------ noise
+def test_noise_arrival_rate_matches_its_poisson_intensity():
+    rate, horizon, n = 0.2, 1000.0, 10
+    noise = {"type": "noise", "count": n, "capital": 1_000_000.0, "instruments": ["BTC-PERP"], "rate": rate,
+             "market_prob": 0.0, "order_lifetime": 5.0}
+    ep = episode(noise)
+    start(ep, oracle=False)
+    ep.world.run(until=horizon)
+    counts = np.array([a.orders_sent for a in of(ep, NoiseTrader)])
+    expected = rate * horizon
+    # the total of n Poisson(rate x T) counts: mean n rate T, std sqrt(n rate T)
+    assert abs(counts.sum() - n * expected) < 4 * math.sqrt(n * expected), counts
+    assert counts.var() < 3 * expected  # dispersion of a Poisson count is its mean
+
+
+def test_noise_max_orders_gives_the_abides_single_order_agent():
+    noise = {"type": "noise", "count": 50, "capital": 100_000.0, "instruments": ["BTC-PERP"], "rate": 0.01,
+             "max_orders": 1}
+    ep = episode(noise)
+    start(ep, oracle=False)
+    ep.world.run(until=5000.0)
+    assert all(a.orders_sent == 1 for a in of(ep, NoiseTrader))
+
+
+# ------------------------------------------------------------------------------------ determinism
+MIXED = [
+    MAKER,
+    {"type": "noise", "count": 20, "capital": 200_000.0, "instruments": ["BTC-PERP"], "rate": 0.2},
+    {"type": "value", "count": 5, "capital": 500_000.0, "instruments": ["BTC-PERP"], "rate": 0.1},
+    {"type": "momentum", "count": 3, "capital": 500_000.0, "instruments": ["BTC-PERP"], "interval": 2.0,
+     "short_window": 3, "long_window": 6},
+    {"type": "basis_arb", "count": 1, "capital": 1_000_000.0, "instruments": ["BTC-PERP"]},
+    {"type": "leveraged", "count": 5, "capital": {"dist": "lognormal", "mean": 20_000.0, "sigma": 0.5},
+     "instruments": ["BTC-PERP"], "leverage": {"dist": "uniform", "low": 1.0, "high": 6.0},
+     "entry_delay": {"dist": "uniform", "low": 0.0, "high": 30.0}},
+]
+
+
+def _order_log(ep: Episode, until: float) -> list[tuple]:
+    log: list[tuple] = []
+    submit = ep.venue.submit
+
+    def recording(account, instrument, side, price, lots, tif=0, reduce_only=False, reply=None):
+        log.append((round(ep.world.now, 9), account, instrument, side, price, lots, int(tif), reduce_only))
+        return submit(account, instrument, side, price, lots, tif, reduce_only, reply)
+
+    ep.venue.submit = recording  # type: ignore[method-assign]
+    start(ep)
+    ep.world.run(until=until)
+    return log
+
+
+def test_same_seed_same_orders_and_a_new_group_perturbs_no_one():
+    paths = {"paths": {"dt": 1.0, "models": [{"kind": "gbm", "underlyings": [{"name": "BTC", "s0": 50_000.0,
+                                                                                "vol": 0.8}]}]}}
+    a = _order_log(episode(*MIXED, **paths), 120.0)
+    b = _order_log(episode(*MIXED, **paths), 120.0)
+    assert len(a) > 200
+    assert a == b
+    c = _order_log(episode(*MIXED, seed=8, **paths), 120.0)
+    assert a != c
+    # adding a group changes no other agent's draws: same capitals, same leverage draws, same instruments
+    base = episode(*MIXED, **paths)
+    more = episode(*MIXED, {"type": "noise", "name": "extra", "count": 7, "instruments": ["BTC-PERP"]}, **paths)
+    for x, y in zip(base.agents, more.agents):
+        assert x.name == y.name
+        assert base.ledger.cash[x.account, QUOTE] == more.ledger.cash[y.account, QUOTE]
+    for x, y in zip(of(base, NoiseTrader), of(more, NoiseTrader)):
+        assert [x.arrivals.next() for _ in range(5)] == [y.arrivals.next() for _ in range(5)]
+
+
+# ------------------------------------------------------------------------------------ wiring
+def test_backstop_provider_is_the_vault_and_unwinds():
+    groups = [MAKER, {"type": "backstop_provider", "capital": 2_000_000.0, "unwind_interval": 10.0,
+                      "unwind_fraction": 0.5}]
+    ep = episode(*groups, clearing={"liquidation": {"backstop": {"enabled": True}}})
+    vault = ep.backstop_account
+    assert vault is not None and ep.engine.backstop_account == vault
+    provider = [a for a in ep.agents if getattr(a, "is_vault", False)]
+    assert [p.account for p in provider] == [vault]
+    other = ep.ledger.open_account()
+    ep.ledger.deposit(other, QUOTE, 10**15)
+    ep.venue.resting.ensure(ep.ledger.n_accounts)
+    ep.house._grow()
+    ep.ledger.trade(vault, other, 0, 50_000, 40)  # as if handed a liquidated long
+    start(ep)
+    ep.world.run(until=10.5)
+    assert ep.ledger.position[vault, 0] == 20
+    ep.world.run(until=20.5)
+    assert ep.ledger.position[vault, 0] == 10
+
+
+@pytest.mark.parametrize("side", [BUY, SELL])
+def test_basis_arbitrageur_trades_the_book_back_toward_the_index(side):
+    arb = {"type": "basis_arb", "count": 1, "capital": 5_000_000.0, "instruments": ["BTC-PERP"], "poisson": False,
+           "interval": 1.0, "threshold_bps": 5.0, "size": 50, "max_position": 500, "unwind": False}
+    ep = episode(arb)
+    a = ep.agents[0]
+    mispriced = ep.ledger.open_account()
+    ep.ledger.deposit(mispriced, QUOTE, 10**13)
+    ep.venue.resting.ensure(ep.ledger.n_accounts)
+    ep.house._grow()
+    # someone rests 100 lots 1% through the index on the other side of what the arb will do
+    price = 50_500 if side == SELL else 49_500
+    ep.venue.execute(ep.venue.new_order_id(), mispriced, 0, -side, price, 100, check_risk=False)
+    start(ep, oracle=False)
+    ep.world.run(until=1.5)
+    assert a.position(0) == side * 50
+    ep.world.run(until=2.5)
+    assert a.position(0) == side * 100
+    book = ep.venue.books[0]
+    assert book.best_bid() is None and book.best_ask() is None
