@@ -403,6 +403,16 @@ def _margin(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
         rate = np.where(gross > 0, im / gross, np.nan)
         mm_rate = np.where(gross > 0, mm / gross, np.nan)
         util = np.where(eq > 0, im / eq, np.nan)
+    # samples come at re-valuations (irregular): each value holds until the next sample, the last
+    # until the end of the episode
+    held = np.diff(np.append(t, max(cv["duration"], float(t[-1]))))
+    if not held.any():
+        held = np.ones_like(held)
+
+    def time_avg(x: np.ndarray) -> float | None:
+        ok = np.isfinite(x)
+        w = held[ok]
+        return float(np.average(x[ok], weights=w)) if ok.any() and w.sum() > 0 else None
     out.update({
         "im_initial": float(im[0]) / scale,
         "im_peak": float(im[k_peak]) / scale,
@@ -415,8 +425,8 @@ def _margin(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
         "max_window_increase_relative": win_rel,
         "max_window_increase_time": win_time,
         "max_utilisation": float(np.nanmax(util)) if np.isfinite(util).any() else None,
-        "capital_efficiency": float(np.nanmean(rate)) if np.isfinite(rate).any() else None,
-        "mm_over_gross": float(np.nanmean(mm_rate)) if np.isfinite(mm_rate).any() else None,
+        "capital_efficiency": time_avg(rate),
+        "mm_over_gross": time_avg(mm_rate),
         "gross_peak": float(gross.max()) / scale,
     })
     return out

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from sim.metrics import HEADLINE, POLICIES, flatten
 
@@ -40,7 +41,7 @@ img{max-width:100%} .muted{color:#777;font-size:.9em} details{margin:.8em 0}
 def _png(fig: Figure) -> str:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
     return '<img alt="figure" src="data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode("ascii") + '">'
 
 
@@ -90,7 +91,7 @@ def _fig_prices(config: Any, tables) -> str:
     dur = float(config.duration)
     scale, unit = _time_unit(dur)
     n = max(1, len(names))
-    fig = Figure(figsize=(10, 2.8 * n))
+    fig = Figure(figsize=(10, 2.8 * n), layout="constrained")
     o_u, o_t = _col(tables, "oracle", "underlying"), _col(tables, "oracle", "time")
     o_i, o_true = _col(tables, "oracle", "index"), _col(tables, "oracle", "true")
     m_ins, m_t = _col(tables, "market", "instrument"), _col(tables, "market", "time")
@@ -100,19 +101,22 @@ def _fig_prices(config: Any, tables) -> str:
         sel = o_u == u
         if sel.any():
             ax.plot(o_t[sel] / scale, o_true[sel], color="black", lw=1.2, label="true path")
-            ax.plot(o_t[sel] / scale, o_i[sel], color="#1f77b4", lw=1.0, drawstyle="steps-post",
+            ax.plot(o_t[sel] / scale, o_i[sel], color="#1f77b4", lw=1.0, ls="--", drawstyle="steps-post",
                     label="published index")
+        venue_colours = iter(("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"))
         for k, ins in enumerate(instruments):
             if ins.underlying != name or ins.kind == "option":
                 continue
             s = m_ins == k
             mid = 0.5 * (bid[s].astype(float) + ask[s].astype(float)) * ins.tick_size
-            ax.plot(m_t[s] / scale, mid, lw=0.9, alpha=0.85, label=f"venue mid {ins.symbol}")
+            ax.plot(m_t[s] / scale, mid, lw=1.0, alpha=0.9, color=next(venue_colours, None),
+                    label=f"venue mid {ins.symbol}")
         ax.set_title(name, fontsize=10)
         ax.set_ylabel("price")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
-    fig.axes[-1].set_xlabel(unit) if fig.axes else None
+    if fig.axes:
+        fig.axes[-1].set_xlabel(unit)
     return _png(fig)
 
 
@@ -120,24 +124,29 @@ def _fig_margin(config: Any, tables) -> str:
     scale_t, unit = _time_unit(float(config.duration))
     money = 10 ** int(config.market.quote.decimals)
     t = _col(tables, "margin_totals", "time")
-    fig = Figure(figsize=(10, 3.2))
-    ax = fig.add_subplot(1, 1, 1)
+    fig = Figure(figsize=(10, 5.0), layout="constrained")
+    ax, ax2 = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)
     if t.size:
-        for key, colour in (("equity", "black"), ("im", "#d62728"), ("mm", "#ff7f0e")):
-            ax.plot(t / scale_t, _col(tables, "margin_totals", key) / money, color=colour, lw=1.1,
-                    label={"im": "total IM", "mm": "total MM", "equity": "total equity"}[key])
-        ax2 = ax.twinx()
         eq = _col(tables, "margin_totals", "equity").astype(float)
         im = _col(tables, "margin_totals", "im").astype(float)
+        mm = _col(tables, "margin_totals", "mm").astype(float)
+        ax.plot(t / scale_t, eq / money, color="black", lw=1.1, drawstyle="steps-post", label="total equity")
+        ax.plot(t / scale_t, im / money, color="#d62728", lw=1.1, drawstyle="steps-post", label="total IM")
+        ax.plot(t / scale_t, mm / money, color="#ff7f0e", lw=1.1, drawstyle="steps-post", label="total MM")
+        if (np.concatenate([eq, im, mm]) > 0).all():
+            ax.set_yscale("log")
         with np.errstate(divide="ignore", invalid="ignore"):
-            util = np.where(eq > 0, im / eq, np.nan)
-        ax2.plot(t / scale_t, util, color="#9467bd", lw=0.8, ls="--", label="IM / equity")
-        ax2.set_ylabel("utilisation")
-        ax2.legend(fontsize=8, loc="upper right")
+            ax2.plot(t / scale_t, np.where(eq > 0, im / eq, np.nan), color="#d62728", lw=1.0,
+                     drawstyle="steps-post", label="IM / equity")
+            ax2.plot(t / scale_t, np.where(eq > 0, mm / eq, np.nan), color="#ff7f0e", lw=1.0,
+                     drawstyle="steps-post", label="MM / equity")
+        ax.legend(fontsize=8, loc="best")
+        ax2.legend(fontsize=8, loc="best")
     ax.set_ylabel(config.market.quote.name)
-    ax.set_xlabel(unit)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax2.set_ylabel("utilisation")
+    ax2.set_xlabel(unit)
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
     return _png(fig)
 
 
@@ -148,8 +157,8 @@ def _fig_liquidations(config: Any, tables) -> str:
     t = _col(tables, "liquidation_steps", "time").astype(float)
     pol = _col(tables, "liquidation_steps", "policy").astype(str)
     notional = _col(tables, "liquidation_steps", "notional").astype(float) / money
-    fig = Figure(figsize=(10, 4.4))
-    ax1, ax2 = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2, sharex=None)
+    fig = Figure(figsize=(10, 4.4), layout="constrained")
+    ax1, ax2 = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)
     bins = np.linspace(0.0, dur, 61)
     width = (bins[1] - bins[0]) / scale_t
     left = bins[:-1] / scale_t
@@ -186,7 +195,7 @@ def _fig_cascades(config: Any, tables) -> str:
     t = _col(tables, "liquidations", "breach_time").astype(float) / scale_t
     outcome = _col(tables, "liquidations", "outcome").astype(str)
     notional = _col(tables, "liquidations", "notional").astype(float)
-    fig = Figure(figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     if liq.size:
         pos = {int(x): k for k, x in enumerate(liq.tolist())}
@@ -204,10 +213,10 @@ def _fig_cascades(config: Any, tables) -> str:
             ax.scatter(t[m], gen[m], s=size[m], color=OUTCOME_COLOURS.get(o, "#17becf"), alpha=0.75, label=o,
                        zorder=2, edgecolors="none")
         ax.legend(fontsize=8, loc="upper right", title="outcome", title_fontsize=8)
-        ax.set_ylim(-0.5, max(1.0, gen.max()) + 0.5)
+        ax.set_ylim(max(1.0, gen.max()) + 0.5, -0.5)  # generation 0 (the exogenous roots) on top
     else:
         ax.text(0.5, 0.5, "no liquidations", transform=ax.transAxes, ha="center", va="center")
-    ax.invert_yaxis()
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("generation")
     ax.set_xlabel(f"breach time ({unit})")
     ax.grid(alpha=0.3)
@@ -218,7 +227,7 @@ def _fig_fund(config: Any, tables) -> str:
     scale_t, unit = _time_unit(float(config.duration))
     money = 10 ** int(config.market.quote.decimals)
     t = _col(tables, "fund", "time")
-    fig = Figure(figsize=(10, 3.0))
+    fig = Figure(figsize=(10, 3.0), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     if t.size:
         ax.plot(t / scale_t, _col(tables, "fund", "insurance_fund") / money, color="#2ca02c", lw=1.2,
@@ -298,7 +307,7 @@ def _money_scale(summary: Mapping[str, Any]) -> float:
 
 
 def _fig_overlay(results, table: str, column: str, ylabel: str) -> str:
-    fig = Figure(figsize=(10, 3.2))
+    fig = Figure(figsize=(10, 3.2), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     duration = max([float(_col(tables, table, "time").max()) for _s, tables in results.values()
                     if _col(tables, table, "time").size] or [0.0])

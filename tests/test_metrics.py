@@ -250,3 +250,14 @@ def test_rounding():
     assert rnd(float("nan")) is None and rnd(np.inf) is None
     assert rnd({"a": np.int64(3), 1: [np.float64(2.0)]}) == {"a": 3, "1": [2.0]}
     assert flatten({"a": {"b": 1, "c": {"d": [1]}}}) == {"a.b": 1, "a.c.d": [1]}
+
+
+def test_capital_efficiency_is_time_weighted():
+    """Re-valuations come irregularly (often during a crash): each sample counts for the time it held."""
+    t = make_tables()
+    t["margin_totals"] = {"time": np.array([0.0, 100.0, 101.0, 102.0]), "im": np.array([10.0, 30.0, 30.0, 30.0]),
+                          "mm": np.array([5.0, 15.0, 15.0, 15.0]), "equity": np.full(4, 100.0),
+                          "gross": np.array([100.0, 100.0, 100.0, 100.0])}
+    m = summarise(make_config(duration=200.0), t)["margin"]
+    assert m["capital_efficiency"] == pytest.approx((0.1 * 100 + 0.3 * 100) / 200)
+    assert m["mm_over_gross"] == pytest.approx((0.05 * 100 + 0.15 * 100) / 200)
