@@ -1,0 +1,478 @@
+"""Parameter sweeps: a grid x seeds of episodes, on a local process pool, Ray or Dask -> one Parquet table.
+
+``sweep(grid, backend="local", workers=N, resume=False, out=None, progress=True)``:
+
+1. The sweep config is read and **every grid point is validated as a full episode before anything
+   runs**; a bad point fails the whole sweep up front, naming the point and the field.
+2. Each run (point x seed) is ``sim.episode.run(config)`` + ``sim.metrics.summarise`` in a worker
+   process. A failure is recorded (status ``error`` and the traceback) without stopping the sweep.
+3. As each run finishes, its row is written durably and atomically to ``<out>.parts/<run_id>.json``
+   (temp file + rename). ``resume=True`` keeps the finished rows whose config is unchanged and runs
+   only the rest, so an interrupted sweep that is resumed ends with every row exactly once.
+4. The table -- sorted by ``run_id`` -- is written atomically to ``<out>`` (Parquet) and returned.
+
+Columns: ``run_id`` (16 hex digits of SHA-256 over the point and the seed, so it is stable across
+machines and backends), one column per grid path (the value; JSON text where values are not all
+simple scalars of one type), ``seed``, ``status`` (ok | error), ``error`` (traceback or null),
+``config_hash`` (SHA-256 of the full resolved config: resume re-runs a row whose config changed),
+``wall_seconds`` (the only non-deterministic column), then the flattened summary metrics
+(``bad_debt.total``, ``cascades.amplification``, ...; lists as JSON text), sorted by name.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import itertools
+import json
+import os
+import shutil
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from pydantic import ValidationError
+
+from sim.config import PACKAGED_DEFAULT, ConfigError, deep_merge, format_validation_error, parse_episode, read_yaml
+from sim.schema.sweep import SweepConfig
+
+__all__ = ["sweep", "load_sweep", "plan", "SweepError", "SweepTask", "run_task", "run_and_summarise",
+           "assemble_table", "set_path"]
+
+DEFAULT_RUNNER = "sim.sweep:run_and_summarise"
+FIXED_COLUMNS = ("seed", "status", "error", "config_hash", "wall_seconds")
+
+
+class SweepError(ConfigError):
+    """A sweep that cannot start (bad sweep file or a grid point that is not a valid episode)."""
+
+
+# ------------------------------------------------------------------------------------ loading
+def load_sweep(path: str | Path) -> tuple[SweepConfig, Path]:
+    """Read and validate a sweep file; returns the config and the folder relative paths start from."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"{path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise SweepError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise SweepError(f"{path}: the top level must be a mapping")
+    try:
+        return SweepConfig.model_validate(data), path.parent
+    except ValidationError as exc:
+        raise SweepError(format_validation_error(exc, str(path))) from None
+
+
+def _coerce(grid: SweepConfig | Mapping[str, Any] | str | Path) -> tuple[SweepConfig, Path, str]:
+    if isinstance(grid, SweepConfig):
+        return grid, Path.cwd(), "<sweep>"
+    if isinstance(grid, Mapping):
+        try:
+            return SweepConfig.model_validate(dict(grid)), Path.cwd(), "<sweep>"
+        except ValidationError as exc:
+            raise SweepError(format_validation_error(exc, "<sweep>")) from None
+    cfg, root = load_sweep(grid)
+    return cfg, root, str(grid)
+
+
+# ------------------------------------------------------------------------------------ dotted paths
+def set_path(data: dict[str, Any], path: str, value: Any, merge: bool = False) -> None:
+    """Set ``a.b.0.c`` in nested dicts/lists (missing mappings are created; list indices must exist).
+    With ``merge``, a mapping value is deep-merged into an existing mapping instead of replacing it."""
+    parts = path.split(".")
+    node: Any = data
+    for depth, key in enumerate(parts[:-1]):
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            node = node[_index(node, key, where)]
+            continue
+        nxt = node.get(key)
+        if nxt is None:
+            nxt = node[key] = {}
+        elif not isinstance(nxt, (dict, list)):
+            raise KeyError(f"{where} is a {type(nxt).__name__}, not a mapping")
+        node = nxt
+    last = parts[-1]
+    if isinstance(node, list):
+        i = _index(node, last, path)
+        node[i] = deep_merge(node[i], value) if merge and isinstance(node[i], dict) and isinstance(value, dict) \
+            else value
+        return
+    current = node.get(last)
+    if merge and isinstance(current, dict) and isinstance(value, dict):
+        node[last] = deep_merge(current, value)
+    else:
+        node[last] = value
+
+
+def _index(node: list, key: str, where: str) -> int:
+    try:
+        i = int(key)
+    except ValueError:
+        raise KeyError(f"{where}: a list needs an integer index, got {key!r}") from None
+    if not -len(node) <= i < len(node):
+        raise KeyError(f"{where}: index {i} is out of range (the list has {len(node)} items)")
+    return i
+
+
+def _grid_value(path: str, value: Any) -> Any:
+    """A regime name stands for ``{regime: name}`` where a margin regime mapping is expected."""
+    if isinstance(value, str) and (path == "margin" or path.startswith("compare_regimes.")):
+        return {"regime": value}
+    return copy.deepcopy(value)
+
+
+# ------------------------------------------------------------------------------------ planning
+def _hash(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def run_id_of(point: Mapping[str, Any], seed: int) -> str:
+    """Stable id of a run: 16 hex digits of SHA-256 over the grid point and the seed."""
+    return _hash({"point": dict(point), "seed": int(seed)})[:16]
+
+
+SweepTask = dict[str, Any]  # run_id, point, seed, data (raw episode dict), config_hash, runner
+
+
+def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAULT_RUNNER
+         ) -> tuple[SweepConfig, list[SweepTask]]:
+    """Expand the grid into tasks and validate every point as an episode (raises ``SweepError``)."""
+    cfg, root, source = _coerce(grid)
+    if cfg.base is None:
+        base_path = PACKAGED_DEFAULT
+    else:
+        base_path = Path(cfg.base)
+        if not base_path.is_absolute():
+            base_path = root / base_path
+    try:
+        base = read_yaml(base_path)
+    except ConfigError as exc:
+        raise SweepError(f"{source}: base: {exc}") from None
+    for key, value in cfg.overrides.items():
+        try:
+            set_path(base, key, copy.deepcopy(value), merge=True)
+        except KeyError as exc:
+            raise SweepError(f"{source}: overrides.{key}: {exc.args[0]}") from None
+    keys = list(cfg.grid)
+    seeds = cfg.seed_list()
+    tasks: list[SweepTask] = []
+    problems: list[str] = []
+    for combo in itertools.product(*(cfg.grid[k] for k in keys)):
+        point = dict(zip(keys, combo))
+        data = copy.deepcopy(base)
+        label = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in point.items())
+        try:
+            for key, value in point.items():
+                set_path(data, key, _grid_value(key, value))
+        except KeyError as exc:
+            problems.append(f"grid point ({label}): {exc.args[0]}")
+            continue
+        data["seed"] = seeds[0]
+        try:
+            parse_episode(data)
+        except ConfigError as exc:
+            detail = str(exc).split("\n", 1)[1] if "\n" in str(exc) else str(exc)
+            problems.append(f"grid point ({label}):\n{detail}")
+            continue
+        for seed in seeds:
+            d = copy.deepcopy(data)
+            d["seed"] = seed
+            tasks.append({"run_id": run_id_of(point, seed), "point": point, "seed": seed, "data": d,
+                          "config_hash": _hash(d), "runner": runner})
+    if problems:
+        shown = problems[:20]
+        more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise SweepError(f"{source}: {len(problems)} of {cfg.n_points()} grid points are not valid episodes "
+                         f"(nothing was run)\n" + "\n".join(shown) + more)
+    ids = [t["run_id"] for t in tasks]
+    if len(set(ids)) != len(ids):
+        raise SweepError(f"{source}: two grid points produce the same run id")
+    return cfg, tasks
+
+
+# ------------------------------------------------------------------------------------ the worker
+def run_and_summarise(config: Any) -> dict[str, Any]:
+    """The default runner: one episode, its summary."""
+    from sim.episode import run
+    from sim.metrics import summarise
+
+    result = run(config)
+    return summarise(config, result.tables, result.stats)
+
+
+def _resolve(runner: str) -> Callable[[Any], Mapping[str, Any]]:
+    module, _, name = runner.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_task(task: SweepTask) -> dict[str, Any]:
+    """Run one task in a worker; never raises (a failure becomes an ``error`` row)."""
+    from sim.metrics import flatten
+
+    started = time.perf_counter()
+    row: dict[str, Any] = {"run_id": task["run_id"], "point": task["point"], "seed": task["seed"],
+                           "config_hash": task["config_hash"], "status": "ok", "error": None, "metrics": {}}
+    try:
+        config = parse_episode(task["data"])
+        summary = _resolve(task.get("runner") or DEFAULT_RUNNER)(config)
+        row["metrics"] = flatten(summary)
+        json.dumps(row["metrics"], allow_nan=False)  # a summary must be plain JSON
+    except Exception:  # noqa: BLE001 -- recorded, the sweep goes on
+        row["status"] = "error"
+        row["error"] = traceback.format_exc()
+        row["metrics"] = {}
+    row["wall_seconds"] = time.perf_counter() - started
+    return row
+
+
+def _error_row(task: SweepTask, text: str) -> dict[str, Any]:
+    return {"run_id": task["run_id"], "point": task["point"], "seed": task["seed"],
+            "config_hash": task["config_hash"], "status": "error", "error": text, "metrics": {},
+            "wall_seconds": None}
+
+
+# ------------------------------------------------------------------------------------ durable parts
+def parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:
+    """Write a row durably; returns it as read back (so fresh and resumed rows are the same values)."""
+    text = json.dumps(row, sort_keys=True, allow_nan=False, default=str)
+    _write_atomic(parts / f"{row['run_id']}.json", text.encode("utf-8"))
+    return json.loads(text)
+
+
+def _read_parts(parts: Path) -> dict[str, dict[str, Any]]:
+    rows = {}
+    if not parts.is_dir():
+        return rows
+    for path in sorted(parts.glob("*.json")):
+        try:
+            row = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # unreadable: that run is simply run again
+        if isinstance(row, dict) and row.get("run_id") == path.stem:
+            rows[path.stem] = row
+    return rows
+
+
+# ------------------------------------------------------------------------------------ the table
+def _arrow_column(values: list[Any]) -> pa.Array:
+    """A typed column: bool, int64, float64 or string; anything else (lists, mixed) as JSON text."""
+    present = [v for v in values if v is not None]
+    kinds = {type(v) for v in present}
+    if not present:
+        return pa.array([None] * len(values), type=pa.string())
+    if kinds == {bool}:
+        return pa.array(values, type=pa.bool_())
+    if kinds <= {int} and all(-(2**63) <= v < 2**63 for v in present):
+        return pa.array(values, type=pa.int64())
+    if kinds <= {int, float}:
+        return pa.array([None if v is None else float(v) for v in values], type=pa.float64())
+    if kinds == {str}:
+        return pa.array(values, type=pa.string())
+    return pa.array([None if v is None else json.dumps(v, sort_keys=True, default=str) for v in values],
+                    type=pa.string())
+
+
+def assemble_table(rows: Iterable[Mapping[str, Any]], grid_keys: list[str]) -> pa.Table:
+    """The sweep table: one row per run, sorted by run_id (see the module docstring for the columns)."""
+    rows = sorted(rows, key=lambda r: r["run_id"])
+    metric_keys = sorted({k for r in rows for k in r.get("metrics", {})})
+    columns: dict[str, pa.Array] = {"run_id": pa.array([r["run_id"] for r in rows], type=pa.string())}
+    for key in grid_keys:
+        columns[key] = _arrow_column([r["point"].get(key) for r in rows])
+    columns["seed"] = pa.array([int(r["seed"]) for r in rows], type=pa.int64())
+    columns["status"] = pa.array([r["status"] for r in rows], type=pa.string())
+    columns["error"] = pa.array([r.get("error") for r in rows], type=pa.string())
+    columns["config_hash"] = pa.array([r.get("config_hash") for r in rows], type=pa.string())
+    columns["wall_seconds"] = pa.array([r.get("wall_seconds") for r in rows], type=pa.float64())
+    for key in metric_keys:
+        name = key if key not in columns else f"metric.{key}"
+        columns[name] = _arrow_column([r.get("metrics", {}).get(key) for r in rows])
+    return pa.table(columns)
+
+
+def _write_table(table: pa.Table, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------ backends
+def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None]) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")  # no inherited locks, threads or simpy state
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    try:
+        futures = {pool.submit(run_task, t): t for t in tasks}
+        for fut in as_completed(futures):
+            try:
+                row = fut.result()
+            except Exception:  # noqa: BLE001 -- e.g. a worker killed by the OS
+                row = _error_row(futures[fut], traceback.format_exc())
+            on_done(row)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _run_ray(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None]) -> None:
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        started = True
+    pending: dict[Any, SweepTask] = {}
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
+        pending = {remote.remote(t): t for t in tasks}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                task = pending.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except Exception:  # noqa: BLE001 -- a worker died
+                    row = _error_row(task, traceback.format_exc())
+                on_done(row)
+    except BaseException:
+        for ref in list(pending):
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001
+                pass
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], client: Any = None) -> None:
+    import logging
+
+    from distributed import Client, LocalCluster, as_completed
+
+    own = client is None
+    cluster = None
+    if own:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
+        client = Client(cluster)
+    futures: dict[Any, SweepTask] = {}
+    try:
+        futures = {client.submit(run_task, t, pure=False): t for t in tasks}
+        for fut in as_completed(list(futures)):
+            try:
+                row = fut.result()
+            except Exception:  # noqa: BLE001 -- a worker died
+                row = _error_row(futures[fut], traceback.format_exc())
+            on_done(row)
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+    finally:
+        if own:
+            client.close()
+            cluster.close()
+
+
+# ------------------------------------------------------------------------------------ the API
+def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "local", workers: int | None = None,
+          resume: bool = False, out: str | Path | None = None, progress: bool = True, *,
+          client: Any = None, runner: str = DEFAULT_RUNNER, retry_errors: bool = False) -> pa.Table:
+    """Run a sweep; returns the table (also written to ``out``, default the sweep's ``output``).
+
+    ``backend``: ``local`` (process pool, spawn), ``ray`` (a local Ray with ``workers`` CPUs unless
+    one is initialised) or ``dask`` (``client``, or a local cluster of ``workers`` processes).
+    ``resume``: keep finished rows from ``<out>.parts/`` (errors too, unless ``retry_errors``).
+    ``runner``: ``"module:function"`` taking an ``EpisodeConfig`` and returning a summary dict.
+    """
+    if backend not in ("local", "ray", "dask"):
+        raise ValueError(f"backend must be local, ray or dask, not {backend!r}")
+    workers = max(1, int(workers or os.cpu_count() or 1))
+    cfg, tasks = plan(grid, runner=runner)
+    out = Path(out if out is not None else (cfg.output or f"results/sweeps/{cfg.name}.parquet"))
+    parts = parts_dir(out)
+    if not resume and parts.exists():
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    for stale in parts.glob(".*.tmp-*"):
+        stale.unlink(missing_ok=True)
+    wanted = {t["run_id"]: t for t in tasks}
+    done: dict[str, dict[str, Any]] = {}
+    if resume:
+        for run_id, row in _read_parts(parts).items():
+            task = wanted.get(run_id)
+            if task is None or row.get("config_hash") != task["config_hash"]:
+                continue
+            if retry_errors and row.get("status") != "ok":
+                continue
+            done[run_id] = row
+    todo = [t for t in tasks if t["run_id"] not in done]
+
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[errors]} errors"), TimeElapsedColumn(), TimeRemainingColumn())
+    errors = sum(1 for r in done.values() if r.get("status") != "ok")
+
+    def on_done(row: dict[str, Any]) -> None:
+        nonlocal errors
+        done[row["run_id"]] = _write_part(parts, row)
+        errors += row["status"] != "ok"
+        if bar is not None:
+            bar.update(job, advance=1, errors=errors)
+
+    try:
+        if bar is not None:
+            bar.start()
+            job = bar.add_task(f"{cfg.name} [{backend} x{workers}]", total=len(tasks), completed=len(done),
+                               errors=errors)
+        if todo:
+            if backend == "local":
+                _run_local(todo, workers, on_done)
+            elif backend == "ray":
+                _run_ray(todo, workers, on_done)
+            else:
+                _run_dask(todo, workers, on_done, client=client)
+    finally:
+        if bar is not None:
+            bar.stop()
+    table = assemble_table([done[t["run_id"]] for t in tasks], list(cfg.grid))
+    _write_table(table, out)
+    return table

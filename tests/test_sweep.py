@@ -1,0 +1,222 @@
+"""Sweeps: grid expansion and up-front validation, the local backend, error rows, resume after an interruption.
+
+Most tests use a fast fake runner (``fake_runner`` below, imported by name in the worker processes)
+so they exercise the sweep machinery, not the simulator; ``test_real_episode_sweep`` runs two
+short real episodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from sim.schema.sweep import SweepConfig
+from sim.sweep import SweepError, parts_dir, plan, run_id_of, set_path, sweep
+
+BASE = {
+    "name": "tiny", "seed": 0, "duration": 600.0,
+    "market": {"instruments": [{"symbol": "BTC-PERP", "kind": "perpetual", "underlying": "BTC", "tick_size": 1.0,
+                                "lot_size": 0.001}]},
+    "paths": {"dt": 1.0, "models": [{"kind": "gbm", "underlyings": [{"name": "BTC", "s0": 100.0, "vol": 0.5}]}]},
+    "population": {"groups": []},
+}
+RUNNER = "test_sweep:fake_runner"
+
+
+def fake_runner(config):
+    """A stand-in for run + summarise: instant, deterministic, fails on one point, logs its calls."""
+    log = os.environ.get("CLEARSIM_TEST_RUN_LOG")
+    if log:
+        with open(log, "a") as fh:
+            fh.write(f"{config.clearing.loss_absorption.insurance_fund}/{config.seed}\n")
+    delay = float(os.environ.get("CLEARSIM_TEST_DELAY", "0"))
+    if delay:
+        time.sleep(delay)
+    fund = config.clearing.loss_absorption.insurance_fund
+    if fund == 13.0 and config.seed == 1:
+        raise RuntimeError("unlucky point")
+    return {"bad_debt": {"total": fund * 0.5 + config.seed}, "run": {"regime": config.margin.regime},
+            "cascades": {"by_generation": [{"generation": 0, "count": config.seed}], "amplification": None},
+            "flag": config.seed == 0}
+
+
+def write_sweep(tmp_path: Path, grid: dict, seeds=2, **extra) -> Path:
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
+    spec = {"name": "t", "base": "base.yaml", "grid": grid, "seeds": seeds,
+            "output": str(tmp_path / "out.parquet"), **extra}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+GRID = {"margin": ["standard", "span"], "clearing.loss_absorption.insurance_fund": [13.0, 1000.0]}
+
+
+# ------------------------------------------------------------------------------------ planning
+def test_plan_expands_the_grid(tmp_path):
+    path = write_sweep(tmp_path, GRID, seeds=2, overrides={"duration": 300.0, "outputs.sample_interval": 10.0})
+    cfg, tasks = plan(path)
+    assert cfg.n_points() == 4 and len(tasks) == 8
+    assert len({t["run_id"] for t in tasks}) == 8
+    first = tasks[0]
+    assert first["point"] == {"margin": "standard", "clearing.loss_absorption.insurance_fund": 13.0}
+    assert first["data"]["margin"] == {"regime": "standard"}
+    assert first["data"]["duration"] == 300.0 and first["data"]["outputs"]["sample_interval"] == 10.0
+    assert [t["seed"] for t in tasks[:2]] == [0, 1]
+    assert first["run_id"] == run_id_of(first["point"], 0)  # stable: a function of the point and seed only
+    assert len(first["run_id"]) == 16
+
+
+def test_bad_point_fails_up_front_naming_it(tmp_path):
+    path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [1000.0, -5.0],
+                                  "margin": ["standard", "nonsense"]})
+    with pytest.raises(SweepError) as err:
+        sweep(path, workers=1, progress=False, runner=RUNNER)
+    text = str(err.value)
+    assert "3 of 4 grid points" in text and "nothing was run" in text
+    assert "clearing.loss_absorption.insurance_fund=-5.0" in text
+    assert "clearing.loss_absorption.insurance_fund" in text.split("-5.0", 1)[1]  # the field is named
+    assert "margin" in text
+    assert not (tmp_path / "out.parquet").exists() and not parts_dir(tmp_path / "out.parquet").exists()
+
+
+def test_sweep_config_is_strict(tmp_path):
+    with pytest.raises(Exception, match="grids"):
+        SweepConfig.model_validate({"grid": {"a": [1]}, "grids": {}})
+    for bad in ({"grid": {}}, {"grid": {"a": []}}, {"grid": {"seed": [1, 2]}}, {"grid": {"a..b": [1]}},
+                {"grid": {"a": [1]}, "seeds": 0}, {"grid": {"a": [1]}, "seeds": [1, 1]},
+                {"grid": {"a": [1, 1]}}, {"grid": {"a": [1], "a.b": [2]}}):
+        with pytest.raises(Exception):
+            SweepConfig.model_validate(bad)
+    path = tmp_path / "s.yaml"
+    path.write_text("grid: {duration: [1]}\nworkers: 3\n")
+    with pytest.raises(SweepError, match="workers"):
+        sweep(path, progress=False)
+
+
+def test_set_path():
+    data = {"a": {"b": 1}, "l": [{"x": 1}, {"x": 2}]}
+    set_path(data, "a.c.d", 5)
+    set_path(data, "l.1.x", 7)
+    set_path(data, "a", {"e": 1}, merge=True)
+    assert data == {"a": {"b": 1, "c": {"d": 5}, "e": 1}, "l": [{"x": 1}, {"x": 7}]}
+    with pytest.raises(KeyError, match="out of range"):
+        set_path(data, "l.5.x", 1)
+    with pytest.raises(KeyError, match="not a mapping"):
+        set_path(data, "a.b.c", 1)
+
+
+# ------------------------------------------------------------------------------------ running
+def test_local_sweep_records_errors_and_sorts(tmp_path):
+    path = write_sweep(tmp_path, GRID)
+    table = sweep(path, backend="local", workers=2, progress=False, runner=RUNNER)
+    assert table.num_rows == 8
+    rows = table.to_pylist()
+    assert [r["run_id"] for r in rows] == sorted(r["run_id"] for r in rows)
+    assert table.column_names[:8] == ["run_id", "margin", "clearing.loss_absorption.insurance_fund", "seed",
+                                      "status", "error", "config_hash", "wall_seconds"]
+    bad = [r for r in rows if r["status"] == "error"]
+    assert len(bad) == 2 and all("unlucky point" in r["error"] for r in bad)
+    assert all(r["bad_debt.total"] is None for r in bad)
+    ok = [r for r in rows if r["status"] == "ok"]
+    for r in ok:
+        assert r["bad_debt.total"] == r["clearing.loss_absorption.insurance_fund"] * 0.5 + r["seed"]
+        assert r["run.regime"] == r["margin"]
+        assert json.loads(r["cascades.by_generation"]) == [{"generation": 0, "count": r["seed"]}]
+        assert r["flag"] is (r["seed"] == 0)
+    assert pq.read_table(tmp_path / "out.parquet").equals(table)
+    assert len(list(parts_dir(tmp_path / "out.parquet").glob("*.json"))) == 8
+
+
+def _without_wall(table):
+    return table.drop_columns(["wall_seconds"])
+
+
+def test_resume_runs_only_what_is_missing(tmp_path, monkeypatch):
+    path = write_sweep(tmp_path, GRID)
+    full = sweep(path, workers=2, progress=False, runner=RUNNER)
+    parts = parts_dir(tmp_path / "out.parquet")
+    removed = sorted(parts.glob("*.json"))[:3]
+    for p in removed:
+        p.unlink()
+    (tmp_path / "out.parquet").unlink()
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("CLEARSIM_TEST_RUN_LOG", str(log))
+    resumed = sweep(path, workers=2, resume=True, progress=False, runner=RUNNER)
+    assert len(log.read_text().splitlines()) == 3
+    assert _without_wall(resumed).equals(_without_wall(full))
+    # resuming a finished sweep runs nothing; without resume everything runs again
+    log.unlink()
+    sweep(path, workers=1, resume=True, progress=False, runner=RUNNER)
+    assert not log.exists()
+    sweep(path, workers=2, resume=False, progress=False, runner=RUNNER)
+    assert len(log.read_text().splitlines()) == 8
+
+
+def test_resume_reruns_rows_whose_config_changed(tmp_path, monkeypatch):
+    path = write_sweep(tmp_path, GRID, seeds=1)
+    sweep(path, workers=1, progress=False, runner=RUNNER)
+    spec = yaml.safe_load(path.read_text())
+    spec["overrides"] = {"duration": 300.0}
+    path.write_text(yaml.safe_dump(spec))
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("CLEARSIM_TEST_RUN_LOG", str(log))
+    table = sweep(path, workers=1, resume=True, progress=False, runner=RUNNER)
+    assert len(log.read_text().splitlines()) == 4 and table.num_rows == 4
+
+
+def test_interrupted_sweep_resumes_to_every_row_once(tmp_path, monkeypatch):
+    path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [float(x) for x in range(100, 106)]},
+                       seeds=2)
+    here = Path(__file__).parent
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(here)!r})
+        from sim.sweep import sweep
+        sweep({str(path)!r}, workers=2, progress=False, runner={RUNNER!r})
+    """)
+    env = dict(os.environ, CLEARSIM_TEST_DELAY="0.4")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = parts_dir(tmp_path / "out.parquet")
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and len(list(parts.glob("*.json"))) < 3:
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep's own process group: driver and its workers
+        proc.wait()
+    finished = len(list(parts.glob("*.json")))
+    assert 3 <= finished < 12, finished
+    assert not (tmp_path / "out.parquet").exists()
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("CLEARSIM_TEST_RUN_LOG", str(log))
+    resumed = sweep(path, workers=2, resume=True, progress=False, runner=RUNNER)
+    assert len(log.read_text().splitlines()) == 12 - finished
+    assert resumed.num_rows == 12 and len(set(resumed.column("run_id").to_pylist())) == 12
+    fresh = sweep(path, workers=2, progress=False, runner=RUNNER, out=tmp_path / "fresh.parquet")
+    assert _without_wall(resumed).equals(_without_wall(fresh))
+
+
+@pytest.mark.slow
+def test_real_episode_sweep(tmp_path):
+    """Two short real episodes through the default runner: ok rows with the summary's metrics."""
+    from sim.config import PACKAGED_DEFAULT
+
+    spec = {"name": "real", "base": str(PACKAGED_DEFAULT), "overrides": {"duration": 120.0},
+            "grid": {"clearing.loss_absorption.insurance_fund": [100000.0]}, "seeds": 2,
+            "output": str(tmp_path / "real.parquet")}
+    table = sweep(spec, workers=2, progress=False)
+    rows = table.to_pylist()
+    assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
+    assert {"bad_debt.total", "cascades.amplification", "margin.capital_efficiency"} <= set(table.column_names)
