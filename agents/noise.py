@@ -5,7 +5,9 @@ picks a side (``buy_prob``; forced toward flat beyond ``max_position``), then wi
 ``market_prob`` sends a market order, otherwise a GTC limit order ``limit_offset_bps`` away from
 the reference on its own side (a negative offset crosses). An unfilled limit order is cancelled
 after ``order_lifetime`` seconds. ``max_orders: 1`` gives the ABIDES noise agent (one order at a
-random time). Cost per arrival: one submit, at most one cancel, one scheduled wake-up.
+random time); ``arrivals: uniform`` instead draws ``max_orders`` times uniformly over
+``[start, end)``, which is how ABIDES schedules them. Cost per arrival: one submit, at most one
+cancel, one scheduled wake-up.
 """
 
 from __future__ import annotations
@@ -42,7 +44,18 @@ class NoiseTrader(Agent):
         return u
 
     def start(self) -> None:
-        self.ctx.world.call_later(self.cfg.start + self.arrivals.next(), self._wake)
+        cfg = self.cfg
+        if cfg.arrivals == "uniform":
+            assert cfg.end is not None and cfg.max_orders is not None
+            times = np.sort(self.rng.uniform(cfg.start, cfg.end, cfg.max_orders))
+            for t in times.tolist():
+                self.ctx.world.call_later(max(0.0, t - self.now), self._arrive)
+            return
+        self.ctx.world.call_later(cfg.start + self.arrivals.next(), self._wake)
+
+    def _arrive(self) -> None:
+        """A pre-drawn arrival (uniform schedule): act, schedule nothing."""
+        self.act()
 
     def _wake(self) -> None:
         cfg = self.cfg

@@ -302,6 +302,9 @@ class NoiseGroup(_Group):
     """Poisson arrivals of random limit orders (around the reference) and market orders."""
 
     type: Literal["noise"] = "noise"
+    arrivals: Literal["poisson", "uniform"] = Field(
+        "poisson", description="poisson: exponential gaps at `rate`; uniform: `max_orders` times drawn "
+                               "uniformly over [start, end) (the ABIDES noise agent: one order, uniform time)")
     rate: float = Field(0.05, gt=0.0, description="orders per second per agent (Poisson intensity)")
     max_orders: int | None = Field(None, ge=1, description="stop after this many (ABIDES noise agents: 1)")
     market_prob: Fraction = 0.2
@@ -313,6 +316,12 @@ class NoiseGroup(_Group):
     reference: Literal["mid", "index", "mark"] = Field("mid", description="falls back to the index if the book is empty")
     order_lifetime: PosSeconds | None = Field(120.0, description="cancel an unfilled limit order after this")
     max_position: Lots | None = Field(None, description="beyond this |position| only orders that reduce it")
+
+    @model_validator(mode="after")
+    def _uniform_needs_window(self) -> "NoiseGroup":
+        if self.arrivals == "uniform" and (self.end is None or self.max_orders is None):
+            raise ValueError("arrivals 'uniform' needs end (the window's close) and max_orders")
+        return self
 
 
 class LeveragedGroup(_Group):
