@@ -338,3 +338,24 @@ def test_registry_builds_every_name(btc):
         build_regime("var", table)
     with pytest.raises(TypeError, match="unknown context"):
         build_regime("span", table, histroy=history)
+
+
+@pytest.mark.parametrize("groups", [{}, {"crypto": {"underlyings": ["BTC", "ETH"], "offset": 0.7}}])
+def test_tims_matches_bruteforce(btc, groups):
+    table, market = btc
+    rng = np.random.default_rng(9)
+    dense = np.where(rng.random((40, 5)) < 0.5, rng.integers(-3, 4, (40, 5)), 0).astype(float)
+    r = TimsRegime(table, TimsConfig(product_groups=groups))
+    got = r.requirements(Positions.of(dense), market).im
+    pnl = r.pnl_matrix(market)
+    offset = 0.7 if groups else 1.0
+    expect = np.zeros(40)
+    for a in range(40):
+        per_class = [(dense[a] * (r.class_group == c)) @ pnl for c in range(r.n_class)]
+        minimum = [np.sum(np.abs(dense[a]) * (r.class_group == c) * 0.375) for c in range(r.n_class)]
+        if groups:
+            combined = sum(np.minimum(x, 0) + offset * np.maximum(x, 0) for x in per_class)
+            expect[a] = max(max(-combined.min(), 0.0), sum(minimum))
+        else:
+            expect[a] = sum(max(max(-x.min(), 0.0), m) for x, m in zip(per_class, minimum))
+    np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-9)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from clearing.instruments import InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, Positions, Requirements, segment_sums
+from clearing.margin.base import MarginRegime, Positions, Requirements, segment_sums_t
 from clearing.margin.scenarios import Revaluer, market_key
 from sim.schema.margin import TimsConfig
 
@@ -64,31 +64,42 @@ class TimsRegime(MarginRegime):
         self.class_pg = np.array([pg_of[u] for u in unders], dtype=np.int64)
         self.class_offset = np.array(offsets)[self.class_pg]
         self.minimum = cfg.minimum_per_contract * table.contract_units
+        self._singletons = all(int(np.count_nonzero(self.class_pg == g)) == 1 for g in range(self.n_pg))
         self._key: tuple | None = None
         self._pnl: np.ndarray | None = None
+        self._pnl_t: np.ndarray | None = None
+        self._workspace: dict = {}
 
     def pnl_matrix(self, market: MarketState) -> np.ndarray:
         """Instruments x points P&L per long lot (cached per market state)."""
         key = market_key(market)
         if key != self._key:
             self._pnl = self.rev.relative(market, self.moves[self.class_group])
+            self._pnl_t = np.ascontiguousarray(self._pnl.T)
             self._key = key
         return self._pnl
 
     def components(self, positions: Positions, market: MarketState) -> dict[str, np.ndarray]:
-        n, P = positions.n_accounts, self.config.points
-        seg, summed = segment_sums(positions, self.pnl_matrix(market), self.class_group, self.n_class)
-        off = self.class_offset[seg.group][:, None]
-        adj = np.minimum(summed, 0.0) + off * np.maximum(summed, 0.0)
-        key = seg.row * self.n_pg + self.class_pg[seg.group]
-        pg_pnl = np.empty((n * self.n_pg, P))
-        for k in range(P):  # loop over valuation points, not accounts
-            pg_pnl[:, k] = np.bincount(key, weights=adj[:, k], minlength=n * self.n_pg)
-        worst = np.maximum(-pg_pnl.min(axis=1), 0.0).reshape(n, self.n_pg)
+        n, P, G = positions.n_accounts, self.config.points, self.n_pg
+        self.pnl_matrix(market)
+        seg, s_t = segment_sums_t(positions, self._pnl_t, self.class_group, self.n_class, self._workspace)
+        worst = np.zeros((n, G))
+        if seg.n:
+            pg = self.class_pg[seg.group]
+            if self._singletons:  # every product group is one class group: no cross-group offset
+                worst[seg.row, pg] = np.maximum(-s_t.min(axis=0), 0.0)
+            else:
+                off = self.class_offset[seg.group]
+                adj = np.minimum(s_t, 0.0) + off * np.maximum(s_t, 0.0)  # (P, segments)
+                key = seg.row * G + pg
+                pg_pnl = np.empty((P, n * G))
+                for k in range(P):  # loop over valuation points, not accounts
+                    pg_pnl[k] = np.bincount(key, weights=adj[k], minlength=n * G)
+                worst = np.maximum(-pg_pnl.min(axis=0), 0.0).reshape(n, G)
         indptr, cols, lots = positions.csr()
         rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
-        minimum = np.bincount(rows * self.n_pg + self.class_pg[self.class_group[cols]],
-                              weights=np.abs(lots) * self.minimum[cols], minlength=n * self.n_pg).reshape(n, self.n_pg)
+        minimum = np.bincount(rows * G + self.class_pg[self.class_group[cols]],
+                              weights=np.abs(lots) * self.minimum[cols], minlength=n * G).reshape(n, G)
         req = np.maximum(worst, minimum)
         return {"worst": worst, "minimum": minimum, "requirement": req, "total": req.sum(axis=1)}
 
