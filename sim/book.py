@@ -77,13 +77,10 @@ __all__ = ["OrderBook", "PriceLevel"]
 
 # Plain-int aliases: comparisons in the matching loop then never touch enum machinery.
 _GTC = int(TimeInForce.GTC)
-_IOC = int(TimeInForce.IOC)
 _FOK = int(TimeInForce.FOK)
 _POST_ONLY = int(TimeInForce.POST_ONLY)
-_MARKET = int(TimeInForce.MARKET)
 _CANCEL_NEWEST = int(STPMode.CANCEL_NEWEST)
 _CANCEL_OLDEST = int(STPMode.CANCEL_OLDEST)
-_DECREMENT_BOTH = int(STPMode.DECREMENT_BOTH)
 _NO_FLAGS = FillFlag.NONE
 
 _HALTED = RejectReason.HALTED
@@ -230,7 +227,9 @@ class OrderBook:
         remaining = self._match(order_id, account, side, price, size, flags, stp_mode, result)
         if remaining:
             if tif == _GTC:
-                self._rest(Order(order_id, account, side, price, remaining, tif, reduce_only, flags))
+                self._rest(
+                    Order(order_id, account, side, price, remaining, tif, reduce_only, flags)
+                )
                 result.resting_size = remaining
             else:
                 result.cancelled_size += remaining
@@ -239,7 +238,7 @@ class OrderBook:
     # ------------------------------------------------------------------ cancel / amend
 
     def cancel(self, order_id: int) -> Order | None:
-        """Remove a resting order; returns it (with the size it still had) or None if not resting."""
+        """Remove a resting order; return it (with the size it had left), or None if not resting."""
         order = self._orders.get(order_id)
         if order is None:
             return None
@@ -285,7 +284,9 @@ class OrderBook:
                 self._shrink_resting(order, shrink)
             return SubmitResult(order_id, None, [], size)
 
-        if order.reduce_only and not self._reduce_only_allows(order.account, side, size, order.size):
+        if order.reduce_only and not self._reduce_only_allows(
+            order.account, side, size, order.size
+        ):
             return SubmitResult(order_id, _REDUCE_ONLY)
         best_opposite = self._best_ask_key if side == BUY else self._best_bid_key
         crosses = best_opposite is not None and best_opposite <= side * price
