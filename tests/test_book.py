@@ -608,3 +608,37 @@ def test_constructor_rejects_bad_increments():
         OrderBook(0, tick=0)
     with pytest.raises(ValueError):
         OrderBook(0, lot=-1)
+
+
+# ---------------------------------------------------------------- level dict rebuilds
+
+
+def test_deep_level_keeps_priority_across_dict_rebuilds(book):
+    for order_id in range(1, 301):
+        book.submit(order_id, ALICE if order_id % 2 else BOB, SELL, 100, 1)
+    for order_id in range(1, 201, 3):  # cancels scattered through the front of the queue
+        book.cancel(order_id)
+    expected = [o.order_id for o in book.resting_orders(SELL)]
+    taken = []
+    for taker_id in range(1000, 1000 + len(expected)):
+        result = book.submit(taker_id, CAROL, BUY, 100, 1, IOC)
+        taken += [f.maker_order_id for f in result.fills]
+        if taker_id % 50 == 0:
+            book.check_integrity()
+    assert taken == expected and book.best_ask() is None
+
+
+def test_rebuilding_level_dicts_after_every_removal_changes_nothing(monkeypatch):
+    import sim.book
+
+    monkeypatch.setattr(sim.book, "_COMPACT_FLOOR", 1)
+    book = OrderBook(0)
+    for order_id in range(1, 41):
+        book.submit(order_id, order_id % 3, SELL, 100 + order_id % 2, 2)
+    book.cancel(5)
+    book.amend(7, new_size=1)
+    book.amend(9, new_size=3)  # re-queued at the back of 101
+    result = book.submit(100, 9, BUY, 101, 30, IOC)
+    assert [f.maker_order_id for f in result.fills][:4] == [2, 4, 6, 8]
+    assert sum(f.size for f in result.fills) == 30
+    book.check_integrity()
