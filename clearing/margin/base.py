@@ -50,6 +50,11 @@ class Positions:
             self._csr = (indptr, cols.astype(np.int64), self.dense[rows, cols])
         return self._csr
 
+    def invalidate(self) -> None:
+        """Drop the CSR view and derived groupings (call after mutating ``dense`` in place)."""
+        self._csr = None
+        self._cache.clear()
+
     def scale(self, factor: float) -> "Positions":
         return Positions(self.dense * factor)
 
@@ -203,6 +208,51 @@ def segment_sums_t(positions: Positions, matrix_t: np.ndarray, group_of_instrume
         head = out[:, :nj]
         np.add(head, buf, out=head)
     return seg, out
+
+
+def segment_reduce_t(positions: Positions, matrix_t: np.ndarray, group_of_instrument: np.ndarray, n_groups: int,
+                     reducer, n_out: int, block: int = 2048, workspace: dict | None = None
+                     ) -> tuple[Segments, list[np.ndarray]]:
+    """Like :func:`segment_sums_t` but reduced block by block while the block is in cache.
+
+    ``reducer(sums_t)`` maps a (K, w) block of segment sums to ``n_out`` arrays of length w (e.g.
+    the worst loss per segment); the result is those arrays for all segments, float64. Never
+    materialises the full (K, n_segments) array: per block of ``block`` segments one gather,
+    multiply and prefix add per slot, then the reducer -- a loop over blocks of accounts'
+    segments (~n_segments / block iterations), not over accounts.
+    """
+    seg = segments_by_group(positions, group_of_instrument, n_groups)
+    k, dt = matrix_t.shape[0], matrix_t.dtype
+    outs = [np.empty(seg.n) for _ in range(n_out)]
+    if seg.n == 0:
+        return seg, outs
+    ws = workspace if workspace is not None else {}
+    key = ("block", k, block, dt)
+    bufs = ws.get(key)
+    if bufs is None:
+        bufs = (np.empty((k, block), dtype=dt), np.empty((k, block), dtype=dt))
+        ws[key] = bufs
+    buf, tmp = bufs
+    lots = seg.lots_as(dt)
+    counts = seg.slot_count
+    cols = seg.slot_cols
+    for a in range(0, seg.n, block):
+        b = min(seg.n, a + block)
+        blk = buf[:, : b - a]
+        np.take(matrix_t, cols[0][a:b], axis=1, out=blk)
+        np.multiply(blk, lots[0][a:b], out=blk)
+        for j in range(1, len(counts)):
+            e = min(b, counts[j])
+            if e <= a:
+                break
+            t = tmp[:, : e - a]
+            np.take(matrix_t, cols[j][a:e], axis=1, out=t)
+            np.multiply(t, lots[j][a:e], out=t)
+            h = blk[:, : e - a]
+            np.add(h, t, out=h)
+        for o, v in zip(outs, reducer(blk)):
+            o[a:b] = v
+    return seg, outs
 
 
 def segment_sums(positions: Positions, values: np.ndarray, group_of_instrument: np.ndarray,

@@ -29,9 +29,9 @@ Multi-asset:
   risk the two modes put side by side. Delta and roll shocks stay per underlying.
 
 Computation: one instruments x columns matrix per market state (scenario P&L per long lot, plus
-columns for delta notional and roll up/down), built once and cached; the requirement is one
-sparse gather-multiply-reduceat over the positions' non-zeros (``base.segment_sums``), then
-row-wise minima -- no loop over accounts. In "sum" mode the non-zeros are grouped per
+columns for delta notional and roll up/down), built once and cached; the requirement is a
+sparse gather-multiply-add over the positions' non-zeros, reduced to per-segment minima block by
+block while in cache (``base.segment_reduce_t``) -- no loop over accounts. In "sum" mode the non-zeros are grouped per
 (account, underlying) once per Positions object (cached).
 """
 
@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from clearing.instruments import InstrumentKind, InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, Positions, Requirements, segment_sums_t
+from clearing.margin.base import MarginRegime, Positions, Requirements, segment_reduce_t
 from clearing.margin.scenarios import Revaluer, days_to_expiry, market_key
 from sim.schema.margin import PortfolioConfig
 
@@ -166,14 +166,15 @@ class PortfolioRegime(MarginRegime):
         return core, ext, delta, roll
 
     def _segments(self, positions: Positions, market: MarketState):
+        """Segments and per-segment (core, extended, delta shock, roll shock)."""
         self.pnl_matrix(market)
-        return segment_sums_t(positions, self._matrix_t, self._groups, self._n_groups, self._workspace)
+        return segment_reduce_t(positions, self._matrix_t, self._groups, self._n_groups, self._reduce, 4,
+                                workspace=self._workspace)
 
     def components(self, positions: Positions, market: MarketState) -> dict[str, np.ndarray]:
         """Per-account (A,) arrays: core, extended, risk, delta_shock, roll_shock, im."""
         n = positions.n_accounts
-        seg, summed_t = self._segments(positions, market)
-        core, ext, delta, roll = self._reduce(summed_t)
+        seg, (core, ext, delta, roll) = self._segments(positions, market)
         risk = np.maximum(core, ext)
         out = {}
         for name, v in (("core", core), ("extended", ext), ("risk", risk), ("delta_shock", delta),
@@ -183,8 +184,7 @@ class PortfolioRegime(MarginRegime):
 
     def requirements(self, positions: Positions, market: MarketState) -> Requirements:
         n = positions.n_accounts
-        seg, summed_t = self._segments(positions, market)
-        core, ext, delta, roll = self._reduce(summed_t)
+        seg, (core, ext, delta, roll) = self._segments(positions, market)
         np.maximum(core, ext, out=core)
         core += delta
         core += roll
