@@ -260,7 +260,8 @@ class OrderBook:
         return order
 
     def cancel_all(self, account: int) -> list[Order]:
-        """Remove every resting order of ``account``; returns them, oldest first."""
+        """Remove every resting order of ``account``; return them in the order they (re-)entered
+        the book."""
         mine = self._account_orders.get(account)
         if not mine:
             return []
@@ -388,7 +389,8 @@ class OrderBook:
         return self._orders.get(order_id)
 
     def orders_of(self, account: int) -> list[Order]:
-        """The account's resting orders, in the order they (re-)entered the book."""
+        """The account's resting orders, in the order they (re-)entered the book (an amend that
+        loses priority re-enters)."""
         mine = self._account_orders.get(account)
         return list(mine.values()) if mine else []
 
