@@ -83,21 +83,30 @@ class Requirements:
     positions: PositionRequirements | None = None
 
 
+def _worst(block_t: np.ndarray) -> tuple[np.ndarray]:
+    return (np.maximum(-block_t.min(axis=0), 0.0),)
+
+
+def _as_float(pnl: np.ndarray) -> np.ndarray:
+    pnl = np.asarray(pnl)
+    if pnl.dtype not in (np.float32, np.float64):
+        pnl = pnl.astype(np.float64)
+    return pnl
+
+
 def worst_loss_per_account(positions: Positions, pnl: np.ndarray) -> np.ndarray:
     """max over scenarios of -(positions @ pnl), floored at zero.
 
     ``pnl`` is instruments x scenarios, the P&L of one long lot. Uses the sparse form: each non-zero
-    position contributes one row of ``pnl`` scaled by its size, summed per account
-    (:func:`segment_sums_t` with a single group) -- no Python loop over accounts.
+    position contributes one row of ``pnl`` scaled by its size, summed per account and reduced
+    block by block (:func:`segment_reduce_t` with a single group) -- no Python loop over accounts.
     """
     n = positions.n_accounts
     out = np.zeros(n, dtype=np.float64)
-    pnl = np.asarray(pnl)
-    if pnl.dtype not in (np.float32, np.float64):
-        pnl = pnl.astype(np.float64)
-    seg, summed_t = segment_sums_t(positions, np.ascontiguousarray(pnl.T), np.zeros(pnl.shape[0], dtype=np.int64), 1)
-    if seg.n:
-        out[seg.row] = np.maximum(-summed_t.min(axis=0), 0.0)
+    pnl = _as_float(pnl)
+    seg, (worst,) = segment_reduce_t(positions, np.ascontiguousarray(pnl.T),
+                                     np.zeros(pnl.shape[0], dtype=np.int64), 1, _worst, 1)
+    out[seg.row] = worst
     return out
 
 
@@ -273,10 +282,11 @@ def segment_sums(positions: Positions, values: np.ndarray, group_of_instrument: 
 def worst_loss_per_group(positions: Positions, pnl: np.ndarray, group_of_instrument: np.ndarray,
                          n_groups: int) -> np.ndarray:
     """(A, n_groups) array: max over scenarios of the group's loss, floored at zero."""
-    seg, summed = segment_sums(positions, pnl, group_of_instrument, n_groups)
+    pnl = _as_float(pnl)
+    seg, (worst,) = segment_reduce_t(positions, np.ascontiguousarray(pnl.T), group_of_instrument, n_groups,
+                                     _worst, 1)
     out = np.zeros((positions.n_accounts, n_groups), dtype=np.float64)
-    if summed.shape[0]:
-        out[seg.row, seg.group] = np.maximum(-summed.min(axis=1), 0.0)
+    out[seg.row, seg.group] = worst
     return out
 
 
