@@ -1,4 +1,6 @@
-"""Properties every margin regime must have (METHODS.md sections 1-5).
+"""Properties every margin regime must have (METHODS.md sections 1-5: standard margin after
+Binance / dYdX / Deribit, CME SPAN, TIMS / FINRA Rule 4210(g), Deribit portfolio margin, VaR with
+EMIR RTS 153/2013 Art. 28 anti-procyclicality).
 
 - Hedged portfolios -- long + short futures on one underlying, a covered call, a delta-hedged
   short straddle -- need no more initial margin under the portfolio regimes (span, tims,

@@ -1,5 +1,7 @@
-"""Unit tests of each margin regime's formulas (METHODS.md sections 1-6), the config schema and
-the registry. Numbers are worked by hand from the formulas in docs/METHODOLOGY.md."""
+"""Unit tests of each margin regime's formulas (METHODS.md sections 1-6: Binance risk-limit tiers,
+dYdX v4 open-interest caps, Deribit short-option and portfolio margin, CME SPAN, TIMS / FINRA Rule
+4210(g), EMIR RTS 153/2013 VaR tools, Drift v2 size premium), the config schema and the registry.
+Numbers are worked by hand from the formulas in docs/METHODOLOGY.md."""
 
 from __future__ import annotations
 
