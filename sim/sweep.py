@@ -21,6 +21,7 @@ simple scalars of one type), ``seed``, ``status`` (ok | error), ``error`` (trace
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import importlib
@@ -43,7 +44,7 @@ from pydantic import ValidationError
 from sim.config import PACKAGED_DEFAULT, ConfigError, deep_merge, format_validation_error, parse_episode, read_yaml
 from sim.schema.sweep import SweepConfig
 
-__all__ = ["sweep", "load_sweep", "plan", "SweepError", "SweepTask", "run_task", "run_and_summarise",
+__all__ = ["sweep", "load_sweep", "plan", "SweepError", "SweepTask", "run_task", "run_and_summarise", "summary_json",
            "assemble_table", "set_path"]
 
 DEFAULT_RUNNER = "sim.sweep:run_and_summarise"
@@ -124,9 +125,16 @@ def _index(node: list, key: str, where: str) -> int:
     return i
 
 
-def _grid_value(path: str, value: Any) -> Any:
-    """A regime name stands for ``{regime: name}`` where a margin regime mapping is expected."""
-    if isinstance(value, str) and (path == "margin" or path.startswith("compare_regimes.")):
+def _grid_value(path: str, value: Any, base: Mapping[str, Any]) -> Any:
+    """A regime name where a margin regime mapping is expected: for ``margin``, the base episode's own
+    margin config when it is already that regime (so ``[standard, span]`` compares the episode's
+    tuned standard regime with SPAN), otherwise ``{regime: name}`` with that regime's defaults."""
+    if isinstance(value, str) and path == "margin":
+        current = base.get("margin")
+        if isinstance(current, dict) and current.get("regime", "standard") == value:
+            return copy.deepcopy(current)
+        return {"regime": value}
+    if isinstance(value, str) and path.startswith("compare_regimes."):
         return {"regime": value}
     return copy.deepcopy(value)
 
@@ -174,7 +182,7 @@ def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAU
         label = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in point.items())
         try:
             for key, value in point.items():
-                set_path(data, key, _grid_value(key, value))
+                set_path(data, key, _grid_value(key, value, base))
         except KeyError as exc:
             problems.append(f"grid point ({label}): {exc.args[0]}")
             continue
@@ -334,7 +342,8 @@ def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], N
     ctx = multiprocessing.get_context("spawn")  # no inherited locks, threads or simpy state
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     try:
-        futures = {pool.submit(run_task, t): t for t in tasks}
+        with _single_threaded_children():  # workers start during the submits
+            futures = {pool.submit(run_task, t): t for t in tasks}
         for fut in as_completed(futures):
             try:
                 row = fut.result()
@@ -345,6 +354,23 @@ def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], N
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """One BLAS/OpenMP thread per worker process (one run per core), unless the user chose otherwise.
+    Ray and Dask workers already default to this."""
+    added = [v for v in THREAD_VARIABLES if v not in os.environ]
+    for v in added:
+        os.environ[v] = "1"
+    try:
+        yield
+    finally:
+        for v in added:
+            os.environ.pop(v, None)
 
 
 def _run_ray(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None]) -> None:
@@ -387,7 +413,7 @@ def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], No
     own = client is None
     cluster = None
     if own:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
         client = Client(cluster)
     futures: dict[Any, SweepTask] = {}
@@ -476,3 +502,11 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
     table = assemble_table([done[t["run_id"]] for t in tasks], list(cfg.grid))
     _write_table(table, out)
     return table
+
+
+def summary_json(data: Mapping[str, Any]) -> str:
+    """Validate an episode dict, run it, and return its ``summary.json`` text (used to check that
+    every backend produces the same bytes)."""
+    from sim.results import dump_json
+
+    return dump_json(run_and_summarise(parse_episode(dict(data))))

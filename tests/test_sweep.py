@@ -71,10 +71,20 @@ def test_plan_expands_the_grid(tmp_path):
     first = tasks[0]
     assert first["point"] == {"margin": "standard", "clearing.loss_absorption.insurance_fund": 13.0}
     assert first["data"]["margin"] == {"regime": "standard"}
+    assert tasks[4]["data"]["margin"] == {"regime": "span"}
     assert first["data"]["duration"] == 300.0 and first["data"]["outputs"]["sample_interval"] == 10.0
     assert [t["seed"] for t in tasks[:2]] == [0, 1]
     assert first["run_id"] == run_id_of(first["point"], 0)  # stable: a function of the point and seed only
     assert len(first["run_id"]) == 16
+
+
+def test_a_regime_name_keeps_the_base_margin_config_of_that_regime(tmp_path):
+    tiers = [{"max_notional": 1000.0, "im_rate": 0.05, "mm_rate": 0.02}, {"im_rate": 0.2, "mm_rate": 0.1}]
+    path = write_sweep(tmp_path, {"margin": ["standard", "span"]}, seeds=1,
+                       overrides={"margin": {"regime": "standard", "tiers": tiers}})
+    _cfg, tasks = plan(path)
+    assert tasks[0]["data"]["margin"] == {"regime": "standard", "tiers": tiers}
+    assert tasks[1]["data"]["margin"] == {"regime": "span"}
 
 
 def test_bad_point_fails_up_front_naming_it(tmp_path):

@@ -7,7 +7,8 @@ overrides:                          # applied to every point; mappings merge (as
   duration: 3600
   outputs.sample_interval: 30       # dotted keys reach into nested mappings (and lists: a.0.b)
 grid:                               # cartesian product, in this order; a value replaces what is at the path
-  margin: [standard, span]          # a regime name or a full regime mapping
+  margin: [standard, span]          # a regime name (the base's own margin config if it is that
+                                    # regime, else the regime's defaults) or a full regime mapping
   clearing.loss_absorption.insurance_fund: [100000, 1000000]
 seeds: 2                            # a count (seeds 0..N-1) or an explicit list
 output: results/sweeps/regimes_x_fund.parquet   # relative to the working directory
