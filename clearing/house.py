@@ -63,6 +63,12 @@ class ClearingHouse:
         self.enforce_violations: list[str] = []
         # at every full re-valuation: time, total IM, total MM, total equity, gross notional (minor units)
         self.margin_samples: list[tuple[float, float, float, float, float]] = []
+        assets = ledger.assets
+        self._asset_scale = np.array([10 ** (assets[QUOTE].decimals - a.decimals) for a in assets], dtype=np.float64)
+        self._asset_keep = 1.0 - np.array([a.haircut for a in assets])
+        self._asset_source = [None if a.price_source is None else list(oracle.underlyings).index(a.price_source)
+                              for a in assets]
+        self._dirty: set[int] = set()  # fill parties waiting for their re-check
 
     # ------------------------------------------------------------------ wiring
     def attach(self, liquidations: "LiquidationEngine") -> None:
@@ -99,11 +105,10 @@ class ClearingHouse:
     # ------------------------------------------------------------------ valuation
     def asset_prices(self) -> np.ndarray:
         """Price of each collateral asset in quote units (the quote asset is worth 1)."""
-        prices = np.ones(len(self.ledger.assets))
-        und = self.table.underlyings
-        for k, asset in enumerate(self.ledger.assets):
-            if asset.price_source is not None:
-                prices[k] = self.oracle.index[list(self.oracle.underlyings).index(asset.price_source)]
+        prices = np.ones(len(self._asset_source))
+        for k, column in enumerate(self._asset_source):
+            if column is not None:
+                prices[k] = self.oracle.index[column]
         return prices
 
     def exposure(self, rows: slice | np.ndarray) -> np.ndarray:
@@ -140,15 +145,17 @@ class ClearingHouse:
         return equity, req.im * self.scale, req.mm * self.scale
 
     def _collateral(self, cash: np.ndarray) -> np.ndarray:
-        assets = self.ledger.assets
-        scale = np.array([10 ** (assets[QUOTE].decimals - a.decimals) for a in assets], dtype=np.float64)
-        price = self.asset_prices() * scale
-        keep = 1.0 - np.array([a.haircut for a in assets])
+        """Collateral value in quote minor units; haircuts apply to what is pledged, not what is owed."""
+        price = self.asset_prices() * self._asset_scale
         c = cash.astype(np.float64)
-        return np.where(c > 0, c * (price * keep), c * price).sum(axis=1)
+        return np.where(c > 0, c * (price * self._asset_keep), c * price).sum(axis=1)
 
     def account_equity(self, account: int) -> float:
-        return float(self.valuation(np.array([account]))[0][0])
+        """One account's equity (collateral after haircuts + positions at mark), minor units."""
+        ledger = self.ledger
+        cash = ledger.cash[account]
+        collateral = float(cash[0]) if cash.shape[0] == 1 else float(self._collateral(cash[None, :])[0])
+        return collateral + float(ledger.position[account] @ (self.marks.ticks * ledger.tick_value))
 
     # ------------------------------------------------------------------ events
     def on_publication(self, which: np.ndarray) -> None:
@@ -175,12 +182,17 @@ class ClearingHouse:
         ledger.charge_fee(fill.maker_account, maker_fee)
         ledger.charge_fee(fill.taker_account, taker_fee)
         if self.config.enforcement.cadence == "continuous" and not (fill.flags & (FillFlag.LIQUIDATION | FillFlag.ADL)):
-            self.world.call_soon(self._check_parties, fill.maker_account, fill.taker_account)
+            if not self._dirty:  # one re-check per instant, however many fills it had
+                self.world.call_soon(self._check_parties)
+            self._dirty.add(fill.maker_account)
+            self._dirty.add(fill.taker_account)
 
-    def _check_parties(self, a: int, b: int) -> None:
-        rows = np.array([a, b])
-        cause = Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now)
-        self._apply(rows, *self.valuation(rows), cause)
+    def _check_parties(self) -> None:
+        rows = np.array(sorted(a for a in self._dirty if a >= FIRST_TRADER), dtype=np.int64)
+        self._dirty.clear()
+        if rows.size:
+            cause = Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now)
+            self._apply(rows, *self.valuation(rows), cause)
 
     def revalue_all(self, cause: Cause) -> None:
         """Re-value every trader account at once and act on the new states."""

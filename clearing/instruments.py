@@ -92,6 +92,7 @@ class InstrumentTable:
     expiry: np.ndarray  # float64 (I,), inf for perpetuals
     is_call: np.ndarray  # bool (I,)
     tick_size: np.ndarray  # float64 (I,)
+    is_option: np.ndarray  # bool (I,)
 
     @classmethod
     def from_instruments(cls, instruments: list[Instrument] | tuple[Instrument, ...]) -> "InstrumentTable":
@@ -111,14 +112,11 @@ class InstrumentTable:
             expiry=np.array([np.inf if i.expiry is None else i.expiry for i in instruments], dtype=np.float64),
             is_call=np.array([bool(i.is_call) for i in instruments], dtype=bool),
             tick_size=np.array([i.tick_size for i in instruments], dtype=np.float64),
+            is_option=np.array([i.kind == InstrumentKind.OPTION for i in instruments], dtype=bool),
         )
 
     def __len__(self) -> int:
         return len(self.instruments)
-
-    @property
-    def is_option(self) -> np.ndarray:
-        return self.kind == InstrumentKind.OPTION
 
     def years_to_expiry(self, now: float) -> np.ndarray:
         """Time to expiry in years (inf for perpetuals, floored at zero)."""
