@@ -3,6 +3,9 @@
 An entry draws a leverage L (``leverage``) and a direction (``long_prob``) and buys or sells
 ``floor(L x equity / (price x tick_value))`` lots with an IOC limit ``max_slippage`` beyond the
 touch -- so the position's notional over its equity is the drawn leverage to within one lot.
+A draw beyond what initial margin allows is cut (``fit_to_margin``) to the largest size the
+clearing house's pre-trade check accepts, found by bisection on that check (``leverage`` keeps
+the draw; ``target`` is what was sent).
 What the IOC leaves unfilled is retried every ``retry_after`` seconds (``max_retries`` times).
 
 While it holds the position it may close it after an adverse move of ``stop_loss`` or a
@@ -144,13 +147,35 @@ class LeveragedTrader(Agent):
         if lots <= 0:
             mon.state[k] = IDLE
             return
+        price = self._ioc_price(side)
+        if cfg.fit_to_margin:
+            lots = self._fit(side, price, lots)
+            if lots <= 0:
+                mon.state[k] = IDLE
+                return
         self.target = side * lots
         self.entries += 1
         self.retries = 0
         mon.state[k] = ENTERING
         mon.side[k] = side
-        self.submit(i, side, self._ioc_price(side), lots, TimeInForce.IOC)
+        self.submit(i, side, price, lots, TimeInForce.IOC)
         self.ctx.world.call_later(cfg.retry_after, self._confirm)
+
+    def _fit(self, side: int, price: int, lots: int) -> int:
+        """The largest size up to ``lots`` the clearing house's pre-trade check accepts now (a what-if
+        margin query, as an exchange's margin calculator answers it); 0 if none. O(log lots) checks."""
+        check = self.ctx.house.pre_trade_check
+        i, a = self.instrument, self.account
+        if check(a, i, side, price, lots):
+            return lots
+        lo, hi = 0, lots  # lo passes (0 trivially), hi fails
+        while hi - lo > max(1, lots // 1000):
+            mid = (lo + hi) // 2
+            if check(a, i, side, price, mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
 
     def _confirm(self) -> None:
         """After an opening IOC: send the remainder again, or start holding."""

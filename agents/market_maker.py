@@ -5,10 +5,13 @@ Each requote (every ``interval`` s, or Poisson with that mean) the maker, per in
 1. observes the published index of the underlying and updates an exponentially weighted sum of
    squared log returns (half-life ``vol_halflife``) -- its own realised volatility estimate,
    annualised (options makers watch the underlying, not the option's price);
-2. withdraws (cancels everything, stops quoting) when that vol exceeds ``withdraw_vol`` or its
-   equity has fallen ``withdraw_drawdown`` below its peak; once withdrawn it re-enters only after
-   ``reentry_calm`` seconds with vol below ``reentry_vol_ratio x withdraw_vol`` (and a fresh
-   equity peak). Liquidity drying up in a fall is what turns a move into a cascade;
+2. withdraws (cancels everything, stops quoting) when that vol exceeds ``withdraw_vol``, when the
+   index has moved more than ``withdraw_move`` (high to low) within ``move_window`` seconds -- a
+   steady slide has little realised vol but every maker knows it is being run over -- or when
+   its equity has fallen ``withdraw_drawdown`` below its peak; once withdrawn it re-enters only
+   after ``reentry_calm`` seconds with vol below ``reentry_vol_ratio x withdraw_vol`` and no move
+   beyond ``withdraw_move`` in the window (and a fresh equity peak). Liquidity drying up in a fall
+   is what turns a move into a cascade;
 3. otherwise sets a half-spread = base (bps of the reference, at least ``min_half_spread_ticks``)
    x (vol/vol_ref)^vol_widen above ``vol_ref``, and a size = base x (vol_ref/vol)^size_shrink;
    with ``adaptive_spread`` (ABIDES adaptive maker) the half-spread is at least half an EWMA of
@@ -31,6 +34,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from collections import deque
 
 from agents.base import Agent, AgentContext, Arrivals
 from clearing.instruments import SECONDS_PER_YEAR
@@ -76,7 +81,8 @@ class _Quotes:
 class MarketMaker(Agent):
     kind = "market_maker"
     __slots__ = ("cfg", "instruments", "quotes", "arrivals", "half_spread_bps", "base_size", "quoting",
-                 "withdrawn_at", "calm_since", "peak_equity", "tape", "withdrawals", "requotes", "vol")
+                 "withdrawn_at", "calm_since", "peak_equity", "tape", "withdrawals", "requotes", "vol", "highs", "lows",
+                 "move")
 
     def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
                  cfg: MarketMakerGroup, instruments: list[int], tape=None) -> None:
@@ -95,6 +101,10 @@ class MarketMaker(Agent):
         self.withdrawals = 0
         self.requotes = 0
         self.vol = 0.0  # the largest current vol estimate over its instruments (annualised)
+        # monotonic queues of (time, index) of its first instrument's underlying: window high and low
+        self.highs: deque[tuple[float, float]] = deque()
+        self.lows: deque[tuple[float, float]] = deque()
+        self.move = 0.0  # (high - low) / high over the move window
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -141,6 +151,9 @@ class MarketMaker(Agent):
         vols = [self._observe(q, float(index[und[q.instrument]]), now) for q in self.quotes]
         vol = max(vols) if vols else 0.0
         self.vol = vol
+        moved = False
+        if cfg.withdraw_move is not None and self.quotes:
+            moved = self._track_move(self.quotes[0].last_ref, now) > cfg.withdraw_move
         equity = self.equity_fast()
         if equity > self.peak_equity:
             self.peak_equity = equity
@@ -148,12 +161,12 @@ class MarketMaker(Agent):
             too_volatile = cfg.withdraw_vol is not None and vol > cfg.withdraw_vol
             drawdown = (cfg.withdraw_drawdown is not None and self.peak_equity > 0
                         and equity < (1.0 - cfg.withdraw_drawdown) * self.peak_equity)
-            if too_volatile or drawdown:
+            if too_volatile or drawdown or moved:
                 self._withdraw()
                 return
         else:
             calm_vol = math.inf if cfg.withdraw_vol is None else cfg.reentry_vol_ratio * cfg.withdraw_vol
-            if vol < calm_vol:
+            if vol < calm_vol and not moved:
                 if self.calm_since < 0:
                     self.calm_since = now
                 if now - self.calm_since >= cfg.reentry_calm:
@@ -168,6 +181,24 @@ class MarketMaker(Agent):
                 return
         for q, v in zip(self.quotes, vols):
             self._quote(q, v, now)
+
+    def _track_move(self, price: float, now: float) -> float:
+        """High-to-low range of ``price`` over the last ``move_window`` seconds, as a fraction."""
+        highs, lows = self.highs, self.lows
+        while highs and highs[-1][1] <= price:
+            highs.pop()
+        highs.append((now, price))
+        while lows and lows[-1][1] >= price:
+            lows.pop()
+        lows.append((now, price))
+        start = now - self.cfg.move_window
+        while highs[0][0] < start:
+            highs.popleft()
+        while lows[0][0] < start:
+            lows.popleft()
+        high = highs[0][1]
+        self.move = (high - lows[0][1]) / high if high > 0 else 0.0
+        return self.move
 
     def _withdraw(self) -> None:
         if self.quoting:

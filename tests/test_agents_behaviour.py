@@ -399,3 +399,42 @@ def test_basis_arbitrageur_trades_the_book_back_toward_the_index(side):
     assert a.position(0) == side * 100
     book = ep.venue.books[0]
     assert book.best_bid() is None and book.best_ask() is None
+
+
+def test_leverage_beyond_initial_margin_is_cut_to_what_the_check_accepts():
+    lev = {"type": "leveraged", "count": 1, "capital": 20_000.0, "instruments": ["BTC-PERP"], "leverage": 15.0,
+           "long_prob": 1.0}
+    ep = episode(MAKER, lev)  # IM 10%: at most ~10x, less the slippage allowance the check charges
+    start(ep)
+    ep.world.run(until=5.0)
+    t = of(ep, LeveragedTrader)[0]
+    realised = t.position(0) * t.entry_ref * t.tick_value(0) / t.entry_equity
+    assert 9.0 < realised < 10.0, realised
+    assert ep.venue.counts["rejects"] == 0
+    blind = episode(MAKER, dict(lev, fit_to_margin=False))
+    start(blind)
+    blind.world.run(until=5.0)
+    assert of(blind, LeveragedTrader)[0].position(0) == 0
+    assert blind.venue.counts["rejects"] >= 1
+
+
+def test_market_maker_pulls_quotes_on_a_steady_slide():
+    mm_cfg = dict(MAKER, withdraw_vol=50.0, withdraw_move=0.03, move_window=120.0, reentry_calm=60.0,
+                  interval=1.0, poisson=False)
+    ep = episode(mm_cfg)
+    start(ep, oracle=False)
+    mm = of(ep, MarketMaker)[0]
+    index, world = ep.oracle.index, ep.world
+    world.run(until=5.5)
+    s0 = float(index[0])
+    for k in range(100):  # -0.05% a second: little realised vol, a 3% slide within 60 s
+        index[0] = s0 * (1 - 0.0005 * (k + 1))
+        world.run(until=world.now + 1.0)
+        if not mm.quoting:
+            break
+    assert not mm.quoting and mm.vol < 50.0 and mm.move > 0.03
+    assert 0.03 < 1 - index[0] / s0 < 0.035
+    world.run(until=world.now + 100.0)
+    assert not mm.quoting, "still inside the window of the move"
+    world.run(until=world.now + 200.0)
+    assert mm.quoting

@@ -294,6 +294,9 @@ class MarketMakerGroup(_Group):
     size_shrink: float = Field(1.0, ge=0.0, description="size x (vol_ref/vol)^size_shrink above vol_ref")
     withdraw_vol: float | None = Field(3.0, gt=0.0, description="withdraw above this annualised vol")
     withdraw_drawdown: float | None = Field(0.5, gt=0.0, lt=1.0, description="withdraw after losing this share of peak equity")
+    withdraw_move: float | None = Field(None, gt=0.0, lt=1.0,
+                                        description="withdraw when the index moved this much within move_window")
+    move_window: PosSeconds = 300.0
     reentry_calm: Seconds = Field(300.0, description="seconds of calm before quoting again")
     reentry_vol_ratio: float = Field(0.5, gt=0.0, le=1.0, description="calm = vol below this x withdraw_vol")
 
@@ -332,6 +335,8 @@ class LeveragedGroup(_Group):
     long_prob: Fraction = 0.5
     entry_delay: NonNegDist = Field(0.0, description="seconds after start before the first entry (drawn per agent)")
     max_slippage: float = Field(0.005, ge=0.0, lt=0.5, description="IOC limit beyond the touch, fraction of price")
+    fit_to_margin: bool = Field(True, description="shrink an entry the pre-trade margin check would refuse "
+                                                  "to the largest size it accepts (else send it and be refused)")
     retry_after: PosSeconds = 2.0
     max_retries: int = Field(5, ge=0)
     stop_loss: float | None = Field(None, gt=0.0, lt=1.0, description="close after this adverse price move")
