@@ -117,16 +117,27 @@ def _runup(p: np.ndarray) -> float | None:
     return float(np.max(p / np.minimum.accumulate(p) - 1.0))
 
 
-def _mid_series(tables: Tables, instrument: int) -> np.ndarray:
-    """Venue mid (ticks) in time order; samples with an empty side are skipped."""
-    inst = _col(tables, "market", "instrument")
-    sel = inst == instrument
+def _book_sides(tables: Tables, instrument: int) -> tuple[np.ndarray, np.ndarray]:
+    sel = _col(tables, "market", "instrument") == instrument
     t = _col(tables, "market", "time")[sel]
-    bid = _col(tables, "market", "best_bid").astype(np.float64)[sel]
-    ask = _col(tables, "market", "best_ask").astype(np.float64)[sel]
     order = np.argsort(t, kind="stable")
-    mid = 0.5 * (bid[order] + ask[order])
+    bid = _col(tables, "market", "best_bid").astype(np.float64)[sel][order]
+    ask = _col(tables, "market", "best_ask").astype(np.float64)[sel][order]
+    return bid, ask
+
+
+def _mid_series(tables: Tables, instrument: int) -> np.ndarray:
+    """Venue price (ticks) in time order: the mid when both sides quote, the one side left when the
+    other is empty (liquidity withdrawn), skipped when the book is empty."""
+    bid, ask = _book_sides(tables, instrument)
+    mid = np.where(np.isfinite(bid) & np.isfinite(ask), 0.5 * (bid + ask), np.where(np.isfinite(bid), bid, ask))
     return mid[np.isfinite(mid)]
+
+
+def _one_sided(tables: Tables, instrument: int) -> float | None:
+    """Fraction of samples at which at least one side of the book was empty."""
+    bid, ask = _book_sides(tables, instrument)
+    return float(np.mean(~(np.isfinite(bid) & np.isfinite(ask)))) if bid.size else None
 
 
 def _bad_debt(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
@@ -327,6 +338,7 @@ def _price(tables: Tables, cv: dict[str, Any], counterfactual: Tables | None) ->
             "mark_drawdown": _drawdown(mark),
             "trade_drawdown": _drawdown(trades),
             "venue_runup": _runup(mid),
+            "one_sided_fraction": _one_sided(tables, k),
             "true_drawdown": true_dd,
             "index_drawdown": und.get("index_drawdown"),
             "amplification_vs_true": _ratio(venue_dd, true_dd) if venue_dd is not None and true_dd else None,
@@ -546,3 +558,9 @@ HEADLINE = (
     ("liquidation_delay.breach_to_start.mean", "breach to first step (s, mean)"),
     ("slippage.mean_bps", "liquidation slippage (bps)"),
 )
+
+
+def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline figures of a summary, label -> value (for consoles and comparison tables)."""
+    flat = flatten(summary)
+    return {label: flat.get(key) for key, label in HEADLINE}

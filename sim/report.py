@@ -108,7 +108,9 @@ def _fig_prices(config: Any, tables) -> str:
             if ins.underlying != name or ins.kind == "option":
                 continue
             s = m_ins == k
-            mid = 0.5 * (bid[s].astype(float) + ask[s].astype(float)) * ins.tick_size
+            b, a = bid[s].astype(float), ask[s].astype(float)
+            mid = np.where(np.isfinite(b) & np.isfinite(a), 0.5 * (b + a), np.where(np.isfinite(b), b, a))
+            mid = mid * ins.tick_size  # one side stands in when the other is empty (as in the metrics)
             ax.plot(m_t[s] / scale, mid, lw=1.0, alpha=0.9, color=next(venue_colours, None),
                     label=f"venue mid {ins.symbol}")
         ax.set_title(name, fontsize=10)

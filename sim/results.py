@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-__all__ = ["write_results", "dump_json", "table_to_arrow", "read_results"]
+__all__ = ["write_results", "write_comparison", "dump_json", "table_to_arrow", "read_results"]
 
 
 def dump_json(data: Any) -> str:
@@ -94,6 +94,46 @@ def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mappi
             from sim.report import episode_report
 
             _write_text(tmp / "report.html", episode_report(config, tables, summary))
+        _fsync_dir(tmp)
+        _swap_in(tmp, target, token)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def write_comparison(directory: str | Path, config: Any,
+                     runs: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Mapping[str, np.ndarray]]]],
+                     report: bool = True, parquet: bool = True) -> Path:
+    """Write a regime comparison folder atomically; returns its path.
+
+    Files: ``comparison.json`` (a row per regime with the comparison columns, sorted keys),
+    ``comparison.parquet`` (the same rows), ``config.yaml`` (the base episode), one folder per
+    regime with its ``summary.json`` (and its tables as Parquet if ``parquet``), ``report.html``.
+    """
+    from sim.report import comparison_report, comparison_table
+
+    target = Path(directory).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:12]
+    tmp = target.parent / f".{target.name}.tmp-{token}"
+    tmp.mkdir()
+    try:
+        rows = comparison_table(runs)
+        _write_text(tmp / "comparison.json", dump_json(rows))
+        pq.write_table(pa.Table.from_pylist(rows), tmp / "comparison.parquet")
+        dumped = config.model_dump(mode="json") if hasattr(config, "model_dump") else dict(config)
+        _write_text(tmp / "config.yaml", yaml.safe_dump(dumped, sort_keys=False, allow_unicode=True))
+        for label, (summary, tables) in runs.items():
+            sub = tmp / str(label)
+            sub.mkdir()
+            _write_text(sub / "summary.json", dump_json(summary))
+            if parquet:
+                for name, table in tables.items():
+                    pq.write_table(table_to_arrow(table), sub / f"{name}.parquet")
+        if report:
+            title = f"{getattr(config, 'name', 'episode')}: margin regime comparison"
+            _write_text(tmp / "report.html", comparison_report(runs, title=title))
         _fsync_dir(tmp)
         _swap_in(tmp, target, token)
     except BaseException:

@@ -51,8 +51,8 @@ def make_tables() -> dict[str, dict[str, np.ndarray]]:
             "instrument": _arr([0, 1, 0, 1, 0, 1, 0]),
             "mark": _arr([100.0, 5.0, 80.0, 4.0, 75.0, 3.0, 72.0]),
             "index": _arr([100.0, 0.0, 80.0, 0.0, 75.0, 0.0, 72.0]),
-            "best_bid": _arr([99.0, 4.0, 79.0, 3.0, 69.0, 2.0, 10.0]),
-            "best_ask": _arr([101.0, 6.0, 81.0, 5.0, 71.0, 4.0, nan]),  # a one-sided book is skipped
+            "best_bid": _arr([99.0, 4.0, 79.0, 3.0, 69.0, 2.0, 75.0]),
+            "best_ask": _arr([101.0, 6.0, 81.0, 5.0, 71.0, 4.0, nan]),  # one-sided: the bid stands in
             "open_interest": _arr([10, 1, 10, 1, 10, 1, 10]),
         },
         "accounts": {k: np.zeros(0) for k in ("time", "account", "equity", "im", "mm", "health", "gross")},
@@ -174,6 +174,7 @@ def test_price_amplification(summary):
     assert row["mark_drawdown"] == pytest.approx(0.28)
     assert row["trade_drawdown"] == pytest.approx(0.05)
     assert row["amplification_vs_true"] == pytest.approx(1.5)
+    assert row["one_sided_fraction"] == 0.25
     assert "BTC-C" not in p["by_instrument"]  # options are not compared with their underlying
     assert p["worst_instrument"] == "BTC-PERP" and p["amplification_vs_true"] == pytest.approx(1.5)
     assert "counterfactual_venue_drawdown" not in row
@@ -181,7 +182,7 @@ def test_price_amplification(summary):
 
 def test_price_against_counterfactual():
     cf = make_tables()
-    cf["market"]["best_bid"] = np.array([99.0, 4.0, 89.0, 3.0, 84.0, 2.0, 10.0])
+    cf["market"]["best_bid"] = np.array([99.0, 4.0, 89.0, 3.0, 84.0, 2.0, 90.0])
     cf["market"]["best_ask"] = np.array([101.0, 6.0, 91.0, 5.0, 86.0, 4.0, np.nan])
     p = summarise(make_config(), make_tables(), counterfactual=cf)["price"]
     row = p["by_instrument"]["BTC-PERP"]

@@ -13,7 +13,7 @@ import yaml
 import sim.report
 from sim.metrics import summarise
 from sim.report import comparison_report, comparison_table, episode_report
-from sim.results import dump_json, read_results, table_to_arrow, write_results
+from sim.results import dump_json, read_results, table_to_arrow, write_comparison, write_results
 from test_metrics import make_config, make_tables
 
 
@@ -119,3 +119,25 @@ def test_comparison_report(run):
     page = comparison_report(results)
     assert page.count("data:image/png;base64,") == 2
     assert "<th>span</th>" in page and "min insurance fund" in page
+
+
+def test_write_comparison(tmp_path, run):
+    config, tables, summary = run
+    runs = {"standard": (summary, tables), "span": (summary, tables)}
+    out = write_comparison(tmp_path / "cmp", config, runs)
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.json", "comparison.parquet", "config.yaml",
+                                                     "report.html", "span", "standard"]
+    rows = json.loads((out / "comparison.json").read_text())
+    assert [r["regime"] for r in rows] == ["standard", "span"]
+    assert pq.read_table(out / "comparison.parquet").num_rows == 2
+    assert (out / "span" / "summary.json").read_text() == dump_json(summary)
+    assert (out / "span" / "trades.parquet").exists()
+    assert _siblings(out) == ["cmp"]
+
+
+def test_headline(run):
+    from sim.metrics import HEADLINE, headline
+
+    h = headline(run[2])
+    assert list(h) == [label for _, label in HEADLINE]
+    assert h["bad debt"] == 4.0 and h["liquidation amplification"] == 2.3
