@@ -262,6 +262,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 def _write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -350,8 +358,11 @@ def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], N
             except Exception:  # noqa: BLE001 -- e.g. a worker killed by the OS
                 row = _error_row(futures[fut], traceback.format_exc())
             on_done(row)
-    except BaseException:
+    except BaseException:  # Ctrl-C or a failure writing a row: stop now, finished rows are on disk
+        processes = list(getattr(pool, "_processes", {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:  # the in-flight runs would otherwise hold the exit until they finish
+            p.terminate()
         raise
     pool.shutdown(wait=True)
 

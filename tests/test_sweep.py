@@ -230,3 +230,35 @@ def test_real_episode_sweep(tmp_path):
     rows = table.to_pylist()
     assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
     assert {"bad_debt.total", "cascades.amplification", "margin.capital_efficiency"} <= set(table.column_names)
+
+
+def test_ctrl_c_stops_promptly_and_keeps_finished_rows(tmp_path):
+    path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [float(x) for x in range(100, 106)]},
+                       seeds=2)
+    here = Path(__file__).parent
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(here)!r})
+        from sim.sweep import sweep
+        sweep({str(path)!r}, workers=2, progress=False, runner={RUNNER!r})
+    """)
+    env = dict(os.environ, CLEARSIM_TEST_DELAY="1.0")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    parts = parts_dir(tmp_path / "out.parquet")
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and len(list(parts.glob("*.json"))) < 2:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)  # the driver only, as a terminal's Ctrl-C would reach it first
+        stopped = time.time()
+        _out, err = proc.communicate(timeout=30)
+        assert time.time() - stopped < 5.0  # the in-flight runs were not waited for
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0 and b"KeyboardInterrupt" in err
+    assert not (tmp_path / "out.parquet").exists()
+    table = sweep(path, workers=2, resume=True, progress=False, runner=RUNNER)
+    assert table.num_rows == 12
