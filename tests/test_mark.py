@@ -1,0 +1,224 @@
+"""Mark prices: index x (1 + clamped EMA of the book premium) for linear contracts; Black-76 on
+the surface vol for options, with the spot-vol link raising option marks in a crash."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from clearing.instruments import SECONDS_PER_YEAR, Instrument, InstrumentKind, InstrumentTable
+from clearing.pricing import black76_price
+from clearing.volsurface import VolSurface
+from sim.book import OrderBook
+from sim.mark import MarkPricer
+from sim.orders import BUY, SELL
+from sim.schema.oracle import OracleConfig
+from sim.schema.paths import VolSurfaceConfig
+
+TICK = 0.5
+EXPIRY = 30 * 24 * 3600.0
+
+
+def _table() -> InstrumentTable:
+    def ins(i, sym, kind, und, **kw):
+        return Instrument(i, sym, kind, und, "USD", tick_size=kw.pop("tick", TICK), lot_size=0.01, multiplier=1.0,
+                          tick_value=kw.pop("tv", 500), **kw)
+
+    return InstrumentTable.from_instruments([
+        ins(0, "BTC-PERP", InstrumentKind.PERPETUAL, "BTC", funding_interval=3600.0),
+        ins(1, "ETH-PERP", InstrumentKind.PERPETUAL, "ETH", tick=0.05, tv=50),
+        ins(2, "BTC-P-90", InstrumentKind.OPTION, "BTC", expiry=EXPIRY, strike=90.0, is_call=False),
+        ins(3, "BTC-C-110", InstrumentKind.OPTION, "BTC", expiry=EXPIRY, strike=110.0, is_call=True),
+        ins(4, "BTC-C-100", InstrumentKind.OPTION, "BTC", expiry=EXPIRY, strike=100.0, is_call=True),
+    ])
+
+
+def _pricer(index=(100.0, 20.0), beta: float = 0.0, skew: float = 0.0, cap: float = 0.005,
+            window: float = 10.0, oracle_order=("ETH", "BTC")):
+    table = _table()
+    # the oracle may list underlyings in another order than the table: the pricer maps columns
+    values = dict(zip(("BTC", "ETH"), index))
+    oracle = SimpleNamespace(
+        underlyings=list(oracle_order),
+        index=np.array([values[u] for u in oracle_order], dtype=float),
+        config=OracleConfig(sample_interval=1.0, mark_basis_window=window, mark_basis_cap=cap),
+    )
+    surface = VolSurface.from_configs(
+        {"BTC": VolSurfaceConfig(atm_vol=0.6, skew=skew, spot_vol_beta=beta),
+         "ETH": VolSurfaceConfig(atm_vol=0.8)},
+        spot_refs={"BTC": 100.0, "ETH": 20.0},
+    )
+    books = [OrderBook(i) for i in range(len(table))]
+    return MarkPricer(table, books, oracle, surface), oracle, books
+
+
+def _quote(book: OrderBook, bid: int, ask: int) -> None:
+    for oid in [o.order_id for side in (BUY, SELL) for o in book.resting_orders(side)]:
+        book.cancel(oid)
+    book.submit(10_000 + bid, 1, BUY, bid, 1)
+    book.submit(20_000 + ask, 2, SELL, ask, 1)
+
+
+def _set_index(oracle, btc: float, eth: float | None = None) -> None:
+    oracle.index[oracle.underlyings.index("BTC")] = btc
+    if eth is not None:
+        oracle.index[oracle.underlyings.index("ETH")] = eth
+
+
+# ------------------------------------------------------------------ linear contracts
+
+def test_mark_is_index_when_the_books_are_empty():
+    marks, oracle, books = _pricer()
+    for _ in range(50):
+        marks.sample_books()
+    marks.update(0.0)
+    assert marks.index.tolist() == [100.0, 20.0]  # in table order, not the oracle's
+    assert marks.ticks[0] * TICK == pytest.approx(100.0)
+    assert marks.ticks[1] * 0.05 == pytest.approx(20.0)
+    assert marks.basis_ticks[:2].tolist() == [0.0, 0.0]
+    assert marks.premium.tolist() == [0.0] * 5
+
+
+def test_one_sided_book_has_no_mid_and_leaves_the_mark_at_index():
+    marks, oracle, books = _pricer()
+    books[0].submit(1, 1, BUY, 210, 3)  # bid at 105, no ask
+    for _ in range(20):
+        marks.sample_books()
+    marks.update(0.0)
+    assert marks.ticks[0] * TICK == pytest.approx(100.0)
+
+
+def test_mark_follows_index_moves_with_an_empty_book():
+    marks, oracle, books = _pricer()
+    _set_index(oracle, 60.0, 25.0)
+    marks.update(1.0)
+    assert marks.ticks[0] * TICK == pytest.approx(60.0)
+    assert marks.ticks[1] * 0.05 == pytest.approx(25.0)
+
+
+def test_basis_ema_follows_a_book_premium_within_the_cap():
+    # mid 100.2 vs index 100 -> premium 0.2%, inside a 0.5% cap; alpha = 1/10
+    marks, oracle, books = _pricer(cap=0.005, window=10.0)
+    _quote(books[0], 200, 201)  # 100.0 / 100.5 -> mid 100.25 -> premium 0.25%
+    premium = 0.0025
+    expected = 0.0
+    for _ in range(5):
+        marks.sample_books()
+        expected += 0.1 * (premium - expected)
+    assert marks.premium[0] == pytest.approx(expected)
+    for _ in range(300):
+        marks.sample_books()
+    marks.update(0.0)
+    assert marks.premium[0] == pytest.approx(premium)
+    assert marks.ticks[0] * TICK == pytest.approx(100.0 * (1 + premium))
+    assert marks.index_ticks[0] * TICK == pytest.approx(100.0)
+    assert marks.basis_ticks[0] * TICK == pytest.approx(100.0 * premium)
+    assert marks.ticks[0] == pytest.approx(marks.index_ticks[0] + marks.basis_ticks[0])
+    # the other linear contract's book is empty: its mark stays at index
+    assert marks.ticks[1] * 0.05 == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("bid,ask,sign", [(260, 262, 1), (140, 142, -1)])  # mid 130.5 / 70.5
+def test_basis_is_clamped_at_mark_basis_cap(bid, ask, sign):
+    marks, oracle, books = _pricer(cap=0.005)
+    _quote(books[0], bid, ask)
+    for _ in range(200):
+        marks.sample_books()
+    marks.update(0.0)
+    assert abs(marks.premium[0]) > 0.25  # the raw EMA follows the thin book all the way
+    assert marks.ticks[0] * TICK == pytest.approx(100.0 * (1 + sign * 0.005))
+    assert marks.basis_ticks[0] * TICK == pytest.approx(sign * 0.5)
+
+
+def test_zero_cap_pins_mark_to_index_whatever_the_book():
+    marks, oracle, books = _pricer(cap=0.0)
+    _quote(books[0], 300, 302)
+    for _ in range(100):
+        marks.sample_books()
+    marks.update(0.0)
+    assert marks.ticks[0] * TICK == pytest.approx(100.0)
+
+
+def test_premium_is_measured_against_the_current_index():
+    marks, oracle, books = _pricer(window=1.0)  # alpha = 1: the EMA is the last premium
+    _quote(books[0], 200, 201)  # mid 100.25
+    _set_index(oracle, 100.25)
+    marks.sample_books()
+    assert marks.premium[0] == pytest.approx(0.0)
+
+
+def test_market_state_snapshot_is_cached_until_the_next_update():
+    marks, oracle, books = _pricer()
+    s1 = marks.market_state(0.0)
+    assert marks.market_state(0.0) is s1
+    assert s1.marks[0] == pytest.approx(100.0)
+    assert s1.underlying_prices.tolist() == pytest.approx([100.0, 20.0])
+    marks.update(1.0)
+    assert marks.market_state(1.0) is not s1
+
+
+# ------------------------------------------------------------------ options
+
+def _black76(marks: MarkPricer, i: int, forward: float, vol: float, now: float = 0.0) -> float:
+    t = marks.table
+    years = (t.expiry[i] - now) / SECONDS_PER_YEAR
+    return float(black76_price(forward, t.strike[i], years, vol, t.is_call[i]))
+
+
+@pytest.mark.parametrize("skew", [0.0, -0.3])
+def test_option_marks_equal_black76_on_the_surface_vol(skew):
+    marks, oracle, books = _pricer(skew=skew)
+    now = 3 * 24 * 3600.0
+    marks.update(now)
+    years = (EXPIRY - now) / SECONDS_PER_YEAR
+    for i in (2, 3, 4):
+        surface_vol = float(marks.surface.vol(marks.table.strike[i], years, 100.0)[0])
+        assert marks.vols[i] == pytest.approx(surface_vol)
+        assert marks.ticks[i] * TICK == pytest.approx(_black76(marks, i, 100.0, surface_vol, now), rel=1e-12)
+        assert marks.basis_ticks[i] == 0.0
+    if skew:
+        assert marks.vols[2] > marks.vols[4] > marks.vols[3]  # put skew: low strikes richer
+    else:
+        assert marks.vols[2] == marks.vols[3] == marks.vols[4] == pytest.approx(0.6)
+
+
+def test_option_forward_is_the_perp_mark_including_its_basis():
+    marks, oracle, books = _pricer(window=1.0, cap=0.01)
+    _quote(books[0], 201, 202)  # mid 100.75: +0.75% premium, inside the 1% cap
+    marks.sample_books()
+    marks.update(0.0)
+    fwd = marks.ticks[0] * TICK
+    assert fwd == pytest.approx(100.75)
+    assert marks.underlying_marks()[0] == pytest.approx(fwd)
+    i = 4
+    assert marks.ticks[i] * TICK == pytest.approx(_black76(marks, i, fwd, marks.vols[i]))
+
+
+def test_option_marks_rise_when_the_underlying_falls_with_a_spot_vol_link():
+    linked, o1, _ = _pricer(beta=2.0)
+    unlinked, o2, _ = _pricer(beta=0.0)
+    before_vol = float(linked.vols[3])
+    before = linked.ticks.copy()
+    for marks, oracle in ((linked, o1), (unlinked, o2)):
+        _set_index(oracle, 80.0)  # a 20% crash
+        marks.update(0.0)
+    # ATM vol rises by (80/100)^-2 = 1.5625x: every BTC option is marked on the higher vol
+    assert linked.vols[3] == pytest.approx(before_vol * 1.5625)
+    assert unlinked.vols[3] == pytest.approx(0.6)
+    for i in (2, 3, 4):
+        assert linked.ticks[i] * TICK == pytest.approx(_black76(linked, i, 80.0, linked.vols[i]))
+        assert linked.ticks[i] > unlinked.ticks[i]  # the spot-vol link adds to every option's mark
+    assert linked.ticks[2] > before[2]  # the put gains from both the move and the vol
+    put_gain_linked = linked.ticks[2] - before[2]
+    put_gain_unlinked = unlinked.ticks[2] - before[2]
+    assert put_gain_linked > 1.2 * put_gain_unlinked
+
+
+def test_option_mark_at_expiry_is_intrinsic():
+    marks, oracle, books = _pricer()
+    _set_index(oracle, 80.0)
+    marks.update(EXPIRY + 1.0)
+    assert marks.ticks[2] * TICK == pytest.approx(10.0)  # 90 put, spot 80
+    assert marks.ticks[3] == 0.0 and marks.ticks[4] == 0.0
