@@ -69,6 +69,15 @@ class ClearingHouse:
         self._asset_source = [None if a.price_source is None else list(oracle.underlyings).index(a.price_source)
                               for a in assets]
         self._dirty: set[int] = set()  # fill parties waiting for their re-check
+        # Equity above the cancel level at each account's last valuation, and how much fills and
+        # fees have taken from it since. Marks only move on publications (which re-value
+        # everyone) and a fill never raises worst-case exposure, so an account whose fills have not
+        # used up its slack cannot have crossed a threshold: only the others are re-checked.
+        self.slack = np.zeros(cap)
+        self.drift = np.zeros(cap)
+        # IM added by orders the pre-trade fast path accepted since each account's last valuation
+        self.im_added = np.zeros(cap)
+        self._entry_im = getattr(regime, "entry_im", None)
 
     # ------------------------------------------------------------------ wiring
     def attach(self, liquidations: "LiquidationEngine") -> None:
@@ -96,7 +105,7 @@ class ClearingHouse:
     def _grow(self) -> None:
         cap = self.ledger.cash.shape[0]
         if self.health.shape[0] < cap:
-            for name in ("health", "equity", "im", "mm", "index_value", "basis_value"):
+            for name in ("health", "equity", "im", "mm", "index_value", "basis_value", "slack", "drift", "im_added"):
                 old = getattr(self, name)
                 new = np.zeros(cap, dtype=old.dtype)
                 new[: old.shape[0]] = old
@@ -178,14 +187,21 @@ class ClearingHouse:
             buyer, seller = fill.taker_account, fill.maker_account
         else:
             buyer, seller = fill.maker_account, fill.taker_account
-        ledger.trade(buyer, seller, fill.instrument, fill.price, fill.size)
+        instrument, price, lots = fill.instrument, fill.price, fill.size
+        ledger.trade(buyer, seller, instrument, price, lots)
         ledger.charge_fee(fill.maker_account, maker_fee)
         ledger.charge_fee(fill.taker_account, taker_fee)
         if self.config.enforcement.cadence == "continuous" and not (fill.flags & (FillFlag.LIQUIDATION | FillFlag.ADL)):
-            if not self._dirty:  # one re-check per instant, however many fills it had
-                self.world.call_soon(self._check_parties)
-            self._dirty.add(fill.maker_account)
-            self._dirty.add(fill.taker_account)
+            if max(buyer, seller) >= self.slack.shape[0]:
+                self._grow()
+            away = (price - float(self.marks.ticks[instrument])) * lots * int(ledger.tick_value[instrument])
+            fees = {fill.maker_account: maker_fee, fill.taker_account: taker_fee}
+            for account, cost in ((buyer, max(away, 0.0)), (seller, max(-away, 0.0))):
+                self.drift[account] += cost + fees[account]
+                if self.drift[account] >= self.slack[account]:
+                    if not self._dirty:  # one re-check per instant, however many fills it had
+                        self.world.call_soon(self._check_parties)
+                    self._dirty.add(account)
 
     def _check_parties(self) -> None:
         rows = np.array(sorted(a for a in self._dirty if a >= FIRST_TRADER), dtype=np.int64)
@@ -218,6 +234,9 @@ class ClearingHouse:
         d_index = index_value - self.index_value[rows]
         d_basis = basis_value - self.basis_value[rows]
         self.equity[rows], self.im[rows], self.mm[rows] = equity, im, mm
+        self.slack[rows] = equity - (mm + self.config.enforcement.cancel_level * (im - mm))
+        self.drift[rows] = 0.0
+        self.im_added[rows] = 0.0
         self.health[rows] = state
         self.index_value[rows], self.basis_value[rows] = index_value, basis_value
         engine = self.liquidations
@@ -259,6 +278,9 @@ class ClearingHouse:
             return True
         if self.liquidations is not None and self.liquidations.is_active(account):
             return False
+        fast = self._fast_pre_trade(account, instrument, side, price, lots)
+        if fast is not None:
+            return fast
         rows = np.array([account])
         exposure = self.exposure(rows)
         exposure[0, instrument] += side * lots
@@ -271,7 +293,45 @@ class ClearingHouse:
         equity -= side * (price - mark) * lots * tv  # paying above mark costs equity at once
         req = self.requirements(exposure)
         ok = equity >= float(req.im[0]) * self.scale
+        if ok and account < self.im.shape[0]:
+            # the order is now part of the exposure: refresh the caches the fast path reads
+            self.equity[account] = equity + side * (price - mark) * lots * tv
+            self.im[account] = float(req.im[0]) * self.scale
+            self.drift[account] = 0.0
+            self.im_added[account] = 0.0
         return bool(ok)
+
+    def _fast_pre_trade(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool | None:
+        """Accept without a margin computation when the account's cached headroom provably covers
+        the order; None when that cannot be shown (the exact check then decides).
+
+        Sound because, between two valuations of an account, marks do not move (publications
+        re-value everyone), fills never raise worst-case exposure and their cost is in ``drift``,
+        and every accepted order's exact IM increase is in ``im_added``. Only regimes whose IM is a
+        sum over positions (``entry_im``) qualify."""
+        entry_im = self._entry_im
+        if entry_im is None or account >= self.im.shape[0] or self.health[account] != 0 or self.im[account] <= 0:
+            return None
+        ledger, venue = self.ledger, self.venue
+        held = int(ledger.position[account, instrument])
+        bids = int(venue.open_bids[account, instrument])
+        asks = int(venue.open_asks[account, instrument])
+        before = max(abs(held + bids), abs(held - asks))
+        if side > 0:
+            after = max(abs(held + bids + lots), abs(held - asks))
+        else:
+            after = max(abs(held + bids), abs(held - asks - lots))
+        mark = float(self.marks.ticks[instrument])
+        price_mark = mark * float(self.table.tick_size[instrument])
+        im_after = entry_im(instrument, after, price_mark)
+        if im_after is None:
+            return None
+        added = (im_after - entry_im(instrument, before, price_mark)) * self.scale
+        cost = side * (price - mark) * lots * int(ledger.tick_value[instrument])
+        if self.equity[account] - self.drift[account] - cost >= self.im[account] + self.im_added[account] + added:
+            self.im_added[account] += added
+            return True
+        return None
 
     # ------------------------------------------------------------------ funding and expiry
     def pay_funding(self, instrument: int) -> None:
@@ -286,7 +346,8 @@ class ClearingHouse:
         rate = float(np.clip(rate, -0.0075, 0.0075))
         per_lot = int(round(rate * index_ticks * int(self.ledger.tick_value[instrument])))
         self.ledger.now = self.world.now
-        self.ledger.pay_funding(instrument, per_lot)
+        if self.ledger.pay_funding(instrument, per_lot):
+            self.revalue_all(Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now))
         del ins
 
     def settle_expiry(self, instrument: int) -> None:
@@ -303,3 +364,4 @@ class ClearingHouse:
             value = spot
         self.ledger.now = self.world.now
         self.ledger.settle_expiry(instrument, int(round(value / ins.tick_size)))
+        self.revalue_all(Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now))

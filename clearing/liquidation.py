@@ -45,7 +45,8 @@ class AuctionBidder(Protocol):
     account: int
 
     def auction_discount(self, lots: np.ndarray, marks_value: np.ndarray) -> float | None:
-        """Discount off mark (0..1) at which it takes ``lots`` (signed, per instrument); None: no bid."""
+        """Discount off mark (0..1) at which it takes over ``lots`` (the liquidated account's signed
+        position per instrument, which becomes the bidder's); None: no bid."""
 
 
 class LiquidationEngine:
@@ -274,7 +275,7 @@ class LiquidationEngine:
         for bidder in self.bidders:
             if bidder.account == account:
                 continue
-            discount = bidder.auction_discount(-pos, marks_value)
+            discount = bidder.auction_discount(pos, marks_value)
             if discount is None:
                 continue
             discount = min(max(float(discount), 0.0), 1.0)

@@ -97,7 +97,7 @@ def build(config: EpisodeConfig) -> Episode:
     ledger = Ledger(assets, instruments, capacity=256)
     venue = Venue(world, config.venue, [ins.tick_value for ins in instruments],
                   position_of=lambda a, i: int(ledger.position[a, i]))
-    oracle = Oracle(world, config.oracle, list(paths.names), source=paths.at)
+    oracle = Oracle(world, config.oracle, list(paths.names), source=paths.at, batch_source=paths.at)
     marks = MarkPricer(table, venue.books, oracle, _surface(config, table, paths))
     for i in range(len(instruments)):
         venue.reference[i] = float(marks.ticks[i])
@@ -124,6 +124,7 @@ def build(config: EpisodeConfig) -> Episode:
     if vault is None and (bs.enabled or config.clearing.liquidation.policy == "backstop") and bs.capital > 0:
         vault = ledger.open_account()
         ledger.deposit(vault, QUOTE, int(bs.capital * scale))
+    house._grow()  # the population opened accounts after the house was sized
     engine = LiquidationEngine(house, config.clearing.liquidation, absorber, vault, adl=la.adl)
     house.attach(engine)
     episode.engine, episode.agents, episode.backstop_account = engine, agents, vault

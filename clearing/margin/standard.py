@@ -20,6 +20,8 @@ Complexity: O(nnz) per call, no loop over accounts.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import numpy as np
 
 from clearing.instruments import InstrumentTable, MarketState
@@ -38,6 +40,13 @@ class _TierTable:
         lower = np.concatenate(([0.0], self.caps[:-1]))
         steps = np.diff(np.concatenate(([self.mm[0]], self.mm)))
         self.mm_amount = np.cumsum(lower * steps)
+        self._caps = self.caps.tolist()
+        self._im = self.im.tolist()
+
+    def im_of(self, notional: float) -> float:
+        """IM of one position of this notional (scalar, pure Python)."""
+        k = min(bisect_left(self._caps, notional), len(self._caps) - 1)
+        return notional * self._im[k]
 
     def rates(self, notional: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         k = np.searchsorted(self.caps, notional, side="left")
@@ -64,6 +73,7 @@ class StandardRegime(MarginRegime):
         self._oi_lower = np.array([np.nan if c is None else c.lower for c in caps])
         self._oi_upper = np.array([np.nan if c is None else c.upper for c in caps])
         self.open_interest = open_interest  # per instrument, notional; None: from the positions
+        self._oi_caps = bool(np.isfinite(self._oi_lower).any())
         self._last_oi: np.ndarray | None = None
 
     # ------------------------------------------------------------------ per-instrument parameters
@@ -116,6 +126,17 @@ class StandardRegime(MarginRegime):
             im[short] = q * (np.maximum(rule.im_base - otm, rule.im_floor) * fwd + mark)
             mm[short] = q * (np.maximum(rule.mm_base - otm, rule.mm_floor) * fwd + mark)
         return im, mm
+
+    def entry_im(self, instrument: int, lots: float, mark: float) -> float | None:
+        """IM (quote units) of one position, in pure Python, for the clearing house's pre-trade fast
+        path. Cross standard margin is a sum over positions, so a change in one instrument changes
+        the account's IM by exactly the change of this entry. None where the entry depends on more
+        than its own size (options need the forward; open-interest caps need everyone's positions)."""
+        t = self.table
+        if t.is_option[instrument] or self._oi_caps:
+            return None
+        notional = abs(lots) * float(t.contract_units[instrument]) * abs(mark)
+        return self._tiers[int(t.underlying_index[instrument])].im_of(notional)
 
     # ------------------------------------------------------------------------------ interface
     def position_requirements(self, positions: Positions, market: MarketState) -> PositionRequirements:
