@@ -4,7 +4,10 @@ The sweep is the packaged default episode (the stylised 10-11 Oct 2025 crash, 5,
 seconds, ~300 accounts) under 2 margin regimes x ``--seeds`` seeds. Wall time is measured around
 the whole ``sweep()`` call -- planning and validation, worker start-up (spawn), the runs, the
 durable per-run rows and the final Parquet table -- so runs/minute is what a user gets, not the
-bare episode rate. The last line is ``runs_per_min=<2-worker figure>``.
+bare episode rate. Each line also gives the 1-minute load average before the measurement and the
+CPU seconds the workers used per run (from ``RUSAGE_CHILDREN``; it does not depend on how busy the
+machine is, so it tells a slow machine from a shared one). The last line is
+``runs_per_min=<2-worker figure>``.
 
     .venv/bin/python benchmarks/bench_sweep.py [--seeds 2] [--duration SECONDS]
 """
@@ -12,7 +15,9 @@ bare episode rate. The last line is ``runs_per_min=<2-worker figure>``.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -37,9 +42,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         for workers in (1, 2):
             s = spec(Path(tmp) / f"w{workers}.parquet", args.seeds, args.duration)
+            load = os.getloadavg()[0]
+            cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             table = sweep(s, backend="local", workers=workers, progress=False)
             wall = time.perf_counter() - started
+            cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
             ok = table.column("status").to_pylist().count("ok")
             runs = table.num_rows
             if ok != runs:
@@ -48,7 +57,8 @@ def main() -> None:
             mean_run = sum(table.column("wall_seconds").to_pylist()) / runs
             rates[workers] = runs / wall * 60.0
             print(f"workers={workers}: {runs} runs in {wall:.1f} s -> {rates[workers]:.2f} runs/min "
-                  f"(mean {mean_run:.1f} s per run inside the worker)")
+                  f"(mean {mean_run:.1f} s wall per run inside the worker, {cpu / runs:.1f} CPU-s per run; "
+                  f"load average before {load:.2f} on {os.cpu_count()} cores)")
     print(f"speed-up 2 vs 1 workers: {rates[2] / rates[1]:.2f}x")
     print(f"runs_per_min={rates[2]:.2f}")
 
