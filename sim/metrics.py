@@ -386,7 +386,8 @@ def _margin(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
         out.update({"im_initial": None, "im_peak": None, "im_peak_time": None, "im_final": None,
                     "peak_to_trough_ratio": None, "rate_peak_to_trough_ratio": None,
                     "max_window_increase": None, "max_window_increase_relative": None,
-                    "max_window_increase_time": None, "max_utilisation": None,
+                    "max_window_increase_time": None, "rate_max_window_increase_relative": None,
+                    "max_utilisation": None,
                     "capital_efficiency": None, "mm_over_gross": None})
         return out
     order = np.argsort(t, kind="stable")
@@ -415,6 +416,11 @@ def _margin(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
         rate = np.where(gross > 0, im / gross, np.nan)
         mm_rate = np.where(gross > 0, mm / gross, np.nan)
         util = np.where(eq > 0, im / eq, np.nan)
+        # the same window on the margin rate (IM / gross): the model's own procyclicality, with
+        # positions opened or closed in the meantime divided out
+        rate_rise = np.full(t.size, np.nan)
+        rate_rise[valid] = rate[valid] / rate[start[valid]] - 1.0
+    rate_rise[~np.isfinite(rate_rise)] = np.nan
     # samples come at re-valuations (irregular): each value holds until the next sample, the last
     # until the end of the episode
     held = np.diff(np.append(t, max(cv["duration"], float(t[-1]))))
@@ -436,6 +442,7 @@ def _margin(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
         "max_window_increase": None if win_inc is None else win_inc / scale,
         "max_window_increase_relative": win_rel,
         "max_window_increase_time": win_time,
+        "rate_max_window_increase_relative": float(np.nanmax(rate_rise)) if np.isfinite(rate_rise).any() else None,
         "max_utilisation": float(np.nanmax(util)) if np.isfinite(util).any() else None,
         "capital_efficiency": time_avg(rate),
         "mm_over_gross": time_avg(mm_rate),

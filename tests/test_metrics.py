@@ -200,6 +200,7 @@ def test_margin_procyclicality_and_efficiency(summary):
     assert m["max_window_increase"] == 300.0 and m["max_window_increase_time"] == 420.0
     assert m["max_window_increase_relative"] == 3.0
     assert m["capital_efficiency"] == 0.1 and m["mm_over_gross"] == 0.05
+    assert m["rate_max_window_increase_relative"] == 0.0
 
 
 def test_window_choice():
@@ -262,3 +263,4 @@ def test_capital_efficiency_is_time_weighted():
     m = summarise(make_config(duration=200.0), t)["margin"]
     assert m["capital_efficiency"] == pytest.approx((0.1 * 100 + 0.3 * 100) / 200)
     assert m["mm_over_gross"] == pytest.approx((0.05 * 100 + 0.15 * 100) / 200)
+    assert m["rate_max_window_increase_relative"] == pytest.approx(2.0)  # 0.1 -> 0.3 within 60 s
