@@ -164,7 +164,7 @@ class LeveragedTrader(Agent):
     def _fit(self, side: int, price: int, lots: int) -> int:
         """The largest size up to ``lots`` the clearing house's pre-trade check accepts now (a what-if
         margin query, as an exchange's margin calculator answers it); 0 if none. O(log lots) checks."""
-        check = self.ctx.house.pre_trade_check
+        check = self.ctx.house.would_accept
         i, a = self.instrument, self.account
         if check(a, i, side, price, lots):
             return lots

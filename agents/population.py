@@ -18,14 +18,16 @@ from agents.arbitrage import BasisArbitrageur
 from agents.backstop import AuctionBidder, BackstopProvider
 from agents.base import Agent, AgentContext
 from agents.leveraged import LeveragedTrader, LeverageMonitor
+from agents.manipulator import Manipulator
 from agents.market_maker import MarketMaker
 from agents.momentum import MomentumTrader
 from agents.noise import NoiseTrader
 from agents.options import DeltaHedger, HedgeMonitor, OptionSeller
+from agents.pair import PairTrader
 from agents.tape import MarketTape
 from agents.value import ValueTrader
 from clearing.ledger import QUOTE
-from sim.schema.population import PopulationConfig, sample
+from sim.schema.population import CollateralSplit, PopulationConfig, sample
 
 
 class Population(list):
@@ -44,6 +46,29 @@ class Population(list):
 
     def accounts(self, group: str) -> list[int]:
         return [a.account for a in self.groups.get(group, [])]
+
+
+def _deposit(ctx: AgentContext, account: int, capital: float, split: CollateralSplit | None) -> None:
+    """Deposit ``capital`` (quote units): all in the quote currency, or partly in another asset
+    bought at its starting oracle price."""
+    ledger = ctx.ledger
+    quote = ledger.assets[QUOTE]
+    in_quote = capital
+    if split is not None:
+        names = [a.name for a in ledger.assets]
+        if split.asset not in names:
+            raise ValueError(f"collateral asset {split.asset!r} is not in the market (assets: {names})")
+        k = names.index(split.asset)
+        asset = ledger.assets[k]
+        if asset.price_source is None:
+            price = 1.0
+        else:
+            price = float(ctx.oracle.index[ctx.oracle.underlyings.index(asset.price_source)])
+        value = capital * split.fraction
+        ledger.deposit(account, k, int(round(value / price * 10**asset.decimals)))
+        in_quote = capital - value
+    if in_quote > 0:
+        ledger.deposit(account, QUOTE, int(round(in_quote * 10**quote.decimals)))
 
 
 def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[str, int]) -> Population:
@@ -82,13 +107,17 @@ def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[
             make = lambda c, n, a, r, g=group, ids=ids: BackstopProvider(c, n, a, r, g, ids)  # noqa: E731
         elif group.type == "auction_bidder":
             make = lambda c, n, a, r, g=group, ids=ids: AuctionBidder(c, n, a, r, g, ids)  # noqa: E731
+        elif group.type == "pair_trader":
+            make = lambda c, n, a, r, g=group, ids=ids: PairTrader(c, n, a, r, g, ids)  # noqa: E731
+        elif group.type == "manipulator":
+            make = lambda c, n, a, r, g=group, ids=ids: Manipulator(c, n, a, r, g, ids)  # noqa: E731
         else:  # pragma: no cover - the schema's discriminator makes this unreachable
             raise ValueError(f"unknown agent type {group.type!r}")
         for k in range(group.count):
             rng = ctx.world.stream(f"agent/{gname}/{k}")
             capital = sample(group.capital, rng)
             account = ledger.open_account()
-            ledger.deposit(account, QUOTE, int(round(capital * 10**decimals)))
+            _deposit(ctx, account, capital, group.collateral)
             agent = make(ctx, f"{gname}/{k}", account, rng)
             members.append(agent)
             pop.append(agent)

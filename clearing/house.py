@@ -273,7 +273,9 @@ class ClearingHouse:
 
     # ------------------------------------------------------------------ pre-trade check
     def pre_trade_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:
-        """Accept only if the order, filled at ``price``, would leave the account at or above IM."""
+        """The venue's hook: accept only if the order, filled at ``price``, would leave the account at
+        or above IM. An accepted order becomes part of the account's exposure, so the caches the
+        fast path reads are updated."""
         if account < FIRST_TRADER:
             return True
         if self.liquidations is not None and self.liquidations.is_active(account):
@@ -281,6 +283,23 @@ class ClearingHouse:
         fast = self._fast_pre_trade(account, instrument, side, price, lots)
         if fast is not None:
             return fast
+        ok, equity_after, im = self._exact_check(account, instrument, side, price, lots)
+        if ok and account < self.im.shape[0]:
+            self.equity[account] = equity_after
+            self.im[account] = im
+            self.drift[account] = 0.0
+            self.im_added[account] = 0.0
+        return ok
+
+    def would_accept(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:
+        """A what-if margin query (an exchange's margin calculator): the pre-trade check's answer
+        now, changing nothing."""
+        if self.liquidations is not None and self.liquidations.is_active(account):
+            return False
+        return self._exact_check(account, instrument, side, price, lots)[0]
+
+    def _exact_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> tuple[bool, float, float]:
+        """(accepted, equity if filled at ``price``, IM with the order) for one account."""
         rows = np.array([account])
         exposure = self.exposure(rows)
         exposure[0, instrument] += side * lots
@@ -291,15 +310,8 @@ class ClearingHouse:
         collateral = float(cash[0, 0]) if cash.shape[1] == 1 else float(self._collateral(cash)[0])
         equity = collateral + float(ledger.position[account] @ (self.marks.ticks * ledger.tick_value))
         equity -= side * (price - mark) * lots * tv  # paying above mark costs equity at once
-        req = self.requirements(exposure)
-        ok = equity >= float(req.im[0]) * self.scale
-        if ok and account < self.im.shape[0]:
-            # the order is now part of the exposure: refresh the caches the fast path reads
-            self.equity[account] = equity + side * (price - mark) * lots * tv
-            self.im[account] = float(req.im[0]) * self.scale
-            self.drift[account] = 0.0
-            self.im_added[account] = 0.0
-        return bool(ok)
+        im = float(self.requirements(exposure).im[0]) * self.scale
+        return equity >= im, equity, im
 
     def _fast_pre_trade(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool | None:
         """Accept without a margin computation when the account's cached headroom provably covers
@@ -332,6 +344,27 @@ class ClearingHouse:
             self.im_added[account] += added
             return True
         return None
+
+    # ------------------------------------------------------------------ withdrawals
+    def free_collateral(self, account: int) -> float:
+        """What the account may withdraw now (minor units): equity above IM, unrealised PnL included --
+        as cross-margined venues allow, and as the Mango attack exploited."""
+        rows = np.array([account])
+        equity, im, _mm = self.valuation(rows)
+        return max(0.0, float(equity[0] - im[0]))
+
+    def withdraw(self, account: int, amount: int) -> int:
+        """Pay out up to ``amount`` quote minor units within free collateral; returns what was paid."""
+        if self.liquidations is not None and self.liquidations.is_active(account):
+            return 0
+        paid = min(int(amount), int(self.free_collateral(account)))
+        if paid <= 0:
+            return 0
+        self.ledger.now = self.world.now
+        self.ledger.withdraw(account, QUOTE, paid, allow_debt=True)
+        self._apply(np.array([account]), *self.valuation(np.array([account])),
+                    Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now))
+        return paid
 
     # ------------------------------------------------------------------ funding and expiry
     def pay_funding(self, instrument: int) -> None:

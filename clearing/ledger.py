@@ -117,10 +117,13 @@ class Ledger:
         self.cash[account, asset] += amount
         self.deposits[asset] += amount
 
-    def withdraw(self, account: int, asset: int, amount: int) -> None:
+    def withdraw(self, account: int, asset: int, amount: int, allow_debt: bool = False) -> None:
+        """Pay ``amount`` out of the system. ``allow_debt`` lets the balance go negative -- a loan
+        against the account's other collateral and positions, which the clearing house grants only
+        within free margin."""
         if amount < 0:
             raise ValueError(f"withdrawal amount must be non-negative, got {amount}")
-        if self.cash[account, asset] < amount:
+        if not allow_debt and self.cash[account, asset] < amount:
             raise ValueError(f"account {account} holds {int(self.cash[account, asset])} of asset {asset}, "
                              f"cannot withdraw {amount}")
         self.cash[account, asset] -= amount

@@ -180,9 +180,11 @@ class LiquidationEngine:
             limit = mark + cfg.book.worst_fraction * (bankruptcy - mark)
         else:
             limit, tif = mark, TimeInForce.MARKET
-        self._through_book(event, instrument, side, lots, limit, tif, bankruptcy, "book")
-        filled = self.steps[-1].lots if self.steps and self.steps[-1].liq_id == event.liq_id else 0
-        self._after(event, progressed=filled != 0, delay=cfg.book.cooldown if lots < abs(held) else 0.0)
+        filled = self._through_book(event, instrument, side, lots, limit, tif, bankruptcy, "book")
+        # a sliced position waits out the cool-down; otherwise the next step follows after the
+        # liquidation latency (never at the same instant: the book must get a chance to refill)
+        delay = cfg.book.cooldown if lots < abs(held) else max(cfg.book.latency, 0.01)
+        self._after(event, progressed=filled != 0, delay=delay)
 
     def _through_book(self, event: LiquidationEvent, instrument: int, side: int, lots: int, limit: float,
                       tif: TimeInForce, bankruptcy: float, policy: str) -> int:

@@ -69,7 +69,9 @@ class MarkPricer:
             if mid is None:
                 continue
             ref = index[u[i]]
-            premium = (mid * self.table.tick_size[i] - ref) / ref
+            # each sample is clamped before it is averaged, so one spike on a thin book cannot pin
+            # the mark at the cap long after the book has recovered
+            premium = min(max((mid * self.table.tick_size[i] - ref) / ref, -self.cap), self.cap)
             self.premium[i] += self.alpha * (premium - self.premium[i])
 
     def underlying_marks(self) -> np.ndarray:

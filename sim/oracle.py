@@ -87,7 +87,8 @@ class Oracle:
         pos = self._ahead_pos
         if pos >= len(self._ahead_times) or self._ahead_times[pos] != now:
             step = self.config.sample_interval
-            times = now + step * np.arange(1024)
+            # the clock reaches sample times by repeated addition: build them the same way
+            times = np.cumsum(np.r_[now, np.full(1023, step)])
             self._ahead_times = times.tolist()
             self._ahead = np.asarray(self.batch_source(times), dtype=np.float64).tolist()  # type: ignore[misc]
             pos = 0

@@ -81,6 +81,9 @@ class Venue:
                               tif, reduce_only, reply)
         return oid
 
+    def _known(self, instrument: int | None) -> bool:
+        return instrument is None or 0 <= instrument < len(self.books)
+
     def cancel(self, order_id: int, instrument: int) -> None:
         self.world.call_later(self.to_venue.next(), self._cancel_now, order_id, instrument)
 
@@ -137,10 +140,19 @@ class Venue:
         return result
 
     def _increases_risk(self, account: int, instrument: int, side: int, lots: int) -> bool:
+        """True unless the order, together with the account's resting orders on the same side, can
+        only reduce its position (so a stack of small reducing orders cannot flip it unchecked)."""
         if self.position_of is None:
             return True
         held = self.position_of(account, instrument)
-        return held == 0 or (held > 0) == (side > 0) or lots > abs(held)
+        if held == 0 or (held > 0) == (side > 0):
+            return True
+        resting = self.resting
+        if account < resting.bids.shape[0]:
+            same_side = int(resting.bids[account, instrument] if side > 0 else resting.asks[account, instrument])
+        else:
+            same_side = 0
+        return same_side + lots > abs(held)
 
     def _settle(self, fills: list[Fill]) -> None:
         tick_value = self.tick_values
@@ -168,6 +180,8 @@ class Venue:
 
     def _cancel_now(self, order_id: int, instrument: int) -> Any:
         self.counts["cancels"] += 1
+        if not self._known(instrument):
+            return None
         order = self.books[instrument].cancel(order_id)
         if order is not None:
             self.resting.add(order.account, instrument, order.side, -order.size)
@@ -177,6 +191,8 @@ class Venue:
 
     def cancel_all_now(self, account: int, instrument: int | None = None) -> int:
         """Cancel an account's resting orders now (all instruments, or one). Returns how many."""
+        if not self._known(instrument):
+            return 0
         books = self.books if instrument is None else [self.books[instrument]]
         cancelled = 0
         for book in books:
@@ -193,20 +209,30 @@ class Venue:
     def _amend_now(self, order_id: int, instrument: int, new_price: int | None, new_lots: int | None,
                    reply: Reply | None) -> None:
         self.counts["amends"] += 1
+        if not self._known(instrument):
+            result = SubmitResult(order_id, RejectReason.UNKNOWN_INSTRUMENT)
+            self.counts["rejects"] += 1
+            if reply is not None:
+                self.world.call_later(self.to_agent.next(), reply, result)
+            return
         book = self.books[instrument]
         order = book.order(order_id)
         if order is None:
             result = book.amend(order_id, new_price, new_lots)  # the book's UNKNOWN_ORDER reject
         else:
             account, side, before = order.account, order.side, order.size
-            if (new_lots is not None and new_lots > before and self.position_of is not None
-                    and self._increases_risk(account, instrument, side, new_lots)
+            if (new_lots is not None and new_lots > before
+                    and self._increases_risk(account, instrument, side, new_lots - before)
                     and not self.risk_check(account, instrument, side, new_price or order.price, new_lots - before)):
                 result = SubmitResult(order_id, RejectReason.RISK_CHECK_FAILED)
             else:
                 result = book.amend(order_id, new_price, new_lots)
                 if result.reject is None:
                     self.resting.apply(instrument, account, side, result, before)
+            if result.reject is not None:
+                self.counts["rejects"] += 1
+                for listener in self.reject_listeners:
+                    listener(account, result)
         if result.fills:
             self._settle(result.fills)
         for listener in self.book_listeners:

@@ -125,9 +125,6 @@ def test_read_ahead_path_publishes_exactly_what_the_per_sample_path_does(sample_
     np.testing.assert_allclose(h0, h1, rtol=1e-14, atol=0)
 
 
-@pytest.mark.xfail(strict=True, reason="PERF BUG: Oracle._true_row reads ahead at now + step * arange(1024), "
-                   "but the clock reaches sample k by repeated addition; for sample_interval=0.1 40% of samples "
-                   "miss and re-read a 1024-row block (801 batch reads for 2000 samples instead of 2)")
 def test_read_ahead_reads_each_block_once_for_a_non_dyadic_sample_interval():
     reads = [0]
     source = flat()
@@ -363,7 +360,5 @@ def test_unknown_key_is_refused():
     assert err.errors()[0]["loc"] == ("heartbeet",)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a ceiling without a floor is not validated; "
-                   "ceiling={'X': -1} is accepted and every published X is -1")
 def test_non_positive_ceiling_without_floor_is_refused():
     _error(ceiling={"X": -1.0})

@@ -322,9 +322,6 @@ def test_unknown_instrument_is_rejected(instrument):
     assert all(len(b) == 0 for b in venue.books)
 
 
-@pytest.mark.xfail(strict=True, raises=(IndexError, AssertionError),
-                   reason="BUG: cancel/amend/cancel_all index venue.books without a check: an unknown id "
-                          "raises IndexError inside the event loop, and -1 silently hits the last book")
 def test_cancel_and_amend_on_an_unknown_instrument_change_nothing_and_do_not_crash():
     world, venue = make_venue(2)
     venue.execute(1, 1, 1, BUY, 100, 5)
@@ -426,9 +423,6 @@ def test_amend_that_increases_size_is_risk_checked_for_the_increase():
     assert venue.open_bids[3, 0] == 3
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Venue._amend_now risk-checks a size increase only when "
-                   "position_of is set; a venue without positions (every order counts as risk-increasing) "
-                   "lets an amend grow an order past a refusing risk check")
 def test_amend_increase_is_risk_checked_on_a_venue_without_positions():
     world, venue = make_venue()
     venue.execute(1, 3, 0, BUY, 100, 5)
@@ -440,9 +434,6 @@ def test_amend_increase_is_risk_checked_on_a_venue_without_positions():
     assert venue.books[0].order(1).size == 5
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Venue._increases_risk looks at the position only, not at the "
-                   "account's resting orders: a long of 10 can rest any number of 10-lot sells unchecked and "
-                   "end up short 490 when they fill")
 def test_stacked_reducing_orders_are_risk_checked_once_they_exceed_the_position():
     world, venue, pos, calls = risk_venue(refuse=True)
     pos.held[(3, 0)] = 10

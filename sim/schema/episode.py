@@ -63,6 +63,11 @@ class EpisodeConfig(StrictModel):
         for name in self.vol_surfaces:
             if name not in known:
                 raise ValueError(f"vol_surfaces: unknown underlying {name!r}")
+        assets = [self.market.quote.name] + [a.name for a in self.market.collateral]
+        for g, group in enumerate(self.population.groups):
+            if group.collateral is not None and group.collateral.asset not in assets:
+                raise ValueError(f"population.groups.{g} ({group.type}): collateral asset {group.collateral.asset!r} "
+                                 f"is not in the market (assets: {assets})")
         symbols = {i.symbol for i in self.market.instruments}
         for g, group in enumerate(self.population.groups):
             for symbol in getattr(group, "instruments", []) or []:

@@ -51,6 +51,9 @@ class OracleConfig(StrictModel):
 
     @model_validator(mode="after")
     def _bounds(self) -> "OracleConfig":
+        for name, hi in self.ceiling.items():
+            if hi <= 0:
+                raise ValueError(f"ceiling[{name}] must be positive, got {hi}")
         for name, lo in self.floor.items():
             if lo <= 0:
                 raise ValueError(f"floor[{name}] must be positive, got {lo}")

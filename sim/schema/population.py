@@ -33,7 +33,8 @@ from sim.schema.base import StrictModel
 __all__ = [
     "UniformDist", "NormalDist", "LogNormalDist", "ChoiceDist", "Dist", "sample", "sampler", "Sampler",
     "MarketMakerGroup", "NoiseGroup", "LeveragedGroup", "BasisArbGroup", "ValueGroup", "MomentumGroup",
-    "OptionSellerGroup", "DeltaHedgerGroup", "BackstopProviderGroup", "AuctionBidderGroup", "GroupConfig",
+    "OptionSellerGroup", "DeltaHedgerGroup", "BackstopProviderGroup", "AuctionBidderGroup", "PairTraderGroup",
+    "ManipulatorGroup", "CollateralSplit", "GroupConfig",
     "PopulationConfig",
 ]
 
@@ -234,6 +235,14 @@ Bps = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 Lots = Annotated[int, Field(ge=1)]
 
 
+class CollateralSplit(StrictModel):
+    """Deposit ``fraction`` of each agent's capital as ``asset`` (converted at its starting price)
+    instead of the quote currency -- wrong-way collateral (an exchange token, a depegging dollar)."""
+
+    asset: Annotated[str, Field(min_length=1)]
+    fraction: float = Field(1.0, gt=0.0, le=1.0)
+
+
 class _Group(StrictModel):
     """Fields every group has."""
 
@@ -244,6 +253,7 @@ class _Group(StrictModel):
         default_factory=list, description="symbols traded; validated against the market by the episode")
     start: Seconds = Field(0.0, description="first activity (seconds)")
     end: Seconds | None = Field(None, description="no new activity at or after this time (None: never)")
+    collateral: CollateralSplit | None = Field(None, description="part of the capital deposited as another asset")
 
     _needs_instruments: ClassVar[bool] = True
 
@@ -466,9 +476,46 @@ class AuctionBidderGroup(_Group):
     _needs_instruments: ClassVar[bool] = False
 
 
+class PairTraderGroup(_Group):
+    """Relative value in one account: long the first instrument, short the second, at a drawn
+    leverage per leg, scaled in over ``slices`` steps so that each step is margined as a hedge.
+    The book portfolio margin rewards -- and the one a correlation breakdown breaks."""
+
+    type: Literal["pair_trader"] = "pair_trader"
+    leverage: PositiveDist = Field(5.0, description="notional of each leg over equity (drawn per agent)")
+    hedge_ratio: float = Field(1.0, gt=0.0, description="short-leg notional over long-leg notional")
+    flip_prob: Fraction = Field(0.0, description="chance of being short the first and long the second")
+    slices: int = Field(10, ge=1, le=1000)
+    slice_interval: PosSeconds = 5.0
+    entry_delay: NonNegDist = 0.0
+    max_slippage: float = Field(0.005, ge=0.0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _two_legs(self) -> "PairTraderGroup":
+        if self.count > 0 and len(self.instruments) != 2:
+            raise ValueError(f"a pair_trader group trades exactly two instruments, got {self.instruments}")
+        return self
+
+
+class ManipulatorGroup(_Group):
+    """The Mango attack: build a long on a thin perpetual, push its book up with aggressive buys
+    while the index weights in the venue's own price, withdraw the unrealised profit as free
+    collateral, and walk away."""
+
+    type: Literal["manipulator"] = "manipulator"
+    position_leverage: float = Field(3.0, gt=0.0, description="initial long notional over equity")
+    pump_start: Seconds = 600.0
+    pump_duration: PosSeconds = 1200.0
+    pump_interval: PosSeconds = 5.0
+    pump_step: float = Field(0.05, gt=0.0, lt=1.0, description="each buy bids this fraction above the touch")
+    pump_notional: float = Field(0.05, gt=0.0, description="each buy's notional over starting equity")
+    withdraw_interval: PosSeconds = 30.0
+
+
 GroupConfig = Annotated[
     Union[MarketMakerGroup, NoiseGroup, LeveragedGroup, BasisArbGroup, ValueGroup, MomentumGroup,
-          OptionSellerGroup, DeltaHedgerGroup, BackstopProviderGroup, AuctionBidderGroup],
+          OptionSellerGroup, DeltaHedgerGroup, BackstopProviderGroup, AuctionBidderGroup, PairTraderGroup,
+          ManipulatorGroup],
     Field(discriminator="type"),
 ]
 
