@@ -52,8 +52,10 @@ class Recorder:
         t["flags"].append(int(fill.flags))
 
     def on_reject(self, account: int, result) -> None:
+        # a refused amend leaves its order resting as it was; only refused new orders must never rest
         if result.reject is not None and result.reject.value == "risk_check_failed":
-            self.refused_orders.add(result.order_id)
+            if not any(result.order_id in book for book in self.ep.venue.books):
+                self.refused_orders.add(result.order_id)
 
     def on_publication(self, which: np.ndarray) -> None:
         ep = self.ep
