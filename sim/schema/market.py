@@ -66,7 +66,7 @@ class MarketConfig(StrictModel):
             try:
                 tick_value_minor(ins.tick_size, ins.lot_size, ins.multiplier, self.quote.decimals)
             except ValueError as exc:
-                raise ValueError(f"instruments[{k}] ({ins.symbol}): {exc}") from None
+                raise ValueError(f"instruments.{k} ({ins.symbol}): {exc}") from None
         return self
 
     @property
