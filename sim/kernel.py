@@ -9,6 +9,7 @@ process per message.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from heapq import heappush
 from typing import Any
 
 import simpy
@@ -17,17 +18,29 @@ from simpy.events import NORMAL, URGENT, Event
 from sim.streams import RandomStreams
 
 
-class _Call(Event):
-    """A scheduled function call: a bare event whose only callback runs ``fn(*args)``."""
+class _Call:
+    """A scheduled function call, queued directly on simpy's heap.
 
-    __slots__ = ()
+    simpy only needs ``callbacks`` and ``_ok`` from what it pops; a slotted object with one shared
+    callback avoids building an Event (its attribute dict, a callback list and a closure) for each
+    of the millions of message deliveries an episode schedules.
+    """
 
-    def __init__(self, env: simpy.Environment, delay: float, fn: Callable[..., Any], args: tuple, urgent: bool) -> None:
-        self.env = env
-        self.callbacks = [lambda _event: fn(*args)]
-        self._value = None
-        self._ok = True
-        env.schedule(self, URGENT if urgent else NORMAL, delay)
+    __slots__ = ("callbacks", "fn", "args")
+    _ok = True
+    _value = None
+
+    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
+        self.fn = fn
+        self.args = args
+        self.callbacks = _FIRE
+
+
+def _fire(call: _Call) -> None:
+    call.fn(*call.args)
+
+
+_FIRE = (_fire,)
 
 
 class World:
@@ -49,12 +62,14 @@ class World:
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` after ``delay`` simulated seconds (message delivery, timers)."""
         self.events_scheduled += 1
-        _Call(self.env, delay, fn, args, False)
+        env = self.env
+        heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), _Call(fn, args)))
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` at the current time, before ordinary events scheduled for now."""
         self.events_scheduled += 1
-        _Call(self.env, 0.0, fn, args, True)
+        env = self.env
+        heappush(env._queue, (env._now, URGENT, next(env._eid), _Call(fn, args)))
 
     def every(self, interval: float, fn: Callable[[], Any], start: float = 0.0,
               until: float | None = None) -> simpy.Process:
