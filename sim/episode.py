@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from agents.base import Agent, AgentContext
 from agents.population import build_population
@@ -216,7 +217,17 @@ def _size_waterfall(episode: Episode) -> None:
 
 
 def run(config: EpisodeConfig, keep_episode: bool = False, profile_memory: bool = False) -> EpisodeResult:
-    """Build and run one episode to its end; check the whole-run invariants."""
+    """Build and run one episode to its end; check the whole-run invariants.
+
+    BLAS is held to one thread for the run: a multithreaded matrix product may sum in a different
+    order, and a last-bit difference in a price path or an equity can flip a margin comparison --
+    the same config and seed must give the same bytes in any process, with any thread count.
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run(config, keep_episode, profile_memory)
+
+
+def _run(config: EpisodeConfig, keep_episode: bool, profile_memory: bool) -> EpisodeResult:
     if profile_memory:
         tracemalloc.start()
     started = time.perf_counter()

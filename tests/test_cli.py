@@ -133,3 +133,23 @@ def test_compare_runs_the_same_path_and_traders_under_each_regime(tmp_path):
     # same exogenous path in every variant: the true drawdown is identical
     true = {k: s["price"].get("true_drawdown") for k, s in out.summaries.items()}
     assert len(set(true.values())) == 1
+
+
+@pytest.mark.slow
+def test_results_do_not_depend_on_the_callers_blas_threads(tmp_path):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from sim.episode import run as run_episode
+    from sim.metrics import summarise
+    from sim.results import dump_json
+
+    cfg = resolve(write(tmp_path, SMALL))
+    outer = [dump_json(summarise(cfg, *_tables_and_stats(run_episode(cfg))))]
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert all(i["num_threads"] <= 2 for i in threadpool_info())
+        outer.append(dump_json(summarise(cfg, *_tables_and_stats(run_episode(cfg)))))
+    assert outer[0] == outer[1]
+
+
+def _tables_and_stats(result):
+    return result.tables, result.stats
