@@ -118,8 +118,10 @@ def test_dask_own_cluster(spec, local_table, tmp_path):
     table = sweep(one, backend="dask", workers=1, progress=False, out=tmp_path / "own.parquet")
     expected = [r for r in local_table.to_pylist() if r["margin"] == "span" and r["seed"] == 1]
     got = table.to_pylist()
-    for r in got + expected:
-        r.pop("wall_seconds")
+    # a table's columns are the union over its runs: the four-run table has columns (None here)
+    # that this run's summary does not produce, so compare the values this run has
+    got = [{k: v for k, v in r.items() if v is not None and k != "wall_seconds"} for r in got]
+    expected = [{k: v for k, v in r.items() if v is not None and k != "wall_seconds"} for r in expected]
     assert got == expected
 
 
