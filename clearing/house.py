@@ -91,6 +91,11 @@ class ClearingHouse:
             self.world.every(iv, lambda: self.revalue_all(Cause(CauseKind.INTERVAL, self.oracle_seq, self.world.now)),
                              start=iv)
         self._schedule_settlements()
+        self.settled_ticks = self.marks.ticks.copy()  # marks at the last variation-margin run
+        self.vm_runs: list[tuple[float, float]] = []  # time, variation margin moved (minor units)
+        vm = self.config.settlement
+        if vm.variation_margin == "interval":
+            self.world.every(vm.interval, self.settle_variation_margin, start=vm.interval)
         if hasattr(self.regime, "update_history"):
             iv = self.config.history.row_interval
             self.world.every(iv, lambda: self.regime.update_history(self.marks.index.copy()), start=iv)
@@ -346,12 +351,26 @@ class ClearingHouse:
         return None
 
     # ------------------------------------------------------------------ withdrawals
+    def settle_variation_margin(self) -> None:
+        """A variation-margin run: gains and losses since the last run are settled (become
+        withdrawable); the amount moved is recorded."""
+        n = self.ledger.n_accounts
+        move = self.ledger.position[FIRST_TRADER:n] @ ((self.marks.ticks - self.settled_ticks) * self.ledger.tick_value)
+        self.vm_runs.append((self.world.now, float(np.abs(move).sum()) / 2.0))
+        self.settled_ticks = self.marks.ticks.copy()
+
     def free_collateral(self, account: int) -> float:
-        """What the account may withdraw now (minor units): equity above IM, unrealised PnL included --
-        as cross-margined venues allow, and as the Mango attack exploited."""
+        """What the account may withdraw now (minor units): equity above IM. With continuous
+        variation margin that includes every unrealised gain -- as cross-margined venues allow, and as
+        the Mango attack exploited; with interval settlement, gains since the last run are held back."""
         rows = np.array([account])
         equity, im, _mm = self.valuation(rows)
-        return max(0.0, float(equity[0] - im[0]))
+        free = float(equity[0] - im[0])
+        if self.config.settlement.variation_margin == "interval":
+            ledger = self.ledger
+            unsettled = float(ledger.position[account] @ ((self.marks.ticks - self.settled_ticks) * ledger.tick_value))
+            free -= max(unsettled, 0.0)
+        return max(0.0, free)
 
     def withdraw(self, account: int, amount: int) -> int:
         """Pay out up to ``amount`` quote minor units within free collateral; returns what was paid."""

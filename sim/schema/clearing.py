@@ -102,7 +102,19 @@ class HistoryConfig(StrictModel):
     row_interval: float = Field(86_400.0, gt=0.0)
 
 
+class SettlementConfig(StrictModel):
+    """Variation margin. Equity always marks to market for margin purposes (the ledger's cash is
+    exchanged at trade prices and positions are valued at mark), but gains are paid out -- become
+    withdrawable -- either ``continuous``-ly or only at each ``interval`` settlement run, as a CCP's
+    daily (or intraday) variation-margin cycle does. Interval settlement is what stops an account
+    from withdrawing a paper profit the moment a manipulated mark creates it."""
+
+    variation_margin: Literal["continuous", "interval"] = "continuous"
+    interval: float = Field(86_400.0, gt=0.0)
+
+
 class ClearingConfig(StrictModel):
+    settlement: SettlementConfig = SettlementConfig()
     history: HistoryConfig = HistoryConfig()
     enforcement: EnforcementConfig = EnforcementConfig()
     liquidation: LiquidationConfig = LiquidationConfig()

@@ -182,3 +182,23 @@ def _oracle_cause():
     from clearing.causality import Cause
 
     return Cause(CauseKind.ORACLE, 0, 0.0)
+
+
+def _rally(start: float, size: float):
+    return {"paths": {"shocks": [{"kind": "gap", "start": start, "size": size}]}}
+
+
+@pytest.mark.parametrize("mode,withdrawable", [("continuous", True), ("interval", False)])
+def test_paper_gains_are_withdrawable_only_once_variation_margin_settles_them(mode, withdrawable):
+    s = Scenario(_rally(100.0, 0.10), {"clearing": {"settlement": {"variation_margin": mode, "interval": 3600.0}}})
+    whale = s.account(10_000_000)
+    trader = s.account(1_000)
+    s.position(trader, whale, 10)  # $5,000 long: IM $500, free collateral $500 at the start
+    s.run(200.0)
+    free = s.ep.house.free_collateral(trader) / USD
+    # the 10% rally is worth $500 to the long
+    # equity $1,500 against IM $550 (10 lots at 55,000 x 10%); the interval mode holds back the $500 gain
+    assert free == pytest.approx(950 if withdrawable else 450, abs=1.0)
+    paid = s.ep.house.withdraw(trader, 10_000 * USD)
+    assert paid == pytest.approx(free * USD, abs=1)
+    s.ep.ledger.check()
