@@ -327,7 +327,7 @@ class ClearingHouse:
         and every accepted order's exact IM increase is in ``im_added``. Only regimes whose IM is a
         sum over positions (``entry_im``) qualify."""
         entry_im = self._entry_im
-        if entry_im is None or account >= self.im.shape[0] or self.health[account] != 0 or self.im[account] <= 0:
+        if entry_im is None or account >= self.im.shape[0] or self.health[account] != 0:
             return None
         ledger, venue = self.ledger, self.venue
         held = int(ledger.position[account, instrument])

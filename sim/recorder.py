@@ -32,6 +32,7 @@ class Recorder:
         self.accounts: dict[str, list] = {k: [] for k in ("time", "account", "equity", "im", "mm", "health", "gross")}
         self.fund: dict[str, list] = {"time": [], "insurance_fund": [], "bad_debt": [], "fee_pool": []}
         self.refused_orders: set[int] = set()
+        self._unchecked_refusals: list[int] = []
 
     def attach(self) -> None:
         ep = self.ep
@@ -56,6 +57,7 @@ class Recorder:
         if result.reject is not None and result.reject.value == "risk_check_failed":
             if not any(result.order_id in book for book in self.ep.venue.books):
                 self.refused_orders.add(result.order_id)
+                self._unchecked_refusals.append(result.order_id)
 
     def on_publication(self, which: np.ndarray) -> None:
         ep = self.ep
@@ -103,11 +105,13 @@ class Recorder:
         self.check_refused_not_resting()
 
     def check_refused_not_resting(self) -> None:
-        """No order the pre-trade check refused may rest on any book (asserted over whole episodes)."""
-        if not self.refused_orders:
-            return
+        """No order the pre-trade check refused may rest on any book (asserted over whole episodes).
+
+        Order ids are never reused, so a refused id checked once after its refusal cannot appear
+        later: each sample checks the refusals since the previous one."""
+        pending, self._unchecked_refusals = self._unchecked_refusals, []
         for book in self.ep.venue.books:
-            for oid in self.refused_orders:
+            for oid in pending:
                 if oid in book:
                     raise AssertionError(f"order {oid} was refused by the pre-trade check but rests on "
                                          f"book {book.instrument}")
