@@ -315,8 +315,25 @@ class ClearingHouse:
         collateral = float(cash[0, 0]) if cash.shape[1] == 1 else float(self._collateral(cash)[0])
         equity = collateral + float(ledger.position[account] @ (self.marks.ticks * ledger.tick_value))
         equity -= side * (price - mark) * lots * tv  # paying above mark costs equity at once
-        im = float(self.requirements(exposure).im[0]) * self.scale
+        im = self._summed_im(exposure[0]) if self._entry_im is not None else None
+        if im is None:
+            im = float(self.requirements(exposure).im[0])
+        im *= self.scale
         return equity >= im, equity, im
+
+    def _summed_im(self, lots: np.ndarray) -> float | None:
+        """One account's IM as the sum of its positions' requirements, in plain Python (regimes
+        with ``entry_im``); None if any position needs the full computation."""
+        entry_im = self._entry_im
+        assert entry_im is not None
+        marks, tick = self.marks.ticks, self.table.tick_size
+        total = 0.0
+        for i in np.flatnonzero(lots).tolist():
+            im = entry_im(i, float(lots[i]), float(marks[i]) * float(tick[i]))
+            if im is None:
+                return None
+            total += im
+        return total
 
     def _fast_pre_trade(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool | None:
         """Accept without a margin computation when the account's cached headroom provably covers
