@@ -242,14 +242,19 @@ class LiquidationEngine:
         pos = house.ledger.position[account].copy()
         if not self._vault_can_take(pos):
             return False
-        d = self.config.backstop.discount
+        self._hand_over(event, vault, pos, self.config.backstop.discount, "backstop", FillFlag.BACKSTOP, 1)
+        return True
+
+    def _hand_over(self, event: LiquidationEvent, taker: int, pos: np.ndarray, discount: float, policy: str,
+                   flags: FillFlag, min_price: int) -> None:
+        """Move every position in ``pos`` to ``taker`` at mark less ``discount`` (longs are sold
+        below mark, shorts bought above it)."""
+        marks = self.house.marks.ticks
         for instrument in np.flatnonzero(pos):
             held = int(pos[instrument])
-            mark = float(house.marks.ticks[instrument])
-            price = math.floor(mark * (1 - d)) if held > 0 else math.ceil(mark * (1 + d))
-            self._off_book(event, vault, int(instrument), -held, max(price, 1), "backstop", FillFlag.BACKSTOP,
-                           float("nan"))
-        return True
+            mark = float(marks[instrument])
+            price = math.floor(mark * (1 - discount)) if held > 0 else math.ceil(mark * (1 + discount))
+            self._off_book(event, taker, int(instrument), -held, max(price, min_price), policy, flags, float("nan"))
 
     def _vault_can_take(self, lots: np.ndarray) -> bool:
         house, vault = self.house, self.backstop_account
@@ -289,12 +294,7 @@ class LiquidationEngine:
             self._bankrupt(event, equity) if equity <= 0 else self._takeover(event)
             return
         discount, winner = best
-        for instrument in np.flatnonzero(pos):
-            held = int(pos[instrument])
-            mark = float(house.marks.ticks[instrument])
-            price = math.floor(mark * (1 - discount)) if held > 0 else math.ceil(mark * (1 + discount))
-            self._off_book(event, winner, int(instrument), -held, max(price, 0), "auction", FillFlag.AUCTION,
-                           float("nan"))
+        self._hand_over(event, winner, pos, discount, "auction", FillFlag.AUCTION, 0)  # a zero bid is a price of 0
         self._after(event, progressed=True)
 
     # ------------------------------------------------------------------ bankruptcy
