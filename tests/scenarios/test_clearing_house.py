@@ -202,3 +202,40 @@ def test_paper_gains_are_withdrawable_only_once_variation_margin_settles_them(mo
     paid = s.ep.house.withdraw(trader, 10_000 * USD)
     assert paid == pytest.approx(free * USD, abs=1)
     s.ep.ledger.check()
+
+
+class _Bidder:
+    """A stub auction bidder with a fixed discount (1.0 is a zero bid)."""
+
+    def __init__(self, account: int, discount: float | None) -> None:
+        self.account = account
+        self.discount = discount
+        self.asked: list = []
+
+    def auction_discount(self, lots, marks_value):
+        self.asked.append(lots.copy())
+        return self.discount
+
+
+@pytest.mark.parametrize("discounts,winning", [((0.05, 0.02), 0.02), ((1.0,), 1.0)])
+def test_auction_goes_to_the_best_bid_after_its_duration_and_a_zero_bid_can_win(discounts, winning):
+    s = Scenario(crash(100.0, 0.08), {"clearing": {
+        "liquidation": {"policy": "auction", "auction": {"duration": 60.0}},
+        "loss_absorption": {"insurance_fund": 0.0, "adl": "off", "socialised": "off", "order": ["insurance_fund"]}}})
+    whale = s.account(10_000_000)
+    trader = s.account(1_000)
+    s.position(trader, whale, 18)
+    bidders = [_Bidder(s.account(1_000_000), d) for d in discounts]
+    s.ep.engine.bidders.extend(bidders)
+    ep = s.run()
+    auction = [st for st in s.steps if st.policy == "auction"]
+    assert len(auction) == 1
+    step = auction[0]
+    assert step.time == pytest.approx(101.0 + 0.25 + 60.0)  # breach, latency, auction duration
+    assert bidders[0].asked[0].tolist() == [18]  # bidders see the lots they would take over
+    assert step.avg_price_ticks == pytest.approx(46_000 * (1 - winning), abs=1.0)  # floored to a tick
+    winner = min(bidders, key=lambda b: b.discount)
+    assert int(ep.ledger.position[winner.account, 0]) == 18
+    if winning == 1.0:  # the zero bid leaves the whole position value as a deficit: bad debt
+        assert ep.ledger.bad_debt() > 0
+        assert ep.engine.auction_outcomes[0][2] == 1.0
