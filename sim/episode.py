@@ -23,7 +23,7 @@ from clearing.absorption import LossAbsorber
 from clearing.house import ClearingHouse
 from clearing.instruments import SECONDS_PER_YEAR, InstrumentKind, InstrumentTable
 from clearing.insurance import InsuranceFund
-from clearing.ledger import FIRST_TRADER, QUOTE, Ledger
+from clearing.ledger import FIRST_TRADER, QUOTE, Ledger, SystemAccount
 from clearing.liquidation import LiquidationEngine
 from clearing.margin.base import MarginRegime
 from clearing.margin.registry import build_regime
@@ -239,6 +239,7 @@ def _run(config: EpisodeConfig, keep_episode: bool, profile_memory: bool) -> Epi
         agent.start()
     episode.oracle.start()
     episode.world.run(until=config.duration)
+    recorder.sample()  # the state at the very end, not one sample interval before it
     wall = time.perf_counter() - started
     verify(episode)
     peak = None
@@ -258,7 +259,30 @@ def _run(config: EpisodeConfig, keep_episode: bool, profile_memory: bool) -> Epi
         "accounts": episode.ledger.n_accounts - FIRST_TRADER,
         "peak_memory_bytes": peak,
     }
-    return EpisodeResult(config, recorder.tables(), stats, episode if keep_episode else None)
+    tables = recorder.tables()
+    tables["solvency"] = _solvency_at_true_prices(episode)
+    return EpisodeResult(config, tables, stats, episode if keep_episode else None)
+
+
+def _solvency_at_true_prices(episode: Episode) -> dict[str, np.ndarray]:
+    """Every account's equity at the end with its collateral valued at the oracle's published
+    prices (what the clearing house saw) and at the true prices: an oracle stuck at a floor (LUNA)
+    hides insolvency that only the second column shows. Row 0 is the insurance fund."""
+    house, ledger = episode.house, episode.ledger
+    n = ledger.n_accounts
+    rows = np.r_[int(SystemAccount.INSURANCE_FUND), np.arange(FIRST_TRADER, n)]
+    cash = ledger.cash[rows]
+    positions = ledger.position[rows] @ (episode.marks.ticks * ledger.tick_value)
+    published = house._collateral(cash) + positions
+    true_row = episode.paths.at(episode.config.duration)
+    prices = np.ones(len(ledger.assets))
+    for k, asset in enumerate(ledger.assets):
+        if asset.price_source is not None:
+            prices[k] = float(true_row[episode.paths.names.index(asset.price_source)])
+    scale = house._asset_scale * prices
+    c = cash.astype(np.float64)
+    true_collateral = np.where(c > 0, c * (scale * house._asset_keep), c * scale).sum(axis=1)
+    return {"account": rows.astype(np.int64), "equity": published, "equity_true_collateral": true_collateral + positions}
 
 
 def _events_processed(episode: Episode) -> int:

@@ -480,6 +480,27 @@ def _slippage(tables: Tables) -> dict[str, Any]:
     }
 
 
+def _solvency(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+    """Deficits at the end, with collateral at published prices and at true prices (an oracle
+    stuck above the market hides the difference); the insurance fund is row 0 of the table."""
+    if "solvency" not in tables or _col(tables, "solvency", "account").size == 0:
+        return {}
+    scale = 10.0 ** cv["quote_decimals"]
+    seen = _col(tables, "solvency", "equity").astype(np.float64) / scale
+    true = _col(tables, "solvency", "equity_true_collateral").astype(np.float64) / scale
+    traders_seen, traders_true = seen[1:], true[1:]
+    return {
+        "insolvent_accounts": int((traders_seen < 0).sum()),
+        "insolvent_accounts_at_true_prices": int((traders_true < 0).sum()),
+        "deficit": float(np.maximum(-traders_seen, 0.0).sum()),
+        "deficit_at_true_prices": float(np.maximum(-traders_true, 0.0).sum()),
+        "insurance_fund_value": float(seen[0]),
+        "insurance_fund_value_at_true_prices": float(true[0]),
+        "hidden_loss": float(np.maximum(-traders_true, 0.0).sum() - np.maximum(-traders_seen, 0.0).sum()
+                             + (seen[0] - true[0])),
+    }
+
+
 # ------------------------------------------------------------------------------------ public
 def summarise(config: Any, tables: Tables, stats: Mapping[str, Any] | None = None,
               counterfactual: Tables | None = None) -> dict[str, Any]:
@@ -512,6 +533,7 @@ def summarise(config: Any, tables: Tables, stats: Mapping[str, Any] | None = Non
         "margin": _margin(tables, cv),
         "liquidation_delay": _delays(tables),
         "slippage": _slippage(tables),
+        "solvency": _solvency(tables, {**cv, "quote_decimals": int(config.market.quote.decimals)}),
     }
     return rnd(summary)
 
