@@ -573,6 +573,8 @@ HEADLINE = (
     ("liquidations.notional", "liquidated notional"),
     ("adl.notional", "ADL notional"),
     ("losses.socialised", "socialised losses"),
+    ("solvency.hidden_loss", "loss hidden by the oracle (true prices)"),
+    ("price.amplification_vs_counterfactual", "price amplification vs no-feedback run"),
     ("cascades.count", "cascades"),
     ("cascades.max_generation", "deepest generation"),
     ("cascades.largest_size", "largest cascade (liquidations)"),
