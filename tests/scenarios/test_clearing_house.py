@@ -239,3 +239,37 @@ def test_auction_goes_to_the_best_bid_after_its_duration_and_a_zero_bid_can_win(
     if winning == 1.0:  # the zero bid leaves the whole position value as a deficit: bad debt
         assert ep.ledger.bad_debt() > 0
         assert ep.engine.auction_outcomes[0][2] == 1.0
+
+
+def test_dated_future_settles_at_the_index_at_expiry_and_its_book_closes():
+    s = Scenario({"market": {"instruments": [
+        {"symbol": "BTC-PERP", "kind": "perpetual", "underlying": "BTC", "tick_size": 1.0, "lot_size": 0.01},
+        {"symbol": "BTC-0300", "kind": "future", "underlying": "BTC", "tick_size": 1.0, "lot_size": 0.01,
+         "expiry": 300.0}]}}, crash(100.0, 0.10))
+    whale = s.account(10_000_000)
+    trader = s.account(10_000)
+    s.position(trader, whale, 10, instrument=1)  # long 10 lots at 50,000
+    s.bid(whale, 40_000.0, 5, instrument=1)
+    cash_before = int(s.ep.ledger.cash[trader, 0])
+    ep = s.run(400.0)
+    assert not ep.ledger.position[:, 1].any()
+    assert ep.venue.books[1].halted and len(ep.venue.books[1]) == 0
+    # settled at the index (45,000): the long lost 10 lots x 0.01 x 5,000
+    assert int(ep.ledger.cash[trader, 0]) - cash_before == 10 * 45_000 * 10_000
+    assert int(ep.ledger.realised_pnl[trader]) == -500 * USD
+
+
+def test_perpetual_funding_flows_from_longs_to_shorts_when_the_mark_is_above_the_index():
+    s = Scenario({"oracle": {"mark_basis_cap": 0.01, "mark_basis_window": 10.0},
+                  "clearing": {"funding": {"enabled": True, "premium_clamp": 0.0}},
+                  "market": {"instruments": [{"symbol": "BTC-PERP", "kind": "perpetual", "underlying": "BTC",
+                                              "tick_size": 1.0, "lot_size": 0.01, "funding_interval": 100.0}]}})
+    whale = s.account(10_000_000)
+    long_, short = s.account(100_000), s.account(100_000)
+    s.position(long_, short, 10)
+    s.bid(whale, 50_240.0, 1)  # the book trades 0.5% above the index: mid 50,250
+    s.ask(whale, 50_260.0, 1)
+    ep = s.run(350.0)
+    paid = int(ep.ledger.funding_paid[long_])
+    assert paid > 0 and int(ep.ledger.funding_paid[short]) == -paid
+    ep.ledger.check()
