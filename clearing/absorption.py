@@ -91,17 +91,21 @@ class LossAbsorber:
         self._note(event, f"socialised:{self.config.socialised}", sum(int(v) for v in charged.values()))
 
     def _sell_collateral(self, account: int, event: LiquidationEvent) -> None:
-        """Convert non-quote collateral to quote at the oracle price: the insurance fund buys it."""
+        """Seize the account's non-quote collateral into the insurance fund, which pays its oracle
+        value in cash as far as its own cash goes (it never goes negative to buy); the rest of the
+        collateral is taken without payment, and the deficit it leaves passes to the next layers."""
         ledger = self.house.ledger
         if len(ledger.assets) == 1:
             return
         prices = self.house.asset_prices()
         quote_decimals = ledger.assets[QUOTE].decimals
+        fund = SystemAccount.INSURANCE_FUND
         for k in range(1, len(ledger.assets)):
             units = int(ledger.cash[account, k])
             if units <= 0:
                 continue
             value = int(units * prices[k] * 10 ** (quote_decimals - ledger.assets[k].decimals))
-            ledger.transfer(account, SystemAccount.INSURANCE_FUND, k, units, "collateral_seized")
-            ledger.transfer(SystemAccount.INSURANCE_FUND, account, QUOTE, value, "collateral_purchase")
-            self._note(event, "collateral_sold", value)
+            paid = min(value, max(0, int(ledger.cash[fund, QUOTE])), self.deficit(account))
+            ledger.transfer(account, fund, k, units, "collateral_seized")
+            ledger.transfer(fund, account, QUOTE, paid, "collateral_purchase")
+            self._note(event, "collateral_sold", paid)

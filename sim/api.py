@@ -47,7 +47,8 @@ def _counterfactual(config: EpisodeConfig) -> EpisodeConfig:
     data = config.model_dump(mode="json")
     liq = data["clearing"]["liquidation"]
     liq["policy"] = "backstop"
-    liq["backstop"].update(enabled=True, discount=0.0, equity_fraction_of_mm=1.0, capital=1e15)
+    # a vault deep enough to take everything (1e12 quote units: still far inside the int64 ledger)
+    liq["backstop"].update(enabled=True, discount=0.0, equity_fraction_of_mm=1.0, capital=1e12)
     data["outputs"]["counterfactual"] = False
     return parse_episode(data, f"{config.name} (counterfactual)")
 
