@@ -10,6 +10,7 @@ holds exactly what no layer absorbed.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -91,9 +92,9 @@ class LossAbsorber:
         self._note(event, f"socialised:{self.config.socialised}", sum(int(v) for v in charged.values()))
 
     def _sell_collateral(self, account: int, event: LiquidationEvent) -> None:
-        """Seize the account's non-quote collateral into the insurance fund, which pays its oracle
-        value in cash as far as its own cash goes (it never goes negative to buy); the rest of the
-        collateral is taken without payment, and the deficit it leaves passes to the next layers."""
+        """Seize as much of the account's non-quote collateral as covers its deficit at the oracle
+        price into the insurance fund, which pays for it in cash as far as its own cash goes (it never
+        goes negative to buy); what it cannot pay for passes to the next layers."""
         ledger = self.house.ledger
         if len(ledger.assets) == 1:
             return
@@ -101,11 +102,14 @@ class LossAbsorber:
         quote_decimals = ledger.assets[QUOTE].decimals
         fund = SystemAccount.INSURANCE_FUND
         for k in range(1, len(ledger.assets)):
-            units = int(ledger.cash[account, k])
-            if units <= 0:
+            held = int(ledger.cash[account, k])
+            deficit = self.deficit(account)
+            if held <= 0 or deficit == 0:
                 continue
-            value = int(units * prices[k] * 10 ** (quote_decimals - ledger.assets[k].decimals))
-            paid = min(value, max(0, int(ledger.cash[fund, QUOTE])), self.deficit(account))
+            per_unit = prices[k] * 10 ** (quote_decimals - ledger.assets[k].decimals)  # quote minor per unit
+            units = held if per_unit <= 0 else min(held, math.ceil(deficit / per_unit))  # only what covers it
+            value = int(units * per_unit)
+            paid = min(value, max(0, int(ledger.cash[fund, QUOTE])), deficit)
             ledger.transfer(account, fund, k, units, "collateral_seized")
             ledger.transfer(fund, account, QUOTE, paid, "collateral_purchase")
             self._note(event, "collateral_sold", paid)
