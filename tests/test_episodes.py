@@ -107,12 +107,17 @@ def test_mango_manipulator_leaves_bad_debt() -> None:
 @pytest.mark.slow
 def test_luna_floor_keeps_index_above_true_price() -> None:
     from sim.episode import run
+    from sim.metrics import summarise
 
     config = _shortened("luna", duration=100_000.0,
                         counts={"mm_btc": 1, "mm_eth": 1, "noise": 5, "basis_arb": 1, "usd_traders": 10,
                                 "luna_borrowers": 40})
     result = run(config, keep_episode=True)
     ep = result.episode
+    solvency = summarise(config, result.tables, result.stats)["solvency"]
+    # accounts insolvent at the true LUNA price that the floored oracle shows as solvent
+    assert solvency["insolvent_accounts_at_true_prices"] > solvency["insolvent_accounts"]
+    assert solvency["hidden_loss"] > 0
     floor = config.oracle.floor["LUNA"]
     o = result.tables["oracle"]
     luna = ep.oracle.underlyings.index("LUNA")
