@@ -67,7 +67,13 @@ class Manipulator(Agent):
         self.ctx.world.call_later(cfg.pump_interval, self._pump)
 
     def _withdraw(self) -> None:
+        """Take out the paper profit (equity above the starting equity, within free collateral),
+        keeping the starting capital in to carry the pump."""
         cfg = self.cfg
-        self.withdrawn += self.ctx.house.withdraw(self.account, int(self.ctx.house.free_collateral(self.account)))
+        house = self.ctx.house
+        gain = self.equity_fast() + self.withdrawn - self.start_equity
+        amount = min(house.free_collateral(self.account), gain - self.withdrawn)
+        if amount > 0:
+            self.withdrawn += house.withdraw(self.account, int(amount))
         if self.now < cfg.pump_start + cfg.pump_duration + cfg.withdraw_interval:
             self.ctx.world.call_later(cfg.withdraw_interval, self._withdraw)

@@ -92,9 +92,8 @@ class LossAbsorber:
         self._note(event, f"socialised:{self.config.socialised}", sum(int(v) for v in charged.values()))
 
     def _sell_collateral(self, account: int, event: LiquidationEvent) -> None:
-        """Seize as much of the account's non-quote collateral as covers its deficit at the oracle
-        price into the insurance fund, which pays for it in cash as far as its own cash goes (it never
-        goes negative to buy); what it cannot pay for passes to the next layers."""
+        """Convert as much of the account's non-quote collateral as covers its deficit: the insurance
+        fund takes it at the oracle price. What the collateral does not cover passes to the layers."""
         ledger = self.house.ledger
         if len(ledger.assets) == 1:
             return
@@ -108,8 +107,10 @@ class LossAbsorber:
                 continue
             per_unit = prices[k] * 10 ** (quote_decimals - ledger.assets[k].decimals)  # quote minor per unit
             units = held if per_unit <= 0 else min(held, math.ceil(deficit / per_unit))  # only what covers it
-            value = int(units * per_unit)
-            paid = min(value, max(0, int(ledger.cash[fund, QUOTE])), deficit)
+            # a swap of equal value, not a loss: the fund pays the oracle value even beyond its cash
+            # (its quote balance may dip below zero while it holds the collateral; its value with
+            # the collateral is in the solvency metrics)
+            paid = min(int(units * per_unit), deficit)
             ledger.transfer(account, fund, k, units, "collateral_seized")
             ledger.transfer(fund, account, QUOTE, paid, "collateral_purchase")
             self._note(event, "collateral_sold", paid)

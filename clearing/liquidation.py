@@ -279,15 +279,19 @@ class LiquidationEngine:
             return
         marks_value = house.marks.ticks * house.ledger.tick_value
         best: tuple[float, int] | None = None
+        bids = 0
         for bidder in self.bidders:
             if bidder.account == account:
                 continue
             discount = bidder.auction_discount(pos, marks_value)
             if discount is None:
                 continue
+            bids += 1
             discount = min(max(float(discount), 0.0), 1.0)
             if best is None or discount < best[0]:
                 best = (discount, bidder.account)
+        if bids < self.config.auction.min_bidders:
+            best = None  # too few bidders for a valid auction
         self.auction_outcomes.append((house.world.now, event.liq_id, None if best is None else best[0]))
         if best is None:
             equity, _im, _mm = self._value(account)

@@ -95,6 +95,8 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
             margin = parse_margin_config(spec)
         except Exception as exc:  # pydantic ValidationError: name the regime that failed
             raise ConfigError(f"regime {spec!r}: {exc}") from None
+        if isinstance(spec, str) and spec == config.margin.regime:
+            margin = config.margin  # a bare name of the episode's own regime keeps its settings
         label = margin.regime
         k = 2
         while label in variants:

@@ -330,7 +330,10 @@ def _price(tables: Tables, cv: dict[str, Any], counterfactual: Tables | None) ->
         mt = _col(tables, "market", "time").astype(np.float64)[sel]
         mark = _col(tables, "market", "mark").astype(np.float64)[sel][np.argsort(mt, kind="stable")]
         mid = _mid_series(tables, k)
-        t_ins = _col(tables, "trades", "instrument", np.int64) == k
+        # prints on the book only: backstop, ADL and auction transfers happen off-book at
+        # discounts or bankruptcy prices and are not market prices
+        off_book = _col(tables, "trades", "flags", np.int64) & (2 | 4 | 8)
+        t_ins = (_col(tables, "trades", "instrument", np.int64) == k) & (off_book == 0)
         trades = _col(tables, "trades", "price").astype(np.float64)[t_ins]
         venue_dd, true_dd = _drawdown(mid), und.get("true_drawdown")
         row = {
