@@ -92,25 +92,33 @@ class LossAbsorber:
         self._note(event, f"socialised:{self.config.socialised}", sum(int(v) for v in charged.values()))
 
     def _sell_collateral(self, account: int, event: LiquidationEvent) -> None:
-        """Convert as much of the account's non-quote collateral as covers its deficit: the insurance
-        fund takes it at the oracle price. What the collateral does not cover passes to the layers."""
+        """Convert as much of the account's non-quote collateral as covers its deficit, at the oracle
+        price: the backstop vault buys first with the cash it has, then the insurance fund with
+        its own; if neither has the cash, the fund takes the rest on credit (its quote balance goes
+        below zero while it holds the collateral -- the solvency metrics value both). What the
+        collateral does not cover passes to the layers."""
         ledger = self.house.ledger
         if len(ledger.assets) == 1:
             return
         prices = self.house.asset_prices()
         quote_decimals = ledger.assets[QUOTE].decimals
-        fund = SystemAccount.INSURANCE_FUND
+        fund = int(SystemAccount.INSURANCE_FUND)
+        vault = self.house.liquidations.backstop_account if self.house.liquidations is not None else None
+        buyers = ([vault] if vault is not None and vault != account else []) + [fund]
         for k in range(1, len(ledger.assets)):
-            held = int(ledger.cash[account, k])
-            deficit = self.deficit(account)
-            if held <= 0 or deficit == 0:
-                continue
             per_unit = prices[k] * 10 ** (quote_decimals - ledger.assets[k].decimals)  # quote minor per unit
-            units = held if per_unit <= 0 else min(held, math.ceil(deficit / per_unit))  # only what covers it
-            # a swap of equal value, not a loss: the fund pays the oracle value even beyond its cash
-            # (its quote balance may dip below zero while it holds the collateral; its value with
-            # the collateral is in the solvency metrics)
-            paid = min(int(units * per_unit), deficit)
-            ledger.transfer(account, fund, k, units, "collateral_seized")
-            ledger.transfer(fund, account, QUOTE, paid, "collateral_purchase")
-            self._note(event, "collateral_sold", paid)
+            if per_unit <= 0:
+                continue
+            for buyer in buyers:
+                held, deficit = int(ledger.cash[account, k]), self.deficit(account)
+                if held <= 0 or deficit == 0:
+                    break
+                # the vault spends its free collateral (its cash is negative while it carries longs)
+                budget = deficit if buyer == fund else min(deficit, int(self.house.free_collateral(buyer)))
+                units = min(held, math.ceil(budget / per_unit))
+                paid = min(int(units * per_unit), deficit)
+                if units <= 0 or paid <= 0:
+                    continue
+                ledger.transfer(account, buyer, k, units, "collateral_seized")
+                ledger.transfer(buyer, account, QUOTE, paid, "collateral_purchase")
+                self._note(event, "collateral_sold", paid)
