@@ -12,8 +12,6 @@ array operations). The backstop provider's account, if any, is the clearing hous
 
 from __future__ import annotations
 
-from typing import Callable
-
 from agents.arbitrage import BasisArbitrageur
 from agents.backstop import AuctionBidder, BackstopProvider
 from agents.base import Agent, AgentContext
@@ -46,6 +44,16 @@ class Population(list):
 
     def accounts(self, group: str) -> list[int]:
         return [a.account for a in self.groups.get(group, [])]
+
+
+# group type (the config's discriminator) -> agent class; every class takes
+# (ctx, name, account, rng, group config, instrument ids, *shared)
+AGENT_TYPES: dict[str, type[Agent]] = {
+    "market_maker": MarketMaker, "noise": NoiseTrader, "leveraged": LeveragedTrader,
+    "basis_arb": BasisArbitrageur, "value": ValueTrader, "momentum": MomentumTrader,
+    "option_seller": OptionSeller, "delta_hedger": DeltaHedger, "backstop_provider": BackstopProvider,
+    "auction_bidder": AuctionBidder, "pair_trader": PairTrader, "manipulator": Manipulator,
+}
 
 
 def _deposit(ctx: AgentContext, account: int, capital: float, split: CollateralSplit | None) -> None:
@@ -84,41 +92,22 @@ def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[
         gname = group.group_name
         ids = [symbols[s] for s in group.instruments]
         members: list[Agent] = []
-        make: Callable[..., Agent]
+        cls = AGENT_TYPES[group.type]
+        # the extra argument some types share across a group: the trade tape, or a group monitor
         if group.type == "market_maker":
-            make = lambda c, n, a, r, g=group, ids=ids: MarketMaker(c, n, a, r, g, ids, tape)  # noqa: E731
-        elif group.type == "noise":
-            make = lambda c, n, a, r, g=group, ids=ids: NoiseTrader(c, n, a, r, g, ids)  # noqa: E731
+            shared: tuple = (tape,)
         elif group.type == "leveraged":
-            monitor = LeverageMonitor(ctx, group)
-            make = lambda c, n, a, r, g=group, ids=ids, m=monitor: LeveragedTrader(c, n, a, r, g, ids, m)  # noqa: E731
-        elif group.type == "basis_arb":
-            make = lambda c, n, a, r, g=group, ids=ids: BasisArbitrageur(c, n, a, r, g, ids)  # noqa: E731
-        elif group.type == "value":
-            make = lambda c, n, a, r, g=group, ids=ids: ValueTrader(c, n, a, r, g, ids)  # noqa: E731
-        elif group.type == "momentum":
-            make = lambda c, n, a, r, g=group, ids=ids: MomentumTrader(c, n, a, r, g, ids)  # noqa: E731
-        elif group.type == "option_seller":
-            make = lambda c, n, a, r, g=group, ids=ids: OptionSeller(c, n, a, r, g, ids)  # noqa: E731
+            shared = (LeverageMonitor(ctx, group),)
         elif group.type == "delta_hedger":
-            hedges = HedgeMonitor(ctx)
-            make = lambda c, n, a, r, g=group, ids=ids, m=hedges: DeltaHedger(c, n, a, r, g, ids, m)  # noqa: E731
-        elif group.type == "backstop_provider":
-            make = lambda c, n, a, r, g=group, ids=ids: BackstopProvider(c, n, a, r, g, ids)  # noqa: E731
-        elif group.type == "auction_bidder":
-            make = lambda c, n, a, r, g=group, ids=ids: AuctionBidder(c, n, a, r, g, ids)  # noqa: E731
-        elif group.type == "pair_trader":
-            make = lambda c, n, a, r, g=group, ids=ids: PairTrader(c, n, a, r, g, ids)  # noqa: E731
-        elif group.type == "manipulator":
-            make = lambda c, n, a, r, g=group, ids=ids: Manipulator(c, n, a, r, g, ids)  # noqa: E731
-        else:  # pragma: no cover - the schema's discriminator makes this unreachable
-            raise ValueError(f"unknown agent type {group.type!r}")
+            shared = (HedgeMonitor(ctx),)
+        else:
+            shared = ()
         for k in range(group.count):
             rng = ctx.world.stream(f"agent/{gname}/{k}")
             capital = sample(group.capital, rng)
             account = ledger.open_account()
             _deposit(ctx, account, capital, group.collateral)
-            agent = make(ctx, f"{gname}/{k}", account, rng)
+            agent = cls(ctx, f"{gname}/{k}", account, rng, group, ids, *shared)
             members.append(agent)
             pop.append(agent)
             if isinstance(agent, BackstopProvider):
