@@ -232,8 +232,6 @@ class ClearingHouse:
         has_position = np.any(pos != 0, axis=1)
         has_orders = np.any(self.venue.open_bids[rows] + self.venue.open_asks[rows] > 0, axis=1)
         state = classify(equity, im, mm, self.config.enforcement.cancel_level, has_position | has_orders)
-        previous = self.health[rows]
-        marks_value = self.marks.ticks * self.ledger.tick_value
         index_value = pos @ (self.marks.index_ticks * self.ledger.tick_value)
         basis_value = pos @ (self.marks.basis_ticks * self.ledger.tick_value)
         d_index = index_value - self.index_value[rows]
@@ -256,7 +254,6 @@ class ClearingHouse:
                 continue
             why = self._attribute(account, float(d_index[k]), float(d_basis[k]), pos[k], cause)
             engine.start(account, float(equity[k]), float(mm[k]), why)
-        del marks_value, previous
 
     def _attribute(self, account: int, d_index: float, d_basis: float, pos: np.ndarray, cause: Cause) -> Cause:
         """Name what pushed this account under maintenance (see ``clearing.causality``)."""
@@ -404,20 +401,21 @@ class ClearingHouse:
 
     # ------------------------------------------------------------------ funding and expiry
     def pay_funding(self, instrument: int) -> None:
-        """Perpetual funding: longs pay shorts the clamped premium of mark over index, per lot."""
-        ins = self.table.instruments[instrument]
+        """Perpetual funding: longs pay shorts the premium of mark over index (less a dead band,
+        capped at the contract's ``funding_cap``), as an integer amount per lot."""
         index_ticks = float(self.marks.index_ticks[instrument])
         if index_ticks <= 0:
             return
         premium = float(self.marks.basis_ticks[instrument]) / index_ticks
         dead = self.config.funding.premium_clamp
         rate = np.sign(premium) * max(abs(premium) - dead, 0.0)
-        rate = float(np.clip(rate, -0.0075, 0.0075))
+        cap = self.table.instruments[instrument].funding_cap
+        if cap is not None:
+            rate = float(np.clip(rate, -cap, cap))
         per_lot = int(round(rate * index_ticks * int(self.ledger.tick_value[instrument])))
         self.ledger.now = self.world.now
         if self.ledger.pay_funding(instrument, per_lot):
             self.revalue_all(Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now))
-        del ins
 
     def settle_expiry(self, instrument: int) -> None:
         """Final settlement at the index (options at intrinsic value); the book is closed."""

@@ -54,6 +54,7 @@ class Instrument:
     strike: float | None = None
     is_call: bool | None = None
     funding_interval: float | None = None
+    funding_cap: float | None = None  # largest funding rate per interval (perpetuals)
 
     @property
     def contract_units(self) -> float:

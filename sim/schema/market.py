@@ -90,6 +90,7 @@ class MarketConfig(StrictModel):
                 tick_value=tick_value_minor(c.tick_size, c.lot_size, c.multiplier, self.quote.decimals),
                 expiry=c.expiry, strike=c.strike, is_call=None if c.option_type is None else c.option_type == "call",
                 funding_interval=c.funding_interval if c.kind == "perpetual" else None,
+                funding_cap=c.funding_cap if c.kind == "perpetual" else None,
             )
             for k, c in enumerate(self.instruments)
         ]
