@@ -361,3 +361,22 @@ def test_tims_matches_bruteforce(btc, groups):
         else:
             expect[a] = sum(max(max(-x.min(), 0.0), m) for x, m in zip(per_class, minimum))
     np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-9)
+
+
+def test_open_interest_caps_in_a_one_account_check_use_the_market_open_interest():
+    """A pre-trade check margins one account; with dYdX-style open-interest caps its IM must use the
+    market's open interest (from the last whole-market computation), not that one account's."""
+    from clearing.instruments import InstrumentTable
+    from clearing.margin.base import Positions
+    from clearing.margin.examples import make_instrument, make_market
+    from clearing.margin.standard import StandardRegime
+    from sim.schema.margin import StandardConfig
+
+    table = InstrumentTable.from_instruments([make_instrument(0, "BTC-PERP", "perpetual", "BTC")])
+    market = make_market(table, {"BTC": 100.0}, {"BTC": 0.5})
+    regime = StandardRegime(table, StandardConfig(open_interest_caps={"lower": 1_000.0, "upper": 3_000.0}))
+    everyone = Positions.of([[10.0], [-5.0], [10.0], [-15.0]])  # open interest 20 lots = 2,000 notional
+    full = regime.requirements(everyone, market)
+    one = regime.requirements_stateless(Positions.of([[10.0]]), market)
+    assert one.im[0] == pytest.approx(full.im[0])
+    assert full.im[0] > 10 * 100 * 0.10  # the cap binds: IM above the base 10%

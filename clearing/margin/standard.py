@@ -139,18 +139,30 @@ class StandardRegime(MarginRegime):
         return self._tiers[int(t.underlying_index[instrument])].im_of(notional)
 
     # ------------------------------------------------------------------------------ interface
-    def position_requirements(self, positions: Positions, market: MarketState) -> PositionRequirements:
-        """IM/MM of every non-zero position, aligned with the CSR entries."""
+    def position_requirements(self, positions: Positions, market: MarketState,
+                              market_oi: bool = True) -> PositionRequirements:
+        """IM/MM of every non-zero position, aligned with the CSR entries. With open-interest caps,
+        ``market_oi`` says the positions are the whole market (their open interest is remembered);
+        otherwise the open interest of the last whole-market computation is used."""
         indptr, cols, lots = positions.csr()
         oi = None
-        if np.isfinite(self._oi_lower).any():
-            oi = self.open_interest_notional(positions, market)
-            self._last_oi = oi
+        if self._oi_caps:
+            if market_oi or self._last_oi is None:
+                oi = self.open_interest_notional(positions, market)
+                if market_oi:
+                    self._last_oi = oi
+            else:
+                oi = self._last_oi
         im, mm = self._entry_requirements(cols, lots, market, oi)
         return PositionRequirements(indptr=indptr, instrument=cols, lots=lots, im=im, mm=mm)
 
-    def requirements(self, positions: Positions, market: MarketState) -> Requirements:
-        pr = self.position_requirements(positions, market)
+    def requirements_stateless(self, positions: Positions, market: MarketState) -> Requirements:
+        """Requirements of a few accounts (a pre-trade check, a fill's parties): open-interest caps use
+        the market's open interest from the last whole-market computation, not these rows'."""
+        return self.requirements(positions, market, market_oi=False)
+
+    def requirements(self, positions: Positions, market: MarketState, market_oi: bool = True) -> Requirements:
+        pr = self.position_requirements(positions, market, market_oi)
         n = positions.n_accounts
         rows = np.repeat(np.arange(n), np.diff(pr.indptr))
         im = np.bincount(rows, weights=pr.im, minlength=n)
