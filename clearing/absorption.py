@@ -63,6 +63,7 @@ class LossAbsorber:
                         self._note(event, f"waterfall:{name}", amount)
             elif layer == "socialised" and self.config.socialised != "off":
                 self._socialise(account, event, remaining, market)
+        self._recover_in_kind(account, event)
         bad = record_bad_debt(self.house.ledger, account)
         self._note(event, "bad_debt", bad)
         return bad
@@ -93,32 +94,48 @@ class LossAbsorber:
 
     def _sell_collateral(self, account: int, event: LiquidationEvent) -> None:
         """Convert as much of the account's non-quote collateral as covers its deficit, at the oracle
-        price: the backstop vault buys first with the cash it has, then the insurance fund with
-        its own; if neither has the cash, the fund takes the rest on credit (its quote balance goes
-        below zero while it holds the collateral -- the solvency metrics value both). What the
-        collateral does not cover passes to the layers."""
+        price, with whoever has the cash: the backstop vault (out of its free collateral), then the
+        insurance fund (out of its own cash -- it never buys on credit). What is not bought stays
+        with the account for the layers; see ``_recover_in_kind``."""
         ledger = self.house.ledger
         if len(ledger.assets) == 1:
             return
         prices = self.house.asset_prices()
-        quote_decimals = ledger.assets[QUOTE].decimals
         fund = int(SystemAccount.INSURANCE_FUND)
         vault = self.house.liquidations.backstop_account if self.house.liquidations is not None else None
         buyers = ([vault] if vault is not None and vault != account else []) + [fund]
         for k in range(1, len(ledger.assets)):
-            per_unit = prices[k] * 10 ** (quote_decimals - ledger.assets[k].decimals)  # quote minor per unit
+            per_unit = self._minor_per_unit(k, prices)
             if per_unit <= 0:
                 continue
             for buyer in buyers:
                 held, deficit = int(ledger.cash[account, k]), self.deficit(account)
                 if held <= 0 or deficit == 0:
                     break
-                # the vault spends its free collateral (its cash is negative while it carries longs)
-                budget = deficit if buyer == fund else min(deficit, int(self.house.free_collateral(buyer)))
-                units = min(held, math.ceil(budget / per_unit))
-                paid = min(int(units * per_unit), deficit)
+                cash = max(0, int(ledger.cash[fund, QUOTE])) if buyer == fund else int(self.house.free_collateral(buyer))
+                units = min(held, math.ceil(min(deficit, cash) / per_unit))
+                paid = min(int(units * per_unit), deficit, cash)
                 if units <= 0 or paid <= 0:
                     continue
                 ledger.transfer(account, buyer, k, units, "collateral_seized")
                 ledger.transfer(buyer, account, QUOTE, paid, "collateral_purchase")
                 self._note(event, "collateral_sold", paid)
+
+    def _minor_per_unit(self, asset: int, prices: np.ndarray) -> float:
+        """Quote minor units per minor unit of ``asset`` at the oracle price."""
+        ledger = self.house.ledger
+        return float(prices[asset]) * 10 ** (ledger.assets[QUOTE].decimals - ledger.assets[asset].decimals)
+
+    def _recover_in_kind(self, account: int, event: LiquidationEvent) -> None:
+        """Nobody had the cash for the collateral a deficit left unsold: it goes, with the deficit,
+        to the bad-debt row as recoveries in kind. Bad debt is recorded gross; the metrics value the
+        recoveries at published and true prices (``solvency.bad_debt_recoveries``)."""
+        ledger = self.house.ledger
+        if self.deficit(account) == 0 or len(ledger.assets) == 1:
+            return
+        prices = self.house.asset_prices()
+        for k in range(1, len(ledger.assets)):
+            held = int(ledger.cash[account, k])
+            if held > 0:
+                ledger.transfer(account, int(SystemAccount.BAD_DEBT), k, held, "recovery in kind")
+                self._note(event, "recovered_in_kind", int(held * self._minor_per_unit(k, prices)))

@@ -267,11 +267,15 @@ def _run(config: EpisodeConfig, keep_episode: bool, profile_memory: bool) -> Epi
 def _solvency_at_true_prices(episode: Episode) -> dict[str, np.ndarray]:
     """Every account's equity at the end with its collateral valued at the oracle's published
     prices (what the clearing house saw) and at the true prices: an oracle stuck at a floor (LUNA)
-    hides insolvency that only the second column shows. Row 0 is the insurance fund."""
+    hides insolvency that only the second column shows. ``kind`` 0 is the insurance fund, 1 the
+    bad-debt row's recoveries in kind (collateral only), 2 the traders."""
     house, ledger = episode.house, episode.ledger
     n = ledger.n_accounts
-    rows = np.r_[int(SystemAccount.INSURANCE_FUND), np.arange(FIRST_TRADER, n)]
-    cash = ledger.cash[rows]
+    fund, bad = int(SystemAccount.INSURANCE_FUND), int(SystemAccount.BAD_DEBT)
+    rows = np.r_[fund, bad, np.arange(FIRST_TRADER, n)]
+    kind = np.r_[0, 1, np.full(n - FIRST_TRADER, 2)]
+    cash = ledger.cash[rows].copy()
+    cash[1, QUOTE] = 0  # the bad-debt row's quote balance is the bad debt itself, reported elsewhere
     positions = ledger.position[rows] @ (episode.marks.ticks * ledger.tick_value)
     published = house._collateral(cash) + positions
     true_row = episode.paths.at(episode.config.duration)
@@ -282,7 +286,8 @@ def _solvency_at_true_prices(episode: Episode) -> dict[str, np.ndarray]:
     scale = house._asset_scale * prices
     c = cash.astype(np.float64)
     true_collateral = np.where(c > 0, c * (scale * house._asset_keep), c * scale).sum(axis=1)
-    return {"account": rows.astype(np.int64), "equity": published, "equity_true_collateral": true_collateral + positions}
+    return {"account": rows.astype(np.int64), "kind": kind.astype(np.int64), "equity": published,
+            "equity_true_collateral": true_collateral + positions}
 
 
 def _events_processed(episode: Episode) -> int:

@@ -485,22 +485,29 @@ def _slippage(tables: Tables) -> dict[str, Any]:
 
 def _solvency(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     """Deficits at the end, with collateral at published prices and at true prices (an oracle
-    stuck above the market hides the difference); the insurance fund is row 0 of the table."""
+    stuck above the market hides the difference); ``kind`` 0 is the insurance fund, 1 the
+    bad-debt row's recoveries in kind, 2 the traders."""
     if "solvency" not in tables or _col(tables, "solvency", "account").size == 0:
         return {}
     scale = 10.0 ** cv["quote_decimals"]
+    kind = _col(tables, "solvency", "kind", np.int64)
     seen = _col(tables, "solvency", "equity").astype(np.float64) / scale
     true = _col(tables, "solvency", "equity_true_collateral").astype(np.float64) / scale
-    traders_seen, traders_true = seen[1:], true[1:]
+    traders = kind == 2
+    fund_seen, fund_true = float(seen[kind == 0].sum()), float(true[kind == 0].sum())
+    rec_seen, rec_true = float(seen[kind == 1].sum()), float(true[kind == 1].sum())
+    deficit_seen = float(np.maximum(-seen[traders], 0.0).sum())
+    deficit_true = float(np.maximum(-true[traders], 0.0).sum())
     return {
-        "insolvent_accounts": int((traders_seen < 0).sum()),
-        "insolvent_accounts_at_true_prices": int((traders_true < 0).sum()),
-        "deficit": float(np.maximum(-traders_seen, 0.0).sum()),
-        "deficit_at_true_prices": float(np.maximum(-traders_true, 0.0).sum()),
-        "insurance_fund_value": float(seen[0]),
-        "insurance_fund_value_at_true_prices": float(true[0]),
-        "hidden_loss": float(np.maximum(-traders_true, 0.0).sum() - np.maximum(-traders_seen, 0.0).sum()
-                             + (seen[0] - true[0])),
+        "insolvent_accounts": int((seen[traders] < 0).sum()),
+        "insolvent_accounts_at_true_prices": int((true[traders] < 0).sum()),
+        "deficit": deficit_seen,
+        "deficit_at_true_prices": deficit_true,
+        "insurance_fund_value": fund_seen,
+        "insurance_fund_value_at_true_prices": fund_true,
+        "bad_debt_recoveries": rec_seen,
+        "bad_debt_recoveries_at_true_prices": rec_true,
+        "hidden_loss": deficit_true - deficit_seen + (fund_seen - fund_true) + (rec_seen - rec_true),
     }
 
 
@@ -576,6 +583,7 @@ HEADLINE = (
     ("liquidations.notional", "liquidated notional"),
     ("adl.notional", "ADL notional"),
     ("losses.socialised", "socialised losses"),
+    ("solvency.bad_debt_recoveries", "bad-debt recoveries in kind"),
     ("solvency.hidden_loss", "loss hidden by the oracle (true prices)"),
     ("price.amplification_vs_counterfactual", "price amplification vs no-feedback run"),
     ("cascades.count", "cascades"),
