@@ -12,7 +12,8 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,34 @@ def _write_text(path: Path, text: str) -> None:
         os.fsync(fh.fileno())
 
 
+@contextmanager
+def _atomic_folder(directory: str | Path) -> Iterator[Path]:
+    """Yield a hidden temp folder beside ``directory``; on success it replaces ``directory`` in one
+    rename (an old folder is moved aside first), on any error it is removed and nothing changes."""
+    target = Path(directory).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:12]
+    tmp = target.parent / f".{target.name}.tmp-{token}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        _fsync_dir(tmp)
+        _swap_in(tmp, target, token)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_config(folder: Path, config: Any) -> None:
+    dumped = config.model_dump(mode="json") if hasattr(config, "model_dump") else dict(config)
+    _write_text(folder / "config.yaml", yaml.safe_dump(dumped, sort_keys=False, allow_unicode=True))
+
+
+def _write_tables(folder: Path, tables: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    for name, table in tables.items():
+        pq.write_table(table_to_arrow(table), folder / f"{name}.parquet")
+
+
 def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mapping[str, np.ndarray]],
                   summary: Mapping[str, Any], timing: Mapping[str, Any] | None = None, report: bool = True,
                   parquet: bool = True) -> Path:
@@ -76,30 +105,18 @@ def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mappi
     ``timing.json`` (wall-clock figures, only if ``timing`` is given), ``<table>.parquet`` per
     table (if ``parquet``), ``report.html`` (if ``report``).
     """
-    target = Path(directory).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:12]
-    tmp = target.parent / f".{target.name}.tmp-{token}"
-    tmp.mkdir()
-    try:
+    with _atomic_folder(directory) as tmp:
         _write_text(tmp / "summary.json", dump_json(summary))
-        dumped = config.model_dump(mode="json") if hasattr(config, "model_dump") else dict(config)
-        _write_text(tmp / "config.yaml", yaml.safe_dump(dumped, sort_keys=False, allow_unicode=True))
+        _write_config(tmp, config)
         if timing is not None:
             _write_text(tmp / "timing.json", dump_json(_jsonable(timing)))
         if parquet:
-            for name, table in tables.items():
-                pq.write_table(table_to_arrow(table), tmp / f"{name}.parquet")
+            _write_tables(tmp, tables)
         if report:
             from sim.report import episode_report
 
             _write_text(tmp / "report.html", episode_report(config, tables, summary))
-        _fsync_dir(tmp)
-        _swap_in(tmp, target, token)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return Path(directory).absolute()
 
 
 def write_comparison(directory: str | Path, config: Any,
@@ -113,33 +130,21 @@ def write_comparison(directory: str | Path, config: Any,
     """
     from sim.report import comparison_report, comparison_table
 
-    target = Path(directory).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:12]
-    tmp = target.parent / f".{target.name}.tmp-{token}"
-    tmp.mkdir()
-    try:
+    with _atomic_folder(directory) as tmp:
         rows = comparison_table(runs)
         _write_text(tmp / "comparison.json", dump_json(rows))
         pq.write_table(pa.Table.from_pylist(rows), tmp / "comparison.parquet")
-        dumped = config.model_dump(mode="json") if hasattr(config, "model_dump") else dict(config)
-        _write_text(tmp / "config.yaml", yaml.safe_dump(dumped, sort_keys=False, allow_unicode=True))
+        _write_config(tmp, config)
         for label, (summary, tables) in runs.items():
             sub = tmp / str(label)
             sub.mkdir()
             _write_text(sub / "summary.json", dump_json(summary))
             if parquet:
-                for name, table in tables.items():
-                    pq.write_table(table_to_arrow(table), sub / f"{name}.parquet")
+                _write_tables(sub, tables)
         if report:
             title = f"{getattr(config, 'name', 'episode')}: margin regime comparison"
             _write_text(tmp / "report.html", comparison_report(runs, title=title))
-        _fsync_dir(tmp)
-        _swap_in(tmp, target, token)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return Path(directory).absolute()
 
 
 def _swap_in(tmp: Path, target: Path, token: str) -> None:
