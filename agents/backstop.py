@@ -131,7 +131,7 @@ class AuctionBidder(Agent):
             self.passes += 1
             return 1.0 if cfg.zero_bidder else None
         notional = float(np.abs(lots) @ np.asarray(marks_value, dtype=np.float64))
-        equity = self.equity_fast()
+        equity = self.equity()
         largest = int(np.argmax(np.abs(lots) * np.asarray(marks_value)))
         vol = self.recent_vol(int(self.ctx.table.underlying_index[largest]))
         discount = cfg.base_discount + cfg.size_discount * notional / max(equity, 1.0) + cfg.vol_discount * vol

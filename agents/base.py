@@ -124,19 +124,8 @@ class Agent:
         return int(self.ctx.ledger.cash[self.account, QUOTE])
 
     def equity(self) -> float:
-        """Own equity in quote minor units at current marks."""
+        """Own equity in quote minor units: collateral after haircuts + positions at mark."""
         return self.ctx.house.account_equity(self.account)
-
-    def equity_fast(self) -> float:
-        """Own equity (minor units) without a margin computation: cash + positions at mark.
-
-        Exact for quote-only collateral; with other collateral assets it falls back to ``equity``.
-        """
-        ledger = self.ctx.ledger
-        if ledger.cash.shape[1] != 1:
-            return self.equity()
-        return float(ledger.cash[self.account, QUOTE]) + float(
-            ledger.position[self.account] @ (self.ctx.marks.ticks * ledger.tick_value))
 
     def tick_value(self, instrument: int) -> int:
         """Minor units of cash per tick per lot."""

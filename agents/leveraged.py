@@ -139,7 +139,7 @@ class LeveragedTrader(Agent):
         side = BUY if self.rng.random() < cfg.long_prob else SELL
         touch = self.best_ask(i) if side == BUY else self.best_bid(i)
         ref = float(touch) if touch is not None else self.mark_ticks(i)
-        equity = self.equity_fast()
+        equity = self.equity()
         self.entry_equity = equity
         self.entry_ref = ref
         lots = int(self.leverage * equity // (ref * self.tick_value(i))) if ref > 0 else 0

@@ -42,7 +42,7 @@ class Manipulator(Agent):
         return int(notional_minor // (self.mark_ticks(i) * self.tick_value(i)))
 
     def _open(self) -> None:
-        self.start_equity = self.equity_fast()
+        self.start_equity = self.equity()
         i = self.instrument
         lots = self._lots_for(self.cfg.position_leverage * self.start_equity)
         ask = self.best_ask(i)
@@ -71,7 +71,7 @@ class Manipulator(Agent):
         keeping the starting capital in to carry the pump."""
         cfg = self.cfg
         house = self.ctx.house
-        gain = self.equity_fast() + self.withdrawn - self.start_equity
+        gain = self.equity() + self.withdrawn - self.start_equity
         amount = min(house.free_collateral(self.account), gain - self.withdrawn)
         if amount > 0:
             self.withdrawn += house.withdraw(self.account, int(amount))

@@ -154,7 +154,7 @@ class MarketMaker(Agent):
         moved = False
         if cfg.withdraw_move is not None and self.quotes:
             moved = self._track_move(self.quotes[0].last_ref, now) > cfg.withdraw_move
-        equity = self.equity_fast()
+        equity = self.equity()
         if equity > self.peak_equity:
             self.peak_equity = equity
         if self.quoting:

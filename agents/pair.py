@@ -43,7 +43,7 @@ class PairTrader(Agent):
         return math.ceil(ref * (1 + slip)) if side == BUY else max(1, math.floor(ref * (1 - slip)))
 
     def _plan(self) -> None:
-        equity = self.equity_fast()
+        equity = self.equity()
         first, second = self.legs
         notional = self.leverage * equity
         lots_first = int(notional // (self.mark_ticks(first) * self.tick_value(first)))

@@ -123,8 +123,7 @@ class LossAbsorber:
 
     def _minor_per_unit(self, asset: int, prices: np.ndarray) -> float:
         """Quote minor units per minor unit of ``asset`` at the oracle price."""
-        ledger = self.house.ledger
-        return float(prices[asset]) * 10 ** (ledger.assets[QUOTE].decimals - ledger.assets[asset].decimals)
+        return float(prices[asset]) * float(self.house.ledger.unit_scale[asset])
 
     def _recover_in_kind(self, account: int, event: LiquidationEvent) -> None:
         """Nobody had the cash for the collateral a deficit left unsold: it goes, with the deficit,

@@ -57,15 +57,10 @@ class ClearingHouse:
         self.basis_mover: dict[int, tuple[int, float]] = {}  # instrument -> (liq_id, time) of last impact
         self.oracle_seq = 0
         self.revaluations = 0
-        self.checks = 0
-        self.refused: set[int] = set()  # order ids refused by the pre-trade check (for audits)
         self.liquidations: "LiquidationEngine | None" = None
-        self.enforce_violations: list[str] = []
         # at every full re-valuation: time, total IM, total MM, total equity, gross notional (minor units)
         self.margin_samples: list[tuple[float, float, float, float, float]] = []
         assets = ledger.assets
-        self._asset_scale = np.array([10 ** (assets[QUOTE].decimals - a.decimals) for a in assets], dtype=np.float64)
-        self._asset_keep = 1.0 - np.array([a.haircut for a in assets])
         self._asset_source = [None if a.price_source is None else list(oracle.underlyings).index(a.price_source)
                               for a in assets]
         self._dirty: set[int] = set()  # fill parties waiting for their re-check
@@ -159,10 +154,8 @@ class ClearingHouse:
         return equity, req.im * self.scale, req.mm * self.scale
 
     def _collateral(self, cash: np.ndarray) -> np.ndarray:
-        """Collateral value in quote minor units; haircuts apply to what is pledged, not what is owed."""
-        price = self.asset_prices() * self._asset_scale
-        c = cash.astype(np.float64)
-        return np.where(c > 0, c * (price * self._asset_keep), c * price).sum(axis=1)
+        """Collateral value in quote minor units at the published prices, after haircuts."""
+        return self.ledger.value_cash(cash, self.asset_prices())
 
     def account_equity(self, account: int) -> float:
         """One account's equity (collateral after haircuts + positions at mark), minor units."""
@@ -227,7 +220,6 @@ class ClearingHouse:
         self._apply(rows, equity, im, mm, cause)
 
     def _apply(self, rows: np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray, cause: Cause) -> None:
-        self.checks += rows.size
         pos = self.ledger.position[rows]
         has_position = np.any(pos != 0, axis=1)
         has_orders = np.any(self.venue.open_bids[rows] + self.venue.open_asks[rows] > 0, axis=1)

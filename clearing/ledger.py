@@ -69,6 +69,10 @@ class Ledger:
                 raise ValueError(f"instrument {ins.symbol} settles in {ins.settlement_asset}; "
                                  f"only the quote asset {self.assets[QUOTE].name} is supported")
         self.tick_value = np.array([ins.tick_value for ins in self.instruments], dtype=np.int64)
+        # quote minor units per minor unit of each asset at a price of 1, and the share kept after haircut
+        quote_decimals = self.assets[QUOTE].decimals
+        self.unit_scale = np.array([10.0 ** (quote_decimals - a.decimals) for a in self.assets])
+        self.haircut_keep = 1.0 - np.array([a.haircut for a in self.assets])
         capacity = max(capacity, FIRST_TRADER + 1)
         n_assets, n_ins = len(self.assets), len(self.instruments)
         self.cash = np.zeros((capacity, n_assets), dtype=np.int64)
@@ -213,16 +217,19 @@ class Ledger:
         """Mark value of every account's positions in quote minor units (float), rows 0..n."""
         return self.position[: self.n_accounts] @ (np.asarray(marks_ticks, dtype=np.float64) * self.tick_value)
 
+    def value_cash(self, cash: np.ndarray, asset_prices: np.ndarray, haircuts: bool = True) -> np.ndarray:
+        """Rows of per-asset balances (minor units) in quote minor units at ``asset_prices`` (quote
+        per unit of each asset), with haircuts on positive balances -- what is pledged, not what is
+        owed."""
+        c = np.asarray(cash, dtype=np.float64)
+        price = np.asarray(asset_prices, dtype=np.float64) * self.unit_scale
+        if not haircuts:
+            return (c * price).sum(axis=1)
+        return np.where(c > 0, c * (price * self.haircut_keep), c * price).sum(axis=1)
+
     def collateral_value(self, asset_prices: np.ndarray, haircuts: bool = True) -> np.ndarray:
-        """Cash in every asset converted to quote minor units, with haircuts on positive balances."""
-        cash = self.cash[: self.n_accounts].astype(np.float64)
-        scale = np.array([10 ** (self.assets[QUOTE].decimals - a.decimals) for a in self.assets], dtype=np.float64)
-        price = np.asarray(asset_prices, dtype=np.float64) * scale
-        if haircuts:
-            keep = 1.0 - np.array([a.haircut for a in self.assets])
-            # haircuts apply to what is pledged, not to what is owed
-            return np.where(cash > 0, cash * (price * keep), cash * price).sum(axis=1)
-        return cash @ price
+        """Every account's cash in all assets, in quote minor units (see ``value_cash``)."""
+        return self.value_cash(self.cash[: self.n_accounts], asset_prices, haircuts)
 
     def gross_notional(self, marks_ticks: np.ndarray) -> np.ndarray:
         return np.abs(self.position[: self.n_accounts]) @ (np.asarray(marks_ticks, dtype=np.float64) * self.tick_value)

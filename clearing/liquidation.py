@@ -28,7 +28,6 @@ import numpy as np
 
 from clearing.adl import adl_candidates, select_pro_rata, select_ranked
 from clearing.causality import Cause, CauseKind, LiquidationEvent, LiquidationStep
-from clearing.health import Health
 from clearing.ledger import QUOTE
 from clearing.liquidation_math import liquidation_fee, lots_to_restore
 from sim.orders import BUY, SELL, Fill, FillFlag, TimeInForce
@@ -63,7 +62,6 @@ class LiquidationEngine:
         self.events: list[LiquidationEvent] = []
         self.steps: list[LiquidationStep] = []
         self.bidders: list[AuctionBidder] = []
-        self.cancels_restored = 0
         self.auction_outcomes: list[tuple[float, int, float | None]] = []  # time, liq id, winning discount
 
     # ------------------------------------------------------------------ lifecycle
@@ -101,7 +99,6 @@ class LiquidationEngine:
             if house.venue.cancel_all_now(account):
                 equity, _im, mm = self._value(account)
                 if equity >= mm:
-                    self.cancels_restored += 1
                     self._finish(event, "restored_by_cancel")
                     return
         equity, _im, mm = self._value(account)
@@ -365,11 +362,3 @@ class LiquidationEngine:
             self._takeover(event, allow_adl=False)
             return
         self._after(event, progressed=True)
-
-    # ------------------------------------------------------------------ health
-    def below_mm_not_liquidating(self) -> np.ndarray:
-        """Accounts the last valuation put below MM that no liquidation is handling (should be none)."""
-        house = self.house
-        n = house.ledger.n_accounts
-        idx = np.flatnonzero(house.health[:n] >= Health.BELOW_MM)
-        return np.array([a for a in idx if a not in self.active], dtype=np.int64)

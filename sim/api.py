@@ -56,7 +56,7 @@ def _counterfactual(config: EpisodeConfig) -> EpisodeConfig:
 def run(config: EpisodeLike = None, output: str | Path | None = None, write: bool = True,
         overrides: dict[str, Any] | None = None) -> RunOutput:
     """Run one episode; write its results folder unless ``write`` is False."""
-    from sim.metrics import summarise
+    from sim.metrics import summarise, timing
     from sim.results import write_results
 
     cfg = resolve(config, overrides)
@@ -66,16 +66,9 @@ def run(config: EpisodeLike = None, output: str | Path | None = None, write: boo
     directory = None
     if write:
         directory = Path(output or cfg.outputs.directory or Path("results") / cfg.name)
-        write_results(directory, cfg, result.tables, summary, timing=timing_of(result),
+        write_results(directory, cfg, result.tables, summary, timing=timing(result.stats),
                       report=cfg.outputs.report, parquet=cfg.outputs.parquet)
     return RunOutput(result, summary, directory)
-
-
-def timing_of(result: EpisodeResult) -> dict[str, Any]:
-    stats = result.stats
-    wall = stats["wall_seconds"]
-    return {**stats, "events_per_s": stats["events"] / wall if wall else None,
-            "sim_seconds_per_wall_second": stats["simulated_seconds"] / wall if wall else None}
 
 
 @dataclass

@@ -103,19 +103,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
-def _headline(summary: dict) -> dict[str, object]:
-    from sim.metrics import headline
-
-    return headline(summary)
-
-
 def _print_summary(console, name: str, summary: dict, directory: Path | None) -> None:
     from rich.table import Table
+
+    from sim.metrics import headline
 
     table = Table(title=f"episode {name}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key, value in _headline(summary).items():
+    for key, value in headline(summary).items():
         table.add_row(key, f"{value:,.6g}" if isinstance(value, float) else str(value))
     console.print(table)
     if directory is not None:
@@ -125,7 +121,9 @@ def _print_summary(console, name: str, summary: dict, directory: Path | None) ->
 def _print_comparison(console, summaries: dict[str, dict], directory: Path | None) -> None:
     from rich.table import Table
 
-    heads = {regime: _headline(s) for regime, s in summaries.items()}
+    from sim.metrics import headline
+
+    heads = {regime: headline(s) for regime, s in summaries.items()}
     keys = list(next(iter(heads.values())).keys()) if heads else []
     table = Table(title="regime comparison")
     table.add_column("metric")

@@ -283,9 +283,7 @@ def _solvency_at_true_prices(episode: Episode) -> dict[str, np.ndarray]:
     for k, asset in enumerate(ledger.assets):
         if asset.price_source is not None:
             prices[k] = float(true_row[episode.paths.names.index(asset.price_source)])
-    scale = house._asset_scale * prices
-    c = cash.astype(np.float64)
-    true_collateral = np.where(c > 0, c * (scale * house._asset_keep), c * scale).sum(axis=1)
+    true_collateral = ledger.value_cash(cash, prices)
     return {"account": rows.astype(np.int64), "kind": kind.astype(np.int64), "equity": published,
             "equity_true_collateral": true_collateral + positions}
 
