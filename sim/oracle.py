@@ -42,7 +42,11 @@ class Oracle:
         self.venue_price = np.full(n, np.nan)  # last venue trade price per underlying (quote units)
         self._floor_list = self.floor.tolist()
         self._ceiling_list = self.ceiling.tolist()
-        first = self._candidate(0.0)
+        self._outage_windows = [
+            (o.start, o.end, np.array([u in o.underlyings for u in underlyings]) if o.underlyings else np.ones(n, bool))
+            for o in config.outages
+        ]
+        first = np.array(self._candidate(0.0))
         self.index = first.copy()
         self.published_at = np.zeros(n)
         self._pending_last = first.copy()  # last value sent for publication (deviation reference)
@@ -51,29 +55,38 @@ class Oracle:
         self.publications = 0
         self.history_t: list[float] = [0.0]
         self.history: list[np.ndarray] = [first.copy()]
-        self._outage_windows = [
-            (o.start, o.end, np.array([u in o.underlyings for u in underlyings]) if o.underlyings else np.ones(n, bool))
-            for o in config.outages
-        ]
 
     def start(self) -> None:
         self.world.every(self.config.sample_interval, self._sample, start=self.config.sample_interval)
 
     # ------------------------------------------------------------------ sampling and publication
-    def _candidate(self, now: float) -> np.ndarray:
-        true = np.asarray(self.source(now), dtype=np.float64)
+    def _weighted(self, true: list[float]) -> list[float]:
+        """The weighted index of one sample in plain floats: the true price, mixed with the venue's
+        last trade where it has traded, clipped to the floor and ceiling."""
+        w = self.config.venue_weight
+        venue, floor, ceiling = self.venue_price, self._floor_list, self._ceiling_list
+        out = []
+        for u, price in enumerate(true):
+            if w > 0.0:
+                v = float(venue[u])
+                if v == v:  # not NaN: the venue has traded
+                    price = (1.0 - w) * price + w * v
+            out.append(min(max(price, floor[u]), ceiling[u]))
+        return out
+
+    def _median(self, now: float) -> np.ndarray:
+        """The median of noisy external sources and the venue price, clipped."""
         c = self.config
-        if c.aggregation == "median":
-            noise = self._rng.normal(0.0, c.source_noise, (c.external_sources, true.size))
-            sources = true * np.exp(noise)
-            venue = np.where(np.isnan(self.venue_price), true, self.venue_price)
-            value = np.median(np.vstack([sources, venue]), axis=0)
-        elif c.venue_weight > 0.0:
-            venue = np.where(np.isnan(self.venue_price), true, self.venue_price)
-            value = (1.0 - c.venue_weight) * true + c.venue_weight * venue
-        else:
-            value = true
+        true = np.asarray(self.source(now), dtype=np.float64)
+        noise = self._rng.normal(0.0, c.source_noise, (c.external_sources, true.size))
+        venue = np.where(np.isnan(self.venue_price), true, self.venue_price)
+        value = np.median(np.vstack([true * np.exp(noise), venue]), axis=0)
         return np.clip(value, self.floor, self.ceiling)
+
+    def _candidate(self, now: float) -> list[float]:
+        if self.config.aggregation == "median":
+            return self._median(now).tolist()
+        return self._weighted(self._true_row(now))
 
     def _in_outage(self, now: float) -> np.ndarray:
         blocked = np.zeros(len(self.underlyings), dtype=bool)
@@ -84,6 +97,8 @@ class Oracle:
 
     def _true_row(self, now: float) -> list[float]:
         """True prices at ``now`` as Python floats, read ahead in blocks from ``batch_source``."""
+        if self.batch_source is None:
+            return np.asarray(self.source(now), dtype=np.float64).tolist()
         pos = self._ahead_pos
         if pos >= len(self._ahead_times) or self._ahead_times[pos] != now:
             step = self.config.sample_interval
@@ -96,43 +111,19 @@ class Oracle:
         return self._ahead[pos]
 
     def _sample(self) -> None:
-        c = self.config
-        if self.batch_source is not None and c.aggregation == "weighted" and not self._outage_windows:
-            self._sample_fast()
-            return
+        """Publish every underlying whose candidate moved beyond ``deviation`` or whose heartbeat is
+        due, outside outages (plain floats: a handful of underlyings, no numpy overhead)."""
         now = self.world.now
+        c = self.config
         candidate = self._candidate(now)
-        moved = np.abs(candidate / self._pending_last - 1.0) > self.config.deviation
-        due = (now - self._pending_at) >= self.config.heartbeat - 1e-9
-        publish = (moved | due) & ~self._in_outage(now)
-        if not publish.any():
-            return
-        which = np.flatnonzero(publish)
-        values = candidate[which]
-        self._pending_last[which] = values
-        self._pending_at[which] = now
-        if self.config.latency > 0:
-            self.world.call_later(self.config.latency, self._publish, which, values)
-        else:
-            self._publish(which, values)
-
-    def _sample_fast(self) -> None:
-        """The common case in plain Python floats (a handful of underlyings, no numpy overhead)."""
-        now = self.world.now
-        c = self.config
-        true = self._true_row(now)
-        w = c.venue_weight
-        floor, ceiling, venue = self._floor_list, self._ceiling_list, self.venue_price
         last, last_at = self._pending_last, self._pending_at
         heartbeat, deviation = c.heartbeat - 1e-9, c.deviation
+        blocked = self._in_outage(now).tolist() if self._outage_windows else None
         which: list[int] = []
         values: list[float] = []
-        for u, price in enumerate(true):
-            if w > 0.0:
-                v = float(venue[u])
-                if v == v:  # not NaN: the venue has traded
-                    price = (1.0 - w) * price + w * v
-            price = min(max(price, floor[u]), ceiling[u])
+        for u, price in enumerate(candidate):
+            if blocked is not None and blocked[u]:
+                continue
             if abs(price / last[u] - 1.0) > deviation or now - last_at[u] >= heartbeat:
                 which.append(u)
                 values.append(price)
