@@ -300,10 +300,8 @@ class ClearingHouse:
         ledger = self.ledger
         tv = int(ledger.tick_value[instrument])
         mark = float(self.marks.ticks[instrument])
-        cash = ledger.cash[rows]
-        collateral = float(cash[0, 0]) if cash.shape[1] == 1 else float(self._collateral(cash)[0])
-        equity = collateral + float(ledger.position[account] @ (self.marks.ticks * ledger.tick_value))
-        equity -= side * (price - mark) * lots * tv  # paying above mark costs equity at once
+        # paying above mark costs equity at once
+        equity = self.account_equity(account) - side * (price - mark) * lots * tv
         im = self._summed_im(exposure[0]) if self._entry_im is not None else None
         if im is None:
             im = float(self.requirements(exposure).im[0])
