@@ -72,20 +72,21 @@ class World:
         heappush(env._queue, (env._now, URGENT, next(env._eid), _Call(fn, args)))
 
     def every(self, interval: float, fn: Callable[[], Any], start: float = 0.0,
-              until: float | None = None) -> simpy.Process:
-        """A periodic process calling ``fn()`` at ``start``, ``start+interval``, ... (until ``until``)."""
+              until: float | None = None) -> None:
+        """Call ``fn()`` at ``start``, ``start+interval``, ... (while the clock is <= ``until``).
+
+        Each tick re-schedules the next one as a plain call: the clock reaches tick times by
+        repeated addition, and no simpy Process (a generator and a Timeout per tick) is needed."""
         if interval <= 0:
             raise ValueError(f"interval must be positive, got {interval}")
 
-        def loop() -> Generator[Event, Any, None]:
-            if start > 0:
-                yield self.env.timeout(start)
-            while until is None or self.env.now <= until:
-                self.events_scheduled += 1
-                fn()
-                yield self.env.timeout(interval)
+        def tick() -> None:
+            if until is not None and self.env._now > until:
+                return
+            fn()
+            self.call_later(interval, tick)
 
-        return self.env.process(loop())
+        self.call_later(start, tick)
 
     def process(self, generator: Generator[Event, Any, Any]) -> simpy.Process:
         return self.env.process(generator)
