@@ -9,6 +9,7 @@ exact integer amount of cash.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -124,16 +125,39 @@ class InstrumentTable:
         return np.maximum(self.expiry - now, 0.0) / SECONDS_PER_YEAR
 
 
-@dataclass(slots=True)
 class MarketState:
     """What the risk models see: prices in quote currency per unit of underlying, vols annualised.
 
     ``underlying_prices``/``atm_vols`` are per underlying; ``marks``/``vols`` per instrument (an
     option's vol is read off the surface at its strike and expiry). ``now`` is simulated seconds.
+    ``atm_vols`` and ``vols`` may be given as zero-argument functions, evaluated on first read:
+    reading the vol surface costs more than the rest of a mark update, and regimes over linear
+    contracts never look at it.
     """
 
-    now: float
-    underlying_prices: np.ndarray
-    atm_vols: np.ndarray
-    marks: np.ndarray
-    vols: np.ndarray
+    __slots__ = ("now", "underlying_prices", "marks", "_atm_vols", "_vols")
+
+    def __init__(self, now: float, underlying_prices: np.ndarray,
+                 atm_vols: np.ndarray | Callable[[], np.ndarray], marks: np.ndarray,
+                 vols: np.ndarray | Callable[[], np.ndarray]) -> None:
+        self.now = now
+        self.underlying_prices = underlying_prices
+        self.marks = marks
+        self._atm_vols = atm_vols
+        self._vols = vols
+
+    @property
+    def atm_vols(self) -> np.ndarray:
+        if callable(self._atm_vols):
+            self._atm_vols = self._atm_vols()
+        return self._atm_vols
+
+    @property
+    def vols(self) -> np.ndarray:
+        if callable(self._vols):
+            self._vols = self._vols()
+        return self._vols
+
+    def __repr__(self) -> str:
+        return (f"MarketState(now={self.now}, underlying_prices={self.underlying_prices}, marks={self.marks}, "
+                f"atm_vols={self.atm_vols}, vols={self.vols})")

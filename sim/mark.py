@@ -43,7 +43,8 @@ class MarkPricer:
         self.index_ticks = np.zeros(n)
         self.basis_ticks = np.zeros(n)
         self.ticks = np.zeros(n)
-        self.vols = np.zeros(n)
+        self._vols = np.zeros(n)
+        self._vols_stale = True
         self._forward_of = self._forward_instruments()
         self._state: MarketState | None = None
         self.update(0.0)
@@ -83,17 +84,27 @@ class MarkPricer:
         prices[has] = self.ticks[fwd[has]] * self.table.tick_size[fwd[has]]
         return prices
 
+    @property
+    def vols(self) -> np.ndarray:
+        """Vol per instrument off the surface at the last update (read lazily: only options and
+        vol-aware regimes need it, and it is the costliest part of an update)."""
+        if self._vols_stale:
+            self._vols[:] = self.surface.instrument_vols(self.table, self._updated_at, self._updated_index)
+            self._vols_stale = False
+        return self._vols
+
     def update(self, now: float) -> None:
         self._state = None
+        self._updated_at = now
+        self._updated_index = index = self.index
+        self._vols_stale = True
         t = self.table
-        index = self.index
         spot = index[t.underlying_index]
         basis = np.clip(self.premium, -self.cap, self.cap)
         lin = self.linear
         self.index_ticks[lin] = spot[lin] / t.tick_size[lin]
         self.basis_ticks[lin] = spot[lin] * basis[lin] / t.tick_size[lin]
         self.ticks[lin] = self.index_ticks[lin] + self.basis_ticks[lin]
-        self.vols[:] = self.surface.instrument_vols(t, now, index)
         if self.options.size:
             opt = self.options
             fwd = self.underlying_marks()[t.underlying_index[opt]]
@@ -107,11 +118,14 @@ class MarkPricer:
         """The snapshot the margin regimes consume (built once per mark update)."""
         if self._state is not None:
             return self._state
+        # the vols are bound to this update's inputs, so a snapshot read after the next update
+        # still describes its own market
+        at, index, surface, table = self._updated_at, self._updated_index, self.surface, self.table
         self._state = MarketState(
             now=now,
             underlying_prices=self.underlying_marks(),
-            atm_vols=self.surface.atm_vols(self.index),
+            atm_vols=lambda: surface.atm_vols(index),
             marks=self.ticks * self.table.tick_size,
-            vols=self.vols.copy(),
+            vols=self._vols.copy() if not self._vols_stale else (lambda: surface.instrument_vols(table, at, index)),
         )
         return self._state
