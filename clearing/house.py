@@ -212,40 +212,53 @@ class ClearingHouse:
         """Re-value every trader account at once and act on the new states."""
         self._grow()
         self.revaluations += 1
-        n = self.ledger.n_accounts
-        rows = np.arange(FIRST_TRADER, n)
-        equity, im, mm = self.valuation(slice(FIRST_TRADER, n), full=True)
-        gross = float((np.abs(self.ledger.position[FIRST_TRADER:n]) @ (self.marks.ticks * self.ledger.tick_value)).sum())
+        rows = slice(FIRST_TRADER, self.ledger.n_accounts)
+        equity, im, mm = self.valuation(rows, full=True)
+        gross = float((np.abs(self.ledger.position[rows]) @ (self.marks.ticks * self.ledger.tick_value)).sum())
         self.margin_samples.append((self.world.now, float(im.sum()), float(mm.sum()), float(equity.sum()), gross))
         self._apply(rows, equity, im, mm, cause)
 
-    def _apply(self, rows: np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray, cause: Cause) -> None:
-        pos = self.ledger.position[rows]
-        has_position = np.any(pos != 0, axis=1)
-        has_orders = np.any(self.venue.open_bids[rows] + self.venue.open_asks[rows] > 0, axis=1)
+    def _apply(self, rows: slice | np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray,
+               cause: Cause) -> None:
+        """Record the new valuations of ``rows`` (a slice for a full re-valuation: views, not
+        copies) and act on them: cancel the orders of accounts below the cancel level, start the
+        liquidation of accounts below maintenance."""
+        ledger, venue, tick_value = self.ledger, self.venue, self.ledger.tick_value
+        pos = ledger.position[rows]
+        has_position = (pos != 0).any(axis=1)
+        has_orders = ((venue.open_bids[rows] + venue.open_asks[rows]) > 0).any(axis=1)
         state = classify(equity, im, mm, self.config.enforcement.cancel_level, has_position | has_orders)
-        index_value = pos @ (self.marks.index_ticks * self.ledger.tick_value)
-        basis_value = pos @ (self.marks.basis_ticks * self.ledger.tick_value)
-        d_index = index_value - self.index_value[rows]
-        d_basis = basis_value - self.basis_value[rows]
+        index_value = pos @ (self.marks.index_ticks * tick_value)
+        basis_value = pos @ (self.marks.basis_ticks * tick_value)
+        acting = np.flatnonzero(state >= Health.BELOW_CANCEL)
+        if acting.size:
+            accounts = (np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows)[acting]
+            breach = (state[acting] >= Health.BELOW_MM) & (has_position[acting] | (equity[acting] < 0))
+            # how much of the move since the account's last valuation came from the index and how
+            # much from the book's basis (read before the new values overwrite them)
+            d_index = index_value[acting] - self.index_value[accounts]
+            d_basis = basis_value[acting] - self.basis_value[accounts]
         self.equity[rows], self.im[rows], self.mm[rows] = equity, im, mm
         self.slack[rows] = equity - (mm + self.config.enforcement.cancel_level * (im - mm))
         self.drift[rows] = 0.0
         self.im_added[rows] = 0.0
         self.health[rows] = state
         self.index_value[rows], self.basis_value[rows] = index_value, basis_value
+        if not acting.size:
+            return
         engine = self.liquidations
         assert engine is not None
-        cancel = np.flatnonzero((state >= Health.BELOW_CANCEL) & has_orders & (state < Health.BELOW_MM))
-        for k in cancel:
-            self.venue.cancel_all_now(int(rows[k]))
-        breach = np.flatnonzero((state >= Health.BELOW_MM) & (has_position | (equity < 0)))
-        for k in breach:
-            account = int(rows[k])
+        # accounts going to liquidation have their orders cancelled by the liquidation itself;
+        # the others below the cancel level (below maintenance too, when orders are all they
+        # have) lose their orders now
+        for k in np.flatnonzero(~breach & has_orders[acting]).tolist():
+            venue.cancel_all_now(int(accounts[k]))
+        for k in np.flatnonzero(breach).tolist():
+            account = int(accounts[k])
             if engine.is_active(account):
                 continue
-            why = self._attribute(account, float(d_index[k]), float(d_basis[k]), pos[k], cause)
-            engine.start(account, float(equity[k]), float(mm[k]), why)
+            why = self._attribute(account, float(d_index[k]), float(d_basis[k]), pos[acting[k]], cause)
+            engine.start(account, float(equity[acting[k]]), float(mm[acting[k]]), why)
 
     def _attribute(self, account: int, d_index: float, d_basis: float, pos: np.ndarray, cause: Cause) -> Cause:
         """Name what pushed this account under maintenance (see ``clearing.causality``)."""

@@ -48,6 +48,22 @@ def test_cancelling_open_orders_alone_restores_the_account():
     assert int(s.ep.ledger.position[trader, 0]) == 10
 
 
+def test_orders_alone_below_maintenance_are_cancelled_not_liquidated():
+    """An account with no position whose resting orders' worst-case MM outgrows its equity (here the
+    price rises under a big resting bid) has nothing to liquidate: its orders are cancelled."""
+    s = Scenario({"paths": {"shocks": [{"kind": "gap", "start": 100.0, "size": 0.5}]}},
+                 {"clearing": {"enforcement": {"cancel_level": 0.0}}})
+    quoter = s.account(1_000)
+    s.bid(quoter, 40_000.0, 30)  # worst case 0.3 BTC long: MM $750 at 50k, $1,125 after the gap
+    s.run(99.0)
+    assert int(s.ep.venue.open_bids[quoter].sum()) == 30  # below IM only: the bid stays
+    s.ep.world.run(until=200.0)
+    assert s.events == []
+    assert int(s.ep.venue.open_bids[quoter].sum()) == 0
+    assert int(s.ep.ledger.position[quoter].sum()) == 0
+    assert s.equity(quoter) == pytest.approx(1_000.0)
+
+
 def test_fill_worse_than_bankruptcy_draws_on_the_insurance_fund():
     s = Scenario(crash(100.0, 0.10), {"clearing": {"liquidation": {"book": {"worst_price": "band"}}}})
     whale = s.account(10_000_000)
