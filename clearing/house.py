@@ -120,12 +120,21 @@ class ClearingHouse:
                 prices[k] = self.oracle.index[column]
         return prices
 
-    def exposure(self, rows: slice | np.ndarray) -> np.ndarray:
-        """Worst-case lots: position plus resting buys or minus resting sells, whichever is larger."""
+    def exposure(self, rows: slice | np.ndarray, order: tuple[int, int, int] | None = None) -> np.ndarray:
+        """Worst-case lots: position plus resting buys or minus resting sells, whichever is larger;
+        with ``order`` = (instrument, side, lots), as if that order rested too."""
         self.venue.resting.ensure(self.ledger.n_accounts)
         pos = self.ledger.position[rows]
         bids = self.venue.open_bids[rows]
         asks = self.venue.open_asks[rows]
+        if order is not None:
+            instrument, side, lots = order
+            if side > 0:
+                bids = bids.copy()
+                bids[:, instrument] += lots
+            else:
+                asks = asks.copy()
+                asks[:, instrument] += lots
         up, down = pos + bids, pos - asks
         return np.where(np.abs(up) >= np.abs(down), up, down).astype(np.float64)
 
@@ -287,16 +296,20 @@ class ClearingHouse:
             return True
         if self.liquidations is not None and self.liquidations.is_active(account):
             return False
-        fast = self._fast_pre_trade(account, instrument, side, price, lots)
-        if fast is not None:
-            return fast
+        if self._entry_im is not None and account < self.im.shape[0]:
+            decided = self._entry_check(account, instrument, side, price, lots)
+            if decided is not None:
+                return decided
         ok, equity_after, im = self._exact_check(account, instrument, side, price, lots)
         if ok and account < self.im.shape[0]:
-            self.equity[account] = equity_after
-            self.im[account] = im
-            self.drift[account] = 0.0
-            self.im_added[account] = 0.0
+            self._accepted_exactly(account, equity_after, im)
         return ok
+
+    def _accepted_exactly(self, account: int, equity_after: float, im: float) -> None:
+        self.equity[account] = equity_after
+        self.im[account] = im
+        self.drift[account] = 0.0
+        self.im_added[account] = 0.0
 
     def would_accept(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:
         """A what-if margin query (an exchange's margin calculator): the pre-trade check's answer
@@ -307,65 +320,76 @@ class ClearingHouse:
 
     def _exact_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> tuple[bool, float, float]:
         """(accepted, equity if filled at ``price``, IM with the order) for one account."""
-        rows = np.array([account])
-        exposure = self.exposure(rows)
-        exposure[0, instrument] += side * lots
-        ledger = self.ledger
-        tv = int(ledger.tick_value[instrument])
-        mark = float(self.marks.ticks[instrument])
-        # paying above mark costs equity at once
-        equity = self.account_equity(account) - side * (price - mark) * lots * tv
-        im = self._summed_im(exposure[0]) if self._entry_im is not None else None
+        exposure = self.exposure(np.array([account]), (instrument, side, lots))
+        equity = self.account_equity(account) - self._cost_over_mark(instrument, side, price, lots)
+        im = self._summed_im(exposure[0].tolist()) if self._entry_im is not None else None
         if im is None:
             im = float(self.requirements(exposure).im[0])
         im *= self.scale
         return equity >= im, equity, im
 
-    def _summed_im(self, lots: np.ndarray) -> float | None:
-        """One account's IM as the sum of its positions' requirements, in plain Python (regimes
-        with ``entry_im``); None if any position needs the full computation."""
+    def _cost_over_mark(self, instrument: int, side: int, price: int, lots: int) -> float:
+        """Equity an order filled at ``price`` costs at once: what it pays above the mark (minor units)."""
+        return side * (price - float(self.marks.ticks[instrument])) * lots * int(self.ledger.tick_value[instrument])
+
+    def _summed_im(self, lots: list[float]) -> float | None:
+        """One account's IM as the sum of its positions' requirements, in instrument order, in plain
+        Python (regimes with ``entry_im``); None if any position needs the full computation."""
         entry_im = self._entry_im
         assert entry_im is not None
         marks, tick = self.marks.ticks, self.table.tick_size
         total = 0.0
-        for i in np.flatnonzero(lots).tolist():
-            im = entry_im(i, float(lots[i]), float(marks[i]) * float(tick[i]))
-            if im is None:
-                return None
-            total += im
+        for i, size in enumerate(lots):
+            if size:
+                im = entry_im(i, float(size), float(marks[i]) * float(tick[i]))
+                if im is None:
+                    return None
+                total += im
         return total
 
-    def _fast_pre_trade(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool | None:
-        """Accept without a margin computation when the account's cached headroom provably covers
-        the order; None when that cannot be shown (the exact check then decides).
+    def _entry_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool | None:
+        """The pre-trade check for regimes whose IM is a sum over positions (``entry_im``), in plain
+        Python; None when an entry needs the full computation.
 
-        Sound because, between two valuations of an account, marks do not move (publications
-        re-value everyone), fills never raise worst-case exposure and their cost is in ``drift``,
-        and every accepted order's exact IM increase is in ``im_added``. Only regimes whose IM is a
-        sum over positions (``entry_im``) qualify."""
+        First from the account's cached headroom, without a margin computation: sound because,
+        between two valuations of an account, marks do not move (publications re-value everyone),
+        fills never raise worst-case exposure and their cost is in ``drift``, and every accepted
+        order's exact IM increase is in ``im_added``. When the headroom does not cover the order,
+        the account's equity and IM are computed exactly."""
         entry_im = self._entry_im
-        if entry_im is None or account >= self.im.shape[0] or self.health[account] != 0:
-            return None
+        assert entry_im is not None
         ledger, venue = self.ledger, self.venue
-        held = int(ledger.position[account, instrument])
-        bids = int(venue.open_bids[account, instrument])
-        asks = int(venue.open_asks[account, instrument])
+        held_row = ledger.position[account].tolist()
+        bid_row = venue.open_bids[account].tolist()
+        ask_row = venue.open_asks[account].tolist()
+        held, bids, asks = held_row[instrument], bid_row[instrument], ask_row[instrument]
         before = max(abs(held + bids), abs(held - asks))
         if side > 0:
-            after = max(abs(held + bids + lots), abs(held - asks))
+            up, down = held + bids + lots, held - asks
         else:
-            after = max(abs(held + bids), abs(held - asks - lots))
-        mark = float(self.marks.ticks[instrument])
-        price_mark = mark * float(self.table.tick_size[instrument])
-        im_after = entry_im(instrument, after, price_mark)
+            up, down = held + bids, held - asks - lots
+        after = up if abs(up) >= abs(down) else down
+        price_mark = float(self.marks.ticks[instrument]) * float(self.table.tick_size[instrument])
+        im_after = entry_im(instrument, abs(after), price_mark)
         if im_after is None:
             return None
         added = (im_after - entry_im(instrument, before, price_mark)) * self.scale
-        cost = side * (price - mark) * lots * int(ledger.tick_value[instrument])
-        if self.equity[account] - self.drift[account] - cost >= self.im[account] + self.im_added[account] + added:
+        cost = self._cost_over_mark(instrument, side, price, lots)
+        if self.health[account] == 0 and \
+                self.equity[account] - self.drift[account] - cost >= self.im[account] + self.im_added[account] + added:
             self.im_added[account] += added
             return True
-        return None
+        exposure = [p + b if abs(p + b) >= abs(p - a) else p - a for p, b, a in zip(held_row, bid_row, ask_row)]
+        exposure[instrument] = after
+        im = self._summed_im(exposure)
+        if im is None:
+            return None
+        im *= self.scale
+        equity = self.account_equity(account) - cost
+        if equity >= im:
+            self._accepted_exactly(account, equity, im)
+            return True
+        return False
 
     # ------------------------------------------------------------------ withdrawals
     def settle_variation_margin(self) -> None:

@@ -194,6 +194,27 @@ def test_pre_trade_check_refuses_an_order_that_would_leave_the_account_below_im(
     s.run(200.0)
 
 
+@pytest.mark.parametrize("cached", [True, False])
+def test_pre_trade_check_margins_the_order_on_its_own_side_of_the_worst_case(cached):
+    """Resting asks make the worst case short; a larger buy makes it long. The order is margined on
+    the side it rests on (25 lots long), not netted against the other side's orders (15 lots)."""
+    s = Scenario()
+    whale = s.account(10_000_000)
+    trader = s.account(1_000)
+    s.ask(whale, 50_100.0, 100)
+    s.ask(trader, 50_200.0, 10)  # worst case 10 lots short: IM $500
+    if cached:  # the fast path has the account's headroom; otherwise only the exact check runs
+        s.ep.house.revalue_all(_oracle_cause())
+    house, venue = s.ep.house, s.ep.venue
+    assert not house.would_accept(trader, 0, 1, 50_000, 25)  # IM $1,250 > $1,000 (netted: $750)
+    assert house.would_accept(trader, 0, 1, 50_000, 19)  # IM $950
+    refused = venue.execute(venue.new_order_id(), trader, 0, 1, 50_000, 25)
+    assert refused.reject is not None and refused.reject.value == "risk_check_failed"
+    ok = venue.execute(venue.new_order_id(), trader, 0, 1, 50_000, 19)
+    assert ok.reject is None and ok.resting_size == 19
+    s.run(100.0)
+
+
 def _oracle_cause():
     from clearing.causality import Cause
 
