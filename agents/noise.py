@@ -21,7 +21,7 @@ from sim.schema.population import NoiseGroup, Sampler
 
 class NoiseTrader(Agent):
     kind = "noise"
-    __slots__ = ("cfg", "instruments", "arrivals", "size", "offset", "uniforms", "_u", "orders_left")
+    __slots__ = ("cfg", "instruments", "arrivals", "block", "size", "offset", "uniforms", "_u", "orders_left")
 
     def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
                  cfg: NoiseGroup, instruments: list[int]) -> None:
@@ -29,15 +29,17 @@ class NoiseTrader(Agent):
         self.cfg = cfg
         self.instruments = instruments
         self.arrivals = Arrivals(1.0 / cfg.rate, rng, True)
-        self.size = Sampler(cfg.size, rng)
-        self.offset = Sampler(cfg.limit_offset_bps, rng)
+        # an ABIDES noise trader sends one order in its life: draw what it needs, not blocks of 64
+        self.block = 64 if cfg.max_orders is None else min(64, cfg.max_orders)
+        self.size = Sampler(cfg.size, rng, self.block)
+        self.offset = Sampler(cfg.limit_offset_bps, rng, self.block)
         self.uniforms: list[float] = []
         self._u = 0
         self.orders_left = -1 if cfg.max_orders is None else cfg.max_orders
 
     def _uniform(self) -> float:
         if self._u >= len(self.uniforms):
-            self.uniforms = self.rng.random(64).tolist()
+            self.uniforms = self.rng.random(3 * self.block).tolist()  # at most three per order
             self._u = 0
         u = self.uniforms[self._u]
         self._u += 1

@@ -164,3 +164,16 @@ def test_dist_sampling():
     assert set(np.unique(lots)) == {1, 2, 5, 10}
     assert np.mean(lots == 1) == pytest.approx(0.5, abs=0.03)
     assert sample(3.0, rng) == 3.0 and Sampler(2.4, rng).lots() == 2
+
+
+@pytest.mark.parametrize("block", [1, 7, 64])
+def test_sampler_choice_draws_what_generator_choice_draws(block):
+    """The sampler inverts the cumulative weights itself, once; per block it must consume the stream
+    and pick exactly as ``Generator.choice`` would."""
+    dist = PopulationConfig.model_validate(yaml.safe_load(EVERY_GROUP)).groups[1].size
+    ours = Sampler(dist, np.random.default_rng(7), block=block)
+    theirs = np.random.default_rng(7)
+    w = np.asarray(dist.weights)
+    expected = np.concatenate([theirs.choice(np.asarray(dist.values, dtype=float), block, p=w / w.sum())
+                               for _ in range(200 // block + 1)])
+    assert [ours() for _ in range(200)] == expected[:200].tolist()

@@ -195,23 +195,38 @@ def sample(d: Any, rng: np.random.Generator) -> float:
 
 
 class Sampler:
-    """Per-event draws of a Dist from an agent's stream, taken in blocks (a list read per call)."""
+    """Per-event draws of a Dist from an agent's stream, taken in blocks (a list read per call).
 
-    __slots__ = ("dist", "rng", "block", "_buf", "_pos", "_const")
+    ``block`` is how many draws one refill takes: an agent that needs a handful of draws in its
+    whole life (an ABIDES noise trader sends one order) should not draw 64. Choices are drawn by
+    inverting their cumulative weights, computed once (what ``Generator.choice`` does per call)."""
+
+    __slots__ = ("dist", "rng", "block", "_buf", "_pos", "_const", "_values", "_cdf")
 
     def __init__(self, dist: Any, rng: np.random.Generator, block: int = 64) -> None:
         self.dist = dist
         self.rng = rng
-        self.block = block
+        self.block = max(1, block)
         self._const = float(dist) if isinstance(dist, (int, float)) else None
         self._buf: list[float] = []
         self._pos = 0
+        self._values = self._cdf = None
+        if self._const is None and dist.dist == "choice":
+            self._values = np.asarray(dist.values, dtype=np.float64)
+            w = np.ones(len(dist.values)) if dist.weights is None else np.asarray(dist.weights, dtype=np.float64)
+            cdf = np.cumsum(w)
+            self._cdf = cdf / cdf[-1]
+
+    def _refill(self) -> list[float]:
+        if self._cdf is not None:
+            return self._values[np.searchsorted(self._cdf, self.rng.random(self.block), side="right")].tolist()
+        return np.asarray(_draw(self.dist, self.rng, self.block), dtype=np.float64).tolist()
 
     def __call__(self) -> float:
         if self._const is not None:
             return self._const
         if self._pos >= len(self._buf):
-            self._buf = np.asarray(_draw(self.dist, self.rng, self.block), dtype=np.float64).tolist()
+            self._buf = self._refill()
             self._pos = 0
         v = self._buf[self._pos]
         self._pos += 1
@@ -220,10 +235,6 @@ class Sampler:
     def lots(self) -> int:
         """A draw rounded to whole lots, at least one."""
         return max(1, int(round(self())))
-
-
-def sampler(d: Any, rng: np.random.Generator, block: int = 64) -> Sampler:
-    return Sampler(d, rng, block)
 
 
 # ------------------------------------------------------------------------------------------- groups
