@@ -358,28 +358,28 @@ class ClearingHouse:
         the account's equity and IM are computed exactly."""
         entry_im = self._entry_im
         assert entry_im is not None
-        ledger, venue = self.ledger, self.venue
-        held_row = ledger.position[account].tolist()
-        bid_row = venue.open_bids[account].tolist()
-        ask_row = venue.open_asks[account].tolist()
-        held, bids, asks = held_row[instrument], bid_row[instrument], ask_row[instrument]
+        position, bids_of, asks_of = self.ledger.position, self.venue.open_bids, self.venue.open_asks
+        held, bids, asks = position.item(account, instrument), bids_of.item(account, instrument), \
+            asks_of.item(account, instrument)
         before = max(abs(held + bids), abs(held - asks))
         if side > 0:
             up, down = held + bids + lots, held - asks
         else:
             up, down = held + bids, held - asks - lots
         after = up if abs(up) >= abs(down) else down
-        price_mark = float(self.marks.ticks[instrument]) * float(self.table.tick_size[instrument])
+        mark = self.marks.ticks.item(instrument)
+        price_mark = mark * self.table.tick_size.item(instrument)
         im_after = entry_im(instrument, abs(after), price_mark)
         if im_after is None:
             return None
         added = (im_after - entry_im(instrument, before, price_mark)) * self.scale
-        cost = self._cost_over_mark(instrument, side, price, lots)
-        if self.health[account] == 0 and \
-                self.equity[account] - self.drift[account] - cost >= self.im[account] + self.im_added[account] + added:
+        cost = side * (price - mark) * lots * self.ledger.tick_value.item(instrument)
+        if self.health.item(account) == 0 and self.equity.item(account) - self.drift.item(account) - cost >= \
+                self.im.item(account) + self.im_added.item(account) + added:
             self.im_added[account] += added
             return True
-        exposure = [p + b if abs(p + b) >= abs(p - a) else p - a for p, b, a in zip(held_row, bid_row, ask_row)]
+        exposure = [p + b if abs(p + b) >= abs(p - a) else p - a
+                    for p, b, a in zip(position[account].tolist(), bids_of[account].tolist(), asks_of[account].tolist())]
         exposure[instrument] = after
         im = self._summed_im(exposure)
         if im is None:

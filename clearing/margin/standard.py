@@ -52,6 +52,8 @@ class _TierTable:
 
     def im_of(self, notional: float) -> float:
         """IM of one position of this notional (scalar, pure Python)."""
+        if self.single:
+            return notional * self._im[0]
         k = min(bisect_left(self._caps, notional), len(self._caps) - 1)
         return notional * self._im[k]
 
@@ -82,6 +84,11 @@ class StandardRegime(MarginRegime):
         self.open_interest = open_interest  # per instrument, notional; None: from the positions
         self._oi_caps = bool(np.isfinite(self._oi_lower).any())
         self._last_oi: np.ndarray | None = None
+        # per instrument, what ``entry_im`` needs in plain Python: (contract units, tier table), or
+        # None where an entry depends on more than its own size
+        self._entry_rules: list[tuple[float, _TierTable] | None] = [
+            None if (table.is_option[i] or self._oi_caps) else
+            (float(table.contract_units[i]), self._tiers[int(table.underlying_index[i])]) for i in range(len(table))]
         self._dense = not self.isolated and len(table) <= DENSE_MAX_INSTRUMENTS and not table.is_option.any()
 
     # ------------------------------------------------------------------ per-instrument parameters
@@ -140,11 +147,11 @@ class StandardRegime(MarginRegime):
         path. Cross standard margin is a sum over positions, so a change in one instrument changes
         the account's IM by exactly the change of this entry. None where the entry depends on more
         than its own size (options need the forward; open-interest caps need everyone's positions)."""
-        t = self.table
-        if t.is_option[instrument] or self._oi_caps:
+        rule = self._entry_rules[instrument]
+        if rule is None:
             return None
-        notional = abs(lots) * float(t.contract_units[instrument]) * abs(mark)
-        return self._tiers[int(t.underlying_index[instrument])].im_of(notional)
+        units, tiers = rule
+        return tiers.im_of(abs(lots) * units * abs(mark))
 
     # ------------------------------------------------------------------------------ interface
     def position_requirements(self, positions: Positions, market: MarketState,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import numpy as np
@@ -194,6 +195,18 @@ def sample(d: Any, rng: np.random.Generator) -> float:
     return float(_draw(d, rng, None))
 
 
+@lru_cache(maxsize=256)
+def _choice_table(values: tuple[float, ...], weights: tuple[float, ...] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(values, cumulative probabilities) of a choice, shared read-only by a group's samplers."""
+    w = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
+    cdf = (w / w.sum()).cumsum()  # as Generator.choice builds it
+    cdf /= cdf[-1]
+    table = np.asarray(values, dtype=np.float64), cdf
+    for a in table:
+        a.flags.writeable = False
+    return table
+
+
 class Sampler:
     """Per-event draws of a Dist from an agent's stream, taken in blocks (a list read per call).
 
@@ -212,10 +225,8 @@ class Sampler:
         self._pos = 0
         self._values = self._cdf = None
         if self._const is None and dist.dist == "choice":
-            self._values = np.asarray(dist.values, dtype=np.float64)
-            w = np.ones(len(dist.values)) if dist.weights is None else np.asarray(dist.weights, dtype=np.float64)
-            cdf = np.cumsum(w)
-            self._cdf = cdf / cdf[-1]
+            self._values, self._cdf = _choice_table(tuple(dist.values),
+                                                    None if dist.weights is None else tuple(dist.weights))
 
     def _refill(self) -> list[float]:
         if self._cdf is not None:
