@@ -24,11 +24,16 @@ def classify(equity: np.ndarray, im: np.ndarray, mm: np.ndarray, cancel_level: f
              has_exposure: np.ndarray) -> np.ndarray:
     """Health of every account (int8). Accounts with no positions and no orders are healthy unless
     their equity is negative (a deficit still waiting for absorption is bankrupt)."""
+    # plain ints: numpy compares and assigns an IntEnum through a slow generic path
     cancel = mm + cancel_level * (im - mm)
     state = np.zeros(equity.shape, dtype=np.int8)
-    state[equity < im] = Health.BELOW_IM
-    state[equity < cancel] = Health.BELOW_CANCEL
-    state[equity < mm] = Health.BELOW_MM
-    state[~has_exposure & (equity >= 0)] = Health.HEALTHY
-    state[equity < 0] = Health.BANKRUPT
+    state[equity < im] = _BELOW_IM
+    state[equity < cancel] = _BELOW_CANCEL
+    state[equity < mm] = _BELOW_MM
+    state *= has_exposure
+    state[equity < 0] = _BANKRUPT
     return state
+
+
+_BELOW_IM, _BELOW_CANCEL, _BELOW_MM, _BANKRUPT = (int(h) for h in (Health.BELOW_IM, Health.BELOW_CANCEL,
+                                                                   Health.BELOW_MM, Health.BANKRUPT))

@@ -289,8 +289,10 @@ def _solvency_at_true_prices(episode: Episode) -> dict[str, np.ndarray]:
 
 
 def _events_processed(episode: Episode) -> int:
-    # simpy numbers every event it schedules from one counter; reading it once at the end is exact
-    return int(next(episode.world.env._eid))
+    # simpy numbers every event it schedules from one counter: those scheduled, less those still
+    # queued past the end (wake-ups and messages that never came due)
+    env = episode.world.env
+    return int(next(env._eid)) - len(env._queue)
 
 
 def verify(episode: Episode) -> None:

@@ -64,7 +64,6 @@ class World:
     def __init__(self, seed: int) -> None:
         self.env = _Environment()
         self.streams = RandomStreams(seed)
-        self.events_scheduled = 0
 
     @property
     def now(self) -> float:
@@ -76,13 +75,11 @@ class World:
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` after ``delay`` simulated seconds (message delivery, timers)."""
-        self.events_scheduled += 1
         env = self.env
         heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), _Call(fn, args)))
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` at the current time, before ordinary events scheduled for now."""
-        self.events_scheduled += 1
         env = self.env
         heappush(env._queue, (env._now, URGENT, next(env._eid), _Call(fn, args)))
 

@@ -74,3 +74,23 @@ def test_latency_config_names_the_bad_field():
         LatencyConfig(kind="exponential", mean=-1.0)
     with pytest.raises(ValidationError, match=r"min \(0.5\) must not exceed mean"):
         LatencyConfig(kind="uniform", mean=0.1, min=0.5)
+
+
+def test_episode_events_are_those_processed_not_those_still_queued(monkeypatch):
+    """``stats['events']`` (the benchmark's numerator) counts events the kernel processed: wake-ups
+    and messages still queued past the end of the clock are not events of the run."""
+    from sim import kernel
+    from sim.config import load_episode
+    from sim.episode import run
+
+    processed = [0]
+    step = kernel._Environment.step
+
+    def counting(self):
+        processed[0] += 1
+        step(self)
+
+    monkeypatch.setattr(kernel._Environment, "step", counting)
+    config = load_episode("configs/bench/rmsc04_like.yaml", {"duration": 600.0, "outputs": {"counterfactual": False}})
+    result = run(config)
+    assert result.stats["events"] == processed[0]
