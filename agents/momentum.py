@@ -81,7 +81,6 @@ class MomentumTrader(Agent):
         price = self.reference_ticks(i, cfg.reference)
         now = self.now
         self.observe(price, now)
-        pos = self.position(i)
         if cfg.panic_drop is not None and now - self.last_panic >= cfg.panic_cooldown:
             high = self.window[0][1]
             if high > 0 and price < high * (1.0 - cfg.panic_drop):
@@ -95,6 +94,7 @@ class MomentumTrader(Agent):
         long_ = self.long_sum / cfg.long_window
         side = BUY if short >= long_ else SELL
         self.signal = side
+        pos = self.position(i) if cfg.max_position is not None else 0
         if cfg.max_position is not None and side * pos >= cfg.max_position:
             return
         book = self.ctx.venue.books[i]

@@ -31,7 +31,7 @@ from sim.schema.population import Sampler, ValueGroup
 class ValueTrader(Agent):
     kind = "value"
     __slots__ = ("cfg", "instrument", "arrivals", "size", "r_bar", "m", "v", "last_t", "last_order", "normals",
-                 "_n", "uniforms", "_u", "estimate")
+                 "_n", "uniforms", "_u", "estimate", "book", "_diffusion", "_obs_var", "_horizon_decay")
 
     def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
                  cfg: ValueGroup, instruments: list[int]) -> None:
@@ -50,6 +50,9 @@ class ValueTrader(Agent):
         self.uniforms: list[float] = []
         self._u = 0
         self.estimate = 0.0
+        self.book = ctx.venue.books[self.instrument]
+        self._diffusion = self._obs_var = 0.0  # set by ``start`` (they need r_bar)
+        self._horizon_decay: float | None = None
 
     def _normal(self) -> float:
         if self._n >= len(self.normals):
@@ -74,6 +77,10 @@ class ValueTrader(Agent):
         self.r_bar = cfg.r_bar / tick if cfg.r_bar is not None else self.index_ticks(i)
         self.m = self.r_bar
         self.v = (cfg.prior_std * self.r_bar) ** 2
+        self._diffusion = (cfg.belief_vol * self.r_bar) ** 2 / SECONDS_PER_YEAR  # ticks^2 per second
+        self._obs_var = (cfg.obs_noise * self.r_bar) ** 2
+        # how much of today's deviation from r_bar is left at the horizon (None: no projection)
+        self._horizon_decay = math.exp(-cfg.kappa * cfg.horizon) if cfg.horizon is not None and cfg.kappa > 0 else None
         self.last_t = cfg.start
         self.ctx.world.call_later(cfg.start + self.arrivals.next(), self._wake)
 
@@ -85,34 +92,30 @@ class ValueTrader(Agent):
 
     def update_belief(self, observed: float, now: float) -> float:
         """Propagate and update the belief with one noisy observation; the projected value (ticks)."""
-        cfg = self.cfg
         dt = max(now - self.last_t, 0.0)
         self.last_t = now
-        s2 = (cfg.belief_vol * self.r_bar) ** 2 / SECONDS_PER_YEAR  # ticks^2 per second
-        k = cfg.kappa
+        k = self.cfg.kappa
         if k > 0:
             decay = math.exp(-k * dt)
             self.m = self.r_bar + (self.m - self.r_bar) * decay
-            self.v = self.v * decay * decay + s2 * (1.0 - decay * decay) / (2.0 * k)
+            self.v = self.v * decay * decay + self._diffusion * (1.0 - decay * decay) / (2.0 * k)
         else:
-            self.v += s2 * dt
-        n2 = (cfg.obs_noise * self.r_bar) ** 2
+            self.v += self._diffusion * dt
+        n2 = self._obs_var
         if n2 <= 0.0:
             self.m, self.v = observed, 0.0
         else:
             gain = self.v / (self.v + n2)
             self.m += gain * (observed - self.m)
             self.v = self.v * n2 / (self.v + n2)
-        if cfg.horizon is not None and k > 0:
-            self.estimate = self.r_bar + (self.m - self.r_bar) * math.exp(-k * cfg.horizon)
-        else:
-            self.estimate = self.m
+        decay_to_horizon = self._horizon_decay
+        self.estimate = self.m if decay_to_horizon is None else self.r_bar + (self.m - self.r_bar) * decay_to_horizon
         return self.estimate
 
     def act(self) -> None:
         cfg = self.cfg
         i = self.instrument
-        book = self.ctx.venue.books[i]
+        book = self.book
         if self.last_order and book.order(self.last_order) is not None:
             self.cancel(self.last_order, i)
         self.last_order = 0
@@ -129,8 +132,7 @@ class ValueTrader(Agent):
         if value == mid:
             return
         side = BUY if value > mid else SELL
-        pos = self.position(i)
-        if cfg.max_position is not None and side * pos >= cfg.max_position:
+        if cfg.max_position is not None and side * self.position(i) >= cfg.max_position:
             return
         adjust = 0 if self._uniform() < cfg.aggressive_prob else int(self._uniform() * (cfg.depth_spread * spread + 1))
         price = ask - adjust if side == BUY else bid + adjust
