@@ -76,6 +76,7 @@ class ClearingHouse:
         # IM added by orders the pre-trade fast path accepted since each account's last valuation
         self.im_added = np.zeros(cap)
         self._entry_im = getattr(regime, "entry_im", None)
+        self._continuous = config.enforcement.cadence == "continuous"
 
     # ------------------------------------------------------------------ wiring
     def attach(self, liquidations: "LiquidationEngine") -> None:
@@ -201,17 +202,23 @@ class ClearingHouse:
         ledger.trade(buyer, seller, instrument, price, lots)
         ledger.charge_fee(fill.maker_account, maker_fee)
         ledger.charge_fee(fill.taker_account, taker_fee)
-        if self.config.enforcement.cadence == "continuous" and not (fill.flags & (FillFlag.LIQUIDATION | FillFlag.ADL)):
+        if self._continuous and not (fill.flags & (FillFlag.LIQUIDATION | FillFlag.ADL)):
             if max(buyer, seller) >= self.slack.shape[0]:
                 self._grow()
-            away = (price - float(self.marks.ticks[instrument])) * lots * int(ledger.tick_value[instrument])
-            fees = {fill.maker_account: maker_fee, fill.taker_account: taker_fee}
-            for account, cost in ((buyer, max(away, 0.0)), (seller, max(-away, 0.0))):
-                self.drift[account] += cost + fees[account]
-                if self.drift[account] >= self.slack[account]:
-                    if not self._dirty:  # one re-check per instant, however many fills it had
-                        self.world.call_soon(self._check_parties)
-                    self._dirty.add(account)
+            # what trading away from the mark cost each side, plus its fee, eats into its slack
+            away = (price - self.marks.ticks.item(instrument)) * lots * ledger.tick_value.item(instrument)
+            buyer_fee = maker_fee if buyer == fill.maker_account else taker_fee
+            seller_fee = taker_fee if buyer == fill.maker_account else maker_fee
+            self._spend_slack(buyer, max(away, 0.0) + buyer_fee)
+            self._spend_slack(seller, max(-away, 0.0) + seller_fee)
+
+    def _spend_slack(self, account: int, cost: float) -> None:
+        drift = self.drift.item(account) + cost
+        self.drift[account] = drift
+        if drift >= self.slack.item(account):
+            if not self._dirty:  # one re-check per instant, however many fills it had
+                self.world.call_soon(self._check_parties)
+            self._dirty.add(account)
 
     def _check_parties(self) -> None:
         rows = np.array(sorted(a for a in self._dirty if a >= FIRST_TRADER), dtype=np.int64)
