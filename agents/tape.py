@@ -7,8 +7,6 @@ trade imbalance read the counters' change since their last look. Complexity: O(1
 
 from __future__ import annotations
 
-import numpy as np
-
 from sim.orders import Fill
 
 
@@ -18,9 +16,10 @@ class MarketTape:
     __slots__ = ("buy_volume", "sell_volume", "last_price", "trades")
 
     def __init__(self, n_instruments: int) -> None:
-        self.buy_volume = np.zeros(n_instruments, dtype=np.int64)
-        self.sell_volume = np.zeros(n_instruments, dtype=np.int64)
-        self.last_price = np.zeros(n_instruments, dtype=np.int64)
+        # plain lists: one element changes per fill, where numpy's per-element cost is the point
+        self.buy_volume = [0] * n_instruments
+        self.sell_volume = [0] * n_instruments
+        self.last_price = [0] * n_instruments
         self.trades = 0
 
     def on_fill(self, fill: Fill, maker_fee: int, taker_fee: int) -> None:

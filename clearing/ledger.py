@@ -153,7 +153,7 @@ class Ledger:
     # ----------------------------------------------------------------- trading
     def trade(self, buyer: int, seller: int, instrument: int, price_ticks: int, lots: int) -> None:
         """Settle one fill: cash from buyer to seller, lots from seller to buyer."""
-        notional = price_ticks * lots * int(self.tick_value[instrument])
+        notional = price_ticks * lots * self.tick_value.item(instrument)
         self.cash[buyer, QUOTE] -= notional
         self.cash[seller, QUOTE] += notional
         self._move_position(buyer, instrument, lots, notional)
@@ -161,8 +161,8 @@ class Ledger:
 
     def _move_position(self, account: int, instrument: int, lots: int, value: int) -> None:
         """Add ``lots`` bought for ``value`` (both signed) and book realised PnL on any closed part."""
-        held = int(self.position[account, instrument])
-        cost = int(self.entry_value[account, instrument])
+        held = self.position.item(account, instrument)
+        cost = self.entry_value.item(account, instrument)
         after = held + lots
         if held == 0 or (held > 0) == (lots > 0):
             self.entry_value[account, instrument] = cost + value
