@@ -18,14 +18,16 @@ if TYPE_CHECKING:
     from sim.episode import Episode
 
 
+TRADE_COLUMNS = ("time", "instrument", "price", "size", "aggressor", "maker", "taker", "flags")
+
+
 class Recorder:
     """Subscribes to the venue and the oracle and samples state on a timer."""
 
     def __init__(self, episode: "Episode", sample_interval: float) -> None:
         self.ep = episode
         self.sample_interval = sample_interval
-        self.trades: dict[str, list] = {k: [] for k in (
-            "time", "instrument", "price", "size", "aggressor", "maker", "taker", "flags")}
+        self.trades: list[tuple] = []  # one row per fill, in TRADE_COLUMNS order
         self.publications: dict[str, list] = {"time": [], "underlying": [], "index": [], "true": []}
         self.market: dict[str, list] = {k: [] for k in (
             "time", "instrument", "mark", "index", "best_bid", "best_ask", "open_interest")}
@@ -42,15 +44,8 @@ class Recorder:
         ep.world.every(self.sample_interval, self.sample, start=0.0)
 
     def on_trade(self, fill: Fill, maker_fee: int, taker_fee: int) -> None:
-        t = self.trades
-        t["time"].append(self.ep.world.now)
-        t["instrument"].append(fill.instrument)
-        t["price"].append(fill.price)
-        t["size"].append(fill.size)
-        t["aggressor"].append(fill.aggressor_side)
-        t["maker"].append(fill.maker_account)
-        t["taker"].append(fill.taker_account)
-        t["flags"].append(int(fill.flags))
+        self.trades.append((self.ep.world.now, fill.instrument, fill.price, fill.size, fill.aggressor_side,
+                            fill.maker_account, fill.taker_account, int(fill.flags)))
 
     def on_reject(self, account: int, result) -> None:
         # a refused amend leaves its order resting as it was; only refused new orders must never rest
@@ -119,7 +114,8 @@ class Recorder:
     def tables(self) -> dict[str, dict[str, np.ndarray]]:
         """Everything as column arrays (one dict per table)."""
         out: dict[str, dict[str, np.ndarray]] = {
-            "trades": {k: np.asarray(v) for k, v in self.trades.items()},
+            "trades": {k: np.asarray(col) for k, col in zip(
+                TRADE_COLUMNS, zip(*self.trades) if self.trades else [[]] * len(TRADE_COLUMNS))},
             "oracle": {k: np.asarray(v) for k, v in self.publications.items()},
             "market": {k: np.asarray(v) for k, v in self.market.items()},
             "fund": {k: np.asarray(v) for k, v in self.fund.items()},
