@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 
 _BELOW_CANCEL, _BELOW_MM = int(Health.BELOW_CANCEL), int(Health.BELOW_MM)  # numpy compares plain ints faster
+# fills the clearing house forced (its own liquidations and ADL): their parties are handled by the
+# liquidation engine, not re-checked. A plain int: IntFlag arithmetic runs in Python, per fill
+_FORCED_FILL = int(FillFlag.LIQUIDATION | FillFlag.ADL)
 
 
 class ClearingHouse:
@@ -202,7 +205,7 @@ class ClearingHouse:
         ledger.trade(buyer, seller, instrument, price, lots)
         ledger.charge_fee(fill.maker_account, maker_fee)
         ledger.charge_fee(fill.taker_account, taker_fee)
-        if self._continuous and not (fill.flags & (FillFlag.LIQUIDATION | FillFlag.ADL)):
+        if self._continuous and not (int(fill.flags) & _FORCED_FILL):
             if max(buyer, seller) >= self.slack.shape[0]:
                 self._grow()
             # what trading away from the mark cost each side, plus its fee, eats into its slack
