@@ -57,10 +57,11 @@ class ClearingHouse:
         self.equity = np.zeros(cap)
         self.im = np.zeros(cap)
         self.mm = np.zeros(cap)
-        self.index_value = np.zeros(cap)  # the part of position value carried by the index
-        self.basis_value = np.zeros(cap)  # the part carried by the book's basis (endogenous)
         self.last_charge: dict[int, Cause] = {}  # loss allocations since the account's last check
         self.basis_mover: dict[int, tuple[int, float]] = {}  # instrument -> (liq_id, time) of last impact
+        # the marks' index and basis parts at the last full re-valuation (breach attribution)
+        self._valued_index_ticks = marks.index_ticks.copy()
+        self._valued_basis_ticks = marks.basis_ticks.copy()
         self.oracle_seq = 0
         self.revaluations = 0
         self.liquidations: "LiquidationEngine | None" = None
@@ -112,7 +113,7 @@ class ClearingHouse:
     def _grow(self) -> None:
         cap = self.ledger.cash.shape[0]
         if self.health.shape[0] < cap:
-            for name in ("health", "equity", "im", "mm", "index_value", "basis_value", "slack", "drift", "im_added"):
+            for name in ("health", "equity", "im", "mm", "slack", "drift", "im_added"):
                 old = getattr(self, name)
                 new = np.zeros(cap, dtype=old.dtype)
                 new[: old.shape[0]] = old
@@ -158,6 +159,11 @@ class ClearingHouse:
 
     def valuation(self, rows: slice | np.ndarray, full: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(equity, IM, MM) in minor units for the given ledger rows."""
+        return self._value_rows(rows, full)[:3]
+
+    def _value_rows(self, rows: slice | np.ndarray, full: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(equity, IM, MM, worst-case exposure) for the given ledger rows."""
         ledger = self.ledger
         marks_value = self.marks.ticks * ledger.tick_value
         cash = ledger.cash[rows]
@@ -166,8 +172,9 @@ class ClearingHouse:
         else:
             collateral = self._collateral(cash)
         equity = collateral + ledger.position[rows] @ marks_value
-        req = self.requirements(self.exposure(rows), full)
-        return equity, req.im * self.scale, req.mm * self.scale
+        exposure = self.exposure(rows)
+        req = self.requirements(exposure, full)
+        return equity, req.im * self.scale, req.mm * self.scale, exposure
 
     def _collateral(self, cash: np.ndarray) -> np.ndarray:
         """Collateral value in quote minor units at the published prices, after haircuts."""
@@ -228,58 +235,58 @@ class ClearingHouse:
         self._dirty.clear()
         if rows.size:
             cause = Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now)
-            self._apply(rows, *self.valuation(rows), cause)
+            self._apply(rows, *self._value_rows(rows), cause)
 
     def revalue_all(self, cause: Cause) -> None:
         """Re-value every trader account at once and act on the new states."""
         self._grow()
         self.revaluations += 1
         rows = slice(FIRST_TRADER, self.ledger.n_accounts)
-        equity, im, mm = self.valuation(rows, full=True)
+        equity, im, mm, exposure = self._value_rows(rows, full=True)
         gross = float((np.abs(self.ledger.position[rows]) @ (self.marks.ticks * self.ledger.tick_value)).sum())
         self.margin_samples.append((self.world.now, float(im.sum()), float(mm.sum()), float(equity.sum()), gross))
-        self._apply(rows, equity, im, mm, cause)
+        self._apply(rows, equity, im, mm, exposure, cause)
+        self._valued_index_ticks = self.marks.index_ticks.copy()
+        self._valued_basis_ticks = self.marks.basis_ticks.copy()
 
     def _apply(self, rows: slice | np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray,
-               cause: Cause) -> None:
+               exposure: np.ndarray, cause: Cause) -> None:
         """Record the new valuations of ``rows`` (a slice for a full re-valuation: views, not
         copies) and act on them: cancel the orders of accounts below the cancel level, start the
         liquidation of accounts below maintenance."""
-        ledger, venue, tick_value = self.ledger, self.venue, self.ledger.tick_value
-        pos = ledger.position[rows]
-        has_position = (pos != 0).any(axis=1)
-        has_orders = ((venue.open_bids[rows] + venue.open_asks[rows]) > 0).any(axis=1)
-        state = classify(equity, im, mm, self.config.enforcement.cancel_level, has_position | has_orders)
-        index_value = pos @ (self.marks.index_ticks * tick_value)
-        basis_value = pos @ (self.marks.basis_ticks * tick_value)
+        # the worst case is zero exactly when there is neither a position nor an order
+        exposed = (exposure != 0).any(axis=1)
+        state = classify(equity, im, mm, self.config.enforcement.cancel_level, exposed)
         acting = np.flatnonzero(state >= _BELOW_CANCEL)
-        if acting.size:
-            accounts = (np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows)[acting]
-            breach = (state[acting] >= _BELOW_MM) & (has_position[acting] | (equity[acting] < 0))
-            # how much of the move since the account's last valuation came from the index and how
-            # much from the book's basis (read before the new values overwrite them)
-            d_index = index_value[acting] - self.index_value[accounts]
-            d_basis = basis_value[acting] - self.basis_value[accounts]
         self.equity[rows], self.im[rows], self.mm[rows] = equity, im, mm
         self.slack[rows] = equity - (mm + self.config.enforcement.cancel_level * (im - mm))
         self.drift[rows] = 0.0
         self.im_added[rows] = 0.0
         self.health[rows] = state
-        self.index_value[rows], self.basis_value[rows] = index_value, basis_value
         if not acting.size:
             return
+        ledger, venue, tick_value = self.ledger, self.venue, self.ledger.tick_value
+        accounts = (np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows)[acting]
+        pos = ledger.position[accounts]
+        has_position = (pos != 0).any(axis=1)
+        has_orders = ((venue.open_bids[accounts] + venue.open_asks[accounts]) > 0).any(axis=1)
+        breach = (state[acting] >= _BELOW_MM) & (has_position | (equity[acting] < 0))
+        # the positions' P&L since the last full re-valuation, split into what the index and what
+        # the book's basis contributed (marks move only on publications)
+        d_index = pos @ ((self.marks.index_ticks - self._valued_index_ticks) * tick_value)
+        d_basis = pos @ ((self.marks.basis_ticks - self._valued_basis_ticks) * tick_value)
         engine = self.liquidations
         assert engine is not None
         # accounts going to liquidation have their orders cancelled by the liquidation itself;
         # the others below the cancel level (below maintenance too, when orders are all they
         # have) lose their orders now
-        for k in np.flatnonzero(~breach & has_orders[acting]).tolist():
+        for k in np.flatnonzero(~breach & has_orders).tolist():
             venue.cancel_all_now(int(accounts[k]))
         for k in np.flatnonzero(breach).tolist():
             account = int(accounts[k])
             if engine.is_active(account):
                 continue
-            why = self._attribute(account, float(d_index[k]), float(d_basis[k]), pos[acting[k]], cause)
+            why = self._attribute(account, float(d_index[k]), float(d_basis[k]), pos[k], cause)
             engine.start(account, float(equity[acting[k]]), float(mm[acting[k]]), why)
 
     def _attribute(self, account: int, d_index: float, d_basis: float, pos: np.ndarray, cause: Cause) -> Cause:
@@ -292,7 +299,9 @@ class ClearingHouse:
             contrib = pos * self.marks.basis_ticks * self.ledger.tick_value
             instrument = int(np.argmin(contrib))
             mover = self.basis_mover.get(instrument)
-            if mover is not None:
+            # an account's own liquidation moving the book is not contagion: it keeps its cause
+            if mover is not None and self.liquidations is not None and \
+                    self.liquidations.events[mover[0]].account != account:
                 return Cause(CauseKind.LIQUIDATION, mover[0], mover[1])
         return cause
 
@@ -435,7 +444,7 @@ class ClearingHouse:
             return 0
         self.ledger.now = self.world.now
         self.ledger.withdraw(account, QUOTE, paid, allow_debt=True)
-        self._apply(np.array([account]), *self.valuation(np.array([account])),
+        self._apply(np.array([account]), *self._value_rows(np.array([account])),
                     Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now))
         return paid
 

@@ -64,6 +64,36 @@ def test_orders_alone_below_maintenance_are_cancelled_not_liquidated():
     assert s.equity(quoter) == pytest.approx(1_000.0)
 
 
+def test_a_breach_the_book_caused_is_attributed_to_the_liquidation_that_moved_it():
+    """Contagion through the mark: A's liquidation sells through the only nearby bid, the book's mid
+    falls, the mark's basis follows, and B -- healthy after the oracle move -- breaches at the next
+    publication. B's breach is generation 1 of A's liquidation; A's own re-breach is not counted as
+    contagion from itself."""
+    s = Scenario(crash(100.0, 0.06), {"oracle": {"mark_basis_cap": 0.05, "mark_basis_window": 1.0}})
+    whale = s.account(10_000_000)
+    a = s.account(1_000)
+    b = s.account(1_100)
+    s.position(a, whale, 19)  # after the 6% drop: equity $430 < MM $446.5
+    s.position(b, whale, 19)  # after the drop: equity $530 > MM; after a 5% basis: $163 < MM $424
+    s.ask(whale, 50_100.0, 1000)
+    s.bid(whale, 49_900.0, 1000)
+
+    def requote_after_the_crash():
+        s.ep.venue.cancel_all_now(whale)
+        s.ask(whale, 47_100.0, 1000)
+        s.bid(whale, 46_900.0, 1)  # one lot near the index, then nothing above $40,000
+        s.bid(whale, 40_000.0, 1000)
+
+    s.ep.world.call_later(102.0, requote_after_the_crash)
+    s.run(300.0)
+    first = s.events[0]
+    assert first.account == a and first.generation == 0 and first.cause.kind == CauseKind.ORACLE
+    (b_event,) = [e for e in s.events if e.account == b]
+    assert b_event.cause.kind == CauseKind.LIQUIDATION and b_event.cause.ref == first.liq_id
+    assert b_event.parent == first.liq_id and b_event.generation == 1
+    assert all(e.generation == 0 for e in s.events if e.account == a)
+
+
 def test_fill_worse_than_bankruptcy_draws_on_the_insurance_fund():
     s = Scenario(crash(100.0, 0.10), {"clearing": {"liquidation": {"book": {"worst_price": "band"}}}})
     whale = s.account(10_000_000)
@@ -97,7 +127,7 @@ def test_empty_fund_triggers_adl_in_rank_order_at_the_bankruptcy_price():
     adl = [st for st in s.steps if st.policy == "adl"]
     # s1 is the most leveraged profitable short, then s2; s3 is never touched
     assert [(st.lots, st.avg_price_ticks) for st in adl] == [(-4, 37_500.0), (-4, 37_500.0)]
-    fills = s.recorder.trades
+    fills = s.recorder.tables()["trades"]
     adl_makers = [m for m, f in zip(fills["maker"], fills["flags"]) if f & 2]
     assert adl_makers == [s1, s2]
     assert int(ep.ledger.position[s3, 0]) == -4
