@@ -171,7 +171,7 @@ class ClearingHouse:
             collateral = cash[:, 0].astype(np.float64)
         else:
             collateral = self._collateral(cash)
-        equity = collateral + ledger.position[rows] @ marks_value
+        equity = collateral + ledger.position[rows].dot(marks_value)  # .dot: a fraction of @'s overhead
         exposure = self.exposure(rows)
         req = self.requirements(exposure, full)
         return equity, req.im * self.scale, req.mm * self.scale, exposure
@@ -185,7 +185,7 @@ class ClearingHouse:
         ledger = self.ledger
         cash = ledger.cash[account]
         collateral = float(cash[0]) if cash.shape[0] == 1 else float(self._collateral(cash[None, :])[0])
-        return collateral + float(ledger.position[account] @ (self.marks.ticks * ledger.tick_value))
+        return collateral + float(ledger.position[account].dot(self.marks.ticks * ledger.tick_value))
 
     # ------------------------------------------------------------------ events
     def on_publication(self, which: np.ndarray) -> None:
@@ -243,7 +243,7 @@ class ClearingHouse:
         self.revaluations += 1
         rows = slice(FIRST_TRADER, self.ledger.n_accounts)
         equity, im, mm, exposure = self._value_rows(rows, full=True)
-        gross = float((np.abs(self.ledger.position[rows]) @ (self.marks.ticks * self.ledger.tick_value)).sum())
+        gross = float(np.abs(self.ledger.position[rows]).dot(self.marks.ticks * self.ledger.tick_value).sum())
         self.margin_samples.append((self.world.now, float(im.sum()), float(mm.sum()), float(equity.sum()), gross))
         self._apply(rows, equity, im, mm, exposure, cause)
         self._valued_index_ticks = self.marks.index_ticks.copy()

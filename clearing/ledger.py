@@ -215,7 +215,7 @@ class Ledger:
     # ----------------------------------------------------------------- valuation
     def position_value(self, marks_ticks: np.ndarray) -> np.ndarray:
         """Mark value of every account's positions in quote minor units (float), rows 0..n."""
-        return self.position[: self.n_accounts] @ (np.asarray(marks_ticks, dtype=np.float64) * self.tick_value)
+        return self.position[: self.n_accounts].dot(np.asarray(marks_ticks, dtype=np.float64) * self.tick_value)
 
     def value_cash(self, cash: np.ndarray, asset_prices: np.ndarray, haircuts: bool = True) -> np.ndarray:
         """Rows of per-asset balances (minor units) in quote minor units at ``asset_prices`` (quote
@@ -232,7 +232,7 @@ class Ledger:
         return self.value_cash(self.cash[: self.n_accounts], asset_prices, haircuts)
 
     def gross_notional(self, marks_ticks: np.ndarray) -> np.ndarray:
-        return np.abs(self.position[: self.n_accounts]) @ (np.asarray(marks_ticks, dtype=np.float64) * self.tick_value)
+        return np.abs(self.position[: self.n_accounts]).dot(np.asarray(marks_ticks, dtype=np.float64) * self.tick_value)
 
     # ----------------------------------------------------------------- proof
     def system_balances(self, asset: int = QUOTE) -> dict[str, int]:

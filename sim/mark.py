@@ -39,6 +39,11 @@ class MarkPricer:
         n = len(table)
         self.linear = np.flatnonzero(table.kind != InstrumentKind.OPTION)
         self.options = np.flatnonzero(table.kind == InstrumentKind.OPTION)
+        self._linear_list = self.linear.tolist()
+        self._underlying_of = table.underlying_index.tolist()
+        self._tick_size = table.tick_size.tolist()
+        # without options every row is linear: a slice reads and writes views, not copies
+        self._linear_rows = slice(None) if not self.options.size else self.linear
         self.premium = np.zeros(n)  # EMA of the book premium, linear instruments only
         self.index_ticks = np.zeros(n)
         self.basis_ticks = np.zeros(n)
@@ -63,17 +68,19 @@ class MarkPricer:
 
     def sample_books(self) -> None:
         """Fold the books' current premia into the moving average (called every oracle sample)."""
-        index = self.index
-        u = self.table.underlying_index
-        for i in self.linear:
+        index = self.index.tolist()
+        u, tick = self._underlying_of, self._tick_size
+        premium_avg, alpha, cap = self.premium, self.alpha, self.cap
+        for i in self._linear_list:
             mid = self.books[i].mid()
             if mid is None:
                 continue
             ref = index[u[i]]
             # each sample is clamped before it is averaged, so one spike on a thin book cannot pin
             # the mark at the cap long after the book has recovered
-            premium = min(max((mid * self.table.tick_size[i] - ref) / ref, -self.cap), self.cap)
-            self.premium[i] += self.alpha * (premium - self.premium[i])
+            premium = min(max((mid * tick[i] - ref) / ref, -cap), cap)
+            before = premium_avg.item(i)
+            premium_avg[i] = before + alpha * (premium - before)
 
     def underlying_marks(self) -> np.ndarray:
         """Price of each underlying as the forward for its options (quote units)."""
@@ -100,8 +107,8 @@ class MarkPricer:
         self._vols_stale = True
         t = self.table
         spot = index[t.underlying_index]
-        basis = np.clip(self.premium, -self.cap, self.cap)
-        lin = self.linear
+        basis = np.minimum(np.maximum(self.premium, -self.cap), self.cap)  # np.clip's overhead is not worth it here
+        lin = self._linear_rows
         self.index_ticks[lin] = spot[lin] / t.tick_size[lin]
         self.basis_ticks[lin] = spot[lin] * basis[lin] / t.tick_size[lin]
         self.ticks[lin] = self.index_ticks[lin] + self.basis_ticks[lin]
