@@ -42,6 +42,8 @@ class Oracle:
         self.venue_price = np.full(n, np.nan)  # last venue trade price per underlying (quote units)
         self._floor_list = self.floor.tolist()
         self._ceiling_list = self.ceiling.tolist()
+        self._aggregation_median = config.aggregation == "median"
+        self._heartbeat_due = config.heartbeat - 1e-9  # a heartbeat's worth of float steps may fall short
         self._outage_windows = [
             (o.start, o.end, np.array([u in o.underlyings for u in underlyings]) if o.underlyings else np.ones(n, bool))
             for o in config.outages
@@ -84,7 +86,7 @@ class Oracle:
         return np.clip(value, self.floor, self.ceiling)
 
     def _candidate(self, now: float) -> list[float]:
-        if self.config.aggregation == "median":
+        if self._aggregation_median:
             return self._median(now).tolist()
         return self._weighted(self._true_row(now))
 
@@ -114,17 +116,16 @@ class Oracle:
         """Publish every underlying whose candidate moved beyond ``deviation`` or whose heartbeat is
         due, outside outages (plain floats: a handful of underlyings, no numpy overhead)."""
         now = self.world.now
-        c = self.config
         candidate = self._candidate(now)
         last, last_at = self._pending_last, self._pending_at
-        heartbeat, deviation = c.heartbeat - 1e-9, c.deviation
+        heartbeat, deviation = self._heartbeat_due, self.config.deviation
         blocked = self._in_outage(now).tolist() if self._outage_windows else None
         which: list[int] = []
         values: list[float] = []
         for u, price in enumerate(candidate):
             if blocked is not None and blocked[u]:
                 continue
-            if abs(price / last[u] - 1.0) > deviation or now - last_at[u] >= heartbeat:
+            if abs(price / last.item(u) - 1.0) > deviation or now - last_at.item(u) >= heartbeat:
                 which.append(u)
                 values.append(price)
         if not which:
@@ -133,8 +134,9 @@ class Oracle:
         vals = np.array(values)
         last[idx] = vals
         last_at[idx] = now
-        if c.latency > 0:
-            self.world.call_later(c.latency, self._publish, idx, vals)
+        latency = self.config.latency
+        if latency > 0:
+            self.world.call_later(latency, self._publish, idx, vals)
         else:
             self._publish(idx, vals)
 
