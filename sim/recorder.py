@@ -31,7 +31,10 @@ class Recorder:
         self.publications: dict[str, list] = {"time": [], "underlying": [], "index": [], "true": []}
         self.market: dict[str, list] = {k: [] for k in (
             "time", "instrument", "mark", "index", "best_bid", "best_ask", "open_interest")}
-        self.accounts: dict[str, list] = {k: [] for k in ("time", "account", "equity", "im", "mm", "health", "gross")}
+        # per sample: its time and how many trader accounts it covers (the time and account columns
+        # are expanded at the end), then one array per column
+        self.account_samples: list[tuple[float, int]] = []
+        self.accounts: dict[str, list] = {k: [] for k in ("equity", "im", "mm", "health", "gross")}
         self.fund: dict[str, list] = {"time": [], "insurance_fund": [], "bad_debt": [], "fee_pool": []}
         self.refused_orders: set[int] = set()
         self._unchecked_refusals: list[int] = []
@@ -85,8 +88,7 @@ class Recorder:
             equity, im, mm = ep.house.valuation(slice(FIRST_TRADER, n))
             gross = ledger.gross_notional(ep.marks.ticks)[FIRST_TRADER:n]
             a = self.accounts
-            a["time"].append(np.full(n - FIRST_TRADER, now))
-            a["account"].append(np.arange(FIRST_TRADER, n))
+            self.account_samples.append((now, n - FIRST_TRADER))
             a["equity"].append(equity)
             a["im"].append(im)
             a["mm"].append(mm)
@@ -124,8 +126,14 @@ class Recorder:
                 ("time", "im", "mm", "equity", "gross"),
                 zip(*self.ep.house.margin_samples) if self.ep.house.margin_samples else [[]] * 5)},
         }
-        acc = self.accounts
-        out["accounts"] = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in acc.items()}
+        times, counts = (np.array(c) for c in zip(*self.account_samples)) if self.account_samples else \
+            (np.zeros(0), np.zeros(0, dtype=np.int64))
+        out["accounts"] = {
+            "time": np.repeat(times, counts),
+            "account": (np.concatenate([np.arange(FIRST_TRADER, FIRST_TRADER + c) for c in counts.tolist()])
+                        if counts.size else np.zeros(0)),
+            **{k: (np.concatenate(v) if v else np.zeros(0)) for k, v in self.accounts.items()},
+        }
         engine = self.ep.engine
         ev = engine.events
         out["liquidations"] = {
