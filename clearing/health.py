@@ -20,12 +20,17 @@ class Health(IntEnum):
     BANKRUPT = 4
 
 
-def classify(equity: np.ndarray, im: np.ndarray, mm: np.ndarray, cancel_level: float,
+def cancel_threshold(im: np.ndarray, mm: np.ndarray, cancel_level: float) -> np.ndarray:
+    """The equity below which open orders are cancelled: ``MM + cancel_level x (IM - MM)``."""
+    return mm + cancel_level * (im - mm)
+
+
+def classify(equity: np.ndarray, im: np.ndarray, mm: np.ndarray, cancel: np.ndarray,
              has_exposure: np.ndarray) -> np.ndarray:
-    """Health of every account (int8). Accounts with no positions and no orders are healthy unless
-    their equity is negative (a deficit still waiting for absorption is bankrupt)."""
+    """Health of every account (int8) against IM, the cancel threshold (``cancel_threshold``) and
+    MM. Accounts with no positions and no orders are healthy unless their equity is negative (a
+    deficit still waiting for absorption is bankrupt)."""
     # plain ints: numpy compares and assigns an IntEnum through a slow generic path
-    cancel = mm + cancel_level * (im - mm)
     state = np.zeros(equity.shape, dtype=np.int8)
     state[equity < im] = _BELOW_IM
     state[equity < cancel] = _BELOW_CANCEL

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clearing.causality import Cause, CauseKind
-from clearing.health import Health, classify
+from clearing.health import Health, cancel_threshold, classify
 from clearing.instruments import InstrumentKind, InstrumentTable
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger
 from clearing.margin.base import MarginRegime, Positions
@@ -144,7 +144,8 @@ class ClearingHouse:
                 asks = asks.copy()
                 asks[:, instrument] += lots
         up, down = pos + bids, pos - asks
-        return np.where(np.abs(up) >= np.abs(down), up, down).astype(np.float64)
+        # up >= down (order sizes are never negative), so |up| >= |down| exactly when up + down >= 0
+        return np.where(up + down >= 0, up, down).astype(np.float64)
 
     def requirements(self, exposure: np.ndarray, full: bool = False):
         """The regime's requirements for worst-case lots. Only a full re-valuation (every account,
@@ -256,10 +257,11 @@ class ClearingHouse:
         liquidation of accounts below maintenance."""
         # the worst case is zero exactly when there is neither a position nor an order
         exposed = (exposure != 0).any(axis=1)
-        state = classify(equity, im, mm, self.config.enforcement.cancel_level, exposed)
+        cancel_at = cancel_threshold(im, mm, self.config.enforcement.cancel_level)
+        state = classify(equity, im, mm, cancel_at, exposed)
         acting = np.flatnonzero(state >= _BELOW_CANCEL)
         self.equity[rows], self.im[rows], self.mm[rows] = equity, im, mm
-        self.slack[rows] = equity - (mm + self.config.enforcement.cancel_level * (im - mm))
+        self.slack[rows] = equity - cancel_at
         self.drift[rows] = 0.0
         self.im_added[rows] = 0.0
         self.health[rows] = state

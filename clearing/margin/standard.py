@@ -200,8 +200,7 @@ class StandardRegime(MarginRegime):
                     self._last_oi = oi
             else:
                 oi = self._last_oi
-        im = np.zeros(lots.shape[0])
-        mm = np.zeros(lots.shape[0])
+        im = mm = None
         for i in range(lots.shape[1]):
             notional = np.abs(lots[:, i]) * float(t.contract_units[i]) * float(marks[i])
             u = int(t.underlying_index[i])
@@ -215,11 +214,16 @@ class StandardRegime(MarginRegime):
                 frac = float(np.clip((oi[i] - lo) / (hi - lo), 0.0, 1.0))
                 if np.isfinite(frac):
                     im_rate = im_rate + (1.0 - im_rate) * frac
-            im += notional * im_rate
-            if mm_amt is None:  # one tier: no maintenance amount, and the product is never negative
-                mm += notional * mm_rate
+            im_i = notional * im_rate
+            # one tier: no maintenance amount, and the product is never negative
+            mm_i = notional * mm_rate if mm_amt is None else np.maximum(notional * mm_rate - mm_amt, 0.0)
+            if im is None:  # the first column starts the sums (0.0 + x is x: the same bits)
+                im, mm = im_i, mm_i
             else:
-                mm += np.maximum(notional * mm_rate - mm_amt, 0.0)
+                im += im_i
+                mm += mm_i
+        if im is None:
+            im, mm = np.zeros(lots.shape[0]), np.zeros(lots.shape[0])
         return Requirements(im=im, mm=mm)
 
     def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:
