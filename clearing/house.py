@@ -71,14 +71,16 @@ class ClearingHouse:
         self._asset_source = [None if a.price_source is None else list(oracle.underlyings).index(a.price_source)
                               for a in assets]
         self._dirty: set[int] = set()  # fill parties waiting for their re-check
-        # Equity above the cancel level at each account's last valuation, and how much fills and
-        # fees have taken from it since. Marks only move on publications (which re-value
-        # everyone) and a fill never raises worst-case exposure, so an account whose fills have not
-        # used up its slack cannot have crossed a threshold: only the others are re-checked.
+        # Lower bounds, per account, of equity above the cancel level (``slack``) and of equity
+        # above IM (``headroom``; -inf for an account that was not healthy), set at each valuation
+        # and lowered since by what fills cost (trading away from the mark, fees) and by the IM
+        # every accepted order adds (which bounds its rise of the cancel level too: MM rates never
+        # exceed IM rates). Marks move only on publications, which re-value everyone, and fills
+        # never raise worst-case exposure, so an account with slack left cannot have crossed a
+        # threshold (only the others are re-checked after fills), and an order that fits in the
+        # headroom is accepted without a margin computation.
         self.slack = np.zeros(cap)
-        self.drift = np.zeros(cap)
-        # IM added by orders the pre-trade fast path accepted since each account's last valuation
-        self.im_added = np.zeros(cap)
+        self.headroom = np.zeros(cap)
         self._entry_im = getattr(regime, "entry_im", None)
         self._continuous = config.enforcement.cadence == "continuous"
 
@@ -113,7 +115,7 @@ class ClearingHouse:
     def _grow(self) -> None:
         cap = self.ledger.cash.shape[0]
         if self.health.shape[0] < cap:
-            for name in ("health", "equity", "im", "mm", "slack", "drift", "im_added"):
+            for name in ("health", "equity", "im", "mm", "slack", "headroom"):
                 old = getattr(self, name)
                 new = np.zeros(cap, dtype=old.dtype)
                 new[: old.shape[0]] = old
@@ -224,9 +226,10 @@ class ClearingHouse:
             self._spend_slack(seller, max(-away, 0.0) + seller_fee)
 
     def _spend_slack(self, account: int, cost: float) -> None:
-        drift = self.drift.item(account) + cost
-        self.drift[account] = drift
-        if drift >= self.slack.item(account):
+        slack = self.slack.item(account) - cost
+        self.slack[account] = slack
+        self.headroom[account] -= cost
+        if slack <= 0.0:
             if not self._dirty:  # one re-check per instant, however many fills it had
                 self.world.call_soon(self._check_parties)
             self._dirty.add(account)
@@ -262,8 +265,7 @@ class ClearingHouse:
         acting = np.flatnonzero(state >= _BELOW_CANCEL)
         self.equity[rows], self.im[rows], self.mm[rows] = equity, im, mm
         self.slack[rows] = equity - cancel_at
-        self.drift[rows] = 0.0
-        self.im_added[rows] = 0.0
+        self.headroom[rows] = np.where(state == 0, equity - im, -np.inf)
         self.health[rows] = state
         if not acting.size:
             return
@@ -330,10 +332,12 @@ class ClearingHouse:
         return ok
 
     def _accepted_exactly(self, account: int, equity_after: float, im: float) -> None:
-        self.equity[account] = equity_after
-        self.im[account] = im
-        self.drift[account] = 0.0
-        self.im_added[account] = 0.0
+        """An order the exact check accepted: equity (less the order's cost over the mark) minus
+        IM with the order bounds both the headroom and the slack from below (the cancel level is
+        at most IM)."""
+        bound = equity_after - im
+        self.slack[account] = bound
+        self.headroom[account] = bound if self.health.item(account) == 0 else -np.inf
 
     def would_accept(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:
         """A what-if margin query (an exchange's margin calculator): the pre-trade check's answer
@@ -375,11 +379,8 @@ class ClearingHouse:
         """The pre-trade check for regimes whose IM is a sum over positions (``entry_im``), in plain
         Python; None when an entry needs the full computation.
 
-        First from the account's cached headroom, without a margin computation: sound because,
-        between two valuations of an account, marks do not move (publications re-value everyone),
-        fills never raise worst-case exposure and their cost is in ``drift``, and every accepted
-        order's exact IM increase is in ``im_added``. When the headroom does not cover the order,
-        the account's equity and IM are computed exactly."""
+        First from the account's ``headroom`` (see ``__init__``), without a margin computation; when
+        it does not cover the order, the account's equity and IM are computed exactly."""
         entry_im = self._entry_im
         assert entry_im is not None
         position, bids_of, asks_of = self.ledger.position, self.venue.open_bids, self.venue.open_asks
@@ -398,9 +399,9 @@ class ClearingHouse:
             return None
         added = (im_after - entry_im(instrument, before, price_mark)) * self.scale
         cost = side * (price - mark) * lots * self.ledger.tick_value.item(instrument)
-        if self.health.item(account) == 0 and self.equity.item(account) - self.drift.item(account) - cost >= \
-                self.im.item(account) + self.im_added.item(account) + added:
-            self.im_added[account] += added
+        if self.headroom.item(account) - cost >= added:
+            self.headroom[account] -= added
+            self.slack[account] -= added
             return True
         exposure = [p + b if abs(p + b) >= abs(p - a) else p - a
                     for p, b, a in zip(position[account].tolist(), bids_of[account].tolist(), asks_of[account].tolist())]

@@ -11,6 +11,7 @@ import pytest
 
 from clearing.causality import CauseKind
 from clearing.ledger import QUOTE, SystemAccount
+from sim.orders import TimeInForce
 from tests.scenarios.harness import USD, Scenario, crash
 
 
@@ -243,6 +244,27 @@ def test_pre_trade_check_margins_the_order_on_its_own_side_of_the_worst_case(cac
     ok = venue.execute(venue.new_order_id(), trader, 0, 1, 50_000, 19)
     assert ok.reject is None and ok.resting_size == 19
     s.run(100.0)
+
+
+def test_an_accepted_order_uses_up_slack_so_later_fill_costs_are_rechecked_at_once():
+    """Slack and headroom are lower bounds since the last valuation: an accepted order's IM comes
+    off both. Here the order takes the account to 95% of its equity in IM, its fill's maker fee
+    then takes equity below the cancel level (= IM here) -- seen at the fill, not at the next
+    publication."""
+    from clearing.health import Health
+
+    s = Scenario({"venue": {"maker_fee_bps": 100.0}}, {"clearing": {"enforcement": {"cancel_level": 1.0}}})
+    whale = s.account(10_000_000)
+    trader = s.account(1_000)
+    house, venue = s.ep.house, s.ep.venue
+    house.revalue_all(_oracle_cause())  # flat: slack and headroom are the whole $1,000
+    bid = venue.execute(venue.new_order_id(), trader, 0, 1, 50_000, 19)  # IM $950: accepted
+    assert bid.reject is None and bid.resting_size == 19
+    sell = venue.execute(venue.new_order_id(), whale, 0, -1, 50_000, 19, TimeInForce.IOC)
+    assert sell.filled_size == 19  # the trader pays a $95 maker fee: equity $905 < IM $950
+    s.ep.world.run(until=0.5)  # before any publication
+    assert house.health[trader] == Health.BELOW_CANCEL
+    assert s.equity(trader) == pytest.approx(905.0)
 
 
 def _oracle_cause():
