@@ -118,7 +118,7 @@ class Agent:
             self.ctx.marks.index[self.ctx.table.underlying_index[instrument]] / self.ctx.table.tick_size[instrument])
 
     def position(self, instrument: int) -> int:
-        return int(self.ctx.ledger.position[self.account, instrument])
+        return self.ctx.ledger.position.item(self.account, instrument)
 
     def cash(self) -> int:
         return int(self.ctx.ledger.cash[self.account, QUOTE])

@@ -97,7 +97,7 @@ def build(config: EpisodeConfig) -> Episode:
     table = InstrumentTable.from_instruments(instruments)
     ledger = Ledger(assets, instruments, capacity=256)
     venue = Venue(world, config.venue, [ins.tick_value for ins in instruments],
-                  position_of=lambda a, i: int(ledger.position[a, i]))
+                  position_of=lambda a, i: ledger.position.item(a, i))
     oracle = Oracle(world, config.oracle, list(paths.names), source=paths.at, batch_source=paths.at)
     marks = MarkPricer(table, venue.books, oracle, _surface(config, table, paths))
     for i in range(len(instruments)):
