@@ -94,3 +94,15 @@ def test_episode_events_are_those_processed_not_those_still_queued(monkeypatch):
     config = load_episode("configs/bench/rmsc04_like.yaml", {"duration": 600.0, "outputs": {"counterfactual": False}})
     result = run(config)
     assert result.stats["events"] == processed[0]
+
+
+def test_running_the_world_restores_the_garbage_collector_settings():
+    import gc
+
+    before = gc.get_threshold(), gc.get_freeze_count()
+    world = World(0)
+    seen = []
+    world.call_later(1.0, lambda: seen.append(gc.get_threshold()[2]))
+    world.run(until=2.0)
+    assert seen and seen[0] >= 1000  # full collections held back during the run
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
