@@ -13,6 +13,21 @@ import hashlib
 import numpy as np
 
 
+_POOL_WORDS = 4  # numpy's SeedSequence pool size, in 32-bit words
+
+
+def _seed_words(seed: int) -> list[int]:
+    """``seed`` as SeedSequence assembles it before a spawn key: little-endian 32-bit words, padded
+    with zeros to the pool size."""
+    words = []
+    while True:
+        words.append(seed & 0xFFFFFFFF)
+        seed >>= 32
+        if not seed:
+            break
+    return words + [0] * max(0, _POOL_WORDS - len(words))
+
+
 def _name_key(name: str) -> tuple[int, ...]:
     digest = hashlib.blake2b(name.encode("utf-8"), digest_size=16).digest()
     return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
@@ -21,24 +36,27 @@ def _name_key(name: str) -> tuple[int, ...]:
 class RandomStreams:
     """Factory of independent, reproducible generators keyed by name."""
 
-    __slots__ = ("seed", "_cache")
+    __slots__ = ("seed", "_cache", "_seed_words")
 
     def __init__(self, seed: int) -> None:
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
         self.seed = int(seed)
         self._cache: dict[str, np.random.Generator] = {}
+        self._seed_words = _seed_words(self.seed)
 
     def stream(self, name: str) -> np.random.Generator:
         """The generator for ``name`` (created once, then shared by whoever asks by that name)."""
         gen = self._cache.get(name)
         if gen is None:
-            seq = np.random.SeedSequence(self.seed, spawn_key=_name_key(name))
-            gen = np.random.Generator(np.random.PCG64(seq))
-            self._cache[name] = gen
+            gen = self._cache[name] = self.fresh(name)
         return gen
 
     def fresh(self, name: str) -> np.random.Generator:
-        """A new generator for ``name`` positioned at its start (the cache is not touched)."""
-        seq = np.random.SeedSequence(self.seed, spawn_key=_name_key(name))
-        return np.random.Generator(np.random.PCG64(seq))
+        """A new generator for ``name`` positioned at its start (the cache is not touched).
+
+        Seeded by ``SeedSequence(seed, spawn_key=name key)``, given as the entropy that call
+        assembles (seed words, padded, then the key): the same generator, without numpy's slow
+        coercion of a spawn-key tuple -- an episode opens one stream per agent."""
+        entropy = np.array(self._seed_words + list(_name_key(name)), dtype=np.uint32)
+        return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))

@@ -25,6 +25,17 @@ def test_different_names_and_seeds_give_different_streams():
     assert not np.allclose(x, RandomStreams(8).fresh("oracle").random(4))
 
 
+@pytest.mark.parametrize("seed", [0, 7, 2**32 + 5, 2**70 + 3])
+def test_a_named_stream_is_seedsequence_of_the_seed_with_the_name_as_spawn_key(seed):
+    """The documented derivation, whatever shortcut builds it: SeedSequence(seed, spawn_key=digest
+    of the name) -> PCG64."""
+    from sim.streams import _name_key
+
+    name = "agent/value/17"
+    expected = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=_name_key(name))))
+    assert RandomStreams(seed).stream(name).random(8).tolist() == expected.random(8).tolist()
+
+
 def test_negative_seed_is_rejected():
     with pytest.raises(ValueError, match="seed must be non-negative"):
         RandomStreams(-1)
