@@ -30,15 +30,14 @@ def classify(equity: np.ndarray, im: np.ndarray, mm: np.ndarray, cancel: np.ndar
     """Health of every account (int8) against IM, the cancel threshold (``cancel_threshold``) and
     MM. Accounts with no positions and no orders are healthy unless their equity is negative (a
     deficit still waiting for absorption is bankrupt)."""
-    # plain ints: numpy compares and assigns an IntEnum through a slow generic path
-    state = np.zeros(equity.shape, dtype=np.int8)
-    state[equity < im] = _BELOW_IM
-    state[equity < cancel] = _BELOW_CANCEL
-    state[equity < mm] = _BELOW_MM
+    # MM <= cancel level <= IM (MM never exceeds IM under any regime: tested), so an account's
+    # state is how many of the three it is below
+    state = (equity < im).view(np.int8)
+    state += equity < cancel
+    state += equity < mm
     state *= has_exposure
-    state[equity < 0] = _BANKRUPT
+    state[equity < 0] = _BANKRUPT  # a plain int: numpy assigns an IntEnum through a slow path
     return state
 
 
-_BELOW_IM, _BELOW_CANCEL, _BELOW_MM, _BANKRUPT = (int(h) for h in (Health.BELOW_IM, Health.BELOW_CANCEL,
-                                                                   Health.BELOW_MM, Health.BANKRUPT))
+_BANKRUPT = int(Health.BANKRUPT)

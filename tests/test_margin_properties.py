@@ -122,6 +122,23 @@ def test_positive_homogeneity(name, rows, factor):
     np.testing.assert_allclose(k.mm, factor * one.mm, rtol=1e-9, atol=1e-6)
 
 
+@SETTINGS
+@given(rows=st.lists(lots_strategy, min_size=1, max_size=4))
+@pytest.mark.parametrize("config", [
+    "standard", "standard_isolated", "span", "tims", "portfolio", "portfolio_joint", "var", "var_apc",
+    {"regime": "standard", "tiers": [{"max_notional": 50_000, "im_rate": 0.02, "mm_rate": 0.01},
+                                     {"im_rate": 0.10, "mm_rate": 0.05}]},
+    {"regime": "standard", "liquidity": {"mode": "sqrt", "imf": 0.01, "apply_to_mm": True}},
+    {"regime": "portfolio", "liquidity": {"mode": "sqrt", "imf": 0.01, "apply_to_mm": True}},
+], ids=str)
+def test_maintenance_never_exceeds_initial_margin(config, rows):
+    """The clearing house orders health states IM > cancel level > MM and bounds a threshold's rise
+    by the IM an order adds: both need MM <= IM for every account, under every regime."""
+    table, market, history = BOOK
+    req = build_regime(config, table, history=history).requirements(Positions.of(rows), market)
+    assert np.all(req.mm <= req.im + 1e-9 * np.maximum(req.im, 1.0))
+
+
 # ------------------------------------------------------------------------- loss-reducing additions
 PURE_SCENARIO = {
     "span": {"regime": "span", "vol_scan": 0.0},
