@@ -83,6 +83,7 @@ class ClearingHouse:
         self.headroom = np.zeros(cap)
         self._entry_im = getattr(regime, "entry_im", None)
         self._continuous = config.enforcement.cadence == "continuous"
+        self._one_instrument = len(table) == 1  # one-account sums have one term: plain scalars
 
     # ------------------------------------------------------------------ wiring
     def attach(self, liquidations: "LiquidationEngine") -> None:
@@ -186,8 +187,12 @@ class ClearingHouse:
     def account_equity(self, account: int) -> float:
         """One account's equity (collateral after haircuts + positions at mark), minor units."""
         ledger = self.ledger
-        cash = ledger.cash[account]
-        collateral = float(cash[0]) if cash.shape[0] == 1 else float(self._collateral(cash[None, :])[0])
+        if ledger.cash.shape[1] == 1:
+            collateral = float(ledger.cash.item(account, 0))
+        else:
+            collateral = float(self._collateral(ledger.cash[account][None, :])[0])
+        if self._one_instrument:  # the same product the dot below makes, without its array overhead
+            return collateral + ledger.position.item(account, 0) * (self.marks.ticks.item(0) * ledger.tick_value.item(0))
         return collateral + float(ledger.position[account].dot(self.marks.ticks * ledger.tick_value))
 
     # ------------------------------------------------------------------ events
@@ -403,13 +408,16 @@ class ClearingHouse:
             self.headroom[account] -= added
             self.slack[account] -= added
             return True
-        exposure = [p + b if abs(p + b) >= abs(p - a) else p - a
-                    for p, b, a in zip(position[account].tolist(), bids_of[account].tolist(), asks_of[account].tolist())]
-        exposure[instrument] = after
-        im = self._summed_im(exposure)
-        if im is None:
-            return None
-        im *= self.scale
+        if self._one_instrument:
+            im = im_after * self.scale
+        else:
+            exposure = [p + b if abs(p + b) >= abs(p - a) else p - a
+                        for p, b, a in zip(position[account].tolist(), bids_of[account].tolist(), asks_of[account].tolist())]
+            exposure[instrument] = after
+            summed = self._summed_im(exposure)
+            if summed is None:
+                return None
+            im = summed * self.scale
         equity = self.account_equity(account) - cost
         if equity >= im:
             self._accepted_exactly(account, equity, im)
