@@ -20,42 +20,20 @@ from simpy.events import NORMAL, URGENT, Event
 from sim.streams import RandomStreams
 
 
-class _Call:
-    """A scheduled function call, queued directly on simpy's heap.
-
-    simpy only needs ``callbacks`` and ``_ok`` from what it pops; a slotted object with one shared
-    callback avoids building an Event (its attribute dict, a callback list and a closure) for each
-    of the millions of message deliveries an episode schedules.
-    """
-
-    __slots__ = ("callbacks", "fn", "args")
-    _ok = True
-    _value = None
-
-    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
-        self.fn = fn
-        self.args = args
-        self.callbacks = _FIRE
-
-
-def _fire(call: _Call) -> None:
-    call.fn(*call.args)
-
-
-_FIRE = (_fire,)
-
-
 class _Environment(simpy.Environment):
-    """simpy's environment, dispatching the plain calls on its heap directly.
+    """simpy's environment, with plain function calls queued on its heap next to its events.
 
-    A ``_Call`` cannot fail or stop the simulation, so none of ``step``'s callback bookkeeping
-    applies to it; everything else (processes, timeouts, the ``until`` event) goes through simpy."""
+    ``World.call_later`` queues a ``(function, arguments)`` tuple where simpy queues an Event: a
+    call cannot fail or stop the simulation, so none of ``step``'s callback bookkeeping applies,
+    and a tuple costs a fraction of an Event (an attribute dict, a callback list) -- an episode
+    schedules a few per order. Everything else (processes, timeouts, the ``until`` event) goes
+    through simpy's own ``step``."""
 
     def step(self) -> None:
         queue = self._queue
-        if queue and queue[0][3].__class__ is _Call:
-            self._now, _, _, call = heappop(queue)
-            call.fn(*call.args)
+        if queue and queue[0][3].__class__ is tuple:
+            self._now, _, _, (fn, args) = heappop(queue)
+            fn(*args)
         else:
             super().step()
 
@@ -96,12 +74,12 @@ class World:
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` after ``delay`` simulated seconds (message delivery, timers)."""
         env = self.env
-        heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), _Call(fn, args)))
+        heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), (fn, args)))
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` at the current time, before ordinary events scheduled for now."""
         env = self.env
-        heappush(env._queue, (env._now, URGENT, next(env._eid), _Call(fn, args)))
+        heappush(env._queue, (env._now, URGENT, next(env._eid), (fn, args)))
 
     def every(self, interval: float, fn: Callable[[], Any], start: float = 0.0,
               until: float | None = None) -> None:
