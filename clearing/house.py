@@ -233,7 +233,7 @@ class ClearingHouse:
     def _spend_slack(self, account: int, cost: float) -> None:
         slack = self.slack.item(account) - cost
         self.slack[account] = slack
-        self.headroom[account] -= cost
+        self.headroom[account] = self.headroom.item(account) - cost
         if slack <= 0.0:
             if not self._dirty:  # one re-check per instant, however many fills it had
                 self.world.call_soon(self._check_parties)
@@ -404,9 +404,10 @@ class ClearingHouse:
             return None
         added = (im_after - entry_im(instrument, before, price_mark)) * self.scale
         cost = side * (price - mark) * lots * self.ledger.tick_value.item(instrument)
-        if self.headroom.item(account) - cost >= added:
-            self.headroom[account] -= added
-            self.slack[account] -= added
+        headroom = self.headroom.item(account)
+        if headroom - cost >= added:
+            self.headroom[account] = headroom - added
+            self.slack[account] = self.slack.item(account) - added
             return True
         if self._one_instrument:
             im = im_after * self.scale

@@ -154,8 +154,9 @@ class Ledger:
     def trade(self, buyer: int, seller: int, instrument: int, price_ticks: int, lots: int) -> None:
         """Settle one fill: cash from buyer to seller, lots from seller to buyer."""
         notional = price_ticks * lots * self.tick_value.item(instrument)
-        self.cash[buyer, QUOTE] -= notional
-        self.cash[seller, QUOTE] += notional
+        cash = self.cash
+        cash[buyer, QUOTE] = cash.item(buyer, QUOTE) - notional
+        cash[seller, QUOTE] = cash.item(seller, QUOTE) + notional
         self._move_position(buyer, instrument, lots, notional)
         self._move_position(seller, instrument, -lots, -notional)
 
@@ -172,7 +173,7 @@ class Ledger:
             closed_cost = cost * closed // abs(held) if cost >= 0 else -((-cost) * closed // abs(held))
             closed_value = value * closed // abs(lots) if value >= 0 else -((-value) * closed // abs(lots))
             # Closing a long: sold for -closed_value, bought for closed_cost.
-            self.realised_pnl[account] += -closed_value - closed_cost
+            self.realised_pnl[account] = self.realised_pnl.item(account) - closed_value - closed_cost
             remaining_cost = cost - closed_cost
             if after == 0:
                 remaining_cost = 0

@@ -35,10 +35,8 @@ class RestingSize:
     def add(self, account: int, instrument: int, side: int, lots: int) -> None:
         if account >= self.bids.shape[0]:
             self._fit(account)
-        if side == BUY:
-            self.bids[account, instrument] += lots
-        else:
-            self.asks[account, instrument] += lots
+        book_side = self.bids if side == BUY else self.asks
+        book_side[account, instrument] = book_side.item(account, instrument) + lots
 
     def apply(self, instrument: int, account: int, side: int, result: SubmitResult, resting_before: int = 0) -> None:
         """Account for an accepted submit (``resting_before=0``) or amend of ``account``'s order."""
