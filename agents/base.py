@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from clearing.instruments import InstrumentKind
 from clearing.ledger import QUOTE
 from sim.orders import SubmitResult, TimeInForce
 
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from sim.mark import MarkPricer
     from sim.oracle import Oracle
     from sim.venue import Venue
+
+
+_OPTION = int(InstrumentKind.OPTION)  # the table's kinds are plain ints
 
 
 @dataclass(slots=True)
@@ -110,12 +114,14 @@ class Agent:
         return self.ctx.venue.books[instrument].mid()
 
     def mark_ticks(self, instrument: int) -> float:
-        return float(self.ctx.marks.ticks[instrument])
+        return self.ctx.marks.ticks.item(instrument)
 
     def index_ticks(self, instrument: int) -> float:
         """The oracle's published index of ``instrument``'s underlying, in its ticks."""
-        return float(self.ctx.marks.index_ticks[instrument]) if self.ctx.table.kind[instrument] != 2 else float(
-            self.ctx.marks.index[self.ctx.table.underlying_index[instrument]] / self.ctx.table.tick_size[instrument])
+        table = self.ctx.table
+        if table.kind.item(instrument) != _OPTION:
+            return self.ctx.marks.index_ticks.item(instrument)
+        return float(self.ctx.marks.index[table.underlying_index[instrument]] / table.tick_size[instrument])
 
     def position(self, instrument: int) -> int:
         return self.ctx.ledger.position.item(self.account, instrument)
@@ -134,13 +140,13 @@ class Agent:
     def reference_ticks(self, instrument: int, source: str = "index") -> float:
         """A price to trade around, in ticks: ``index``, ``mark`` or ``mid`` (falling back to the
         mark when the book is one-sided). Options always use the mark."""
-        if source == "mark" or self.ctx.table.kind[instrument] == 2:
-            return float(self.ctx.marks.ticks[instrument])
+        if source == "mark" or self.ctx.table.kind.item(instrument) == _OPTION:
+            return self.ctx.marks.ticks.item(instrument)
         if source == "mid":
             m = self.ctx.venue.books[instrument].mid()
             if m is not None:
                 return float(m)
-            return float(self.ctx.marks.ticks[instrument])
+            return self.ctx.marks.ticks.item(instrument)
         return self.index_ticks(instrument)
 
     def resting_lots(self, instrument: int) -> int:
