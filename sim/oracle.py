@@ -43,6 +43,7 @@ class Oracle:
         self._floor_list = self.floor.tolist()
         self._ceiling_list = self.ceiling.tolist()
         self._aggregation_median = config.aggregation == "median"
+        self._exogenous = not self._aggregation_median and config.venue_weight == 0.0
         self._heartbeat_due = config.heartbeat - 1e-9  # a heartbeat's worth of float steps may fall short
         self._outage_windows = [
             (o.start, o.end, np.array([u in o.underlyings for u in underlyings]) if o.underlyings else np.ones(n, bool))
@@ -69,10 +70,9 @@ class Oracle:
         venue, floor, ceiling = self.venue_price, self._floor_list, self._ceiling_list
         out = []
         for u, price in enumerate(true):
-            if w > 0.0:
-                v = float(venue[u])
-                if v == v:  # not NaN: the venue has traded
-                    price = (1.0 - w) * price + w * v
+            v = float(venue[u])
+            if v == v:  # not NaN: the venue has traded
+                price = (1.0 - w) * price + w * v
             out.append(min(max(price, floor[u]), ceiling[u]))
         return out
 
@@ -88,7 +88,9 @@ class Oracle:
     def _candidate(self, now: float) -> list[float]:
         if self._aggregation_median:
             return self._median(now).tolist()
-        return self._weighted(self._true_row(now))
+        if self._exogenous:
+            return self._row_ahead(now)
+        return self._weighted(self._row_ahead(now))
 
     def _in_outage(self, now: float) -> np.ndarray:
         blocked = np.zeros(len(self.underlyings), dtype=bool)
@@ -97,20 +99,26 @@ class Oracle:
                 blocked |= mask
         return blocked
 
-    def _true_row(self, now: float) -> list[float]:
-        """True prices at ``now`` as Python floats, read ahead in blocks from ``batch_source``."""
+    def _row_ahead(self, now: float) -> list[float]:
+        """True prices at ``now`` as Python floats, read ahead in blocks from ``batch_source`` --
+        already clipped to the floor and ceiling when the index does not look at the venue (the
+        candidate is then the clipped true price, exogenous, and a whole block clips at once)."""
         if self.batch_source is None:
-            return np.asarray(self.source(now), dtype=np.float64).tolist()
+            return self._clip_if_exogenous(np.asarray(self.source(now), dtype=np.float64)).tolist()
         pos = self._ahead_pos
         if pos >= len(self._ahead_times) or self._ahead_times[pos] != now:
             step = self.config.sample_interval
             # the clock reaches sample times by repeated addition: build them the same way
             times = np.cumsum(np.r_[now, np.full(1023, step)])
             self._ahead_times = times.tolist()
-            self._ahead = np.asarray(self.batch_source(times), dtype=np.float64).tolist()  # type: ignore[misc]
+            rows = np.asarray(self.batch_source(times), dtype=np.float64)  # type: ignore[misc]
+            self._ahead = self._clip_if_exogenous(rows).tolist()
             pos = 0
         self._ahead_pos = pos + 1
         return self._ahead[pos]
+
+    def _clip_if_exogenous(self, prices: np.ndarray) -> np.ndarray:
+        return np.minimum(np.maximum(prices, self.floor), self.ceiling) if self._exogenous else prices
 
     def _sample(self) -> None:
         """Publish every underlying whose candidate moved beyond ``deviation`` or whose heartbeat is
