@@ -77,8 +77,12 @@ class Venue:
                tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, reply: Reply | None = None) -> int:
         """Send an order; it reaches the book after a latency draw. Returns the order id at once."""
         oid = self.new_order_id()
-        self.world.call_later(self.to_venue.next(), self._arrive, oid, account, instrument, side, price, lots,
-                              tif, reduce_only, reply)
+        if reply is None:  # nothing to send back: the message runs the order through the book itself
+            self.world.call_later(self.to_venue.next(), self.execute, oid, account, instrument, side, price, lots,
+                                  tif, reduce_only)
+        else:
+            self.world.call_later(self.to_venue.next(), self._arrive, oid, account, instrument, side, price, lots,
+                                  tif, reduce_only, reply)
         return oid
 
     def _known(self, instrument: int | None) -> bool:
@@ -96,10 +100,9 @@ class Venue:
 
     # ------------------------------------------------------------- arrival at the matching engine
     def _arrive(self, oid: int, account: int, instrument: int, side: int, price: int, lots: int,
-                tif: TimeInForce, reduce_only: bool, reply: Reply | None) -> None:
+                tif: TimeInForce, reduce_only: bool, reply: Reply) -> None:
         result = self.execute(oid, account, instrument, side, price, lots, tif, reduce_only)
-        if reply is not None:
-            self.world.call_later(self.to_agent.next(), reply, result)
+        self.world.call_later(self.to_agent.next(), reply, result)
 
     def execute(self, oid: int, account: int, instrument: int, side: int, price: int, lots: int,
                 tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False,

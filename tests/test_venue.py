@@ -121,8 +121,8 @@ def test_random_latency_delays_are_the_streams_draws():
 def test_random_latency_can_reorder_messages_of_one_agent():
     world, venue = make_venue(seed=1, to_venue_latency=LatencyConfig(kind="exponential", mean=0.01))
     order: list[int] = []
-    orig = venue._arrive
-    venue._arrive = lambda oid, *a: (order.append(oid), orig(oid, *a))
+    orig = venue.execute  # an order arrives when the book executes it
+    venue.execute = lambda oid, *a: (order.append(oid), orig(oid, *a))
     ids = [venue.submit(1, 0, BUY, 100 - k, 1, reply=None) for k in range(50)]
     world.run(until=1.0)
     assert sorted(order) == ids and order != ids
