@@ -1,0 +1,52 @@
+"""A digest of episodes' results, to show that an optimisation changed nothing.
+
+Runs each episode (counterfactual off) and hashes every column of every result table; prints one
+line per episode and ends with ``digest=<hex>`` over all of them. Run it before and after a change
+meant to preserve behaviour: the digests must match. (A change that alters results on purpose --
+a fix -- changes them; say so in its commit.)
+
+    python benchmarks/digest_episodes.py [EPISODE.yaml ...]
+
+Default episodes: the RMSC04-like day, the default crash, LUNA, Mango and the hedged-options book.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sim.config import load_episode  # noqa: E402
+from sim.episode import run  # noqa: E402
+
+DEFAULT = ["configs/bench/rmsc04_like.yaml", "configs/default.yaml", "configs/luna.yaml", "configs/mango.yaml",
+           "configs/hedged_options.yaml"]
+
+
+def digest(tables: dict[str, dict[str, np.ndarray]]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tables):
+        for column in sorted(tables[name]):
+            values = np.asarray(tables[name][column])
+            h.update(f"{name}.{column}:{values.dtype}:{values.shape}".encode())
+            h.update(values.tobytes() if values.dtype != object else repr(values.tolist()).encode())
+    return h.hexdigest()
+
+
+def main(paths: list[str]) -> None:
+    overall = hashlib.sha256()
+    for path in paths or [str(ROOT / p) for p in DEFAULT]:
+        result = run(load_episode(path, {"outputs": {"counterfactual": False}}))
+        d = digest(result.tables)
+        overall.update(d.encode())
+        print(f"{Path(path).name:28s} {d[:16]}  events={result.stats['events']} fills={result.stats['fills']}")
+    print(f"digest={overall.hexdigest()[:16]}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
