@@ -153,6 +153,18 @@ class StandardRegime(MarginRegime):
         units, tiers = rule
         return tiers.im_of(abs(lots) * units * abs(mark))
 
+    def _open_interest_for(self, positions: Positions, market: MarketState, market_oi: bool) -> np.ndarray | None:
+        """The open interest the caps read (None without caps): these positions' when they are the
+        whole market (and it is remembered), else the last whole-market figure."""
+        if not self._oi_caps:
+            return None
+        if market_oi or self._last_oi is None:
+            oi = self.open_interest_notional(positions, market)
+            if market_oi:
+                self._last_oi = oi
+            return oi
+        return self._last_oi
+
     # ------------------------------------------------------------------------------ interface
     def position_requirements(self, positions: Positions, market: MarketState,
                               market_oi: bool = True) -> PositionRequirements:
@@ -160,14 +172,7 @@ class StandardRegime(MarginRegime):
         ``market_oi`` says the positions are the whole market (their open interest is remembered);
         otherwise the open interest of the last whole-market computation is used."""
         indptr, cols, lots = positions.csr()
-        oi = None
-        if self._oi_caps:
-            if market_oi or self._last_oi is None:
-                oi = self.open_interest_notional(positions, market)
-                if market_oi:
-                    self._last_oi = oi
-            else:
-                oi = self._last_oi
+        oi = self._open_interest_for(positions, market, market_oi)
         im, mm = self._entry_requirements(cols, lots, market, oi)
         return PositionRequirements(indptr=indptr, instrument=cols, lots=lots, im=im, mm=mm)
 
@@ -192,14 +197,7 @@ class StandardRegime(MarginRegime):
         t = self.table
         lots = positions.dense
         marks = np.abs(np.asarray(market.marks, dtype=np.float64))
-        oi = None
-        if self._oi_caps:
-            if market_oi or self._last_oi is None:
-                oi = self.open_interest_notional(positions, market)
-                if market_oi:
-                    self._last_oi = oi
-            else:
-                oi = self._last_oi
+        oi = self._open_interest_for(positions, market, market_oi)
         im = mm = None
         for i in range(lots.shape[1]):
             notional = np.abs(lots[:, i]) * float(t.contract_units[i]) * float(marks[i])
