@@ -79,8 +79,8 @@ class ClearingHouse:
         # never raise worst-case exposure, so an account with slack left cannot have crossed a
         # threshold (only the others are re-checked after fills), and an order that fits in the
         # headroom is accepted without a margin computation.
-        self.slack = np.zeros(cap)
-        self.headroom = np.zeros(cap)
+        self.slack = np.zeros(cap)  # zero until valued: any fill re-checks
+        self.headroom = np.full(cap, -np.inf)  # until valued, orders take the exact check
         self._entry_im = getattr(regime, "entry_im", None)
         self._continuous = config.enforcement.cadence == "continuous"
         self._one_instrument = len(table) == 1  # one-account sums have one term: plain scalars
@@ -118,7 +118,7 @@ class ClearingHouse:
         if self.health.shape[0] < cap:
             for name in ("health", "equity", "im", "mm", "slack", "headroom"):
                 old = getattr(self, name)
-                new = np.zeros(cap, dtype=old.dtype)
+                new = np.full(cap, -np.inf if name == "headroom" else 0, dtype=old.dtype)
                 new[: old.shape[0]] = old
                 setattr(self, name, new)
 
