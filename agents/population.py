@@ -83,7 +83,6 @@ def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[
     """Open accounts, deposit capital, build every agent (not started: the episode calls ``start``)."""
     config.check_symbols(symbols)
     ledger = ctx.ledger
-    decimals = ledger.assets[QUOTE].decimals
     pop = Population()
     tape = MarketTape(len(ctx.table)).attach(ctx.venue)
     pop.tape = tape

@@ -192,7 +192,8 @@ class ClearingHouse:
         else:
             collateral = float(self._collateral(ledger.cash[account][None, :])[0])
         if self._one_instrument:  # the same product the dot below makes, without its array overhead
-            return collateral + ledger.position.item(account, 0) * (self.marks.ticks.item(0) * ledger.tick_value.item(0))
+            mark_value = self.marks.ticks.item(0) * ledger.tick_value.item(0)
+            return collateral + ledger.position.item(account, 0) * mark_value
         return collateral + float(ledger.position[account].dot(self.marks.ticks * ledger.tick_value))
 
     # ------------------------------------------------------------------ events
@@ -351,7 +352,8 @@ class ClearingHouse:
             return False
         return self._exact_check(account, instrument, side, price, lots)[0]
 
-    def _exact_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> tuple[bool, float, float]:
+    def _exact_check(self, account: int, instrument: int, side: int, price: int,
+                     lots: int) -> tuple[bool, float, float]:
         """(accepted, equity if filled at ``price``, IM with the order) for one account."""
         exposure = self.exposure(np.array([account]), (instrument, side, lots))
         equity = self.account_equity(account) - self._cost_over_mark(instrument, side, price, lots)
@@ -412,8 +414,8 @@ class ClearingHouse:
         if self._one_instrument:
             im = im_after * self.scale
         else:
-            exposure = [p + b if abs(p + b) >= abs(p - a) else p - a
-                        for p, b, a in zip(position[account].tolist(), bids_of[account].tolist(), asks_of[account].tolist())]
+            rows = zip(position[account].tolist(), bids_of[account].tolist(), asks_of[account].tolist(), strict=True)
+            exposure = [p + b if abs(p + b) >= abs(p - a) else p - a for p, b, a in rows]
             exposure[instrument] = after
             summed = self._summed_im(exposure)
             if summed is None:

@@ -28,7 +28,6 @@ import numpy as np
 
 from clearing.adl import adl_candidates, select_pro_rata, select_ranked
 from clearing.causality import Cause, CauseKind, LiquidationEvent, LiquidationStep
-from clearing.ledger import QUOTE
 from clearing.liquidation_math import liquidation_fee, lots_to_restore
 from sim.orders import BUY, SELL, Fill, FillFlag, TimeInForce
 from sim.schema.clearing import LiquidationConfig
@@ -301,7 +300,6 @@ class LiquidationEngine:
     # ------------------------------------------------------------------ bankruptcy
     def _bankrupt(self, event: LiquidationEvent, equity: float) -> None:
         """Equity at or below zero with positions left: close them via the fund or ADL."""
-        house = self.house
         instrument, _held = self._largest_position(event.account)
         if self.adl == "off" or self.absorber.fund.available(instrument) >= -equity:
             self._takeover(event)

@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from clearing.instruments import SECONDS_PER_YEAR
-from sim.paths import PricePaths, _ar1, correlation_factor, generate_paths, read_price_csv, time_grid
+from sim.paths import _ar1, correlation_factor, generate_paths, read_price_csv, time_grid
 from sim.schema.paths import PathsConfig, check_correlation
 
 HOUR = 3600.0

@@ -163,7 +163,7 @@ def test_maker_and_taker_fees_are_charged_per_fill_through_trade_listeners():
     assert f1 is result.fills[0] and f2 is result.fills[1]
     n1 = 10_001 * 3 * 7  # 210,021 minor units
     n2 = 10_003 * 2 * 7  # 140,042
-    assert (m1, t1) == (22, 106)  # ceil(21.0021), ceil(105.0105)
+    assert (m1, t1) == (-(-n1 * 100 // 1_000_000), -(-n1 * 500 // 1_000_000)) == (22, 106)  # ceil(21.0021), ceil(105.0105)
     assert (m2, t2) == (-(-n2 * 100 // 1_000_000), -(-n2 * 500 // 1_000_000)) == (15, 71)
     # the tick value of the instrument traded is used
     venue.execute(4, 1, 1, SELL, 50_000, 10)

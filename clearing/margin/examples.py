@@ -46,7 +46,6 @@ def make_market(table: InstrumentTable, prices: dict[str, float] | Sequence[floa
     linear_marks = linear_marks or {}
     option_vols = option_vols or {}
     option_marks = option_marks or {}
-    n = len(table)
     marks = p[table.underlying_index].copy()
     ivs = v[table.underlying_index].copy()
     for ins in table.instruments:

@@ -32,7 +32,7 @@ from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 from sim.schema.base import StrictModel
 
 __all__ = [
-    "UniformDist", "NormalDist", "LogNormalDist", "ChoiceDist", "Dist", "sample", "sampler", "Sampler",
+    "UniformDist", "NormalDist", "LogNormalDist", "ChoiceDist", "Dist", "sample", "Sampler",
     "MarketMakerGroup", "NoiseGroup", "LeveragedGroup", "BasisArbGroup", "ValueGroup", "MomentumGroup",
     "OptionSellerGroup", "DeltaHedgerGroup", "BackstopProviderGroup", "AuctionBidderGroup", "PairTraderGroup",
     "ManipulatorGroup", "CollateralSplit", "GroupConfig",
