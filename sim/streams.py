@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from numpy.random import PCG64, Generator, SeedSequence  # numpy loads its random module lazily
 
 
 _POOL_WORDS = 4  # numpy's SeedSequence pool size, in 32-bit words
@@ -42,21 +43,21 @@ class RandomStreams:
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
         self.seed = int(seed)
-        self._cache: dict[str, np.random.Generator] = {}
+        self._cache: dict[str, Generator] = {}
         self._seed_words = _seed_words(self.seed)
 
-    def stream(self, name: str) -> np.random.Generator:
+    def stream(self, name: str) -> Generator:
         """The generator for ``name`` (created once, then shared by whoever asks by that name)."""
         gen = self._cache.get(name)
         if gen is None:
             gen = self._cache[name] = self.fresh(name)
         return gen
 
-    def fresh(self, name: str) -> np.random.Generator:
+    def fresh(self, name: str) -> Generator:
         """A new generator for ``name`` positioned at its start (the cache is not touched).
 
         Seeded by ``SeedSequence(seed, spawn_key=name key)``, given as the entropy that call
         assembles (seed words, padded, then the key): the same generator, without numpy's slow
         coercion of a spawn-key tuple -- an episode opens one stream per agent."""
         entropy = np.array(self._seed_words + list(_name_key(name)), dtype=np.uint32)
-        return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+        return Generator(PCG64(SeedSequence(entropy)))
