@@ -332,16 +332,17 @@ class ClearingHouse:
             decided = self._entry_check(account, instrument, side, price, lots)
             if decided is not None:
                 return decided
-        ok, equity_after, im = self._exact_check(account, instrument, side, price, lots)
+        ok, equity, cost, im = self._exact_check(account, instrument, side, price, lots)
         if ok and account < self.im.shape[0]:
-            self._accepted_exactly(account, equity_after, im)
+            self._accepted_exactly(account, equity, cost, im)
         return ok
 
-    def _accepted_exactly(self, account: int, equity_after: float, im: float) -> None:
-        """An order the exact check accepted: equity (less the order's cost over the mark) minus
-        IM with the order bounds both the headroom and the slack from below (the cancel level is
-        at most IM)."""
-        bound = equity_after - im
+    def _accepted_exactly(self, account: int, equity: float, cost: float, im: float) -> None:
+        """An order the exact check accepted: equity now, less the order's cost over the mark if it
+        has one, minus IM with the order bounds both the headroom and the slack from below (the
+        cancel level is at most IM). A gain the order would make if filled below the mark is not
+        counted: until it fills, it is not equity other orders may use."""
+        bound = equity - max(cost, 0.0) - im
         self.slack[account] = bound
         self.headroom[account] = bound if self.health.item(account) == 0 else -np.inf
 
@@ -353,15 +354,17 @@ class ClearingHouse:
         return self._exact_check(account, instrument, side, price, lots)[0]
 
     def _exact_check(self, account: int, instrument: int, side: int, price: int,
-                     lots: int) -> tuple[bool, float, float]:
-        """(accepted, equity if filled at ``price``, IM with the order) for one account."""
+                     lots: int) -> tuple[bool, float, float, float]:
+        """(accepted, equity now, the order's cost over the mark, IM with the order) for one
+        account: accepted when equity less that cost -- equity if filled at ``price`` -- covers IM."""
         exposure = self.exposure(np.array([account]), (instrument, side, lots))
-        equity = self.account_equity(account) - self._cost_over_mark(instrument, side, price, lots)
+        equity = self.account_equity(account)
+        cost = self._cost_over_mark(instrument, side, price, lots)
         im = self._summed_im(exposure[0].tolist()) if self._entry_im is not None else None
         if im is None:
             im = float(self.requirements(exposure).im[0])
         im *= self.scale
-        return equity >= im, equity, im
+        return equity - cost >= im, equity, cost, im
 
     def _cost_over_mark(self, instrument: int, side: int, price: int, lots: int) -> float:
         """Equity an order filled at ``price`` costs at once: what it pays above the mark (minor units)."""
@@ -421,9 +424,9 @@ class ClearingHouse:
             if summed is None:
                 return None
             im = summed * self.scale
-        equity = self.account_equity(account) - cost
-        if equity >= im:
-            self._accepted_exactly(account, equity, im)
+        equity = self.account_equity(account)
+        if equity - cost >= im:
+            self._accepted_exactly(account, equity, cost, im)
             return True
         return False
 

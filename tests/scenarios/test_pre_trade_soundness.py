@@ -4,11 +4,13 @@ The clearing house accepts most orders from per-account lower bounds (``headroom
 kept since the last valuation, lowered by fill costs, fees and the IM of every accepted order.
 Random order flow -- three traders near their limits against a liquid book, fees, a moving price
 with its publications and re-valuations -- checks that every order the venue let through (one that
-could raise its account's risk) also passes the exact one-account computation made just before.
+could raise its account's risk) also passes the exact one-account computation made just before,
+and that after every step both bounds are below what an exact valuation finds.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,11 +44,22 @@ def test_an_order_the_venue_lets_through_passes_the_exact_check(steps, seed):
         account = traders[who]
         price = max(1, int(round(float(ep.marks.ticks[0]))) + offset)
         risky = venue._increases_risk(account, 0, side, lots) and not house.liquidations.is_active(account)
-        exact_ok, equity_after, im = house._exact_check(account, 0, side, price, lots)
+        exact_ok, equity, cost, im = house._exact_check(account, 0, side, price, lots)
         result = venue.execute(venue.new_order_id(), account, 0, side, price, lots, TimeInForce.GTC)
         if risky and result.reject != RejectReason.RISK_CHECK_FAILED:
             # accepted: the exact check agrees (to the rounding of two ways of summing the same sums)
-            assert exact_ok or equity_after >= im - 1e-9 * max(im, 1.0), (account, side, price, lots)
+            assert exact_ok or equity - cost >= im - 1e-9 * max(im, 1.0), (account, side, price, lots)
         if wait:
             ep.world.run(until=ep.world.now + wait)
+        _bounds_hold(house, traders)
     ep.world.run(until=ep.world.now + 1.0)
+
+
+def _bounds_hold(house, accounts) -> None:
+    """``slack`` and ``headroom`` are lower bounds of what an exact valuation finds now."""
+    level = house.config.enforcement.cancel_level
+    for a in accounts:
+        equity, im, mm = (float(x[0]) for x in house.valuation(np.array([a])))
+        tolerance = 1e-9 * max(abs(equity), im, 1.0)
+        assert house.slack[a] <= equity - (mm + level * (im - mm)) + tolerance, a
+        assert house.headroom[a] <= equity - im + tolerance, a
