@@ -7,7 +7,8 @@ that cancelling orders can restore an account. On every fill the two parties are
 ``cadence='interval'`` the whole book of accounts is re-valued every ``interval`` seconds instead.
 
 The venue asks ``pre_trade_check`` before accepting an order that increases risk: the order is
-accepted only if, filled at its limit price, it would leave the account at or above IM.
+accepted only if equity, less what it would lose against the mark if filled at its limit price,
+covers IM with the order in the worst case.
 """
 
 from __future__ import annotations
@@ -73,9 +74,9 @@ class ClearingHouse:
         self._dirty: set[int] = set()  # fill parties waiting for their re-check
         # Lower bounds, per account, of equity above the cancel level (``slack``) and of equity
         # above IM (``headroom``; -inf for an account that was not healthy), set at each valuation
-        # and lowered since by what fills cost (trading away from the mark, fees) and by the IM
-        # every accepted order adds (which bounds its rise of the cancel level too: MM rates never
-        # exceed IM rates). Marks move only on publications, which re-value everyone, and fills
+        # and lowered since by what fills cost (trading away from the mark, fees) and by the IM and
+        # open loss every accepted order adds (its IM bounds its rise of the cancel level too: MM
+        # never exceeds IM). Marks move only on publications, which re-value everyone, and fills
         # never raise worst-case exposure, so an account with slack left cannot have crossed a
         # threshold (only the others are re-checked after fills), and an order that fits in the
         # headroom is accepted without a margin computation.
@@ -321,9 +322,10 @@ class ClearingHouse:
 
     # ------------------------------------------------------------------ pre-trade check
     def pre_trade_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:
-        """The venue's hook: accept only if the order, filled at ``price``, would leave the account at
-        or above IM. An accepted order becomes part of the account's exposure, so the caches the
-        fast path reads are updated."""
+        """The venue's hook: accept only if equity, less what the order would lose against the mark
+        if filled at ``price`` (its open loss; a gain is not counted -- until the order fills it is
+        not equity), covers IM with the order in the worst case. An accepted order becomes part of
+        the account's exposure, so the bounds the shortcut reads are lowered."""
         if account < FIRST_TRADER:
             return True
         if self.liquidations is not None and self.liquidations.is_active(account):
@@ -332,17 +334,16 @@ class ClearingHouse:
             decided = self._entry_check(account, instrument, side, price, lots)
             if decided is not None:
                 return decided
-        ok, equity, cost, im = self._exact_check(account, instrument, side, price, lots)
+        ok, equity, open_loss, im = self._exact_check(account, instrument, side, price, lots)
         if ok and account < self.im.shape[0]:
-            self._accepted_exactly(account, equity, cost, im)
+            self._accepted_exactly(account, equity, open_loss, im)
         return ok
 
-    def _accepted_exactly(self, account: int, equity: float, cost: float, im: float) -> None:
-        """An order the exact check accepted: equity now, less the order's cost over the mark if it
-        has one, minus IM with the order bounds both the headroom and the slack from below (the
-        cancel level is at most IM). A gain the order would make if filled below the mark is not
-        counted: until it fills, it is not equity other orders may use."""
-        bound = equity - max(cost, 0.0) - im
+    def _accepted_exactly(self, account: int, equity: float, open_loss: float, im: float) -> None:
+        """An order the exact check accepted: equity now, less the order's open loss, minus IM with
+        the order bounds both the headroom and the slack from below (the cancel level is at most
+        IM)."""
+        bound = equity - open_loss - im
         self.slack[account] = bound
         self.headroom[account] = bound if self.health.item(account) == 0 else -np.inf
 
@@ -355,20 +356,20 @@ class ClearingHouse:
 
     def _exact_check(self, account: int, instrument: int, side: int, price: int,
                      lots: int) -> tuple[bool, float, float, float]:
-        """(accepted, equity now, the order's cost over the mark, IM with the order) for one
-        account: accepted when equity less that cost -- equity if filled at ``price`` -- covers IM."""
+        """(accepted, equity now, the order's open loss, IM with the order) for one account."""
         exposure = self.exposure(np.array([account]), (instrument, side, lots))
         equity = self.account_equity(account)
-        cost = self._cost_over_mark(instrument, side, price, lots)
+        open_loss = self._open_loss(instrument, side, price, lots, self.marks.ticks.item(instrument))
         im = self._summed_im(exposure[0].tolist()) if self._entry_im is not None else None
         if im is None:
             im = float(self.requirements(exposure).im[0])
         im *= self.scale
-        return equity - cost >= im, equity, cost, im
+        return equity - open_loss >= im, equity, open_loss, im
 
-    def _cost_over_mark(self, instrument: int, side: int, price: int, lots: int) -> float:
-        """Equity an order filled at ``price`` costs at once: what it pays above the mark (minor units)."""
-        return side * (price - float(self.marks.ticks[instrument])) * lots * int(self.ledger.tick_value[instrument])
+    def _open_loss(self, instrument: int, side: int, price: int, lots: int, mark: float) -> float:
+        """What an order filled at ``price`` would lose against the mark at once (minor units): a
+        buy above the mark, a sell below it; zero otherwise (Binance's "open loss")."""
+        return max(side * (price - mark), 0.0) * lots * self.ledger.tick_value.item(instrument)
 
     def _summed_im(self, lots: list[float]) -> float | None:
         """One account's IM as the sum of its positions' requirements, in instrument order, in plain
@@ -408,11 +409,12 @@ class ClearingHouse:
         if im_after is None:
             return None
         added = (im_after - entry_im(instrument, before, price_mark)) * self.scale
-        cost = side * (price - mark) * lots * self.ledger.tick_value.item(instrument)
+        open_loss = self._open_loss(instrument, side, price, lots, mark)
         headroom = self.headroom.item(account)
-        if headroom - cost >= added:
-            self.headroom[account] = headroom - added
-            self.slack[account] = self.slack.item(account) - added
+        if headroom - open_loss >= added:
+            # the open loss is held back as well until the next valuation (a fill charges it again)
+            self.headroom[account] = headroom - added - open_loss
+            self.slack[account] = self.slack.item(account) - added - open_loss
             return True
         if self._one_instrument:
             im = im_after * self.scale
@@ -425,8 +427,8 @@ class ClearingHouse:
                 return None
             im = summed * self.scale
         equity = self.account_equity(account)
-        if equity - cost >= im:
-            self._accepted_exactly(account, equity, cost, im)
+        if equity - open_loss >= im:
+            self._accepted_exactly(account, equity, open_loss, im)
             return True
         return False
 
