@@ -322,10 +322,11 @@ class ClearingHouse:
 
     # ------------------------------------------------------------------ pre-trade check
     def pre_trade_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:
-        """The venue's hook: accept only if equity, less what the order would lose against the mark
-        if filled at ``price`` (its open loss; a gain is not counted -- until the order fills it is
-        not equity), covers IM with the order in the worst case. An accepted order becomes part of
-        the account's exposure, so the bounds the shortcut reads are lowered."""
+        """The venue's hook: accept only if equity, less what the order and the account's resting
+        orders would lose against the mark if filled at their limit prices (their open loss; a
+        gain is not counted -- until an order fills it is not equity), covers IM with the order in
+        the worst case. An accepted order becomes part of the account's exposure, so the bounds
+        the shortcut reads are lowered."""
         if account < FIRST_TRADER:
             return True
         if self.liquidations is not None and self.liquidations.is_active(account):
@@ -340,9 +341,9 @@ class ClearingHouse:
         return ok
 
     def _accepted_exactly(self, account: int, equity: float, open_loss: float, im: float) -> None:
-        """An order the exact check accepted: equity now, less the order's open loss, minus IM with
-        the order bounds both the headroom and the slack from below (the cancel level is at most
-        IM)."""
+        """An order the exact check accepted: equity now (less the resting orders' open loss),
+        less the order's open loss, minus IM with the order bounds both the headroom and the slack
+        from below (the cancel level is at most IM)."""
         bound = equity - open_loss - im
         self.slack[account] = bound
         self.headroom[account] = bound if self.health.item(account) == 0 else -np.inf
@@ -356,15 +357,23 @@ class ClearingHouse:
 
     def _exact_check(self, account: int, instrument: int, side: int, price: int,
                      lots: int) -> tuple[bool, float, float, float]:
-        """(accepted, equity now, the order's open loss, IM with the order) for one account."""
+        """(accepted, equity now less its resting orders' open loss, the order's open loss, IM with
+        the order) for one account."""
         exposure = self.exposure(np.array([account]), (instrument, side, lots))
-        equity = self.account_equity(account)
+        equity = self.account_equity(account) - self._resting_open_loss(account)
         open_loss = self._open_loss(instrument, side, price, lots, self.marks.ticks.item(instrument))
         im = self._summed_im(exposure[0].tolist()) if self._entry_im is not None else None
         if im is None:
             im = float(self.requirements(exposure).im[0])
         im *= self.scale
         return equity - open_loss >= im, equity, open_loss, im
+
+    def _resting_open_loss(self, account: int) -> float:
+        """The open loss of the account's resting orders at the current marks (minor units)."""
+        venue, ticks = self.venue, self.marks.ticks
+        with_orders = np.flatnonzero(venue.open_bids[account] + venue.open_asks[account]).tolist()
+        return sum(self._open_loss(i, order.side, order.price, order.size, ticks.item(i))
+                   for i in with_orders for order in venue.books[i].orders_of(account))
 
     def _open_loss(self, instrument: int, side: int, price: int, lots: int, mark: float) -> float:
         """What an order filled at ``price`` would lose against the mark at once (minor units): a
@@ -426,7 +435,7 @@ class ClearingHouse:
             if summed is None:
                 return None
             im = summed * self.scale
-        equity = self.account_equity(account)
+        equity = self.account_equity(account) - self._resting_open_loss(account)
         if equity - open_loss >= im:
             self._accepted_exactly(account, equity, open_loss, im)
             return True

@@ -267,6 +267,26 @@ def test_an_accepted_order_uses_up_slack_so_later_fill_costs_are_rechecked_at_on
     assert s.equity(trader) == pytest.approx(905.0)
 
 
+def test_pre_trade_check_holds_back_the_open_loss_of_orders_priced_through_the_mark():
+    """Binance's open-loss rule: a resting buy above the mark would lose (price - mark) x size at
+    once if filled, so that amount is not available to margin further orders; a buy below the
+    mark gains if filled, but that gain is not equity yet."""
+    s = Scenario()
+    trader = s.account(1_000)
+    house, venue = s.ep.house, s.ep.venue
+    house.revalue_all(_oracle_cause())
+    through = venue.execute(venue.new_order_id(), trader, 0, 1, 50_600, 10)  # IM $500, open loss $60
+    assert through.reject is None and through.resting_size == 10
+    # 9 more lots: IM $950 for 19 -- covered by $1,000, not by the $940 left after the open loss
+    assert not house.would_accept(trader, 0, 1, 50_000, 9)
+    refused = venue.execute(venue.new_order_id(), trader, 0, 1, 50_000, 9)
+    assert refused.reject is not None and refused.reject.value == "risk_check_failed"
+    assert house.would_accept(trader, 0, 1, 50_000, 8)  # IM $900 <= $940
+    # a sell far above the mark would gain $4,200 if filled: not counted, so 21 lots (a worst case
+    # of 21 short, IM $1,050) are refused
+    assert not house.would_accept(trader, 0, -1, 70_000, 21)
+
+
 def _oracle_cause():
     from clearing.causality import Cause
 
