@@ -370,10 +370,15 @@ class ClearingHouse:
 
     def _resting_open_loss(self, account: int) -> float:
         """The open loss of the account's resting orders at the current marks (minor units)."""
-        venue, ticks = self.venue, self.marks.ticks
-        with_orders = np.flatnonzero(venue.open_bids[account] + venue.open_asks[account]).tolist()
-        return sum(self._open_loss(i, order.side, order.price, order.size, ticks.item(i))
-                   for i in with_orders for order in venue.books[i].orders_of(account))
+        total = 0.0
+        ticks, tick_value = self.marks.ticks, self.ledger.tick_value
+        for i, book in enumerate(self.venue.books):
+            orders = book.orders_of(account)
+            if orders:
+                mark = ticks.item(i)
+                loss_ticks = sum(max(o.side * (o.price - mark), 0.0) * o.size for o in orders)
+                total += loss_ticks * tick_value.item(i)
+        return total
 
     def _open_loss(self, instrument: int, side: int, price: int, lots: int, mark: float) -> float:
         """What an order filled at ``price`` would lose against the mark at once (minor units): a
