@@ -273,6 +273,7 @@ class ClearingHouse:
         self.equity[rows], self.im[rows], self.mm[rows] = equity, im, mm
         self.slack[rows] = equity - cancel_at
         self.headroom[rows] = np.where(state == 0, equity - im, -np.inf)
+        self._hold_back_open_losses(rows)
         self.health[rows] = state
         if not acting.size:
             return
@@ -367,6 +368,30 @@ class ClearingHouse:
             im = float(self.requirements(exposure).im[0])
         im *= self.scale
         return equity - open_loss >= im, equity, open_loss, im
+
+    def _hold_back_open_losses(self, rows: slice | np.ndarray) -> None:
+        """Take the open loss of resting orders priced through the marks off the headroom of the
+        re-valued accounts: the exact pre-trade check holds it back, so the shortcut must too."""
+        if not isinstance(rows, slice):
+            for account in rows.tolist():
+                loss = self._resting_open_loss(account)
+                if loss:
+                    self.headroom[account] -= loss
+            return
+        # a full re-valuation: only the orders priced through each mark have an open loss
+        ticks, tick_value = self.marks.ticks, self.ledger.tick_value
+        losses: dict[int, float] = {}
+        for i, book in enumerate(self.venue.books):
+            mark = ticks.item(i)
+            in_ticks: dict[int, float] = {}
+            for order in book.orders_through(mark):
+                loss = order.side * (order.price - mark) * order.size
+                in_ticks[order.account] = in_ticks.get(order.account, 0.0) + loss
+            for account, loss in in_ticks.items():
+                losses[account] = losses.get(account, 0.0) + loss * tick_value.item(i)
+        for account, loss in losses.items():
+            if rows.start <= account < rows.stop:
+                self.headroom[account] -= loss
 
     def _resting_open_loss(self, account: int) -> float:
         """The open loss of the account's resting orders at the current marks (minor units)."""

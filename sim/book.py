@@ -388,6 +388,15 @@ class OrderBook:
         """The live resting order with this id (the book's own object: do not mutate it)."""
         return self._orders.get(order_id)
 
+    def orders_through(self, price: float) -> list[Order]:
+        """Resting orders priced through ``price`` (ticks): bids above it and asks below it -- the
+        orders that, filled at their own prices, would lose against it. O(orders returned)."""
+        through = [order for key in self._bids.irange(maximum=-price, inclusive=(True, False))
+                   for order in self._bids[key].orders.values()]
+        through.extend(order for key in self._asks.irange(maximum=price, inclusive=(True, False))
+                       for order in self._asks[key].orders.values())
+        return through
+
     def orders_of(self, account: int) -> list[Order]:
         """The account's resting orders, in the order they (re-)entered the book (an amend that
         loses priority re-enters)."""

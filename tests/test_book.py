@@ -550,6 +550,16 @@ def test_empty_book_queries(book):
     assert len(book) == 0 and book.resting_size() == 0 and book.orders_of(ALICE) == []
 
 
+def test_orders_through_a_price_are_the_bids_above_and_asks_below_it(book):
+    ladder(book)  # bids 99 (5), 98 (5); asks 101 (5), 102 (5)
+    book.submit(5, CAROL, BUY, 99, 2)
+    assert book.orders_through(100.0) == []
+    assert sorted(o.order_id for o in book.orders_through(98.5)) == [1, 5]  # the bids at 99
+    assert sorted(o.order_id for o in book.orders_through(98.0)) == [1, 5]  # 98 itself is not through
+    assert sorted(o.order_id for o in book.orders_through(101.5)) == [3]  # the ask at 101
+    assert sorted(o.order_id for o in book.orders_through(97.0)) == [1, 2, 5]
+
+
 def test_depth_top_of_book_mid_and_totals(book):
     ladder(book)
     book.submit(5, CAROL, BUY, 99, 2)

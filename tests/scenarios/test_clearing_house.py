@@ -287,6 +287,25 @@ def test_pre_trade_check_holds_back_the_open_loss_of_orders_priced_through_the_m
     assert not house.would_accept(trader, 0, -1, 70_000, 21)
 
 
+def test_a_resting_order_left_above_a_falling_mark_holds_its_open_loss_back_from_the_shortcut():
+    """After the price falls, a resting buy priced above the new mark would lose at once if filled.
+    The exact check holds that back; the shortcut's headroom, set at the re-valuation, must too --
+    or it would accept what the exact check refuses."""
+    s = Scenario({"paths": {"shocks": [{"kind": "gap", "start": 100.0, "size": -0.02}]}})
+    trader = s.account(1_000)
+    house, venue = s.ep.house, s.ep.venue
+    house.revalue_all(_oracle_cause())
+    resting = venue.execute(venue.new_order_id(), trader, 0, 1, 50_000, 10)  # nothing to sell to it
+    assert resting.reject is None and resting.resting_size == 10
+    s.run(110.0)  # the mark is 49,000: the bid's open loss is $100, IM for 10 lots $490
+    assert float(s.ep.marks.ticks[0]) == pytest.approx(49_000.0)
+    assert house.headroom[trader] / USD == pytest.approx(1_000 - 490 - 100)
+    # 9 more lots: IM $931 > $900 once the open loss is held back (the shortcut alone would say $510 > $441)
+    assert not house.would_accept(trader, 0, 1, 49_000, 9)
+    refused = venue.execute(venue.new_order_id(), trader, 0, 1, 49_000, 9)
+    assert refused.reject is not None and refused.reject.value == "risk_check_failed"
+
+
 def _oracle_cause():
     from clearing.causality import Cause
 
