@@ -391,10 +391,14 @@ class OrderBook:
     def orders_through(self, price: float) -> list[Order]:
         """Resting orders priced through ``price`` (ticks): bids above it and asks below it -- the
         orders that, filled at their own prices, would lose against it. O(orders returned)."""
-        through = [order for key in self._bids.irange(maximum=-price, inclusive=(True, False))
-                   for order in self._bids[key].orders.values()]
-        through.extend(order for key in self._asks.irange(maximum=price, inclusive=(True, False))
-                       for order in self._asks[key].orders.values())
+        through: list[Order] = []
+        best_bid, best_ask = self._best_bid_key, self._best_ask_key
+        if best_bid is not None and -best_bid > price:  # usually neither side is: O(1) then
+            through.extend(order for key in self._bids.irange(maximum=-price, inclusive=(True, False))
+                           for order in self._bids[key].orders.values())
+        if best_ask is not None and best_ask < price:
+            through.extend(order for key in self._asks.irange(maximum=price, inclusive=(True, False))
+                           for order in self._asks[key].orders.values())
         return through
 
     def orders_of(self, account: int) -> list[Order]:
