@@ -156,11 +156,9 @@ class ClearingHouse:
         in ledger order) may advance a stateful regime's memory (the VaR buffer's previous margins);
         partial ones -- a pre-trade check, the two parties of a fill -- read it without changing it."""
         market = self.marks.market_state(self.world.now)
-        if not full:
-            stateless = getattr(self.regime, "requirements_stateless", None)
-            if stateless is not None:
-                return stateless(Positions(exposure), market)
-        return self.regime.requirements(Positions(exposure), market)
+        if full:
+            return self.regime.requirements(Positions(exposure), market)
+        return self.regime.requirements_stateless(Positions(exposure), market)
 
     def valuation(self, rows: slice | np.ndarray, full: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(equity, IM, MM) in minor units for the given ledger rows."""

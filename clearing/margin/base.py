@@ -307,6 +307,12 @@ class MarginRegime(ABC):
     def requirements(self, positions: Positions, market: MarketState) -> Requirements:
         """IM and MM per account for the given positions and market state."""
 
+    def requirements_stateless(self, positions: Positions, market: MarketState) -> Requirements:
+        """The requirements of a few accounts (a pre-trade check, a fill's parties), changing no
+        memory a regime keeps between whole-market computations (regimes with such memory
+        override this)."""
+        return self.requirements(positions, market)
+
     @abstractmethod
     def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:
         """Named components of one account's requirement (keys include 'im' and 'mm')."""

@@ -81,6 +81,10 @@ class WithLiquidityAddOn(MarginRegime):
             self.ladders[i] = (DepthLadder(bids), DepthLadder(asks))
         self.source = forward_source(base.table)
 
+    # the add-on is not a sum of per-position figures: no one-position shortcut (the clearing house
+    # would otherwise find the base regime's through ``__getattr__`` and leave the add-on out)
+    entry_im = None
+
     def __getattr__(self, item):  # expose the base regime's extras (e.g. VaR update_history)
         if item in ("base", "__setstate__"):
             raise AttributeError(item)
@@ -138,14 +142,13 @@ class WithLiquidityAddOn(MarginRegime):
 
     # ----------------------------------------------------------------------------- interface
     def requirements(self, positions: Positions, market: MarketState) -> Requirements:
-        base = self.base.requirements(positions, market)
-        im_add, mm_add = self.add_ons(positions, market, base)
-        return Requirements(im=base.im + im_add, mm=base.mm + mm_add, positions=base.positions)
+        return self._with_add_ons(self.base.requirements(positions, market), positions, market)
 
     def requirements_stateless(self, positions: Positions, market: MarketState) -> Requirements:
         """As ``requirements`` without advancing a stateful base regime's memory."""
-        stateless = getattr(self.base, "requirements_stateless", self.base.requirements)
-        base = stateless(positions, market)
+        return self._with_add_ons(self.base.requirements_stateless(positions, market), positions, market)
+
+    def _with_add_ons(self, base: Requirements, positions: Positions, market: MarketState) -> Requirements:
         im_add, mm_add = self.add_ons(positions, market, base)
         return Requirements(im=base.im + im_add, mm=base.mm + mm_add, positions=base.positions)
 

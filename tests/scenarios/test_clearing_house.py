@@ -306,6 +306,21 @@ def test_a_resting_order_left_above_a_falling_mark_holds_its_open_loss_back_from
     assert refused.reject is not None and refused.reject.value == "risk_check_failed"
 
 
+def test_pre_trade_check_includes_a_liquidity_add_on():
+    """With a size premium on top of standard margin, IM is no longer a sum of per-position base
+    rates: the pre-trade check must margin the add-on too, not the base regime's per-position IM."""
+    s = Scenario({"margin": {"regime": "standard", "tiers": [{"im_rate": 0.10, "mm_rate": 0.05}],
+                             "liquidity": {"mode": "sqrt", "imf": 0.1}}})
+    trader = s.account(1_000)
+    house, venue = s.ep.house, s.ep.venue
+    house.revalue_all(_oracle_cause())
+    # 19 lots: base IM $950, with the premium 0.8 x 10% + 0.1 x sqrt(0.19) = 12.4% -> $1,174
+    assert not house.would_accept(trader, 0, 1, 50_000, 19)
+    refused = venue.execute(venue.new_order_id(), trader, 0, 1, 50_000, 19)
+    assert refused.reject is not None and refused.reject.value == "risk_check_failed"
+    assert house.would_accept(trader, 0, 1, 50_000, 15)  # 11.9% of $7,500: $894
+
+
 def _oracle_cause():
     from clearing.causality import Cause
 
