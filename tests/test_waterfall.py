@@ -172,8 +172,11 @@ def test_random_defaults_conserve_cash_and_sum_to_loss(contribs, ccp, loss, cap)
     wf = DefaultWaterfall(ledger, dict(zip(members, contribs)), ccp_capital=ccp, assessment_cap=cap)
     wf.fund()
     _default(ledger, members[0], winner, loss)
+    before = int(ledger.cash[members[0], QUOTE])
     layers = wf.absorb(members[0], loss)
     uncovered = wf.last_uncovered
+    # what the layers report is what reached the defaulter's account, and the rest is uncovered
+    assert int(ledger.cash[members[0], QUOTE]) - before == sum(x for _, x in layers)
     assert sum(x for _, x in layers) + uncovered == loss and uncovered >= 0
     order = ["defaulter_default_fund", "ccp_skin_in_game", "survivors_default_fund", "assessments"]
     names = [n for n, _ in layers]

@@ -30,6 +30,19 @@ STEP = st.tuples(
 @settings(max_examples=40, deadline=None)
 @given(steps=st.lists(STEP, min_size=5, max_size=40), seed=st.integers(0, 10_000))
 def test_an_order_the_venue_lets_through_passes_the_exact_check(steps, seed):
+    _random_flow(steps, seed)
+
+
+def test_the_flow_accepts_risky_orders_through_the_shortcut():
+    """The property above means something only if orders that raise risk get accepted, some of them
+    without the exact computation: a fixed flow of growing buys and sells shows both happen."""
+    steps = [(k % 3, 1 if k % 2 else -1, 0, 2, 0.3) for k in range(30)]
+    accepted, by_shortcut = _random_flow(steps, 7)
+    assert accepted >= 10 and by_shortcut >= 5
+
+
+def _random_flow(steps, seed) -> tuple[int, int]:
+    """Run the flow, checking each step; return (risky orders accepted, of which by the shortcut)."""
     s = Scenario({"seed": seed, "duration": 400.0,
                   "paths": {"models": [{"kind": "gbm", "underlyings": [{"name": "BTC", "s0": 50_000.0, "vol": 2.0}]}]},
                   "venue": {"maker_fee_bps": 5.0, "taker_fee_bps": 10.0},
@@ -43,18 +56,26 @@ def test_an_order_the_venue_lets_through_passes_the_exact_check(steps, seed):
     ep = s.ep
     house, venue = ep.house, ep.venue
     ep.oracle.start()
+    accepted = by_shortcut = 0
+    account_equity = house.account_equity
     for who, side, offset, lots, wait in steps:
         account = traders[who]
         price = max(1, int(round(float(ep.marks.ticks[0]))) + offset)
         risky = venue._increases_risk(account, 0, side, lots) and not house.liquidations.is_active(account)
         exact_ok, equity, open_loss, im = house._exact_check(account, 0, side, price, lots)
+        valued = []  # the exact path values the account; the shortcut does not
+        house.account_equity = lambda a: valued.append(a) or account_equity(a)
         result = venue.execute(venue.new_order_id(), account, 0, side, price, lots, TimeInForce.GTC)
+        del house.account_equity
         if risky and result.reject != RejectReason.RISK_CHECK_FAILED:
+            accepted += 1
+            by_shortcut += not valued
             # accepted: the exact check agrees (to the rounding of two ways of summing the same sums)
             assert exact_ok or equity - open_loss >= im - 1e-9 * max(im, 1.0), (account, side, price, lots)
         ep.world.run(until=ep.world.now + (wait or 1e-6))  # fills' re-checks run at once
         _bounds_hold(house, traders)
     ep.world.run(until=ep.world.now + 1.0)
+    return accepted, by_shortcut
 
 
 def _bounds_hold(house, accounts) -> None:
