@@ -50,6 +50,15 @@ class Positions:
             self._csr = (indptr, cols.astype(np.int64), self.dense[rows, cols])
         return self._csr
 
+    def rows(self) -> np.ndarray:
+        """(nnz,) int64 account of each CSR entry (cached)."""
+        hit = self._cache.get("rows")
+        if hit is None:
+            indptr = self.csr()[0]
+            hit = np.repeat(np.arange(self.n_accounts, dtype=np.int64), np.diff(indptr))
+            self._cache["rows"] = hit
+        return hit
+
     def invalidate(self) -> None:
         """Drop the CSR view and derived groupings (call after mutating ``dense`` in place)."""
         self._csr = None
@@ -155,8 +164,8 @@ def segments_by_group(positions: Positions, group_of_instrument: np.ndarray, n_g
     hit = positions._cache.get(key)
     if hit is not None:
         return hit
-    indptr, cols, lots = positions.csr()
-    rows = np.repeat(np.arange(positions.n_accounts, dtype=np.int64), np.diff(indptr))
+    _, cols, lots = positions.csr()
+    rows = positions.rows()
     combined = rows * ng + group_of_instrument[cols]
     if combined.size and np.any(combined[1:] < combined[:-1]):
         order = np.argsort(combined, kind="stable")
@@ -270,11 +279,9 @@ def segment_sums(positions: Positions, values: np.ndarray, group_of_instrument: 
 
     ``values`` is instruments x K (or a vector, K = 1); float64 unless given as float32.
     """
-    values = np.asarray(values)
+    values = _as_float(values)
     if values.ndim == 1:
         values = values[:, None]
-    if values.dtype not in (np.float32, np.float64):
-        values = values.astype(np.float64)
     seg, out_t = segment_sums_t(positions, np.ascontiguousarray(values.T), group_of_instrument, n_groups)
     return seg, out_t.T
 
@@ -288,11 +295,6 @@ def worst_loss_per_group(positions: Positions, pnl: np.ndarray, group_of_instrum
     out = np.zeros((positions.n_accounts, n_groups), dtype=np.float64)
     out[seg.row, seg.group] = worst
     return out
-
-
-def per_account(n_accounts: int, row: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Sum per-segment (or per-entry) values into a per-account vector."""
-    return np.bincount(row, weights=values, minlength=n_accounts).astype(np.float64, copy=False)
 
 
 class MarginRegime(ABC):

@@ -117,9 +117,9 @@ class WithLiquidityAddOn(MarginRegime):
 
     def add_ons(self, positions: Positions, market: MarketState, base: Requirements) -> tuple[np.ndarray, np.ndarray]:
         """(IM add-on, MM add-on) per account."""
-        indptr, cols, lots = positions.csr()
+        _, cols, lots = positions.csr()
         n = positions.n_accounts
-        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+        rows = positions.rows()
         cfg = self.config
         if cfg.mode == "book":
             per_entry = self._book_cost(cols, lots, market)

@@ -192,8 +192,8 @@ class SpanRegime(MarginRegime):
         p = self._prepare(market)
         n, C, T = positions.n_accounts, self.n_commodities, self.n_tiers
         scan = worst_loss_per_group(positions, p["arrays"], self.commodity, C)  # (A, C)
-        indptr, cols, lots = positions.csr()
-        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+        _, cols, lots = positions.csr()
+        rows = positions.rows()
         tier_delta = np.bincount(rows * T + self.tier[cols], weights=lots * p["delta_ref"][cols],
                                  minlength=n * T).reshape(n, T)
         m = self._tier_to_commodity

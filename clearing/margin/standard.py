@@ -114,20 +114,14 @@ class StandardRegime(MarginRegime):
             c = cols[lin]
             notional = np.abs(lots[lin]) * units[lin] * np.abs(marks[c])
             u = t.underlying_index[c]
-            im_rate = np.empty(c.size)
-            mm_rate = np.empty(c.size)
-            mm_amt = np.empty(c.size)
-            for k, tiers in enumerate(self._tiers):  # loop over underlyings, not accounts
+            im_lin = np.empty(c.size)
+            mm_lin = np.empty(c.size)
+            for k in range(len(self._tiers)):  # loop over underlyings, not accounts
                 sel = u == k
                 if sel.any():
-                    im_rate[sel], mm_rate[sel], mm_amt[sel] = tiers.rates(notional[sel])
-            if oi is not None and np.isfinite(self._oi_lower).any():
-                lo, hi = self._oi_lower[u], self._oi_upper[u]
-                frac = np.clip((oi[c] - lo) / (hi - lo), 0.0, 1.0)
-                frac = np.where(np.isfinite(frac), frac, 0.0)
-                im_rate = im_rate + (1.0 - im_rate) * frac
-            im[lin] = notional * im_rate
-            mm[lin] = np.maximum(notional * mm_rate - mm_amt, 0.0)
+                    im_lin[sel], mm_lin[sel] = self._linear(k, notional[sel], None if oi is None else oi[c[sel]])
+            im[lin] = im_lin
+            mm[lin] = mm_lin
         # short options
         short = is_opt & (lots < 0)
         if short.any():
@@ -141,6 +135,23 @@ class StandardRegime(MarginRegime):
             im[short] = q * (np.maximum(rule.im_base - otm, rule.im_floor) * fwd + mark)
             mm[short] = q * (np.maximum(rule.mm_base - otm, rule.mm_floor) * fwd + mark)
         return im, mm
+
+    def _linear(self, k: int, notional: np.ndarray, oi_c) -> tuple[np.ndarray, np.ndarray]:
+        """(IM, MM) of linear positions of underlying ``k`` with these notionals: the tier's rates,
+        the IM rate raised by the open-interest caps (``oi_c``: the open interest of each position's
+        instrument, or None without caps), MM less the tier's maintenance amount."""
+        tiers = self._tiers[k]
+        if tiers.single:
+            im_rate, mm_rate, mm_amt = float(tiers.im[0]), float(tiers.mm[0]), None
+        else:
+            im_rate, mm_rate, mm_amt = tiers.rates(notional)
+        if oi_c is not None:
+            lo, hi = self._oi_lower[k], self._oi_upper[k]
+            frac = np.clip((oi_c - lo) / (hi - lo), 0.0, 1.0)
+            im_rate = im_rate + (1.0 - im_rate) * np.where(np.isfinite(frac), frac, 0.0)
+        # one tier: no maintenance amount, and the product is never negative
+        mm = notional * mm_rate if mm_amt is None else np.maximum(notional * mm_rate - mm_amt, 0.0)
+        return notional * im_rate, mm
 
     def entry_im(self, instrument: int, lots: float, mark: float) -> float | None:
         """IM (quote units) of one position, in pure Python, for the clearing house's pre-trade fast
@@ -186,7 +197,7 @@ class StandardRegime(MarginRegime):
             return self._dense_requirements(positions, market, market_oi)
         pr = self.position_requirements(positions, market, market_oi)
         n = positions.n_accounts
-        rows = np.repeat(np.arange(n), np.diff(pr.indptr))
+        rows = positions.rows()
         im = np.bincount(rows, weights=pr.im, minlength=n)
         mm = np.bincount(rows, weights=pr.mm, minlength=n)
         return Requirements(im=im, mm=mm, positions=pr if self.isolated else None)
@@ -201,20 +212,7 @@ class StandardRegime(MarginRegime):
         im = mm = None
         for i in range(lots.shape[1]):
             notional = np.abs(lots[:, i]) * float(t.contract_units[i]) * float(marks[i])
-            u = int(t.underlying_index[i])
-            tiers = self._tiers[u]
-            if tiers.single:
-                im_rate, mm_rate, mm_amt = float(tiers.im[0]), float(tiers.mm[0]), None
-            else:
-                im_rate, mm_rate, mm_amt = tiers.rates(notional)
-            if oi is not None:
-                lo, hi = self._oi_lower[u], self._oi_upper[u]
-                frac = float(np.clip((oi[i] - lo) / (hi - lo), 0.0, 1.0))
-                if np.isfinite(frac):
-                    im_rate = im_rate + (1.0 - im_rate) * frac
-            im_i = notional * im_rate
-            # one tier: no maintenance amount, and the product is never negative
-            mm_i = notional * mm_rate if mm_amt is None else np.maximum(notional * mm_rate - mm_amt, 0.0)
+            im_i, mm_i = self._linear(int(t.underlying_index[i]), notional, None if oi is None else oi[i])
             if im is None:  # the first column starts the sums (0.0 + x is x: the same bits)
                 im, mm = im_i, mm_i
             else:
@@ -227,10 +225,7 @@ class StandardRegime(MarginRegime):
     def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:
         lots = np.asarray(lots, dtype=np.float64)
         cols = np.flatnonzero(lots)
-        oi = None
-        if np.isfinite(self._oi_lower).any():
-            oi = self._last_oi if self._last_oi is not None else self.open_interest_notional(
-                Positions.of(lots), market)
+        oi = self._open_interest_for(Positions.of(lots), market, market_oi=False)
         im, mm = self._entry_requirements(cols, lots[cols], market, oi)
         out: dict[str, float] = {"im": float(im.sum()), "mm": float(mm.sum())}
         is_opt = self.table.is_option[cols]

@@ -96,8 +96,8 @@ class TimsRegime(MarginRegime):
                 for k in range(P):  # loop over valuation points, not accounts
                     pg_pnl[k] = np.bincount(key, weights=adj[k], minlength=n * G)
                 worst = np.maximum(-pg_pnl.min(axis=0), 0.0).reshape(n, G)
-        indptr, cols, lots = positions.csr()
-        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+        _, cols, lots = positions.csr()
+        rows = positions.rows()
         minimum = np.bincount(rows * G + self.class_pg[self.class_group[cols]],
                               weights=np.abs(lots) * self.minimum[cols], minlength=n * G).reshape(n, G)
         req = np.maximum(worst, minimum)

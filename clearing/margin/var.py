@@ -174,9 +174,9 @@ class VaRRegime(MarginRegime):
     def scenario_sets(self) -> dict[str, np.ndarray]:
         """Scenario returns (S x U) per use: 'base', and 'stressed' / 'floor' when configured."""
         cfg, h = self.config, self._history
-        out = {"base": self._returns(h[-(cfg.lookback + cfg.mpor):])}
-        if cfg.method == "filtered":  # filter with the whole history, keep the lookback windows
-            out["base"] = self._returns(h)[-cfg.lookback:]
+        # filtered: filter with the whole history, keep the lookback windows
+        out = {"base": self._returns(h)[-cfg.lookback:] if cfg.method == "filtered"
+               else self._returns(h[-(cfg.lookback + cfg.mpor):])}
         if cfg.stressed_weight:
             a, b = self.stressed_window()
             out["stressed"] = mpor_returns(h[a:b], cfg.mpor) if b - a > cfg.mpor else np.zeros((0, h.shape[1]))
