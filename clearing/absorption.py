@@ -81,9 +81,7 @@ class LossAbsorber:
         if self.config.socialised == "open_interest":
             charged = socialise_over_open_interest(ledger, market, loss, account)
         else:
-            n = ledger.n_accounts
-            equity = np.zeros(n)
-            equity[:], _im, _mm = house.valuation(slice(0, n))
+            equity = house.equities(slice(0, ledger.n_accounts))
             equity[: int(SystemAccount.DEFAULT_FUND) + 1] = 0.0
             equity[account] = 0.0
             charged = haircut_depositors(ledger, loss, account, equity)

@@ -64,7 +64,6 @@ class ClearingHouse:
         self._valued_index_ticks = marks.index_ticks.copy()
         self._valued_basis_ticks = marks.basis_ticks.copy()
         self.oracle_seq = 0
-        self.revaluations = 0
         self.liquidations: "LiquidationEngine | None" = None
         # at every full re-valuation: time, total IM, total MM, total equity, gross notional (minor units)
         self.margin_samples: list[tuple[float, float, float, float, float]] = []
@@ -86,6 +85,11 @@ class ClearingHouse:
         self._continuous = config.enforcement.cadence == "continuous"
         self._one_instrument = len(table) == 1  # one-account sums have one term: plain scalars
 
+    @property
+    def revaluations(self) -> int:
+        """Full re-valuations so far (each records one margin sample)."""
+        return len(self.margin_samples)
+
     # ------------------------------------------------------------------ wiring
     def attach(self, liquidations: "LiquidationEngine") -> None:
         self.liquidations = liquidations
@@ -99,7 +103,6 @@ class ClearingHouse:
                              start=iv)
         self._schedule_settlements()
         self.settled_ticks = self.marks.ticks.copy()  # marks at the last variation-margin run
-        self.vm_runs: list[tuple[float, float]] = []  # time, variation margin moved (minor units)
         vm = self.config.settlement
         if vm.variation_margin == "interval":
             self.world.every(vm.interval, self.settle_variation_margin, start=vm.interval)
@@ -167,17 +170,18 @@ class ClearingHouse:
     def _value_rows(self, rows: slice | np.ndarray, full: bool = False
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(equity, IM, MM, worst-case exposure) for the given ledger rows."""
-        ledger = self.ledger
-        marks_value = self.marks.ticks * ledger.tick_value
-        cash = ledger.cash[rows]
-        if cash.shape[1] == 1:
-            collateral = cash[:, 0].astype(np.float64)
-        else:
-            collateral = self._collateral(cash)
-        equity = collateral + ledger.position[rows].dot(marks_value)  # .dot: a fraction of @'s overhead
         exposure = self.exposure(rows)
         req = self.requirements(exposure, full)
-        return equity, req.im * self.scale, req.mm * self.scale, exposure
+        return self.equities(rows), req.im * self.scale, req.mm * self.scale, exposure
+
+    def equities(self, rows: slice | np.ndarray) -> np.ndarray:
+        """Equity (collateral after haircuts + positions at mark) of the given ledger rows, minor
+        units -- a new array."""
+        ledger = self.ledger
+        cash = ledger.cash[rows]
+        collateral = cash[:, 0].astype(np.float64) if cash.shape[1] == 1 else self._collateral(cash)
+        # .dot: a fraction of @'s overhead on a matrix-vector product
+        return collateral + ledger.position[rows].dot(self.marks.ticks * ledger.tick_value)
 
     def _collateral(self, cash: np.ndarray) -> np.ndarray:
         """Collateral value in quote minor units at the published prices, after haircuts."""
@@ -189,7 +193,9 @@ class ClearingHouse:
         if ledger.cash.shape[1] == 1:
             collateral = float(ledger.cash.item(account, 0))
         else:
-            collateral = float(self._collateral(ledger.cash[account][None, :])[0])
+            index = self.oracle.index
+            prices = [1.0 if column is None else index.item(column) for column in self._asset_source]
+            collateral = ledger.value_account_cash(account, prices)
         if self._one_instrument:  # the same product the dot below makes, without its array overhead
             mark_value = self.marks.ticks.item(0) * ledger.tick_value.item(0)
             return collateral + ledger.position.item(account, 0) * mark_value
@@ -200,14 +206,9 @@ class ClearingHouse:
         self.oracle_seq += 1
         self.marks.sample_books()
         self.marks.update(self.world.now)
-        self._refresh_references()
-        if self.config.enforcement.cadence == "continuous":
+        self.venue.reference[:] = self.marks.ticks.tolist()  # the venue's price bands follow the marks
+        if self._continuous:
             self.revalue_all(Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now))
-
-    def _refresh_references(self) -> None:
-        ref = self.venue.reference
-        for i in range(len(ref)):
-            ref[i] = float(self.marks.ticks[i])
 
     def on_fill(self, fill: Fill, maker_fee: int, taker_fee: int) -> None:
         """Settle a fill into the ledger, charge fees, and re-check both parties."""
@@ -249,7 +250,6 @@ class ClearingHouse:
     def revalue_all(self, cause: Cause) -> None:
         """Re-value every trader account at once and act on the new states."""
         self._grow()
-        self.revaluations += 1
         rows = slice(FIRST_TRADER, self.ledger.n_accounts)
         equity, im, mm, exposure = self._value_rows(rows, full=True)
         gross = float(np.abs(self.ledger.position[rows]).dot(self.marks.ticks * self.ledger.tick_value).sum())
@@ -330,22 +330,23 @@ class ClearingHouse:
             return True
         if self.liquidations is not None and self.liquidations.is_active(account):
             return False
-        if self._entry_im is not None and account < self.im.shape[0]:
+        if self._entry_im is not None and account < self.headroom.shape[0]:
             decided = self._entry_check(account, instrument, side, price, lots)
             if decided is not None:
                 return decided
-        ok, equity, open_loss, im = self._exact_check(account, instrument, side, price, lots)
-        if ok and account < self.im.shape[0]:
-            self._accepted_exactly(account, equity, open_loss, im)
-        return ok
+        return self._check_exactly(account, instrument, side, price, lots)
 
-    def _accepted_exactly(self, account: int, equity: float, open_loss: float, im: float) -> None:
-        """An order the exact check accepted: equity now (less the resting orders' open loss),
-        less the order's open loss, minus IM with the order bounds both the headroom and the slack
-        from below (the cancel level is at most IM)."""
-        bound = equity - open_loss - im
-        self.slack[account] = bound
-        self.headroom[account] = bound if self.health.item(account) == 0 else -np.inf
+    def _check_exactly(self, account: int, instrument: int, side: int, price: int, lots: int,
+                       im: float | None = None) -> bool:
+        """The exact check; an accepted order's bound -- equity now (less the resting orders' open
+        loss), less the order's open loss, minus IM with the order -- becomes the account's
+        headroom and slack (the cancel level is at most IM)."""
+        ok, equity, open_loss, im = self._exact_check(account, instrument, side, price, lots, im)
+        if ok and account < self.headroom.shape[0]:
+            bound = equity - open_loss - im
+            self.slack[account] = bound
+            self.headroom[account] = bound if self.health.item(account) == 0 else -np.inf
+        return ok
 
     def would_accept(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:
         """A what-if margin query (an exchange's margin calculator): the pre-trade check's answer
@@ -354,17 +355,16 @@ class ClearingHouse:
             return False
         return self._exact_check(account, instrument, side, price, lots)[0]
 
-    def _exact_check(self, account: int, instrument: int, side: int, price: int,
-                     lots: int) -> tuple[bool, float, float, float]:
+    def _exact_check(self, account: int, instrument: int, side: int, price: int, lots: int,
+                     im: float | None = None) -> tuple[bool, float, float, float]:
         """(accepted, equity now less its resting orders' open loss, the order's open loss, IM with
-        the order) for one account."""
-        exposure = self.exposure(np.array([account]), (instrument, side, lots))
+        the order -- computed unless given, minor units) for one account."""
+        if im is None:
+            exposure = self.exposure(np.array([account]), (instrument, side, lots))
+            summed = self._summed_im(exposure[0].tolist()) if self._entry_im is not None else None
+            im = (float(self.requirements(exposure).im[0]) if summed is None else summed) * self.scale
         equity = self.account_equity(account) - self._resting_open_loss(account)
         open_loss = self._open_loss(instrument, side, price, lots, self.marks.ticks.item(instrument))
-        im = self._summed_im(exposure[0].tolist()) if self._entry_im is not None else None
-        if im is None:
-            im = float(self.requirements(exposure).im[0])
-        im *= self.scale
         return equity - open_loss >= im, equity, open_loss, im
 
     def _hold_back_open_losses(self, rows: slice | np.ndarray) -> None:
@@ -463,19 +463,12 @@ class ClearingHouse:
             if summed is None:
                 return None
             im = summed * self.scale
-        equity = self.account_equity(account) - self._resting_open_loss(account)
-        if equity - open_loss >= im:
-            self._accepted_exactly(account, equity, open_loss, im)
-            return True
-        return False
+        return self._check_exactly(account, instrument, side, price, lots, im)
 
     # ------------------------------------------------------------------ withdrawals
     def settle_variation_margin(self) -> None:
         """A variation-margin run: gains and losses since the last run are settled (become
-        withdrawable); the amount moved is recorded."""
-        n = self.ledger.n_accounts
-        move = self.ledger.position[FIRST_TRADER:n] @ ((self.marks.ticks - self.settled_ticks) * self.ledger.tick_value)
-        self.vm_runs.append((self.world.now, float(np.abs(move).sum()) / 2.0))
+        withdrawable)."""
         self.settled_ticks = self.marks.ticks.copy()
 
     def free_collateral(self, account: int) -> float:

@@ -73,6 +73,7 @@ class Ledger:
         quote_decimals = self.assets[QUOTE].decimals
         self.unit_scale = np.array([10.0 ** (quote_decimals - a.decimals) for a in self.assets])
         self.haircut_keep = 1.0 - np.array([a.haircut for a in self.assets])
+        self._unit_scale, self._haircut_keep = self.unit_scale.tolist(), self.haircut_keep.tolist()
         capacity = max(capacity, FIRST_TRADER + 1)
         n_assets, n_ins = len(self.assets), len(self.instruments)
         self.cash = np.zeros((capacity, n_assets), dtype=np.int64)
@@ -227,6 +228,18 @@ class Ledger:
         if not haircuts:
             return (c * price).sum(axis=1)
         return np.where(c > 0, c * (price * self.haircut_keep), c * price).sum(axis=1)
+
+    def value_account_cash(self, account: int, asset_prices: list[float]) -> float:
+        """``value_cash`` of one account, in plain floats: the same products, added in the same
+        order (numpy adds a row of fewer than eight values one by one; longer rows go through
+        ``value_cash``)."""
+        if len(asset_prices) >= 8:
+            return float(self.value_cash(self.cash[account][None, :], np.asarray(asset_prices))[0])
+        total = 0.0
+        for c, p, unit, keep in zip(self.cash[account].tolist(), asset_prices, self._unit_scale, self._haircut_keep):
+            price = p * unit
+            total += c * (price * keep) if c > 0 else c * price
+        return total
 
     def collateral_value(self, asset_prices: np.ndarray, haircuts: bool = True) -> np.ndarray:
         """Every account's cash in all assets, in quote minor units (see ``value_cash``)."""

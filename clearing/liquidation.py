@@ -28,7 +28,13 @@ import numpy as np
 
 from clearing.adl import adl_candidates, select_pro_rata, select_ranked
 from clearing.causality import Cause, CauseKind, LiquidationEvent, LiquidationStep
-from clearing.liquidation_math import liquidation_fee, lots_to_restore
+from clearing.liquidation_math import (
+    bankruptcy_price,
+    liquidation_fee,
+    lots_to_restore,
+    settle_liquidation_fee,
+    worst_fill_price,
+)
 from sim.orders import BUY, SELL, Fill, FillFlag, TimeInForce
 from sim.schema.clearing import LiquidationConfig
 
@@ -93,16 +99,13 @@ class LiquidationEngine:
     def _step(self, event: LiquidationEvent, first: bool = False) -> None:
         house, account = self.house, event.account
         house.ledger.now = house.world.now
+        cancelled = False
         if first:
             event.start_time = house.world.now
-            if house.venue.cancel_all_now(account):
-                equity, _im, mm = self._value(account)
-                if equity >= mm:
-                    self._finish(event, "restored_by_cancel")
-                    return
+            cancelled = house.venue.cancel_all_now(account) > 0
         equity, _im, mm = self._value(account)
         if equity >= mm:
-            self._finish(event, "restored")
+            self._finish(event, "restored_by_cancel" if cancelled else "restored")
             return
         if not house.ledger.position[account].any():
             if equity < 0:
@@ -168,12 +171,12 @@ class LiquidationEngine:
         if abs(held) * per_lot > cfg.book.slice_notional * house.scale:
             lots = min(lots, max(1, math.ceil(cfg.book.slice_fraction * abs(held))))
         side = SELL if held > 0 else BUY
-        bankruptcy = mark - equity / (held * tv)
+        bankruptcy = bankruptcy_price(equity, held, tv, mark)
         tif = TimeInForce.IOC
         if cfg.book.worst_price == "bankruptcy":
             limit = bankruptcy
         elif cfg.book.worst_price == "between":
-            limit = mark + cfg.book.worst_fraction * (bankruptcy - mark)
+            limit = worst_fill_price(mark, bankruptcy, cfg.book.worst_fraction)
         else:
             limit, tif = mark, TimeInForce.MARKET
         filled = self._through_book(event, instrument, side, lots, limit, tif, bankruptcy, "book")
@@ -202,8 +205,8 @@ class LiquidationEngine:
         fee = 0
         if math.isfinite(bankruptcy):
             surplus = math.floor(((avg - bankruptcy) if side == SELL else (bankruptcy - avg)) * filled * tv)
-            fee = min(liquidation_fee(notional, self.config.fee_rate, int(self.config.fee_cap * house.scale)),
-                      max(surplus, 0))
+            owed = liquidation_fee(notional, self.config.fee_rate, int(self.config.fee_cap * house.scale))
+            fee = settle_liquidation_fee(surplus, owed)[0]
         if fee > 0:
             self.absorber.fund.collect(account, fee, instrument, "liquidation_fee")
         self._record(event, instrument, policy, side * filled, notional, avg, bankruptcy, fee)
@@ -256,11 +259,9 @@ class LiquidationEngine:
         house, vault = self.house, self.backstop_account
         assert vault is not None
         rows = np.array([vault])
-        equity, _im, _mm = house.valuation(rows)
         exposure = house.exposure(rows)
         exposure[0] += lots
-        req = house.requirements(exposure)
-        return bool(equity[0] >= req.im[0] * house.scale)
+        return bool(house.equities(rows)[0] >= house.requirements(exposure).im[0] * house.scale)
 
     # ------------------------------------------------------------------ auctions
     def _start_auction(self, event: LiquidationEvent) -> None:
@@ -332,8 +333,7 @@ class LiquidationEngine:
         account = event.account
         ledger = house.ledger
         house._grow()
-        equity_all = np.zeros(ledger.n_accounts)
-        equity_all[:], _im, _mm = house.valuation(slice(0, ledger.n_accounts))
+        equity_all = house.equities(slice(0, ledger.n_accounts))
         first = True
         for instrument in np.argsort(-np.abs(ledger.position[account] * house.marks.ticks * ledger.tick_value)):
             held = int(ledger.position[account, instrument])
@@ -342,7 +342,7 @@ class LiquidationEngine:
             tv = int(ledger.tick_value[instrument])
             mark = float(house.marks.ticks[instrument])
             equity = float(equity_all[account]) if first else 0.0
-            bankruptcy = mark - equity / (held * tv)
+            bankruptcy = bankruptcy_price(equity, held, tv, mark)
             price = max(1, math.ceil(bankruptcy) if held > 0 else math.floor(bankruptcy))
             cands = adl_candidates(ledger, int(instrument), int(round(mark)), equity_all, exclude=account)
             if self.adl == "pro_rata":
