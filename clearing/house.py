@@ -250,7 +250,7 @@ class ClearingHouse:
     def revalue_all(self, cause: Cause) -> None:
         """Re-value every trader account at once and act on the new states."""
         self._grow()
-        rows = slice(FIRST_TRADER, self.ledger.n_accounts)
+        rows = self.ledger.traders
         equity, im, mm, exposure = self._value_rows(rows, full=True)
         gross = float(np.abs(self.ledger.position[rows]).dot(self.marks.ticks * self.ledger.tick_value).sum())
         self.margin_samples.append((self.world.now, float(im.sum()), float(mm.sum()), float(equity.sum()), gross))

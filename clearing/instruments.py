@@ -62,12 +62,6 @@ class Instrument:
         """Units of underlying per lot."""
         return self.lot_size * self.multiplier
 
-    def price_of(self, ticks: int | float) -> float:
-        return ticks * self.tick_size
-
-    def ticks_of(self, price: float) -> int:
-        return int(round(price / self.tick_size))
-
 
 def tick_value_minor(tick_size: float, lot_size: float, multiplier: float, decimals: int) -> int:
     """Minor units of cash per tick per lot; raises if that is not a whole number."""

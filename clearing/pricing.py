@@ -186,9 +186,10 @@ def _d1d2(f, k, t, v):
     return d1, d2, sqrt_t, degenerate
 
 
-def _forward_price(f, k, t, v, c, df):
-    """Discounted Black price given the forward ``f`` and discount factor ``df``."""
-    d1, d2, _, degenerate = _d1d2(f, k, t, v)
+def _forward_price(f, k, t, v, c, df, d=None):
+    """Discounted Black price given the forward ``f`` and discount factor ``df`` (``d``: the
+    ``_d1d2`` of these inputs when the caller has it already)."""
+    d1, d2, _, degenerate = _d1d2(f, k, t, v) if d is None else d
     w = np.where(c, 1.0, -1.0)
     price = df * w * (f * norm_cdf(w * d1) - k * norm_cdf(w * d2))
     intrinsic = df * np.maximum(w * (f - k), 0.0)
@@ -214,10 +215,10 @@ def black76_greeks(forward, strike, years, vol, is_call, rate=0.0) -> Greeks:
     f, k, t, v, c, r = _prepare(forward, strike, years, vol, is_call, rate)
     tt = np.maximum(t, 0.0)
     df = np.exp(-r * tt)
-    d1, d2, sqrt_t, degenerate = _d1d2(f, k, t, v)
+    d = d1, d2, sqrt_t, degenerate = _d1d2(f, k, t, v)
     w = np.where(c, 1.0, -1.0)
     nd1 = np.where(degenerate, 0.0, norm_pdf(np.where(degenerate, 0.0, d1)))
-    price = _forward_price(f, k, t, v, c, df)
+    price = _forward_price(f, k, t, v, c, df, d)
     itm = np.where(degenerate, (w * (f - k) > 0.0).astype(np.float64), norm_cdf(w * d1))
     delta = df * w * itm
     v_safe = np.where(degenerate, 1.0, v)

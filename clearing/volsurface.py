@@ -167,11 +167,6 @@ class VolSurface:
         spot = np.asarray(spot, dtype=np.float64)
         return self._atm(spot, max(spot.ndim, self.atm_vol.ndim))
 
-    def term_factor(self, years) -> np.ndarray:
-        """g(T) per entry (infinite years -> the reference tenor, i.e. g = 1)."""
-        years = np.asarray(years, dtype=np.float64)
-        return self._term(years, max(years.ndim, self.atm_vol.ndim))
-
     def vol(self, strike, years, spot) -> np.ndarray:
         """Implied vol for strike(s), years to expiry and spot(s), all broadcast together and
         against the parameters (leading axes = surface entries). Infinite ``years`` (perpetuals)
