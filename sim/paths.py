@@ -70,19 +70,12 @@ class PricePaths:
         """Prices in force at time ``t``: (U,) for a scalar t, (n, U) for an array of n times."""
         return self.prices[self.index_at(t)]
 
-    def vols_at(self, t) -> np.ndarray:
-        return self.vols[self.index_at(t)]
-
     def column(self, name: str) -> np.ndarray:
         return self.prices[:, self.names.index(name)]
 
     def log_returns(self) -> np.ndarray:
         """(T-1, U) log returns between consecutive grid times."""
         return np.diff(np.log(self.prices), axis=0)
-
-    @property
-    def duration(self) -> float:
-        return float(self.times[-1] - self.times[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,6 +109,11 @@ def _correlated_normals(rng: np.random.Generator, n: int, corr: np.ndarray) -> n
     if np.array_equal(corr, np.eye(corr.shape[0])):
         return z
     return z @ correlation_factor(corr).T
+
+
+def _dt_years(times: np.ndarray) -> float:
+    """The grid step in years (0 for a single-point grid)."""
+    return float(times[1] - times[0]) / SECONDS_PER_YEAR if len(times) > 1 else 0.0
 
 
 def _cum_log(x0: np.ndarray, inc: np.ndarray) -> np.ndarray:
@@ -175,7 +173,7 @@ def _diffusion_params(cfg):
 
 def gbm_log_paths(cfg: GBMPathConfig, rng: np.random.Generator, times: np.ndarray):
     """ln S_{k+1} = ln S_k + (mu - vol^2/2) dt + vol sqrt(dt) z_k, z_k ~ N(0, corr) (exact)."""
-    dt = float(times[1] - times[0]) / SECONDS_PER_YEAR if len(times) > 1 else 0.0
+    dt = _dt_years(times)
     s0, mu, sig = _diffusion_params(cfg)
     z = _correlated_normals(rng, len(times) - 1, cfg.correlation_matrix())
     inc = (mu - 0.5 * sig**2) * dt + sig * math.sqrt(dt) * z
@@ -188,7 +186,7 @@ def merton_log_paths(cfg: MertonPathConfig, rng: np.random.Generator, times: np.
     Per step: N ~ Poisson(lambda dt), jump sum = mean * N + std * sqrt(N) * z' (exact for normal
     jump sizes). Compensated: log drift -= lambda * (exp(mean + std^2/2) - 1) so E[S_t] = S_0 e^{mu t}.
     """
-    dt = float(times[1] - times[0]) / SECONDS_PER_YEAR if len(times) > 1 else 0.0
+    dt = _dt_years(times)
     s0, mu, sig = _diffusion_params(cfg)
     n, u = len(times) - 1, len(s0)
     names = cfg.names()
@@ -211,7 +209,7 @@ def merton_log_paths(cfg: MertonPathConfig, rng: np.random.Generator, times: np.
 def garch_log_paths(cfg: GarchPathConfig, rng: np.random.Generator, times: np.ndarray):
     """GARCH(1,1): eps_k = sqrt(h_k) z_k, ln S_{k+1} = ln S_k + mu dt - h_k/2 + eps_k,
     h_{k+1} = omega dt + alpha eps_k^2 + beta h_k (h is the per-step variance)."""
-    dt = float(times[1] - times[0]) / SECONDS_PER_YEAR if len(times) > 1 else 0.0
+    dt = _dt_years(times)
     s0, mu, sig = _diffusion_params(cfg)
     n, u = len(times) - 1, len(s0)
     a, b = cfg.alpha, cfg.beta
@@ -255,7 +253,7 @@ def regime_states(rng: np.random.Generator, n: int, rates, initial: int, dt: flo
 
 def regime_log_paths(cfg: RegimeSwitchPathConfig, rng: np.random.Generator, times: np.ndarray):
     """Correlated GBM with vol_i * m[state_k] in step k; the state is market-wide."""
-    dt = float(times[1] - times[0]) / SECONDS_PER_YEAR if len(times) > 1 else 0.0
+    dt = _dt_years(times)
     s0, mu, sig = _diffusion_params(cfg)
     n = len(times) - 1
     states = regime_states(rng, n, cfg.switch_rates, cfg.initial_state, dt)
@@ -267,6 +265,11 @@ def regime_log_paths(cfg: RegimeSwitchPathConfig, rng: np.random.Generator, time
     return _cum_log(np.log(s0), inc), vols
 
 
+def _ou_start(underlyings) -> list[float]:
+    """Starting level of each OU underlying: ``s0``, or its mean when ``s0`` is None."""
+    return [u.mean if u.s0 is None else u.s0 for u in underlyings]
+
+
 def ou_megashock_log_paths(cfg: OUMegashockPathConfig, rng: np.random.Generator, times: np.ndarray):
     """Exact OU step in log price plus megashocks at the end of the step:
 
@@ -274,11 +277,11 @@ def ou_megashock_log_paths(cfg: OUMegashockPathConfig, rng: np.random.Generator,
     J_k = megashock_mean * (N_up - N_down) + megashock_std * sqrt(N) z'_k, N ~ Poisson(lambda dt),
     N_up ~ Binomial(N, 1/2) for random signs (all up / all down otherwise).
     """
-    dt = float(times[1] - times[0]) / SECONDS_PER_YEAR if len(times) > 1 else 0.0
+    dt = _dt_years(times)
     und = cfg.underlyings
     n, u = len(times) - 1, len(und)
     m = np.log([x.mean for x in und])
-    x0 = np.log([x.mean if x.s0 is None else x.s0 for x in und])
+    x0 = np.log(_ou_start(und))
     kappa = np.array([x.kappa for x in und])
     sig = np.array([x.vol for x in und])
     lam = np.array([x.megashock_intensity for x in und])
@@ -398,11 +401,12 @@ def _ewma_vol(times: np.ndarray, prices: np.ndarray, halflife: float) -> np.ndar
     return np.sqrt(out)
 
 
-def replay_log_paths(cfg: ReplayPathConfig, times: np.ndarray, return_prices: bool = False):
+def replay_log_paths(cfg: ReplayPathConfig, times: np.ndarray, return_prices: bool = False, data=None):
     """Sample the CSV onto ``times``: the row in force (last timestamp <= t; the first row before).
 
-    Returns (log prices, vols), plus the sampled prices themselves with ``return_prices``."""
-    t_csv, names, px = read_price_csv(cfg.path, cfg.time_unit)
+    Returns (log prices, vols), plus the sampled prices themselves with ``return_prices``.
+    ``data`` is the file's :func:`read_price_csv` result if already read (not modified)."""
+    t_csv, names, px = read_price_csv(cfg.path, cfg.time_unit) if data is None else data
     cols = [names.index(c) for c in (cfg.columns or names)]
     px = px[:, cols]
     if cfg.rebase:
@@ -414,8 +418,8 @@ def replay_log_paths(cfg: ReplayPathConfig, times: np.ndarray, return_prices: bo
     return np.log(px[idx]), vols[idx]
 
 
-def replay_span(cfg: ReplayPathConfig) -> float:
-    t_csv, _, _ = read_price_csv(cfg.path, cfg.time_unit)
+def replay_span(cfg: ReplayPathConfig, data=None) -> float:
+    t_csv, _, _ = read_price_csv(cfg.path, cfg.time_unit) if data is None else data
     return float(t_csv[-1] - (t_csv[0] if cfg.rebase else 0.0))
 
 
@@ -447,16 +451,18 @@ def generate_paths(
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     dt = config.dt if dt is None else float(dt)
+    csvs = [None] * len(config.models)  # replay files already read, so each is parsed once
     if duration is None:
         if not all(m.kind == "replay" for m in config.models):
             raise ValueError("duration is required unless every path model is a replay")
-        duration = max(replay_span(m) for m in config.models)
+        csvs = [read_price_csv(m.path, m.time_unit) for m in config.models]
+        duration = max(replay_span(m, d) for m, d in zip(config.models, csvs))
     times = time_grid(float(duration), dt)
     children = rng.spawn(len(config.models))
     logs, vols, names, raw = [], [], [], []
-    for model, child in zip(config.models, children):
+    for model, child, data in zip(config.models, children, csvs):
         if model.kind == "replay":
-            lp, vv, px = replay_log_paths(model, times, return_prices=True)
+            lp, vv, px = replay_log_paths(model, times, return_prices=True, data=data)
         else:
             lp, vv = _GENERATORS[model.kind](model, child, times)
             px = None
@@ -489,5 +495,5 @@ def _start_levels(model, raw_prices) -> np.ndarray:
     if raw_prices is not None:
         return raw_prices[0]
     if model.kind == "ou_megashock":
-        return np.array([u.mean if u.s0 is None else u.s0 for u in model.underlyings], dtype=np.float64)
+        return np.array(_ou_start(model.underlyings), dtype=np.float64)
     return np.array([u.s0 for u in model.underlyings], dtype=np.float64)

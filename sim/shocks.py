@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from sim.paths import _cum_log
 from sim.schema.paths import (
     CorrelationBreakdownShock,
     CrashShock,
@@ -69,7 +70,7 @@ def crash_offset(times: np.ndarray, shock: CrashShock) -> np.ndarray:
     end = shock.start + shock.duration
     off = low * _ramp(times, shock.start, shock.duration)
     if shock.recovery > 0.0:
-        off = off + (rec - low) * _ramp(times, end, shock.recovery_duration) * (times >= end)
+        off = off + (rec - low) * _ramp(times, end, shock.recovery_duration)
     return off
 
 
@@ -85,14 +86,6 @@ def apply_gap(x: np.ndarray, times: np.ndarray, names: Sequence[str], shock: Gap
     return out
 
 
-def _reaccumulate(x: np.ndarray, inc: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x)
-    out[0] = x[0]
-    np.cumsum(inc, axis=0, out=out[1:])
-    out[1:] += x[0]
-    return out
-
-
 def apply_vol_spike(x: np.ndarray, times: np.ndarray, names: Sequence[str], shock: VolSpikeShock) -> np.ndarray:
     """Multiply the increments of the steps inside the window by ``factor`` (their realised vol
     scales by exactly ``factor``; the drift per step, negligible at these scales, scales too)."""
@@ -100,7 +93,7 @@ def apply_vol_spike(x: np.ndarray, times: np.ndarray, names: Sequence[str], shoc
     win = _step_window(times, shock.start, shock.duration)
     inc = np.diff(x, axis=0)
     inc[np.ix_(win, cols)] *= shock.factor
-    return _reaccumulate(x, inc)
+    return _cum_log(x[0], inc)
 
 
 def _sym_power(c: np.ndarray, p: float) -> np.ndarray:
@@ -141,7 +134,7 @@ def apply_correlation_breakdown(
     d_new = d.copy()
     d_new[:, live] = mu[live] + sd[live] * z_new
     inc[np.ix_(win, cols)] = d_new
-    return _reaccumulate(x, inc)
+    return _cum_log(x[0], inc)
 
 
 def depeg_profile(times: np.ndarray, shock: DepegShock) -> np.ndarray:
@@ -150,7 +143,7 @@ def depeg_profile(times: np.ndarray, shock: DepegShock) -> np.ndarray:
     end = shock.start + shock.duration
     rec = shock.trough if shock.recovery_level is None else shock.recovery_level
     p = shock.peg + (shock.trough - shock.peg) * _ramp(times, shock.start, shock.duration)
-    p = p + (rec - shock.trough) * _ramp(times, end, shock.recovery_duration) * (times >= end)
+    p = p + (rec - shock.trough) * _ramp(times, end, shock.recovery_duration)
     return p
 
 
@@ -184,5 +177,5 @@ def apply_shocks(log_prices: np.ndarray, vols: np.ndarray | None, times: np.ndar
         if s.kind in _LEVEL:
             x = _LEVEL[s.kind](x, times, names, s)
             if s.kind == "depeg" and s.pin and v is not None:
-                v[:, list(names).index(s.underlying)] = 0.0
+                v[:, int(_cols(names, [s.underlying])[0])] = 0.0
     return x, v

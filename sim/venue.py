@@ -131,10 +131,7 @@ class Venue:
                 return self._reject(oid, account, RejectReason.RISK_CHECK_FAILED)
         result = book.submit(oid, account, side, price, lots, tif, reduce_only, flags)
         if result.reject is not None:
-            self.counts["rejects"] += 1
-            for listener in self.reject_listeners:
-                listener(account, result)
-            return result
+            return self._rejected(account, result)
         self.resting.apply(instrument, account, side, result)
         if result.fills:
             self._settle(result.fills)
@@ -175,8 +172,11 @@ class Venue:
             listener(fill, 0, 0)
 
     def _reject(self, oid: int, account: int, reason: RejectReason) -> SubmitResult:
+        return self._rejected(account, SubmitResult(oid, reason))
+
+    def _rejected(self, account: int, result: SubmitResult) -> SubmitResult:
+        """Count a reject and tell the reject listeners; returns ``result``."""
         self.counts["rejects"] += 1
-        result = SubmitResult(oid, reason)
         for listener in self.reject_listeners:
             listener(account, result)
         return result
@@ -202,8 +202,11 @@ class Venue:
             removed = book.cancel_all(account)
             if removed:
                 cancelled += len(removed)
+                lots: dict[int, int] = {}  # side -> cancelled lots: one resting update per side
                 for order in removed:
-                    self.resting.add(account, book.instrument, order.side, -order.size)
+                    lots[order.side] = lots.get(order.side, 0) + order.size
+                for side, size in lots.items():
+                    self.resting.add(account, book.instrument, side, -size)
                 for listener in self.book_listeners:
                     listener(book.instrument)
         self.counts["cancels"] += cancelled
@@ -213,6 +216,7 @@ class Venue:
                    reply: Reply | None) -> None:
         self.counts["amends"] += 1
         if not self._known(instrument):
+            # counted, not told to the reject listeners: the message names no book, so no account
             result = SubmitResult(order_id, RejectReason.UNKNOWN_INSTRUMENT)
             self.counts["rejects"] += 1
             if reply is not None:
@@ -224,18 +228,17 @@ class Venue:
             result = book.amend(order_id, new_price, new_lots)  # the book's UNKNOWN_ORDER reject
         else:
             account, side, before = order.account, order.side, order.size
+            price = order.price if new_price is None else new_price
             if (new_lots is not None and new_lots > before
                     and self._increases_risk(account, instrument, side, new_lots - before)
-                    and not self.risk_check(account, instrument, side, new_price or order.price, new_lots - before)):
+                    and not self.risk_check(account, instrument, side, price, new_lots - before)):
                 result = SubmitResult(order_id, RejectReason.RISK_CHECK_FAILED)
             else:
                 result = book.amend(order_id, new_price, new_lots)
                 if result.reject is None:
                     self.resting.apply(instrument, account, side, result, before)
             if result.reject is not None:
-                self.counts["rejects"] += 1
-                for listener in self.reject_listeners:
-                    listener(account, result)
+                self._rejected(account, result)
         if result.fills:
             self._settle(result.fills)
         for listener in self.book_listeners:
