@@ -628,7 +628,7 @@ def test_deep_level_keeps_priority_across_dict_rebuilds(book):
         book.submit(order_id, ALICE if order_id % 2 else BOB, SELL, 100, 1)
     for order_id in range(1, 201, 3):  # cancels scattered through the front of the queue
         book.cancel(order_id)
-    expected = [o.order_id for o in book.resting_orders(SELL)]
+    expected = [i for i in range(1, 301) if not (i % 3 == 1 and i < 201)]  # arrival order, less the cancels
     taken = []
     for taker_id in range(1000, 1000 + len(expected)):
         result = book.submit(taker_id, CAROL, BUY, 100, 1, IOC)
@@ -648,7 +648,8 @@ def test_rebuilding_level_dicts_after_every_removal_changes_nothing(monkeypatch)
     book.cancel(5)
     book.amend(7, new_size=1)
     book.amend(9, new_size=3)  # re-queued at the back of 101
-    result = book.submit(100, 9, BUY, 101, 30, IOC)
-    assert [f.maker_order_id for f in result.fills][:4] == [2, 4, 6, 8]
-    assert sum(f.size for f in result.fills) == 30
+    result = book.submit(100, 9, BUY, 101, 78, IOC)  # everything: 40 lots at 100, 38 at 101
+    at_101 = [1, 3, 7] + list(range(11, 40, 2)) + [9]  # 5 cancelled, 7 shrunk in place, 9 re-queued
+    assert [f.maker_order_id for f in result.fills] == list(range(2, 41, 2)) + at_101
+    assert sum(f.size for f in result.fills) == 78 and book.best_ask() is None
     book.check_integrity()
