@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.config import ConfigError, load_episode, parse_episode
+from sim.config import ConfigError, deep_merge, load_episode, parse_episode
 from sim.episode import EpisodeResult
 from sim.episode import run as run_episode
 from sim.schema.episode import EpisodeConfig
@@ -24,8 +24,6 @@ def resolve(config: EpisodeLike, overrides: dict[str, Any] | None = None) -> Epi
     if isinstance(config, EpisodeConfig):
         if not overrides:
             return config
-        from sim.config import deep_merge
-
         return parse_episode(deep_merge(config.model_dump(mode="json"), overrides), config.name)
     return load_episode(config, overrides)
 

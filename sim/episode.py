@@ -61,10 +61,6 @@ class Episode:
     recorder: Recorder | None = None
     backstop_account: int | None = None
 
-    @property
-    def symbols(self) -> dict[str, int]:
-        return {ins.symbol: ins.id for ins in self.table.instruments}
-
 
 @dataclass
 class EpisodeResult:
@@ -100,8 +96,7 @@ def build(config: EpisodeConfig) -> Episode:
                   position_of=lambda a, i: ledger.position.item(a, i))
     oracle = Oracle(world, config.oracle, list(paths.names), source=paths.at, batch_source=paths.at)
     marks = MarkPricer(table, venue.books, oracle, _surface(config, table, paths))
-    for i in range(len(instruments)):
-        venue.reference[i] = float(marks.ticks[i])
+    venue.reference[:] = marks.ticks.tolist()
     context: dict[str, Any] = {"history": _pre_episode_history(config, table, paths, world)}
     if config.margin.liquidity is not None and config.margin.liquidity.mode == "book":
         context["cost_fn"] = _live_book_cost(venue, table, config.margin.liquidity.beyond_depth_slippage)
@@ -117,9 +112,8 @@ def build(config: EpisodeConfig) -> Episode:
         fund.seed(int(la.insurance_fund * scale))
     absorber = LossAbsorber(house, la, fund)
     ctx = AgentContext(world, venue, ledger, oracle, marks, house, table)
-    episode = Episode(config, world, paths, table, ledger, venue, oracle, marks, regime, house,
-                      engine=None, absorber=absorber, fund=fund, waterfall=None)  # type: ignore[arg-type]
-    population = build_population(ctx, config.population, episode.symbols)
+    symbols = {ins.symbol: ins.id for ins in table.instruments}
+    population = build_population(ctx, config.population, symbols)
     agents, vault = population.agents, population.backstop_account
     bs = config.clearing.liquidation.backstop
     if vault is None and (bs.enabled or config.clearing.liquidation.policy == "backstop") and bs.capital > 0:
@@ -128,7 +122,8 @@ def build(config: EpisodeConfig) -> Episode:
     house._grow()  # the population opened accounts after the house was sized
     engine = LiquidationEngine(house, config.clearing.liquidation, absorber, vault, adl=la.adl)
     house.attach(engine)
-    episode.engine, episode.agents, episode.backstop_account = engine, agents, vault
+    episode = Episode(config, world, paths, table, ledger, venue, oracle, marks, regime, house, engine, absorber,
+                      fund, waterfall=None, agents=agents, backstop_account=vault)
     venue.resting.ensure(ledger.cash.shape[0])
     _feed_venue_prices(episode)
     if la.waterfall is not None:
@@ -201,11 +196,12 @@ def _size_waterfall(episode: Episode) -> None:
     if rows.size == 0:
         return
     equity, im, _mm = house.valuation(rows)
-    members = rows[np.argsort(-im, kind="stable")[: cfg.members]]
+    chosen = np.argsort(-im, kind="stable")[: cfg.members]  # positions in ``rows``
+    members = rows[chosen]
     pos = ledger.position[members].astype(np.float64)
     value = ledger.tick_value * house.marks.ticks
-    losses = np.maximum(-(pos @ (value * cfg.stress_move)), pos @ (value * cfg.stress_move))
-    margins = im[np.searchsorted(rows, members)]
+    losses = np.abs(pos @ (value * cfg.stress_move))
+    margins = im[chosen]
     _total, contributions = size_default_fund(losses, margins, cover=cfg.cover)
     scale = ledger.assets[QUOTE].minor_per_unit
     waterfall = DefaultWaterfall(ledger, {int(m): int(c) for m, c in zip(members, contributions)},

@@ -198,18 +198,3 @@ def margin_command(portfolio_path: str, regime: str | None, as_json: bool) -> in
     else:
         _print_rich(result)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:  # convenience: python -m sim.margin_cli file.yaml
-    import argparse
-
-    p = argparse.ArgumentParser(prog="clearsim margin", description=__doc__.splitlines()[0])
-    p.add_argument("portfolio")
-    p.add_argument("--regime", default=None)
-    p.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
-    return margin_command(a.portfolio, a.regime, a.json)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -20,11 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from sim.orders import FillFlag
+
 SIGNIFICANT_DIGITS = 10
 POLICIES = ("book", "backstop", "auction", "takeover", "adl")
 OUTCOMES = ("restored_by_cancel", "restored", "closed", "bankrupt", "open")
 CAUSES = ("oracle", "liquidation", "loss_allocation", "interval")
-ADL_FLAG = 2  # sim.orders.FillFlag.ADL
+ADL_FLAG = int(FillFlag.ADL)
+# transfers that happen off the book at discounts or bankruptcy prices (not market prices)
+OFF_BOOK_FLAGS = int(FillFlag.ADL | FillFlag.BACKSTOP | FillFlag.AUCTION)
 
 Tables = Mapping[str, Mapping[str, np.ndarray]]
 
@@ -108,35 +112,53 @@ def _drawdown(p: np.ndarray) -> float | None:
     return float(np.max(1.0 - p / np.maximum.accumulate(p)))
 
 
-def _runup(p: np.ndarray) -> float | None:
-    """Largest rise from a running trough: max_t (p_t / min_{s<=t} p_s - 1)."""
+def _trough_to_peak(p: np.ndarray) -> float | None:
+    """Largest ratio to a running trough, max_t p_t / min_{s<=t} p_s, over the finite positive
+    values (None if there are none)."""
     p = np.asarray(p, dtype=np.float64)
     p = p[np.isfinite(p) & (p > 0)]
     if p.size == 0:
         return None
-    return float(np.max(p / np.minimum.accumulate(p) - 1.0))
+    return float(np.max(p / np.minimum.accumulate(p)))
 
 
-def _book_sides(tables: Tables, instrument: int) -> tuple[np.ndarray, np.ndarray]:
-    sel = _col(tables, "market", "instrument") == instrument
-    t = _col(tables, "market", "time")[sel]
-    order = np.argsort(t, kind="stable")
-    bid = _col(tables, "market", "best_bid").astype(np.float64)[sel][order]
-    ask = _col(tables, "market", "best_ask").astype(np.float64)[sel][order]
-    return bid, ask
+def _runup(p: np.ndarray) -> float | None:
+    """Largest rise from a running trough: max_t (p_t / min_{s<=t} p_s - 1)."""
+    r = _trough_to_peak(p)
+    return None if r is None else r - 1.0
 
 
-def _mid_series(tables: Tables, instrument: int) -> np.ndarray:
-    """Venue price (ticks) in time order: the mid when both sides quote, the one side left when the
-    other is empty (liquidity withdrawn), skipped when the book is empty."""
-    bid, ask = _book_sides(tables, instrument)
-    mid = np.where(np.isfinite(bid) & np.isfinite(ask), 0.5 * (bid + ask), np.where(np.isfinite(bid), bid, ask))
+class _MarketSamples:
+    """The ``market`` table's columns, read once; ``rows(k)`` are instrument k's samples in time order."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.instrument = _col(tables, "market", "instrument")
+        self.time = _col(tables, "market", "time")
+        self.bid = _col(tables, "market", "best_bid").astype(np.float64)
+        self.ask = _col(tables, "market", "best_ask").astype(np.float64)
+
+    def rows(self, instrument: int) -> np.ndarray:
+        sel = self.instrument == instrument
+        return np.flatnonzero(sel)[np.argsort(self.time[sel], kind="stable")]
+
+    def book_sides(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.bid[rows], self.ask[rows]
+
+
+def _mid(bid: np.ndarray, ask: np.ndarray) -> np.ndarray:
+    """Venue price per sample: the mid when both sides quote, the one side left when the other is
+    empty (liquidity withdrawn), NaN when the book is empty."""
+    return np.where(np.isfinite(bid) & np.isfinite(ask), 0.5 * (bid + ask), np.where(np.isfinite(bid), bid, ask))
+
+
+def _mid_series(bid: np.ndarray, ask: np.ndarray) -> np.ndarray:
+    """Venue price (ticks) in time order (see ``_mid``), skipped when the book is empty."""
+    mid = _mid(bid, ask)
     return mid[np.isfinite(mid)]
 
 
-def _one_sided(tables: Tables, instrument: int) -> float | None:
+def _one_sided(bid: np.ndarray, ask: np.ndarray) -> float | None:
     """Fraction of samples at which at least one side of the book was empty."""
-    bid, ask = _book_sides(tables, instrument)
     return float(np.mean(~(np.isfinite(bid) & np.isfinite(ask)))) if bid.size else None
 
 
@@ -322,32 +344,36 @@ def _price(tables: Tables, cv: dict[str, Any], counterfactual: Tables | None) ->
                                "true_runup": _runup(o_true[m]), "index_runup": _runup(o_index[m])}
     by_instrument = {}
     worst: tuple[float, str] | None = None
+    market = _MarketSamples(tables)
+    m_mark = _col(tables, "market", "mark").astype(np.float64)
+    cf_market = _MarketSamples(counterfactual) if counterfactual is not None else None
+    # prints on the book only: backstop, ADL and auction transfers happen off-book at
+    # discounts or bankruptcy prices and are not market prices
+    on_book = (_col(tables, "trades", "flags", np.int64) & OFF_BOOK_FLAGS) == 0
+    t_ins = _col(tables, "trades", "instrument", np.int64)
+    t_price = _col(tables, "trades", "price").astype(np.float64)
     for k, symbol in enumerate(cv["symbols"]):
         if cv["kinds"][k] == "option":
             continue
         und = by_underlying.get(cv["underlying_of"][k], {})
-        sel = _col(tables, "market", "instrument", np.int64) == k
-        mt = _col(tables, "market", "time").astype(np.float64)[sel]
-        mark = _col(tables, "market", "mark").astype(np.float64)[sel][np.argsort(mt, kind="stable")]
-        mid = _mid_series(tables, k)
-        # prints on the book only: backstop, ADL and auction transfers happen off-book at
-        # discounts or bankruptcy prices and are not market prices
-        off_book = _col(tables, "trades", "flags", np.int64) & (2 | 4 | 8)
-        t_ins = (_col(tables, "trades", "instrument", np.int64) == k) & (off_book == 0)
-        trades = _col(tables, "trades", "price").astype(np.float64)[t_ins]
+        rows = market.rows(k)
+        mark = m_mark[rows]
+        bid, ask = market.book_sides(rows)
+        mid = _mid_series(bid, ask)
+        trades = t_price[(t_ins == k) & on_book]
         venue_dd, true_dd = _drawdown(mid), und.get("true_drawdown")
         row = {
             "venue_drawdown": venue_dd,
             "mark_drawdown": _drawdown(mark),
             "trade_drawdown": _drawdown(trades),
             "venue_runup": _runup(mid),
-            "one_sided_fraction": _one_sided(tables, k),
+            "one_sided_fraction": _one_sided(bid, ask),
             "true_drawdown": true_dd,
             "index_drawdown": und.get("index_drawdown"),
             "amplification_vs_true": _ratio(venue_dd, true_dd) if venue_dd is not None and true_dd else None,
         }
-        if counterfactual is not None:
-            cf_dd = _drawdown(_mid_series(counterfactual, k))
+        if cf_market is not None:
+            cf_dd = _drawdown(_mid_series(*cf_market.book_sides(cf_market.rows(k))))
             row["counterfactual_venue_drawdown"] = cf_dd
             row["amplification_vs_counterfactual"] = (_ratio(venue_dd, cf_dd)
                                                       if venue_dd is not None and cf_dd else None)
@@ -396,14 +422,6 @@ def _margin(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     order = np.argsort(t, kind="stable")
     t, im, mm, eq, gross = t[order], im[order], mm[order], eq[order], gross[order]
     k_peak = int(np.argmax(im))
-
-    def trough_to_peak(x: np.ndarray) -> float | None:
-        ok = np.isfinite(x) & (x > 0)
-        if not ok.any():
-            return None
-        x = x[ok]
-        return float(np.max(x / np.minimum.accumulate(x)))
-
     # largest increase over the window: IM_t - IM_(last sample at or before t - w)
     start = np.searchsorted(t, t - w, side="right") - 1
     valid = start >= 0
@@ -440,8 +458,8 @@ def _margin(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
         "im_peak_time": float(t[k_peak]),
         "im_final": float(im[-1]) / scale,
         "mm_peak": float(mm.max()) / scale,
-        "peak_to_trough_ratio": trough_to_peak(im),
-        "rate_peak_to_trough_ratio": trough_to_peak(rate),
+        "peak_to_trough_ratio": _trough_to_peak(im),
+        "rate_peak_to_trough_ratio": _trough_to_peak(rate),
         "max_window_increase": None if win_inc is None else win_inc / scale,
         "max_window_increase_relative": win_rel,
         "max_window_increase_time": win_time,
@@ -489,7 +507,7 @@ def _solvency(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     bad-debt row's recoveries in kind, 2 the traders."""
     if "solvency" not in tables or _col(tables, "solvency", "account").size == 0:
         return {}
-    scale = 10.0 ** cv["quote_decimals"]
+    scale = cv["scale"]
     kind = _col(tables, "solvency", "kind", np.int64)
     seen = _col(tables, "solvency", "equity").astype(np.float64) / scale
     true = _col(tables, "solvency", "equity_true_collateral").astype(np.float64) / scale
@@ -543,7 +561,7 @@ def summarise(config: Any, tables: Tables, stats: Mapping[str, Any] | None = Non
         "margin": _margin(tables, cv),
         "liquidation_delay": _delays(tables),
         "slippage": _slippage(tables),
-        "solvency": _solvency(tables, {**cv, "quote_decimals": int(config.market.quote.decimals)}),
+        "solvency": _solvency(tables, cv),
     }
     return rnd(summary)
 

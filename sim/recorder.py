@@ -36,7 +36,6 @@ class Recorder:
         self.account_samples: list[tuple[float, int]] = []
         self.accounts: dict[str, list] = {k: [] for k in ("equity", "im", "mm", "health", "gross")}
         self.fund: dict[str, list] = {"time": [], "insurance_fund": [], "bad_debt": [], "fee_pool": []}
-        self.refused_orders: set[int] = set()
         self._unchecked_refusals: list[int] = []
 
     def attach(self) -> None:
@@ -54,7 +53,6 @@ class Recorder:
         # a refused amend leaves its order resting as it was; only refused new orders must never rest
         if result.reject is not None and result.reject.value == "risk_check_failed":
             if not any(result.order_id in book for book in self.ep.venue.books):
-                self.refused_orders.add(result.order_id)
                 self._unchecked_refusals.append(result.order_id)
 
     def on_publication(self, which: np.ndarray) -> None:

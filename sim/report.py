@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sim.metrics import HEADLINE, POLICIES, flatten
+from sim.metrics import HEADLINE, POLICIES, _col, _mid, flatten
 
 POLICY_COLOURS = {"book": "#1f77b4", "backstop": "#2ca02c", "auction": "#9467bd", "takeover": "#ff7f0e",
                   "adl": "#d62728"}
@@ -53,11 +53,6 @@ def _time_unit(duration: float) -> tuple[float, str]:
     if duration >= 120:
         return 60.0, "minutes"
     return 1.0, "seconds"
-
-
-def _col(tables: Mapping[str, Mapping[str, np.ndarray]], table: str, column: str) -> np.ndarray:
-    t = tables.get(table) or {}
-    return np.asarray(t.get(column, np.zeros(0)))
 
 
 def fmt(value: Any) -> str:
@@ -109,8 +104,7 @@ def _fig_prices(config: Any, tables) -> str:
                 continue
             s = m_ins == k
             b, a = bid[s].astype(float), ask[s].astype(float)
-            mid = np.where(np.isfinite(b) & np.isfinite(a), 0.5 * (b + a), np.where(np.isfinite(b), b, a))
-            mid = mid * ins.tick_size  # one side stands in when the other is empty (as in the metrics)
+            mid = _mid(b, a) * ins.tick_size  # one side stands in when the other is empty (as in the metrics)
             ax.plot(m_t[s] / scale, mid, lw=1.0, alpha=0.9, color=next(venue_colours, None),
                     label=f"venue mid {ins.symbol}")
         ax.set_title(name, fontsize=10)

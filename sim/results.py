@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-__all__ = ["write_results", "write_comparison", "dump_json", "table_to_arrow", "read_results"]
+__all__ = ["write_results", "write_comparison", "dump_json", "table_to_arrow", "read_results", "fsync_dir"]
 
 
 def dump_json(data: Any) -> str:
@@ -48,7 +48,8 @@ def table_to_arrow(table: Mapping[str, np.ndarray]) -> pa.Table:
     return pa.table({n: _column(table[n]) for n in names})
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory (so renames in it are durable); errors are ignored (not every OS allows it)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -79,7 +80,7 @@ def _atomic_folder(directory: str | Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         _swap_in(tmp, target, token)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -159,7 +160,7 @@ def _swap_in(tmp: Path, target: Path, token: str) -> None:
         if old is not None:
             os.rename(old, target)  # put the previous results back
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     if old is not None:
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)

@@ -42,13 +42,13 @@ import yaml
 from pydantic import ValidationError
 
 from sim.config import PACKAGED_DEFAULT, ConfigError, deep_merge, format_validation_error, parse_episode, read_yaml
+from sim.results import fsync_dir
 from sim.schema.sweep import SweepConfig
 
 __all__ = ["sweep", "load_sweep", "plan", "SweepError", "SweepTask", "run_task", "run_and_summarise", "summary_json",
            "assemble_table", "set_path"]
 
 DEFAULT_RUNNER = "sim.sweep:run_and_summarise"
-FIXED_COLUMNS = ("seed", "status", "error", "config_hash", "wall_seconds")
 
 
 class SweepError(ConfigError):
@@ -262,14 +262,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    fsync_dir(path.parent)  # make the rename itself durable
 
 
 def _write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:

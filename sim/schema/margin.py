@@ -75,7 +75,7 @@ def _check_tiers(tiers: list[RiskTier]) -> list[RiskTier]:
         raise ValueError("the last tier must be unbounded (max_notional: null)")
     if any(c is None for c in caps[:-1]):
         raise ValueError("only the last tier may be unbounded")
-    bounded = [c for c in caps[:-1]]
+    bounded = caps[:-1]
     if any(b >= a for a, b in zip(bounded[1:], bounded[:-1])):
         raise ValueError("tier max_notional must increase strictly")
     for a, b in zip(tiers[:-1], tiers[1:]):
@@ -166,6 +166,14 @@ class InterCommoditySpread(StrictModel):
         return self
 
 
+def _check_risk_array(arr: list[float], what: str) -> None:
+    """A SPAN risk array: 16 finite values (``what`` names it in the error)."""
+    if len(arr) != 16:
+        raise ValueError(f"{what} has {len(arr)} values, expected 16")
+    if not all(math.isfinite(x) for x in arr):
+        raise ValueError(f"{what} has a non-finite value")
+
+
 class SpanConfig(_RegimeConfig):
     """SPAN-style scenario margin (METHODS.md section 2).
 
@@ -199,10 +207,7 @@ class SpanConfig(_RegimeConfig):
     @classmethod
     def _sixteen(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
         for sym, arr in v.items():
-            if len(arr) != 16:
-                raise ValueError(f"risk array for {sym!r} has {len(arr)} values, expected 16")
-            if not all(math.isfinite(x) for x in arr):
-                raise ValueError(f"risk array for {sym!r} has a non-finite value")
+            _check_risk_array(arr, f"risk array for {sym!r}")
         return v
 
     @model_validator(mode="after")
@@ -397,10 +402,7 @@ class InstrumentSpec(StrictModel):
         elif self.strike is not None or self.call is not None or self.vol is not None:
             raise ValueError("strike, call and vol are for options only")
         if self.risk_array is not None:
-            if len(self.risk_array) != 16:
-                raise ValueError(f"risk_array has {len(self.risk_array)} values, expected 16")
-            if not all(math.isfinite(x) for x in self.risk_array):
-                raise ValueError("risk_array has a non-finite value")
+            _check_risk_array(self.risk_array, "risk_array")
         return self
 
 

@@ -69,15 +69,6 @@ class MarketConfig(StrictModel):
                 raise ValueError(f"instruments.{k} ({ins.symbol}): {exc}") from None
         return self
 
-    @property
-    def underlyings(self) -> list[str]:
-        """Underlyings in first-use order (instruments first, then collateral price sources)."""
-        seen = dict.fromkeys(i.underlying for i in self.instruments)
-        for a in self.collateral:
-            if a.price_source is not None:
-                seen.setdefault(a.price_source, None)
-        return list(seen)
-
     def build_assets(self) -> list[Asset]:
         return [Asset(a.name, a.decimals, a.haircut, a.price_source) for a in [self.quote, *self.collateral]]
 
