@@ -132,7 +132,7 @@ def test_compare_runs_the_same_path_and_traders_under_each_regime(tmp_path):
     assert (out.directory / "report.html").is_file() and (out.directory / "comparison.json").is_file()
     # same exogenous path in every variant: the true drawdown is identical
     true = {k: s["price"].get("true_drawdown") for k, s in out.summaries.items()}
-    assert len(set(true.values())) == 1
+    assert len(set(true.values())) == 1 and None not in true.values()
 
 
 def test_runs_hold_blas_to_one_thread_whatever_the_caller_set(monkeypatch):

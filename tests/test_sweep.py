@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 import pytest
 import yaml
 
@@ -101,12 +102,18 @@ def test_bad_point_fails_up_front_naming_it(tmp_path):
 
 
 def test_sweep_config_is_strict(tmp_path):
-    with pytest.raises(Exception, match="grids"):
+    with pytest.raises(ValidationError, match="grids"):
         SweepConfig.model_validate({"grid": {"a": [1]}, "grids": {}})
-    for bad in ({"grid": {}}, {"grid": {"a": []}}, {"grid": {"seed": [1, 2]}}, {"grid": {"a..b": [1]}},
-                {"grid": {"a": [1]}, "seeds": 0}, {"grid": {"a": [1]}, "seeds": [1, 1]},
-                {"grid": {"a": [1, 1]}}, {"grid": {"a": [1], "a.b": [2]}}):
-        with pytest.raises(Exception):
+    # each bad value is refused by its own field, for its own reason
+    for bad, reason in (({"grid": {}}, "grid\n.*at least 1 item"),
+                        ({"grid": {"a": []}}, "grid\n.*a: needs at least one value"),
+                        ({"grid": {"seed": [1, 2]}}, "grid\n.*'seed' cannot be swept"),
+                        ({"grid": {"a..b": [1]}}, "grid\n.*not a dotted config path"),
+                        ({"grid": {"a": [1]}, "seeds": 0}, "seeds\n.*at least 1"),
+                        ({"grid": {"a": [1]}, "seeds": [1, 1]}, "seeds\n.*a seed twice"),
+                        ({"grid": {"a": [1, 1]}}, "grid\n.*lists a value twice"),
+                        ({"grid": {"a": [1], "a.b": [2]}}, "grid\n.*a.b lies inside a")):
+        with pytest.raises(ValidationError, match=reason):
             SweepConfig.model_validate(bad)
     path = tmp_path / "s.yaml"
     path.write_text("grid: {duration: [1]}\nworkers: 3\n")
