@@ -113,31 +113,24 @@ CASES = [
 ]
 
 
+# (greeks, price) on the underlying x: Black-76 on a forward (no carry), Black-Scholes on spot with yield q
+MODELS = {
+    "black76": (lambda x, k, t, v, call, r, q: black76_greeks(x, k, t, v, call, r),
+                lambda x, k, t, v, call, r, q: black76_price(x, k, t, v, call, r)),
+    "black_scholes": (black_scholes_greeks, black_scholes_price),
+}
+
+
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("x, k, t, v, call, r, q", CASES)
-def test_black76_greeks_vs_finite_differences(x, k, t, v, call, r, q):
-    g = black76_greeks(x, k, t, v, call, r)
+def test_greeks_vs_finite_differences(model, x, k, t, v, call, r, q):
+    greeks, pricer = MODELS[model]
+    g = greeks(x, k, t, v, call, r, q)
     assert isinstance(g, Greeks)
     h = x * 1e-4
-    price = lambda **kw: float(black76_price(kw.get("f", x), k, kw.get("t", t), kw.get("v", v), call, r))
-    fd_delta = (price(f=x + h) - price(f=x - h)) / (2 * h)
-    fd_gamma = (price(f=x + h) - 2 * price() + price(f=x - h)) / (h * h)
-    fd_vega = (price(v=v + 1e-5) - price(v=v - 1e-5)) / 2e-5
-    fd_theta = -(price(t=t + 1e-6) - price(t=t - 1e-6)) / 2e-6
-    assert float(g.delta) == pytest.approx(fd_delta, rel=1e-6, abs=1e-9)
-    assert float(g.gamma) == pytest.approx(fd_gamma, rel=1e-4, abs=1e-8)
-    assert float(g.vega) == pytest.approx(fd_vega, rel=1e-6, abs=1e-8)
-    assert float(g.theta) == pytest.approx(fd_theta, rel=1e-5, abs=1e-7)
-
-
-@pytest.mark.parametrize("x, k, t, v, call, r, q", CASES)
-def test_black_scholes_greeks_vs_finite_differences(x, k, t, v, call, r, q):
-    g = black_scholes_greeks(x, k, t, v, call, r, q)
-    h = x * 1e-4
-    price = lambda **kw: float(
-        black_scholes_price(kw.get("s", x), k, kw.get("t", t), kw.get("v", v), call, r, q)
-    )
-    fd_delta = (price(s=x + h) - price(s=x - h)) / (2 * h)
-    fd_gamma = (price(s=x + h) - 2 * price() + price(s=x - h)) / (h * h)
+    price = lambda **kw: float(pricer(kw.get("x", x), k, kw.get("t", t), kw.get("v", v), call, r, q))  # noqa: E731
+    fd_delta = (price(x=x + h) - price(x=x - h)) / (2 * h)
+    fd_gamma = (price(x=x + h) - 2 * price() + price(x=x - h)) / (h * h)
     fd_vega = (price(v=v + 1e-5) - price(v=v - 1e-5)) / 2e-5
     fd_theta = -(price(t=t + 1e-6) - price(t=t - 1e-6)) / 2e-6
     assert float(g.delta) == pytest.approx(fd_delta, rel=1e-6, abs=1e-9)
