@@ -192,7 +192,9 @@ def test_resume_reruns_rows_whose_config_changed(tmp_path, monkeypatch):
     assert len(log.read_text().splitlines()) == 4 and table.num_rows == 4
 
 
-def test_interrupted_sweep_resumes_to_every_row_once(tmp_path, monkeypatch):
+def _sweep_in_a_subprocess(tmp_path, delay: str, stderr: int) -> tuple[Path, subprocess.Popen, Path]:
+    """(sweep file, the process running a 12-row sweep with ``delay`` s per run in its own process
+    group, the folder its finished rows appear in)."""
     path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [float(x) for x in range(100, 106)]},
                        seeds=2)
     here = Path(__file__).parent
@@ -202,14 +204,22 @@ def test_interrupted_sweep_resumes_to_every_row_once(tmp_path, monkeypatch):
         from sim.sweep import sweep
         sweep({str(path)!r}, workers=2, progress=False, runner={RUNNER!r})
     """)
-    env = dict(os.environ, CLEARSIM_TEST_DELAY="0.4")
+    env = dict(os.environ, CLEARSIM_TEST_DELAY=delay)
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    parts = parts_dir(tmp_path / "out.parquet")
+                            stdout=subprocess.DEVNULL, stderr=stderr)
+    return path, proc, parts_dir(tmp_path / "out.parquet")
+
+
+def _wait_for_rows(parts: Path, n: int) -> None:
     deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("*.json"))) < n:
+        time.sleep(0.05)
+
+
+def test_interrupted_sweep_resumes_to_every_row_once(tmp_path, monkeypatch):
+    path, proc, parts = _sweep_in_a_subprocess(tmp_path, "0.4", subprocess.DEVNULL)
     try:
-        while time.time() < deadline and len(list(parts.glob("*.json"))) < 3:
-            time.sleep(0.05)
+        _wait_for_rows(parts, 3)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep's own process group: driver and its workers
         proc.wait()
@@ -240,23 +250,9 @@ def test_real_episode_sweep(tmp_path):
 
 
 def test_ctrl_c_stops_promptly_and_keeps_finished_rows(tmp_path):
-    path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [float(x) for x in range(100, 106)]},
-                       seeds=2)
-    here = Path(__file__).parent
-    script = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(here)!r})
-        from sim.sweep import sweep
-        sweep({str(path)!r}, workers=2, progress=False, runner={RUNNER!r})
-    """)
-    env = dict(os.environ, CLEARSIM_TEST_DELAY="1.0")
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    parts = parts_dir(tmp_path / "out.parquet")
-    deadline = time.time() + 120
+    path, proc, parts = _sweep_in_a_subprocess(tmp_path, "1.0", subprocess.PIPE)
     try:
-        while time.time() < deadline and len(list(parts.glob("*.json"))) < 2:
-            time.sleep(0.05)
+        _wait_for_rows(parts, 2)
         proc.send_signal(signal.SIGINT)  # the driver only, as a terminal's Ctrl-C would reach it first
         stopped = time.time()
         _out, err = proc.communicate(timeout=30)
