@@ -36,14 +36,11 @@ class BasisArbitrageur(Agent):
         self.trades = 0
 
     def start(self) -> None:
-        self.ctx.world.call_later(self.cfg.start + self.arrivals.next(), self._wake)
+        self.start_clock()
 
-    def _wake(self) -> None:
-        if self.cfg.end is not None and self.now >= self.cfg.end:
-            return
+    def act(self) -> None:
         for i in self.instruments:
             self.look(i)
-        self.ctx.world.call_later(self.arrivals.next(), self._wake)
 
     def look(self, i: int) -> None:
         cfg = self.cfg

@@ -24,7 +24,6 @@ import numpy as np
 
 from agents.base import Agent, AgentContext
 from clearing.instruments import SECONDS_PER_YEAR
-from clearing.margin.base import Positions
 from sim.orders import BUY, SELL, TimeInForce
 from sim.schema.population import AuctionBidderGroup, BackstopProviderGroup
 
@@ -71,13 +70,12 @@ class BackstopProvider(Agent):
 class AuctionBidder(Agent):
     kind = "auction_bidder"
     is_vault = False
-    __slots__ = ("cfg", "instruments", "bids", "passes")
+    __slots__ = ("cfg", "bids", "passes")
 
     def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
                  cfg: AuctionBidderGroup, instruments: list[int]) -> None:
         super().__init__(ctx, name, account, rng)
         self.cfg = cfg
-        self.instruments = instruments or list(range(len(ctx.table)))
         self.bids = 0
         self.passes = 0
 
@@ -104,20 +102,21 @@ class AuctionBidder(Agent):
         span = max(now - times[k], 1e-9)
         return float(math.sqrt(float(r @ r) / span * SECONDS_PER_YEAR))
 
-    def can_carry(self, lots: np.ndarray) -> bool:
+    def can_carry(self, lots: np.ndarray, equity: float | None = None) -> bool:
         """Whether its equity covers the initial margin of its book plus the offered lots.
 
         The sign convention of ``lots`` is the engine's; both signs are checked and the larger
-        requirement is used, so an existing position is never assumed to net the offer down.
+        requirement is used, so an existing position is never assumed to net the offer down. A
+        partial valuation (two what-if rows of one account): the regime's market-wide memory --
+        the VaR buffer's previous margins, the open interest the caps read -- is read, not advanced.
         """
         house = self.ctx.house
-        rows = np.array([self.account])
-        equity, _im, _mm = house.valuation(rows)
-        exposure = house.exposure(rows)
-        both = np.vstack([exposure[0] + lots, exposure[0] - lots])
-        req = house.regime.requirements(Positions(both), house.marks.market_state(self.now))
+        if equity is None:
+            equity = house.account_equity(self.account)
+        held = house.exposure(np.array([self.account]))[0]
+        req = house.requirements(np.vstack([held + lots, held - lots]))
         im = float(np.max(req.im)) * house.scale
-        return float(equity[0]) >= self.cfg.margin_buffer * im and float(equity[0]) > 0
+        return equity >= self.cfg.margin_buffer * im and equity > 0
 
     def auction_discount(self, lots: np.ndarray, marks_value: np.ndarray) -> float | None:
         """Discount off mark (0..1) for ``lots``; None when it cannot carry them (1.0 if a zero bidder)."""
@@ -127,11 +126,11 @@ class AuctionBidder(Agent):
             return None
         if cfg.end is not None and self.now >= cfg.end:
             return None
-        if not self.can_carry(lots):
+        equity = self.equity()
+        if not self.can_carry(lots, equity):
             self.passes += 1
             return 1.0 if cfg.zero_bidder else None
         notional = float(np.abs(lots) @ np.asarray(marks_value, dtype=np.float64))
-        equity = self.equity()
         largest = int(np.argmax(np.abs(lots) * np.asarray(marks_value)))
         vol = self.recent_vol(int(self.ctx.table.underlying_index[largest]))
         discount = cfg.base_discount + cfg.size_discount * notional / max(equity, 1.0) + cfg.vol_discount * vol

@@ -7,6 +7,7 @@ through the venue, whose messages carry latency. They never touch the ledger or 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,7 +15,8 @@ import numpy as np
 
 from clearing.instruments import InstrumentKind
 from clearing.ledger import QUOTE
-from sim.orders import SubmitResult, TimeInForce
+from sim.orders import BUY, SubmitResult, TimeInForce
+from sim.schema.population import NormalDist, UniformDist
 
 if TYPE_CHECKING:
     from clearing.house import ClearingHouse
@@ -27,6 +29,11 @@ if TYPE_CHECKING:
 
 
 _OPTION = int(InstrumentKind.OPTION)  # the table's kinds are plain ints
+
+# unit distributions for an agent's own ``Sampler``s: ``rng.uniform(0, 1, n)`` and ``rng.normal(0, 1, n)``
+# are bit for bit ``rng.random(n)`` and ``rng.standard_normal(n)`` (the same values, the same stream use)
+UNIT = UniformDist(dist="uniform", low=0.0, high=1.0)
+STD_NORMAL = NormalDist(dist="normal", mean=0.0, std=1.0)
 
 
 @dataclass(slots=True)
@@ -99,6 +106,20 @@ class Agent:
     def start(self) -> None:
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ a clock of its own
+    # For agents with ``cfg`` (``start``, ``end``) and ``arrivals``: ``start_clock`` schedules the
+    # first wake-up at ``cfg.start`` + one gap; each wake-up before ``cfg.end`` calls ``act`` and
+    # schedules the next one gap later.
+    def start_clock(self) -> None:
+        self.ctx.world.call_later(self.cfg.start + self.arrivals.next(), self._tick)  # type: ignore[attr-defined]
+
+    def _tick(self) -> None:
+        end = self.cfg.end  # type: ignore[attr-defined]
+        if end is not None and self.now >= end:
+            return
+        self.act()  # type: ignore[attr-defined]
+        self.ctx.world.call_later(self.arrivals.next(), self._tick)  # type: ignore[attr-defined]
+
     # ------------------------------------------------------------------ public reads
     @property
     def now(self) -> float:
@@ -162,6 +183,30 @@ class Agent:
         self.orders_sent += 1
         return self.ctx.venue.submit(self.account, instrument, side, max(1, int(price)), int(lots), tif,
                                      reduce_only, on_result)
+
+    def ioc_price(self, instrument: int, side: int, slippage: float) -> int:
+        """An IOC limit ``slippage`` (a fraction) beyond the touch on the side it takes -- or beyond
+        the mark when that side of the book is empty."""
+        touch = self.best_ask(instrument) if side == BUY else self.best_bid(instrument)
+        ref = float(touch) if touch is not None else self.mark_ticks(instrument)
+        return math.ceil(ref * (1 + slippage)) if side == BUY else max(1, math.floor(ref * (1 - slippage)))
+
+    def largest_accepted(self, instrument: int, side: int, price: int, lots: int, resolution: int = 1) -> int:
+        """The largest size up to ``lots`` the clearing house's pre-trade check accepts now (a what-if
+        margin query, as an exchange's margin calculator answers it), to within ``resolution`` lots
+        (bisection, O(log(lots / resolution)) checks); 0 if none."""
+        check = self.ctx.house.would_accept
+        a = self.account
+        if check(a, instrument, side, price, lots):
+            return lots
+        lo, hi = 0, lots  # lo passes (0 trivially), hi fails
+        while hi - lo > resolution:
+            mid = (lo + hi) // 2
+            if check(a, instrument, side, price, mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
 
     def cancel(self, order_id: int, instrument: int) -> None:
         self.ctx.venue.cancel(order_id, instrument)

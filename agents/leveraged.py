@@ -38,7 +38,7 @@ class LeverageMonitor:
     """Watches every trader of one group on each oracle publication (one listener per group)."""
 
     __slots__ = ("ctx", "cfg", "agents", "accounts", "instrument", "side", "entry", "state", "next_ok",
-                 "registered", "_n")
+                 "registered")
 
     def __init__(self, ctx: AgentContext, cfg: LeveragedGroup) -> None:
         self.ctx = ctx
@@ -51,7 +51,6 @@ class LeverageMonitor:
         self.state = np.zeros(0, dtype=np.int8)
         self.next_ok = np.zeros(0, dtype=np.float64)  # no margin cut before this time
         self.registered = False
-        self._n = 0
 
     def join(self, agent: "LeveragedTrader") -> int:
         slot = len(self.agents)
@@ -123,11 +122,7 @@ class LeveragedTrader(Agent):
 
     # ------------------------------------------------------------------ entry
     def _ioc_price(self, side: int) -> int:
-        i = self.instrument
-        touch = self.best_ask(i) if side == BUY else self.best_bid(i)
-        ref = float(touch) if touch is not None else self.mark_ticks(i)
-        slip = self.cfg.max_slippage
-        return math.ceil(ref * (1 + slip)) if side == BUY else max(1, math.floor(ref * (1 - slip)))
+        return self.ioc_price(self.instrument, side, self.cfg.max_slippage)
 
     def enter(self) -> None:
         """Draw leverage and direction; send the opening IOC."""
@@ -149,7 +144,8 @@ class LeveragedTrader(Agent):
             return
         price = self._ioc_price(side)
         if cfg.fit_to_margin:
-            lots = self._fit(side, price, lots)
+            # the largest size the pre-trade check accepts now, to within a thousandth of the draw
+            lots = self.largest_accepted(i, side, price, lots, max(1, lots // 1000))
             if lots <= 0:
                 mon.state[k] = IDLE
                 return
@@ -160,22 +156,6 @@ class LeveragedTrader(Agent):
         mon.side[k] = side
         self.submit(i, side, price, lots, TimeInForce.IOC)
         self.ctx.world.call_later(cfg.retry_after, self._confirm)
-
-    def _fit(self, side: int, price: int, lots: int) -> int:
-        """The largest size up to ``lots`` the clearing house's pre-trade check accepts now (a what-if
-        margin query, as an exchange's margin calculator answers it); 0 if none. O(log lots) checks."""
-        check = self.ctx.house.would_accept
-        i, a = self.instrument, self.account
-        if check(a, i, side, price, lots):
-            return lots
-        lo, hi = 0, lots  # lo passes (0 trivially), hi fails
-        while hi - lo > max(1, lots // 1000):
-            mid = (lo + hi) // 2
-            if check(a, i, side, price, mid):
-                lo = mid
-            else:
-                hi = mid
-        return lo
 
     def _confirm(self) -> None:
         """After an opening IOC: send the remainder again, or start holding."""

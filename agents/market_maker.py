@@ -81,7 +81,7 @@ class _Quotes:
 class MarketMaker(Agent):
     kind = "market_maker"
     __slots__ = ("cfg", "instruments", "quotes", "arrivals", "half_spread_bps", "base_size", "quoting",
-                 "withdrawn_at", "calm_since", "peak_equity", "tape", "withdrawals", "requotes", "vol", "highs", "lows",
+                 "calm_since", "peak_equity", "tape", "withdrawals", "requotes", "vol", "highs", "lows",
                  "move")
 
     def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
@@ -94,7 +94,6 @@ class MarketMaker(Agent):
         self.arrivals = Arrivals(cfg.interval, rng, cfg.poisson)
         self.quotes = [_Quotes(i, cfg.levels) for i in instruments]
         self.quoting = True
-        self.withdrawn_at = -1.0
         self.calm_since = -1.0
         self.peak_equity = 0.0
         self.tape = tape
@@ -204,7 +203,6 @@ class MarketMaker(Agent):
         if self.quoting:
             self.withdrawals += 1
         self.quoting = False
-        self.withdrawn_at = self.now
         self.calm_since = -1.0
         self.cancel_all()
         for q in self.quotes:

@@ -47,13 +47,7 @@ class MomentumTrader(Agent):
         self.last_order = 0
 
     def start(self) -> None:
-        self.ctx.world.call_later(self.cfg.start + self.arrivals.next(), self._wake)
-
-    def _wake(self) -> None:
-        if self.cfg.end is not None and self.now >= self.cfg.end:
-            return
-        self.act()
-        self.ctx.world.call_later(self.arrivals.next(), self._wake)
+        self.start_clock()
 
     def observe(self, price: float, now: float) -> None:
         cfg = self.cfg

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.base import Agent, AgentContext, Arrivals
+from agents.base import UNIT, Agent, AgentContext, Arrivals
 from sim.orders import BUY, SELL, TimeInForce
 from sim.schema.population import NoiseGroup, Sampler
 
 
 class NoiseTrader(Agent):
     kind = "noise"
-    __slots__ = ("cfg", "instruments", "arrivals", "block", "size", "offset", "uniforms", "_u", "orders_left")
+    __slots__ = ("cfg", "instruments", "arrivals", "block", "size", "offset", "uniform", "orders_left")
 
     def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
                  cfg: NoiseGroup, instruments: list[int]) -> None:
@@ -33,17 +33,8 @@ class NoiseTrader(Agent):
         self.block = 64 if cfg.max_orders is None else min(64, cfg.max_orders)
         self.size = Sampler(cfg.size, rng, self.block)
         self.offset = Sampler(cfg.limit_offset_bps, rng, self.block)
-        self.uniforms: list[float] = []
-        self._u = 0
+        self.uniform = Sampler(UNIT, rng, 3 * self.block)  # at most three per order
         self.orders_left = -1 if cfg.max_orders is None else cfg.max_orders
-
-    def _uniform(self) -> float:
-        if self._u >= len(self.uniforms):
-            self.uniforms = self.rng.random(3 * self.block).tolist()  # at most three per order
-            self._u = 0
-        u = self.uniforms[self._u]
-        self._u += 1
-        return u
 
     def start(self) -> None:
         cfg = self.cfg
@@ -51,13 +42,9 @@ class NoiseTrader(Agent):
             assert cfg.end is not None and cfg.max_orders is not None
             times = np.sort(self.rng.uniform(cfg.start, cfg.end, cfg.max_orders))
             for t in times.tolist():
-                self.ctx.world.call_later(max(0.0, t - self.now), self._arrive)
+                self.ctx.world.call_later(max(0.0, t - self.now), self.act)  # pre-drawn: act, schedule nothing
             return
         self.ctx.world.call_later(cfg.start + self.arrivals.next(), self._wake)
-
-    def _arrive(self) -> None:
-        """A pre-drawn arrival (uniform schedule): act, schedule nothing."""
-        self.act()
 
     def _wake(self) -> None:
         cfg = self.cfg
@@ -73,15 +60,15 @@ class NoiseTrader(Agent):
         if self.orders_left > 0:
             self.orders_left -= 1
         ins = self.instruments
-        i = ins[0] if len(ins) == 1 else ins[int(self._uniform() * len(ins))]
-        side = BUY if self._uniform() < cfg.buy_prob else SELL
+        i = ins[0] if len(ins) == 1 else ins[int(self.uniform() * len(ins))]
+        side = BUY if self.uniform() < cfg.buy_prob else SELL
         lots = self.size.lots()
         if cfg.max_position is not None:
             pos = self.position(i)
             if abs(pos) >= cfg.max_position:
                 side = SELL if pos > 0 else BUY
                 lots = min(lots, abs(pos))
-        if self._uniform() < cfg.market_prob:
+        if self.uniform() < cfg.market_prob:
             self.submit(i, side, 1, lots, TimeInForce.MARKET)
             return
         ref = self.reference_ticks(i, cfg.reference)

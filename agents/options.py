@@ -65,9 +65,28 @@ def _linear_of(ctx: AgentContext, instruments: list[int]) -> int | None:
 
 
 class _OptionBook(Agent):
-    """Shared leg placement for option sellers and hedgers."""
+    """What option sellers and hedgers share: the lots drawn per leg, and opening the structure's legs
+    at ``cfg.start`` (subclasses say which structure)."""
 
-    __slots__ = ("legs",)
+    __slots__ = ("cfg", "instruments", "lots", "legs")
+
+    def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
+                 cfg: OptionSellerGroup | DeltaHedgerGroup, instruments: list[int]) -> None:
+        super().__init__(ctx, name, account, rng)
+        self.cfg = cfg
+        self.instruments = instruments
+        self.lots = max(1, int(round(sample(cfg.lots, rng))))
+        self.legs: list[tuple[int, int]] = []
+
+    def structure(self) -> list[tuple[int, int]]:
+        """(instrument, signed lots) of each leg, chosen from the group's instruments now."""
+        raise NotImplementedError
+
+    def open(self) -> None:
+        if self.cfg.end is not None and self.now >= self.cfg.end:
+            return
+        self.legs = self.structure()
+        self._send_legs(self.cfg.concession)
 
     def _send_legs(self, concession: float) -> None:
         for i, lots in self.legs:
@@ -84,15 +103,8 @@ class _OptionBook(Agent):
 
 class OptionSeller(_OptionBook):
     kind = "option_seller"
-    __slots__ = ("cfg", "instruments", "lots")
-
-    def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
-                 cfg: OptionSellerGroup, instruments: list[int]) -> None:
-        super().__init__(ctx, name, account, rng)
-        self.cfg = cfg
-        self.instruments = instruments
-        self.lots = max(1, int(round(sample(cfg.lots, rng))))
-        self.legs: list[tuple[int, int]] = []
+    __slots__ = ()
+    cfg: OptionSellerGroup
 
     def start(self) -> None:
         self.ctx.world.call_later(self.cfg.start, self.open)
@@ -136,24 +148,17 @@ class OptionSeller(_OptionBook):
             merged[i] = merged.get(i, 0) + lots
         return [(i, lots) for i, lots in merged.items() if lots]
 
-    def open(self) -> None:
-        if self.cfg.end is not None and self.now >= self.cfg.end:
-            return
-        self.legs = self.structure()
-        self._send_legs(self.cfg.concession)
-
 
 class HedgeMonitor:
     """Net deltas of every hedger of a group on each oracle publication (one listener per group)."""
 
-    __slots__ = ("ctx", "agents", "accounts", "registered", "delta_lot")
+    __slots__ = ("ctx", "agents", "accounts", "registered")
 
     def __init__(self, ctx: AgentContext) -> None:
         self.ctx = ctx
         self.agents: list[DeltaHedger] = []
         self.accounts = np.zeros(0, dtype=np.int64)
         self.registered = False
-        self.delta_lot = np.zeros(len(ctx.table))
 
     def join(self, agent: "DeltaHedger") -> None:
         self.agents.append(agent)
@@ -173,7 +178,6 @@ class HedgeMonitor:
             g = black76_greeks(fwd, t.strike[opt], t.years_to_expiry(ctx.world.now)[opt], ctx.marks.vols[opt],
                                t.is_call[opt])
             out[opt] = np.asarray(g.delta) * t.contract_units[opt]
-        self.delta_lot = out
         return out
 
     def net_deltas(self) -> np.ndarray:
@@ -193,21 +197,18 @@ class HedgeMonitor:
 
 class DeltaHedger(_OptionBook):
     kind = "delta_hedger"
-    __slots__ = ("cfg", "instruments", "hedge", "lots", "monitor", "rebalances")
+    __slots__ = ("hedge", "monitor", "rebalances")
+    cfg: DeltaHedgerGroup
 
     def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
                  cfg: DeltaHedgerGroup, instruments: list[int], monitor: HedgeMonitor) -> None:
-        super().__init__(ctx, name, account, rng)
-        self.cfg = cfg
-        self.instruments = instruments
         hedge = _linear_of(ctx, instruments)
         if hedge is None:
             raise ValueError(f"{name}: a delta_hedger group needs a linear contract (perpetual or future) "
                              f"among its instruments to hedge with")
+        super().__init__(ctx, name, account, rng, cfg, instruments)
         self.hedge = hedge
-        self.lots = max(1, int(round(sample(cfg.lots, rng))))
         self.monitor = monitor
-        self.legs: list[tuple[int, int]] = []
         self.rebalances = 0
 
     def start(self) -> None:
@@ -233,12 +234,6 @@ class DeltaHedger(_OptionBook):
                 legs.append((i, sign * self.lots))
         return legs
 
-    def open(self) -> None:
-        if self.cfg.end is not None and self.now >= self.cfg.end:
-            return
-        self.legs = self.structure()
-        self._send_legs(self.cfg.concession)
-
     def net_delta(self) -> float:
         """This hedger's net delta now (units of underlying)."""
         per_lot = self.monitor.deltas_per_lot()
@@ -256,9 +251,6 @@ class DeltaHedger(_OptionBook):
             return
         side = BUY if lots > 0 else SELL
         i = self.hedge
-        touch = self.best_ask(i) if side == BUY else self.best_bid(i)
-        ref = float(touch) if touch is not None else self.mark_ticks(i)
-        slip = cfg.max_slippage
-        price = math.ceil(ref * (1 + slip)) if side == BUY else max(1, math.floor(ref * (1 - slip)))
+        price = self.ioc_price(i, side, cfg.max_slippage)
         self.rebalances += 1
         self.submit(i, side, price, abs(lots), TimeInForce.IOC)

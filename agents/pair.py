@@ -9,8 +9,6 @@ to what it accepts (bisection on the house's what-if query).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from agents.base import Agent, AgentContext
@@ -36,12 +34,6 @@ class PairTrader(Agent):
         delay = self.cfg.start + sample(self.cfg.entry_delay, self.rng)
         self.ctx.world.call_later(delay, self._plan)
 
-    def _price(self, instrument: int, side: int) -> int:
-        touch = self.best_ask(instrument) if side == BUY else self.best_bid(instrument)
-        ref = float(touch) if touch is not None else self.mark_ticks(instrument)
-        slip = self.cfg.max_slippage
-        return math.ceil(ref * (1 + slip)) if side == BUY else max(1, math.floor(ref * (1 - slip)))
-
     def _plan(self) -> None:
         equity = self.equity()
         first, second = self.legs
@@ -56,21 +48,12 @@ class PairTrader(Agent):
         if self.done >= cfg.slices or (cfg.end is not None and self.now >= cfg.end):
             return
         self.done += 1
-        house = self.ctx.house
         for leg, side, target in zip(self.legs, self.sides, self.targets):
             want = target * self.done // cfg.slices - abs(self.position(leg))
             if want <= 0:
                 continue
-            price = self._price(leg, side)
-            if not house.would_accept(self.account, leg, side, price, want):
-                lo, hi = 0, want
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    if house.would_accept(self.account, leg, side, price, mid):
-                        lo = mid
-                    else:
-                        hi = mid
-                want = lo
+            price = self.ioc_price(leg, side, cfg.max_slippage)
+            want = self.largest_accepted(leg, side, price, want)
             if want > 0:
                 self.submit(leg, side, price, want, TimeInForce.IOC)
         self.ctx.world.call_later(cfg.slice_interval, self._step)

@@ -114,8 +114,6 @@ def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[
             elif isinstance(agent, AuctionBidder):
                 pop.bidders.append(agent)
         pop.groups[gname] = members
-    ctx.venue.resting.ensure(ledger.cash.shape[0])
-    grow = getattr(ctx.house, "_grow", None)  # the house sized its arrays before these accounts existed
-    if grow is not None:
-        grow()
+    # the caller (``sim.episode.build``) grows the house's arrays and the venue's resting arrays to
+    # the accounts opened here once it has opened its own
     return pop

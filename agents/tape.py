@@ -1,4 +1,4 @@
-"""The public trade tape: traded volume per instrument, split by aggressor side, and the last price.
+"""The public trade tape: traded volume per instrument, split by aggressor side.
 
 One listener on the venue for the whole population (not one per agent): each fill adds to two
 integer counters. Agents that size by volume (the adaptive market maker's ``pov``) or skew by the
@@ -11,15 +11,14 @@ from sim.orders import Fill
 
 
 class MarketTape:
-    """Cumulative buyer- and seller-initiated lots and the last trade price (ticks) per instrument."""
+    """Cumulative buyer- and seller-initiated lots per instrument."""
 
-    __slots__ = ("buy_volume", "sell_volume", "last_price", "trades")
+    __slots__ = ("buy_volume", "sell_volume", "trades")
 
     def __init__(self, n_instruments: int) -> None:
         # plain lists: one element changes per fill, where numpy's per-element cost is the point
         self.buy_volume = [0] * n_instruments
         self.sell_volume = [0] * n_instruments
-        self.last_price = [0] * n_instruments
         self.trades = 0
 
     def on_fill(self, fill: Fill, maker_fee: int, taker_fee: int) -> None:
@@ -28,7 +27,6 @@ class MarketTape:
             self.buy_volume[i] += fill.size
         else:
             self.sell_volume[i] += fill.size
-        self.last_price[i] = fill.price
         self.trades += 1
 
     def attach(self, venue) -> "MarketTape":

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from agents.base import Agent, AgentContext, Arrivals, pick_instrument
+from agents.base import STD_NORMAL, UNIT, Agent, AgentContext, Arrivals, pick_instrument
 from clearing.instruments import SECONDS_PER_YEAR
 from sim.orders import BUY, SELL
 from sim.schema.population import Sampler, ValueGroup
@@ -30,8 +30,8 @@ from sim.schema.population import Sampler, ValueGroup
 
 class ValueTrader(Agent):
     kind = "value"
-    __slots__ = ("cfg", "instrument", "arrivals", "size", "r_bar", "m", "v", "last_t", "last_order", "normals",
-                 "_n", "uniforms", "_u", "estimate", "book", "_diffusion", "_obs_var", "_horizon_decay")
+    __slots__ = ("cfg", "instrument", "arrivals", "size", "r_bar", "m", "v", "last_t", "last_order", "normal",
+                 "uniform", "estimate", "book", "_diffusion", "_obs_var", "_horizon_decay")
 
     def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
                  cfg: ValueGroup, instruments: list[int]) -> None:
@@ -45,30 +45,12 @@ class ValueTrader(Agent):
         self.v = 0.0
         self.last_t = 0.0
         self.last_order = 0
-        self.normals: list[float] = []
-        self._n = 0
-        self.uniforms: list[float] = []
-        self._u = 0
+        self.normal = Sampler(STD_NORMAL, rng, 32)
+        self.uniform = Sampler(UNIT, rng, 64)
         self.estimate = 0.0
         self.book = ctx.venue.books[self.instrument]
         self._diffusion = self._obs_var = 0.0  # set by ``start`` (they need r_bar)
         self._horizon_decay: float | None = None
-
-    def _normal(self) -> float:
-        if self._n >= len(self.normals):
-            self.normals = self.rng.standard_normal(32).tolist()
-            self._n = 0
-        x = self.normals[self._n]
-        self._n += 1
-        return x
-
-    def _uniform(self) -> float:
-        if self._u >= len(self.uniforms):
-            self.uniforms = self.rng.random(64).tolist()
-            self._u = 0
-        x = self.uniforms[self._u]
-        self._u += 1
-        return x
 
     def start(self) -> None:
         cfg = self.cfg
@@ -82,13 +64,7 @@ class ValueTrader(Agent):
         # how much of today's deviation from r_bar is left at the horizon (None: no projection)
         self._horizon_decay = math.exp(-cfg.kappa * cfg.horizon) if cfg.horizon is not None and cfg.kappa > 0 else None
         self.last_t = cfg.start
-        self.ctx.world.call_later(cfg.start + self.arrivals.next(), self._wake)
-
-    def _wake(self) -> None:
-        if self.cfg.end is not None and self.now >= self.cfg.end:
-            return
-        self.act()
-        self.ctx.world.call_later(self.arrivals.next(), self._wake)
+        self.start_clock()
 
     def update_belief(self, observed: float, now: float) -> float:
         """Propagate and update the belief with one noisy observation; the projected value (ticks)."""
@@ -119,7 +95,7 @@ class ValueTrader(Agent):
         if self.last_order and book.order(self.last_order) is not None:
             self.cancel(self.last_order, i)
         self.last_order = 0
-        observed = self.index_ticks(i) * (1.0 + cfg.obs_noise * self._normal())
+        observed = self.index_ticks(i) * (1.0 + cfg.obs_noise * self.normal())
         value = self.update_belief(observed, self.now)
         bid, ask = book.best_bid(), book.best_ask()
         if bid is not None and ask is not None:
@@ -134,6 +110,6 @@ class ValueTrader(Agent):
         side = BUY if value > mid else SELL
         if cfg.max_position is not None and side * self.position(i) >= cfg.max_position:
             return
-        adjust = 0 if self._uniform() < cfg.aggressive_prob else int(self._uniform() * (cfg.depth_spread * spread + 1))
+        adjust = 0 if self.uniform() < cfg.aggressive_prob else int(self.uniform() * (cfg.depth_spread * spread + 1))
         price = ask - adjust if side == BUY else bid + adjust
         self.last_order = self.submit(i, side, max(1, price), self.size.lots())

@@ -32,10 +32,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.base import Arrivals  # noqa: E402
+from agents.base import UNIT, Arrivals  # noqa: E402
 from sim.kernel import World  # noqa: E402
 from sim.latency import LatencyConfig  # noqa: E402
 from sim.orders import BUY, SELL, TimeInForce  # noqa: E402
+from sim.schema.population import Sampler  # noqa: E402
 from sim.schema.venue import VenueConfig  # noqa: E402
 from sim.venue import Venue  # noqa: E402
 
@@ -46,7 +47,7 @@ LATENCY = LatencyConfig(kind="exponential", mean=0.002, min=0.0005)
 class BenchAgent:
     """A Poisson-clock trader: one message per wake-up, replies tracked."""
 
-    __slots__ = ("world", "venue", "account", "rng", "arrivals", "live", "u", "k", "stats")
+    __slots__ = ("world", "venue", "account", "rng", "arrivals", "live", "uniform", "stats")
 
     def __init__(self, world: World, venue: Venue, account: int, gap: float, stats: list[int]) -> None:
         self.world = world
@@ -55,32 +56,23 @@ class BenchAgent:
         self.rng = world.stream(f"agent/{account}")
         self.arrivals = Arrivals(gap, self.rng)
         self.live: deque[int] = deque()
-        self.u: list[float] = []  # uniforms, drawn in blocks like the arrival gaps
-        self.k = 0
+        self.uniform = Sampler(UNIT, self.rng, 256)  # uniforms, drawn in blocks like the arrival gaps
         self.stats = stats  # [wakes, submits, cancels, replies]
 
     def start(self) -> None:
         self.world.call_later(self.arrivals.next(), self.wake)
 
-    def _uniform(self) -> float:
-        if self.k >= len(self.u):
-            self.u = self.rng.random(256).tolist()
-            self.k = 0
-        x = self.u[self.k]
-        self.k += 1
-        return x
-
     def wake(self) -> None:
         stats = self.stats
         stats[0] += 1
         live = self.live
-        if live and (len(live) >= 3 or self._uniform() < 0.4):
+        if live and (len(live) >= 3 or self.uniform() < 0.4):
             self.venue.cancel(live.popleft(), 0)
             stats[2] += 1
         else:
             book = self.venue.books[0]
-            side = BUY if self._uniform() < 0.5 else SELL
-            r = self._uniform()
+            side = BUY if self.uniform() < 0.5 else SELL
+            r = self.uniform()
             if side == BUY:
                 touch = book.best_bid() or book.best_ask() or REFERENCE
             else:
@@ -92,7 +84,7 @@ class BenchAgent:
                     price = opposite + side * 2
             else:  # passive: join or sit a few ticks behind the touch
                 price, tif = touch - side * int((r - 0.1) * 10), TimeInForce.GTC
-            oid = self.venue.submit(self.account, 0, side, max(1, price), 1 + int(self._uniform() * 9), tif,
+            oid = self.venue.submit(self.account, 0, side, max(1, price), 1 + int(self.uniform() * 9), tif,
                                     reply=self.on_reply)
             if tif == TimeInForce.GTC:
                 live.append(oid)

@@ -287,6 +287,29 @@ def test_bid_discount_rises_with_recent_volatility():
     assert out[0] < out[1]
 
 
+def test_bidder_margin_check_leaves_the_regimes_market_memory_alone():
+    """``can_carry`` values one account: it must not overwrite the open interest the caps remember
+    from the last full re-valuation (only a whole-market valuation may)."""
+    from clearing.causality import Cause, CauseKind
+
+    margin = {"regime": "standard", "tiers": [{"im_rate": 0.10, "mm_rate": 0.05}],
+              "open_interest_caps": {"lower": 100_000.0, "upper": 10_000_000.0}}
+    ep = episode({"type": "auction_bidder", "count": 1, "capital": 5_000_000.0}, margin=margin)
+    start(ep, oracle=False)
+    bidder = of(ep, AuctionBidder)[0]
+    longs, shorts = (ep.ledger.open_account() for _ in range(2))
+    for a in (longs, shorts):
+        ep.ledger.deposit(a, QUOTE, 1_000_000 * USD)
+    ep.venue.resting.ensure(ep.ledger.n_accounts)
+    ep.house._grow()
+    ep.ledger.trade(longs, shorts, 0, 50_000, 1_000)  # 10 BTC open: 500k$ of open interest
+    ep.house.revalue_all(Cause(CauseKind.ORACLE, 0, 0.0))
+    remembered = ep.house.regime._last_oi.copy()
+    assert remembered[0] > 0
+    assert bidder.can_carry(np.array([-400.0]))
+    assert np.array_equal(ep.house.regime._last_oi, remembered)
+
+
 # ------------------------------------------------------------------------------------ noise
 def test_noise_arrival_rate_matches_its_poisson_intensity():
     rate, horizon, n = 0.2, 1000.0, 10
