@@ -115,7 +115,7 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
     directory = None
     if write:
         directory = Path(output or (Path(cfg.outputs.directory or Path("results") / cfg.name) / "compare"))
-        write_comparison(directory, cfg, runs)
+        write_comparison(directory, cfg, runs, report=cfg.outputs.report, parquet=cfg.outputs.parquet)
     return ComparisonOutput({k: v[0] for k, v in runs.items()}, directory)
 
 

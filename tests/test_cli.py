@@ -103,6 +103,16 @@ def test_validate_accepts_every_packaged_example(capsys):
     assert "ok" in capsys.readouterr().out
 
 
+def test_compare_honours_the_outputs_switches(tmp_path):
+    """``outputs.report`` and ``outputs.parquet`` switch those files off in a comparison as in a run."""
+    data = dict(SMALL, duration=60.0, outputs={"sample_interval": 20.0, "report": False, "parquet": False,
+                                               "counterfactual": False})
+    out = compare(resolve(write(tmp_path, data)), output=tmp_path / "cmp")
+    files = {p.relative_to(out.directory).as_posix() for p in out.directory.rglob("*") if p.is_file()}
+    assert {"comparison.json", "comparison.parquet", "standard/summary.json"} <= files
+    assert "report.html" not in files and not any("/" in f and f.endswith(".parquet") for f in files), files
+
+
 def test_unknown_regime_in_compare_fails_before_running(tmp_path, capsys):
     path = write(tmp_path, SMALL)
     out = tmp_path / "cmp"
