@@ -136,6 +136,8 @@ class BreachAttribution:
 
     def _note_impact_levels(self) -> None:
         marks = self.marks
+        if not self._alive and not marks.impact_ticks.any():
+            return
         n = marks.impact_ticks.shape[0]
         now: dict[int, np.ndarray] = {}
         for i in np.flatnonzero(marks.impact_ticks).tolist():
@@ -143,7 +145,9 @@ class BreachAttribution:
                 now.setdefault(liq_id, np.zeros(n))[i] = ticks
         seq = self.updates
         for liq_id, level in now.items():
-            history = self._history.setdefault(liq_id, _LevelHistory())
+            history = self._history.get(liq_id)
+            if history is None:
+                history = self._history[liq_id] = _LevelHistory()
             history.seqs.append(seq)
             history.levels.append(level)
         for liq_id in self._alive - now.keys():

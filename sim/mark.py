@@ -108,8 +108,8 @@ class MarkPricer:
             sample = gap * shares[liq_id] / outstanding if liq_id in shares else 0.0
             part = parts.get(liq_id, 0.0)
             part += alpha * (sample - part)
-            if liq_id not in shares and abs(part) < 1e-12:
-                parts.pop(liq_id, None)  # decayed away
+            if liq_id not in shares and abs(part) < 1e-8:
+                parts.pop(liq_id, None)  # decayed away (a millionth of a basis point of the index)
             else:
                 parts[liq_id] = part
 
