@@ -2,8 +2,9 @@
 
 The deficit (negative quote cash, no positions) is first reduced by selling any other collateral
 the account still holds, then passed through the configured cash layers in order --
-``insurance_fund``, ``waterfall`` (CCP default waterfall), ``socialised`` (over open interest or
-a depositor haircut) -- and whatever is left is recorded as bad debt. Every layer is a balanced
+``insurance_fund``, ``waterfall`` (CCP default waterfall), ``socialised`` (over open interest --
+by default its profitable side -- or a depositor haircut, within a per-event and a per-episode
+cap) -- and whatever is left is recorded as bad debt. Every layer is a balanced
 ledger transfer into the bankrupt account, so nothing is created or lost and the bad-debt row
 holds exactly what no layer absorbed.
 """
@@ -38,6 +39,13 @@ class LossAbsorber:
         self.waterfall = waterfall
         self.absorbed: dict[str, int] = {}
         self.records: list[tuple[float, int, int, str, int]] = []  # time, liq id, account, layer, amount
+        scale = house.scale
+        self._cap_event = None if config.socialised_cap_per_event is None else \
+            int(round(config.socialised_cap_per_event * scale))
+        self._cap_episode = None if config.socialised_cap_per_episode is None else \
+            int(round(config.socialised_cap_per_episode * scale))
+        self.socialised_by_event: dict[int, int] = {}  # liq id -> socialised so far (the per-event cap)
+        self.socialised_total = 0  # socialised so far in the episode (the per-episode cap)
 
     def _note(self, event: LiquidationEvent, layer: str, amount: int) -> None:
         if amount:
@@ -76,17 +84,35 @@ class LossAbsorber:
                 return step.instrument
         return 0
 
+    def socialisable(self, liq_id: int, loss: int) -> int:
+        """How much of ``loss`` the caps let socialised loss charge for liquidation ``liq_id``."""
+        allowed = int(loss)
+        if self._cap_event is not None:
+            allowed = min(allowed, self._cap_event - self.socialised_by_event.get(liq_id, 0))
+        if self._cap_episode is not None:
+            allowed = min(allowed, self._cap_episode - self.socialised_total)
+        return max(allowed, 0)
+
     def _socialise(self, account: int, event: LiquidationEvent, loss: int, market: int) -> None:
         house = self.house
         ledger = house.ledger
+        # beyond a cap the rest is left in the account: the next layer, then bad debt, takes it
+        loss = self.socialisable(event.liq_id, loss)
+        if loss == 0:
+            return
         if self.config.socialised == "open_interest":
-            charged = socialise_over_open_interest(ledger, market, loss, account)
+            side = self.config.socialised_side or "profitable"
+            mark = int(round(float(house.marks.ticks[market])))
+            charged = socialise_over_open_interest(ledger, market, loss, account, side=side, mark_ticks=mark)
         else:
             equity = house.equities(slice(0, ledger.n_accounts))
             equity[: int(SystemAccount.DEFAULT_FUND) + 1] = 0.0
             equity[account] = 0.0
             charged = haircut_depositors(ledger, loss, account, equity)
-        self._note(event, f"socialised:{self.config.socialised}", sum(int(v) for v in charged.values()))
+        total = sum(int(v) for v in charged.values())
+        self.socialised_by_event[event.liq_id] = self.socialised_by_event.get(event.liq_id, 0) + total
+        self.socialised_total += total
+        self._note(event, f"socialised:{self.config.socialised}", total)
         self._charged(event, charged)
 
     def _charged(self, event: LiquidationEvent, charges: dict[int, int]) -> None:

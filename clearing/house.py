@@ -63,7 +63,8 @@ class ClearingHouse:
         self.attribution = BreachAttribution(ledger, marks, cap)
         self.oracle_seq = 0
         self.liquidations: "LiquidationEngine | None" = None
-        # at every full re-valuation: time, total IM, total MM, total equity, gross notional (minor units)
+        # at every full re-valuation: time, total IM, total MM, total equity, gross notional of the
+        # worst-case lots IM is computed on (minor units)
         self.margin_samples: list[tuple[float, float, float, float, float]] = []
         assets = ledger.assets
         self._asset_source = [None if a.price_source is None else list(oracle.underlyings).index(a.price_source)
@@ -252,7 +253,8 @@ class ClearingHouse:
         self._grow()
         rows = self.ledger.traders
         equity, im, mm, exposure = self._value_rows(rows, full=True)
-        gross = float(np.abs(self.ledger.position[rows]).dot(self.marks.ticks * self.ledger.tick_value).sum())
+        # gross notional of the same worst-case lots the IM was computed on: IM / gross is a rate
+        gross = float(np.abs(exposure).dot(self.marks.ticks * self.ledger.tick_value).sum())
         self.margin_samples.append((self.world.now, float(im.sum()), float(mm.sum()), float(equity.sum()), gross))
         self._apply(rows, equity, im, mm, exposure, cause)
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from sim.orders import FillFlag
 from sim.spells import spell_forest
+from sim.who_paid import LAYERS as WHO_PAID_LAYERS
 
 SIGNIFICANT_DIGITS = 10
 POLICIES = ("book", "backstop", "auction", "takeover", "adl")
@@ -100,6 +101,11 @@ def _config_view(config: Any) -> dict[str, Any]:
         "duration": float(config.duration),
         "sample_interval": float(getattr(getattr(config, "outputs", None), "sample_interval", 60.0)),
         "regime": getattr(margin, "regime", None),
+        # the procyclicality measurement window and horizon (EpisodeConfig computes the defaults)
+        "measure_from": float(config.measurement_start()) if hasattr(config, "measurement_start") else 0.0,
+        "horizon": (float(config.horizon()) if hasattr(config, "horizon") else
+                    window_seconds(float(config.duration), float(getattr(getattr(config, "outputs", None),
+                                                                         "sample_interval", 60.0)))),
     }
 
 
@@ -223,7 +229,34 @@ def _losses(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     deficits = float(amount[layer != "collateral_sold"].sum()) / scale if layer.size else 0.0
     return {"by_layer": by_layer, "socialised": socialised, "waterfall": waterfall,
             "insurance_fund_paid": by_layer.get("insurance_fund", 0.0),
-            "deficits_total": deficits}
+            "deficits_total": deficits, **_who_paid(tables, cv)}
+
+
+def _who_paid(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+    """The loss ledger by layer (the ``who_paid`` table, see ``sim.who_paid``) and the backstop
+    vault's P&L (the ``backstop_vault`` table)."""
+    scale = cv["scale"]
+    layer = _col(tables, "who_paid", "layer").astype(str)
+    borne = _col(tables, "who_paid", "borne_by").astype(str)
+    amount = _col(tables, "who_paid", "amount").astype(np.float64)
+    who = {name: float(amount[layer == name].sum()) / scale for name in WHO_PAID_LAYERS}
+    pnl = _col(tables, "backstop_vault", "pnl").astype(np.float64)
+    capital = _col(tables, "backstop_vault", "capital").astype(np.float64)
+    equity = _col(tables, "backstop_vault", "equity").astype(np.float64)
+    vault = {"capital": float(capital[0]) / scale if capital.size else None,
+             "equity_final": float(equity[-1]) / scale if equity.size else None,
+             "pnl_final": float(pnl[-1]) / scale if pnl.size else None,
+             "pnl_min": float(pnl.min()) / scale if pnl.size else None}
+    # every fee goes to the insurance fund: what it received is the liquidation penalties
+    received = who["liquidation_penalties"]
+    return {
+        "who_paid": who,
+        "borne_by_others": float(amount[borne == "others"].sum()) / scale,
+        "paid_by_liquidated": float(amount[(borne == "defaulter") | (borne == "liquidated")].sum()) / scale,
+        "insurance_fund_received": received,
+        "insurance_fund_net": received - who["insurance_fund"],
+        "backstop_vault": vault,
+    }
 
 
 def _liquidations(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
@@ -397,8 +430,9 @@ def _price(tables: Tables, cv: dict[str, Any], counterfactual: Tables | None) ->
 
 
 def window_seconds(duration: float, sample_interval: float) -> float:
-    """The procyclicality window: 1 day for episodes of 3 days or more, 1 hour for 3 hours or more,
-    otherwise a tenth of the episode (never shorter than the sampling interval)."""
+    """The default procyclicality horizon for a measurement window of ``duration`` seconds: 1 day
+    for 3 days or more, 1 hour for 3 hours or more, otherwise a tenth of it (never shorter than the
+    sampling interval)."""
     if duration >= 3 * 86_400:
         return 86_400.0
     if duration >= 3 * 3_600:
@@ -406,46 +440,87 @@ def window_seconds(duration: float, sample_interval: float) -> float:
     return max(float(sample_interval), duration / 10.0)
 
 
+def _procyclicality(t: np.ndarray, x: np.ndarray, start: float, horizon: float) -> dict[str, Any]:
+    """Peak-to-trough and the largest ``horizon``-second increase of the series ``x`` sampled at
+    times ``t`` (sorted), on the samples at or after ``start`` only.
+
+    peak-to-trough = max / min of the positive values in the window; the increase at sample k is
+    x_k - x_j with j the last window sample at or before t_k - horizon (none: no increase at k);
+    the relative increase x_k / x_j - 1 (x_j > 0), its largest found independently."""
+    keep = (t >= start) & np.isfinite(x)
+    t, x = t[keep], x[keep]
+    out: dict[str, Any] = {"samples": int(t.size), "peak": None, "trough": None, "peak_to_trough_ratio": None,
+                           "max_increase": None, "max_increase_time": None, "max_increase_relative": None,
+                           "max_increase_relative_time": None}
+    if t.size == 0:
+        return out
+    out["peak"], out["trough"] = float(x.max()), float(x.min())
+    positive = x[x > 0]
+    if positive.size:
+        out["peak_to_trough_ratio"] = float(positive.max() / positive.min())
+    base = np.searchsorted(t, t - horizon, side="right") - 1
+    ok = base >= 0
+    if ok.any():
+        k = np.flatnonzero(ok)
+        inc = x[k] - x[base[k]]
+        i = int(np.argmax(inc))
+        out["max_increase"], out["max_increase_time"] = float(inc[i]), float(t[k[i]])
+        den = x[base[k]]
+        rel_ok = den > 0
+        if rel_ok.any():
+            rel = np.full(k.size, -np.inf)
+            rel[rel_ok] = x[k[rel_ok]] / den[rel_ok] - 1.0
+            j = int(np.argmax(rel))
+            out["max_increase_relative"], out["max_increase_relative_time"] = float(rel[j]), float(t[k[j]])
+    return out
+
+
+def _in_money(block: dict[str, Any], scale: float) -> dict[str, Any]:
+    """A ``_procyclicality`` block of a money series, converted to quote units."""
+    return {k: (v / scale if k in ("peak", "trough", "max_increase") and v is not None else v)
+            for k, v in block.items()}
+
+
+def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
 def _margin(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     scale = cv["scale"]
+    start, horizon = cv["measure_from"], cv["horizon"]
     t = _col(tables, "margin_totals", "time").astype(np.float64)
     im = _col(tables, "margin_totals", "im").astype(np.float64)
     mm = _col(tables, "margin_totals", "mm").astype(np.float64)
     eq = _col(tables, "margin_totals", "equity").astype(np.float64)
     gross = _col(tables, "margin_totals", "gross").astype(np.float64)
-    w = window_seconds(cv["duration"], cv["sample_interval"])
-    out: dict[str, Any] = {"window_seconds": w}
-    if t.size == 0:
-        out.update({"im_initial": None, "im_peak": None, "im_peak_time": None, "im_final": None,
-                    "peak_to_trough_ratio": None, "rate_peak_to_trough_ratio": None,
-                    "max_window_increase": None, "max_window_increase_relative": None,
-                    "max_window_increase_time": None, "rate_max_window_increase_relative": None,
-                    "max_utilisation": None,
-                    "capital_efficiency": None, "mm_over_gross": None})
-        return out
     order = np.argsort(t, kind="stable")
     t, im, mm, eq, gross = t[order], im[order], mm[order], eq[order], gross[order]
+    rate = _rate(im, gross)
+    rt = _col(tables, "reference_margin", "time").astype(np.float64)
+    r_order = np.argsort(rt, kind="stable")
+    rt = rt[r_order]
+    ref_rate = _rate(_col(tables, "reference_margin", "im").astype(np.float64)[r_order],
+                     _col(tables, "reference_margin", "gross").astype(np.float64)[r_order])
+    reference = _procyclicality(rt, ref_rate, start, horizon)
+    in_window = (rt >= start) & np.isfinite(ref_rate)
+    reference["at_measure_from"] = float(ref_rate[in_window][0]) if in_window.any() else None
+    reference["final"] = float(ref_rate[np.isfinite(ref_rate)][-1]) if np.isfinite(ref_rate).any() else None
+    out: dict[str, Any] = {
+        "measure_from": start,
+        "horizon_seconds": horizon,
+        # procyclicality, from measure_from on: the population's total IM, its rate IM / gross,
+        # and the rate of the fixed reference portfolio
+        "population_im": _in_money(_procyclicality(t, im, start, horizon), scale),
+        "population_rate": _procyclicality(t, rate, start, horizon),
+        "reference_rate": reference,
+    }
+    if t.size == 0:
+        out.update({"im_initial": None, "im_peak": None, "im_peak_time": None, "im_final": None, "mm_peak": None,
+                    "gross_peak": None, "max_utilisation": None, "im_over_gross": None, "mm_over_gross": None})
+        return out
     k_peak = int(np.argmax(im))
-    # largest increase over the window: IM_t - IM_(last sample at or before t - w)
-    start = np.searchsorted(t, t - w, side="right") - 1
-    valid = start >= 0
-    inc = np.full(t.size, -np.inf)
-    inc[valid] = im[valid] - im[start[valid]]
-    if valid.any():
-        k = int(np.argmax(inc))
-        win_inc, win_time = float(inc[k]), float(t[k])
-        win_rel = _ratio(inc[k], im[start[k]]) if im[start[k]] > 0 else None
-    else:
-        win_inc = win_rel = win_time = None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(gross > 0, im / gross, np.nan)
-        mm_rate = np.where(gross > 0, mm / gross, np.nan)
-        util = np.where(eq > 0, im / eq, np.nan)
-        # the same window on the margin rate (IM / gross): the model's own procyclicality, with
-        # positions opened or closed in the meantime divided out
-        rate_rise = np.full(t.size, np.nan)
-        rate_rise[valid] = rate[valid] / rate[start[valid]] - 1.0
-    rate_rise[~np.isfinite(rate_rise)] = np.nan
+    util = _rate(im, eq)
     # samples come at re-valuations (irregular): each value holds until the next sample, the last
     # until the end of the episode
     held = np.diff(np.append(t, max(cv["duration"], float(t[-1]))))
@@ -457,21 +532,17 @@ def _margin(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
         w = held[ok]
         return float(np.average(x[ok], weights=w)) if ok.any() and w.sum() > 0 else None
     out.update({
+        # levels over the whole episode
         "im_initial": float(im[0]) / scale,
         "im_peak": float(im[k_peak]) / scale,
         "im_peak_time": float(t[k_peak]),
         "im_final": float(im[-1]) / scale,
         "mm_peak": float(mm.max()) / scale,
-        "peak_to_trough_ratio": _trough_to_peak(im),
-        "rate_peak_to_trough_ratio": _trough_to_peak(rate),
-        "max_window_increase": None if win_inc is None else win_inc / scale,
-        "max_window_increase_relative": win_rel,
-        "max_window_increase_time": win_time,
-        "rate_max_window_increase_relative": float(np.nanmax(rate_rise)) if np.isfinite(rate_rise).any() else None,
-        "max_utilisation": float(np.nanmax(util)) if np.isfinite(util).any() else None,
-        "capital_efficiency": time_avg(rate),
-        "mm_over_gross": time_avg(mm_rate),
         "gross_peak": float(gross.max()) / scale,
+        "max_utilisation": float(np.nanmax(util)) if np.isfinite(util).any() else None,
+        # capital: IM (MM) over the gross notional of the same worst-case lots, time-weighted
+        "im_over_gross": time_avg(rate),
+        "mm_over_gross": time_avg(_rate(mm, gross)),
     })
     return out
 
@@ -605,6 +676,20 @@ HEADLINE = (
     ("liquidations.notional", "liquidated notional"),
     ("adl.notional", "ADL notional"),
     ("losses.socialised", "socialised losses"),
+    ("losses.borne_by_others", "losses borne by others than the defaulters"),
+    ("losses.who_paid.defaulter_margin", "paid by: defaulters' own margin"),
+    ("losses.who_paid.defaulter_default_fund", "paid by: defaulters' default-fund contributions"),
+    ("losses.who_paid.liquidation_penalties", "paid by: liquidation penalties"),
+    ("losses.who_paid.insurance_fund", "paid by: insurance fund payouts"),
+    ("losses.who_paid.ccp_capital", "paid by: CCP capital"),
+    ("losses.who_paid.survivors_default_fund", "paid by: survivors' default fund"),
+    ("losses.who_paid.assessments", "paid by: assessments"),
+    ("losses.who_paid.vm_gains_haircut", "paid by: VM gains haircut"),
+    ("losses.who_paid.adl", "paid by: ADL counterparties (vs mark)"),
+    ("losses.who_paid.socialised", "paid by: socialised loss"),
+    ("losses.who_paid.backstop_vault", "paid by: backstop vault losses"),
+    ("losses.who_paid.bad_debt", "paid by: nobody (bad debt)"),
+    ("losses.backstop_vault.pnl_final", "backstop vault P&L"),
     ("solvency.bad_debt_recoveries", "bad-debt recoveries in kind"),
     ("solvency.hidden_loss", "loss hidden by the oracle (true prices)"),
     ("price.amplification_vs_counterfactual", "price amplification vs no-feedback run"),
@@ -616,9 +701,11 @@ HEADLINE = (
     ("price.true_drawdown", "true drawdown (same underlying)"),
     ("price.amplification_vs_true", "price amplification vs true path"),
     ("margin.im_peak", "peak total IM"),
-    ("margin.peak_to_trough_ratio", "IM trough-to-peak ratio"),
-    ("margin.max_window_increase", "largest IM increase in window"),
-    ("margin.capital_efficiency", "capital efficiency (IM / gross)"),
+    ("margin.population_im.peak_to_trough_ratio", "total IM peak-to-trough ratio (from measure_from)"),
+    ("margin.population_im.max_increase", "largest total IM increase over the horizon"),
+    ("margin.reference_rate.peak_to_trough_ratio", "reference portfolio margin rate peak-to-trough"),
+    ("margin.reference_rate.max_increase_relative", "reference portfolio margin rate: largest rise over the horizon"),
+    ("margin.im_over_gross", "IM / gross notional (lower = less capital)"),
     ("liquidation_delay.breach_to_start.mean", "breach to first step (s, mean)"),
     ("slippage.mean_bps", "liquidation slippage (bps)"),
 )

@@ -13,7 +13,9 @@ import numpy as np
 
 from clearing.ledger import FIRST_TRADER, QUOTE, SystemAccount
 from sim.orders import Fill
+from sim.reference_margin import ReferenceMargin
 from sim.spells import assign_spells
+from sim.who_paid import VaultTracker, loss_ledger
 
 if TYPE_CHECKING:
     from sim.episode import Episode
@@ -40,6 +42,9 @@ class Recorder:
         self.accounts: dict[str, list] = {k: [] for k in ("equity", "im", "mm", "health", "gross")}
         self.fund: dict[str, list] = {"time": [], "insurance_fund": [], "bad_debt": [], "fee_pool": []}
         self._unchecked_refusals: list[int] = []
+        # procyclicality on a fixed portfolio, and the backstop vault's P&L (who paid)
+        self.reference = ReferenceMargin(episode)
+        self.vault = VaultTracker(episode)
 
     def attach(self) -> None:
         ep = self.ep
@@ -100,6 +105,8 @@ class Recorder:
         f["insurance_fund"].append(int(ledger.cash[SystemAccount.INSURANCE_FUND, QUOTE]))
         f["bad_debt"].append(ledger.bad_debt())
         f["fee_pool"].append(int(ledger.cash[SystemAccount.FEE_POOL, QUOTE]))
+        self.reference.sample()
+        self.vault.sample()
         self.check_refused_not_resting()
 
     def check_refused_not_resting(self) -> None:
@@ -182,4 +189,7 @@ class Recorder:
             "layer": np.array([r[3] for r in rec], dtype=object),
             "amount": np.array([r[4] for r in rec], dtype=np.int64),
         }
+        out["reference_margin"] = self.reference.table()
+        out["backstop_vault"] = self.vault.table()
+        out["who_paid"] = loss_ledger(self.ep, self.vault)
         return out

@@ -236,6 +236,56 @@ def _fig_fund(config: Any, tables) -> str:
     return _png(fig)
 
 
+def _fig_rates(config: Any, tables, start: float | None) -> str:
+    scale_t, unit = _time_unit(float(config.duration))
+    fig = Figure(figsize=(10, 3.0), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    for table, label, colour in (("margin_totals", "population IM / gross", "#d62728"),
+                                 ("reference_margin", "reference portfolio IM / gross", "#1f77b4")):
+        t = _col(tables, table, "time").astype(float)
+        if t.size:
+            im, gross = _col(tables, table, "im").astype(float), _col(tables, table, "gross").astype(float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ax.plot(t / scale_t, np.where(gross > 0, im / gross, np.nan), color=colour, lw=1.0,
+                        drawstyle="steps-post", label=label)
+    if start is not None:
+        ax.axvline(start / scale_t, color="black", ls="--", lw=0.8)
+    if ax.lines:
+        ax.legend(fontsize=8, loc="best")
+    ax.set_ylabel("IM / gross notional")
+    ax.set_xlabel(unit)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _procyclicality_table(flat: Mapping[str, Any]) -> str:
+    names = (("population_im", "total IM"), ("population_rate", "population IM / gross"),
+             ("reference_rate", "reference portfolio IM / gross"))
+    cols = (("peak_to_trough_ratio", "peak / trough"), ("max_increase", "largest increase"),
+            ("max_increase_time", "at (s)"), ("max_increase_relative", "largest relative increase"),
+            ("max_increase_relative_time", "at (s)"))
+    head = "<tr><th>series</th>" + "".join(f"<th>{html.escape(c)}</th>" for _, c in cols) + "</tr>"
+    body = "".join("<tr><th>" + html.escape(label) + "</th>"
+                   + "".join(f"<td class=n>{fmt(flat.get(f'margin.{key}.{c}'))}</td>" for c, _ in cols) + "</tr>"
+                   for key, label in names)
+    return f"<table>{head}{body}</table>"
+
+
+def _who_paid_table(flat: Mapping[str, Any], quote: str) -> str:
+    from sim.who_paid import LAYERS
+
+    rows = "".join(f"<tr><th>{html.escape(layer.replace('_', ' '))}</th><td>{html.escape(whose)}</td>"
+                   f"<td class=n>{fmt(flat.get(f'losses.who_paid.{layer}'))}</td></tr>" for layer, whose in LAYERS.items())
+    total = (f"<tr><th>borne by others</th><td>others</td><td class=n><b>{fmt(flat.get('losses.borne_by_others'))}"
+             "</b></td></tr>")
+    vault = (f"<p class=muted>Backstop vault: capital {fmt(flat.get('losses.backstop_vault.capital'))}, P&amp;L at the "
+             f"end {fmt(flat.get('losses.backstop_vault.pnl_final'))}, worst {fmt(flat.get('losses.backstop_vault.pnl_min'))}"
+             f"; insurance fund received {fmt(flat.get('losses.insurance_fund_received'))}, net "
+             f"{fmt(flat.get('losses.insurance_fund_net'))} ({html.escape(quote)}).</p>")
+    return (f"<table><tr><th>layer</th><th>whose money</th><th>{html.escape(quote)}</th></tr>{rows}{total}</table>"
+            + vault)
+
+
 # ------------------------------------------------------------------------------------ pages
 def _page(title: str, body: str) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -253,15 +303,21 @@ def episode_report(config: Any, tables: Mapping[str, Mapping[str, np.ndarray]], 
         head += f"<p>{html.escape(config.description)}</p>"
     headline = _kv_table([(label, flat.get(key)) for key, label in HEADLINE])
     everything = _kv_table(sorted(flat.items()))
-    window = flat.get("margin.window_seconds")
+    horizon, start = flat.get("margin.horizon_seconds"), flat.get("margin.measure_from")
     sections = [
         head,
         "<h2>Summary</h2>", headline,
         "<h2>Price vs oracle</h2><p class=muted>True path, published index and venue mid, per underlying.</p>",
         _fig_prices(config, tables),
         "<h2>Margin utilisation</h2><p class=muted>Total IM and MM over all trader accounts against their total "
-        f"equity (procyclicality window {fmt(window)} s).</p>",
+        f"equity.</p>",
         _fig_margin(config, tables),
+        "<h2>Procyclicality</h2><p class=muted>Margin rate (IM / gross notional) of the population and of the "
+        f"fixed reference portfolio; figures measured from {fmt(start)} s (dashed line) over a horizon of "
+        f"{fmt(horizon)} s.</p>",
+        _fig_rates(config, tables, start), _procyclicality_table(flat),
+        "<h2>Who paid</h2><p class=muted>The loss ledger by layer (see docs/METHODOLOGY.md, <i>Who paid</i>): what "
+        "the liquidated accounts paid themselves, and what others bore.</p>", _who_paid_table(flat, quote),
         "<h2>Liquidations over time</h2><p class=muted>Liquidation steps per bin (1/60 of the episode), by policy.</p>",
         _fig_liquidations(config, tables),
         "<h2>Cascade tree</h2><p class=muted>Each dot is a liquidation (size ~ notional); an edge joins a "
@@ -279,9 +335,10 @@ COMPARISON_COLUMNS = (
     ("liquidations.notional", "liquidated notional"),
     ("adl.notional", "ADL"),
     ("losses.socialised", "socialised"),
+    ("losses.borne_by_others", "borne by others"),
     ("insurance_fund.min", "min insurance fund"),
     ("margin.im_peak", "peak IM"),
-    ("margin.capital_efficiency", "capital efficiency"),
+    ("margin.im_over_gross", "IM / gross notional (lower = less capital)"),
     ("cascades.amplification", "amplification"),
     ("cascades.max_generation", "max generation"),
     ("price.amplification_vs_true", "price amplification"),

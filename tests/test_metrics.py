@@ -98,6 +98,19 @@ def make_tables() -> dict[str, dict[str, np.ndarray]]:
             "layer": _arr(["insurance_fund", "socialised:open_interest", "bad_debt", "bad_debt"], object),
             "amount": _arr([5 * M, 2 * M, 3 * M, 1 * M], np.int64),
         },
+        "who_paid": {
+            "time": _arr([10.2, 20.0, 20.0, 20.0, 20.2, 20.2, 31.0, 600.0]),
+            "liq_id": _arr([0, 1, 1, 1, 1, 1, 2, -1], np.int64),
+            "account": _arr([10, 11, 11, 11, 11, 11, 12, 99], np.int64),
+            "layer": _arr(["liquidation_penalties", "defaulter_margin", "insurance_fund", "socialised", "adl",
+                           "bad_debt", "bad_debt", "backstop_vault"], object),
+            "borne_by": _arr(["liquidated", "defaulter", "others", "others", "others", "others", "others", "others"],
+                             object),
+            "amount": _arr([M, 2 * M, 5 * M, 2 * M, M // 2, 3 * M, 1 * M, 1 * M], np.int64),
+        },
+        "backstop_vault": {"time": _arr([0.0, 300.0, 600.0]), "account": _arr([99, 99, 99], np.int64),
+                           "capital": _arr([5.0 * M] * 3), "equity": _arr([5.0 * M, 3.5 * M, 4.0 * M]),
+                           "pnl": _arr([0.0, -1.5 * M, -1.0 * M])},
     }
 
 
@@ -118,6 +131,20 @@ def test_bad_debt_and_losses(summary):
     assert b["ledger_last_sample"] == 4.0
     losses = summary["losses"]
     assert losses["socialised"] == 2.0
+
+
+def test_who_paid_sums_the_loss_ledger_by_layer(summary):
+    losses = summary["losses"]
+    who = losses["who_paid"]
+    assert who["defaulter_margin"] == 2.0 and who["liquidation_penalties"] == 1.0
+    assert who["insurance_fund"] == 5.0 and who["socialised"] == 2.0 and who["adl"] == 0.5
+    assert who["bad_debt"] == 4.0 and who["backstop_vault"] == 1.0
+    assert who["ccp_capital"] == 0.0 and who["survivors_default_fund"] == 0.0 and who["defaulter_default_fund"] == 0.0
+    # everything not paid by the liquidated accounts themselves
+    assert losses["borne_by_others"] == 5.0 + 2.0 + 0.5 + 4.0 + 1.0
+    assert losses["paid_by_liquidated"] == 3.0
+    assert losses["insurance_fund_received"] == 1.0 and losses["insurance_fund_net"] == -4.0
+    assert losses["backstop_vault"] == {"capital": 5.0, "equity_final": 4.0, "pnl_final": -1.0, "pnl_min": -1.5}
     assert losses["insurance_fund_paid"] == 5.0
     assert losses["by_layer"] == {"bad_debt": 4.0, "insurance_fund": 5.0, "socialised:open_interest": 2.0}
     assert losses["deficits_total"] == 11.0
@@ -191,16 +218,85 @@ def test_price_against_counterfactual():
     assert p["amplification_vs_counterfactual"] == pytest.approx(2.0)
 
 
-def test_margin_procyclicality_and_efficiency(summary):
+def test_margin_procyclicality_and_capital(summary):
     m = summary["margin"]
-    assert m["window_seconds"] == 360.0
+    assert m["measure_from"] == 0.0 and m["horizon_seconds"] == 360.0  # no shock: from the start
     assert m["im_initial"] == 0.0 and m["im_peak"] == 400.0 and m["im_peak_time"] == 420.0
-    assert m["peak_to_trough_ratio"] == 4.0  # 400 after a trough of 100 (zero IM before positions is ignored)
-    assert m["rate_peak_to_trough_ratio"] == 1.0  # the rate IM / gross never moved
-    assert m["max_window_increase"] == 300.0 and m["max_window_increase_time"] == 420.0
-    assert m["max_window_increase_relative"] == 3.0
-    assert m["capital_efficiency"] == 0.1 and m["mm_over_gross"] == 0.05
-    assert m["rate_max_window_increase_relative"] == 0.0
+    p = m["population_im"]
+    assert p["peak_to_trough_ratio"] == 4.0  # 400 / 100 (zero IM before positions is not a trough)
+    assert p["max_increase"] == 300.0 and p["max_increase_time"] == 420.0  # 100 at t=60 -> 400 at t=420
+    assert p["max_increase_relative"] == 3.0 and p["max_increase_relative_time"] == 420.0
+    rate = m["population_rate"]
+    assert rate["peak_to_trough_ratio"] == 1.0 and rate["max_increase_relative"] == 0.0  # IM / gross never moved
+    assert m["im_over_gross"] == 0.1 and m["mm_over_gross"] == 0.05
+    assert m["reference_rate"]["samples"] == 0 and m["reference_rate"]["peak_to_trough_ratio"] is None
+
+
+def _margin_series(times, im, gross=None):
+    return {"time": np.asarray(times, dtype=float), "im": np.asarray(im, dtype=float) * M,
+            "mm": np.asarray(im, dtype=float) * M / 2, "equity": np.full(len(times), 1e9 * M),
+            "gross": (np.full(len(times), 1000.0) if gross is None else np.asarray(gross, dtype=float)) * M}
+
+
+def _measured(outputs: dict, series: dict, shocks: list | None = None):
+    cfg = make_config(duration=3600.0)
+    data = cfg.model_dump(mode="json")
+    data["outputs"].update(outputs)
+    if shocks is not None:
+        data["paths"]["shocks"] = shocks
+    t = make_tables()
+    t["margin_totals"] = series
+    t["reference_margin"] = dict(series)
+    return summarise(parse_episode(data, "synthetic"), t)["margin"]
+
+
+def test_a_margin_jump_before_measure_from_is_ignored_and_one_after_is_found():
+    """IM 100 until 500 s, 300 from 500 s (before the window), back to 100 at 1,000 s, then 250 at
+    2,000 s: measured from 1,200 s over 600 s, the only increase is 100 -> 250, found at 2,000 s;
+    the earlier jump (and its fall) is not in the window."""
+    times = np.arange(0.0, 3600.0, 100.0)
+    im = np.where(times < 500, 100.0, 300.0)
+    im[times >= 1000] = 100.0
+    im[times >= 2000] = 250.0
+    m = _measured({"measure_from": 1200.0, "procyclicality_horizon": 600.0}, _margin_series(times, im))
+    assert m["measure_from"] == 1200.0 and m["horizon_seconds"] == 600.0
+    p = m["population_im"]
+    assert p["samples"] == 24 and p["peak_to_trough_ratio"] == 2.5
+    assert p["max_increase"] == 150.0 and p["max_increase_time"] == 2000.0
+    assert p["max_increase_relative"] == 1.5
+    # the reference rate (IM / a constant gross) sees the same: 0.1 -> 0.25
+    assert m["reference_rate"]["max_increase_relative"] == pytest.approx(1.5)
+    assert m["reference_rate"]["at_measure_from"] == pytest.approx(0.1)
+    # measured from the start instead, the first jump (100 -> 300, +200) is the largest: first seen
+    # at 600 s, the first sample with a sample a full horizon before it (t = 0)
+    whole = _measured({"measure_from": 0.0, "procyclicality_horizon": 600.0}, _margin_series(times, im))
+    assert whole["population_im"]["max_increase"] == 200.0 and whole["population_im"]["max_increase_time"] == 600.0
+
+
+def test_the_horizon_is_in_seconds_not_rows():
+    """Samples every 10 s for the first half, every 100 s after. A ramp of +40 over 200 s (20 rows)
+    in the first half; +25 at 2,000 s and +25 at 2,200 s (2 rows apart) in the second. Over 300 s
+    the second half's +50 is the largest; over 100 s, one step of +25 (the ramp gives +20)."""
+    times = np.r_[np.arange(0.0, 1800.0, 10.0), np.arange(1800.0, 3600.0, 100.0)]
+    im = np.full(times.size, 100.0)
+    ramp = (times >= 500) & (times < 700)
+    im[ramp] = 100.0 + 0.2 * (times[ramp] - 500.0)
+    im[(times >= 700) & (times < 1000)] = 140.0
+    im[times >= 2000] = 125.0
+    im[times >= 2200] = 150.0
+    m = _measured({"measure_from": 0.0, "procyclicality_horizon": 300.0}, _margin_series(times, im))
+    assert m["population_im"]["max_increase"] == 50.0 and m["population_im"]["max_increase_time"] == 2200.0
+    m = _measured({"measure_from": 0.0, "procyclicality_horizon": 100.0}, _margin_series(times, im))
+    assert m["population_im"]["max_increase"] == 25.0 and m["population_im"]["max_increase_time"] == 2000.0
+
+
+def test_measure_from_defaults_to_the_first_scripted_shock():
+    shocks = [{"kind": "gap", "start": 2400.0, "size": -0.1}, {"kind": "crash", "start": 1800.0, "drop": 0.2,
+                                                                "duration": 60.0}]
+    times = np.arange(0.0, 3600.0, 100.0)
+    m = _measured({}, _margin_series(times, np.full(times.size, 100.0)), shocks)
+    assert m["measure_from"] == 1800.0 and m["horizon_seconds"] == 180.0  # a tenth of the 1,800 s window
+    assert m["population_im"]["samples"] == 18
 
 
 def test_window_choice():
@@ -236,13 +332,14 @@ def test_summary_is_deterministic_json_without_wall_time(summary):
 
 
 def test_empty_tables():
-    empty = {name: {col: np.zeros(0, dtype=object if col in ("cause", "outcome", "policy", "layer") else float)
+    empty = {name: {col: np.zeros(0, dtype=object if col in ("cause", "outcome", "policy", "layer", "borne_by") else float)
                     for col in cols} for name, cols in make_tables().items()}
     s = summarise(make_config(), empty)
     json.dumps(s, allow_nan=False)
     assert s["liquidations"]["count"] == 0 and s["bad_debt"]["total"] == 0.0
     assert s["cascades"]["amplification"] is None and s["insurance_fund"]["min"] is None
-    assert s["margin"]["peak_to_trough_ratio"] is None and s["slippage"]["mean_bps"] is None
+    assert s["margin"]["population_im"]["peak_to_trough_ratio"] is None and s["slippage"]["mean_bps"] is None
+    assert s["losses"]["borne_by_others"] == 0.0 and s["losses"]["backstop_vault"]["pnl_final"] is None
 
 
 def test_rounding():
@@ -254,13 +351,13 @@ def test_rounding():
     assert flatten({"a": {"b": 1, "c": {"d": [1]}}}) == {"a.b": 1, "a.c.d": [1]}
 
 
-def test_capital_efficiency_is_time_weighted():
+def test_im_over_gross_is_time_weighted():
     """Re-valuations come irregularly (often during a crash): each sample counts for the time it held."""
     t = make_tables()
     t["margin_totals"] = {"time": np.array([0.0, 100.0, 101.0, 102.0]), "im": np.array([10.0, 30.0, 30.0, 30.0]),
                           "mm": np.array([5.0, 15.0, 15.0, 15.0]), "equity": np.full(4, 100.0),
                           "gross": np.array([100.0, 100.0, 100.0, 100.0])}
     m = summarise(make_config(duration=200.0), t)["margin"]
-    assert m["capital_efficiency"] == pytest.approx((0.1 * 100 + 0.3 * 100) / 200)
+    assert m["im_over_gross"] == pytest.approx((0.1 * 100 + 0.3 * 100) / 200)
     assert m["mm_over_gross"] == pytest.approx((0.05 * 100 + 0.15 * 100) / 200)
-    assert m["rate_max_window_increase_relative"] == pytest.approx(2.0)  # 0.1 -> 0.3 within 60 s
+    assert m["population_rate"]["max_increase_relative"] == pytest.approx(2.0)  # 0.1 -> 0.3 within 60 s

@@ -246,7 +246,7 @@ def test_real_episode_sweep(tmp_path):
     table = sweep(spec, workers=2, progress=False)
     rows = table.to_pylist()
     assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
-    assert {"bad_debt.total", "cascades.amplification", "margin.capital_efficiency"} <= set(table.column_names)
+    assert {"bad_debt.total", "cascades.amplification", "margin.im_over_gross"} <= set(table.column_names)
 
 
 def test_ctrl_c_stops_promptly_and_keeps_finished_rows(tmp_path):

@@ -71,12 +71,25 @@ class WaterfallConfig(StrictModel):
 
 class LossAbsorptionConfig(StrictModel):
     """Layers after a bankruptcy. ``order`` lists the cash layers in the order they are used;
-    ADL (if enabled) acts on a bankrupt's open position when the insurance fund cannot cover it."""
+    ADL (if enabled) acts on a bankrupt's open position when the insurance fund cannot cover it.
+
+    Socialised loss charges at most ``socialised_cap_per_event`` per liquidation and
+    ``socialised_cap_per_episode`` over the whole episode (quote units; None: no cap); what a cap
+    leaves passes to the next layer in ``order`` and, after the last, is bad debt. Over open
+    interest it is spread over ``socialised_side``: by default (None) ``profitable``, the holders
+    whose unrealised PnL at the mark is positive (as perp venues socialise), or ``all`` holders, or
+    one side."""
 
     insurance_fund: float = Field(1_000_000.0, ge=0.0, description="initial balance, quote units")
     insurance_cap_per_market: float | None = Field(None, ge=0.0)
     adl: Literal["off", "ranked", "pro_rata"] = "ranked"
     socialised: Literal["off", "open_interest", "depositors"] = "open_interest"
+    socialised_side: Literal["profitable", "all", "long", "short"] | None = Field(
+        None, description="who pays socialised loss over open interest (None: 'profitable')")
+    socialised_cap_per_event: float | None = Field(None, ge=0.0, allow_inf_nan=False,
+                                                   description="largest socialised charge per liquidation, quote units")
+    socialised_cap_per_episode: float | None = Field(None, ge=0.0, allow_inf_nan=False,
+                                                     description="largest socialised total per episode, quote units")
     waterfall: WaterfallConfig | None = None
     order: list[Literal["insurance_fund", "waterfall", "socialised"]] = ["insurance_fund", "waterfall", "socialised"]
 
@@ -84,6 +97,17 @@ class LossAbsorptionConfig(StrictModel):
     def _unique(self) -> "LossAbsorptionConfig":
         if len(set(self.order)) != len(self.order):
             raise ValueError(f"order lists a layer twice: {self.order}")
+        return self
+
+    @model_validator(mode="after")
+    def _socialised_settings(self) -> "LossAbsorptionConfig":
+        # a setting that cannot act is a mistake in the file, not something to ignore silently
+        if self.socialised_side is not None and self.socialised != "open_interest":
+            raise ValueError(f"socialised_side applies only to socialised: open_interest, not {self.socialised!r}")
+        for name in ("socialised_cap_per_event", "socialised_cap_per_episode"):
+            if getattr(self, name) is not None and (self.socialised == "off" or "socialised" not in self.order):
+                raise ValueError(f"{name} is set but socialised loss is not used (socialised: {self.socialised!r}, "
+                                 f"order: {self.order})")
         return self
 
 

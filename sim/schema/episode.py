@@ -7,7 +7,9 @@ price sources, oracle bounds, agents' instruments) are checked here, before anyt
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+import math
+
+from pydantic import Field, field_validator, model_validator
 
 from sim.schema.base import StrictModel
 from sim.schema.clearing import ClearingConfig
@@ -29,6 +31,28 @@ class OutputsConfig(StrictModel):
     spell_quiet_time: float = Field(300.0, gt=0.0, description=(
         "seconds an account must stay at or above maintenance after a restoring liquidation before its "
         "next breach starts a new distress spell (a new cascade node)"))
+    measure_from: float | None = Field(None, ge=0.0, allow_inf_nan=False,
+                                       description="seconds; procyclicality is measured on samples at or after "
+                                                   "it (None: the first scripted shock's start, or 0)")
+    procyclicality_horizon: float | None = Field(None, gt=0.0, allow_inf_nan=False,
+                                                 description="seconds over which margin increases are measured "
+                                                             "(None: 1 day, 1 hour or a tenth of the window)")
+    reference_portfolio: dict[str, float] | None = Field(
+        None, description="fixed portfolio whose margin rate is tracked: symbol -> signed quote notional at the "
+                          "starting marks (None: long 1 quote unit of each linear instrument)")
+
+    @field_validator("reference_portfolio")
+    @classmethod
+    def _portfolio(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("reference_portfolio is empty: leave it out for the default, or name instruments")
+        for symbol, notional in v.items():
+            if not math.isfinite(notional) or notional == 0:
+                raise ValueError(f"reference_portfolio.{symbol}: notional must be a non-zero finite number, "
+                                 f"got {notional!r}")
+        return v
 
 
 class EpisodeConfig(StrictModel):
@@ -72,9 +96,48 @@ class EpisodeConfig(StrictModel):
                 raise ValueError(f"population.groups.{g} ({group.type}): collateral asset {group.collateral.asset!r} "
                                  f"is not in the market (assets: {assets})")
         symbols = {i.symbol for i in self.market.instruments}
+        self._check_measurement(symbols)
         for g, group in enumerate(self.population.groups):
             for symbol in getattr(group, "instruments", []) or []:
                 if symbol not in symbols:
                     raise ValueError(f"population.groups.{g} ({group.type}): unknown instrument {symbol!r} "
                                      f"(market has {sorted(symbols)})")
         return self
+
+    def _check_measurement(self, symbols: set[str]) -> None:
+        out = self.outputs
+        start = self.measurement_start()
+        if out.measure_from is not None and not out.measure_from < self.duration:
+            raise ValueError(f"outputs.measure_from: {out.measure_from:g} s is not inside the episode "
+                             f"(duration {self.duration:g} s)")
+        if out.procyclicality_horizon is not None and out.procyclicality_horizon > self.duration - start:
+            raise ValueError(f"outputs.procyclicality_horizon: {out.procyclicality_horizon:g} s is longer than the "
+                             f"measurement window ({start:g} s to the end at {self.duration:g} s)")
+        for symbol in out.reference_portfolio or {}:
+            if symbol not in symbols:
+                raise ValueError(f"outputs.reference_portfolio: unknown instrument {symbol!r} "
+                                 f"(market has {sorted(symbols)})")
+
+    def measurement_start(self) -> float:
+        """Where procyclicality is measured from: ``outputs.measure_from``, else the start of the
+        first scripted shock that starts inside the episode, else 0."""
+        if self.outputs.measure_from is not None:
+            return float(self.outputs.measure_from)
+        starts = [float(s.start) for s in self.paths.shocks if s.start < self.duration]
+        return min(starts) if starts else 0.0
+
+    def horizon(self) -> float:
+        """The n of the largest n-second margin increase (``outputs.procyclicality_horizon``, else
+        ``sim.metrics.window_seconds`` of the measurement window)."""
+        if self.outputs.procyclicality_horizon is not None:
+            return float(self.outputs.procyclicality_horizon)
+        from sim.metrics import window_seconds
+
+        return window_seconds(self.duration - self.measurement_start(), self.outputs.sample_interval)
+
+    def reference_notional(self) -> dict[str, float]:
+        """The reference portfolio: symbol -> signed quote notional (the default: long 1 quote unit
+        of every linear instrument)."""
+        if self.outputs.reference_portfolio is not None:
+            return dict(self.outputs.reference_portfolio)
+        return {i.symbol: 1.0 for i in self.market.instruments if i.kind != "option"}

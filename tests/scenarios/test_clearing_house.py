@@ -137,9 +137,13 @@ def test_empty_fund_triggers_adl_in_rank_order_at_the_bankruptcy_price():
     assert s.events[0].outcome in ("closed", "bankrupt")
 
 
-def test_with_adl_off_the_loss_is_socialised_over_open_interest():
+@pytest.mark.parametrize("side", [None, "all"])
+def test_with_adl_off_the_loss_is_socialised_over_open_interest(side):
+    """By default only the profitable holders pay (the shorts, and the bidder who bought at 25,000
+    under the 30,000 mark); the whale's long is losing and pays only when every holder pays."""
     s, trader, shorts, whale = _adl_setup({"clearing": {"loss_absorption": {
-        "insurance_fund": 0.0, "adl": "off", "socialised": "open_interest", "order": ["insurance_fund", "socialised"]}}})
+        "insurance_fund": 0.0, "adl": "off", "socialised": "open_interest", "order": ["insurance_fund", "socialised"],
+        **({} if side is None else {"socialised_side": side})}}})
     bidder = s.account(1_000_000)
     s.bid(bidder, 25_000.0, 100)
     ep = s.run()
@@ -149,7 +153,7 @@ def test_with_adl_off_the_loss_is_socialised_over_open_interest():
     assert int(ep.ledger.cash[trader, QUOTE]) == 0
     charged = [t for t in ep.ledger.journal if t.reason == "socialised loss"]
     assert sum(t.amount for t in charged) == 1_000 * USD
-    assert {t.source for t in charged} == {*shorts, whale, bidder}
+    assert {t.source for t in charged} == ({*shorts, whale, bidder} if side == "all" else {*shorts, bidder})
 
 
 def test_ccp_waterfall_consumes_its_layers_in_order():
