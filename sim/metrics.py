@@ -440,13 +440,17 @@ def window_seconds(duration: float, sample_interval: float) -> float:
     return max(float(sample_interval), duration / 10.0)
 
 
+_ROUNDING = 1e-12  # relative size of a float-rounding difference
+
+
 def _procyclicality(t: np.ndarray, x: np.ndarray, start: float, horizon: float) -> dict[str, Any]:
     """Peak-to-trough and the largest ``horizon``-second increase of the series ``x`` sampled at
     times ``t`` (sorted), on the samples at or after ``start`` only.
 
     peak-to-trough = max / min of the positive values in the window; the increase at sample k is
     x_k - x_j with j the last window sample at or before t_k - horizon (none: no increase at k);
-    the relative increase x_k / x_j - 1 (x_j > 0), its largest found independently."""
+    the relative increase x_k / x_j - 1 (x_j > 0), its largest found independently. An increase
+    within 1e-12 of x_j is float rounding and counts as 0."""
     keep = (t >= start) & np.isfinite(x)
     t, x = t[keep], x[keep]
     out: dict[str, Any] = {"samples": int(t.size), "peak": None, "trough": None, "peak_to_trough_ratio": None,
@@ -463,13 +467,15 @@ def _procyclicality(t: np.ndarray, x: np.ndarray, start: float, horizon: float) 
     if ok.any():
         k = np.flatnonzero(ok)
         inc = x[k] - x[base[k]]
+        # a change within float rounding of the base (a constant rate recomputed at new prices) is none
+        inc[np.abs(inc) <= _ROUNDING * np.abs(x[base[k]])] = 0.0
         i = int(np.argmax(inc))
         out["max_increase"], out["max_increase_time"] = float(inc[i]), float(t[k[i]])
         den = x[base[k]]
         rel_ok = den > 0
         if rel_ok.any():
             rel = np.full(k.size, -np.inf)
-            rel[rel_ok] = x[k[rel_ok]] / den[rel_ok] - 1.0
+            rel[rel_ok] = np.where(inc[rel_ok] == 0.0, 0.0, x[k[rel_ok]] / den[rel_ok] - 1.0)
             j = int(np.argmax(rel))
             out["max_increase_relative"], out["max_increase_relative_time"] = float(rel[j]), float(t[k[j]])
     return out
