@@ -102,10 +102,13 @@ def test_report_is_self_contained(run):
     config, tables, summary = run
     page = episode_report(config, tables, summary)
     assert page.startswith("<!DOCTYPE html>")
-    assert page.count("data:image/png;base64,") == 5
+    assert page.count("data:image/png;base64,") == 6
     for attr in re.findall(r'(?:src|href)="([^"]+)"', page):
         assert attr.startswith("data:"), attr
     assert "liquidation amplification" in page and "2.3" in page
+    # the who-paid ledger: every layer, and what others bore (synthetic tables: 12.5)
+    assert "<h2>Who paid</h2>" in page and "borne by others" in page and "<b>12.5</b>" in page
+    assert "survivors default fund" in page and "backstop vault" in page
 
 
 def test_comparison_report(run):
@@ -119,6 +122,7 @@ def test_comparison_report(run):
     page = comparison_report(results)
     assert page.count("data:image/png;base64,") == 2
     assert "<th>span</th>" in page and "min insurance fund" in page
+    assert rows[0]["losses.borne_by_others"] == 12.5 and "borne by others" in page
 
 
 def test_write_comparison(tmp_path, run):
