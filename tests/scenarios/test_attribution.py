@@ -130,8 +130,10 @@ def test_a_collateral_depeg_breach_is_exogenous_through_the_collateral_channel()
 
 
 def test_a_socialised_charge_that_breaches_an_account_links_it_to_the_bankrupt_liquidation():
+    # every holder pays (the default charges only the profitable side, and ``thin`` is a losing long)
     s = Scenario(crash(100.0, 0.40), {"clearing": {"loss_absorption": {
-        "insurance_fund": 0.0, "adl": "off", "socialised": "open_interest", "order": ["insurance_fund", "socialised"]}}})
+        "insurance_fund": 0.0, "adl": "off", "socialised": "open_interest", "socialised_side": "all",
+        "order": ["insurance_fund", "socialised"]}}})
     trader = s.account(1_000)
     s1, s2, s3 = s.account(2_000), s.account(5_000), s.account(10_000)
     whale = s.account(10_000_000)
