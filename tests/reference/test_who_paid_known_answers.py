@@ -243,3 +243,31 @@ def test_reference_portfolio_sampling_leaves_the_episode_unchanged(monkeypatch):
         return np.array(s.ep.house.margin_samples)
     _with_margin(monkeypatch, {"regime": "var", "method": "filtered", "buffer": 0.25})
     assert np.array_equal(run(True), run(False))
+
+
+def test_the_defaulters_own_default_fund_contribution_is_not_borne_by_others():
+    """The CCP waterfall on a $1,000 deficit (8 lots long from 50,000 on $1,000, sold at 25,000 after
+    a 40% crash): its own default-fund contribution is the defaulter's money, the CCP's skin in the
+    game (25% of $100 = $25) and everything after it are others'."""
+    s = Scenario(crash(100.0, 0.40), {"clearing": {"loss_absorption": {
+        "insurance_fund": 0.0, "adl": "off", "socialised": "off", "order": ["waterfall"],
+        "waterfall": {"cover": 2, "members": 5, "stress_move": 0.3, "ccp_capital": 100.0,
+                      "skin_in_game": 0.25, "assessment_cap": 1.0}}}})
+    trader = s.account(1_000)
+    s1, s2, s3 = s.account(2_000), s.account(5_000), s.account(10_000)
+    whale = s.account(10_000_000)
+    s.position(trader, s1, 4)
+    s.position(trader, s2, 4)
+    s.position(whale, s3, 4)
+    bidder = s.account(1_000_000)
+    s.bid(bidder, 25_000.0, 100)
+    s.run()
+    own = sum(r[4] for r in s.ep.absorber.records if r[3] == "waterfall:defaulter_default_fund") / USD
+    assert own > 0
+    losses = _summary(s)["losses"]
+    who = losses["who_paid"]
+    assert who["defaulter_default_fund"] == own and who["ccp_capital"] == 25.0
+    others = who["ccp_capital"] + who["survivors_default_fund"] + who["assessments"] + who["vm_gains_haircut"] \
+        + who["bad_debt"]
+    assert own + others == 1_000.0  # the whole deficit, layer by layer
+    assert losses["borne_by_others"] == others and losses["paid_by_liquidated"] == own + who["defaulter_margin"]
