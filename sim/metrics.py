@@ -682,7 +682,7 @@ HEADLINE = (
     ("liquidations.notional", "liquidated notional"),
     ("adl.notional", "ADL notional"),
     ("losses.socialised", "socialised losses"),
-    ("losses.borne_by_others", "losses borne by others than the defaulters"),
+    ("losses.borne_by_others", "losses borne by others (not the liquidated accounts)"),
     ("losses.who_paid.defaulter_margin", "paid by: defaulters' own margin"),
     ("losses.who_paid.defaulter_default_fund", "paid by: defaulters' default-fund contributions"),
     ("losses.who_paid.liquidation_penalties", "paid by: liquidation penalties"),
