@@ -275,13 +275,15 @@ def _who_paid_table(flat: Mapping[str, Any], quote: str) -> str:
     from sim.who_paid import LAYERS
 
     rows = "".join(f"<tr><th>{html.escape(layer.replace('_', ' '))}</th><td>{html.escape(whose)}</td>"
-                   f"<td class=n>{fmt(flat.get(f'losses.who_paid.{layer}'))}</td></tr>" for layer, whose in LAYERS.items())
+                   f"<td class=n>{fmt(flat.get(f'losses.who_paid.{layer}'))}</td></tr>"
+                   for layer, whose in LAYERS.items())
     total = (f"<tr><th>borne by others</th><td>others</td><td class=n><b>{fmt(flat.get('losses.borne_by_others'))}"
              "</b></td></tr>")
-    vault = (f"<p class=muted>Backstop vault: capital {fmt(flat.get('losses.backstop_vault.capital'))}, P&amp;L at the "
-             f"end {fmt(flat.get('losses.backstop_vault.pnl_final'))}, worst {fmt(flat.get('losses.backstop_vault.pnl_min'))}"
-             f"; insurance fund received {fmt(flat.get('losses.insurance_fund_received'))}, net "
-             f"{fmt(flat.get('losses.insurance_fund_net'))} ({html.escape(quote)}).</p>")
+    vault = ("<p class=muted>Backstop vault: capital " + fmt(flat.get("losses.backstop_vault.capital"))
+             + ", P&amp;L at the end " + fmt(flat.get("losses.backstop_vault.pnl_final"))
+             + ", worst " + fmt(flat.get("losses.backstop_vault.pnl_min"))
+             + "; insurance fund received " + fmt(flat.get("losses.insurance_fund_received"))
+             + ", net " + fmt(flat.get("losses.insurance_fund_net")) + f" ({html.escape(quote)}).</p>")
     return (f"<table><tr><th>layer</th><th>whose money</th><th>{html.escape(quote)}</th></tr>{rows}{total}</table>"
             + vault)
 

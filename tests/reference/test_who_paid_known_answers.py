@@ -171,7 +171,8 @@ def test_nothing_is_borne_by_others_when_liquidations_leave_no_deficit(fee_rate)
     fees = sum(st.fee for st in s.steps) / USD
     assert (fees > 0) == (fee_rate > 0)
     assert losses["who_paid"]["liquidation_penalties"] == pytest.approx(fees)
-    assert losses["insurance_fund_received"] == pytest.approx(fees) and losses["insurance_fund_net"] == pytest.approx(fees)
+    assert losses["insurance_fund_received"] == pytest.approx(fees)
+    assert losses["insurance_fund_net"] == pytest.approx(fees)
 
 
 # ------------------------------------------------------------------------------------ procyclicality
@@ -204,7 +205,8 @@ def test_reference_portfolio_margin_rate_is_flat_under_standard_margin(monkeypat
 def test_reference_portfolio_margin_rate_rises_with_vol_under_filtered_var(monkeypatch):
     """Filtered historical VaR scales its scenarios by today's EWMA vol: eight times the vol in the
     history rows drives the reference portfolio's rate up within the spike."""
-    m = _reference_run(monkeypatch, {"regime": "var", "method": "filtered", "mpor": 1, "lookback": 100, "ewma_lambda": 0.8})
+    m = _reference_run(monkeypatch, {"regime": "var", "method": "filtered", "mpor": 1, "lookback": 100,
+                                     "ewma_lambda": 0.8})
     ref = m["reference_rate"]
     assert ref["peak_to_trough_ratio"] > 2.0
     assert ref["max_increase_relative"] > 0.5
