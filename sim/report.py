@@ -341,6 +341,7 @@ COMPARISON_COLUMNS = (
     ("insurance_fund.min", "min insurance fund"),
     ("margin.im_peak", "peak IM"),
     ("margin.im_over_gross", "IM / gross notional (lower = less capital)"),
+    ("margin.reference_rate.peak_to_trough_ratio", "reference margin rate peak / trough"),
     ("cascades.amplification", "amplification"),
     ("cascades.max_generation", "max generation"),
     ("price.amplification_vs_true", "price amplification"),

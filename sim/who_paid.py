@@ -51,6 +51,7 @@ _ABSORBER = {
     "socialised:depositors": "socialised",
     "bad_debt": "bad_debt",
 }
+_NOT_PAYERS = frozenset({"collateral_sold", "recovered_in_kind"})
 COLUMNS = ("time", "liq_id", "account", "layer", "borne_by", "amount")
 
 
@@ -106,9 +107,11 @@ def loss_ledger(episode: "Episode", vault: VaultTracker) -> dict[str, np.ndarray
             own = max(int(round(ev.equity_at_breach)) - fees.get(ev.liq_id, 0), 0)
             rows.append((ev.breach_time, ev.liq_id, ev.account, "defaulter_margin", own))
     for time, liq_id, account, layer, amount in episode.absorber.records:
-        name = _ABSORBER.get(layer)
-        if name is not None:
-            rows.append((time, liq_id, account, name, int(amount)))
+        if layer in _NOT_PAYERS:
+            continue
+        if layer not in _ABSORBER:  # a new absorption layer must be given a payer, not dropped
+            raise ValueError(f"loss layer {layer!r} has no who-paid layer (sim.who_paid._ABSORBER)")
+        rows.append((time, liq_id, account, _ABSORBER[layer], int(amount)))
     if vault.account is not None:
         loss = max(vault.capital - vault.value(), 0.0)
         rows.append((episode.world.now, -1, vault.account, "backstop_vault", int(round(loss))))

@@ -273,3 +273,11 @@ def test_the_defaulters_own_default_fund_contribution_is_not_borne_by_others():
         + who["bad_debt"]
     assert own + others == 1_000.0  # the whole deficit, layer by layer
     assert losses["borne_by_others"] == others and losses["paid_by_liquidated"] == own + who["defaulter_margin"]
+
+
+def test_an_absorption_layer_without_a_payer_is_an_error_not_a_silent_drop():
+    s, _, _, _ = _default_setup({"clearing": {"loss_absorption": {"insurance_fund": 300.0, "adl": "off"}}})
+    s.run()
+    s.ep.absorber.records.append((600.0, 0, 9, "haircut:new_layer", 5))
+    with pytest.raises(ValueError, match="loss layer 'haircut:new_layer' has no who-paid layer"):
+        s.recorder.tables()
