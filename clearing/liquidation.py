@@ -15,6 +15,11 @@ Each liquidation is one ``LiquidationEvent`` made of ``LiquidationStep``s:
    insurance fund can stand behind it, otherwise by auto-deleveraging at the bankruptcy price;
    any deficit left after the positions are gone goes to ``LossAbsorber``.
 
+With ``absorb_outside`` (the no-feedback twin) every order of steps 2-3 that would go to the book
+is filled instead, in full, at the mark (rounded to a whole tick against the liquidated account)
+by an external absorber account: the same decisions, sizes, times and fees, but no liquidation
+ever trades on the book, so none moves a price anyone else sees.
+
 The liquidation fee goes to the insurance fund out of what the fill beat the bankruptcy price by;
 a fill worse than bankruptcy leaves a deficit the fund (or the next layer) pays.
 """
@@ -57,11 +62,14 @@ class LiquidationEngine:
     """Runs liquidations as timed steps on the world's clock."""
 
     def __init__(self, house: "ClearingHouse", config: LiquidationConfig, absorber: "LossAbsorber",
-                 backstop_account: int | None, adl: str = "ranked") -> None:
+                 backstop_account: int | None, adl: str = "ranked", external_account: int | None = None) -> None:
+        if config.absorb_outside and external_account is None:
+            raise ValueError("liquidation.absorb_outside needs an external absorber account")
         self.house = house
         self.config = config
         self.absorber = absorber
         self.backstop_account = backstop_account
+        self.external_account = external_account
         self.adl = adl
         self.active: dict[int, LiquidationEvent] = {}
         self.events: list[LiquidationEvent] = []
@@ -190,15 +198,23 @@ class LiquidationEngine:
         """Send one IOC/MARKET liquidation order; record the step; collect the fee. Returns lots filled."""
         house = self.house
         account = event.account
-        limit_ticks = max(1, math.ceil(limit) if side == SELL else math.floor(limit))
-        oid = house.venue.new_order_id()
-        result = house.venue.execute(oid, account, instrument, side, limit_ticks, lots, tif,
-                                     reduce_only=True, flags=FillFlag.LIQUIDATION, check_risk=False)
-        filled = sum(f.size for f in result.fills)
-        if not filled:
-            return 0
         tv = int(house.ledger.tick_value[instrument])
-        notional = sum(f.price * f.size for f in result.fills) * tv
+        if self.external_account is not None:
+            # the no-feedback twin: filled in full at the mark, outside the market
+            mark = float(house.marks.ticks[instrument])
+            price = max(1, math.floor(mark) if side == SELL else math.ceil(mark))
+            house.venue.off_book_trade(Fill(instrument, price, lots, side, 0, 0, self.external_account, account,
+                                            FillFlag.EXTERNAL))
+            filled, notional, policy = lots, price * lots * tv, "external"
+        else:
+            limit_ticks = max(1, math.ceil(limit) if side == SELL else math.floor(limit))
+            oid = house.venue.new_order_id()
+            result = house.venue.execute(oid, account, instrument, side, limit_ticks, lots, tif,
+                                         reduce_only=True, flags=FillFlag.LIQUIDATION, check_risk=False)
+            filled = sum(f.size for f in result.fills)
+            if not filled:
+                return 0
+            notional = sum(f.price * f.size for f in result.fills) * tv
         avg = notional / (filled * tv)
         # the fee comes out of what the fill beat the bankruptcy price by, never out of a deficit;
         # a bankrupt account's takeover (no finite bankruptcy price) pays none
@@ -210,7 +226,8 @@ class LiquidationEngine:
         if fee > 0:
             self.absorber.fund.collect(account, fee, instrument, "liquidation_fee")
         self._record(event, instrument, policy, side * filled, notional, avg, bankruptcy, fee)
-        house.basis_mover[instrument] = (event.liq_id, house.world.now)
+        if self.external_account is None:
+            house.basis_mover[instrument] = (event.liq_id, house.world.now)
         return filled
 
     def _record(self, event: LiquidationEvent, instrument: int, policy: str, lots: int, notional: int,
