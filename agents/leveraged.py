@@ -38,27 +38,39 @@ class LeverageMonitor:
     """Watches every trader of one group on each oracle publication (one listener per group)."""
 
     __slots__ = ("ctx", "cfg", "agents", "accounts", "instrument", "side", "entry", "state", "next_ok",
-                 "registered")
+                 "registered", "_buffers")
+
+    _COLUMNS = (("accounts", np.int64), ("instrument", np.int64), ("side", np.float64),
+                ("entry", np.float64), ("state", np.int8), ("next_ok", np.float64))
 
     def __init__(self, ctx: AgentContext, cfg: LeveragedGroup) -> None:
         self.ctx = ctx
         self.cfg = cfg
         self.agents: list[LeveragedTrader] = []
-        self.accounts = np.zeros(0, dtype=np.int64)
-        self.instrument = np.zeros(0, dtype=np.int64)
-        self.side = np.zeros(0, dtype=np.float64)
-        self.entry = np.zeros(0, dtype=np.float64)  # entry price, ticks
-        self.state = np.zeros(0, dtype=np.int8)
-        self.next_ok = np.zeros(0, dtype=np.float64)  # no margin cut before this time
+        # each column is a view of the first len(agents) rows of a buffer that doubles when full:
+        # joining stays O(1) amortised (appending to the arrays made start-up quadratic in the group size)
+        self._buffers = {name: np.zeros(8, dtype=dtype) for name, dtype in self._COLUMNS}
+        self._expose(0)
+        self.entry: np.ndarray  # entry price, ticks
+        self.next_ok: np.ndarray  # no margin cut before this time
         self.registered = False
+
+    def _expose(self, n: int) -> None:
+        for name, _dtype in self._COLUMNS:
+            setattr(self, name, self._buffers[name][:n])
 
     def join(self, agent: "LeveragedTrader") -> int:
         slot = len(self.agents)
         self.agents.append(agent)
+        if slot == self._buffers["accounts"].shape[0]:
+            for name, buffer in self._buffers.items():
+                grown = np.zeros(2 * buffer.shape[0], dtype=buffer.dtype)
+                grown[:slot] = buffer
+                self._buffers[name] = grown
         for name, value in (("accounts", agent.account), ("instrument", agent.instrument), ("side", 0.0),
                             ("entry", 0.0), ("state", IDLE), ("next_ok", 0.0)):
-            arr = getattr(self, name)
-            setattr(self, name, np.append(arr, np.array([value], dtype=arr.dtype)))
+            self._buffers[name][slot] = value
+        self._expose(slot + 1)
         if not self.registered:
             self.ctx.oracle.listeners.append(self.on_publication)
             self.registered = True

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clearing.bad_debt import record_bad_debt
-from clearing.causality import Cause, CauseKind, LiquidationEvent
+from clearing.causality import LiquidationEvent
 from clearing.insurance import InsuranceFund
 from clearing.ledger import QUOTE, SystemAccount
 from clearing.socialised import haircut_depositors, socialise_over_open_interest
@@ -61,6 +61,7 @@ class LossAbsorber:
                 for name, amount in self.waterfall.absorb(account, remaining):
                     if name != "uncovered":  # moves no money: what is left becomes bad debt below
                         self._note(event, f"waterfall:{name}", amount)
+                self._charged(event, self.waterfall.last_charges)
             elif layer == "socialised" and self.config.socialised != "off":
                 self._socialise(account, event, remaining, market)
         self._recover_in_kind(account, event)
@@ -85,10 +86,16 @@ class LossAbsorber:
             equity[: int(SystemAccount.DEFAULT_FUND) + 1] = 0.0
             equity[account] = 0.0
             charged = haircut_depositors(ledger, loss, account, equity)
-        cause = Cause(CauseKind.LOSS_ALLOCATION, event.liq_id, house.world.now)
-        for payer in charged:
-            house.note_charge(int(payer), cause)
         self._note(event, f"socialised:{self.config.socialised}", sum(int(v) for v in charged.values()))
+        self._charged(event, charged)
+
+    def _charged(self, event: LiquidationEvent, charges: dict[int, int]) -> None:
+        """Tell the clearing house which accounts paid for ``event`` out of their own cash, and re-value
+        them at once: a breach the charge causes is linked to ``event`` when it happens."""
+        house = self.house
+        for payer, amount in charges.items():
+            house.note_charge(int(payer), event.liq_id, -float(amount))
+        house.revalue_accounts(charges)
 
     def _sell_collateral(self, account: int, event: LiquidationEvent) -> None:
         """Convert as much of the account's non-quote collateral as covers its deficit, at the oracle

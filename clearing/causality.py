@@ -1,16 +1,18 @@
 """Why each liquidation happened: the records that let metrics walk a cascade as a tree.
 
 A liquidation's cause is either exogenous -- an oracle publication moved the account below
-maintenance -- or endogenous: an earlier liquidation whose trades moved the book (and so the
-mark's basis), or a loss allocation (ADL, socialised loss, default-fund assessment) that charged
-the account. Endogenous causes name the parent liquidation, so each cascade is a tree rooted at
-an oracle move.
+maintenance -- or endogenous: but for an earlier liquidation's price impact on the mark, or a loss
+allocation (ADL, socialised loss, default-fund assessment) charged for it, the account would have
+stayed at or above maintenance (``clearing.attribution``). Endogenous causes name the parent
+liquidation, so each cascade is a tree rooted at an exogenous breach.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
+
+from clearing.attribution import BreachExplanation
 
 
 class CauseKind(IntEnum):
@@ -45,6 +47,7 @@ class LiquidationEvent:
     equity_at_breach: float
     mm_at_breach: float
     outcome: str = "open"  # restored_by_cancel | restored | closed | bankrupt
+    why: BreachExplanation = field(default_factory=BreachExplanation)  # the but-for split at the breach
     notional: int = 0  # minor units closed over all steps
     end_time: float = float("nan")
 

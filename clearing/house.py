@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clearing.attribution import BreachAttribution, BreachExplanation
 from clearing.causality import Cause, CauseKind
 from clearing.health import Health, cancel_threshold, classify
 from clearing.instruments import InstrumentKind, InstrumentTable
@@ -58,11 +59,8 @@ class ClearingHouse:
         self.equity = np.zeros(cap)
         self.im = np.zeros(cap)
         self.mm = np.zeros(cap)
-        self.last_charge: dict[int, Cause] = {}  # loss allocations since the account's last check
-        self.basis_mover: dict[int, tuple[int, float]] = {}  # instrument -> (liq_id, time) of last impact
-        # the marks' index and basis parts at the last full re-valuation (breach attribution)
-        self._valued_index_ticks = marks.index_ticks.copy()
-        self._valued_basis_ticks = marks.basis_ticks.copy()
+        # what moved each account's equity since it was last at or above maintenance (breach attribution)
+        self.attribution = BreachAttribution(ledger, marks, cap)
         self.oracle_seq = 0
         self.liquidations: "LiquidationEngine | None" = None
         # at every full re-valuation: time, total IM, total MM, total equity, gross notional (minor units)
@@ -125,6 +123,7 @@ class ClearingHouse:
                 new = np.full(cap, -np.inf if name == "headroom" else 0, dtype=old.dtype)
                 new[: old.shape[0]] = old
                 setattr(self, name, new)
+            self.attribution.ensure(cap)
 
     # ------------------------------------------------------------------ valuation
     def asset_prices(self) -> np.ndarray:
@@ -206,6 +205,7 @@ class ClearingHouse:
         self.oracle_seq += 1
         self.marks.sample_books()
         self.marks.update(self.world.now)
+        self.attribution.on_marks_moved(self.asset_prices() if self.ledger.cash.shape[1] > 1 else None)
         self.venue.reference[:] = self.marks.ticks.tolist()  # the venue's price bands follow the marks
         if self._continuous:
             self.revalue_all(Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now))
@@ -255,8 +255,14 @@ class ClearingHouse:
         gross = float(np.abs(self.ledger.position[rows]).dot(self.marks.ticks * self.ledger.tick_value).sum())
         self.margin_samples.append((self.world.now, float(im.sum()), float(mm.sum()), float(equity.sum()), gross))
         self._apply(rows, equity, im, mm, exposure, cause)
-        self._valued_index_ticks = self.marks.index_ticks.copy()
-        self._valued_basis_ticks = self.marks.basis_ticks.copy()
+
+    def revalue_accounts(self, accounts: "list[int] | set[int]") -> None:
+        """Re-value some accounts now and act on them: after something moved their equity outside
+        a fill or a mark update (a loss allocation), so that a breach it causes is seen at once."""
+        rows = np.array(sorted(a for a in set(accounts) if a >= FIRST_TRADER), dtype=np.int64)
+        if rows.size:
+            self._grow()
+            self._apply(rows, *self._value_rows(rows), Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now))
 
     def _apply(self, rows: slice | np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray,
                exposure: np.ndarray, cause: Cause) -> None:
@@ -273,18 +279,15 @@ class ClearingHouse:
         self.headroom[rows] = np.where(state == 0, equity - im, -np.inf)
         self._hold_back_open_losses(rows)
         self.health[rows] = state
+        self.attribution.valued(rows, equity, mm)
         if not acting.size:
             return
-        ledger, venue, tick_value = self.ledger, self.venue, self.ledger.tick_value
+        ledger, venue = self.ledger, self.venue
         accounts = (np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows)[acting]
         pos = ledger.position[accounts]
         has_position = (pos != 0).any(axis=1)
         has_orders = ((venue.open_bids[accounts] + venue.open_asks[accounts]) > 0).any(axis=1)
         breach = (state[acting] >= _BELOW_MM) & (has_position | (equity[acting] < 0))
-        # the positions' P&L since the last full re-valuation, split into what the index and what
-        # the book's basis contributed (marks move only on publications)
-        d_index = pos @ ((self.marks.index_ticks - self._valued_index_ticks) * tick_value)
-        d_basis = pos @ ((self.marks.basis_ticks - self._valued_basis_ticks) * tick_value)
         engine = self.liquidations
         assert engine is not None
         # accounts going to liquidation have their orders cancelled by the liquidation itself;
@@ -296,28 +299,23 @@ class ClearingHouse:
             account = int(accounts[k])
             if engine.is_active(account):
                 continue
-            why = self._attribute(account, float(d_index[k]), float(d_basis[k]), pos[k], cause)
-            engine.start(account, float(equity[acting[k]]), float(mm[acting[k]]), why)
+            at_breach, mm_at_breach = float(equity[acting[k]]), float(mm[acting[k]])
+            why = self.attribution.explain(account, at_breach, mm_at_breach, pos[k], engine.liquidations_of(account))
+            engine.start(account, at_breach, mm_at_breach, self._cause(why, cause), why)
 
-    def _attribute(self, account: int, d_index: float, d_basis: float, pos: np.ndarray, cause: Cause) -> Cause:
-        """Name what pushed this account under maintenance (see ``clearing.causality``)."""
-        charge = self.last_charge.pop(account, None)
-        if charge is not None:
-            return charge
-        if d_basis < 0 and d_basis < d_index:
-            # the book moved the mark against the account more than the index did: find whose trades
-            contrib = pos * self.marks.basis_ticks * self.ledger.tick_value
-            instrument = int(np.argmin(contrib))
-            mover = self.basis_mover.get(instrument)
-            # an account's own liquidation moving the book is not contagion: it keeps its cause
-            if mover is not None and self.liquidations is not None and \
-                    self.liquidations.events[mover[0]].account != account:
-                return Cause(CauseKind.LIQUIDATION, mover[0], mover[1])
-        return cause
+    def _cause(self, why: BreachExplanation, exogenous: Cause) -> Cause:
+        """The cause a breach is recorded with: its parent liquidation when the but-for rule makes it
+        endogenous (see ``clearing.attribution``), otherwise what re-valued it."""
+        if not why.endogenous:
+            return exogenous
+        kind = CauseKind.LOSS_ALLOCATION if why.parent_by_allocation else CauseKind.LIQUIDATION
+        return Cause(kind, why.parent, self.world.now)
 
-    def note_charge(self, account: int, cause: Cause) -> None:
-        """A loss allocation charged ``account``; a breach it causes is attributed to ``cause``."""
-        self.last_charge[account] = cause
+    def note_charge(self, account: int, liq_id: int, equity_effect: float) -> None:
+        """A loss allocation for liquidation ``liq_id`` changed ``account``'s equity by
+        ``equity_effect`` (minor units, negative = a loss). The caller re-values the charged accounts
+        (``revalue_accounts``) once all are charged."""
+        self.attribution.charge(account, liq_id, equity_effect)
 
     # ------------------------------------------------------------------ pre-trade check
     def pre_trade_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from clearing.adl import adl_candidates, select_pro_rata, select_ranked
+from clearing.attribution import BreachExplanation
 from clearing.causality import Cause, CauseKind, LiquidationEvent, LiquidationStep
 from clearing.liquidation_math import (
     bankruptcy_price,
@@ -72,6 +73,7 @@ class LiquidationEngine:
         self.external_account = external_account
         self.adl = adl
         self.active: dict[int, LiquidationEvent] = {}
+        self._by_account: dict[int, set[int]] = {}
         self.events: list[LiquidationEvent] = []
         self.steps: list[LiquidationStep] = []
         self.bidders: list[AuctionBidder] = []
@@ -81,7 +83,12 @@ class LiquidationEngine:
     def is_active(self, account: int) -> bool:
         return account in self.active
 
-    def start(self, account: int, equity: float, mm: float, cause: Cause) -> None:
+    def liquidations_of(self, account: int) -> set[int]:
+        """Ids of every liquidation of ``account`` so far."""
+        return self._by_account.get(account, set())
+
+    def start(self, account: int, equity: float, mm: float, cause: Cause,
+              why: BreachExplanation | None = None) -> None:
         now = self.house.world.now
         parent, generation = -1, 0
         if cause.kind in (CauseKind.LIQUIDATION, CauseKind.LOSS_ALLOCATION) and 0 <= cause.ref < len(self.events):
@@ -90,7 +97,10 @@ class LiquidationEngine:
         event = LiquidationEvent(liq_id=len(self.events), account=account, breach_time=now, start_time=now,
                                  cause=cause, parent=parent, generation=generation,
                                  equity_at_breach=equity, mm_at_breach=mm)
+        if why is not None:
+            event.why = why
         self.events.append(event)
+        self._by_account.setdefault(account, set()).add(event.liq_id)
         self.active[account] = event
         self.house.world.call_later(self.config.book.latency, self._step, event, True)
 
@@ -209,11 +219,19 @@ class LiquidationEngine:
         else:
             limit_ticks = max(1, math.ceil(limit) if side == SELL else math.floor(limit))
             oid = house.venue.new_order_id()
+            book = house.venue.books[instrument]
+            mid_before = book.mid()
             result = house.venue.execute(oid, account, instrument, side, limit_ticks, lots, tif,
                                          reduce_only=True, flags=FillFlag.LIQUIDATION, check_risk=False)
             filled = sum(f.size for f in result.fills)
             if not filled:
                 return 0
+            if mid_before is not None:
+                # this order's own displacement of the book (nothing else trades inside one execution);
+                # a side it emptied leaves no mid: its last fill is where the price went
+                mid_after = book.mid()
+                moved_to = result.fills[-1].price if mid_after is None else mid_after
+                house.marks.impact.record(instrument, event.liq_id, moved_to - mid_before)
             notional = sum(f.price * f.size for f in result.fills) * tv
         avg = notional / (filled * tv)
         # the fee comes out of what the fill beat the bankruptcy price by, never out of a deficit;
@@ -226,8 +244,6 @@ class LiquidationEngine:
         if fee > 0:
             self.absorber.fund.collect(account, fee, instrument, "liquidation_fee")
         self._record(event, instrument, policy, side * filled, notional, avg, bankruptcy, fee)
-        if self.external_account is None:
-            house.basis_mover[instrument] = (event.liq_id, house.world.now)
         return filled
 
     def _record(self, event: LiquidationEvent, instrument: int, policy: str, lots: int, notional: int,
@@ -352,6 +368,7 @@ class LiquidationEngine:
         house._grow()
         equity_all = house.equities(slice(0, ledger.n_accounts))
         first = True
+        charged: set[int] = set()
         for instrument in np.argsort(-np.abs(ledger.position[account] * house.marks.ticks * ledger.tick_value)):
             held = int(ledger.position[account, instrument])
             if held == 0:
@@ -366,12 +383,15 @@ class LiquidationEngine:
                 chosen = select_pro_rata(held, cands.accounts, cands.lots, cands.pnl)
             else:
                 chosen = select_ranked(held, cands.accounts, cands.ranks, cands.lots)
-            cause = Cause(CauseKind.LOSS_ALLOCATION, event.liq_id, house.world.now)
+            tv = int(ledger.tick_value[instrument])
             for counterparty, lots in chosen:
-                self._off_book(event, counterparty, int(instrument), -lots if held > 0 else lots, price, "adl",
-                               FillFlag.ADL, bankruptcy)
-                house.note_charge(counterparty, cause)
+                bought = lots if held > 0 else -lots  # the counterparty's side of the trade
+                self._off_book(event, counterparty, int(instrument), -bought, price, "adl", FillFlag.ADL, bankruptcy)
+                # closed at the bankruptcy price instead of the mark: what that cost the counterparty
+                house.note_charge(counterparty, event.liq_id, -bought * (price - mark) * tv)
+                charged.add(counterparty)
             first = False
+        house.revalue_accounts(charged)
         if ledger.position[account].any():
             # nobody profitable enough on the other side: fall back to the book and the vault
             self._takeover(event, allow_adl=False)

@@ -120,6 +120,7 @@ class DefaultWaterfall:
         self.defaulted: set[int] = set()
         self.log: list[tuple[float, int, list[tuple[str, int]]]] = []  # includes ("uncovered", x)
         self.last_uncovered = 0
+        self.last_charges: dict[int, int] = {}  # trader account -> its own cash taken by the last absorb
         self.funded = False
 
     # ------------------------------------------------------------------ funding
@@ -169,6 +170,8 @@ class DefaultWaterfall:
         self.defaulted.add(defaulter)
         layers: list[tuple[str, int]] = []
         ledger = self.ledger
+        # trader accounts whose own cash paid (assessments, VM haircut): breach attribution reads it
+        self.last_charges = charges = {}  # assessments and VM haircut, by account
 
         def pay(layer: str, source: int, amount: int) -> None:
             ledger.transfer(source, defaulter, QUOTE, amount, f"waterfall: {layer}")
@@ -212,6 +215,7 @@ class DefaultWaterfall:
                     if s:
                         self.assessment_remaining[m] -= s
                         pay("assessments", m, s)
+                        charges[m] = charges.get(m, 0) + s
                 rest -= take
                 layers.append(("assessments", take))
 
@@ -222,6 +226,8 @@ class DefaultWaterfall:
             charged = haircut_depositors(ledger, rest, defaulter, np.asarray(gains),
                                          reason="waterfall: vm_gains_haircut")
             taken = sum(charged.values())
+            for m, s in charged.items():
+                charges[m] = charges.get(m, 0) + s
             if taken > 0:
                 rest -= taken
                 layers.append(("vm_gains_haircut", taken))

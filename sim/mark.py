@@ -35,6 +35,7 @@ from clearing.instruments import InstrumentKind, InstrumentTable, MarketState
 from clearing.pricing import black76_price
 from clearing.volsurface import VolSurface
 from sim.book import OrderBook
+from sim.impact import LiquidationImpact
 from sim.oracle import Oracle
 from sim.orders import BUY, SELL
 
@@ -79,8 +80,15 @@ class MarkPricer:
         # without options every row is linear: a slice reads and writes views, not copies
         self._linear_rows = slice(None) if not self.options.size else self.linear
         self.premium = np.zeros(n)  # EMA of the book premium, linear instruments only
+        # The same average over a book without the liquidations' outstanding displacement
+        # (sim.impact), and each liquidation's part of the difference (the average is linear, so the
+        # parts add up to it): what the mark would be but for the liquidations' own trades.
+        self.impact = LiquidationImpact(n)
+        self._premium_ex: list[float] = [0.0] * n
+        self._premium_parts: list[dict[int, float]] = [{} for _ in range(n)]
         self.index_ticks = np.zeros(n)
         self.basis_ticks = np.zeros(n)
+        self.impact_ticks = np.zeros(n)  # the part of basis_ticks the liquidations' trades caused
         self.ticks = np.zeros(n)
         self._vols = np.zeros(n)
         self._vols_stale = True
@@ -105,6 +113,7 @@ class MarkPricer:
         index = self.index.tolist()
         u, tick = self._underlying_of, self._tick_size
         premium_avg, alpha, cap = self.premium, self.alpha, self.cap
+        impact, premium_ex, parts = self.impact, self._premium_ex, self._premium_parts
         for i in self._linear_list:
             mid = self.books[i].mid()
             if mid is None:
@@ -114,7 +123,38 @@ class MarkPricer:
             # the mark at the cap long after the book has recovered
             premium = min(max((mid * tick[i] - ref) / ref, -cap), cap)
             before = premium_avg.item(i)
-            premium_avg[i] = before + alpha * (premium - before)
+            premium_avg[i] = after = before + alpha * (premium - before)
+            if not parts[i] and not impact.active(i):
+                premium_ex[i] = after  # nothing to take out (the common case)
+                continue
+            self._sample_without_impact(i, mid, ref, premium)
+
+    def _sample_without_impact(self, i: int, mid: float, ref: float, premium: float) -> None:
+        """Fold this sample into the impact-free average and each liquidation's part of the gap."""
+        alpha, cap, tick = self.alpha, self.cap, self._tick_size[i]
+        outstanding = self.impact.outstanding(i, mid - ref / tick)
+        premium_ex = min(max(((mid - outstanding) * tick - ref) / ref, -cap), cap)
+        self._premium_ex[i] += alpha * (premium_ex - self._premium_ex[i])
+        gap = premium - premium_ex
+        parts = self._premium_parts[i]
+        shares = self.impact.shares(i) if outstanding else {}
+        for liq_id in set(parts) | set(shares):
+            sample = gap * shares[liq_id] / outstanding if liq_id in shares else 0.0
+            part = parts.get(liq_id, 0.0)
+            part += alpha * (sample - part)
+            if liq_id not in shares and abs(part) < 1e-8:
+                parts.pop(liq_id, None)  # decayed away (a millionth of a basis point of the index)
+            else:
+                parts[liq_id] = part
+
+    def impact_by_liquidation(self, instrument: int) -> dict[int, float]:
+        """Liquidation id -> its part of ``impact_ticks[instrument]`` at the last update (ticks)."""
+        parts = self._premium_parts[instrument]
+        total = sum(parts.values())
+        impact = self.impact_ticks.item(instrument)
+        if not parts or total == 0.0 or impact == 0.0:
+            return {}
+        return {liq_id: impact * part / total for liq_id, part in parts.items()}
 
     def underlying_marks(self) -> np.ndarray:
         """Price of each underlying as the forward for its options (quote units)."""
@@ -151,6 +191,12 @@ class MarkPricer:
                 idx = self.index_ticks.item(i)
                 self.basis_ticks[i] = self._median_of(i, idx, idx + self.basis_ticks.item(i)) - idx
         self.ticks[lin] = self.index_ticks[lin] + self.basis_ticks[lin]
+        if any(self._premium_parts):
+            premium_ex = np.array(self._premium_ex)
+            basis_ex = np.minimum(np.maximum(premium_ex, -self.cap), self.cap)
+            self.impact_ticks[lin] = spot[lin] * (basis[lin] - basis_ex[lin]) / t.tick_size[lin]
+        elif self.impact_ticks.any():
+            self.impact_ticks[:] = 0.0
         if self.options.size:
             opt = self.options
             fwd = self.underlying_marks()[t.underlying_index[opt]]

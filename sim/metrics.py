@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from sim.orders import FillFlag
+from sim.spells import spell_forest
 
 SIGNIFICANT_DIGITS = 10
 POLICIES = ("book", "backstop", "auction", "takeover", "adl")
@@ -244,8 +245,12 @@ def _liquidations(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     by_outcome = {o: int((outcome == o).sum()) for o in sorted(set(OUTCOMES) | set(outcome.tolist()))}
     by_cause = {c: int((cause == c).sum()) for c in sorted(set(CAUSES) | set(cause.tolist()))}
     by_market = {s: float(s_not[s_ins == k].sum()) / scale for k, s in enumerate(cv["symbols"])}
+    spell = _col(tables, "liquidations", "spell", np.int64)
+    endogenous = _col(tables, "liquidations", "endogenous", bool)
     return {
         "count": int(notional.size),
+        "spells": int(np.unique(spell).size) if spell.size else int(notional.size),
+        "endogenous_breaches": int(endogenous.sum()),
         "accounts": int(np.unique(account).size),
         "notional": float(notional.sum()) / scale,
         "steps": int(policy.size),
@@ -274,43 +279,42 @@ def _adl(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cascades(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+    """Cascades as trees of distress spells (``sim.spells``): a root spell began with an exogenous
+    breach, a child spell's first breach was endogenous under the but-for rule."""
     scale = cv["scale"]
     liq = _col(tables, "liquidations", "liq_id", np.int64)
     parent = _col(tables, "liquidations", "parent", np.int64)
-    gen = _col(tables, "liquidations", "generation", np.int64)
     notional = _col(tables, "liquidations", "notional").astype(np.float64)
-    n = liq.size
+    spell = _col(tables, "liquidations", "spell", np.int64) if "spell" in (tables.get("liquidations") or {}) else liq
     empty = {"count": 0, "contagious": 0, "max_generation": None, "largest_size": 0, "largest_size_notional": 0.0,
              "largest_notional": 0.0, "largest_notional_size": 0, "mean_size": None, "root_notional": 0.0,
              "endogenous_count": 0, "endogenous_notional": 0.0, "amplification": None,
              "amplification_note": "no liquidations", "endogenous_share": None, "by_generation": []}
-    if n == 0:
+    if liq.size == 0:
         return empty
-    pos = {int(x): k for k, x in enumerate(liq.tolist())}
-    order = np.argsort(liq, kind="stable")  # a parent always has a smaller id than its children
-    root = np.arange(n)
-    for k in order.tolist():
-        p = int(parent[k])
-        if p >= 0 and p in pos and pos[p] != k:
-            root[k] = root[pos[p]]
-    is_root = ~np.isin(parent, liq) | (parent < 0)
+    forest = spell_forest(liq, parent, spell, notional)
+    m = forest.count
+    position = {int(x): k for k, x in enumerate(forest.spell.tolist())}
+    root_pos = np.array([position[int(r)] for r in forest.root.tolist()], dtype=np.int64)
+    is_root = forest.parent < 0
     roots = np.flatnonzero(is_root)
-    size = np.bincount(root, minlength=n)
-    tree_notional = np.bincount(root, weights=notional, minlength=n)
+    size = np.bincount(root_pos, minlength=m)
+    tree_notional = np.bincount(root_pos, weights=forest.notional, minlength=m)
     r_size, r_not = size[roots], tree_notional[roots]
-    k_size = roots[np.lexsort((roots, -r_size))[0]]  # largest by count (ties: smallest id)
+    k_size = roots[np.lexsort((roots, -r_size))[0]]  # largest by spells (ties: smallest id)
     k_not = roots[np.lexsort((roots, -r_not))[0]]
-    all_n = float(notional.sum())
-    root_n = float(notional[is_root].sum())
+    all_n = float(forest.notional.sum())
+    root_n = float(forest.notional[is_root].sum())
     if root_n > 0:
         amp, note = all_n / root_n, None
     elif all_n == 0:
         amp, note = 1.0, "no notional liquidated: nothing to amplify"
     else:
         amp, note = None, "exogenous roots liquidated zero notional: undefined (see endogenous_share)"
+    gen = forest.generation
     gmax = int(gen.max())
-    by_gen = [{"generation": g, "count": int((gen == g).sum()), "notional": float(notional[gen == g].sum()) / scale}
-              for g in range(gmax + 1)]
+    by_gen = [{"generation": g, "count": int((gen == g).sum()),
+               "notional": float(forest.notional[gen == g].sum()) / scale} for g in range(gmax + 1)]
     return {
         "count": int(roots.size),
         "contagious": int((r_size > 1).sum()),
@@ -321,7 +325,7 @@ def _cascades(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
         "largest_notional_size": int(size[k_not]),
         "mean_size": float(r_size.mean()),
         "root_notional": root_n / scale,
-        "endogenous_count": int(n - roots.size),
+        "endogenous_count": int(m - roots.size),
         "endogenous_notional": (all_n - root_n) / scale,
         "amplification": amp,
         "amplification_note": note,

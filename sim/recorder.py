@@ -13,12 +13,15 @@ import numpy as np
 
 from clearing.ledger import FIRST_TRADER, QUOTE, SystemAccount
 from sim.orders import Fill
+from sim.spells import assign_spells
 
 if TYPE_CHECKING:
     from sim.episode import Episode
 
 
 TRADE_COLUMNS = ("time", "instrument", "price", "size", "aggressor", "maker", "taker", "flags")
+BREACH_CHANNELS = ("equity_change_index", "equity_change_collateral", "equity_change_impact",
+                   "equity_change_allocation", "equity_change_other", "mm_change")
 
 
 class Recorder:
@@ -148,7 +151,15 @@ class Recorder:
             "mm_at_breach": np.array([e.mm_at_breach for e in ev]),
             "outcome": np.array([e.outcome for e in ev], dtype=object),
             "notional": np.array([e.notional for e in ev], dtype=np.int64),
+            # the but-for split of the equity change since the account was last at or above
+            # maintenance (clearing.attribution), minor units: the rule can be re-checked from these
+            **{name: np.array([getattr(e.why, name) for e in ev], dtype=np.float64) for name in BREACH_CHANNELS},
+            "endogenous": np.array([e.why.endogenous for e in ev], dtype=bool),
         }
+        liquidations = out["liquidations"]
+        liquidations["spell"] = assign_spells(
+            liquidations["liq_id"], liquidations["account"], liquidations["breach_time"], liquidations["end_time"],
+            liquidations["outcome"], self.ep.config.outputs.spell_quiet_time)
         st = engine.steps
         out["liquidation_steps"] = {
             "liq_id": np.array([s.liq_id for s in st], dtype=np.int64),

@@ -26,6 +26,9 @@ class OutputsConfig(StrictModel):
     report: bool = True
     counterfactual: bool = Field(False, description="also run with liquidations moved off-book at mark, "
                                                      "to measure the price amplification liquidations cause")
+    spell_quiet_time: float = Field(300.0, gt=0.0, description=(
+        "seconds an account must stay at or above maintenance after a restoring liquidation before its "
+        "next breach starts a new distress spell (a new cascade node)"))
 
 
 class EpisodeConfig(StrictModel):
