@@ -87,3 +87,55 @@ def test_compare_fills_the_counterfactual_rows_for_every_regime(episode):
         assert c["liquidations"] > 0 and c["twin_liquidations"] > 0
         assert s["price"]["amplification_vs_counterfactual"] is not None
         assert c["bad_debt_ratio"] is not None or any(n.startswith("bad_debt") for n in c["notes"])
+
+
+# ------------------------------------------------------------------ a scenario with a known answer
+def _contagion(absorb_outside: bool, mark: dict):
+    """The attribution scenario's thin book (tests/scenarios/test_attribution.py): A breaches on a 6%
+    index drop and is liquidated; B, healthy after the drop, breaches before the second drop at
+    t=200 only if A's forced sale drags the mark down. In the twin A's sale happens outside."""
+    from tests.scenarios.harness import Scenario
+
+    shocks = {"paths": {"shocks": [{"kind": "crash", "start": 100.0, "drop": 0.06, "duration": 1.0},
+                                   {"kind": "crash", "start": 200.0, "drop": 0.10, "duration": 1.0}]}}
+    s = Scenario(shocks, {"oracle": mark, "clearing": {"liquidation": {"absorb_outside": absorb_outside}}})
+    whale = s.account(10_000_000)
+    a, b = s.account(1_000), s.account(1_100)
+    s.position(a, whale, 19)
+    s.position(b, whale, 19)
+    s.ask(whale, 50_100.0, 1000)
+    s.bid(whale, 49_900.0, 1000)
+
+    def requote_after_the_crash() -> None:
+        s.ep.venue.cancel_all_now(whale)
+        s.ask(whale, 47_100.0, 1000)
+        s.bid(whale, 46_900.0, 1)
+        s.bid(whale, 40_000.0, 1000)
+
+    s.ep.world.call_later(102.0, requote_after_the_crash)
+    s.run(300.0)
+    first_b = min(e.breach_time for e in s.events if e.account == b)
+    return s, first_b
+
+
+MARKS = {"index_basis": {"mark_basis_cap": 0.05, "mark_basis_window": 1.0},
+         "median": {"mark_basis_cap": 0.05, "mark_basis_window": 1.0, "mark_method": "median",
+                    "mark_impact_notional": 100.0}}  # one lot: the thin bid level is the impact bid
+
+
+@pytest.mark.parametrize("method", sorted(MARKS))
+def test_twin_removes_the_contagion_a_forced_sale_causes(method):
+    main, b_main = _contagion(False, MARKS[method])
+    twin, b_twin = _contagion(True, MARKS[method])
+    assert b_main < 200.0, "the run: A's sale into the thin book drags the mark through B's maintenance"
+    assert b_twin >= 200.0, "the twin: only the second index drop breaches B"
+    trades = twin.recorder.tables()["trades"]
+    assert not (trades["flags"] & LIQ).any() and (trades["flags"] & EXTERNAL).any()
+    c = summarise_pair(main, twin)
+    assert c["mark_drawdown_amplification"] > 1.0 and c["twin_liquidation_fills_on_book"] == 0
+
+
+def summarise_pair(main, twin) -> dict:
+    from sim.metrics import summarise
+
+    return summarise(main.config, main.recorder.tables(), counterfactual=twin.recorder.tables())["counterfactual"]
