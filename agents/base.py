@@ -158,9 +158,11 @@ class Agent:
         """Minor units of cash per tick per lot."""
         return int(self.ctx.ledger.tick_value[instrument])
 
-    def reference_ticks(self, instrument: int, source: str = "index") -> float:
-        """A price to trade around, in ticks: ``index``, ``mark`` or ``mid`` (falling back to the
-        mark when the book is one-sided). Options always use the mark."""
+    def reference_ticks(self, instrument: int, source: str = "index", weight: float = 0.5) -> float:
+        """A price to trade around, in ticks: ``index``, ``mark``, ``mid`` (falling back to the
+        mark when the book is one-sided), ``last`` (the venue's last on-book trade, falling back to
+        the mid, then the mark) or ``blend`` = (1 - weight) x index + weight x the ``last`` price --
+        a trader that reads the venue's own prints. Options always use the mark."""
         if source == "mark" or self.ctx.table.kind.item(instrument) == _OPTION:
             return self.ctx.marks.ticks.item(instrument)
         if source == "mid":
@@ -168,7 +170,19 @@ class Agent:
             if m is not None:
                 return float(m)
             return self.ctx.marks.ticks.item(instrument)
+        if source == "last":
+            return self.last_trade_ticks(instrument)
+        if source == "blend":
+            return (1.0 - weight) * self.index_ticks(instrument) + weight * self.last_trade_ticks(instrument)
         return self.index_ticks(instrument)
+
+    def last_trade_ticks(self, instrument: int) -> float:
+        """The venue's last on-book trade price (ticks); before the first trade the mid, and with a
+        one-sided book the mark."""
+        last = self.ctx.venue.last_price[instrument]
+        if last is not None:
+            return float(last)
+        return self.reference_ticks(instrument, "mid")
 
     def resting_lots(self, instrument: int) -> int:
         """Lots this account has resting on ``instrument`` (both sides), from the venue's arrays."""

@@ -18,7 +18,9 @@ Each requote (every ``interval`` s, or Poisson with that mean) the maker, per in
    the observed book spread, and at least ``mid_move_mult`` x an EWMA of |mid change|;
    with ``pov`` the size is that fraction of the volume traded since the last requote
    (at least ``min_size``);
-4. centres the ladder on the reference shifted against its inventory (``inventory_skew``
+4. centres the ladder on the reference (``reference``: the index by default; ``mid``, ``mark``,
+   the venue's ``last`` trade, or a ``blend`` of index and last trade -- a maker that re-centres
+   on the venue's own prints carries a liquidation's price impact into the next quotes) shifted against its inventory (``inventory_skew``
    half-spreads at ``max_inventory``) and toward the recent trade imbalance
    (``price_skew_ticks``), and places ``levels`` orders per side ``level_spacing`` half-spreads
    apart, dropping levels that could take |inventory| beyond ``max_inventory``.
@@ -212,7 +214,7 @@ class MarketMaker(Agent):
         cfg = self.cfg
         i = q.instrument
         book = self.ctx.venue.books[i]
-        ref = self.reference_ticks(i, cfg.reference)
+        ref = self.reference_ticks(i, cfg.reference, cfg.reference_weight)
         if ref <= 0:
             return
         half = ref * self.half_spread_bps * 1e-4

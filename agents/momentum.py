@@ -1,12 +1,13 @@
 """Momentum traders (the ABIDES momentum agent) and panic sellers.
 
 At each wake-up (every ``interval`` s, Poisson by default) the agent records the reference
-(book mid, or the index) in a ring buffer. Once it holds ``long_window`` observations it compares
+(book mid, the venue's last trade, or the index) in a ring buffer. Once it holds ``long_window`` observations it compares
 the mean of the last ``short_window`` with the mean of the last ``long_window``: short >= long ->
 buy, else sell, ``size`` lots: ``aggressive`` -- an IOC at the opposite touch; otherwise a limit
 order at its own touch that replaces its previous one. Never beyond ``max_position``.
 
-Panic: with ``panic_drop`` set, when the reference is more than ``panic_drop`` below its highest
+Panic: with ``panic_drop`` set, when the reference (with ``reference: last``, the venue's own
+last print, so a liquidation sweeping the book can set panic off) is more than ``panic_drop`` below its highest
 value over the last ``panic_window`` seconds, it market-sells ``panic_size`` lots (at most once
 per ``panic_cooldown``) -- selling into a falling market, whatever the averages say.
 Cost per wake-up: O(1) (running sums over the ring buffer, a small deque for the window max).

@@ -7,7 +7,9 @@ trade imbalance read the counters' change since their last look. Complexity: O(1
 
 from __future__ import annotations
 
-from sim.orders import Fill
+from sim.orders import Fill, FillFlag
+
+_OUTSIDE = FillFlag.EXTERNAL
 
 
 class MarketTape:
@@ -22,6 +24,8 @@ class MarketTape:
         self.trades = 0
 
     def on_fill(self, fill: Fill, maker_fee: int, taker_fee: int) -> None:
+        if fill.flags & _OUTSIDE:
+            return  # the no-feedback twin's liquidations happen outside the market: no print
         i = fill.instrument
         if fill.aggressor_side > 0:
             self.buy_volume[i] += fill.size

@@ -15,6 +15,11 @@ Each liquidation is one ``LiquidationEvent`` made of ``LiquidationStep``s:
    insurance fund can stand behind it, otherwise by auto-deleveraging at the bankruptcy price;
    any deficit left after the positions are gone goes to ``LossAbsorber``.
 
+With ``absorb_outside`` (the no-feedback twin) every order of steps 2-3 that would go to the book
+is filled instead, in full, at the mark (rounded to a whole tick against the liquidated account)
+by an external absorber account: the same decisions, sizes, times and fees, but no liquidation
+ever trades on the book, so none moves a price anyone else sees.
+
 The liquidation fee goes to the insurance fund out of what the fill beat the bankruptcy price by;
 a fill worse than bankruptcy leaves a deficit the fund (or the next layer) pays.
 """
@@ -58,11 +63,14 @@ class LiquidationEngine:
     """Runs liquidations as timed steps on the world's clock."""
 
     def __init__(self, house: "ClearingHouse", config: LiquidationConfig, absorber: "LossAbsorber",
-                 backstop_account: int | None, adl: str = "ranked") -> None:
+                 backstop_account: int | None, adl: str = "ranked", external_account: int | None = None) -> None:
+        if config.absorb_outside and external_account is None:
+            raise ValueError("liquidation.absorb_outside needs an external absorber account")
         self.house = house
         self.config = config
         self.absorber = absorber
         self.backstop_account = backstop_account
+        self.external_account = external_account
         self.adl = adl
         self.active: dict[int, LiquidationEvent] = {}
         self._by_account: dict[int, set[int]] = {}
@@ -200,23 +208,31 @@ class LiquidationEngine:
         """Send one IOC/MARKET liquidation order; record the step; collect the fee. Returns lots filled."""
         house = self.house
         account = event.account
-        limit_ticks = max(1, math.ceil(limit) if side == SELL else math.floor(limit))
-        oid = house.venue.new_order_id()
-        book = house.venue.books[instrument]
-        mid_before = book.mid()
-        result = house.venue.execute(oid, account, instrument, side, limit_ticks, lots, tif,
-                                     reduce_only=True, flags=FillFlag.LIQUIDATION, check_risk=False)
-        filled = sum(f.size for f in result.fills)
-        if not filled:
-            return 0
-        if mid_before is not None:
-            # this order's own displacement of the book (nothing else trades inside one execution);
-            # a side it emptied leaves no mid: its last fill is where the price went
-            mid_after = book.mid()
-            moved_to = result.fills[-1].price if mid_after is None else mid_after
-            house.marks.impact.record(instrument, event.liq_id, moved_to - mid_before)
         tv = int(house.ledger.tick_value[instrument])
-        notional = sum(f.price * f.size for f in result.fills) * tv
+        if self.external_account is not None:
+            # the no-feedback twin: filled in full at the mark, outside the market
+            mark = float(house.marks.ticks[instrument])
+            price = max(1, math.floor(mark) if side == SELL else math.ceil(mark))
+            house.venue.off_book_trade(Fill(instrument, price, lots, side, 0, 0, self.external_account, account,
+                                            FillFlag.EXTERNAL))
+            filled, notional, policy = lots, price * lots * tv, "external"
+        else:
+            limit_ticks = max(1, math.ceil(limit) if side == SELL else math.floor(limit))
+            oid = house.venue.new_order_id()
+            book = house.venue.books[instrument]
+            mid_before = book.mid()
+            result = house.venue.execute(oid, account, instrument, side, limit_ticks, lots, tif,
+                                         reduce_only=True, flags=FillFlag.LIQUIDATION, check_risk=False)
+            filled = sum(f.size for f in result.fills)
+            if not filled:
+                return 0
+            if mid_before is not None:
+                # this order's own displacement of the book (nothing else trades inside one execution);
+                # a side it emptied leaves no mid: its last fill is where the price went
+                mid_after = book.mid()
+                moved_to = result.fills[-1].price if mid_after is None else mid_after
+                house.marks.impact.record(instrument, event.liq_id, moved_to - mid_before)
+            notional = sum(f.price * f.size for f in result.fills) * tv
         avg = notional / (filled * tv)
         # the fee comes out of what the fill beat the bankruptcy price by, never out of a deficit;
         # a bankrupt account's takeover (no finite bankruptcy price) pays none

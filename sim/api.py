@@ -40,27 +40,42 @@ class RunOutput:
     directory: Path | None
 
 
-def _counterfactual(config: EpisodeConfig) -> EpisodeConfig:
-    """The same episode with every liquidation moved off-book at mark: no price impact."""
+def counterfactual_config(config: EpisodeConfig) -> EpisodeConfig:
+    """The no-feedback twin of an episode: the same config -- paths, agents, seed, hence the same
+    random streams and account ids -- with ``clearing.liquidation.absorb_outside``: every
+    liquidation order that would go to the book is filled at the mark outside the market instead,
+    so no liquidation moves a price anyone else sees."""
     data = config.model_dump(mode="json")
-    liq = data["clearing"]["liquidation"]
-    liq["policy"] = "backstop"
-    # a vault deep enough to take everything (1e12 quote units: still far inside the int64 ledger)
-    liq["backstop"].update(enabled=True, discount=0.0, equity_fraction_of_mm=1.0, capital=1e12)
+    data["clearing"]["liquidation"]["absorb_outside"] = True
     data["outputs"]["counterfactual"] = False
-    return parse_episode(data, f"{config.name} (counterfactual)")
+    return parse_episode(data, f"{config.name} (no-feedback twin)")
+
+
+def _run_with_twin(cfg: EpisodeConfig) -> tuple[EpisodeResult, dict[str, Any]]:
+    """Run ``cfg``, then its no-feedback twin when ``outputs.counterfactual`` is on; summarise with it."""
+    from sim.metrics import summarise
+
+    result = run_episode(cfg)
+    twin = run_episode(counterfactual_config(cfg)).tables if cfg.outputs.counterfactual else None
+    return result, summarise(cfg, result.tables, result.stats, counterfactual=twin)
+
+
+def run_variant(cfg: EpisodeConfig) -> tuple[dict[str, Any], dict]:
+    """One variant of a run or comparison: the episode, its no-feedback twin when
+    ``outputs.counterfactual`` is on, and the summary against the twin. Returns (summary, tables)."""
+    result, summary = _run_with_twin(cfg)
+    return summary, result.tables
 
 
 def run(config: EpisodeLike = None, output: str | Path | None = None, write: bool = True,
         overrides: dict[str, Any] | None = None) -> RunOutput:
-    """Run one episode; write its results folder unless ``write`` is False."""
-    from sim.metrics import summarise, timing
+    """Run one episode (and its no-feedback twin when configured); write its results folder unless
+    ``write`` is False."""
+    from sim.metrics import timing
     from sim.results import write_results
 
     cfg = resolve(config, overrides)
-    result = run_episode(cfg)
-    counterfactual = run_episode(_counterfactual(cfg)).tables if cfg.outputs.counterfactual else None
-    summary = summarise(cfg, result.tables, result.stats, counterfactual=counterfactual)
+    result, summary = _run_with_twin(cfg)
     directory = None
     if write:
         directory = Path(output or cfg.outputs.directory or Path("results") / cfg.name)
@@ -103,15 +118,13 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
 def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
             output: str | Path | None = None, write: bool = True) -> ComparisonOutput:
     """Run the same episode under several margin regimes; one comparison table and report."""
-    from sim.metrics import summarise
     from sim.results import write_comparison
 
     cfg = resolve(config)
     variants = regime_variants(cfg, regimes)  # all validated before anything runs
     runs: dict[str, tuple[dict[str, Any], dict]] = {}
     for label, variant in variants.items():
-        result = run_episode(variant)
-        runs[label] = (summarise(variant, result.tables, result.stats), result.tables)
+        runs[label] = run_variant(variant)
     directory = None
     if write:
         directory = Path(output or (Path(cfg.outputs.directory or Path("results") / cfg.name) / "compare"))

@@ -32,11 +32,17 @@ from clearing.waterfall import DefaultWaterfall
 from sim.kernel import World
 from sim.mark import MarkPricer
 from sim.oracle import Oracle
+from sim.orders import FillFlag
 from sim.paths import PricePaths, generate_paths
 from sim.recorder import Recorder
 from sim.schema.episode import EpisodeConfig
 from sim.schema.paths import VolSurfaceConfig
 from sim.venue import Venue
+
+
+# The external absorber's cash (minor units): 2^60, whatever the quote's decimals -- far more than any
+# episode's positions can lose, and still 8x inside int64 so that ledger sums cannot overflow.
+EXTERNAL_CAPITAL = 2**60
 
 
 @dataclass
@@ -60,6 +66,7 @@ class Episode:
     agents: list[Agent] = field(default_factory=list)
     recorder: Recorder | None = None
     backstop_account: int | None = None
+    external_account: int | None = None  # the no-feedback twin's absorber (liquidation.absorb_outside)
 
 
 @dataclass
@@ -95,7 +102,7 @@ def build(config: EpisodeConfig) -> Episode:
     venue = Venue(world, config.venue, [ins.tick_value for ins in instruments],
                   position_of=lambda a, i: ledger.position.item(a, i))
     oracle = Oracle(world, config.oracle, list(paths.names), source=paths.at, batch_source=paths.at)
-    marks = MarkPricer(table, venue.books, oracle, _surface(config, table, paths))
+    marks = MarkPricer(table, venue.books, oracle, _surface(config, table, paths), last_trade=venue.last_price)
     venue.reference[:] = marks.ticks.tolist()
     context: dict[str, Any] = {"history": _pre_episode_history(config, table, paths, world)}
     if config.margin.liquidity is not None and config.margin.liquidity.mode == "book":
@@ -119,11 +126,18 @@ def build(config: EpisodeConfig) -> Episode:
     if vault is None and (bs.enabled or config.clearing.liquidation.policy == "backstop") and bs.capital > 0:
         vault = ledger.open_account()
         ledger.deposit(vault, QUOTE, int(bs.capital * scale))
+    external = None
+    if config.clearing.liquidation.absorb_outside:
+        # the no-feedback twin's absorber, opened last so that every other account keeps the id it
+        # has in the run it is the twin of; deep enough never to breach (see EXTERNAL_CAPITAL)
+        external = ledger.open_account()
+        ledger.deposit(external, QUOTE, EXTERNAL_CAPITAL)
     house._grow()  # the population opened accounts after the house was sized
-    engine = LiquidationEngine(house, config.clearing.liquidation, absorber, vault, adl=la.adl)
+    engine = LiquidationEngine(house, config.clearing.liquidation, absorber, vault, adl=la.adl,
+                               external_account=external)
     house.attach(engine)
     episode = Episode(config, world, paths, table, ledger, venue, oracle, marks, regime, house, engine, absorber,
-                      fund, waterfall=None, agents=agents, backstop_account=vault)
+                      fund, waterfall=None, agents=agents, backstop_account=vault, external_account=external)
     venue.resting.ensure(ledger.cash.shape[0])
     _feed_venue_prices(episode)
     if la.waterfall is not None:
@@ -177,7 +191,8 @@ def _feed_venue_prices(episode: Episode) -> None:
     und = table.underlying_index
 
     def on_trade(fill, _maker_fee: int, _taker_fee: int) -> None:
-        if fill.instrument in linear:
+        # the no-feedback twin's fills at mark happen outside the market: they feed no index
+        if fill.instrument in linear and not fill.flags & FillFlag.EXTERNAL:
             oracle.observe_trade(column[und[fill.instrument]], fill.price * tick[fill.instrument])
 
     if episode.config.oracle.venue_weight > 0 or episode.config.oracle.aggregation == "median":

@@ -30,7 +30,7 @@ OUTCOMES = ("restored_by_cancel", "restored", "closed", "bankrupt", "open")
 CAUSES = ("oracle", "liquidation", "loss_allocation", "interval")
 ADL_FLAG = int(FillFlag.ADL)
 # transfers that happen off the book at discounts or bankruptcy prices (not market prices)
-OFF_BOOK_FLAGS = int(FillFlag.ADL | FillFlag.BACKSTOP | FillFlag.AUCTION)
+OFF_BOOK_FLAGS = int(FillFlag.ADL | FillFlag.BACKSTOP | FillFlag.AUCTION | FillFlag.EXTERNAL)
 
 Tables = Mapping[str, Mapping[str, np.ndarray]]
 
@@ -429,6 +429,55 @@ def _price(tables: Tables, cv: dict[str, Any], counterfactual: Tables | None) ->
     return out
 
 
+def _vs(main: float | None, twin: float | None, what: str, notes: list[str]) -> tuple[float | None, float | None]:
+    """(main / twin, main - twin); the ratio is None, with a note, where the twin's figure is zero."""
+    if main is None or twin is None:
+        notes.append(f"{what}: not measured in one of the runs")
+        return None, None
+    if twin == 0:
+        notes.append(f"{what}: zero in the twin, ratio undefined" + (" (zero in both)" if main == 0 else ""))
+        return None, main - twin
+    return main / twin, main - twin
+
+
+def _counterfactual(tables: Tables, cv: dict[str, Any], twin: Tables, price: dict[str, Any]) -> dict[str, Any]:
+    """The run against its no-feedback twin (same paths, agents and streams; liquidations absorbed
+    outside the market at mark): venue (sampled mid), on-book trade and mark drawdown of the run's
+    worst instrument, liquidated notional and bad debt, each as run / twin and run - twin."""
+    scale = cv["scale"]
+    notes: list[str] = []
+    worst = price.get("worst_instrument")
+    k = cv["symbols"].index(worst) if worst is not None else None
+    row = price["by_instrument"].get(worst, {}) if worst is not None else {}
+    twin_mark_dd = twin_trade_dd = None
+    if k is not None:
+        t_market = _MarketSamples(twin)
+        twin_mark_dd = _drawdown(_col(twin, "market", "mark").astype(np.float64)[t_market.rows(k)])
+        on_book = (_col(twin, "trades", "flags", np.int64) & OFF_BOOK_FLAGS) == 0
+        t_ins = _col(twin, "trades", "instrument", np.int64)
+        twin_trade_dd = _drawdown(_col(twin, "trades", "price").astype(np.float64)[(t_ins == k) & on_book])
+    out: dict[str, Any] = {"instrument": worst}
+    for name, main, other in (
+            ("venue_drawdown", row.get("venue_drawdown"), row.get("counterfactual_venue_drawdown")),
+            ("trade_drawdown", row.get("trade_drawdown"), twin_trade_dd),
+            ("mark_drawdown", row.get("mark_drawdown"), twin_mark_dd)):
+        ratio, diff = _vs(main, other, name, notes)
+        out.update({name: main, f"twin_{name}": other, f"{name}_amplification": ratio, f"{name}_difference": diff})
+    notional = float(_col(tables, "liquidations", "notional").astype(np.float64).sum()) / scale
+    twin_notional = float(_col(twin, "liquidations", "notional").astype(np.float64).sum()) / scale
+    bad, twin_bad = _bad_debt(tables, cv)["total"], _bad_debt(twin, cv)["total"]
+    out["liquidations"] = int(_col(tables, "liquidations", "liq_id").size)
+    out["twin_liquidations"] = int(_col(twin, "liquidations", "liq_id").size)
+    for name, main, other in (("liquidated_notional", notional, twin_notional), ("bad_debt", bad, twin_bad)):
+        ratio, diff = _vs(main, other, name, notes)
+        out.update({name: main, f"twin_{name}": other, f"{name}_ratio": ratio, f"{name}_difference": diff})
+    # the control: the twin's book never printed a liquidation (must be 0)
+    flags = _col(twin, "trades", "flags", np.int64)
+    out["twin_liquidation_fills_on_book"] = int(((flags & int(FillFlag.LIQUIDATION)) != 0).sum())
+    out["notes"] = notes
+    return out
+
+
 def window_seconds(duration: float, sample_interval: float) -> float:
     """The default procyclicality horizon for a measurement window of ``duration`` seconds: 1 day
     for 3 days or more, 1 hour for 3 hours or more, otherwise a tenth of it (never shorter than the
@@ -644,6 +693,8 @@ def summarise(config: Any, tables: Tables, stats: Mapping[str, Any] | None = Non
         "slippage": _slippage(tables),
         "solvency": _solvency(tables, cv),
     }
+    if counterfactual is not None:
+        summary["counterfactual"] = _counterfactual(tables, cv, counterfactual, summary["price"])
     return rnd(summary)
 
 
@@ -699,6 +750,9 @@ HEADLINE = (
     ("solvency.bad_debt_recoveries", "bad-debt recoveries in kind"),
     ("solvency.hidden_loss", "loss hidden by the oracle (true prices)"),
     ("price.amplification_vs_counterfactual", "price amplification vs no-feedback run"),
+    ("counterfactual.mark_drawdown_amplification", "mark drawdown amplification vs no-feedback twin"),
+    ("counterfactual.liquidated_notional_ratio", "liquidated notional vs no-feedback twin (ratio)"),
+    ("counterfactual.bad_debt_difference", "bad debt minus no-feedback twin's"),
     ("cascades.count", "cascades"),
     ("cascades.max_generation", "deepest generation"),
     ("cascades.largest_size", "largest cascade (liquidations)"),

@@ -39,6 +39,7 @@ class FillFlag(IntFlag):
     ADL = 2
     BACKSTOP = 4
     AUCTION = 8
+    EXTERNAL = 16  # the no-feedback twin: a liquidation order filled outside the market at the mark
 
 
 class RejectReason(str, Enum):

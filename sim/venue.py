@@ -58,6 +58,9 @@ class Venue:
         self.maker_pips = int(round(config.maker_fee_bps * 100))
         self.taker_pips = int(round(config.taker_fee_bps * 100))
         self.reference: list[float | None] = [None] * len(tick_values)  # ticks, set by the oracle/mark
+        # the last trade printed on each book (ticks; None before the first): off-book transfers
+        # (backstop, auction, ADL) are not market prices and do not set it
+        self.last_price: list[int | None] = [None] * len(tick_values)
         self.risk_check: RiskCheck = permissive
         self.position_of = position_of
         self.trade_listeners: list[TradeListener] = []
@@ -158,6 +161,7 @@ class Venue:
         tick_value = self.tick_values
         maker_pips, taker_pips = self.maker_pips, self.taker_pips
         self.counts["fills"] += len(fills)
+        self.last_price[fills[-1].instrument] = fills[-1].price  # one order's fills share one book
         for fill in fills:
             notional = fill.price * fill.size * tick_value[fill.instrument]
             maker_fee = fee_minor(notional, maker_pips)

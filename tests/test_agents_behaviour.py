@@ -461,3 +461,36 @@ def test_market_maker_pulls_quotes_on_a_steady_slide():
     assert not mm.quoting, "still inside the window of the move"
     world.run(until=world.now + 200.0)
     assert mm.quoting
+
+
+# ------------------------------------------------------------------------------------ venue prints
+@pytest.mark.parametrize("reference, weight, centre", [
+    ("index", 0.5, 50_000),   # control: the index alone
+    ("blend", 0.5, 49_500),   # halfway between the index and the last trade
+    ("blend", 0.25, 49_750),
+    ("last", 0.5, 49_000),
+])
+def test_market_maker_centres_on_the_venue_last_trade_when_told(reference, weight, centre):
+    ep = episode(dict(MAKER, levels=1, size=10, half_spread_bps=2.0, reference=reference, reference_weight=weight,
+                      interval=1.0, poisson=False))
+    ep.venue.last_price[0] = 49_000  # the venue printed 2% below the index
+    start(ep, oracle=False)
+    ep.world.run(until=1.5)
+    book = ep.venue.books[0]
+    assert (book.best_bid() + book.best_ask()) / 2 == centre
+
+
+@pytest.mark.parametrize("reference, panics", [("last", 1), ("mid", 0)])
+def test_panic_seller_triggers_on_the_venue_last_trade_not_only_the_index(reference, panics):
+    from agents.momentum import MomentumTrader
+
+    group = {"type": "momentum", "name": "panic", "count": 1, "capital": 1_000_000.0, "instruments": ["BTC-PERP"],
+             "interval": 1.0, "poisson": False, "panic_drop": 0.03, "panic_size": 1, "panic_cooldown": 1000.0,
+             "reference": reference}
+    ep = episode(group)
+    ep.venue.last_price[0] = 50_000
+    start(ep, oracle=False)
+    ep.world.run(until=5.5)
+    ep.venue.last_price[0] = 48_000  # a 4% lower print; the index and the (empty) book have not moved
+    ep.world.run(until=10.5)
+    assert of(ep, MomentumTrader)[0].panics == panics

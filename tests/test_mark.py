@@ -13,7 +13,7 @@ from clearing.pricing import black76_price
 from clearing.volsurface import VolSurface
 from sim.book import OrderBook
 from sim.mark import MarkPricer
-from sim.orders import BUY, SELL
+from sim.orders import BUY, SELL, TimeInForce
 from sim.schema.oracle import OracleConfig
 from sim.schema.paths import VolSurfaceConfig
 
@@ -36,14 +36,15 @@ def _table() -> InstrumentTable:
 
 
 def _pricer(index=(100.0, 20.0), beta: float = 0.0, skew: float = 0.0, cap: float = 0.005,
-            window: float = 10.0, oracle_order=("ETH", "BTC")):
+            window: float = 10.0, oracle_order=("ETH", "BTC"), last_trade=None, **mark):
+    """``mark``: the oracle config's mark_* fields (mark_method, mark_impact_notional, mark_band)."""
     table = _table()
     # the oracle may list underlyings in another order than the table: the pricer maps columns
     values = dict(zip(("BTC", "ETH"), index))
     oracle = SimpleNamespace(
         underlyings=list(oracle_order),
         index=np.array([values[u] for u in oracle_order], dtype=float),
-        config=OracleConfig(sample_interval=1.0, mark_basis_window=window, mark_basis_cap=cap),
+        config=OracleConfig(sample_interval=1.0, mark_basis_window=window, mark_basis_cap=cap, **mark),
     )
     surface = VolSurface.from_configs(
         {"BTC": VolSurfaceConfig(atm_vol=0.6, skew=skew, spot_vol_beta=beta),
@@ -51,7 +52,7 @@ def _pricer(index=(100.0, 20.0), beta: float = 0.0, skew: float = 0.0, cap: floa
         spot_refs={"BTC": 100.0, "ETH": 20.0},
     )
     books = [OrderBook(i) for i in range(len(table))]
-    return MarkPricer(table, books, oracle, surface), oracle, books
+    return MarkPricer(table, books, oracle, surface, last_trade=last_trade), oracle, books
 
 
 def _quote(book: OrderBook, bid: int, ask: int) -> None:
@@ -224,3 +225,113 @@ def test_option_mark_at_expiry_is_intrinsic():
     marks.update(EXPIRY + 1.0)
     assert marks.ticks[2] * TICK == pytest.approx(10.0)  # 90 put, spot 80
     assert marks.ticks[3] == 0.0 and marks.ticks[4] == 0.0
+
+
+# ------------------------------------------------------------------ the book-reading (median) mark
+# BTC-PERP: tick 0.5, lot 0.01 -> at index 100 (200 ticks) a lot is worth 1 USD, so an impact
+# notional of 10 USD is an impact size of 10 lots.
+
+def _ladder(book: OrderBook, depth: int) -> None:
+    """Bids 199..190 and asks 201..210 ticks, ``depth`` lots a level (accounts 1 and 2)."""
+    for k in range(10):
+        book.submit(1_000 + k, 1, BUY, 199 - k, depth)
+        book.submit(2_000 + k, 2, SELL, 201 + k, depth)
+
+
+def _sell_into(book: OrderBook, last: list, lots: int) -> None:
+    """A market sell of ``lots`` (account 3) walking the bids; the venue's last trade follows it."""
+    result = book.submit(3_000, 3, SELL, 1, lots, TimeInForce.IOC)
+    assert result.fills
+    last[0] = result.fills[-1].price
+
+
+def _median_pricer(**mark):
+    last = [None] * 5
+    marks, oracle, books = _pricer(last_trade=last, mark_method="median", mark_impact_notional=10.0, **mark)
+    return marks, oracle, books, last
+
+
+def test_median_mark_moves_when_a_large_sell_walks_a_thin_book():
+    marks, oracle, books, last = _median_pricer()
+    _ladder(books[0], depth=1)
+    marks.update(0.0)
+    assert marks.ticks[0] == 200.0  # median(index 200, impact mid 200 -- 194.5/205.5 -- , no trade yet)
+    _sell_into(books[0], last, 30)  # takes all 10 bids, down to 190; the bid side is gone
+    assert marks.ticks[0] == 200.0  # marks move only in update
+    marks.sample_books()  # one-sided book: no mid, the averaged basis stays 0
+    marks.update(1.0)
+    # no impact bid (the side cannot fill 10 lots): median(200, last 190) = their mean
+    assert marks.ticks[0] == 195.0
+    assert marks.basis_ticks[0] == -5.0 and marks.index_ticks[0] == 200.0
+
+
+def test_median_mark_stays_put_when_the_same_sell_meets_a_deep_book():
+    marks, oracle, books, last = _median_pricer()
+    _ladder(books[0], depth=1_000)
+    marks.update(0.0)
+    _sell_into(books[0], last, 30)  # fills at 199, the bid level survives
+    marks.sample_books()
+    marks.update(1.0)
+    # median(index 200, impact mid (199 + 201) / 2 = 200, last 199) = 200: no move at all
+    assert marks.ticks[0] == 200.0 and marks.basis_ticks[0] == 0.0
+
+
+def test_index_basis_mark_ignores_the_same_sweep():
+    last = [None] * 5
+    marks, oracle, books = _pricer(last_trade=last)
+    _ladder(books[0], depth=1)
+    marks.update(0.0)
+    _sell_into(books[0], last, 30)
+    marks.sample_books()
+    marks.update(1.0)
+    assert marks.ticks[0] == 200.0  # the book enters only through the averaged mid (none: one-sided)
+
+
+def test_mark_band_clips_the_median_mark_around_the_index():
+    marks, oracle, books, last = _median_pricer(mark_band=0.02)
+    _ladder(books[0], depth=1)
+    _sell_into(books[0], last, 30)
+    marks.update(1.0)
+    assert marks.ticks[0] == pytest.approx(196.0)  # 195 clipped to 200 x (1 - 2%)
+
+
+def test_impact_price_needs_the_whole_impact_size():
+    marks, oracle, books, last = _median_pricer()
+    _ladder(books[0], depth=1)  # 10 lots a side: exactly the impact size
+    assert marks.impact_prices(0, 200.0) == (194.5, 205.5)
+    books[0].cancel(1_009)  # one bid lot fewer: the bid side can no longer fill 10 lots
+    assert marks.impact_prices(0, 200.0) == (None, 205.5)
+
+
+def test_mark_from_book_is_what_the_next_update_sets_and_moves_nothing():
+    marks, oracle, books, last = _median_pricer()
+    _ladder(books[0], depth=1)
+    marks.sample_books()
+    marks.update(0.0)
+    assert marks.mark_from_book(0, sample=False) == marks.ticks[0]
+    before = marks.mark_from_book(0)
+    _sell_into(books[0], last, 30)
+    after = marks.mark_from_book(0)
+    assert (before, after) == (200.0, 195.0)  # the sell's own impact on the mark
+    assert marks.ticks[0] == 200.0 and marks.premium[0] == 0.0  # nothing moved
+    marks.sample_books()
+    marks.update(1.0)
+    assert marks.ticks[0] == after
+    assert marks.mark_from_book(2) == marks.ticks[2]  # an option's mark does not read the book
+
+
+def test_index_plus_basis_is_the_mark_exactly_under_the_median_method():
+    marks, oracle, books, last = _median_pricer()
+    _ladder(books[0], depth=3)
+    _quote(books[1], 399, 405)
+    last[1] = 403
+    for t in range(5):
+        _set_index(oracle, 100.0 + 0.37 * t, 20.0 - 0.11 * t)
+        marks.sample_books()
+        marks.update(float(t))
+        assert np.array_equal(marks.ticks, marks.index_ticks + marks.basis_ticks)
+
+
+def test_mark_band_without_the_median_method_is_refused():
+    with pytest.raises(ValueError, match="mark_band .* applies only to mark_method 'median'"):
+        OracleConfig(mark_band=0.05)

@@ -218,6 +218,54 @@ def test_price_against_counterfactual():
     assert p["amplification_vs_counterfactual"] == pytest.approx(2.0)
 
 
+def _twin() -> dict[str, dict[str, np.ndarray]]:
+    """The synthetic run's twin: a shallower fall, no liquidation prints on its book, less
+    notional liquidated and no bad debt."""
+    cf = make_tables()
+    cf["market"]["best_bid"] = np.array([99.0, 4.0, 89.0, 3.0, 84.0, 2.0, 90.0])
+    cf["market"]["best_ask"] = np.array([101.0, 6.0, 91.0, 5.0, 86.0, 4.0, np.nan])
+    cf["market"]["mark"] = np.array([100.0, 5.0, 90.0, 4.0, 85.0, 3.0, 84.0])
+    cf["trades"]["price"] = np.array([100, 90, 101, 101])
+    cf["trades"]["flags"] = np.array([0, 16, 2, 2])  # the liquidation was filled outside the market
+    cf["liquidations"]["notional"] = np.array([100 * M, 50 * M, 0, 0, 0], dtype=np.int64)
+    cf["losses"]["amount"] = np.zeros(4, dtype=np.int64)
+    return cf
+
+
+def test_counterfactual_block_known_answers():
+    c = summarise(make_config(), make_tables(), counterfactual=_twin())["counterfactual"]
+    assert c["instrument"] == "BTC-PERP"
+    assert (c["venue_drawdown"], c["twin_venue_drawdown"]) == pytest.approx((0.3, 0.15))
+    assert c["venue_drawdown_amplification"] == pytest.approx(2.0)
+    assert c["venue_drawdown_difference"] == pytest.approx(0.15)
+    assert (c["mark_drawdown"], c["twin_mark_drawdown"]) == pytest.approx((0.28, 0.16))
+    assert c["mark_drawdown_amplification"] == pytest.approx(1.75)
+    # on-book prints only: the run printed 100 then 95 (a liquidation); the twin only 100
+    assert (c["trade_drawdown"], c["twin_trade_drawdown"]) == pytest.approx((0.05, 0.0))
+    assert c["trade_drawdown_amplification"] is None and c["trade_drawdown_difference"] == pytest.approx(0.05)
+    assert (c["liquidated_notional"], c["twin_liquidated_notional"]) == (230.0, 150.0)
+    assert c["liquidated_notional_ratio"] == pytest.approx(230 / 150)
+    assert c["liquidated_notional_difference"] == 80.0
+    assert (c["bad_debt"], c["twin_bad_debt"], c["bad_debt_ratio"], c["bad_debt_difference"]) == (4.0, 0.0, None, 4.0)
+    assert c["notes"] == ["trade_drawdown: zero in the twin, ratio undefined",
+                          "bad_debt: zero in the twin, ratio undefined"]
+    assert (c["liquidations"], c["twin_liquidations"]) == (5, 5)
+    assert c["twin_liquidation_fills_on_book"] == 0
+
+
+def test_counterfactual_of_a_run_without_feedback_is_exactly_no_amplification():
+    """A twin identical to the run (nothing the liquidations did moved a price): every ratio 1,
+    every difference 0 -- and a twin whose book did print a liquidation is flagged."""
+    c = summarise(make_config(), make_tables(), counterfactual=make_tables())["counterfactual"]
+    for name in ("venue_drawdown", "trade_drawdown", "mark_drawdown"):
+        assert (c[f"{name}_amplification"], c[f"{name}_difference"]) == (1.0, 0.0)
+    assert (c["liquidated_notional_ratio"], c["liquidated_notional_difference"]) == (1.0, 0.0)
+    assert (c["bad_debt_ratio"], c["bad_debt_difference"]) == (1.0, 0.0)
+    assert c["notes"] == []
+    assert c["twin_liquidation_fills_on_book"] == 1
+    assert "counterfactual" not in summarise(make_config(), make_tables())
+
+
 def test_margin_procyclicality_and_capital(summary):
     m = summary["margin"]
     assert m["measure_from"] == 0.0 and m["horizon_seconds"] == 360.0  # no shock: from the start

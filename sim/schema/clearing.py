@@ -52,7 +52,16 @@ class AuctionConfig(StrictModel):
 
 
 class LiquidationConfig(StrictModel):
+    """``policy``: how an account below maintenance is closed. ``absorb_outside`` makes the run the
+    no-feedback counterfactual of itself: every liquidation order that would go to the book (a
+    book step, a takeover, the fallback of a vault or an auction) is filled instead, in full, at
+    the mark by an absorber outside the market (an account opened after the population), so no
+    liquidation ever trades on the book; sizing, timing, fees, the backstop vault, auctions, ADL
+    and the loss chain are unchanged."""
+
     policy: Literal["book", "backstop", "auction"] = "book"
+    absorb_outside: bool = Field(False, description="no-feedback twin: liquidation orders are filled at the mark "
+                                                    "outside the market instead of on the book")
     fee_rate: float = Field(0.01, ge=0.0, lt=0.2, description="liquidation fee, fraction of notional")
     fee_cap: float = Field(50_000.0, ge=0.0, description="largest fee per liquidation step, quote units")
     book: BookLiquidationConfig = BookLiquidationConfig()

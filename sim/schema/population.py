@@ -306,7 +306,10 @@ class MarketMakerGroup(_Group):
     type: Literal["market_maker"] = "market_maker"
     interval: PosSeconds = Field(1.0, description="seconds between requotes (the mean if poisson)")
     poisson: bool = False
-    reference: Literal["index", "mark", "mid"] = Field("index", description="quote centre (options use the mark)")
+    reference: Literal["index", "mark", "mid", "last", "blend"] = Field(
+        "index", description="quote centre (options use the mark); last: the venue's last trade; blend: "
+                             "(1 - reference_weight) x index + reference_weight x last trade")
+    reference_weight: float = Field(0.5, ge=0.0, le=1.0, description="blend: weight of the venue's last trade")
     half_spread_bps: NonNegDist = Field(5.0, description="base half-spread (drawn per agent)")
     min_half_spread_ticks: int = Field(1, ge=1)
     levels: int = Field(1, ge=1, le=100)
@@ -422,7 +425,8 @@ class MomentumGroup(_Group):
     type: Literal["momentum"] = "momentum"
     interval: PosSeconds = 37.0
     poisson: bool = True
-    reference: Literal["mid", "index"] = "mid"
+    reference: Literal["mid", "index", "last"] = Field(
+        "mid", description="price watched by the averages and the panic trigger; last: the venue's last trade")
     short_window: int = Field(20, ge=1, description="observations in the short average")
     long_window: int = Field(50, ge=2, description="observations in the long average")
     size: LotsDist = Field(default_factory=lambda: ChoiceDist(dist="choice", values=list(range(1, 11))))
