@@ -17,9 +17,10 @@ channels (docs/METHODOLOGY.md, "Breach attribution"), all in quote minor units:
                     trading, its own liquidation's impact.
 
 The endogenous channels are ``impact`` and ``allocation``. A breach is endogenous only if they
-lost the account money and, without that loss, it would have stayed at or above maintenance:
-``impact + allocation < 0`` and ``equity - impact - allocation >= mm`` at the breach. Its parent
-is the liquidation whose impact and allocations together cost it the most.
+lost the account a material amount and, without that loss, it would have stayed at or above
+maintenance: ``loss = -(impact + allocation) > 0``, ``loss >= materiality x mm`` and
+``equity + loss >= mm`` at the breach (``endogenous_rule``). Its parent is the liquidation whose
+impact and allocations together cost it the most.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ class BreachExplanation:
     parent_by_allocation: bool = False  # the parent's share came mostly from a loss allocation
 
 
+def endogenous_rule(equity: float, mm: float, impact: float, allocation: float, materiality: float) -> bool:
+    """The but-for rule: the endogenous channels lost the account at least ``materiality`` x MM, and
+    without that loss it would have stayed at or above maintenance."""
+    endogenous_loss = -(impact + allocation)
+    return endogenous_loss > 0.0 and endogenous_loss >= materiality * mm and equity + endogenous_loss >= mm
+
+
 class _LevelHistory:
     """A liquidation's impact on each instrument's mark (ticks) after each mark update that changed it."""
 
@@ -68,9 +76,10 @@ class _LevelHistory:
 class BreachAttribution:
     """Channel accumulators per account, reset at each valuation at or above maintenance."""
 
-    def __init__(self, ledger: Ledger, marks: "MarkPricer", capacity: int) -> None:
+    def __init__(self, ledger: Ledger, marks: "MarkPricer", capacity: int, materiality: float = 0.0) -> None:
         self.ledger = ledger
         self.marks = marks
+        self.materiality = materiality
         self.updates = 0  # mark updates so far
         self._grow_to(capacity, fresh=True)
         self._index_ticks = marks.index_ticks.copy()
@@ -201,7 +210,7 @@ class BreachAttribution:
         impact, allocation = sum(impact_by.values()), sum(charged.values())
         change = equity - self.equity0.item(account)
         endogenous_loss = impact + allocation
-        endogenous = endogenous_loss < 0.0 and equity - endogenous_loss >= mm
+        endogenous = endogenous_rule(equity, mm, impact, allocation, self.materiality)
         parent, by_allocation = -1, False
         if endogenous:
             cost = {k: impact_by.get(k, 0.0) + charged.get(k, 0.0) for k in impact_by.keys() | charged.keys()}

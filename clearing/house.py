@@ -60,7 +60,7 @@ class ClearingHouse:
         self.im = np.zeros(cap)
         self.mm = np.zeros(cap)
         # what moved each account's equity since it was last at or above maintenance (breach attribution)
-        self.attribution = BreachAttribution(ledger, marks, cap)
+        self.attribution = BreachAttribution(ledger, marks, cap, config.attribution.materiality)
         self.oracle_seq = 0
         self.liquidations: "LiquidationEngine | None" = None
         # at every full re-valuation: time, total IM, total MM, total equity, gross notional of the

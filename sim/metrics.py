@@ -101,6 +101,7 @@ def _config_view(config: Any) -> dict[str, Any]:
         "duration": float(config.duration),
         "sample_interval": float(getattr(getattr(config, "outputs", None), "sample_interval", 60.0)),
         "regime": getattr(margin, "regime", None),
+        "materiality": float(getattr(getattr(getattr(config, "clearing", None), "attribution", None), "materiality", 0.0)),
         # the procyclicality measurement window and horizon (EpisodeConfig computes the defaults)
         "measure_from": float(config.measurement_start()) if hasattr(config, "measurement_start") else 0.0,
         "horizon": (float(config.horizon()) if hasattr(config, "horizon") else
@@ -284,6 +285,7 @@ def _liquidations(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
         "count": int(notional.size),
         "spells": int(np.unique(spell).size) if spell.size else int(notional.size),
         "endogenous_breaches": int(endogenous.sum()),
+        "attribution_materiality": cv["materiality"],
         "accounts": int(np.unique(account).size),
         "notional": float(notional.sum()) / scale,
         "steps": int(policy.size),

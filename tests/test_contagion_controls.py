@@ -17,6 +17,7 @@ import pytest
 
 from sim.config import parse_episode, read_yaml
 from sim.episode import run
+from sim.metrics import summarise
 
 EPISODE = Path(__file__).resolve().parent.parent / "sim" / "episodes" / "default.yaml"
 
@@ -39,6 +40,12 @@ def _deep_book_default() -> Any:
     return parse_episode(data, "default with deep, ever-present market makers")
 
 
+def _default() -> Any:
+    data = read_yaml(EPISODE)
+    data["outputs"]["counterfactual"] = False
+    return parse_episode(data, "default")
+
+
 @pytest.mark.slow
 def test_deep_ever_present_books_leave_almost_no_endogenous_breach():
     result = run(_deep_book_default())
@@ -46,3 +53,14 @@ def test_deep_ever_present_books_leave_almost_no_endogenous_breach():
     n = liquidations["liq_id"].size
     assert n > 50  # the crash still liquidates: the control is not empty
     assert liquidations["endogenous"].sum() <= 0.01 * n
+    cascades = summarise(result.config, result.tables, result.stats)["cascades"]
+    assert cascades["endogenous_count"] == 0 and cascades["max_generation"] == 0
+
+
+@pytest.mark.slow
+def test_the_default_episode_itself_has_liquidations_that_breach_others():
+    """The other side of the control: thin, withdrawing makers and a mark that reads the book."""
+    result = run(_default())
+    cascades = summarise(result.config, result.tables, result.stats)["cascades"]
+    assert cascades["endogenous_count"] >= 1 and cascades["max_generation"] >= 1
+    assert cascades["amplification"] > 1.0

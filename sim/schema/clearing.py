@@ -146,7 +146,17 @@ class SettlementConfig(StrictModel):
     interval: float = Field(86_400.0, gt=0.0)
 
 
+class AttributionConfig(StrictModel):
+    """Breach attribution (clearing.attribution, docs/METHODOLOGY.md "Breach attribution")."""
+
+    materiality: float = Field(0.01, ge=0.0, lt=1.0, description=(
+        "an endogenous loss smaller than this fraction of the maintenance requirement at the breach "
+        "never makes a breach endogenous: an account that was already within a hair of maintenance "
+        "would have breached on any move"))
+
+
 class ClearingConfig(StrictModel):
+    attribution: AttributionConfig = AttributionConfig()
     settlement: SettlementConfig = SettlementConfig()
     history: HistoryConfig = HistoryConfig()
     enforcement: EnforcementConfig = EnforcementConfig()

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from clearing.attribution import endogenous_rule
 from clearing.causality import CauseKind
 from clearing.ledger import QUOTE
 from sim.metrics import summarise
@@ -23,10 +24,11 @@ CHANNELS = ("equity_change_index", "equity_change_collateral", "equity_change_im
             "equity_change_other")
 
 
-def but_for_holds(liquidations: dict[str, np.ndarray]) -> None:
+def but_for_holds(liquidations: dict[str, np.ndarray], materiality: float = 0.01) -> None:
     """The documented rule, re-checked from the liquidations table's own columns."""
-    endogenous_loss = liquidations["equity_change_impact"] + liquidations["equity_change_allocation"]
-    rule = (endogenous_loss < 0) & (liquidations["equity_at_breach"] - endogenous_loss >= liquidations["mm_at_breach"])
+    loss = -(liquidations["equity_change_impact"] + liquidations["equity_change_allocation"])
+    mm = liquidations["mm_at_breach"]
+    rule = (loss > 0) & (loss >= materiality * mm) & (liquidations["equity_at_breach"] + loss >= mm)
     np.testing.assert_array_equal(liquidations["endogenous"], rule)
     linked = np.isin(liquidations["cause"].astype(str), ("liquidation", "loss_allocation"))
     np.testing.assert_array_equal(liquidations["endogenous"], linked)
@@ -200,3 +202,15 @@ def test_no_liquidation_means_no_spell_and_no_cascade():
     summary = summarise(s.config, s.recorder.tables())
     assert summary["liquidations"]["spells"] == 0 and summary["cascades"]["count"] == 0
     assert int(s.ep.ledger.cash[trader, QUOTE]) < 100_000 * USD  # it did trade: the control is not empty
+
+
+@pytest.mark.parametrize(("equity", "impact", "allocation", "endogenous"), [
+    (90.0, -20.0, 0.0, True),  # 90 + 20 >= 100: but for the impact it would have held
+    (90.0, 0.0, -15.0, True),  # the same through a loss allocation
+    (70.0, -20.0, 0.0, False),  # 70 + 20 < 100: it would have breached anyway
+    (99.5, -0.6, 0.0, False),  # 0.6 < 1% of MM: immaterial, however close the account was
+    (99.0, -1.0, 0.0, True),  # exactly 1% of MM and exactly back to MM
+    (90.0, 20.0, -5.0, False),  # the endogenous channels gained it money overall
+])
+def test_the_but_for_rule_with_its_materiality(equity, impact, allocation, endogenous):
+    assert endogenous_rule(equity, 100.0, impact, allocation, materiality=0.01) is endogenous
