@@ -209,7 +209,7 @@ class Agent:
         return lo
 
     def cancel(self, order_id: int, instrument: int) -> None:
-        self.ctx.venue.cancel(order_id, instrument)
+        self.ctx.venue.cancel(self.account, order_id, instrument)
 
     def cancel_all(self, instrument: int | None = None) -> None:
         self.ctx.venue.cancel_all(self.account, instrument)
