@@ -25,10 +25,21 @@ class EnforcementConfig(StrictModel):
 
 
 class BookLiquidationConfig(StrictModel):
-    """Liquidation through the order book with IOC orders."""
+    """Liquidation through the order book with IOC orders.
 
-    worst_price: Literal["bankruptcy", "between", "band"] = "between"
+    ``worst_price`` is the limit of each liquidation order: ``bankruptcy`` (Binance's engine sends
+    its IOC at the bankruptcy price), ``between`` (``worst_fraction`` of the way from the mark to
+    the bankruptcy price), ``band`` (a market order within the venue's market protection, as
+    Hyperliquid and FTX sent them) or ``fillable`` (dYdX v4's fillable price: the mark moved by
+    ``bankruptcy_adjustment`` x (1 - equity / MM), clamped to [0, 1], of ``spread_to_mm_ratio`` x
+    the position's maintenance requirement).
+    """
+
+    worst_price: Literal["bankruptcy", "between", "band", "fillable"] = "between"
     worst_fraction: float = Field(0.5, ge=0.0, le=1.0, description="'between': 0 = mark, 1 = bankruptcy")
+    bankruptcy_adjustment: float = Field(1.0, ge=1.0, description="'fillable': dYdX BankruptcyAdjustmentPpm / 1e6")
+    spread_to_mm_ratio: float = Field(0.1, gt=0.0, le=1.0,
+                                      description="'fillable': dYdX SpreadToMaintenanceMarginRatioPpm / 1e6")
     buffer: float = Field(0.02, ge=0.0, lt=1.0, description="partial steps restore MM x (1 + buffer)")
     slice_fraction: float = Field(0.2, gt=0.0, le=1.0, description="largest share of a position per step")
     slice_notional: float = Field(250_000.0, ge=0.0, description="positions above this notional are sliced")
