@@ -410,3 +410,24 @@ def test_open_interest_caps_in_a_one_account_check_use_the_market_open_interest(
     one = regime.requirements_stateless(Positions.of([[10.0]]), market)
     assert one.im[0] == pytest.approx(full.im[0])
     assert full.im[0] > 10 * 100 * 0.10  # the cap binds: IM above the base 10%
+
+
+def test_the_ccp_regime_set_credits_an_opposite_btc_eth_pair_and_scans_each_product_by_its_vol():
+    from sim.config import load_episode
+    from sim.episode import build
+
+    config = load_episode("configs/regimes/ccp.yaml")
+    span_cfg = config.compare_regimes[0]
+    assert span_cfg.regime == "span" and [p.credit_rate for p in span_cfg.inter_commodity] == [0.60, 0.50, 0.40]
+    ep = build(config)
+    regime = build_regime(span_cfg, ep.table)
+    market = ep.marks.market_state(0.0)
+    scans = dict(zip(ep.table.underlyings, regime.scan_ranges(market)))
+    assert scans["ALT"] / scans["BTC"] == pytest.approx(1.10 / 0.45)  # each product by its own vol
+    lots = np.zeros(len(ep.table))
+    lots[0], lots[1] = 10, -30  # BTC long, ETH short, notional-neutral (1:3)
+    b = regime.breakdown(lots, market)
+    assert b["inter_credit"] > 0
+    assert b["span"] == pytest.approx(b["scan_risk"] + b["intra_spread"] - b["inter_credit"])
+    lots[1] = 30  # the same direction: no credit
+    assert regime.breakdown(lots, market)["inter_credit"] == 0.0

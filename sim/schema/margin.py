@@ -179,11 +179,21 @@ class SpanConfig(_RegimeConfig):
 
     IM = ``im_multiplier`` x SPAN requirement, MM = ``mm_multiplier`` x SPAN requirement
     (CME: maintenance = the SPAN figure, initial = 110% of it for speculators).
+
+    Price scan range per commodity: ``price_scan_mode='volatility'`` (the default) sets it as a CME
+    risk team does, to cover ``scan_confidence`` of moves over the margin period of risk:
+    scan = z(``scan_confidence``) x vol x sqrt(``margin_period_of_risk_days`` / 365), vol being
+    ``scan_vol_by_underlying`` or else the underlying's ATM vol at the regime's first valuation
+    (a published parameter, held until the next review -- not re-set intraday).
+    ``relative``/``absolute`` take ``price_scan`` (or ``price_scan_by_underlying``) as given.
     """
 
     regime: Literal["span"] = "span"
     price_scan: Positive = 0.10
-    price_scan_mode: Literal["relative", "absolute"] = "relative"
+    price_scan_mode: Literal["volatility", "relative", "absolute"] = "volatility"
+    margin_period_of_risk_days: Positive = 2.0
+    scan_confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.99
+    scan_vol_by_underlying: dict[str, Positive] = Field(default_factory=dict)
     price_scan_by_underlying: dict[str, Positive] = Field(default_factory=dict)
     vol_scan: NonNeg = 0.25
     vol_scan_mode: Literal["relative", "absolute"] = "relative"
@@ -212,6 +222,10 @@ class SpanConfig(_RegimeConfig):
 
     @model_validator(mode="after")
     def _mm_le_im(self) -> "SpanConfig":
+        given = self.model_fields_set & {"price_scan", "price_scan_by_underlying"}
+        if self.price_scan_mode == "volatility" and given:
+            raise ValueError(f"{sorted(given)[0]} is set but price_scan_mode is 'volatility' (the scan comes "
+                             "from vol x margin period of risk); set price_scan_mode: relative or absolute")
         if self.mm_multiplier > self.im_multiplier:
             raise ValueError(f"mm_multiplier ({self.mm_multiplier}) exceeds im_multiplier ({self.im_multiplier})")
         return self
