@@ -97,7 +97,8 @@ def build(config: EpisodeConfig) -> Episode:
     oracle = Oracle(world, config.oracle, list(paths.names), source=paths.at, batch_source=paths.at)
     marks = MarkPricer(table, venue.books, oracle, _surface(config, table, paths))
     venue.reference[:] = marks.ticks.tolist()
-    context: dict[str, Any] = {"history": _pre_episode_history(config, table, paths, world)}
+    context: dict[str, Any] = {"history": _pre_episode_history(config, table, paths, world),
+                               "row_interval": config.clearing.history.row_interval}
     if config.margin.liquidity is not None and config.margin.liquidity.mode == "book":
         context["cost_fn"] = _live_book_cost(venue, table, config.margin.liquidity.beyond_depth_slippage)
     regime = build_regime(config.margin, table, **context)
@@ -140,7 +141,18 @@ def _pre_episode_history(config: EpisodeConfig, table: InstrumentTable, paths: P
     vol = np.maximum(paths.vols[0, cols], 1e-4)
     dt = h.row_interval / SECONDS_PER_YEAR
     rng = world.stream("history/pre-episode")
-    steps = rng.standard_normal((h.pre_episode_rows - 1, len(cols))) * vol * np.sqrt(dt) - 0.5 * vol**2 * dt
+    n = h.pre_episode_rows - 1
+    shocks = rng.standard_normal((n, len(cols)))
+    step_vol = np.broadcast_to(vol, (n, len(cols))).copy()
+    drift = np.zeros((n, 1))
+    if h.stressed is not None:  # steps ending inside the stressed window (days before the start)
+        days_before = (n - 1 - np.arange(n)) * h.row_interval / 86_400.0
+        st = h.stressed
+        inside = (days_before < st.start_days_before) & (days_before >= st.start_days_before - st.days)
+        if inside.any():
+            step_vol[inside] *= st.vol_multiple
+            drift[inside] = np.log1p(-st.drawdown) / inside.sum()
+    steps = shocks * step_vol * np.sqrt(dt) - 0.5 * step_vol**2 * dt + drift
     back = np.vstack([np.zeros(len(cols)), np.cumsum(steps[::-1], axis=0)])[::-1]  # log distance to the end
     return s0 * np.exp(-(back - back[-1]))
 

@@ -280,9 +280,9 @@ def test_var_historical_and_filtered(btc):
     wild = rng.normal(0, 0.05, (30, 2))
     prices = np.exp(np.cumsum(np.vstack([calm, wild]), axis=0)) * np.array([60_000.0, 3_000.0])
     market = make_market(table, dict(zip(table.underlyings, prices[-1])), {"BTC": 0.6, "ETH": 0.8})
-    hs = VaRRegime(table, VaRConfig(), history=prices)
-    fhs = VaRRegime(table, VaRConfig(method="filtered"), history=prices)
-    es = VaRRegime(table, VaRConfig(measure="es"), history=prices)
+    hs = VaRRegime(table, VaRConfig(lookback_days=250), history=prices)  # daily rows: 250 rows
+    fhs = VaRRegime(table, VaRConfig(lookback_days=250, method="filtered"), history=prices)
+    es = VaRRegime(table, VaRConfig(lookback_days=250, measure="es"), history=prices)
     lots = np.array([1.0, 0, 0, 0, 0])
     v, f, e = (r.breakdown(lots, market)["im"] for r in (hs, fhs, es))
     assert f > v  # FHS rescales calm-period returns up to today's high volatility
@@ -336,8 +336,8 @@ def test_defaults_are_the_methods_values():
     assert p.extended_moves == [-0.66, -0.33, 0.5, 1.0]
     assert (p.delta_shock, p.roll_shock_rate, p.roll_shock_floor, p.mm_ratio) == (0.10, 0.075, 0.01, 0.8)
     v, va = VaRConfig(), parse_margin_config("var_apc")
-    assert (v.confidence, v.mpor, v.lookback) == (0.99, 2, 250)
-    assert (va.stressed_weight, va.floor_lookback) == (0.25, 2520)
+    assert (v.confidence, v.mpor_days, v.lookback_days, v.mm_ratio) == (0.99, 2.0, 365.0, 0.8)
+    assert (va.stressed_weight, va.floor_lookback_days) == (0.25, 3650.0)
 
 
 @pytest.mark.parametrize("data, field", [

@@ -99,8 +99,11 @@ class SpanRegime(MarginRegime):
         self.supplied_deltas = {resolve(k): float(v) for k, v in {**cfg.deltas, **(deltas or {})}.items()}
 
         # per-commodity parameters
-        self.price_scan = np.array([cfg.price_scan_by_underlying.get(u, cfg.price_scan) for u in unders])
-        if cfg.price_scan_mode == "volatility":  # set from the vols at the first valuation
+        if cfg.price_scan_mode != "volatility":
+            self.price_scan = np.array([cfg.price_scan_by_underlying.get(u, cfg.price_scan or np.nan) for u in unders])
+            if np.isnan(self.price_scan).any():
+                raise ValueError(f"span: no absolute price_scan for {[u for u, p in zip(unders, self.price_scan) if np.isnan(p)]}")
+        else:  # set from the vols at the first valuation
             self.price_scan = np.full(len(unders), np.nan)
             self._scan_vol = np.array([cfg.scan_vol_by_underlying.get(u, np.nan) for u in unders])
             self._scan_z = float(NormalDist().inv_cdf(cfg.scan_confidence))

@@ -103,6 +103,26 @@ class FundingConfig(StrictModel):
     premium_clamp: float = Field(0.0005, ge=0.0, description="premium inside +/- this pays no funding")
 
 
+class StressedHistory(StrictModel):
+    """A stressed period inside the synthetic pre-episode history, so the VaR regime's stressed
+    weighting (EMIR Art. 28(1)(b)) has a stressed period to find: for ``days`` starting
+    ``start_days_before`` the episode, every underlying's vol is ``vol_multiple`` times its
+    starting vol and its price falls by ``drawdown`` (log-linearly) before recovering at the
+    ordinary vol."""
+
+    start_days_before: float = Field(gt=0.0)
+    days: float = Field(gt=0.0)
+    vol_multiple: float = Field(3.0, ge=1.0)
+    drawdown: float = Field(0.3, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _ends_before_the_episode(self) -> "StressedHistory":
+        if self.days > self.start_days_before:
+            raise ValueError(f"days ({self.days:g}) runs past the episode start "
+                             f"(start_days_before {self.start_days_before:g})")
+        return self
+
+
 class HistoryConfig(StrictModel):
     """Price history for history-based regimes (VaR): a synthetic pre-episode history of
     ``pre_episode_rows`` rows, one per ``row_interval`` seconds, drawn as GBM at the path's starting
@@ -111,6 +131,16 @@ class HistoryConfig(StrictModel):
 
     pre_episode_rows: int = Field(1_000, ge=30)
     row_interval: float = Field(86_400.0, gt=0.0)
+    stressed: StressedHistory | None = None
+
+    @model_validator(mode="after")
+    def _stress_inside(self) -> "HistoryConfig":
+        if self.stressed is not None:
+            span_days = (self.pre_episode_rows - 1) * self.row_interval / 86_400.0
+            if self.stressed.start_days_before > span_days:
+                raise ValueError(f"stressed.start_days_before ({self.stressed.start_days_before:g}) is before the "
+                                 f"history's first row ({span_days:g} days before the episode)")
+        return self
 
 
 class SettlementConfig(StrictModel):

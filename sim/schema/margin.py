@@ -189,7 +189,7 @@ class SpanConfig(_RegimeConfig):
     """
 
     regime: Literal["span"] = "span"
-    price_scan: Positive = 0.10
+    price_scan: Positive | None = None  # relative (default 0.10) or absolute; not with 'volatility'
     price_scan_mode: Literal["volatility", "relative", "absolute"] = "volatility"
     margin_period_of_risk_days: Positive = 2.0
     scan_confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.99
@@ -222,10 +222,14 @@ class SpanConfig(_RegimeConfig):
 
     @model_validator(mode="after")
     def _mm_le_im(self) -> "SpanConfig":
-        given = self.model_fields_set & {"price_scan", "price_scan_by_underlying"}
+        given = [f for f in ("price_scan", "price_scan_by_underlying") if getattr(self, f)]
         if self.price_scan_mode == "volatility" and given:
-            raise ValueError(f"{sorted(given)[0]} is set but price_scan_mode is 'volatility' (the scan comes "
+            raise ValueError(f"{given[0]} is set but price_scan_mode is 'volatility' (the scan comes "
                              "from vol x margin period of risk); set price_scan_mode: relative or absolute")
+        if self.price_scan_mode == "absolute" and self.price_scan is None and not self.price_scan_by_underlying:
+            raise ValueError("price_scan_mode 'absolute' needs price_scan (price units)")
+        if self.price_scan_mode == "relative" and self.price_scan is None:
+            self.price_scan = 0.10
         if self.mm_multiplier > self.im_multiplier:
             raise ValueError(f"mm_multiplier ({self.mm_multiplier}) exceeds im_multiplier ({self.im_multiplier})")
         return self
@@ -318,21 +322,30 @@ class PortfolioConfig(_RegimeConfig):
 # ------------------------------------------------------------------------------------------- VaR
 class VaRConfig(_RegimeConfig):
     """Historical / filtered-historical VaR or ES margin with EMIR Art. 28 anti-procyclicality
-    tools (METHODS.md section 5). Lengths are in rows of the supplied price history (days)."""
+    tools (METHODS.md section 5). Horizons and lookbacks are in days of time, turned into rows of
+    the price history by its row interval (``clearing.history.row_interval``): with hourly rows a
+    2-day MPOR is 48 rows and a 365-day lookback 8,760 (a lookback longer than the history uses
+    all of it). The MPOR must be a whole number of rows.
+
+    ``mm_ratio``: MM as a fraction of IM. A CCP calls for IM and declares a default only when a
+    call goes unmet; liquidating at IM itself (``mm_ratio`` 1) would close every account the
+    moment its margin rises, so MM defaults to 80% of IM (the tolerance a call-and-cure period
+    stands in for, as Deribit's portfolio MM is 80% of its IM).
+    """
 
     regime: Literal["var", "var_apc"] = "var"
     method: Literal["historical", "filtered"] = "historical"
     measure: Literal["var", "es"] = "var"
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.99
-    mpor: Annotated[int, Field(ge=1, le=60)] = 2
-    lookback: Annotated[int, Field(ge=10)] = 250
+    mpor_days: Annotated[float, Field(gt=0.0, le=60.0)] = 2.0
+    lookback_days: Annotated[float, Field(ge=1.0)] = 365.0  # EMIR Art. 25: at least 12 months
     ewma_lambda: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.94
     buffer: NonNeg | None = None  # e.g. 0.25; released in stress
     release_threshold: NonNeg = 0.10  # buffer is drawn when the buffered margin would rise > this
     stressed_weight: Fraction | None = None  # e.g. 0.25
-    stressed_period: tuple[int, int] | None = None  # [start, end) rows; None: worst window so far
-    floor_lookback: Annotated[int, Field(ge=10)] | None = None  # e.g. 2520 (10 years)
-    mm_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    stressed_period_days: tuple[NonNeg, Positive] | None = None  # [start, end) days from the history's first row
+    floor_lookback_days: Annotated[float, Field(ge=1.0)] | None = None  # e.g. 3650 (10 years)
+    mm_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
     chunk_accounts: Annotated[int, Field(ge=1)] = 8192
 
     @model_validator(mode="before")
@@ -341,15 +354,15 @@ class VaRConfig(_RegimeConfig):
         if isinstance(data, dict) and data.get("regime") == "var_apc":
             data = dict(data)
             data.setdefault("stressed_weight", 0.25)
-            data.setdefault("floor_lookback", 2520)
+            data.setdefault("floor_lookback_days", 3650.0)
         return data
 
     @model_validator(mode="after")
     def _period(self) -> "VaRConfig":
-        if self.stressed_period is not None:
-            a, b = self.stressed_period
-            if a < 0 or b <= a:
-                raise ValueError(f"stressed_period {self.stressed_period} must be [start, end) with 0 <= start < end")
+        if self.stressed_period_days is not None:
+            a, b = self.stressed_period_days
+            if b <= a:
+                raise ValueError(f"stressed_period_days {self.stressed_period_days} must be [start, end) with start < end")
         return self
 
 
