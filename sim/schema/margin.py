@@ -280,24 +280,29 @@ class TimsConfig(_RegimeConfig):
 
 # ------------------------------------------------------------------------------------- portfolio
 class PortfolioConfig(_RegimeConfig):
-    """Crypto portfolio margin, Deribit-style (METHODS.md section 4)."""
+    """Crypto portfolio margin, Deribit's published method (METHODS.md section 4; the parameters
+    and their sources are in docs/METHODOLOGY.md, "Portfolio"). Defaults are Deribit's BTC values."""
 
     regime: Literal["portfolio", "portfolio_joint"] = "portfolio"
     cross_asset: Literal["sum", "joint"] | None = None  # None: from the regime name
     price_range: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.16
     price_steps: Annotated[int, Field(ge=1, le=50)] = 4  # per side: 2 x steps + 1 price points
-    vol_up: NonNeg = 0.5
-    vol_down: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.25
-    min_vol_up: NonNeg = 0.5  # vol-up scenario vol is at least this (absolute, annualised)
+    vol_up: NonNeg = 0.5  # Deribit "Volatility Range Up"
+    vol_down: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.25  # "Volatility Range Down"
+    min_vol_up: NonNeg = 0.5  # "Min Volatility For Shock Up" (absolute, annualised)
     vega_power_short: NonNeg = 0.3
     vega_power_long: NonNeg = 0.13
     vega_power_switch_days: Positive = 30.0
     min_dte_days: Positive = 1.0  # DTE floor inside (30/DTE)^p
-    extended_moves: list[Annotated[float, Field(gt=-1.0)]] = Field(default_factory=lambda: [-0.66, -0.33, 0.5, 1.0])
-    extended_weight: Fraction = 0.15  # x max |extended move| (1.0) stays below the 16% core range
-    delta_shock: Fraction = 0.10
-    roll_shock_rate: NonNeg = 0.075  # annualised basis move for dated futures
-    roll_shock_floor: NonNeg = 0.01
+    extended_moves: list[Annotated[float, Field(gt=-1.0)]] = Field(
+        default_factory=lambda: [-0.66, -0.33, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0])
+    extended_table_factor: NonNeg = 1.0  # a move m's P&L counts at factor x price_range / |m|
+    extended_dampener: NonNeg = 100_000.0  # quote units taken off per range multiple beyond the first
+    delta_shock_threshold: NonNeg = 20_000_000.0  # "Delta Total Liquidity Shock Threshold", quote units
+    max_delta_shock: Fraction = 0.10  # "Max Delta Shock"
+    delta_shock_increment: Fraction = 0.01  # shock rate added per unit of underlying beyond the threshold
+    roll_shock_rate: NonNeg = 0.075  # "Annualised Move Risk": dated futures' basis move exp(rate x T) - 1
+    roll_shock_floor: NonNeg = 0.01  # "Min Annualised Move"
     mm_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
     correlation: Correlation = 0.8  # joint mode: default pairwise correlation
     correlations: dict[str, Correlation] = Field(default_factory=dict)  # "BTC/ETH": 0.9
