@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from agents.base import Agent, AgentContext
 from agents.population import build_population
 from clearing.absorption import LossAbsorber
+from clearing.haircuts import DynamicHaircuts
 from clearing.house import ClearingHouse
 from clearing.instruments import SECONDS_PER_YEAR, InstrumentKind, InstrumentTable
 from clearing.insurance import InsuranceFund
@@ -60,6 +61,7 @@ class Episode:
     agents: list[Agent] = field(default_factory=list)
     recorder: Recorder | None = None
     backstop_account: int | None = None
+    haircuts: DynamicHaircuts | None = None
 
 
 @dataclass
@@ -103,6 +105,7 @@ def build(config: EpisodeConfig) -> Episode:
         context["cost_fn"] = _live_book_cost(venue, table, config.margin.liquidity.beyond_depth_slippage)
     regime = build_regime(config.margin, table, **context)
     house = ClearingHouse(world, ledger, venue, oracle, marks, table, regime, config.clearing)
+    haircuts = _dynamic_haircuts(config, ledger, oracle, paths)
     scale = assets[QUOTE].minor_per_unit
     la = config.clearing.loss_absorption
     caps = None
@@ -124,12 +127,32 @@ def build(config: EpisodeConfig) -> Episode:
     engine = LiquidationEngine(house, config.clearing.liquidation, absorber, vault, adl=la.adl)
     house.attach(engine)
     episode = Episode(config, world, paths, table, ledger, venue, oracle, marks, regime, house, engine, absorber,
-                      fund, waterfall=None, agents=agents, backstop_account=vault)
+                      fund, waterfall=None, agents=agents, backstop_account=vault, haircuts=haircuts)
     venue.resting.ensure(ledger.cash.shape[0])
     _feed_venue_prices(episode)
     if la.waterfall is not None:
         world.call_later(min(300.0, config.duration / 10), _size_waterfall, episode)
     return episode
+
+
+def _dynamic_haircuts(config: EpisodeConfig, ledger: Ledger, oracle: Oracle, paths: PricePaths
+                      ) -> DynamicHaircuts | None:
+    """Haircuts that follow the collateral's vol and depeg, re-set at each publication before the
+    clearing house re-values (its listener is first in line)."""
+    assets = {}
+    names = list(oracle.underlyings)
+    for k, a in enumerate([config.market.quote, *config.market.collateral]):
+        if a.dynamic_haircut is not None:
+            col = names.index(a.price_source)
+            start_vol = a.dynamic_haircut.initial_vol
+            if start_vol is None:
+                start_vol = float(paths.vols[0, paths.names.index(a.price_source)])
+            assets[k] = (a.dynamic_haircut, a.haircut, col, start_vol)
+    if not assets:
+        return None
+    haircuts = DynamicHaircuts(ledger, assets, oracle.index, 0.0)
+    oracle.listeners.insert(0, lambda which: haircuts.update(oracle.world.now))
+    return haircuts
 
 
 def _pre_episode_history(config: EpisodeConfig, table: InstrumentTable, paths: PricePaths, world: World) -> np.ndarray:
