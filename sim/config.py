@@ -2,7 +2,9 @@
 
 ``extends: base.yaml`` (relative to the file) loads the base first and deep-merges this file over
 it: mappings merge key by key, anything else (lists included) replaces. A crisis episode is then a
-base episode plus a few overrides.
+base episode plus a few overrides. A mapping that names a different ``regime`` than the one it
+overrides (``margin: {regime: span, ...}`` over a standard margin) replaces it whole: another
+regime's parameters mean nothing to it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ class ConfigError(ValueError):
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if (isinstance(value, dict) and isinstance(out.get(key), dict)
+                and value.get("regime", out[key].get("regime")) == out[key].get("regime")):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = value

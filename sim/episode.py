@@ -131,7 +131,7 @@ def build(config: EpisodeConfig) -> Episode:
     venue.resting.ensure(ledger.cash.shape[0])
     _feed_venue_prices(episode)
     if la.waterfall is not None:
-        world.call_later(min(300.0, config.duration / 10), _size_waterfall, episode)
+        world.call_later(la.waterfall.sizing_time, _size_waterfall, episode)
     return episode
 
 
@@ -220,29 +220,32 @@ def _feed_venue_prices(episode: Episode) -> None:
 
 
 def _size_waterfall(episode: Episode) -> None:
-    """Size the default fund by a Cover-1/Cover-2 stress test on the positions held now, and fund it."""
+    """Size the default fund by a Cover-1/Cover-2 stress test from the regime's own scenarios, per
+    clearing member (clearing/stress.py), on the positions held now, and fund it."""
+    from clearing.stress import account_stress_losses, assign_members, member_uncovered, stress_pnl
     from clearing.waterfall import size_default_fund
 
     cfg = episode.config.clearing.loss_absorption.waterfall
     assert cfg is not None
-    house, ledger = episode.house, episode.ledger
-    n = ledger.n_accounts
-    rows = np.arange(FIRST_TRADER, n)
+    house, ledger, world = episode.house, episode.ledger, episode.world
+    rows = np.arange(FIRST_TRADER, ledger.n_accounts)
     if rows.size == 0:
         return
-    equity, im, _mm = house.valuation(rows)
-    chosen = np.argsort(-im, kind="stable")[: cfg.members]  # positions in ``rows``
-    members = rows[chosen]
-    pos = ledger.position[members].astype(np.float64)
-    value = ledger.tick_value * house.marks.ticks
-    losses = np.abs(pos @ (value * cfg.stress_move))
-    margins = im[chosen]
-    _total, contributions = size_default_fund(losses, margins, cover=cfg.cover)
+    _equity, im, _mm = house.valuation(rows)
+    market = house.marks.market_state(world.now)
+    pnl = stress_pnl(episode.regime, market, cfg.stress_multiple, cfg.vol_stress)
     scale = ledger.assets[QUOTE].minor_per_unit
-    waterfall = DefaultWaterfall(ledger, {int(m): int(c) for m, c in zip(members, contributions)},
+    stress = account_stress_losses(ledger.position[rows], pnl, len(episode.table.underlyings)) * scale
+    member = assign_members(rows.size, cfg.members, world.stream("ccp/members"))
+    uncovered = member_uncovered(stress, im, member, cfg.members)
+    total, contributions = size_default_fund(uncovered, np.zeros(cfg.members), cover=cfg.cover)
+    waterfall = DefaultWaterfall(ledger, {m: int(c) for m, c in enumerate(contributions)},
                                  int(cfg.ccp_capital * scale), cfg.skin_in_game, cfg.assessment_cap,
-                                 vm_gains=lambda _ledger: np.maximum(house.equity[: ledger.n_accounts], 0.0))
+                                 vm_gains=lambda _ledger: np.maximum(house.equity[: ledger.n_accounts], 0.0),
+                                 member_of={int(a): int(m) for a, m in zip(rows, member)})
     waterfall.fund()
+    waterfall.sizing = {"time": float(world.now), "fund": int(total), "member_uncovered": uncovered.tolist(),
+                        "accounts": int(rows.size)}
     episode.waterfall = waterfall
     episode.absorber.waterfall = waterfall
 

@@ -72,12 +72,22 @@ class LiquidationConfig(StrictModel):
 
 
 class WaterfallConfig(StrictModel):
+    """The CCP default waterfall and its default fund, sized once at ``sizing_time`` by a stress
+    test from the margin regime's own scenarios (clearing/stress.py): each underlying moved alone by
+    -/+ ``stress_multiple`` x the move the regime margins for it, at unchanged vol and vol up by
+    ``vol_stress``, options revalued. ``members`` clearing members each clear a group of accounts
+    (every trader account open at sizing, assigned uniformly from the stream ``ccp/members``); a
+    member's uncovered loss is the sum over its accounts of max(stress loss - IM, 0); the fund is
+    the ``cover`` largest (Cover-2: the two largest), split pro rata to uncovered loss."""
+
     cover: Literal[1, 2] = 2
-    stress_move: float = Field(0.3, gt=0.0, lt=1.0, description="price move of the sizing stress test")
+    sizing_time: float = Field(300.0, ge=0.0, description="seconds from the start: when the fund is sized and paid in")
+    stress_multiple: float = Field(2.0, gt=0.0, description="extreme move = this x the regime's margined move")
+    vol_stress: float = Field(0.5, ge=0.0, description="vol-up scenarios: vol x (1 + this)")
     ccp_capital: float = Field(2_000_000.0, ge=0.0)
     skin_in_game: float = Field(0.25, ge=0.0, le=1.0)
     assessment_cap: float = Field(1.0, ge=0.0)
-    members: int = Field(20, ge=1, description="the largest accounts by IM become clearing members")
+    members: int = Field(20, ge=1, description="clearing members; each clears a group of accounts")
 
 
 class LossAbsorptionConfig(StrictModel):

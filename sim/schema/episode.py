@@ -47,6 +47,10 @@ class EpisodeConfig(StrictModel):
 
     @model_validator(mode="after")
     def _references(self) -> "EpisodeConfig":
+        wf = self.clearing.loss_absorption.waterfall
+        if wf is not None and wf.sizing_time >= self.duration:
+            raise ValueError(f"clearing.loss_absorption.waterfall.sizing_time ({wf.sizing_time:g} s) is not before "
+                             f"the end of the episode (duration {self.duration:g} s): the fund would never exist")
         interval = self.clearing.history.row_interval
         for where, regime in [("margin", self.margin)] + [(f"compare_regimes.{k}", r)
                                                          for k, r in enumerate(self.compare_regimes)]:

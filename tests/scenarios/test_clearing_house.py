@@ -175,7 +175,7 @@ def test_with_adl_off_the_loss_is_socialised_over_open_interest():
 def test_ccp_waterfall_consumes_its_layers_in_order():
     s, trader, shorts, whale = _adl_setup({"clearing": {"loss_absorption": {
         "insurance_fund": 0.0, "adl": "off", "socialised": "off", "order": ["waterfall"],
-        "waterfall": {"cover": 2, "members": 5, "stress_move": 0.3, "ccp_capital": 100.0,
+        "waterfall": {"cover": 2, "members": 5, "sizing_time": 60.0, "ccp_capital": 100.0,
                       "skin_in_game": 0.25, "assessment_cap": 1.0}}}})
     bidder = s.account(1_000_000)
     s.bid(bidder, 25_000.0, 100)
