@@ -55,7 +55,8 @@ class LeverageMonitor:
     def join(self, agent: "LeveragedTrader") -> int:
         slot = len(self.agents)
         self.agents.append(agent)
-        for name, value in (("accounts", agent.account), ("instrument", agent.instrument), ("side", 0.0),
+        for name, value in (("accounts", agent.account_for(agent.instrument)), ("instrument", agent.instrument),
+                            ("side", 0.0),
                             ("entry", 0.0), ("state", IDLE), ("next_ok", 0.0)):
             arr = getattr(self, name)
             setattr(self, name, np.append(arr, np.array([value], dtype=arr.dtype)))
@@ -174,7 +175,7 @@ class LeveragedTrader(Agent):
             self._maybe_reenter()
             return
         mon.state[k] = HOLDING
-        mon.entry[k] = self.ctx.ledger.average_entry_ticks(self.account, i)
+        mon.entry[k] = self.ctx.ledger.average_entry_ticks(self.account_for(i), i)
 
     # ------------------------------------------------------------------ holding
     def react(self, pos: int) -> None:

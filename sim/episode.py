@@ -22,6 +22,7 @@ from agents.population import build_population
 from clearing.absorption import LossAbsorber
 from clearing.haircuts import DynamicHaircuts
 from clearing.house import ClearingHouse
+from clearing.isolated import IsolatedMargin
 from clearing.instruments import SECONDS_PER_YEAR, InstrumentKind, InstrumentTable
 from clearing.insurance import InsuranceFund
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger, SystemAccount
@@ -62,6 +63,7 @@ class Episode:
     recorder: Recorder | None = None
     backstop_account: int | None = None
     haircuts: DynamicHaircuts | None = None
+    isolated: IsolatedMargin | None = None
 
 
 @dataclass
@@ -115,7 +117,9 @@ def build(config: EpisodeConfig) -> Episode:
     if la.insurance_fund > 0:
         fund.seed(int(la.insurance_fund * scale))
     absorber = LossAbsorber(house, la, fund)
-    ctx = AgentContext(world, venue, ledger, oracle, marks, house, table)
+    # isolated margin: every position in its own sub-account, funded from its owner (clearing.isolated)
+    isolated = IsolatedMargin(world, ledger, house, venue) if getattr(regime, "isolated", False) else None
+    ctx = AgentContext(world, venue, ledger, oracle, marks, house, table, isolated)
     symbols = {ins.symbol: ins.id for ins in table.instruments}
     population = build_population(ctx, config.population, symbols)
     agents, vault = population.agents, population.backstop_account
@@ -126,8 +130,11 @@ def build(config: EpisodeConfig) -> Episode:
     house._grow()  # the population opened accounts after the house was sized
     engine = LiquidationEngine(house, config.clearing.liquidation, absorber, vault, adl=la.adl)
     house.attach(engine)
+    if isolated is not None:
+        isolated.install()
     episode = Episode(config, world, paths, table, ledger, venue, oracle, marks, regime, house, engine, absorber,
-                      fund, waterfall=None, agents=agents, backstop_account=vault, haircuts=haircuts)
+                      fund, waterfall=None, agents=agents, backstop_account=vault, haircuts=haircuts,
+                      isolated=isolated)
     venue.resting.ensure(ledger.cash.shape[0])
     _feed_venue_prices(episode)
     if la.waterfall is not None:

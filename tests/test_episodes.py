@@ -202,3 +202,26 @@ def test_ccp_default_fund_is_sized_before_the_crash_and_absorbs_defaults_in_wate
     # the fund holds exactly what members have left (assessments pass through it)
     assert int(ep.ledger.cash[SystemAccount.DEFAULT_FUND, QUOTE]) == sum(wf.remaining.values())
     assert paid >= spent >= 0
+
+
+@pytest.mark.slow
+def test_standard_and_standard_isolated_differ_in_the_crypto_regime_set() -> None:
+    """Issue 15: `clearsim compare configs/regimes/crypto.yaml` gave byte-identical trades for the
+    two; with isolated positions in their own sub-accounts they trade and liquidate differently."""
+    from sim.episode import run
+
+    data = read_yaml(CONFIGS / "regimes" / "crypto.yaml")
+    trades, subs = [], []
+    for k in (0, 1):
+        variant = dict(data, margin=data["compare_regimes"][k], duration=2400.0)
+        variant["outputs"] = dict(data.get("outputs", {}), counterfactual=False)
+        result = run(parse_episode(variant, "crypto"), keep_episode=True)
+        trades.append(result.tables["trades"])
+        subs.append(result.episode.isolated)
+    assert subs[0] is None and subs[1] is not None and len(subs[1].sub) > 0
+    same = len(trades[0]["price"]) == len(trades[1]["price"]) and all(
+        np.array_equal(trades[0][c], trades[1][c]) for c in trades[0])
+    assert not same
+    # every isolated position is a sub-account: no owner account trades on its own
+    owners = {owner for owner, _ in subs[1].sub}
+    assert owners.isdisjoint(set(trades[1]["maker"].tolist()) | set(trades[1]["taker"].tolist()))
