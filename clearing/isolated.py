@@ -79,8 +79,7 @@ class IsolatedMargin:
             self.sub[key] = sub
             self.owner_of[sub] = key
             self.subs_of.setdefault(owner, []).append(sub)
-            self.venue.resting.ensure(self.ledger.n_accounts)
-            self.house._grow()
+            self.venue.resting.ensure(self.ledger.n_accounts)  # the house grows its own rows when it meets it
         return sub
 
     def accounts_of(self, owner: int) -> list[int]:
