@@ -239,6 +239,14 @@ class Agent:
             return False
         return iso.can_fund(self.account, instrument, side, price, lots)
 
+    def set_leverage(self, instrument: int, leverage: float) -> None:
+        """The leverage this agent picks for its position in ``instrument``: under isolated margin the
+        position is funded to notional / leverage (a no-op under cross margin, where the whole
+        account backs every position)."""
+        iso = self.ctx.isolated
+        if iso is not None:
+            iso.set_leverage(self.account, instrument, leverage)
+
     def cancel(self, order_id: int, instrument: int) -> None:
         self.ctx.venue.cancel(self.account_for(instrument), order_id, instrument)
 

@@ -150,6 +150,7 @@ class LeveragedTrader(Agent):
             if lots <= 0:
                 mon.state[k] = IDLE
                 return
+        self.set_leverage(i, self.leverage)  # isolated margin: the position holds notional / leverage
         self.target = side * lots
         self.entries += 1
         self.retries = 0

@@ -23,7 +23,9 @@ loss absorber need nothing special: they see accounts. What this module does:
   an agent sizes by).
 
 ``funding`` 1.0 funds a position with exactly the IM its orders need: the most leverage the
-regime allows, which is what an isolated position at the venue's maximum leverage holds.
+regime allows, which is what an isolated position at the venue's maximum leverage holds. An owner
+that picks a leverage for a position (``set_leverage``, as a trader sets it on the venue's order
+form) has it funded to its worst-case notional / that leverage instead, when that is more.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class IsolatedMargin:
         self.sub: dict[tuple[int, int], int] = {}  # (owner, instrument) -> sub-account
         self.owner_of: dict[int, tuple[int, int]] = {}  # sub-account -> (owner, instrument)
         self.subs_of: dict[int, list[int]] = {}  # owner -> its sub-accounts, in opening order
+        self.leverage: dict[tuple[int, int], float] = {}  # (owner, instrument) -> chosen leverage
         self.funded = 0  # quote minor units moved into sub-accounts (value at haircut), in total
         self.swept = 0  # and back
         self._pending: set[int] = set()
@@ -95,15 +98,27 @@ class IsolatedMargin:
         return self.ledger.position[self.accounts_of(owner)].sum(axis=0)
 
     # ------------------------------------------------------------------ funding
-    def shortfall(self, owner: int, instrument: int, side: int, price: int, lots: int) -> float:
-        """What the sub-account lacks (minor units) for the order to pass the pre-trade check."""
+    def set_leverage(self, owner: int, instrument: int, leverage: float) -> None:
+        """Fund ``owner``'s isolated position in ``instrument`` to notional / ``leverage`` (at least)."""
+        if not leverage > 0:
+            raise ValueError(f"leverage must be positive, got {leverage}")
+        self.leverage[(owner, instrument)] = float(leverage)
+
+    def shortfall(self, owner: int, instrument: int, side: int, price: int, lots: int,
+                  chosen: bool = True) -> float:
+        """What the sub-account lacks (minor units) for the order to pass the pre-trade check -- or,
+        with ``chosen``, to hold notional / the owner's chosen leverage, when that is more."""
         house = self.house
         sub = self.account_for(owner, instrument)
         exposure = house.exposure(np.array([sub]), (instrument, side, lots))
-        im = float(house.requirements(exposure).im[0]) * house.scale
+        margin = float(house.requirements(exposure).im[0]) * house.scale
         mark = house.marks.ticks.item(instrument)
-        open_loss = max(side * (price - mark), 0.0) * lots * self.ledger.tick_value.item(instrument)
-        return max(im + open_loss - house.account_equity(sub), 0.0)
+        tick_value = self.ledger.tick_value.item(instrument)
+        leverage = self.leverage.get((owner, instrument)) if chosen else None
+        if leverage is not None:
+            margin = max(margin, abs(float(exposure[0, instrument])) * mark * tick_value / leverage)
+        open_loss = max(side * (price - mark), 0.0) * lots * tick_value
+        return max(margin + open_loss - house.account_equity(sub), 0.0)
 
     def pre_trade_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:
         """The venue's hook in isolated mode: fund a sub-account's order, then the house decides."""
@@ -117,14 +132,17 @@ class IsolatedMargin:
     def fund(self, owner: int, instrument: int, side: int, price: int, lots: int) -> int:
         """Move into the sub-account what the order needs (x ``funding``); returns the value moved."""
         self.sweep_idle(owner)
-        need = self.shortfall(owner, instrument, side, price, lots)
+        need = self.shortfall(owner, instrument, side, price, lots, chosen=False) * self.funding
+        if (owner, instrument) in self.leverage:
+            need = max(need, self.shortfall(owner, instrument, side, price, lots))
         if need <= 0:
             return 0
-        return self._move(owner, self.sub[(owner, instrument)], need * self.funding)
+        return self._move(owner, self.sub[(owner, instrument)], need)
 
     def can_fund(self, owner: int, instrument: int, side: int, price: int, lots: int) -> bool:
-        """Would the order pass once funded? (the what-if an agent sizes with)"""
-        need = self.shortfall(owner, instrument, side, price, lots)
+        """Would the order pass once funded? (the what-if an agent sizes with: the pre-trade check's
+        need, not the chosen leverage's, which is funded as far as the owner can)"""
+        need = self.shortfall(owner, instrument, side, price, lots, chosen=False)
         return need <= self._free(owner)
 
     def _free(self, owner: int) -> float:

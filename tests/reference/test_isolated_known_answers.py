@@ -108,3 +108,20 @@ def test_an_underfunded_isolated_order_is_refused_and_a_flat_position_returns_it
     s.ep.world.run(until=1.0)
     assert not s.ep.ledger.position[sub].any()
     assert int(s.ep.ledger.cash[owner, QUOTE]) == 499_900_000 and int(s.ep.ledger.cash[sub, QUOTE]) == 0
+
+
+def test_a_chosen_leverage_funds_the_position_to_notional_over_leverage():
+    """Binance/dYdX: an isolated position opened at 4x holds notional / 4 of margin, not the IM of
+    the regime's maximum leverage (10x here)."""
+    s = _scenario("standard_isolated")
+    whale, owner = s.account(10_000_000), s.account(3_000)
+    iso, venue = s.ep.isolated, s.ep.venue
+    s.ask(whale, 50_000.0, 20, instrument=0)
+    iso.set_leverage(owner, 0, 4.0)
+    sub = iso.account_for(owner, 0)
+    venue.execute(venue.new_order_id(), sub, 0, BUY, 50_000, 20, TimeInForce.IOC)
+    assert s.ep.ledger.position[sub, 0] == 20
+    assert s.ep.house.account_equity(sub) == pytest.approx(2_500 * USD)  # $10,000 / 4
+    assert int(s.ep.ledger.cash[owner, QUOTE]) == 500 * USD
+    with pytest.raises(ValueError, match="leverage must be positive"):
+        iso.set_leverage(owner, 0, 0.0)
