@@ -104,3 +104,14 @@ def test_an_episode_sizes_its_fund_at_the_configured_time_per_clearing_member():
     assert wf.sizing["fund"] == fund
     assert int(s.ep.ledger.cash[SystemAccount.DEFAULT_FUND, QUOTE]) == fund
     assert wf.member_of[whale] == member[list(rows).index(whale)]
+
+
+def test_extends_replaces_a_margin_of_another_regime_family_and_merges_a_variant():
+    from sim.config import deep_merge
+
+    base = {"margin": {"regime": "standard", "tiers": [{"im_rate": 0.1, "mm_rate": 0.05}]}}
+    assert deep_merge(base, {"margin": {"regime": "span", "cover_fraction": 0.3}})["margin"] == {
+        "regime": "span", "cover_fraction": 0.3}
+    merged = deep_merge(base, {"margin": {"regime": "standard_isolated"}})["margin"]
+    assert merged == {"regime": "standard_isolated", "tiers": [{"im_rate": 0.1, "mm_rate": 0.05}]}
+    assert deep_merge({"a": {"b": 1}}, {"a": {"c": 2}}) == {"a": {"b": 1, "c": 2}}
