@@ -240,16 +240,16 @@ def test_portfolio_joint_vs_sum(btc):
     js, ss = j.breakdown(pair, market)["im"], s.breakdown(pair, market)["im"]
     assert js < ss
     # correlation 0.8: each leg led in turn; the against-scenario moves the other leg by
-    # 0.8 - sqrt(1 - 0.64) = 0.2 x the move, so the worst core is 16% x (1 - 0.2) x 60k
-    assert j.breakdown(pair, market)["core"] == pytest.approx(0.16 * 0.8 * 60_000)
+    # 0.8 - 2 sqrt(1 - 0.64) = -0.4 x the move -- the opposite way -- so the short ETH leg loses
+    # too: the worst core is 16% x (1 + 0.4) x 60k, not the co-move's 16% x 0.2 x 60k
+    assert j.breakdown(pair, market)["core"] == pytest.approx(0.16 * 1.4 * 60_000)
     one = build_regime({"regime": "portfolio_joint", "correlations": {"BTC/ETH": 1.0}}, table)
     assert one.breakdown(pair, market)["core"] == pytest.approx(0.0, abs=1e-6)
-    # correlation 0.5: against = 0.5 - 0.866 < 0, the legs move in opposite directions and the
-    # short ETH leg loses too: 16% x (1 + 0.366) x 60k, more than the co-move alone would ask
-    half = build_regime({"regime": "portfolio_joint", "correlations": {"BTC/ETH": 0.5}}, table)
-    against = 0.5 - np.sqrt(0.75)
-    assert against < 0
-    assert half.breakdown(pair, market)["core"] == pytest.approx(0.16 * (1 - against) * 60_000)
+    high = build_regime({"regime": "portfolio_joint", "correlations": {"BTC/ETH": 0.95}}, table)
+    against = 0.95 - 2 * np.sqrt(1 - 0.95**2)  # 0.33: same direction, smaller
+    assert high.breakdown(pair, market)["core"] == pytest.approx(0.16 * (1 - against) * 60_000)
+    lenient = build_regime({"regime": "portfolio_joint", "decorrelation": 1.0}, table)
+    assert lenient.breakdown(pair, market)["core"] == pytest.approx(0.16 * (1 - 0.2) * 60_000)
     # same-direction positions get no credit when rho + sqrt(1 - rho^2) >= 1 (the legs may move together fully)
     both = np.array([1.0, 0, 0, 0, 2.0])
     assert j.breakdown(both, market)["core"] == pytest.approx(s.breakdown(both, market)["core"])

@@ -28,14 +28,16 @@ Multi-asset:
 - ``cross_asset="sum"``: each underlying separately, summed (no offset across assets).
 - ``cross_asset="joint"``: joint scenarios, each asset as the driver: for each underlying d in
   turn, d moves over the full grid and every other underlying u moves by beta x the same move (in
-  the extended table no deeper than its worst fall), for three betas -- with the correlation (rho(d, u) from ``correlations`` "A/B", default
-  ``correlation``), against it (max(rho - sqrt(1 - rho^2), -1): for rho < 0.71 an opposite move),
-  and beyond it (min(rho + sqrt(1 - rho^2), 1)); sqrt(1 - rho^2) is u's conditional standard
-  deviation given d's move (unit vols). The vol state applies to all underlyings together. The core
-  risk is the worst over all 3U x 27 scenarios (extended likewise). A single-asset account gets
-  exactly its "sum" figure; a hedge across assets is credited only as far as the against-scenario
-  allows, and same-direction positions get no credit beyond what rho + sqrt(1 - rho^2) < 1 allows.
-  Delta and roll shocks stay per underlying.
+  the extended table no deeper than its worst fall), for three betas -- with the correlation
+  (rho(d, u) from ``correlations`` "A/B", default ``correlation``), against it (max(rho - z
+  sqrt(1 - rho^2), -1)) and beyond it (min(rho + z sqrt(1 - rho^2), 1)), z = ``decorrelation``
+  (2): sqrt(1 - rho^2) is u's conditional standard deviation given d's move (unit vols), so the
+  against-scenario moves the assets in opposite directions for rho < z / sqrt(1 + z^2) (0.89).
+  The vol state applies to all underlyings together. The core risk is the worst over all 3U x 27
+  scenarios (extended likewise). A single-asset account gets exactly its "sum" figure; a hedge
+  across assets is credited only as far as the against-scenario allows, and same-direction
+  positions get no credit once rho + z sqrt(1 - rho^2) >= 1. Delta and roll shocks stay per
+  underlying.
 
 Computation: one instruments x columns matrix per market state (scenario P&L per long lot, the
 extended columns pre-scaled by their fraction, plus columns for delta notional, delta units and
@@ -78,7 +80,7 @@ class PortfolioRegime(MarginRegime):
                 corr[idx[a], idx[b]] = corr[idx[b], idx[a]] = rho
         self.correlation = corr
         # joint mode: the other underlyings move with, against and beyond the correlation
-        spread = np.sqrt(np.maximum(1.0 - corr**2, 0.0))
+        spread = cfg.decorrelation * np.sqrt(np.maximum(1.0 - corr**2, 0.0))
         self.betas = [corr, np.maximum(corr - spread, -1.0), np.minimum(corr + spread, 1.0)]
         for b in self.betas:
             np.fill_diagonal(b, 1.0)

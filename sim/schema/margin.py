@@ -305,6 +305,7 @@ class PortfolioConfig(_RegimeConfig):
     roll_shock_floor: NonNeg = 0.01  # "Min Annualised Move"
     mm_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
     correlation: Correlation = 0.8  # joint mode: default pairwise correlation
+    decorrelation: NonNeg = 2.0  # joint mode: against/beyond moves at rho -/+ this x sqrt(1 - rho^2)
     correlations: dict[str, Correlation] = Field(default_factory=dict)  # "BTC/ETH": 0.9
     dtype: Literal["float64", "float32"] = "float64"
 
