@@ -115,3 +115,17 @@ def test_extends_replaces_a_margin_of_another_regime_family_and_merges_a_variant
     merged = deep_merge(base, {"margin": {"regime": "standard_isolated"}})["margin"]
     assert merged == {"regime": "standard_isolated", "tiers": [{"im_rate": 0.1, "mm_rate": 0.05}]}
     assert deep_merge({"a": {"b": 1}}, {"a": {"c": 2}}) == {"a": {"b": 1, "c": 2}}
+
+
+def test_configs_that_cannot_run_are_refused_naming_the_field():
+    from sim.config import ConfigError, parse_episode
+    from sim.schema.clearing import HistoryConfig
+    from tests.scenarios.harness import BASE
+
+    with pytest.raises(ConfigError, match=r"waterfall.sizing_time \(700 s\) is not before the end"):
+        parse_episode(dict(BASE, clearing=dict(BASE["clearing"], loss_absorption={
+            "order": ["waterfall"], "waterfall": {"sizing_time": 700.0}})), "x")
+    with pytest.raises(ValueError, match=r"stressed.start_days_before \(800\) is before the history's first row"):
+        HistoryConfig(pre_episode_rows=750, stressed={"start_days_before": 800.0, "days": 5.0})
+    with pytest.raises(ValueError, match=r"days \(9\) runs past the episode start"):
+        HistoryConfig(stressed={"start_days_before": 5.0, "days": 9.0})
