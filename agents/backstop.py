@@ -28,7 +28,29 @@ from sim.orders import BUY, SELL, TimeInForce
 from sim.schema.population import AuctionBidderGroup, BackstopProviderGroup
 
 
-class BackstopProvider(Agent):
+class _CrossAccount:
+    """The venue's own backstop vault and its auction bidders take positions over into one
+    account, whatever the traders' margin mode: they trade from it too (never a sub-account)."""
+
+    __slots__ = ()
+
+    def account_for(self, instrument: int) -> int:
+        return self.account  # type: ignore[attr-defined]
+
+    def positions(self) -> np.ndarray:
+        return self.ctx.ledger.position[self.account]  # type: ignore[attr-defined]
+
+    def equity(self) -> float:
+        return self.ctx.house.account_equity(self.account)  # type: ignore[attr-defined]
+
+    def cash(self) -> int:
+        return int(self.ctx.ledger.cash[self.account, 0])  # type: ignore[attr-defined]
+
+    def would_accept(self, instrument: int, side: int, price: int, lots: int) -> bool:
+        return self.ctx.house.would_accept(self.account, instrument, side, price, lots)  # type: ignore[attr-defined]
+
+
+class BackstopProvider(_CrossAccount, Agent):
     kind = "backstop_provider"
     is_vault = True
     __slots__ = ("cfg", "instruments", "unwinds")
@@ -67,7 +89,7 @@ class BackstopProvider(Agent):
             self.unwinds += 1
 
 
-class AuctionBidder(Agent):
+class AuctionBidder(_CrossAccount, Agent):
     kind = "auction_bidder"
     is_vault = False
     __slots__ = ("cfg", "bids", "passes")

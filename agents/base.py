@@ -20,6 +20,7 @@ from sim.schema.population import NormalDist, UniformDist
 
 if TYPE_CHECKING:
     from clearing.house import ClearingHouse
+    from clearing.isolated import IsolatedMargin
     from clearing.instruments import InstrumentTable
     from clearing.ledger import Ledger
     from sim.kernel import World
@@ -47,6 +48,7 @@ class AgentContext:
     marks: "MarkPricer"
     house: "ClearingHouse"
     table: "InstrumentTable"
+    isolated: "IsolatedMargin | None" = None  # isolated margin: each position in its own sub-account
 
 
 def pick_instrument(instruments: list[int], rng: np.random.Generator) -> int:
@@ -144,14 +146,31 @@ class Agent:
             return self.ctx.marks.index_ticks.item(instrument)
         return float(self.ctx.marks.index[table.underlying_index[instrument]] / table.tick_size[instrument])
 
+    def account_for(self, instrument: int) -> int:
+        """The account this agent trades ``instrument`` in: its own, or under isolated margin the
+        sub-account that holds that one position (``clearing.isolated``)."""
+        iso = self.ctx.isolated
+        return self.account if iso is None else iso.account_for(self.account, instrument)
+
     def position(self, instrument: int) -> int:
-        return self.ctx.ledger.position.item(self.account, instrument)
+        return self.ctx.ledger.position.item(self.account_for(instrument), instrument)
+
+    def positions(self) -> np.ndarray:
+        """Lots per instrument (across its sub-accounts under isolated margin)."""
+        iso = self.ctx.isolated
+        return self.ctx.ledger.position[self.account] if iso is None else iso.positions(self.account)
 
     def cash(self) -> int:
-        return int(self.ctx.ledger.cash[self.account, QUOTE])
+        iso = self.ctx.isolated
+        accounts = [self.account] if iso is None else iso.accounts_of(self.account)
+        return int(sum(int(self.ctx.ledger.cash[a, QUOTE]) for a in accounts))
 
     def equity(self) -> float:
-        """Own equity in quote minor units: collateral after haircuts + positions at mark."""
+        """Own equity in quote minor units: collateral after haircuts + positions at mark (across
+        its sub-accounts under isolated margin)."""
+        iso = self.ctx.isolated
+        if iso is not None:
+            return iso.owner_equity(self.account)
         return self.ctx.house.account_equity(self.account)
 
     def tick_value(self, instrument: int) -> int:
@@ -187,16 +206,17 @@ class Agent:
     def resting_lots(self, instrument: int) -> int:
         """Lots this account has resting on ``instrument`` (both sides), from the venue's arrays."""
         r = self.ctx.venue.resting
-        if self.account >= r.bids.shape[0]:
+        account = self.account_for(instrument)
+        if account >= r.bids.shape[0]:
             return 0
-        return int(r.bids[self.account, instrument] + r.asks[self.account, instrument])
+        return int(r.bids[account, instrument] + r.asks[account, instrument])
 
     # ------------------------------------------------------------------ actions (with latency)
     def submit(self, instrument: int, side: int, price: int, lots: int, tif: TimeInForce = TimeInForce.GTC,
                reduce_only: bool = False, on_result: Any = None) -> int:
         self.orders_sent += 1
-        return self.ctx.venue.submit(self.account, instrument, side, max(1, int(price)), int(lots), tif,
-                                     reduce_only, on_result)
+        return self.ctx.venue.submit(self.account_for(instrument), instrument, side, max(1, int(price)), int(lots),
+                                     tif, reduce_only, on_result)
 
     def ioc_price(self, instrument: int, side: int, slippage: float) -> int:
         """An IOC limit ``slippage`` (a fraction) beyond the touch on the side it takes -- or beyond
@@ -209,24 +229,50 @@ class Agent:
         """The largest size up to ``lots`` the clearing house's pre-trade check accepts now (a what-if
         margin query, as an exchange's margin calculator answers it), to within ``resolution`` lots
         (bisection, O(log(lots / resolution)) checks); 0 if none."""
-        check = self.ctx.house.would_accept
-        a = self.account
-        if check(a, instrument, side, price, lots):
+        check = self.would_accept
+        if check(instrument, side, price, lots):
             return lots
         lo, hi = 0, lots  # lo passes (0 trivially), hi fails
         while hi - lo > resolution:
             mid = (lo + hi) // 2
-            if check(a, instrument, side, price, mid):
+            if check(instrument, side, price, mid):
                 lo = mid
             else:
                 hi = mid
         return lo
 
+    def would_accept(self, instrument: int, side: int, price: int, lots: int) -> bool:
+        """The pre-trade check's answer now (a what-if); under isolated margin, whether the order
+        passes once the owner's free collateral funds its sub-account."""
+        iso, house = self.ctx.isolated, self.ctx.house
+        if iso is None:
+            return house.would_accept(self.account, instrument, side, price, lots)
+        sub = iso.account_for(self.account, instrument)
+        engine = house.liquidations
+        if engine is not None and engine.is_active(sub):
+            return False
+        return iso.can_fund(self.account, instrument, side, price, lots)
+
+    def set_leverage(self, instrument: int, leverage: float) -> None:
+        """The leverage this agent picks for its position in ``instrument``: under isolated margin the
+        position is funded to notional / leverage (a no-op under cross margin, where the whole
+        account backs every position)."""
+        iso = self.ctx.isolated
+        if iso is not None:
+            iso.set_leverage(self.account, instrument, leverage)
+
     def cancel(self, order_id: int, instrument: int) -> None:
-        self.ctx.venue.cancel(order_id, instrument)
+        self.ctx.venue.cancel(self.account_for(instrument), order_id, instrument)
 
     def cancel_all(self, instrument: int | None = None) -> None:
-        self.ctx.venue.cancel_all(self.account, instrument)
+        iso = self.ctx.isolated
+        if iso is None:
+            self.ctx.venue.cancel_all(self.account, instrument)
+        elif instrument is not None:
+            self.ctx.venue.cancel_all(self.account_for(instrument), instrument)
+        else:
+            for account in iso.accounts_of(self.account):
+                self.ctx.venue.cancel_all(account, None)
 
     def _on_result(self, result: SubmitResult) -> None:
         if result.reject is not None:

@@ -67,7 +67,8 @@ class LeverageMonitor:
                 grown = np.zeros(2 * buffer.shape[0], dtype=buffer.dtype)
                 grown[:slot] = buffer
                 self._buffers[name] = grown
-        for name, value in (("accounts", agent.account), ("instrument", agent.instrument), ("side", 0.0),
+        for name, value in (("accounts", agent.account_for(agent.instrument)), ("instrument", agent.instrument),
+                            ("side", 0.0),
                             ("entry", 0.0), ("state", IDLE), ("next_ok", 0.0)):
             self._buffers[name][slot] = value
         self._expose(slot + 1)
@@ -161,6 +162,7 @@ class LeveragedTrader(Agent):
             if lots <= 0:
                 mon.state[k] = IDLE
                 return
+        self.set_leverage(i, self.leverage)  # isolated margin: the position holds notional / leverage
         self.target = side * lots
         self.entries += 1
         self.retries = 0
@@ -186,7 +188,7 @@ class LeveragedTrader(Agent):
             self._maybe_reenter()
             return
         mon.state[k] = HOLDING
-        mon.entry[k] = self.ctx.ledger.average_entry_ticks(self.account, i)
+        mon.entry[k] = self.ctx.ledger.average_entry_ticks(self.account_for(i), i)
 
     # ------------------------------------------------------------------ holding
     def react(self, pos: int) -> None:

@@ -47,8 +47,7 @@ class Manipulator(Agent):
         lots = self._lots_for(self.cfg.position_leverage * self.start_equity)
         ask = self.best_ask(i)
         price = math.ceil((ask if ask is not None else self.mark_ticks(i)) * 1.02)
-        house = self.ctx.house
-        while lots > 0 and not house.would_accept(self.account, i, BUY, price, lots):
+        while lots > 0 and not self.would_accept(i, BUY, price, lots):
             lots = lots * 3 // 4
         if lots > 0:
             self.submit(i, BUY, price, lots, TimeInForce.IOC)
@@ -62,7 +61,7 @@ class Manipulator(Agent):
         ref = float(ask) if ask is not None else self.mark_ticks(i)
         price = math.ceil(ref * (1 + cfg.pump_step))
         lots = max(1, self._lots_for(cfg.pump_notional * self.start_equity))
-        if self.ctx.house.would_accept(self.account, i, BUY, price, lots):
+        if self.would_accept(i, BUY, price, lots):
             self.submit(i, BUY, price, lots, TimeInForce.IOC)
         self.ctx.world.call_later(cfg.pump_interval, self._pump)
 

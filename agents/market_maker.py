@@ -288,7 +288,7 @@ class MarketMaker(Agent):
             return
         if live:
             if pxs[k] != price or szs[k] != lots:
-                self.ctx.venue.amend(oid, i, price, lots)
+                self.ctx.venue.amend(self.account_for(i), oid, i, price, lots)
                 pxs[k], szs[k], ats[k] = price, lots, now
             return
         ids[k] = self.submit(i, side, price, lots)

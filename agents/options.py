@@ -237,7 +237,7 @@ class DeltaHedger(_OptionBook):
     def net_delta(self) -> float:
         """This hedger's net delta now (units of underlying)."""
         per_lot = self.monitor.deltas_per_lot()
-        return float(self.ctx.ledger.position[self.account].astype(np.float64) @ per_lot)
+        return float(self.positions().astype(np.float64) @ per_lot)
 
     def rebalance(self, net: float) -> None:
         """Trade the linear contract to bring ``net`` back to zero (or to the band's edge)."""

@@ -67,7 +67,7 @@ class BenchAgent:
         stats[0] += 1
         live = self.live
         if live and (len(live) >= 3 or self.uniform() < 0.4):
-            self.venue.cancel(live.popleft(), 0)
+            self.venue.cancel(self.account, live.popleft(), 0)
             stats[2] += 1
         else:
             book = self.venue.books[0]

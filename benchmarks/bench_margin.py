@@ -3,7 +3,7 @@
 Book (``clearing.margin.examples.benchmark_book``, seeded): 100,000 accounts, each holding a
 Poisson(3) number (at least one) of 50 instruments -- per underlying (BTC, ETH, SOL) a perpetual,
 two dated futures and calls/puts over 5 strikes x 3 expiries -- with random signed lots.
-Regime: portfolio (Deribit-style, 27 core scenarios + 4 extended + delta/roll shocks, per
+Regime: portfolio (Deribit-style, 27 core scenarios + 8 extended + delta/roll shocks, per
 underlying, summed).
 
 Timed, separately (median of ``--repeat`` runs each):
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         results[dt] = r
         print(f"[{dt}] {a.accounts:,} accounts, {int(r['nnz']):,} positions, {int(r['segments']):,} "
               f"(account, underlying) segments, 50 instruments x {int(r['columns'])} columns "
-              f"(27 core + 4 extended + delta + 2 roll)")
+              f"(27 core + 8 extended + delta notional and units + 2 roll)")
         print(f"[{dt}]   grouping setup (once per Positions): {r['setup_ms']:8.2f} ms")
         print(f"[{dt}]   P&L matrix build (per price update):  {r['matrix_ms']:8.2f} ms")
         print(f"[{dt}]   requirements() with cached matrix:    {r['requirements_ms']:8.2f} ms")

@@ -219,6 +219,11 @@ class Ledger:
         """Mark value of every account's positions in quote minor units (float), rows 0..n."""
         return self.position[: self.n_accounts].dot(np.asarray(marks_ticks, dtype=np.float64) * self.tick_value)
 
+    def sync_haircuts(self) -> None:
+        """Call after changing ``haircut_keep`` in place (dynamic haircuts): refreshes the plain-float
+        copy that one-account valuations read."""
+        self._haircut_keep = self.haircut_keep.tolist()
+
     def value_cash(self, cash: np.ndarray, asset_prices: np.ndarray, haircuts: bool = True) -> np.ndarray:
         """Rows of per-asset balances (minor units) in quote minor units at ``asset_prices`` (quote
         per unit of each asset), with haircuts on positive balances -- what is pledged, not what is

@@ -36,6 +36,7 @@ from clearing.attribution import BreachExplanation
 from clearing.causality import Cause, CauseKind, LiquidationEvent, LiquidationStep
 from clearing.liquidation_math import (
     bankruptcy_price,
+    fillable_price,
     liquidation_fee,
     lots_to_restore,
     settle_liquidation_fee,
@@ -195,6 +196,12 @@ class LiquidationEngine:
             limit = bankruptcy
         elif cfg.book.worst_price == "between":
             limit = worst_fill_price(mark, bankruptcy, cfg.book.worst_fraction)
+        elif cfg.book.worst_price == "fillable":
+            # the position's share of the maintenance requirement (mm x its share of gross notional);
+            # no requirement at all leaves no spread to give up: the limit is the mark
+            limit = mark if mm <= 0 else fillable_price(
+                mark, held, tv, equity, mm, ratio * abs(held) * per_lot,
+                cfg.book.bankruptcy_adjustment, cfg.book.spread_to_mm_ratio)
         else:
             limit, tif = mark, TimeInForce.MARKET
         filled = self._through_book(event, instrument, side, lots, limit, tif, bankruptcy, "book")

@@ -24,6 +24,7 @@ __all__ = [
     "bankruptcy_quote",
     "worst_fill_price",
     "worst_fill_price_ticks",
+    "fillable_price",
     "liquidation_fee",
     "settle_liquidation_fee",
 ]
@@ -174,6 +175,41 @@ def worst_fill_price_ticks(mark_ticks: int, bankruptcy_ticks: int, fraction: flo
     step = math.floor(abs(span) * fraction + 1e-9)
     step = min(step, abs(span))
     return int(mark_ticks) + (step if span >= 0 else -step)
+
+
+def fillable_price(mark: float, lots: float, contract_units: float, equity: float, total_mm: float,
+                   position_mm: float, bankruptcy_adjustment: float = 1.0,
+                   spread_to_mm_ratio: float = 0.1) -> float:
+    """dYdX v4's fillable price: the worst price a liquidation order of this position may fill at.
+
+        ABR    = clamp(BA x (1 - TNC / TMMR), 0, 1)          adjusted bankruptcy rating
+        spread = ABR x SMMR x PMMR                           quote the liquidation may give up
+        price  = mark - spread / size   (long, sells)  or   mark + spread / |size|   (short, buys)
+
+    with TNC the account's total net collateral (``equity``), TMMR its total maintenance
+    requirement (``total_mm``), PMMR this position's maintenance requirement (``position_mm``), BA
+    the bankruptcy adjustment (``bankruptcy_adjustment`` >= 1) and SMMR the spread-to-maintenance
+    ratio (``spread_to_mm_ratio`` in (0, 1]); size = ``lots * contract_units``. An account just
+    under maintenance may give up almost nothing; one at or below zero equity the whole
+    SMMR x PMMR. The bound does not depend on how much of the position one order closes.
+
+    Known answers (dYdX v4 ``TestGetFillablePrice``; BTC 50,000, 10% maintenance, 0.1 BTC):
+    long with cash -4,501 -> 49,999 (BA 1, SMMR 0.1), 49,998 with BA 2; short with cash 5,499 ->
+    50,001; long with cash -5,000 (zero equity) -> 49,500. ``ValueError`` for a zero size, a
+    non-positive ``total_mm``, BA < 1 or SMMR outside (0, 1].
+    """
+    size = lots * contract_units
+    if size == 0:
+        raise ValueError("fillable price of a zero position is undefined")
+    if not total_mm > 0:
+        raise ValueError(f"total_mm must be positive (an account under maintenance has one), got {total_mm}")
+    if not bankruptcy_adjustment >= 1.0:
+        raise ValueError(f"bankruptcy_adjustment must be >= 1, got {bankruptcy_adjustment}")
+    if not 0.0 < spread_to_mm_ratio <= 1.0:
+        raise ValueError(f"spread_to_mm_ratio must be in (0, 1], got {spread_to_mm_ratio}")
+    rating = min(max(bankruptcy_adjustment * (1.0 - equity / total_mm), 0.0), 1.0)
+    spread = rating * spread_to_mm_ratio * position_mm
+    return mark - spread / size
 
 
 def _exact_rate(rate: float) -> Fraction:

@@ -13,6 +13,12 @@ account: the loss passed to ``absorb`` is what is left once the margin is spent)
 
 Each layer is a ``ledger.transfer`` into the defaulter's account with reason
 ``"waterfall: <layer>"``; allocations among members are exact integer largest-remainder splits.
+
+Members are either trader accounts (``member_of`` None: each contributing account is a member and
+pays from its own cash) or clearing members that clear groups of accounts (``member_of``: account
+-> member id). Then a member's contribution and assessments are its firm's own capital: deposited
+into the default fund when paid in, deposited and passed on when assessed; an account's default is
+its member's (the member did not cover its client's loss), and that member is no longer a survivor.
 """
 
 from __future__ import annotations
@@ -95,7 +101,8 @@ class DefaultWaterfall:
     def __init__(self, ledger: Ledger, contributions: dict[int, int], ccp_capital: int,
                  skin_in_game_fraction: float = 0.25, assessment_cap: float = 1.0,
                  deposit: bool = True,
-                 vm_gains: np.ndarray | Callable[[Ledger], np.ndarray] | None = None) -> None:
+                 vm_gains: np.ndarray | Callable[[Ledger], np.ndarray] | None = None,
+                 member_of: dict[int, int] | None = None) -> None:
         if not 0.0 <= skin_in_game_fraction <= 1.0:
             raise ValueError(f"skin_in_game_fraction must be in [0, 1], got {skin_in_game_fraction}")
         if assessment_cap < 0:
@@ -105,8 +112,14 @@ class DefaultWaterfall:
         for member, amount in contributions.items():
             if int(amount) < 0:
                 raise ValueError(f"contribution of member {member} must be >= 0, got {amount}")
-            if not FIRST_TRADER <= int(member) < ledger.n_accounts:
+            if member_of is None and not FIRST_TRADER <= int(member) < ledger.n_accounts:
                 raise ValueError(f"member {member} is not a trader account of the ledger")
+        if member_of is not None:
+            unknown = sorted({int(m) for m in member_of.values()} - {int(m) for m in contributions})
+            if unknown:
+                raise ValueError(f"member_of names members without a contribution: {unknown[:5]}")
+            if not deposit:
+                raise ValueError("clearing members pay in from their own capital: deposit must be True")
         self.ledger = ledger
         self.contributions = {int(m): int(a) for m, a in sorted(contributions.items())}
         self.ccp_capital = int(ccp_capital)
@@ -114,6 +127,7 @@ class DefaultWaterfall:
         self.assessment_cap = assessment_cap
         self.deposit = deposit
         self.vm_gains = vm_gains
+        self.member_of = None if member_of is None else {int(a): int(m) for a, m in member_of.items()}
         self.remaining = dict(self.contributions)
         self.skin_remaining = _floor_times(self.ccp_capital, skin_in_game_fraction)
         self.assessment_remaining = {m: _floor_times(a, assessment_cap) for m, a in self.contributions.items()}
@@ -122,6 +136,7 @@ class DefaultWaterfall:
         self.last_uncovered = 0
         self.last_charges: dict[int, int] = {}  # trader account -> its own cash taken by the last absorb
         self.funded = False
+        self.sizing: dict | None = None  # how the fund was sized, when a stress test sized it
 
     # ------------------------------------------------------------------ funding
     def fund(self) -> None:
@@ -141,7 +156,9 @@ class DefaultWaterfall:
             if short:
                 raise ValueError(f"members hold less quote cash than their contribution: {short}")
         for member, amount in self.contributions.items():
-            if amount:
+            if amount and self.member_of is not None:
+                self.ledger.deposit(_DF, QUOTE, amount)  # the member firm's own capital
+            elif amount:
                 if self.deposit:
                     self.ledger.deposit(member, QUOTE, amount)
                 self.ledger.transfer(member, _DF, QUOTE, amount, "default fund contribution")
@@ -167,7 +184,9 @@ class DefaultWaterfall:
         defaulter, rest = int(defaulter), int(loss)
         if rest < 0:
             raise ValueError(f"loss must be >= 0, got {loss}")
-        self.defaulted.add(defaulter)
+        member = defaulter if self.member_of is None else self.member_of.get(defaulter)
+        if member is not None:
+            self.defaulted.add(member)
         layers: list[tuple[str, int]] = []
         ledger = self.ledger
         # trader accounts whose own cash paid (assessments, VM haircut): breach attribution reads it
@@ -177,10 +196,10 @@ class DefaultWaterfall:
             ledger.transfer(source, defaulter, QUOTE, amount, f"waterfall: {layer}")
 
         # 1. the defaulter's own default-fund contribution
-        own = min(rest, self.remaining.get(defaulter, 0))
+        own = min(rest, self.remaining.get(member, 0)) if member is not None else 0
         if own > 0:
             pay("defaulter_default_fund", _DF, own)
-            self.remaining[defaulter] -= own
+            self.remaining[member] -= own
             rest -= own
             layers.append(("defaulter_default_fund", own))
 
@@ -214,8 +233,12 @@ class DefaultWaterfall:
                 for m, s in zip(survivors, shares.tolist()):
                     if s:
                         self.assessment_remaining[m] -= s
-                        pay("assessments", m, s)
-                        charges[m] = charges.get(m, 0) + s
+                        if self.member_of is not None:  # the member firm pays from its own capital
+                            ledger.deposit(_DF, QUOTE, s)
+                            pay("assessments", _DF, s)
+                        else:
+                            pay("assessments", m, s)
+                            charges[m] = charges.get(m, 0) + s
                 rest -= take
                 layers.append(("assessments", take))
 

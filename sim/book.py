@@ -30,8 +30,9 @@ Semantics (decided here, relied on by the venue and the tests):
   (a flat account cannot place reduce-only orders) and ``size`` plus the account's *other resting
   reduce-only size on the same side* is at most ``|position|`` -- so even if every reduce-only
   order fills, the position can reach zero but never flip. The check uses the position at submit
-  (or amend) time; resting reduce-only orders are not trimmed when the position later changes --
-  that is the venue's or the clearing house's job (it can cancel them).
+  (or amend) time; when the position later shrinks or flips, ``trim_reduce_only`` cuts the
+  account's resting reduce-only orders back (newest first) so they still cannot flip it -- the
+  venue calls it after every trade of the account.
 * **STP** applies only when the incoming order meets a resting order of the same account:
   CANCEL_NEWEST cancels the incoming remainder (fills already made stand); CANCEL_OLDEST removes
   the resting order and matching continues; DECREMENT_BOTH shrinks both by the overlap without a
@@ -326,6 +327,37 @@ class OrderBook:
         else:
             order.size = 0
         return result
+
+    def trim_reduce_only(self, account: int) -> list[tuple[Order, int, bool]]:
+        """Cut ``account``'s resting reduce-only orders so that, on each side, they sum to at most
+        the position they may close (zero on the side that would add to it).
+
+        Newest orders go first and a partial cut is a size-down in place, so the oldest keep their
+        queue priority -- as BitMEX and Binance resize reduce-only orders when the position
+        shrinks. Returns ``(order, lots removed, cancelled)`` for each order touched.
+        """
+        ro = self._reduce_only_resting
+        if not (ro.get((account, BUY)) or ro.get((account, SELL))):
+            return []
+        position = 0 if self.position_of is None else self.position_of(account)
+        touched: list[tuple[Order, int, bool]] = []
+        for side in (BUY, SELL):
+            excess = ro.get((account, side), 0) - (abs(position) if position * side < 0 else 0)
+            if excess <= 0:
+                continue
+            mine = [o for o in self._account_orders[account].values() if o.reduce_only and o.side == side]
+            for order in reversed(mine):
+                if excess >= order.size:
+                    excess -= order.size
+                    self._unrest(order)
+                    touched.append((order, order.size, True))
+                else:
+                    self._shrink_resting(order, excess)
+                    touched.append((order, excess, False))
+                    excess = 0
+                if not excess:
+                    break
+        return touched
 
     # ------------------------------------------------------------------ queries
 

@@ -2,7 +2,10 @@
 
 ``extends: base.yaml`` (relative to the file) loads the base first and deep-merges this file over
 it: mappings merge key by key, anything else (lists included) replaces. A crisis episode is then a
-base episode plus a few overrides.
+base episode plus a few overrides. A mapping that names a regime of another family than the one
+it overrides (``margin: {regime: span, ...}`` over a standard margin) replaces it whole: another
+regime's parameters mean nothing to it. Variants of one family (``standard`` /
+``standard_isolated``, ``portfolio`` / ``portfolio_joint``, ``var`` / ``var_apc``) still merge.
 """
 
 from __future__ import annotations
@@ -22,10 +25,16 @@ class ConfigError(ValueError):
     """A config that cannot run; ``str()`` lists every problem as ``field.path: reason``."""
 
 
+def _family(regime: Any) -> Any:
+    """``standard_isolated`` -> ``standard``: the parameter family of a regime name."""
+    return regime.split("_")[0] if isinstance(regime, str) else regime
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if (isinstance(value, dict) and isinstance(out.get(key), dict)
+                and _family(value.get("regime", out[key].get("regime"))) == _family(out[key].get("regime"))):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = value

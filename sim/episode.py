@@ -20,7 +20,9 @@ from threadpoolctl import threadpool_limits
 from agents.base import Agent, AgentContext
 from agents.population import build_population
 from clearing.absorption import LossAbsorber
+from clearing.haircuts import DynamicHaircuts
 from clearing.house import ClearingHouse
+from clearing.isolated import IsolatedMargin
 from clearing.instruments import SECONDS_PER_YEAR, InstrumentKind, InstrumentTable
 from clearing.insurance import InsuranceFund
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger, SystemAccount
@@ -67,6 +69,8 @@ class Episode:
     recorder: Recorder | None = None
     backstop_account: int | None = None
     external_account: int | None = None  # the no-feedback twin's absorber (liquidation.absorb_outside)
+    haircuts: DynamicHaircuts | None = None
+    isolated: IsolatedMargin | None = None
 
 
 @dataclass
@@ -104,11 +108,13 @@ def build(config: EpisodeConfig) -> Episode:
     oracle = Oracle(world, config.oracle, list(paths.names), source=paths.at, batch_source=paths.at)
     marks = MarkPricer(table, venue.books, oracle, _surface(config, table, paths), last_trade=venue.last_price)
     venue.reference[:] = marks.ticks.tolist()
-    context: dict[str, Any] = {"history": _pre_episode_history(config, table, paths, world)}
+    context: dict[str, Any] = {"history": _pre_episode_history(config, table, paths, world),
+                               "row_interval": config.clearing.history.row_interval}
     if config.margin.liquidity is not None and config.margin.liquidity.mode == "book":
         context["cost_fn"] = _live_book_cost(venue, table, config.margin.liquidity.beyond_depth_slippage)
     regime = build_regime(config.margin, table, **context)
     house = ClearingHouse(world, ledger, venue, oracle, marks, table, regime, config.clearing)
+    haircuts = _dynamic_haircuts(config, ledger, oracle, paths)
     scale = assets[QUOTE].minor_per_unit
     la = config.clearing.loss_absorption
     caps = None
@@ -118,7 +124,9 @@ def build(config: EpisodeConfig) -> Episode:
     if la.insurance_fund > 0:
         fund.seed(int(la.insurance_fund * scale))
     absorber = LossAbsorber(house, la, fund)
-    ctx = AgentContext(world, venue, ledger, oracle, marks, house, table)
+    # isolated margin: every position in its own sub-account, funded from its owner (clearing.isolated)
+    isolated = IsolatedMargin(world, ledger, house, venue) if getattr(regime, "isolated", False) else None
+    ctx = AgentContext(world, venue, ledger, oracle, marks, house, table, isolated)
     symbols = {ins.symbol: ins.id for ins in table.instruments}
     population = build_population(ctx, config.population, symbols)
     agents, vault = population.agents, population.backstop_account
@@ -136,13 +144,36 @@ def build(config: EpisodeConfig) -> Episode:
     engine = LiquidationEngine(house, config.clearing.liquidation, absorber, vault, adl=la.adl,
                                external_account=external)
     house.attach(engine)
+    if isolated is not None:
+        isolated.install()
     episode = Episode(config, world, paths, table, ledger, venue, oracle, marks, regime, house, engine, absorber,
-                      fund, waterfall=None, agents=agents, backstop_account=vault, external_account=external)
+                      fund, waterfall=None, agents=agents, backstop_account=vault, external_account=external,
+                      haircuts=haircuts, isolated=isolated)
     venue.resting.ensure(ledger.cash.shape[0])
     _feed_venue_prices(episode)
     if la.waterfall is not None:
-        world.call_later(min(300.0, config.duration / 10), _size_waterfall, episode)
+        world.call_later(la.waterfall.sizing_time, _size_waterfall, episode)
     return episode
+
+
+def _dynamic_haircuts(config: EpisodeConfig, ledger: Ledger, oracle: Oracle, paths: PricePaths
+                      ) -> DynamicHaircuts | None:
+    """Haircuts that follow the collateral's vol and depeg, re-set at each publication before the
+    clearing house re-values (its listener is first in line)."""
+    assets = {}
+    names = list(oracle.underlyings)
+    for k, a in enumerate([config.market.quote, *config.market.collateral]):
+        if a.dynamic_haircut is not None:
+            col = names.index(a.price_source)
+            start_vol = a.dynamic_haircut.initial_vol
+            if start_vol is None:
+                start_vol = float(paths.vols[0, paths.names.index(a.price_source)])
+            assets[k] = (a.dynamic_haircut, a.haircut, col, start_vol)
+    if not assets:
+        return None
+    haircuts = DynamicHaircuts(ledger, assets, oracle.index, 0.0)
+    oracle.listeners.insert(0, lambda which: haircuts.update(oracle.world.now))
+    return haircuts
 
 
 def _pre_episode_history(config: EpisodeConfig, table: InstrumentTable, paths: PricePaths, world: World) -> np.ndarray:
@@ -154,7 +185,18 @@ def _pre_episode_history(config: EpisodeConfig, table: InstrumentTable, paths: P
     vol = np.maximum(paths.vols[0, cols], 1e-4)
     dt = h.row_interval / SECONDS_PER_YEAR
     rng = world.stream("history/pre-episode")
-    steps = rng.standard_normal((h.pre_episode_rows - 1, len(cols))) * vol * np.sqrt(dt) - 0.5 * vol**2 * dt
+    n = h.pre_episode_rows - 1
+    shocks = rng.standard_normal((n, len(cols)))
+    step_vol = np.broadcast_to(vol, (n, len(cols))).copy()
+    drift = np.zeros((n, 1))
+    if h.stressed is not None:  # steps ending inside the stressed window (days before the start)
+        days_before = (n - 1 - np.arange(n)) * h.row_interval / 86_400.0
+        st = h.stressed
+        inside = (days_before < st.start_days_before) & (days_before >= st.start_days_before - st.days)
+        if inside.any():
+            step_vol[inside] *= st.vol_multiple
+            drift[inside] = np.log1p(-st.drawdown) / inside.sum()
+    steps = shocks * step_vol * np.sqrt(dt) - 0.5 * step_vol**2 * dt + drift
     back = np.vstack([np.zeros(len(cols)), np.cumsum(steps[::-1], axis=0)])[::-1]  # log distance to the end
     return s0 * np.exp(-(back - back[-1]))
 
@@ -200,29 +242,32 @@ def _feed_venue_prices(episode: Episode) -> None:
 
 
 def _size_waterfall(episode: Episode) -> None:
-    """Size the default fund by a Cover-1/Cover-2 stress test on the positions held now, and fund it."""
+    """Size the default fund by a Cover-1/Cover-2 stress test from the regime's own scenarios, per
+    clearing member (clearing/stress.py), on the positions held now, and fund it."""
+    from clearing.stress import account_stress_losses, assign_members, member_uncovered, stress_pnl
     from clearing.waterfall import size_default_fund
 
     cfg = episode.config.clearing.loss_absorption.waterfall
     assert cfg is not None
-    house, ledger = episode.house, episode.ledger
-    n = ledger.n_accounts
-    rows = np.arange(FIRST_TRADER, n)
+    house, ledger, world = episode.house, episode.ledger, episode.world
+    rows = np.arange(FIRST_TRADER, ledger.n_accounts)
     if rows.size == 0:
         return
-    equity, im, _mm = house.valuation(rows)
-    chosen = np.argsort(-im, kind="stable")[: cfg.members]  # positions in ``rows``
-    members = rows[chosen]
-    pos = ledger.position[members].astype(np.float64)
-    value = ledger.tick_value * house.marks.ticks
-    losses = np.abs(pos @ (value * cfg.stress_move))
-    margins = im[chosen]
-    _total, contributions = size_default_fund(losses, margins, cover=cfg.cover)
+    _equity, im, _mm = house.valuation(rows)
+    market = house.marks.market_state(world.now)
+    pnl = stress_pnl(episode.regime, market, cfg.stress_multiple, cfg.vol_stress)
     scale = ledger.assets[QUOTE].minor_per_unit
-    waterfall = DefaultWaterfall(ledger, {int(m): int(c) for m, c in zip(members, contributions)},
+    stress = account_stress_losses(ledger.position[rows], pnl, len(episode.table.underlyings)) * scale
+    member = assign_members(rows.size, cfg.members, world.stream("ccp/members"))
+    uncovered = member_uncovered(stress, im, member, cfg.members)
+    total, contributions = size_default_fund(uncovered, np.zeros(cfg.members), cover=cfg.cover)
+    waterfall = DefaultWaterfall(ledger, {m: int(c) for m, c in enumerate(contributions)},
                                  int(cfg.ccp_capital * scale), cfg.skin_in_game, cfg.assessment_cap,
-                                 vm_gains=lambda _ledger: np.maximum(house.equity[: ledger.n_accounts], 0.0))
+                                 vm_gains=lambda _ledger: np.maximum(house.equity[: ledger.n_accounts], 0.0),
+                                 member_of={int(a): int(m) for a, m in zip(rows, member)})
     waterfall.fund()
+    waterfall.sizing = {"time": float(world.now), "fund": int(total), "member_uncovered": uncovered.tolist(),
+                        "accounts": int(rows.size)}
     episode.waterfall = waterfall
     episode.absorber.waterfall = waterfall
 

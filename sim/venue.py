@@ -1,7 +1,9 @@
 """The venue: routes orders to books with latency, charges fees, enforces bands and halts.
 
 Agents talk to the venue through ``submit``/``cancel``/``cancel_all``/``amend``; each message
-arrives after a latency draw and the reply returns after another. The clearing house is
+arrives after a latency draw and the reply returns after another. Each account has its own pair of
+latency streams (``venue/latency-in/<account>``, ``venue/latency-out/<account>``), so adding an
+agent never changes another agent's delays. The clearing house is
 co-located: it uses ``execute`` (no latency) for liquidations and plugs in as the pre-trade
 ``risk_check`` and as the first trade listener, which settles fills into the ledger.
 """
@@ -53,8 +55,7 @@ class Venue:
             OrderBook(i, stp=stp, position_of=(None if position_of is None else (lambda a, i=i: position_of(a, i))))
             for i in range(len(tick_values))
         ]
-        self.to_venue = Latency(config.to_venue_latency, world.stream("venue/latency-in"))
-        self.to_agent = Latency(config.to_agent_latency, world.stream("venue/latency-out"))
+        self._links: dict[int, tuple[Latency, Latency]] = {}  # account -> (to venue, to agent)
         self.maker_pips = int(round(config.maker_fee_bps * 100))
         self.taker_pips = int(round(config.taker_fee_bps * 100))
         self.reference: list[float | None] = [None] * len(tick_values)  # ticks, set by the oracle/mark
@@ -71,6 +72,16 @@ class Venue:
         self.counts = {"orders": 0, "cancels": 0, "amends": 0, "fills": 0, "rejects": 0}
 
     # ------------------------------------------------------------- agent-facing (with latency)
+    def link(self, account: int) -> tuple[Latency, Latency]:
+        """``account``'s (to venue, to agent) latencies, each drawing from the account's own stream."""
+        link = self._links.get(account)
+        if link is None:
+            world, config = self.world, self.config
+            link = self._links[account] = (
+                Latency(config.to_venue_latency, world.stream(f"venue/latency-in/{account}")),
+                Latency(config.to_agent_latency, world.stream(f"venue/latency-out/{account}")))
+        return link
+
     def new_order_id(self) -> int:
         oid = self._next_id
         self._next_id += 1
@@ -80,32 +91,36 @@ class Venue:
                tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, reply: Reply | None = None) -> int:
         """Send an order; it reaches the book after a latency draw. Returns the order id at once."""
         oid = self.new_order_id()
+        delay = self.link(account)[0].next()
         if reply is None:  # nothing to send back: the message runs the order through the book itself
-            self.world.call_later(self.to_venue.next(), self.execute, oid, account, instrument, side, price, lots,
+            self.world.call_later(delay, self.execute, oid, account, instrument, side, price, lots,
                                   tif, reduce_only)
         else:
-            self.world.call_later(self.to_venue.next(), self._arrive, oid, account, instrument, side, price, lots,
+            self.world.call_later(delay, self._arrive, oid, account, instrument, side, price, lots,
                                   tif, reduce_only, reply)
         return oid
 
     def _known(self, instrument: int | None) -> bool:
         return instrument is None or 0 <= instrument < len(self.books)
 
-    def cancel(self, order_id: int, instrument: int) -> None:
-        self.world.call_later(self.to_venue.next(), self._cancel_now, order_id, instrument)
+    def cancel(self, account: int, order_id: int, instrument: int) -> None:
+        """``account`` cancels its order ``order_id`` (the message travels on the account's link)."""
+        self.world.call_later(self.link(account)[0].next(), self._cancel_now, account, order_id, instrument)
 
     def cancel_all(self, account: int, instrument: int | None = None) -> None:
-        self.world.call_later(self.to_venue.next(), self.cancel_all_now, account, instrument)
+        self.world.call_later(self.link(account)[0].next(), self.cancel_all_now, account, instrument)
 
-    def amend(self, order_id: int, instrument: int, new_price: int | None = None, new_lots: int | None = None,
-              reply: Reply | None = None) -> None:
-        self.world.call_later(self.to_venue.next(), self._amend_now, order_id, instrument, new_price, new_lots, reply)
+    def amend(self, account: int, order_id: int, instrument: int, new_price: int | None = None,
+              new_lots: int | None = None, reply: Reply | None = None) -> None:
+        """``account`` amends its order ``order_id``; the reply returns on the account's link."""
+        self.world.call_later(self.link(account)[0].next(), self._amend_now, account, order_id, instrument,
+                              new_price, new_lots, reply)
 
     # ------------------------------------------------------------- arrival at the matching engine
     def _arrive(self, oid: int, account: int, instrument: int, side: int, price: int, lots: int,
                 tif: TimeInForce, reduce_only: bool, reply: Reply) -> None:
         result = self.execute(oid, account, instrument, side, price, lots, tif, reduce_only)
-        self.world.call_later(self.to_agent.next(), reply, result)
+        self.world.call_later(self.link(account)[1].next(), reply, result)
 
     def execute(self, oid: int, account: int, instrument: int, side: int, price: int, lots: int,
                 tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False,
@@ -125,10 +140,10 @@ class Venue:
                 return self._reject(oid, account, RejectReason.OUTSIDE_PRICE_BAND)
             band = self.config.market_protection
             price = int(ref * (1.0 + band)) if side == BUY else max(1, -int(-ref * (1.0 - band) // 1))
-        elif ref is not None and not flags:
-            band = self.config.price_band
-            if price > ref * (1.0 + band) or price < ref * (1.0 - band):
-                return self._reject(oid, account, RejectReason.OUTSIDE_PRICE_BAND)
+        elif not flags and self._outside_band(instrument, price):
+            return self._reject(oid, account, RejectReason.OUTSIDE_PRICE_BAND)
+        # A reduce-only order is exempt: the book refuses one that could flip the position and
+        # ``_trim_reduce_only`` cuts resting ones back as the position shrinks, so it never adds risk.
         if check_risk and not reduce_only and self._increases_risk(account, instrument, side, lots):
             if not self.risk_check(account, instrument, side, price, lots):
                 return self._reject(oid, account, RejectReason.RISK_CHECK_FAILED)
@@ -141,6 +156,14 @@ class Venue:
         for listener in self.book_listeners:
             listener(instrument)
         return result
+
+    def _outside_band(self, instrument: int, price: int) -> bool:
+        """True if a limit ``price`` lies outside the band around the reference (none: no band)."""
+        ref = self.reference[instrument]
+        if ref is None:
+            return False
+        band = self.config.price_band
+        return price > ref * (1.0 + band) or price < ref * (1.0 - band)
 
     def _increases_risk(self, account: int, instrument: int, side: int, lots: int) -> bool:
         """True unless the order, together with the account's resting orders on the same side, can
@@ -168,12 +191,32 @@ class Venue:
             taker_fee = fee_minor(notional, taker_pips)
             for listener in self.trade_listeners:
                 listener(fill, maker_fee, taker_fee)
+        for fill in fills:
+            self._trim_reduce_only(fill.instrument, fill.maker_account)
+            self._trim_reduce_only(fill.instrument, fill.taker_account)
 
     def off_book_trade(self, fill: Fill) -> None:
         """Publish a trade made outside the book (backstop transfer, auction, ADL): no fees."""
         self.counts["fills"] += 1
         for listener in self.trade_listeners:
             listener(fill, 0, 0)
+        self._trim_reduce_only(fill.instrument, fill.maker_account)
+        self._trim_reduce_only(fill.instrument, fill.taker_account)
+
+    def _trim_reduce_only(self, instrument: int, account: int) -> None:
+        """After ``account``'s position on ``instrument`` changed, cut its resting reduce-only
+        orders back so they can at most close it (never flip it)."""
+        if not 0 <= instrument < len(self.books):
+            return
+        book = self.books[instrument]
+        touched = book.trim_reduce_only(account)
+        if not touched:
+            return
+        for order, lots, cancelled in touched:
+            self.resting.add(account, instrument, order.side, -lots)
+            self.counts["cancels"] += cancelled
+        for listener in self.book_listeners:
+            listener(instrument)
 
     def _reject(self, oid: int, account: int, reason: RejectReason) -> SubmitResult:
         return self._rejected(account, SubmitResult(oid, reason))
@@ -185,11 +228,14 @@ class Venue:
             listener(account, result)
         return result
 
-    def _cancel_now(self, order_id: int, instrument: int) -> Any:
+    def _cancel_now(self, sender: int, order_id: int, instrument: int) -> Any:
+        """Cancel ``sender``'s order now; an order of another account is left alone (as unknown)."""
         self.counts["cancels"] += 1
         if not self._known(instrument):
             return None
-        order = self.books[instrument].cancel(order_id)
+        book = self.books[instrument]
+        mine = book.order(order_id)
+        order = book.cancel(order_id) if mine is not None and mine.account == sender else None
         if order is not None:
             self.resting.add(order.account, instrument, order.side, -order.size)
             for listener in self.book_listeners:
@@ -216,24 +262,30 @@ class Venue:
         self.counts["cancels"] += cancelled
         return cancelled
 
-    def _amend_now(self, order_id: int, instrument: int, new_price: int | None, new_lots: int | None,
-                   reply: Reply | None) -> None:
+    def _amend_now(self, sender: int, order_id: int, instrument: int, new_price: int | None,
+                   new_lots: int | None, reply: Reply | None) -> None:
         self.counts["amends"] += 1
         if not self._known(instrument):
             # counted, not told to the reject listeners: the message names no book, so no account
             result = SubmitResult(order_id, RejectReason.UNKNOWN_INSTRUMENT)
             self.counts["rejects"] += 1
             if reply is not None:
-                self.world.call_later(self.to_agent.next(), reply, result)
+                self.world.call_later(self.link(sender)[1].next(), reply, result)
             return
         book = self.books[instrument]
         order = book.order(order_id)
-        if order is None:
+        if order is not None and order.account != sender:  # another account's order: unknown to the sender
+            result = SubmitResult(order_id, RejectReason.UNKNOWN_ORDER)
+            self._rejected(sender, result)
+        elif order is None:
             result = book.amend(order_id, new_price, new_lots)  # the book's UNKNOWN_ORDER reject
         else:
             account, side, before = order.account, order.side, order.size
             price = order.price if new_price is None else new_price
-            if (new_lots is not None and new_lots > before
+            if new_price is not None and not order.flags and self._outside_band(instrument, new_price):
+                # a modification is banded as a new order is: no walking a resting order through it
+                result = SubmitResult(order_id, RejectReason.OUTSIDE_PRICE_BAND)
+            elif (new_lots is not None and new_lots > before
                     and self._increases_risk(account, instrument, side, new_lots - before)
                     and not self.risk_check(account, instrument, side, price, new_lots - before)):
                 result = SubmitResult(order_id, RejectReason.RISK_CHECK_FAILED)
@@ -248,7 +300,7 @@ class Venue:
         for listener in self.book_listeners:
             listener(instrument)
         if reply is not None:
-            self.world.call_later(self.to_agent.next(), reply, result)
+            self.world.call_later(self.link(sender)[1].next(), reply, result)
 
     @property
     def open_bids(self) -> "np.ndarray":

@@ -21,7 +21,7 @@ from sim.schema.episode import EpisodeConfig
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 OTHER_SCHEMAS = ("sweeps", "portfolios")  # sweep grids and `clearsim margin` portfolio files
 STYLISED = ("black_thursday", "may_2021", "luna", "ftx", "mango", "oct_2025", "correlation_breakdown",
-            "hedged_options")
+            "hedged_options", "ccp_default_fund")
 
 
 def _episode_files() -> list[Path]:
@@ -174,3 +174,54 @@ def test_black_thursday_zero_bids_leave_a_deficit() -> None:
     assert summary["bad_debt"]["total"] > 0
     o = result.tables["oracle"]
     assert (o["index"] / o["true"]).max() > 1.02  # the lagging oracle sits above the falling market
+
+
+@pytest.mark.slow
+def test_ccp_default_fund_is_sized_before_the_crash_and_absorbs_defaults_in_waterfall_order() -> None:
+    from clearing.ledger import QUOTE, SystemAccount
+    from sim.episode import run
+
+    config = _shortened("ccp_default_fund", duration=2700.0, counts={"noise": 20, "value": 5})
+    result = run(config, keep_episode=True)
+    ep = result.episode
+    wf = ep.waterfall
+    assert wf.sizing["time"] == 1500.0 and len(wf.sizing["member_uncovered"]) == 10
+    top2 = sorted(wf.sizing["member_uncovered"], reverse=True)[:2]
+    assert wf.sizing["fund"] == sum(int(np.ceil(x)) for x in top2) > 0  # Cover-2 of member shortfalls
+    assert sum(wf.contributions.values()) == wf.sizing["fund"]
+    assert set(wf.member_of.values()) <= set(range(10))
+    used = [name for _, _, layers in wf.log for name, _ in layers]
+    assert used, "the crash defaults nobody: the episode shows no waterfall"
+    order = ["defaulter_default_fund", "ccp_skin_in_game", "survivors_default_fund", "assessments",
+             "vm_gains_haircut", "uncovered"]
+    for _, _, layers in wf.log:
+        names = [n for n, _ in layers]
+        assert names == sorted(names, key=order.index)
+    paid = sum(a for _, _, layers in wf.log for n, a in layers if n != "uncovered")
+    spent = wf.sizing["fund"] - sum(wf.remaining.values())
+    # the fund holds exactly what members have left (assessments pass through it)
+    assert int(ep.ledger.cash[SystemAccount.DEFAULT_FUND, QUOTE]) == sum(wf.remaining.values())
+    assert paid >= spent >= 0
+
+
+@pytest.mark.slow
+def test_standard_and_standard_isolated_differ_in_the_crypto_regime_set() -> None:
+    """Issue 15: `clearsim compare configs/regimes/crypto.yaml` gave byte-identical trades for the
+    two; with isolated positions in their own sub-accounts they trade and liquidate differently."""
+    from sim.episode import run
+
+    data = read_yaml(CONFIGS / "regimes" / "crypto.yaml")
+    trades, subs = [], []
+    for k in (0, 1):
+        variant = dict(data, margin=data["compare_regimes"][k], duration=2400.0)
+        variant["outputs"] = dict(data.get("outputs", {}), counterfactual=False)
+        result = run(parse_episode(variant, "crypto"), keep_episode=True)
+        trades.append(result.tables["trades"])
+        subs.append(result.episode.isolated)
+    assert subs[0] is None and subs[1] is not None and len(subs[1].sub) > 0
+    same = len(trades[0]["price"]) == len(trades[1]["price"]) and all(
+        np.array_equal(trades[0][c], trades[1][c]) for c in trades[0])
+    assert not same
+    # every isolated position is a sub-account: no owner account trades on its own
+    owners = {owner for owner, _ in subs[1].sub}
+    assert owners.isdisjoint(set(trades[1]["maker"].tolist()) | set(trades[1]["taker"].tolist()))

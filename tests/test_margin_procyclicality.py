@@ -8,7 +8,8 @@ dampens the margin jump better than a buffer.
 
 Fixed portfolio (long one perpetual), a synthetic price history (seeded): a high-volatility
 episode (80% annualised), a long calm (20%), then a step up to 70%. The margin is recomputed
-each day with the history up to that day (99% VaR, 2-day MPOR, 250-day lookback).
+each day with the history up to that day (99% VaR, 2-day MPOR, 250-day lookback: one row a day, so
+days and rows agree).
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ def paths():
     prices, step = _history()
     start = step - 150  # 150 calm days before the step, then the whole stressed period
     variants = {
-        "no APC": VaRConfig(),
-        "buffer 25%": VaRConfig(buffer=0.25),
-        "stressed 25%": VaRConfig(stressed_weight=0.25),
-        "floor 10y": VaRConfig(floor_lookback=2520),
+        "no APC": VaRConfig(lookback_days=250),
+        "buffer 25%": VaRConfig(lookback_days=250, buffer=0.25),
+        "stressed 25%": VaRConfig(lookback_days=250, stressed_weight=0.25),
+        "floor 10y": VaRConfig(lookback_days=250, floor_lookback_days=2520),
     }
     return {name: _path(cfg, prices, start) for name, cfg in variants.items()}, prices, start
 
@@ -88,7 +89,7 @@ def test_floor_never_below_long_lookback_margin(paths):
     m, floors = results["floor 10y"]
     assert np.all(m >= floors - 1e-9)
     # and the floor is the plain VaR over the long lookback, computed independently
-    long_var, _ = _path(VaRConfig(lookback=2520), prices, start)
+    long_var, _ = _path(VaRConfig(lookback_days=2520), prices, start)
     np.testing.assert_allclose(floors, long_var, rtol=1e-12)
     assert np.all(m >= long_var - 1e-9)
 

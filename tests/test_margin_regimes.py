@@ -188,20 +188,20 @@ def test_tims_points_minimum_and_offsets(btc):
 def test_portfolio_scenarios_and_shocks(btc):
     table, market = btc
     r = PortfolioRegime(table)
-    assert r.n_core == 27 and r.n_ext == 4
+    assert r.n_core == 27 and r.n_ext == 8
     np.testing.assert_allclose(r.moves, np.linspace(-0.16, 0.16, 9))
     up, down = r.vol_shocks(market)
     f = (30.0 / 30.0) ** 0.13  # 30 DTE: the long power applies
     assert up[2] == pytest.approx(max(0.6 * (1 + 0.5 * f), 0.5))
     assert down[2] == pytest.approx(0.6 * (1 - 0.25 * f))
-    b = r.breakdown(np.array([1.0, 0, 0, 0, 0]), market)  # long perp: 16% + 10% delta shock
+    b = r.breakdown(np.array([1.0, 0, 0, 0, 0]), market)  # long perp: the 16% range, nothing else
     assert b["core"] == pytest.approx(0.16 * 60_000)
-    assert b["delta_shock"] == pytest.approx(0.10 * 60_000)
-    assert b["roll_shock"] == 0.0 and b["im"] == pytest.approx(0.26 * 60_000)
+    assert b["delta_shock"] == 0.0 and b["extended"] <= b["core"]
+    assert b["roll_shock"] == 0.0 and b["im"] == pytest.approx(0.16 * 60_000)
     assert b["mm"] == pytest.approx(0.8 * b["im"])
-    # dated future: roll shock max(7.5% x 30/365, 1%) x F
+    # dated future: roll shock max(exp(7.5% x 30/365) - 1, 1%) x F
     bf = r.breakdown(np.array([0, 1.0, 0, 0, 0]), market)
-    assert bf["roll_shock"] == pytest.approx(max(0.075 * 30 / 365, 0.01) * 60_300)
+    assert bf["roll_shock"] == pytest.approx(max(np.expm1(0.075 * 30 / 365), 0.01) * 60_300)
 
 
 def test_portfolio_short_option_matches_bruteforce(btc):
@@ -220,12 +220,15 @@ def test_portfolio_short_option_matches_bruteforce(btc):
             opt = (black76_price(fwd * (1 + m), k, yrs, vols, call) - black76_price(fwd, k, yrs, v0, call)) @ lots[2:4]
             worst = min(worst, opt + 0.3 * 60_000 * m)
     ext = 0.0
-    for m in (-0.66, -0.33, 0.5, 1.0):
+    for m in (-0.66, -0.33, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0):
         opt = (black76_price(fwd * (1 + m), k, yrs, up[2:4], call) - black76_price(fwd, k, yrs, v0, call)) @ lots[2:4]
-        ext = min(ext, opt + 0.3 * 60_000 * m)
+        pnl = (opt + 0.3 * 60_000 * m) * 0.16 / abs(m)  # counted at range / |move|
+        ext = max(ext, -pnl - (max(abs(m) / 0.16, 1) - 1) * 100_000.0)  # less the dampener
     b = r.breakdown(lots, market)
     assert b["core"] == pytest.approx(-worst, rel=1e-9)
-    assert b["extended"] == pytest.approx(-ext * 0.15, rel=1e-9)
+    assert b["extended"] == pytest.approx(ext, rel=1e-9)
+    big = r.breakdown(lots * 200, market)  # 200 times the book: the tail now outruns the dampener
+    assert big["extended"] > big["core"] > 0
 
 
 def test_portfolio_joint_vs_sum(btc):
@@ -236,10 +239,20 @@ def test_portfolio_joint_vs_sum(btc):
     assert j.breakdown(single, market)["im"] == pytest.approx(s.breakdown(single, market)["im"])
     js, ss = j.breakdown(pair, market)["im"], s.breakdown(pair, market)["im"]
     assert js < ss
-    # correlation 0.8: each leg led in turn, the other moves 0.8 x: worst core = 16% x 0.2 x 60k
-    assert j.breakdown(pair, market)["core"] == pytest.approx(0.16 * 0.2 * 60_000)
+    # correlation 0.8: each leg led in turn; the against-scenario moves the other leg by
+    # 0.8 - 2 sqrt(1 - 0.64) = -0.4 x the move -- the opposite way -- so the short ETH leg loses
+    # too: the worst core is 16% x (1 + 0.4) x 60k, not the co-move's 16% x 0.2 x 60k
+    assert j.breakdown(pair, market)["core"] == pytest.approx(0.16 * 1.4 * 60_000)
     one = build_regime({"regime": "portfolio_joint", "correlations": {"BTC/ETH": 1.0}}, table)
     assert one.breakdown(pair, market)["core"] == pytest.approx(0.0, abs=1e-6)
+    high = build_regime({"regime": "portfolio_joint", "correlations": {"BTC/ETH": 0.95}}, table)
+    against = 0.95 - 2 * np.sqrt(1 - 0.95**2)  # 0.33: same direction, smaller
+    assert high.breakdown(pair, market)["core"] == pytest.approx(0.16 * (1 - against) * 60_000)
+    lenient = build_regime({"regime": "portfolio_joint", "decorrelation": 1.0}, table)
+    assert lenient.breakdown(pair, market)["core"] == pytest.approx(0.16 * (1 - 0.2) * 60_000)
+    # same-direction positions get no credit when rho + sqrt(1 - rho^2) >= 1 (the legs may move together fully)
+    both = np.array([1.0, 0, 0, 0, 2.0])
+    assert j.breakdown(both, market)["core"] == pytest.approx(s.breakdown(both, market)["core"])
 
 
 def test_portfolio_float32_close_to_float64():
@@ -257,9 +270,12 @@ def test_portfolio_float32_close_to_float64():
     for u in range(len(table.underlyings)):
         sub = (dense * (r.underlying == u)) @ m
         core = np.maximum(-sub[:, :27].min(1), 0)
-        ext = np.maximum(-sub[:, 27:31].min(1), 0) * 0.15
-        delta = 0.10 * np.abs(sub[:, 31])
-        roll = np.maximum(-sub[:, 32:].min(1), 0)
+        damp = (np.maximum(np.abs(r.extended) / 0.16, 1) - 1) * 100_000.0
+        ext = np.maximum((-sub[:, 27:35] - damp).max(1), 0)
+        notional, units = np.abs(sub[:, 35]), np.abs(sub[:, 36])
+        beyond = np.where(notional > 20e6, units * (notional - 20e6) / np.maximum(notional, 1e-300), 0.0)
+        delta = np.minimum(0.01 * beyond, 0.10) * notional
+        roll = np.maximum(-sub[:, 37:].min(1), 0)
         im += np.maximum(core, ext) + delta + roll
     np.testing.assert_allclose(a, im, rtol=1e-9, atol=1e-6)
 
@@ -280,9 +296,9 @@ def test_var_historical_and_filtered(btc):
     wild = rng.normal(0, 0.05, (30, 2))
     prices = np.exp(np.cumsum(np.vstack([calm, wild]), axis=0)) * np.array([60_000.0, 3_000.0])
     market = make_market(table, dict(zip(table.underlyings, prices[-1])), {"BTC": 0.6, "ETH": 0.8})
-    hs = VaRRegime(table, VaRConfig(), history=prices)
-    fhs = VaRRegime(table, VaRConfig(method="filtered"), history=prices)
-    es = VaRRegime(table, VaRConfig(measure="es"), history=prices)
+    hs = VaRRegime(table, VaRConfig(lookback_days=250), history=prices)  # daily rows: 250 rows
+    fhs = VaRRegime(table, VaRConfig(lookback_days=250, method="filtered"), history=prices)
+    es = VaRRegime(table, VaRConfig(lookback_days=250, measure="es"), history=prices)
     lots = np.array([1.0, 0, 0, 0, 0])
     v, f, e = (r.breakdown(lots, market)["im"] for r in (hs, fhs, es))
     assert f > v  # FHS rescales calm-period returns up to today's high volatility
@@ -333,11 +349,13 @@ def test_defaults_are_the_methods_values():
     p = PortfolioConfig()
     assert (p.price_range, p.price_steps, p.vol_up, p.vol_down, p.vega_power_short, p.vega_power_long) == (
         0.16, 4, 0.5, 0.25, 0.3, 0.13)
-    assert p.extended_moves == [-0.66, -0.33, 0.5, 1.0]
-    assert (p.delta_shock, p.roll_shock_rate, p.roll_shock_floor, p.mm_ratio) == (0.10, 0.075, 0.01, 0.8)
+    assert p.extended_moves == [-0.66, -0.33, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert (p.extended_table_factor, p.extended_dampener) == (1.0, 100_000.0)
+    assert (p.delta_shock_threshold, p.max_delta_shock, p.delta_shock_increment) == (20e6, 0.10, 0.01)
+    assert (p.roll_shock_rate, p.roll_shock_floor, p.mm_ratio) == (0.075, 0.01, 0.8)
     v, va = VaRConfig(), parse_margin_config("var_apc")
-    assert (v.confidence, v.mpor, v.lookback) == (0.99, 2, 250)
-    assert (va.stressed_weight, va.floor_lookback) == (0.25, 2520)
+    assert (v.confidence, v.mpor_days, v.lookback_days, v.mm_ratio) == (0.99, 2.0, 365.0, 0.8)
+    assert (va.stressed_weight, va.floor_lookback_days) == (0.25, 3650.0)
 
 
 @pytest.mark.parametrize("data, field", [
@@ -410,3 +428,24 @@ def test_open_interest_caps_in_a_one_account_check_use_the_market_open_interest(
     one = regime.requirements_stateless(Positions.of([[10.0]]), market)
     assert one.im[0] == pytest.approx(full.im[0])
     assert full.im[0] > 10 * 100 * 0.10  # the cap binds: IM above the base 10%
+
+
+def test_the_ccp_regime_set_credits_an_opposite_btc_eth_pair_and_scans_each_product_by_its_vol():
+    from sim.config import load_episode
+    from sim.episode import build
+
+    config = load_episode("configs/regimes/ccp.yaml")
+    span_cfg = config.compare_regimes[0]
+    assert span_cfg.regime == "span" and [p.credit_rate for p in span_cfg.inter_commodity] == [0.60, 0.50, 0.40]
+    ep = build(config)
+    regime = build_regime(span_cfg, ep.table)
+    market = ep.marks.market_state(0.0)
+    scans = dict(zip(ep.table.underlyings, regime.scan_ranges(market)))
+    assert scans["ALT"] / scans["BTC"] == pytest.approx(1.10 / 0.45)  # each product by its own vol
+    lots = np.zeros(len(ep.table))
+    lots[0], lots[1] = 10, -30  # BTC long, ETH short, notional-neutral (1:3)
+    b = regime.breakdown(lots, market)
+    assert b["inter_credit"] > 0
+    assert b["span"] == pytest.approx(b["scan_risk"] + b["intra_spread"] - b["inter_credit"])
+    lots[1] = 30  # the same direction: no credit
+    assert regime.breakdown(lots, market)["inter_credit"] == 0.0

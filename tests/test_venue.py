@@ -71,8 +71,8 @@ def test_cancel_cancel_all_and_amend_also_travel_with_latency():
     b = venue.submit(1, 0, BUY, 99, 5)
     c = venue.submit(2, 0, SELL, 110, 5)
     world.run(until=1.0)
-    venue.cancel(a, 0)
-    venue.amend(c, 0, new_lots=9)
+    venue.cancel(1, a, 0)
+    venue.amend(2, c, 0, new_lots=9)
     venue.cancel_all(1)
     world.run(until=1.49)
     assert a in venue.books[0] and b in venue.books[0] and venue.books[0].order(c).size == 5
@@ -85,8 +85,8 @@ def test_random_latency_delays_are_the_streams_draws():
     cfg_in = LatencyConfig(kind="exponential", mean=0.002, min=0.0005)
     cfg_out = LatencyConfig(kind="lognormal", mean=0.003, min=0.001, sigma=0.7)
     world, venue = make_venue(seed=11, to_venue_latency=cfg_in, to_agent_latency=cfg_out)
-    expect_in = Latency(cfg_in, world.streams.fresh("venue/latency-in"))
-    expect_out = Latency(cfg_out, world.streams.fresh("venue/latency-out"))
+    expect_in = Latency(cfg_in, world.streams.fresh("venue/latency-in/1"))
+    expect_out = Latency(cfg_out, world.streams.fresh("venue/latency-out/1"))
     sent: dict[int, float] = {}
     arrived: dict[int, float] = {}
     replied: dict[int, float] = {}
@@ -126,6 +126,36 @@ def test_random_latency_can_reorder_messages_of_one_agent():
     ids = [venue.submit(1, 0, BUY, 100 - k, 1, reply=None) for k in range(50)]
     world.run(until=1.0)
     assert sorted(order) == ids and order != ids
+
+
+def test_each_account_has_its_own_latency_stream_so_adding_an_agent_changes_no_other_delays():
+    cfg = LatencyConfig(kind="exponential", mean=0.01)
+
+    def arrivals(extra_agent: bool) -> list[float]:
+        world, venue = make_venue(seed=5, to_venue_latency=cfg)
+        seen: list[float] = []
+        orig = venue.execute
+        venue.execute = lambda oid, a, *rest: (a == 1 and seen.append(world.now), orig(oid, a, *rest))
+        for k in range(40):
+            world.call_later(k * 0.003, venue.submit, 1, 0, BUY, 100 - k, 1)
+            if extra_agent:
+                world.call_later(k * 0.003, venue.submit, 2, 0, SELL, 200 + k, 1)
+        world.run(until=2.0)
+        return seen
+
+    alone, together = arrivals(False), arrivals(True)
+    assert len(alone) == 40 and alone == together
+
+
+def test_cancel_and_amend_touch_only_the_senders_own_orders():
+    world, venue = make_venue()
+    venue.execute(1, 1, 0, BUY, 100, 5)
+    replies = []
+    venue.cancel(2, 1, 0)
+    venue.amend(2, 1, 0, new_lots=1, reply=replies.append)
+    world.run(until=1.0)
+    assert venue.books[0].order(1).size == 5
+    assert replies[0].reject == RejectReason.UNKNOWN_ORDER
 
 
 # ------------------------------------------------------------------ fees
@@ -297,8 +327,8 @@ def test_halted_instrument_rejects_submits_and_amends_but_cancels_work():
     replies = []
     assert venue.execute(5, 2, 0, SELL, 100, 5).reject == RejectReason.HALTED
     assert venue.execute(6, 2, 1, SELL, 98, 1).fills  # the other instrument trades on
-    venue.amend(1, 0, new_lots=50, reply=replies.append)
-    venue.cancel(2, 0)
+    venue.amend(1, 1, 0, new_lots=50, reply=replies.append)
+    venue.cancel(1, 2, 0)
     world.run(until=1.0)
     assert replies[0].reject == RejectReason.HALTED
     assert venue.books[0].order(1).size == 5
@@ -326,8 +356,8 @@ def test_cancel_and_amend_on_an_unknown_instrument_change_nothing_and_do_not_cra
     world, venue = make_venue(2)
     venue.execute(1, 1, 1, BUY, 100, 5)
     replies = []
-    venue.cancel(1, -1)
-    venue.amend(1, 5, new_lots=3, reply=replies.append)
+    venue.cancel(1, 1, -1)
+    venue.amend(1, 1, 5, new_lots=3, reply=replies.append)
     venue.cancel_all(1, 5)
     world.run(until=1.0)
     assert venue.books[1].order(1).size == 5
@@ -411,10 +441,10 @@ def test_amend_that_increases_size_is_risk_checked_for_the_increase():
     calls.clear()
     venue.risk_check = lambda *a: calls.append(a) or False
     replies = []
-    venue.amend(1, 0, new_lots=12, reply=replies.append)
-    venue.amend(1, 0, new_price=101, new_lots=13, reply=replies.append)
-    venue.amend(1, 0, new_lots=3, reply=replies.append)  # a decrease is never checked
-    venue.amend(1, 0, new_price=99, reply=replies.append)  # nor a price change alone
+    venue.amend(3, 1, 0, new_lots=12, reply=replies.append)
+    venue.amend(3, 1, 0, new_price=101, new_lots=13, reply=replies.append)
+    venue.amend(3, 1, 0, new_lots=3, reply=replies.append)  # a decrease is never checked
+    venue.amend(3, 1, 0, new_price=99, reply=replies.append)  # nor a price change alone
     world.run(until=1.0)
     assert [r.reject for r in replies] == [RejectReason.RISK_CHECK_FAILED] * 2 + [None, None]
     assert calls == [(3, 0, BUY, 100, 7), (3, 0, BUY, 101, 8)]
@@ -428,7 +458,7 @@ def test_amend_increase_is_risk_checked_on_a_venue_without_positions():
     venue.execute(1, 3, 0, BUY, 100, 5)
     venue.risk_check = lambda *a: False
     replies = []
-    venue.amend(1, 0, new_lots=500, reply=replies.append)
+    venue.amend(3, 1, 0, new_lots=500, reply=replies.append)
     world.run(until=1.0)
     assert replies[0].reject == RejectReason.RISK_CHECK_FAILED
     assert venue.books[0].order(1).size == 5
@@ -452,8 +482,8 @@ def test_trade_and_book_listeners_are_called():
     venue.execute(2, 2, 1, BUY, 100, 2)
     venue.execute(3, 2, 0, BUY, 90, 2)
     venue.cancel_all_now(2)
-    venue._cancel_now(1, 1)
-    venue._cancel_now(1, 1)  # already gone: no book event
+    venue._cancel_now(1, 1, 1)
+    venue._cancel_now(1, 1, 1)  # already gone: no book event
     assert rec.book_events == [1, 1, 0, 0, 1]
     assert len(rec.trades) == 1
     fill = rec.trades[0][0]
@@ -531,20 +561,20 @@ def run_stream(ops: list[tuple], stp: str, with_latency: bool, reference: float 
     venue.trade_listeners.append(lambda fill, _m, _t: fills.append(fill))
     venue.reference = [reference] * N_INSTRUMENTS
     venue.risk_check = lambda a, i, s, p, lots: lots < 6  # big risk-increasing orders are refused
-    ids: list[tuple[int, int]] = []  # (order id, instrument) of every submit
+    ids: list[tuple[int, int, int]] = []  # (order id, instrument, account) of every submit
     for step, op in enumerate(ops):
         kind = op[0]
         if kind == "submit":
             _, a, i, side, price, lots, tif, reduce_only = op
-            ids.append((venue.submit(a, i, side, price, lots, tif, reduce_only), i))
+            ids.append((venue.submit(a, i, side, price, lots, tif, reduce_only), i, a))
         elif kind == "cancel" and ids:
-            oid, i = ids[op[1] % len(ids)]
-            venue.cancel(oid, i)
+            oid, i, a = ids[op[1] % len(ids)]
+            venue.cancel(a, oid, i)
         elif kind == "cancel_all":
             venue.cancel_all(op[1], op[2])
         elif kind == "amend" and ids:
-            oid, i = ids[op[1] % len(ids)]
-            venue.amend(oid, i, op[2], op[3])
+            oid, i, a = ids[op[1] % len(ids)]
+            venue.amend(a, oid, i, op[2], op[3])
         elif kind == "halt":
             (venue.halt if op[2] else venue.resume)(op[1])
         world.run(until=(step + 1) * 0.005)  # up to 0.02 s latency: messages overlap and reorder

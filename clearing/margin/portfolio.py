@@ -1,4 +1,5 @@
-"""Crypto portfolio margin, Deribit-style simulated risk matrix (METHODS.md section 4).
+"""Crypto portfolio margin, Deribit's published method (METHODS.md section 4; sources and values
+in docs/METHODOLOGY.md, "Portfolio").
 
 Per underlying, the portfolio is revalued in:
 
@@ -7,31 +8,42 @@ Per underlying, the portfolio is revalued in:
   on days to expiry: f = (30 / max(DTE, min_dte))^p, p = ``vega_power_short`` (0.3) when
   DTE < 30 else ``vega_power_long`` (0.13); vol up = max(vol (1 + vol_up f), min_vol_up), vol
   down = max(vol (1 - vol_down f), 0) (defaults vol_up 0.5, min_vol_up 0.5, vol_down 0.25);
-- the extended table: tail moves (-66%, -33%, +50%, +100%) at vol up; its worst loss counts at
-  ``extended_weight`` (the dampener): risk = max(core worst loss, weight x extended worst loss).
+- the extended table: tail moves m (-66%, -33%, +50%, +100% ... +500%) at vol up, each counted at
+  a fraction ``extended_table_factor`` x R / |m| of its P&L, less the dampener
+  (|m| / R - 1) x ``extended_dampener``: loss_m = max(-fraction x P&L_m - dampener_m, 0). A linear
+  position loses R per unit in every row of it (never more than the core); short options, whose
+  loss grows faster than the move, are what it catches. risk = max(core worst loss, worst loss_m).
 
-Add-ons (per underlying): delta shock = ``delta_shock`` x |net delta| x price (net delta in units
-of underlying, Black-76 deltas for options); roll shock for dated futures: every future's price
-moves by +/- max(``roll_shock_rate`` x years to expiry, ``roll_shock_floor``) x F together (perps
-unshocked), charge = worst of the up/down basis moves.
+Add-ons (per underlying): delta shock, a liquidity charge on large delta only -- with x = |net
+delta| x price (Black-76 deltas for options), rate = min(``delta_shock_increment`` x units of
+underlying beyond ``delta_shock_threshold``, ``max_delta_shock``), charge = rate x x (zero below
+the threshold); roll shock for dated futures: every future's price moves by
++/- max(exp(``roll_shock_rate`` x years to expiry) - 1, ``roll_shock_floor``) x F together
+(perpetuals unshocked), charge = worst of the up/down basis moves.
 
 IM = risk + delta shock + roll shock; MM = ``mm_ratio`` (0.8) x IM.
 
 Multi-asset:
 
 - ``cross_asset="sum"``: each underlying separately, summed (no offset across assets).
-- ``cross_asset="joint"``: joint scenarios. Correlation assumption ("each asset as the driver"):
-  for each underlying d in turn, d moves over the full grid and every other underlying u moves by
-  rho(d, u) x the same move (rho from ``correlations`` "A/B", default ``correlation``); the vol
-  state applies to all underlyings together. The core risk is the worst over all U x 27
+- ``cross_asset="joint"``: joint scenarios, each asset as the driver: for each underlying d in
+  turn, d moves over the full grid and every other underlying u moves by beta x the same move (in
+  the extended table no deeper than its worst fall), for three betas -- with the correlation
+  (rho(d, u) from ``correlations`` "A/B", default ``correlation``), against it (max(rho - z
+  sqrt(1 - rho^2), -1)) and beyond it (min(rho + z sqrt(1 - rho^2), 1)), z = ``decorrelation``
+  (2): sqrt(1 - rho^2) is u's conditional standard deviation given d's move (unit vols), so the
+  against-scenario moves the assets in opposite directions for rho < z / sqrt(1 + z^2) (0.89).
+  The vol state applies to all underlyings together. The core risk is the worst over all 3U x 27
   scenarios (extended likewise). A single-asset account gets exactly its "sum" figure; a hedge
-  across assets is credited as far as the correlation says -- which is the correlation-breakdown
-  risk the two modes put side by side. Delta and roll shocks stay per underlying.
+  across assets is credited only as far as the against-scenario allows, and same-direction
+  positions get no credit once rho + z sqrt(1 - rho^2) >= 1. Delta and roll shocks stay per
+  underlying.
 
-Computation: one instruments x columns matrix per market state (scenario P&L per long lot, plus
-columns for delta notional and roll up/down), built once and cached; the requirement is a
-sparse gather-multiply-add over the positions' non-zeros, reduced to per-segment minima block by
-block while in cache (``base.segment_reduce_t``) -- no loop over accounts. In "sum" mode the non-zeros are grouped per
+Computation: one instruments x columns matrix per market state (scenario P&L per long lot, the
+extended columns pre-scaled by their fraction, plus columns for delta notional, delta units and
+roll up/down), built once and cached; the requirement is a sparse gather-multiply-add over the
+positions' non-zeros, reduced to per-segment minima block by block while in cache
+(``base.segment_reduce_t``) -- no loop over accounts. In "sum" mode the non-zeros are grouped per
 (account, underlying) once per Positions object (cached).
 """
 
@@ -67,10 +79,22 @@ class PortfolioRegime(MarginRegime):
             if a in idx and b in idx:
                 corr[idx[a], idx[b]] = corr[idx[b], idx[a]] = rho
         self.correlation = corr
+        # joint mode: the other underlyings move with, against and beyond the correlation
+        spread = cfg.decorrelation * np.sqrt(np.maximum(1.0 - corr**2, 0.0))
+        self.betas = [corr, np.maximum(corr - spread, -1.0), np.minimum(corr + spread, 1.0)]
+        for b in self.betas:
+            np.fill_diagonal(b, 1.0)
         n_core, n_ext = 3 * self.moves.size, self.extended.size
-        drivers = U if self.joint else 1
-        self.n_core, self.n_ext = n_core * drivers, n_ext * drivers
-        # column layout: core | extended | delta (one per underlying in joint mode, else one) | roll up/down
+        blocks = U * len(self.betas) if self.joint else 1
+        self.n_core, self.n_ext = n_core * blocks, n_ext * blocks
+        # the extended table's fraction per move and its dampener (quote units) per column
+        r = cfg.price_range
+        self.ext_fraction = cfg.extended_table_factor * r / np.abs(self.extended)
+        self.floor_move = min(-r, float(self.extended.min())) if self.extended.size else -r
+        self.ext_dampener = np.tile((np.maximum(np.abs(self.extended) / r, 1.0) - 1.0) * cfg.extended_dampener,
+                                    blocks)[:, None]
+        # column layout: core | extended | delta notional | delta units (one each per underlying in
+        # joint mode, else one) | roll up/down
         self.n_delta = U if self.joint else 1
         self.n_roll = 2 * U if self.joint else 2
         self._key: tuple | None = None
@@ -95,29 +119,33 @@ class PortfolioRegime(MarginRegime):
         return up, down
 
     def _scenario_pnl(self, market: MarketState) -> tuple[np.ndarray, np.ndarray]:
-        """(core I x 27 or I x U*27, extended I x E or I x U*E).
+        """(core I x 27 or I x 3U*27, extended I x E or I x 3U*E, scaled by its fractions).
 
-        In joint mode an instrument's move under driver d is corr[d, its underlying] x the move.
-        Core columns are move-major within a vol state: unchanged (9), up (9), down (9).
+        In joint mode an instrument's move under driver d and beta matrix B is B[d, its
+        underlying] x the driver's move, no deeper than the extended table's worst fall (a +500%
+        tail turned against the driver is a -66% fall, not a negative price). Core columns are move-major within a vol state: unchanged (9),
+        up (9), down (9).
         """
         up, down = self.vol_shocks(market)
         vols = np.asarray(market.vols, dtype=np.float64)
         n = len(self.table)
-        drivers = range(self.n_under) if self.joint else [None]
+        drivers = [(d, b) for d in range(self.n_under) for b in self.betas] if self.joint else [(None, None)]
         core_blocks, ext_blocks = [], []
-        for d in drivers:
-            beta = np.ones(n) if d is None else self.correlation[d, self.underlying]
+        for d, betas in drivers:
+            beta = np.ones(n) if d is None else betas[d, self.underlying]
             m = beta[:, None] * self.moves[None, :]
             mv = np.concatenate([m, m, m], axis=1)
             vl = np.concatenate([np.repeat(vols[:, None], m.shape[1], 1), np.repeat(up[:, None], m.shape[1], 1),
                                  np.repeat(down[:, None], m.shape[1], 1)], axis=1)
             core_blocks.append(self.rev.relative(market, mv, vol_level=vl))
-            e = beta[:, None] * self.extended[None, :]
-            ext_blocks.append(self.rev.relative(market, e, vol_level=np.repeat(up[:, None], e.shape[1], 1)))
+            e = np.maximum(beta[:, None] * self.extended[None, :], self.floor_move)
+            ext = self.rev.relative(market, e, vol_level=np.repeat(up[:, None], e.shape[1], 1))
+            ext_blocks.append(ext * self.ext_fraction[None, :])
         return np.concatenate(core_blocks, axis=1), np.concatenate(ext_blocks, axis=1)
 
     def pnl_matrix(self, market: MarketState) -> np.ndarray:
-        """Instruments x columns: core scenarios | extended | delta notional | roll up/down.
+        """Instruments x columns: core scenarios | extended (scaled) | delta notional | delta units |
+        roll up/down.
 
         Built once per market state (cached on a cheap key of the state)."""
         key = market_key(market)
@@ -126,18 +154,19 @@ class PortfolioRegime(MarginRegime):
         t, cfg, n = self.table, self.config, len(self.table)
         core, ext = self._scenario_pnl(market)
         price = np.asarray(market.underlying_prices, dtype=np.float64)[self.underlying]
-        delta_notional = self.rev.deltas(market) * price
+        delta_units = self.rev.deltas(market)
+        delta_notional = delta_units * price
         fwd, years, _ = self.rev.base(market)
         dated = t.kind == InstrumentKind.FUTURE
-        shift = np.where(dated, np.maximum(cfg.roll_shock_rate * np.where(dated, years, 0.0), cfg.roll_shock_floor)
-                         * fwd * t.contract_units, 0.0)
+        move = np.maximum(np.expm1(cfg.roll_shock_rate * np.where(dated, years, 0.0)), cfg.roll_shock_floor)
+        shift = np.where(dated, move * fwd * t.contract_units, 0.0)
         if self.joint:
             onehot = np.zeros((n, self.n_under))
             onehot[np.arange(n), self.underlying] = 1.0
-            delta_cols = onehot * delta_notional[:, None]
+            delta_cols = np.concatenate([onehot * delta_notional[:, None], onehot * delta_units[:, None]], axis=1)
             roll_cols = np.concatenate([onehot * shift[:, None], -onehot * shift[:, None]], axis=1)
         else:
-            delta_cols = delta_notional[:, None]
+            delta_cols = np.stack([delta_notional, delta_units], axis=1)
             roll_cols = np.stack([shift, -shift], axis=1)
         self._matrix = np.ascontiguousarray(np.concatenate([core, ext, delta_cols, roll_cols], axis=1),
                                             dtype=self.dtype)
@@ -152,12 +181,22 @@ class PortfolioRegime(MarginRegime):
         cfg = self.config
         a, b = self.n_core, self.n_core + self.n_ext
         c = b + self.n_delta
+        e = c + self.n_delta
         core = np.maximum(-summed_t[:a].min(axis=0), 0.0).astype(np.float64)
-        if self.n_ext and cfg.extended_weight:
-            ext = np.maximum(-summed_t[a:b].min(axis=0), 0.0).astype(np.float64) * cfg.extended_weight
+        if self.n_ext and cfg.extended_table_factor:
+            ext = np.maximum((-summed_t[a:b] - self.ext_dampener).max(axis=0), 0.0).astype(np.float64)
         else:
             ext = np.zeros_like(core)
-        delta = cfg.delta_shock * np.abs(summed_t[b:c]).sum(axis=0, dtype=np.float64)
+        # delta shock: rate = increment x units beyond the threshold (units x excess notional /
+        # notional), capped; charged on the whole delta notional
+        notional = np.abs(summed_t[b:c]).astype(np.float64)
+        units = np.abs(summed_t[c:e]).astype(np.float64)
+        excess = np.maximum(notional - cfg.delta_shock_threshold, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            beyond = np.where(excess > 0, units * excess / notional, 0.0)
+        rate = np.minimum(cfg.delta_shock_increment * beyond, cfg.max_delta_shock)
+        delta = (rate * notional).sum(axis=0)
+        c = e
         if self.joint:
             worst = np.minimum(summed_t[c:c + self.n_under], summed_t[c + self.n_under:])
             roll = np.maximum(-worst, 0.0).sum(axis=0, dtype=np.float64)

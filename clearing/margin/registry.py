@@ -34,7 +34,7 @@ from sim.schema.margin import (
     parse_margin_config,
 )
 
-_CONTEXT_KEYS = {"history", "risk_arrays", "risk_array_convention", "deltas", "open_interest", "depth", "cost_fn"}
+_CONTEXT_KEYS = {"history", "row_interval", "risk_arrays", "risk_array_convention", "deltas", "open_interest", "depth", "cost_fn"}
 
 
 def build_regime(name_or_config, table: InstrumentTable, **context) -> MarginRegime:
@@ -54,7 +54,7 @@ def build_regime(name_or_config, table: InstrumentTable, **context) -> MarginReg
     elif isinstance(cfg, VaRConfig):
         if context.get("history") is None:
             raise ValueError(f"regime {cfg.regime!r} needs a price history: build_regime(..., history=rows x underlyings)")
-        regime = VaRRegime(table, cfg, history=context["history"])
+        regime = VaRRegime(table, cfg, history=context["history"], row_interval=context.get("row_interval", 86_400.0))
     else:  # pragma: no cover - the union is closed
         raise TypeError(f"unsupported margin config {type(cfg).__name__}")
     if cfg.liquidity is not None:

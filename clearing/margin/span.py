@@ -7,8 +7,9 @@ CME scenarios, in CME order::
     7 (+2/3, up)    8 (+2/3, down)    9 (-2/3, up) 10 (-2/3, down) 11 (+3/3, up) 12 (+3/3, down)
     13 (-3/3, up)  14 (-3/3, down)   15 (+extreme, vol unchanged) x cover  16 (-extreme) x cover
 
-Built from the pricing model (``scenarios.Revaluer``) with the configured price scan range (a
-fraction of the forward, or an absolute price move), vol scan range (relative or absolute), extreme
+Built from the pricing model (``scenarios.Revaluer``) with the price scan range (by default
+z(confidence) x vol x sqrt(MPOR days / 365) of the forward, the vol held from the first valuation;
+or a configured fraction of the forward, or an absolute price move), vol scan range (relative or absolute), extreme
 multiple and cover fraction -- or supplied per instrument (``risk_arrays``, by symbol or index),
 as a CCP's risk-parameter file provides them; supplied arrays replace the model's.
 
@@ -42,11 +43,13 @@ MM = ``mm_multiplier`` x SPAN (default 1.0: CME maintenance is the SPAN figure),
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 
 from clearing.instruments import InstrumentKind, InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, Positions, Requirements, worst_loss_per_group
-from clearing.margin.scenarios import Revaluer, market_key
+from clearing.margin.scenarios import DAYS_PER_YEAR, Revaluer, market_key
 from sim.schema.margin import SpanConfig
 
 # Price-move fraction of the scan range and vol direction per scenario (extremes: multiple set later).
@@ -96,7 +99,14 @@ class SpanRegime(MarginRegime):
         self.supplied_deltas = {resolve(k): float(v) for k, v in {**cfg.deltas, **(deltas or {})}.items()}
 
         # per-commodity parameters
-        self.price_scan = np.array([cfg.price_scan_by_underlying.get(u, cfg.price_scan) for u in unders])
+        if cfg.price_scan_mode != "volatility":
+            self.price_scan = np.array([cfg.price_scan_by_underlying.get(u, cfg.price_scan or np.nan) for u in unders])
+            if np.isnan(self.price_scan).any():
+                raise ValueError(f"span: no absolute price_scan for {[u for u, p in zip(unders, self.price_scan) if np.isnan(p)]}")
+        else:  # set from the vols at the first valuation
+            self.price_scan = np.full(len(unders), np.nan)
+            self._scan_vol = np.array([cfg.scan_vol_by_underlying.get(u, np.nan) for u in unders])
+            self._scan_z = float(NormalDist().inv_cdf(cfg.scan_confidence))
         self.vol_scan = np.array([cfg.vol_scan_by_underlying.get(u, cfg.vol_scan) for u in unders])
         self.intra_abs = np.array([cfg.intra_spread_charge_by_underlying.get(u, cfg.intra_spread_charge)
                                    for u in unders])
@@ -128,11 +138,22 @@ class SpanRegime(MarginRegime):
         self._cache: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------------- per-market data
+    def scan_ranges(self, market: MarketState) -> np.ndarray:
+        """Price scan range per commodity (fraction of the forward, or absolute price units).
+
+        In ``volatility`` mode the first call fixes it from ``scan_vol_by_underlying`` or the
+        market's ATM vols: z x vol x sqrt(MPOR days / 365)."""
+        if np.isnan(self.price_scan).any():
+            cfg = self.config
+            vols = np.where(np.isnan(self._scan_vol), np.asarray(market.atm_vols, dtype=np.float64), self._scan_vol)
+            self.price_scan = self._scan_z * vols * np.sqrt(cfg.margin_period_of_risk_days / DAYS_PER_YEAR)
+        return self.price_scan
+
     def _scan_abs(self, market: MarketState) -> np.ndarray:
         """Absolute price scan range per instrument (in forward price units)."""
         fwd, _, _ = self.rev.base(market)
-        psr = self.price_scan[self.commodity]
-        return fwd * psr if self.config.price_scan_mode == "relative" else psr
+        psr = self.scan_ranges(market)[self.commodity]
+        return psr if self.config.price_scan_mode == "absolute" else fwd * psr
 
     def model_risk_arrays(self, market: MarketState) -> np.ndarray:
         """Risk arrays from the pricing model, I x 16, profit per long lot (cover applied)."""

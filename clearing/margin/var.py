@@ -1,10 +1,13 @@
 """Historical / filtered-historical VaR and expected-shortfall margin with anti-procyclicality
 tools (METHODS.md section 5; EMIR RTS 153/2013 Art. 28).
 
-History: a (T, U) array of prices per underlying (one row per day, columns in the instrument
-table's underlying order), supplied at construction and extended with :meth:`update_history`.
+History: a (T, U) array of prices per underlying (one row per ``row_interval`` seconds, columns
+in the instrument table's underlying order), supplied at construction and extended with
+:meth:`update_history`. Horizons are configured in days and turned into rows here: ``mpor`` =
+``mpor_days`` x 86,400 / ``row_interval`` rows (a whole number, or the regime is refused),
+``lookback`` / ``floor_lookback`` likewise (rounded to the nearest row).
 
-Scenarios: the overlapping ``mpor``-day returns whose windows end in the last ``lookback`` rows,
+Scenarios: the overlapping ``mpor``-row returns whose windows end in the last ``lookback`` rows,
 r = P[t] / P[t - mpor] - 1, all underlyings jointly (their historical co-movement is the
 correlation model). ``method="filtered"`` (FHS): daily log returns are divided by the EWMA vol
 (``ewma_lambda``) of the day before and multiplied by today's EWMA vol, then compounded over the
@@ -17,7 +20,7 @@ k = ceil((1 - confidence) x S); ES = the mean of the k largest; floored at 0.
 Anti-procyclicality, applied in this order to the per-account figure V:
 
 1. stressed weighting (``stressed_weight`` w): V = (1 - w) V + w V_stressed, V_stressed the same
-   measure over the returns of the stressed period -- ``stressed_period`` [start, end) rows, or by
+   measure over the returns of the stressed period -- ``stressed_period_days`` [start, end), or by
    default the ``lookback``-row window of the history so far with the highest realised volatility
    (mean over underlyings of the daily log-return standard deviation);
 2. buffer (``buffer`` b): normally margin = (1 + b) V. The buffer is released when the buffered
@@ -36,7 +39,7 @@ Anti-procyclicality, applied in this order to the per-account figure V:
 The stressed and floor sets always use plain (unfiltered) returns: rescaling them to today's
 volatility would undo their purpose.
 
-IM = margin, MM = ``mm_ratio`` x IM (EMIR: one initial-margin figure, so 1.0).
+IM = margin, MM = ``mm_ratio`` x IM (default 0.8: see ``VaRConfig``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from clearing.instruments import InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, Positions, Requirements, segment_sums_t
 from clearing.margin.scenarios import Revaluer, market_key
 from sim.schema.margin import VaRConfig
+
+DAY = 86_400.0  # seconds
 
 
 def mpor_returns(prices: np.ndarray, mpor: int) -> np.ndarray:
@@ -96,10 +101,22 @@ class VaRRegime(MarginRegime):
     name = "var"
 
     def __init__(self, table: InstrumentTable, config: VaRConfig | None = None,
-                 history: np.ndarray | None = None) -> None:
+                 history: np.ndarray | None = None, row_interval: float = DAY) -> None:
         super().__init__(table)
-        self.config = config or VaRConfig()
-        self.name = self.config.regime
+        self.config = cfg = config or VaRConfig()
+        self.name = cfg.regime
+        if not row_interval > 0:
+            raise ValueError(f"row_interval must be positive seconds, got {row_interval}")
+        self.row_interval = float(row_interval)
+        mpor = cfg.mpor_days * DAY / row_interval
+        if mpor < 1.0 - 1e-9 or abs(mpor - round(mpor)) > 1e-6:
+            raise ValueError(f"mpor_days {cfg.mpor_days:g} is {mpor:g} history rows of {row_interval:g} s: "
+                             "the margin period of risk must be a whole number (>= 1) of rows")
+        self.mpor = int(round(mpor))
+        self.lookback = self.rows(cfg.lookback_days)
+        self.floor_lookback = None if cfg.floor_lookback_days is None else self.rows(cfg.floor_lookback_days)
+        self.stressed_period = (None if cfg.stressed_period_days is None
+                                else tuple(int(round(d * DAY / row_interval)) for d in cfg.stressed_period_days))
         self.rev = Revaluer(table)
         self._history = np.zeros((0, len(table.underlyings)))
         self._version = 0
@@ -113,6 +130,10 @@ class VaRRegime(MarginRegime):
         self._stress: bool | None = None
         if history is not None:
             self.set_history(history)
+
+    def rows(self, days: float) -> int:
+        """History rows in ``days`` of time (at least one)."""
+        return max(1, int(round(days * DAY / self.row_interval)))
 
     # ------------------------------------------------------------------------------- history
     @property
@@ -146,20 +167,20 @@ class VaRRegime(MarginRegime):
     # ----------------------------------------------------------------------------- scenarios
     def _returns(self, prices: np.ndarray) -> np.ndarray:
         cfg = self.config
-        if prices.shape[0] <= cfg.mpor:
+        if prices.shape[0] <= self.mpor:
             return np.zeros((0, prices.shape[1]))
         if cfg.method == "filtered":
-            return filtered_returns(prices, cfg.mpor, cfg.ewma_lambda)
-        return mpor_returns(prices, cfg.mpor)
+            return filtered_returns(prices, self.mpor, cfg.ewma_lambda)
+        return mpor_returns(prices, self.mpor)
 
     def stressed_window(self) -> tuple[int, int]:
         """[start, end) rows of the stressed period (configured, or the most volatile window)."""
-        cfg, h = self.config, self._history
-        if cfg.stressed_period is not None:
-            a, b = cfg.stressed_period
+        h = self._history
+        if self.stressed_period is not None:
+            a, b = self.stressed_period
             return min(a, h.shape[0]), min(b, h.shape[0])
         n = h.shape[0]
-        w = min(cfg.lookback + cfg.mpor, n)
+        w = min(self.lookback + self.mpor, n)
         if n < 3 or w < 3:
             return 0, n
         d = np.diff(np.log(h), axis=0)
@@ -173,16 +194,16 @@ class VaRRegime(MarginRegime):
 
     def scenario_sets(self) -> dict[str, np.ndarray]:
         """Scenario returns (S x U) per use: 'base', and 'stressed' / 'floor' when configured."""
-        cfg, h = self.config, self._history
+        cfg, h, mpor = self.config, self._history, self.mpor
         # filtered: filter with the whole history, keep the lookback windows
-        out = {"base": self._returns(h)[-cfg.lookback:] if cfg.method == "filtered"
-               else self._returns(h[-(cfg.lookback + cfg.mpor):])}
+        out = {"base": self._returns(h)[-self.lookback:] if cfg.method == "filtered"
+               else self._returns(h[-(self.lookback + mpor):])}
         if cfg.stressed_weight:
             a, b = self.stressed_window()
-            out["stressed"] = mpor_returns(h[a:b], cfg.mpor) if b - a > cfg.mpor else np.zeros((0, h.shape[1]))
-        if cfg.floor_lookback:
-            seg = h[-(cfg.floor_lookback + cfg.mpor):]
-            out["floor"] = mpor_returns(seg, cfg.mpor) if seg.shape[0] > cfg.mpor else np.zeros((0, h.shape[1]))
+            out["stressed"] = mpor_returns(h[a:b], mpor) if b - a > mpor else np.zeros((0, h.shape[1]))
+        if self.floor_lookback:
+            seg = h[-(self.floor_lookback + mpor):]
+            out["floor"] = mpor_returns(seg, mpor) if seg.shape[0] > mpor else np.zeros((0, h.shape[1]))
         return out
 
     def pnl_matrices(self, market: MarketState) -> dict[str, np.ndarray]:

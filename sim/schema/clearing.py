@@ -25,10 +25,21 @@ class EnforcementConfig(StrictModel):
 
 
 class BookLiquidationConfig(StrictModel):
-    """Liquidation through the order book with IOC orders."""
+    """Liquidation through the order book with IOC orders.
 
-    worst_price: Literal["bankruptcy", "between", "band"] = "between"
+    ``worst_price`` is the limit of each liquidation order: ``bankruptcy`` (Binance's engine sends
+    its IOC at the bankruptcy price), ``between`` (``worst_fraction`` of the way from the mark to
+    the bankruptcy price), ``band`` (a market order within the venue's market protection, as
+    Hyperliquid and FTX sent them) or ``fillable`` (dYdX v4's fillable price: the mark moved by
+    ``bankruptcy_adjustment`` x (1 - equity / MM), clamped to [0, 1], of ``spread_to_mm_ratio`` x
+    the position's maintenance requirement).
+    """
+
+    worst_price: Literal["bankruptcy", "between", "band", "fillable"] = "between"
     worst_fraction: float = Field(0.5, ge=0.0, le=1.0, description="'between': 0 = mark, 1 = bankruptcy")
+    bankruptcy_adjustment: float = Field(1.0, ge=1.0, description="'fillable': dYdX BankruptcyAdjustmentPpm / 1e6")
+    spread_to_mm_ratio: float = Field(0.1, gt=0.0, le=1.0,
+                                      description="'fillable': dYdX SpreadToMaintenanceMarginRatioPpm / 1e6")
     buffer: float = Field(0.02, ge=0.0, lt=1.0, description="partial steps restore MM x (1 + buffer)")
     slice_fraction: float = Field(0.2, gt=0.0, le=1.0, description="largest share of a position per step")
     slice_notional: float = Field(250_000.0, ge=0.0, description="positions above this notional are sliced")
@@ -70,12 +81,22 @@ class LiquidationConfig(StrictModel):
 
 
 class WaterfallConfig(StrictModel):
+    """The CCP default waterfall and its default fund, sized once at ``sizing_time`` by a stress
+    test from the margin regime's own scenarios (clearing/stress.py): each underlying moved alone by
+    -/+ ``stress_multiple`` x the move the regime margins for it, at unchanged vol and vol up by
+    ``vol_stress``, options revalued. ``members`` clearing members each clear a group of accounts
+    (every trader account open at sizing, assigned uniformly from the stream ``ccp/members``); a
+    member's uncovered loss is the sum over its accounts of max(stress loss - IM, 0); the fund is
+    the ``cover`` largest (Cover-2: the two largest), split pro rata to uncovered loss."""
+
     cover: Literal[1, 2] = 2
-    stress_move: float = Field(0.3, gt=0.0, lt=1.0, description="price move of the sizing stress test")
+    sizing_time: float = Field(300.0, ge=0.0, description="seconds from the start: when the fund is sized and paid in")
+    stress_multiple: float = Field(2.0, gt=0.0, description="extreme move = this x the regime's margined move")
+    vol_stress: float = Field(0.5, ge=0.0, description="vol-up scenarios: vol x (1 + this)")
     ccp_capital: float = Field(2_000_000.0, ge=0.0)
     skin_in_game: float = Field(0.25, ge=0.0, le=1.0)
     assessment_cap: float = Field(1.0, ge=0.0)
-    members: int = Field(20, ge=1, description="the largest accounts by IM become clearing members")
+    members: int = Field(20, ge=1, description="clearing members; each clears a group of accounts")
 
 
 class LossAbsorptionConfig(StrictModel):
@@ -125,6 +146,26 @@ class FundingConfig(StrictModel):
     premium_clamp: float = Field(0.0005, ge=0.0, description="premium inside +/- this pays no funding")
 
 
+class StressedHistory(StrictModel):
+    """A stressed period inside the synthetic pre-episode history, so the VaR regime's stressed
+    weighting (EMIR Art. 28(1)(b)) has a stressed period to find: for ``days`` starting
+    ``start_days_before`` the episode, every underlying's vol is ``vol_multiple`` times its
+    starting vol and its price falls by ``drawdown`` (log-linearly) before recovering at the
+    ordinary vol."""
+
+    start_days_before: float = Field(gt=0.0)
+    days: float = Field(gt=0.0)
+    vol_multiple: float = Field(3.0, ge=1.0)
+    drawdown: float = Field(0.3, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _ends_before_the_episode(self) -> "StressedHistory":
+        if self.days > self.start_days_before:
+            raise ValueError(f"days ({self.days:g}) runs past the episode start "
+                             f"(start_days_before {self.start_days_before:g})")
+        return self
+
+
 class HistoryConfig(StrictModel):
     """Price history for history-based regimes (VaR): a synthetic pre-episode history of
     ``pre_episode_rows`` rows, one per ``row_interval`` seconds, drawn as GBM at the path's starting
@@ -133,6 +174,16 @@ class HistoryConfig(StrictModel):
 
     pre_episode_rows: int = Field(1_000, ge=30)
     row_interval: float = Field(86_400.0, gt=0.0)
+    stressed: StressedHistory | None = None
+
+    @model_validator(mode="after")
+    def _stress_inside(self) -> "HistoryConfig":
+        if self.stressed is not None:
+            span_days = (self.pre_episode_rows - 1) * self.row_interval / 86_400.0
+            if self.stressed.start_days_before > span_days:
+                raise ValueError(f"stressed.start_days_before ({self.stressed.start_days_before:g}) is before the "
+                                 f"history's first row ({span_days:g} days before the episode)")
+        return self
 
 
 class SettlementConfig(StrictModel):

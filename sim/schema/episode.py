@@ -74,6 +74,19 @@ class EpisodeConfig(StrictModel):
 
     @model_validator(mode="after")
     def _references(self) -> "EpisodeConfig":
+        wf = self.clearing.loss_absorption.waterfall
+        if wf is not None and wf.sizing_time >= self.duration:
+            raise ValueError(f"clearing.loss_absorption.waterfall.sizing_time ({wf.sizing_time:g} s) is not before "
+                             f"the end of the episode (duration {self.duration:g} s): the fund would never exist")
+        interval = self.clearing.history.row_interval
+        for where, regime in [("margin", self.margin)] + [(f"compare_regimes.{k}", r)
+                                                         for k, r in enumerate(self.compare_regimes)]:
+            days = getattr(regime, "mpor_days", None)
+            if days is not None:
+                rows = days * 86_400.0 / interval
+                if rows < 1.0 - 1e-9 or abs(rows - round(rows)) > 1e-6:
+                    raise ValueError(f"{where}.mpor_days: {days:g} days is {rows:g} rows of the price history "
+                                     f"(clearing.history.row_interval {interval:g} s); it must be a whole number >= 1")
         known = set(self.paths.names())
         for k, ins in enumerate(self.market.instruments):
             if ins.underlying not in known:

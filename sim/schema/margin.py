@@ -179,11 +179,21 @@ class SpanConfig(_RegimeConfig):
 
     IM = ``im_multiplier`` x SPAN requirement, MM = ``mm_multiplier`` x SPAN requirement
     (CME: maintenance = the SPAN figure, initial = 110% of it for speculators).
+
+    Price scan range per commodity: ``price_scan_mode='volatility'`` (the default) sets it as a CME
+    risk team does, to cover ``scan_confidence`` of moves over the margin period of risk:
+    scan = z(``scan_confidence``) x vol x sqrt(``margin_period_of_risk_days`` / 365), vol being
+    ``scan_vol_by_underlying`` or else the underlying's ATM vol at the regime's first valuation
+    (a published parameter, held until the next review -- not re-set intraday).
+    ``relative``/``absolute`` take ``price_scan`` (or ``price_scan_by_underlying``) as given.
     """
 
     regime: Literal["span"] = "span"
-    price_scan: Positive = 0.10
-    price_scan_mode: Literal["relative", "absolute"] = "relative"
+    price_scan: Positive | None = None  # relative (default 0.10) or absolute; not with 'volatility'
+    price_scan_mode: Literal["volatility", "relative", "absolute"] = "volatility"
+    margin_period_of_risk_days: Positive = 2.0
+    scan_confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.99
+    scan_vol_by_underlying: dict[str, Positive] = Field(default_factory=dict)
     price_scan_by_underlying: dict[str, Positive] = Field(default_factory=dict)
     vol_scan: NonNeg = 0.25
     vol_scan_mode: Literal["relative", "absolute"] = "relative"
@@ -212,6 +222,14 @@ class SpanConfig(_RegimeConfig):
 
     @model_validator(mode="after")
     def _mm_le_im(self) -> "SpanConfig":
+        given = [f for f in ("price_scan", "price_scan_by_underlying") if getattr(self, f)]
+        if self.price_scan_mode == "volatility" and given:
+            raise ValueError(f"{given[0]} is set but price_scan_mode is 'volatility' (the scan comes "
+                             "from vol x margin period of risk); set price_scan_mode: relative or absolute")
+        if self.price_scan_mode == "absolute" and self.price_scan is None and not self.price_scan_by_underlying:
+            raise ValueError("price_scan_mode 'absolute' needs price_scan (price units)")
+        if self.price_scan_mode == "relative" and self.price_scan is None:
+            self.price_scan = 0.10
         if self.mm_multiplier > self.im_multiplier:
             raise ValueError(f"mm_multiplier ({self.mm_multiplier}) exceeds im_multiplier ({self.im_multiplier})")
         return self
@@ -262,26 +280,32 @@ class TimsConfig(_RegimeConfig):
 
 # ------------------------------------------------------------------------------------- portfolio
 class PortfolioConfig(_RegimeConfig):
-    """Crypto portfolio margin, Deribit-style (METHODS.md section 4)."""
+    """Crypto portfolio margin, Deribit's published method (METHODS.md section 4; the parameters
+    and their sources are in docs/METHODOLOGY.md, "Portfolio"). Defaults are Deribit's BTC values."""
 
     regime: Literal["portfolio", "portfolio_joint"] = "portfolio"
     cross_asset: Literal["sum", "joint"] | None = None  # None: from the regime name
     price_range: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.16
     price_steps: Annotated[int, Field(ge=1, le=50)] = 4  # per side: 2 x steps + 1 price points
-    vol_up: NonNeg = 0.5
-    vol_down: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.25
-    min_vol_up: NonNeg = 0.5  # vol-up scenario vol is at least this (absolute, annualised)
+    vol_up: NonNeg = 0.5  # Deribit "Volatility Range Up"
+    vol_down: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.25  # "Volatility Range Down"
+    min_vol_up: NonNeg = 0.5  # "Min Volatility For Shock Up" (absolute, annualised)
     vega_power_short: NonNeg = 0.3
     vega_power_long: NonNeg = 0.13
     vega_power_switch_days: Positive = 30.0
     min_dte_days: Positive = 1.0  # DTE floor inside (30/DTE)^p
-    extended_moves: list[Annotated[float, Field(gt=-1.0)]] = Field(default_factory=lambda: [-0.66, -0.33, 0.5, 1.0])
-    extended_weight: Fraction = 0.15  # x max |extended move| (1.0) stays below the 16% core range
-    delta_shock: Fraction = 0.10
-    roll_shock_rate: NonNeg = 0.075  # annualised basis move for dated futures
-    roll_shock_floor: NonNeg = 0.01
+    extended_moves: list[Annotated[float, Field(gt=-1.0)]] = Field(
+        default_factory=lambda: [-0.66, -0.33, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0])
+    extended_table_factor: NonNeg = 1.0  # a move m's P&L counts at factor x price_range / |m|
+    extended_dampener: NonNeg = 100_000.0  # quote units taken off per range multiple beyond the first
+    delta_shock_threshold: NonNeg = 20_000_000.0  # "Delta Total Liquidity Shock Threshold", quote units
+    max_delta_shock: Fraction = 0.10  # "Max Delta Shock"
+    delta_shock_increment: Fraction = 0.01  # shock rate added per unit of underlying beyond the threshold
+    roll_shock_rate: NonNeg = 0.075  # "Annualised Move Risk": dated futures' basis move exp(rate x T) - 1
+    roll_shock_floor: NonNeg = 0.01  # "Min Annualised Move"
     mm_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
     correlation: Correlation = 0.8  # joint mode: default pairwise correlation
+    decorrelation: NonNeg = 2.0  # joint mode: against/beyond moves at rho -/+ this x sqrt(1 - rho^2)
     correlations: dict[str, Correlation] = Field(default_factory=dict)  # "BTC/ETH": 0.9
     dtype: Literal["float64", "float32"] = "float64"
 
@@ -304,21 +328,30 @@ class PortfolioConfig(_RegimeConfig):
 # ------------------------------------------------------------------------------------------- VaR
 class VaRConfig(_RegimeConfig):
     """Historical / filtered-historical VaR or ES margin with EMIR Art. 28 anti-procyclicality
-    tools (METHODS.md section 5). Lengths are in rows of the supplied price history (days)."""
+    tools (METHODS.md section 5). Horizons and lookbacks are in days of time, turned into rows of
+    the price history by its row interval (``clearing.history.row_interval``): with hourly rows a
+    2-day MPOR is 48 rows and a 365-day lookback 8,760 (a lookback longer than the history uses
+    all of it). The MPOR must be a whole number of rows.
+
+    ``mm_ratio``: MM as a fraction of IM. A CCP calls for IM and declares a default only when a
+    call goes unmet; liquidating at IM itself (``mm_ratio`` 1) would close every account the
+    moment its margin rises, so MM defaults to 80% of IM (the tolerance a call-and-cure period
+    stands in for, as Deribit's portfolio MM is 80% of its IM).
+    """
 
     regime: Literal["var", "var_apc"] = "var"
     method: Literal["historical", "filtered"] = "historical"
     measure: Literal["var", "es"] = "var"
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.99
-    mpor: Annotated[int, Field(ge=1, le=60)] = 2
-    lookback: Annotated[int, Field(ge=10)] = 250
+    mpor_days: Annotated[float, Field(gt=0.0, le=60.0)] = 2.0
+    lookback_days: Annotated[float, Field(ge=1.0)] = 365.0  # EMIR Art. 25: at least 12 months
     ewma_lambda: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.94
     buffer: NonNeg | None = None  # e.g. 0.25; released in stress
     release_threshold: NonNeg = 0.10  # buffer is drawn when the buffered margin would rise > this
     stressed_weight: Fraction | None = None  # e.g. 0.25
-    stressed_period: tuple[int, int] | None = None  # [start, end) rows; None: worst window so far
-    floor_lookback: Annotated[int, Field(ge=10)] | None = None  # e.g. 2520 (10 years)
-    mm_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    stressed_period_days: tuple[NonNeg, Positive] | None = None  # [start, end) days from the history's first row
+    floor_lookback_days: Annotated[float, Field(ge=1.0)] | None = None  # e.g. 3650 (10 years)
+    mm_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
     chunk_accounts: Annotated[int, Field(ge=1)] = 8192
 
     @model_validator(mode="before")
@@ -327,15 +360,15 @@ class VaRConfig(_RegimeConfig):
         if isinstance(data, dict) and data.get("regime") == "var_apc":
             data = dict(data)
             data.setdefault("stressed_weight", 0.25)
-            data.setdefault("floor_lookback", 2520)
+            data.setdefault("floor_lookback_days", 3650.0)
         return data
 
     @model_validator(mode="after")
     def _period(self) -> "VaRConfig":
-        if self.stressed_period is not None:
-            a, b = self.stressed_period
-            if a < 0 or b <= a:
-                raise ValueError(f"stressed_period {self.stressed_period} must be [start, end) with 0 <= start < end")
+        if self.stressed_period_days is not None:
+            a, b = self.stressed_period_days
+            if b <= a:
+                raise ValueError(f"stressed_period_days {self.stressed_period_days} must be [start, end) with start < end")
         return self
 
 

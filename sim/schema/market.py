@@ -10,13 +10,43 @@ from clearing.instruments import Asset, Instrument, InstrumentKind, tick_value_m
 from sim.schema.base import StrictModel
 
 
+class DynamicHaircutConfig(StrictModel):
+    """A haircut that follows the collateral's risk, as CCPs and venues set them (clearing/haircuts.py).
+
+    At each oracle publication: haircut = clip(z(``confidence``) x realised vol x
+    sqrt(``mpor_days`` / 365) + depeg, the asset's ``haircut`` (the floor), ``cap``), with the
+    realised vol an EWMA of the published price's returns per unit time (``vol_halflife`` seconds;
+    it starts at ``initial_vol``, else the price path's starting vol) and depeg = max(0, 1 -
+    price / ``peg``) when a peg is given (a stablecoin at 0.65 of its dollar adds 35 points).
+    """
+
+    cap: float = Field(0.5, gt=0.0, lt=1.0)
+    confidence: float = Field(0.99, gt=0.5, lt=1.0)
+    mpor_days: float = Field(2.0, gt=0.0)
+    vol_halflife: float = Field(3_600.0, gt=0.0, description="seconds")
+    initial_vol: float | None = Field(None, ge=0.0)
+    peg: float | None = Field(None, gt=0.0)
+
+
 class AssetConfig(StrictModel):
-    """A collateral asset. ``price_source`` is the underlying whose path prices it (none: worth 1)."""
+    """A collateral asset. ``price_source`` is the underlying whose path prices it (none: worth 1).
+    ``haircut`` is the static haircut, or the floor of a ``dynamic_haircut``."""
 
     name: str = Field(min_length=1)
     decimals: int = Field(6, ge=0, le=12)
     haircut: float = Field(0.0, ge=0.0, lt=1.0)
     price_source: str | None = None
+    dynamic_haircut: DynamicHaircutConfig | None = None
+
+    @model_validator(mode="after")
+    def _dynamic_needs_a_price(self) -> "AssetConfig":
+        if self.dynamic_haircut is not None:
+            if self.price_source is None:
+                raise ValueError(f"dynamic_haircut of {self.name!r} needs a price_source (a fixed price has no risk)")
+            if self.dynamic_haircut.cap < self.haircut:
+                raise ValueError(f"dynamic_haircut.cap ({self.dynamic_haircut.cap}) is below the floor "
+                                 f"haircut ({self.haircut}) of {self.name!r}")
+        return self
 
 
 class InstrumentConfig(StrictModel):

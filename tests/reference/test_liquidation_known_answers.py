@@ -2,7 +2,7 @@
 
 Sources named there: Drift v2 (``calculate_base_asset_amount_to_cover_margin_shortage`` in the
 protocol-v2 liquidation math), dYdX v4 (bankruptcy quote and worst fill of the liquidations
-module), BitMEX (auto-deleveraging queue by ranking).
+module; the fillable price of ``x/clob/keeper/liquidations_test.go``, ``TestGetFillablePrice``), BitMEX (auto-deleveraging queue by ranking).
 """
 
 import numpy as np
@@ -17,6 +17,7 @@ from clearing.liquidation_math import (
     bankruptcy_price,
     bankruptcy_price_ticks,
     bankruptcy_quote,
+    fillable_price,
     liquidation_fee,
     lots_to_restore,
     partial_liquidation_base,
@@ -188,3 +189,38 @@ def test_bankruptcy_ticks_never_leaves_account_below_zero(equity, lots, tick_val
     p_b = bankruptcy_price_ticks(equity, lots, tick_value, mark)
     after = equity + lots * tick_value * (p_b - mark)
     assert 0 <= after < abs(lots) * tick_value
+
+
+# dYdX v4 TestGetFillablePrice: BTC at 50,000, 20% initial / 10% maintenance, 0.1 BTC position.
+@pytest.mark.parametrize("lots, cash, ba, smmr, expected", [
+    (0.1, -4_501.0, 1.0, 0.1, 49_999.0),   # slightly below maintenance: TNC 499, TMMR 500
+    (0.1, -4_501.0, 2.0, 0.1, 49_998.0),   # bankruptcy adjustment 2_000_000 ppm
+    (0.1, -4_501.0, 1.0, 0.2, 49_998.0),   # spread-to-maintenance ratio 200_000 ppm
+    (-0.1, 5_499.0, 1.0, 0.1, 50_001.0),   # short slightly below maintenance
+    (-0.1, 5_499.0, 2.0, 0.1, 50_002.0),
+    (0.1, -5_000.0, 1.0, 0.1, 49_500.0),   # at the bankruptcy price: the whole SMMR x PMMR
+    (-0.1, 5_000.0, 1.0, 0.1, 50_500.0),
+    (0.1, -5_500.0, 1.0, 0.1, 49_500.0),   # below bankruptcy: the rating is clamped at 1
+    (0.1, -4_501.0, 4294.967295, 0.1, 49_500.0),  # BA = max uint32 ppm: clamped at 1 as well
+])
+def test_dydx_fillable_price(lots, cash, ba, smmr, expected):
+    mark = 50_000.0
+    equity = cash + lots * mark
+    mm = 0.10 * abs(lots) * mark
+    assert fillable_price(mark, lots, 1.0, equity, mm, mm, ba, smmr) == pytest.approx(expected, abs=1e-9)
+
+
+def test_dydx_fillable_price_of_one_position_in_a_two_position_account():
+    """dYdX v4: 0.004 BTC long at 50,000 and 0.1 ETH long at 3,000 with cash -490 (TNC 10, TMMR 50):
+    closing the ETH long may fill down to 2,976 (372/125 subticks in the test)."""
+    equity = -490.0 + 0.004 * 50_000.0 + 0.1 * 3_000.0
+    assert fillable_price(3_000.0, 0.1, 1.0, equity, 50.0, 30.0) == pytest.approx(2_976.0)
+
+
+def test_fillable_price_refuses_bad_parameters():
+    with pytest.raises(ValueError, match="bankruptcy_adjustment"):
+        fillable_price(100.0, 1, 1.0, 5.0, 10.0, 10.0, bankruptcy_adjustment=0.5)
+    with pytest.raises(ValueError, match="spread_to_mm_ratio"):
+        fillable_price(100.0, 1, 1.0, 5.0, 10.0, 10.0, spread_to_mm_ratio=0.0)
+    with pytest.raises(ValueError, match="zero position"):
+        fillable_price(100.0, 0, 1.0, 5.0, 10.0, 10.0)

@@ -121,3 +121,44 @@ def test_cme_corn_soy_inter_commodity_credit_2700():
     # vectorised over accounts, with one account holding twice the spread
     req = regime.requirements(Positions.of([[2.0, -1.0], [4.0, -2.0], [2.0, 0.0]]), market)
     np.testing.assert_allclose(req.mm, [2700.0, 5400.0, 3500.0])
+
+
+# --------------------------------------------------------------------- scan range from vol x MPOR
+# CME sets a product's price scan range to cover a confidence level of its price moves over the
+# margin period of risk (CME Clearing, "SPAN margin parameters": coverage of at least 99% over a
+# 1- or 2-day MPOR; EMIR RTS 153/2013 Art. 24-26 for the 99% / 2-day exchange-traded minimum).
+# Square-root-of-time scaling: scan = z_0.99 x vol x sqrt(2 / 365); z_0.99 = 2.326348.
+
+@pytest.fixture()
+def crypto_table():
+    ins = [make_instrument(0, "BTC-PERP", "perpetual", "BTC"), make_instrument(1, "ALT-PERP", "perpetual", "ALT")]
+    table = InstrumentTable.from_instruments(ins)
+    return table, make_market(table, {"BTC": 120_000.0, "ALT": 2.5}, {"BTC": 0.45, "ALT": 1.10})
+
+
+def test_scan_range_is_z_times_vol_times_root_mpor(crypto_table):
+    table, market = crypto_table
+    regime = SpanRegime(table, SpanConfig())  # the default: volatility mode, 99%, 2 days
+    z = 2.3263478740408408
+    btc, alt = z * 0.45 * (2 / 365) ** 0.5, z * 1.10 * (2 / 365) ** 0.5
+    np.testing.assert_allclose(regime.scan_ranges(market), [btc, alt])
+    assert btc == pytest.approx(0.07749, abs=1e-5) and alt == pytest.approx(0.18942, abs=1e-5)
+    # a long outright loses the full scan at 3/3 (the extreme 2 x 35% = 0.7 of it is smaller)
+    assert regime.breakdown(np.array([1.0, 0.0]), market)["scan_risk"] == pytest.approx(120_000.0 * btc)
+    assert regime.breakdown(np.array([0.0, 1000.0]), market)["scan_risk"] == pytest.approx(2_500.0 * alt)
+
+
+def test_scan_range_follows_the_mpor_and_confidence_and_is_held_once_set(crypto_table):
+    table, market = crypto_table
+    one_day = SpanRegime(table, SpanConfig(margin_period_of_risk_days=1.0, scan_confidence=0.995,
+                                           scan_vol_by_underlying={"ALT": 0.9}))
+    z = 2.5758293035489
+    np.testing.assert_allclose(one_day.scan_ranges(market), [z * 0.45 / 365 ** 0.5, z * 0.9 / 365 ** 0.5])
+    calm = make_market(table, {"BTC": 120_000.0, "ALT": 2.5}, {"BTC": 0.20, "ALT": 0.5})
+    np.testing.assert_allclose(one_day.scan_ranges(calm), one_day.scan_ranges(market))  # published, not re-set
+
+
+def test_a_fixed_scan_needs_its_mode_said():
+    with pytest.raises(ValueError, match="price_scan is set but price_scan_mode is 'volatility'"):
+        SpanConfig(price_scan=0.10)
+    assert SpanConfig(price_scan=0.10, price_scan_mode="relative").price_scan == 0.10

@@ -111,6 +111,26 @@ def test_fill_worse_than_bankruptcy_draws_on_the_insurance_fund():
     assert s.ep.fund.balance() == fund_before - 800 * USD
 
 
+@pytest.mark.parametrize("worst_price", ["fillable", "bankruptcy"])
+def test_fillable_price_keeps_a_barely_breached_liquidation_near_the_mark(worst_price):
+    """dYdX v4's bound: at the breach equity is $100 against MM $405 (0.18 BTC at 45,000), so the
+    order may give up (1 - 100/405) x 0.1 x 405 = $30.50, i.e. fill down to 44,830.56 -- the bid at
+    44,800 is out of reach, though it is far above the bankruptcy price (44,444) a bankruptcy limit allows."""
+    s = Scenario(crash(100.0, 0.10), {"clearing": {"liquidation": {"book": {"worst_price": worst_price}}}})
+    whale = s.account(10_000_000)
+    trader = s.account(1_000)
+    s.position(trader, whale, 18)
+    s.bid(whale, 44_900.0, 3)
+    low = s.bid(whale, 44_800.0, 100)
+    s.run(200.0)
+    prices = {st.avg_price_ticks for st in s.steps}
+    if worst_price == "fillable":
+        assert prices == {44_900.0} and s.ep.venue.books[0].order(low).size == 100
+        assert 45_000 - (1 - 100 / 405) * 0.1 * 405 / 0.18 == pytest.approx(44_830.56, abs=0.01)
+    else:
+        assert min(prices) == 44_800.0
+
+
 def _adl_setup(*overrides):
     s = Scenario(crash(100.0, 0.40), *overrides)
     trader = s.account(1_000)
@@ -159,7 +179,7 @@ def test_with_adl_off_the_loss_is_socialised_over_open_interest(side):
 def test_ccp_waterfall_consumes_its_layers_in_order():
     s, trader, shorts, whale = _adl_setup({"clearing": {"loss_absorption": {
         "insurance_fund": 0.0, "adl": "off", "socialised": "off", "order": ["waterfall"],
-        "waterfall": {"cover": 2, "members": 5, "stress_move": 0.3, "ccp_capital": 100.0,
+        "waterfall": {"cover": 2, "members": 5, "sizing_time": 60.0, "ccp_capital": 100.0,
                       "skin_in_game": 0.25, "assessment_cap": 1.0}}}})
     bidder = s.account(1_000_000)
     s.bid(bidder, 25_000.0, 100)
