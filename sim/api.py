@@ -1,4 +1,5 @@
-"""The Python API, mirroring the CLI: ``run``, ``compare``, ``sweep``, ``validate``.
+"""The Python API, mirroring the CLI: ``run``, ``compare``, ``sweep``, ``validate``, and ``load`` to read a
+results folder back.
 
 Everything here takes an ``EpisodeConfig``, a path to an episode YAML, or None (the packaged
 default episode), validates it completely before running anything, and writes results atomically.
@@ -117,6 +118,55 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
         directory = Path(output or (Path(cfg.outputs.directory or Path("results") / cfg.name) / "compare"))
         write_comparison(directory, cfg, runs, report=cfg.outputs.report, parquet=cfg.outputs.parquet)
     return ComparisonOutput({k: v[0] for k, v in runs.items()}, directory)
+
+
+@dataclass
+class Results:
+    """A results folder read back: ``summary`` (summary.json), ``config`` (config.yaml as a dict)
+    and ``tables`` (file stem -> ``pyarrow.Table`` in quote currency, with units and descriptions in
+    each schema's metadata; docs/RESULTS.md). ``results.pandas("trades")`` and
+    ``results.polars("trades")`` convert one table (pandas / polars must be installed);
+    ``polars.from_arrow(results.tables["trades"])`` works as well."""
+
+    directory: Path
+    summary: dict[str, Any]
+    config: dict[str, Any]
+    tables: dict[str, Any]
+
+    def pandas(self, name: str) -> Any:
+        return self._table(name).to_pandas()
+
+    def polars(self, name: str) -> Any:
+        import polars as pl
+
+        return pl.from_arrow(self._table(name))
+
+    def _table(self, name: str) -> Any:
+        if name not in self.tables:
+            raise KeyError(f"no table {name!r} in {self.directory} (tables: {', '.join(sorted(self.tables))})")
+        return self.tables[name]
+
+    def units(self, name: str) -> dict[str, str]:
+        """Column -> unit, from the table's schema metadata."""
+        return {f.name: (f.metadata or {}).get(b"unit", b"").decode() for f in self._table(name).schema}
+
+
+def load(directory: str | Path) -> Results:
+    """Read a results folder written by ``run`` (or one regime's folder inside a ``compare``)."""
+    import json
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    directory = Path(directory)
+    summary_path = directory / "summary.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"{directory}: not a results folder (no summary.json)")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    config_path = directory / "config.yaml"
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    tables = {p.stem: pq.read_table(p) for p in sorted(directory.glob("*.parquet"))}
+    return Results(directory, summary, config or {}, tables)
 
 
 def sweep(grid: Any, backend: str = "local", workers: int = 1, resume: bool = False,

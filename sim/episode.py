@@ -29,6 +29,7 @@ from clearing.margin.base import MarginRegime
 from clearing.margin.registry import build_regime
 from clearing.volsurface import VolSurface
 from clearing.waterfall import DefaultWaterfall
+from sim.accounts import account_directory, snapshot_initial
 from sim.kernel import World
 from sim.mark import MarkPricer
 from sim.oracle import Oracle
@@ -60,6 +61,9 @@ class Episode:
     agents: list[Agent] = field(default_factory=list)
     recorder: Recorder | None = None
     backstop_account: int | None = None
+    # every row's balances and the assets' prices before the first event (the accounts table)
+    initial_cash: np.ndarray | None = None
+    initial_asset_prices: np.ndarray | None = None
 
 
 @dataclass
@@ -125,6 +129,7 @@ def build(config: EpisodeConfig) -> Episode:
     episode = Episode(config, world, paths, table, ledger, venue, oracle, marks, regime, house, engine, absorber,
                       fund, waterfall=None, agents=agents, backstop_account=vault)
     venue.resting.ensure(ledger.cash.shape[0])
+    snapshot_initial(episode)
     _feed_venue_prices(episode)
     if la.waterfall is not None:
         world.call_later(min(300.0, config.duration / 10), _size_waterfall, episode)
@@ -257,6 +262,7 @@ def _run(config: EpisodeConfig, keep_episode: bool, profile_memory: bool) -> Epi
     }
     tables = recorder.tables()
     tables["solvency"] = _solvency_at_true_prices(episode)
+    tables["directory"] = account_directory(episode)
     return EpisodeResult(config, tables, stats, episode if keep_episode else None)
 
 
