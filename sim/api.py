@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.config import ConfigError, deep_merge, load_episode, parse_episode
+from pydantic import ValidationError
+
+from sim.config import ConfigError, deep_merge, format_validation_error, load_episode, parse_episode
 from sim.episode import EpisodeResult
 from sim.episode import run as run_episode
 from sim.schema.episode import EpisodeConfig
@@ -53,14 +55,15 @@ def _counterfactual(config: EpisodeConfig) -> EpisodeConfig:
 
 
 def run(config: EpisodeLike = None, output: str | Path | None = None, write: bool = True,
-        overrides: dict[str, Any] | None = None) -> RunOutput:
-    """Run one episode; write its results folder unless ``write`` is False."""
+        overrides: dict[str, Any] | None = None, observe: Any = None) -> RunOutput:
+    """Run one episode; write its results folder unless ``write`` is False. ``observe`` (optional)
+    is called with each episode as it starts (see ``sim.progress``)."""
     from sim.metrics import summarise, timing
     from sim.results import write_results
 
     cfg = resolve(config, overrides)
-    result = run_episode(cfg)
-    counterfactual = run_episode(_counterfactual(cfg)).tables if cfg.outputs.counterfactual else None
+    result = run_episode(cfg, observe=observe)
+    counterfactual = run_episode(_counterfactual(cfg), observe=observe).tables if cfg.outputs.counterfactual else None
     summary = summarise(cfg, result.tables, result.stats, counterfactual=counterfactual)
     directory = None
     if write:
@@ -85,8 +88,8 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
     for spec in chosen:
         try:
             margin = parse_margin_config(spec)
-        except Exception as exc:  # pydantic ValidationError: name the regime that failed
-            raise ConfigError(f"regime {spec!r}: {exc}") from None
+        except ValidationError as exc:  # name the regime that failed, and the choices
+            raise ConfigError(format_validation_error(exc, f"regime {spec!r}")) from None
         if isinstance(spec, str) and spec == config.margin.regime:
             margin = config.margin  # a bare name of the episode's own regime keeps its settings
         label = margin.regime
@@ -102,7 +105,7 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
 
 
 def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
-            output: str | Path | None = None, write: bool = True) -> ComparisonOutput:
+            output: str | Path | None = None, write: bool = True, progress: Any = None) -> ComparisonOutput:
     """Run the same episode under several margin regimes; one comparison table and report."""
     from sim.metrics import summarise
     from sim.results import write_comparison
@@ -111,8 +114,10 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
     variants = regime_variants(cfg, regimes)  # all validated before anything runs
     runs: dict[str, tuple[dict[str, Any], dict]] = {}
     for label, variant in variants.items():
-        result = run_episode(variant)
+        result = run_episode(variant, observe=progress.observe(label) if progress is not None else None)
         runs[label] = (summarise(variant, result.tables, result.stats), result.tables)
+        if progress is not None:
+            progress.run_done()
     directory = None
     if write:
         directory = Path(output or (Path(cfg.outputs.directory or Path("results") / cfg.name) / "compare"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import tracemalloc
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -217,18 +218,23 @@ def _size_waterfall(episode: Episode) -> None:
     episode.absorber.waterfall = waterfall
 
 
-def run(config: EpisodeConfig, keep_episode: bool = False, profile_memory: bool = False) -> EpisodeResult:
+def run(config: EpisodeConfig, keep_episode: bool = False, profile_memory: bool = False,
+        observe: Callable[[Episode], None] | None = None) -> EpisodeResult:
     """Build and run one episode to its end; check the whole-run invariants.
 
     BLAS is held to one thread for the run: a multithreaded matrix product may sum in a different
     order, and a last-bit difference in a price path or an equity can flip a margin comparison --
     the same config and seed must give the same bytes in any process, with any thread count.
+
+    ``observe`` is called with the built episode before it runs (progress displays read its clock
+    from another thread; it must not schedule anything).
     """
     with threadpool_limits(limits=1, user_api="blas"):
-        return _run(config, keep_episode, profile_memory)
+        return _run(config, keep_episode, profile_memory, observe)
 
 
-def _run(config: EpisodeConfig, keep_episode: bool, profile_memory: bool) -> EpisodeResult:
+def _run(config: EpisodeConfig, keep_episode: bool, profile_memory: bool,
+         observe: Callable[[Episode], None] | None = None) -> EpisodeResult:
     if profile_memory:
         tracemalloc.start()
     started = time.perf_counter()
@@ -236,6 +242,8 @@ def _run(config: EpisodeConfig, keep_episode: bool, profile_memory: bool) -> Epi
     recorder = Recorder(episode, config.outputs.sample_interval)
     recorder.attach()
     episode.recorder = recorder
+    if observe is not None:
+        observe(episode)
     for agent in episode.agents:
         agent.start()
     episode.oracle.start()

@@ -30,7 +30,11 @@ def test_examples_run_under_every_regime(path, capsys):
 def test_rich_output(capsys):
     assert margin_command(str(PORTFOLIOS / "covered_call_calendar.yaml"), None, False) == 0
     out = capsys.readouterr().out
-    assert "covered_call" in out and "portfolio" in out and "breakdown" in out
+    assert "covered_call" in out and "portfolio" in out and "liquidation price" in out and "all 3 accounts" in out
+    assert "breakdown" not in out  # the components are asked for (--breakdown) or come with --regime
+    assert margin_command(str(PORTFOLIOS / "covered_call_calendar.yaml"), None, False, breakdown=True) == 0
+    out = capsys.readouterr().out
+    assert "breakdown" in out and "risk array" in out
 
 
 def test_mcmillan_file_gives_3990(capsys):
