@@ -187,3 +187,58 @@ def test_an_unknown_tag_names_the_choices(tmp_path):
     data["paths"]["shocks"][0]["kind"] = "meteor"
     with pytest.raises(ConfigError, match=r"unknown kind 'meteor'; choose one of: 'crash'"):
         load_episode(write(tmp_path, data))
+
+
+# ------------------------------------------------------------------------------------ the README
+def _readme_commands() -> list[list[str]]:
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    out = []
+    for block in blocks:
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("clearsim "):
+                out.append(shlex.split(line.replace("[", "").replace("]", ""))[1:])  # optional parts included
+    return out
+
+
+def test_readme_commands_parse_and_their_inputs_validate(capsys, monkeypatch):
+    """Every `clearsim ...` line in the README: its arguments parse and its files validate (episodes
+    with their --regime/--set; margin commands run, they are quick)."""
+    monkeypatch.chdir(ROOT)
+    commands = _readme_commands()
+    assert len(commands) >= 8
+    for argv in commands:
+        args = _parser().parse_args(argv)
+        if args.command in ("run", "compare"):
+            _episode(args)
+        elif args.command == "sweep":
+            from sim.sweep import plan
+
+            plan(args.grid)
+        else:
+            assert main(argv) == 0, (argv, capsys.readouterr().err)
+
+
+def test_progress_shows_simulated_time_and_changes_no_result(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from sim.api import run
+    from sim.config import parse_episode
+    from sim.progress import EpisodeProgress
+
+    cfg = parse_episode(dict(SMALL, duration=120.0))
+    screen = io.StringIO()
+    with EpisodeProgress(True, console=Console(file=screen, force_terminal=True, width=120)) as progress:
+        watched = run(cfg, write=False, observe=progress.observe("small"))
+    plain = run(cfg, write=False)
+    assert watched.summary == plain.summary
+    assert watched.result.stats["events"] == plain.result.stats["events"]
+    assert "small" in screen.getvalue()
+    quiet = EpisodeProgress(False)
+    assert quiet.observe("x") is None  # disabled: the run takes no callback at all
