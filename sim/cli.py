@@ -273,29 +273,10 @@ def _sweep(args: argparse.Namespace, console, show_progress: bool) -> int:
 
 
 # ------------------------------------------------------------------------------------- tables
-# units of the headline figures (summary values are already in quote currency; fractions shown as %)
-_MONEY_KEYS = ("bad_debt.total", "insurance_fund.min", "insurance_fund.final", "liquidations.notional",
-               "adl.notional", "losses.socialised", "solvency.bad_debt_recoveries", "solvency.hidden_loss",
-               "margin.im_peak", "margin.max_window_increase")
-_PERCENT_KEYS = ("price.max_venue_drawdown", "price.true_drawdown", "margin.capital_efficiency")
-
-
 def _headline_rows(summary: dict, quote: str) -> list[tuple[str, str]]:
-    """(label with unit, formatted value) for each headline figure."""
-    from sim.fmt import cell, percent
-    from sim.metrics import HEADLINE, flatten
+    from sim.headline import rows
 
-    flat = flatten(summary)
-    rows = []
-    for key, label in HEADLINE:
-        value = flat.get(key)
-        if key in _MONEY_KEYS:
-            rows.append((f"{label} ({quote})", cell(value)))
-        elif key in _PERCENT_KEYS:
-            rows.append((f"{label} (%)", percent(value)))
-        else:
-            rows.append((label, cell(value)))
-    return rows
+    return rows(summary, quote)
 
 
 def _print_summary(console, cfg, summary: dict, directory: Path | None) -> None:

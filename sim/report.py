@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from sim.fmt import axis as human_axis
-from sim.metrics import HEADLINE, POLICIES, _col, _mid, flatten
+from sim.headline import rows as headline_rows
+from sim.metrics import POLICIES, _col, _mid, flatten
 
 POLICY_COLOURS = {"book": "#1f77b4", "backstop": "#2ca02c", "auction": "#9467bd", "takeover": "#ff7f0e",
                   "adl": "#d62728"}
@@ -246,7 +247,7 @@ def episode_report(config: Any, tables: Mapping[str, Mapping[str, np.ndarray]], 
             f"<b>{html.escape(str(getattr(config.margin, 'regime', '?')))}</b> · money in {html.escape(quote)}</p>")
     if getattr(config, "description", ""):
         head += f"<p>{html.escape(config.description)}</p>"
-    headline = _kv_table([(label, flat.get(key)) for key, label in HEADLINE])
+    headline = _kv_table(headline_rows(summary, quote))  # labels with units, values formatted
     everything = _kv_table(sorted(flat.items()))
     window = flat.get("margin.window_seconds")
     sections = [
