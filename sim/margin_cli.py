@@ -404,6 +404,7 @@ def compute(pf: PortfolioFile, regime: str | None, shocks: list[dict[str, Any]] 
             accounts[name] = {
                 "im": float(im[a]), "mm": float(mm[a]), "im_share": _share(float(im[a]), notional[a]),
                 "mm_share": _share(float(mm[a]), notional[a]), "equity": float(equity[a]),
+                "below_mm": bool(equity[a] < mm[a]),  # liquidatable now: no liquidation price to search
                 "breakdown": {k: v for k, v in b.items() if k not in ("im", "mm")},
                 "liquidation": {u: {"down": liq[u]["down"][a], "up": liq[u]["up"][a]} for u in liq},
             }
@@ -503,6 +504,9 @@ def _print_rich(result: dict[str, Any], breakdown: bool = False, quote: str = "U
             acc = result["regimes"][lab]["accounts"][name]
             for u, sides in acc["liquidation"].items():
                 spot = result["underlyings"][u]
+                if acc["below_mm"]:
+                    liq.add_row(escape(lab), escape(u), number(acc["equity"], 0), "below MM now", "below MM now")
+                    continue
                 if sides["down"] is None and sides["up"] is None:
                     continue
                 liq.add_row(escape(lab), escape(u), number(acc["equity"], 0), _liq_cell(sides["down"], spot),

@@ -117,7 +117,8 @@ def test_liquidation_price_known_answer(capsys):
     # short: 9,000 - (S - 60,000) = 0.05 S  ->  S = 69,000 / 1.05
     assert liq["up"] == pytest.approx(69000 / 1.05, abs=0.05) and liq["down"] is None
     out = _json(capsys, None, "standard", True, positions=["BTC-PERP=1"], prices=["BTC=60000"], collateral=0.0)
-    assert out["regimes"]["standard"]["accounts"]["positions"]["liquidation"]["BTC"] == {"down": None, "up": None}
+    acc = out["regimes"]["standard"]["accounts"]["positions"]
+    assert acc["below_mm"] is True and acc["liquidation"]["BTC"] == {"down": None, "up": None}
 
 
 def test_shock_what_if_known_answer(capsys):
