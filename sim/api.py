@@ -166,6 +166,11 @@ def load(directory: str | Path) -> Results:
     directory = Path(directory)
     summary_path = directory / "summary.json"
     if not summary_path.is_file():
+        if (directory / "comparison.json").is_file():
+            regimes = sorted(p.name for p in directory.iterdir() if (p / "summary.json").is_file())
+            raise FileNotFoundError(f"{directory} is a regime comparison: load one regime's folder, e.g. "
+                                    f"load({str(directory / regimes[0]) if regimes else str(directory / '<regime>')!r}) "
+                                    f"(regimes: {', '.join(regimes)})")
         raise FileNotFoundError(f"{directory}: not a results folder (no summary.json)")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     config_path = directory / "config.yaml"

@@ -289,8 +289,14 @@ def _print_summary(console, cfg, summary: dict, directory: Path | None) -> None:
     for label, value in _headline_rows(summary, cfg.market.quote.name):
         table.add_row(escape(label), value)
     console.print(table)
-    if directory is not None:
-        console.print(f"results: {directory}/report.html")
+    _print_location(console, directory)
+
+
+def _print_location(console, directory: Path | None) -> None:
+    if directory is None:
+        return
+    report = Path(directory) / "report.html"
+    console.print(f"results: {report if report.is_file() else directory}")
 
 
 def _print_comparison(console, cfg, summaries: dict[str, dict], directory: Path | None) -> None:
@@ -306,8 +312,7 @@ def _print_comparison(console, cfg, summaries: dict[str, dict], directory: Path 
     for k, label in enumerate(labels):
         table.add_row(escape(label), *(rows[regime][k][1] for regime in rows))
     console.print(table)
-    if directory is not None:
-        console.print(f"results: {directory}/report.html")
+    _print_location(console, directory)
 
 
 if __name__ == "__main__":

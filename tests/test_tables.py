@@ -132,3 +132,12 @@ def test_accounts_directory_names_every_account(written):
 def test_file_names():
     assert file_name("accounts") == "account_states" and file_name("directory") == "accounts"
     assert file_name("trades") == "trades"
+
+
+def test_load_explains_a_comparison_folder(tmp_path):
+    (tmp_path / "cmp" / "span").mkdir(parents=True)
+    (tmp_path / "cmp" / "comparison.json").write_text("[]")
+    (tmp_path / "cmp" / "span" / "summary.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="is a regime comparison: load one regime's folder"):
+        load(tmp_path / "cmp")
+    assert load(tmp_path / "cmp" / "span").summary == {}
