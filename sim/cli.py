@@ -134,11 +134,18 @@ def _emit_json(data: Any) -> None:
 
 
 def _episode(args: argparse.Namespace):
-    """The episode file with --regime, --seed and --set applied, validated as one config."""
-    from sim.config import PACKAGED_DEFAULT, apply_regime, apply_sets, parse_episode, read_yaml
+    """The episode file with --regime, --seed and --set applied, validated as one config.
+
+    The file is loaded (and validated) as it is first, so whatever ``load_episode`` resolves
+    (``extends``, paths relative to the file) is resolved the same way here; the flags then apply
+    to the resolved config."""
+    from sim.config import PACKAGED_DEFAULT, apply_regime, apply_sets, load_episode, parse_episode
 
     source = args.episode or str(PACKAGED_DEFAULT)
-    data = read_yaml(Path(source))
+    cfg = load_episode(source)
+    if getattr(args, "regime", None) is None and args.seed is None and not args.set:
+        return cfg
+    data = cfg.model_dump(mode="json")
     if getattr(args, "regime", None) is not None:
         data = apply_regime(data, args.regime)
     if args.seed is not None:
