@@ -141,3 +141,13 @@ def test_load_explains_a_comparison_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="is a regime comparison: load one regime's folder"):
         load(tmp_path / "cmp")
     assert load(tmp_path / "cmp" / "span").summary == {}
+
+
+def test_the_html_report_shows_human_numbers(written):
+    import re
+
+    out, _ = written
+    text = (out.directory / "report.html").read_text(encoding="utf-8")
+    visible = re.sub(r'<img [^>]*>', "", text)  # base64 images may contain anything
+    assert "None" not in visible and not re.search(r"\de[+-]\d", visible)
+    assert "bad debt (USD)" in visible
