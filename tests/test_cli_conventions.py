@@ -1,29 +1,24 @@
 """CLI conventions (issue 16): one error prefix, --version, --quiet, --json, Ctrl-C -> 130, --regime
 and --set, validate for every file kind, config rules users rely on (repeated keys, bool vs number,
-unknown union tags, starts after the end), and sweeps that report failures and missing extras."""
+unknown union tags, starts after the end), progress that changes nothing, and the README's commands.
+Sweeps from the CLI and from scripts: tests/test_sweep_surfaces.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
 import sim.api
-from sim.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RUNS_FAILED, _episode, _parser, main
+from sim.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, _episode, _parser, main
 from sim.config import ConfigError, apply_sets, load_episode, parse_yaml
 from sim.schema.margin import REGIME_NAMES
 from test_cli import SMALL, write
 
 ROOT = Path(__file__).resolve().parent.parent
 EPISODES = sorted((ROOT / "configs").glob("*.yaml")) + sorted((ROOT / "configs" / "bench").glob("*.yaml"))
-PYTHON = sys.executable
 
 
 def _args(*argv: str):
