@@ -234,20 +234,26 @@ def _dictionary(values: list[Any]) -> pa.Array:
 
 
 def _decode(kind: str, codes: np.ndarray, context: "Context") -> pa.Array:
-    ints = codes.astype(np.int64).tolist()
+    """Integer codes as a dictionary array of their names (vectorised: one name per distinct code)."""
+    distinct, inverse = np.unique(codes.astype(np.int64), return_inverse=True)
     if kind == INSTRUMENT:
-        names = context.symbols
+        name = _from_list(context.symbols)
     elif kind == UNDERLYING:
-        names = context.underlyings
+        name = _from_list(context.underlyings)
     elif kind == HEALTH:
-        names = [h.name.lower() for h in Health]
+        name = _from_list([h.name.lower() for h in Health])
     elif kind == SIDE:
-        return _dictionary([_SIDES.get(v, str(v)) for v in ints])
+        name = lambda v: _SIDES.get(v, str(v))  # noqa: E731
     elif kind == SOLVENCY_KIND:
-        return _dictionary([_SOLVENCY.get(v, str(v)) for v in ints])
+        name = lambda v: _SOLVENCY.get(v, str(v))  # noqa: E731
     else:  # FLAGS
-        return _dictionary([_flag_names(v) for v in ints])
-    return _dictionary([names[v] if 0 <= v < len(names) else str(v) for v in ints])
+        name = _flag_names
+    return pa.DictionaryArray.from_arrays(pa.array(inverse.reshape(-1).astype(np.int32)),
+                                          pa.array([name(v) for v in distinct.tolist()], type=pa.string()))
+
+
+def _from_list(names: list[str]):
+    return lambda v: names[v] if 0 <= v < len(names) else str(v)
 
 
 def _flag_names(bits: int) -> str:
