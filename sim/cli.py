@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _console(args: argparse.Namespace):
+def _console(args: argparse.Namespace) -> Any:
     from rich.console import Console
 
     return Console(quiet=bool(args.quiet), soft_wrap=True)
@@ -133,7 +133,7 @@ def _emit_json(data: Any) -> None:
     sys.stdout.write(dump_json(data))
 
 
-def _episode(args: argparse.Namespace):
+def _episode(args: argparse.Namespace) -> Any:
     """The episode file with --regime, --seed and --set applied, validated as one config.
 
     The file is loaded (and validated) as it is first, so whatever ``load_episode`` resolves

@@ -241,7 +241,7 @@ class Book:
         return context
 
 
-def build_book(pf: PortfolioFile):
+def build_book(pf: PortfolioFile) -> tuple[Any, Any, Any, list[str], dict[str, Any]]:
     """(table, market, positions, account names, context) from a validated portfolio file."""
     book = Book(pf)
     return book.table, book.market, book.positions, book.names, book.context()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class EpisodeProgress:
         if self._bar is not None:
             self._bar.stop()
 
-    def observe(self, label: str):
+    def observe(self, label: str) -> Callable[["Episode"], None] | None:
         """The callback for one run (``None`` when disabled, so the run takes its fast path)."""
         if not self.enabled:
             return None

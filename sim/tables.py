@@ -22,7 +22,7 @@ new recorder column cannot reach users in unlabelled internal units: add it to `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,7 +252,7 @@ def _decode(kind: str, codes: np.ndarray, context: "Context") -> pa.Array:
                                           pa.array([name(v) for v in distinct.tolist()], type=pa.string()))
 
 
-def _from_list(names: list[str]):
+def _from_list(names: list[str]) -> Callable[[int], str]:
     return lambda v: names[v] if 0 <= v < len(names) else str(v)
 
 
