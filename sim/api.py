@@ -1,4 +1,5 @@
-"""The Python API, mirroring the CLI: ``run``, ``compare``, ``sweep``, ``validate``.
+"""The Python API, mirroring the CLI: ``run``, ``compare``, ``sweep``, ``validate``, and ``load`` to read a
+results folder back.
 
 Everything here takes an ``EpisodeConfig``, a path to an episode YAML, or None (the packaged
 default episode), validates it completely before running anything, and writes results atomically.
@@ -10,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.config import ConfigError, deep_merge, load_episode, parse_episode
+from pydantic import ValidationError
+
+from sim.config import ConfigError, deep_merge, format_validation_error, load_episode, parse_episode
 from sim.episode import EpisodeResult
 from sim.episode import run as run_episode
 from sim.schema.episode import EpisodeConfig
@@ -51,31 +54,33 @@ def counterfactual_config(config: EpisodeConfig) -> EpisodeConfig:
     return parse_episode(data, f"{config.name} (no-feedback twin)")
 
 
-def _run_with_twin(cfg: EpisodeConfig) -> tuple[EpisodeResult, dict[str, Any]]:
-    """Run ``cfg``, then its no-feedback twin when ``outputs.counterfactual`` is on; summarise with it."""
+def _run_with_twin(cfg: EpisodeConfig, observe: Any = None) -> tuple[EpisodeResult, dict[str, Any]]:
+    """Run ``cfg``, then its no-feedback twin when ``outputs.counterfactual`` is on; summarise with it.
+    ``observe`` is called with each episode as it starts (progress displays)."""
     from sim.metrics import summarise
 
-    result = run_episode(cfg)
-    twin = run_episode(counterfactual_config(cfg)).tables if cfg.outputs.counterfactual else None
+    result = run_episode(cfg, observe=observe)
+    twin = run_episode(counterfactual_config(cfg), observe=observe).tables if cfg.outputs.counterfactual else None
     return result, summarise(cfg, result.tables, result.stats, counterfactual=twin)
 
 
-def run_variant(cfg: EpisodeConfig) -> tuple[dict[str, Any], dict]:
+def run_variant(cfg: EpisodeConfig, observe: Any = None) -> tuple[dict[str, Any], dict]:
     """One variant of a run or comparison: the episode, its no-feedback twin when
     ``outputs.counterfactual`` is on, and the summary against the twin. Returns (summary, tables)."""
-    result, summary = _run_with_twin(cfg)
+    result, summary = _run_with_twin(cfg, observe)
     return summary, result.tables
 
 
 def run(config: EpisodeLike = None, output: str | Path | None = None, write: bool = True,
-        overrides: dict[str, Any] | None = None) -> RunOutput:
+        overrides: dict[str, Any] | None = None, observe: Any = None) -> RunOutput:
     """Run one episode (and its no-feedback twin when configured); write its results folder unless
-    ``write`` is False."""
+    ``write`` is False. ``observe`` (optional) is called with each episode as it starts (see
+    ``sim.progress``)."""
     from sim.metrics import timing
     from sim.results import write_results
 
     cfg = resolve(config, overrides)
-    result, summary = _run_with_twin(cfg)
+    result, summary = _run_with_twin(cfg, observe)
     directory = None
     if write:
         directory = Path(output or cfg.outputs.directory or Path("results") / cfg.name)
@@ -99,8 +104,8 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
     for spec in chosen:
         try:
             margin = parse_margin_config(spec)
-        except Exception as exc:  # pydantic ValidationError: name the regime that failed
-            raise ConfigError(f"regime {spec!r}: {exc}") from None
+        except ValidationError as exc:  # name the regime that failed, and the choices
+            raise ConfigError(format_validation_error(exc, f"regime {spec!r}")) from None
         if isinstance(spec, str) and spec == config.margin.regime:
             margin = config.margin  # a bare name of the episode's own regime keeps its settings
         label = margin.regime
@@ -116,7 +121,7 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
 
 
 def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
-            output: str | Path | None = None, write: bool = True) -> ComparisonOutput:
+            output: str | Path | None = None, write: bool = True, progress: Any = None) -> ComparisonOutput:
     """Run the same episode under several margin regimes; one comparison table and report."""
     from sim.results import write_comparison
 
@@ -124,12 +129,68 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
     variants = regime_variants(cfg, regimes)  # all validated before anything runs
     runs: dict[str, tuple[dict[str, Any], dict]] = {}
     for label, variant in variants.items():
-        runs[label] = run_variant(variant)
+        runs[label] = run_variant(variant, observe=progress.observe(label) if progress is not None else None)
+        if progress is not None:
+            progress.run_done()
     directory = None
     if write:
         directory = Path(output or (Path(cfg.outputs.directory or Path("results") / cfg.name) / "compare"))
         write_comparison(directory, cfg, runs, report=cfg.outputs.report, parquet=cfg.outputs.parquet)
     return ComparisonOutput({k: v[0] for k, v in runs.items()}, directory)
+
+
+@dataclass
+class Results:
+    """A results folder read back: ``summary`` (summary.json), ``config`` (config.yaml as a dict)
+    and ``tables`` (file stem -> ``pyarrow.Table`` in quote currency, with units and descriptions in
+    each schema's metadata; docs/RESULTS.md). ``results.pandas("trades")`` and
+    ``results.polars("trades")`` convert one table (pandas / polars must be installed);
+    ``polars.from_arrow(results.tables["trades"])`` works as well."""
+
+    directory: Path
+    summary: dict[str, Any]
+    config: dict[str, Any]
+    tables: dict[str, Any]
+
+    def pandas(self, name: str) -> Any:
+        return self._table(name).to_pandas()
+
+    def polars(self, name: str) -> Any:
+        import polars as pl
+
+        return pl.from_arrow(self._table(name))
+
+    def _table(self, name: str) -> Any:
+        if name not in self.tables:
+            raise KeyError(f"no table {name!r} in {self.directory} (tables: {', '.join(sorted(self.tables))})")
+        return self.tables[name]
+
+    def units(self, name: str) -> dict[str, str]:
+        """Column -> unit, from the table's schema metadata."""
+        return {f.name: (f.metadata or {}).get(b"unit", b"").decode() for f in self._table(name).schema}
+
+
+def load(directory: str | Path) -> Results:
+    """Read a results folder written by ``run`` (or one regime's folder inside a ``compare``)."""
+    import json
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    directory = Path(directory)
+    summary_path = directory / "summary.json"
+    if not summary_path.is_file():
+        if (directory / "comparison.json").is_file():
+            regimes = sorted(p.name for p in directory.iterdir() if (p / "summary.json").is_file())
+            raise FileNotFoundError(f"{directory} is a regime comparison: load one regime's folder, e.g. "
+                                    f"load({str(directory / regimes[0]) if regimes else str(directory / '<regime>')!r}) "
+                                    f"(regimes: {', '.join(regimes)})")
+        raise FileNotFoundError(f"{directory}: not a results folder (no summary.json)")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    config_path = directory / "config.yaml"
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    tables = {p.stem: pq.read_table(p) for p in sorted(directory.glob("*.parquet"))}
+    return Results(directory, summary, config or {}, tables)
 
 
 def sweep(grid: Any, backend: str = "local", workers: int = 1, resume: bool = False,

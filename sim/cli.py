@@ -1,49 +1,111 @@
 """The ``clearsim`` command line: run, compare, sweep, validate, margin.
 
-Every command validates its inputs completely first; a bad input prints ``field.path: reason``
-to stderr and exits with status 2 without writing anything.
+Conventions: every command validates its inputs completely first; a bad input prints one
+``clearsim: error: field.path: reason`` to stderr and exits with status 2 without writing anything.
+``--quiet`` prints nothing but errors, ``--json`` prints machine-readable output on stdout (and no
+progress), ``--version`` prints the version. Ctrl-C exits with status 130 and one line. A sweep in
+which any run failed exits with status 1 after writing its table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
 from sim.config import ConfigError
 
+EXIT_OK = 0
+EXIT_RUNS_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _version
+
+    try:
+        return _version("clearsim")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+def error_line(message: str) -> str:
+    """The one error format on stderr: ``clearsim: error: <message>``."""
+    return f"clearsim: error: {message}"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one error prefix (``clearsim: error: ...``, not ``clearsim run: error:``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, error_line(message) + "\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="clearsim", description="Event-driven exchange clearing simulator.")
-    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout (no progress)")
 
-    r = sub.add_parser("run", help="run one episode and write its results folder")
+    p = _Parser(prog="clearsim", description="Event-driven exchange clearing simulator.")
+    p.add_argument("--version", action="version", version=f"clearsim {version()}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def episode_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--seed", type=int, help="override the episode seed")
+        q.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                       help="override any field, e.g. --set margin.tiers.0.im_rate=0.05 "
+                            "--set population.groups.1.count=50 --set paths.shocks.0.drop=0.3 (repeatable)")
+
+    r = sub.add_parser("run", parents=[common], help="run one episode and write its results folder")
     r.add_argument("episode", nargs="?", help="episode YAML (default: the packaged default episode)")
     r.add_argument("--out", help="results folder (default: results/<episode name>)")
-    r.add_argument("--seed", type=int, help="override the episode seed")
-    r.add_argument("--regime", help="override the margin regime by name")
+    r.add_argument("--regime", help="replace the margin block with this regime's defaults (the episode's own "
+                                    "settings are kept if it already uses that regime)")
+    episode_options(r)
 
-    c = sub.add_parser("compare", help="run one episode under several margin regimes")
+    c = sub.add_parser("compare", parents=[common], help="run one episode under several margin regimes")
     c.add_argument("episode", nargs="?", help="episode YAML (default: the packaged default episode)")
     c.add_argument("--regimes", help="comma-separated regime names (default: the episode's compare_regimes)")
     c.add_argument("--out", help="results folder (default: results/<episode name>/compare)")
+    episode_options(c)
 
-    s = sub.add_parser("sweep", help="run a grid of episodes x seeds")
+    s = sub.add_parser("sweep", parents=[common], help="run a grid of episodes x seeds")
     s.add_argument("grid", help="sweep YAML")
     s.add_argument("--backend", choices=("local", "ray", "dask"), default="local")
     s.add_argument("--workers", type=int, default=1)
     s.add_argument("--resume", action="store_true", help="skip runs already finished")
     s.add_argument("--out", help="output Parquet table (default: the grid's output)")
+    s.add_argument("--report", action="store_true", help="also write <table>.html: each metric against the "
+                                                          "swept parameters, seeds as bands")
 
-    v = sub.add_parser("validate", help="check an episode file without running it")
+    v = sub.add_parser("validate", parents=[common], help="check an episode, sweep or portfolio file without "
+                                                          "running it")
     v.add_argument("config")
 
-    m = sub.add_parser("margin", help="IM, MM and breakdown of a portfolio under each margin regime")
-    m.add_argument("portfolio")
+    m = sub.add_parser("margin", parents=[common], help="IM, MM and breakdown of a portfolio under each "
+                                                        "margin regime")
+    m.add_argument("portfolio", nargs="?", help="portfolio YAML (instruments, market, accounts); optional "
+                                                "with --position")
     m.add_argument("--regime", help="one regime (default: every regime side by side)")
-    m.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    m.add_argument("--position", action="append", default=[], metavar="SYMBOL=LOTS",
+                   help="a position, e.g. --position BTC-PERP=+2 --position BTC-C-60000=-1 (repeatable; "
+                        "instruments as in the portfolio file, or SYMBOL forms UND-PERP, UND-FUT-<days>d, "
+                        "UND-C|P-<strike>[-<days>d] without one)")
+    m.add_argument("--price", action="append", default=[], metavar="UND=PRICE",
+                   help="underlying price for --position without a file (e.g. BTC=60000)")
+    m.add_argument("--vol", action="append", default=[], metavar="UND=VOL",
+                   help="underlying implied vol for --position without a file (default 0.6)")
+    m.add_argument("--collateral", type=float, help="each account's equity now, quote currency (default: "
+                                                     "exactly its IM under each regime)")
+    m.add_argument("--breakdown", action="store_true", help="also the components of every regime and SPAN's "
+                                                             "16-scenario risk array (default with --regime)")
+    m.add_argument("--shock", action="append", default=[], metavar="UND=±X%,vol=±Y%",
+                   help="what-if: move prices (and vols) and show the margin after, e.g. --shock BTC=-20%%,vol=+30%%")
     return p
 
 
@@ -52,92 +114,212 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except ConfigError as exc:
-        print(f"clearsim: {exc}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("clearsim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _console(args: argparse.Namespace) -> Any:
+    from rich.console import Console
+
+    return Console(quiet=bool(args.quiet), soft_wrap=True)
+
+
+def _emit_json(data: Any) -> None:
+    from sim.results import dump_json
+
+    sys.stdout.write(dump_json(data))
+
+
+def _episode(args: argparse.Namespace) -> Any:
+    """The episode file with --regime, --seed and --set applied, validated as one config.
+
+    The file is loaded (and validated) as it is first, so whatever ``load_episode`` resolves
+    (``extends``, paths relative to the file) is resolved the same way here; the flags then apply
+    to the resolved config."""
+    from sim.config import PACKAGED_DEFAULT, apply_regime, apply_sets, load_episode, parse_episode
+
+    source = args.episode or str(PACKAGED_DEFAULT)
+    cfg = load_episode(source)
+    if getattr(args, "regime", None) is None and args.seed is None and not args.set:
+        return cfg
+    data = cfg.model_dump(mode="json")
+    if getattr(args, "regime", None) is not None:
+        data = apply_regime(data, args.regime)
+    if args.seed is not None:
+        data["seed"] = args.seed
+    if args.set:
+        data = apply_sets(data, args.set)
+    return parse_episode(data, source)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    console = Console(stderr=False)
+    console = _console(args)
+    show_progress = not (args.quiet or args.json)
     if args.command == "validate":
-        from sim.api import validate
-
-        cfg = validate(args.config)
-        console.print(f"[green]ok[/green] {args.config}: episode {cfg.name!r}, {cfg.duration:g} s, "
-                      f"{len(cfg.market.instruments)} instruments, regime {cfg.margin.regime}")
-        return 0
+        return _validate(args, console)
     if args.command == "margin":
         from sim.margin_cli import margin_command
 
-        return margin_command(args.portfolio, args.regime, args.json)
+        return margin_command(args.portfolio, args.regime, args.json, positions=args.position, prices=args.price,
+                              vols=args.vol, shocks=args.shock, quiet=args.quiet, collateral=args.collateral,
+                              breakdown=True if args.breakdown else None)
     if args.command == "run":
-        from sim.api import resolve, run
+        from sim.api import run
+        from sim.progress import EpisodeProgress
 
-        overrides: dict = {}
-        if args.seed is not None:
-            overrides["seed"] = args.seed
-        if args.regime is not None:
-            overrides["margin"] = {"regime": args.regime}
-        cfg = resolve(args.episode, overrides or None)
-        out = run(cfg, output=args.out)
-        _print_summary(console, cfg.name, out.summary, out.directory)
-        return 0
+        cfg = _episode(args)
+        with EpisodeProgress(show_progress) as progress:
+            out = run(cfg, output=args.out, observe=progress.observe(cfg.name))
+        if args.json:
+            _emit_json({"episode": cfg.name, "directory": str(out.directory), "summary": out.summary})
+        else:
+            _print_summary(console, cfg, out.summary, out.directory)
+        return EXIT_OK
     if args.command == "compare":
-        from sim.api import compare, resolve
+        from sim.api import compare, regime_variants
+        from sim.progress import EpisodeProgress
 
-        cfg = resolve(args.episode)
+        cfg = _episode(args)
         regimes = [r.strip() for r in args.regimes.split(",") if r.strip()] if args.regimes else None
-        out = compare(cfg, regimes, output=args.out)
-        _print_comparison(console, out.summaries, out.directory)
-        return 0
+        n = len(regime_variants(cfg, regimes))  # validates every regime before anything runs
+        with EpisodeProgress(show_progress, runs=n) as progress:
+            out = compare(cfg, regimes, output=args.out, progress=progress)
+        if args.json:
+            _emit_json({"episode": cfg.name, "directory": str(out.directory), "summaries": out.summaries})
+        else:
+            _print_comparison(console, cfg, out.summaries, out.directory)
+        return EXIT_OK
     if args.command == "sweep":
-        from sim.api import sweep
-
-        if args.workers < 1:
-            raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
-        table = sweep(args.grid, backend=args.backend, workers=args.workers, resume=args.resume,
-                      output=args.out, progress=True)
-        console.print(f"{table.num_rows} runs")
-        return 0
+        return _sweep(args, console, show_progress)
     raise AssertionError(args.command)
 
 
-def _print_summary(console, name: str, summary: dict, directory: Path | None) -> None:
+# ------------------------------------------------------------------------------------- validate
+def _file_kind(data: Any) -> str:
+    if isinstance(data, dict) and "grid" in data:
+        return "sweep"
+    if isinstance(data, dict) and "accounts" in data and "population" not in data:
+        return "portfolio"
+    return "episode"
+
+
+def _validate(args: argparse.Namespace, console) -> int:
+    from sim.config import parse_yaml
+
+    path = Path(args.config)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    kind = _file_kind(parse_yaml(path.read_text(encoding="utf-8"), str(path)))
+    info: dict[str, Any] = {"file": str(path), "kind": kind, "ok": True}
+    if kind == "sweep":
+        from sim.sweep import plan
+
+        cfg, tasks = plan(path)
+        info.update(name=cfg.name, points=cfg.n_points(), seeds=len(cfg.seed_list()), runs=len(tasks))
+        text = (f"sweep {cfg.name!r}: {cfg.n_points():,} grid points x {len(cfg.seed_list())} seeds = "
+                f"{len(tasks):,} runs, every point a valid episode")
+    elif kind == "portfolio":
+        from sim.margin_cli import read_portfolio
+
+        pf = read_portfolio(path)
+        info.update(name=pf.name, accounts=len(pf.accounts), instruments=len(pf.instruments))
+        text = f"portfolio {pf.name!r}: {len(pf.accounts)} accounts, {len(pf.instruments)} instruments"
+    else:
+        from sim.api import validate
+
+        cfg = validate(path)
+        info.update(name=cfg.name, duration=cfg.duration, instruments=len(cfg.market.instruments),
+                    regime=cfg.margin.regime)
+        text = (f"episode {cfg.name!r}, {cfg.duration:,g} s, {len(cfg.market.instruments)} instruments, "
+                f"regime {cfg.margin.regime}")
+    if args.json:
+        _emit_json(info)
+    else:
+        from rich.markup import escape
+
+        console.print(f"[green]ok[/green] {escape(str(path))}: {escape(text)}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------- sweep
+def _sweep(args: argparse.Namespace, console, show_progress: bool) -> int:
+    from sim.api import sweep
+    from sim.sweep import load_sweep, output_path
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
+    cfg, _ = load_sweep(args.grid)
+    out = output_path(cfg, args.out)
+    table = sweep(args.grid, backend=args.backend, workers=args.workers, resume=args.resume, output=out,
+                  progress=show_progress)
+    status = table.column("status").to_pylist()
+    failed = sum(1 for s in status if s != "ok")
+    report = None
+    if args.report:
+        from sim.sweep_report import write_sweep_report
+
+        report = write_sweep_report(table, list(cfg.grid), out.with_suffix(".html"), title=cfg.name)
+    if args.json:
+        _emit_json({"table": str(out.absolute()), "runs": len(status), "failed": failed,
+                    "report": str(report) if report else None})
+    else:
+        console.print(f"{len(status):,} runs -> {out}")
+        if report is not None:
+            console.print(f"report: {report}")
+        if failed:
+            console.print(f"[red]{failed:,} of {len(status):,} runs failed[/red] (status = 'error'; the traceback is "
+                          f"in the error column)")
+    if failed:
+        if args.quiet:
+            print(error_line(f"{failed} of {len(status)} runs failed (see {out})"), file=sys.stderr)
+        return EXIT_RUNS_FAILED
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------- tables
+def _headline_rows(summary: dict, quote: str) -> list[tuple[str, str]]:
+    from sim.headline import rows
+
+    return rows(summary, quote)
+
+
+def _print_summary(console, cfg, summary: dict, directory: Path | None) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    from sim.metrics import headline
-
-    table = Table(title=f"episode {name}")
+    table = Table(title=f"episode {escape(cfg.name)}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key, value in headline(summary).items():
-        table.add_row(key, f"{value:,.6g}" if isinstance(value, float) else str(value))
+    for label, value in _headline_rows(summary, cfg.market.quote.name):
+        table.add_row(escape(label), value)
     console.print(table)
-    if directory is not None:
-        console.print(f"results: {directory}/report.html")
+    _print_location(console, directory)
 
 
-def _print_comparison(console, summaries: dict[str, dict], directory: Path | None) -> None:
+def _print_location(console, directory: Path | None) -> None:
+    if directory is None:
+        return
+    report = Path(directory) / "report.html"
+    console.print(f"results: {report if report.is_file() else directory}")
+
+
+def _print_comparison(console, cfg, summaries: dict[str, dict], directory: Path | None) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    from sim.metrics import headline
-
-    heads = {regime: headline(s) for regime, s in summaries.items()}
-    keys = list(next(iter(heads.values())).keys()) if heads else []
+    rows = {regime: _headline_rows(s, cfg.market.quote.name) for regime, s in summaries.items()}
     table = Table(title="regime comparison")
     table.add_column("metric")
-    for regime in heads:
-        table.add_column(regime, justify="right")
-    for key in keys:
-        row = []
-        for regime in heads:
-            value = heads[regime].get(key)
-            row.append(f"{value:,.6g}" if isinstance(value, float) else str(value))
-        table.add_row(key, *row)
+    for regime in rows:
+        table.add_column(escape(regime), justify="right")
+    labels = [label for label, _ in next(iter(rows.values()))] if rows else []
+    for k, label in enumerate(labels):
+        table.add_row(escape(label), *(rows[regime][k][1] for regime in rows))
     console.print(table)
-    if directory is not None:
-        console.print(f"results: {directory}/report.html")
+    _print_location(console, directory)
 
 
 if __name__ == "__main__":

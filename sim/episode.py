@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import tracemalloc
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from clearing.margin.base import MarginRegime
 from clearing.margin.registry import build_regime
 from clearing.volsurface import VolSurface
 from clearing.waterfall import DefaultWaterfall
+from sim.accounts import account_directory, snapshot_initial
 from sim.kernel import World
 from sim.mark import MarkPricer
 from sim.oracle import Oracle
@@ -71,6 +73,9 @@ class Episode:
     external_account: int | None = None  # the no-feedback twin's absorber (liquidation.absorb_outside)
     haircuts: DynamicHaircuts | None = None
     isolated: IsolatedMargin | None = None
+    # every row's balances and the assets' prices before the first event (the accounts table)
+    initial_cash: np.ndarray | None = None
+    initial_asset_prices: np.ndarray | None = None
 
 
 @dataclass
@@ -150,6 +155,7 @@ def build(config: EpisodeConfig) -> Episode:
                       fund, waterfall=None, agents=agents, backstop_account=vault, external_account=external,
                       haircuts=haircuts, isolated=isolated)
     venue.resting.ensure(ledger.cash.shape[0])
+    snapshot_initial(episode)
     _feed_venue_prices(episode)
     if la.waterfall is not None:
         world.call_later(la.waterfall.sizing_time, _size_waterfall, episode)
@@ -272,18 +278,23 @@ def _size_waterfall(episode: Episode) -> None:
     episode.absorber.waterfall = waterfall
 
 
-def run(config: EpisodeConfig, keep_episode: bool = False, profile_memory: bool = False) -> EpisodeResult:
+def run(config: EpisodeConfig, keep_episode: bool = False, profile_memory: bool = False,
+        observe: Callable[[Episode], None] | None = None) -> EpisodeResult:
     """Build and run one episode to its end; check the whole-run invariants.
 
     BLAS is held to one thread for the run: a multithreaded matrix product may sum in a different
     order, and a last-bit difference in a price path or an equity can flip a margin comparison --
     the same config and seed must give the same bytes in any process, with any thread count.
+
+    ``observe`` is called with the built episode before it runs (progress displays read its clock
+    from another thread; it must not schedule anything).
     """
     with threadpool_limits(limits=1, user_api="blas"):
-        return _run(config, keep_episode, profile_memory)
+        return _run(config, keep_episode, profile_memory, observe)
 
 
-def _run(config: EpisodeConfig, keep_episode: bool, profile_memory: bool) -> EpisodeResult:
+def _run(config: EpisodeConfig, keep_episode: bool, profile_memory: bool,
+         observe: Callable[[Episode], None] | None = None) -> EpisodeResult:
     if profile_memory:
         tracemalloc.start()
     started = time.perf_counter()
@@ -291,6 +302,8 @@ def _run(config: EpisodeConfig, keep_episode: bool, profile_memory: bool) -> Epi
     recorder = Recorder(episode, config.outputs.sample_interval)
     recorder.attach()
     episode.recorder = recorder
+    if observe is not None:
+        observe(episode)
     for agent in episode.agents:
         agent.start()
     episode.oracle.start()
@@ -317,6 +330,7 @@ def _run(config: EpisodeConfig, keep_episode: bool, profile_memory: bool) -> Epi
     }
     tables = recorder.tables()
     tables["solvency"] = _solvency_at_true_prices(episode)
+    tables["directory"] = account_directory(episode)
     return EpisodeResult(config, tables, stats, episode if keep_episode else None)
 
 

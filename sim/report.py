@@ -21,7 +21,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sim.metrics import HEADLINE, POLICIES, _col, _mid, flatten
+from sim.fmt import axis as human_axis
+from sim.headline import rows as headline_rows
+from sim.metrics import POLICIES, _col, _mid, flatten
 
 POLICY_COLOURS = {"book": "#1f77b4", "backstop": "#2ca02c", "auction": "#9467bd", "takeover": "#ff7f0e",
                   "adl": "#d62728"}
@@ -56,22 +58,12 @@ def _time_unit(duration: float) -> tuple[float, str]:
 
 
 def fmt(value: Any) -> str:
-    """A number for a table cell."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if abs(value) >= 1e4:
-            return f"{value:,.0f}"
-        return f"{value:.4g}"
+    """A number for a table cell (``sim.fmt.cell``: thousands separators, "—" for undefined)."""
+    from sim.fmt import cell
+
     if isinstance(value, (list, dict)):
         return html.escape(json.dumps(value))
-    return html.escape(str(value))
+    return html.escape(cell(value))
 
 
 def _kv_table(rows: list[tuple[str, Any]]) -> str:
@@ -109,6 +101,7 @@ def _fig_prices(config: Any, tables) -> str:
                     label=f"venue mid {ins.symbol}")
         ax.set_title(name, fontsize=10)
         ax.set_ylabel("price")
+        human_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     if fig.axes:
@@ -139,6 +132,7 @@ def _fig_margin(config: Any, tables) -> str:
         ax.legend(fontsize=8, loc="best")
         ax2.legend(fontsize=8, loc="best")
     ax.set_ylabel(config.market.quote.name)
+    human_axis(ax)
     ax2.set_ylabel("utilisation")
     ax2.set_xlabel(unit)
     for a in (ax, ax2):
@@ -172,6 +166,7 @@ def _fig_liquidations(config: Any, tables) -> str:
         bottom_n += v
     ax1.set_ylabel("steps")
     ax2.set_ylabel(f"notional ({config.market.quote.name})")
+    human_axis(ax2)
     ax2.set_xlabel(unit)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
@@ -231,6 +226,7 @@ def _fig_fund(config: Any, tables) -> str:
         ax.plot(t / scale_t, _col(tables, "fund", "bad_debt") / money, color="#d62728", lw=1.2, label="bad debt")
         ax.legend(fontsize=8, loc="best")
     ax.set_ylabel(config.market.quote.name)
+    human_axis(ax)
     ax.set_xlabel(unit)
     ax.grid(alpha=0.3)
     return _png(fig)
@@ -303,7 +299,7 @@ def episode_report(config: Any, tables: Mapping[str, Mapping[str, np.ndarray]], 
             f"<b>{html.escape(str(getattr(config.margin, 'regime', '?')))}</b> · money in {html.escape(quote)}</p>")
     if getattr(config, "description", ""):
         head += f"<p>{html.escape(config.description)}</p>"
-    headline = _kv_table([(label, flat.get(key)) for key, label in HEADLINE])
+    headline = _kv_table(headline_rows(summary, quote))  # labels with units, values formatted
     everything = _kv_table(sorted(flat.items()))
     horizon, start = flat.get("margin.horizon_seconds"), flat.get("margin.measure_from")
     sections = [
@@ -373,6 +369,7 @@ def _fig_overlay(results, table: str, column: str, ylabel: str) -> str:
         if t.size:
             ax.plot(t / scale_t, _col(tables, table, column) / _money_scale(summary), lw=1.1, label=name)
     ax.set_ylabel(ylabel)
+    human_axis(ax)
     ax.set_xlabel(unit)
     ax.grid(alpha=0.3)
     if ax.lines:

@@ -92,9 +92,15 @@ def _write_config(folder: Path, config: Any) -> None:
     _write_text(folder / "config.yaml", yaml.safe_dump(dumped, sort_keys=False, allow_unicode=True))
 
 
-def _write_tables(folder: Path, tables: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-    for name, table in tables.items():
-        pq.write_table(table_to_arrow(table), folder / f"{name}.parquet")
+def _write_tables(folder: Path, tables: Mapping[str, Mapping[str, np.ndarray]], config: Any) -> None:
+    """The one place result tables become Parquet: in user units with units in the schema
+    (``sim.tables``); every table is converted before the first file is written, so an
+    unregistered column fails the write before anything is on disk."""
+    from sim.tables import file_name, to_arrow
+
+    converted = {file_name(name): to_arrow(name, table, config) for name, table in tables.items()}
+    for stem, arrow in converted.items():
+        pq.write_table(arrow, folder / f"{stem}.parquet")
 
 
 def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mapping[str, np.ndarray]],
@@ -112,7 +118,7 @@ def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mappi
         if timing is not None:
             _write_text(tmp / "timing.json", dump_json(_jsonable(timing)))
         if parquet:
-            _write_tables(tmp, tables)
+            _write_tables(tmp, tables, config)
         if report:
             from sim.report import episode_report
 
@@ -141,7 +147,7 @@ def write_comparison(directory: str | Path, config: Any,
             sub.mkdir()
             _write_text(sub / "summary.json", dump_json(summary))
             if parquet:
-                _write_tables(sub, tables)
+                _write_tables(sub, tables, config)
         if report:
             title = f"{getattr(config, 'name', 'episode')}: margin regime comparison"
             _write_text(tmp / "report.html", comparison_report(runs, title=title))
@@ -181,7 +187,8 @@ def _jsonable(data: Any) -> Any:
 
 
 def read_results(directory: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
-    """Read a results folder back: (summary, tables as dicts of numpy columns)."""
+    """Read a results folder back: (summary, tables as dicts of numpy columns, keyed by file stem,
+    in the units they were written in -- see docs/RESULTS.md; ``sim.api.load`` gives Arrow tables)."""
     directory = Path(directory)
     summary = json.loads((directory / "summary.json").read_text(encoding="utf-8"))
     tables: dict[str, dict[str, np.ndarray]] = {}
@@ -190,7 +197,7 @@ def read_results(directory: str | Path) -> tuple[dict[str, Any], dict[str, dict[
         cols: dict[str, np.ndarray] = {}
         for name in t.column_names:
             col = t.column(name)
-            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type):
                 cols[name] = np.array(col.to_pylist(), dtype=object)
             else:
                 cols[name] = col.to_numpy(zero_copy_only=False)

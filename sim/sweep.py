@@ -9,7 +9,8 @@
 3. As each run finishes, its row is written durably and atomically to ``<out>.parts/<run_id>.json``
    (temp file + rename). ``resume=True`` keeps the finished rows whose config is unchanged and runs
    only the rest, so an interrupted sweep that is resumed ends with every row exactly once.
-4. The table -- sorted by ``run_id`` -- is written atomically to ``<out>`` (Parquet) and returned.
+4. The table -- in grid order: the grid's first path varies slowest, seeds fastest -- is written
+   atomically to ``<out>`` (Parquet) and returned.
 
 Columns: ``run_id`` (16 hex digits of SHA-256 over the point and the seed, so it is stable across
 machines and backends), one column per grid path (the value; JSON text where values are not all
@@ -29,6 +30,7 @@ import itertools
 import json
 import os
 import shutil
+import sys
 import time
 import traceback
 import uuid
@@ -38,14 +40,13 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 from pydantic import ValidationError
 
-from sim.config import PACKAGED_DEFAULT, ConfigError, deep_merge, format_validation_error, parse_episode, read_yaml
+from sim.config import PACKAGED_DEFAULT, ConfigError, deep_merge, format_validation_error, parse_episode, parse_yaml, read_yaml
 from sim.results import fsync_dir
 from sim.schema.sweep import SweepConfig
 
-__all__ = ["sweep", "load_sweep", "plan", "SweepError", "SweepTask", "run_task", "run_and_summarise", "summary_json",
+__all__ = ["sweep", "load_sweep", "output_path", "require_backend", "plan", "SweepError", "SweepTask", "run_task", "run_and_summarise", "summary_json",
            "assemble_table", "set_path"]
 
 DEFAULT_RUNNER = "sim.sweep:run_and_summarise"
@@ -62,9 +63,9 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, Path]:
     if not path.is_file():
         raise SweepError(f"{path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise SweepError(f"{path}: not valid YAML ({exc})") from None
+        data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}  # repeated keys refused
+    except ConfigError as exc:
+        raise SweepError(str(exc)) from None
     if not isinstance(data, dict):
         raise SweepError(f"{path}: the top level must be a mapping")
     try:
@@ -306,8 +307,9 @@ def _arrow_column(values: list[Any]) -> pa.Array:
 
 
 def assemble_table(rows: Iterable[Mapping[str, Any]], grid_keys: list[str]) -> pa.Table:
-    """The sweep table: one row per run, sorted by run_id (see the module docstring for the columns)."""
-    rows = sorted(rows, key=lambda r: r["run_id"])
+    """The sweep table: one row per run, in the order given -- ``sweep`` gives grid order (see the
+    module docstring for the columns)."""
+    rows = list(rows)
     metric_keys = sorted({k for r in rows for k in r.get("metrics", {})})
     columns: dict[str, pa.Array] = {"run_id": pa.array([r["run_id"] for r in rows], type=pa.string())}
     for key in grid_keys:
@@ -343,7 +345,7 @@ def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], N
     ctx = multiprocessing.get_context("spawn")  # no inherited locks, threads or simpy state
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     try:
-        with _single_threaded_children():  # workers start during the submits
+        with _single_threaded_children(), _main_not_reimported():  # workers start during the submits
             futures = {pool.submit(run_task, t): t for t in tasks}
         for fut in as_completed(futures):
             try:
@@ -417,8 +419,9 @@ def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], No
     own = client is None
     cluster = None
     if own:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=logging.ERROR)
+        with _main_not_reimported():
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   silence_logs=logging.ERROR)
         client = Client(cluster)
     futures: dict[Any, SweepTask] = {}
     try:
@@ -439,6 +442,48 @@ def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], No
 
 
 # ------------------------------------------------------------------------------------ the API
+EXTRAS = {"ray": ("ray", "ray"), "dask": ("distributed", "dask")}  # backend -> (module, pip extra)
+
+
+def require_backend(backend: str) -> None:
+    """Refuse a backend whose extra is not installed, naming the extra (before anything is written)."""
+    import importlib.util
+
+    if backend not in EXTRAS:
+        return
+    module, extra = EXTRAS[backend]
+    if importlib.util.find_spec(module) is None:
+        raise SweepError(f"--backend {backend} needs the {extra!r} extra: pip install 'clearsim[{extra}]' "
+                         f"(or use --backend local)")
+
+
+def output_path(cfg: SweepConfig, out: str | Path | None = None) -> Path:
+    """Where the table goes: ``out``, else the sweep's ``output``, else results/sweeps/<name>.parquet."""
+    return Path(out if out is not None else (cfg.output or f"results/sweeps/{cfg.name}.parquet"))
+
+
+@contextlib.contextmanager
+def _main_not_reimported():
+    """Start worker processes without re-running the caller's script.
+
+    A spawned worker normally imports the parent's ``__main__`` file first; a plain script that
+    calls ``sweep`` at top level (no ``if __name__ == "__main__":`` guard) would then start a sweep
+    inside every worker and the pool breaks. The workers need nothing from ``__main__`` (the task
+    function lives here and runners are ``module:function`` strings), so while they start the
+    parent's ``__main__`` hides the file and spec that multiprocessing's spawn reads."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            if "__spec__" in saved:
+                main.__spec__ = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+
+
 def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "local", workers: int | None = None,
           resume: bool = False, out: str | Path | None = None, progress: bool = True, *,
           client: Any = None, runner: str = DEFAULT_RUNNER, retry_errors: bool = False) -> pa.Table:
@@ -451,9 +496,10 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
     """
     if backend not in ("local", "ray", "dask"):
         raise ValueError(f"backend must be local, ray or dask, not {backend!r}")
+    require_backend(backend)
     workers = max(1, int(workers or os.cpu_count() or 1))
     cfg, tasks = plan(grid, runner=runner)
-    out = Path(out if out is not None else (cfg.output or f"results/sweeps/{cfg.name}.parquet"))
+    out = output_path(cfg, out)
     parts = parts_dir(out)
     if not resume and parts.exists():
         shutil.rmtree(parts)

@@ -105,7 +105,7 @@ def test_validate_accepts_every_packaged_example(capsys):
 
 def test_compare_honours_the_outputs_switches(tmp_path):
     """``outputs.report`` and ``outputs.parquet`` switch those files off in a comparison as in a run."""
-    data = dict(SMALL, duration=60.0, outputs={"sample_interval": 20.0, "report": False, "parquet": False,
+    data = dict(SMALL, duration=80.0, outputs={"sample_interval": 20.0, "report": False, "parquet": False,
                                                "counterfactual": False})
     out = compare(resolve(write(tmp_path, data)), output=tmp_path / "cmp")
     files = {p.relative_to(out.directory).as_posix() for p in out.directory.rglob("*") if p.is_file()}

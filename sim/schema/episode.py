@@ -108,6 +108,14 @@ class EpisodeConfig(StrictModel):
             if group.collateral is not None and group.collateral.asset not in assets:
                 raise ValueError(f"population.groups.{g} ({group.type}): collateral asset {group.collateral.asset!r} "
                                  f"is not in the market (assets: {assets})")
+        for k, shock in enumerate(self.paths.shocks):
+            if shock.start >= self.duration:
+                raise ValueError(f"paths.shocks.{k} ({shock.kind}): starts at {shock.start:g} s, at or after the "
+                                 f"end of the episode (duration {self.duration:g} s)")
+        for g, group in enumerate(self.population.groups):
+            if group.start >= self.duration:
+                raise ValueError(f"population.groups.{g} ({group.group_name}): starts at {group.start:g} s, at or "
+                                 f"after the end of the episode (duration {self.duration:g} s)")
         symbols = {i.symbol for i in self.market.instruments}
         self._check_measurement(symbols)
         for g, group in enumerate(self.population.groups):

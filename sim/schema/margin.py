@@ -442,6 +442,7 @@ class InstrumentSpec(StrictModel):
 class AccountSpec(StrictModel):
     name: Annotated[str, Field(min_length=1)]
     positions: dict[str, float]  # symbol -> signed lots
+    collateral: NonNeg | None = None  # equity now (quote currency); None: exactly its IM under each regime
 
     @field_validator("positions")
     @classmethod

@@ -1,0 +1,39 @@
+"""The headline figures as people read them: a label with its unit and a formatted value.
+
+Summary values are already in quote currency (money), plain counts, seconds or fractions; this
+adds the unit to the label and shows fractions as percentages, for the CLI tables and the HTML
+report alike (``sim.fmt`` does the number formatting).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["MONEY_KEYS", "PERCENT_KEYS", "labelled", "rows"]
+
+# headline keys whose value is money (quote currency) or a fraction shown as a percentage
+MONEY_KEYS = frozenset({
+    "bad_debt.total", "insurance_fund.min", "insurance_fund.final", "liquidations.notional", "adl.notional",
+    "losses.socialised", "solvency.bad_debt_recoveries", "solvency.hidden_loss", "margin.im_peak",
+    "margin.max_window_increase"})
+PERCENT_KEYS = frozenset({"price.max_venue_drawdown", "price.true_drawdown", "margin.capital_efficiency"})
+
+
+def labelled(key: str, label: str, value: Any, quote: str) -> tuple[str, str]:
+    """(label with unit, formatted value) for one flattened summary key."""
+    from sim.fmt import cell, percent
+
+    if key in MONEY_KEYS:
+        return f"{label} ({quote})", cell(value)
+    if key in PERCENT_KEYS:
+        return f"{label} (%)", percent(value)
+    return label, cell(value)
+
+
+def rows(summary: Mapping[str, Any], quote: str) -> list[tuple[str, str]]:
+    """Every headline figure (``sim.metrics.HEADLINE``) of a summary, labelled and formatted."""
+    from sim.metrics import HEADLINE, flatten
+
+    flat = flatten(summary)
+    return [labelled(key, label, flat.get(key), quote) for key, label in HEADLINE]

@@ -1,0 +1,49 @@
+"""Human number formatting (sim/fmt.py), shared by CLI tables, HTML reports and plot axes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sim.fmt import DASH, cell, compact, number, percent, signed
+
+
+@pytest.mark.parametrize("value, text", [
+    (4716.814, "4,716.81"), (25_793_400.0, "25,793,400"), (1234567, "1,234,567"), (0.0, "0"),
+    (0.000123456, "0.0001235"), (-0.5, "-0.5"), (None, DASH), (math.nan, DASH), (math.inf, DASH),
+    (True, "yes"), (np.float64(2.5), "2.50"),
+])
+def test_number(value, text):
+    assert number(value) == text
+
+
+@pytest.mark.parametrize("value, text", [
+    (25_793_400, "25.8M"), (-1500, "-1.5K"), (999_999.9, "1M"), (2.5e9, "2.5B"), (3e12, "3T"), (950, "950"),
+    (0, "0"), (12.5, "12.50"), (None, DASH), (math.nan, DASH),
+])
+def test_compact(value, text):
+    assert compact(value) == text
+
+
+def test_percent_signed_and_cells():
+    assert percent(0.1234) == "12.3%" and percent(None) == DASH
+    assert signed(5.0) == "+5.00" and signed(-5.0) == "-5.00" and signed(0) == "0" and signed(None) == DASH
+    assert cell([1, None]) == f"1, {DASH}" and cell({}) == DASH and cell("span") == "span"
+
+
+def test_axis_labels_in_k_m_b():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from sim.fmt import axis
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 3e7])
+    axis(ax)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert labels and all("e" not in x for x in labels) and any(x.endswith("M") for x in labels), labels

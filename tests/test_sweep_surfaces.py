@@ -1,0 +1,106 @@
+"""Sweeps as users meet them: from a plain script with no __main__ guard, from the CLI (where the
+table went, how many runs failed, a non-zero exit), a missing Ray/Dask extra, and the HTML report."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+import sim.api
+import sim.sweep
+from sim.cli import EXIT_BAD_INPUT, EXIT_RUNS_FAILED, main
+from sim.sweep import SweepError, parts_dir
+from sim.sweep_report import sweep_report, write_sweep_report
+from test_sweep import GRID, RUNNER, write_sweep
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+
+def test_a_plain_script_without_a_main_guard_sweeps_once(tmp_path):
+    """Spawned workers must not re-run the caller's script (which would start the sweep again in
+    every worker and break the pool)."""
+    script = tmp_path / "plain.py"
+    out = tmp_path / "plain.parquet"
+    script.write_text(textwrap.dedent(f"""
+        from sim.sweep import sweep
+        print("script body ran")
+        table = sweep({{"name": "plain", "base": {str(tmp_path / 'base.yaml')!r},
+                        "grid": {{"clearing.loss_absorption.insurance_fund": [1000.0, 2000.0]}}, "seeds": 2}},
+                      workers=2, progress=False, out={str(out)!r}, runner={RUNNER!r})
+        print("statuses", sorted(set(table.column("status").to_pylist())), table.num_rows)
+    """))
+    write_sweep(tmp_path, GRID)  # writes base.yaml
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS)]))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("script body ran") == 1, done.stdout
+    assert "statuses ['ok'] 4" in done.stdout, done.stdout + done.stderr
+
+
+def test_cli_says_where_the_table_went_and_fails_when_runs_failed(tmp_path, capsys, monkeypatch):
+    path = write_sweep(tmp_path, GRID)  # the fake runner fails one point for seed 1: 2 of 8 runs
+
+    def with_fake_runner(grid, **kwargs):
+        return sim.sweep.sweep(grid, backend=kwargs["backend"], workers=kwargs["workers"], out=kwargs["output"],
+                               progress=False, runner=RUNNER)
+
+    monkeypatch.setattr(sim.api, "sweep", with_fake_runner)
+    code = main(["sweep", str(path), "--workers", "2", "--report"])
+    out = capsys.readouterr().out
+    assert code == EXIT_RUNS_FAILED
+    assert f"8 runs -> {tmp_path / 'out.parquet'}" in out and "2 of 8 runs failed" in out
+    assert (tmp_path / "out.html").is_file()
+    assert main(["sweep", str(path), "--workers", "2", "--json"]) == EXIT_RUNS_FAILED
+    doc = __import__("json").loads(capsys.readouterr().out)
+    assert doc == {"table": str((tmp_path / "out.parquet").absolute()), "runs": 8, "failed": 2, "report": None}
+
+
+def test_cli_exits_zero_when_every_run_succeeded(tmp_path, capsys, monkeypatch):
+    path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [1000.0]}, seeds=2)
+    monkeypatch.setattr(sim.api, "sweep", lambda grid, **kw: sim.sweep.sweep(
+        grid, workers=1, out=kw["output"], progress=False, runner=RUNNER))
+    assert main(["sweep", str(path), "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("backend, extra, module", [("ray", "ray", "ray"), ("dask", "dask", "distributed")])
+def test_a_missing_extra_is_named_and_leaves_no_parts(tmp_path, capsys, monkeypatch, backend, extra, module):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+    path = write_sweep(tmp_path, GRID)
+    with pytest.raises(SweepError, match=rf"--backend {backend} needs the '{extra}' extra: "
+                                         rf"pip install 'clearsim\[{extra}\]'"):
+        sim.sweep.sweep(path, backend=backend, progress=False)
+    assert main(["sweep", str(path), "--backend", backend]) == EXIT_BAD_INPUT
+    assert f"clearsim[{extra}]" in capsys.readouterr().err
+    assert not parts_dir(tmp_path / "out.parquet").exists() and not (tmp_path / "out.parquet").exists()
+
+
+def _table(metric_values: list[float | None], status: list[str] | None = None) -> pa.Table:
+    margins = ["standard", "standard", "span", "span"] * 2
+    funds = [0.0, 0.0, 0.0, 0.0, 1e6, 1e6, 1e6, 1e6]
+    seeds = [0, 1] * 4
+    return pa.table({"run_id": [str(i) for i in range(8)], "clearing.loss_absorption.insurance_fund": funds,
+                     "margin": margins, "seed": seeds, "status": status or ["ok"] * 8, "error": [None] * 8,
+                     "bad_debt.total": metric_values, "cascades.count": [None] * 8})
+
+
+def test_sweep_report_plots_each_metric_with_seed_bands(tmp_path):
+    table = _table([1.0, 3.0, 2.0, 2.0, 0.0, 0.0, 5.0, None])
+    html = sweep_report(table, ["clearing.loss_absorption.insurance_fund", "margin"], title="t")
+    assert html.count("<img") == 1  # bad_debt.total plotted; cascades.count undefined everywhere
+    assert "<h2>cascades.count</h2><p class=muted>— (undefined in every run)" in html
+    assert "mean over seeds; bands: min..max over seeds" in html
+    path = write_sweep_report(_table([1.0] * 8, ["ok"] * 7 + ["error"]), ["margin"], tmp_path / "r.html")
+    text = path.read_text()
+    assert "1 failed runs left out" in text and text.count("<img") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]  # no temp file left
