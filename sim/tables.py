@@ -141,21 +141,26 @@ TABLES: dict[str, TableSpec] = {
         "cause": Col("string", "what pushed the account below MM: oracle, liquidation, loss_allocation, interval",
                      "str"),
         "cause_ref": Col("id", "oracle publication number, or the parent liquidation id", "int64"),
-        "parent": Col("id", "the liquidation whose price impact caused this one (-1: none)", "int64"),
+        "parent": Col("id", "the liquidation that cost the account most, when the but-for rule makes the breach "
+                                 "endogenous (-1: none)", "int64"),
         "generation": Col("count", "depth in the cascade tree (0: exogenous)", "int64"),
         "equity_at_breach": _money("equity when MM was breached"),
         "mm_at_breach": _money("maintenance margin when MM was breached"),
         "outcome": Col("string", "how it ended", "str"),
         "notional": _money("notional closed", "int64"),
-        # registered ahead for the equity-change attribution and cascade spells (issue 11)
+        # the but-for split of the equity change since the account was last at or above maintenance
+        # (docs/METHODOLOGY.md, "Breach attribution"); the channels sum to that change exactly
         "equity_change_index": _money("equity change since the last healthy valuation from index moves"),
-        "equity_change_collateral": _money("equity change from collateral prices"),
-        "equity_change_impact": _money("equity change from other liquidations' price impact"),
-        "equity_change_allocation": _money("equity change from loss allocation (ADL, socialised, assessments)"),
-        "equity_change_other": _money("equity change not attributed above"),
+        "equity_change_collateral": _money("equity change from collateral prices and haircuts"),
+        "equity_change_impact": _money("equity change from other liquidations' own price impact on the marks"),
+        "equity_change_allocation": _money("equity change from loss allocations for other liquidations (ADL at "
+                                           "the bankruptcy price, socialised loss, assessments)"),
+        "equity_change_other": _money("the rest: other traders' basis moves, funding, fees, own trading"),
         "mm_change": _money("maintenance margin change over the same interval"),
-        "endogenous": Col("bool", "caused by the system's own liquidations or loss allocation", "bool"),
-        "spell": Col("id", "cascade spell the liquidation belongs to", "int64"),
+        "endogenous": Col("bool", "but for the impact and allocation channels (a material loss) the account "
+                          "would have stayed at or above maintenance", "bool"),
+        "spell": Col("id", "the distress spell (cascade node) it belongs to: the spell's first liquidation id",
+                     "int64"),
     }),
     "liquidation_steps": TableSpec("every step of every liquidation", {
         "liq_id": Col("id", "liquidation id (join with liquidations.liq_id)", "int64"),
@@ -182,6 +187,29 @@ TABLES: dict[str, TableSpec] = {
         "kind": Col(SOLVENCY_KIND, "insurance_fund, bad_debt_recoveries (collateral in kind) or trader", "int64"),
         "equity": _money("equity with collateral at published prices"),
         "equity_true_collateral": _money("equity with collateral at true prices"),
+    }),
+    "who_paid": TableSpec("the loss ledger: who paid each amount of the liquidation and default losses", {
+        "time": _t(),
+        "liq_id": Col("id", "the liquidation the amount belongs to (-1: the backstop vault's own row)", "int64"),
+        "account": _acc("the liquidated account (the vault for its own row)"),
+        "layer": Col("string", "defaulter_margin, defaulter_default_fund, liquidation_penalties, insurance_fund, "
+                     "ccp_capital, survivors_default_fund, assessments, vm_gains_haircut, adl, socialised, "
+                     "backstop_vault or bad_debt", "str"),
+        "borne_by": Col("string", "defaulter, liquidated or others", "str"),
+        "amount": _money("amount paid", "int64"),
+    }),
+    "backstop_vault": TableSpec("the backstop vault's equity and P&L at each sample", {
+        "time": _t(),
+        "account": _acc("the vault's account"),
+        "capital": _money("collateral at the start, published prices, no haircut"),
+        "equity": _money("collateral plus positions at mark, the same valuation"),
+        "pnl": _money("equity - capital"),
+    }),
+    "reference_margin": TableSpec("the fixed reference portfolio's requirements at each sample", {
+        "time": _t(),
+        "im": _money("initial margin of the reference portfolio"),
+        "mm": _money("maintenance margin of the reference portfolio"),
+        "gross": _money("gross notional of the reference portfolio"),
     }),
     "directory": TableSpec("every ledger row: system rows and trader accounts, with what they started with", {
         "account": Col("account id", "ledger row", "int64"),

@@ -205,8 +205,10 @@ def test_reference_portfolio_margin_rate_is_flat_under_standard_margin(monkeypat
 def test_reference_portfolio_margin_rate_rises_with_vol_under_filtered_var(monkeypatch):
     """Filtered historical VaR scales its scenarios by today's EWMA vol: eight times the vol in the
     history rows drives the reference portfolio's rate up within the spike."""
-    m = _reference_run(monkeypatch, {"regime": "var", "method": "filtered", "mpor": 1, "lookback": 100,
-                                     "ewma_lambda": 0.8})
+    # horizons in days of time: one 20 s history row of MPOR; a day of lookback is more than the
+    # history holds, so all of it is used
+    m = _reference_run(monkeypatch, {"regime": "var", "method": "filtered", "mpor_days": 20.0 / 86_400,
+                                     "lookback_days": 1.0, "ewma_lambda": 0.8})
     ref = m["reference_rate"]
     assert ref["peak_to_trough_ratio"] > 2.0
     assert ref["max_increase_relative"] > 0.5
@@ -253,7 +255,7 @@ def test_the_defaulters_own_default_fund_contribution_is_not_borne_by_others():
     game (25% of $100 = $25) and everything after it are others'."""
     s = Scenario(crash(100.0, 0.40), {"clearing": {"loss_absorption": {
         "insurance_fund": 0.0, "adl": "off", "socialised": "off", "order": ["waterfall"],
-        "waterfall": {"cover": 2, "members": 5, "stress_move": 0.3, "ccp_capital": 100.0,
+        "waterfall": {"cover": 2, "members": 5, "sizing_time": 60.0, "ccp_capital": 100.0,
                       "skin_in_game": 0.25, "assessment_cap": 1.0}}}})
     trader = s.account(1_000)
     s1, s2, s3 = s.account(2_000), s.account(5_000), s.account(10_000)
