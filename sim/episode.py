@@ -60,6 +60,8 @@ class Episode:
     agents: list[Agent] = field(default_factory=list)
     recorder: Recorder | None = None
     backstop_account: int | None = None
+    # (account, group, agent type, initial capital in quote units) for every trader account
+    accounts_meta: list[tuple[int, str, str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -115,15 +117,17 @@ def build(config: EpisodeConfig) -> Episode:
     symbols = {ins.symbol: ins.id for ins in table.instruments}
     population = build_population(ctx, config.population, symbols)
     agents, vault = population.agents, population.backstop_account
+    meta = list(population.meta)
     bs = config.clearing.liquidation.backstop
     if vault is None and (bs.enabled or config.clearing.liquidation.policy == "backstop") and bs.capital > 0:
         vault = ledger.open_account()
         ledger.deposit(vault, QUOTE, int(bs.capital * scale))
+        meta.append((vault, "backstop_vault", "backstop_vault", float(bs.capital)))
     house._grow()  # the population opened accounts after the house was sized
     engine = LiquidationEngine(house, config.clearing.liquidation, absorber, vault, adl=la.adl)
     house.attach(engine)
     episode = Episode(config, world, paths, table, ledger, venue, oracle, marks, regime, house, engine, absorber,
-                      fund, waterfall=None, agents=agents, backstop_account=vault)
+                      fund, waterfall=None, agents=agents, backstop_account=vault, accounts_meta=meta)
     venue.resting.ensure(ledger.cash.shape[0])
     _feed_venue_prices(episode)
     if la.waterfall is not None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.groups import group_margin
 from sim.orders import FillFlag
 
 SIGNIFICANT_DIGITS = 10
@@ -562,6 +563,7 @@ def summarise(config: Any, tables: Tables, stats: Mapping[str, Any] | None = Non
         "liquidation_delay": _delays(tables),
         "slippage": _slippage(tables),
         "solvency": _solvency(tables, cv),
+        "groups": group_margin(tables, cv["scale"]),
     }
     return rnd(summary)
 

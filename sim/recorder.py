@@ -2,7 +2,8 @@
 
 What is kept: oracle publications (index vs true path), trades (with flags), periodic samples of
 marks and books, periodic samples of every account's equity / IM / MM / health, the insurance
-fund's balance path, and -- read from the liquidation engine at the end -- liquidations with causes.
+fund's balance path, and -- read from the liquidation engine at the end -- liquidations with causes;
+``accounts_meta`` names each trader account's population group, agent type and starting capital.
 """
 
 from __future__ import annotations
@@ -131,6 +132,13 @@ class Recorder:
             "account": (np.concatenate([np.arange(FIRST_TRADER, FIRST_TRADER + c) for c in counts.tolist()])
                         if counts.size else np.zeros(0)),
             **{k: (np.concatenate(v) if v else np.zeros(0)) for k, v in self.accounts.items()},
+        }
+        meta = sorted(self.ep.accounts_meta)
+        out["accounts_meta"] = {
+            "account": np.array([m[0] for m in meta], dtype=np.int64),
+            "group": np.array([m[1] for m in meta], dtype=object),
+            "agent_type": np.array([m[2] for m in meta], dtype=object),
+            "initial_capital": np.array([m[3] for m in meta], dtype=np.float64),
         }
         engine = self.ep.engine
         ev = engine.events
