@@ -27,7 +27,12 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="run one episode under several margin regimes")
     c.add_argument("episode", nargs="?", help="episode YAML (default: the packaged default episode)")
-    c.add_argument("--regimes", help="comma-separated regime names (default: the episode's compare_regimes)")
+    c.add_argument("--regimes", help="comma-separated [label=]regime items, or a YAML list of regime mappings "
+                                     "(each may carry a label); default: the episode's compare_regimes")
+    c.add_argument("--seeds", type=int, default=1,
+                   help="paired seeds: every regime runs on the episode's seed, seed+1, ... (default 1)")
+    c.add_argument("--backend", choices=("local", "ray", "dask"), default="local")
+    c.add_argument("--workers", type=int, help="parallel runs (default: every core)")
     c.add_argument("--out", help="results folder (default: results/<episode name>/compare)")
 
     s = sub.add_parser("sweep", help="run a grid of episodes x seeds")
@@ -85,11 +90,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "compare":
         from sim.api import compare, resolve
+        from sim.compare import parse_regimes_option
 
         cfg = resolve(args.episode)
-        regimes = [r.strip() for r in args.regimes.split(",") if r.strip()] if args.regimes else None
-        out = compare(cfg, regimes, output=args.out)
-        _print_comparison(console, out.summaries, out.directory)
+        regimes = parse_regimes_option(args.regimes) if args.regimes else None
+        out = compare(cfg, regimes, output=args.out, seeds=args.seeds, backend=args.backend,
+                      workers=args.workers, progress=True)
+        _print_comparison(console, out, cfg.market.quote.name)
         return 0
     if args.command == "sweep":
         from sim.api import sweep
@@ -118,26 +125,52 @@ def _print_summary(console, name: str, summary: dict, directory: Path | None) ->
         console.print(f"results: {directory}/report.html")
 
 
-def _print_comparison(console, summaries: dict[str, dict], directory: Path | None) -> None:
+def _print_comparison(console, out, quote: str) -> None:
+    """The headline metrics with mean, paired interval and verdict per regime; then the group table."""
     from rich.table import Table
 
-    from sim.metrics import headline
+    from sim.compare_report import fmt_diff, fmt_value, unit_header
 
-    heads = {regime: headline(s) for regime, s in summaries.items()}
-    keys = list(next(iter(heads.values())).keys()) if heads else []
-    table = Table(title="regime comparison")
+    labels = list(out.summaries)
+    by = {(s["regime"], s["metric"]): s for s in out.stats}
+    n = len(out.seeds)
+    table = Table(title=f"regime comparison ({n} paired seed{'s' if n > 1 else ''}; Δ vs {labels[0]}, 95% CI)")
     table.add_column("metric")
-    for regime in heads:
+    for regime in labels:
         table.add_column(regime, justify="right")
-    for key in keys:
+    groups = []
+    for key in dict.fromkeys(s["metric"] for s in out.stats):
+        first = by[(labels[0], key)]
+        if key.startswith("groups."):
+            groups.append(key)
+            continue
         row = []
-        for regime in heads:
-            value = heads[regime].get(key)
-            row.append(f"{value:,.6g}" if isinstance(value, float) else str(value))
-        table.add_row(key, *row)
+        for regime in labels:
+            s = by[(regime, key)]
+            text = fmt_value(s["mean"], s["unit"])
+            if s["verdict"] not in ("baseline", "not measured"):
+                text += f"\nΔ {fmt_diff(s['diff_mean'], s['unit'])}"
+                if s["diff_low"] is not None and s["verdict"] != "identical on every seed":
+                    text += f" [{fmt_diff(s['diff_low'], s['unit'])}, {fmt_diff(s['diff_high'], s['unit'])}]"
+                text += f"\n{s['verdict']}"
+            row.append(text)
+        table.add_row(f"{first['label']} ({unit_header(first['unit'], quote)})", *row)
     console.print(table)
-    if directory is not None:
-        console.print(f"results: {directory}/report.html")
+    gtable = Table(title="per group: IM / gross (ratio) and leverage allowed (gross / equity, ×)")
+    gtable.add_column("group")
+    for regime in labels:
+        gtable.add_column(regime, justify="right")
+    for key in groups:
+        if not key.endswith((".im_over_gross", ".leverage")):
+            continue
+        cells = [by[(r, key)] for r in labels]
+        if all(c["mean"] is None or c["mean"] == 0 for c in cells):
+            continue
+        gtable.add_row(cells[0]["label"], *(fmt_value(c["mean"], c["unit"]) for c in cells))
+    if gtable.row_count:
+        console.print(gtable)
+    if out.directory is not None:
+        console.print(f"results: {out.directory}/report.html")
 
 
 if __name__ == "__main__":
