@@ -114,7 +114,8 @@ def _no_data(ax, text: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ figures
-def _shock_windows(config: Any, underlying: str) -> list[tuple[float, float]]:
+def _shock_windows(config: Any, underlying: str) -> list[tuple[float, float, float]]:
+    """(start, end of the move, end of the recovery) of each scripted shock touching ``underlying``."""
     out = []
     for shock in getattr(config.paths, "shocks", []) or []:
         names = list(getattr(shock, "underlyings", None) or [])
@@ -124,8 +125,8 @@ def _shock_windows(config: Any, underlying: str) -> list[tuple[float, float]]:
         if names and underlying not in names:
             continue
         start = float(shock.start)
-        length = float(getattr(shock, "duration", 0.0) or 0.0) + float(getattr(shock, "recovery_duration", 0.0) or 0.0)
-        out.append((start, start + max(length, 0.0)))
+        move = start + float(getattr(shock, "duration", 0.0) or 0.0)
+        out.append((start, move, move + float(getattr(shock, "recovery_duration", 0.0) or 0.0)))
     return out
 
 
@@ -139,8 +140,11 @@ def _fig_prices(config: Any, runs: Mapping[str, tuple[Mapping, Mapping]]) -> str
     instruments = list(config.market.instruments)
     for u, name in enumerate(names):
         ax = fig.add_subplot(len(names), 1, u + 1)
-        for a, b in _shock_windows(config, name):
-            ax.axvspan(a / scale, b / scale, color="#f2c14e", alpha=0.25, lw=0, label="shock window")
+        for a, b, c in _shock_windows(config, name):
+            ax.axvspan(a / scale, max(b, a + scale / 100) / scale, color="#f2a14e", alpha=0.35, lw=0,
+                       label="shock: the move")
+            if c > b:
+                ax.axvspan(b / scale, c / scale, color="#f2d98e", alpha=0.3, lw=0, label="shock: the recovery")
         sel = o_u == u
         if sel.any():
             ax.plot(o_t[sel] / scale, o_true[sel], color="black", lw=3.4, label="true path", zorder=1)
@@ -333,7 +337,7 @@ def _fig_margin(config: Any, runs) -> tuple[str, bool]:
         axes[2].set_ylabel("reference portfolio IM rate")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[-1].set_xlabel(f"time ({unit}), from the measurement window's start at {plain(start / scale_t)}")
+    axes[-1].set_xlabel(f"time ({unit}), from the measurement window's start at {plain(start / scale_t)} {unit}")
     _legend(fig)
     return _png(fig), has_reference
 
@@ -537,7 +541,8 @@ def comparison_page(config: Any, runs: Mapping[str, tuple[Mapping[str, Any], Map
         "gross notional of the group's accounts (option notional is premium at mark).</p>",
         _group_table(runs, rows, labels),
         figure("fig-prices", "Price paths", "True path, oracle index and each regime's venue mid, per "
-               "underlying; shaded: the scripted shock windows (fall and recovery).", _fig_prices(config, runs)),
+               "underlying; shaded: the scripted shocks (darker: the move; lighter: the recovery).",
+               _fig_prices(config, runs)),
         figure("fig-liquidated", "Liquidated notional over time", "Cumulative notional of liquidation steps, "
                "first seed.", _fig_liquidated(config, runs)),
         figure("fig-who-paid", "Who paid", f"Losses by layer per regime ({html.escape(who_source)}).", who_png),
