@@ -104,6 +104,8 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
             raise ConfigError(f"regime {spec!r}: {exc}") from None
         if isinstance(spec, str) and spec == config.margin.regime:
             margin = config.margin  # a bare name of the episode's own regime keeps its settings
+        elif isinstance(spec, dict) and set(spec) <= {"regime", "label"} and spec.get("regime") == config.margin.regime:
+            margin = config.margin.model_copy(update={"label": spec.get("label")})  # so does a labelled bare name
         if margin.label is not None:
             label = margin.label
             if label in variants:

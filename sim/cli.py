@@ -134,8 +134,10 @@ def _print_comparison(console, out, quote: str) -> None:
     labels = list(out.summaries)
     by = {(s["regime"], s["metric"]): s for s in out.stats}
     n = len(out.seeds)
-    table = Table(title=f"regime comparison ({n} paired seed{'s' if n > 1 else ''}; Δ vs {labels[0]}, 95% CI)")
-    table.add_column("metric")
+    title = (f"regime comparison: mean of {n} paired seeds; Δ vs {labels[0]} with its 95% interval" if n > 1 else
+             f"regime comparison: one seed, Δ vs {labels[0]} (no interval: run --seeds N for one)")
+    table = Table(title=title)
+    table.add_column("metric", min_width=24)
     for regime in labels:
         table.add_column(regime, justify="right")
     groups = []
@@ -152,7 +154,8 @@ def _print_comparison(console, out, quote: str) -> None:
                 text += f"\nΔ {fmt_diff(s['diff_mean'], s['unit'])}"
                 if s["diff_low"] is not None and s["verdict"] != "identical on every seed":
                     text += f" [{fmt_diff(s['diff_low'], s['unit'])}, {fmt_diff(s['diff_high'], s['unit'])}]"
-                text += f"\n{s['verdict']}"
+                if n > 1:  # with one seed the title says there is no interval
+                    text += f"\n{s['verdict']}"
             row.append(text)
         table.add_row(f"{first['label']} ({unit_header(first['unit'], quote)})", *row)
     console.print(table)

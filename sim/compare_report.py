@@ -463,7 +463,9 @@ def _headline_table(stats, metrics: Sequence[Metric], labels: Sequence[str], quo
             text = fmt_value(s.get("mean"), m.unit)
             if n_seeds > 1 and s.get("std") is not None:
                 text += f" <span class=muted>± {fmt_value(s['std'], m.unit)}</span>"
-            if s.get("verdict") not in (None, "baseline", "not measured"):
+            if s.get("verdict") == "one seed: no interval":
+                text += f"<br><span class=d>Δ {fmt_diff(s.get('diff_mean'), m.unit)}</span>"
+            elif s.get("verdict") not in (None, "baseline", "not measured"):
                 iv = ""
                 if s.get("diff_low") is not None and s.get("verdict") != "identical on every seed":
                     iv = f" [{fmt_diff(s['diff_low'], m.unit)}, {fmt_diff(s['diff_high'], m.unit)}]"

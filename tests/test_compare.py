@@ -112,6 +112,9 @@ def test_labels_name_variants_and_must_be_unique():
     assert variants["standard 5%/2.5%"].name == "small.standard_5pct_2.5pct"
     two = [{"regime": "standard", "label": "std tiers"}, {"regime": "standard"}, {"regime": "standard"}]
     assert list(regime_variants(cfg, two)) == ["std tiers", "standard", "standard_2"]
+    # a labelled bare name of the episode's own regime keeps the episode's settings, as a bare name does
+    own = regime_variants(cfg, parse_regimes_option("tiers=standard"))["tiers"].margin
+    assert own.label == "tiers" and own.model_dump(exclude={"label"}) == cfg.margin.model_dump(exclude={"label"})
     with pytest.raises(ConfigError, match="label 'x' is used twice"):
         regime_variants(cfg, [{"regime": "standard", "label": "x"}, {"regime": "span", "label": "x"}])
 
@@ -253,3 +256,12 @@ def test_default_episode_hedged_groups_get_relief_under_portfolio_margin():
     for hedged in ("basis", "condors", "delta_hedger"):
         assert pm[hedged]["im_over_gross"] < std[hedged]["im_over_gross"], hedged
     assert pm["levered_longs"]["im_over_gross"] > std["levered_longs"]["im_over_gross"]
+
+
+@pytest.mark.distributed
+def test_dask_backend_gives_the_same_rows(small_compare):
+    """The sweep's Dask executor runs a comparison to exactly the in-process rows."""
+    pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install 'clearsim[dask]')")
+    out, _seen = small_compare
+    pooled = compare(parse_episode(SMALL), write=False, seeds=2, backend="dask", workers=2)
+    assert pooled.rows == out.rows
