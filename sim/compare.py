@@ -75,6 +75,7 @@ DYNAMIC_PREFIXES: tuple[tuple[str, str, str], ...] = (
     ("losses.who_paid.", "who paid: ", "money"),
     ("counterfactual.", "vs no-feedback twin: ", "ratio"),
     ("margin.reference", "reference portfolio ", "ratio"),
+    ("liquidations.spells.", "distress spells: ", "count"),
 )
 GROUP_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("im_over_gross", "IM / gross", "ratio"),

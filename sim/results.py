@@ -179,11 +179,17 @@ def write_comparison(directory: str | Path, config: Any,
 
 
 def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Rows of plain values as a typed Arrow table (the sweep's column typing)."""
+    """Rows of plain values as a typed Arrow table (the sweep's column typing; a column with no value
+    at all -- a metric no run carries -- is a float column of nulls, as it would be with values)."""
     from sim.sweep import _arrow_column
 
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    return pa.table({k: _arrow_column([r.get(k) for r in rows]) for k in keys})
+    columns = {}
+    for k in keys:
+        values = [r.get(k) for r in rows]
+        columns[k] = (pa.array(values, type=pa.float64()) if all(v is None for v in values)
+                      else _arrow_column(values))
+    return pa.table(columns)
 
 
 def _swap_in(tmp: Path, target: Path, token: str) -> None:

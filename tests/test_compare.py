@@ -200,6 +200,9 @@ def test_comparison_files(small_compare):
         ("standard 5%/2.5%", 3), ("standard 5%/2.5%", 4), ("portfolio", 3), ("portfolio", 4)]
     printed = {s["metric"] for s in out.stats}
     assert printed <= set(table[0]) and "groups.longs.im_over_gross" in printed
+    schema = pq.read_schema(d / "comparison.parquet")
+    assert str(schema.field("losses.borne_by_others").type) == "double"  # absent here, still numeric
+    assert str(schema.field("liquidations.count").type) == "double" and str(schema.field("seed").type) == "int64"
     assert json.loads((d / "comparison.json").read_text()) == out.rows
     intervals = pq.read_table(d / "intervals.parquet").to_pylist()
     assert len(intervals) == 2 * len(printed)
