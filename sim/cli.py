@@ -129,6 +129,7 @@ def _print_comparison(console, out, quote: str) -> None:
     """The headline metrics with mean, paired interval and verdict per regime; then the group table."""
     from rich.table import Table
 
+    from sim.compare import short_verdict
     from sim.compare_report import fmt_diff, fmt_value, unit_header
 
     labels = list(out.summaries)
@@ -159,7 +160,8 @@ def _print_comparison(console, out, quote: str) -> None:
             row.append(text)
         table.add_row(f"{first['label']} ({unit_header(first['unit'], quote)})", *row)
     console.print(table)
-    gtable = Table(title="per group: IM / gross (ratio) and leverage allowed (gross / equity, ×)")
+    gtable = Table(title="per group: IM / gross (ratio) and leverage allowed (gross / equity, ×)"
+                         + ("; under each mean, its paired difference vs the first regime" if n > 1 else ""))
     gtable.add_column("group")
     for regime in labels:
         gtable.add_column(regime, justify="right")
@@ -169,7 +171,9 @@ def _print_comparison(console, out, quote: str) -> None:
         cells = [by[(r, key)] for r in labels]
         if all(c["mean"] is None or c["mean"] == 0 for c in cells):
             continue
-        gtable.add_row(cells[0]["label"], *(fmt_value(c["mean"], c["unit"]) for c in cells))
+        gtable.add_row(cells[0]["label"], *(fmt_value(c["mean"], c["unit"])
+                                             + (f"\n{short_verdict(c)}" if n > 1 and short_verdict(c) else "")
+                                             for c in cells))
     if gtable.row_count:
         console.print(gtable)
     if out.directory is not None:

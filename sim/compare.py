@@ -85,6 +85,15 @@ GROUP_FIELDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+SHORT_VERDICTS = {"distinguishable from seed noise": "distinguishable", "within seed noise": "within noise",
+                  "identical on every seed": "identical"}
+
+
+def short_verdict(stat: Mapping[str, Any]) -> str:
+    """The verdict in a word or two, for dense tables ("" for the baseline and single seeds)."""
+    return SHORT_VERDICTS.get(str(stat.get("verdict")), "")
+
+
 def _number(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None

@@ -24,7 +24,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from sim.compare import Metric
+from sim.compare import Metric, short_verdict
 from sim.metrics import _col, _mid, flatten
 from sim.report import CSS, _png, _time_unit
 
@@ -478,10 +478,13 @@ def _headline_table(stats, metrics: Sequence[Metric], labels: Sequence[str], quo
 
 
 def _verdict_class(verdict: str) -> str:
-    return {"distinguishable from seed noise": "sig", "within seed noise": "noise"}.get(verdict, "same")
+    return {"distinguishable from seed noise": "sig", "distinguishable": "sig", "within seed noise": "noise",
+            "within noise": "noise"}.get(verdict, "same")
 
 
-def _group_table(runs, rows, labels: Sequence[str]) -> str:
+def _group_table(runs, rows, stats, labels: Sequence[str]) -> str:
+    """Per group and regime: seed means, each with its short verdict against the first regime."""
+    by = {(s["regime"], s["metric"]): s for s in stats}
     groups = _group_names(runs)
     if not groups:
         return "<p class=muted>No population groups recorded.</p>"
@@ -498,7 +501,9 @@ def _group_table(runs, rows, labels: Sequence[str]) -> str:
                  f"<td class=n>{fmt_value(info.get('accounts'), 'count')}</td>"]
         for field, unit in (("im_over_gross", "ratio"), ("leverage", "x"), ("liquidations", "count")):
             for r in labels:
-                cells.append(f"<td class=n>{fmt_value(_seed_mean(rows, r, f'groups.{g}.{field}'), unit)}</td>")
+                verdict = short_verdict(by.get((r, f"groups.{g}.{field}"), {}))
+                mark = f"<br><span class='v {_verdict_class(verdict)}'>{verdict}</span>" if verdict else ""
+                cells.append(f"<td class=n>{fmt_value(_seed_mean(rows, r, f'groups.{g}.{field}'), unit)}{mark}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table class=cmp>{head}{''.join(body)}</table>"
 
@@ -541,7 +546,7 @@ def comparison_page(config: Any, runs: Mapping[str, tuple[Mapping[str, Any], Map
         "<h2>Who gets capital relief, who pays for it</h2>"
         "<p class=muted>Per population group, mean over samples and seeds. IM / gross: summed IM over summed "
         "gross notional of the group's accounts (option notional is premium at mark).</p>",
-        _group_table(runs, rows, labels),
+        _group_table(runs, rows, stats, labels),
         figure("fig-prices", "Price paths", "True path, oracle index and each regime's venue mid, per "
                "underlying; shaded: the scripted shocks (darker: the move; lighter: the recovery).",
                _fig_prices(config, runs)),
