@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from sim.compare import Metric, short_verdict
-from sim.metrics import _col, _mid, flatten
+from sim.metrics import _col, _mid
 from sim.report import CSS, _png, _time_unit
 
 LINESTYLES = ("-", (0, (6, 2)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (8, 2, 2, 2)), (0, (4, 4)))
@@ -204,9 +204,11 @@ def _who_paid(runs, rows) -> tuple[dict[str, dict[str, float]], str]:
     if keys:
         return ({label: {k[len("losses.who_paid."):]: _seed_mean(rows, label, k) or 0.0 for k in keys}
                  for label in runs}, "who-paid ledger, mean over seeds")
-    return ({label: dict((flatten(s).get("losses.by_layer") or s.get("losses", {}).get("by_layer") or {}))
+    # collateral_sold is the fund buying a bankrupt's collateral (an exchange of value, not a loss)
+    return ({label: {k: v for k, v in (s.get("losses", {}).get("by_layer") or {}).items() if k != "collateral_sold"}
              for label, (s, _t) in runs.items()},
-            "loss-absorption records by layer, first seed (the who-paid ledger is not in these summaries)")
+            "loss-absorption records by layer, first seed, without collateral the fund bought; the who-paid "
+            "ledger is not in these summaries")
 
 
 def _fig_who_paid(config: Any, runs, rows) -> tuple[str, str]:
