@@ -260,13 +260,18 @@ def test_pool_backend_gives_the_same_rows(small_compare, tmp_path):
 
 @pytest.mark.slow
 def test_default_episode_hedged_groups_get_relief_under_portfolio_margin():
-    """The issue's claim on the packaged default: portfolio margin gives the hedged books (basis,
-    condors, delta-hedged straddles) a lower IM / gross than standard; directional books pay more."""
+    """The issue's claims on the packaged default: portfolio margin gives the hedged books (basis,
+    condors, delta-hedged straddles) a lower IM / gross than standard; directional books pay more;
+    at least one regime leaves a loss on others, and the regimes differ in who paid."""
     out = compare(resolve(None), ["standard", "portfolio"], write=False)
     std, pm = (out.summaries[r]["groups"] for r in ("standard", "portfolio"))
     for hedged in ("basis", "condors", "delta_hedger"):
         assert pm[hedged]["im_over_gross"] < std[hedged]["im_over_gross"], hedged
     assert pm["levered_longs"]["im_over_gross"] > std["levered_longs"]["im_over_gross"]
+    # and the crash leaves a loss on others under at least one regime, paid by different layers
+    losses = {r: out.summaries[r]["losses"] for r in ("standard", "portfolio")}
+    assert max(v["insurance_fund_paid"] for v in losses.values()) > 0
+    assert losses["standard"]["by_layer"] != losses["portfolio"]["by_layer"]
 
 
 @pytest.mark.distributed
