@@ -37,6 +37,9 @@ class Population(list):
         self.bidders: list[AuctionBidder] = []
         self.groups: dict[str, list[Agent]] = {}
         self.tape: MarketTape | None = None
+        # one row per account opened here, in account order: (account, group name, agent type,
+        # capital in quote units as drawn) -- the recorder's ``accounts_meta`` table
+        self.meta: list[tuple[int, str, str, float]] = []
 
     @property
     def agents(self) -> list[Agent]:
@@ -107,6 +110,7 @@ def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[
             account = ledger.open_account()
             _deposit(ctx, account, capital, group.collateral)
             agent = cls(ctx, f"{gname}/{k}", account, rng, group, ids, *shared)
+            pop.meta.append((account, gname, group.type, float(capital)))
             members.append(agent)
             pop.append(agent)
             if isinstance(agent, BackstopProvider):

@@ -7,12 +7,14 @@ default episode), validates it completely before running anything, and writes re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from sim.compare import slug
 from sim.config import ConfigError, deep_merge, format_validation_error, load_episode, parse_episode
 from sim.episode import EpisodeResult
 from sim.episode import run as run_episode
@@ -89,14 +91,28 @@ def run(config: EpisodeLike = None, output: str | Path | None = None, write: boo
     return RunOutput(result, summary, directory)
 
 
+def run_variant(config: EpisodeConfig) -> tuple[dict[str, Any], dict]:
+    """Run one (regime, seed) variant of a comparison: its summary and its tables."""
+    from sim.metrics import summarise
+
+    result = run_episode(config)
+    return summarise(config, result.tables, result.stats), result.tables
+
+
 @dataclass
 class ComparisonOutput:
-    summaries: dict[str, dict[str, Any]]
+    summaries: dict[str, dict[str, Any]]  # regime label -> summary of the first seed
     directory: Path | None
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per (regime, seed): every printed metric
+    stats: list[dict[str, Any]] = field(default_factory=list)  # per (regime, metric): mean, spread, interval
+    seeds: list[int] = field(default_factory=list)
+    runs: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # (label, seed) -> summary
 
 
 def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> dict[str, EpisodeConfig]:
-    """One config per regime: the same path, traders and seed; only ``margin`` differs."""
+    """One config per regime, keyed by its label: the same path, traders and seed; only ``margin``
+    differs. A regime's label is its ``label`` if it has one, else its name (``standard_2`` for a
+    second unlabelled ``standard``); two equal labels are refused."""
     chosen = regimes if regimes else [r.model_dump(mode="json") for r in config.compare_regimes]
     if not chosen:
         chosen = [config.margin.model_dump(mode="json")]
@@ -108,35 +124,89 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
             raise ConfigError(format_validation_error(exc, f"regime {spec!r}")) from None
         if isinstance(spec, str) and spec == config.margin.regime:
             margin = config.margin  # a bare name of the episode's own regime keeps its settings
-        label = margin.regime
-        k = 2
-        while label in variants:
-            label = f"{margin.regime}_{k}"
-            k += 1
+        elif isinstance(spec, dict) and set(spec) <= {"regime", "label"} and spec.get("regime") == config.margin.regime:
+            margin = config.margin.model_copy(update={"label": spec.get("label")})  # so does a labelled bare name
+        if margin.label is not None:
+            label = margin.label
+            if label in variants:
+                raise ConfigError(f"compare_regimes: label {label!r} is used twice; give each variant its own label")
+        else:
+            label = margin.regime
+            k = 2
+            while label in variants:
+                label = f"{margin.regime}_{k}"
+                k += 1
         data = config.model_dump(mode="json")
         data["margin"] = margin.model_dump(mode="json")
-        data["name"] = f"{config.name}.{label}"
+        data["name"] = f"{config.name}.{slug(label)}"
         variants[label] = parse_episode(data, f"{config.name} under {label}")
     return variants
 
 
 def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
-            output: str | Path | None = None, write: bool = True, progress: Any = None) -> ComparisonOutput:
-    """Run the same episode under several margin regimes; one comparison table and report."""
+            output: str | Path | None = None, write: bool = True, seeds: int = 1, backend: str = "local",
+            workers: int | None = 1, progress: bool = False) -> ComparisonOutput:
+    """Run the same episode under several margin regimes on ``seeds`` paired seeds (seed k is the
+    same path and traders for every regime: the episode's seed + k); one comparison table with each
+    metric's mean, spread and the paired-difference interval against the first regime, one report.
+
+    ``backend``/``workers``: in this process (local, 1 worker), a local process pool, Ray or Dask
+    (``sim.sweep``'s executors). Everything is validated before anything runs.
+    """
+    from sim.compare import execute, metrics_for, paired_stats, row_of
     from sim.results import write_comparison
 
+    if seeds < 1:
+        raise ConfigError(f"seeds: must be at least 1, got {seeds}")
+    if backend not in ("local", "ray", "dask"):
+        raise ConfigError(f"backend: must be local, ray or dask, got {backend!r}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers: must be at least 1, got {workers}")
     cfg = resolve(config)
     variants = regime_variants(cfg, regimes)  # all validated before anything runs
-    runs: dict[str, tuple[dict[str, Any], dict]] = {}
-    for label, variant in variants.items():
-        runs[label] = run_variant(variant, observe=progress.observe(label) if progress is not None else None)
-        if progress is not None:
-            progress.run_done()
+    seed_list = [cfg.seed + k for k in range(seeds)]
+    tasks = []
+    for k, seed in enumerate(seed_list):
+        for label, variant in variants.items():
+            data = variant.model_dump(mode="json")
+            data["seed"] = seed
+            tasks.append({"label": label, "seed": seed, "data": data, "keep_tables": k == 0})
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    tables: dict[str, dict] = {}
+    bar = job = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[last]}"), TimeElapsedColumn())
+        bar.start()
+        job = bar.add_task(f"{cfg.name}: {len(variants)} regimes x {seeds} seeds", total=len(tasks), last="")
+
+    def on_done(result: dict[str, Any]) -> None:
+        results[(result["label"], result["seed"])] = result["summary"]
+        if result["tables"] is not None:
+            tables[result["label"]] = result["tables"]
+        if bar is not None:
+            bar.update(job, advance=1, last=f"{result['label']} seed {result['seed']}")
+
+    try:
+        execute(tasks, backend, int(workers or os.cpu_count() or 1), on_done)
+    finally:
+        if bar is not None:
+            bar.stop()
+    labels = list(variants)
+    ordered = [results[(label, seed)] for seed in seed_list for label in labels]
+    metrics = metrics_for(ordered)
+    rows = [row_of(label, seed, results[(label, seed)], metrics) for label in labels for seed in seed_list]
+    stats = paired_stats(rows, labels, metrics)
+    first = {label: results[(label, seed_list[0])] for label in labels}
     directory = None
     if write:
         directory = Path(output or (Path(cfg.outputs.directory or Path("results") / cfg.name) / "compare"))
-        write_comparison(directory, cfg, runs, report=cfg.outputs.report, parquet=cfg.outputs.parquet)
-    return ComparisonOutput({k: v[0] for k, v in runs.items()}, directory)
+        runs = {label: (first[label], tables[label]) for label in labels}
+        write_comparison(directory, cfg, runs, report=cfg.outputs.report, parquet=cfg.outputs.parquet,
+                         rows=rows, stats=stats, metrics=metrics, variants=variants, seeds=seed_list)
+    return ComparisonOutput(first, directory, rows, stats, seed_list, results)
 
 
 @dataclass

@@ -70,7 +70,12 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", parents=[common], help="run one episode under several margin regimes")
     c.add_argument("episode", nargs="?", help="episode YAML (default: the packaged default episode)")
-    c.add_argument("--regimes", help="comma-separated regime names (default: the episode's compare_regimes)")
+    c.add_argument("--regimes", help="comma-separated [label=]regime items, or a YAML list of regime mappings "
+                                     "(each may carry a label); default: the episode's compare_regimes")
+    c.add_argument("--seeds", type=int, default=1,
+                   help="paired seeds: every regime runs on the episode's seed, seed+1, ... (default 1)")
+    c.add_argument("--backend", choices=("local", "ray", "dask"), default="local")
+    c.add_argument("--workers", type=int, help="parallel runs (default: every core)")
     c.add_argument("--out", help="results folder (default: results/<episode name>/compare)")
     episode_options(c)
 
@@ -179,18 +184,18 @@ def _dispatch(args: argparse.Namespace) -> int:
             _print_summary(console, cfg, out.summary, out.directory)
         return EXIT_OK
     if args.command == "compare":
-        from sim.api import compare, regime_variants
-        from sim.progress import EpisodeProgress
+        from sim.api import compare
+        from sim.compare import parse_regimes_option
 
         cfg = _episode(args)
-        regimes = [r.strip() for r in args.regimes.split(",") if r.strip()] if args.regimes else None
-        n = len(regime_variants(cfg, regimes))  # validates every regime before anything runs
-        with EpisodeProgress(show_progress, runs=n) as progress:
-            out = compare(cfg, regimes, output=args.out, progress=progress)
+        regimes = parse_regimes_option(args.regimes) if args.regimes else None
+        out = compare(cfg, regimes, output=args.out, seeds=args.seeds, backend=args.backend,
+                      workers=args.workers, progress=show_progress)
         if args.json:
-            _emit_json({"episode": cfg.name, "directory": str(out.directory), "summaries": out.summaries})
-        else:
-            _print_comparison(console, cfg, out.summaries, out.directory)
+            _emit_json({"episode": cfg.name, "directory": str(out.directory), "summaries": out.summaries,
+                        "intervals": out.stats})
+        elif not args.quiet:
+            _print_comparison(console, out, cfg.market.quote.name)
         return EXIT_OK
     if args.command == "sweep":
         return _sweep(args, console, show_progress)
@@ -306,20 +311,59 @@ def _print_location(console, directory: Path | None) -> None:
     console.print(f"results: {report if report.is_file() else directory}")
 
 
-def _print_comparison(console, cfg, summaries: dict[str, dict], directory: Path | None) -> None:
-    from rich.markup import escape
+def _print_comparison(console, out, quote: str) -> None:
+    """The headline metrics with mean, paired interval and verdict per regime; then the group table."""
     from rich.table import Table
 
-    rows = {regime: _headline_rows(s, cfg.market.quote.name) for regime, s in summaries.items()}
-    table = Table(title="regime comparison")
-    table.add_column("metric")
-    for regime in rows:
-        table.add_column(escape(regime), justify="right")
-    labels = [label for label, _ in next(iter(rows.values()))] if rows else []
-    for k, label in enumerate(labels):
-        table.add_row(escape(label), *(rows[regime][k][1] for regime in rows))
+    from sim.compare import short_verdict
+    from sim.compare_report import fmt_diff, fmt_value, unit_header
+
+    labels = list(out.summaries)
+    by = {(s["regime"], s["metric"]): s for s in out.stats}
+    n = len(out.seeds)
+    title = (f"regime comparison: mean of {n} paired seeds; Δ vs {labels[0]} with its 95% interval" if n > 1 else
+             f"regime comparison: one seed, Δ vs {labels[0]} (no interval: run --seeds N for one)")
+    table = Table(title=title)
+    table.add_column("metric", min_width=24)
+    for regime in labels:
+        table.add_column(regime, justify="right")
+    groups = []
+    for key in dict.fromkeys(s["metric"] for s in out.stats):
+        first = by[(labels[0], key)]
+        if key.startswith("groups."):
+            groups.append(key)
+            continue
+        row = []
+        for regime in labels:
+            s = by[(regime, key)]
+            text = fmt_value(s["mean"], s["unit"])
+            if s["verdict"] not in ("baseline", "not measured"):
+                text += f"\nΔ {fmt_diff(s['diff_mean'], s['unit'])}"
+                if s["diff_low"] is not None and s["verdict"] != "identical on every seed":
+                    text += f" [{fmt_diff(s['diff_low'], s['unit'])}, {fmt_diff(s['diff_high'], s['unit'])}]"
+                if n > 1:  # with one seed the title says there is no interval
+                    text += f"\n{s['verdict']}"
+            row.append(text)
+        table.add_row(f"{first['label']} ({unit_header(first['unit'], quote)})", *row)
     console.print(table)
-    _print_location(console, directory)
+    gtable = Table(title="per group: IM / gross (ratio) and leverage allowed (gross / equity, ×)"
+                         + ("; under each mean, its paired difference vs the first regime" if n > 1 else ""))
+    gtable.add_column("group")
+    for regime in labels:
+        gtable.add_column(regime, justify="right")
+    for key in groups:
+        if not key.endswith((".im_over_gross", ".leverage")):
+            continue
+        cells = [by[(r, key)] for r in labels]
+        if all(c["mean"] is None or c["mean"] == 0 for c in cells):
+            continue
+        gtable.add_row(cells[0]["label"], *(fmt_value(c["mean"], c["unit"])
+                                             + (f"\n{short_verdict(c)}" if n > 1 and short_verdict(c) else "")
+                                             for c in cells))
+    if gtable.row_count:
+        console.print(gtable)
+    if out.directory is not None:
+        console.print(f"results: {out.directory}/report.html")
 
 
 if __name__ == "__main__":

@@ -76,6 +76,8 @@ class Episode:
     # every row's balances and the assets' prices before the first event (the accounts table)
     initial_cash: np.ndarray | None = None
     initial_asset_prices: np.ndarray | None = None
+    # (account, group, agent type, initial capital in quote units) for every trader account
+    accounts_meta: list[tuple[int, str, str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -135,10 +137,12 @@ def build(config: EpisodeConfig) -> Episode:
     symbols = {ins.symbol: ins.id for ins in table.instruments}
     population = build_population(ctx, config.population, symbols)
     agents, vault = population.agents, population.backstop_account
+    meta = list(population.meta)
     bs = config.clearing.liquidation.backstop
     if vault is None and (bs.enabled or config.clearing.liquidation.policy == "backstop") and bs.capital > 0:
         vault = ledger.open_account()
         ledger.deposit(vault, QUOTE, int(bs.capital * scale))
+        meta.append((vault, "backstop_vault", "backstop_vault", float(bs.capital)))
     external = None
     if config.clearing.liquidation.absorb_outside:
         # the no-feedback twin's absorber, opened last so that every other account keeps the id it
@@ -153,7 +157,7 @@ def build(config: EpisodeConfig) -> Episode:
         isolated.install()
     episode = Episode(config, world, paths, table, ledger, venue, oracle, marks, regime, house, engine, absorber,
                       fund, waterfall=None, agents=agents, backstop_account=vault, external_account=external,
-                      haircuts=haircuts, isolated=isolated)
+                      haircuts=haircuts, isolated=isolated, accounts_meta=meta)
     venue.resting.ensure(ledger.cash.shape[0])
     snapshot_initial(episode)
     _feed_venue_prices(episode)

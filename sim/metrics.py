@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.groups import group_margin
 from sim.orders import FillFlag
 from sim.spells import spell_forest
 from sim.who_paid import LAYERS as WHO_PAID_LAYERS
@@ -694,6 +695,7 @@ def summarise(config: Any, tables: Tables, stats: Mapping[str, Any] | None = Non
         "liquidation_delay": _delays(tables),
         "slippage": _slippage(tables),
         "solvency": _solvency(tables, cv),
+        "groups": group_margin(tables, cv["scale"]),
     }
     if counterfactual is not None:
         summary["counterfactual"] = _counterfactual(tables, cv, counterfactual, summary["price"])

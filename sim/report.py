@@ -2,8 +2,7 @@
 
 ``episode_report(config, tables, summary)`` -- one run: price vs oracle per underlying, margin
 totals vs equity, liquidations over time by policy, the cascade tree, insurance fund and bad debt,
-and the summary metrics. ``comparison_report(results)`` -- several regimes on the same episode:
-one table with a row per regime and overlays of total IM and the insurance fund.
+and the summary metrics. The regime comparison's page is ``sim.compare_report``.
 No external asset is referenced: the file opens offline.
 """
 
@@ -325,73 +324,3 @@ def episode_report(config: Any, tables: Mapping[str, Mapping[str, np.ndarray]], 
         f"<details><summary>All metrics</summary>{everything}</details>",
     ]
     return _page(f"clearsim — {config.name}", "\n".join(sections))
-
-
-COMPARISON_COLUMNS = (
-    ("bad_debt.total", "bad debt"),
-    ("liquidations.count", "liquidations"),
-    ("liquidations.notional", "liquidated notional"),
-    ("adl.notional", "ADL"),
-    ("losses.socialised", "socialised"),
-    ("losses.borne_by_others", "borne by others"),
-    ("insurance_fund.min", "min insurance fund"),
-    ("margin.im_peak", "peak IM"),
-    ("margin.im_over_gross", "IM / gross notional (lower = less capital)"),
-    ("margin.reference_rate.peak_to_trough_ratio", "reference margin rate peak / trough"),
-    ("cascades.amplification", "amplification"),
-    ("cascades.max_generation", "max generation"),
-    ("price.amplification_vs_true", "price amplification"),
-)
-
-
-def comparison_table(results: Mapping[str, tuple[Mapping[str, Any], Any]]) -> list[dict[str, Any]]:
-    """One row per regime with the comparison columns (flattened summary keys)."""
-    rows = []
-    for name, (summary, _tables) in results.items():
-        flat = flatten(summary)
-        rows.append({"regime": name, **{key: flat.get(key) for key, _ in COMPARISON_COLUMNS}})
-    return rows
-
-
-def _money_scale(summary: Mapping[str, Any]) -> float:
-    run = summary.get("run", {}) if isinstance(summary, Mapping) else {}
-    return float(10 ** int(run.get("quote_decimals", 6)))
-
-
-def _fig_overlay(results, table: str, column: str, ylabel: str) -> str:
-    fig = Figure(figsize=(10, 3.2), layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
-    duration = max([float(_col(tables, table, "time").max()) for _s, tables in results.values()
-                    if _col(tables, table, "time").size] or [0.0])
-    scale_t, unit = _time_unit(duration)
-    for name, (summary, tables) in results.items():
-        t = _col(tables, table, "time")
-        if t.size:
-            ax.plot(t / scale_t, _col(tables, table, column) / _money_scale(summary), lw=1.1, label=name)
-    ax.set_ylabel(ylabel)
-    human_axis(ax)
-    ax.set_xlabel(unit)
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=8, loc="best")
-    return _png(fig)
-
-
-def comparison_report(results: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Mapping[str, np.ndarray]]]],
-                      title: str = "Margin regime comparison") -> str:
-    """HTML comparing regimes run on the same episode: ``results[regime] = (summary, tables)``."""
-    rows = comparison_table(results)
-    head = "<tr><th>regime</th>" + "".join(f"<th>{html.escape(label)}</th>" for _, label in COMPARISON_COLUMNS)
-    body = "".join("<tr><th>" + html.escape(r["regime"]) + "</th>"
-                   + "".join(f"<td class=n>{fmt(r[key])}</td>" for key, _ in COMPARISON_COLUMNS) + "</tr>"
-                   for r in rows)
-    first = next(iter(results.values()), ({}, {}))[0]
-    quote = str(first.get("run", {}).get("quote", "quote units")) if isinstance(first, Mapping) else "quote units"
-    sections = [
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p class=muted>Same price path, traders and seed under each regime; money in {html.escape(quote)}.</p>",
-        f"<table>{head}{body}</table>",
-        "<h2>Total initial margin</h2>", _fig_overlay(results, "margin_totals", "im", f"total IM ({quote})"),
-        "<h2>Insurance fund</h2>", _fig_overlay(results, "fund", "insurance_fund", f"insurance fund ({quote})"),
-    ]
-    return _page(title, "\n".join(sections))

@@ -103,6 +103,18 @@ def _write_tables(folder: Path, tables: Mapping[str, Mapping[str, np.ndarray]], 
         pq.write_table(arrow, folder / f"{stem}.parquet")
 
 
+def _write_run_files(folder: Path, config: Any, tables: Mapping[str, Mapping[str, np.ndarray]],
+                     summary: Mapping[str, Any], report: bool, parquet: bool) -> None:
+    _write_text(folder / "summary.json", dump_json(summary))
+    _write_config(folder, config)
+    if parquet:
+        _write_tables(folder, tables, config)
+    if report:
+        from sim.report import episode_report
+
+        _write_text(folder / "report.html", episode_report(config, tables, summary))
+
+
 def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mapping[str, np.ndarray]],
                   summary: Mapping[str, Any], timing: Mapping[str, Any] | None = None, report: bool = True,
                   parquet: bool = True) -> Path:
@@ -113,45 +125,77 @@ def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mappi
     table (if ``parquet``), ``report.html`` (if ``report``).
     """
     with _atomic_folder(directory) as tmp:
-        _write_text(tmp / "summary.json", dump_json(summary))
-        _write_config(tmp, config)
+        _write_run_files(tmp, config, tables, summary, report=report, parquet=parquet)
         if timing is not None:
             _write_text(tmp / "timing.json", dump_json(_jsonable(timing)))
-        if parquet:
-            _write_tables(tmp, tables, config)
-        if report:
-            from sim.report import episode_report
-
-            _write_text(tmp / "report.html", episode_report(config, tables, summary))
     return Path(directory).absolute()
 
 
 def write_comparison(directory: str | Path, config: Any,
                      runs: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Mapping[str, np.ndarray]]]],
-                     report: bool = True, parquet: bool = True) -> Path:
+                     report: bool = True, parquet: bool = True, *, rows: list[dict[str, Any]] | None = None,
+                     stats: list[dict[str, Any]] | None = None, metrics: list | None = None,
+                     variants: Mapping[str, Any] | None = None, seeds: list[int] | None = None) -> Path:
     """Write a regime comparison folder atomically; returns its path.
 
-    Files: ``comparison.json`` (a row per regime with the comparison columns, sorted keys),
-    ``comparison.parquet`` (the same rows), ``config.yaml`` (the base episode), one folder per
-    regime with its ``summary.json`` (and its tables as Parquet if ``parquet``), ``report.html``.
-    """
-    from sim.report import comparison_report, comparison_table
+    ``runs[label] = (summary, tables)`` of each regime's first seed; ``rows`` (one per regime and
+    seed, every metric the table prints) and ``stats`` (per regime and metric: mean, spread and the
+    paired interval) come from ``sim.api.compare`` (computed from ``runs`` alone when not given).
 
+    Files: ``comparison.json`` / ``comparison.parquet`` (the rows), ``intervals.json`` /
+    ``intervals.parquet`` (the stats), ``config.yaml`` (the base episode), one folder per regime
+    (named after its label) with its first seed's ``summary.json``, ``config.yaml``, its tables as
+    Parquet (if ``parquet``) and its own ``report.html`` (if ``report``), and the comparison
+    ``report.html`` linking to them.
+    """
+    from sim.compare import metrics_for, paired_stats, row_of, slug
+
+    labels = list(runs)
+    if metrics is None:
+        metrics = metrics_for([s for s, _t in runs.values()])
+    if rows is None:
+        rows = [row_of(label, int(s.get("run", {}).get("seed") or 0), s, metrics) for label, (s, _t) in runs.items()]
+    if stats is None:
+        stats = paired_stats(rows, labels, metrics)
+    if seeds is None:
+        seeds = sorted({r["seed"] for r in rows})
+    folders: dict[str, str] = {}
+    for label in labels:
+        name, k = slug(label), 2
+        while name in folders.values():
+            name, k = f"{slug(label)}_{k}", k + 1
+        folders[label] = name
     with _atomic_folder(directory) as tmp:
-        rows = comparison_table(runs)
         _write_text(tmp / "comparison.json", dump_json(rows))
-        pq.write_table(pa.Table.from_pylist(rows), tmp / "comparison.parquet")
+        pq.write_table(_rows_table(rows), tmp / "comparison.parquet")
+        _write_text(tmp / "intervals.json", dump_json(stats))
+        pq.write_table(_rows_table(stats), tmp / "intervals.parquet")
         _write_config(tmp, config)
         for label, (summary, tables) in runs.items():
-            sub = tmp / str(label)
+            sub = tmp / folders[label]
             sub.mkdir()
-            _write_text(sub / "summary.json", dump_json(summary))
-            if parquet:
-                _write_tables(sub, tables, config)
+            variant = (variants or {}).get(label, config)
+            _write_run_files(sub, variant, tables, summary, report=report, parquet=parquet)
         if report:
-            title = f"{getattr(config, 'name', 'episode')}: margin regime comparison"
-            _write_text(tmp / "report.html", comparison_report(runs, title=title))
+            from sim.compare_report import comparison_page
+
+            _write_text(tmp / "report.html", comparison_page(config, runs, rows, stats, metrics, seeds, folders,
+                                                             linked=report))
     return Path(directory).absolute()
+
+
+def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows of plain values as a typed Arrow table (the sweep's column typing; a column with no value
+    at all -- a metric no run carries -- is a float column of nulls, as it would be with values)."""
+    from sim.sweep import _arrow_column
+
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    columns = {}
+    for k in keys:
+        values = [r.get(k) for r in rows]
+        columns[k] = (pa.array(values, type=pa.float64()) if all(v is None for v in values)
+                      else _arrow_column(values))
+    return pa.table(columns)
 
 
 def _swap_in(tmp: Path, target: Path, token: str) -> None:

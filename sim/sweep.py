@@ -338,7 +338,10 @@ def _write_table(table: pa.Table, out: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ backends
-def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None]) -> None:
+# every backend takes ``fn`` (the worker function, default one sweep row) and ``error_row`` (what a
+# task whose worker raised or died becomes); ``sim.compare`` reuses them with its own
+def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], *,
+               fn: Callable[[dict], dict] = run_task, error_row: Callable[[dict, str], dict] = _error_row) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -346,12 +349,12 @@ def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], N
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     try:
         with _single_threaded_children(), _main_not_reimported():  # workers start during the submits
-            futures = {pool.submit(run_task, t): t for t in tasks}
+            futures = {pool.submit(fn, t): t for t in tasks}
         for fut in as_completed(futures):
             try:
                 row = fut.result()
             except Exception:  # noqa: BLE001 -- e.g. a worker killed by the OS
-                row = _error_row(futures[fut], traceback.format_exc())
+                row = error_row(futures[fut], traceback.format_exc())
             on_done(row)
     except BaseException:  # Ctrl-C or a failure writing a row: stop now, finished rows are on disk
         processes = list(getattr(pool, "_processes", {}).values())
@@ -379,7 +382,8 @@ def _single_threaded_children():
             os.environ.pop(v, None)
 
 
-def _run_ray(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None]) -> None:
+def _run_ray(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], *,
+             fn: Callable[[dict], dict] = run_task, error_row: Callable[[dict, str], dict] = _error_row) -> None:
     import ray
 
     started = False
@@ -388,7 +392,7 @@ def _run_ray(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], Non
         started = True
     pending: dict[Any, SweepTask] = {}
     try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
+        remote = ray.remote(num_cpus=1, max_retries=0)(fn)
         pending = {remote.remote(t): t for t in tasks}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -397,7 +401,7 @@ def _run_ray(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], Non
                 try:
                     row = ray.get(ref)
                 except Exception:  # noqa: BLE001 -- a worker died
-                    row = _error_row(task, traceback.format_exc())
+                    row = error_row(task, traceback.format_exc())
                 on_done(row)
     except BaseException:
         for ref in list(pending):
@@ -411,7 +415,8 @@ def _run_ray(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], Non
             ray.shutdown()
 
 
-def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], client: Any = None) -> None:
+def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], client: Any = None, *,
+              fn: Callable[[dict], dict] = run_task, error_row: Callable[[dict, str], dict] = _error_row) -> None:
     import logging
 
     from distributed import Client, LocalCluster, as_completed
@@ -425,12 +430,12 @@ def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], No
         client = Client(cluster)
     futures: dict[Any, SweepTask] = {}
     try:
-        futures = {client.submit(run_task, t, pure=False): t for t in tasks}
+        futures = {client.submit(fn, t, pure=False): t for t in tasks}
         for fut in as_completed(list(futures)):
             try:
                 row = fut.result()
             except Exception:  # noqa: BLE001 -- a worker died
-                row = _error_row(futures[fut], traceback.format_exc())
+                row = error_row(futures[fut], traceback.format_exc())
             on_done(row)
     except BaseException:
         client.cancel(list(futures))

@@ -12,7 +12,7 @@ import yaml
 
 import sim.report
 from sim.metrics import summarise
-from sim.report import comparison_report, comparison_table, episode_report
+from sim.report import episode_report
 from sim.results import dump_json, read_results, table_to_arrow, write_comparison, write_results
 from sim.tables import CODES, MONEY, TABLES, TICKS, file_name
 from test_metrics import make_config, make_tables
@@ -111,22 +111,8 @@ def test_report_is_self_contained(run):
         assert attr.startswith("data:"), attr
     assert "liquidation amplification" in page and "2.3" in page
     # the who-paid ledger: every layer, and what others bore (synthetic tables: 12.5)
-    assert "<h2>Who paid</h2>" in page and "borne by others" in page and "<b>12.5</b>" in page
+    assert "<h2>Who paid</h2>" in page and "borne by others" in page and "<b>12.50</b>" in page
     assert "survivors default fund" in page and "backstop vault" in page
-
-
-def test_comparison_report(run):
-    config, tables, summary = run
-    other = make_tables()
-    other["margin_totals"]["im"] = other["margin_totals"]["im"] * 2
-    results = {"standard": (summary, tables), "span": (summarise(config, other), other)}
-    rows = comparison_table(results)
-    assert [r["regime"] for r in rows] == ["standard", "span"]
-    assert rows[0]["bad_debt.total"] == 4.0 and rows[1]["margin.im_peak"] == 800.0
-    page = comparison_report(results)
-    assert page.count("data:image/png;base64,") == 2
-    assert "<th>span</th>" in page and "min insurance fund" in page
-    assert rows[0]["losses.borne_by_others"] == 12.5 and "borne by others" in page
 
 
 def test_write_comparison(tmp_path, run):
@@ -134,12 +120,16 @@ def test_write_comparison(tmp_path, run):
     runs = {"standard": (summary, tables), "span": (summary, tables)}
     out = write_comparison(tmp_path / "cmp", config, runs)
     assert sorted(p.name for p in out.iterdir()) == ["comparison.json", "comparison.parquet", "config.yaml",
-                                                     "report.html", "span", "standard"]
+                                                     "intervals.json", "intervals.parquet", "report.html", "span",
+                                                     "standard"]
     rows = json.loads((out / "comparison.json").read_text())
     assert [r["regime"] for r in rows] == ["standard", "span"]
+    assert rows[0]["bad_debt.total"] == 4.0
     assert pq.read_table(out / "comparison.parquet").num_rows == 2
     assert (out / "span" / "summary.json").read_text() == dump_json(summary)
-    assert (out / "span" / "trades.parquet").exists()
+    assert (out / "span" / "trades.parquet").exists() and (out / "span" / "report.html").exists()
+    page = (out / "report.html").read_text()
+    assert 'href="span/report.html"' in page and "<th>span</th>" in page
     assert _siblings(out) == ["cmp"]
 
 

@@ -50,6 +50,9 @@ class LiquidityConfig(StrictModel):
 
 class _RegimeConfig(StrictModel):
     liquidity: LiquidityConfig | None = None
+    label: str | None = Field(None, min_length=1, max_length=64,
+                              description="this variant's name in comparisons (default: the regime's name), "
+                                          "e.g. 'standard 5%/2.5%' next to 'standard tiers'")
 
 
 # -------------------------------------------------------------------------------------- standard

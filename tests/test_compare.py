@@ -1,0 +1,310 @@
+"""The regime comparison: paired seeds, the interval arithmetic, labels, the per-group block, the
+files and the report (rendered and read back: every figure, human numbers, units in headers)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+import sim.api
+from sim.api import compare, regime_variants, resolve
+from sim.cli import EXIT_BAD_INPUT, main
+from sim.compare import Metric, metrics_for, paired_stats, parse_regimes_option, slug
+from sim.compare_report import FIGURES, fmt_value, plain
+from sim.config import ConfigError, parse_episode
+from sim.groups import group_margin
+
+SMALL = {
+    "name": "small",
+    "seed": 3,
+    "duration": 150.0,
+    "market": {"instruments": [
+        {"symbol": "BTC-PERP", "kind": "perpetual", "underlying": "BTC", "tick_size": 1.0, "lot_size": 0.001},
+    ]},
+    "paths": {"dt": 1.0, "models": [{"kind": "gbm", "underlyings": [{"name": "BTC", "s0": 50000.0, "vol": 0.8}]}],
+              "shocks": [{"kind": "crash", "start": 60.0, "drop": 0.08, "duration": 60.0}]},
+    "population": {"groups": [
+        {"type": "market_maker", "count": 2, "capital": 5_000_000.0, "instruments": ["BTC-PERP"],
+         "size": 500, "levels": 3, "max_inventory": 20000},
+        {"type": "noise", "count": 10, "capital": 20000.0, "instruments": ["BTC-PERP"], "rate": 0.05},
+        {"type": "leveraged", "name": "longs", "count": 15, "capital": 10000.0, "instruments": ["BTC-PERP"],
+         "leverage": 15.0, "long_prob": 1.0, "entry_delay": {"dist": "uniform", "low": 0.0, "high": 30.0}},
+    ]},
+    "compare_regimes": [{"regime": "standard", "label": "standard 5%/2.5%"}, {"regime": "portfolio"}],
+    "outputs": {"sample_interval": 20.0},
+}
+
+
+# ----------------------------------------------------------------------------------- interval arithmetic
+M = [Metric("x", "x", "money")]
+
+
+def _rows(base: list[float], other: list[float]) -> list[dict]:
+    return ([{"regime": "a", "seed": k, "x": v} for k, v in enumerate(base)]
+            + [{"regime": "b", "seed": k, "x": v} for k, v in enumerate(other)])
+
+
+def test_paired_interval_known_answer():
+    """d = (1, 2, 3): mean 2, sd 1, n 3, t(0.975, 2) = 4.302652729911275 -> 2 +/- 2.484138 (contains 0)."""
+    (a, b) = paired_stats(_rows([10.0, 20.0, 30.0], [11.0, 22.0, 33.0]), ["a", "b"], M)
+    assert a["verdict"] == "baseline" and a["mean"] == 20.0 and a["std"] == 10.0
+    half = 4.302652729911275 / math.sqrt(3)
+    assert b["diff_mean"] == pytest.approx(2.0)
+    assert b["diff_low"] == pytest.approx(2.0 - half) and b["diff_high"] == pytest.approx(2.0 + half)
+    assert b["verdict"] == "within seed noise" and b["pairs"] == 3
+
+
+def test_paired_differences_cancel_the_path_noise():
+    """Large seed-to-seed spread, constant paired difference: the interval is exactly that difference."""
+    (_a, b) = paired_stats(_rows([1.0, 500.0, 90.0], [1.5, 500.5, 90.5]), ["a", "b"], M)
+    assert b["diff_low"] == pytest.approx(0.5) and b["diff_high"] == pytest.approx(0.5)
+    assert b["verdict"] == "distinguishable from seed noise"
+
+
+def test_identical_regimes_and_single_seeds():
+    (_a, b) = paired_stats(_rows([1.0, 2.0], [1.0, 2.0]), ["a", "b"], M)
+    assert b["verdict"] == "identical on every seed" and b["diff_mean"] == 0.0
+    (_a, b) = paired_stats(_rows([1.0], [3.0]), ["a", "b"], M)
+    assert b["verdict"] == "one seed: no interval" and b["diff_mean"] == 2.0 and b["diff_low"] is None
+    rows = _rows([1.0, 2.0], [None, None])  # type: ignore[list-item]
+    (_a, b) = paired_stats(rows, ["a", "b"], M)
+    assert b["verdict"] == "not measured" and b["mean"] is None
+
+
+def test_metric_list_picks_up_other_parts_keys_and_groups():
+    summary = {"losses": {"who_paid": {"vault": 3.0, "insurance_fund": 1.0}, "borne_by_others": 4.0},
+               "counterfactual": {"amplification_notional": 1.2}, "groups": {"basis": {"leverage": 9.0}}}
+    keys = [m.key for m in metrics_for([summary])]
+    assert "losses.borne_by_others" in keys and "losses.who_paid.vault" in keys
+    assert "counterfactual.amplification_notional" in keys and "groups.basis.leverage" in keys
+    assert keys.count("losses.borne_by_others") == 1
+
+
+# ----------------------------------------------------------------------------------- numbers for people
+@pytest.mark.parametrize("value, unit, text", [
+    (1_234_567.0, "money", "1.23 M"), (2.5e9, "money", "2.50 B"), (950.0, "money", "950"),
+    (-12_500.0, "money", "-12.5 K"), (0.5526, "fraction", "55.3 %"), (2.004981776e-05, "ratio", "0.0000200"),
+    (1510.0, "count", "1,510"), (20.666, "count", "20.7"), (1.0644, "x", "1.06×"), (None, "money", "—"),
+    (0.0, "ratio", "0"),
+])
+def test_formatting(value, unit, text):
+    assert fmt_value(value, unit) == text
+
+
+def test_plain_never_uses_scientific_notation():
+    for v in (1e-7, 3.3e-5, 1e12, 123456789.123, 7e20):
+        assert "e" not in plain(v).lower()
+
+
+# ----------------------------------------------------------------------------------- labels
+def test_labels_name_variants_and_must_be_unique():
+    cfg = parse_episode(SMALL)
+    variants = regime_variants(cfg, None)
+    assert list(variants) == ["standard 5%/2.5%", "portfolio"]
+    assert variants["standard 5%/2.5%"].name == "small.standard_5pct_2.5pct"
+    two = [{"regime": "standard", "label": "std tiers"}, {"regime": "standard"}, {"regime": "standard"}]
+    assert list(regime_variants(cfg, two)) == ["std tiers", "standard", "standard_2"]
+    # a labelled bare name of the episode's own regime keeps the episode's settings, as a bare name does
+    own = regime_variants(cfg, parse_regimes_option("tiers=standard"))["tiers"].margin
+    assert own.label == "tiers" and own.model_dump(exclude={"label"}) == cfg.margin.model_dump(exclude={"label"})
+    with pytest.raises(ConfigError, match="label 'x' is used twice"):
+        regime_variants(cfg, [{"regime": "standard", "label": "x"}, {"regime": "span", "label": "x"}])
+
+
+def test_regimes_option():
+    assert parse_regimes_option("standard, pm=portfolio") == ["standard", {"regime": "portfolio", "label": "pm"}]
+    assert parse_regimes_option("[{regime: standard, label: std 5%}, span]") == [
+        {"regime": "standard", "label": "std 5%"}, "span"]
+    assert slug("standard 5%/2.5%") == "standard_5pct_2.5pct"
+
+
+def test_bad_seeds_fail_before_running(tmp_path, capsys):
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump(SMALL), encoding="utf-8")
+    assert main(["compare", str(path), "--seeds", "0", "--out", str(tmp_path / "out")]) == EXIT_BAD_INPUT
+    assert "seeds: must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------------- per-group block
+def test_group_margin_known_answer():
+    """Two samples; group a (accounts 10, 11) and group b (12, flat). IM / gross = sum IM / sum gross."""
+    tables = {
+        "directory": {"account": np.array([0, 10, 11, 12]),
+                      "group": np.array(["system", "a", "a", "b"], dtype=object),
+                      "type": np.array(["system", "pair_trader", "pair_trader", "noise"], dtype=object),
+                      "initial_capital": np.array([0.0, 100.0, 300.0, 50.0]) * 1e6},
+        "accounts": {"time": np.array([0.0, 0.0, 0.0, 30.0, 30.0, 30.0]),
+                     "account": np.array([10, 11, 12, 10, 11, 12]),
+                     "im": np.array([10, 30, 0, 20, 40, 0], dtype=float) * 1e6,
+                     "gross": np.array([100, 300, 0, 200, 200, 0], dtype=float) * 1e6,
+                     "equity": np.array([100, 300, 50, 100, 100, 50], dtype=float) * 1e6},
+        "liquidations": {"account": np.array([11, 11]), "notional": np.array([5e6, 7e6])},
+    }
+    g = group_margin(tables, 1e6)
+    a, b = g["a"], g["b"]
+    assert a["accounts"] == 2 and a["capital"] == 400.0 and a["agent_type"] == "pair_trader"
+    assert a["im_over_gross"] == pytest.approx(100 / 800)
+    assert a["leverage"] == pytest.approx(800 / 600) and a["leverage_peak"] == pytest.approx(2.0)
+    assert a["im_mean"] == pytest.approx(50.0) and a["im_over_capital"] == pytest.approx(50.0 / 400.0)
+    assert a["liquidations"] == 2 and a["liquidated_notional"] == pytest.approx(12.0)
+    # the control that must be zero: a group that never holds a position
+    assert b["im_over_gross"] is None and b["leverage"] == 0.0 and b["im_mean"] == 0.0 and b["liquidations"] == 0
+
+
+# ----------------------------------------------------------------------------------- whole comparisons
+def compare_recording_paths(*args, **kwargs):
+    """``compare`` in this process, recording (regime label, seed, SHA-256 of the true path's bytes)
+    of every run."""
+    seen: list[tuple[str, int, str]] = []
+    original = sim.api.run_variant
+
+    def recording(config):
+        summary, tables = original(config)
+        digest = hashlib.sha256(np.ascontiguousarray(tables["oracle"]["true"]).tobytes()).hexdigest()
+        seen.append((config.margin.label or config.margin.regime, config.seed, digest))
+        return summary, tables
+
+    sim.api.run_variant = recording
+    try:
+        return compare(*args, **kwargs), seen
+    finally:
+        sim.api.run_variant = original
+
+
+def assert_paired(seen, labels, seeds) -> None:
+    assert sorted((r, s) for r, s, _d in seen) == sorted((r, s) for r in labels for s in seeds)
+    by_seed: dict[int, set[str]] = {}
+    for _r, s, d in seen:
+        by_seed.setdefault(s, set()).add(d)
+    assert all(len(d) == 1 for d in by_seed.values())  # same bytes across regimes
+    assert len({next(iter(d)) for d in by_seed.values()}) == len(seeds)  # a different path on each seed
+
+
+@pytest.fixture(scope="module")
+def small_compare(tmp_path_factory):
+    """SMALL under two labelled regimes on 2 paired seeds, recording each run's true path bytes."""
+    return compare_recording_paths(parse_episode(SMALL), output=tmp_path_factory.mktemp("cmp") / "cmp", seeds=2)
+
+
+def test_pairing_seed_k_is_the_same_true_path_under_every_regime(small_compare):
+    out, seen = small_compare
+    assert out.seeds == [3, 4]
+    assert_paired(seen, ("standard 5%/2.5%", "portfolio"), (3, 4))
+
+
+def test_comparison_files(small_compare):
+    out, _seen = small_compare
+    d = out.directory
+    table = pq.read_table(d / "comparison.parquet").to_pylist()
+    assert [(r["regime"], r["seed"]) for r in table] == [
+        ("standard 5%/2.5%", 3), ("standard 5%/2.5%", 4), ("portfolio", 3), ("portfolio", 4)]
+    printed = {s["metric"] for s in out.stats}
+    assert printed <= set(table[0]) and "groups.longs.im_over_gross" in printed
+    schema = pq.read_schema(d / "comparison.parquet")
+    assert str(schema.field("losses.borne_by_others").type) == "double"  # absent here, still numeric
+    assert str(schema.field("liquidations.count").type) == "double" and str(schema.field("seed").type) == "int64"
+    assert json.loads((d / "comparison.json").read_text()) == out.rows
+    intervals = pq.read_table(d / "intervals.parquet").to_pylist()
+    assert len(intervals) == 2 * len(printed)
+    # the exogenous path is the same under both regimes on each seed: the paired difference is 0
+    true_dd = {(s["regime"], s["metric"]): s for s in out.stats}[("portfolio", "bad_debt.total")]
+    assert true_dd["pairs"] == 2
+    for label in ("standard_5pct_2.5pct", "portfolio"):
+        assert (d / label / "report.html").is_file() and (d / label / "accounts.parquet").is_file()
+        assert json.loads((d / label / "summary.json").read_text())["run"]["seed"] == 3
+
+
+def test_report_renders_every_figure_and_formats_every_cell(small_compare):
+    out, _seen = small_compare
+    page = (out.directory / "report.html").read_text(encoding="utf-8")
+    for fid in FIGURES:
+        assert f'<figure id={fid}><img alt="{fid}" src="data:image/png;base64,' in page, fid
+    text = re.sub(r'src="data:[^"]+"', "", page)
+    assert not re.search(r"\d[eE][+-]?\d", text), "scientific notation in the report"
+    assert "nan" not in re.sub(r"<[^>]+>", " ", text).lower().split()
+    # units in every metric header: the first column of the headline table
+    headline = text.split("<h2>Headline</h2>", 1)[1].split("</table>", 1)[0]
+    row_heads = re.findall(r"<tr><th>([^<]+)</th><td", headline)
+    assert row_heads and all(re.search(r"\((USD|count|ratio|%|×)\)$", h) for h in row_heads), row_heads
+    assert "distinguishable from seed noise" in page or "within seed noise" in page
+    for folder in ("standard_5pct_2.5pct", "portfolio"):
+        assert f'href="{folder}/report.html"' in page
+    # linked pages are the regimes' own reports
+    assert "standard 5%/2.5%" in page
+
+
+def test_the_accounts_table_names_every_trader_account(small_compare):
+    out, _seen = small_compare
+    directory = pq.read_table(out.directory / "portfolio" / "accounts.parquet").to_pydict()
+    sampled = pq.read_table(out.directory / "portfolio" / "account_states.parquet").column("account").to_numpy()
+    assert set(sampled.tolist()) <= set(directory["account"])
+    assert directory["group"].count("longs") == 15 and set(directory["group"]) >= {"market_maker", "noise", "longs"}
+    longs = [c for g, c in zip(directory["group"], directory["initial_capital"]) if g == "longs"]
+    assert longs == [10000.0] * 15
+
+
+def test_pool_backend_gives_the_same_rows(small_compare, tmp_path):
+    """Two worker processes produce exactly the rows the in-process run did (same seeds, same bytes)."""
+    out, _seen = small_compare
+    pooled = compare(parse_episode(SMALL), write=False, seeds=2, workers=2)
+    assert pooled.rows == out.rows
+
+
+@pytest.mark.slow
+def test_default_episode_hedged_groups_get_relief_under_portfolio_margin():
+    """The issue's claims on the packaged default: portfolio margin gives the hedged books (basis,
+    condors, delta-hedged straddles) a lower IM / gross than standard; directional books pay more;
+    at least one regime leaves a loss on others, and the regimes differ in who paid."""
+    out = compare(resolve(None), ["standard", "portfolio"], write=False)
+    std, pm = (out.summaries[r]["groups"] for r in ("standard", "portfolio"))
+    for hedged in ("basis", "condors", "delta_hedger"):
+        assert pm[hedged]["im_over_gross"] < std[hedged]["im_over_gross"], hedged
+    assert pm["levered_longs"]["im_over_gross"] > std["levered_longs"]["im_over_gross"]
+    # and the crash leaves a loss on others under at least one regime, paid by different layers
+    losses = {r: out.summaries[r]["losses"] for r in ("standard", "portfolio")}
+    assert max(v["insurance_fund_paid"] for v in losses.values()) > 0
+    assert losses["standard"]["by_layer"] != losses["portfolio"]["by_layer"]
+
+
+@pytest.mark.distributed
+def test_dask_backend_gives_the_same_rows(small_compare):
+    """The sweep's Dask executor runs a comparison to exactly the in-process rows."""
+    pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install 'clearsim[dask]')")
+    out, _seen = small_compare
+    pooled = compare(parse_episode(SMALL), write=False, seeds=2, backend="dask", workers=2)
+    assert pooled.rows == out.rows
+
+
+@pytest.mark.slow
+def test_default_episode_five_paired_seeds_give_an_interval_for_every_metric():
+    """``compare --seeds 5`` on the packaged default (cut to its first 20 minutes and a fifth of the
+    traders, so it runs in about a minute): seed k is the same true path under both regimes, and
+    every metric either regime carries gets an interval (or is identical on every seed)."""
+    from sim.config import PACKAGED_DEFAULT, read_yaml
+
+    data = read_yaml(PACKAGED_DEFAULT)
+    data["duration"] = 1200.0
+    for g in data["population"]["groups"]:
+        if g.get("count", 1) > 5:
+            g["count"] = max(5, g["count"] // 5)
+        if "entry_delay" in g:
+            g["entry_delay"] = {"dist": "uniform", "low": 0.0, "high": 300.0}
+    data["paths"]["shocks"] = [{"kind": "crash", "underlyings": ["BTC", "ETH", "ALT"], "start": 600.0,
+                                "drop": 0.15, "duration": 300.0}]
+    out, seen = compare_recording_paths(parse_episode(data), ["standard", "portfolio"], write=False, seeds=5)
+    seeds = [data["seed"] + k for k in range(5)]
+    assert_paired(seen, ("standard", "portfolio"), seeds)
+    carried = {k for r in out.rows for k, v in r.items() if v is not None}
+    verdicts = {s["metric"]: s["verdict"] for s in out.stats if s["regime"] == "portfolio" and s["metric"] in carried}
+    assert verdicts and set(verdicts.values()) <= {"distinguishable from seed noise", "within seed noise",
+                                                   "identical on every seed"}, verdicts
+    assert all(s["n"] == 5 for s in out.stats if s["metric"] == "liquidations.count")
