@@ -64,7 +64,9 @@ def test_twin_has_the_same_exogenous_paths_agents_and_accounts(pair):
 
 
 def test_twin_is_deterministic():
-    cfg = load_episode(ROOT / "configs/default.yaml", {"duration": 2100.0, "outputs": {"counterfactual": True}})
+    crash = [{"kind": "crash", "underlyings": ["BTC", "ETH"], "start": 1800.0, "drop": 0.12, "duration": 300.0}]
+    cfg = load_episode(ROOT / "configs/default.yaml", {"duration": 2100.0, "outputs": {"counterfactual": True},
+                                                       "paths": {"shocks": crash}})  # shocks after the end are refused
     a, _ = run_variant(cfg)
     b, _ = run_variant(cfg)
     assert a["counterfactual"] == b["counterfactual"]
