@@ -1,4 +1,5 @@
-"""The Python API, mirroring the CLI: ``run``, ``compare``, ``sweep``, ``validate``.
+"""The Python API, mirroring the CLI: ``run``, ``compare``, ``sweep``, ``validate``, ``backtest``,
+``reverse_stress``.
 
 Everything here takes an ``EpisodeConfig``, a path to an episode YAML, or None (the packaged
 default episode), validates it completely before running anything, and writes results atomically.
@@ -125,3 +126,11 @@ def sweep(grid: Any, backend: str = "local", workers: int = 1, resume: bool = Fa
     from sim.sweep import sweep as run_sweep
 
     return run_sweep(grid, backend=backend, workers=workers, resume=resume, out=output, progress=progress)
+
+
+def backtest(config: Any, output: str | Path | None = None, write: bool = True):
+    """Backtest margin regimes along a price path (a backtest YAML path, dict or ``BacktestConfig``);
+    returns a ``sim.backtest.run.BacktestOutput`` (see ``sim.backtest``)."""
+    from sim.backtest.run import backtest as run_backtest
+
+    return run_backtest(config, output=output, write=write)

@@ -1,4 +1,4 @@
-"""The ``clearsim`` command line: run, compare, sweep, validate, margin.
+"""The ``clearsim`` command line: run, compare, sweep, validate, margin, backtest, reverse-stress.
 
 Every command validates its inputs completely first; a bad input prints ``field.path: reason``
 to stderr and exits with status 2 without writing anything.
@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("portfolio")
     m.add_argument("--regime", help="one regime (default: every regime side by side)")
     m.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    b = sub.add_parser("backtest", help="backtest margin regimes along a price path against realised losses")
+    b.add_argument("config", help="backtest YAML (see configs/backtest/)")
+    b.add_argument("--out", help="results folder (default: the file's output, else results/backtest/<name>)")
     return p
 
 
@@ -71,6 +75,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from sim.margin_cli import margin_command
 
         return margin_command(args.portfolio, args.regime, args.json)
+    if args.command == "backtest":
+        from sim.api import backtest
+
+        out = backtest(args.config, output=args.out)
+        _print_backtest(console, out.summary, out.directory)
+        return 0
     if args.command == "run":
         from sim.api import resolve, run
 
@@ -135,6 +145,25 @@ def _print_comparison(console, summaries: dict[str, dict], directory: Path | Non
             value = heads[regime].get(key)
             row.append(f"{value:,.6g}" if isinstance(value, float) else str(value))
         table.add_row(key, *row)
+    console.print(table)
+    if directory is not None:
+        console.print(f"results: {directory}/report.html")
+
+
+def _print_backtest(console, summary: dict, directory: Path | None) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"backtest {summary['name']}: {summary['portfolios']:,} portfolios x {summary['runs']:,} runs, "
+                        f"{100 * summary['coverage']:g}% coverage")
+    for col in ("regime", "exceedance rate", "Kupiec rejects", "Christoffersen rejects", "green/yellow/red",
+                "largest shortfall"):
+        table.add_column(col, justify="left" if col == "regime" else "right")
+    for label, r in summary["regimes"].items():
+        z = r["zones"]
+        rate = r["exceedance_rate"]
+        table.add_row(label, "-" if rate is None else f"{100 * rate:.3g}%", f"{r['kupiec_rejected']}/{r['tested']}",
+                      f"{r['christoffersen_rejected']}/{r['tested']}", f"{z['green']}/{z['yellow']}/{z['red']}",
+                      f"{r['largest_shortfall']:,.6g}")
     console.print(table)
     if directory is not None:
         console.print(f"results: {directory}/report.html")
