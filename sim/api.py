@@ -134,3 +134,13 @@ def backtest(config: Any, output: str | Path | None = None, write: bool = True):
     from sim.backtest.run import backtest as run_backtest
 
     return run_backtest(config, output=output, write=write)
+
+
+def reverse_stress(config: Any, backend: str = "local", workers: int | None = None, resume: bool = False,
+                   output: str | Path | None = None, write: bool = True, progress=None):
+    """Search for the smallest stress that breaks the clearing house, per regime (a reverse-stress
+    YAML path, dict or ``ReverseStressConfig``); see ``sim.reverse_stress``."""
+    from sim.reverse_stress import reverse_stress as run_reverse_stress
+
+    return run_reverse_stress(config, backend=backend, workers=workers, resume=resume, output=output, write=write,
+                              progress=progress)

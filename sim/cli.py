@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backtest", help="backtest margin regimes along a price path against realised losses")
     b.add_argument("config", help="backtest YAML (see configs/backtest/)")
     b.add_argument("--out", help="results folder (default: the file's output, else results/backtest/<name>)")
+
+    rs = sub.add_parser("reverse-stress", help="search for the smallest stress that breaks the clearing house")
+    rs.add_argument("config", help="reverse-stress YAML (see configs/reverse_stress/)")
+    rs.add_argument("--backend", choices=("local", "ray", "dask"), default="local")
+    rs.add_argument("--workers", type=int, default=None, help="parallel episodes (default: the CPU count)")
+    rs.add_argument("--resume", action="store_true", help="reuse the episodes an interrupted search finished")
+    rs.add_argument("--out", help="results folder (default: the file's output, else results/reverse_stress/<name>)")
     return p
 
 
@@ -80,6 +87,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         out = backtest(args.config, output=args.out)
         _print_backtest(console, out.summary, out.directory)
+        return 0
+    if args.command == "reverse-stress":
+        from sim.api import reverse_stress
+
+        if args.workers is not None and args.workers < 1:
+            raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
+        out = reverse_stress(args.config, backend=args.backend, workers=args.workers, resume=args.resume,
+                             output=args.out, progress=lambda msg: console.print(f"[dim]{msg}[/dim]"))
+        _print_reverse_stress(console, out.summary, out.directory)
         return 0
     if args.command == "run":
         from sim.api import resolve, run
@@ -164,6 +180,22 @@ def _print_backtest(console, summary: dict, directory: Path | None) -> None:
         table.add_row(label, "-" if rate is None else f"{100 * rate:.3g}%", f"{r['kupiec_rejected']}/{r['tested']}",
                       f"{r['christoffersen_rejected']}/{r['tested']}", f"{z['green']}/{z['yellow']}/{z['red']}",
                       f"{r['largest_shortfall']:,.6g}")
+    console.print(table)
+    if directory is not None:
+        console.print(f"results: {directory}/report.html")
+
+
+def _print_reverse_stress(console, summary: dict, directory: Path | None) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"reverse stress {summary['name']}: breaks when {summary['criterion']}")
+    for col in ("regime", "breaking scale (median)", "band over seeds", "held", "broke at low", "errors"):
+        table.add_column(col, justify="left" if col == "regime" else "right")
+    for label, r in summary["regimes"].items():
+        b = r["breaking_scale"]
+        band = "-" if b["band"] is None else f"{b['band'][0]:.6g} - {b['band'][1]:.6g}"
+        table.add_row(label, "-" if b["median"] is None else f"{b['median']:.6g}", band, str(r["held"]),
+                      str(r["broken_at_low"]), str(r["errors"]))
     console.print(table)
     if directory is not None:
         console.print(f"results: {directory}/report.html")

@@ -46,7 +46,7 @@ from sim.results import fsync_dir
 from sim.schema.sweep import SweepConfig
 
 __all__ = ["sweep", "load_sweep", "plan", "SweepError", "SweepTask", "run_task", "run_and_summarise", "summary_json",
-           "assemble_table", "set_path"]
+           "assemble_table", "set_path", "execute", "write_part", "read_parts", "run_id_of", "parts_dir"]
 
 DEFAULT_RUNNER = "sim.sweep:run_and_summarise"
 
@@ -438,6 +438,30 @@ def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], No
             cluster.close()
 
 
+def execute(tasks: list[SweepTask], backend: str, workers: int, on_done: Callable[[dict], None],
+            client: Any = None) -> None:
+    """Run tasks on a backend (``local``, ``ray`` or ``dask``), calling ``on_done(row)`` in this process
+    as each finishes. Sweeps and reverse stress tests (``sim.reverse_stress``) both run through it."""
+    if backend == "local":
+        _run_local(tasks, workers, on_done)
+    elif backend == "ray":
+        _run_ray(tasks, workers, on_done)
+    elif backend == "dask":
+        _run_dask(tasks, workers, on_done, client=client)
+    else:
+        raise ValueError(f"backend must be local, ray or dask, not {backend!r}")
+
+
+def write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:
+    """Write a finished row durably under ``parts`` (see :func:`sweep`); returns it as read back."""
+    return _write_part(parts, row)
+
+
+def read_parts(parts: Path) -> dict[str, dict[str, Any]]:
+    """The finished rows under ``parts`` by run id (unreadable files are skipped: run again)."""
+    return _read_parts(parts)
+
+
 # ------------------------------------------------------------------------------------ the API
 def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "local", workers: int | None = None,
           resume: bool = False, out: str | Path | None = None, progress: bool = True, *,
@@ -494,12 +518,7 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
             job = bar.add_task(f"{cfg.name} [{backend} x{workers}]", total=len(tasks), completed=len(done),
                                errors=errors)
         if todo:
-            if backend == "local":
-                _run_local(todo, workers, on_done)
-            elif backend == "ray":
-                _run_ray(todo, workers, on_done)
-            else:
-                _run_dask(todo, workers, on_done, client=client)
+            execute(todo, backend, workers, on_done, client=client)
     finally:
         if bar is not None:
             bar.stop()
