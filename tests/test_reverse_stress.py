@@ -158,3 +158,9 @@ def test_cli_runs_and_refuses_bad_files(tmp_path, capsys):
 def test_prepare_validates_every_regime_at_both_ends():
     plan = prepare(spec(regimes=["standard", "span"]))
     assert list(plan.variants) == ["standard", "span"]
+
+
+@pytest.mark.parametrize("name", ["gap_fund", "default_crash"])
+def test_shipped_reverse_stress_examples_are_valid(name):
+    plan = prepare(Path(__file__).parents[1] / "configs" / "reverse_stress" / f"{name}.yaml")
+    assert plan.variants

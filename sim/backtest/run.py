@@ -104,6 +104,8 @@ def _regime_entries(cfg: BacktestConfig, root: Path) -> dict[str, tuple[Any, flo
 
 
 def _book(cfg: BacktestConfig, root: Path) -> Book:
+    if cfg.portfolios.episode is not None:
+        return _episode_book(cfg, root)
     from sim.margin_cli import build_book, load_portfolio
 
     path = _relative(root, cfg.portfolios.file)
@@ -117,11 +119,7 @@ def _book(cfg: BacktestConfig, root: Path) -> Book:
         raise ConfigError(f"portfolios.file ({path}): {exc}") from None
     table, _market, positions, names, context = build_book(pf)
     context.pop("history", None)  # the backtest's history is its own path
-    known = set(cfg.paths.names())
-    for ins in table.instruments:
-        if ins.underlying not in known:
-            raise ConfigError(f"portfolios.file: instrument {ins.symbol} has underlying {ins.underlying!r}, which "
-                              f"has no price path (paths define {sorted(known)})")
+    _check_underlyings(cfg, [(ins.symbol, ins.underlying) for ins in table.instruments], "portfolios.file")
     lots = positions.dense
     if cfg.portfolios.random is not None:
         rnd = cfg.portfolios.random
@@ -138,6 +136,44 @@ def _book(cfg: BacktestConfig, root: Path) -> Book:
         else:
             lots, names = random_lots, random_names
     return Book(table=table, positions=Positions(np.ascontiguousarray(lots)), names=list(names), context=context)
+
+
+def _check_underlyings(cfg: BacktestConfig, symbols: list[tuple[str, str]], where: str) -> None:
+    known = set(cfg.paths.names())
+    for symbol, underlying in symbols:
+        if underlying not in known:
+            raise ConfigError(f"{where}: instrument {symbol} has underlying {underlying!r}, which has no price path "
+                              f"(paths define {sorted(known)})")
+
+
+def _episode_book(cfg: BacktestConfig, root: Path) -> Book:
+    """The trader accounts holding a position at ``at`` seconds into the episode. Dated contracts keep
+    the time to expiry they have then (an option expiring before ``at`` is valued at intrinsic)."""
+    import dataclasses
+
+    from clearing.instruments import InstrumentTable
+    from clearing.ledger import FIRST_TRADER
+    from sim.config import load_episode
+    from sim.episode import run as run_episode
+
+    path = _relative(root, cfg.portfolios.episode)
+    at = float(cfg.portfolios.at)
+    try:
+        ep_cfg = load_episode(path, {"duration": at, "outputs": {"report": False, "parquet": False,
+                                                                 "counterfactual": False}})
+    except ConfigError as exc:
+        raise ConfigError(f"portfolios.episode: {exc}") from None
+    _check_underlyings(cfg, [(i.symbol, i.underlying) for i in ep_cfg.market.instruments], "portfolios.episode")
+    ep = run_episode(ep_cfg, keep_episode=True).episode
+    n = ep.ledger.n_accounts
+    lots = ep.ledger.position[FIRST_TRADER:n].astype(np.float64)
+    held = np.flatnonzero(np.abs(lots).sum(axis=1) > 0)
+    if held.size == 0:
+        raise ConfigError(f"portfolios.at: no trader account of {path} holds a position at {at:g} s")
+    shifted = [dataclasses.replace(i, expiry=None if i.expiry is None else i.expiry - at) for i in ep.table.instruments]
+    table = InstrumentTable.from_instruments(shifted)
+    names = [f"account_{FIRST_TRADER + int(a)}" for a in held]
+    return Book(table=table, positions=Positions(np.ascontiguousarray(lots[held])), names=names)
 
 
 def prepare(source: BacktestConfig | dict | str | Path) -> _Plan:
@@ -163,9 +199,16 @@ def path_of(cfg: BacktestConfig, table) -> tuple[np.ndarray, np.ndarray]:
 def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | None = None,
              write: bool = True) -> BacktestOutput:
     """Run a backtest; write its results folder unless ``write`` is False."""
-    from clearing.margin.registry import build_regime
+    from threadpoolctl import threadpool_limits
 
     plan = prepare(source)
+    with threadpool_limits(limits=1, user_api="blas"):  # same bytes with any thread count (as episodes)
+        return _backtest(plan, output, write)
+
+
+def _backtest(plan: _Plan, output: str | Path | None, write: bool) -> BacktestOutput:
+    from clearing.margin.registry import build_regime
+
     cfg, book = plan.config, plan.book
     prices, vols = path_of(cfg, book.table)
     runs = run_days(prices.shape[0], cfg.warmup_days, cfg.horizon_days, cfg.step_days)

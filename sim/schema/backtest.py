@@ -11,13 +11,15 @@ paths:                        # any path model or a CSV replay, and shocks (sim.
 portfolios:
   file: ../portfolios/short_strangle_two_underlyings.yaml   # instruments + accounts (relative to this file)
   random: {count: 10000, per_account: 3.0, max_lots: 3, seed: 7}   # optional: random books on those instruments
+  # or: episode: ../default.yaml, at: 1800   (the episode's trader accounts at t = 1,800 s)
 regimes:                      # label -> a registry name or a regime mapping; `scale` multiplies it
   var: {regime: var, mpor: 1}
   var_half: {regime: var, mpor: 1, scale: 0.5}
 regime_set: ../regimes/ccp.yaml   # optional: also every regime of a file's compare_regimes
 requirement: im               # im | mm: the figure compared with the realised loss
 horizon_days: 2               # the margin period of risk over which the loss is realised
-step_days: 1                  # a margin run every this many days
+step_days: 2                  # a run every this many days; default horizon_days: the loss periods do
+                              # not overlap, so a sound model's exceedances can be independent
 coverage: 0.99                # the confidence the tests hold the regimes to
 significance: 0.05            # a test rejects when its p-value is below this
 procyclicality_windows: [5, 20]
@@ -54,9 +56,26 @@ class RandomPortfolios(StrictModel):
 
 
 class PortfolioSource(StrictModel):
-    file: str
+    """Exactly one of ``file`` (a portfolio file, as ``clearsim margin`` reads) or ``episode`` (the
+    trader accounts of an episode, run to ``at`` simulated seconds, that hold a position then)."""
+
+    file: str | None = None
     random: RandomPortfolios | None = None
     include_file_accounts: bool = True  # with ``random``: keep the file's own accounts too
+    episode: str | None = None
+    at: Annotated[float, Field(gt=0.0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PortfolioSource":
+        if (self.file is None) == (self.episode is None):
+            raise ValueError("give exactly one of file (a portfolio file) or episode (an episode's accounts)")
+        if self.episode is not None and self.at is None:
+            raise ValueError("episode: needs `at`, the simulated second whose positions are tested")
+        if self.episode is None and self.at is not None:
+            raise ValueError("at: only used with episode")
+        if self.episode is not None and self.random is not None:
+            raise ValueError("random: only used with file (random books over the file's instruments)")
+        return self
 
 
 class BacktestConfig(StrictModel):
@@ -71,7 +90,7 @@ class BacktestConfig(StrictModel):
     regime_set: str | None = None
     requirement: str = Field("im", pattern="^(im|mm)$")
     horizon_days: Annotated[int, Field(ge=1, le=250)] = 2
-    step_days: Annotated[int, Field(ge=1)] = 1
+    step_days: Annotated[int, Field(ge=1)] | None = None  # None: horizon_days (non-overlapping periods)
     coverage: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.99
     significance: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
     procyclicality_windows: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [5, 20])
@@ -89,6 +108,8 @@ class BacktestConfig(StrictModel):
 
     @model_validator(mode="after")
     def _runs(self) -> "BacktestConfig":
+        if self.step_days is None:
+            object.__setattr__(self, "step_days", self.horizon_days)
         if not self.regimes and self.regime_set is None:
             raise ValueError("regimes: name at least one regime (or a regime_set)")
         if self.warmup_days + self.horizon_days > self.days:
