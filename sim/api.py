@@ -128,12 +128,12 @@ def sweep(grid: Any, backend: str = "local", workers: int = 1, resume: bool = Fa
     return run_sweep(grid, backend=backend, workers=workers, resume=resume, out=output, progress=progress)
 
 
-def backtest(config: Any, output: str | Path | None = None, write: bool = True):
+def backtest(config: Any, output: str | Path | None = None, write: bool = True, workers: int = 1):
     """Backtest margin regimes along a price path (a backtest YAML path, dict or ``BacktestConfig``);
     returns a ``sim.backtest.run.BacktestOutput`` (see ``sim.backtest``)."""
     from sim.backtest.run import backtest as run_backtest
 
-    return run_backtest(config, output=output, write=write)
+    return run_backtest(config, output=output, write=write, workers=workers)
 
 
 def reverse_stress(config: Any, backend: str = "local", workers: int | None = None, resume: bool = False,

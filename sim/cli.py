@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backtest", help="backtest margin regimes along a price path against realised losses")
     b.add_argument("config", help="backtest YAML (see configs/backtest/)")
     b.add_argument("--out", help="results folder (default: the file's output, else results/backtest/<name>)")
+    b.add_argument("--workers", type=int, default=1, help="processes (regime x block of portfolios tasks)")
 
     rs = sub.add_parser("reverse-stress", help="search for the smallest stress that breaks the clearing house")
     rs.add_argument("config", help="reverse-stress YAML (see configs/reverse_stress/)")
@@ -85,7 +86,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "backtest":
         from sim.api import backtest
 
-        out = backtest(args.config, output=args.out)
+        if args.workers < 1:
+            raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
+        out = backtest(args.config, output=args.out, workers=args.workers)
         _print_backtest(console, out.summary, out.directory)
         return 0
     if args.command == "reverse-stress":

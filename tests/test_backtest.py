@@ -234,3 +234,21 @@ def test_shipped_backtest_examples_are_valid(name):
         return
     plan = prepare(path)
     assert plan.regimes and plan.book.positions.n_accounts > 0
+
+
+def test_blocks_and_workers_do_not_change_the_figures(tmp_path, monkeypatch):
+    import sim.backtest.run as run_module
+
+    cfg = config(tmp_path, days=700, warmup_days=300, report_portfolios=3)
+    cfg["portfolios"]["random"] = {"count": 7, "seed": 1}
+    cfg["regimes"] = {"var": cfg["regimes"]["var"] | {"lookback": 250}, "span": "span"}
+    whole = backtest(cfg, write=False)
+    monkeypatch.setattr(run_module, "CHUNK", 3)  # 10 portfolios -> blocks of 3, 3, 3, 1
+    split = backtest(cfg, write=False, workers=2)
+    assert split.summary == whole.summary
+    for label in whole.results:
+        a, b = whole.results[label], split.results[label]
+        for key in a.per_portfolio:
+            assert np.array_equal(a.per_portfolio[key], b.per_portfolio[key], equal_nan=True), (label, key)
+        assert np.array_equal(a.shown_margin, b.shown_margin) and np.array_equal(a.exceeding, b.exceeding)
+        assert np.allclose(a.margin_total, b.margin_total, rtol=1e-12)

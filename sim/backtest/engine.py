@@ -131,8 +131,10 @@ def evaluate(margin: np.ndarray, loss: np.ndarray, coverage: float, significance
         "traffic_light_probability": stats.cumulative_probability(x, n, coverage),
         "zone": stats.traffic_light(x, n, coverage),
         "largest_shortfall": shortfall.max(axis=0) if margin.shape[0] else np.zeros(margin.shape[1]),
-        "shortfall_total": shortfall.sum(axis=0),
-        "mean_requirement": margin.mean(axis=0) if margin.shape[0] else np.full(margin.shape[1], np.nan),
+        # per-portfolio sums over a contiguous row each: the same bits whatever block the portfolio is in
+        "shortfall_total": np.ascontiguousarray(shortfall.T).sum(axis=1),
+        "mean_requirement": (np.ascontiguousarray(margin.T).mean(axis=1) if margin.shape[0]
+                             else np.full(margin.shape[1], np.nan)),
         "peak_to_trough": stats.peak_to_trough(margin),
     }
     for w in windows:
@@ -165,6 +167,18 @@ def backtest_regime(label: str, regime: MarginRegime, book: Book, prices: np.nda
     return RegimeBacktest(label=label, per_portfolio=figures, margin_total=margin.sum(axis=1),
                           loss_total=loss.sum(axis=1), exceeding=(loss > margin).sum(axis=1),
                           shown_margin=margin[:, shown], shown_loss=loss[:, shown])
+
+
+def merge(label: str, parts: list[RegimeBacktest]) -> RegimeBacktest:
+    """One regime's result from its blocks of portfolios, in block order."""
+    return RegimeBacktest(
+        label=label,
+        per_portfolio={k: np.concatenate([p.per_portfolio[k] for p in parts]) for k in parts[0].per_portfolio},
+        margin_total=np.sum([p.margin_total for p in parts], axis=0),
+        loss_total=np.sum([p.loss_total for p in parts], axis=0),
+        exceeding=np.sum([p.exceeding for p in parts], axis=0),
+        shown_margin=np.hstack([p.shown_margin for p in parts]),
+        shown_loss=np.hstack([p.shown_loss for p in parts]))
 
 
 def aggregate(result: RegimeBacktest, significance: float) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from clearing.margin.base import Positions
-from sim.backtest.engine import Book, RegimeBacktest, aggregate, backtest_regime, per_portfolio_rows, \
+from sim.backtest.engine import Book, RegimeBacktest, aggregate, backtest_regime, merge, per_portfolio_rows, \
     realised_losses, run_days
 from sim.config import ConfigError, format_validation_error, read_yaml
 from sim.schema.backtest import DAY_SECONDS, BacktestConfig
@@ -196,40 +196,82 @@ def path_of(cfg: BacktestConfig, table) -> tuple[np.ndarray, np.ndarray]:
     return paths.prices[:, cols], paths.vols[:, cols]
 
 
-def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | None = None,
-             write: bool = True) -> BacktestOutput:
-    """Run a backtest; write its results folder unless ``write`` is False."""
-    from threadpoolctl import threadpool_limits
+def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | None = None, write: bool = True,
+             workers: int = 1) -> BacktestOutput:
+    """Run a backtest; write its results folder unless ``write`` is False.
 
+    The portfolios are cut into blocks of ``CHUNK`` (fixed, so the figures do not depend on
+    ``workers``); each (regime, block) is one task, run in this process or on a spawned process
+    pool of ``workers``. Regimes are per-account functions, so a block's requirements are the
+    same as in one call over every portfolio."""
+    if workers < 1:
+        raise ConfigError(f"workers: must be at least 1, got {workers}")
     plan = prepare(source)
-    with threadpool_limits(limits=1, user_api="blas"):  # same bytes with any thread count (as episodes)
-        return _backtest(plan, output, write)
-
-
-def _backtest(plan: _Plan, output: str | Path | None, write: bool) -> BacktestOutput:
-    from clearing.margin.registry import build_regime
-
     cfg, book = plan.config, plan.book
     prices, vols = path_of(cfg, book.table)
     runs = run_days(prices.shape[0], cfg.warmup_days, cfg.horizon_days, cfg.step_days)
-    loss = realised_losses(book, prices, vols, runs, cfg.horizon_days)
     shown = np.arange(min(cfg.report_portfolios, len(book.names)))
+    n = book.positions.n_accounts
+    blocks = [(a, min(n, a + CHUNK)) for a in range(0, n, CHUNK)]
+    tasks = [_Task(margin_cfg, scale, cfg, book.table, book.context, book.positions.dense[a:b], prices, vols, runs,
+                   shown[(shown >= a) & (shown < b)] - a)
+             for margin_cfg, scale in plan.regimes.values() for a, b in blocks]
+    if workers == 1 or len(tasks) == 1:
+        parts = [_run_task(t) for t in tasks]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from sim.sweep import _single_threaded_children
+
+        with _single_threaded_children(), ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(_run_task, tasks))
     results: dict[str, RegimeBacktest] = {}
-    for label, (margin_cfg, scale) in plan.regimes.items():
-        history = prices[: runs[0] + 1] if margin_cfg.regime in VAR_REGIMES else None
-        ctx = dict(book.context)
-        if history is not None:
-            ctx["history"] = history
-        regime = build_regime(margin_cfg, book.table, **ctx)
-        results[label] = backtest_regime(label, regime, book, prices, vols, runs, loss, requirement=cfg.requirement,
-                                         scale=scale, coverage=cfg.coverage, significance=cfg.significance,
-                                         windows=cfg.procyclicality_windows, shown=shown)
+    for k, label in enumerate(plan.regimes):
+        results[label] = merge(label, parts[k * len(blocks):(k + 1) * len(blocks)])
     summary = summarise(cfg, plan.regimes, results, book, runs)
     directory = None
     if write:
         directory = Path(output or cfg.output or Path("results") / "backtest" / cfg.name)
         write_backtest(directory, cfg, summary, results, book.names, runs, shown)
     return BacktestOutput(cfg, summary, results, book.names, runs, directory)
+
+
+CHUNK = 2048  # portfolios per task
+
+
+@dataclass(slots=True)
+class _Task:
+    margin: Any
+    scale: float
+    config: BacktestConfig
+    table: Any
+    context: dict[str, Any]
+    lots: np.ndarray
+    prices: np.ndarray
+    vols: np.ndarray
+    runs: np.ndarray
+    shown: np.ndarray
+
+
+def _run_task(t: _Task) -> RegimeBacktest:
+    """One regime over one block of portfolios (in a worker or in this process)."""
+    from threadpoolctl import threadpool_limits
+
+    from clearing.margin.registry import build_regime
+
+    cfg = t.config
+    with threadpool_limits(limits=1, user_api="blas"):  # same bytes with any thread count (as episodes)
+        book = Book(t.table, Positions(np.ascontiguousarray(t.lots)), [], t.context)
+        loss = realised_losses(book, t.prices, t.vols, t.runs, cfg.horizon_days)
+        ctx = dict(t.context)
+        if t.margin.regime in VAR_REGIMES:
+            ctx["history"] = t.prices[: t.runs[0] + 1]
+        regime = build_regime(t.margin, t.table, **ctx)
+        return backtest_regime("", regime, book, t.prices, t.vols, t.runs, loss, requirement=cfg.requirement,
+                               scale=t.scale, coverage=cfg.coverage, significance=cfg.significance,
+                               windows=cfg.procyclicality_windows, shown=t.shown)
 
 
 def summarise(cfg: BacktestConfig, regimes: dict[str, tuple[Any, float]], results: dict[str, RegimeBacktest],
