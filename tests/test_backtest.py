@@ -252,3 +252,21 @@ def test_blocks_and_workers_do_not_change_the_figures(tmp_path, monkeypatch):
             assert np.array_equal(a.per_portfolio[key], b.per_portfolio[key], equal_nan=True), (label, key)
         assert np.array_equal(a.shown_margin, b.shown_margin) and np.array_equal(a.exceeding, b.exceeding)
         assert np.allclose(a.margin_total, b.margin_total, rtol=1e-12)
+
+
+def test_a_csv_replay_is_a_backtest_path(tmp_path):
+    prices = 100.0 * np.exp(np.cumsum(np.random.default_rng(2).normal(0, 0.02, 400)))
+    rows = "\n".join(f"{k * 86400},{float(p)!r}" for k, p in enumerate(prices))
+    (tmp_path / "btc.csv").write_text("timestamp,BTC\n" + rows + "\n")
+    cfg = config(tmp_path, days=399, warmup_days=300, horizon_days=1,
+                 paths={"models": [{"kind": "replay", "path": str(tmp_path / "btc.csv")}]})
+    cfg["regimes"] = {"span": "span"}
+    plan = prepare(cfg)
+    got, _ = path_of(plan.config, plan.book.table)
+    assert np.array_equal(got[:, 0], prices)  # the file's numbers, bit for bit
+    out = backtest(cfg, write=False)
+    span = build_regime("span", plan.book.table)
+    runs = run_days(400, 300, 1, 1)
+    loss = realised_losses(plan.book, got, np.full_like(got, 0.5), runs, 1)
+    req = requirement_series(span, plan.book, got, np.full_like(got, 0.5), runs)
+    assert out.results["span"].per_portfolio["exceedances"].tolist() == (loss > req).sum(axis=0).tolist()
