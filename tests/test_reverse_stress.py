@@ -164,3 +164,16 @@ def test_prepare_validates_every_regime_at_both_ends():
 def test_shipped_reverse_stress_examples_are_valid(name):
     plan = prepare(Path(__file__).parents[1] / "configs" / "reverse_stress" / f"{name}.yaml")
     assert plan.variants
+
+
+@pytest.mark.distributed
+def test_dask_finds_the_same_breaking_points_as_the_local_pool(searched, tmp_path):
+    pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install 'clearsim[dask]')")
+    first, _ = searched
+    on_dask = reverse_stress(spec(seeds=2), backend="dask", workers=2, write=False, output=tmp_path / "dask")
+
+    def strip(summary):
+        return {k: {kk: vv for kk, vv in v.items() if kk != "breaking_episode"} for k, v in summary["regimes"].items()}
+
+    assert strip(on_dask.summary) == strip(first.summary)
+    assert [r["metrics"] for r in on_dask.rows] == [r["metrics"] for r in first.rows]
