@@ -46,7 +46,7 @@ from sim.results import fsync_dir
 from sim.schema.sweep import SweepConfig
 
 __all__ = ["sweep", "load_sweep", "plan", "SweepError", "SweepTask", "run_task", "run_and_summarise", "summary_json",
-           "assemble_table", "set_path", "execute", "write_part", "read_parts", "run_id_of", "parts_dir"]
+           "assemble_table", "set_path", "execute", "write_part", "read_parts", "run_id_of", "parts_dir", "single_threaded_children"]
 
 DEFAULT_RUNNER = "sim.sweep:run_and_summarise"
 
@@ -450,6 +450,10 @@ def execute(tasks: list[SweepTask], backend: str, workers: int, on_done: Callabl
         _run_dask(tasks, workers, on_done, client=client)
     else:
         raise ValueError(f"backend must be local, ray or dask, not {backend!r}")
+
+
+# the same guard for other process pools (the backtest's regime x block tasks)
+single_threaded_children = _single_threaded_children
 
 
 def write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:

@@ -222,9 +222,9 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        from sim.sweep import _single_threaded_children
+        from sim.sweep import single_threaded_children
 
-        with _single_threaded_children(), ProcessPoolExecutor(
+        with single_threaded_children(), ProcessPoolExecutor(
                 max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = list(pool.map(_run_task, tasks))
     results: dict[str, RegimeBacktest] = {}
