@@ -1,5 +1,5 @@
-"""The Python API, mirroring the CLI: ``run``, ``compare``, ``sweep``, ``validate``, and ``load`` to read a
-results folder back.
+"""The Python API, mirroring the CLI: ``run``, ``compare``, ``sweep``, ``validate``, ``backtest``,
+``reverse_stress``, and ``load`` to read a results folder back.
 
 Everything here takes an ``EpisodeConfig``, a path to an episode YAML, or None (the packaged
 default episode), validates it completely before running anything, and writes results atomically.
@@ -269,3 +269,21 @@ def sweep(grid: Any, backend: str = "local", workers: int = 1, resume: bool = Fa
     from sim.sweep import sweep as run_sweep
 
     return run_sweep(grid, backend=backend, workers=workers, resume=resume, out=output, progress=progress)
+
+
+def backtest(config: Any, output: str | Path | None = None, write: bool = True, workers: int = 1):
+    """Backtest margin regimes along a price path (a backtest YAML path, dict or ``BacktestConfig``);
+    returns a ``sim.backtest.run.BacktestOutput`` (see ``sim.backtest``)."""
+    from sim.backtest.run import backtest as run_backtest
+
+    return run_backtest(config, output=output, write=write, workers=workers)
+
+
+def reverse_stress(config: Any, backend: str = "local", workers: int | None = None, resume: bool = False,
+                   output: str | Path | None = None, write: bool = True, progress=None):
+    """Search for the smallest stress that breaks the clearing house, per regime (a reverse-stress
+    YAML path, dict or ``ReverseStressConfig``); see ``sim.reverse_stress``."""
+    from sim.reverse_stress import reverse_stress as run_reverse_stress
+
+    return run_reverse_stress(config, backend=backend, workers=workers, resume=resume, output=output, write=write,
+                              progress=progress)

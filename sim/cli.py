@@ -1,4 +1,4 @@
-"""The ``clearsim`` command line: run, compare, sweep, validate, margin.
+"""The ``clearsim`` command line: run, compare, sweep, validate, margin, backtest, reverse-stress.
 
 Conventions: every command validates its inputs completely first; a bad input prints one
 ``clearsim: error: field.path: reason`` to stderr and exits with status 2 without writing anything.
@@ -88,8 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--report", action="store_true", help="also write <table>.html: each metric against the "
                                                           "swept parameters, seeds as bands")
 
-    v = sub.add_parser("validate", parents=[common], help="check an episode, sweep or portfolio file without "
-                                                          "running it")
+    v = sub.add_parser("validate", parents=[common], help="check an episode, sweep, portfolio, backtest or "
+                                                          "reverse-stress file without running it")
     v.add_argument("config")
 
     m = sub.add_parser("margin", parents=[common], help="IM, MM and breakdown of a portfolio under each "
@@ -111,6 +111,20 @@ def _parser() -> argparse.ArgumentParser:
                                                              "16-scenario risk array (default with --regime)")
     m.add_argument("--shock", action="append", default=[], metavar="UND=±X%,vol=±Y%",
                    help="what-if: move prices (and vols) and show the margin after, e.g. --shock BTC=-20%%,vol=+30%%")
+
+    b = sub.add_parser("backtest", parents=[common], help="backtest margin regimes along a price path against "
+                                                          "realised losses")
+    b.add_argument("config", help="backtest YAML (see configs/backtest/)")
+    b.add_argument("--out", help="results folder (default: the file's output, else results/backtest/<name>)")
+    b.add_argument("--workers", type=int, default=1, help="processes (regime x block of portfolios tasks)")
+
+    rs = sub.add_parser("reverse-stress", parents=[common], help="search for the smallest stress that breaks the "
+                                                                 "clearing house")
+    rs.add_argument("config", help="reverse-stress YAML (see configs/reverse_stress/)")
+    rs.add_argument("--backend", choices=("local", "ray", "dask"), default="local")
+    rs.add_argument("--workers", type=int, default=None, help="parallel episodes (default: every core)")
+    rs.add_argument("--resume", action="store_true", help="reuse the episodes an interrupted search finished")
+    rs.add_argument("--out", help="results folder (default: the file's output, else results/reverse_stress/<name>)")
     return p
 
 
@@ -171,6 +185,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return margin_command(args.portfolio, args.regime, args.json, positions=args.position, prices=args.price,
                               vols=args.vol, shocks=args.shock, quiet=args.quiet, collateral=args.collateral,
                               breakdown=True if args.breakdown else None)
+    if args.command == "backtest":
+        return _backtest(args, console)
+    if args.command == "reverse-stress":
+        return _reverse_stress(args, console, show_progress)
     if args.command == "run":
         from sim.api import run
         from sim.progress import EpisodeProgress
@@ -206,6 +224,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _file_kind(data: Any) -> str:
     if isinstance(data, dict) and "grid" in data:
         return "sweep"
+    if isinstance(data, dict) and "stress" in data and "criterion" in data:
+        return "reverse-stress"
+    if isinstance(data, dict) and "portfolios" in data and "days" in data:
+        return "backtest"
     if isinstance(data, dict) and "accounts" in data and "population" not in data:
         return "portfolio"
     return "episode"
@@ -226,6 +248,21 @@ def _validate(args: argparse.Namespace, console) -> int:
         info.update(name=cfg.name, points=cfg.n_points(), seeds=len(cfg.seed_list()), runs=len(tasks))
         text = (f"sweep {cfg.name!r}: {cfg.n_points():,} grid points x {len(cfg.seed_list())} seeds = "
                 f"{len(tasks):,} runs, every point a valid episode")
+    elif kind == "backtest":
+        from sim.backtest.run import prepare as prepare_backtest
+
+        bt = prepare_backtest(path)
+        info.update(name=bt.config.name, regimes=len(bt.regimes), portfolios=len(bt.book.names),
+                    days=bt.config.days)
+        text = (f"backtest {bt.config.name!r}: {len(bt.regimes)} regimes, {len(bt.book.names):,} portfolios, "
+                f"{bt.config.days:,} days")
+    elif kind == "reverse-stress":
+        from sim.reverse_stress import prepare as prepare_reverse_stress
+
+        rs = prepare_reverse_stress(path)
+        info.update(name=rs.config.name, regimes=len(rs.variants), seeds=len(rs.seeds), criterion=rs.config.criterion)
+        text = (f"reverse stress {rs.config.name!r}: {len(rs.variants)} regimes x {len(rs.seeds)} seeds, "
+                f"breaks when {rs.config.criterion}")
     elif kind == "portfolio":
         from sim.margin_cli import read_portfolio
 
@@ -364,6 +401,85 @@ def _print_comparison(console, out, quote: str) -> None:
         console.print(gtable)
     if out.directory is not None:
         console.print(f"results: {out.directory}/report.html")
+
+
+# ------------------------------------------------------------------------------------- backtest
+def _backtest(args: argparse.Namespace, console) -> int:
+    from sim.api import backtest
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
+    out = backtest(args.config, output=args.out, workers=args.workers)
+    if args.json:
+        _emit_json({"backtest": out.summary.get("name"), "directory": str(out.directory) if out.directory else None,
+                    "summary": out.summary})
+    else:
+        _print_backtest(console, out.summary, out.directory)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------- reverse stress
+def _reverse_stress(args: argparse.Namespace, console, show_progress: bool) -> int:
+    """Lines (regime x seed) whose episodes failed are reported; like a sweep with failed runs, the
+    results are still written and the exit status is 1."""
+    from sim.api import reverse_stress
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
+    progress = (lambda msg: console.print(f"[dim]{msg}[/dim]")) if show_progress else None
+    out = reverse_stress(args.config, backend=args.backend, workers=args.workers, resume=args.resume,
+                         output=args.out, progress=progress)
+    failed = sum(int(r.get("errors") or 0) for r in out.summary["regimes"].values())
+    if args.json:
+        _emit_json({"reverse_stress": out.summary.get("name"),
+                    "directory": str(out.directory) if out.directory else None, "failed_lines": failed,
+                    "summary": out.summary})
+    else:
+        _print_reverse_stress(console, out.summary, out.directory)
+        if failed:
+            console.print(f"[red]{failed:,} regime x seed lines failed[/red] (an episode raised; see "
+                          f"evaluations.parquet's error column)")
+    if failed:
+        if args.quiet:
+            print(error_line(f"{failed} regime x seed lines failed (see {out.directory})"), file=sys.stderr)
+        return EXIT_RUNS_FAILED
+    return EXIT_OK
+
+
+def _print_backtest(console, summary: dict, directory: Path | None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"backtest {escape(summary['name'])}: {summary['portfolios']:,} portfolios x "
+                        f"{summary['runs']:,} runs, {100 * summary['coverage']:g}% coverage")
+    for col in ("regime", "exceedance rate", "Kupiec rejects", "Christoffersen rejects", "green/yellow/red",
+                "largest shortfall"):
+        table.add_column(col, justify="left" if col == "regime" else "right")
+    for label, r in summary["regimes"].items():
+        z = r["zones"]
+        rate = r["exceedance_rate"]
+        table.add_row(escape(label), "-" if rate is None else f"{100 * rate:.3g}%",
+                      f"{r['kupiec_rejected']}/{r['tested']}",
+                      f"{r['christoffersen_rejected']}/{r['tested']}", f"{z['green']}/{z['yellow']}/{z['red']}",
+                      f"{r['largest_shortfall']:,.6g}")
+    console.print(table)
+    _print_location(console, directory)
+
+
+def _print_reverse_stress(console, summary: dict, directory: Path | None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"reverse stress {escape(summary['name'])}: breaks when {escape(summary['criterion'])}")
+    for col in ("regime", "breaking scale (median)", "band over seeds", "held", "broke at low", "errors"):
+        table.add_column(col, justify="left" if col == "regime" else "right")
+    for label, r in summary["regimes"].items():
+        b = r["breaking_scale"]
+        band = "-" if b["band"] is None else f"{b['band'][0]:.6g} - {b['band'][1]:.6g}"
+        table.add_row(escape(label), "-" if b["median"] is None else f"{b['median']:.6g}", band, str(r["held"]),
+                      str(r["broken_at_low"]), str(r["errors"]))
+    console.print(table)
+    _print_location(console, directory)
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ from sim.config import PACKAGED_DEFAULT, ConfigError, deep_merge, format_validat
 from sim.results import fsync_dir
 from sim.schema.sweep import SweepConfig
 
-__all__ = ["sweep", "load_sweep", "output_path", "require_backend", "plan", "SweepError", "SweepTask", "run_task", "run_and_summarise", "summary_json",
-           "assemble_table", "set_path"]
+__all__ = ["sweep", "load_sweep", "output_path", "require_backend", "plan", "SweepError", "SweepTask", "run_task",
+           "run_and_summarise", "summary_json", "assemble_table", "set_path", "execute", "write_part", "read_parts",
+           "run_id_of", "parts_dir", "single_threaded_children", "main_not_reimported", "error_row"]
 
 DEFAULT_RUNNER = "sim.sweep:run_and_summarise"
 
@@ -446,6 +447,42 @@ def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], No
             cluster.close()
 
 
+def execute(tasks: list[SweepTask], backend: str, workers: int, on_done: Callable[[dict], None],
+            client: Any = None, *, fn: Callable[[dict], dict] = run_task,
+            error_row: Callable[[dict, str], dict] = _error_row) -> None:
+    """Run tasks on a backend (``local``, ``ray`` or ``dask``), calling ``on_done(row)`` in this process
+    as each finishes. ``fn`` runs one task in a worker (default: one sweep row) and ``error_row`` is
+    what a task whose worker raised or died becomes. Sweeps and reverse stress tests
+    (``sim.reverse_stress``) both run through it; ``sim.compare`` uses the backends with its own."""
+    if backend == "local":
+        _run_local(tasks, workers, on_done, fn=fn, error_row=error_row)
+    elif backend == "ray":
+        _run_ray(tasks, workers, on_done, fn=fn, error_row=error_row)
+    elif backend == "dask":
+        _run_dask(tasks, workers, on_done, client=client, fn=fn, error_row=error_row)
+    else:
+        raise ValueError(f"backend must be local, ray or dask, not {backend!r}")
+
+
+# the same guard for other process pools (the backtest's regime x block tasks)
+single_threaded_children = _single_threaded_children
+
+
+def error_row(task: SweepTask, text: str) -> dict[str, Any]:
+    """The row of a sweep-shaped task whose worker raised or died (status ``error``, the traceback)."""
+    return _error_row(task, text)
+
+
+def write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:
+    """Write a finished row durably under ``parts`` (see :func:`sweep`); returns it as read back."""
+    return _write_part(parts, row)
+
+
+def read_parts(parts: Path) -> dict[str, dict[str, Any]]:
+    """The finished rows under ``parts`` by run id (unreadable files are skipped: run again)."""
+    return _read_parts(parts)
+
+
 # ------------------------------------------------------------------------------------ the API
 EXTRAS = {"ray": ("ray", "ray"), "dask": ("distributed", "dask")}  # backend -> (module, pip extra)
 
@@ -487,6 +524,10 @@ def _main_not_reimported():
     finally:
         if main is not None:
             main.__dict__.update(saved)
+
+
+# the same for other process pools (the backtest's): a script without the __main__ guard still works
+main_not_reimported = _main_not_reimported
 
 
 def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "local", workers: int | None = None,
@@ -545,12 +586,7 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
             job = bar.add_task(f"{cfg.name} [{backend} x{workers}]", total=len(tasks), completed=len(done),
                                errors=errors)
         if todo:
-            if backend == "local":
-                _run_local(todo, workers, on_done)
-            elif backend == "ray":
-                _run_ray(todo, workers, on_done)
-            else:
-                _run_dask(todo, workers, on_done, client=client)
+            execute(todo, backend, workers, on_done, client=client)
     finally:
         if bar is not None:
             bar.stop()

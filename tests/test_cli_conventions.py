@@ -202,7 +202,7 @@ def _readme_commands() -> list[list[str]]:
 
 def test_readme_commands_parse_and_their_inputs_validate(capsys, monkeypatch):
     """Every `clearsim ...` line in the README: its arguments parse and its files validate (episodes
-    with their --regime/--set; margin commands run, they are quick)."""
+    with their --regime/--set, backtest and reverse-stress files; margin commands run, they are quick)."""
     monkeypatch.chdir(ROOT)
     commands = _readme_commands()
     assert len(commands) >= 8
@@ -214,6 +214,14 @@ def test_readme_commands_parse_and_their_inputs_validate(capsys, monkeypatch):
             from sim.sweep import plan
 
             plan(args.grid)
+        elif args.command == "backtest":  # validated, not run: ten years of daily margin runs
+            from sim.backtest.run import prepare
+
+            prepare(args.config)
+        elif args.command == "reverse-stress":  # validated, not run: a search over many episodes
+            from sim.reverse_stress import prepare
+
+            prepare(args.config)
         else:
             assert main(argv) == 0, (argv, capsys.readouterr().err)
 

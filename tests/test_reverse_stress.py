@@ -1,0 +1,207 @@
+"""Reverse stress tests: a small episode whose insurance fund is exhausted at a shock known from
+the episode's own linear loss, the search finding it within tolerance, resumption, and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from sim.cli import main
+from sim.config import ConfigError, load_episode
+from sim.metrics import flatten
+from sim.reverse_stress import check_summary_key, prepare, reverse_stress, stressed_episode
+from sim.sweep import parts_dir, run_and_summarise
+
+EPISODE = Path(__file__).parents[1] / "configs" / "reverse_stress" / "gap_episode.yaml"
+FUND = 5000.0
+
+
+def spec(**extra) -> dict:
+    """A 1-second-grid, zero-vol BTC perp; one 5x long; a gap of -s at t = 120 s; backstop
+    liquidation at mark without fee; fund 5,000. Past bankruptcy the fund pays q x (gap loss)
+    minus the trader's equity -- linear in s -- until it is empty."""
+    out = {"name": "gap", "episode": str(EPISODE), "stress": {"paths.shocks.0.size": [0.0, -1.0]},
+           "scale": {"low": 0.2, "high": 0.4}, "criterion": "insurance_fund.min <= 0", "seeds": 1,
+           "tolerance": 0.01, "scan_points": 6, "points_per_round": 4, "report": False}
+    out.update(extra)
+    return out
+
+
+def fund_paid(s: float) -> float:
+    cfg = load_episode(EPISODE, {"paths": {"shocks": [{"kind": "gap", "start": 120.0, "size": -s}]}})
+    return flatten(run_and_summarise(cfg))["losses.insurance_fund_paid"]
+
+
+@pytest.fixture(scope="module")
+def known_shock() -> float:
+    """The gap that empties the fund, from two probes inside the linear region (the fund paid
+    something but not everything) and checked on a third."""
+    a, b, c = 0.26, 0.28, 0.27
+    pa, pb, pc = fund_paid(a), fund_paid(b), fund_paid(c)
+    assert 0 < pa < pb < FUND
+    slope = (pb - pa) / (b - a)
+    # linear, as the model says, to within one price tick on the position (0.01 x ~500 lots): the
+    # liquidation fills at a whole tick -- about 1e-4 of the scale, far inside the tolerance
+    assert pc == pytest.approx(pa + slope * (c - a), abs=5.0)
+    return a + (FUND - pa) / slope
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rs") / "out"
+    return reverse_stress(spec(seeds=2, report=True), workers=2, output=out), out
+
+
+def test_the_search_finds_the_known_fund_exhausting_shock_within_tolerance(searched, known_shock):
+    result, _ = searched
+    r = result.summary["regimes"]["standard"]
+    for seed in ("0", "1"):
+        line = r["by_seed"][seed]
+        assert line["status"] == "bracketed"
+        lo, hi = line["last_holding_scale"], line["breaking_scale"]
+        assert hi - lo <= 0.01
+        assert lo - 1e-3 < known_shock <= hi + 1e-3  # the bracket holds the crossing (to a tick)
+        assert abs(hi - known_shock) <= 0.01
+    band = r["breaking_scale"]
+    assert band["seeds"] == 2 and band["min"] <= band["median"] <= band["max"]
+    assert r["stress_at_breaking_point"]["paths.shocks.0.size"] == pytest.approx(-band["median"])
+
+
+def test_the_measures_grow_along_the_scale_and_the_breaking_episode_is_written(searched):
+    result, out = searched
+    profile = result.summary["regimes"]["standard"]["profile"]
+    fund = [p["insurance_fund.min"] for p in profile]
+    assert fund == sorted(fund, reverse=True) and fund[0] == FUND and fund[-1] <= 0
+    assert [p["broken"] for p in profile][-1] == 2
+    table = pq.read_table(out / "evaluations.parquet")
+    assert table.num_rows == len(result.rows) == result.summary["episodes"]
+    assert {"regime", "scale", "seed", "insurance_fund.min"} <= set(table.column_names)
+    folder = out / "standard" / "breaking_episode"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["insurance_fund"]["min"] <= 0  # the episode at the breaking point does break
+    assert (out / "report.html").is_file() and (out / "summary.json").is_file()
+
+
+def test_a_resumed_search_reruns_only_the_missing_episodes(searched, tmp_path):
+    first, out = searched
+    parts = parts_dir(out)
+    files = sorted(parts.glob("*.json"))
+    assert len(files) == first.summary["episodes"]
+    copy = tmp_path / "again"
+    (tmp_path / "again.parts").mkdir()
+    for f in files[2:]:  # as if interrupted: two episodes never finished
+        (tmp_path / "again.parts" / f.name).write_bytes(f.read_bytes())
+    ran: list[str] = []
+    again = reverse_stress(spec(seeds=2), workers=2, output=copy, resume=True, progress=ran.append)
+
+    def strip(summary):
+        return {k: {kk: vv for kk, vv in v.items() if kk != "breaking_episode"} for k, v in summary["regimes"].items()}
+
+    assert strip(again.summary) == strip(first.summary)
+    # only the two missing episodes ran again (in whichever round needs them)
+    assert len(ran) == 1 and ran[0].startswith("2 episodes (")
+    assert len(list(parts_dir(copy).glob("*.json"))) == len(files)
+
+
+def test_a_criterion_that_never_holds_reports_every_seed_held(tmp_path):
+    result = reverse_stress(spec(criterion="insurance_fund.min < -1", scale={"low": 0.2, "high": 0.3}, scan_points=2),
+                            workers=1, write=False, output=tmp_path / "x")
+    r = result.summary["regimes"]["standard"]
+    assert r["held"] == 1 and r["breaking_scale"]["median"] is None and r["by_seed"]["0"]["status"] == "held"
+
+
+def test_stress_paths_move_linearly_and_integer_ends_stay_integers():
+    data = {"a": {"b": 1.0}, "n": [{"count": 6}]}
+    out = stressed_episode(data, {"a.b": (2.0, 4.0), "n.0.count": (6, 0)}, 0.25)
+    assert out == {"a": {"b": 2.5}, "n": [{"count": 4}]} and data["a"]["b"] == 1.0
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"criterion": "insurance_fund.minimum <= 0"}, "did you mean insurance_fund.min"),
+    ({"criterion": "insurance_fund <= 0"}, "is a section of the summary"),
+    ({"criterion": "cascades.by_generation > 1"}, "is not a number"),
+    ({"criterion": "fund gone"}, "is not 'summary.key OP number'"),
+    ({"stress": {"paths.shocks.5.size": [0.0, -1.0]}}, "index 5 is out of range"),
+    ({"stress": {"paths.shocks.0.size": [0.0, -1.0]}, "scale": {"low": 0.0, "high": 1.0}}, "at scale 1"),
+    ({"regimes": ["no_such_regime"]}, "no_such_regime"),
+    ({"tolerance": 0}, "tolerance"),
+])
+def test_bad_input_names_the_field_before_anything_runs(change, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        reverse_stress(spec(**change), output=tmp_path / "never")
+    assert not (tmp_path / "never").exists() and not parts_dir(tmp_path / "never").exists()
+
+
+def test_keys_of_data_dependent_sections_are_accepted():
+    empty = {"losses": {"by_layer": {}, "socialised": 0.0}, "bad_debt": {"total": 0.0}}
+    check_summary_key("losses.by_layer.insurance_fund", empty)
+    check_summary_key("bad_debt.total", empty)
+    with pytest.raises(ConfigError, match="not a key"):
+        check_summary_key("bad_debt.totals", empty)
+
+
+def test_cli_runs_and_refuses_bad_files(tmp_path, capsys):
+    path = tmp_path / "rs.yaml"
+    path.write_text(yaml.safe_dump(spec(scale={"low": 0.2, "high": 0.4}, scan_points=2, tolerance=0.5)))
+    assert main(["reverse-stress", str(path), "--workers", "1", "--out", str(tmp_path / "out"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)  # --json: nothing but the JSON on stdout (no progress)
+    assert data["summary"] == json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert data["failed_lines"] == 0
+    assert main(["reverse-stress", str(path), "--workers", "1", "--out", str(tmp_path / "out"), "--resume",
+                 "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["validate", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "reverse-stress"
+    path.write_text(yaml.safe_dump(spec(criterion="nope.nothing > 1")))
+    assert main(["reverse-stress", str(path), "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "criterion" in err and err.startswith("clearsim: error: ")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_prepare_validates_every_regime_at_both_ends():
+    plan = prepare(spec(regimes=["standard", "span"]))
+    assert list(plan.variants) == ["standard", "span"]
+
+
+@pytest.mark.parametrize("name", ["gap_fund", "default_crash"])
+def test_shipped_reverse_stress_examples_are_valid(name):
+    plan = prepare(Path(__file__).parents[1] / "configs" / "reverse_stress" / f"{name}.yaml")
+    assert plan.variants
+
+
+@pytest.mark.distributed
+def test_dask_finds_the_same_breaking_points_as_the_local_pool(searched, tmp_path):
+    pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install 'clearsim[dask]')")
+    first, _ = searched
+    on_dask = reverse_stress(spec(seeds=2), backend="dask", workers=2, write=False, output=tmp_path / "dask")
+
+    def strip(summary):
+        return {k: {kk: vv for kk, vv in v.items() if kk != "breaking_episode"} for k, v in summary["regimes"].items()}
+
+    assert strip(on_dask.summary) == strip(first.summary)
+    assert [r["metrics"] for r in on_dask.rows] == [r["metrics"] for r in first.rows]
+
+
+def test_cli_exits_1_when_a_line_failed(tmp_path, capsys, monkeypatch):
+    """As a sweep with failed runs: the results are reported (and written) and the status is 1."""
+    import types
+
+    import sim.api
+
+    summary = {"name": "x", "criterion": "insurance_fund.min <= 0",
+               "regimes": {"standard": {"errors": 1, "held": 0, "broken_at_low": 0,
+                                        "breaking_scale": {"median": None, "band": None}}}}
+    monkeypatch.setattr(sim.api, "reverse_stress",
+                        lambda *a, **k: types.SimpleNamespace(summary=summary, directory=tmp_path))
+    path = tmp_path / "rs.yaml"
+    path.write_text(yaml.safe_dump(spec()))
+    assert main(["reverse-stress", str(path)]) == 1
+    assert "1 regime x seed lines failed" in capsys.readouterr().out
+    assert main(["reverse-stress", str(path), "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("clearsim: error: 1 regime x seed lines failed")
