@@ -91,14 +91,6 @@ def run(config: EpisodeLike = None, output: str | Path | None = None, write: boo
     return RunOutput(result, summary, directory)
 
 
-def run_variant(config: EpisodeConfig) -> tuple[dict[str, Any], dict]:
-    """Run one (regime, seed) variant of a comparison: its summary and its tables."""
-    from sim.metrics import summarise
-
-    result = run_episode(config)
-    return summarise(config, result.tables, result.stats), result.tables
-
-
 @dataclass
 class ComparisonOutput:
     summaries: dict[str, dict[str, Any]]  # regime label -> summary of the first seed
