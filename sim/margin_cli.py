@@ -345,12 +345,18 @@ def _portfolio_worst(book: Book, reg: Any) -> dict[str, dict[str, Any]]:
     states = ("unchanged", "up", "down")
     per_block = 3 * len(moves)
 
+    # joint mode: one block per (driver, beta) -- the others move with the correlation, less than it
+    # (against, for low correlations) or beyond it (the regime's ``betas`` order)
+    betas = ("with", "against", "beyond")
+
     def describe(col: int) -> dict[str, Any]:
-        driver, within = divmod(col, per_block)
+        block, within = divmod(col, per_block)
         state, m = divmod(within, len(moves))
         out = {"move": float(moves[m]), "vol": states[state]}
         if reg.joint:
+            driver, beta = divmod(block, len(reg.betas))
             out["driver"] = book.underlyings[driver]
+            out["others"] = betas[beta]
         return out
 
     result: dict[str, dict[str, Any]] = {}

@@ -136,7 +136,9 @@ def test_span_risk_array_and_portfolio_worst_scenario(capsys):
     span = out["regimes"]["span"]["risk_array"]
     values = span["accounts"]["positions"]["BTC"]
     assert len(values) == 16 and span["scenarios"][12] == "-3/3/up"
-    assert min(values) == values[12] == -6000.0  # price scan 10% of 60,000 on one long lot
+    # the price scan range from the product's vol and a 2-day margin period of risk:
+    # z(99%) x 60% x sqrt(2 / 365) = 10.33% of 60,000 on one long lot
+    assert min(values) == values[12] == pytest.approx(-60_000 * 2.3263478740 * 0.6 * (2 / 365) ** 0.5, abs=0.01)
     worst = out["regimes"]["portfolio"]["worst_scenario"]["positions"]["BTC"]
     assert worst["move"] == -0.16 and worst["pnl"] == -9600.0
 
@@ -176,4 +178,4 @@ def test_tables_fit_80_columns_without_wrapping(tmp_path):
     assert max(len(line) for line in lines) <= 80
     assert "e+0" not in done.stdout and "None" not in done.stdout
     # a row is whole on one line (a squeezed table would fold "12,480.00" or the regime name)
-    assert "│ portfolio         │ 15,600.00 │ 12,480.00 │ 26.0% │ 20.8% │" in lines
+    assert "│ portfolio         │  8,168.49 │  6,534.79 │  6.8% │  5.4% │" in lines
