@@ -52,20 +52,23 @@ def _counterfactual(config: EpisodeConfig) -> EpisodeConfig:
 
 
 def run(config: EpisodeLike = None, output: str | Path | None = None, write: bool = True,
-        overrides: dict[str, Any] | None = None) -> RunOutput:
-    """Run one episode; write its results folder unless ``write`` is False."""
+        overrides: dict[str, Any] | None = None, force: bool = False) -> RunOutput:
+    """Run one episode; write its results folder unless ``write`` is False. An existing folder is
+    replaced only if clearsim wrote it and ``force`` is given -- checked before the episode runs."""
     from sim.metrics import summarise, timing
+    from sim.outdir import check_folder
     from sim.results import write_results
 
     cfg = resolve(config, overrides)
+    directory = Path(output or cfg.outputs.directory or Path("results") / cfg.name) if write else None
+    if directory is not None:
+        check_folder(directory, force)
     result = run_episode(cfg)
     counterfactual = run_episode(_counterfactual(cfg)).tables if cfg.outputs.counterfactual else None
     summary = summarise(cfg, result.tables, result.stats, counterfactual=counterfactual)
-    directory = None
-    if write:
-        directory = Path(output or cfg.outputs.directory or Path("results") / cfg.name)
+    if directory is not None:
         write_results(directory, cfg, result.tables, summary, timing=timing(result.stats),
-                      report=cfg.outputs.report, parquet=cfg.outputs.parquet)
+                      report=cfg.outputs.report, parquet=cfg.outputs.parquet, force=force)
     return RunOutput(result, summary, directory)
 
 
@@ -101,27 +104,32 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
 
 
 def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
-            output: str | Path | None = None, write: bool = True) -> ComparisonOutput:
+            output: str | Path | None = None, write: bool = True, force: bool = False) -> ComparisonOutput:
     """Run the same episode under several margin regimes; one comparison table and report."""
     from sim.metrics import summarise
+    from sim.outdir import check_folder
     from sim.results import write_comparison
 
     cfg = resolve(config)
     variants = regime_variants(cfg, regimes)  # all validated before anything runs
+    directory = None
+    if write:
+        directory = Path(output or (Path(cfg.outputs.directory or Path("results") / cfg.name) / "compare"))
+        check_folder(directory, force)
     runs: dict[str, tuple[dict[str, Any], dict]] = {}
     for label, variant in variants.items():
         result = run_episode(variant)
         runs[label] = (summarise(variant, result.tables, result.stats), result.tables)
-    directory = None
-    if write:
-        directory = Path(output or (Path(cfg.outputs.directory or Path("results") / cfg.name) / "compare"))
-        write_comparison(directory, cfg, runs, report=cfg.outputs.report, parquet=cfg.outputs.parquet)
+    if directory is not None:
+        write_comparison(directory, cfg, runs, report=cfg.outputs.report, parquet=cfg.outputs.parquet, force=force)
     return ComparisonOutput({k: v[0] for k, v in runs.items()}, directory)
 
 
 def sweep(grid: Any, backend: str = "local", workers: int = 1, resume: bool = False,
-          output: str | Path | None = None, progress: bool = True):
+          output: str | Path | None = None, progress: bool = True, force: bool = False,
+          retry_errors: bool = False):
     """A grid x seeds sweep; returns a pyarrow Table with one row per run (see ``sim.sweep``)."""
     from sim.sweep import sweep as run_sweep
 
-    return run_sweep(grid, backend=backend, workers=workers, resume=resume, out=output, progress=progress)
+    return run_sweep(grid, backend=backend, workers=workers, resume=resume, out=output, progress=progress,
+                     force=force, retry_errors=retry_errors)

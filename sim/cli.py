@@ -13,6 +13,7 @@ from pathlib import Path
 from sim.config import ConfigError
 
 EXIT_BAD_INPUT = 2
+EXIT_RUNS_FAILED = 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,11 +25,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="results folder (default: results/<episode name>)")
     r.add_argument("--seed", type=int, help="override the episode seed")
     r.add_argument("--regime", help="override the margin regime by name")
+    r.add_argument("--force", action="store_true", help="replace an earlier clearsim results folder at --out")
 
     c = sub.add_parser("compare", help="run one episode under several margin regimes")
     c.add_argument("episode", nargs="?", help="episode YAML (default: the packaged default episode)")
     c.add_argument("--regimes", help="comma-separated regime names (default: the episode's compare_regimes)")
     c.add_argument("--out", help="results folder (default: results/<episode name>/compare)")
+    c.add_argument("--force", action="store_true", help="replace an earlier clearsim results folder at --out")
 
     s = sub.add_parser("sweep", help="run a grid of episodes x seeds")
     s.add_argument("grid", help="sweep YAML")
@@ -36,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1)
     s.add_argument("--resume", action="store_true", help="skip runs already finished")
     s.add_argument("--out", help="output Parquet table (default: the grid's output)")
+    s.add_argument("--force", action="store_true", help="replace an earlier clearsim sweep table and its rows")
+    s.add_argument("--retry-errors", action="store_true",
+                   help="with --resume: run again every row that failed (not only infrastructure failures)")
 
     v = sub.add_parser("validate", help="check an episode file without running it")
     v.add_argument("config")
@@ -80,7 +86,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.regime is not None:
             overrides["margin"] = {"regime": args.regime}
         cfg = resolve(args.episode, overrides or None)
-        out = run(cfg, output=args.out)
+        out = run(cfg, output=args.out, force=args.force)
         _print_summary(console, cfg.name, out.summary, out.directory)
         return 0
     if args.command == "compare":
@@ -88,7 +94,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         cfg = resolve(args.episode)
         regimes = [r.strip() for r in args.regimes.split(",") if r.strip()] if args.regimes else None
-        out = compare(cfg, regimes, output=args.out)
+        out = compare(cfg, regimes, output=args.out, force=args.force)
         _print_comparison(console, out.summaries, out.directory)
         return 0
     if args.command == "sweep":
@@ -97,8 +103,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
         table = sweep(args.grid, backend=args.backend, workers=args.workers, resume=args.resume,
-                      output=args.out, progress=True)
+                      output=args.out, progress=True, force=args.force, retry_errors=args.retry_errors)
+        failed = table.num_rows - table.column("status").to_pylist().count("ok")
         console.print(f"{table.num_rows} runs")
+        if failed:
+            # a sweep with failed rows is not a success: scripts and CI must see it
+            print(f"clearsim: {failed} of {table.num_rows} runs failed (see the error column); --resume runs "
+                  f"infrastructure failures again, --resume --retry-errors every failed run", file=sys.stderr)
+            return EXIT_RUNS_FAILED
         return 0
     raise AssertionError(args.command)
 

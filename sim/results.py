@@ -70,16 +70,21 @@ def _write_text(path: Path, text: str) -> None:
 
 
 @contextmanager
-def _atomic_folder(directory: str | Path) -> Iterator[Path]:
+def _atomic_folder(directory: str | Path, kind: str, force: bool = False) -> Iterator[Path]:
     """Yield a hidden temp folder beside ``directory``; on success it replaces ``directory`` in one
-    rename (an old folder is moved aside first), on any error it is removed and nothing changes."""
-    target = Path(directory).absolute()
+    rename (an old folder is moved aside first), on any error it is removed and nothing changes.
+    Only a folder clearsim wrote is ever replaced, and only with ``force`` (see ``sim.outdir``)."""
+    from sim.outdir import check_folder, write_marker
+
+    target = check_folder(directory, force)
     target.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     tmp = target.parent / f".{target.name}.tmp-{token}"
     tmp.mkdir()
     try:
+        write_marker(tmp, kind)
         yield tmp
+        check_folder(directory, force)  # nothing else appeared there while the results were written
         fsync_dir(tmp)
         _swap_in(tmp, target, token)
     except BaseException:
@@ -99,14 +104,15 @@ def _write_tables(folder: Path, tables: Mapping[str, Mapping[str, np.ndarray]]) 
 
 def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mapping[str, np.ndarray]],
                   summary: Mapping[str, Any], timing: Mapping[str, Any] | None = None, report: bool = True,
-                  parquet: bool = True) -> Path:
-    """Write one run's results folder atomically; returns its path.
+                  parquet: bool = True, force: bool = False) -> Path:
+    """Write one run's results folder atomically; returns its path. An existing folder is replaced
+    only if clearsim wrote it and ``force`` is given (``sim.outdir``).
 
     Files: ``summary.json`` (deterministic), ``config.yaml`` (the resolved config),
     ``timing.json`` (wall-clock figures, only if ``timing`` is given), ``<table>.parquet`` per
     table (if ``parquet``), ``report.html`` (if ``report``).
     """
-    with _atomic_folder(directory) as tmp:
+    with _atomic_folder(directory, "run", force) as tmp:
         _write_text(tmp / "summary.json", dump_json(summary))
         _write_config(tmp, config)
         if timing is not None:
@@ -122,8 +128,9 @@ def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mappi
 
 def write_comparison(directory: str | Path, config: Any,
                      runs: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Mapping[str, np.ndarray]]]],
-                     report: bool = True, parquet: bool = True) -> Path:
-    """Write a regime comparison folder atomically; returns its path.
+                     report: bool = True, parquet: bool = True, force: bool = False) -> Path:
+    """Write a regime comparison folder atomically; returns its path (replacing only a clearsim
+    folder, and only with ``force``).
 
     Files: ``comparison.json`` (a row per regime with the comparison columns, sorted keys),
     ``comparison.parquet`` (the same rows), ``config.yaml`` (the base episode), one folder per
@@ -131,7 +138,7 @@ def write_comparison(directory: str | Path, config: Any,
     """
     from sim.report import comparison_report, comparison_table
 
-    with _atomic_folder(directory) as tmp:
+    with _atomic_folder(directory, "compare", force) as tmp:
         rows = comparison_table(runs)
         _write_text(tmp / "comparison.json", dump_json(rows))
         pq.write_table(pa.Table.from_pylist(rows), tmp / "comparison.parquet")
