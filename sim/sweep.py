@@ -21,6 +21,7 @@ simple scalars of one type), ``seed``, ``status`` (ok | error), ``error`` (trace
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import hashlib
@@ -244,10 +245,12 @@ def run_task(task: SweepTask) -> dict[str, Any]:
     return row
 
 
-def _error_row(task: SweepTask, text: str) -> dict[str, Any]:
+def _error_row(task: SweepTask, text: str, infrastructure: bool = False) -> dict[str, Any]:
+    """A failed run. ``infrastructure``: the run did not fail, its worker did (killed, lost, out of
+    memory) -- ``resume`` runs such rows again; ``retry_errors`` also re-runs the others."""
     return {"run_id": task["run_id"], "point": task["point"], "seed": task["seed"],
             "config_hash": task["config_hash"], "status": "error", "error": text, "metrics": {},
-            "wall_seconds": None}
+            "wall_seconds": None, "infrastructure": infrastructure}
 
 
 # ------------------------------------------------------------------------------------ durable parts
@@ -320,7 +323,9 @@ def assemble_table(rows: Iterable[Mapping[str, Any]], grid_keys: list[str]) -> p
     for key in metric_keys:
         name = key if key not in columns else f"metric.{key}"
         columns[name] = _arrow_column([r.get("metrics", {}).get(key) for r in rows])
-    return pa.table(columns)
+    from sim.outdir import TABLE_KEY
+
+    return pa.table(columns, metadata={TABLE_KEY: b"1"})  # marks the file as clearsim's (``sim.outdir``)
 
 
 def _write_table(table: pa.Table, out: Path) -> None:
@@ -336,28 +341,103 @@ def _write_table(table: pa.Table, out: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ backends
-def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None]) -> None:
+def _pool_task(task: SweepTask, running: str) -> dict[str, Any]:
+    """``run_task`` in a pool worker, leaving ``<running>/<pid>`` naming the run it is on, so that if
+    this process dies the driver knows which run died with it (a file survives a ``kill -9``)."""
+    _write_atomic(Path(running) / str(os.getpid()), task["run_id"].encode("ascii"))
+    return run_task(task)
+
+
+def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], running: Path) -> None:
+    """A spawn process pool with at most ``workers`` runs in flight. A worker that dies (killed,
+    out of memory, a crash in native code) breaks the pool: the run it was on becomes an
+    infrastructure error row, the pool is rebuilt and the other in-flight runs go again."""
+
+    pending = collections.deque(tasks)
+    breakages: dict[str, int] = {}  # run_id -> pool breakages it was in flight for, culprit unknown
+    while pending:
+        _run_pool(pending, workers, on_done, running, breakages)
+
+
+def _run_pool(pending: "collections.deque[SweepTask]", workers: int, on_done: Callable[[dict], None],
+              running: Path, breakages: dict[str, int]) -> None:
+    """Run from ``pending`` on one pool until it is empty or the pool breaks (then return; the
+    caller builds a new pool for what is left)."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")  # no inherited locks, threads or simpy state
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    inflight: dict[Any, SweepTask] = {}
+    processes: dict[int, Any] = {}
     try:
-        with _single_threaded_children():  # workers start during the submits
-            futures = {pool.submit(run_task, t): t for t in tasks}
-        for fut in as_completed(futures):
-            try:
-                row = fut.result()
-            except Exception:  # noqa: BLE001 -- e.g. a worker killed by the OS
-                row = _error_row(futures[fut], traceback.format_exc())
-            on_done(row)
+        while pending or inflight:
+            with _single_threaded_children():  # workers start during the submits
+                while pending and len(inflight) < workers:
+                    task = pending.popleft()
+                    inflight[pool.submit(_pool_task, task, str(running))] = task
+            processes.update(getattr(pool, "_processes", None) or {})
+            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in finished:
+                try:
+                    row = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
+                except Exception:  # noqa: BLE001 -- e.g. a result that cannot be unpickled
+                    row = _error_row(inflight[fut], traceback.format_exc(), infrastructure=True)
+                del inflight[fut]
+                on_done(row)
+            if broken:
+                _after_breakage(pool, inflight, processes, pending, on_done, running, breakages)
+                return
     except BaseException:  # Ctrl-C or a failure writing a row: stop now, finished rows are on disk
-        processes = list(getattr(pool, "_processes", {}).values())
+        procs = list(getattr(pool, "_processes", {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
-        for p in processes:  # the in-flight runs would otherwise hold the exit until they finish
+        for p in procs:  # the in-flight runs would otherwise hold the exit until they finish
             p.terminate()
         raise
     pool.shutdown(wait=True)
+
+
+def _after_breakage(pool: Any, inflight: dict[Any, SweepTask], processes: dict[int, Any],
+                    pending: "collections.deque[SweepTask]", on_done: Callable[[dict], None], running: Path,
+                    breakages: dict[str, int]) -> None:
+    """A worker died. The run on a worker that exited abnormally (not the SIGTERM the pool sends the
+    survivors) fails with an infrastructure error; the other in-flight runs go back to the front of
+    the queue. If no culprit can be named, every in-flight run goes again -- and a run that was in
+    flight for two breakages is failed, so a run that kills its worker cannot loop forever."""
+    import signal as _signal
+
+    wait_until = time.monotonic() + 5.0
+    while time.monotonic() < wait_until and all(p.exitcode is None for p in processes.values()):
+        time.sleep(0.02)  # the dead worker's exit status is reaped by the pool's thread
+    dead: dict[str, str] = {}
+    for pid, proc in processes.items():
+        code = proc.exitcode
+        if code is None or code == 0 or code == -_signal.SIGTERM:
+            continue
+        try:
+            run_id = (running / str(pid)).read_text(encoding="ascii")
+        except OSError:
+            continue
+        why = f"signal {-code}" if code < 0 else f"exit status {code}"
+        dead[run_id] = f"infrastructure failure: the worker process {pid} died ({why}) during this run\n"
+    pool.shutdown(wait=True, cancel_futures=True)
+    for task in inflight.values():
+        run_id = task["run_id"]
+        if not dead:
+            breakages[run_id] = breakages.get(run_id, 0) + 1
+        if run_id in dead or breakages.get(run_id, 0) >= 2:
+            text = dead.get(run_id, "infrastructure failure: the process pool broke twice while this run was in "
+                                    "flight (a worker died; which run it was on is unknown)\n")
+            on_done(_error_row(task, text, infrastructure=True))
+    again = [t for t in inflight.values() if t["run_id"] not in dead and breakages.get(t["run_id"], 0) < 2]
+    pending.extendleft(reversed(again))
+    for f in running.iterdir():
+        f.unlink(missing_ok=True)
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -395,7 +475,7 @@ def _run_ray(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], Non
                 try:
                     row = ray.get(ref)
                 except Exception:  # noqa: BLE001 -- a worker died
-                    row = _error_row(task, traceback.format_exc())
+                    row = _error_row(task, traceback.format_exc(), infrastructure=True)
                 on_done(row)
     except BaseException:
         for ref in list(pending):
@@ -427,7 +507,7 @@ def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], No
             try:
                 row = fut.result()
             except Exception:  # noqa: BLE001 -- a worker died
-                row = _error_row(futures[fut], traceback.format_exc())
+                row = _error_row(futures[fut], traceback.format_exc(), infrastructure=True)
             on_done(row)
     except BaseException:
         client.cancel(list(futures))
@@ -441,12 +521,16 @@ def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], No
 # ------------------------------------------------------------------------------------ the API
 def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "local", workers: int | None = None,
           resume: bool = False, out: str | Path | None = None, progress: bool = True, *,
-          client: Any = None, runner: str = DEFAULT_RUNNER, retry_errors: bool = False) -> pa.Table:
+          client: Any = None, runner: str = DEFAULT_RUNNER, retry_errors: bool = False, force: bool = False
+          ) -> pa.Table:
     """Run a sweep; returns the table (also written to ``out``, default the sweep's ``output``).
 
     ``backend``: ``local`` (process pool, spawn), ``ray`` (a local Ray with ``workers`` CPUs unless
     one is initialised) or ``dask`` (``client``, or a local cluster of ``workers`` processes).
-    ``resume``: keep finished rows from ``<out>.parts/`` (errors too, unless ``retry_errors``).
+    ``resume``: keep finished rows from ``<out>.parts/``; rows that failed for infrastructure reasons
+    (a worker died) are run again, and with ``retry_errors`` every failed row is.
+    ``force``: replace an earlier clearsim sweep's table and rows (without it, or ``resume``, an
+    existing one is refused; a file or folder clearsim did not write is refused either way).
     ``runner``: ``"module:function"`` taking an ``EpisodeConfig`` and returning a summary dict.
     """
     if backend not in ("local", "ray", "dask"):
@@ -455,9 +539,7 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
     cfg, tasks = plan(grid, runner=runner)
     out = Path(out if out is not None else (cfg.output or f"results/sweeps/{cfg.name}.parquet"))
     parts = parts_dir(out)
-    if not resume and parts.exists():
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
+    _claim_outputs(out, parts, resume, force)
     for stale in parts.glob(".*.tmp-*"):
         stale.unlink(missing_ok=True)
     wanted = {t["run_id"]: t for t in tasks}
@@ -467,7 +549,7 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
             task = wanted.get(run_id)
             if task is None or row.get("config_hash") != task["config_hash"]:
                 continue
-            if retry_errors and row.get("status") != "ok":
+            if row.get("status") != "ok" and (retry_errors or row.get("infrastructure")):
                 continue
             done[run_id] = row
     todo = [t for t in tasks if t["run_id"] not in done]
@@ -495,7 +577,9 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
                                errors=errors)
         if todo:
             if backend == "local":
-                _run_local(todo, workers, on_done)
+                running = parts / ".running"
+                running.mkdir(exist_ok=True)
+                _run_local(todo, workers, on_done, running)
             elif backend == "ray":
                 _run_ray(todo, workers, on_done)
             else:
@@ -506,6 +590,25 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
     table = assemble_table([done[t["run_id"]] for t in tasks], list(cfg.grid))
     _write_table(table, out)
     return table
+
+
+def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
+    """Check the table file and the rows folder before anything runs (``sim.outdir``); without
+    ``resume`` an earlier sweep's rows (clearsim's, ``force`` given) are removed, never anything else."""
+    from sim.outdir import check_folder, check_table_file, is_clearsim_folder, write_marker
+
+    check_table_file(out, replace=force or resume)
+    if parts.exists() and not parts.is_symlink() and parts.is_dir() and any(parts.iterdir()):
+        if resume:
+            if not is_clearsim_folder(parts):
+                check_folder(parts, force, what="sweep rows folder")  # raises: not clearsim's
+        else:
+            check_folder(parts, force, what="sweep rows folder")
+            shutil.rmtree(parts)
+    elif parts.exists() or parts.is_symlink():
+        check_folder(parts, force, what="sweep rows folder")  # a file or a link: refused
+    parts.mkdir(parents=True, exist_ok=True)
+    write_marker(parts, "sweep-parts")
 
 
 def summary_json(data: Mapping[str, Any]) -> str:
