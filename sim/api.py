@@ -24,7 +24,9 @@ def resolve(config: EpisodeLike, overrides: dict[str, Any] | None = None) -> Epi
     if isinstance(config, EpisodeConfig):
         if not overrides:
             return config
-        return parse_episode(deep_merge(config.model_dump(mode="json"), overrides), config.name)
+        # the config's file paths were confined when it was validated; an override of paths is checked again
+        return parse_episode(deep_merge(config.model_dump(mode="json"), overrides), config.name,
+                             trusted="paths" not in overrides)
     return load_episode(config, overrides)
 
 
@@ -45,10 +47,14 @@ def _counterfactual(config: EpisodeConfig) -> EpisodeConfig:
     data = config.model_dump(mode="json")
     liq = data["clearing"]["liquidation"]
     liq["policy"] = "backstop"
-    # a vault deep enough to take everything (1e12 quote units: still far inside the int64 ledger)
-    liq["backstop"].update(enabled=True, discount=0.0, equity_fraction_of_mm=1.0, capital=1e12)
+    # a vault deep enough to take everything: 1e12 quote units, or half the room the exact ledger
+    # leaves beside the episode's other amounts (sim.schema.bounds), whichever is smaller
+    from sim.schema.bounds import backstop_room
+
+    capital = min(1e12, 0.5 * backstop_room(config))
+    liq["backstop"].update(enabled=True, discount=0.0, equity_fraction_of_mm=1.0, capital=capital)
     data["outputs"]["counterfactual"] = False
-    return parse_episode(data, f"{config.name} (counterfactual)")
+    return parse_episode(data, f"{config.name} (counterfactual)", trusted=True)
 
 
 def run(config: EpisodeLike = None, output: str | Path | None = None, write: bool = True,
@@ -99,7 +105,7 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
         data = config.model_dump(mode="json")
         data["margin"] = margin.model_dump(mode="json")
         data["name"] = f"{config.name}.{label}"
-        variants[label] = parse_episode(data, f"{config.name} under {label}")
+        variants[label] = parse_episode(data, f"{config.name} under {label}", trusted=True)
     return variants
 
 
