@@ -151,7 +151,7 @@ def run_id_of(point: Mapping[str, Any], seed: int) -> str:
     return _hash({"point": dict(point), "seed": int(seed)})[:16]
 
 
-SweepTask = dict[str, Any]  # run_id, point, seed, data (raw episode dict), config_hash, runner
+SweepTask = dict[str, Any]  # run_id, point, seed, data (raw episode dict), config_hash, runner, root (file paths)
 
 
 def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAULT_RUNNER
@@ -164,6 +164,7 @@ def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAU
         base_path = Path(cfg.base)
         if not base_path.is_absolute():
             base_path = root / base_path
+    root_of_base = base_path.absolute().parent  # replay CSV paths resolve against the base episode's folder
     try:
         base = read_yaml(base_path)
     except ConfigError as exc:
@@ -189,7 +190,7 @@ def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAU
             continue
         data["seed"] = seeds[0]
         try:
-            parse_episode(data)
+            parse_episode(data, root=root_of_base)
         except ConfigError as exc:
             detail = str(exc).split("\n", 1)[1] if "\n" in str(exc) else str(exc)
             problems.append(f"grid point ({label}):\n{detail}")
@@ -198,7 +199,7 @@ def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAU
             d = copy.deepcopy(data)
             d["seed"] = seed
             tasks.append({"run_id": run_id_of(point, seed), "point": point, "seed": seed, "data": d,
-                          "config_hash": _hash(d), "runner": runner})
+                          "config_hash": _hash(d), "runner": runner, "root": str(root_of_base)})
     if problems:
         shown = problems[:20]
         more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -233,7 +234,7 @@ def run_task(task: SweepTask) -> dict[str, Any]:
     row: dict[str, Any] = {"run_id": task["run_id"], "point": task["point"], "seed": task["seed"],
                            "config_hash": task["config_hash"], "status": "ok", "error": None, "metrics": {}}
     try:
-        config = parse_episode(task["data"])
+        config = parse_episode(task["data"], root=task.get("root"))
         summary = _resolve(task.get("runner") or DEFAULT_RUNNER)(config)
         row["metrics"] = flatten(summary)
         json.dumps(row["metrics"], allow_nan=False)  # a summary must be plain JSON
