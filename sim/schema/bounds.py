@@ -10,7 +10,7 @@ or very probably hit it, naming the field:
   units, must leave ``MONEY_HEADROOM`` (1024x: leverage, price moves and funding) inside int64;
 * prices: each underlying's starting price, in ticks of each contract on it, must leave
   ``PRICE_HEADROOM`` (1024x) inside 2^53 (the float prices are integers exactly below 2^53), and one
-  lot's notional in minor units must leave room for 2^24 lots inside int64.
+  lot's notional in minor units must leave room for 2^16 lots inside int64.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 INT64_MAX = 2**63 - 1
 MONEY_HEADROOM = 1024
 PRICE_HEADROOM = 1024
-LOT_ROOM = 2**24
+LOT_ROOM = 2**16
 
 
 def _dist_top(value: Any) -> float:
@@ -82,7 +82,7 @@ def check_amounts(cfg: "EpisodeConfig") -> None:
         lot_value = s0 * ins.lot_size * ins.multiplier * scale
         if lot_value * LOT_ROOM > INT64_MAX:
             raise ValueError(f"market.instruments.{k}.lot_size ({ins.symbol}): one lot is worth {lot_value:.4g} "
-                             f"minor units at the starting price; that leaves room for fewer than 2^24 lots in the "
+                             f"minor units at the starting price; that leaves room for fewer than 2^16 lots in the "
                              f"int64 ledger (lower lot_size, multiplier or market.quote.decimals)")
 
 
