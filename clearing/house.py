@@ -221,7 +221,13 @@ class ClearingHouse:
         ledger.trade(buyer, seller, instrument, price, lots)
         ledger.charge_fee(fill.maker_account, maker_fee)
         ledger.charge_fee(fill.taker_account, taker_fee)
-        if self._continuous and not (int(fill.flags) & _FORCED_FILL):
+        if self._continuous and int(fill.flags) & _FORCED_FILL:
+            # a liquidation or ADL fill moves the other party at a price away from the mark (and
+            # grows or shrinks its requirement): re-check it now, not at the next publication --
+            # otherwise it can sit below MM unnoticed, to the end of the episode if none comes
+            self._recheck(buyer)
+            self._recheck(seller)
+        elif self._continuous:
             if max(buyer, seller) >= self.slack.shape[0]:
                 self._grow()
             # what trading away from the mark cost each side, plus its fee, eats into its slack
@@ -316,8 +322,21 @@ class ClearingHouse:
         return cause
 
     def note_charge(self, account: int, cause: Cause) -> None:
-        """A loss allocation charged ``account``; a breach it causes is attributed to ``cause``."""
+        """A loss allocation charged ``account``; a breach it causes is attributed to ``cause``.
+        Under continuous enforcement the account is re-checked at once (a socialised charge could
+        otherwise leave it below MM until the next oracle publication -- or for good)."""
         self.last_charge[account] = cause
+        self._recheck(account)
+
+    def _recheck(self, account: int) -> None:
+        """Continuous enforcement: re-value ``account`` later in this instant (with the others)."""
+        if not self._continuous or account < FIRST_TRADER:
+            return
+        if account >= self.slack.shape[0]:
+            self._grow()
+        if not self._dirty:  # one re-check per instant, however many accounts it covers
+            self.world.call_soon(self._check_parties)
+        self._dirty.add(account)
 
     # ------------------------------------------------------------------ pre-trade check
     def pre_trade_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:

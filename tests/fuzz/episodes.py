@@ -167,9 +167,14 @@ def check_episode(data: dict[str, Any]) -> dict[str, int]:
     for transfer in ledger.journal:
         assert isinstance(transfer.amount, int) and transfer.amount != 0
     assert int(ledger.cash[SystemAccount.BAD_DEBT, 0]) <= 0, "bad debt row holds a surplus"
-    # after a final re-valuation at the last marks, nobody with a position is below MM unnoticed
+    # nobody with a position is below MM unnoticed: under continuous enforcement at a re-valuation
+    # now (marks move only on publications, every other change is re-checked when it happens);
+    # under interval enforcement as the house last saw it (later changes wait for the next run)
     rows = np.arange(FIRST_TRADER, n)
-    equity, _im, mm = house.valuation(rows)
+    if config.clearing.enforcement.cadence == "continuous":
+        equity, _im, mm = house.valuation(rows)
+    else:
+        equity, mm = house.equity[rows], house.mm[rows]
     below = rows[(equity < mm) & (np.abs(ledger.position[rows]).sum(axis=1) > 0)]
     missed = [int(a) for a in below.tolist() if not engine.is_active(int(a))]
     if missed:

@@ -84,3 +84,27 @@ def test_a_takeover_that_cannot_fill_waits_instead_of_spinning_at_one_instant():
     assert max(decisions.count(t) for t in instants) <= 2
     assert all(b - a >= 1.0 for a, b in zip(instants, instants[1:]))
     assert int(ep.ledger.position[trader, 0]) == 18 and s.events[0].outcome == "open"  # still waiting
+
+
+def test_an_account_a_loss_charge_pushes_below_mm_is_liquidated_without_waiting_for_the_oracle():
+    """Why fuzzed episodes ended with accounts below MM that were never liquidated: a socialised
+    loss (like a liquidation or ADL fill against an account) changed its equity without a
+    re-check, and only the next oracle publication would have noticed. With the price flat after
+    the crash and a long heartbeat, none came: the account ended the episode at negative equity."""
+    from clearing.causality import CauseKind
+
+    s = Scenario(crash(100.0, 0.40), {"oracle": {"heartbeat": 100_000.0}, "clearing": {"loss_absorption": {
+        "insurance_fund": 0.0, "adl": "off", "socialised": "open_interest", "order": ["insurance_fund", "socialised"]}}})
+    trader = s.account(1_000)
+    near = s.account(870)  # 4 lots long: $70 of equity over its $60 MM after the crash
+    short = s.account(100_000)
+    whale = s.account(10_000_000)
+    s.position(trader, short, 8)
+    s.position(near, short, 4)
+    s.bid(whale, 29_000.0, 100)
+    ep = s.run()
+    assert s.losses().get("socialised:open_interest", 0) > 0
+    charged = [ev for ev in s.events if ev.account == near]
+    assert len(charged) == 1 and charged[0].cause.kind == CauseKind.LOSS_ALLOCATION
+    assert charged[0].breach_time == pytest.approx(s.events[0].end_time)  # at once, not at a publication
+    assert not ep.ledger.position[near].any()
