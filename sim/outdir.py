@@ -56,7 +56,8 @@ def _protected(target: Path) -> str | None:
     return None
 
 
-def check_folder(path: str | Path, force: bool = False, what: str = "output folder") -> Path:
+def check_folder(path: str | Path, force: bool = False, what: str = "output folder",
+                 hint: str = "pass --force (force=True) to replace them") -> Path:
     """Raise ``OutputFolderError`` unless ``path`` may be (re)written; returns its absolute path.
 
     Call it before running anything (so a refusal costs nothing) and again just before the swap."""
@@ -80,8 +81,7 @@ def check_folder(path: str | Path, force: bool = False, what: str = "output fold
             f"untouched -- choose a new folder or empty this one yourself (--force replaces only a previous "
             f"clearsim results folder)")
     if not force:
-        raise OutputFolderError(f"{what} {given}: holds earlier clearsim results; pass --force "
-                                f"(force=True) to replace them")
+        raise OutputFolderError(f"{what} {given}: holds earlier clearsim results; {hint}")
     return target
 
 

@@ -374,13 +374,18 @@ def _run_pool(pending: "collections.deque[SweepTask]", workers: int, on_done: Ca
     processes: dict[int, Any] = {}
     try:
         while pending or inflight:
+            broken = False
             with _single_threaded_children():  # workers start during the submits
                 while pending and len(inflight) < workers:
                     task = pending.popleft()
-                    inflight[pool.submit(_pool_task, task, str(running))] = task
+                    try:
+                        inflight[pool.submit(_pool_task, task, str(running))] = task
+                    except BrokenProcessPool:  # a worker died since the last wait
+                        pending.appendleft(task)
+                        broken = True
+                        break
             processes.update(getattr(pool, "_processes", None) or {})
-            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-            broken = False
+            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED) if inflight else (set(), set())
             for fut in finished:
                 try:
                     row = fut.result()
@@ -412,9 +417,12 @@ def _after_breakage(pool: Any, inflight: dict[Any, SweepTask], processes: dict[i
     flight for two breakages is failed, so a run that kills its worker cannot loop forever."""
     import signal as _signal
 
-    wait_until = time.monotonic() + 5.0
-    while time.monotonic() < wait_until and all(p.exitcode is None for p in processes.values()):
-        time.sleep(0.02)  # the dead worker's exit status is reaped by the pool's thread
+    # the broken pool terminates the survivors; once it has shut down every worker is joined and
+    # each exit status is final (read earlier, a status being reaped by the pool's thread can
+    # read as still running)
+    pool.shutdown(wait=True, cancel_futures=True)
+    for proc in processes.values():
+        proc.join(timeout=5.0)
     dead: dict[str, str] = {}
     for pid, proc in processes.items():
         code = proc.exitcode
@@ -426,7 +434,6 @@ def _after_breakage(pool: Any, inflight: dict[Any, SweepTask], processes: dict[i
             continue
         why = f"signal {-code}" if code < 0 else f"exit status {code}"
         dead[run_id] = f"infrastructure failure: the worker process {pid} died ({why}) during this run\n"
-    pool.shutdown(wait=True, cancel_futures=True)
     for task in inflight.values():
         run_id = task["run_id"]
         if not dead:
@@ -604,7 +611,8 @@ def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
             if not is_clearsim_folder(parts):
                 check_folder(parts, force, what="sweep rows folder")  # raises: not clearsim's
         else:
-            check_folder(parts, force, what="sweep rows folder")
+            check_folder(parts, force, what="sweep rows folder",
+                         hint="pass --resume to continue that sweep or --force to start it over")
             shutil.rmtree(parts)
     elif parts.exists() or parts.is_symlink():
         check_folder(parts, force, what="sweep rows folder")  # a file or a link: refused

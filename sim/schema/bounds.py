@@ -152,9 +152,11 @@ def check_cost(cfg: "EpisodeConfig") -> None:
 def _start_vols(cfg: "EpisodeConfig") -> dict[str, float]:
     out: dict[str, float] = {}
     for m, model in enumerate(cfg.paths.models):
-        boost = 1.0
+        boost = 1.0  # the path's starting vol is the configured vol times this
         if getattr(model, "kind", "") == "garch":
             boost = float(getattr(model, "initial_vol_ratio", 1.0))
+        elif getattr(model, "kind", "") == "regime":
+            boost = float(model.vol_multipliers[model.initial_state])
         for u in getattr(model, "underlyings", []) or []:
             vol = getattr(u, "vol", None)
             if isinstance(vol, (int, float)):
