@@ -221,10 +221,11 @@ class ClearingHouse:
         ledger.trade(buyer, seller, instrument, price, lots)
         ledger.charge_fee(fill.maker_account, maker_fee)
         ledger.charge_fee(fill.taker_account, taker_fee)
-        if self._continuous and int(fill.flags) & _FORCED_FILL:
-            # a liquidation or ADL fill moves the other party at a price away from the mark (and
-            # grows or shrinks its requirement): re-check it now, not at the next publication --
-            # otherwise it can sit below MM unnoticed, to the end of the episode if none comes
+        if self._continuous and (int(fill.flags) & _FORCED_FILL or not self.config.enforcement.pre_trade_check):
+            # the slack shortcut below counts what a fill cost, not how it moved the requirement;
+            # that is safe only for fills the pre-trade check margined. A liquidation or ADL fill
+            # (at a price away from the mark), or any fill with the check off, re-checks both
+            # parties now -- not at the next publication, which may never come
             self._recheck(buyer)
             self._recheck(seller)
         elif self._continuous:

@@ -10,7 +10,7 @@ dozen agents) so that hundreds run in a minute.
 ``check_episode`` runs one and asserts: it finishes; ``verify`` holds (ledger conservation,
 health at breach and at every step that moved positions); the ledger is exact in Python integers
 (cash per asset, open interest, the journal of transfers); nothing is left at or below
-maintenance margin without a liquidation in progress after a final re-valuation.
+maintenance margin by its positions without a liquidation in progress (continuous enforcement).
 """
 
 from __future__ import annotations
@@ -167,22 +167,24 @@ def check_episode(data: dict[str, Any]) -> dict[str, int]:
     for transfer in ledger.journal:
         assert isinstance(transfer.amount, int) and transfer.amount != 0
     assert int(ledger.cash[SystemAccount.BAD_DEBT, 0]) <= 0, "bad debt row holds a surplus"
-    # nobody with a position is below MM unnoticed: under continuous enforcement at a re-valuation
-    # now (marks move only on publications, every other change is re-checked when it happens);
-    # under interval enforcement as the house last saw it (later changes wait for the next run)
+    # nobody is left below MM by their positions without a liquidation in progress. Checked under
+    # continuous enforcement, at the final marks (marks move only on publications, and every other
+    # change re-checks the account when it happens); resting orders are left out -- an order that
+    # would take the worst case below MM is cancelled, not liquidated. Under interval enforcement
+    # a change after the last run legitimately waits for the next one.
     rows = np.arange(FIRST_TRADER, n)
+    below = rows[:0]
     if config.clearing.enforcement.cadence == "continuous":
-        equity, _im, mm = house.valuation(rows)
-    else:
-        equity, mm = house.equity[rows], house.mm[rows]
-    below = rows[(equity < mm) & (np.abs(ledger.position[rows]).sum(axis=1) > 0)]
+        equity = house.equities(rows)
+        mm = house.requirements(ledger.position[rows].astype(np.float64)).mm * house.scale
+        below = rows[(equity < mm) & (np.abs(ledger.position[rows]).sum(axis=1) > 0)]
     missed = [int(a) for a in below.tolist() if not engine.is_active(int(a))]
     if missed:
         a = missed[0]
         k = int(np.flatnonzero(rows == a)[0])
         raise AssertionError(f"{len(missed)} accounts end below MM with no liquidation in progress, e.g. account "
-                             f"{a}: equity {equity[k]:.0f} < MM {mm[k]:.0f} (house saw health {int(house.health[a])}, "
-                             f"equity {house.equity[a]:.0f}, MM {house.mm[a]:.0f})")
+                             f"{a}: equity {equity[k]:.0f} < MM {mm[k]:.0f} of its positions (house last saw health "
+                             f"{int(house.health[a])}, equity {house.equity[a]:.0f}, MM with orders {house.mm[a]:.0f})")
     assert math.isfinite(float(result.stats["wall_seconds"]))
     return {"liquidations": len(engine.events), "steps": len(engine.steps),
             "auction": sum(st.policy == "auction" for st in engine.steps),

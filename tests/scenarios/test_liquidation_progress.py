@@ -108,3 +108,27 @@ def test_an_account_a_loss_charge_pushes_below_mm_is_liquidated_without_waiting_
     assert len(charged) == 1 and charged[0].cause.kind == CauseKind.LOSS_ALLOCATION
     assert charged[0].breach_time == pytest.approx(s.events[0].end_time)  # at once, not at a publication
     assert not ep.ledger.position[near].any()
+
+
+def test_with_the_pre_trade_check_off_a_fill_that_takes_an_account_below_mm_is_caught_at_once():
+    """The fill re-check counted only what a fill cost, not how it grew the requirement -- safe
+    only when the pre-trade check had margined the order. With the check off, a fill could leave
+    an account below MM until the next publication (with a flat price and a long heartbeat: never)."""
+    from sim.orders import BUY, TimeInForce
+
+    # publications at the heartbeat until an oracle outage from t=45 to the end
+    s = Scenario({"oracle": {"heartbeat": 20.0, "outages": [{"start": 45.0, "end": 600.0}]},
+                  "clearing": {"enforcement": {"pre_trade_check": False}}})
+    small = s.account(100)
+    whale = s.account(10_000_000)
+    s.ask(whale, 50_000.0, 10)
+    ep = s.ep
+
+    def take() -> None:  # $5,000 bought on $100: MM of the position $250
+        ep.venue.execute(ep.venue.new_order_id(), small, 0, BUY, 50_000, 10, TimeInForce.IOC)
+
+    ep.world.call_later(50.0, take)
+    ep = s.run()
+    assert int(ep.ledger.position[small, 0]) == 0 or ep.engine.is_active(small)
+    assert len(s.events) == 1 and s.events[0].account == small
+    assert s.events[0].breach_time == pytest.approx(50.0)
