@@ -4,7 +4,8 @@ Every results folder clearsim writes (``run``, ``compare``, a sweep's ``.parts``
 marker file, ``MARKER``, naming what wrote it. Before anything runs, the target is checked:
 
 * missing, or an empty folder: written;
-* a folder with clearsim's marker: replaced only with ``force`` (``--force``);
+* a folder with clearsim's marker (or holding nothing but such folders): replaced only with
+  ``force`` (``--force``);
 * anything else -- a folder without the marker, a file, a symbolic link, the working directory or
   one of its parents, the filesystem root or the home folder -- is refused, ``force`` or not.
 
@@ -75,7 +76,11 @@ def check_folder(path: str | Path, force: bool = False, what: str = "output fold
         raise OutputFolderError(f"{what} {given}: exists and is not a folder; clearsim will not replace it")
     if not any(target.iterdir()):
         return target
-    if not is_clearsim_folder(target):
+    # clearsim's own: its marker, or nothing but clearsim folders (``compare`` writes
+    # results/<name>/compare, which leaves results/<name> holding only that)
+    ours = is_clearsim_folder(target) or all(
+        p.is_dir() and not p.is_symlink() and is_clearsim_folder(p) for p in target.iterdir())
+    if not ours:
         raise OutputFolderError(
             f"{what} {given}: exists and was not written by clearsim (no {MARKER} marker); it is left "
             f"untouched -- choose a new folder or empty this one yourself (--force replaces only a previous "

@@ -126,3 +126,16 @@ def test_sweep_table_file_not_written_by_clearsim_is_refused(tmp_path):
     with pytest.raises(OutputFolderError, match="not written by a clearsim sweep"):
         check_table_file(tmp_path / "other.parquet", replace=True)
     assert (tmp_path / "notes.parquet").read_text() == "my notes"
+
+
+def test_a_folder_holding_only_clearsim_folders_counts_as_clearsims(tmp_path, run):
+    """``compare`` writes results/<name>/compare; a later ``run`` to results/<name> is asked for
+    --force, not refused as a user's folder -- unless anything else is in there."""
+    config, tables, summary = run
+    write_comparison(tmp_path / "ep" / "compare", config, {"standard": (summary, tables)}, report=False)
+    with pytest.raises(OutputFolderError, match="holds earlier clearsim results"):
+        write_results(tmp_path / "ep", config, tables, summary, report=False)
+    (tmp_path / "ep" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputFolderError, match="was not written by clearsim"):
+        write_results(tmp_path / "ep", config, tables, summary, report=False, force=True)
+    assert (tmp_path / "ep" / "notes.txt").read_text() == "mine"
