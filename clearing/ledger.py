@@ -43,6 +43,7 @@ class SystemAccount(IntEnum):
 
 
 FIRST_TRADER = len(SystemAccount)
+_FEE_POOL = int(SystemAccount.FEE_POOL)
 QUOTE = 0  # asset index of the quote / settlement currency
 
 
@@ -197,43 +198,48 @@ class Ledger:
 
     def charge_fee(self, account: int, amount: int) -> None:
         """A trading fee to the fee pool (a negative amount is a rebate paid from it)."""
-        amount = int(amount)
         if amount:
-            paid = self.fees_paid.item(account) + amount
-            if not _fits(paid):
-                raise self._overflow("fee", account, QUOTE, paid)
-            self._add_cash(((account, QUOTE, -amount), (int(SystemAccount.FEE_POOL), QUOTE, amount)), "fee")
+            amount = int(amount)
+            cash, pool = self.cash, _FEE_POOL
+            paid, after, pooled = (self.fees_paid.item(account) + amount, cash.item(account, QUOTE) - amount,
+                                   cash.item(pool, QUOTE) + amount)
+            if account == pool:
+                after = pooled = cash.item(pool, QUOTE)
+            if not (INT64_MIN <= paid <= INT64_MAX and INT64_MIN <= after <= INT64_MAX
+                    and INT64_MIN <= pooled <= INT64_MAX):
+                raise self._overflow("fee", account, QUOTE, after)
+            cash[account, QUOTE] = after
+            cash[pool, QUOTE] = pooled
             self.fees_paid[account] = paid
 
     # ----------------------------------------------------------------- trading
     def trade(self, buyer: int, seller: int, instrument: int, price_ticks: int, lots: int) -> None:
-        """Settle one fill: cash from buyer to seller, lots from seller to buyer (checked: nothing
-        changes if any balance would leave int64)."""
+        """Settle one fill: cash from buyer to seller, lots from seller to buyer. Every new value is
+        worked out (in Python integers) and checked before any is stored: all or nothing."""
         lots = int(lots)
         notional = int(price_ticks) * lots * self.tick_value.item(instrument)
-        saved = [(a, self.position.item(a, instrument), self.entry_value.item(a, instrument),
-                  self.realised_pnl.item(a)) for a in (seller, buyer)]
-        try:
-            for account, moved, value in ((buyer, lots, notional), (seller, -lots, -notional)):
-                position, entry, pnl = self._moved_position(account, instrument, moved, value)
-                self.position[account, instrument] = position
-                self.entry_value[account, instrument] = entry
-                self.realised_pnl[account] = pnl
-            self._add_cash(((buyer, QUOTE, -notional), (seller, QUOTE, notional)), "trade")
-        except LedgerOverflowError:
-            for account, position, entry, pnl in saved:  # all or nothing
-                self.position[account, instrument] = position
-                self.entry_value[account, instrument] = entry
-                self.realised_pnl[account] = pnl
-            raise
+        position, entry_value, realised = self.position, self.entry_value, self.realised_pnl
+        bought = self._moved_position(instrument, lots, notional, position.item(buyer, instrument),
+                                      entry_value.item(buyer, instrument), realised.item(buyer))
+        before = bought if seller == buyer else (position.item(seller, instrument),
+                                                 entry_value.item(seller, instrument), realised.item(seller))
+        sold = self._moved_position(instrument, -lots, -notional, *before)
+        cash = self.cash
+        if seller != buyer:  # a self-trade moves no cash
+            paid, received = cash.item(buyer, QUOTE) - notional, cash.item(seller, QUOTE) + notional
+            if not (INT64_MIN <= paid <= INT64_MAX and INT64_MIN <= received <= INT64_MAX):
+                raise self._overflow("trade", buyer if not INT64_MIN <= paid else seller, QUOTE,
+                                     paid if not INT64_MIN <= paid else received)
+            cash[buyer, QUOTE] = paid
+            cash[seller, QUOTE] = received
+        position[buyer, instrument], entry_value[buyer, instrument], realised[buyer] = bought
+        position[seller, instrument], entry_value[seller, instrument], realised[seller] = sold
 
-    def _moved_position(self, account: int, instrument: int, lots: int, value: int) -> tuple[int, int, int]:
-        """(position, entry value, realised PnL) after adding ``lots`` bought for ``value`` (both
-        signed), booking realised PnL on any closed part; raises before anything is stored if a
-        result leaves int64."""
-        held = self.position.item(account, instrument)
-        cost = self.entry_value.item(account, instrument)
-        pnl = self.realised_pnl.item(account)
+    def _moved_position(self, instrument: int, lots: int, value: int, held: int, cost: int, pnl: int
+                        ) -> tuple[int, int, int]:
+        """(position, entry value, realised PnL) of an account holding ``held`` lots that cost
+        ``cost`` with realised PnL ``pnl``, after adding ``lots`` bought for ``value`` (both signed):
+        realised PnL is booked on any closed part. Raises if a result leaves int64."""
         after = held + lots
         if held == 0 or (held > 0) == (lots > 0):
             entry = cost + value
@@ -249,10 +255,9 @@ class Ledger:
                 entry = 0
             elif (after > 0) != (held > 0):  # flipped: the rest of the trade opens the new side
                 entry = value - closed_value
-        for name, v in (("position", after), ("entry value", entry), ("realised PnL", pnl)):
-            if not _fits(v):
-                raise LedgerOverflowError(f"trade in {self.instruments[instrument].symbol}: account {account}'s "
-                                          f"{name} would be {v}, outside the exact int64 range")
+        if not (INT64_MIN <= after <= INT64_MAX and INT64_MIN <= entry <= INT64_MAX and INT64_MIN <= pnl <= INT64_MAX):
+            raise LedgerOverflowError(f"trade in {self.instruments[instrument].symbol}: position {after}, entry value "
+                                      f"{entry} or realised PnL {pnl} is outside the exact int64 range")
         return after, entry, pnl
 
     def average_entry_ticks(self, account: int, instrument: int) -> float:
