@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"clearsim: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OverflowError as exc:  # clearing.ledger.LedgerOverflowError: a drawn amount the ledger cannot hold
+        print(f"clearsim: {exc}", file=sys.stderr)
+        return EXIT_RUNS_FAILED
 
 
 def _dispatch(args: argparse.Namespace) -> int:
