@@ -6,9 +6,13 @@
    runs**; a bad point fails the whole sweep up front, naming the point and the field.
 2. Each run (point x seed) is ``sim.episode.run(config)`` + ``sim.metrics.summarise`` in a worker
    process. A failure is recorded (status ``error`` and the traceback) without stopping the sweep.
+   A worker that dies (killed, out of memory) fails only the run it was on, marked
+   ``infrastructure``; the local pool is rebuilt and the other runs continue.
 3. As each run finishes, its row is written durably and atomically to ``<out>.parts/<run_id>.json``
    (temp file + rename). ``resume=True`` keeps the finished rows whose config is unchanged and runs
-   only the rest, so an interrupted sweep that is resumed ends with every row exactly once.
+   only the rest (and the infrastructure failures; ``retry_errors`` every failed row), so an
+   interrupted sweep that is resumed ends with every row exactly once. The table and the rows folder
+   replace earlier ones only if clearsim wrote them, and only with ``force`` or ``resume``.
 4. The table -- sorted by ``run_id`` -- is written atomically to ``<out>`` (Parquet) and returned.
 
 Columns: ``run_id`` (16 hex digits of SHA-256 over the point and the seed, so it is stable across
