@@ -108,7 +108,15 @@ class ClearingHouse:
             self.world.every(vm.interval, self.settle_variation_margin, start=vm.interval)
         if hasattr(self.regime, "update_history"):
             iv = self.config.history.row_interval
-            self.world.every(iv, lambda: self.regime.update_history(self.marks.index.copy()), start=iv)
+            self.world.every(iv, self._append_history, start=iv)
+
+    def _append_history(self) -> None:
+        """A history-based regime's margin run: the new row moves every requirement, so under
+        continuous enforcement everyone is re-valued now -- not at the next publication, which a
+        flat price and a long heartbeat can put off past the end of the episode."""
+        self.regime.update_history(self.marks.index.copy())
+        if self._continuous:
+            self.revalue_all(Cause(CauseKind.INTERVAL, self.oracle_seq, self.world.now))
 
     def _schedule_settlements(self) -> None:
         for ins in self.table.instruments:
@@ -169,10 +177,26 @@ class ClearingHouse:
 
     def _value_rows(self, rows: slice | np.ndarray, full: bool = False
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(equity, IM, MM, worst-case exposure) for the given ledger rows."""
+        """(equity, IM, MM, worst-case exposure) for the given ledger rows.
+
+        ``exposure`` takes, per instrument, the side with more lots; under an asymmetric regime
+        (VaR, SPAN, portfolio scenarios after a one-sided move) the side with fewer lots can need
+        more margin -- a short after a gap up, with a resting bid that outsizes it. Rows with
+        orders are therefore also margined on the other side (statelessly) and keep the larger
+        requirement: found by the episode fuzzer, a short sat below its own MM unliquidated
+        because its bid made the "worst case" a small long."""
         exposure = self.exposure(rows)
         req = self.requirements(exposure, full)
-        return self.equities(rows), req.im * self.scale, req.mm * self.scale, exposure
+        im, mm = req.im * self.scale, req.mm * self.scale
+        pos = self.ledger.position[rows]
+        other = np.where(exposure == pos + self.venue.open_bids[rows], pos - self.venue.open_asks[rows],
+                         pos + self.venue.open_bids[rows])
+        two_sided = np.flatnonzero((other != exposure).any(axis=1))
+        if two_sided.size:
+            alt = self.requirements(other[two_sided].astype(np.float64))
+            im[two_sided] = np.maximum(im[two_sided], alt.im * self.scale)
+            mm[two_sided] = np.maximum(mm[two_sided], alt.mm * self.scale)
+        return self.equities(rows), im, mm, exposure
 
     def equities(self, rows: slice | np.ndarray) -> np.ndarray:
         """Equity (collateral after haircuts + positions at mark) of the given ledger rows, minor

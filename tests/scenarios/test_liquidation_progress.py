@@ -132,3 +132,47 @@ def test_with_the_pre_trade_check_off_a_fill_that_takes_an_account_below_mm_is_c
     assert int(ep.ledger.position[small, 0]) == 0 or ep.engine.is_active(small)
     assert len(s.events) == 1 and s.events[0].account == small
     assert s.events[0].breach_time == pytest.approx(50.0)
+
+
+def _var_after_a_gap_up(monkeypatch):
+    import copy
+
+    from tests.scenarios import harness
+
+    base = copy.deepcopy(harness.BASE)
+    base["margin"] = {"regime": "var", "lookback": 10}
+    base["clearing"]["history"] = {"pre_episode_rows": 30, "row_interval": 20.0}
+    base["oracle"]["heartbeat"] = 100_000.0
+    monkeypatch.setattr(harness, "BASE", base)
+    return harness.Scenario({"paths": {"shocks": [{"kind": "gap", "start": 50.0, "size": 0.2}]}})
+
+
+def test_a_resting_bid_does_not_hide_a_short_below_its_own_mm(monkeypatch):
+    """Found by the long fuzz profile: the worst-case exposure takes the side with more lots, so
+    a short of 5 with a resting bid for 12 was margined as a long of 7 -- under VaR after a gap up
+    a long needs almost nothing, the short a lot. It ended below its own MM, never liquidated."""
+    s = _var_after_a_gap_up(monkeypatch)
+    whale = s.account(10_000_000)
+    short = s.account(1_000)
+    s.position(whale, short, 5)
+    s.bid(short, 30_000.0, 12)  # far below the market: it rests
+    ep = s.run()
+    assert [e.account for e in s.events] == [short]
+    assert s.events[0].breach_time == pytest.approx(60.0)
+    # its bid was cancelled and, with nobody offering, the liquidation is still waiting for the book
+    assert ep.venue.open_bids[short, 0] == 0 and ep.engine.is_active(short)
+
+
+def test_a_var_margin_run_that_raises_requirements_re_values_everyone(monkeypatch):
+    """Found by the long fuzz profile: a history-based regime's new row (its margin run) raised
+    every requirement, but nothing re-valued the accounts until the next publication -- none came
+    after a gap on a flat path, and a short ended below MM, never liquidated."""
+    from clearing.causality import CauseKind
+
+    s = _var_after_a_gap_up(monkeypatch)
+    whale = s.account(10_000_000)
+    short = s.account(1_000)
+    s.position(whale, short, 5)  # $2,500 short; the +20% gap costs it $500, the flat history margins ~0
+    s.run()
+    assert [(e.account, e.cause.kind) for e in s.events] == [(short, CauseKind.INTERVAL)]
+    assert s.events[0].breach_time == pytest.approx(60.0)  # the first margin run after the gap
