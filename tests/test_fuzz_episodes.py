@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tests.fuzz.episodes import check_episode, episodes
+from tests.fuzz.regressions import found
 
 FAST_EXAMPLES = 40
 LONG_EXAMPLES = int(os.environ.get("CLEARSIM_FUZZ_EXAMPLES", "2000"))
@@ -26,6 +27,11 @@ _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_t
 @given(episodes())
 def test_random_episodes_keep_every_invariant(data):
     check_episode(data)
+
+
+@pytest.mark.parametrize("name", sorted(found()))
+def test_episodes_the_long_profile_once_failed_on(name):
+    check_episode(found()[name])
 
 
 @pytest.mark.fuzz
