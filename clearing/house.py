@@ -179,23 +179,28 @@ class ClearingHouse:
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(equity, IM, MM, worst-case exposure) for the given ledger rows.
 
-        ``exposure`` takes, per instrument, the side with more lots; under an asymmetric regime
-        (VaR, SPAN, portfolio scenarios after a one-sided move) the side with fewer lots can need
-        more margin -- a short after a gap up, with a resting bid that outsizes it. Rows with
-        orders are therefore also margined on the other side (statelessly) and keep the larger
-        requirement: found by the episode fuzzer, a short sat below its own MM unliquidated
-        because its bid made the "worst case" a small long."""
+        ``exposure`` takes, per instrument, the side with more lots. Under an asymmetric regime
+        (VaR, SPAN or portfolio scenarios after a one-sided move, hedges across instruments) that
+        is not always the state needing most margin: the other side can need more (a short after a
+        gap up, with a resting bid that outsizes it), and so can the positions alone (orders that
+        would hedge them may never fill). Rows with orders are therefore also margined on the
+        other side and on their positions (statelessly) and keep the largest requirement -- found
+        by the episode fuzzer: accounts sat below their own positions' MM, never liquidated."""
         exposure = self.exposure(rows)
         req = self.requirements(exposure, full)
         im, mm = req.im * self.scale, req.mm * self.scale
         pos = self.ledger.position[rows]
-        other = np.where(exposure == pos + self.venue.open_bids[rows], pos - self.venue.open_asks[rows],
-                         pos + self.venue.open_bids[rows])
-        two_sided = np.flatnonzero((other != exposure).any(axis=1))
-        if two_sided.size:
-            alt = self.requirements(other[two_sided].astype(np.float64))
-            im[two_sided] = np.maximum(im[two_sided], alt.im * self.scale)
-            mm[two_sided] = np.maximum(mm[two_sided], alt.mm * self.scale)
+        up = pos + self.venue.open_bids[rows]
+        with_orders = np.flatnonzero((up != pos - self.venue.open_asks[rows]).any(axis=1))
+        if with_orders.size:
+            chosen = exposure[with_orders]
+            held = pos[with_orders]
+            other = np.where(chosen == up[with_orders], held - self.venue.open_asks[rows][with_orders],
+                             up[with_orders])
+            for alternative in (other, held):
+                alt = self.requirements(alternative.astype(np.float64))
+                im[with_orders] = np.maximum(im[with_orders], alt.im * self.scale)
+                mm[with_orders] = np.maximum(mm[with_orders], alt.mm * self.scale)
         return self.equities(rows), im, mm, exposure
 
     def equities(self, rows: slice | np.ndarray) -> np.ndarray:
