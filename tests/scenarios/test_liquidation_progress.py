@@ -179,3 +179,27 @@ def test_a_var_margin_run_that_raises_requirements_re_values_everyone(monkeypatc
     s.run()
     assert [(e.account, e.cause.kind) for e in s.events] == [(short, CauseKind.INTERVAL)]
     assert s.events[0].breach_time == pytest.approx(60.0)  # the first margin run after the gap
+
+
+def test_the_pre_trade_check_margins_the_side_an_order_can_fill_into(monkeypatch):
+    """Found by the fourth long fuzz run: with a resting bid of 1, a sell of 1 ties the two sides,
+    the check took the long (VaR after a gap up: almost no margin) and accepted a sell that filled
+    into a short needing far more than the account held; the fill's slack shortcut then did not
+    re-check it."""
+    from sim.orders import SELL, TimeInForce
+
+    s = _var_after_a_gap_up(monkeypatch)
+    whale = s.account(10_000_000)
+    small = s.account(100)
+    s.bid(whale, 59_000.0, 100)
+    s.bid(small, 40_000.0, 1)  # rests far below the market
+    ep = s.ep
+    results = []
+
+    def sell() -> None:
+        results.append(ep.venue.execute(ep.venue.new_order_id(), small, 0, SELL, 59_000, 1, TimeInForce.IOC))
+
+    ep.world.call_later(70.0, sell)  # after the first margin run that holds the gap
+    ep = s.run()
+    assert results[0].reject is not None and not results[0].fills
+    assert int(ep.ledger.position[small, 0]) == 0
