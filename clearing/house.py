@@ -107,7 +107,15 @@ class ClearingHouse:
             self.world.every(vm.interval, self.settle_variation_margin, start=vm.interval)
         if hasattr(self.regime, "update_history"):
             iv = self.config.history.row_interval
-            self.world.every(iv, lambda: self.regime.update_history(self.marks.index.copy()), start=iv)
+            self.world.every(iv, self._append_history, start=iv)
+
+    def _append_history(self) -> None:
+        """A history-based regime's margin run: the new row moves every requirement, so under
+        continuous enforcement everyone is re-valued now -- not at the next publication, which a
+        flat price and a long heartbeat can put off past the end of the episode."""
+        self.regime.update_history(self.marks.index.copy())
+        if self._continuous:
+            self.revalue_all(Cause(CauseKind.INTERVAL, self.oracle_seq, self.world.now))
 
     def _schedule_settlements(self) -> None:
         for ins in self.table.instruments:
@@ -169,10 +177,31 @@ class ClearingHouse:
 
     def _value_rows(self, rows: slice | np.ndarray, full: bool = False
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(equity, IM, MM, worst-case exposure) for the given ledger rows."""
+        """(equity, IM, MM, worst-case exposure) for the given ledger rows.
+
+        ``exposure`` takes, per instrument, the side with more lots. Under an asymmetric regime
+        (VaR, SPAN or portfolio scenarios after a one-sided move, hedges across instruments) that
+        is not always the state needing most margin: the other side can need more (a short after a
+        gap up, with a resting bid that outsizes it), and so can the positions alone (orders that
+        would hedge them may never fill). Rows with orders are therefore also margined on the
+        other side and on their positions (statelessly) and keep the largest requirement -- found
+        by the episode fuzzer: accounts sat below their own positions' MM, never liquidated."""
         exposure = self.exposure(rows)
         req = self.requirements(exposure, full)
-        return self.equities(rows), req.im * self.scale, req.mm * self.scale, exposure
+        im, mm = req.im * self.scale, req.mm * self.scale
+        pos = self.ledger.position[rows]
+        up = pos + self.venue.open_bids[rows]
+        with_orders = np.flatnonzero((up != pos - self.venue.open_asks[rows]).any(axis=1))
+        if with_orders.size:
+            chosen = exposure[with_orders]
+            held = pos[with_orders]
+            other = np.where(chosen == up[with_orders], held - self.venue.open_asks[rows][with_orders],
+                             up[with_orders])
+            for alternative in (other, held):
+                alt = self.requirements(alternative.astype(np.float64))
+                im[with_orders] = np.maximum(im[with_orders], alt.im * self.scale)
+                mm[with_orders] = np.maximum(mm[with_orders], alt.mm * self.scale)
+        return self.equities(rows), im, mm, exposure
 
     def equities(self, rows: slice | np.ndarray) -> np.ndarray:
         """Equity (collateral after haircuts + positions at mark) of the given ledger rows, minor
@@ -222,7 +251,14 @@ class ClearingHouse:
         ledger.trade(buyer, seller, instrument, price, lots)
         ledger.charge_fee(fill.maker_account, maker_fee)
         ledger.charge_fee(fill.taker_account, taker_fee)
-        if self._continuous and not (int(fill.flags) & _FORCED_FILL):
+        if self._continuous and (int(fill.flags) & _FORCED_FILL or not self.config.enforcement.pre_trade_check):
+            # the slack shortcut below counts what a fill cost, not how it moved the requirement;
+            # that is safe only for fills the pre-trade check margined. A liquidation or ADL fill
+            # (at a price away from the mark), or any fill with the check off, re-checks both
+            # parties now -- not at the next publication, which may never come
+            self._recheck(buyer)
+            self._recheck(seller)
+        elif self._continuous:
             if max(buyer, seller) >= self.slack.shape[0]:
                 self._grow()
             # what trading away from the mark cost each side, plus its fee, eats into its slack
@@ -319,6 +355,16 @@ class ClearingHouse:
         (``revalue_accounts``) once all are charged."""
         self.attribution.charge(account, liq_id, equity_effect)
 
+    def _recheck(self, account: int) -> None:
+        """Continuous enforcement: re-value ``account`` later in this instant (with the others)."""
+        if not self._continuous or account < FIRST_TRADER:
+            return
+        if account >= self.slack.shape[0]:
+            self._grow()
+        if not self._dirty:  # one re-check per instant, however many accounts it covers
+            self.world.call_soon(self._check_parties)
+        self._dirty.add(account)
+
     # ------------------------------------------------------------------ pre-trade check
     def pre_trade_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:
         """The venue's hook: accept only if equity, less what the order and the account's resting
@@ -362,10 +408,30 @@ class ClearingHouse:
         if im is None:
             exposure = self.exposure(np.array([account]), (instrument, side, lots))
             summed = self._summed_im(exposure[0].tolist()) if self._entry_im is not None else None
-            im = (float(self.requirements(exposure).im[0]) if summed is None else summed) * self.scale
+            im = (self._worst_im(account, exposure[0], instrument, side, lots) if summed is None else summed) \
+                * self.scale
         equity = self.account_equity(account) - self._resting_open_loss(account)
         open_loss = self._open_loss(instrument, side, price, lots, self.marks.ticks.item(instrument))
         return equity - open_loss >= im, equity, open_loss, im
+
+    def _worst_im(self, account: int, exposure: np.ndarray, instrument: int, side: int, lots: int) -> float:
+        """IM (quote units) of the account with the order resting, as the valuation margins it
+        (``_value_rows``): the largest of the larger-lots side, the other side, and the positions
+        alone -- under a regime that is not symmetric in lots the side with fewer lots can need
+        more (found by the episode fuzzer: a sell accepted as if a resting bid made the worst case
+        a long, then filled into a short needing 250x the IM checked)."""
+        held = self.ledger.position[account].astype(np.float64)
+        bids = self.venue.open_bids[account].astype(np.float64)
+        asks = self.venue.open_asks[account].astype(np.float64)
+        if side > 0:
+            bids[instrument] += lots
+        else:
+            asks[instrument] += lots
+        up = held + bids
+        other = np.where(exposure == up, held - asks, up)
+        if np.array_equal(other, exposure):
+            return float(self.requirements(exposure[None, :]).im[0])
+        return float(self.requirements(np.vstack([exposure, other, held])).im.max())
 
     def _hold_back_open_losses(self, rows: slice | np.ndarray) -> None:
         """Take the open loss of resting orders priced through the marks off the headroom of the

@@ -13,6 +13,13 @@ of the cash matrix, so every flow between them and traders is one ``transfer``. 
     sum(positions) == 0                     (per instrument: open interest nets to zero)
 
 where the bad-debt row holds, as a negative balance, every deficit that no layer absorbed.
+
+Exactness: the arrays are int64, and numpy wraps int64 silently. So every mutation is checked --
+scalar paths compute in Python integers and store only a value inside int64, vector paths
+(funding, expiry) bound the worst row before touching the arrays -- and a result outside the range
+raises ``LedgerOverflowError`` (naming the account, the asset and the amount) with nothing changed.
+``check()`` sums in Python integers, so it cannot pass on a wrapped balance. The episode schema
+refuses up front the configurations whose amounts leave too little headroom (``sim.schema.episode``).
 """
 
 from __future__ import annotations
@@ -36,11 +43,24 @@ class SystemAccount(IntEnum):
 
 
 FIRST_TRADER = len(SystemAccount)
+_FEE_POOL = int(SystemAccount.FEE_POOL)
 QUOTE = 0  # asset index of the quote / settlement currency
 
 
 class LedgerError(AssertionError):
     """Conservation failed: the message says which asset or instrument and by how much."""
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class LedgerOverflowError(OverflowError):
+    """A balance would leave the exact int64 range: the amounts are too large for the asset's
+    decimals. Raised before the ledger changes."""
+
+
+def _fits(value: int) -> bool:
+    return INT64_MIN <= value <= INT64_MAX
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,72 +136,129 @@ class Ledger:
         return slice(FIRST_TRADER, self.n_accounts)
 
     # ----------------------------------------------------------------- cash flows
+    def _overflow(self, what: str, account: int, asset: int, value: int) -> LedgerOverflowError:
+        a = self.assets[asset]
+        return LedgerOverflowError(
+            f"{what}: account {account}'s {a.name} balance would be {value} minor units, outside the exact "
+            f"int64 range (+/-{INT64_MAX:.3e}); the amounts are too large for {a.name} with {a.decimals} decimals "
+            f"(lower market decimals, capital or fund sizes)")
+
+    def _add_cash(self, changes: tuple[tuple[int, int, int], ...], what: str) -> None:
+        """Apply (account, asset, delta) changes in Python integers; all or nothing."""
+        cash = self.cash
+        new: dict[tuple[int, int], int] = {}
+        for account, asset, delta in changes:  # the same cell twice (a self-trade) adds up
+            key = (account, asset)
+            value = new.get(key, cash.item(account, asset)) + delta
+            if not _fits(value):
+                raise self._overflow(what, account, asset, value)
+            new[key] = value
+        for (account, asset), value in new.items():
+            cash[account, asset] = value
+
+    def _add_total(self, totals: np.ndarray, asset: int, amount: int, what: str) -> None:
+        value = totals.item(asset) + amount
+        if not _fits(value):
+            raise LedgerOverflowError(f"{what}: total {self.assets[asset].name} {what}s would be {value} minor "
+                                      f"units, outside the exact int64 range")
+        totals[asset] = value
+
     def deposit(self, account: int, asset: int, amount: int) -> None:
+        amount = int(amount)
         if amount < 0:
             raise ValueError(f"deposit amount must be non-negative, got {amount}")
-        self.cash[account, asset] += amount
-        self.deposits[asset] += amount
+        if not _fits(self.deposits.item(asset) + amount):
+            raise self._overflow("deposit", account, asset, self.deposits.item(asset) + amount)
+        self._add_cash(((account, asset, amount),), "deposit")
+        self._add_total(self.deposits, asset, amount, "deposit")
 
     def withdraw(self, account: int, asset: int, amount: int, allow_debt: bool = False) -> None:
         """Pay ``amount`` out of the system. ``allow_debt`` lets the balance go negative -- a loan
         against the account's other collateral and positions, which the clearing house grants only
         within free margin."""
+        amount = int(amount)
         if amount < 0:
             raise ValueError(f"withdrawal amount must be non-negative, got {amount}")
-        if not allow_debt and self.cash[account, asset] < amount:
+        if not allow_debt and self.cash.item(account, asset) < amount:
             raise ValueError(f"account {account} holds {int(self.cash[account, asset])} of asset {asset}, "
                              f"cannot withdraw {amount}")
-        self.cash[account, asset] -= amount
-        self.withdrawals[asset] += amount
+        if not _fits(self.withdrawals.item(asset) + amount):
+            raise self._overflow("withdrawal", account, asset, self.withdrawals.item(asset) + amount)
+        self._add_cash(((account, asset, -amount),), "withdrawal")
+        self._add_total(self.withdrawals, asset, amount, "withdrawal")
 
     def transfer(self, source: int, target: int, asset: int, amount: int, reason: str) -> None:
         """Move ``amount`` minor units from ``source`` to ``target`` (either may go negative)."""
         amount = int(amount)
         if amount == 0:
             return
-        self.cash[source, asset] -= amount
-        self.cash[target, asset] += amount
+        self._add_cash(((source, asset, -amount), (target, asset, amount)), f"transfer ({reason})")
         self.flows[reason] = self.flows.get(reason, 0) + amount
         self.journal.append(Transfer(self.now, source, target, asset, amount, reason))
 
     def charge_fee(self, account: int, amount: int) -> None:
         """A trading fee to the fee pool (a negative amount is a rebate paid from it)."""
         if amount:
-            self.cash[account, QUOTE] -= amount
-            self.cash[SystemAccount.FEE_POOL, QUOTE] += amount
-            self.fees_paid[account] += amount
+            amount = int(amount)
+            cash, pool = self.cash, _FEE_POOL
+            paid, after, pooled = (self.fees_paid.item(account) + amount, cash.item(account, QUOTE) - amount,
+                                   cash.item(pool, QUOTE) + amount)
+            if account == pool:
+                after = pooled = cash.item(pool, QUOTE)
+            if not (INT64_MIN <= paid <= INT64_MAX and INT64_MIN <= after <= INT64_MAX
+                    and INT64_MIN <= pooled <= INT64_MAX):
+                raise self._overflow("fee", account, QUOTE, after)
+            cash[account, QUOTE] = after
+            cash[pool, QUOTE] = pooled
+            self.fees_paid[account] = paid
 
     # ----------------------------------------------------------------- trading
     def trade(self, buyer: int, seller: int, instrument: int, price_ticks: int, lots: int) -> None:
-        """Settle one fill: cash from buyer to seller, lots from seller to buyer."""
-        notional = price_ticks * lots * self.tick_value.item(instrument)
+        """Settle one fill: cash from buyer to seller, lots from seller to buyer. Every new value is
+        worked out (in Python integers) and checked before any is stored: all or nothing."""
+        lots = int(lots)
+        notional = int(price_ticks) * lots * self.tick_value.item(instrument)
+        position, entry_value, realised = self.position, self.entry_value, self.realised_pnl
+        bought = self._moved_position(instrument, lots, notional, position.item(buyer, instrument),
+                                      entry_value.item(buyer, instrument), realised.item(buyer))
+        before = bought if seller == buyer else (position.item(seller, instrument),
+                                                 entry_value.item(seller, instrument), realised.item(seller))
+        sold = self._moved_position(instrument, -lots, -notional, *before)
         cash = self.cash
-        cash[buyer, QUOTE] = cash.item(buyer, QUOTE) - notional
-        cash[seller, QUOTE] = cash.item(seller, QUOTE) + notional
-        self._move_position(buyer, instrument, lots, notional)
-        self._move_position(seller, instrument, -lots, -notional)
+        if seller != buyer:  # a self-trade moves no cash
+            paid, received = cash.item(buyer, QUOTE) - notional, cash.item(seller, QUOTE) + notional
+            if not (INT64_MIN <= paid <= INT64_MAX and INT64_MIN <= received <= INT64_MAX):
+                raise self._overflow("trade", buyer if not INT64_MIN <= paid else seller, QUOTE,
+                                     paid if not INT64_MIN <= paid else received)
+            cash[buyer, QUOTE] = paid
+            cash[seller, QUOTE] = received
+        position[buyer, instrument], entry_value[buyer, instrument], realised[buyer] = bought
+        position[seller, instrument], entry_value[seller, instrument], realised[seller] = sold
 
-    def _move_position(self, account: int, instrument: int, lots: int, value: int) -> None:
-        """Add ``lots`` bought for ``value`` (both signed) and book realised PnL on any closed part."""
-        held = self.position.item(account, instrument)
-        cost = self.entry_value.item(account, instrument)
+    def _moved_position(self, instrument: int, lots: int, value: int, held: int, cost: int, pnl: int
+                        ) -> tuple[int, int, int]:
+        """(position, entry value, realised PnL) of an account holding ``held`` lots that cost
+        ``cost`` with realised PnL ``pnl``, after adding ``lots`` bought for ``value`` (both signed):
+        realised PnL is booked on any closed part. Raises if a result leaves int64."""
         after = held + lots
         if held == 0 or (held > 0) == (lots > 0):
-            self.entry_value[account, instrument] = cost + value
+            entry = cost + value
         else:
             closed = min(abs(lots), abs(held))
             # Cost of the closed part, pro rata; integer division keeps the remainder in the open part.
             closed_cost = cost * closed // abs(held) if cost >= 0 else -((-cost) * closed // abs(held))
             closed_value = value * closed // abs(lots) if value >= 0 else -((-value) * closed // abs(lots))
             # Closing a long: sold for -closed_value, bought for closed_cost.
-            self.realised_pnl[account] = self.realised_pnl.item(account) - closed_value - closed_cost
-            remaining_cost = cost - closed_cost
+            pnl = pnl - closed_value - closed_cost
+            entry = cost - closed_cost
             if after == 0:
-                remaining_cost = 0
+                entry = 0
             elif (after > 0) != (held > 0):  # flipped: the rest of the trade opens the new side
-                remaining_cost = value - closed_value
-            self.entry_value[account, instrument] = remaining_cost
-        self.position[account, instrument] = after
+                entry = value - closed_value
+        if not (INT64_MIN <= after <= INT64_MAX and INT64_MIN <= entry <= INT64_MAX and INT64_MIN <= pnl <= INT64_MAX):
+            raise LedgerOverflowError(f"trade in {self.instruments[instrument].symbol}: position {after}, entry value "
+                                      f"{entry} or realised PnL {pnl} is outside the exact int64 range")
+        return after, entry, pnl
 
     def average_entry_ticks(self, account: int, instrument: int) -> float:
         held = int(self.position[account, instrument])
@@ -190,27 +267,56 @@ class Ledger:
         return int(self.entry_value[account, instrument]) / (held * int(self.tick_value[instrument]))
 
     # ----------------------------------------------------------------- periodic settlement
+    def _bound_vector(self, rows: np.ndarray, delta_rows: np.ndarray, what: str) -> None:
+        """Raise ``LedgerOverflowError`` unless ``rows + delta_rows`` (int64 arrays) stays inside
+        int64 -- checked in floats with a margin far wider than their rounding, then exactly in
+        Python integers for the rows near the edge."""
+        near = np.abs(rows.astype(np.float64) + delta_rows.astype(np.float64)) > 2.0**62
+        for i in np.flatnonzero(near):
+            value = int(rows[i]) + int(delta_rows[i])
+            if not _fits(value):
+                raise LedgerOverflowError(f"{what}: row {int(i)} would be {value}, outside the exact int64 range; "
+                                          f"the amounts are too large for the quote asset's decimals")
+
+    def _exact_product(self, lots: np.ndarray, per_lot: int, what: str) -> np.ndarray:
+        """``lots * per_lot`` in int64, refusing (instead of wrapping) a product outside int64."""
+        if lots.size and float(np.abs(lots).max()) * abs(per_lot) > 2.0**62:
+            for i in np.flatnonzero(np.abs(lots.astype(np.float64)) * abs(per_lot) > 2.0**62):
+                if not _fits(int(lots[i]) * per_lot):
+                    raise LedgerOverflowError(f"{what}: account {int(i)}'s {int(lots[i])} lots x {per_lot} = "
+                                              f"{int(lots[i]) * per_lot}, outside the exact int64 range")
+        return lots * per_lot
+
     def pay_funding(self, instrument: int, per_lot: int) -> int:
         """Longs pay shorts ``per_lot`` minor units per lot (negative: shorts pay longs).
 
         Because positions net to zero, sum(position * per_lot) is exactly zero. Returns the total
         paid by the paying side.
         """
+        per_lot = int(per_lot)
         if per_lot == 0:
             return 0
         n = self.n_accounts
-        flow = self.position[:n, instrument] * per_lot
+        what = f"funding on {self.instruments[instrument].symbol}"
+        flow = self._exact_product(self.position[:n, instrument], per_lot, what)
+        self._bound_vector(self.cash[:n, QUOTE], -flow, what)
+        self._bound_vector(self.funding_paid[:n], flow, what)
         self.cash[:n, QUOTE] -= flow
         self.funding_paid[:n] += flow
-        return int(np.abs(flow).sum() // 2)
+        return sum(abs(v) for v in flow.tolist()) // 2
 
     def settle_expiry(self, instrument: int, settle_ticks: int) -> None:
         """Close every position at the settlement price (final variation margin) and flatten."""
         n = self.n_accounts
         lots = self.position[:n, instrument].copy()
-        value = lots * settle_ticks * int(self.tick_value[instrument])
+        what = f"expiry of {self.instruments[instrument].symbol}"
+        value = self._exact_product(lots, int(settle_ticks) * int(self.tick_value[instrument]), what)
+        self._bound_vector(self.cash[:n, QUOTE], value, what)
+        self._bound_vector(value, -self.entry_value[:n, instrument], what)  # the PnL below fits
+        pnl = value - self.entry_value[:n, instrument]
+        self._bound_vector(self.realised_pnl[:n], pnl, what)
         self.cash[:n, QUOTE] += value
-        self.realised_pnl[:n] += value - self.entry_value[:n, instrument]
+        self.realised_pnl[:n] += pnl
         self.position[:n, instrument] = 0
         self.entry_value[:n, instrument] = 0
 
@@ -262,18 +368,20 @@ class Ledger:
         return -int(self.cash[SystemAccount.BAD_DEBT, asset])
 
     def check(self) -> None:
-        """Raise ``LedgerError`` unless cash is conserved per asset and open interest nets to zero."""
+        """Raise ``LedgerError`` unless cash is conserved per asset and open interest nets to zero.
+
+        Sums are taken in Python integers: an int64 sum wraps and would pass a wrapped ledger."""
         n = self.n_accounts
         for k, asset in enumerate(self.assets):
-            held = int(self.cash[:n, k].sum(dtype=np.int64))
+            column = self.cash[:n, k].tolist()
+            held = sum(column)
             expected = int(self.deposits[k]) - int(self.withdrawals[k])
             if held != expected:
-                traders = int(self.cash[FIRST_TRADER:n, k].sum(dtype=np.int64))
+                traders = sum(column[FIRST_TRADER:])
                 raise LedgerError(
                     f"asset {asset.name}: balances sum to {held}, deposits - withdrawals = {expected} "
                     f"(off by {held - expected}); traders {traders}, system {self.system_balances(k)}")
-        net = self.position[:n].sum(axis=0, dtype=np.int64)
-        bad = np.flatnonzero(net)
-        if bad.size:
-            i = int(bad[0])
-            raise LedgerError(f"instrument {self.instruments[i].symbol}: open interest nets to {int(net[i])}, not 0")
+        for i, ins in enumerate(self.instruments):
+            net = sum(self.position[:n, i].tolist())
+            if net:
+                raise LedgerError(f"instrument {ins.symbol}: open interest nets to {net}, not 0")

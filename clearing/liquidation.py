@@ -79,6 +79,9 @@ class LiquidationEngine:
         self.steps: list[LiquidationStep] = []
         self.bidders: list[AuctionBidder] = []
         self.auction_outcomes: list[tuple[float, int, float | None]] = []  # time, liq id, winning discount
+        # (liq id, time, equity, MM) at every decision to move a liquidated account's positions:
+        # ``sim.episode.verify`` proves each was taken below MM
+        self.health_checks: list[tuple[int, float, float, float]] = []
 
     # ------------------------------------------------------------------ lifecycle
     def is_active(self, account: int) -> bool:
@@ -115,6 +118,18 @@ class LiquidationEngine:
         equity, im, mm = self.house.valuation(np.array([account]))
         return float(equity[0]), float(im[0]), float(mm[0])
 
+    def _still_unhealthy(self, event: LiquidationEvent) -> tuple[float, float] | None:
+        """Re-value the account before moving its positions: (equity, MM) if it is still below MM
+        and holds positions (recorded for ``verify``); otherwise the event is concluded (restored,
+        closed or bankrupt) and None is returned."""
+        self.house.ledger.now = self.house.world.now
+        equity, _im, mm = self._value(event.account)
+        if equity >= mm or not self.house.ledger.position[event.account].any():
+            self._after(event, progressed=True)
+            return None
+        self.health_checks.append((event.liq_id, self.house.world.now, equity, mm))
+        return equity, mm
+
     def _step(self, event: LiquidationEvent, first: bool = False) -> None:
         house, account = self.house, event.account
         house.ledger.now = house.world.now
@@ -133,6 +148,7 @@ class LiquidationEngine:
             else:
                 self._finish(event, "closed")
             return
+        self.health_checks.append((event.liq_id, house.world.now, equity, mm))
         if equity <= 0:
             self._bankrupt(event, equity)
             return
@@ -308,12 +324,15 @@ class LiquidationEngine:
         self.house.world.call_later(self.config.auction.duration, self._settle_auction, event)
 
     def _settle_auction(self, event: LiquidationEvent) -> None:
+        """Settle an auction ``duration`` after it opened -- re-valued first: an account that has
+        recovered meanwhile is released, not sold at the auction discount."""
         house = self.house
         account = event.account
-        pos = house.ledger.position[account].copy()
-        if not pos.any():
-            self._after(event, progressed=True)
+        health = self._still_unhealthy(event)
+        if health is None:
             return
+        equity, _mm = health
+        pos = house.ledger.position[account].copy()
         marks_value = house.marks.ticks * house.ledger.tick_value
         best: tuple[float, int] | None = None
         bids = 0
@@ -331,7 +350,6 @@ class LiquidationEngine:
             best = None  # too few bidders for a valid auction
         self.auction_outcomes.append((house.world.now, event.liq_id, None if best is None else best[0]))
         if best is None:
-            equity, _im, _mm = self._value(account)
             self._bankrupt(event, equity) if equity <= 0 else self._takeover(event)
             return
         discount, winner = best
@@ -352,11 +370,15 @@ class LiquidationEngine:
         take what the book cannot absorb."""
         house = self.house
         account = event.account
+        if self._still_unhealthy(event) is None:
+            return
+        moved = 0
         for instrument in np.flatnonzero(house.ledger.position[account]):
             held = int(house.ledger.position[account, instrument])
             side = SELL if held > 0 else BUY
-            self._through_book(event, int(instrument), side, abs(held), float(house.marks.ticks[instrument]),
-                               TimeInForce.MARKET, float("nan"), "takeover")
+            moved += self._through_book(event, int(instrument), side, abs(held),
+                                        float(house.marks.ticks[instrument]), TimeInForce.MARKET, float("nan"),
+                                        "takeover")
         if house.ledger.position[account].any():
             if self.adl != "off" and allow_adl:
                 self._deleverage(event)
@@ -364,7 +386,9 @@ class LiquidationEngine:
             if self._backstop(event):
                 self._after(event, progressed=True)
                 return
-        self._after(event, progressed=True, delay=self.config.book.cooldown)
+        # nothing filled and no layer could take it: wait for the book (at least a second, never a
+        # re-try at the same instant -- with ``cooldown: 0`` that spun forever at one time)
+        self._after(event, progressed=moved > 0, delay=self.config.book.cooldown)
 
     def _deleverage(self, event: LiquidationEvent) -> None:
         """Auto-deleverage: close the bankrupt's positions against profitable opposite holders at the

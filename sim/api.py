@@ -29,7 +29,9 @@ def resolve(config: EpisodeLike, overrides: dict[str, Any] | None = None) -> Epi
     if isinstance(config, EpisodeConfig):
         if not overrides:
             return config
-        return parse_episode(deep_merge(config.model_dump(mode="json"), overrides), config.name)
+        # the config's file paths were confined when it was validated; an override of paths is checked again
+        return parse_episode(deep_merge(config.model_dump(mode="json"), overrides), config.name,
+                             trusted="paths" not in overrides)
     return load_episode(config, overrides)
 
 
@@ -53,7 +55,7 @@ def counterfactual_config(config: EpisodeConfig) -> EpisodeConfig:
     data = config.model_dump(mode="json")
     data["clearing"]["liquidation"]["absorb_outside"] = True
     data["outputs"]["counterfactual"] = False
-    return parse_episode(data, f"{config.name} (no-feedback twin)")
+    return parse_episode(data, f"{config.name} (no-feedback twin)", trusted=True)
 
 
 def _run_with_twin(cfg: EpisodeConfig, observe: Any = None) -> tuple[EpisodeResult, dict[str, Any]]:
@@ -74,20 +76,23 @@ def run_variant(cfg: EpisodeConfig, observe: Any = None) -> tuple[dict[str, Any]
 
 
 def run(config: EpisodeLike = None, output: str | Path | None = None, write: bool = True,
-        overrides: dict[str, Any] | None = None, observe: Any = None) -> RunOutput:
+        overrides: dict[str, Any] | None = None, observe: Any = None, force: bool = False) -> RunOutput:
     """Run one episode (and its no-feedback twin when configured); write its results folder unless
     ``write`` is False. ``observe`` (optional) is called with each episode as it starts (see
-    ``sim.progress``)."""
+    ``sim.progress``). An existing folder is replaced only if clearsim wrote it and ``force`` is
+    given -- checked before the episode runs."""
     from sim.metrics import timing
+    from sim.outdir import check_folder
     from sim.results import write_results
 
     cfg = resolve(config, overrides)
+    directory = Path(output or cfg.outputs.directory or Path("results") / cfg.name) if write else None
+    if directory is not None:
+        check_folder(directory, force)
     result, summary = _run_with_twin(cfg, observe)
-    directory = None
-    if write:
-        directory = Path(output or cfg.outputs.directory or Path("results") / cfg.name)
+    if directory is not None:
         write_results(directory, cfg, result.tables, summary, timing=timing(result.stats),
-                      report=cfg.outputs.report, parquet=cfg.outputs.parquet)
+                      report=cfg.outputs.report, parquet=cfg.outputs.parquet, force=force)
     return RunOutput(result, summary, directory)
 
 
@@ -131,21 +136,23 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
         data = config.model_dump(mode="json")
         data["margin"] = margin.model_dump(mode="json")
         data["name"] = f"{config.name}.{slug(label)}"
-        variants[label] = parse_episode(data, f"{config.name} under {label}")
+        variants[label] = parse_episode(data, f"{config.name} under {label}", trusted=True)
     return variants
 
 
 def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
             output: str | Path | None = None, write: bool = True, seeds: int = 1, backend: str = "local",
-            workers: int | None = 1, progress: bool = False) -> ComparisonOutput:
+            workers: int | None = 1, progress: bool = False, force: bool = False) -> ComparisonOutput:
     """Run the same episode under several margin regimes on ``seeds`` paired seeds (seed k is the
     same path and traders for every regime: the episode's seed + k); one comparison table with each
     metric's mean, spread and the paired-difference interval against the first regime, one report.
 
     ``backend``/``workers``: in this process (local, 1 worker), a local process pool, Ray or Dask
-    (``sim.sweep``'s executors). Everything is validated before anything runs.
+    (``sim.sweep``'s executors). Everything is validated before anything runs, the output folder
+    too: an existing one is replaced only if clearsim wrote it and ``force`` is given.
     """
     from sim.compare import execute, metrics_for, paired_stats, row_of
+    from sim.outdir import check_folder
     from sim.results import write_comparison
 
     if seeds < 1:
@@ -156,6 +163,10 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
         raise ConfigError(f"workers: must be at least 1, got {workers}")
     cfg = resolve(config)
     variants = regime_variants(cfg, regimes)  # all validated before anything runs
+    directory = None
+    if write:
+        directory = Path(output or (Path(cfg.outputs.directory or Path("results") / cfg.name) / "compare"))
+        check_folder(directory, force)
     seed_list = [cfg.seed + k for k in range(seeds)]
     tasks = []
     for k, seed in enumerate(seed_list):
@@ -192,12 +203,11 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
     rows = [row_of(label, seed, results[(label, seed)], metrics) for label in labels for seed in seed_list]
     stats = paired_stats(rows, labels, metrics)
     first = {label: results[(label, seed_list[0])] for label in labels}
-    directory = None
-    if write:
-        directory = Path(output or (Path(cfg.outputs.directory or Path("results") / cfg.name) / "compare"))
+    if directory is not None:
         runs = {label: (first[label], tables[label]) for label in labels}
         write_comparison(directory, cfg, runs, report=cfg.outputs.report, parquet=cfg.outputs.parquet,
-                         rows=rows, stats=stats, metrics=metrics, variants=variants, seeds=seed_list)
+                         rows=rows, stats=stats, metrics=metrics, variants=variants, seeds=seed_list,
+                         force=force)
     return ComparisonOutput(first, directory, rows, stats, seed_list, results)
 
 
@@ -256,11 +266,13 @@ def load(directory: str | Path) -> Results:
 
 
 def sweep(grid: Any, backend: str = "local", workers: int = 1, resume: bool = False,
-          output: str | Path | None = None, progress: bool = True):
+          output: str | Path | None = None, progress: bool = True, force: bool = False,
+          retry_errors: bool = False):
     """A grid x seeds sweep; returns a pyarrow Table with one row per run (see ``sim.sweep``)."""
     from sim.sweep import sweep as run_sweep
 
-    return run_sweep(grid, backend=backend, workers=workers, resume=resume, out=output, progress=progress)
+    return run_sweep(grid, backend=backend, workers=workers, resume=resume, out=output, progress=progress,
+                     force=force, retry_errors=retry_errors)
 
 
 def backtest(config: Any, output: str | Path | None = None, write: bool = True, workers: int = 1):

@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--regime", help="replace the margin block with this regime's defaults (the episode's own "
                                     "settings are kept if it already uses that regime)")
     episode_options(r)
+    r.add_argument("--force", action="store_true", help="replace an earlier clearsim results folder at --out")
 
     c = sub.add_parser("compare", parents=[common], help="run one episode under several margin regimes")
     c.add_argument("episode", nargs="?", help="episode YAML (default: the packaged default episode)")
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, help="parallel runs (default: every core)")
     c.add_argument("--out", help="results folder (default: results/<episode name>/compare)")
     episode_options(c)
+    c.add_argument("--force", action="store_true", help="replace an earlier clearsim results folder at --out")
 
     s = sub.add_parser("sweep", parents=[common], help="run a grid of episodes x seeds")
     s.add_argument("grid", help="sweep YAML")
@@ -87,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output Parquet table (default: the grid's output)")
     s.add_argument("--report", action="store_true", help="also write <table>.html: each metric against the "
                                                           "swept parameters, seeds as bands")
+    s.add_argument("--force", action="store_true", help="replace an earlier clearsim sweep table and its rows")
+    s.add_argument("--retry-errors", action="store_true",
+                   help="with --resume: run again every row that failed (not only infrastructure failures)")
 
     v = sub.add_parser("validate", parents=[common], help="check an episode, sweep, portfolio, backtest or "
                                                           "reverse-stress file without running it")
@@ -135,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(error_line(str(exc)), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OverflowError as exc:  # clearing.ledger.LedgerOverflowError: a drawn amount the ledger cannot hold
+        print(error_line(str(exc)), file=sys.stderr)
+        return EXIT_RUNS_FAILED
     except KeyboardInterrupt:
         print("clearsim: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -195,7 +203,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         cfg = _episode(args)
         with EpisodeProgress(show_progress) as progress:
-            out = run(cfg, output=args.out, observe=progress.observe(cfg.name))
+            out = run(cfg, output=args.out, observe=progress.observe(cfg.name), force=args.force)
         if args.json:
             _emit_json({"episode": cfg.name, "directory": str(out.directory), "summary": out.summary})
         else:
@@ -208,7 +216,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = _episode(args)
         regimes = parse_regimes_option(args.regimes) if args.regimes else None
         out = compare(cfg, regimes, output=args.out, seeds=args.seeds, backend=args.backend,
-                      workers=args.workers, progress=show_progress)
+                      workers=args.workers, progress=show_progress, force=args.force)
         if args.json:
             _emit_json({"episode": cfg.name, "directory": str(out.directory), "summaries": out.summaries,
                         "intervals": out.stats})
@@ -296,7 +304,7 @@ def _sweep(args: argparse.Namespace, console, show_progress: bool) -> int:
     cfg, _ = load_sweep(args.grid)
     out = output_path(cfg, args.out)
     table = sweep(args.grid, backend=args.backend, workers=args.workers, resume=args.resume, output=out,
-                  progress=show_progress)
+                  progress=show_progress, force=args.force, retry_errors=args.retry_errors)
     status = table.column("status").to_pylist()
     failed = sum(1 for s in status if s != "ok")
     report = None
@@ -311,12 +319,11 @@ def _sweep(args: argparse.Namespace, console, show_progress: bool) -> int:
         console.print(f"{len(status):,} runs -> {out}")
         if report is not None:
             console.print(f"report: {report}")
-        if failed:
-            console.print(f"[red]{failed:,} of {len(status):,} runs failed[/red] (status = 'error'; the traceback is "
-                          f"in the error column)")
     if failed:
-        if args.quiet:
-            print(error_line(f"{failed} of {len(status)} runs failed (see {out})"), file=sys.stderr)
+        # a sweep with failed rows is not a success: scripts and CI must see it (stderr, non-zero exit)
+        print(error_line(f"{failed:,} of {len(status):,} runs failed (status 'error', the traceback in the error "
+                         f"column of {out}); --resume runs infrastructure failures again, --resume --retry-errors "
+                         f"every failed run"), file=sys.stderr)
         return EXIT_RUNS_FAILED
     return EXIT_OK
 

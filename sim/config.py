@@ -109,9 +109,14 @@ def format_validation_error(exc: ValidationError, source: str = "") -> str:
     return head + "\n" + "\n".join(lines)
 
 
-def parse_episode(data: dict[str, Any], source: str = "") -> EpisodeConfig:
+def parse_episode(data: dict[str, Any], source: str = "", root: str | Path | None = None,
+                  trusted: bool = False) -> EpisodeConfig:
+    """Validate an episode dict. ``root``: the folder relative file paths (replay CSVs) resolve
+    against and are confined to (default: the working directory). ``trusted``: ``data`` is the dump
+    of an already validated config, whose file paths were confined then and are absolute now."""
+    context = {"root": None if root is None else str(root), "trusted": trusted}
     try:
-        return EpisodeConfig.model_validate(data)
+        return EpisodeConfig.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
 
@@ -158,4 +163,4 @@ def load_episode(path: str | Path | None = None, overrides: dict[str, Any] | Non
     data = read_yaml(path)
     if overrides:
         data = deep_merge(data, overrides)
-    return parse_episode(data, str(path))
+    return parse_episode(data, str(path), root=path.absolute().parent)

@@ -376,5 +376,11 @@ def verify(episode: Episode) -> None:
         if not ev.equity_at_breach < ev.mm_at_breach:
             raise AssertionError(f"account {ev.account} was liquidated at t={ev.breach_time:.3f} with equity "
                                  f"{ev.equity_at_breach:.0f} >= MM {ev.mm_at_breach:.0f}")
+    # every step that moved a liquidated account's positions was decided below MM, not only the breach
+    for liq_id, at, equity, mm in episode.engine.health_checks:
+        if not equity < mm:
+            ev = episode.engine.events[liq_id]
+            raise AssertionError(f"liquidation {liq_id} moved account {ev.account}'s positions at t={at:.3f} with "
+                                 f"equity {equity:.0f} >= MM {mm:.0f}")
     if episode.recorder is not None:
         episode.recorder.check_refused_not_resting()

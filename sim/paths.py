@@ -317,7 +317,8 @@ def read_price_csv_header(path: Path | str) -> list[str]:
     with path.open(newline="") as fh:
         header = next(csv.reader(fh), None)
     if not header or header[0].strip() != "timestamp":
-        raise ValueError(f"{path}: line 1: the first column must be named 'timestamp', got {header!r}")
+        # the line itself is not quoted: the file may not be a price CSV at all (never echo its contents)
+        raise ValueError(f"{path}: line 1: the first column must be named 'timestamp' (this is not a price CSV)")
     names = [h.strip() for h in header[1:]]
     if not names:
         raise ValueError(f"{path}: line 1: no price columns after 'timestamp'")
@@ -325,7 +326,7 @@ def read_price_csv_header(path: Path | str) -> list[str]:
         if not nm:
             raise ValueError(f"{path}: line 1: column {i + 2} has an empty name")
         if nm in names[:i]:
-            raise ValueError(f"{path}: line 1: column {nm!r} appears twice")
+            raise ValueError(f"{path}: line 1: column {i + 2} repeats the name of column {names.index(nm) + 2}")
     return names
 
 
@@ -362,19 +363,19 @@ def read_price_csv(path: Path | str, time_unit: str = "s") -> tuple[np.ndarray, 
             try:
                 t = _parse_time(row[0].strip(), unit)
             except ValueError:
-                raise ValueError(f"{path}: line {line}: timestamp {row[0]!r} is neither a number nor an ISO date-time") from None
+                raise ValueError(f"{path}: line {line}: the timestamp is neither a number nor an ISO date-time") from None
             if not math.isfinite(t):
-                raise ValueError(f"{path}: line {line}: timestamp {row[0]!r} is not finite")
+                raise ValueError(f"{path}: line {line}: the timestamp is not finite")
             if times and t <= times[-1]:
-                raise ValueError(f"{path}: line {line}: timestamp {row[0]!r} does not increase on the previous row")
+                raise ValueError(f"{path}: line {line}: the timestamp does not increase on the previous row")
             vals = []
             for name, cell in zip(names, row[1:]):
                 try:
                     v = float(cell)
                 except ValueError:
-                    raise ValueError(f"{path}: line {line}: column {name!r}: {cell!r} is not a number") from None
+                    raise ValueError(f"{path}: line {line}: column {name!r}: the price is not a number") from None
                 if not (math.isfinite(v) and v > 0.0):
-                    raise ValueError(f"{path}: line {line}: column {name!r}: price {cell!r} must be positive and finite")
+                    raise ValueError(f"{path}: line {line}: column {name!r}: the price must be positive and finite")
                 vals.append(v)
             times.append(t)
             rows.append(vals)

@@ -70,16 +70,21 @@ def _write_text(path: Path, text: str) -> None:
 
 
 @contextmanager
-def _atomic_folder(directory: str | Path) -> Iterator[Path]:
+def _atomic_folder(directory: str | Path, kind: str, force: bool = False) -> Iterator[Path]:
     """Yield a hidden temp folder beside ``directory``; on success it replaces ``directory`` in one
-    rename (an old folder is moved aside first), on any error it is removed and nothing changes."""
-    target = Path(directory).absolute()
+    rename (an old folder is moved aside first), on any error it is removed and nothing changes.
+    Only a folder clearsim wrote is ever replaced, and only with ``force`` (see ``sim.outdir``)."""
+    from sim.outdir import check_folder, write_marker
+
+    target = check_folder(directory, force)
     target.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     tmp = target.parent / f".{target.name}.tmp-{token}"
     tmp.mkdir()
     try:
+        write_marker(tmp, kind)
         yield tmp
+        check_folder(directory, force)  # nothing else appeared there while the results were written
         fsync_dir(tmp)
         _swap_in(tmp, target, token)
     except BaseException:
@@ -117,14 +122,15 @@ def _write_run_files(folder: Path, config: Any, tables: Mapping[str, Mapping[str
 
 def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mapping[str, np.ndarray]],
                   summary: Mapping[str, Any], timing: Mapping[str, Any] | None = None, report: bool = True,
-                  parquet: bool = True) -> Path:
-    """Write one run's results folder atomically; returns its path.
+                  parquet: bool = True, force: bool = False) -> Path:
+    """Write one run's results folder atomically; returns its path. An existing folder is replaced
+    only if clearsim wrote it and ``force`` is given (``sim.outdir``).
 
     Files: ``summary.json`` (deterministic), ``config.yaml`` (the resolved config),
     ``timing.json`` (wall-clock figures, only if ``timing`` is given), ``<table>.parquet`` per
     table (if ``parquet``), ``report.html`` (if ``report``).
     """
-    with _atomic_folder(directory) as tmp:
+    with _atomic_folder(directory, "run", force) as tmp:
         _write_run_files(tmp, config, tables, summary, report=report, parquet=parquet)
         if timing is not None:
             _write_text(tmp / "timing.json", dump_json(_jsonable(timing)))
@@ -135,8 +141,10 @@ def write_comparison(directory: str | Path, config: Any,
                      runs: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Mapping[str, np.ndarray]]]],
                      report: bool = True, parquet: bool = True, *, rows: list[dict[str, Any]] | None = None,
                      stats: list[dict[str, Any]] | None = None, metrics: list | None = None,
-                     variants: Mapping[str, Any] | None = None, seeds: list[int] | None = None) -> Path:
-    """Write a regime comparison folder atomically; returns its path.
+                     variants: Mapping[str, Any] | None = None, seeds: list[int] | None = None,
+                     force: bool = False) -> Path:
+    """Write a regime comparison folder atomically; returns its path (replacing only a clearsim
+    folder, and only with ``force``).
 
     ``runs[label] = (summary, tables)`` of each regime's first seed; ``rows`` (one per regime and
     seed, every metric the table prints) and ``stats`` (per regime and metric: mean, spread and the
@@ -165,7 +173,7 @@ def write_comparison(directory: str | Path, config: Any,
         while name in folders.values():
             name, k = f"{slug(label)}_{k}", k + 1
         folders[label] = name
-    with _atomic_folder(directory) as tmp:
+    with _atomic_folder(directory, "compare", force) as tmp:
         _write_text(tmp / "comparison.json", dump_json(rows))
         pq.write_table(_rows_table(rows), tmp / "comparison.parquet")
         _write_text(tmp / "intervals.json", dump_json(stats))

@@ -388,7 +388,8 @@ def _write(directory: Path, plan: _Plan, summary: dict[str, Any], rows: list[dic
     from sim.sweep import assemble_table
 
     cfg = plan.config
-    with _atomic_folder(directory) as tmp:
+    # replaces only a folder clearsim wrote (its marker): its own earlier search; a user's folder is refused
+    with _atomic_folder(directory, "reverse-stress", force=True) as tmp:
         for label in plan.variants:
             ln = _breaking_seed(lines, label)
             if ln is None:

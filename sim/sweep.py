@@ -6,9 +6,13 @@
    runs**; a bad point fails the whole sweep up front, naming the point and the field.
 2. Each run (point x seed) is ``sim.episode.run(config)`` + ``sim.metrics.summarise`` in a worker
    process. A failure is recorded (status ``error`` and the traceback) without stopping the sweep.
+   A worker that dies (killed, out of memory) fails only the run it was on, marked
+   ``infrastructure``; the local pool is rebuilt and the other runs continue.
 3. As each run finishes, its row is written durably and atomically to ``<out>.parts/<run_id>.json``
    (temp file + rename). ``resume=True`` keeps the finished rows whose config is unchanged and runs
-   only the rest, so an interrupted sweep that is resumed ends with every row exactly once.
+   only the rest (and the infrastructure failures; ``retry_errors`` every failed row), so an
+   interrupted sweep that is resumed ends with every row exactly once. The table and the rows folder
+   replace earlier ones only if clearsim wrote them, and only with ``force`` or ``resume``.
 4. The table -- in grid order: the grid's first path varies slowest, seeds fastest -- is written
    atomically to ``<out>`` (Parquet) and returned.
 
@@ -22,6 +26,7 @@ simple scalars of one type), ``seed``, ``status`` (ok | error), ``error`` (trace
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import hashlib
@@ -152,7 +157,7 @@ def run_id_of(point: Mapping[str, Any], seed: int) -> str:
     return _hash({"point": dict(point), "seed": int(seed)})[:16]
 
 
-SweepTask = dict[str, Any]  # run_id, point, seed, data (raw episode dict), config_hash, runner
+SweepTask = dict[str, Any]  # run_id, point, seed, data (raw episode dict), config_hash, runner, root (file paths)
 
 
 def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAULT_RUNNER
@@ -165,6 +170,7 @@ def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAU
         base_path = Path(cfg.base)
         if not base_path.is_absolute():
             base_path = root / base_path
+    root_of_base = base_path.absolute().parent  # replay CSV paths resolve against the base episode's folder
     try:
         base = read_yaml(base_path)
     except ConfigError as exc:
@@ -190,7 +196,7 @@ def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAU
             continue
         data["seed"] = seeds[0]
         try:
-            parse_episode(data)
+            parse_episode(data, root=root_of_base)
         except ConfigError as exc:
             detail = str(exc).split("\n", 1)[1] if "\n" in str(exc) else str(exc)
             problems.append(f"grid point ({label}):\n{detail}")
@@ -199,7 +205,7 @@ def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAU
             d = copy.deepcopy(data)
             d["seed"] = seed
             tasks.append({"run_id": run_id_of(point, seed), "point": point, "seed": seed, "data": d,
-                          "config_hash": _hash(d), "runner": runner})
+                          "config_hash": _hash(d), "runner": runner, "root": str(root_of_base)})
     if problems:
         shown = problems[:20]
         more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -234,7 +240,7 @@ def run_task(task: SweepTask) -> dict[str, Any]:
     row: dict[str, Any] = {"run_id": task["run_id"], "point": task["point"], "seed": task["seed"],
                            "config_hash": task["config_hash"], "status": "ok", "error": None, "metrics": {}}
     try:
-        config = parse_episode(task["data"])
+        config = parse_episode(task["data"], root=task.get("root"))
         summary = _resolve(task.get("runner") or DEFAULT_RUNNER)(config)
         row["metrics"] = flatten(summary)
         json.dumps(row["metrics"], allow_nan=False)  # a summary must be plain JSON
@@ -246,10 +252,12 @@ def run_task(task: SweepTask) -> dict[str, Any]:
     return row
 
 
-def _error_row(task: SweepTask, text: str) -> dict[str, Any]:
+def _error_row(task: SweepTask, text: str, infrastructure: bool = False) -> dict[str, Any]:
+    """A failed run. ``infrastructure``: the run did not fail, its worker did (killed, lost, out of
+    memory) -- ``resume`` runs such rows again; ``retry_errors`` also re-runs the others."""
     return {"run_id": task["run_id"], "point": task["point"], "seed": task["seed"],
             "config_hash": task["config_hash"], "status": "error", "error": text, "metrics": {},
-            "wall_seconds": None}
+            "wall_seconds": None, "infrastructure": infrastructure}
 
 
 # ------------------------------------------------------------------------------------ durable parts
@@ -323,7 +331,9 @@ def assemble_table(rows: Iterable[Mapping[str, Any]], grid_keys: list[str]) -> p
     for key in metric_keys:
         name = key if key not in columns else f"metric.{key}"
         columns[name] = _arrow_column([r.get("metrics", {}).get(key) for r in rows])
-    return pa.table(columns)
+    from sim.outdir import TABLE_KEY
+
+    return pa.table(columns, metadata={TABLE_KEY: b"1"})  # marks the file as clearsim's (``sim.outdir``)
 
 
 def _write_table(table: pa.Table, out: Path) -> None:
@@ -339,31 +349,133 @@ def _write_table(table: pa.Table, out: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ backends
+def _infrastructure_error_row(task: SweepTask, text: str) -> dict[str, Any]:
+    """What a sweep task whose worker raised outside the run, or died, becomes."""
+    return _error_row(task, text, infrastructure=True)
+
+
+def _task_key(task: dict) -> str:
+    """What names a task to the pool's bookkeeping: a sweep row's run id, else (a comparison's
+    tasks) its label and seed."""
+    return str(task["run_id"]) if "run_id" in task else f"{task.get('label')}|{task.get('seed')}"
+
+
+def _pool_task(task: SweepTask, running: str, fn: Callable[[dict], dict] = run_task) -> dict[str, Any]:
+    """``fn`` in a pool worker, leaving ``<running>/<pid>`` naming the run it is on, so that if this
+    process dies the driver knows which run died with it (a file survives a ``kill -9``)."""
+    _write_atomic(Path(running) / str(os.getpid()), _task_key(task).encode("utf-8"))
+    return fn(task)
+
+
 # every backend takes ``fn`` (the worker function, default one sweep row) and ``error_row`` (what a
 # task whose worker raised or died becomes); ``sim.compare`` reuses them with its own
-def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], *,
-               fn: Callable[[dict], dict] = run_task, error_row: Callable[[dict, str], dict] = _error_row) -> None:
+def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], running: Path | None = None,
+               *, fn: Callable[[dict], dict] = run_task,
+               error_row: Callable[[dict, str], dict] = _infrastructure_error_row) -> None:
+    """A spawn process pool with at most ``workers`` runs in flight. A worker that dies (killed,
+    out of memory, a crash in native code) breaks the pool: the run it was on becomes an
+    infrastructure error row, the pool is rebuilt and the other in-flight runs go again.
+    ``running``: the folder where workers name the run they are on (a temporary one if None)."""
+    if running is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="clearsim-running-") as tmp:
+            _run_local(tasks, workers, on_done, Path(tmp), fn=fn, error_row=error_row)
+        return
+    pending = collections.deque(tasks)
+    breakages: dict[str, int] = {}  # run_id -> pool breakages it was in flight for, culprit unknown
+    while pending:
+        _run_pool(pending, workers, on_done, running, breakages, fn, error_row)
+
+
+def _run_pool(pending: "collections.deque[SweepTask]", workers: int, on_done: Callable[[dict], None],
+              running: Path, breakages: dict[str, int], fn: Callable[[dict], dict],
+              error_row: Callable[[dict, str], dict]) -> None:
+    """Run from ``pending`` on one pool until it is empty or the pool breaks (then return; the
+    caller builds a new pool for what is left)."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")  # no inherited locks, threads or simpy state
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    inflight: dict[Any, SweepTask] = {}
+    processes: dict[int, Any] = {}
     try:
-        with _single_threaded_children(), _main_not_reimported():  # workers start during the submits
-            futures = {pool.submit(fn, t): t for t in tasks}
-        for fut in as_completed(futures):
-            try:
-                row = fut.result()
-            except Exception:  # noqa: BLE001 -- e.g. a worker killed by the OS
-                row = error_row(futures[fut], traceback.format_exc())
-            on_done(row)
+        while pending or inflight:
+            broken = False
+            with _single_threaded_children(), _main_not_reimported():  # workers start during the submits
+                while pending and len(inflight) < workers:
+                    task = pending.popleft()
+                    try:
+                        inflight[pool.submit(_pool_task, task, str(running), fn)] = task
+                    except BrokenProcessPool:  # a worker died since the last wait
+                        pending.appendleft(task)
+                        broken = True
+                        break
+            processes.update(getattr(pool, "_processes", None) or {})
+            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED) if inflight else (set(), set())
+            for fut in finished:
+                try:
+                    row = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
+                except Exception:  # noqa: BLE001 -- e.g. a result that cannot be unpickled
+                    row = error_row(inflight[fut], traceback.format_exc())
+                del inflight[fut]
+                on_done(row)
+            if broken:
+                _after_breakage(pool, inflight, processes, pending, on_done, running, breakages, error_row)
+                return
     except BaseException:  # Ctrl-C or a failure writing a row: stop now, finished rows are on disk
-        processes = list(getattr(pool, "_processes", {}).values())
+        procs = list(getattr(pool, "_processes", {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
-        for p in processes:  # the in-flight runs would otherwise hold the exit until they finish
+        for p in procs:  # the in-flight runs would otherwise hold the exit until they finish
             p.terminate()
         raise
     pool.shutdown(wait=True)
+
+
+def _after_breakage(pool: Any, inflight: dict[Any, SweepTask], processes: dict[int, Any],
+                    pending: "collections.deque[SweepTask]", on_done: Callable[[dict], None], running: Path,
+                    breakages: dict[str, int],
+                    error_row: Callable[[dict, str], dict] = _infrastructure_error_row) -> None:
+    """A worker died. The run on a worker that exited abnormally (not the SIGTERM the pool sends the
+    survivors) fails with an infrastructure error; the other in-flight runs go back to the front of
+    the queue. If no culprit can be named, every in-flight run goes again -- and a run that was in
+    flight for two breakages is failed, so a run that kills its worker cannot loop forever."""
+    import signal as _signal
+
+    # the broken pool terminates the survivors; once it has shut down every worker is joined and
+    # each exit status is final (read earlier, a status being reaped by the pool's thread can
+    # read as still running)
+    pool.shutdown(wait=True, cancel_futures=True)
+    for proc in processes.values():
+        proc.join(timeout=5.0)
+    dead: dict[str, str] = {}
+    for pid, proc in processes.items():
+        code = proc.exitcode
+        if code is None or code == 0 or code == -_signal.SIGTERM:
+            continue
+        try:
+            run_id = (running / str(pid)).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        why = f"signal {-code}" if code < 0 else f"exit status {code}"
+        dead[run_id] = f"infrastructure failure: the worker process {pid} died ({why}) during this run\n"
+    for task in inflight.values():
+        run_id = _task_key(task)
+        if not dead:
+            breakages[run_id] = breakages.get(run_id, 0) + 1
+        if run_id in dead or breakages.get(run_id, 0) >= 2:
+            text = dead.get(run_id, "infrastructure failure: the process pool broke twice while this run was in "
+                                    "flight (a worker died; which run it was on is unknown)\n")
+            on_done(error_row(task, text))
+    again = [t for t in inflight.values() if _task_key(t) not in dead and breakages.get(_task_key(t), 0) < 2]
+    pending.extendleft(reversed(again))
+    for f in running.iterdir():
+        f.unlink(missing_ok=True)
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -384,7 +496,8 @@ def _single_threaded_children():
 
 
 def _run_ray(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], *,
-             fn: Callable[[dict], dict] = run_task, error_row: Callable[[dict, str], dict] = _error_row) -> None:
+             fn: Callable[[dict], dict] = run_task,
+             error_row: Callable[[dict, str], dict] = _infrastructure_error_row) -> None:
     import ray
 
     started = False
@@ -417,7 +530,8 @@ def _run_ray(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], Non
 
 
 def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], client: Any = None, *,
-              fn: Callable[[dict], dict] = run_task, error_row: Callable[[dict, str], dict] = _error_row) -> None:
+              fn: Callable[[dict], dict] = run_task,
+              error_row: Callable[[dict, str], dict] = _infrastructure_error_row) -> None:
     import logging
 
     from distributed import Client, LocalCluster, as_completed
@@ -449,13 +563,13 @@ def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], No
 
 def execute(tasks: list[SweepTask], backend: str, workers: int, on_done: Callable[[dict], None],
             client: Any = None, *, fn: Callable[[dict], dict] = run_task,
-            error_row: Callable[[dict, str], dict] = _error_row) -> None:
+            error_row: Callable[[dict, str], dict] = _infrastructure_error_row, running: Path | None = None) -> None:
     """Run tasks on a backend (``local``, ``ray`` or ``dask``), calling ``on_done(row)`` in this process
     as each finishes. ``fn`` runs one task in a worker (default: one sweep row) and ``error_row`` is
     what a task whose worker raised or died becomes. Sweeps and reverse stress tests
     (``sim.reverse_stress``) both run through it; ``sim.compare`` uses the backends with its own."""
     if backend == "local":
-        _run_local(tasks, workers, on_done, fn=fn, error_row=error_row)
+        _run_local(tasks, workers, on_done, running, fn=fn, error_row=error_row)
     elif backend == "ray":
         _run_ray(tasks, workers, on_done, fn=fn, error_row=error_row)
     elif backend == "dask":
@@ -532,12 +646,16 @@ main_not_reimported = _main_not_reimported
 
 def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "local", workers: int | None = None,
           resume: bool = False, out: str | Path | None = None, progress: bool = True, *,
-          client: Any = None, runner: str = DEFAULT_RUNNER, retry_errors: bool = False) -> pa.Table:
+          client: Any = None, runner: str = DEFAULT_RUNNER, retry_errors: bool = False, force: bool = False
+          ) -> pa.Table:
     """Run a sweep; returns the table (also written to ``out``, default the sweep's ``output``).
 
     ``backend``: ``local`` (process pool, spawn), ``ray`` (a local Ray with ``workers`` CPUs unless
     one is initialised) or ``dask`` (``client``, or a local cluster of ``workers`` processes).
-    ``resume``: keep finished rows from ``<out>.parts/`` (errors too, unless ``retry_errors``).
+    ``resume``: keep finished rows from ``<out>.parts/``; rows that failed for infrastructure reasons
+    (a worker died) are run again, and with ``retry_errors`` every failed row is.
+    ``force``: replace an earlier clearsim sweep's table and rows (without it, or ``resume``, an
+    existing one is refused; a file or folder clearsim did not write is refused either way).
     ``runner``: ``"module:function"`` taking an ``EpisodeConfig`` and returning a summary dict.
     """
     if backend not in ("local", "ray", "dask"):
@@ -547,9 +665,7 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
     cfg, tasks = plan(grid, runner=runner)
     out = output_path(cfg, out)
     parts = parts_dir(out)
-    if not resume and parts.exists():
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
+    _claim_outputs(out, parts, resume, force)
     for stale in parts.glob(".*.tmp-*"):
         stale.unlink(missing_ok=True)
     wanted = {t["run_id"]: t for t in tasks}
@@ -559,7 +675,7 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
             task = wanted.get(run_id)
             if task is None or row.get("config_hash") != task["config_hash"]:
                 continue
-            if retry_errors and row.get("status") != "ok":
+            if row.get("status") != "ok" and (retry_errors or row.get("infrastructure")):
                 continue
             done[run_id] = row
     todo = [t for t in tasks if t["run_id"] not in done]
@@ -586,13 +702,37 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
             job = bar.add_task(f"{cfg.name} [{backend} x{workers}]", total=len(tasks), completed=len(done),
                                errors=errors)
         if todo:
-            execute(todo, backend, workers, on_done, client=client)
+            running = None
+            if backend == "local":
+                running = parts / ".running"
+                running.mkdir(exist_ok=True)
+            execute(todo, backend, workers, on_done, client=client, running=running)
     finally:
         if bar is not None:
             bar.stop()
     table = assemble_table([done[t["run_id"]] for t in tasks], list(cfg.grid))
     _write_table(table, out)
     return table
+
+
+def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
+    """Check the table file and the rows folder before anything runs (``sim.outdir``); without
+    ``resume`` an earlier sweep's rows (clearsim's, ``force`` given) are removed, never anything else."""
+    from sim.outdir import check_folder, check_table_file, is_clearsim_folder, write_marker
+
+    check_table_file(out, replace=force or resume)
+    if parts.exists() and not parts.is_symlink() and parts.is_dir() and any(parts.iterdir()):
+        if resume:
+            if not is_clearsim_folder(parts):
+                check_folder(parts, force, what="sweep rows folder")  # raises: not clearsim's
+        else:
+            check_folder(parts, force, what="sweep rows folder",
+                         hint="pass --resume to continue that sweep or --force to start it over")
+            shutil.rmtree(parts)
+    elif parts.exists() or parts.is_symlink():
+        check_folder(parts, force, what="sweep rows folder")  # a file or a link: refused
+    parts.mkdir(parents=True, exist_ok=True)
+    write_marker(parts, "sweep-parts")
 
 
 def summary_json(data: Mapping[str, Any]) -> str:

@@ -186,8 +186,8 @@ def test_cli_writes_the_results_folder_and_refuses_bad_files(tmp_path, capsys):
     path.write_text(yaml.safe_dump(cfg))
     assert main(["backtest", str(path), "--out", str(tmp_path / "out")]) == 0
     out = tmp_path / "out"
-    assert {p.name for p in out.iterdir()} == {"summary.json", "config.yaml", "portfolios.parquet", "runs.parquet",
-                                                "report.html"}
+    assert {p.name for p in out.iterdir()} == {".clearsim-output", "summary.json", "config.yaml", "portfolios.parquet",
+                                                "runs.parquet", "report.html"}
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["regimes"]) == {"var", "span"}
     import pyarrow.parquet as pq
@@ -277,7 +277,8 @@ def test_a_csv_replay_is_a_backtest_path(tmp_path):
     rows = "\n".join(f"{k * 86400},{float(p)!r}" for k, p in enumerate(prices))
     (tmp_path / "btc.csv").write_text("timestamp,BTC\n" + rows + "\n")
     cfg = config(tmp_path, days=399, warmup_days=300, horizon_days=1,
-                 paths={"models": [{"kind": "replay", "path": str(tmp_path / "btc.csv")}]})
+                 paths={"models": [{"kind": "replay", "path": str(tmp_path / "btc.csv"),
+                                    "allow_outside_config_folder": True}]})  # a file outside the working tree
     cfg["regimes"] = {"span": "span"}
     plan = prepare(cfg)
     got, _ = path_of(plan.config, plan.book.table)

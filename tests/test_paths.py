@@ -22,8 +22,10 @@ def gbm(names=("BTC", "ETH"), vols=(0.5, 0.8), drifts=(0.0, 0.0), s0=(100.0, 50.
     return m
 
 
-def cfg(*models, shocks=(), dt=HOUR):
-    return PathsConfig.model_validate({"models": list(models), "shocks": list(shocks), "dt": dt})
+def cfg(*models, shocks=(), dt=HOUR, root=None):
+    """``root``: the config's folder, which replay files are resolved against and confined to."""
+    context = {"root": None if root is None else str(root)}
+    return PathsConfig.model_validate({"models": list(models), "shocks": list(shocks), "dt": dt}, context=context)
 
 
 def rng(seed=0):
@@ -328,7 +330,7 @@ def test_replay_round_trip(tmp_path):
         data.append((btc, eth))
         rows.append(f"{t0 + 60 * k},{btc!r},{eth!r}")
     f = write_csv(tmp_path / "px.csv", "\n".join(rows) + "\n")
-    c = cfg({"kind": "replay", "path": str(f)}, dt=60.0)
+    c = cfg({"kind": "replay", "path": str(f)}, dt=60.0, root=tmp_path)
     p = generate_paths(c, rng(), duration=None)
     assert p.names == ("BTC", "ETH")
     assert p.times[-1] == 49 * 60.0
@@ -339,7 +341,7 @@ def test_replay_round_trip(tmp_path):
     np.testing.assert_array_equal(q.prices[1], q.prices[0])
     # column selection, ISO timestamps, composition with a model
     f2 = write_csv(tmp_path / "iso.csv", "timestamp,A,B\n2025-10-10T21:00:00,1.0,2\n2025-10-10T21:01:00,1.5,3\n")
-    c2 = cfg({"kind": "replay", "path": str(f2), "columns": ["B"]}, gbm(), dt=30.0)
+    c2 = cfg({"kind": "replay", "path": "iso.csv", "columns": ["B"]}, gbm(), dt=30.0, root=tmp_path)
     r = generate_paths(c2, rng(), duration=120.0)
     assert r.names == ("B", "BTC", "ETH")
     np.testing.assert_array_equal(r.column("B"), [2, 2, 3, 3, 3])
@@ -348,19 +350,19 @@ def test_replay_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("timestamp,X\n0,1\n60,2\n60,3\n", "line 4: timestamp '60' does not increase"),
-        ("timestamp,X\n0,1\n60,-2\n", "line 3: column 'X': price '-2' must be positive"),
-        ("timestamp,X\n0,1\n60,abc\n", "line 3: column 'X': 'abc' is not a number"),
+        ("timestamp,X\n0,1\n60,2\n60,3\n", "line 4: the timestamp does not increase"),
+        ("timestamp,X\n0,1\n60,-2\n", "line 3: column 'X': the price must be positive"),
+        ("timestamp,X\n0,1\n60,abc\n", "line 3: column 'X': the price is not a number"),
         ("timestamp,X\n0,1\n60,2,3\n", "line 3: expected 2 fields, got 3"),
         ("time,X\n0,1\n", "line 1: the first column must be named 'timestamp'"),
         ("timestamp,X\n", "no data rows"),
-        ("timestamp,X\nyesterday,1\n", "line 2: timestamp 'yesterday'"),
+        ("timestamp,X\nyesterday,1\n", "line 2: the timestamp is neither a number nor an ISO date-time"),
     ],
 )
 def test_replay_rejects_bad_files_naming_file_and_line(tmp_path, text, message):
     f = write_csv(tmp_path / "bad.csv", text)
     with pytest.raises(ValidationError) as e:
-        cfg({"kind": "replay", "path": str(f)})
+        cfg({"kind": "replay", "path": str(f)}, root=tmp_path)
     s = str(e.value)
     assert "models.0.replay.path" in s
     assert "bad.csv" in s and message in s
@@ -370,12 +372,51 @@ def test_replay_rejects_bad_files_naming_file_and_line(tmp_path, text, message):
 
 def test_replay_missing_file_and_unknown_column(tmp_path):
     with pytest.raises(ValidationError) as e:
-        cfg({"kind": "replay", "path": str(tmp_path / "nope.csv")})
+        cfg({"kind": "replay", "path": str(tmp_path / "nope.csv")}, root=tmp_path)
     assert "models.0.replay.path" in str(e.value) and "no such file" in str(e.value)
     f = write_csv(tmp_path / "ok.csv", "timestamp,X\n0,1\n")
     with pytest.raises(ValidationError) as e:
-        cfg({"kind": "replay", "path": str(f), "columns": ["Y"]})
+        cfg({"kind": "replay", "path": str(f), "columns": ["Y"]}, root=tmp_path)
     assert "'Y' is not a column" in str(e.value)
+
+
+def test_replay_paths_are_confined_to_the_config_folder_and_never_echoed(tmp_path):
+    """Regression (issue 14): ``../`` and absolute paths were read without restriction, and a
+    validation error printed the file's first line (a system file's contents on the terminal)."""
+    config_dir = tmp_path / "configs"
+    config_dir.mkdir()
+    secret = write_csv(tmp_path / "secret.txt", "root:x:0:0:the-secret-line\n")
+    for path in ("../secret.txt", str(secret), "/etc/passwd"):
+        with pytest.raises(ValidationError) as e:
+            cfg({"kind": "replay", "path": path}, root=config_dir)
+        assert "outside the config's folder" in str(e.value) and "allow_outside_config_folder" in str(e.value)
+        assert "the-secret-line" not in str(e.value)
+    # explicitly allowed: read, but the error does not quote the line either
+    with pytest.raises(ValidationError) as e:
+        cfg({"kind": "replay", "path": "../secret.txt", "allow_outside_config_folder": True}, root=config_dir)
+    assert "not a price CSV" in str(e.value) and "the-secret-line" not in str(e.value)
+    bad = write_csv(config_dir / "bad.csv", "timestamp,X\n0,1\n60,the-secret-cell\n")
+    with pytest.raises(ValidationError) as e:
+        cfg({"kind": "replay", "path": "bad.csv"}, root=config_dir)
+    assert "line 3" in str(e.value) and "the-secret-cell" not in str(e.value)
+    assert bad.exists()
+
+
+def test_replay_path_resolves_against_the_config_file_not_the_working_directory(tmp_path, monkeypatch):
+    from sim.config import load_episode
+
+    folder = tmp_path / "study"
+    (folder / "data").mkdir(parents=True)
+    write_csv(folder / "data" / "px.csv", "timestamp,BTC\n0,100\n60,101\n120,102\n")
+    (folder / "ep.yaml").write_text(
+        "name: replayed\nduration: 120\nmarket: {instruments: [{symbol: BTC-PERP, kind: perpetual, "
+        "underlying: BTC, tick_size: 1.0, lot_size: 0.001}]}\n"
+        "paths: {dt: 60, models: [{kind: replay, path: data/px.csv}]}\npopulation: {groups: []}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_episode(folder / "ep.yaml")
+    assert config.paths.models[0].path == (folder / "data" / "px.csv").resolve()
 
 
 # ----------------------------------------------------------------------------- determinism

@@ -12,6 +12,7 @@ import yaml
 
 import sim.report
 from sim.metrics import summarise
+from sim.outdir import OutputFolderError
 from sim.report import episode_report
 from sim.results import dump_json, read_results, table_to_arrow, write_comparison, write_results
 from sim.tables import CODES, MONEY, TABLES, TICKS, file_name
@@ -32,7 +33,7 @@ def test_writes_every_file(tmp_path, run):
     config, tables, summary = run
     out = write_results(tmp_path / "res", config, tables, summary, timing={"wall_seconds": np.float64(1.5)})
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["summary.json", "config.yaml", "timing.json", "report.html"]
+    assert names == sorted([".clearsim-output", "summary.json", "config.yaml", "timing.json", "report.html"]
                            + [f"{file_name(t)}.parquet" for t in tables])
     assert (out / "summary.json").read_text() == dump_json(summary)
     assert json.loads((out / "timing.json").read_text()) == {"wall_seconds": 1.5}
@@ -76,12 +77,14 @@ def test_unequal_columns_are_refused():
         table_to_arrow({"a": np.zeros(2), "b": np.zeros(3)})
 
 
-def test_replaces_an_existing_folder(tmp_path, run):
+def test_replaces_an_earlier_results_folder_only_with_force(tmp_path, run):
     config, tables, summary = run
-    target = tmp_path / "res"
-    target.mkdir()
+    target = write_results(tmp_path / "res", config, tables, summary, report=False, parquet=False)
     (target / "stale.txt").write_text("old")
-    write_results(target, config, tables, summary, report=False, parquet=False)
+    with pytest.raises(OutputFolderError, match="holds earlier clearsim results; pass --force"):
+        write_results(target, config, tables, summary, report=False, parquet=False)
+    assert (target / "stale.txt").exists()
+    write_results(target, config, tables, summary, report=False, parquet=False, force=True)
     assert not (target / "stale.txt").exists()
     assert (target / "summary.json").exists()
     assert _siblings(target) == ["res"]
@@ -97,7 +100,7 @@ def test_a_failed_write_leaves_the_old_results(tmp_path, run, monkeypatch):
 
     monkeypatch.setattr(sim.report, "episode_report", boom)
     with pytest.raises(RuntimeError, match="plotting failed"):
-        write_results(target, config, tables, dict(summary, extra=1), report=True)
+        write_results(target, config, tables, dict(summary, extra=1), report=True, force=True)
     assert (target / "summary.json").read_bytes() == before
     assert _siblings(target) == ["res"]
 
@@ -119,9 +122,9 @@ def test_write_comparison(tmp_path, run):
     config, tables, summary = run
     runs = {"standard": (summary, tables), "span": (summary, tables)}
     out = write_comparison(tmp_path / "cmp", config, runs)
-    assert sorted(p.name for p in out.iterdir()) == ["comparison.json", "comparison.parquet", "config.yaml",
-                                                     "intervals.json", "intervals.parquet", "report.html", "span",
-                                                     "standard"]
+    assert sorted(p.name for p in out.iterdir()) == [".clearsim-output", "comparison.json", "comparison.parquet",
+                                                     "config.yaml", "intervals.json", "intervals.parquet", "report.html",
+                                                     "span", "standard"]
     rows = json.loads((out / "comparison.json").read_text())
     assert [r["regime"] for r in rows] == ["standard", "span"]
     assert rows[0]["bad_debt.total"] == 4.0

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 import pytest
 import yaml
 
+from sim.outdir import OutputFolderError
 from sim.schema.sweep import SweepConfig
 from sim.sweep import SweepError, parts_dir, plan, run_id_of, set_path, sweep
 
@@ -44,6 +45,12 @@ def fake_runner(config):
     if delay:
         time.sleep(delay)
     fund = config.clearing.loss_absorption.insurance_fund
+    kill = os.environ.get("CLEARSIM_TEST_KILL_ONCE")  # "<fund>/<seed>:<flag file>": kill -9 this worker once
+    if kill:
+        which, flag = kill.split(":", 1)
+        if which == f"{fund}/{config.seed}" and not os.path.exists(flag):
+            Path(flag).write_text("killed")
+            os.kill(os.getpid(), signal.SIGKILL)
     if fund == 13.0 and config.seed == 1:
         raise RuntimeError("unlucky point")
     return {"bad_debt": {"total": fund * 0.5 + config.seed}, "run": {"regime": config.margin.regime},
@@ -179,7 +186,10 @@ def test_resume_runs_only_what_is_missing(tmp_path, monkeypatch):
     log.unlink()
     sweep(path, workers=1, resume=True, progress=False, runner=RUNNER)
     assert not log.exists()
-    sweep(path, workers=2, resume=False, progress=False, runner=RUNNER)
+    with pytest.raises(OutputFolderError, match="earlier sweep.s table; pass --resume to continue it or --force"):
+        sweep(path, workers=2, resume=False, progress=False, runner=RUNNER)
+    assert not log.exists()
+    sweep(path, workers=2, resume=False, force=True, progress=False, runner=RUNNER)
     assert len(log.read_text().splitlines()) == 8
 
 
@@ -268,3 +278,81 @@ def test_ctrl_c_stops_promptly_and_keeps_finished_rows(tmp_path):
     assert not (tmp_path / "out.parquet").exists()
     table = sweep(path, workers=2, resume=True, progress=False, runner=RUNNER)
     assert table.num_rows == 12
+
+
+def test_sweep_never_removes_a_rows_folder_or_table_it_did_not_write(tmp_path):
+    """Regression (issue 14): without --resume the ``.parts`` folder was removed whatever it held."""
+    path = write_sweep(tmp_path, GRID, seeds=1)
+    parts = parts_dir(tmp_path / "out.parquet")
+    parts.mkdir()
+    (parts / "mine.txt").write_text("keep")
+    for resume, force in ((False, False), (False, True), (True, True)):
+        with pytest.raises(OutputFolderError, match="out.parquet.parts: exists and was not written by clearsim"):
+            sweep(path, workers=1, resume=resume, force=force, progress=False, runner=RUNNER)
+    assert (parts / "mine.txt").read_text() == "keep"
+    (parts / "mine.txt").unlink()
+    parts.rmdir()
+    (tmp_path / "out.parquet").write_text("a user's file")
+    with pytest.raises(OutputFolderError, match="not written by a clearsim sweep"):
+        sweep(path, workers=1, force=True, progress=False, runner=RUNNER)
+    assert (tmp_path / "out.parquet").read_text() == "a user's file"
+
+
+def test_a_killed_worker_fails_only_its_own_run_and_resume_reruns_it(tmp_path, monkeypatch, capsys):
+    """Fault injection (issue 14): one worker is killed with SIGKILL mid-sweep. Before the fix every
+    remaining run became a BrokenProcessPool error row, the CLI exited 0, and --resume re-ran none."""
+    funds = [float(x) for x in range(100, 106)]
+    path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": funds}, seeds=2)
+    monkeypatch.setenv("CLEARSIM_TEST_KILL_ONCE", f"102.0/1:{tmp_path / 'killed.flag'}")
+    monkeypatch.setenv("CLEARSIM_TEST_DELAY", "0.05")
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("CLEARSIM_TEST_RUN_LOG", str(log))
+    table = sweep(path, workers=2, progress=False, runner=RUNNER)
+    rows = {(r["clearing.loss_absorption.insurance_fund"], r["seed"]): r for r in table.to_pylist()}
+    assert len(rows) == 12 and (tmp_path / "killed.flag").exists()
+    failed = {k: r for k, r in rows.items() if r["status"] != "ok"}
+    assert list(failed) == [(102.0, 1)], {k: r["error"] for k, r in failed.items()}
+    assert "infrastructure failure: the worker process" in failed[(102.0, 1)]["error"]
+    assert "signal 9" in failed[(102.0, 1)]["error"]
+    # every run started, the killed one once; at most the one run in flight beside it started twice
+    started = log.read_text().splitlines()
+    assert set(started) == {f"{f}/{s}" for f in funds for s in (0, 1)} and started.count("102.0/1") == 1
+    assert len(started) <= 13
+    monkeypatch.setenv("CLEARSIM_TEST_KILL_ONCE", "")
+    log.unlink()
+    resumed = sweep(path, workers=2, resume=True, progress=False, runner=RUNNER)
+    assert log.read_text().splitlines() == ["102.0/1"]  # only the infrastructure failure ran again
+    assert resumed.num_rows == 12 and len(set(resumed.column("run_id").to_pylist())) == 12
+    assert set(resumed.column("status").to_pylist()) == {"ok"}
+    fresh = sweep(path, workers=2, progress=False, runner=RUNNER, out=tmp_path / "fresh.parquet")
+    assert _without_wall(resumed).equals(_without_wall(fresh))
+
+
+def test_retry_errors_reruns_every_failed_row_and_the_cli_exits_non_zero(tmp_path, monkeypatch, capsys):
+    import sim.api
+    from sim.cli import EXIT_RUNS_FAILED, main
+
+    path = write_sweep(tmp_path, GRID, seeds=2)
+    table = sweep(path, workers=1, progress=False, runner=RUNNER)
+    assert table.column("status").to_pylist().count("error") == 2  # the unlucky point: a run failure
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("CLEARSIM_TEST_RUN_LOG", str(log))
+    sweep(path, workers=1, resume=True, progress=False, runner=RUNNER)
+    assert not log.exists()  # a run's own failure is kept on a plain resume
+    sweep(path, workers=1, resume=True, retry_errors=True, progress=False, runner=RUNNER)
+    assert sorted(log.read_text().splitlines()) == ["13.0/1", "13.0/1"]
+    # the CLI: a sweep with failed rows exits non-zero and says how to re-run them
+    monkeypatch.setattr(sim.api, "sweep", lambda *a, **k: table)
+    assert main(["sweep", str(path), "--resume", "--retry-errors"]) == EXIT_RUNS_FAILED
+    assert "2 of 8 runs failed" in capsys.readouterr().err
+
+
+def test_rerunning_an_interrupted_sweep_without_resume_asks_for_resume_or_force(tmp_path):
+    path = write_sweep(tmp_path, GRID, seeds=1)
+    sweep(path, workers=1, progress=False, runner=RUNNER)
+    (tmp_path / "out.parquet").unlink()  # as if interrupted before the table was written
+    rows = sorted(parts_dir(tmp_path / "out.parquet").glob("*.json"))
+    with pytest.raises(OutputFolderError, match="pass --resume to continue that sweep or --force to start it over"):
+        sweep(path, workers=1, progress=False, runner=RUNNER)
+    assert sorted(parts_dir(tmp_path / "out.parquet").glob("*.json")) == rows
+    assert sweep(path, workers=1, force=True, progress=False, runner=RUNNER).num_rows == 4

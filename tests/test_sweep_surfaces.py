@@ -51,15 +51,17 @@ def test_cli_says_where_the_table_went_and_fails_when_runs_failed(tmp_path, caps
 
     def with_fake_runner(grid, **kwargs):
         return sim.sweep.sweep(grid, backend=kwargs["backend"], workers=kwargs["workers"], out=kwargs["output"],
-                               progress=False, runner=RUNNER)
+                               progress=False, runner=RUNNER, force=kwargs.get("force", False))
 
     monkeypatch.setattr(sim.api, "sweep", with_fake_runner)
     code = main(["sweep", str(path), "--workers", "2", "--report"])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert code == EXIT_RUNS_FAILED
-    assert f"8 runs -> {tmp_path / 'out.parquet'}" in out and "2 of 8 runs failed" in out
+    assert f"8 runs -> {tmp_path / 'out.parquet'}" in captured.out
+    assert "clearsim: error: 2 of 8 runs failed" in captured.err  # errors go to stderr
     assert (tmp_path / "out.html").is_file()
-    assert main(["sweep", str(path), "--workers", "2", "--json"]) == EXIT_RUNS_FAILED
+    # the table it wrote is replaced only on request
+    assert main(["sweep", str(path), "--workers", "2", "--json", "--force"]) == EXIT_RUNS_FAILED
     doc = __import__("json").loads(capsys.readouterr().out)
     assert doc == {"table": str((tmp_path / "out.parquet").absolute()), "runs": 8, "failed": 2, "report": None}
 

@@ -342,7 +342,8 @@ def write_backtest(directory: str | Path, cfg: BacktestConfig, summary: dict[str
             run_cols.setdefault(f"margin.{names[k]}", []).append(res.shown_margin[:, j])
             run_cols.setdefault(f"loss.{names[k]}", []).append(res.shown_loss[:, j])
     runs_table = _table({k: np.concatenate(v) for k, v in run_cols.items()})
-    with _atomic_folder(directory) as tmp:
+    # replaces only a folder clearsim wrote (its marker); a user's folder is refused (sim.outdir)
+    with _atomic_folder(directory, "backtest", force=True) as tmp:
         _write_text(tmp / "summary.json", dump_json(summary))
         _write_text(tmp / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         pq.write_table(_table(port_cols), tmp / "portfolios.parquet")

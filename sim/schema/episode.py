@@ -59,7 +59,7 @@ class EpisodeConfig(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
     seed: int = Field(0, ge=0)
-    duration: float = Field(gt=0.0, description="simulated seconds")
+    duration: float = Field(gt=0.0, allow_inf_nan=False, description="simulated seconds")
     market: MarketConfig
     paths: PathsConfig
     vol_surfaces: dict[str, VolSurfaceConfig] = Field(default_factory=dict)
@@ -123,6 +123,11 @@ class EpisodeConfig(StrictModel):
                 if symbol not in symbols:
                     raise ValueError(f"population.groups.{g} ({group.type}): unknown instrument {symbol!r} "
                                      f"(market has {sorted(symbols)})")
+        from sim.schema.bounds import check_amounts, check_cost, check_history
+
+        check_cost(self)
+        check_amounts(self)
+        check_history(self)
         return self
 
     def _check_measurement(self, symbols: set[str]) -> None:

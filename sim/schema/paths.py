@@ -251,20 +251,34 @@ class ReplayPathConfig(StrictModel):
     """
 
     kind: Literal["replay"] = "replay"
+    # before ``path``: its validator reads this
+    allow_outside_config_folder: bool = Field(
+        False, description="read a file outside the config file's folder tree (absolute or ../ paths)")
+    time_unit: Literal["s", "ms", "us", "ns"] = "s"
     path: Path
     columns: list[str] | None = None  # None: every column but the timestamp
-    time_unit: Literal["s", "ms", "us", "ns"] = "s"
     rebase: bool = True
     vol_halflife: PositiveFloat = 86400.0  # seconds, EWMA of squared log returns for ``vols``
 
     @field_validator("path")
     @classmethod
     def _file_ok(cls, v: Path, info: ValidationInfo) -> Path:
+        """Resolve against the config file's folder (validation context ``root``; the working
+        directory for a config built in Python), confine to that folder tree unless
+        ``allow_outside_config_folder``, read and check the file. Errors never quote the file."""
         from sim.paths import read_price_csv  # local: sim.paths imports this module
 
-        # The time unit (declared later) only scales timestamps, so it cannot change validity.
-        read_price_csv(v)
-        return v
+        ctx = info.context or {}
+        root = Path(ctx.get("root") or Path.cwd()).resolve()
+        given = Path(v)
+        full = (given if given.is_absolute() else root / given).resolve()
+        # ``trusted``: re-validating a config that was already confined (its path is absolute now)
+        allowed = ctx.get("trusted") or info.data.get("allow_outside_config_folder") or full.is_relative_to(root)
+        if not allowed:
+            raise ValueError(f"{given} resolves to {full}, outside the config's folder {root}; move the file under "
+                             f"that folder or set allow_outside_config_folder: true")
+        read_price_csv(full, info.data.get("time_unit", "s"))
+        return full  # the resolved file, so the run reads what was checked
 
     @model_validator(mode="after")
     def _columns_exist(self) -> "ReplayPathConfig":
