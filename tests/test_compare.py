@@ -264,7 +264,7 @@ def test_default_episode_hedged_groups_get_relief_under_portfolio_margin():
     """The issue's claims on the packaged default: portfolio margin gives the hedged books (basis,
     condors, delta-hedged straddles) a lower IM / gross than standard; directional books pay more;
     at least one regime leaves a loss on others, and the regimes differ in who paid."""
-    out = compare(resolve(None), ["standard", "portfolio"], write=False)
+    out = compare(resolve(None), ["standard", "portfolio"], write=False, workers=2)
     std, pm = (out.summaries[r]["groups"] for r in ("standard", "portfolio"))
     for hedged in ("basis", "condors", "delta_hedger"):
         assert pm[hedged]["im_over_gross"] < std[hedged]["im_over_gross"], hedged

@@ -215,6 +215,8 @@ def test_standard_and_standard_isolated_differ_in_the_crypto_regime_set() -> Non
     trades, subs = [], []
     for k in (0, 1):
         variant = dict(data, margin=data["compare_regimes"][k], duration=2400.0)
+        variant["paths"] = dict(data["paths"], shocks=[sh for sh in data["paths"].get("shocks", [])
+                                                       if sh["start"] < 2400.0])  # none may start after the end
         variant["outputs"] = dict(data.get("outputs", {}), counterfactual=False)
         result = run(parse_episode(variant, "crypto"), keep_episode=True)
         trades.append(result.tables["trades"])
