@@ -19,7 +19,8 @@ from sim.config import load_episode, parse_episode, read_yaml
 from sim.schema.episode import EpisodeConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-OTHER_SCHEMAS = ("sweeps", "portfolios")  # sweep grids and `clearsim margin` portfolio files
+OTHER_SCHEMAS = ("sweeps", "portfolios", "backtest", "reverse_stress")  # sweep grids, `clearsim margin`
+# portfolio files, backtest and reverse-stress files (their own tests validate those)
 STYLISED = ("black_thursday", "may_2021", "luna", "ftx", "mango", "oct_2025", "correlation_breakdown",
             "hedged_options")
 
