@@ -20,7 +20,7 @@ from sim.schema.episode import EpisodeConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 OTHER_SCHEMAS = ("sweeps", "portfolios", "backtest", "reverse_stress")  # sweep grids, `clearsim margin`
-# portfolio files, backtest and reverse-stress specs
+# portfolio files, backtest and reverse-stress files (their own tests validate those)
 STYLISED = ("black_thursday", "may_2021", "luna", "ftx", "mango", "oct_2025", "correlation_breakdown",
             "hedged_options", "ccp_default_fund")
 
