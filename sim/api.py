@@ -178,10 +178,12 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
     tables: dict[str, dict] = {}
     bar = job = None
     if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
 
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[last]}"), TimeElapsedColumn())
+                       TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                       TimeRemainingColumn())
         bar.start()
         job = bar.add_task(f"{cfg.name}: {len(variants)} regimes x {seeds} seeds", total=len(tasks), last="")
 
