@@ -245,7 +245,7 @@ def test_reference_portfolio_sampling_leaves_the_episode_unchanged(monkeypatch):
         if track:
             assert len(s.recorder.reference.rows) == 60  # every 10 s from 0 to 590
         return np.array(s.ep.house.margin_samples)
-    _with_margin(monkeypatch, {"regime": "var", "method": "filtered", "buffer": 0.25})
+    _with_margin(monkeypatch, {"regime": "var", "method": "filtered", "buffer": 0.25, "mpor_days": 20.0 / 86_400})
     assert np.array_equal(run(True), run(False))
 
 
