@@ -66,14 +66,19 @@ FIXED_METRICS: tuple[Metric, ...] = (
     Metric("price.max_venue_drawdown", "venue drawdown (worst)", "fraction"),
     Metric("price.amplification_vs_true", "price amplification vs true path", "x"),
     Metric("margin.im_peak", "peak total IM", "money", lower_is_better=None),
-    Metric("margin.im_over_gross", "IM / gross (measurement window)", "ratio", lower_is_better=None),
-    Metric("margin.capital_efficiency", "IM / gross (time-weighted, whole run)", "ratio", lower_is_better=None),
+    Metric("margin.im_over_gross", "IM / gross notional (time-weighted; lower = less capital)", "ratio",
+           lower_is_better=None),
     Metric("margin.max_utilisation", "peak IM / equity", "ratio", lower_is_better=None),
+    # against the no-feedback twin (present when outputs.counterfactual ran it)
+    Metric("counterfactual.venue_drawdown_amplification", "venue drawdown vs no-feedback twin", "x"),
+    Metric("counterfactual.mark_drawdown_amplification", "mark drawdown vs no-feedback twin", "x"),
+    Metric("counterfactual.liquidated_notional_ratio", "liquidated notional vs no-feedback twin", "x"),
+    Metric("counterfactual.liquidated_notional_difference", "liquidated notional beyond the twin", "money"),
+    Metric("counterfactual.bad_debt_difference", "bad debt beyond the twin", "money"),
 )
 # families of keys added by others, picked up whenever a summary has them
 DYNAMIC_PREFIXES: tuple[tuple[str, str, str], ...] = (
     ("losses.who_paid.", "who paid: ", "money"),
-    ("counterfactual.", "vs no-feedback twin: ", "ratio"),
     ("margin.reference", "reference portfolio ", "ratio"),
     ("liquidations.spells.", "distress spells: ", "count"),
 )

@@ -384,7 +384,9 @@ def _fig_leverage(config: Any, runs, rows) -> str:
 
 
 def _counterfactual_keys(rows) -> list[str]:
-    keys = sorted({k for r in rows for k, v in r.items() if k.startswith("counterfactual.") and v is not None})
+    # the ratios only (x / twin's x): drawdowns and differences are in other units
+    keys = sorted({k for r in rows for k, v in r.items() if k.startswith("counterfactual.") and v is not None
+                   and k.endswith(("_amplification", "_ratio"))})
     if not keys and any(r.get("price.amplification_vs_counterfactual") is not None for r in rows):
         keys = ["price.amplification_vs_counterfactual"]
     return keys
@@ -413,7 +415,7 @@ def _fig_counterfactual(config: Any, runs, rows) -> str:
 
 
 INTERVAL_KEYS = ("losses.borne_by_others", "bad_debt.total", "liquidations.notional", "liquidations.count",
-                 "insurance_fund.min", "margin.im_peak", "margin.capital_efficiency", "cascades.max_generation")
+                 "insurance_fund.min", "margin.im_peak", "margin.im_over_gross", "cascades.max_generation")
 
 
 def _fig_intervals(stats, metrics: Sequence[Metric], labels: Sequence[str], quote: str) -> str:

@@ -81,10 +81,14 @@ def test_identical_regimes_and_single_seeds():
 
 def test_metric_list_picks_up_other_parts_keys_and_groups():
     summary = {"losses": {"who_paid": {"vault": 3.0, "insurance_fund": 1.0}, "borne_by_others": 4.0},
-               "counterfactual": {"amplification_notional": 1.2}, "groups": {"basis": {"leverage": 9.0}}}
-    keys = [m.key for m in metrics_for([summary])]
+               "counterfactual": {"venue_drawdown_amplification": 1.2}, "groups": {"basis": {"leverage": 9.0}}}
+    metrics = metrics_for([summary])
+    keys = [m.key for m in metrics]
     assert "losses.borne_by_others" in keys and "losses.who_paid.vault" in keys
-    assert "counterfactual.amplification_notional" in keys and "groups.basis.leverage" in keys
+    assert "counterfactual.venue_drawdown_amplification" in keys and "groups.basis.leverage" in keys
+    units = {m.key: m.unit for m in metrics}  # a ratio against the twin in ×, a difference in money
+    assert units["counterfactual.venue_drawdown_amplification"] == "x"
+    assert units["counterfactual.liquidated_notional_difference"] == "money"
     assert keys.count("losses.borne_by_others") == 1
 
 
