@@ -33,15 +33,22 @@ class OutputFolderError(ConfigError):
     """The output location cannot be used without destroying something clearsim did not write."""
 
 
-def is_clearsim_folder(path: Path) -> bool:
+def marker_kind(path: Path) -> str | None:
+    """The ``kind`` in ``path``'s clearsim marker (run, compare, backtest, ...), None without one."""
     marker = path / MARKER
     if marker.is_symlink() or not marker.is_file():
-        return False
+        return None
     try:
         data = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("written_by") == "clearsim"
+        return None
+    if not isinstance(data, dict) or data.get("written_by") != "clearsim":
+        return None
+    return str(data.get("kind", ""))
+
+
+def is_clearsim_folder(path: Path) -> bool:
+    return marker_kind(path) is not None
 
 
 def _protected(target: Path) -> str | None:
@@ -58,8 +65,11 @@ def _protected(target: Path) -> str | None:
 
 
 def check_folder(path: str | Path, force: bool = False, what: str = "output folder",
-                 hint: str = "pass --force (force=True) to replace them") -> Path:
+                 hint: str = "pass --force (force=True) to replace them", same_kind: str | None = None) -> Path:
     """Raise ``OutputFolderError`` unless ``path`` may be (re)written; returns its absolute path.
+    ``same_kind``: a folder this same command wrote (its marker says that kind) is replaced without
+    ``force`` -- for commands whose re-run writes the same folder; any other clearsim folder still
+    needs ``force``.
 
     Call it before running anything (so a refusal costs nothing) and again just before the swap."""
     given = Path(path)
@@ -85,7 +95,7 @@ def check_folder(path: str | Path, force: bool = False, what: str = "output fold
             f"{what} {given}: exists and was not written by clearsim (no {MARKER} marker); it is left "
             f"untouched -- choose a new folder or empty this one yourself (--force replaces only a previous "
             f"clearsim results folder)")
-    if not force:
+    if not force and not (same_kind is not None and marker_kind(target) == same_kind):
         raise OutputFolderError(f"{what} {given}: holds earlier clearsim results; {hint}")
     return target
 

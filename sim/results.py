@@ -70,13 +70,16 @@ def _write_text(path: Path, text: str) -> None:
 
 
 @contextmanager
-def _atomic_folder(directory: str | Path, kind: str, force: bool = False) -> Iterator[Path]:
+def _atomic_folder(directory: str | Path, kind: str, force: bool = False,
+                   replace_same_kind: bool = False) -> Iterator[Path]:
     """Yield a hidden temp folder beside ``directory``; on success it replaces ``directory`` in one
     rename (an old folder is moved aside first), on any error it is removed and nothing changes.
-    Only a folder clearsim wrote is ever replaced, and only with ``force`` (see ``sim.outdir``)."""
+    Only a folder clearsim wrote is ever replaced, and only with ``force`` -- or, with
+    ``replace_same_kind``, when it is an earlier output of the same ``kind`` (see ``sim.outdir``)."""
     from sim.outdir import check_folder, write_marker
 
-    target = check_folder(directory, force)
+    same_kind = kind if replace_same_kind else None
+    target = check_folder(directory, force, same_kind=same_kind)
     target.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     tmp = target.parent / f".{target.name}.tmp-{token}"
@@ -84,7 +87,7 @@ def _atomic_folder(directory: str | Path, kind: str, force: bool = False) -> Ite
     try:
         write_marker(tmp, kind)
         yield tmp
-        check_folder(directory, force)  # nothing else appeared there while the results were written
+        check_folder(directory, force, same_kind=same_kind)  # nothing else appeared there meanwhile
         fsync_dir(tmp)
         _swap_in(tmp, target, token)
     except BaseException:

@@ -388,8 +388,9 @@ def _write(directory: Path, plan: _Plan, summary: dict[str, Any], rows: list[dic
     from sim.sweep import assemble_table
 
     cfg = plan.config
-    # replaces only a folder clearsim wrote (its marker): its own earlier search; a user's folder is refused
-    with _atomic_folder(directory, "reverse-stress", force=True) as tmp:
+    # replaces only its own earlier output (a reverse-stress marker); a user's folder or other clearsim
+    # results are refused (sim.outdir)
+    with _atomic_folder(directory, "reverse-stress", replace_same_kind=True) as tmp:
         for label in plan.variants:
             ln = _breaking_seed(lines, label)
             if ln is None:

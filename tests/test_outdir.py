@@ -139,3 +139,25 @@ def test_a_folder_holding_only_clearsim_folders_counts_as_clearsims(tmp_path, ru
     with pytest.raises(OutputFolderError, match="was not written by clearsim"):
         write_results(tmp_path / "ep", config, tables, summary, report=False, force=True)
     assert (tmp_path / "ep" / "notes.txt").read_text() == "mine"
+
+
+def test_a_command_replaces_its_own_earlier_output_but_no_other_results(tmp_path):
+    """Backtests and reverse stress tests re-write their folder on a re-run without --force; that
+    must never reach a run's or a comparison's results that happen to sit at the same path."""
+    from sim.results import _atomic_folder
+
+    own = tmp_path / "bt"
+    own.mkdir()
+    write_marker(own, "backtest")
+    (own / "summary.json").write_text("old")
+    with _atomic_folder(own, "backtest", replace_same_kind=True) as tmp:
+        (tmp / "summary.json").write_text("new")
+    assert (own / "summary.json").read_text() == "new"
+    other = tmp_path / "run"
+    other.mkdir()
+    write_marker(other, "run")
+    (other / "summary.json").write_text("a run's results")
+    with pytest.raises(OutputFolderError, match="holds earlier clearsim results"):
+        with _atomic_folder(other, "backtest", replace_same_kind=True):
+            pass
+    assert (other / "summary.json").read_text() == "a run's results"

@@ -342,8 +342,9 @@ def write_backtest(directory: str | Path, cfg: BacktestConfig, summary: dict[str
             run_cols.setdefault(f"margin.{names[k]}", []).append(res.shown_margin[:, j])
             run_cols.setdefault(f"loss.{names[k]}", []).append(res.shown_loss[:, j])
     runs_table = _table({k: np.concatenate(v) for k, v in run_cols.items()})
-    # replaces only a folder clearsim wrote (its marker); a user's folder is refused (sim.outdir)
-    with _atomic_folder(directory, "backtest", force=True) as tmp:
+    # replaces only its own earlier output (a backtest marker); a user's folder or other clearsim
+    # results are refused (sim.outdir)
+    with _atomic_folder(directory, "backtest", replace_same_kind=True) as tmp:
         _write_text(tmp / "summary.json", dump_json(summary))
         _write_text(tmp / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         pq.write_table(_table(port_cols), tmp / "portfolios.parquet")
