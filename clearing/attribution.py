@@ -93,21 +93,21 @@ class BreachAttribution:
         self._charged: dict[int, dict[int, float]] = {}
 
     # ------------------------------------------------------------------ state
+    _FLOAT_COLUMNS = ("index", "collateral", "equity0", "mm0")
+
     def _grow_to(self, capacity: int, fresh: bool = False) -> None:
-        names = ("index", "collateral", "equity0", "mm0")
-        for name in names:
-            old = None if fresh else getattr(self, name)
-            new = np.zeros(capacity)
-            if old is not None:
-                new[: old.shape[0]] = old
-            setattr(self, name, new)
-        old_seq = None if fresh else self.seq0
-        self.seq0 = np.zeros(capacity, dtype=np.int64)
-        old_seen = None if fresh else self.seen
-        self.seen = np.zeros(capacity, dtype=bool)  # valued at or above maintenance at least once
-        if old_seq is not None and old_seen is not None:
-            self.seq0[: old_seq.shape[0]] = old_seq
-            self.seen[: old_seen.shape[0]] = old_seen
+        """(Re)size the per-account columns to ``capacity`` rows, keeping what they hold."""
+        for name, dtype in ((n, np.float64) for n in self._FLOAT_COLUMNS):
+            self._resize(name, capacity, dtype, fresh)
+        self._resize("seq0", capacity, np.int64, fresh)  # mark update of the last healthy valuation
+        self._resize("seen", capacity, np.bool_, fresh)  # valued at or above maintenance at least once
+
+    def _resize(self, name: str, capacity: int, dtype: type, fresh: bool) -> None:
+        new = np.zeros(capacity, dtype=dtype)
+        if not fresh:
+            old = getattr(self, name)
+            new[: old.shape[0]] = old
+        setattr(self, name, new)
 
     def ensure(self, capacity: int) -> None:
         if self.index.shape[0] < capacity:
@@ -181,9 +181,9 @@ class BreachAttribution:
         self.mm0[rows] = np.where(ok, mm, self.mm0[rows])
         self.seq0[rows] = np.where(ok, self.updates, self.seq0[rows])
         self.seen[rows] |= ok
-        if self._charged:  # charged accounts are few: look each one up
-            accounts = None if isinstance(rows, slice) else np.asarray(rows)
-            for account in [a for a in self._charged if _in_rows(a, rows, accounts, ok)]:
+        if self._charged:  # charged accounts are few: drop those valued healthy now
+            accounts = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else np.asarray(rows)
+            for account in np.intersect1d(accounts[ok], list(self._charged)).tolist():
                 del self._charged[account]
 
     # ------------------------------------------------------------------ the rule
@@ -233,11 +233,3 @@ class BreachAttribution:
         k = bisect.bisect_right(self._ended, (seq0, 1 << 62))
         return sorted(self._alive | {liq_id for _seq, liq_id in self._ended[k:]})
 
-
-def _in_rows(account: int, rows: slice | np.ndarray, accounts: np.ndarray | None, ok: np.ndarray) -> bool:
-    """Whether ``account`` is one of ``rows`` valued at or above maintenance."""
-    if accounts is None:
-        assert isinstance(rows, slice)
-        return rows.start <= account < rows.stop and bool(ok[account - rows.start])
-    hit = np.flatnonzero(accounts == account)
-    return bool(hit.size) and bool(ok[hit[0]])

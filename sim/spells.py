@@ -38,8 +38,6 @@ def assign_spells(liq_id: np.ndarray, account: np.ndarray, breach_time: np.ndarr
         if prev >= 0 and account[prev] == account[k] and str(outcome[prev]) in RESTORED \
                 and breach_time[k] - end_time[prev] < quiet:
             spell[k] = spell[prev]
-        elif prev >= 0 and account[prev] == account[k] and str(outcome[prev]) == "open":
-            spell[k] = spell[prev]  # cannot happen in a finished run: one open event per account, the last
         else:
             spell[k] = liq_id[k]
         prev = k
