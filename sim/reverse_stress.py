@@ -247,26 +247,32 @@ class _Search:
             return False, None  # no value (e.g. no fund series): the criterion cannot hold
         return _OPS[self.plan.op](v, self.plan.threshold), None
 
+    def _first_break(self, ln: _Line, xs: list[float]) -> float | None:
+        """The first of the ascending scales ``xs`` at which the line breaks (None: it held at all of
+        them); an evaluation that failed ends the line with status ``error``."""
+        for x in xs:
+            broken, err = self.outcome(ln.regime, ln.seed, x)
+            if err is not None:
+                ln.status, ln.error = "error", err
+                return None
+            if broken:
+                return x
+        return None
+
     def run(self) -> list[_Line]:
         cfg = self.plan.config
         lines = [_Line(r, s) for r in self.plan.variants for s in self.plan.seeds]
         grid = [float(x) for x in np.linspace(cfg.scale.low, cfg.scale.high, cfg.scan_points)]
         self.evaluate([(ln.regime, ln.seed, x) for ln in lines for x in grid])
         for ln in lines:
-            prev = None
-            for x in grid:
-                broken, err = self.outcome(ln.regime, ln.seed, x)
-                if err is not None:
-                    ln.status, ln.error = "error", err
-                    break
-                if broken:
-                    ln.hi = x
-                    ln.lo = prev
-                    ln.status = "broken_at_low" if prev is None else "bracketed"
-                    break
-                prev = x
-            else:
+            hi = self._first_break(ln, grid)
+            if ln.status == "error":
+                continue
+            if hi is None:
                 ln.status, ln.lo = "held", grid[-1]
+            else:
+                ln.hi, ln.lo = hi, _last_below(grid, hi)
+                ln.status = "broken_at_low" if ln.lo is None else "bracketed"
         k = cfg.points_per_round
         for _round in range(cfg.max_rounds):
             open_ = [ln for ln in lines if ln.status == "bracketed" and ln.hi - ln.lo > cfg.tolerance]
@@ -275,16 +281,22 @@ class _Search:
             inner = {id(ln): [ln.lo + (ln.hi - ln.lo) * (i + 1) / (k + 1) for i in range(k)] for ln in open_}
             self.evaluate([(ln.regime, ln.seed, x) for ln in open_ for x in inner[id(ln)]])
             for ln in open_:
-                for x in inner[id(ln)]:
-                    broken, err = self.outcome(ln.regime, ln.seed, x)
-                    if err is not None:
-                        ln.status, ln.error = "error", err
-                        break
-                    if broken:
-                        ln.hi = x
-                        break
-                    ln.lo = x
+                xs = inner[id(ln)]
+                hi = self._first_break(ln, xs)
+                if ln.status == "error":
+                    continue
+                if hi is None:
+                    ln.lo = xs[-1]
+                else:
+                    ln.hi = hi
+                    ln.lo = _last_below(xs, hi, ln.lo)
         return lines
+
+
+def _last_below(xs: list[float], x: float, default: float | None = None) -> float | None:
+    """The largest of the ascending ``xs`` below ``x`` (``default`` when none is)."""
+    below = [v for v in xs if v < x]
+    return below[-1] if below else default
 
 
 # ------------------------------------------------------------------------------------ results
