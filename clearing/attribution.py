@@ -157,8 +157,9 @@ class BreachAttribution:
             history = self._history.get(liq_id)
             if history is None:
                 history = self._history[liq_id] = _LevelHistory()
-            history.seqs.append(seq)
-            history.levels.append(level)
+            if not history.levels or not np.array_equal(level, history.levels[-1]):
+                history.seqs.append(seq)  # only when it changed: ``at`` finds the level in force
+                history.levels.append(level)
         for liq_id in self._alive - now.keys():
             history = self._history[liq_id]
             history.seqs.append(seq)
@@ -196,11 +197,11 @@ class BreachAttribution:
         seq0 = self.seq0.item(account)
         tick_value = self.ledger.tick_value
         impact_by: dict[int, float] = {}
+        n = tick_value.shape[0]
         for liq_id in self._moved_since(seq0):
             if liq_id in own_liquidations:
                 continue  # an account's own liquidation moving the book is not contagion
             history = self._history[liq_id]
-            n = tick_value.shape[0]
             change = history.at(self.updates, n) - history.at(seq0, n)
             effect = float(position.dot(change * tick_value))
             if effect:
@@ -209,7 +210,6 @@ class BreachAttribution:
         index, collateral = self.index.item(account), self.collateral.item(account)
         impact, allocation = sum(impact_by.values()), sum(charged.values())
         change = equity - self.equity0.item(account)
-        endogenous_loss = impact + allocation
         endogenous = endogenous_rule(equity, mm, impact, allocation, self.materiality)
         parent, by_allocation = -1, False
         if endogenous:

@@ -406,8 +406,7 @@ def _print_comparison(console, out, quote: str) -> None:
                                              for c in cells))
     if gtable.row_count:
         console.print(gtable)
-    if out.directory is not None:
-        console.print(f"results: {out.directory}/report.html")
+    _print_location(console, out.directory)
 
 
 # ------------------------------------------------------------------------------------- backtest

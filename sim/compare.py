@@ -48,8 +48,8 @@ class Metric:
     lower_is_better: bool | None = True
 
 
-# The table's metrics in order. Keys another part of the project adds (who-paid ledger,
-# counterfactual twin, spells, reference-portfolio rate) show "—" until their summaries carry them.
+# The table's metrics in order; a key a summary does not carry (the twin's, when
+# outputs.counterfactual is off) shows "—".
 FIXED_METRICS: tuple[Metric, ...] = (
     Metric("losses.borne_by_others", "loss borne by others", "money"),
     Metric("bad_debt.total", "bad debt", "money"),
@@ -80,7 +80,6 @@ FIXED_METRICS: tuple[Metric, ...] = (
 DYNAMIC_PREFIXES: tuple[tuple[str, str, str], ...] = (
     ("losses.who_paid.", "who paid: ", "money"),
     ("margin.reference", "reference portfolio ", "ratio"),
-    ("liquidations.spells.", "distress spells: ", "count"),
 )
 GROUP_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("im_over_gross", "IM / gross", "ratio"),

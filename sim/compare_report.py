@@ -290,31 +290,21 @@ def _fig_cascades(config: Any, runs) -> str:
     return _png(fig)
 
 
-def measure_from(config: Any) -> float:
-    """Start of the measurement window: ``outputs.measure_from`` when the config has it, else the
-    first scripted shock, else the start of the episode."""
-    explicit = getattr(config.outputs, "measure_from", None)
-    if isinstance(explicit, (int, float)):
-        return float(explicit)
-    starts = [float(s.start) for s in (getattr(config.paths, "shocks", []) or [])]
-    return min(starts) if starts else 0.0
-
-
 def _reference_series(tables) -> tuple[np.ndarray, np.ndarray] | None:
-    """A reference-portfolio margin-rate series, if the run recorded one (a table named
-    ``reference*`` with ``time`` and a ``*rate*`` column)."""
-    for name, table in tables.items():
-        if "reference" in name and "time" in table:
-            rate = [c for c in table if "rate" in c]
-            if rate:
-                return np.asarray(table["time"], dtype=float), np.asarray(table[rate[0]], dtype=float)
-    return None
+    """The fixed reference portfolio's margin rate (IM / gross) over time, from the recorder's
+    ``reference_margin`` table (None when the run has none)."""
+    table = tables.get("reference_margin") or {}
+    if "time" not in table or not np.asarray(table["time"]).size:
+        return None
+    im, gross = (np.asarray(table[c], dtype=float) for c in ("im", "gross"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(table["time"], dtype=float), np.where(gross > 0, im / gross, np.nan)
 
 
 def _fig_margin(config: Any, runs) -> tuple[str, bool]:
     scale_t, unit = _time_unit(float(config.duration))
     money = 10 ** int(config.market.quote.decimals)
-    start = measure_from(config)
+    start = config.measurement_start()
     has_reference = any(_reference_series(t) is not None for _s, t in runs.values())
     n = 3 if has_reference else 2
     fig = Figure(figsize=(11, 2.8 * n), layout="constrained")

@@ -15,9 +15,15 @@ __all__ = ["MONEY_KEYS", "PERCENT_KEYS", "labelled", "rows"]
 # headline keys whose value is money (quote currency) or a fraction shown as a percentage
 MONEY_KEYS = frozenset({
     "bad_debt.total", "insurance_fund.min", "insurance_fund.final", "liquidations.notional", "adl.notional",
-    "losses.socialised", "solvency.bad_debt_recoveries", "solvency.hidden_loss", "margin.im_peak",
-    "margin.max_window_increase"})
-PERCENT_KEYS = frozenset({"price.max_venue_drawdown", "price.true_drawdown", "margin.capital_efficiency"})
+    "losses.socialised", "losses.borne_by_others", "losses.backstop_vault.pnl_final",
+    "counterfactual.bad_debt_difference", "solvency.bad_debt_recoveries", "solvency.hidden_loss",
+    "margin.im_peak", "margin.population_im.max_increase",
+    "losses.who_paid.defaulter_margin", "losses.who_paid.defaulter_default_fund",
+    "losses.who_paid.liquidation_penalties", "losses.who_paid.insurance_fund", "losses.who_paid.ccp_capital",
+    "losses.who_paid.survivors_default_fund", "losses.who_paid.assessments", "losses.who_paid.vm_gains_haircut",
+    "losses.who_paid.adl", "losses.who_paid.socialised", "losses.who_paid.backstop_vault",
+    "losses.who_paid.bad_debt"})
+PERCENT_KEYS = frozenset({"price.max_venue_drawdown", "price.true_drawdown", "margin.im_over_gross"})
 
 
 def labelled(key: str, label: str, value: Any, quote: str) -> tuple[str, str]:

@@ -321,7 +321,9 @@ def _cascades(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     liq = _col(tables, "liquidations", "liq_id", np.int64)
     parent = _col(tables, "liquidations", "parent", np.int64)
     notional = _col(tables, "liquidations", "notional").astype(np.float64)
-    spell = _col(tables, "liquidations", "spell", np.int64) if "spell" in (tables.get("liquidations") or {}) else liq
+    spell = _col(tables, "liquidations", "spell", np.int64)
+    if spell.size != liq.size:  # tables from before spells: every liquidation its own spell
+        spell = liq
     empty = {"count": 0, "contagious": 0, "max_generation": None, "largest_size": 0, "largest_size_notional": 0.0,
              "largest_notional": 0.0, "largest_notional_size": 0, "mean_size": None, "root_notional": 0.0,
              "endogenous_count": 0, "endogenous_notional": 0.0, "amplification": None,
@@ -330,8 +332,7 @@ def _cascades(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
         return empty
     forest = spell_forest(liq, parent, spell, notional)
     m = forest.count
-    position = {int(x): k for k, x in enumerate(forest.spell.tolist())}
-    root_pos = np.array([position[int(r)] for r in forest.root.tolist()], dtype=np.int64)
+    root_pos = np.searchsorted(forest.spell, forest.root)  # spells are sorted ids (np.unique)
     is_root = forest.parent < 0
     roots = np.flatnonzero(is_root)
     size = np.bincount(root_pos, minlength=m)

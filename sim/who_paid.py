@@ -116,7 +116,8 @@ def loss_ledger(episode: "Episode", vault: VaultTracker) -> dict[str, np.ndarray
         loss = max(vault.capital - vault.value(), 0.0)
         rows.append((episode.world.now, -1, vault.account, "backstop_vault", int(round(loss))))
     rows = [r for r in rows if r[4] != 0]
-    rows.sort(key=lambda r: (r[0], r[1], list(LAYERS).index(r[3])))
+    order = {layer: k for k, layer in enumerate(LAYERS)}
+    rows.sort(key=lambda r: (r[0], r[1], order[r[3]]))
     return {
         "time": np.array([r[0] for r in rows], dtype=np.float64),
         "liq_id": np.array([r[1] for r in rows], dtype=np.int64),

@@ -245,3 +245,14 @@ def test_progress_shows_simulated_time_and_changes_no_result(tmp_path):
     assert "small" in screen.getvalue()
     quiet = EpisodeProgress(False)
     assert quiet.observe("x") is None  # disabled: the run takes no callback at all
+
+
+def test_every_unit_rule_of_the_headline_names_a_headline_figure():
+    """The unit sets must follow the metrics' renames: a key that no longer exists would leave its
+    replacement shown without its currency or % (capital_efficiency -> im_over_gross did)."""
+    from sim.headline import MONEY_KEYS, PERCENT_KEYS
+    from sim.metrics import HEADLINE
+
+    keys = {key for key, _label in HEADLINE}
+    assert not (MONEY_KEYS | PERCENT_KEYS) - keys
+    assert {k for k in keys if k.startswith(("losses.who_paid.", "losses.borne_by"))} <= MONEY_KEYS

@@ -86,6 +86,8 @@ def test_a_forced_sale_into_a_thin_book_makes_the_next_breach_a_generation_one_c
     but_for_holds(liquidations)
     summary = summarise(s.config, s.recorder.tables())
     assert summary["cascades"]["max_generation"] == 1 and summary["cascades"]["endogenous_count"] >= 1
+    assert summary["liquidations"]["endogenous_breaches"] == int(liquidations["endogenous"].sum()) >= 1
+    assert summary["liquidations"]["attribution_materiality"] == s.config.clearing.attribution.materiality
 
 
 def test_the_same_sale_into_a_deep_book_leaves_the_second_account_a_root():
@@ -99,7 +101,8 @@ def test_the_same_sale_into_a_deep_book_leaves_the_second_account_a_root():
     liquidations = s.recorder.tables()["liquidations"]
     but_for_holds(liquidations)
     assert not liquidations["endogenous"].any()  # the control: nothing endogenous at all
-    assert summarise(s.config, s.recorder.tables())["cascades"]["endogenous_count"] == 0
+    summary = summarise(s.config, s.recorder.tables())
+    assert summary["cascades"]["endogenous_count"] == 0 and summary["liquidations"]["endogenous_breaches"] == 0
 
 
 def _depeg() -> dict[str, Any]:
