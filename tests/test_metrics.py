@@ -368,6 +368,15 @@ def test_delays_and_slippage(summary):
     assert s["max_bps"] == pytest.approx(200.0)
 
 
+def test_liquidations_filled_at_the_mark_have_zero_slippage():
+    """The zero control: every step filled exactly at its mark."""
+    tables = make_tables()
+    steps = tables["liquidation_steps"]
+    steps["avg_price"] = np.asarray(steps["mark"], dtype=np.float64).copy()
+    s = summarise(make_config(), tables)["slippage"]
+    assert s["mean_bps"] == 0.0 and s["max_bps"] == 0.0
+
+
 def test_summary_is_deterministic_json_without_wall_time(summary):
     text = json.dumps(summary, sort_keys=True, allow_nan=False)
     again = json.dumps(summarise(make_config(), make_tables(), dict(STATS, wall_seconds=99.0)), sort_keys=True,
