@@ -273,16 +273,11 @@ class ClearingHouse:
         self.slack[account] = slack
         self.headroom[account] = self.headroom.item(account) - cost
         if slack <= 0.0:
-            if not self._dirty:  # one re-check per instant, however many fills it had
-                self.world.call_soon(self._check_parties)
-            self._dirty.add(account)
+            self._recheck(account)
 
     def _check_parties(self) -> None:
-        rows = np.array(sorted(a for a in self._dirty if a >= FIRST_TRADER), dtype=np.int64)
-        self._dirty.clear()
-        if rows.size:
-            cause = Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now)
-            self._apply(rows, *self._value_rows(rows), cause)
+        dirty, self._dirty = self._dirty, set()
+        self.revalue_accounts(dirty)
 
     def revalue_all(self, cause: Cause) -> None:
         """Re-value every trader account at once and act on the new states."""
