@@ -16,8 +16,8 @@ import math
 import numpy as np
 
 from agents.base import Agent, AgentContext, Arrivals
-from sim.orders import BUY, SELL, TimeInForce
-from sim.schema.population import BasisArbGroup, Sampler
+from sim.core.orders import BUY, SELL, TimeInForce
+from agents.config import BasisArbGroup, Sampler
 
 
 class BasisArbitrageur(Agent):

@@ -23,9 +23,9 @@ import math
 import numpy as np
 
 from agents.base import Agent, AgentContext
-from clearing.instruments import SECONDS_PER_YEAR
-from sim.orders import BUY, SELL, TimeInForce
-from sim.schema.population import AuctionBidderGroup, BackstopProviderGroup
+from sim.core.instruments import SECONDS_PER_YEAR
+from sim.core.orders import BUY, SELL, TimeInForce
+from agents.config import AuctionBidderGroup, BackstopProviderGroup
 
 
 class _CrossAccount:

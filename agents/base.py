@@ -13,20 +13,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from clearing.instruments import InstrumentKind
+from sim.core.instruments import InstrumentKind
 from clearing.ledger import QUOTE
-from sim.orders import BUY, SubmitResult, TimeInForce
-from sim.schema.population import NormalDist, UniformDist
+from sim.core.orders import BUY, SubmitResult, TimeInForce
+from agents.config import NormalDist, UniformDist
 
 if TYPE_CHECKING:
     from clearing.house import ClearingHouse
     from clearing.isolated import IsolatedMargin
-    from clearing.instruments import InstrumentTable
+    from sim.core.instruments import InstrumentTable
     from clearing.ledger import Ledger
-    from sim.kernel import World
-    from sim.mark import MarkPricer
-    from sim.oracle import Oracle
-    from sim.venue import Venue
+    from sim.core.kernel import World
+    from sim.market.mark import MarkPricer
+    from sim.market.oracle import Oracle
+    from sim.market.venue import Venue
 
 
 _OPTION = int(InstrumentKind.OPTION)  # the table's kinds are plain ints

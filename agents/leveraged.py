@@ -28,8 +28,8 @@ import math
 import numpy as np
 
 from agents.base import Agent, AgentContext, pick_instrument
-from sim.orders import BUY, SELL, TimeInForce
-from sim.schema.population import LeveragedGroup, Sampler, sample
+from sim.core.orders import BUY, SELL, TimeInForce
+from agents.config import LeveragedGroup, Sampler, sample
 
 IDLE, ENTERING, HOLDING = 0, 1, 2
 

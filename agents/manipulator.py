@@ -17,8 +17,8 @@ import math
 import numpy as np
 
 from agents.base import Agent, AgentContext
-from sim.orders import BUY, TimeInForce
-from sim.schema.population import ManipulatorGroup
+from sim.core.orders import BUY, TimeInForce
+from agents.config import ManipulatorGroup
 
 
 class Manipulator(Agent):

@@ -40,9 +40,9 @@ import numpy as np
 from collections import deque
 
 from agents.base import Agent, AgentContext, Arrivals
-from clearing.instruments import SECONDS_PER_YEAR
-from sim.orders import BUY, SELL
-from sim.schema.population import MarketMakerGroup, sample
+from sim.core.instruments import SECONDS_PER_YEAR
+from sim.core.orders import BUY, SELL
+from agents.config import MarketMakerGroup, sample
 
 _LN2 = math.log(2.0)
 _GUARD = 0.25  # seconds: a slot submitted more recently than this may still be in flight

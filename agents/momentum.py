@@ -20,8 +20,8 @@ from collections import deque
 import numpy as np
 
 from agents.base import Agent, AgentContext, Arrivals, pick_instrument
-from sim.orders import BUY, SELL, TimeInForce
-from sim.schema.population import MomentumGroup, Sampler
+from sim.core.orders import BUY, SELL, TimeInForce
+from agents.config import MomentumGroup, Sampler
 
 
 class MomentumTrader(Agent):

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import UNIT, Agent, AgentContext, Arrivals
-from sim.orders import BUY, SELL, TimeInForce
-from sim.schema.population import NoiseGroup, Sampler
+from sim.core.orders import BUY, SELL, TimeInForce
+from agents.config import NoiseGroup, Sampler
 
 
 class NoiseTrader(Agent):

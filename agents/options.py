@@ -27,10 +27,10 @@ import math
 import numpy as np
 
 from agents.base import Agent, AgentContext
-from clearing.instruments import InstrumentKind
-from clearing.pricing import black76_greeks
-from sim.orders import BUY, SELL, TimeInForce
-from sim.schema.population import DeltaHedgerGroup, OptionSellerGroup, sample
+from sim.core.instruments import InstrumentKind
+from sim.market.pricing import black76_greeks
+from sim.core.orders import BUY, SELL, TimeInForce
+from agents.config import DeltaHedgerGroup, OptionSellerGroup, sample
 
 
 def _options_of(ctx: AgentContext, instruments: list[int], expiry: str) -> list[int]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import Agent, AgentContext
-from sim.orders import BUY, SELL, TimeInForce
-from sim.schema.population import PairTraderGroup, sample
+from sim.core.orders import BUY, SELL, TimeInForce
+from agents.config import PairTraderGroup, sample
 
 
 class PairTrader(Agent):

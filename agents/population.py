@@ -25,7 +25,7 @@ from agents.pair import PairTrader
 from agents.tape import MarketTape
 from agents.value import ValueTrader
 from clearing.ledger import QUOTE
-from sim.schema.population import CollateralSplit, PopulationConfig, sample
+from agents.config import CollateralSplit, PopulationConfig, sample
 
 
 class Population(list):
@@ -118,6 +118,6 @@ def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[
             elif isinstance(agent, AuctionBidder):
                 pop.bidders.append(agent)
         pop.groups[gname] = members
-    # the caller (``sim.episode.build``) grows the house's arrays and the venue's resting arrays to
+    # the caller (``sim.experiment.episode.build``) grows the house's arrays and the venue's resting arrays to
     # the accounts opened here once it has opened its own
     return pop

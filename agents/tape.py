@@ -7,7 +7,7 @@ trade imbalance read the counters' change since their last look. Complexity: O(1
 
 from __future__ import annotations
 
-from sim.orders import Fill, FillFlag
+from sim.core.orders import Fill, FillFlag
 
 _OUTSIDE = FillFlag.EXTERNAL
 

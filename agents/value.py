@@ -23,9 +23,9 @@ import math
 import numpy as np
 
 from agents.base import STD_NORMAL, UNIT, Agent, AgentContext, Arrivals, pick_instrument
-from clearing.instruments import SECONDS_PER_YEAR
-from sim.orders import BUY, SELL
-from sim.schema.population import Sampler, ValueGroup
+from sim.core.instruments import SECONDS_PER_YEAR
+from sim.core.orders import BUY, SELL
+from agents.config import Sampler, ValueGroup
 
 
 class ValueTrader(Agent):

@@ -5,7 +5,7 @@ perpetuals, 14-day puts and calls) and ``--portfolios`` random books on them (Po
 each, +-1..3 lots), without the file's own accounts. Path: correlated GBM, BTC 60% / ETH 75% vol,
 250 warm-up days then ``--years`` x 252 daily runs, two-day margin period of risk, a run every day
 (``step_days: 1``, overlapping periods: the heaviest case). Regimes: every
-registry regime (``--regimes`` to choose). Everything runs through ``sim.backtest.run.backtest``
+registry regime (``--regimes`` to choose). Everything runs through ``sim.experiment.backtest.run.backtest``
 with ``--workers`` processes (regime x block-of-2,048-portfolios tasks), nothing written.
 
 Prints the wall time and the CPU seconds (this process and its workers) of the whole backtest --
@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.backtest.run import backtest  # noqa: E402
-from sim.schema.margin import REGIME_NAMES  # noqa: E402
+from sim.experiment.backtest.run import backtest  # noqa: E402
+from clearing.margin.config import REGIME_NAMES  # noqa: E402
 
 
 def config(portfolios: int, years: int, regimes: list[str]) -> dict:

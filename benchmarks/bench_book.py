@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.book import OrderBook  # noqa: E402
-from sim.orders import BUY, SELL, TimeInForce  # noqa: E402
+from sim.market.book import OrderBook  # noqa: E402
+from sim.core.orders import BUY, SELL, TimeInForce  # noqa: E402
 
 CANCEL = 0
 SUBMIT = 1

@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sim.config import load_episode  # noqa: E402
-from sim.episode import run  # noqa: E402
+from sim.experiment.config import load_episode  # noqa: E402
+from sim.experiment.episode import run  # noqa: E402
 
 
 def main() -> None:

@@ -33,12 +33,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.base import UNIT, Arrivals  # noqa: E402
-from sim.kernel import World  # noqa: E402
-from sim.latency import LatencyConfig  # noqa: E402
-from sim.orders import BUY, SELL, TimeInForce  # noqa: E402
-from sim.schema.population import Sampler  # noqa: E402
-from sim.schema.venue import VenueConfig  # noqa: E402
-from sim.venue import Venue  # noqa: E402
+from sim.core.kernel import World  # noqa: E402
+from sim.market.latency import LatencyConfig  # noqa: E402
+from sim.core.orders import BUY, SELL, TimeInForce  # noqa: E402
+from agents.config import Sampler  # noqa: E402
+from sim.market.venue_config import VenueConfig  # noqa: E402
+from sim.market.venue import Venue  # noqa: E402
 
 REFERENCE = 10_000  # ticks
 LATENCY = LatencyConfig(kind="exponential", mean=0.002, min=0.0005)

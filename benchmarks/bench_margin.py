@@ -42,11 +42,11 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clearing.instruments import MarketState  # noqa: E402
+from sim.core.instruments import MarketState  # noqa: E402
 from clearing.margin.base import Positions, segments_by_group  # noqa: E402
 from clearing.margin.examples import benchmark_book  # noqa: E402
 from clearing.margin.portfolio import PortfolioRegime  # noqa: E402
-from sim.schema.margin import PortfolioConfig  # noqa: E402
+from clearing.margin.config import PortfolioConfig  # noqa: E402
 
 
 BEST: dict[str, float] = {}

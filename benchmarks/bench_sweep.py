@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sim.sweep import sweep
+from sim.experiment.sweep import sweep
 
 
 def spec(out: Path, seeds: int, duration: float | None) -> dict:

@@ -21,8 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sim.config import load_episode  # noqa: E402
-from sim.episode import run  # noqa: E402
+from sim.experiment.config import load_episode  # noqa: E402
+from sim.experiment.episode import run  # noqa: E402
 
 DEFAULT = ["configs/bench/rmsc04_like.yaml", "configs/default.yaml", "configs/luna.yaml", "configs/mango.yaml",
            "configs/hedged_options.yaml"]

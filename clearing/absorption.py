@@ -21,7 +21,7 @@ from clearing.causality import LiquidationEvent
 from clearing.insurance import InsuranceFund
 from clearing.ledger import QUOTE, SystemAccount
 from clearing.socialised import haircut_depositors, socialise_over_open_interest
-from sim.schema.clearing import LossAbsorptionConfig
+from clearing.config import LossAbsorptionConfig
 
 if TYPE_CHECKING:
     from clearing.house import ClearingHouse

@@ -6,7 +6,7 @@ channels (docs/METHODOLOGY.md, "Breach attribution"), all in quote minor units:
 * ``index``      -- index moves on the positions held at each mark update (exact: accumulated at
                     every update with the positions of that moment; option marks count here whole);
 * ``collateral`` -- price and haircut moves of non-quote collateral (exact, likewise);
-* ``impact``     -- mark moves caused by liquidations' own trades on the books (``sim.impact``),
+* ``impact``     -- mark moves caused by liquidations' own trades on the books (``sim.market.impact``),
                     other accounts' liquidations only: each liquidation's part of the mark's impact
                     component, change since the last healthy valuation, times the positions held at
                     the breach;
@@ -34,7 +34,7 @@ import numpy as np
 from clearing.ledger import Ledger
 
 if TYPE_CHECKING:
-    from sim.mark import MarkPricer
+    from sim.market.mark import MarkPricer
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,9 +29,9 @@ from statistics import NormalDist
 
 import numpy as np
 
-from clearing.instruments import SECONDS_PER_YEAR
+from sim.core.instruments import SECONDS_PER_YEAR
 from clearing.ledger import Ledger
-from sim.schema.market import DynamicHaircutConfig
+from sim.market.market_config import DynamicHaircutConfig
 
 __all__ = ["DynamicHaircuts", "haircut_of"]
 

@@ -20,18 +20,18 @@ import numpy as np
 from clearing.attribution import BreachAttribution, BreachExplanation
 from clearing.causality import Cause, CauseKind
 from clearing.health import Health, cancel_threshold, classify
-from clearing.instruments import InstrumentKind, InstrumentTable
+from sim.core.instruments import InstrumentKind, InstrumentTable
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger
 from clearing.margin.base import MarginRegime, Positions
-from sim.orders import Fill, FillFlag
-from sim.schema.clearing import ClearingConfig
+from sim.core.orders import Fill, FillFlag
+from clearing.config import ClearingConfig
 
 if TYPE_CHECKING:
     from clearing.liquidation import LiquidationEngine
-    from sim.kernel import World
-    from sim.mark import MarkPricer
-    from sim.oracle import Oracle
-    from sim.venue import Venue
+    from sim.core.kernel import World
+    from sim.market.mark import MarkPricer
+    from sim.market.oracle import Oracle
+    from sim.market.venue import Venue
 
 
 _BELOW_CANCEL, _BELOW_MM = int(Health.BELOW_CANCEL), int(Health.BELOW_MM)  # numpy compares plain ints faster

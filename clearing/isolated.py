@@ -38,9 +38,9 @@ from clearing.ledger import QUOTE, Ledger
 
 if TYPE_CHECKING:
     from clearing.house import ClearingHouse
-    from sim.kernel import World
-    from sim.orders import Fill
-    from sim.venue import Venue
+    from sim.core.kernel import World
+    from sim.core.orders import Fill
+    from sim.market.venue import Venue
 
 __all__ = ["IsolatedMargin"]
 

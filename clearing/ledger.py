@@ -19,7 +19,7 @@ scalar paths compute in Python integers and store only a value inside int64, vec
 (funding, expiry) bound the worst row before touching the arrays -- and a result outside the range
 raises ``LedgerOverflowError`` (naming the account, the asset and the amount) with nothing changed.
 ``check()`` sums in Python integers, so it cannot pass on a wrapped balance. The episode schema
-refuses up front the configurations whose amounts leave too little headroom (``sim.schema.episode``).
+refuses up front the configurations whose amounts leave too little headroom (``sim.experiment.schema.episode``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from clearing.instruments import Asset, Instrument
+from sim.core.instruments import Asset, Instrument
 
 
 class SystemAccount(IntEnum):

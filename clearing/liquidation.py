@@ -42,8 +42,8 @@ from clearing.liquidation_math import (
     settle_liquidation_fee,
     worst_fill_price,
 )
-from sim.orders import BUY, SELL, Fill, FillFlag, TimeInForce
-from sim.schema.clearing import LiquidationConfig
+from sim.core.orders import BUY, SELL, Fill, FillFlag, TimeInForce
+from clearing.config import LiquidationConfig
 
 if TYPE_CHECKING:
     from clearing.absorption import LossAbsorber
@@ -80,7 +80,7 @@ class LiquidationEngine:
         self.bidders: list[AuctionBidder] = []
         self.auction_outcomes: list[tuple[float, int, float | None]] = []  # time, liq id, winning discount
         # (liq id, time, equity, MM) at every decision to move a liquidated account's positions:
-        # ``sim.episode.verify`` proves each was taken below MM
+        # ``sim.experiment.episode.verify`` proves each was taken below MM
         self.health_checks: list[tuple[int, float, float, float]] = []
 
     # ------------------------------------------------------------------ lifecycle

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clearing.instruments import InstrumentTable, MarketState
+from sim.core.instruments import InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime
 from clearing.margin.scenarios import Revaluer
 

@@ -13,7 +13,7 @@ from clearing.adl import (
     select_pro_rata,
     select_ranked,
 )
-from clearing.instruments import Asset, Instrument, InstrumentKind
+from sim.core.instruments import Asset, Instrument, InstrumentKind
 from clearing.ledger import QUOTE, Ledger
 
 

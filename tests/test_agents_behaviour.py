@@ -1,7 +1,7 @@
 """Behaviour of the trader agents on small hand-built episodes (each test runs in well under a second
 or two of wall time).
 
-Worlds are assembled with ``sim.episode.build`` from a minimal config (one perpetual, optionally
+Worlds are assembled with ``sim.experiment.episode.build`` from a minimal config (one perpetual, optionally
 two options on the same underlying) and then driven by hand: agents are started, the oracle is
 started or its published index is set directly, and the clock is advanced.
 """
@@ -20,9 +20,9 @@ from agents.market_maker import MarketMaker
 from agents.noise import NoiseTrader
 from agents.options import DeltaHedger
 from clearing.ledger import QUOTE
-from sim.config import deep_merge, parse_episode
-from sim.episode import Episode, build
-from sim.orders import BUY, SELL
+from sim.experiment.config import deep_merge, parse_episode
+from sim.experiment.episode import Episode, build
+from sim.core.orders import BUY, SELL
 
 USD = 1_000_000
 

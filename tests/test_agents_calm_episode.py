@@ -10,8 +10,8 @@ import numpy as np
 
 from agents.leveraged import LeveragedTrader
 from agents.market_maker import MarketMaker
-from sim.config import load_episode, parse_episode
-from sim.episode import build, run, verify
+from sim.experiment.config import load_episode, parse_episode
+from sim.experiment.episode import build, run, verify
 
 CALM = {
     "name": "calm", "seed": 11, "duration": 1200.0,

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from sim.schema.population import PopulationConfig, Sampler, sample
+from agents.config import PopulationConfig, Sampler, sample
 
 EVERY_GROUP = """
 groups:

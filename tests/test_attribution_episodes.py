@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.config import load_episode
-from sim.episode import run
+from sim.experiment.config import load_episode
+from sim.experiment.episode import run
 from tests.scenarios.test_attribution import but_for_holds
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

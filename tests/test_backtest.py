@@ -13,12 +13,12 @@ import yaml
 
 from clearing.margin.base import Positions
 from clearing.margin.registry import build_regime
-from sim.backtest.engine import marks_along, realised_losses, requirement_series, run_days
-from sim.backtest.run import backtest, path_of, prepare
-from sim.backtest.stats import christoffersen_independence, kupiec_pof, largest_increase, peak_to_trough, \
+from sim.experiment.backtest.engine import marks_along, realised_losses, requirement_series, run_days
+from sim.experiment.backtest.run import backtest, path_of, prepare
+from sim.experiment.backtest.stats import christoffersen_independence, kupiec_pof, largest_increase, peak_to_trough, \
     transition_counts
-from sim.cli import main
-from sim.config import ConfigError
+from sim.experiment.cli import main
+from sim.experiment.config import ConfigError
 
 BOOK = {
     "name": "test book",
@@ -110,7 +110,7 @@ def test_one_call_per_run_equals_each_portfolio_alone(tmp_path):
     regime = build_regime("span", plan.book.table)
     together = requirement_series(regime, plan.book, prices, vols, runs)
     marks = marks_along(plan.book.table, prices[runs], vols[runs])
-    from clearing.instruments import MarketState
+    from sim.core.instruments import MarketState
 
     for k, row in enumerate(runs):
         market = MarketState(0.0, prices[row], vols[row], marks[k], vols[row][plan.book.table.underlying_index])
@@ -245,7 +245,7 @@ def test_an_episodes_accounts_at_a_time_are_the_portfolios(tmp_path):
 def test_shipped_backtest_examples_are_valid(name):
     path = Path(__file__).parents[1] / "configs" / "backtest" / f"{name}.yaml"
     if name == "default_episode_accounts":  # building its book runs the episode: validate the file only
-        from sim.backtest.run import _regime_entries, load_backtest
+        from sim.experiment.backtest.run import _regime_entries, load_backtest
 
         cfg, root = load_backtest(path)
         assert _regime_entries(cfg, root)
@@ -255,7 +255,7 @@ def test_shipped_backtest_examples_are_valid(name):
 
 
 def test_blocks_and_workers_do_not_change_the_figures(tmp_path, monkeypatch):
-    import sim.backtest.run as run_module
+    import sim.experiment.backtest.run as run_module
 
     cfg = config(tmp_path, days=700, warmup_days=300, report_portfolios=3)
     cfg["portfolios"]["random"] = {"count": 7, "seed": 1}

@@ -3,7 +3,7 @@
 import pytest
 
 from clearing.bad_debt import record_bad_debt
-from clearing.instruments import Asset, Instrument, InstrumentKind
+from sim.core.instruments import Asset, Instrument, InstrumentKind
 from clearing.ledger import QUOTE, Ledger, SystemAccount
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from sim.config import ConfigError, deep_merge, parse_episode
-from sim.episode import build
+from sim.experiment.config import ConfigError, deep_merge, parse_episode
+from sim.experiment.episode import build
 from tests.scenarios.harness import BASE
 
 

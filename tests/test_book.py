@@ -1,11 +1,11 @@
-"""Unit tests for sim.book.OrderBook: order types, STP, rejects, amend priority, queries, halts."""
+"""Unit tests for sim.market.book.OrderBook: order types, STP, rejects, amend priority, queries, halts."""
 
 from __future__ import annotations
 
 import pytest
 
-from sim.book import OrderBook
-from sim.orders import (
+from sim.market.book import OrderBook
+from sim.core.orders import (
     BUY,
     SELL,
     Fill,
@@ -639,9 +639,9 @@ def test_deep_level_keeps_priority_across_dict_rebuilds(book):
 
 
 def test_rebuilding_level_dicts_after_every_removal_changes_nothing(monkeypatch):
-    import sim.book
+    import sim.market.book
 
-    monkeypatch.setattr(sim.book, "_COMPACT_FLOOR", 1)
+    monkeypatch.setattr(sim.market.book, "_COMPACT_FLOOR", 1)
     book = OrderBook(0)
     for order_id in range(1, 41):
         book.submit(order_id, order_id % 3, SELL, 100 + order_id % 2, 2)

@@ -17,8 +17,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from sim.book import OrderBook
-from sim.orders import (
+from sim.market.book import OrderBook
+from sim.core.orders import (
     BUY,
     SELL,
     Fill,

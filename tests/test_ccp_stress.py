@@ -14,13 +14,13 @@ import math
 import numpy as np
 import pytest
 
-from clearing.instruments import InstrumentTable
+from sim.core.instruments import InstrumentTable
 from clearing.margin.examples import make_instrument, make_market
 from clearing.margin.portfolio import PortfolioRegime
 from clearing.margin.span import SpanRegime
 from clearing.stress import account_stress_losses, margin_moves, member_uncovered, stress_pnl
 from clearing.waterfall import size_default_fund
-from sim.schema.margin import SpanConfig
+from clearing.margin.config import SpanConfig
 
 Z99 = 2.3263478740408408
 
@@ -107,7 +107,7 @@ def test_an_episode_sizes_its_fund_at_the_configured_time_per_clearing_member():
 
 
 def test_extends_replaces_a_margin_of_another_regime_family_and_merges_a_variant():
-    from sim.config import deep_merge
+    from sim.experiment.config import deep_merge
 
     base = {"margin": {"regime": "standard", "tiers": [{"im_rate": 0.1, "mm_rate": 0.05}]}}
     assert deep_merge(base, {"margin": {"regime": "span", "cover_fraction": 0.3}})["margin"] == {
@@ -118,8 +118,8 @@ def test_extends_replaces_a_margin_of_another_regime_family_and_merges_a_variant
 
 
 def test_configs_that_cannot_run_are_refused_naming_the_field():
-    from sim.config import ConfigError, parse_episode
-    from sim.schema.clearing import HistoryConfig
+    from sim.experiment.config import ConfigError, parse_episode
+    from clearing.config import HistoryConfig
     from tests.scenarios.harness import BASE
 
     with pytest.raises(ConfigError, match=r"waterfall.sizing_time \(700 s\) is not before the end"):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sim.api import compare, resolve, run
-from sim.cli import EXIT_BAD_INPUT, main
-from sim.config import ConfigError, load_episode
+from sim.experiment.api import compare, resolve, run
+from sim.experiment.cli import EXIT_BAD_INPUT, main
+from sim.experiment.config import ConfigError, load_episode
 
 SMALL = {
     "name": "small",
@@ -150,11 +150,11 @@ def test_runs_hold_blas_to_one_thread_whatever_the_caller_set(monkeypatch):
     margin comparison, so every run must see exactly one BLAS thread, in any worker."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    import sim.episode
+    import sim.experiment.episode
 
     seen: list[list[int]] = []
-    monkeypatch.setattr(sim.episode, "_run", lambda *a, **k: seen.append(
+    monkeypatch.setattr(sim.experiment.episode, "_run", lambda *a, **k: seen.append(
         [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]))
     with threadpool_limits(limits=2, user_api="blas"):
-        sim.episode.run(None)  # type: ignore[arg-type]
+        sim.experiment.episode.run(None)  # type: ignore[arg-type]
     assert seen and seen[0] and set(seen[0]) == {1}

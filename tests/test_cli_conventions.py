@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import sim.api
-from sim.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, _episode, _parser, main
-from sim.config import ConfigError, apply_sets, load_episode, parse_yaml
-from sim.schema.margin import REGIME_NAMES
+import sim.experiment.api
+from sim.experiment.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, _episode, _parser, main
+from sim.experiment.config import ConfigError, apply_sets, load_episode, parse_yaml
+from clearing.margin.config import REGIME_NAMES
 from test_cli import SMALL, write
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sim.api, "run", interrupted)
+    monkeypatch.setattr(sim.experiment.api, "run", interrupted)
     assert main(["run", str(write(tmp_path, SMALL)), "--out", str(tmp_path / "r")]) == EXIT_INTERRUPTED
     out, err = capsys.readouterr()
     assert err == "clearsim: interrupted\n" and out == ""
@@ -211,15 +211,15 @@ def test_readme_commands_parse_and_their_inputs_validate(capsys, monkeypatch):
         if args.command in ("run", "compare"):
             _episode(args)
         elif args.command == "sweep":
-            from sim.sweep import plan
+            from sim.experiment.sweep import plan
 
             plan(args.grid)
         elif args.command == "backtest":  # validated, not run: ten years of daily margin runs
-            from sim.backtest.run import prepare
+            from sim.experiment.backtest.run import prepare
 
             prepare(args.config)
         elif args.command == "reverse-stress":  # validated, not run: a search over many episodes
-            from sim.reverse_stress import prepare
+            from sim.experiment.reverse_stress import prepare
 
             prepare(args.config)
         else:
@@ -231,9 +231,9 @@ def test_progress_shows_simulated_time_and_changes_no_result(tmp_path):
 
     from rich.console import Console
 
-    from sim.api import run
-    from sim.config import parse_episode
-    from sim.progress import EpisodeProgress
+    from sim.experiment.api import run
+    from sim.experiment.config import parse_episode
+    from sim.experiment.progress import EpisodeProgress
 
     cfg = parse_episode(dict(SMALL, duration=120.0))
     screen = io.StringIO()
@@ -250,8 +250,8 @@ def test_progress_shows_simulated_time_and_changes_no_result(tmp_path):
 def test_every_unit_rule_of_the_headline_names_a_headline_figure():
     """The unit sets must follow the metrics' renames: a key that no longer exists would leave its
     replacement shown without its currency or % (capital_efficiency -> im_over_gross did)."""
-    from sim.headline import MONEY_KEYS, PERCENT_KEYS
-    from sim.metrics import HEADLINE
+    from sim.experiment.headline import MONEY_KEYS, PERCENT_KEYS
+    from sim.experiment.metrics import HEADLINE
 
     keys = {key for key, _label in HEADLINE}
     assert not (MONEY_KEYS | PERCENT_KEYS) - keys

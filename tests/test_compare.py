@@ -14,13 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-import sim.api
-from sim.api import compare, regime_variants, resolve
-from sim.cli import EXIT_BAD_INPUT, main
-from sim.compare import Metric, metrics_for, paired_stats, parse_regimes_option, slug
-from sim.compare_report import FIGURES, fmt_value, plain
-from sim.config import ConfigError, parse_episode
-from sim.groups import group_margin
+import sim.experiment.api
+from sim.experiment.api import compare, regime_variants, resolve
+from sim.experiment.cli import EXIT_BAD_INPUT, main
+from sim.experiment.compare import Metric, metrics_for, paired_stats, parse_regimes_option, slug
+from sim.experiment.compare_report import FIGURES, fmt_value, plain
+from sim.experiment.config import ConfigError, parse_episode
+from sim.experiment.groups import group_margin
 
 SMALL = {
     "name": "small",
@@ -169,7 +169,7 @@ def compare_recording_paths(*args, **kwargs):
     """``compare`` in this process, recording (regime label, seed, SHA-256 of the true path's bytes)
     of every run."""
     seen: list[tuple[str, int, str]] = []
-    original = sim.api.run_variant
+    original = sim.experiment.api.run_variant
 
     def recording(config):
         summary, tables = original(config)
@@ -177,11 +177,11 @@ def compare_recording_paths(*args, **kwargs):
         seen.append((config.margin.label or config.margin.regime, config.seed, digest))
         return summary, tables
 
-    sim.api.run_variant = recording
+    sim.experiment.api.run_variant = recording
     try:
         return compare(*args, **kwargs), seen
     finally:
-        sim.api.run_variant = original
+        sim.experiment.api.run_variant = original
 
 
 def assert_paired(seen, labels, seeds) -> None:
@@ -293,7 +293,7 @@ def test_default_episode_five_paired_seeds_give_an_interval_for_every_metric():
     """``compare --seeds 5`` on the packaged default (cut to its first 20 minutes and a fifth of the
     traders, so it runs in about a minute): seed k is the same true path under both regimes, and
     every metric either regime carries gets an interval (or is identical on every seed)."""
-    from sim.config import PACKAGED_DEFAULT, read_yaml
+    from sim.experiment.config import PACKAGED_DEFAULT, read_yaml
 
     data = read_yaml(PACKAGED_DEFAULT)
     data["duration"] = 1200.0

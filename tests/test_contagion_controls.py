@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from sim.config import parse_episode, read_yaml
-from sim.episode import run
-from sim.metrics import summarise
+from sim.experiment.config import parse_episode, read_yaml
+from sim.experiment.episode import run
+from sim.experiment.metrics import summarise
 
 EPISODE = Path(__file__).resolve().parent.parent / "sim" / "episodes" / "default.yaml"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.api import compare, counterfactual_config, resolve, run_variant
-from sim.config import load_episode, parse_episode
-from sim.schema.episode import EpisodeConfig
-from sim.episode import run as run_episode
-from sim.orders import FillFlag
+from sim.experiment.api import compare, counterfactual_config, resolve, run_variant
+from sim.experiment.config import load_episode, parse_episode
+from sim.experiment.schema.episode import EpisodeConfig
+from sim.experiment.episode import run as run_episode
+from sim.core.orders import FillFlag
 
 ROOT = Path(__file__).resolve().parents[1]
 LIQ, EXTERNAL = int(FillFlag.LIQUIDATION), int(FillFlag.EXTERNAL)
@@ -153,6 +153,6 @@ def test_twin_removes_the_contagion_a_forced_sale_causes(method):
 
 
 def summarise_pair(main, twin) -> dict:
-    from sim.metrics import summarise
+    from sim.experiment.metrics import summarise
 
     return summarise(main.config, main.recorder.tables(), counterfactual=twin.recorder.tables())["counterfactual"]

@@ -20,10 +20,10 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'clea
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed "
                                                         "(pip install 'clearsim[dask]')")
 
-from sim.config import PACKAGED_DEFAULT, parse_episode, read_yaml  # noqa: E402
-from sim.metrics import flatten, summarise  # noqa: E402
-from sim.results import dump_json  # noqa: E402
-from sim.sweep import summary_json, sweep  # noqa: E402
+from sim.experiment.config import PACKAGED_DEFAULT, parse_episode, read_yaml  # noqa: E402
+from sim.experiment.metrics import flatten, summarise  # noqa: E402
+from sim.experiment.results import dump_json  # noqa: E402
+from sim.experiment.sweep import summary_json, sweep  # noqa: E402
 
 WORKERS = 2
 
@@ -57,7 +57,7 @@ def spec(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def episode_data(spec):
-    from sim.sweep import plan
+    from sim.experiment.sweep import plan
 
     _cfg, tasks = plan(spec)
     return tasks[0]["data"]
@@ -126,7 +126,7 @@ def test_dask_own_cluster(spec, local_table, tmp_path):
 
 
 def test_summary_bytes_identical_everywhere(episode_data, local_table, ray_session, dask_client):
-    from sim.episode import run
+    from sim.experiment.episode import run
 
     config = parse_episode(episode_data)
     result = run(config)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from clearing.ledger import FIRST_TRADER, SystemAccount
-from sim.config import load_episode, parse_episode, read_yaml
-from sim.schema.episode import EpisodeConfig
+from sim.experiment.config import load_episode, parse_episode, read_yaml
+from sim.experiment.schema.episode import EpisodeConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 OTHER_SCHEMAS = ("sweeps", "portfolios", "backtest", "reverse_stress")  # sweep grids, `clearsim margin`
@@ -61,7 +61,7 @@ def test_stylised_episode_header(name: str) -> None:
 
 @pytest.mark.parametrize("name", STYLISED)
 def test_stylised_episode_compare_regimes_validate(name: str) -> None:
-    from sim.api import regime_variants
+    from sim.experiment.api import regime_variants
 
     config = load_episode(CONFIGS / f"{name}.yaml")
     assert config.compare_regimes, f"{name}: no compare_regimes"
@@ -87,8 +87,8 @@ def _shortened(name: str, duration: float | None = None, counts: dict[str, int] 
 
 @pytest.mark.slow
 def test_mango_manipulator_leaves_bad_debt() -> None:
-    from sim.episode import run
-    from sim.metrics import summarise
+    from sim.experiment.episode import run
+    from sim.experiment.metrics import summarise
 
     config = _shortened("mango", duration=4200.0, counts={"noise": 10, "value": 10})
     result = run(config, keep_episode=True)
@@ -107,8 +107,8 @@ def test_mango_manipulator_leaves_bad_debt() -> None:
 
 @pytest.mark.slow
 def test_luna_floor_keeps_index_above_true_price() -> None:
-    from sim.episode import run
-    from sim.metrics import summarise
+    from sim.experiment.episode import run
+    from sim.experiment.metrics import summarise
 
     config = _shortened("luna", duration=100_000.0,
                         counts={"mm_btc": 1, "mm_eth": 1, "noise": 5, "basis_arb": 1, "usd_traders": 10,
@@ -147,7 +147,7 @@ def test_luna_floor_keeps_index_above_true_price() -> None:
 
 @pytest.mark.slow
 def test_hedged_options_portfolio_needs_less_im_than_standard() -> None:
-    from sim.api import compare
+    from sim.experiment.api import compare
 
     config = _shortened("hedged_options", duration=1200.0,
                         counts={"noise": 4, "covered_call": 3, "iron_condor": 4, "hedged_straddle": 4})
@@ -161,8 +161,8 @@ def test_hedged_options_portfolio_needs_less_im_than_standard() -> None:
 
 @pytest.mark.slow
 def test_black_thursday_zero_bids_leave_a_deficit() -> None:
-    from sim.episode import run
-    from sim.metrics import summarise
+    from sim.experiment.episode import run
+    from sim.experiment.metrics import summarise
 
     config = _shortened("black_thursday", counts={"noise": 5})  # all 150 vaults: the keepers must run dry
     result = run(config)
@@ -180,7 +180,7 @@ def test_black_thursday_zero_bids_leave_a_deficit() -> None:
 @pytest.mark.slow
 def test_ccp_default_fund_is_sized_before_the_crash_and_absorbs_defaults_in_waterfall_order() -> None:
     from clearing.ledger import QUOTE, SystemAccount
-    from sim.episode import run
+    from sim.experiment.episode import run
 
     config = _shortened("ccp_default_fund", duration=2700.0, counts={"noise": 20, "value": 5})
     result = run(config, keep_episode=True)
@@ -209,7 +209,7 @@ def test_ccp_default_fund_is_sized_before_the_crash_and_absorbs_defaults_in_wate
 def test_standard_and_standard_isolated_differ_in_the_crypto_regime_set() -> None:
     """Issue 15: `clearsim compare configs/regimes/crypto.yaml` gave byte-identical trades for the
     two; with isolated positions in their own sub-accounts they trade and liquidate differently."""
-    from sim.episode import run
+    from sim.experiment.episode import run
 
     data = read_yaml(CONFIGS / "regimes" / "crypto.yaml")
     trades, subs = [], []

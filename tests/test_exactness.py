@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clearing.instruments import Asset, Instrument, InstrumentKind
+from sim.core.instruments import Asset, Instrument, InstrumentKind
 from clearing.ledger import INT64_MAX, FIRST_TRADER, Ledger, LedgerError, LedgerOverflowError
-from sim.config import ConfigError, deep_merge, parse_episode
+from sim.experiment.config import ConfigError, deep_merge, parse_episode
 from tests.scenarios.harness import BASE
 
 

@@ -1,4 +1,4 @@
-"""Human number formatting (sim/fmt.py), shared by CLI tables, HTML reports and plot axes."""
+"""Human number formatting (sim/experiment/fmt.py), shared by CLI tables, HTML reports and plot axes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sim.fmt import DASH, cell, compact, number, percent, signed
+from sim.experiment.fmt import DASH, cell, compact, number, percent, signed
 
 
 @pytest.mark.parametrize("value, text", [
@@ -37,7 +37,7 @@ def test_axis_labels_in_k_m_b():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from sim.fmt import axis
+    from sim.experiment.fmt import axis
 
     fig = Figure()
     FigureCanvasAgg(fig)

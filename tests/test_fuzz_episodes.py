@@ -50,13 +50,13 @@ def test_random_episodes_keep_every_invariant_long(data):
 
 def test_the_fuzzer_checks_can_fail(monkeypatch):
     """A control: the end-state check catches an account left below MM with no liquidation."""
-    import sim.episode
+    import sim.experiment.episode
     from clearing.liquidation import LiquidationEngine
 
     monkeypatch.setattr(LiquidationEngine, "start", lambda self, account, equity, mm, cause, why=None: None)
-    monkeypatch.setattr(sim.episode, "verify", lambda episode: None)
+    monkeypatch.setattr(sim.experiment.episode, "verify", lambda episode: None)
     from tests.scenarios.harness import BASE, crash
-    from sim.config import deep_merge
+    from sim.experiment.config import deep_merge
 
     data = deep_merge(BASE, crash(100.0, 0.3))
     data["population"] = {"groups": [

@@ -14,7 +14,7 @@ import pytest
 
 from clearing.haircuts import haircut_of
 from clearing.ledger import QUOTE
-from sim.schema.market import AssetConfig, DynamicHaircutConfig
+from sim.market.market_config import AssetConfig, DynamicHaircutConfig
 from tests.scenarios.harness import USD, Scenario
 
 Z99 = 2.3263478740408408

@@ -2,7 +2,7 @@
 
 import pytest
 
-from clearing.instruments import Asset, Instrument, InstrumentKind
+from sim.core.instruments import Asset, Instrument, InstrumentKind
 from clearing.insurance import InsuranceFund
 from clearing.ledger import QUOTE, Ledger, SystemAccount
 

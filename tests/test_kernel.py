@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from sim.kernel import World
-from sim.latency import Latency, LatencyConfig
-from sim.streams import RandomStreams
+from sim.core.kernel import World
+from sim.market.latency import Latency, LatencyConfig
+from sim.core.streams import RandomStreams
 
 
 def test_named_streams_are_reproducible_and_independent_of_creation_order():
@@ -29,7 +29,7 @@ def test_different_names_and_seeds_give_different_streams():
 def test_a_named_stream_is_seedsequence_of_the_seed_with_the_name_as_spawn_key(seed):
     """The documented derivation, whatever shortcut builds it: SeedSequence(seed, spawn_key=digest
     of the name) -> PCG64."""
-    from sim.streams import _name_key
+    from sim.core.streams import _name_key
 
     name = "agent/value/17"
     expected = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=_name_key(name))))
@@ -90,9 +90,9 @@ def test_latency_config_names_the_bad_field():
 def test_episode_events_are_those_processed_not_those_still_queued(monkeypatch):
     """``stats['events']`` (the benchmark's numerator) counts events the kernel processed: wake-ups
     and messages still queued past the end of the clock are not events of the run."""
-    from sim import kernel
-    from sim.config import load_episode
-    from sim.episode import run
+    from sim.core import kernel
+    from sim.experiment.config import load_episode
+    from sim.experiment.episode import run
 
     processed = [0]
     step = kernel._Environment.step

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from clearing.instruments import Asset, Instrument, InstrumentKind, tick_value_minor
+from sim.core.instruments import Asset, Instrument, InstrumentKind, tick_value_minor
 from clearing.ledger import FIRST_TRADER, Ledger, LedgerError, SystemAccount
 
 USD = Asset("USD", 6)

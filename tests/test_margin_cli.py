@@ -1,4 +1,4 @@
-"""The margin CLI (sim/margin_cli.py) and its portfolio-file schema: the example portfolios run
+"""The margin CLI (sim/experiment/margin_cli.py) and its portfolio-file schema: the example portfolios run
 under every regime, errors name the field, and the McMillan file reproduces the SPAN known
 answer (METHODS.md section 2, known-answer cases)."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sim.margin_cli import margin_command
-from sim.schema.margin import REGIME_NAMES
+from sim.experiment.margin_cli import margin_command
+from clearing.margin.config import REGIME_NAMES
 
 PORTFOLIOS = Path(__file__).resolve().parents[1] / "configs" / "portfolios"
 
@@ -170,7 +170,7 @@ def test_tables_fit_80_columns_without_wrapping(tmp_path):
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "sim.cli", "margin", str(PORTFOLIOS / "covered_call_calendar.yaml"),
+    done = subprocess.run([sys.executable, "-m", "sim.experiment.cli", "margin", str(PORTFOLIOS / "covered_call_calendar.yaml"),
                            "--shock", "BTC=-20%,vol=+30%", "--breakdown"], capture_output=True, text=True,
                           env=dict(os.environ, COLUMNS="80", PYTHONPATH=str(root)), cwd=root, timeout=120)
     assert done.returncode == 0, done.stderr

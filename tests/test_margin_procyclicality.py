@@ -17,11 +17,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clearing.instruments import InstrumentTable
+from sim.core.instruments import InstrumentTable
 from clearing.margin.base import Positions
 from clearing.margin.examples import make_instrument, make_market
 from clearing.margin.var import VaRRegime
-from sim.schema.margin import VaRConfig
+from clearing.margin.config import VaRConfig
 
 N_DAY_WINDOWS = (5, 20)
 

@@ -23,11 +23,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from clearing.instruments import InstrumentTable
+from sim.core.instruments import InstrumentTable
 from clearing.margin.base import Positions, segment_sums, worst_loss_per_account, worst_loss_per_group
 from clearing.margin.examples import make_instrument, make_market
 from clearing.margin.registry import build_regime
-from clearing.pricing import black76_greeks
+from sim.market.pricing import black76_greeks
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PORTFOLIO_REGIMES = ("span", "tims", "portfolio", "portfolio_joint")

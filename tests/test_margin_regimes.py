@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from clearing.instruments import InstrumentTable
+from sim.core.instruments import InstrumentTable
 from clearing.margin.base import Positions
 from clearing.margin.examples import make_instrument, make_market
 from clearing.margin.liquidity import WithLiquidityAddOn
@@ -19,8 +19,8 @@ from clearing.margin.span import SpanRegime
 from clearing.margin.standard import StandardRegime
 from clearing.margin.tims import TimsRegime
 from clearing.margin.var import VaRRegime, tail_measure
-from clearing.pricing import black76_price
-from sim.schema.margin import (
+from sim.market.pricing import black76_price
+from clearing.margin.config import (
     REGIME_NAMES,
     LiquidityConfig,
     PortfolioConfig,
@@ -414,11 +414,11 @@ def test_tims_matches_bruteforce(btc, groups):
 def test_open_interest_caps_in_a_one_account_check_use_the_market_open_interest():
     """A pre-trade check margins one account; with dYdX-style open-interest caps its IM must use the
     market's open interest (from the last whole-market computation), not that one account's."""
-    from clearing.instruments import InstrumentTable
+    from sim.core.instruments import InstrumentTable
     from clearing.margin.base import Positions
     from clearing.margin.examples import make_instrument, make_market
     from clearing.margin.standard import StandardRegime
-    from sim.schema.margin import StandardConfig
+    from clearing.margin.config import StandardConfig
 
     table = InstrumentTable.from_instruments([make_instrument(0, "BTC-PERP", "perpetual", "BTC")])
     market = make_market(table, {"BTC": 100.0}, {"BTC": 0.5})
@@ -431,8 +431,8 @@ def test_open_interest_caps_in_a_one_account_check_use_the_market_open_interest(
 
 
 def test_the_ccp_regime_set_credits_an_opposite_btc_eth_pair_and_scans_each_product_by_its_vol():
-    from sim.config import load_episode
-    from sim.episode import build
+    from sim.experiment.config import load_episode
+    from sim.experiment.episode import build
 
     config = load_episode("configs/regimes/ccp.yaml")
     span_cfg = config.compare_regimes[0]

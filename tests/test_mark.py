@@ -8,14 +8,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from clearing.instruments import SECONDS_PER_YEAR, Instrument, InstrumentKind, InstrumentTable
-from clearing.pricing import black76_price
-from clearing.volsurface import VolSurface
-from sim.book import OrderBook
-from sim.mark import MarkPricer
-from sim.orders import BUY, SELL, TimeInForce
-from sim.schema.oracle import OracleConfig
-from sim.schema.paths import VolSurfaceConfig
+from sim.core.instruments import SECONDS_PER_YEAR, Instrument, InstrumentKind, InstrumentTable
+from sim.market.pricing import black76_price
+from sim.market.volsurface import VolSurface
+from sim.market.book import OrderBook
+from sim.market.mark import MarkPricer
+from sim.core.orders import BUY, SELL, TimeInForce
+from sim.market.oracle_config import OracleConfig
+from sim.market.paths_config import VolSurfaceConfig
 
 TICK = 0.5
 EXPIRY = 30 * 24 * 3600.0

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from sim.config import parse_episode
-from sim.metrics import flatten, rnd, summarise, timing, window_seconds
+from sim.experiment.config import parse_episode
+from sim.experiment.metrics import flatten, rnd, summarise, timing, window_seconds
 
 M = 1_000_000  # minor units per USD
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from sim.kernel import World
-from sim.latency import LatencyConfig
-from sim.oracle import Oracle
-from sim.orders import BUY, SELL
-from sim.schema.oracle import OracleConfig, OutageConfig
-from sim.schema.venue import VenueConfig
-from sim.venue import Venue
+from sim.core.kernel import World
+from sim.market.latency import LatencyConfig
+from sim.market.oracle import Oracle
+from sim.core.orders import BUY, SELL
+from sim.market.oracle_config import OracleConfig, OutageConfig
+from sim.market.venue_config import VenueConfig
+from sim.market.venue import Venue
 
 
 def flat(price: float = 100.0):
@@ -239,7 +239,7 @@ C = LatencyConfig(kind="constant", mean=0.0)
 
 
 def _venue_fed_oracle(true_price: float, seed: int = 0, batch: bool = False, **cfg):
-    """A venue with one perp whose trades feed the oracle like ``sim.episode._feed_venue_prices``."""
+    """A venue with one perp whose trades feed the oracle like ``sim.experiment.episode._feed_venue_prices``."""
     world = World(seed)
     source = lambda t: np.array([true_price])  # noqa: E731
     oracle = Oracle(world, OracleConfig(**cfg), ["MNGO"], source, batch_source=batched(source) if batch else None)

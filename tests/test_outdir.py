@@ -13,15 +13,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sim.cli import EXIT_BAD_INPUT, main
-from sim.outdir import MARKER, OutputFolderError, check_folder, check_table_file, write_marker
-from sim.results import write_comparison, write_results
+from sim.experiment.cli import EXIT_BAD_INPUT, main
+from sim.experiment.outdir import MARKER, OutputFolderError, check_folder, check_table_file, write_marker
+from sim.experiment.results import write_comparison, write_results
 from test_metrics import make_config, make_tables
 
 
 @pytest.fixture(scope="module")
 def run():
-    from sim.metrics import summarise
+    from sim.experiment.metrics import summarise
 
     config, tables = make_config(), make_tables()
     return config, tables, summarise(config, tables, {"events": 10})
@@ -93,12 +93,12 @@ def test_a_forged_or_unreadable_marker_is_not_clearsims(tmp_path):
 
 def test_cli_run_refuses_a_precious_folder_before_running(tmp_path, capsys, monkeypatch):
     before = _precious(tmp_path / "precious")
-    import sim.api
+    import sim.experiment.api
 
     def must_not_run(_cfg):
         raise AssertionError("the episode ran before the output folder was checked")
 
-    monkeypatch.setattr(sim.api, "run_episode", must_not_run)
+    monkeypatch.setattr(sim.experiment.api, "run_episode", must_not_run)
     assert main(["run", "--out", str(tmp_path / "precious")]) == EXIT_BAD_INPUT
     assert main(["run", "--out", str(tmp_path / "precious"), "--force"]) == EXIT_BAD_INPUT
     assert main(["compare", "--out", str(tmp_path / "precious"), "--force"]) == EXIT_BAD_INPUT
@@ -110,9 +110,9 @@ def test_cli_run_refuses_a_precious_folder_before_running(tmp_path, capsys, monk
 def test_cli_run_dot_leaves_the_working_directory(tmp_path, capsys, monkeypatch):
     (tmp_path / "ep.yaml").write_text("name: x\n")
     monkeypatch.chdir(tmp_path)
-    import sim.api
+    import sim.experiment.api
 
-    monkeypatch.setattr(sim.api, "run_episode", lambda _cfg: (_ for _ in ()).throw(AssertionError("ran")))
+    monkeypatch.setattr(sim.experiment.api, "run_episode", lambda _cfg: (_ for _ in ()).throw(AssertionError("ran")))
     assert main(["run", "--out", "."]) == EXIT_BAD_INPUT
     assert "is the working directory" in capsys.readouterr().err
     assert (tmp_path / "ep.yaml").read_text() == "name: x\n"
@@ -144,7 +144,7 @@ def test_a_folder_holding_only_clearsim_folders_counts_as_clearsims(tmp_path, ru
 def test_a_command_replaces_its_own_earlier_output_but_no_other_results(tmp_path):
     """Backtests and reverse stress tests re-write their folder on a re-run without --force; that
     must never reach a run's or a comparison's results that happen to sit at the same path."""
-    from sim.results import _atomic_folder
+    from sim.experiment.results import _atomic_folder
 
     own = tmp_path / "bt"
     own.mkdir()

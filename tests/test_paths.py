@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from clearing.instruments import SECONDS_PER_YEAR
-from sim.paths import _ar1, correlation_factor, generate_paths, read_price_csv, time_grid
-from sim.schema.paths import PathsConfig, check_correlation
+from sim.core.instruments import SECONDS_PER_YEAR
+from sim.market.paths import _ar1, correlation_factor, generate_paths, read_price_csv, time_grid
+from sim.market.paths_config import PathsConfig, check_correlation
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -403,7 +403,7 @@ def test_replay_paths_are_confined_to_the_config_folder_and_never_echoed(tmp_pat
 
 
 def test_replay_path_resolves_against_the_config_file_not_the_working_directory(tmp_path, monkeypatch):
-    from sim.config import load_episode
+    from sim.experiment.config import load_episode
 
     folder = tmp_path / "study"
     (folder / "data").mkdir(parents=True)

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from clearing.pricing import (
+from sim.market.pricing import (
     Greeks,
     black76_greeks,
     black76_price,

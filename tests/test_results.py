@@ -10,12 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-import sim.report
-from sim.metrics import summarise
-from sim.outdir import OutputFolderError
-from sim.report import episode_report
-from sim.results import dump_json, read_results, table_to_arrow, write_comparison, write_results
-from sim.tables import CODES, MONEY, TABLES, TICKS, file_name
+import sim.experiment.report
+from sim.experiment.metrics import summarise
+from sim.experiment.outdir import OutputFolderError
+from sim.experiment.report import episode_report
+from sim.experiment.results import dump_json, read_results, table_to_arrow, write_comparison, write_results
+from sim.experiment.tables import CODES, MONEY, TABLES, TICKS, file_name
 from test_metrics import make_config, make_tables
 
 
@@ -98,7 +98,7 @@ def test_a_failed_write_leaves_the_old_results(tmp_path, run, monkeypatch):
     def boom(*_a, **_k):
         raise RuntimeError("plotting failed")
 
-    monkeypatch.setattr(sim.report, "episode_report", boom)
+    monkeypatch.setattr(sim.experiment.report, "episode_report", boom)
     with pytest.raises(RuntimeError, match="plotting failed"):
         write_results(target, config, tables, dict(summary, extra=1), report=True, force=True)
     assert (target / "summary.json").read_bytes() == before
@@ -137,7 +137,7 @@ def test_write_comparison(tmp_path, run):
 
 
 def test_headline(run):
-    from sim.metrics import HEADLINE, headline
+    from sim.experiment.metrics import HEADLINE, headline
 
     h = headline(run[2])
     assert list(h) == [label for _, label in HEADLINE]

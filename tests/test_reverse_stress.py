@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from sim.cli import main
-from sim.config import ConfigError, load_episode
-from sim.metrics import flatten
-from sim.reverse_stress import check_summary_key, prepare, reverse_stress, stressed_episode
-from sim.sweep import parts_dir, run_and_summarise
+from sim.experiment.cli import main
+from sim.experiment.config import ConfigError, load_episode
+from sim.experiment.metrics import flatten
+from sim.experiment.reverse_stress import check_summary_key, prepare, reverse_stress, stressed_episode
+from sim.experiment.sweep import parts_dir, run_and_summarise
 
 EPISODE = Path(__file__).parents[1] / "configs" / "reverse_stress" / "gap_episode.yaml"
 FUND = 5000.0
@@ -191,12 +191,12 @@ def test_cli_exits_1_when_a_line_failed(tmp_path, capsys, monkeypatch):
     """As a sweep with failed runs: the results are reported (and written) and the status is 1."""
     import types
 
-    import sim.api
+    import sim.experiment.api
 
     summary = {"name": "x", "criterion": "insurance_fund.min <= 0",
                "regimes": {"standard": {"errors": 1, "held": 0, "broken_at_low": 0,
                                         "breaking_scale": {"median": None, "band": None}}}}
-    monkeypatch.setattr(sim.api, "reverse_stress",
+    monkeypatch.setattr(sim.experiment.api, "reverse_stress",
                         lambda *a, **k: types.SimpleNamespace(summary=summary, directory=tmp_path))
     path = tmp_path / "rs.yaml"
     path.write_text(yaml.safe_dump(spec()))

@@ -1,13 +1,13 @@
 """Scale: 10,000 agents for one simulated hour through a crash complete, with every whole-episode
 invariant (ledger conservation, no liquidation at or above MM, no refused order resting) checked
-by ``sim.episode.run`` at the end."""
+by ``sim.experiment.episode.run`` at the end."""
 
 from pathlib import Path
 
 import pytest
 
-from sim.config import load_episode
-from sim.episode import run
+from sim.experiment.config import load_episode
+from sim.experiment.episode import run
 
 CONFIG = Path(__file__).parent.parent / "configs" / "bench" / "stress_10k.yaml"
 

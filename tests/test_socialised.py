@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearing.instruments import Asset, Instrument, InstrumentKind
+from sim.core.instruments import Asset, Instrument, InstrumentKind
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger
 from clearing.socialised import allocate_pro_rata, haircut_depositors, socialise_over_open_interest
 

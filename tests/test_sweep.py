@@ -21,9 +21,9 @@ from pydantic import ValidationError
 import pytest
 import yaml
 
-from sim.outdir import OutputFolderError
-from sim.schema.sweep import SweepConfig
-from sim.sweep import SweepError, parts_dir, plan, run_id_of, set_path, sweep
+from sim.experiment.outdir import OutputFolderError
+from sim.experiment.sweep_config import SweepConfig
+from sim.experiment.sweep import SweepError, parts_dir, plan, run_id_of, set_path, sweep
 
 BASE = {
     "name": "tiny", "seed": 0, "duration": 600.0,
@@ -214,7 +214,7 @@ def _sweep_in_a_subprocess(tmp_path, delay: str, stderr: int) -> tuple[Path, sub
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(here)!r})
-        from sim.sweep import sweep
+        from sim.experiment.sweep import sweep
         sweep({str(path)!r}, workers=2, progress=False, runner={RUNNER!r})
     """)
     env = dict(os.environ, CLEARSIM_TEST_DELAY=delay)
@@ -251,7 +251,7 @@ def test_interrupted_sweep_resumes_to_every_row_once(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_real_episode_sweep(tmp_path):
     """Two short real episodes through the default runner: ok rows with the summary's metrics."""
-    from sim.config import PACKAGED_DEFAULT
+    from sim.experiment.config import PACKAGED_DEFAULT
 
     spec = {"name": "real", "base": str(PACKAGED_DEFAULT), "overrides": {"duration": 120.0, "paths.shocks": []},
             "grid": {"clearing.loss_absorption.insurance_fund": [100000.0]}, "seeds": 2,
@@ -329,8 +329,8 @@ def test_a_killed_worker_fails_only_its_own_run_and_resume_reruns_it(tmp_path, m
 
 
 def test_retry_errors_reruns_every_failed_row_and_the_cli_exits_non_zero(tmp_path, monkeypatch, capsys):
-    import sim.api
-    from sim.cli import EXIT_RUNS_FAILED, main
+    import sim.experiment.api
+    from sim.experiment.cli import EXIT_RUNS_FAILED, main
 
     path = write_sweep(tmp_path, GRID, seeds=2)
     table = sweep(path, workers=1, progress=False, runner=RUNNER)
@@ -342,7 +342,7 @@ def test_retry_errors_reruns_every_failed_row_and_the_cli_exits_non_zero(tmp_pat
     sweep(path, workers=1, resume=True, retry_errors=True, progress=False, runner=RUNNER)
     assert sorted(log.read_text().splitlines()) == ["13.0/1", "13.0/1"]
     # the CLI: a sweep with failed rows exits non-zero and says how to re-run them
-    monkeypatch.setattr(sim.api, "sweep", lambda *a, **k: table)
+    monkeypatch.setattr(sim.experiment.api, "sweep", lambda *a, **k: table)
     assert main(["sweep", str(path), "--resume", "--retry-errors"]) == EXIT_RUNS_FAILED
     assert "2 of 8 runs failed" in capsys.readouterr().err
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-import sim.api
-import sim.sweep
-from sim.cli import EXIT_BAD_INPUT, EXIT_RUNS_FAILED, main
-from sim.sweep import SweepError, parts_dir
-from sim.sweep_report import sweep_report, write_sweep_report
+import sim.experiment.api
+import sim.experiment.sweep
+from sim.experiment.cli import EXIT_BAD_INPUT, EXIT_RUNS_FAILED, main
+from sim.experiment.sweep import SweepError, parts_dir
+from sim.experiment.sweep_report import sweep_report, write_sweep_report
 from test_sweep import GRID, RUNNER, write_sweep
 
 TESTS = Path(__file__).resolve().parent
@@ -30,7 +30,7 @@ def test_a_plain_script_without_a_main_guard_sweeps_once(tmp_path):
     script = tmp_path / "plain.py"
     out = tmp_path / "plain.parquet"
     script.write_text(textwrap.dedent(f"""
-        from sim.sweep import sweep
+        from sim.experiment.sweep import sweep
         print("script body ran")
         table = sweep({{"name": "plain", "base": {str(tmp_path / 'base.yaml')!r},
                         "grid": {{"clearing.loss_absorption.insurance_fund": [1000.0, 2000.0]}}, "seeds": 2}},
@@ -50,10 +50,10 @@ def test_cli_says_where_the_table_went_and_fails_when_runs_failed(tmp_path, caps
     path = write_sweep(tmp_path, GRID)  # the fake runner fails one point for seed 1: 2 of 8 runs
 
     def with_fake_runner(grid, **kwargs):
-        return sim.sweep.sweep(grid, backend=kwargs["backend"], workers=kwargs["workers"], out=kwargs["output"],
+        return sim.experiment.sweep.sweep(grid, backend=kwargs["backend"], workers=kwargs["workers"], out=kwargs["output"],
                                progress=False, runner=RUNNER, force=kwargs.get("force", False))
 
-    monkeypatch.setattr(sim.api, "sweep", with_fake_runner)
+    monkeypatch.setattr(sim.experiment.api, "sweep", with_fake_runner)
     code = main(["sweep", str(path), "--workers", "2", "--report"])
     captured = capsys.readouterr()
     assert code == EXIT_RUNS_FAILED
@@ -68,7 +68,7 @@ def test_cli_says_where_the_table_went_and_fails_when_runs_failed(tmp_path, caps
 
 def test_cli_exits_zero_when_every_run_succeeded(tmp_path, capsys, monkeypatch):
     path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [1000.0]}, seeds=2)
-    monkeypatch.setattr(sim.api, "sweep", lambda grid, **kw: sim.sweep.sweep(
+    monkeypatch.setattr(sim.experiment.api, "sweep", lambda grid, **kw: sim.experiment.sweep.sweep(
         grid, workers=1, out=kw["output"], progress=False, runner=RUNNER))
     assert main(["sweep", str(path), "--quiet"]) == 0
     assert capsys.readouterr() == ("", "")
@@ -81,7 +81,7 @@ def test_a_missing_extra_is_named_and_leaves_no_parts(tmp_path, capsys, monkeypa
     path = write_sweep(tmp_path, GRID)
     with pytest.raises(SweepError, match=rf"--backend {backend} needs the '{extra}' extra: "
                                          rf"pip install 'clearsim\[{extra}\]'"):
-        sim.sweep.sweep(path, backend=backend, progress=False)
+        sim.experiment.sweep.sweep(path, backend=backend, progress=False)
     assert main(["sweep", str(path), "--backend", backend]) == EXIT_BAD_INPUT
     assert f"clearsim[{extra}]" in capsys.readouterr().err
     assert not parts_dir(tmp_path / "out.parquet").exists() and not (tmp_path / "out.parquet").exists()

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from sim.api import load, resolve, run
-from sim.tables import TABLES, UnregisteredColumn, data_dictionary, file_name, render_markdown, to_arrow, type_name
+from sim.experiment.api import load, resolve, run
+from sim.experiment.tables import TABLES, UnregisteredColumn, data_dictionary, file_name, render_markdown, to_arrow, type_name
 from test_cli import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +26,7 @@ def written(tmp_path_factory):
 
 
 def _small():
-    from sim.config import parse_episode
+    from sim.experiment.config import parse_episode
 
     return parse_episode(SMALL, "small")
 
@@ -36,7 +36,7 @@ def test_results_md_is_the_registry():
     section = re.search(r"<!-- tables:begin -->\n(.*)<!-- tables:end -->", text, re.S)
     assert section, "docs/RESULTS.md lost its tables markers"
     assert section.group(1).strip() == render_markdown(resolve(None)).strip(), (
-        "docs/RESULTS.md is out of date: regenerate it from sim.tables.render_markdown")
+        "docs/RESULTS.md is out of date: regenerate it from sim.experiment.tables.render_markdown")
 
 
 def test_every_written_table_matches_the_dictionary(written):
@@ -79,7 +79,7 @@ def test_known_answers_for_the_conversions():
     data = cfg.model_dump(mode="json")
     data["market"]["instruments"][0]["tick_size"] = 0.1
     data["market"]["instruments"][0]["lot_size"] = 0.01
-    from sim.config import parse_episode
+    from sim.experiment.config import parse_episode
 
     cfg = parse_episode(data)
     t = to_arrow("trades", {"time": [1.0, 2.0], "instrument": [0, 0], "price": [1407, 40000], "size": [1, 2],
@@ -95,7 +95,7 @@ def test_known_answers_for_the_conversions():
 def test_an_unregistered_column_or_table_is_refused_by_name():
     cfg = _small()
     cols = {"time": [0.0], "insurance_fund": [0], "bad_debt": [0], "fee_pool": [0], "brand_new": [1]}
-    with pytest.raises(UnregisteredColumn, match=r"fund\.brand_new .*add each to sim\.tables\.TABLES"):
+    with pytest.raises(UnregisteredColumn, match=r"fund\.brand_new .*add each to sim\.experiment\.tables\.TABLES"):
         to_arrow("fund", cols, cfg)
     with pytest.raises(UnregisteredColumn, match="'loss_book' is not in the results registry: add it"):
         to_arrow("loss_book", {"x": [1]}, cfg)
@@ -104,9 +104,9 @@ def test_an_unregistered_column_or_table_is_refused_by_name():
 def test_every_table_a_real_episode_records_is_registered(written):
     out, _ = written
     for name, table in out.result.tables.items():
-        assert name in TABLES, f"result table {name!r}: add it to sim.tables.TABLES and docs/RESULTS.md"
+        assert name in TABLES, f"result table {name!r}: add it to sim.experiment.tables.TABLES and docs/RESULTS.md"
         missing = set(table) - set(TABLES[name].columns)
-        assert not missing, f"{name}: add {sorted(missing)} to the registry in sim/tables.py"
+        assert not missing, f"{name}: add {sorted(missing)} to the registry in sim/experiment/tables.py"
 
 
 def test_accounts_directory_names_every_account(written):

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sim.kernel import World
-from sim.latency import Latency, LatencyConfig
-from sim.orders import BUY, SELL, Fill, FillFlag, RejectReason, TimeInForce
-from sim.schema.venue import VenueConfig
-from sim.venue import Venue, fee_minor
+from sim.core.kernel import World
+from sim.market.latency import Latency, LatencyConfig
+from sim.core.orders import BUY, SELL, Fill, FillFlag, RejectReason, TimeInForce
+from sim.market.venue_config import VenueConfig
+from sim.market.venue import Venue, fee_minor
 
 ZERO = LatencyConfig(kind="constant", mean=0.0)
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from clearing.instruments import SECONDS_PER_YEAR, Instrument, InstrumentKind, InstrumentTable
-from clearing.pricing import black76_price
-from clearing.volsurface import VolSurface
-from sim.schema.paths import VolSurfaceConfig
+from sim.core.instruments import SECONDS_PER_YEAR, Instrument, InstrumentKind, InstrumentTable
+from sim.market.pricing import black76_price
+from sim.market.volsurface import VolSurface
+from sim.market.paths_config import VolSurfaceConfig
 
 
 def surface(**kw) -> VolSurface:

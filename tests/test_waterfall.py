@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clearing.bad_debt import record_bad_debt
-from clearing.instruments import Asset, Instrument, InstrumentKind
+from sim.core.instruments import Asset, Instrument, InstrumentKind
 from clearing.ledger import QUOTE, Ledger, SystemAccount
 from clearing.waterfall import DefaultWaterfall, size_default_fund
 

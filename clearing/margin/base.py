@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clearing.instruments import InstrumentTable, MarketState
+from sim.core.instruments import InstrumentTable, MarketState
 
 
 @dataclass(slots=True)

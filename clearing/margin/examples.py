@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clearing.instruments import SECONDS_PER_YEAR, Instrument, InstrumentKind, InstrumentTable, MarketState
+from sim.core.instruments import SECONDS_PER_YEAR, Instrument, InstrumentKind, InstrumentTable, MarketState
 from clearing.margin.scenarios import forward_source, forwards
-from clearing.pricing import black76_price
+from sim.market.pricing import black76_price
 
 DAY = 24.0 * 3600.0
 

@@ -28,10 +28,10 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from clearing.instruments import MarketState
+from sim.core.instruments import MarketState
 from clearing.margin.base import MarginRegime, Positions, Requirements
 from clearing.margin.scenarios import forward_source, forwards
-from sim.schema.margin import LiquidityConfig
+from clearing.margin.config import LiquidityConfig
 
 CostFn = Callable[[np.ndarray, np.ndarray, MarketState], np.ndarray]
 

@@ -51,10 +51,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from clearing.instruments import InstrumentKind, InstrumentTable, MarketState
+from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, Positions, Requirements, segment_reduce_t
 from clearing.margin.scenarios import Revaluer, days_to_expiry, market_key
-from sim.schema.margin import PortfolioConfig
+from clearing.margin.config import PortfolioConfig
 
 
 class PortfolioRegime(MarginRegime):

@@ -4,7 +4,7 @@
 
 - ``name_or_config``: a registry name (``standard``, ``standard_isolated``, ``span``, ``tims``,
   ``portfolio``, ``portfolio_joint``, ``var``, ``var_apc``), a dict with a ``regime`` key (validated
-  by ``sim.schema.margin``; errors name the field), or a config model.
+  by ``clearing.margin.config``; errors name the field), or a config model.
 - ``context`` (all optional): ``history`` (rows x underlyings prices, VaR regimes -- required
   there), ``risk_arrays`` / ``risk_array_convention`` / ``deltas`` (SPAN externally supplied
   arrays), ``open_interest`` (standard: per-instrument open-interest notional), ``depth`` /
@@ -16,7 +16,7 @@ A config with ``liquidity`` set comes back wrapped in :class:`WithLiquidityAddOn
 
 from __future__ import annotations
 
-from clearing.instruments import InstrumentTable
+from sim.core.instruments import InstrumentTable
 from clearing.margin.base import MarginRegime
 from clearing.margin.liquidity import WithLiquidityAddOn
 from clearing.margin.portfolio import PortfolioRegime
@@ -24,7 +24,7 @@ from clearing.margin.span import SpanRegime
 from clearing.margin.standard import StandardRegime
 from clearing.margin.tims import TimsRegime
 from clearing.margin.var import VaRRegime
-from sim.schema.margin import (
+from clearing.margin.config import (
     REGIME_NAMES,
     PortfolioConfig,
     SpanConfig,

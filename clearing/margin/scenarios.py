@@ -6,7 +6,7 @@ Conventions (see docs/METHODOLOGY.md, "Common conventions"):
   instrument's mark.
 - An option's forward is the mark of the future on the same underlying with the same expiry if
   one is listed, else the mark of a perpetual on that underlying, else the underlying (index)
-  price. Options are revalued with Black-76 (``clearing.pricing``), rate 0, at the instrument's
+  price. Options are revalued with Black-76 (``sim.market.pricing``), rate 0, at the instrument's
   vol; P&L per long lot = (model(F', vol') - model(F, vol)) x contract_units -- model against
   model, so a mark that differs from the model does not leak into the scenario P&L.
 - A scenario is a relative move of the forward (F' = F (1 + m)) or an absolute one (F' = F + d),
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from clearing.instruments import InstrumentKind, InstrumentTable, MarketState
-from clearing.pricing import black76_greeks, black76_price
+from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
+from sim.market.pricing import black76_greeks, black76_price
 
 DAYS_PER_YEAR = 365.0
 

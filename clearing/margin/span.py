@@ -47,10 +47,10 @@ from statistics import NormalDist
 
 import numpy as np
 
-from clearing.instruments import InstrumentKind, InstrumentTable, MarketState
+from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, Positions, Requirements, worst_loss_per_group
 from clearing.margin.scenarios import DAYS_PER_YEAR, Revaluer, market_key
-from sim.schema.margin import SpanConfig
+from clearing.margin.config import SpanConfig
 
 # Price-move fraction of the scan range and vol direction per scenario (extremes: multiple set later).
 _PRICE = np.array([0, 0, 1, 1, -1, -1, 2, 2, -2, -2, 3, 3, -3, -3, 0, 0], dtype=np.float64) / 3.0

@@ -27,10 +27,10 @@ from bisect import bisect_left
 
 import numpy as np
 
-from clearing.instruments import InstrumentTable, MarketState
+from sim.core.instruments import InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, PositionRequirements, Positions, Requirements
 from clearing.margin.scenarios import forward_source, forwards
-from sim.schema.margin import StandardConfig
+from clearing.margin.config import StandardConfig
 
 
 DENSE_MAX_INSTRUMENTS = 16  # cross margin on at most this many linear contracts: column by column

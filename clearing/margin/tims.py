@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from clearing.instruments import InstrumentTable, MarketState
+from sim.core.instruments import InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, Positions, Requirements, segment_sums_t
 from clearing.margin.scenarios import Revaluer, market_key
-from sim.schema.margin import TimsConfig
+from clearing.margin.config import TimsConfig
 
 
 class TimsRegime(MarginRegime):

@@ -48,10 +48,10 @@ import math
 
 import numpy as np
 
-from clearing.instruments import InstrumentTable, MarketState
+from sim.core.instruments import InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, Positions, Requirements, segment_sums_t
 from clearing.margin.scenarios import Revaluer, market_key
-from sim.schema.margin import VaRConfig
+from clearing.margin.config import VaRConfig
 
 DAY = 86_400.0  # seconds
 

@@ -22,8 +22,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 from clearing.ledger import FIRST_TRADER, SystemAccount
-from sim.config import parse_episode
-from sim.episode import run
+from sim.experiment.config import parse_episode
+from sim.experiment.episode import run
 
 REGIMES = ["standard", "standard_isolated", "span", "tims", "portfolio", "portfolio_joint", "var", "var_apc"]
 LAYERS = ["insurance_fund", "waterfall", "socialised"]

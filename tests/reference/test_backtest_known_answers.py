@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.backtest.stats import cumulative_probability, kupiec_pof, traffic_light
+from sim.experiment.backtest.stats import cumulative_probability, kupiec_pof, traffic_light
 
 # (exceedance probability, days) -> (lowest, highest) count not rejected
 KUPIEC_REGIONS = {

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from clearing.ledger import QUOTE
-from sim.orders import BUY, SELL, TimeInForce
+from sim.core.orders import BUY, SELL, TimeInForce
 from tests.scenarios.harness import USD, Scenario
 
 TWO = {

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clearing.adl import adl_rank, execute_adl, select_ranked
-from clearing.instruments import Asset, Instrument, InstrumentKind, tick_value_minor
+from sim.core.instruments import Asset, Instrument, InstrumentKind, tick_value_minor
 from clearing.ledger import QUOTE, Ledger
 from clearing.liquidation_math import (
     bankruptcy_price,

@@ -13,13 +13,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from clearing.instruments import Instrument, InstrumentKind, InstrumentTable
-from clearing.volsurface import VolSurface
-from sim.book import OrderBook
-from sim.mark import MarkPricer, median_mark
-from sim.orders import BUY, SELL
-from sim.schema.oracle import OracleConfig
-from sim.schema.paths import VolSurfaceConfig
+from sim.core.instruments import Instrument, InstrumentKind, InstrumentTable
+from sim.market.volsurface import VolSurface
+from sim.market.book import OrderBook
+from sim.market.mark import MarkPricer, median_mark
+from sim.core.orders import BUY, SELL
+from sim.market.oracle_config import OracleConfig
+from sim.market.paths_config import VolSurfaceConfig
 
 
 @pytest.mark.parametrize("parts, expected", [

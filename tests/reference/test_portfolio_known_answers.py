@@ -22,10 +22,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clearing.instruments import InstrumentTable
+from sim.core.instruments import InstrumentTable
 from clearing.margin.examples import make_instrument, make_market
 from clearing.margin.portfolio import PortfolioRegime
-from sim.schema.margin import PortfolioConfig
+from clearing.margin.config import PortfolioConfig
 
 
 @pytest.fixture()

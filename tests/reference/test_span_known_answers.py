@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clearing.instruments import InstrumentTable
+from sim.core.instruments import InstrumentTable
 from clearing.margin.base import Positions
 from clearing.margin.examples import make_instrument, make_market
 from clearing.margin.span import SpanRegime
-from sim.schema.margin import InterCommoditySpread, SpanConfig
+from clearing.margin.config import InterCommoditySpread, SpanConfig
 
 CALL_410 = [460, -610, 2640, 1730, -1270, -2340, 5210, 4540, -2540, -3430, 8060, 7640, -3380, -3990, 3130, -1500]
 LONG_FUTURE = [0, 0, 3330, 3330, -3330, -3330, 6670, 6670, -6670, -6670, 10000, 10000, -10000, -10000, 7000, -7000]

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clearing.instruments import InstrumentTable
+from sim.core.instruments import InstrumentTable
 from clearing.margin.examples import make_instrument, make_market
 from clearing.margin.var import VaRRegime
-from sim.schema.margin import VaRConfig
+from clearing.margin.config import VaRConfig
 
 
 @pytest.fixture()
@@ -64,8 +64,8 @@ def test_an_mpor_that_is_not_whole_rows_is_refused(perp):
 
 def test_the_shipped_pre_episode_history_holds_a_stressed_week_the_regime_finds():
     from clearing.margin.registry import build_regime
-    from sim.config import load_episode
-    from sim.episode import _pre_episode_history, build
+    from sim.experiment.config import load_episode
+    from sim.experiment.episode import _pre_episode_history, build
 
     config = load_episode("configs/default.yaml")
     ep = build(config)
@@ -92,7 +92,7 @@ def test_the_shipped_pre_episode_history_holds_a_stressed_week_the_regime_finds(
 
 
 def test_an_episode_whose_mpor_is_not_whole_history_rows_is_refused_before_it_runs():
-    from sim.config import ConfigError, deep_merge, load_episode, parse_episode
+    from sim.experiment.config import ConfigError, deep_merge, load_episode, parse_episode
 
     base = load_episode("configs/default.yaml").model_dump(mode="json", exclude_none=True)
     bad = deep_merge(base, {"clearing": {"history": {"row_interval": 4 * 86_400.0}}})

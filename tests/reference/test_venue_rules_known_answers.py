@@ -13,11 +13,11 @@ Sources:
 
 from __future__ import annotations
 
-from sim.kernel import World
-from sim.latency import LatencyConfig
-from sim.orders import BUY, SELL, Fill, RejectReason
-from sim.schema.venue import VenueConfig
-from sim.venue import Venue
+from sim.core.kernel import World
+from sim.market.latency import LatencyConfig
+from sim.core.orders import BUY, SELL, Fill, RejectReason
+from sim.market.venue_config import VenueConfig
+from sim.market.venue import Venue
 
 ZERO = LatencyConfig(kind="constant", mean=0.0)
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from clearing.ledger import QUOTE
-from sim.config import ConfigError, parse_episode
-from sim.metrics import summarise
+from sim.experiment.config import ConfigError, parse_episode
+from sim.experiment.metrics import summarise
 from tests.scenarios import harness
 from tests.scenarios.harness import BASE, USD, Scenario, crash
 

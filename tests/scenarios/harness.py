@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from clearing.ledger import QUOTE
-from sim.config import deep_merge, parse_episode
-from sim.episode import Episode, build, verify
-from sim.orders import BUY, SELL, TimeInForce
-from sim.recorder import Recorder
+from sim.experiment.config import deep_merge, parse_episode
+from sim.experiment.episode import Episode, build, verify
+from sim.core.orders import BUY, SELL, TimeInForce
+from sim.experiment.recorder import Recorder
 
 USD = 1_000_000  # minor units per dollar
 

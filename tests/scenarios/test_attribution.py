@@ -17,7 +17,7 @@ import pytest
 from clearing.attribution import endogenous_rule
 from clearing.causality import CauseKind
 from clearing.ledger import QUOTE
-from sim.metrics import summarise
+from sim.experiment.metrics import summarise
 from tests.scenarios.harness import USD, Scenario, crash
 
 CHANNELS = ("equity_change_index", "equity_change_collateral", "equity_change_impact", "equity_change_allocation",

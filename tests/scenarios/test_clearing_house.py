@@ -1,7 +1,7 @@
 """Clearing-house scenarios: enforcement, liquidation policies and every loss-absorption layer.
 
 Each scenario runs a real episode (oracle, venue, clearing house, liquidation engine) on a
-scripted path and ends with the whole-episode invariants of ``sim.episode.verify``: the ledger
+scripted path and ends with the whole-episode invariants of ``sim.experiment.episode.verify``: the ledger
 conserves cash exactly, nobody was liquidated at or above MM, no refused order rested.
 """
 
@@ -11,7 +11,7 @@ import pytest
 
 from clearing.causality import CauseKind
 from clearing.ledger import QUOTE, SystemAccount
-from sim.orders import TimeInForce
+from sim.core.orders import TimeInForce
 from tests.scenarios.harness import USD, Scenario, crash
 
 

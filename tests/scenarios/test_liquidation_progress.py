@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.episode import verify
+from sim.experiment.episode import verify
 from tests.scenarios.harness import Scenario, crash
 from tests.scenarios.test_clearing_house import _Bidder
 
@@ -115,7 +115,7 @@ def test_with_the_pre_trade_check_off_a_fill_that_takes_an_account_below_mm_is_c
     """The fill re-check counted only what a fill cost, not how it grew the requirement -- safe
     only when the pre-trade check had margined the order. With the check off, a fill could leave
     an account below MM until the next publication (with a flat price and a long heartbeat: never)."""
-    from sim.orders import BUY, TimeInForce
+    from sim.core.orders import BUY, TimeInForce
 
     # publications at the heartbeat until an oracle outage from t=45 to the end
     s = Scenario({"oracle": {"heartbeat": 20.0, "outages": [{"start": 45.0, "end": 600.0}]},
@@ -188,7 +188,7 @@ def test_the_pre_trade_check_margins_the_side_an_order_can_fill_into(monkeypatch
     the check took the long (VaR after a gap up: almost no margin) and accepted a sell that filled
     into a short needing far more than the account held; the fill's slack shortcut then did not
     re-check it."""
-    from sim.orders import SELL, TimeInForce
+    from sim.core.orders import SELL, TimeInForce
 
     s = _var_after_a_gap_up(monkeypatch)
     whale = s.account(10_000_000)

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clearing.health import Health, cancel_threshold, classify
-from sim.orders import RejectReason, TimeInForce
+from sim.core.orders import RejectReason, TimeInForce
 from tests.scenarios.harness import Scenario
 
 STEP = st.tuples(

@@ -1,0 +1,295 @@
+"""The Python API, mirroring the CLI: ``run``, ``compare``, ``sweep``, ``validate``, ``backtest``,
+``reverse_stress``, and ``load`` to read a results folder back.
+
+Everything here takes an ``EpisodeConfig``, a path to an episode YAML, or None (the packaged
+default episode), validates it completely before running anything, and writes results atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from sim.experiment.compare import slug
+from sim.experiment.config import ConfigError, deep_merge, format_validation_error, load_episode, parse_episode
+from sim.experiment.episode import EpisodeResult
+from sim.experiment.episode import run as run_episode
+from sim.experiment.schema.episode import EpisodeConfig
+from clearing.margin.config import parse_margin_config
+
+EpisodeLike = EpisodeConfig | str | Path | None
+
+
+def resolve(config: EpisodeLike, overrides: dict[str, Any] | None = None) -> EpisodeConfig:
+    """An ``EpisodeConfig`` from a model, a YAML path or None (the packaged default)."""
+    if isinstance(config, EpisodeConfig):
+        if not overrides:
+            return config
+        # the config's file paths were confined when it was validated; an override of paths is checked again
+        return parse_episode(deep_merge(config.model_dump(mode="json"), overrides), config.name,
+                             trusted="paths" not in overrides)
+    return load_episode(config, overrides)
+
+
+def validate(config: EpisodeLike) -> EpisodeConfig:
+    """Raise ``ConfigError`` (field path + reason) unless the episode can run."""
+    return resolve(config)
+
+
+@dataclass
+class RunOutput:
+    result: EpisodeResult
+    summary: dict[str, Any]
+    directory: Path | None
+
+
+def counterfactual_config(config: EpisodeConfig) -> EpisodeConfig:
+    """The no-feedback twin of an episode: the same config -- paths, agents, seed, hence the same
+    random streams and account ids -- with ``clearing.liquidation.absorb_outside``: every
+    liquidation order that would go to the book is filled at the mark outside the market instead,
+    so no liquidation moves a price anyone else sees."""
+    data = config.model_dump(mode="json")
+    data["clearing"]["liquidation"]["absorb_outside"] = True
+    data["outputs"]["counterfactual"] = False
+    return parse_episode(data, f"{config.name} (no-feedback twin)", trusted=True)
+
+
+def _run_with_twin(cfg: EpisodeConfig, observe: Any = None) -> tuple[EpisodeResult, dict[str, Any]]:
+    """Run ``cfg``, then its no-feedback twin when ``outputs.counterfactual`` is on; summarise with it.
+    ``observe`` is called with each episode as it starts (progress displays)."""
+    from sim.experiment.metrics import summarise
+
+    result = run_episode(cfg, observe=observe)
+    twin = run_episode(counterfactual_config(cfg), observe=observe).tables if cfg.outputs.counterfactual else None
+    return result, summarise(cfg, result.tables, result.stats, counterfactual=twin)
+
+
+def run_variant(cfg: EpisodeConfig, observe: Any = None) -> tuple[dict[str, Any], dict]:
+    """One variant of a run or comparison: the episode, its no-feedback twin when
+    ``outputs.counterfactual`` is on, and the summary against the twin. Returns (summary, tables)."""
+    result, summary = _run_with_twin(cfg, observe)
+    return summary, result.tables
+
+
+def run(config: EpisodeLike = None, output: str | Path | None = None, write: bool = True,
+        overrides: dict[str, Any] | None = None, observe: Any = None, force: bool = False) -> RunOutput:
+    """Run one episode (and its no-feedback twin when configured); write its results folder unless
+    ``write`` is False. ``observe`` (optional) is called with each episode as it starts (see
+    ``sim.experiment.progress``). An existing folder is replaced only if clearsim wrote it and ``force`` is
+    given -- checked before the episode runs."""
+    from sim.experiment.metrics import timing
+    from sim.experiment.outdir import check_folder
+    from sim.experiment.results import write_results
+
+    cfg = resolve(config, overrides)
+    directory = Path(output or cfg.outputs.directory or Path("results") / cfg.name) if write else None
+    if directory is not None:
+        check_folder(directory, force)
+    result, summary = _run_with_twin(cfg, observe)
+    if directory is not None:
+        write_results(directory, cfg, result.tables, summary, timing=timing(result.stats),
+                      report=cfg.outputs.report, parquet=cfg.outputs.parquet, force=force)
+    return RunOutput(result, summary, directory)
+
+
+@dataclass
+class ComparisonOutput:
+    summaries: dict[str, dict[str, Any]]  # regime label -> summary of the first seed
+    directory: Path | None
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per (regime, seed): every printed metric
+    stats: list[dict[str, Any]] = field(default_factory=list)  # per (regime, metric): mean, spread, interval
+    seeds: list[int] = field(default_factory=list)
+    runs: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # (label, seed) -> summary
+
+
+def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> dict[str, EpisodeConfig]:
+    """One config per regime, keyed by its label: the same path, traders and seed; only ``margin``
+    differs. A regime's label is its ``label`` if it has one, else its name (``standard_2`` for a
+    second unlabelled ``standard``); two equal labels are refused."""
+    chosen = regimes if regimes else [r.model_dump(mode="json") for r in config.compare_regimes]
+    if not chosen:
+        chosen = [config.margin.model_dump(mode="json")]
+    variants: dict[str, EpisodeConfig] = {}
+    for spec in chosen:
+        try:
+            margin = parse_margin_config(spec)
+        except ValidationError as exc:  # name the regime that failed, and the choices
+            raise ConfigError(format_validation_error(exc, f"regime {spec!r}")) from None
+        if isinstance(spec, str) and spec == config.margin.regime:
+            margin = config.margin  # a bare name of the episode's own regime keeps its settings
+        elif isinstance(spec, dict) and set(spec) <= {"regime", "label"} and spec.get("regime") == config.margin.regime:
+            margin = config.margin.model_copy(update={"label": spec.get("label")})  # so does a labelled bare name
+        if margin.label is not None:
+            label = margin.label
+            if label in variants:
+                raise ConfigError(f"compare_regimes: label {label!r} is used twice; give each variant its own label")
+        else:
+            label = margin.regime
+            k = 2
+            while label in variants:
+                label = f"{margin.regime}_{k}"
+                k += 1
+        data = config.model_dump(mode="json")
+        data["margin"] = margin.model_dump(mode="json")
+        data["name"] = f"{config.name}.{slug(label)}"
+        variants[label] = parse_episode(data, f"{config.name} under {label}", trusted=True)
+    return variants
+
+
+def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
+            output: str | Path | None = None, write: bool = True, seeds: int = 1, backend: str = "local",
+            workers: int | None = 1, progress: bool = False, force: bool = False) -> ComparisonOutput:
+    """Run the same episode under several margin regimes on ``seeds`` paired seeds (seed k is the
+    same path and traders for every regime: the episode's seed + k); one comparison table with each
+    metric's mean, spread and the paired-difference interval against the first regime, one report.
+
+    ``backend``/``workers``: in this process (local, 1 worker), a local process pool, Ray or Dask
+    (``sim.experiment.sweep``'s executors). Everything is validated before anything runs, the output folder
+    too: an existing one is replaced only if clearsim wrote it and ``force`` is given.
+    """
+    from sim.experiment.compare import execute, metrics_for, paired_stats, row_of
+    from sim.experiment.outdir import check_folder
+    from sim.experiment.results import write_comparison
+
+    if seeds < 1:
+        raise ConfigError(f"seeds: must be at least 1, got {seeds}")
+    if backend not in ("local", "ray", "dask"):
+        raise ConfigError(f"backend: must be local, ray or dask, got {backend!r}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers: must be at least 1, got {workers}")
+    cfg = resolve(config)
+    variants = regime_variants(cfg, regimes)  # all validated before anything runs
+    directory = None
+    if write:
+        directory = Path(output or (Path(cfg.outputs.directory or Path("results") / cfg.name) / "compare"))
+        check_folder(directory, force)
+    seed_list = [cfg.seed + k for k in range(seeds)]
+    tasks = []
+    for k, seed in enumerate(seed_list):
+        for label, variant in variants.items():
+            data = variant.model_dump(mode="json")
+            data["seed"] = seed
+            tasks.append({"label": label, "seed": seed, "data": data, "keep_tables": k == 0})
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    tables: dict[str, dict] = {}
+    bar = job = None
+    if progress:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                       TimeRemainingColumn())
+        bar.start()
+        job = bar.add_task(f"{cfg.name}: {len(variants)} regimes x {seeds} seeds", total=len(tasks), last="")
+
+    def on_done(result: dict[str, Any]) -> None:
+        results[(result["label"], result["seed"])] = result["summary"]
+        if result["tables"] is not None:
+            tables[result["label"]] = result["tables"]
+        if bar is not None:
+            bar.update(job, advance=1, last=f"{result['label']} seed {result['seed']}")
+
+    try:
+        execute(tasks, backend, int(workers or os.cpu_count() or 1), on_done)
+    finally:
+        if bar is not None:
+            bar.stop()
+    labels = list(variants)
+    ordered = [results[(label, seed)] for seed in seed_list for label in labels]
+    metrics = metrics_for(ordered)
+    rows = [row_of(label, seed, results[(label, seed)], metrics) for label in labels for seed in seed_list]
+    stats = paired_stats(rows, labels, metrics)
+    first = {label: results[(label, seed_list[0])] for label in labels}
+    if directory is not None:
+        runs = {label: (first[label], tables[label]) for label in labels}
+        write_comparison(directory, cfg, runs, report=cfg.outputs.report, parquet=cfg.outputs.parquet,
+                         rows=rows, stats=stats, metrics=metrics, variants=variants, seeds=seed_list,
+                         force=force)
+    return ComparisonOutput(first, directory, rows, stats, seed_list, results)
+
+
+@dataclass
+class Results:
+    """A results folder read back: ``summary`` (summary.json), ``config`` (config.yaml as a dict)
+    and ``tables`` (file stem -> ``pyarrow.Table`` in quote currency, with units and descriptions in
+    each schema's metadata; docs/RESULTS.md). ``results.pandas("trades")`` and
+    ``results.polars("trades")`` convert one table (pandas / polars must be installed);
+    ``polars.from_arrow(results.tables["trades"])`` works as well."""
+
+    directory: Path
+    summary: dict[str, Any]
+    config: dict[str, Any]
+    tables: dict[str, Any]
+
+    def pandas(self, name: str) -> Any:
+        return self._table(name).to_pandas()
+
+    def polars(self, name: str) -> Any:
+        import polars as pl
+
+        return pl.from_arrow(self._table(name))
+
+    def _table(self, name: str) -> Any:
+        if name not in self.tables:
+            raise KeyError(f"no table {name!r} in {self.directory} (tables: {', '.join(sorted(self.tables))})")
+        return self.tables[name]
+
+    def units(self, name: str) -> dict[str, str]:
+        """Column -> unit, from the table's schema metadata."""
+        return {f.name: (f.metadata or {}).get(b"unit", b"").decode() for f in self._table(name).schema}
+
+
+def load(directory: str | Path) -> Results:
+    """Read a results folder written by ``run`` (or one regime's folder inside a ``compare``)."""
+    import json
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    directory = Path(directory)
+    summary_path = directory / "summary.json"
+    if not summary_path.is_file():
+        if (directory / "comparison.json").is_file():
+            regimes = sorted(p.name for p in directory.iterdir() if (p / "summary.json").is_file())
+            raise FileNotFoundError(f"{directory} is a regime comparison: load one regime's folder, e.g. "
+                                    f"load({str(directory / regimes[0]) if regimes else str(directory / '<regime>')!r}) "
+                                    f"(regimes: {', '.join(regimes)})")
+        raise FileNotFoundError(f"{directory}: not a results folder (no summary.json)")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    config_path = directory / "config.yaml"
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    tables = {p.stem: pq.read_table(p) for p in sorted(directory.glob("*.parquet"))}
+    return Results(directory, summary, config or {}, tables)
+
+
+def sweep(grid: Any, backend: str = "local", workers: int = 1, resume: bool = False,
+          output: str | Path | None = None, progress: bool = True, force: bool = False,
+          retry_errors: bool = False):
+    """A grid x seeds sweep; returns a pyarrow Table with one row per run (see ``sim.experiment.sweep``)."""
+    from sim.experiment.sweep import sweep as run_sweep
+
+    return run_sweep(grid, backend=backend, workers=workers, resume=resume, out=output, progress=progress,
+                     force=force, retry_errors=retry_errors)
+
+
+def backtest(config: Any, output: str | Path | None = None, write: bool = True, workers: int = 1):
+    """Backtest margin regimes along a price path (a backtest YAML path, dict or ``BacktestConfig``);
+    returns a ``sim.experiment.backtest.run.BacktestOutput`` (see ``sim.experiment.backtest``)."""
+    from sim.experiment.backtest.run import backtest as run_backtest
+
+    return run_backtest(config, output=output, write=write, workers=workers)
+
+
+def reverse_stress(config: Any, backend: str = "local", workers: int | None = None, resume: bool = False,
+                   output: str | Path | None = None, write: bool = True, progress=None):
+    """Search for the smallest stress that breaks the clearing house, per regime (a reverse-stress
+    YAML path, dict or ``ReverseStressConfig``); see ``sim.experiment.reverse_stress``."""
+    from sim.experiment.reverse_stress import reverse_stress as run_reverse_stress
+
+    return run_reverse_stress(config, backend=backend, workers=workers, resume=resume, output=output, write=write,
+                              progress=progress)

@@ -1,0 +1,220 @@
+"""Margin backtesting along a price path, vectorised over portfolios and margin runs.
+
+A *margin run* is a day t of the path on which every portfolio's requirement is computed from the
+market of day t (and, for the VaR regimes, the price history up to and including t). Its
+*realised loss* is what the same positions lose over the margin period of risk that follows:
+L = -(value at t + h - value at t), h = ``horizon_days``. An *exceedance* is L > requirement.
+
+Portfolios are held constant: the same lots of the same contracts on every run. An option keeps
+its strike and its days to expiry on every run (it is rolled into the same-strike, same-tenor
+contract) and is valued with Black-76 at its underlying's path volatility; at t + h it is h days
+older. Linear contracts are marked at their underlying's price.
+
+Cost: the realised losses of all runs and portfolios are one (runs x instruments) @ (instruments x
+portfolios) product; the requirements are one regime call per run over every portfolio at once
+(runs are computed in time order because regimes with memory -- the VaR buffer -- must see them
+so); the statistics are array reductions over the runs x portfolios matrices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sim.core.instruments import InstrumentTable, MarketState
+from clearing.margin.base import MarginRegime, Positions
+from clearing.margin.var import VaRRegime
+from sim.market.pricing import black76_price
+from sim.experiment.backtest import stats
+
+DAY_SECONDS = 86_400.0
+YEAR_DAYS = 365.0
+
+
+@dataclass(slots=True)
+class Book:
+    """The portfolios under test: an instrument table and accounts x instruments lots."""
+
+    table: InstrumentTable
+    positions: Positions
+    names: list[str]
+    context: dict[str, Any] = field(default_factory=dict)  # regime context (SPAN arrays, depth, ...)
+
+
+def run_days(n_rows: int, warmup: int, horizon: int, step: int) -> np.ndarray:
+    """Row indices of the margin runs: warmup, warmup + step, ... while t + horizon is on the path."""
+    return np.arange(warmup, n_rows - horizon, step, dtype=np.int64)
+
+
+def marks_along(table: InstrumentTable, prices: np.ndarray, vols: np.ndarray, age_days: float = 0.0) -> np.ndarray:
+    """(rows, instruments) marks: linear contracts at the underlying's price, options by Black-76 at
+    their days to expiry less ``age_days`` and the underlying's vol of that row."""
+    u = table.underlying_index
+    marks = prices[:, u].copy()
+    opt = np.flatnonzero(table.is_option)
+    if opt.size:
+        years = np.maximum(table.years_to_expiry(0.0)[opt] - age_days / YEAR_DAYS, 0.0)
+        marks[:, opt] = black76_price(prices[:, u[opt]], table.strike[opt], years, vols[:, u[opt]],
+                                      table.is_call[opt])
+    return marks
+
+
+def realised_losses(book: Book, prices: np.ndarray, vols: np.ndarray, runs: np.ndarray, horizon: int) -> np.ndarray:
+    """(runs, portfolios) loss over the ``horizon`` rows after each run (a gain is a negative loss)."""
+    t = book.table
+    now = marks_along(t, prices[runs], vols[runs])
+    later = marks_along(t, prices[runs + horizon], vols[runs + horizon], age_days=float(horizon))
+    per_lot = (later - now) * t.contract_units  # (R, I) P&L of one long lot
+    return -(per_lot @ book.positions.dense.T)
+
+
+def _needs_history(regime: MarginRegime) -> VaRRegime | None:
+    inner = getattr(regime, "base", regime)
+    return inner if isinstance(inner, VaRRegime) else None
+
+
+def requirement_series(regime: MarginRegime, book: Book, prices: np.ndarray, vols: np.ndarray, runs: np.ndarray,
+                       requirement: str = "im", scale: float = 1.0) -> np.ndarray:
+    """(runs, portfolios) requirement on each run: one call over every portfolio per run, in time
+    order (a VaR regime's history is the path up to and including the run's row)."""
+    marks = marks_along(book.table, prices[runs], vols[runs])
+    var = _needs_history(regime)
+    out = np.empty((runs.size, book.positions.n_accounts))
+    for k, row in enumerate(runs):  # one vectorised call per margin run (over all portfolios)
+        if var is not None:
+            var.set_history(prices[: row + 1])
+        market = MarketState(now=0.0, underlying_prices=prices[row], atm_vols=vols[row], marks=marks[k],
+                             vols=vols[row][book.table.underlying_index])
+        req = regime.requirements(book.positions, market)
+        out[k] = req.im if requirement == "im" else req.mm
+    if scale != 1.0:
+        out *= scale
+    return out
+
+
+def evaluate(margin: np.ndarray, loss: np.ndarray, coverage: float, significance: float,
+             windows: tuple[int, ...] | list[int] = (5, 20)) -> dict[str, np.ndarray]:
+    """Per-portfolio backtest figures from (runs, portfolios) requirement and loss matrices."""
+    from scipy.stats import chi2
+
+    hits = loss > margin
+    n = np.full(margin.shape[1], margin.shape[0], dtype=np.int64)
+    x = hits.sum(axis=0)
+    shortfall = np.where(hits, loss - margin, 0.0)
+    # a portfolio that never lost anything (a flat book) carries no risk to test: its p-values are
+    # nan and it rejects nothing, instead of "too few exceedances"
+    tested = (loss > 0).any(axis=0)
+    pof_lr, pof_p = stats.kupiec_pof(x, n, coverage)
+    ind_lr, ind_p = stats.christoffersen_independence(hits)
+    cc_lr = pof_lr + ind_lr
+    cc_p = chi2.sf(cc_lr, 2)
+    pof_p, ind_p, cc_p = (np.where(tested, p, np.nan) for p in (pof_p, ind_p, cc_p))
+
+    out: dict[str, np.ndarray] = {
+        "runs": n,
+        "tested": tested,
+        "exceedances": x,
+        "exceedance_rate": np.where(n > 0, x / np.maximum(n, 1), np.nan),
+        "coverage": np.where(n > 0, 1.0 - x / np.maximum(n, 1), np.nan),
+        "kupiec_lr": pof_lr,
+        "kupiec_p": pof_p,
+        "kupiec_reject": tested & (pof_p < significance),
+        "christoffersen_lr": ind_lr,
+        "christoffersen_p": ind_p,
+        "christoffersen_reject": tested & (ind_p < significance),
+        "conditional_coverage_lr": cc_lr,
+        "conditional_coverage_p": cc_p,
+        "conditional_coverage_reject": tested & (cc_p < significance),
+        "traffic_light_probability": stats.cumulative_probability(x, n, coverage),
+        "zone": stats.traffic_light(x, n, coverage),
+        "largest_shortfall": shortfall.max(axis=0) if margin.shape[0] else np.zeros(margin.shape[1]),
+        # per-portfolio sums over a contiguous row each: the same bits whatever block the portfolio is in
+        "shortfall_total": np.ascontiguousarray(shortfall.T).sum(axis=1),
+        "mean_requirement": (np.ascontiguousarray(margin.T).mean(axis=1) if margin.shape[0]
+                             else np.full(margin.shape[1], np.nan)),
+        "peak_to_trough": stats.peak_to_trough(margin),
+    }
+    for w in windows:
+        absolute, relative = stats.largest_increase(margin, int(w))
+        out[f"largest_{w}_run_increase"] = absolute
+        out[f"largest_{w}_run_increase_relative"] = relative
+    return out
+
+
+@dataclass(slots=True)
+class RegimeBacktest:
+    """One regime's backtest: per-portfolio figures and the per-run totals the report plots."""
+
+    label: str
+    per_portfolio: dict[str, np.ndarray]
+    margin_total: np.ndarray  # (runs,)
+    loss_total: np.ndarray  # (runs,) realised loss of all portfolios together
+    exceeding: np.ndarray  # (runs,) portfolios with an exceedance on the run
+    shown_margin: np.ndarray  # (runs, shown) requirement of the portfolios the report plots
+    shown_loss: np.ndarray
+
+
+def backtest_regime(label: str, regime: MarginRegime, book: Book, prices: np.ndarray, vols: np.ndarray,
+                    runs: np.ndarray, loss: np.ndarray, *, requirement: str = "im", scale: float = 1.0,
+                    coverage: float = 0.99, significance: float = 0.05, windows=(5, 20),
+                    shown: np.ndarray | None = None) -> RegimeBacktest:
+    margin = requirement_series(regime, book, prices, vols, runs, requirement, scale)
+    figures = evaluate(margin, loss, coverage, significance, windows)
+    shown = np.zeros(0, dtype=np.int64) if shown is None else shown
+    return RegimeBacktest(label=label, per_portfolio=figures, margin_total=margin.sum(axis=1),
+                          loss_total=loss.sum(axis=1), exceeding=(loss > margin).sum(axis=1),
+                          shown_margin=margin[:, shown], shown_loss=loss[:, shown])
+
+
+def merge(label: str, parts: list[RegimeBacktest]) -> RegimeBacktest:
+    """One regime's result from its blocks of portfolios, in block order."""
+    return RegimeBacktest(
+        label=label,
+        per_portfolio={k: np.concatenate([p.per_portfolio[k] for p in parts]) for k in parts[0].per_portfolio},
+        margin_total=np.sum([p.margin_total for p in parts], axis=0),
+        loss_total=np.sum([p.loss_total for p in parts], axis=0),
+        exceeding=np.sum([p.exceeding for p in parts], axis=0),
+        shown_margin=np.hstack([p.shown_margin for p in parts]),
+        shown_loss=np.hstack([p.shown_loss for p in parts]))
+
+
+def aggregate(result: RegimeBacktest, significance: float) -> dict[str, Any]:
+    """The regime's headline over all portfolios (what summary.json and the report's table show)."""
+    f = result.per_portfolio
+    n_port = int(f["runs"].size)
+    zones = np.bincount(f["zone"].astype(np.int64), minlength=3)
+    total_obs = int(f["runs"].sum())
+    total_x = int(f["exceedances"].sum())
+
+    def med(key: str) -> float | None:
+        v = f[key][np.isfinite(f[key])]
+        return float(np.median(v)) if v.size else None
+
+    return {
+        "portfolios": n_port,
+        "tested": int(f["tested"].sum()),
+        "runs": int(f["runs"][0]) if n_port else 0,
+        "exceedances": total_x,
+        "exceedance_rate": total_x / total_obs if total_obs else None,
+        "coverage": 1.0 - total_x / total_obs if total_obs else None,
+        "kupiec_rejected": int(f["kupiec_reject"].sum()),
+        "christoffersen_rejected": int(f["christoffersen_reject"].sum()),
+        "conditional_coverage_rejected": int(f["conditional_coverage_reject"].sum()),
+        "zones": {name: int(zones[k]) for k, name in enumerate(stats.ZONES)},
+        "largest_shortfall": float(f["largest_shortfall"].max()) if n_port else 0.0,
+        "median_peak_to_trough": med("peak_to_trough"),
+        "significance": significance,
+    }
+
+
+def per_portfolio_rows(label: str, names: list[str], figures: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Columns of the portfolios table for one regime (zone as its name)."""
+    n = len(names)
+    cols: dict[str, np.ndarray] = {"regime": np.array([label] * n, dtype=object),
+                                   "portfolio": np.array(names, dtype=object)}
+    for key, value in figures.items():
+        cols[key] = np.array([stats.ZONES[int(z)] for z in value], dtype=object) if key == "zone" else value
+    return cols

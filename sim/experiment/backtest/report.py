@@ -1,0 +1,94 @@
+"""The backtest's HTML report: a table per regime, coverage by regime, exceedances over time and
+each plotted portfolio's requirement against its realised loss (self-contained, opens offline)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from sim.experiment.report import _page, _png, fmt
+
+COLUMNS = (("regime", "regime"), ("scale", "scale"), ("portfolios", "portfolios"), ("runs", "runs per portfolio"),
+           ("exceedances", "exceedances"), ("exceedance_rate", "exceedance rate"), ("coverage", "coverage"),
+           ("kupiec_rejected", "Kupiec rejects"), ("christoffersen_rejected", "Christoffersen rejects"),
+           ("zones", "green / yellow / red"), ("largest_shortfall", "largest shortfall"),
+           ("median_peak_to_trough", "median peak / trough"))
+
+
+def _regime_table(summary: Mapping[str, Any]) -> str:
+    head = "<tr><th>label</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in COLUMNS) + "</tr>"
+    rows = []
+    for label, r in summary["regimes"].items():
+        cells = []
+        for key, _ in COLUMNS:
+            v = r.get(key)
+            if key == "zones":
+                v = f"{v['green']} / {v['yellow']} / {v['red']}"
+                cells.append(f"<td class=n>{html.escape(v)}</td>")
+            else:
+                cells.append(f"<td class=n>{fmt(v)}</td>")
+        rows.append(f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _fig_coverage(summary: Mapping[str, Any]) -> str:
+    labels = list(summary["regimes"])
+    rates = [summary["regimes"][k]["exceedance_rate"] or 0.0 for k in labels]
+    fig = Figure(figsize=(8, 0.5 + 0.45 * max(len(labels), 2)))
+    ax = fig.add_subplot()
+    ax.barh(labels, [100 * r for r in rates], color="#1f77b4")
+    ax.axvline(100 * (1 - summary["coverage"]), color="#d62728", linestyle="--",
+               label=f"expected {100 * (1 - summary['coverage']):.2g}%")
+    ax.set_xlabel("exceedances, % of margin runs (all portfolios)")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _fig_over_time(results, runs: np.ndarray, n_portfolios: int) -> str:
+    fig = Figure(figsize=(10, 3.6))
+    ax = fig.add_subplot()
+    for label, res in results.items():
+        ax.plot(runs, np.cumsum(res.exceeding) / max(n_portfolios, 1), label=label, linewidth=1.2)
+    ax.set_xlabel("day of the path")
+    ax.set_ylabel("cumulative exceedances per portfolio")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _fig_portfolio(results, runs: np.ndarray, j: int, name: str) -> str:
+    fig = Figure(figsize=(10, 3.4))
+    ax = fig.add_subplot()
+    first = next(iter(results.values()))
+    ax.plot(runs, first.shown_loss[:, j], color="#444", linewidth=0.7, label="realised loss over the MPOR")
+    for label, res in results.items():
+        ax.plot(runs, res.shown_margin[:, j], linewidth=1.1, label=f"{label} requirement")
+        hit = res.shown_loss[:, j] > res.shown_margin[:, j]
+        ax.scatter(runs[hit], res.shown_loss[hit, j], s=10, marker="x")
+    ax.set_title(name, fontsize="medium")
+    ax.set_xlabel("day of the path")
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def backtest_report(cfg: Any, summary: Mapping[str, Any], results, names: list[str], runs: np.ndarray,
+                    shown: np.ndarray) -> str:
+    body = [f"<h1>Margin backtest: {html.escape(cfg.name)}</h1>",
+            f"<p class=muted>{html.escape(cfg.description)}</p>" if cfg.description else "",
+            f"<p>{summary['portfolios']:,} portfolios, {summary['runs']:,} margin runs from day "
+            f"{summary['first_run_day']}, loss realised over {cfg.horizon_days} day(s), requirement "
+            f"{cfg.requirement.upper()}, tested at {100 * cfg.coverage:g}% coverage, significance "
+            f"{cfg.significance:g}. An exceedance is a realised loss above the requirement.</p>",
+            "<h2>Regimes</h2>", _regime_table(summary),
+            "<h2>Coverage by regime</h2>", _fig_coverage(summary),
+            "<h2>Exceedances over time</h2>", _fig_over_time(results, runs, summary["portfolios"]),
+            "<h2>Requirement against realised loss</h2>"]
+    body += [_fig_portfolio(results, runs, j, names[k]) for j, k in enumerate(shown)]
+    return _page(f"backtest {cfg.name}", "\n".join(body))

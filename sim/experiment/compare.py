@@ -1,0 +1,259 @@
+"""Paired multi-seed regime comparison: the metric list, the runs, and the intervals.
+
+Every regime runs on the same seeds ``seed, seed + 1, ..., seed + N - 1``. A seed fixes the world's
+random streams, so seed k gives every regime the same true price path and the same traders (their
+capital, entry times and leverage draws); only the margin regime differs. Each metric is then
+compared *paired*: for regime r and seed k, d_k = x(r, k) - x(first regime, k), so the path's own
+randomness cancels and the interval measures the regime's effect, not the luck of the path.
+
+Per regime and metric: ``mean``, ``std`` (sample standard deviation over seeds), ``min``, ``max``;
+against the first regime: ``diff_mean`` (mean of d_k), ``diff_low`` / ``diff_high`` (the 95%
+Student-t confidence interval of the mean of d_k, mean +/- t(0.975, n-1) x sd(d) / sqrt(n)) and a
+``verdict``:
+
+- ``baseline`` for the first regime itself;
+- ``identical on every seed`` when every d_k is exactly 0;
+- ``distinguishable from seed noise`` when the interval excludes 0;
+- ``within seed noise`` when it contains 0;
+- ``one seed: no interval`` (n < 2 seeds with the metric defined under both regimes).
+
+Metrics absent from a summary (another part of the project not run, or a figure undefined on a
+seed) are left out of that seed's pair; a metric absent everywhere prints "—".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sim.experiment.metrics import flatten
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A comparison metric: flattened summary key, label, unit (``money`` = the quote currency,
+    ``count``, ``ratio``, ``fraction`` (shown as %), ``x`` (a multiple), ``bps``, ``s``) and whether
+    lower is better for those who bear the losses (None: neither)."""
+
+    key: str
+    label: str
+    unit: str
+    lower_is_better: bool | None = True
+
+
+# The table's metrics in order; a key a summary does not carry (the twin's, when
+# outputs.counterfactual is off) shows "—".
+FIXED_METRICS: tuple[Metric, ...] = (
+    Metric("losses.borne_by_others", "loss borne by others", "money"),
+    Metric("bad_debt.total", "bad debt", "money"),
+    Metric("losses.socialised", "socialised loss", "money"),
+    Metric("adl.notional", "ADL notional", "money"),
+    Metric("insurance_fund.min", "insurance fund minimum", "money", lower_is_better=False),
+    Metric("liquidations.count", "liquidations", "count"),
+    Metric("liquidations.notional", "liquidated notional", "money"),
+    Metric("liquidations.spells", "distress spells", "count"),
+    Metric("cascades.count", "cascades", "count"),
+    Metric("cascades.max_generation", "deepest generation", "count"),
+    Metric("cascades.largest_size", "largest cascade", "count"),
+    Metric("cascades.amplification", "liquidation amplification", "x"),
+    Metric("price.max_venue_drawdown", "venue drawdown (worst)", "fraction"),
+    Metric("price.amplification_vs_true", "price amplification vs true path", "x"),
+    Metric("margin.im_peak", "peak total IM", "money", lower_is_better=None),
+    Metric("margin.im_over_gross", "IM / gross notional (time-weighted; lower = less capital)", "ratio",
+           lower_is_better=None),
+    Metric("margin.max_utilisation", "peak IM / equity", "ratio", lower_is_better=None),
+    # against the no-feedback twin (present when outputs.counterfactual ran it)
+    Metric("counterfactual.venue_drawdown_amplification", "venue drawdown vs no-feedback twin", "x"),
+    Metric("counterfactual.mark_drawdown_amplification", "mark drawdown vs no-feedback twin", "x"),
+    Metric("counterfactual.liquidated_notional_ratio", "liquidated notional vs no-feedback twin", "x"),
+    Metric("counterfactual.liquidated_notional_difference", "liquidated notional beyond the twin", "money"),
+    Metric("counterfactual.bad_debt_difference", "bad debt beyond the twin", "money"),
+)
+# families of keys added by others, picked up whenever a summary has them
+DYNAMIC_PREFIXES: tuple[tuple[str, str, str], ...] = (
+    ("losses.who_paid.", "who paid: ", "money"),
+    ("margin.reference", "reference portfolio ", "ratio"),
+)
+GROUP_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("im_over_gross", "IM / gross", "ratio"),
+    ("leverage", "leverage (gross / equity)", "x"),
+    ("im_over_capital", "IM / starting capital", "ratio"),
+    ("liquidations", "liquidations", "count"),
+)
+
+
+SHORT_VERDICTS = {"distinguishable from seed noise": "distinguishable", "within seed noise": "within noise",
+                  "identical on every seed": "identical"}
+
+
+def short_verdict(stat: Mapping[str, Any]) -> str:
+    """The verdict in a word or two, for dense tables ("" for the baseline and single seeds)."""
+    return SHORT_VERDICTS.get(str(stat.get("verdict")), "")
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(float(v)) else None
+
+
+def metrics_for(summaries: Sequence[Mapping[str, Any]]) -> list[Metric]:
+    """The fixed metrics, then every dynamic-family key and every group's fields that some summary has."""
+    flats = [flatten(s) for s in summaries]
+    keys = sorted({k for f in flats for k, v in f.items() if _number(v) is not None})
+    out = list(FIXED_METRICS)
+    fixed = {m.key for m in FIXED_METRICS}
+    for prefix, label, unit in DYNAMIC_PREFIXES:
+        for k in keys:
+            if k.startswith(prefix) and k not in fixed:
+                out.append(Metric(k, label + k[len(prefix):].replace("_", " "), unit, None))
+    groups: list[str] = []
+    for s in summaries:
+        for g in (s.get("groups") or {}):
+            if g not in groups:
+                groups.append(g)
+    for g in groups:
+        for field, label, unit in GROUP_FIELDS:
+            out.append(Metric(f"groups.{g}.{field}", f"{g}: {label}", unit, None))
+    return out
+
+
+def row_of(label: str, seed: int, summary: Mapping[str, Any], metrics: Sequence[Metric]) -> dict[str, Any]:
+    """One comparison row: regime label, seed, then every metric (None where absent)."""
+    flat = flatten(summary)
+    return {"regime": label, "seed": int(seed), **{m.key: _number(flat.get(m.key)) for m in metrics}}
+
+
+def _t_quantile(df: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + CONFIDENCE / 2, df))
+
+
+def paired_stats(rows: Sequence[Mapping[str, Any]], regimes: Sequence[str], metrics: Sequence[Metric]
+                 ) -> list[dict[str, Any]]:
+    """Per regime and metric: mean, spread and the paired-difference interval vs ``regimes[0]``
+    (see the module docstring); one dict per (regime, metric), regimes in order."""
+    by = {(r["regime"], r["seed"]): r for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    base = regimes[0]
+    out = []
+    for regime in regimes:
+        for m in metrics:
+            values = [by[(regime, s)].get(m.key) for s in seeds if (regime, s) in by]
+            vals = np.array([v for v in values if v is not None], dtype=np.float64)
+            stat: dict[str, Any] = {"regime": regime, "metric": m.key, "label": m.label, "unit": m.unit,
+                                    "n": int(vals.size),
+                                    "mean": float(vals.mean()) if vals.size else None,
+                                    "std": float(vals.std(ddof=1)) if vals.size > 1 else None,
+                                    "min": float(vals.min()) if vals.size else None,
+                                    "max": float(vals.max()) if vals.size else None,
+                                    "diff_mean": None, "diff_low": None, "diff_high": None, "pairs": 0}
+            if regime == base:
+                stat["verdict"] = "baseline"
+                out.append(stat)
+                continue
+            d = np.array([by[(regime, s)][m.key] - by[(base, s)][m.key] for s in seeds
+                          if (regime, s) in by and (base, s) in by
+                          and by[(regime, s)].get(m.key) is not None and by[(base, s)].get(m.key) is not None],
+                         dtype=np.float64)
+            stat["pairs"] = int(d.size)
+            if d.size == 0:
+                stat["verdict"] = "not measured"
+            else:
+                stat["diff_mean"] = float(d.mean())
+                if np.all(d == 0.0):
+                    stat["diff_low"] = stat["diff_high"] = 0.0
+                    stat["verdict"] = "identical on every seed"
+                elif d.size < 2:
+                    stat["verdict"] = "one seed: no interval"
+                else:
+                    half = _t_quantile(d.size - 1) * float(d.std(ddof=1)) / math.sqrt(d.size)
+                    stat["diff_low"], stat["diff_high"] = float(d.mean() - half), float(d.mean() + half)
+                    excludes = stat["diff_low"] > 0.0 or stat["diff_high"] < 0.0
+                    stat["verdict"] = "distinguishable from seed noise" if excludes else "within seed noise"
+            out.append(stat)
+    return out
+
+
+# ------------------------------------------------------------------------------------ variants
+def slug(label: str) -> str:
+    """A folder name for a regime label ('standard 5%/2.5%' -> 'standard_5pct_2.5pct')."""
+    s = re.sub(r"[^A-Za-z0-9_.\-]+", "_", label.replace("%", "pct")).strip("._")
+    return s or "regime"
+
+
+def parse_regimes_option(text: str) -> list[str | dict]:
+    """``--regimes``: comma-separated ``[label=]name`` items, or a YAML/JSON list of regime mappings
+    (each may carry ``label``), e.g. ``'[{regime: standard, label: std tiers}, portfolio]'``."""
+    import yaml
+
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            items = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            from sim.experiment.config import ConfigError
+
+            raise ConfigError(f"--regimes: not a valid YAML list ({exc})") from None
+        return [i if isinstance(i, (str, dict)) else str(i) for i in items]
+    out: list[str | dict] = []
+    for item in (p.strip() for p in text.split(",")):
+        if not item:
+            continue
+        if "=" in item:
+            label, name = (x.strip() for x in item.split("=", 1))
+            out.append({"regime": name, "label": label})
+        else:
+            out.append(item)
+    return out
+
+
+# ------------------------------------------------------------------------------------ running
+CompareTask = dict[str, Any]  # label, seed, data (episode dict), keep_tables
+
+
+def run_compare_task(task: CompareTask) -> dict[str, Any]:
+    """One (regime, seed) run in a worker: its summary, and its tables if asked (the first seed)."""
+    from sim.experiment.api import run_variant
+    from sim.experiment.config import parse_episode
+
+    config = parse_episode(task["data"])
+    summary, tables = run_variant(config)
+    return {"label": task["label"], "seed": task["seed"], "summary": summary,
+            "tables": tables if task["keep_tables"] else None}
+
+
+def _failed(task: CompareTask, text: str) -> dict[str, Any]:
+    return {"label": task["label"], "seed": task["seed"], "error": text}
+
+
+class CompareRunError(RuntimeError):
+    """A regime's run failed: the comparison stops (nothing is written)."""
+
+
+def execute(tasks: list[CompareTask], backend: str, workers: int,
+            on_done: Callable[[dict[str, Any]], None]) -> None:
+    """Run the tasks in-process (local, one worker) or on the sweep backends (local pool, Ray, Dask);
+    a failed run raises ``CompareRunError`` naming the regime and seed (the pool is stopped)."""
+    from sim.experiment.sweep import _run_dask, _run_local, _run_ray
+
+    def checked(result: dict[str, Any]) -> None:
+        if "error" in result:
+            raise CompareRunError(f"regime {result['label']!r}, seed {result['seed']}: the run failed\n"
+                                  f"{result['error']}")
+        on_done(result)
+
+    if backend == "local" and workers <= 1:
+        for task in tasks:
+            checked(run_compare_task(task))
+        return
+    runner = {"local": _run_local, "ray": _run_ray, "dask": _run_dask}[backend]
+    runner(tasks, workers, checked, fn=run_compare_task, error_row=_failed)

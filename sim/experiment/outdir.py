@@ -1,0 +1,132 @@
+"""Output-folder safety: clearsim replaces only what it wrote itself, and only when asked.
+
+Every results folder clearsim writes (``run``, ``compare``, a sweep's ``.parts`` folder) holds a
+marker file, ``MARKER``, naming what wrote it. Before anything runs, the target is checked:
+
+* missing, or an empty folder: written;
+* a folder with clearsim's marker (or holding nothing but such folders): replaced only with
+  ``force`` (``--force``);
+* anything else -- a folder without the marker, a file, a symbolic link, the working directory or
+  one of its parents, the filesystem root or the home folder -- is refused, ``force`` or not.
+
+Nothing outside the output folder is ever removed. A sweep's Parquet table is a single file: it is
+replaced only if its schema metadata says clearsim wrote it (``TABLE_KEY``), and only with
+``force`` (or when resuming the same sweep).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from sim.experiment.config import ConfigError
+
+__all__ = ["MARKER", "TABLE_KEY", "OutputFolderError", "check_folder", "write_marker", "is_clearsim_folder",
+           "check_table_file"]
+
+MARKER = ".clearsim-output"
+TABLE_KEY = b"clearsim.sweep"
+
+
+class OutputFolderError(ConfigError):
+    """The output location cannot be used without destroying something clearsim did not write."""
+
+
+def marker_kind(path: Path) -> str | None:
+    """The ``kind`` in ``path``'s clearsim marker (run, compare, backtest, ...), None without one."""
+    marker = path / MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return None
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("written_by") != "clearsim":
+        return None
+    return str(data.get("kind", ""))
+
+
+def is_clearsim_folder(path: Path) -> bool:
+    return marker_kind(path) is not None
+
+
+def _protected(target: Path) -> str | None:
+    """Why ``target`` may never be replaced, or None."""
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        return "is the working directory or one of its parents"
+    if target == Path(target.anchor):
+        return "is the filesystem root"
+    home = Path(os.path.expanduser("~"))
+    if home.is_absolute() and (target == home.resolve() or target in home.resolve().parents):
+        return "is the home folder or one of its parents"
+    return None
+
+
+def check_folder(path: str | Path, force: bool = False, what: str = "output folder",
+                 hint: str = "pass --force (force=True) to replace them", same_kind: str | None = None) -> Path:
+    """Raise ``OutputFolderError`` unless ``path`` may be (re)written; returns its absolute path.
+    ``same_kind``: a folder this same command wrote (its marker says that kind) is replaced without
+    ``force`` -- for commands whose re-run writes the same folder; any other clearsim folder still
+    needs ``force``.
+
+    Call it before running anything (so a refusal costs nothing) and again just before the swap."""
+    given = Path(path)
+    if given.is_symlink():
+        raise OutputFolderError(f"{what} {given}: is a symbolic link; clearsim does not replace links "
+                                f"(give the folder it points to, or another name)")
+    target = given.absolute().resolve()
+    reason = _protected(target)
+    if reason is not None:
+        raise OutputFolderError(f"{what} {given}: {reason}; choose a new folder for the results")
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise OutputFolderError(f"{what} {given}: exists and is not a folder; clearsim will not replace it")
+    if not any(target.iterdir()):
+        return target
+    # clearsim's own: its marker, or nothing but clearsim folders (``compare`` writes
+    # results/<name>/compare, which leaves results/<name> holding only that)
+    ours = is_clearsim_folder(target) or all(
+        p.is_dir() and not p.is_symlink() and is_clearsim_folder(p) for p in target.iterdir())
+    if not ours:
+        raise OutputFolderError(
+            f"{what} {given}: exists and was not written by clearsim (no {MARKER} marker); it is left "
+            f"untouched -- choose a new folder or empty this one yourself (--force replaces only a previous "
+            f"clearsim results folder)")
+    if not force and not (same_kind is not None and marker_kind(target) == same_kind):
+        raise OutputFolderError(f"{what} {given}: holds earlier clearsim results; {hint}")
+    return target
+
+
+def write_marker(folder: Path, kind: str) -> None:
+    """Mark ``folder`` as clearsim's own (``kind``: run, compare, sweep-parts)."""
+    text = json.dumps({"written_by": "clearsim", "kind": kind}, sort_keys=True) + "\n"
+    (folder / MARKER).write_text(text, encoding="utf-8")
+
+
+def check_table_file(path: str | Path, replace: bool) -> Path:
+    """A sweep's Parquet table: refuse to overwrite a file clearsim did not write, or one it did
+    unless ``replace`` (``--force`` or ``--resume``)."""
+    given = Path(path)
+    target = given.absolute()
+    if given.is_symlink():
+        raise OutputFolderError(f"sweep output {given}: is a symbolic link; clearsim does not replace links")
+    if not target.exists():
+        return target
+    if not target.is_file():
+        raise OutputFolderError(f"sweep output {given}: exists and is not a file; clearsim will not replace it")
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(target).metadata or {}
+    except Exception:  # noqa: BLE001 -- not Parquet at all: certainly not ours
+        meta = {}
+    if TABLE_KEY not in meta:
+        raise OutputFolderError(f"sweep output {given}: exists and was not written by a clearsim sweep; it is "
+                                f"left untouched -- choose another output file")
+    if not replace:
+        raise OutputFolderError(f"sweep output {given}: holds an earlier sweep's table; pass --resume to "
+                                f"continue it or --force to replace it")
+    return target

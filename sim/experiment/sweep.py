@@ -1,0 +1,743 @@
+"""Parameter sweeps: a grid x seeds of episodes, on a local process pool, Ray or Dask -> one Parquet table.
+
+``sweep(grid, backend="local", workers=N, resume=False, out=None, progress=True)``:
+
+1. The sweep config is read and **every grid point is validated as a full episode before anything
+   runs**; a bad point fails the whole sweep up front, naming the point and the field.
+2. Each run (point x seed) is ``sim.experiment.episode.run(config)`` + ``sim.experiment.metrics.summarise`` in a worker
+   process. A failure is recorded (status ``error`` and the traceback) without stopping the sweep.
+   A worker that dies (killed, out of memory) fails only the run it was on, marked
+   ``infrastructure``; the local pool is rebuilt and the other runs continue.
+3. As each run finishes, its row is written durably and atomically to ``<out>.parts/<run_id>.json``
+   (temp file + rename). ``resume=True`` keeps the finished rows whose config is unchanged and runs
+   only the rest (and the infrastructure failures; ``retry_errors`` every failed row), so an
+   interrupted sweep that is resumed ends with every row exactly once. The table and the rows folder
+   replace earlier ones only if clearsim wrote them, and only with ``force`` or ``resume``.
+4. The table -- in grid order: the grid's first path varies slowest, seeds fastest -- is written
+   atomically to ``<out>`` (Parquet) and returned.
+
+Columns: ``run_id`` (16 hex digits of SHA-256 over the point and the seed, so it is stable across
+machines and backends), one column per grid path (the value; JSON text where values are not all
+simple scalars of one type), ``seed``, ``status`` (ok | error), ``error`` (traceback or null),
+``config_hash`` (SHA-256 of the full resolved config: resume re-runs a row whose config changed),
+``wall_seconds`` (the only non-deterministic column), then the flattened summary metrics
+(``bad_debt.total``, ``cascades.amplification``, ...; lists as JSON text), sorted by name.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import hashlib
+import importlib
+import itertools
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from sim.experiment.config import PACKAGED_DEFAULT, ConfigError, deep_merge, format_validation_error, parse_episode, parse_yaml, read_yaml
+from sim.experiment.results import fsync_dir
+from sim.experiment.sweep_config import SweepConfig
+
+__all__ = ["sweep", "load_sweep", "output_path", "require_backend", "plan", "SweepError", "SweepTask", "run_task",
+           "run_and_summarise", "summary_json", "assemble_table", "set_path", "execute", "write_part", "read_parts",
+           "run_id_of", "parts_dir", "single_threaded_children", "main_not_reimported", "error_row"]
+
+DEFAULT_RUNNER = "sim.experiment.sweep:run_and_summarise"
+
+
+class SweepError(ConfigError):
+    """A sweep that cannot start (bad sweep file or a grid point that is not a valid episode)."""
+
+
+# ------------------------------------------------------------------------------------ loading
+def load_sweep(path: str | Path) -> tuple[SweepConfig, Path]:
+    """Read and validate a sweep file; returns the config and the folder relative paths start from."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"{path}: no such file")
+    try:
+        data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}  # repeated keys refused
+    except ConfigError as exc:
+        raise SweepError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise SweepError(f"{path}: the top level must be a mapping")
+    try:
+        return SweepConfig.model_validate(data), path.parent
+    except ValidationError as exc:
+        raise SweepError(format_validation_error(exc, str(path))) from None
+
+
+def _coerce(grid: SweepConfig | Mapping[str, Any] | str | Path) -> tuple[SweepConfig, Path, str]:
+    if isinstance(grid, SweepConfig):
+        return grid, Path.cwd(), "<sweep>"
+    if isinstance(grid, Mapping):
+        try:
+            return SweepConfig.model_validate(dict(grid)), Path.cwd(), "<sweep>"
+        except ValidationError as exc:
+            raise SweepError(format_validation_error(exc, "<sweep>")) from None
+    cfg, root = load_sweep(grid)
+    return cfg, root, str(grid)
+
+
+# ------------------------------------------------------------------------------------ dotted paths
+def set_path(data: dict[str, Any], path: str, value: Any, merge: bool = False) -> None:
+    """Set ``a.b.0.c`` in nested dicts/lists (missing mappings are created; list indices must exist).
+    With ``merge``, a mapping value is deep-merged into an existing mapping instead of replacing it."""
+    parts = path.split(".")
+    node: Any = data
+    for depth, key in enumerate(parts[:-1]):
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            node = node[_index(node, key, where)]
+            continue
+        nxt = node.get(key)
+        if nxt is None:
+            nxt = node[key] = {}
+        elif not isinstance(nxt, (dict, list)):
+            raise KeyError(f"{where} is a {type(nxt).__name__}, not a mapping")
+        node = nxt
+    last = parts[-1]
+    if isinstance(node, list):
+        i = _index(node, last, path)
+        node[i] = deep_merge(node[i], value) if merge and isinstance(node[i], dict) and isinstance(value, dict) \
+            else value
+        return
+    current = node.get(last)
+    if merge and isinstance(current, dict) and isinstance(value, dict):
+        node[last] = deep_merge(current, value)
+    else:
+        node[last] = value
+
+
+def _index(node: list, key: str, where: str) -> int:
+    try:
+        i = int(key)
+    except ValueError:
+        raise KeyError(f"{where}: a list needs an integer index, got {key!r}") from None
+    if not -len(node) <= i < len(node):
+        raise KeyError(f"{where}: index {i} is out of range (the list has {len(node)} items)")
+    return i
+
+
+def _grid_value(path: str, value: Any, base: Mapping[str, Any]) -> Any:
+    """A regime name where a margin regime mapping is expected: for ``margin``, the base episode's own
+    margin config when it is already that regime (so ``[standard, span]`` compares the episode's
+    tuned standard regime with SPAN), otherwise ``{regime: name}`` with that regime's defaults."""
+    if isinstance(value, str) and path == "margin":
+        current = base.get("margin")
+        if isinstance(current, dict) and current.get("regime", "standard") == value:
+            return copy.deepcopy(current)
+        return {"regime": value}
+    if isinstance(value, str) and path.startswith("compare_regimes."):
+        return {"regime": value}
+    return copy.deepcopy(value)
+
+
+# ------------------------------------------------------------------------------------ planning
+def _hash(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def run_id_of(point: Mapping[str, Any], seed: int) -> str:
+    """Stable id of a run: 16 hex digits of SHA-256 over the grid point and the seed."""
+    return _hash({"point": dict(point), "seed": int(seed)})[:16]
+
+
+SweepTask = dict[str, Any]  # run_id, point, seed, data (raw episode dict), config_hash, runner, root (file paths)
+
+
+def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAULT_RUNNER
+         ) -> tuple[SweepConfig, list[SweepTask]]:
+    """Expand the grid into tasks and validate every point as an episode (raises ``SweepError``)."""
+    cfg, root, source = _coerce(grid)
+    if cfg.base is None:
+        base_path = PACKAGED_DEFAULT
+    else:
+        base_path = Path(cfg.base)
+        if not base_path.is_absolute():
+            base_path = root / base_path
+    root_of_base = base_path.absolute().parent  # replay CSV paths resolve against the base episode's folder
+    try:
+        base = read_yaml(base_path)
+    except ConfigError as exc:
+        raise SweepError(f"{source}: base: {exc}") from None
+    for key, value in cfg.overrides.items():
+        try:
+            set_path(base, key, copy.deepcopy(value), merge=True)
+        except KeyError as exc:
+            raise SweepError(f"{source}: overrides.{key}: {exc.args[0]}") from None
+    keys = list(cfg.grid)
+    seeds = cfg.seed_list()
+    tasks: list[SweepTask] = []
+    problems: list[str] = []
+    for combo in itertools.product(*(cfg.grid[k] for k in keys)):
+        point = dict(zip(keys, combo))
+        data = copy.deepcopy(base)
+        label = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in point.items())
+        try:
+            for key, value in point.items():
+                set_path(data, key, _grid_value(key, value, base))
+        except KeyError as exc:
+            problems.append(f"grid point ({label}): {exc.args[0]}")
+            continue
+        data["seed"] = seeds[0]
+        try:
+            parse_episode(data, root=root_of_base)
+        except ConfigError as exc:
+            detail = str(exc).split("\n", 1)[1] if "\n" in str(exc) else str(exc)
+            problems.append(f"grid point ({label}):\n{detail}")
+            continue
+        for seed in seeds:
+            d = copy.deepcopy(data)
+            d["seed"] = seed
+            tasks.append({"run_id": run_id_of(point, seed), "point": point, "seed": seed, "data": d,
+                          "config_hash": _hash(d), "runner": runner, "root": str(root_of_base)})
+    if problems:
+        shown = problems[:20]
+        more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise SweepError(f"{source}: {len(problems)} of {cfg.n_points()} grid points are not valid episodes "
+                         f"(nothing was run)\n" + "\n".join(shown) + more)
+    ids = [t["run_id"] for t in tasks]
+    if len(set(ids)) != len(ids):
+        raise SweepError(f"{source}: two grid points produce the same run id")
+    return cfg, tasks
+
+
+# ------------------------------------------------------------------------------------ the worker
+def run_and_summarise(config: Any) -> dict[str, Any]:
+    """The default runner: one episode, its summary."""
+    from sim.experiment.episode import run
+    from sim.experiment.metrics import summarise
+
+    result = run(config)
+    return summarise(config, result.tables, result.stats)
+
+
+def _resolve(runner: str) -> Callable[[Any], Mapping[str, Any]]:
+    module, _, name = runner.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_task(task: SweepTask) -> dict[str, Any]:
+    """Run one task in a worker; never raises (a failure becomes an ``error`` row)."""
+    from sim.experiment.metrics import flatten
+
+    started = time.perf_counter()
+    row: dict[str, Any] = {"run_id": task["run_id"], "point": task["point"], "seed": task["seed"],
+                           "config_hash": task["config_hash"], "status": "ok", "error": None, "metrics": {}}
+    try:
+        config = parse_episode(task["data"], root=task.get("root"))
+        summary = _resolve(task.get("runner") or DEFAULT_RUNNER)(config)
+        row["metrics"] = flatten(summary)
+        json.dumps(row["metrics"], allow_nan=False)  # a summary must be plain JSON
+    except Exception:  # noqa: BLE001 -- recorded, the sweep goes on
+        row["status"] = "error"
+        row["error"] = traceback.format_exc()
+        row["metrics"] = {}
+    row["wall_seconds"] = time.perf_counter() - started
+    return row
+
+
+def _error_row(task: SweepTask, text: str, infrastructure: bool = False) -> dict[str, Any]:
+    """A failed run. ``infrastructure``: the run did not fail, its worker did (killed, lost, out of
+    memory) -- ``resume`` runs such rows again; ``retry_errors`` also re-runs the others."""
+    return {"run_id": task["run_id"], "point": task["point"], "seed": task["seed"],
+            "config_hash": task["config_hash"], "status": "error", "error": text, "metrics": {},
+            "wall_seconds": None, "infrastructure": infrastructure}
+
+
+# ------------------------------------------------------------------------------------ durable parts
+def parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)  # make the rename itself durable
+
+
+def _write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:
+    """Write a row durably; returns it as read back (so fresh and resumed rows are the same values)."""
+    text = json.dumps(row, sort_keys=True, allow_nan=False, default=str)
+    _write_atomic(parts / f"{row['run_id']}.json", text.encode("utf-8"))
+    return json.loads(text)
+
+
+def _read_parts(parts: Path) -> dict[str, dict[str, Any]]:
+    rows = {}
+    if not parts.is_dir():
+        return rows
+    for path in sorted(parts.glob("*.json")):
+        try:
+            row = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # unreadable: that run is simply run again
+        if isinstance(row, dict) and row.get("run_id") == path.stem:
+            rows[path.stem] = row
+    return rows
+
+
+# ------------------------------------------------------------------------------------ the table
+def _arrow_column(values: list[Any]) -> pa.Array:
+    """A typed column: bool, int64, float64 or string; anything else (lists, mixed) as JSON text."""
+    present = [v for v in values if v is not None]
+    kinds = {type(v) for v in present}
+    if not present:
+        return pa.array([None] * len(values), type=pa.string())
+    if kinds == {bool}:
+        return pa.array(values, type=pa.bool_())
+    if kinds <= {int} and all(-(2**63) <= v < 2**63 for v in present):
+        return pa.array(values, type=pa.int64())
+    if kinds <= {int, float}:
+        return pa.array([None if v is None else float(v) for v in values], type=pa.float64())
+    if kinds == {str}:
+        return pa.array(values, type=pa.string())
+    return pa.array([None if v is None else json.dumps(v, sort_keys=True, default=str) for v in values],
+                    type=pa.string())
+
+
+def assemble_table(rows: Iterable[Mapping[str, Any]], grid_keys: list[str]) -> pa.Table:
+    """The sweep table: one row per run, in the order given -- ``sweep`` gives grid order (see the
+    module docstring for the columns)."""
+    rows = list(rows)
+    metric_keys = sorted({k for r in rows for k in r.get("metrics", {})})
+    columns: dict[str, pa.Array] = {"run_id": pa.array([r["run_id"] for r in rows], type=pa.string())}
+    for key in grid_keys:
+        columns[key] = _arrow_column([r["point"].get(key) for r in rows])
+    columns["seed"] = pa.array([int(r["seed"]) for r in rows], type=pa.int64())
+    columns["status"] = pa.array([r["status"] for r in rows], type=pa.string())
+    columns["error"] = pa.array([r.get("error") for r in rows], type=pa.string())
+    columns["config_hash"] = pa.array([r.get("config_hash") for r in rows], type=pa.string())
+    columns["wall_seconds"] = pa.array([r.get("wall_seconds") for r in rows], type=pa.float64())
+    for key in metric_keys:
+        name = key if key not in columns else f"metric.{key}"
+        columns[name] = _arrow_column([r.get("metrics", {}).get(key) for r in rows])
+    from sim.experiment.outdir import TABLE_KEY
+
+    return pa.table(columns, metadata={TABLE_KEY: b"1"})  # marks the file as clearsim's (``sim.experiment.outdir``)
+
+
+def _write_table(table: pa.Table, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------ backends
+def _infrastructure_error_row(task: SweepTask, text: str) -> dict[str, Any]:
+    """What a sweep task whose worker raised outside the run, or died, becomes."""
+    return _error_row(task, text, infrastructure=True)
+
+
+def _task_key(task: dict) -> str:
+    """What names a task to the pool's bookkeeping: a sweep row's run id, else (a comparison's
+    tasks) its label and seed."""
+    return str(task["run_id"]) if "run_id" in task else f"{task.get('label')}|{task.get('seed')}"
+
+
+def _pool_task(task: SweepTask, running: str, fn: Callable[[dict], dict] = run_task) -> dict[str, Any]:
+    """``fn`` in a pool worker, leaving ``<running>/<pid>`` naming the run it is on, so that if this
+    process dies the driver knows which run died with it (a file survives a ``kill -9``)."""
+    _write_atomic(Path(running) / str(os.getpid()), _task_key(task).encode("utf-8"))
+    return fn(task)
+
+
+# every backend takes ``fn`` (the worker function, default one sweep row) and ``error_row`` (what a
+# task whose worker raised or died becomes); ``sim.experiment.compare`` reuses them with its own
+def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], running: Path | None = None,
+               *, fn: Callable[[dict], dict] = run_task,
+               error_row: Callable[[dict, str], dict] = _infrastructure_error_row) -> None:
+    """A spawn process pool with at most ``workers`` runs in flight. A worker that dies (killed,
+    out of memory, a crash in native code) breaks the pool: the run it was on becomes an
+    infrastructure error row, the pool is rebuilt and the other in-flight runs go again.
+    ``running``: the folder where workers name the run they are on (a temporary one if None)."""
+    if running is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="clearsim-running-") as tmp:
+            _run_local(tasks, workers, on_done, Path(tmp), fn=fn, error_row=error_row)
+        return
+    pending = collections.deque(tasks)
+    breakages: dict[str, int] = {}  # run_id -> pool breakages it was in flight for, culprit unknown
+    while pending:
+        _run_pool(pending, workers, on_done, running, breakages, fn, error_row)
+
+
+def _run_pool(pending: "collections.deque[SweepTask]", workers: int, on_done: Callable[[dict], None],
+              running: Path, breakages: dict[str, int], fn: Callable[[dict], dict],
+              error_row: Callable[[dict, str], dict]) -> None:
+    """Run from ``pending`` on one pool until it is empty or the pool breaks (then return; the
+    caller builds a new pool for what is left)."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("spawn")  # no inherited locks, threads or simpy state
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    inflight: dict[Any, SweepTask] = {}
+    processes: dict[int, Any] = {}
+    try:
+        while pending or inflight:
+            broken = False
+            with _single_threaded_children(), _main_not_reimported():  # workers start during the submits
+                while pending and len(inflight) < workers:
+                    task = pending.popleft()
+                    try:
+                        inflight[pool.submit(_pool_task, task, str(running), fn)] = task
+                    except BrokenProcessPool:  # a worker died since the last wait
+                        pending.appendleft(task)
+                        broken = True
+                        break
+            processes.update(getattr(pool, "_processes", None) or {})
+            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED) if inflight else (set(), set())
+            for fut in finished:
+                try:
+                    row = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
+                except Exception:  # noqa: BLE001 -- e.g. a result that cannot be unpickled
+                    row = error_row(inflight[fut], traceback.format_exc())
+                del inflight[fut]
+                on_done(row)
+            if broken:
+                _after_breakage(pool, inflight, processes, pending, on_done, running, breakages, error_row)
+                return
+    except BaseException:  # Ctrl-C or a failure writing a row: stop now, finished rows are on disk
+        procs = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:  # the in-flight runs would otherwise hold the exit until they finish
+            p.terminate()
+        raise
+    pool.shutdown(wait=True)
+
+
+def _after_breakage(pool: Any, inflight: dict[Any, SweepTask], processes: dict[int, Any],
+                    pending: "collections.deque[SweepTask]", on_done: Callable[[dict], None], running: Path,
+                    breakages: dict[str, int],
+                    error_row: Callable[[dict, str], dict] = _infrastructure_error_row) -> None:
+    """A worker died. The run on a worker that exited abnormally (not the SIGTERM the pool sends the
+    survivors) fails with an infrastructure error; the other in-flight runs go back to the front of
+    the queue. If no culprit can be named, every in-flight run goes again -- and a run that was in
+    flight for two breakages is failed, so a run that kills its worker cannot loop forever."""
+    import signal as _signal
+
+    # the broken pool terminates the survivors; once it has shut down every worker is joined and
+    # each exit status is final (read earlier, a status being reaped by the pool's thread can
+    # read as still running)
+    pool.shutdown(wait=True, cancel_futures=True)
+    for proc in processes.values():
+        proc.join(timeout=5.0)
+    dead: dict[str, str] = {}
+    for pid, proc in processes.items():
+        code = proc.exitcode
+        if code is None or code == 0 or code == -_signal.SIGTERM:
+            continue
+        try:
+            run_id = (running / str(pid)).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        why = f"signal {-code}" if code < 0 else f"exit status {code}"
+        dead[run_id] = f"infrastructure failure: the worker process {pid} died ({why}) during this run\n"
+    for task in inflight.values():
+        run_id = _task_key(task)
+        if not dead:
+            breakages[run_id] = breakages.get(run_id, 0) + 1
+        if run_id in dead or breakages.get(run_id, 0) >= 2:
+            text = dead.get(run_id, "infrastructure failure: the process pool broke twice while this run was in "
+                                    "flight (a worker died; which run it was on is unknown)\n")
+            on_done(error_row(task, text))
+    again = [t for t in inflight.values() if _task_key(t) not in dead and breakages.get(_task_key(t), 0) < 2]
+    pending.extendleft(reversed(again))
+    for f in running.iterdir():
+        f.unlink(missing_ok=True)
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """One BLAS/OpenMP thread per worker process (one run per core), unless the user chose otherwise.
+    Ray and Dask workers already default to this."""
+    added = [v for v in THREAD_VARIABLES if v not in os.environ]
+    for v in added:
+        os.environ[v] = "1"
+    try:
+        yield
+    finally:
+        for v in added:
+            os.environ.pop(v, None)
+
+
+def _run_ray(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], *,
+             fn: Callable[[dict], dict] = run_task,
+             error_row: Callable[[dict, str], dict] = _infrastructure_error_row) -> None:
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        started = True
+    pending: dict[Any, SweepTask] = {}
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(fn)
+        pending = {remote.remote(t): t for t in tasks}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                task = pending.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except Exception:  # noqa: BLE001 -- a worker died
+                    row = error_row(task, traceback.format_exc())
+                on_done(row)
+    except BaseException:
+        for ref in list(pending):
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001
+                pass
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], client: Any = None, *,
+              fn: Callable[[dict], dict] = run_task,
+              error_row: Callable[[dict, str], dict] = _infrastructure_error_row) -> None:
+    import logging
+
+    from distributed import Client, LocalCluster, as_completed
+
+    own = client is None
+    cluster = None
+    if own:
+        with _main_not_reimported():
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   silence_logs=logging.ERROR)
+        client = Client(cluster)
+    futures: dict[Any, SweepTask] = {}
+    try:
+        futures = {client.submit(fn, t, pure=False): t for t in tasks}
+        for fut in as_completed(list(futures)):
+            try:
+                row = fut.result()
+            except Exception:  # noqa: BLE001 -- a worker died
+                row = error_row(futures[fut], traceback.format_exc())
+            on_done(row)
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+    finally:
+        if own:
+            client.close()
+            cluster.close()
+
+
+def execute(tasks: list[SweepTask], backend: str, workers: int, on_done: Callable[[dict], None],
+            client: Any = None, *, fn: Callable[[dict], dict] = run_task,
+            error_row: Callable[[dict, str], dict] = _infrastructure_error_row, running: Path | None = None) -> None:
+    """Run tasks on a backend (``local``, ``ray`` or ``dask``), calling ``on_done(row)`` in this process
+    as each finishes. ``fn`` runs one task in a worker (default: one sweep row) and ``error_row`` is
+    what a task whose worker raised or died becomes. Sweeps and reverse stress tests
+    (``sim.experiment.reverse_stress``) both run through it; ``sim.experiment.compare`` uses the backends with its own."""
+    if backend == "local":
+        _run_local(tasks, workers, on_done, running, fn=fn, error_row=error_row)
+    elif backend == "ray":
+        _run_ray(tasks, workers, on_done, fn=fn, error_row=error_row)
+    elif backend == "dask":
+        _run_dask(tasks, workers, on_done, client=client, fn=fn, error_row=error_row)
+    else:
+        raise ValueError(f"backend must be local, ray or dask, not {backend!r}")
+
+
+# the same guard for other process pools (the backtest's regime x block tasks)
+single_threaded_children = _single_threaded_children
+
+
+def error_row(task: SweepTask, text: str) -> dict[str, Any]:
+    """The row of a sweep-shaped task whose worker raised or died (status ``error``, the traceback)."""
+    return _error_row(task, text)
+
+
+def write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:
+    """Write a finished row durably under ``parts`` (see :func:`sweep`); returns it as read back."""
+    return _write_part(parts, row)
+
+
+def read_parts(parts: Path) -> dict[str, dict[str, Any]]:
+    """The finished rows under ``parts`` by run id (unreadable files are skipped: run again)."""
+    return _read_parts(parts)
+
+
+# ------------------------------------------------------------------------------------ the API
+EXTRAS = {"ray": ("ray", "ray"), "dask": ("distributed", "dask")}  # backend -> (module, pip extra)
+
+
+def require_backend(backend: str) -> None:
+    """Refuse a backend whose extra is not installed, naming the extra (before anything is written)."""
+    import importlib.util
+
+    if backend not in EXTRAS:
+        return
+    module, extra = EXTRAS[backend]
+    if importlib.util.find_spec(module) is None:
+        raise SweepError(f"--backend {backend} needs the {extra!r} extra: pip install 'clearsim[{extra}]' "
+                         f"(or use --backend local)")
+
+
+def output_path(cfg: SweepConfig, out: str | Path | None = None) -> Path:
+    """Where the table goes: ``out``, else the sweep's ``output``, else results/sweeps/<name>.parquet."""
+    return Path(out if out is not None else (cfg.output or f"results/sweeps/{cfg.name}.parquet"))
+
+
+@contextlib.contextmanager
+def _main_not_reimported():
+    """Start worker processes without re-running the caller's script.
+
+    A spawned worker normally imports the parent's ``__main__`` file first; a plain script that
+    calls ``sweep`` at top level (no ``if __name__ == "__main__":`` guard) would then start a sweep
+    inside every worker and the pool breaks. The workers need nothing from ``__main__`` (the task
+    function lives here and runners are ``module:function`` strings), so while they start the
+    parent's ``__main__`` hides the file and spec that multiprocessing's spawn reads."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            if "__spec__" in saved:
+                main.__spec__ = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+
+
+# the same for other process pools (the backtest's): a script without the __main__ guard still works
+main_not_reimported = _main_not_reimported
+
+
+def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "local", workers: int | None = None,
+          resume: bool = False, out: str | Path | None = None, progress: bool = True, *,
+          client: Any = None, runner: str = DEFAULT_RUNNER, retry_errors: bool = False, force: bool = False
+          ) -> pa.Table:
+    """Run a sweep; returns the table (also written to ``out``, default the sweep's ``output``).
+
+    ``backend``: ``local`` (process pool, spawn), ``ray`` (a local Ray with ``workers`` CPUs unless
+    one is initialised) or ``dask`` (``client``, or a local cluster of ``workers`` processes).
+    ``resume``: keep finished rows from ``<out>.parts/``; rows that failed for infrastructure reasons
+    (a worker died) are run again, and with ``retry_errors`` every failed row is.
+    ``force``: replace an earlier clearsim sweep's table and rows (without it, or ``resume``, an
+    existing one is refused; a file or folder clearsim did not write is refused either way).
+    ``runner``: ``"module:function"`` taking an ``EpisodeConfig`` and returning a summary dict.
+    """
+    if backend not in ("local", "ray", "dask"):
+        raise ValueError(f"backend must be local, ray or dask, not {backend!r}")
+    require_backend(backend)
+    workers = max(1, int(workers or os.cpu_count() or 1))
+    cfg, tasks = plan(grid, runner=runner)
+    out = output_path(cfg, out)
+    parts = parts_dir(out)
+    _claim_outputs(out, parts, resume, force)
+    for stale in parts.glob(".*.tmp-*"):
+        stale.unlink(missing_ok=True)
+    wanted = {t["run_id"]: t for t in tasks}
+    done: dict[str, dict[str, Any]] = {}
+    if resume:
+        for run_id, row in _read_parts(parts).items():
+            task = wanted.get(run_id)
+            if task is None or row.get("config_hash") != task["config_hash"]:
+                continue
+            if row.get("status") != "ok" and (retry_errors or row.get("infrastructure")):
+                continue
+            done[run_id] = row
+    todo = [t for t in tasks if t["run_id"] not in done]
+
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[errors]} errors"), TimeElapsedColumn(), TimeRemainingColumn())
+    errors = sum(1 for r in done.values() if r.get("status") != "ok")
+
+    def on_done(row: dict[str, Any]) -> None:
+        nonlocal errors
+        done[row["run_id"]] = _write_part(parts, row)
+        errors += row["status"] != "ok"
+        if bar is not None:
+            bar.update(job, advance=1, errors=errors)
+
+    try:
+        if bar is not None:
+            bar.start()
+            job = bar.add_task(f"{cfg.name} [{backend} x{workers}]", total=len(tasks), completed=len(done),
+                               errors=errors)
+        if todo:
+            running = None
+            if backend == "local":
+                running = parts / ".running"
+                running.mkdir(exist_ok=True)
+            execute(todo, backend, workers, on_done, client=client, running=running)
+    finally:
+        if bar is not None:
+            bar.stop()
+    table = assemble_table([done[t["run_id"]] for t in tasks], list(cfg.grid))
+    _write_table(table, out)
+    return table
+
+
+def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
+    """Check the table file and the rows folder before anything runs (``sim.experiment.outdir``); without
+    ``resume`` an earlier sweep's rows (clearsim's, ``force`` given) are removed, never anything else."""
+    from sim.experiment.outdir import check_folder, check_table_file, is_clearsim_folder, write_marker
+
+    check_table_file(out, replace=force or resume)
+    if parts.exists() and not parts.is_symlink() and parts.is_dir() and any(parts.iterdir()):
+        if resume:
+            if not is_clearsim_folder(parts):
+                check_folder(parts, force, what="sweep rows folder")  # raises: not clearsim's
+        else:
+            check_folder(parts, force, what="sweep rows folder",
+                         hint="pass --resume to continue that sweep or --force to start it over")
+            shutil.rmtree(parts)
+    elif parts.exists() or parts.is_symlink():
+        check_folder(parts, force, what="sweep rows folder")  # a file or a link: refused
+    parts.mkdir(parents=True, exist_ok=True)
+    write_marker(parts, "sweep-parts")
+
+
+def summary_json(data: Mapping[str, Any]) -> str:
+    """Validate an episode dict, run it, and return its ``summary.json`` text (used to check that
+    every backend produces the same bytes)."""
+    from sim.experiment.results import dump_json
+
+    return dump_json(run_and_summarise(parse_episode(dict(data))))

@@ -1,0 +1,139 @@
+"""A sweep's HTML report: each headline metric against the swept parameters, seeds as bands.
+
+One figure per metric. The x axis is the grid's first parameter (its values in grid order; evenly
+spaced when they are not numbers); with a second parameter there is one line per value of it.
+Each line is the mean over seeds and its band the seeds' min..max, so a reader sees at once
+whether a difference between grid points is larger than the seed noise. Parameters beyond the
+second are pooled into the band (the report says so). Failed runs are left out and counted.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["write_sweep_report", "sweep_report", "metric_columns"]
+
+
+def metric_columns(table: pa.Table, grid_keys: list[str]) -> list[str]:
+    """The numeric metrics to plot: the headline metrics present, else every numeric metric."""
+    from sim.experiment.metrics import HEADLINE
+
+    fixed = set(grid_keys) | {"run_id", "seed", "status", "error", "config_hash", "wall_seconds"}
+    def plottable(n: str) -> bool:  # a number column, or one undefined in every run (shown as such)
+        t = table.schema.field(n).type
+        return (pa.types.is_integer(t) or pa.types.is_floating(t)
+                or (table.num_rows > 0 and table.column(n).null_count == table.num_rows))
+
+    numeric = [n for n in table.column_names if n not in fixed and plottable(n)]
+    headline = [key for key, _ in HEADLINE if key in numeric]
+    return headline or numeric
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, (int, float)):
+        from sim.experiment.fmt import compact
+
+        return compact(value)
+    return str(value)
+
+
+def _figure(rows: list[dict], metric: str, x_key: str, hue_key: str | None, x_values: list, hue_values: list) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from sim.experiment.fmt import axis
+    from sim.experiment.report import _png
+
+    numeric_x = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x_values)
+    xs = np.array(x_values, dtype=float) if numeric_x else np.arange(len(x_values), dtype=float)
+    fig = Figure(figsize=(7.0, 3.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for hue in hue_values:
+        mean, low, high = [], [], []
+        for x in x_values:
+            vals = [r[metric] for r in rows if r[x_key] == x and (hue_key is None or r[hue_key] == hue)
+                    and r.get(metric) is not None and np.isfinite(r[metric])]
+            mean.append(np.mean(vals) if vals else np.nan)
+            low.append(np.min(vals) if vals else np.nan)
+            high.append(np.max(vals) if vals else np.nan)
+        label = None if hue_key is None else f"{hue_key} = {_label(hue)}"
+        line, = ax.plot(xs, mean, marker="o", lw=1.3, label=label)
+        ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, lw=0)
+    if not numeric_x:
+        ax.set_xticks(xs)
+        ax.set_xticklabels([_label(v) for v in x_values])
+    else:
+        axis(ax, "x")
+    axis(ax, "y")
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    if hue_key is not None:
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def sweep_report(table: pa.Table, grid_keys: list[str], title: str = "sweep") -> str:
+    """The report as one self-contained HTML page."""
+    from sim.experiment.report import _page
+
+    rows_all = table.to_pylist()
+    rows = [r for r in rows_all if r.get("status") == "ok"]
+    failed = len(rows_all) - len(rows)
+    seeds = sorted({r["seed"] for r in rows_all})
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f"<p class=muted>{len(rows_all):,} runs · {len(seeds)} seed(s) per point · grid: "
+             + html.escape(", ".join(grid_keys)) + (f" · <b>{failed:,} failed runs left out</b>" if failed else "")
+             + "</p>",
+             "<p>Lines: mean over seeds; bands: min..max over seeds"
+             + (f" and over {html.escape(', '.join(grid_keys[2:]))} (pooled)" if len(grid_keys) > 2 else "")
+             + ".</p>"]
+    if not rows:
+        parts.append("<p>No successful runs: nothing to plot.</p>")
+    else:
+        x_key = grid_keys[0]
+        hue_key = grid_keys[1] if len(grid_keys) > 1 else None
+        x_values = _ordered(r[x_key] for r in rows_all)
+        hue_values = _ordered(r[hue_key] for r in rows_all) if hue_key else [None]
+        for metric in metric_columns(table, grid_keys):
+            if all(r.get(metric) is None for r in rows):
+                parts.append(f"<h2>{html.escape(metric)}</h2><p class=muted>— (undefined in every run)</p>")
+                continue
+            parts.append(f"<h2>{html.escape(metric)}</h2>"
+                         + _figure(rows, metric, x_key, hue_key, x_values, hue_values))
+    return _page(title, "\n".join(parts))
+
+
+def _ordered(values) -> list:
+    """Distinct values in first-seen (grid) order."""
+    seen: list = []
+    for v in values:
+        key = json.dumps(v, sort_keys=True, default=str)
+        if key not in [json.dumps(s, sort_keys=True, default=str) for s in seen]:
+            seen.append(v)
+    return seen
+
+
+def write_sweep_report(table: pa.Table, grid_keys: list[str], path: str | Path, title: str = "sweep") -> Path:
+    """Write the report atomically (temp file + rename); returns its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(sweep_report(table, grid_keys, title), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.absolute()
