@@ -20,7 +20,8 @@ from agents.market_maker import MarketMaker
 from agents.noise import NoiseTrader
 from agents.options import DeltaHedger
 from clearing.ledger import QUOTE
-from sim.experiment.config import deep_merge, parse_episode
+from sim.experiment.io import deep_merge
+from sim.experiment.config import parse_episode
 from sim.experiment.episode import Episode, build
 from sim.core.orders import BUY, SELL
 

@@ -18,7 +18,7 @@ from sim.experiment.backtest.run import backtest, path_of, prepare
 from sim.experiment.backtest.stats import christoffersen_independence, kupiec_pof, largest_increase, peak_to_trough, \
     transition_counts
 from sim.experiment.cli import main
-from sim.experiment.config import ConfigError
+from sim.experiment.errors import ConfigError
 
 BOOK = {
     "name": "test book",

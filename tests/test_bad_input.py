@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from sim.experiment.config import ConfigError, deep_merge, parse_episode
+from sim.experiment.errors import ConfigError
+from sim.experiment.io import deep_merge
+from sim.experiment.config import parse_episode
 from sim.experiment.episode import build
 from tests.scenarios.harness import BASE
 

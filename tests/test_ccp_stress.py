@@ -107,7 +107,7 @@ def test_an_episode_sizes_its_fund_at_the_configured_time_per_clearing_member():
 
 
 def test_extends_replaces_a_margin_of_another_regime_family_and_merges_a_variant():
-    from sim.experiment.config import deep_merge
+    from sim.experiment.io import deep_merge
 
     base = {"margin": {"regime": "standard", "tiers": [{"im_rate": 0.1, "mm_rate": 0.05}]}}
     assert deep_merge(base, {"margin": {"regime": "span", "cover_fraction": 0.3}})["margin"] == {
@@ -118,7 +118,8 @@ def test_extends_replaces_a_margin_of_another_regime_family_and_merges_a_variant
 
 
 def test_configs_that_cannot_run_are_refused_naming_the_field():
-    from sim.experiment.config import ConfigError, parse_episode
+    from sim.experiment.errors import ConfigError
+    from sim.experiment.config import parse_episode
     from clearing.config import HistoryConfig
     from tests.scenarios.harness import BASE
 

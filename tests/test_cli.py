@@ -11,7 +11,8 @@ import yaml
 
 from sim.experiment.api import compare, resolve, run
 from sim.experiment.cli import EXIT_BAD_INPUT, main
-from sim.experiment.config import ConfigError, load_episode
+from sim.experiment.errors import ConfigError
+from sim.experiment.config import load_episode
 
 SMALL = {
     "name": "small",

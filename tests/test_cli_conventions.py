@@ -13,7 +13,9 @@ import yaml
 
 import sim.experiment.api
 from sim.experiment.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, _episode, _parser, main
-from sim.experiment.config import ConfigError, apply_sets, load_episode, parse_yaml
+from sim.experiment.errors import ConfigError
+from sim.experiment.config import apply_sets, load_episode
+from sim.experiment.io import parse_yaml
 from clearing.margin.config import REGIME_NAMES
 from test_cli import SMALL, write
 

@@ -19,7 +19,8 @@ from sim.experiment.api import compare, regime_variants, resolve
 from sim.experiment.cli import EXIT_BAD_INPUT, main
 from sim.experiment.compare import Metric, metrics_for, paired_stats, parse_regimes_option, slug
 from sim.experiment.compare_report import FIGURES, fmt_value, plain
-from sim.experiment.config import ConfigError, parse_episode
+from sim.experiment.errors import ConfigError
+from sim.experiment.config import parse_episode
 from sim.experiment.groups import group_margin
 
 SMALL = {
@@ -293,7 +294,8 @@ def test_default_episode_five_paired_seeds_give_an_interval_for_every_metric():
     """``compare --seeds 5`` on the packaged default (cut to its first 20 minutes and a fifth of the
     traders, so it runs in about a minute): seed k is the same true path under both regimes, and
     every metric either regime carries gets an interval (or is identical on every seed)."""
-    from sim.experiment.config import PACKAGED_DEFAULT, read_yaml
+    from sim.experiment.config import PACKAGED_DEFAULT
+    from sim.experiment.io import read_yaml
 
     data = read_yaml(PACKAGED_DEFAULT)
     data["duration"] = 1200.0

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from sim.experiment.config import parse_episode, read_yaml
+from sim.experiment.config import parse_episode
+from sim.experiment.io import read_yaml
 from sim.experiment.episode import run
 from sim.experiment.metrics import summarise
 

@@ -20,9 +20,10 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'clea
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed "
                                                         "(pip install 'clearsim[dask]')")
 
-from sim.experiment.config import PACKAGED_DEFAULT, parse_episode, read_yaml  # noqa: E402
+from sim.experiment.config import PACKAGED_DEFAULT, parse_episode
+from sim.experiment.io import read_yaml  # noqa: E402
 from sim.experiment.metrics import flatten, summarise  # noqa: E402
-from sim.experiment.results import dump_json  # noqa: E402
+from sim.experiment.io import dump_json  # noqa: E402
 from sim.experiment.sweep import summary_json, sweep  # noqa: E402
 
 WORKERS = 2

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from clearing.ledger import FIRST_TRADER, SystemAccount
-from sim.experiment.config import load_episode, parse_episode, read_yaml
+from sim.experiment.config import load_episode, parse_episode
+from sim.experiment.io import read_yaml
 from sim.experiment.schema.episode import EpisodeConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

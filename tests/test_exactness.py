@@ -14,7 +14,9 @@ import pytest
 
 from sim.core.instruments import Asset, Instrument, InstrumentKind
 from clearing.ledger import INT64_MAX, FIRST_TRADER, Ledger, LedgerError, LedgerOverflowError
-from sim.experiment.config import ConfigError, deep_merge, parse_episode
+from sim.experiment.errors import ConfigError
+from sim.experiment.io import deep_merge
+from sim.experiment.config import parse_episode
 from tests.scenarios.harness import BASE
 
 

@@ -56,7 +56,7 @@ def test_the_fuzzer_checks_can_fail(monkeypatch):
     monkeypatch.setattr(LiquidationEngine, "start", lambda self, account, equity, mm, cause, why=None: None)
     monkeypatch.setattr(sim.experiment.episode, "verify", lambda episode: None)
     from tests.scenarios.harness import BASE, crash
-    from sim.experiment.config import deep_merge
+    from sim.experiment.io import deep_merge
 
     data = deep_merge(BASE, crash(100.0, 0.3))
     data["population"] = {"groups": [

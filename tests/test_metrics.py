@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from sim.experiment.config import parse_episode
-from sim.experiment.metrics import flatten, rnd, summarise, timing, window_seconds
+from sim.experiment.metrics import flatten, rnd, summarise, timing
+from sim.experiment.schema.outputs import window_seconds
 
 M = 1_000_000  # minor units per USD
 

@@ -5,7 +5,8 @@ import pytest
 from pydantic import ValidationError
 
 from sim.core.instruments import SECONDS_PER_YEAR
-from sim.market.paths import _ar1, correlation_factor, generate_paths, read_price_csv, time_grid
+from sim.market.paths import _ar1, correlation_factor, generate_paths, time_grid
+from sim.market.price_csv import read_price_csv
 from sim.market.paths_config import PathsConfig, check_correlation
 
 HOUR = 3600.0

@@ -14,7 +14,8 @@ import sim.experiment.report
 from sim.experiment.metrics import summarise
 from sim.experiment.outdir import OutputFolderError
 from sim.experiment.report import episode_report
-from sim.experiment.results import dump_json, read_results, table_to_arrow, write_comparison, write_results
+from sim.experiment.io import dump_json, table_to_arrow
+from sim.experiment.results import read_results, write_comparison, write_results
 from sim.experiment.tables import CODES, MONEY, TABLES, TICKS, file_name
 from test_metrics import make_config, make_tables
 

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from sim.experiment.cli import main
-from sim.experiment.config import ConfigError, load_episode
+from sim.experiment.errors import ConfigError
+from sim.experiment.config import load_episode
 from sim.experiment.metrics import flatten
 from sim.experiment.reverse_stress import check_summary_key, prepare, reverse_stress, stressed_episode
 from sim.experiment.sweep import parts_dir, run_and_summarise

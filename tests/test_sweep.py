@@ -23,7 +23,8 @@ import yaml
 
 from sim.experiment.outdir import OutputFolderError
 from sim.experiment.sweep_config import SweepConfig
-from sim.experiment.sweep import SweepError, parts_dir, plan, run_id_of, set_path, sweep
+from sim.experiment.sweep import SweepError, parts_dir, plan, run_id_of, sweep
+from sim.experiment.io import set_path
 
 BASE = {
     "name": "tiny", "seed": 0, "duration": 600.0,

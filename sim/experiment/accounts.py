@@ -15,7 +15,7 @@ import numpy as np
 from clearing.ledger import FIRST_TRADER, QUOTE, SystemAccount
 
 if TYPE_CHECKING:
-    from sim.experiment.episode import Episode
+    from sim.experiment.assembled import Episode
 
 __all__ = ["snapshot_initial", "account_directory"]
 

@@ -15,8 +15,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from sim.experiment.compare import slug
-from sim.experiment.config import ConfigError, deep_merge, format_validation_error, load_episode, parse_episode
-from sim.experiment.episode import EpisodeResult
+from sim.experiment.errors import ConfigError
+from sim.experiment.io import deep_merge
+from sim.experiment.config import format_validation_error, load_episode, parse_episode
+from sim.experiment.assembled import EpisodeResult
 from sim.experiment.episode import run as run_episode
 from sim.experiment.schema.episode import EpisodeConfig
 from clearing.margin.config import parse_margin_config

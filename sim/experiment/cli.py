@@ -10,12 +10,11 @@ which any run failed exits with status 1 after writing its table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sim.experiment.config import ConfigError
+from sim.experiment.errors import ConfigError, error_line
 
 EXIT_OK = 0
 EXIT_RUNS_FAILED = 1
@@ -31,11 +30,6 @@ def version() -> str:
         return _version("clearsim")
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "0+unknown"
-
-
-def error_line(message: str) -> str:
-    """The one error format on stderr: ``clearsim: error: <message>``."""
-    return f"clearsim: error: {message}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -155,7 +149,7 @@ def _console(args: argparse.Namespace) -> Any:
 
 
 def _emit_json(data: Any) -> None:
-    from sim.experiment.results import dump_json
+    from sim.experiment.io import dump_json
 
     sys.stdout.write(dump_json(data))
 
@@ -242,7 +236,7 @@ def _file_kind(data: Any) -> str:
 
 
 def _validate(args: argparse.Namespace, console) -> int:
-    from sim.experiment.config import parse_yaml
+    from sim.experiment.io import parse_yaml
 
     path = Path(args.config)
     if not path.is_file():

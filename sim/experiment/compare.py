@@ -200,7 +200,7 @@ def parse_regimes_option(text: str) -> list[str | dict]:
         try:
             items = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            from sim.experiment.config import ConfigError
+            from sim.experiment.errors import ConfigError
 
             raise ConfigError(f"--regimes: not a valid YAML list ({exc})") from None
         return [i if isinstance(i, (str, dict)) else str(i) for i in items]

@@ -13,86 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from sim.experiment.errors import ConfigError
+from sim.experiment.io import deep_merge, parse_yaml, read_yaml
 from sim.experiment.schema.episode import EpisodeConfig
 
 PACKAGED_DEFAULT = Path(__file__).parents[1] / "episodes" / "default.yaml"
 
 
-class ConfigError(ValueError):
-    """A config that cannot run; ``str()`` lists every problem as ``field.path: reason``."""
-
-
-def _family(regime: Any) -> Any:
-    """``standard_isolated`` -> ``standard``: the parameter family of a regime name."""
-    return regime.split("_")[0] if isinstance(regime, str) else regime
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if (isinstance(value, dict) and isinstance(out.get(key), dict)
-                and _family(value.get("regime", out[key].get("regime"))) == _family(out[key].get("regime"))):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key repeated in one mapping (PyYAML keeps the last silently, so a
-    pasted second ``margin:`` block would quietly replace the first)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            first = seen.setdefault(key, key_node.start_mark.line + 1)
-        except TypeError:  # an unhashable key: let the base constructor report it
-            continue
-        if first != key_node.start_mark.line + 1:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first given on line {first})", key_node.start_mark)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def parse_yaml(text: str, source: str) -> Any:
-    """YAML text as Python data; a syntax error or a repeated key is a ``ConfigError`` naming the
-    file and the line."""
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 -- a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({exc})") from None
-
-
-def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
-    resolved = path.resolve()
-    if resolved in _seen:
-        chain = " -> ".join(str(p) for p in (*_seen, resolved))
-        raise ConfigError(f"{path}: extends forms a cycle ({chain})")
-    data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
-    parent = data.pop("extends", None)
-    if parent is not None:
-        if not isinstance(parent, str):
-            raise ConfigError(f"{path}: extends must be a file name")
-        base = read_yaml(path.parent / parent, (*_seen, resolved))
-        data = deep_merge(base, data)
-    return data
 
 
 def format_validation_error(exc: ValidationError, source: str = "") -> str:
@@ -141,7 +70,7 @@ def apply_sets(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
     ``[a, b]``, ``{regime: span}``); lists are indexed by position (``population.groups.1.count=50``)."""
     import copy
 
-    from sim.experiment.sweep import set_path
+    from sim.experiment.io import set_path
 
     out = copy.deepcopy(data)
     for item in assignments:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import time
 import tracemalloc
-from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from agents.base import Agent, AgentContext
+from agents.base import AgentContext
 from agents.population import build_population
 from clearing.absorption import LossAbsorber
 from clearing.haircuts import DynamicHaircuts
@@ -28,7 +27,6 @@ from sim.core.instruments import SECONDS_PER_YEAR, InstrumentKind, InstrumentTab
 from clearing.insurance import InsuranceFund
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger, SystemAccount
 from clearing.liquidation import LiquidationEngine
-from clearing.margin.base import MarginRegime
 from clearing.margin.registry import build_regime
 from sim.market.volsurface import VolSurface
 from clearing.waterfall import DefaultWaterfall
@@ -38,6 +36,7 @@ from sim.market.mark import MarkPricer
 from sim.market.oracle import Oracle
 from sim.core.orders import FillFlag
 from sim.market.paths import PricePaths, generate_paths
+from sim.experiment.assembled import Episode, EpisodeResult
 from sim.experiment.recorder import Recorder
 from sim.experiment.schema.episode import EpisodeConfig
 from sim.market.paths_config import VolSurfaceConfig
@@ -47,47 +46,6 @@ from sim.market.venue import Venue
 # The external absorber's cash (minor units): 2^60, whatever the quote's decimals -- far more than any
 # episode's positions can lose, and still 8x inside int64 so that ledger sums cannot overflow.
 EXTERNAL_CAPITAL = 2**60
-
-
-@dataclass
-class Episode:
-    """Every live component of one run (what agents, tests and metrics may inspect)."""
-
-    config: EpisodeConfig
-    world: World
-    paths: PricePaths
-    table: InstrumentTable
-    ledger: Ledger
-    venue: Venue
-    oracle: Oracle
-    marks: MarkPricer
-    regime: MarginRegime
-    house: ClearingHouse
-    engine: LiquidationEngine
-    absorber: LossAbsorber
-    fund: InsuranceFund
-    waterfall: DefaultWaterfall | None
-    agents: list[Agent] = field(default_factory=list)
-    recorder: Recorder | None = None
-    backstop_account: int | None = None
-    external_account: int | None = None  # the no-feedback twin's absorber (liquidation.absorb_outside)
-    haircuts: DynamicHaircuts | None = None
-    isolated: IsolatedMargin | None = None
-    # every row's balances and the assets' prices before the first event (the accounts table)
-    initial_cash: np.ndarray | None = None
-    initial_asset_prices: np.ndarray | None = None
-    # (account, group, agent type, initial capital in quote units) for every trader account
-    accounts_meta: list[tuple[int, str, str, float]] = field(default_factory=list)
-
-
-@dataclass
-class EpisodeResult:
-    """What a finished run leaves: the config, the recorded tables, and run statistics."""
-
-    config: EpisodeConfig
-    tables: dict[str, dict[str, np.ndarray]]
-    stats: dict[str, Any]
-    episode: Episode | None = None  # kept only when asked (it holds the whole world)
 
 
 def _surface(config: EpisodeConfig, table: InstrumentTable, paths: PricePaths) -> VolSurface:

@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from sim.experiment.config import ConfigError, format_validation_error, parse_yaml
+from sim.experiment.errors import ConfigError
+from sim.experiment.config import format_validation_error
+from sim.experiment.io import parse_yaml
 from clearing.margin.config import REGIME_NAMES, PortfolioFile, parse_margin_config
 
 VAR_REGIMES = ("var", "var_apc")
@@ -582,7 +584,7 @@ def margin_command(portfolio_path: str | None, regime: str | None, as_json: bool
                    prices: list[str] = (), vols: list[str] = (), shocks: list[str] = (), quiet: bool = False,
                    collateral: float | None = None, breakdown: bool | None = None) -> int:
     """Print the margin of every account (see the module docstring); 0 ok, 2 bad input."""
-    from sim.experiment.cli import error_line
+    from sim.experiment.errors import error_line
 
     try:
         pf = build_portfolio(portfolio_path, list(positions), list(prices), list(vols), collateral)
@@ -602,7 +604,7 @@ def margin_command(portfolio_path: str | None, regime: str | None, as_json: bool
         print(error_line(str(exc)), file=sys.stderr)
         return 2
     if as_json:
-        from sim.experiment.results import dump_json
+        from sim.experiment.io import dump_json
 
         sys.stdout.write(dump_json(rounded(result)))
     elif not quiet:

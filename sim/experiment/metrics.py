@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from sim.experiment.groups import group_margin
+from sim.experiment.schema.outputs import window_seconds
 from sim.core.orders import FillFlag
 from sim.experiment.spells import spell_forest
 from sim.experiment.who_paid import LAYERS as WHO_PAID_LAYERS
@@ -480,17 +481,6 @@ def _counterfactual(tables: Tables, cv: dict[str, Any], twin: Tables, price: dic
     out["twin_liquidation_fills_on_book"] = int(((flags & int(FillFlag.LIQUIDATION)) != 0).sum())
     out["notes"] = notes
     return out
-
-
-def window_seconds(duration: float, sample_interval: float) -> float:
-    """The default procyclicality horizon for a measurement window of ``duration`` seconds: 1 day
-    for 3 days or more, 1 hour for 3 hours or more, otherwise a tenth of it (never shorter than the
-    sampling interval)."""
-    if duration >= 3 * 86_400:
-        return 86_400.0
-    if duration >= 3 * 3_600:
-        return 3_600.0
-    return max(float(sample_interval), duration / 10.0)
 
 
 _ROUNDING = 1e-12  # relative size of a float-rounding difference

@@ -20,7 +20,7 @@ import json
 import os
 from pathlib import Path
 
-from sim.experiment.config import ConfigError
+from sim.experiment.errors import ConfigError
 
 __all__ = ["MARKER", "TABLE_KEY", "OutputFolderError", "check_folder", "write_marker", "is_clearsim_folder",
            "check_table_file"]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sim.experiment.episode import Episode
+    from sim.experiment.assembled import Episode
 
 __all__ = ["EpisodeProgress"]
 

@@ -18,7 +18,7 @@ from sim.experiment.spells import assign_spells
 from sim.experiment.who_paid import VaultTracker, loss_ledger
 
 if TYPE_CHECKING:
-    from sim.experiment.episode import Episode
+    from sim.experiment.assembled import Episode
 
 
 TRADE_COLUMNS = ("time", "instrument", "price", "size", "aggressor", "maker", "taker", "flags")

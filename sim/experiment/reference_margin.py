@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from sim.experiment.episode import Episode
+    from sim.experiment.assembled import Episode
 
 COLUMNS = ("time", "im", "mm", "gross")
 

@@ -22,51 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-__all__ = ["write_results", "write_comparison", "dump_json", "table_to_arrow", "read_results", "fsync_dir"]
+from sim.experiment.io import dump_json, fsync_dir, write_text
 
-
-def dump_json(data: Any) -> str:
-    """Stable JSON text: sorted keys, two-space indent, no NaN, trailing newline."""
-    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def _column(values: np.ndarray) -> pa.Array:
-    a = np.asarray(values)
-    if a.dtype == object or a.dtype.kind in ("U", "S"):
-        return pa.array([None if v is None else str(v) for v in a.tolist()], type=pa.string())
-    if a.ndim != 1:
-        raise ValueError(f"columns must be one-dimensional, got shape {a.shape}")
-    return pa.array(a)
-
-
-def table_to_arrow(table: Mapping[str, np.ndarray]) -> pa.Table:
-    """A dict of equal-length column arrays as an Arrow table (object/str columns as strings)."""
-    names = list(table)
-    lengths = {len(np.asarray(table[n])) for n in names}
-    if len(lengths) > 1:
-        raise ValueError(f"columns of unequal length: { {n: len(np.asarray(table[n])) for n in names} }")
-    return pa.table({n: _column(table[n]) for n in names})
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory (so renames in it are durable); errors are ignored (not every OS allows it)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_text(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+__all__ = ["write_results", "write_comparison", "read_results"]
 
 
 @contextmanager
@@ -97,7 +55,7 @@ def _atomic_folder(directory: str | Path, kind: str, force: bool = False,
 
 def _write_config(folder: Path, config: Any) -> None:
     dumped = config.model_dump(mode="json") if hasattr(config, "model_dump") else dict(config)
-    _write_text(folder / "config.yaml", yaml.safe_dump(dumped, sort_keys=False, allow_unicode=True))
+    write_text(folder / "config.yaml", yaml.safe_dump(dumped, sort_keys=False, allow_unicode=True))
 
 
 def _write_tables(folder: Path, tables: Mapping[str, Mapping[str, np.ndarray]], config: Any) -> None:
@@ -113,14 +71,14 @@ def _write_tables(folder: Path, tables: Mapping[str, Mapping[str, np.ndarray]], 
 
 def _write_run_files(folder: Path, config: Any, tables: Mapping[str, Mapping[str, np.ndarray]],
                      summary: Mapping[str, Any], report: bool, parquet: bool) -> None:
-    _write_text(folder / "summary.json", dump_json(summary))
+    write_text(folder / "summary.json", dump_json(summary))
     _write_config(folder, config)
     if parquet:
         _write_tables(folder, tables, config)
     if report:
         from sim.experiment.report import episode_report
 
-        _write_text(folder / "report.html", episode_report(config, tables, summary))
+        write_text(folder / "report.html", episode_report(config, tables, summary))
 
 
 def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mapping[str, np.ndarray]],
@@ -136,7 +94,7 @@ def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mappi
     with _atomic_folder(directory, "run", force) as tmp:
         _write_run_files(tmp, config, tables, summary, report=report, parquet=parquet)
         if timing is not None:
-            _write_text(tmp / "timing.json", dump_json(_jsonable(timing)))
+            write_text(tmp / "timing.json", dump_json(_jsonable(timing)))
     return Path(directory).absolute()
 
 
@@ -177,9 +135,9 @@ def write_comparison(directory: str | Path, config: Any,
             name, k = f"{slug(label)}_{k}", k + 1
         folders[label] = name
     with _atomic_folder(directory, "compare", force) as tmp:
-        _write_text(tmp / "comparison.json", dump_json(rows))
+        write_text(tmp / "comparison.json", dump_json(rows))
         pq.write_table(_rows_table(rows), tmp / "comparison.parquet")
-        _write_text(tmp / "intervals.json", dump_json(stats))
+        write_text(tmp / "intervals.json", dump_json(stats))
         pq.write_table(_rows_table(stats), tmp / "intervals.parquet")
         _write_config(tmp, config)
         for label, (summary, tables) in runs.items():
@@ -190,7 +148,7 @@ def write_comparison(directory: str | Path, config: Any,
         if report:
             from sim.experiment.compare_report import comparison_page
 
-            _write_text(tmp / "report.html", comparison_page(config, runs, rows, stats, metrics, seeds, folders,
+            write_text(tmp / "report.html", comparison_page(config, runs, rows, stats, metrics, seeds, folders,
                                                              linked=report))
     return Path(directory).absolute()
 
@@ -198,7 +156,7 @@ def write_comparison(directory: str | Path, config: Any,
 def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Rows of plain values as a typed Arrow table (the sweep's column typing; a column with no value
     at all -- a metric no run carries -- is a float column of nulls, as it would be with values)."""
-    from sim.experiment.sweep import _arrow_column
+    from sim.experiment.io import arrow_column as _arrow_column
 
     keys = list(dict.fromkeys(k for r in rows for k in r))
     columns = {}

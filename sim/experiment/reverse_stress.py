@@ -43,7 +43,9 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from sim.experiment.config import PACKAGED_DEFAULT, ConfigError, format_validation_error, parse_episode, read_yaml
+from sim.experiment.config import PACKAGED_DEFAULT, format_validation_error, parse_episode
+from sim.experiment.errors import ConfigError
+from sim.experiment.io import read_yaml
 from sim.experiment.reverse_stress_config import ReverseStressConfig, parse_criterion
 
 __all__ = ["reverse_stress", "prepare", "check_summary_key", "stressed_episode", "ReverseStressOutput"]
@@ -104,7 +106,7 @@ def _stress_value(ends: tuple[float, float], s: float) -> float | int:
 
 def stressed_episode(data: Mapping[str, Any], stress: Mapping[str, tuple[float, float]], s: float) -> dict[str, Any]:
     """The episode dict at scale ``s`` (a deep copy; ``data`` is not changed)."""
-    from sim.experiment.sweep import set_path
+    from sim.experiment.io import set_path
 
     out = copy.deepcopy(dict(data))
     for path, ends in stress.items():
@@ -396,7 +398,8 @@ def _write(directory: Path, plan: _Plan, summary: dict[str, Any], rows: list[dic
     import pyarrow.parquet as pq
 
     from sim.experiment.api import run
-    from sim.experiment.results import _atomic_folder, _write_text, dump_json
+    from sim.experiment.results import _atomic_folder
+    from sim.experiment.io import write_text as _write_text, dump_json
     from sim.experiment.sweep import assemble_table
 
     cfg = plan.config

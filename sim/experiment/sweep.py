@@ -47,12 +47,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from sim.experiment.config import PACKAGED_DEFAULT, ConfigError, deep_merge, format_validation_error, parse_episode, parse_yaml, read_yaml
-from sim.experiment.results import fsync_dir
+from sim.experiment.config import PACKAGED_DEFAULT, format_validation_error, parse_episode
+from sim.experiment.errors import ConfigError
+from sim.experiment.io import arrow_column, parse_yaml, read_yaml, set_path, write_atomic
 from sim.experiment.sweep_config import SweepConfig
 
 __all__ = ["sweep", "load_sweep", "output_path", "require_backend", "plan", "SweepError", "SweepTask", "run_task",
-           "run_and_summarise", "summary_json", "assemble_table", "set_path", "execute", "write_part", "read_parts",
+           "run_and_summarise", "summary_json", "assemble_table", "execute", "write_part", "read_parts",
            "run_id_of", "parts_dir", "single_threaded_children", "main_not_reimported", "error_row"]
 
 DEFAULT_RUNNER = "sim.experiment.sweep:run_and_summarise"
@@ -90,46 +91,6 @@ def _coerce(grid: SweepConfig | Mapping[str, Any] | str | Path) -> tuple[SweepCo
             raise SweepError(format_validation_error(exc, "<sweep>")) from None
     cfg, root = load_sweep(grid)
     return cfg, root, str(grid)
-
-
-# ------------------------------------------------------------------------------------ dotted paths
-def set_path(data: dict[str, Any], path: str, value: Any, merge: bool = False) -> None:
-    """Set ``a.b.0.c`` in nested dicts/lists (missing mappings are created; list indices must exist).
-    With ``merge``, a mapping value is deep-merged into an existing mapping instead of replacing it."""
-    parts = path.split(".")
-    node: Any = data
-    for depth, key in enumerate(parts[:-1]):
-        where = ".".join(parts[: depth + 1])
-        if isinstance(node, list):
-            node = node[_index(node, key, where)]
-            continue
-        nxt = node.get(key)
-        if nxt is None:
-            nxt = node[key] = {}
-        elif not isinstance(nxt, (dict, list)):
-            raise KeyError(f"{where} is a {type(nxt).__name__}, not a mapping")
-        node = nxt
-    last = parts[-1]
-    if isinstance(node, list):
-        i = _index(node, last, path)
-        node[i] = deep_merge(node[i], value) if merge and isinstance(node[i], dict) and isinstance(value, dict) \
-            else value
-        return
-    current = node.get(last)
-    if merge and isinstance(current, dict) and isinstance(value, dict):
-        node[last] = deep_merge(current, value)
-    else:
-        node[last] = value
-
-
-def _index(node: list, key: str, where: str) -> int:
-    try:
-        i = int(key)
-    except ValueError:
-        raise KeyError(f"{where}: a list needs an integer index, got {key!r}") from None
-    if not -len(node) <= i < len(node):
-        raise KeyError(f"{where}: index {i} is out of range (the list has {len(node)} items)")
-    return i
 
 
 def _grid_value(path: str, value: Any, base: Mapping[str, Any]) -> Any:
@@ -265,20 +226,10 @@ def parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)  # make the rename itself durable
-
-
 def _write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:
     """Write a row durably; returns it as read back (so fresh and resumed rows are the same values)."""
     text = json.dumps(row, sort_keys=True, allow_nan=False, default=str)
-    _write_atomic(parts / f"{row['run_id']}.json", text.encode("utf-8"))
+    write_atomic(parts / f"{row['run_id']}.json", text.encode("utf-8"))
     return json.loads(text)
 
 
@@ -296,25 +247,6 @@ def _read_parts(parts: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-# ------------------------------------------------------------------------------------ the table
-def _arrow_column(values: list[Any]) -> pa.Array:
-    """A typed column: bool, int64, float64 or string; anything else (lists, mixed) as JSON text."""
-    present = [v for v in values if v is not None]
-    kinds = {type(v) for v in present}
-    if not present:
-        return pa.array([None] * len(values), type=pa.string())
-    if kinds == {bool}:
-        return pa.array(values, type=pa.bool_())
-    if kinds <= {int} and all(-(2**63) <= v < 2**63 for v in present):
-        return pa.array(values, type=pa.int64())
-    if kinds <= {int, float}:
-        return pa.array([None if v is None else float(v) for v in values], type=pa.float64())
-    if kinds == {str}:
-        return pa.array(values, type=pa.string())
-    return pa.array([None if v is None else json.dumps(v, sort_keys=True, default=str) for v in values],
-                    type=pa.string())
-
-
 def assemble_table(rows: Iterable[Mapping[str, Any]], grid_keys: list[str]) -> pa.Table:
     """The sweep table: one row per run, in the order given -- ``sweep`` gives grid order (see the
     module docstring for the columns)."""
@@ -322,7 +254,7 @@ def assemble_table(rows: Iterable[Mapping[str, Any]], grid_keys: list[str]) -> p
     metric_keys = sorted({k for r in rows for k in r.get("metrics", {})})
     columns: dict[str, pa.Array] = {"run_id": pa.array([r["run_id"] for r in rows], type=pa.string())}
     for key in grid_keys:
-        columns[key] = _arrow_column([r["point"].get(key) for r in rows])
+        columns[key] = arrow_column([r["point"].get(key) for r in rows])
     columns["seed"] = pa.array([int(r["seed"]) for r in rows], type=pa.int64())
     columns["status"] = pa.array([r["status"] for r in rows], type=pa.string())
     columns["error"] = pa.array([r.get("error") for r in rows], type=pa.string())
@@ -330,7 +262,7 @@ def assemble_table(rows: Iterable[Mapping[str, Any]], grid_keys: list[str]) -> p
     columns["wall_seconds"] = pa.array([r.get("wall_seconds") for r in rows], type=pa.float64())
     for key in metric_keys:
         name = key if key not in columns else f"metric.{key}"
-        columns[name] = _arrow_column([r.get("metrics", {}).get(key) for r in rows])
+        columns[name] = arrow_column([r.get("metrics", {}).get(key) for r in rows])
     from sim.experiment.outdir import TABLE_KEY
 
     return pa.table(columns, metadata={TABLE_KEY: b"1"})  # marks the file as clearsim's (``sim.experiment.outdir``)
@@ -363,7 +295,7 @@ def _task_key(task: dict) -> str:
 def _pool_task(task: SweepTask, running: str, fn: Callable[[dict], dict] = run_task) -> dict[str, Any]:
     """``fn`` in a pool worker, leaving ``<running>/<pid>`` naming the run it is on, so that if this
     process dies the driver knows which run died with it (a file survives a ``kill -9``)."""
-    _write_atomic(Path(running) / str(os.getpid()), _task_key(task).encode("utf-8"))
+    write_atomic(Path(running) / str(os.getpid()), _task_key(task).encode("utf-8"))
     return fn(task)
 
 
@@ -738,6 +670,6 @@ def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
 def summary_json(data: Mapping[str, Any]) -> str:
     """Validate an episode dict, run it, and return its ``summary.json`` text (used to check that
     every backend produces the same bytes)."""
-    from sim.experiment.results import dump_json
+    from sim.experiment.io import dump_json
 
     return dump_json(run_and_summarise(parse_episode(dict(data))))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from sim.experiment.episode import Episode
+    from sim.experiment.assembled import Episode
 
 # layer -> whose money: the defaulter's, any liquidated account's, or somebody else's
 LAYERS: dict[str, str] = {

@@ -13,14 +13,15 @@ Annualised parameters are converted with ``dt_years = dt / SECONDS_PER_YEAR``.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from sim.core.instruments import SECONDS_PER_YEAR
+from sim.market.increments import cum_log
+from sim.market.price_csv import read_price_csv
+from sim.market.shocks import apply_shocks
 from sim.market.paths_config import (
     GarchPathConfig,
     GBMPathConfig,
@@ -42,8 +43,6 @@ __all__ = [
     "regime_log_paths",
     "ou_megashock_log_paths",
     "replay_log_paths",
-    "read_price_csv",
-    "read_price_csv_header",
 ]
 
 
@@ -116,14 +115,6 @@ def _dt_years(times: np.ndarray) -> float:
     return float(times[1] - times[0]) / SECONDS_PER_YEAR if len(times) > 1 else 0.0
 
 
-def _cum_log(x0: np.ndarray, inc: np.ndarray) -> np.ndarray:
-    out = np.empty((inc.shape[0] + 1, inc.shape[1]))
-    out[0] = x0
-    np.cumsum(inc, axis=0, out=out[1:])
-    out[1:] += x0
-    return out
-
-
 def _ar1(y0: np.ndarray, a: np.ndarray, e: np.ndarray) -> np.ndarray:
     """y_0 = y0, y_{k+1} = a * y_k + e_k, vectorised over columns; returns (n+1, U).
 
@@ -177,7 +168,7 @@ def gbm_log_paths(cfg: GBMPathConfig, rng: np.random.Generator, times: np.ndarra
     s0, mu, sig = _diffusion_params(cfg)
     z = _correlated_normals(rng, len(times) - 1, cfg.correlation_matrix())
     inc = (mu - 0.5 * sig**2) * dt + sig * math.sqrt(dt) * z
-    return _cum_log(np.log(s0), inc), np.broadcast_to(sig, (len(times), len(sig))).copy()
+    return cum_log(np.log(s0), inc), np.broadcast_to(sig, (len(times), len(sig))).copy()
 
 
 def merton_log_paths(cfg: MertonPathConfig, rng: np.random.Generator, times: np.ndarray):
@@ -203,7 +194,7 @@ def merton_log_paths(cfg: MertonPathConfig, rng: np.random.Generator, times: np.
     if cfg.compensated:
         drift = drift - lam * np.expm1(jm + 0.5 * js**2)
     inc = drift * dt + sig * math.sqrt(dt) * z + jumps
-    return _cum_log(np.log(s0), inc), np.broadcast_to(sig, (n + 1, u)).copy()
+    return cum_log(np.log(s0), inc), np.broadcast_to(sig, (n + 1, u)).copy()
 
 
 def garch_log_paths(cfg: GarchPathConfig, rng: np.random.Generator, times: np.ndarray):
@@ -228,7 +219,7 @@ def garch_log_paths(cfg: GarchPathConfig, rng: np.random.Generator, times: np.nd
         h = omega + a * eps * eps + b * h
     hs[n] = h
     vols = np.sqrt(hs / dt) if dt > 0 else np.broadcast_to(sig, (n + 1, u)).copy()
-    return _cum_log(np.log(s0), inc), vols
+    return cum_log(np.log(s0), inc), vols
 
 
 def regime_states(rng: np.random.Generator, n: int, rates, initial: int, dt: float) -> np.ndarray:
@@ -262,7 +253,7 @@ def regime_log_paths(cfg: RegimeSwitchPathConfig, rng: np.random.Generator, time
     z = _correlated_normals(rng, n, cfg.correlation_matrix())
     v = vols[:-1]
     inc = (mu - 0.5 * v**2) * dt + v * math.sqrt(dt) * z
-    return _cum_log(np.log(s0), inc), vols
+    return cum_log(np.log(s0), inc), vols
 
 
 def _ou_start(underlyings) -> list[float]:
@@ -305,84 +296,6 @@ def ou_megashock_log_paths(cfg: OUMegashockPathConfig, rng: np.random.Generator,
 # ---------------------------------------------------------------------------------------------
 # CSV replay
 # ---------------------------------------------------------------------------------------------
-
-_UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
-
-
-def read_price_csv_header(path: Path | str) -> list[str]:
-    """Price column names of a ``timestamp,<columns>`` CSV (checks the header only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    with path.open(newline="") as fh:
-        header = next(csv.reader(fh), None)
-    if not header or header[0].strip() != "timestamp":
-        # the line itself is not quoted: the file may not be a price CSV at all (never echo its contents)
-        raise ValueError(f"{path}: line 1: the first column must be named 'timestamp' (this is not a price CSV)")
-    names = [h.strip() for h in header[1:]]
-    if not names:
-        raise ValueError(f"{path}: line 1: no price columns after 'timestamp'")
-    for i, nm in enumerate(names):
-        if not nm:
-            raise ValueError(f"{path}: line 1: column {i + 2} has an empty name")
-        if nm in names[:i]:
-            raise ValueError(f"{path}: line 1: column {i + 2} repeats the name of column {names.index(nm) + 2}")
-    return names
-
-
-def _parse_time(text: str, unit: float) -> float:
-    try:
-        return float(text) * unit
-    except ValueError:
-        pass
-    ns = np.datetime64(text, "ns").astype(np.int64)  # raises ValueError on garbage
-    return float(ns) * 1e-9
-
-
-def read_price_csv(path: Path | str, time_unit: str = "s") -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Read and check a price CSV; returns (times in seconds (N,), column names, prices (N, U)).
-
-    Errors (ValueError) name the file and the 1-based line: missing file, bad header, wrong
-    field count, unparsable / non-increasing timestamps, non-numeric / non-finite / non-positive
-    prices, no data rows.
-    """
-    path = Path(path)
-    names = read_price_csv_header(path)
-    unit = _UNIT_SECONDS[time_unit]
-    times: list[float] = []
-    rows: list[list[float]] = []
-    with path.open(newline="") as fh:
-        reader = csv.reader(fh)
-        next(reader)
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(names) + 1:
-                raise ValueError(f"{path}: line {line}: expected {len(names) + 1} fields, got {len(row)}")
-            try:
-                t = _parse_time(row[0].strip(), unit)
-            except ValueError:
-                raise ValueError(f"{path}: line {line}: the timestamp is neither a number nor an ISO date-time") from None
-            if not math.isfinite(t):
-                raise ValueError(f"{path}: line {line}: the timestamp is not finite")
-            if times and t <= times[-1]:
-                raise ValueError(f"{path}: line {line}: the timestamp does not increase on the previous row")
-            vals = []
-            for name, cell in zip(names, row[1:]):
-                try:
-                    v = float(cell)
-                except ValueError:
-                    raise ValueError(f"{path}: line {line}: column {name!r}: the price is not a number") from None
-                if not (math.isfinite(v) and v > 0.0):
-                    raise ValueError(f"{path}: line {line}: column {name!r}: the price must be positive and finite")
-                vals.append(v)
-            times.append(t)
-            rows.append(vals)
-    if not rows:
-        raise ValueError(f"{path}: no data rows")
-    return np.asarray(times), names, np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
-
 
 def _ewma_vol(times: np.ndarray, prices: np.ndarray, halflife: float) -> np.ndarray:
     """Annualised EWMA vol of log returns on an irregular grid (decay e^{-ln2 dt / halflife})."""
@@ -447,7 +360,6 @@ def generate_paths(
     then apply the scripted shocks. ``duration=None`` is allowed when every model is a replay
     (the longest file's span is used). Deterministic given the generator's state.
     """
-    from sim.market.shocks import apply_shocks
 
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from sim.core.strict_model import StrictModel
+from sim.market.price_csv import read_price_csv, read_price_csv_header
 
 __all__ = [
     "check_correlation",
@@ -266,7 +267,6 @@ class ReplayPathConfig(StrictModel):
         """Resolve against the config file's folder (validation context ``root``; the working
         directory for a config built in Python), confine to that folder tree unless
         ``allow_outside_config_folder``, read and check the file. Errors never quote the file."""
-        from sim.market.paths import read_price_csv  # local: sim.market.paths imports this module
 
         ctx = info.context or {}
         root = Path(ctx.get("root") or Path.cwd()).resolve()
@@ -283,7 +283,6 @@ class ReplayPathConfig(StrictModel):
     @model_validator(mode="after")
     def _columns_exist(self) -> "ReplayPathConfig":
         if self.columns is not None:
-            from sim.market.paths import read_price_csv_header
 
             header = read_price_csv_header(self.path)
             for c in self.columns:
@@ -295,7 +294,6 @@ class ReplayPathConfig(StrictModel):
     def names(self) -> list[str]:
         if self.columns is not None:
             return list(self.columns)
-        from sim.market.paths import read_price_csv_header
 
         return read_price_csv_header(self.path)
 

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sim.market.paths import _cum_log
+from sim.market.increments import cum_log
 from sim.market.paths_config import (
     CorrelationBreakdownShock,
     CrashShock,
@@ -93,7 +93,7 @@ def apply_vol_spike(x: np.ndarray, times: np.ndarray, names: Sequence[str], shoc
     win = _step_window(times, shock.start, shock.duration)
     inc = np.diff(x, axis=0)
     inc[np.ix_(win, cols)] *= shock.factor
-    return _cum_log(x[0], inc)
+    return cum_log(x[0], inc)
 
 
 def _sym_power(c: np.ndarray, p: float) -> np.ndarray:
@@ -134,7 +134,7 @@ def apply_correlation_breakdown(
     d_new = d.copy()
     d_new[:, live] = mu[live] + sd[live] * z_new
     inc[np.ix_(win, cols)] = d_new
-    return _cum_log(x[0], inc)
+    return cum_log(x[0], inc)
 
 
 def depeg_profile(times: np.ndarray, shock: DepegShock) -> np.ndarray:

@@ -92,7 +92,9 @@ def test_the_shipped_pre_episode_history_holds_a_stressed_week_the_regime_finds(
 
 
 def test_an_episode_whose_mpor_is_not_whole_history_rows_is_refused_before_it_runs():
-    from sim.experiment.config import ConfigError, deep_merge, load_episode, parse_episode
+    from sim.experiment.errors import ConfigError
+    from sim.experiment.io import deep_merge
+    from sim.experiment.config import load_episode, parse_episode
 
     base = load_episode("configs/default.yaml").model_dump(mode="json", exclude_none=True)
     bad = deep_merge(base, {"clearing": {"history": {"row_interval": 4 * 86_400.0}}})

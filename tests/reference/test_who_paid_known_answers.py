@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from clearing.ledger import QUOTE
-from sim.experiment.config import ConfigError, parse_episode
+from sim.experiment.errors import ConfigError
+from sim.experiment.config import parse_episode
 from sim.experiment.metrics import summarise
 from tests.scenarios import harness
 from tests.scenarios.harness import BASE, USD, Scenario, crash

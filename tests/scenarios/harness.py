@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from clearing.ledger import QUOTE
-from sim.experiment.config import deep_merge, parse_episode
+from sim.experiment.io import deep_merge
+from sim.experiment.config import parse_episode
 from sim.experiment.episode import Episode, build, verify
 from sim.core.orders import BUY, SELL, TimeInForce
 from sim.experiment.recorder import Recorder

@@ -24,7 +24,9 @@ from pydantic import ValidationError
 from clearing.margin.base import Positions
 from sim.experiment.backtest.engine import Book, RegimeBacktest, aggregate, backtest_regime, merge, per_portfolio_rows, \
     realised_losses, run_days
-from sim.experiment.config import ConfigError, format_validation_error, read_yaml
+from sim.experiment.errors import ConfigError
+from sim.experiment.config import format_validation_error
+from sim.experiment.io import read_yaml
 from sim.experiment.backtest.config import DAY_SECONDS, BacktestConfig
 
 VAR_REGIMES = ("var", "var_apc")
@@ -327,7 +329,8 @@ def _table(columns: dict[str, np.ndarray]) -> pa.Table:
 
 def write_backtest(directory: str | Path, cfg: BacktestConfig, summary: dict[str, Any],
                    results: dict[str, RegimeBacktest], names: list[str], runs: np.ndarray, shown: np.ndarray) -> Path:
-    from sim.experiment.results import _atomic_folder, _write_text, dump_json
+    from sim.experiment.results import _atomic_folder
+    from sim.experiment.io import write_text as _write_text, dump_json
 
     port = [per_portfolio_rows(label, names, res.per_portfolio) for label, res in results.items()]
     port_cols = {k: np.concatenate([p[k] for p in port]) for k in port[0]}

@@ -16,10 +16,30 @@ or very probably hit it, naming the field:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from sim.experiment.schema.episode import EpisodeConfig
+from agents.config import PopulationConfig
+from clearing.config import ClearingConfig
+from clearing.margin.config import MarginConfig
+from sim.experiment.schema.outputs import OutputsConfig
+from sim.market.market_config import MarketConfig
+from sim.market.oracle_config import OracleConfig
+from sim.market.paths_config import PathsConfig
+
+
+class BoundedEpisode(Protocol):
+    """The parts of an episode config the bounds read (``EpisodeConfig`` has them; the schema calls
+    these checks from its own validator, so this module cannot import it)."""
+
+    duration: float
+    market: MarketConfig
+    paths: PathsConfig
+    oracle: OracleConfig
+    margin: MarginConfig
+    clearing: ClearingConfig
+    population: PopulationConfig
+    compare_regimes: list[MarginConfig]
+    outputs: OutputsConfig
 
 INT64_MAX = 2**63 - 1
 MONEY_HEADROOM = 1024
@@ -38,7 +58,7 @@ def _dist_top(value: Any) -> float:
     return 10.0 * abs(float(mean)) if mean is not None else math.inf
 
 
-def _amounts(cfg: "EpisodeConfig", backstop: bool = True) -> list[tuple[str, float]]:
+def _amounts(cfg: BoundedEpisode, backstop: bool = True) -> list[tuple[str, float]]:
     la, liq = cfg.clearing.loss_absorption, cfg.clearing.liquidation
     amounts: list[tuple[str, float]] = [("clearing.loss_absorption.insurance_fund", la.insurance_fund)]
     if backstop and (liq.backstop.enabled or liq.policy == "backstop"):
@@ -51,13 +71,13 @@ def _amounts(cfg: "EpisodeConfig", backstop: bool = True) -> list[tuple[str, flo
     return amounts
 
 
-def backstop_room(cfg: "EpisodeConfig") -> float:
+def backstop_room(cfg: BoundedEpisode) -> float:
     """Quote units a backstop vault may hold on top of everything else in ``cfg``."""
     limit = INT64_MAX / MONEY_HEADROOM / 10**cfg.market.quote.decimals
     return max(0.0, limit - sum(a for _n, a in _amounts(cfg, backstop=False)))
 
 
-def check_amounts(cfg: "EpisodeConfig") -> None:
+def check_amounts(cfg: BoundedEpisode) -> None:
     """Raise ValueError naming the field whose amount cannot stay exact in the ledger."""
     decimals = cfg.market.quote.decimals
     scale = 10**decimals
@@ -86,7 +106,7 @@ def check_amounts(cfg: "EpisodeConfig") -> None:
                              f"int64 ledger (lower lot_size, multiplier or market.quote.decimals)")
 
 
-def _start_prices(cfg: "EpisodeConfig") -> dict[str, float]:
+def _start_prices(cfg: BoundedEpisode) -> dict[str, float]:
     out: dict[str, float] = {}
     for model in cfg.paths.models:
         for u in getattr(model, "underlyings", []) or []:
@@ -111,7 +131,7 @@ def _hours(events: float) -> str:
     return f"~{events / EVENTS_PER_SECOND / 3600.0:.3g} h at {EVENTS_PER_SECOND:,.0f} events/s"
 
 
-def check_cost(cfg: "EpisodeConfig") -> None:
+def check_cost(cfg: BoundedEpisode) -> None:
     """Refuse, with an estimate of its cost, an episode that cannot finish: a non-finite duration,
     price grids that would not fit in memory, sample or event counts that would run for days."""
     duration = cfg.duration
@@ -149,7 +169,7 @@ def check_cost(cfg: "EpisodeConfig") -> None:
                          f"{MAX_EVENTS:.3g}); shorten the duration or lower the rates")
 
 
-def _start_vols(cfg: "EpisodeConfig") -> dict[str, float]:
+def _start_vols(cfg: BoundedEpisode) -> dict[str, float]:
     out: dict[str, float] = {}
     for m, model in enumerate(cfg.paths.models):
         boost = 1.0  # the path's starting vol is the configured vol times this
@@ -164,7 +184,7 @@ def _start_vols(cfg: "EpisodeConfig") -> dict[str, float]:
     return out
 
 
-def check_history(cfg: "EpisodeConfig") -> None:
+def check_history(cfg: BoundedEpisode) -> None:
     """A history-based regime (VaR) gets a synthetic GBM history at each underlying's starting vol,
     ``pre_episode_rows`` rows of ``row_interval`` s ending at the start price. At extreme vols its
     log-price drifts beyond what a float can hold (prices of 0 or inf) and the regime cannot be

@@ -7,9 +7,7 @@ price sources, oracle bounds, agents' instruments) are checked here, before anyt
 
 from __future__ import annotations
 
-import math
-
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from sim.core.strict_model import StrictModel
 from clearing.config import ClearingConfig
@@ -19,40 +17,8 @@ from sim.market.oracle_config import OracleConfig
 from sim.market.paths_config import PathsConfig, VolSurfaceConfig
 from agents.config import PopulationConfig
 from sim.market.venue_config import VenueConfig
-
-
-class OutputsConfig(StrictModel):
-    directory: str | None = Field(None, description="results folder; default results/<episode name>")
-    sample_interval: float = Field(60.0, gt=0.0, description="seconds between account-state samples")
-    parquet: bool = True
-    report: bool = True
-    counterfactual: bool = Field(False, description="also run with liquidations moved off-book at mark, "
-                                                     "to measure the price amplification liquidations cause")
-    spell_quiet_time: float = Field(300.0, gt=0.0, description=(
-        "seconds an account must stay at or above maintenance after a restoring liquidation before its "
-        "next breach starts a new distress spell (a new cascade node)"))
-    measure_from: float | None = Field(None, ge=0.0, allow_inf_nan=False,
-                                       description="seconds; procyclicality is measured on samples at or after "
-                                                   "it (None: the first scripted shock's start, or 0)")
-    procyclicality_horizon: float | None = Field(None, gt=0.0, allow_inf_nan=False,
-                                                 description="seconds over which margin increases are measured "
-                                                             "(None: 1 day, 1 hour or a tenth of the window)")
-    reference_portfolio: dict[str, float] | None = Field(
-        None, description="fixed portfolio whose margin rate is tracked: symbol -> signed quote notional at the "
-                          "starting marks (None: long 1 quote unit of each linear instrument)")
-
-    @field_validator("reference_portfolio")
-    @classmethod
-    def _portfolio(cls, v: dict[str, float] | None) -> dict[str, float] | None:
-        if v is None:
-            return v
-        if not v:
-            raise ValueError("reference_portfolio is empty: leave it out for the default, or name instruments")
-        for symbol, notional in v.items():
-            if not math.isfinite(notional) or notional == 0:
-                raise ValueError(f"reference_portfolio.{symbol}: notional must be a non-zero finite number, "
-                                 f"got {notional!r}")
-        return v
+from sim.experiment.schema.bounds import check_amounts, check_cost, check_history
+from sim.experiment.schema.outputs import OutputsConfig, window_seconds
 
 
 class EpisodeConfig(StrictModel):
@@ -123,8 +89,6 @@ class EpisodeConfig(StrictModel):
                 if symbol not in symbols:
                     raise ValueError(f"population.groups.{g} ({group.type}): unknown instrument {symbol!r} "
                                      f"(market has {sorted(symbols)})")
-        from sim.experiment.schema.bounds import check_amounts, check_cost, check_history
-
         check_cost(self)
         check_amounts(self)
         check_history(self)
@@ -154,11 +118,9 @@ class EpisodeConfig(StrictModel):
 
     def horizon(self) -> float:
         """The n of the largest n-second margin increase (``outputs.procyclicality_horizon``, else
-        ``sim.experiment.metrics.window_seconds`` of the measurement window)."""
+        ``sim.experiment.schema.outputs.window_seconds`` of the measurement window)."""
         if self.outputs.procyclicality_horizon is not None:
             return float(self.outputs.procyclicality_horizon)
-        from sim.experiment.metrics import window_seconds
-
         return window_seconds(self.duration - self.measurement_start(), self.outputs.sample_interval)
 
     def reference_notional(self) -> dict[str, float]:
