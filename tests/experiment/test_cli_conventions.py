@@ -19,7 +19,7 @@ from sim.experiment.io import parse_yaml
 from clearing.margin.config import REGIME_NAMES
 from test_cli import SMALL, write
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EPISODES = sorted((ROOT / "configs").glob("*.yaml")) + sorted((ROOT / "configs" / "bench").glob("*.yaml"))
 
 

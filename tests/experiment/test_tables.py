@@ -15,7 +15,7 @@ from sim.experiment.api import load, resolve, run
 from sim.experiment.tables import TABLES, UnregisteredColumn, data_dictionary, file_name, render_markdown, to_arrow, type_name
 from test_cli import SMALL
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from sim.experiment.config import load_episode, parse_episode
 from sim.experiment.io import read_yaml
 from sim.experiment.schema.episode import EpisodeConfig
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 OTHER_SCHEMAS = ("sweeps", "portfolios", "backtest", "reverse_stress")  # sweep grids, `clearsim margin`
 # portfolio files, backtest and reverse-stress files (their own tests validate those)
 STYLISED = ("black_thursday", "may_2021", "luna", "ftx", "mango", "oct_2025", "correlation_breakdown",

@@ -17,7 +17,7 @@ from sim.experiment.metrics import flatten
 from sim.experiment.reverse_stress import check_summary_key, prepare, reverse_stress, stressed_episode
 from sim.experiment.sweep import parts_dir, run_and_summarise
 
-EPISODE = Path(__file__).parents[1] / "configs" / "reverse_stress" / "gap_episode.yaml"
+EPISODE = Path(__file__).parents[2] / "configs" / "reverse_stress" / "gap_episode.yaml"
 FUND = 5000.0
 
 
@@ -171,7 +171,7 @@ def test_prepare_validates_every_regime_at_both_ends():
 
 @pytest.mark.parametrize("name", ["gap_fund", "default_crash"])
 def test_shipped_reverse_stress_examples_are_valid(name):
-    plan = prepare(Path(__file__).parents[1] / "configs" / "reverse_stress" / f"{name}.yaml")
+    plan = prepare(Path(__file__).parents[2] / "configs" / "reverse_stress" / f"{name}.yaml")
     assert plan.variants
 
 

@@ -223,7 +223,7 @@ def test_cli_json_quiet_and_validate(tmp_path, capsys):
 
 
 def test_an_episodes_accounts_at_a_time_are_the_portfolios(tmp_path):
-    episode = Path(__file__).parents[1] / "configs" / "reverse_stress" / "gap_episode.yaml"
+    episode = Path(__file__).parents[2] / "configs" / "reverse_stress" / "gap_episode.yaml"
     cfg = config(tmp_path, days=400, warmup_days=300, horizon_days=2)
     cfg["portfolios"] = {"episode": str(episode), "at": 60.0}
     cfg["regimes"] = {"span": "span"}
@@ -243,7 +243,7 @@ def test_an_episodes_accounts_at_a_time_are_the_portfolios(tmp_path):
 
 @pytest.mark.parametrize("name", ["var_normal", "strangles_ccp", "default_episode_accounts"])
 def test_shipped_backtest_examples_are_valid(name):
-    path = Path(__file__).parents[1] / "configs" / "backtest" / f"{name}.yaml"
+    path = Path(__file__).parents[2] / "configs" / "backtest" / f"{name}.yaml"
     if name == "default_episode_accounts":  # building its book runs the episode: validate the file only
         from sim.experiment.backtest.run import _regime_entries, load_backtest
 

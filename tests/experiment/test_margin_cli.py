@@ -13,7 +13,7 @@ import yaml
 from sim.experiment.margin_cli import margin_command
 from clearing.margin.config import REGIME_NAMES
 
-PORTFOLIOS = Path(__file__).resolve().parents[1] / "configs" / "portfolios"
+PORTFOLIOS = Path(__file__).resolve().parents[2] / "configs" / "portfolios"
 
 
 @pytest.mark.parametrize("path", sorted(PORTFOLIOS.glob("*.yaml")), ids=lambda p: p.stem)
@@ -169,7 +169,7 @@ def test_tables_fit_80_columns_without_wrapping(tmp_path):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-m", "sim.experiment.cli", "margin", str(PORTFOLIOS / "covered_call_calendar.yaml"),
                            "--shock", "BTC=-20%,vol=+30%", "--breakdown"], capture_output=True, text=True,
                           env=dict(os.environ, COLUMNS="80", PYTHONPATH=str(root)), cwd=root, timeout=120)

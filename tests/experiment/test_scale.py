@@ -9,7 +9,7 @@ import pytest
 from sim.experiment.config import load_episode
 from sim.experiment.episode import run
 
-CONFIG = Path(__file__).parent.parent / "configs" / "bench" / "stress_10k.yaml"
+CONFIG = Path(__file__).parents[2] / "configs" / "bench" / "stress_10k.yaml"
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from sim.experiment.sweep_report import sweep_report, write_sweep_report
 from test_sweep import GRID, RUNNER, write_sweep
 
 TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
+ROOT = TESTS.parents[1]
 
 
 def test_a_plain_script_without_a_main_guard_sweeps_once(tmp_path):

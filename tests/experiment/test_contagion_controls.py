@@ -20,7 +20,7 @@ from sim.experiment.io import read_yaml
 from sim.experiment.episode import run
 from sim.experiment.metrics import summarise
 
-EPISODE = Path(__file__).resolve().parent.parent / "sim" / "episodes" / "default.yaml"
+EPISODE = Path(__file__).resolve().parents[2] / "sim" / "episodes" / "default.yaml"
 
 
 def _deep_book_default() -> Any:

@@ -12,7 +12,7 @@ from sim.experiment.config import load_episode
 from sim.experiment.episode import run
 from tests.scenarios.test_attribution import but_for_holds
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 EPISODES = sorted([*CONFIGS.glob("*.yaml"), *CONFIGS.glob("regimes/*.yaml")])
 
 

@@ -59,7 +59,7 @@ def test_calm_market_tracks_the_oracle_and_liquidates_no_one():
     assert sum(a.position(0) != 0 for a in levered) == len(levered)
 
 
-RMSC04 = Path(__file__).resolve().parents[1] / "configs" / "bench" / "rmsc04_like.yaml"
+RMSC04 = Path(__file__).resolve().parents[2] / "configs" / "bench" / "rmsc04_like.yaml"
 
 
 def test_rmsc04_like_config_loads_and_runs_a_slice():

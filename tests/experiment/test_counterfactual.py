@@ -15,7 +15,7 @@ from sim.experiment.schema.episode import EpisodeConfig
 from sim.experiment.episode import run as run_episode
 from sim.core.orders import FillFlag
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LIQ, EXTERNAL = int(FillFlag.LIQUIDATION), int(FillFlag.EXTERNAL)
 
 
