@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from sim.core.phases import Phase
 from agents.base import Agent, AgentContext, pick_instrument
 from sim.core.orders import BUY, SELL, TimeInForce
 from agents.config import LeveragedGroup, Sampler, sample
@@ -73,7 +74,7 @@ class LeverageMonitor:
             self._buffers[name][slot] = value
         self._expose(slot + 1)
         if not self.registered:
-            self.ctx.oracle.listeners.append(self.on_publication)
+            self.ctx.oracle.listeners.add(self.on_publication, Phase.OBSERVE)
             self.registered = True
         return slot
 

@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from sim.core.phases import Phase
 from agents.base import Agent, AgentContext
 from sim.core.instruments import InstrumentKind
 from sim.market.pricing import black76_greeks
@@ -164,7 +165,7 @@ class HedgeMonitor:
         self.agents.append(agent)
         self.accounts = np.append(self.accounts, agent.account)
         if not self.registered:
-            self.ctx.oracle.listeners.append(self.on_publication)
+            self.ctx.oracle.listeners.add(self.on_publication, Phase.OBSERVE)
             self.registered = True
 
     def deltas_per_lot(self) -> np.ndarray:

@@ -7,6 +7,7 @@ trade imbalance read the counters' change since their last look. Complexity: O(1
 
 from __future__ import annotations
 
+from sim.core.phases import Phase
 from sim.core.orders import Fill, FillFlag
 
 _OUTSIDE = FillFlag.EXTERNAL
@@ -34,5 +35,5 @@ class MarketTape:
         self.trades += 1
 
     def attach(self, venue) -> "MarketTape":
-        venue.trade_listeners.append(self.on_fill)
+        venue.trade_listeners.add(self.on_fill, Phase.OBSERVE)
         return self

@@ -13,6 +13,7 @@ covers IM with the order in the worst case.
 
 from __future__ import annotations
 
+from sim.core.phases import Phase
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -92,10 +93,10 @@ class ClearingHouse:
     # ------------------------------------------------------------------ wiring
     def attach(self, liquidations: "LiquidationEngine") -> None:
         self.liquidations = liquidations
-        self.venue.trade_listeners.insert(0, self.on_fill)
+        self.venue.trade_listeners.add(self.on_fill, Phase.SETTLE)
         if self.config.enforcement.pre_trade_check:
             self.venue.risk_check = self.pre_trade_check
-        self.oracle.listeners.append(self.on_publication)
+        self.oracle.listeners.add(self.on_publication, Phase.ENFORCE)
         if self.config.enforcement.cadence == "interval":
             iv = self.config.enforcement.interval
             self.world.every(iv, lambda: self.revalue_all(Cause(CauseKind.INTERVAL, self.oracle_seq, self.world.now)),

@@ -30,6 +30,7 @@ form) has it funded to its worst-case notional / that leverage instead, when tha
 
 from __future__ import annotations
 
+from sim.core.phases import Phase
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,7 +65,7 @@ class IsolatedMargin:
         self.funded = 0  # quote minor units moved into sub-accounts (value at haircut), in total
         self.swept = 0  # and back
         self._pending: set[int] = set()
-        venue.trade_listeners.append(self.on_fill)
+        venue.trade_listeners.add(self.on_fill, Phase.ENFORCE)  # tops up / sweeps sub-accounts
         self._house_check = venue.risk_check
 
     def install(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from sim.core.phases import Phase
 from collections.abc import Callable
 from typing import Any
 
@@ -140,7 +141,7 @@ def _dynamic_haircuts(config: EpisodeConfig, ledger: Ledger, oracle: Oracle, pat
     if not assets:
         return None
     haircuts = DynamicHaircuts(ledger, assets, oracle.index, 0.0)
-    oracle.listeners.insert(0, lambda which: haircuts.update(oracle.world.now))
+    oracle.listeners.add(lambda which: haircuts.update(oracle.world.now), Phase.SETTLE)
     return haircuts
 
 
@@ -206,7 +207,7 @@ def _feed_venue_prices(episode: Episode) -> None:
             oracle.observe_trade(column[und[fill.instrument]], fill.price * tick[fill.instrument])
 
     if episode.config.oracle.venue_weight > 0 or episode.config.oracle.aggregation == "median":
-        episode.venue.trade_listeners.append(on_trade)
+        episode.venue.trade_listeners.add(on_trade, Phase.OBSERVE)
 
 
 def _size_waterfall(episode: Episode) -> None:

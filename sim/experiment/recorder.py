@@ -7,6 +7,7 @@ fund's balance path, and -- read from the liquidation engine at the end -- liqui
 
 from __future__ import annotations
 
+from sim.core.phases import Phase
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,9 +49,9 @@ class Recorder:
 
     def attach(self) -> None:
         ep = self.ep
-        ep.venue.trade_listeners.append(self.on_trade)
-        ep.venue.reject_listeners.append(self.on_reject)
-        ep.oracle.listeners.append(self.on_publication)
+        ep.venue.trade_listeners.add(self.on_trade, Phase.RECORD)
+        ep.venue.reject_listeners.add(self.on_reject, Phase.RECORD)
+        ep.oracle.listeners.add(self.on_publication, Phase.RECORD)
         ep.world.every(self.sample_interval, self.sample, start=0.0)
 
     def on_trade(self, fill: Fill, maker_fee: int, taker_fee: int) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from sim.core.phases import Subscribers
 from sim.core.kernel import World
 from sim.market.oracle_config import OracleConfig
 
@@ -54,7 +55,7 @@ class Oracle:
         self.published_at = np.zeros(n)
         self._pending_last = first.copy()  # last value sent for publication (deviation reference)
         self._pending_at = np.zeros(n)
-        self.listeners: list[Listener] = []
+        self.listeners: Subscribers[Listener] = Subscribers()  # phase by phase (sim.core.phases)
         self.publications = 0
         self.history_t: list[float] = [0.0]
         self.history: list[np.ndarray] = [first.copy()]
@@ -155,7 +156,7 @@ class Oracle:
         self.publications += 1
         self.history_t.append(now)
         self.history.append(self.index.copy())
-        for listener in self.listeners:
+        for listener in self.listeners.calls:
             listener(which)
 
     # ------------------------------------------------------------------ public reads

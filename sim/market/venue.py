@@ -18,6 +18,7 @@ import numpy as np
 from sim.market.book import OrderBook
 from sim.core.kernel import World
 from sim.market.latency import Latency
+from sim.core.phases import Subscribers
 from sim.core.orders import BUY, Fill, FillFlag, RejectReason, STPMode, SubmitResult, TimeInForce
 from sim.market.resting import RestingSize
 from sim.market.venue_config import VenueConfig
@@ -64,9 +65,10 @@ class Venue:
         self.last_price: list[int | None] = [None] * len(tick_values)
         self.risk_check: RiskCheck = permissive
         self.position_of = position_of
-        self.trade_listeners: list[TradeListener] = []
-        self.book_listeners: list[Callable[[int], None]] = []
-        self.reject_listeners: list[Callable[[int, SubmitResult], None]] = []
+        # who hears of fills, book changes and rejects, phase by phase (sim.core.phases)
+        self.trade_listeners: Subscribers[TradeListener] = Subscribers()
+        self.book_listeners: Subscribers[Callable[[int], None]] = Subscribers()
+        self.reject_listeners: Subscribers[Callable[[int, SubmitResult], None]] = Subscribers()
         self.resting = RestingSize(len(tick_values))
         self._next_id = 1
         self.counts = {"orders": 0, "cancels": 0, "amends": 0, "fills": 0, "rejects": 0}
@@ -153,7 +155,7 @@ class Venue:
         self.resting.apply(instrument, account, side, result)
         if result.fills:
             self._settle(result.fills)
-        for listener in self.book_listeners:
+        for listener in self.book_listeners.calls:
             listener(instrument)
         return result
 
@@ -189,7 +191,7 @@ class Venue:
             notional = fill.price * fill.size * tick_value[fill.instrument]
             maker_fee = fee_minor(notional, maker_pips)
             taker_fee = fee_minor(notional, taker_pips)
-            for listener in self.trade_listeners:
+            for listener in self.trade_listeners.calls:
                 listener(fill, maker_fee, taker_fee)
         for fill in fills:
             self._trim_reduce_only(fill.instrument, fill.maker_account)
@@ -198,7 +200,7 @@ class Venue:
     def off_book_trade(self, fill: Fill) -> None:
         """Publish a trade made outside the book (backstop transfer, auction, ADL): no fees."""
         self.counts["fills"] += 1
-        for listener in self.trade_listeners:
+        for listener in self.trade_listeners.calls:
             listener(fill, 0, 0)
         self._trim_reduce_only(fill.instrument, fill.maker_account)
         self._trim_reduce_only(fill.instrument, fill.taker_account)
@@ -215,7 +217,7 @@ class Venue:
         for order, lots, cancelled in touched:
             self.resting.add(account, instrument, order.side, -lots)
             self.counts["cancels"] += cancelled
-        for listener in self.book_listeners:
+        for listener in self.book_listeners.calls:
             listener(instrument)
 
     def _reject(self, oid: int, account: int, reason: RejectReason) -> SubmitResult:
@@ -224,7 +226,7 @@ class Venue:
     def _rejected(self, account: int, result: SubmitResult) -> SubmitResult:
         """Count a reject and tell the reject listeners; returns ``result``."""
         self.counts["rejects"] += 1
-        for listener in self.reject_listeners:
+        for listener in self.reject_listeners.calls:
             listener(account, result)
         return result
 
@@ -238,7 +240,7 @@ class Venue:
         order = book.cancel(order_id) if mine is not None and mine.account == sender else None
         if order is not None:
             self.resting.add(order.account, instrument, order.side, -order.size)
-            for listener in self.book_listeners:
+            for listener in self.book_listeners.calls:
                 listener(instrument)
         return order
 
@@ -257,7 +259,7 @@ class Venue:
                     lots[order.side] = lots.get(order.side, 0) + order.size
                 for side, size in lots.items():
                     self.resting.add(account, book.instrument, side, -size)
-                for listener in self.book_listeners:
+                for listener in self.book_listeners.calls:
                     listener(book.instrument)
         self.counts["cancels"] += cancelled
         return cancelled
@@ -297,7 +299,7 @@ class Venue:
                 self._rejected(account, result)
         if result.fills:
             self._settle(result.fills)
-        for listener in self.book_listeners:
+        for listener in self.book_listeners.calls:
             listener(instrument)
         if reply is not None:
             self.world.call_later(self.link(sender)[1].next(), reply, result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sim.core.phases import Phase
 from pydantic import ValidationError
 
 from sim.core.kernel import World
@@ -41,7 +42,7 @@ def make(source, until: float | None = None, underlyings=("BTC",), seed: int = 0
     oracle = Oracle(world, OracleConfig(**cfg), list(underlyings), source,
                     batch_source=batched(source) if batch else None)
     seen: list[tuple[float, np.ndarray, np.ndarray]] = []
-    oracle.listeners.append(lambda which: seen.append((world.now, which.copy(), oracle.index.copy())))
+    oracle.listeners.add(lambda which: seen.append((world.now, which.copy(), oracle.index.copy())), Phase.OBSERVE)
     oracle.start()
     if until is not None:
         world.run(until=until)
@@ -244,7 +245,7 @@ def _venue_fed_oracle(true_price: float, seed: int = 0, batch: bool = False, **c
     source = lambda t: np.array([true_price])  # noqa: E731
     oracle = Oracle(world, OracleConfig(**cfg), ["MNGO"], source, batch_source=batched(source) if batch else None)
     venue = Venue(world, VenueConfig(to_venue_latency=C, to_agent_latency=C), [1])
-    venue.trade_listeners.append(lambda fill, mf, tf: oracle.observe_trade(0, fill.price * TICK))
+    venue.trade_listeners.add(lambda fill, mf, tf: oracle.observe_trade(0, fill.price * TICK), Phase.OBSERVE)
     oracle.start()
     return world, oracle, venue
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sim.core.phases import Phase
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -33,9 +34,9 @@ class Recorder:
         self.trades: list[tuple[Fill, int, int]] = []
         self.book_events: list[int] = []
         self.rejects: list[tuple[int, RejectReason]] = []
-        venue.trade_listeners.append(lambda f, m, t: self.trades.append((f, m, t)))
-        venue.book_listeners.append(self.book_events.append)
-        venue.reject_listeners.append(lambda a, r: self.rejects.append((a, r.reject)))
+        venue.trade_listeners.add(lambda f, m, t: self.trades.append((f, m, t)), Phase.OBSERVE)
+        venue.book_listeners.add(self.book_events.append, Phase.OBSERVE)
+        venue.reject_listeners.add(lambda a, r: self.rejects.append((a, r.reject)), Phase.OBSERVE)
 
 
 def snapshot(venue: Venue):
@@ -50,7 +51,7 @@ def test_messages_arrive_after_constant_latency_and_replies_return_after_the_out
                               to_agent_latency=LatencyConfig(kind="constant", mean=0.025))
     arrivals: list[float] = []
     replies: list[tuple[float, object]] = []
-    venue.book_listeners.append(lambda i: arrivals.append(world.now))
+    venue.book_listeners.add(lambda i: arrivals.append(world.now), Phase.OBSERVE)
     oid = venue.submit(1, 0, BUY, 100, 5, reply=lambda r: replies.append((world.now, r)))
     assert venue.books[0].order(oid) is None  # returned at once, not yet in the book
     world.run(until=0.0099)
@@ -381,7 +382,7 @@ class Positions:
 def risk_venue(refuse: bool = False):
     pos = Positions()
     world, venue = make_venue(position_of=pos)
-    venue.trade_listeners.append(pos.on_trade)
+    venue.trade_listeners.add(pos.on_trade, Phase.OBSERVE)
     calls: list[tuple] = []
     venue.risk_check = lambda *a: calls.append(a) or not refuse
     return world, venue, pos, calls
@@ -556,9 +557,9 @@ def run_stream(ops: list[tuple], stp: str, with_latency: bool, reference: float 
     latency = LatencyConfig(kind="uniform", mean=0.01) if with_latency else ZERO
     world, venue = make_venue(N_INSTRUMENTS, position_of=pos, self_trade_prevention=stp, price_band=0.03,
                               to_venue_latency=latency, to_agent_latency=latency)
-    venue.trade_listeners.append(pos.on_trade)
+    venue.trade_listeners.add(pos.on_trade, Phase.OBSERVE)
     fills: list[Fill] = []
-    venue.trade_listeners.append(lambda fill, _m, _t: fills.append(fill))
+    venue.trade_listeners.add(lambda fill, _m, _t: fills.append(fill), Phase.OBSERVE)
     venue.reference = [reference] * N_INSTRUMENTS
     venue.risk_check = lambda a, i, s, p, lots: lots < 6  # big risk-increasing orders are refused
     ids: list[tuple[int, int, int]] = []  # (order id, instrument, account) of every submit

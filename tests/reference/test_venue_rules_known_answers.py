@@ -13,6 +13,7 @@ Sources:
 
 from __future__ import annotations
 
+from sim.core.phases import Phase
 from sim.core.kernel import World
 from sim.market.latency import LatencyConfig
 from sim.core.orders import BUY, SELL, Fill, RejectReason
@@ -39,7 +40,7 @@ def venue_with_positions(**cfg) -> tuple[World, Venue, Positions]:
     pos = Positions()
     world = World(0)
     venue = Venue(world, VenueConfig(to_venue_latency=ZERO, to_agent_latency=ZERO, **cfg), [1], position_of=pos)
-    venue.trade_listeners.append(pos.on_trade)
+    venue.trade_listeners.add(pos.on_trade, Phase.OBSERVE)
     return world, venue, pos
 
 
