@@ -25,7 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from sim.experiment.compare import Metric, short_verdict
-from sim.experiment.metrics import _col, _mid
+from sim.experiment.metrics.columns import _col
+from sim.experiment.metrics.price import _mid
 from sim.experiment.report import CSS, _png, _time_unit
 
 LINESTYLES = ("-", (0, (6, 2)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (8, 2, 2, 2)), (0, (4, 4)))

@@ -22,7 +22,9 @@ from matplotlib.ticker import MaxNLocator
 
 from sim.experiment.fmt import axis as human_axis
 from sim.experiment.headline import rows as headline_rows
-from sim.experiment.metrics import POLICIES, _col, _mid, flatten
+from sim.experiment.metrics.columns import POLICIES, _col
+from sim.experiment.metrics.price import _mid
+from sim.experiment.metrics import flatten
 
 POLICY_COLOURS = {"book": "#1f77b4", "backstop": "#2ca02c", "auction": "#9467bd", "takeover": "#ff7f0e",
                   "adl": "#d62728"}
