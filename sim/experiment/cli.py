@@ -266,7 +266,7 @@ def _validate(args: argparse.Namespace, console) -> int:
         text = (f"reverse stress {rs.config.name!r}: {len(rs.variants)} regimes x {len(rs.seeds)} seeds, "
                 f"breaks when {rs.config.criterion}")
     elif kind == "portfolio":
-        from sim.experiment.margin_cli import read_portfolio
+        from sim.experiment.portfolio import read_portfolio
 
         pf = read_portfolio(path)
         info.update(name=pf.name, accounts=len(pf.accounts), instruments=len(pf.instruments))

@@ -108,7 +108,7 @@ def _regime_entries(cfg: BacktestConfig, root: Path) -> dict[str, tuple[Any, flo
 def _book(cfg: BacktestConfig, root: Path) -> Book:
     if cfg.portfolios.episode is not None:
         return _episode_book(cfg, root)
-    from sim.experiment.margin_cli import build_book, load_portfolio
+    from sim.experiment.portfolio import build_book, load_portfolio
 
     path = _relative(root, cfg.portfolios.file)
     try:
