@@ -19,6 +19,7 @@ import numpy as np
 
 from clearing.attribution import BreachAttribution, BreachExplanation
 from clearing.causality import Cause, CauseKind
+from clearing.exposure import ExposureBook, worst_case
 from clearing.health import Health, cancel_threshold, classify
 from clearing.instruments import InstrumentKind, InstrumentTable
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger
@@ -83,6 +84,9 @@ class ClearingHouse:
         self._entry_im = getattr(regime, "entry_im", None)
         self._continuous = config.enforcement.cadence == "continuous"
         self._one_instrument = len(table) == 1  # one-account sums have one term: plain scalars
+        # every account's worst-case lots, positions and order flags, kept between re-valuations
+        # and rewritten only in the rows fills and orders touched (clearing.exposure)
+        self.book = ExposureBook(ledger, venue.resting, regime)
 
     @property
     def revaluations(self) -> int:
@@ -158,9 +162,7 @@ class ClearingHouse:
             else:
                 asks = asks.copy()
                 asks[:, instrument] += lots
-        up, down = pos + bids, pos - asks
-        # up >= down (order sizes are never negative), so |up| >= |down| exactly when up + down >= 0
-        return np.where(up + down >= 0, up, down).astype(np.float64)
+        return worst_case(pos, bids, asks)
 
     def requirements(self, exposure: np.ndarray, full: bool = False):
         """The regime's requirements for worst-case lots. Only a full re-valuation (every account,
@@ -185,18 +187,29 @@ class ClearingHouse:
         gap up, with a resting bid that outsizes it), and so can the positions alone (orders that
         would hedge them may never fill). Rows with orders are therefore also margined on the
         other side and on their positions (statelessly) and keep the largest requirement -- found
-        by the episode fuzzer: accounts sat below their own positions' MM, never liquidated."""
-        exposure = self.exposure(rows)
-        req = self.requirements(exposure, full)
+        by the episode fuzzer: accounts sat below their own positions' MM, never liquidated.
+
+        A range of rows (a full re-valuation) reads the house's kept matrices (``self.book``)
+        instead of building them from the ledger."""
+        if isinstance(rows, slice):
+            book = self.book
+            book.refresh()
+            exposure = book.exposure[rows]
+            req = book.requirements(rows, self.marks.market_state(self.world.now), full)
+            with_orders = np.flatnonzero(book.has_orders[rows])
+            accounts = with_orders + rows.start
+        else:
+            exposure = self.exposure(rows)
+            req = self.requirements(exposure, full)
+            bids, asks = self.venue.open_bids[rows], self.venue.open_asks[rows]
+            with_orders = np.flatnonzero(((bids + asks) != 0).any(axis=1))  # up != down somewhere
+            accounts = rows[with_orders]
         im, mm = req.im * self.scale, req.mm * self.scale
-        pos = self.ledger.position[rows]
-        up = pos + self.venue.open_bids[rows]
-        with_orders = np.flatnonzero((up != pos - self.venue.open_asks[rows]).any(axis=1))
         if with_orders.size:
             chosen = exposure[with_orders]
-            held = pos[with_orders]
-            other = np.where(chosen == up[with_orders], held - self.venue.open_asks[rows][with_orders],
-                             up[with_orders])
+            held = self.ledger.position[accounts]
+            up = held + self.venue.open_bids[accounts]
+            other = np.where(chosen == up, held - self.venue.open_asks[accounts], up)
             for alternative in (other, held):
                 alt = self.requirements(alternative.astype(np.float64))
                 im[with_orders] = np.maximum(im[with_orders], alt.im * self.scale)
@@ -209,8 +222,13 @@ class ClearingHouse:
         ledger = self.ledger
         cash = ledger.cash[rows]
         collateral = cash[:, 0].astype(np.float64) if cash.shape[1] == 1 else self._collateral(cash)
+        if isinstance(rows, slice):  # the kept float copy: the same product without converting the ints
+            self.book.refresh()
+            held = self.book.held[rows]
+        else:
+            held = ledger.position[rows]
         # .dot: a fraction of @'s overhead on a matrix-vector product
-        return collateral + ledger.position[rows].dot(self.marks.ticks * ledger.tick_value)
+        return collateral + held.dot(self.marks.ticks * ledger.tick_value)
 
     def _collateral(self, cash: np.ndarray) -> np.ndarray:
         """Collateral value in quote minor units at the published prices, after haircuts."""
@@ -285,7 +303,7 @@ class ClearingHouse:
         rows = self.ledger.traders
         equity, im, mm, exposure = self._value_rows(rows, full=True)
         # gross notional of the same worst-case lots the IM was computed on: IM / gross is a rate
-        gross = float(np.abs(exposure).dot(self.marks.ticks * self.ledger.tick_value).sum())
+        gross = float(self.book.abs_exposure[rows].dot(self.marks.ticks * self.ledger.tick_value).sum())
         self.margin_samples.append((self.world.now, float(im.sum()), float(mm.sum()), float(equity.sum()), gross))
         self._apply(rows, equity, im, mm, exposure, cause)
 
@@ -303,7 +321,7 @@ class ClearingHouse:
         copies) and act on them: cancel the orders of accounts below the cancel level, start the
         liquidation of accounts below maintenance."""
         # the worst case is zero exactly when there is neither a position nor an order
-        exposed = (exposure != 0).any(axis=1)
+        exposed = self.book.exposed[rows] if isinstance(rows, slice) else (exposure != 0).any(axis=1)
         cancel_at = cancel_threshold(im, mm, self.config.enforcement.cancel_level)
         state = classify(equity, im, mm, cancel_at, exposed)
         acting = np.flatnonzero(state >= _BELOW_CANCEL)
