@@ -50,6 +50,7 @@ class ExposureBook:
     REBASE_FRACTION = 0.125
     # below this many rows a fresh computation costs less than the bookkeeping of base and delta
     MIN_ROWS = 4096
+    BLOCK = 4096  # rows rewritten at a time
 
     def __init__(self, ledger: Ledger, resting: "RestingSize", regime: MarginRegime) -> None:
         self.ledger = ledger
@@ -92,19 +93,23 @@ class ExposureBook:
         if fresh.size:
             rows = np.concatenate([rows, fresh])
         self.rows_valid = n
-        if not rows.size:
-            return
-        pos = ledger.position[rows]
-        bids, asks = resting.bids[rows], resting.asks[rows]
+        # in blocks of rows: the temporaries stay small (a whole book's at once spent most of a
+        # first re-valuation faulting in fresh pages)
+        for k in range(0, rows.size, self.BLOCK):
+            self._rewrite(rows[k:k + self.BLOCK])
+        if self._base is not None and rows.size:
+            stale = rows - self._base_start  # rows past the base's end count as changed anyway
+            self._stale[stale[(stale >= 0) & (stale < self._stale.shape[0])]] = True
+
+    def _rewrite(self, rows: np.ndarray) -> None:
+        pos = self.ledger.position[rows]
+        bids, asks = self.resting.bids[rows], self.resting.asks[rows]
         exposure = worst_case(pos, bids, asks)
         self.exposure[rows] = exposure
         self.abs_exposure[rows] = np.abs(exposure)
         self.held[rows] = pos
         self.has_orders[rows] = ((bids + asks) != 0).any(axis=1)
         self.exposed[rows] = (exposure != 0).any(axis=1)
-        if self._base is not None:
-            stale = rows - self._base_start  # rows past the base's end count as changed anyway
-            self._stale[stale[(stale >= 0) & (stale < self._stale.shape[0])]] = True
 
     # ------------------------------------------------------------------ requirements
     def requirements(self, rows: slice, market: "MarketState", full: bool) -> Requirements:

@@ -43,6 +43,7 @@ def world(request):
     assert regime.row_separable
     book = ExposureBook(ledger, resting, regime)
     book.MIN_ROWS = 0  # exercise the base-and-changed-rows path on a small book
+    book.BLOCK = 64  # and the rewriting of rows block by block
     return ledger, resting, regime, market, book, maker
 
 
