@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from clearing.instruments import MarketState
     from sim.resting import RestingSize
 
-__all__ = ["ExposureBook", "worst_case"]
+__all__ = ["ExposureBook", "margined_states", "worst_case"]
 
 
 def worst_case(pos: np.ndarray, bids: np.ndarray, asks: np.ndarray) -> np.ndarray:
@@ -40,6 +40,23 @@ def worst_case(pos: np.ndarray, bids: np.ndarray, asks: np.ndarray) -> np.ndarra
     up, down = pos + bids, pos - asks
     # up >= down (order sizes are never negative), so |up| >= |down| exactly when up + down >= 0
     return np.where(up + down >= 0, up, down).astype(np.float64)
+
+
+def margined_states(exposure: np.ndarray, held: np.ndarray, bids: np.ndarray, asks: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The states an account with orders is margined on besides its worst case ``exposure``: the
+    other side (position plus the bids if the asks made the worst case, else minus the asks) and
+    the positions alone; its requirement is the largest of the three.
+
+    ``exposure`` takes, per instrument, the side with more lots. Under an asymmetric regime (VaR,
+    SPAN or portfolio scenarios after a one-sided move, hedges across instruments) that is not
+    always the state needing most margin: the other side can need more (a short after a gap up,
+    with a resting bid that outsizes it), and so can the positions alone (orders that would hedge
+    them may never fill) -- found by the episode fuzzer: accounts sat below their own positions'
+    MM, never liquidated. The valuation (``ClearingHouse._value_rows``) and the pre-trade check
+    (``PreTradeBounds._worst_im``) both margin these states."""
+    up = held + bids
+    return np.where(exposure == up, held - asks, up), held
 
 
 class ExposureBook:
