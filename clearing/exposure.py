@@ -100,15 +100,17 @@ class ExposureBook:
         opened since the last refresh."""
         ledger, resting = self.ledger, self.resting
         n = ledger.n_accounts
+        if self.rows_valid == n and not ledger.moved and not resting.moved:
+            return  # nothing traded, no order changed (a second read in the same valuation)
         resting.ensure(n)
         self._fit(ledger.cash.shape[0])
         moved = ledger.moved | resting.moved
         ledger.moved.clear()
         resting.moved.clear()
-        fresh = np.arange(self.rows_valid, n, dtype=np.int64)
-        rows = np.array(sorted(a for a in moved if a < self.rows_valid), dtype=np.int64)
-        if fresh.size:
-            rows = np.concatenate([rows, fresh])
+        rows = np.fromiter(moved, dtype=np.int64, count=len(moved))
+        rows = np.sort(rows[rows < self.rows_valid])
+        if n > self.rows_valid:
+            rows = np.concatenate([rows, np.arange(self.rows_valid, n, dtype=np.int64)])
         self.rows_valid = n
         # in blocks of rows: the temporaries stay small (a whole book's at once spent most of a
         # first re-valuation faulting in fresh pages)
