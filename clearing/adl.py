@@ -33,6 +33,7 @@ __all__ = [
     "select_ranked",
     "select_pro_rata",
     "execute_adl",
+    "AdlQueue",
 ]
 
 
@@ -85,17 +86,26 @@ def adl_candidates(ledger: Ledger, instrument: int, mark_ticks: int, equity: np.
     the bankrupt account) is left out.
     """
     n = ledger.n_accounts
+    eq = _equity_over_rows(equity, n)
+    lots_all = ledger.position[FIRST_TRADER:n, instrument]
+    accounts = np.flatnonzero(lots_all) + FIRST_TRADER
+    if exclude is not None:
+        accounts = accounts[accounts != exclude]
+    return _ranked(ledger, instrument, mark_ticks, eq, accounts)
+
+
+def _equity_over_rows(equity: np.ndarray, n: int) -> np.ndarray:
     eq = np.asarray(equity, dtype=np.float64)
     if eq.ndim != 1 or eq.shape[0] < n:
         raise ValueError(f"equity must be a 1-d array over the {n} ledger rows, got shape {eq.shape}")
-    lots_all = ledger.position[FIRST_TRADER:n, instrument]
-    rows = np.flatnonzero(lots_all)
-    accounts = rows + FIRST_TRADER
-    if exclude is not None:
-        keep = accounts != exclude
-        rows, accounts = rows[keep], accounts[keep]
-    lots = lots_all[rows].astype(np.int64)
-    cost = ledger.entry_value[FIRST_TRADER:n, instrument][rows].astype(np.float64)
+    return eq
+
+
+def _ranked(ledger: Ledger, instrument: int, mark_ticks: int, eq: np.ndarray, accounts: np.ndarray) -> AdlCandidates:
+    """The candidates' figures for the given holders (element-wise: a row's figures do not depend
+    on which other rows are ranked with it, so a cache can re-rank a few rows alone)."""
+    lots = ledger.position[accounts, instrument].astype(np.int64)
+    cost = ledger.entry_value[accounts, instrument].astype(np.float64)
     mark_value = lots.astype(np.float64) * float(mark_ticks) * float(ledger.tick_value[instrument])
     pnl = mark_value - cost
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -209,3 +219,96 @@ def execute_adl(ledger: Ledger, bankrupt: int, instrument: int, price_ticks: int
         else:
             ledger.trade(int(account), int(bankrupt), instrument, int(price_ticks), int(lots))
     return total
+
+
+class AdlQueue:
+    """The ranked ADL queues of each instrument, sorted once per mark and kept across bankruptcies.
+
+    ``select_ranked`` over ``adl_candidates`` ranks and sorts every holder for each bankrupt
+    account -- in a crash of a million accounts that was most of the run. A holder's rank depends
+    on its lots, entry value and equity and on the mark only, so the queue sorted at one mark stays
+    right for every holder whose three inputs have not changed since. ``select`` finds the holders
+    that changed (the previous counterparties, the bankrupt, anyone who traded or was charged:
+    one vectorised comparison with the snapshot the queue was sorted on), re-ranks only them,
+    and merges them into the kept order by the same key -- rank descending, account ascending --
+    so the selections equal ``select_ranked``'s over a fresh ranking (tests/test_adl.py). A new
+    mark, a grown ledger or many changed holders (more than ``RESORT_FRACTION``) sort afresh.
+    """
+
+    RESORT_FRACTION = 0.25
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._queues: dict[int, tuple] = {}  # instrument -> (mark, n, lots, cost, equity, longs, shorts)
+        self.sorts = 0  # full rankings so far (for tests and benchmarks)
+
+    def _sort(self, instrument: int, mark_ticks: int, eq: np.ndarray) -> tuple:
+        ledger, n = self.ledger, self.ledger.n_accounts
+        lots = ledger.position[:n, instrument].copy()
+        cost = ledger.entry_value[:n, instrument].copy()
+        holders = np.flatnonzero(lots[FIRST_TRADER:]) + FIRST_TRADER
+        c = _ranked(ledger, instrument, mark_ticks, eq, holders)
+        queues = []
+        for side in (1, -1):  # the longs' queue (against a bankrupt short), then the shorts'
+            idx = np.flatnonzero(((c.lots > 0) if side > 0 else (c.lots < 0)) & (c.ranks > 0))
+            order = idx[np.lexsort((c.accounts[idx], -c.ranks[idx]))]
+            queues.append((c.accounts[order], np.abs(c.lots[order]), c.ranks[order]))
+        self.sorts += 1
+        entry = (mark_ticks, n, lots, cost, eq[:n].copy(), queues[0], queues[1])
+        self._queues[instrument] = entry
+        return entry
+
+    def select(self, bankrupt_lots: int, instrument: int, mark_ticks: int, equity: np.ndarray,
+               exclude: int | None = None) -> list[tuple[int, int]]:
+        """``select_ranked(bankrupt_lots, *adl_candidates(...))``'s answer, from the kept queue."""
+        need = abs(int(bankrupt_lots))
+        if need == 0:
+            return []
+        ledger, n = self.ledger, self.ledger.n_accounts
+        eq = _equity_over_rows(equity, n)
+        entry = self._queues.get(instrument)
+        changed = np.zeros(0, dtype=np.int64)
+        if entry is None or entry[0] != mark_ticks or entry[1] != n:
+            entry = self._sort(instrument, mark_ticks, eq)
+        else:
+            _mark, _n, lots, cost, eq_then, _longs, _shorts = entry
+            now_lots = ledger.position[:n, instrument]
+            moved = (now_lots != lots) | (ledger.entry_value[:n, instrument] != cost) | \
+                ((eq[:n] != eq_then) & (now_lots != 0))
+            moved[:FIRST_TRADER] = False
+            changed = np.flatnonzero(moved)
+            if changed.size > self.RESORT_FRACTION * max(1, entry[5][0].size + entry[6][0].size):
+                entry = self._sort(instrument, mark_ticks, eq)
+                changed = changed[:0]
+        accounts, sizes, ranks = entry[5] if bankrupt_lots < 0 else entry[6]
+        # the changed holders on the queue's side, ranked now and sorted by the queue's key
+        fresh = _ranked(ledger, instrument, mark_ticks, eq, changed[ledger.position[changed, instrument] != 0])
+        keep = ((fresh.lots > 0) if bankrupt_lots < 0 else (fresh.lots < 0)) & (fresh.ranks > 0)
+        keep &= fresh.accounts != (-1 if exclude is None else exclude)
+        idx = np.flatnonzero(keep)
+        idx = idx[np.lexsort((fresh.accounts[idx], -fresh.ranks[idx]))]
+        f_acc, f_size, f_rank = fresh.accounts[idx].tolist(), np.abs(fresh.lots[idx]).tolist(), \
+            fresh.ranks[idx].tolist()
+        stale = set(changed.tolist())
+        if exclude is not None:
+            stale.add(int(exclude))
+        out: list[tuple[int, int]] = []
+        j, k, m = 0, 0, len(f_acc)
+        total = accounts.shape[0]
+        while need > 0 and (j < total or k < m):  # a merge of the two sorted lists, lazily
+            if j < total:
+                a = int(accounts[j])
+                if a in stale:
+                    j += 1
+                    continue
+                r = float(ranks[j])
+                if k < m and (f_rank[k] > r or (f_rank[k] == r and f_acc[k] < a)):
+                    a, size, k = f_acc[k], f_size[k], k + 1
+                else:
+                    size, j = int(sizes[j]), j + 1
+            else:
+                a, size, k = f_acc[k], f_size[k], k + 1
+            take = min(need, size)
+            out.append((int(a), int(take)))
+            need -= take
+        return out

@@ -108,18 +108,21 @@ class IsolatedMargin:
     def shortfall(self, owner: int, instrument: int, side: int, price: int, lots: int,
                   chosen: bool = True) -> float:
         """What the sub-account lacks (minor units) for the order to pass the pre-trade check -- or,
-        with ``chosen``, to hold notional / the owner's chosen leverage, when that is more."""
+        with ``chosen``, to hold notional / the owner's chosen leverage, when that is more.
+
+        The IM, open loss and equity are the clearing house's exact check's own (IM as the
+        valuation margins it, every side of the order's worst case; equity less the resting
+        orders' open loss), so a funded order passes the check it is funded for."""
         house = self.house
         sub = self.account_for(owner, instrument)
-        exposure = house.exposure(np.array([sub]), (instrument, side, lots))
-        margin = float(house.requirements(exposure).im[0]) * house.scale
-        mark = house.marks.ticks.item(instrument)
-        tick_value = self.ledger.tick_value.item(instrument)
+        _ok, equity, open_loss, margin = house.bounds.exact_check(sub, instrument, side, price, lots)
         leverage = self.leverage.get((owner, instrument)) if chosen else None
         if leverage is not None:
-            margin = max(margin, abs(float(exposure[0, instrument])) * mark * tick_value / leverage)
-        open_loss = max(side * (price - mark), 0.0) * lots * tick_value
-        return max(margin + open_loss - house.account_equity(sub), 0.0)
+            exposure = house.exposure(np.array([sub]), (instrument, side, lots))
+            mark = house.marks.ticks.item(instrument)
+            notional = abs(float(exposure[0, instrument])) * mark * self.ledger.tick_value.item(instrument)
+            margin = max(margin, notional / leverage)
+        return max(margin + open_loss - equity, 0.0)
 
     def pre_trade_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:
         """The venue's hook in isolated mode: fund a sub-account's order, then the house decides."""
@@ -191,9 +194,14 @@ class IsolatedMargin:
             self.sweep(sub)
 
     def sweep_idle(self, owner: int) -> None:
-        """Return the collateral of the owner's flat sub-accounts with no resting orders."""
-        for sub in self.subs_of.get(owner, []):
-            self.sweep(sub)
+        """Return the collateral of the owner's flat sub-accounts with no resting orders (those
+        holding a position are passed over in one look at the ledger, not one call each)."""
+        subs = self.subs_of.get(owner)
+        if not subs:
+            return
+        flat = ~self.ledger.position[subs].any(axis=1)
+        for k in np.flatnonzero(flat).tolist():
+            self.sweep(subs[k])
 
     def sweep(self, sub: int) -> None:
         """If ``sub`` is flat with no resting orders and not being liquidated, move its positive

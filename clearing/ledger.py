@@ -108,6 +108,9 @@ class Ledger:
         self.flows: dict[str, int] = {}
         self.journal: list[Transfer] = []
         self.now = 0.0  # set by the owner so the journal is timestamped
+        # rows whose positions changed since the clearing house last read them: it keeps its
+        # position matrices between re-valuations and updates only these rows (drained there)
+        self.moved: set[int] = set()
 
     # ----------------------------------------------------------------- accounts
     def open_account(self) -> int:
@@ -234,6 +237,8 @@ class Ledger:
             cash[seller, QUOTE] = received
         position[buyer, instrument], entry_value[buyer, instrument], realised[buyer] = bought
         position[seller, instrument], entry_value[seller, instrument], realised[seller] = sold
+        self.moved.add(buyer)
+        self.moved.add(seller)
 
     def _moved_position(self, instrument: int, lots: int, value: int, held: int, cost: int, pnl: int
                         ) -> tuple[int, int, int]:
@@ -317,6 +322,7 @@ class Ledger:
         self._bound_vector(self.realised_pnl[:n], pnl, what)
         self.cash[:n, QUOTE] += value
         self.realised_pnl[:n] += pnl
+        self.moved.update(np.flatnonzero(lots).tolist())
         self.position[:n, instrument] = 0
         self.entry_value[:n, instrument] = 0
 

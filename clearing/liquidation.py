@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from clearing.adl import adl_candidates, select_pro_rata, select_ranked
+from clearing.adl import AdlQueue, adl_candidates, select_pro_rata
 from clearing.attribution import BreachExplanation
 from clearing.causality import Cause, CauseKind, LiquidationEvent, LiquidationStep
 from clearing.liquidation_math import (
@@ -73,6 +73,7 @@ class LiquidationEngine:
         self.backstop_account = backstop_account
         self.external_account = external_account
         self.adl = adl
+        self.adl_queue = AdlQueue(house.ledger)  # ranked once per mark, not per bankrupt account
         self.active: dict[int, LiquidationEvent] = {}
         self._by_account: dict[int, set[int]] = {}
         self.events: list[LiquidationEvent] = []
@@ -409,11 +410,11 @@ class LiquidationEngine:
             equity = float(equity_all[account]) if first else 0.0
             bankruptcy = bankruptcy_price(equity, held, tv, mark)
             price = max(1, math.ceil(bankruptcy) if held > 0 else math.floor(bankruptcy))
-            cands = adl_candidates(ledger, int(instrument), int(round(mark)), equity_all, exclude=account)
             if self.adl == "pro_rata":
+                cands = adl_candidates(ledger, int(instrument), int(round(mark)), equity_all, exclude=account)
                 chosen = select_pro_rata(held, cands.accounts, cands.lots, cands.pnl)
             else:
-                chosen = select_ranked(held, cands.accounts, cands.ranks, cands.lots)
+                chosen = self.adl_queue.select(held, int(instrument), int(round(mark)), equity_all, exclude=account)
             tv = int(ledger.tick_value[instrument])
             for counterparty, lots in chosen:
                 bought = lots if held > 0 else -lots  # the counterparty's side of the trade

@@ -301,6 +301,10 @@ class MarginRegime(ABC):
     """A margin methodology. Implementations are vectorised over accounts."""
 
     name: str = "abstract"
+    # True when an account's requirement depends on its own lots and the market alone (no memory,
+    # no market-wide open interest): the clearing house may then margin the rows that changed on
+    # their own and keep the rest (clearing.exposure)
+    row_separable: bool = False
 
     def __init__(self, table: InstrumentTable) -> None:
         self.table = table

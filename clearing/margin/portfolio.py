@@ -59,6 +59,7 @@ from clearing.margin.config import PortfolioConfig
 
 class PortfolioRegime(MarginRegime):
     name = "portfolio"
+    row_separable = True  # per account: its segments' scenario losses, summed
 
     def __init__(self, table: InstrumentTable, config: PortfolioConfig | None = None) -> None:
         super().__init__(table)

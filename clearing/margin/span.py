@@ -63,6 +63,7 @@ SCENARIO_LABELS = (
 
 class SpanRegime(MarginRegime):
     name = "span"
+    row_separable = True  # per account: its own scenario losses and spreads
 
     def __init__(self, table: InstrumentTable, config: SpanConfig | None = None,
                  risk_arrays: dict | None = None, risk_array_convention: str | None = None,

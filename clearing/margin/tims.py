@@ -28,6 +28,7 @@ from clearing.margin.config import TimsConfig
 
 class TimsRegime(MarginRegime):
     name = "tims"
+    row_separable = True  # per account: its own scenario losses and spreads
 
     def __init__(self, table: InstrumentTable, config: TimsConfig | None = None) -> None:
         super().__init__(table)

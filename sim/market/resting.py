@@ -16,11 +16,14 @@ from sim.core.orders import BUY, SubmitResult
 class RestingSize:
     """``bids[a, i]`` / ``asks[a, i]``: lots account ``a`` has resting on instrument ``i``."""
 
-    __slots__ = ("bids", "asks")
+    __slots__ = ("bids", "asks", "moved")
 
     def __init__(self, n_instruments: int, capacity: int = 64) -> None:
         self.bids = np.zeros((capacity, n_instruments), dtype=np.int64)
         self.asks = np.zeros((capacity, n_instruments), dtype=np.int64)
+        # accounts whose resting sizes changed since the clearing house last read them (it keeps
+        # worst-case position matrices between re-valuations; drained there)
+        self.moved: set[int] = set()
 
     def _fit(self, account: int) -> None:
         cap = self.bids.shape[0]
@@ -37,6 +40,7 @@ class RestingSize:
             self._fit(account)
         book_side = self.bids if side == BUY else self.asks
         book_side[account, instrument] = book_side.item(account, instrument) + lots
+        self.moved.add(account)
 
     def apply(self, instrument: int, account: int, side: int, result: SubmitResult, resting_before: int = 0) -> None:
         """Account for an accepted submit (``resting_before=0``) or amend of ``account``'s order."""

@@ -22,7 +22,8 @@ from agents.options import DeltaHedger
 from clearing.ledger import QUOTE
 from sim.experiment.io import deep_merge
 from sim.experiment.config import parse_episode
-from sim.experiment.episode import Episode, build
+from sim.experiment.assembled import Episode
+from sim.experiment.episode import build
 from sim.core.orders import BUY, SELL
 
 USD = 1_000_000

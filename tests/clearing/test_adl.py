@@ -161,3 +161,52 @@ def test_pro_rata_selection_is_exact(sizes, pnl, bankrupt_lots):
             assert got == 0
         else:
             assert got <= abs(size) and got <= need * abs(size) / total + 1
+
+
+def _fresh_selection(ledger: Ledger, held: int, mark: int, equity: np.ndarray, bankrupt: int):
+    c = adl_candidates(ledger, 0, mark, equity, exclude=bankrupt)
+    return select_ranked(held, c.accounts, c.ranks, c.lots)
+
+
+def test_ranking_queue_gives_the_fresh_sort_s_fills_after_positions_change():
+    """Bankruptcy after bankruptcy at one mark, with ADL fills, other trades, charges and new
+    accounts in between: the kept queue selects exactly what a fresh ranking and sort would,
+    while sorting once per mark (not once per bankrupt account)."""
+    from clearing.adl import AdlQueue
+
+    rng = np.random.default_rng(5)
+    ledger, accounts = _ledger(400)
+    market = ledger.open_account()
+    ledger.deposit(market, QUOTE, 10**12)
+    for a in accounts:  # many ties: few distinct entry prices, sizes and deposits
+        ledger.deposit(a, QUOTE, int(rng.choice([5_000, 10_000, 20_000])))
+        lots = int(rng.choice([-3, -2, -1, 1, 2, 3]))
+        price = int(rng.choice([90, 100, 110]))
+        if lots > 0:
+            ledger.trade(a, market, 0, price, lots)
+        else:
+            ledger.trade(market, a, 0, price, -lots)
+    queue = AdlQueue(ledger)
+    mark, checked = 100, 0
+    for step in range(60):
+        if step == 30:
+            mark = 104  # a new mark: a new sort
+        equity = _equity(ledger, mark).astype(np.float64)
+        holders = [a for a in accounts if ledger.position[a, 0] != 0]
+        bankrupt = int(rng.choice(holders))
+        held = int(ledger.position[bankrupt, 0])
+        want = _fresh_selection(ledger, held, mark, equity, bankrupt)
+        got = queue.select(held, 0, mark, equity, exclude=bankrupt)
+        assert got == want
+        checked += bool(want)
+        execute_adl(ledger, bankrupt, 0, mark, got)  # the positions of the ranked accounts change
+        for a in rng.choice(accounts, 3).tolist():  # other trades and charges between bankruptcies
+            ledger.trade(int(a), market, 0, int(rng.choice([95, 105])), 1)
+        ledger.transfer(int(rng.choice(accounts)), market, QUOTE, 700, "charge")
+        if step % 20 == 10:  # an account opened: the queue covers it too
+            new = ledger.open_account()
+            accounts.append(new)
+            ledger.deposit(new, QUOTE, 50_000)
+            ledger.trade(market, new, 0, 130, 5)
+    assert checked > 20
+    assert queue.sorts < 15  # once per mark and per ledger growth, plus re-sorts after many changes

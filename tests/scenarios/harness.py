@@ -11,7 +11,8 @@ from typing import Any
 from clearing.ledger import QUOTE
 from sim.experiment.io import deep_merge
 from sim.experiment.config import parse_episode
-from sim.experiment.episode import Episode, build, verify
+from sim.experiment.assembled import Episode
+from sim.experiment.episode import build, verify
 from sim.core.orders import BUY, SELL, TimeInForce
 from sim.experiment.recorder import Recorder
 

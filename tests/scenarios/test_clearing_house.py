@@ -327,7 +327,7 @@ def test_a_resting_order_left_above_a_falling_mark_holds_its_open_loss_back_from
     assert resting.reject is None and resting.resting_size == 10
     s.run(110.0)  # the mark is 49,000: the bid's open loss is $100, IM for 10 lots $490
     assert float(s.ep.marks.ticks[0]) == pytest.approx(49_000.0)
-    assert house.headroom[trader] / USD == pytest.approx(1_000 - 490 - 100)
+    assert house.bounds.headroom[trader] / USD == pytest.approx(1_000 - 490 - 100)
     # 9 more lots: IM $931 > $900 once the open loss is held back (the shortcut alone would say $510 > $441)
     assert not house.would_accept(trader, 0, 1, 49_000, 9)
     refused = venue.execute(venue.new_order_id(), trader, 0, 1, 49_000, 9)

@@ -62,7 +62,7 @@ def _random_flow(steps, seed) -> tuple[int, int]:
         account = traders[who]
         price = max(1, int(round(float(ep.marks.ticks[0]))) + offset)
         risky = venue._increases_risk(account, 0, side, lots) and not house.liquidations.is_active(account)
-        exact_ok, equity, open_loss, im = house._exact_check(account, 0, side, price, lots)
+        exact_ok, equity, open_loss, im = house.bounds.exact_check(account, 0, side, price, lots)
         valued = []  # the exact path values the account; the shortcut does not
         house.account_equity = lambda a: valued.append(a) or account_equity(a)
         result = venue.execute(venue.new_order_id(), account, 0, side, price, lots, TimeInForce.GTC)
@@ -90,7 +90,7 @@ def _bounds_hold(house, accounts) -> None:
         equity, im, mm = house.valuation(rows)
         e, i, m = float(equity[0]), float(im[0]), float(mm[0])
         tolerance = 1e-9 * max(abs(e), i, 1.0)
-        assert house.slack[a] <= e - (m + level * (i - m)) + tolerance, a
-        assert house.headroom[a] <= e - i + tolerance, a
+        assert house.bounds.slack[a] <= e - (m + level * (i - m)) + tolerance, a
+        assert house.bounds.headroom[a] <= e - i + tolerance, a
         exact = classify(equity, im, mm, cancel_threshold(im, mm, level), (house.exposure(rows) != 0).any(axis=1))
         assert house.health[a] >= exact[0] or exact[0] <= Health.BELOW_IM, (a, int(house.health[a]), int(exact[0]))
