@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Protocol
 
 from clearing.attribution import BreachExplanation
 
@@ -67,3 +68,19 @@ class LiquidationStep:
     mark_ticks: float
     bankruptcy_ticks: float
     fee: int
+
+
+class Liquidator(Protocol):
+    """What the clearing house and its parts need of the engine they hand breaches to
+    (``clearing.liquidation.LiquidationEngine``), declared where both can name it without importing
+    each other."""
+
+    steps: list[LiquidationStep]
+    backstop_account: int | None
+
+    def is_active(self, account: int) -> bool: ...
+
+    def liquidations_of(self, account: int) -> set[int]: ...
+
+    def start(self, account: int, equity: float, mm: float, cause: Cause,
+              why: BreachExplanation | None = None) -> None: ...

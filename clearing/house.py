@@ -17,13 +17,12 @@ re-valuations (``book``, ``clearing.exposure.ExposureBook``).
 
 from __future__ import annotations
 
-from sim.core.phases import Phase
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from clearing.attribution import BreachAttribution, BreachExplanation
-from clearing.causality import Cause, CauseKind
+from clearing.causality import Cause, CauseKind, Liquidator
 from clearing.exposure import ExposureBook, margined_states, worst_case
 from clearing.health import Health, cancel_threshold, classify
 from sim.core.instruments import InstrumentTable
@@ -33,9 +32,9 @@ from clearing.pretrade import PreTradeBounds
 from clearing.settlement import Settlement
 from sim.core.orders import Fill, FillFlag
 from clearing.config import ClearingConfig
+from sim.core.phases import Phase
 
 if TYPE_CHECKING:
-    from clearing.liquidation import LiquidationEngine
     from sim.core.kernel import World
     from sim.market.mark import MarkPricer
     from sim.market.oracle import Oracle
@@ -70,7 +69,7 @@ class ClearingHouse:
         # what moved each account's equity since it was last at or above maintenance (breach attribution)
         self.attribution = BreachAttribution(ledger, marks, cap, config.attribution.materiality)
         self.oracle_seq = 0
-        self.liquidations: "LiquidationEngine | None" = None
+        self.liquidations: "Liquidator | None" = None
         # at every full re-valuation: time, total IM, total MM, total equity, gross notional of the
         # worst-case lots IM is computed on (minor units)
         self.margin_samples: list[tuple[float, float, float, float, float]] = []
@@ -92,7 +91,7 @@ class ClearingHouse:
         return len(self.margin_samples)
 
     # ------------------------------------------------------------------ wiring
-    def attach(self, liquidations: "LiquidationEngine") -> None:
+    def attach(self, liquidations: Liquidator) -> None:
         self.liquidations = liquidations
         self.venue.trade_listeners.add(self.on_fill, Phase.SETTLE)
         if self.config.enforcement.pre_trade_check:

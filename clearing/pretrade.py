@@ -16,7 +16,7 @@ without a margin computation.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -24,7 +24,32 @@ from clearing.exposure import margined_states
 from clearing.ledger import FIRST_TRADER
 
 if TYPE_CHECKING:
-    from clearing.house import ClearingHouse
+    from clearing.causality import Liquidator
+    from clearing.ledger import Ledger
+    from clearing.margin.base import MarginRegime, Requirements
+    from sim.core.instruments import InstrumentTable
+    from sim.market.mark import MarkPricer
+    from sim.market.venue import Venue
+
+
+class ValuedAccounts(Protocol):
+    """What the bounds read of the clearing house (``clearing.house.ClearingHouse``), declared here
+    so that the house, which holds the bounds, is not imported by them."""
+
+    ledger: "Ledger"
+    venue: "Venue"
+    marks: "MarkPricer"
+    table: "InstrumentTable"
+    regime: "MarginRegime"
+    scale: float
+    health: np.ndarray
+    liquidations: "Liquidator | None"
+
+    def exposure(self, rows: slice | np.ndarray, order: tuple[int, int, int] | None = None) -> np.ndarray: ...
+
+    def account_equity(self, account: int) -> float: ...
+
+    def requirements(self, exposure: np.ndarray, full: bool = False) -> "Requirements": ...
 
 __all__ = ["PreTradeBounds"]
 
@@ -32,7 +57,7 @@ __all__ = ["PreTradeBounds"]
 class PreTradeBounds:
     """The clearing house's pre-trade check (``check``, ``would_accept``) and its per-account bounds."""
 
-    def __init__(self, house: "ClearingHouse") -> None:
+    def __init__(self, house: ValuedAccounts) -> None:
         self.house = house
         self.ledger, self.venue, self.marks, self.table = house.ledger, house.venue, house.marks, house.table
         self.scale = house.scale

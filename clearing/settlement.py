@@ -6,7 +6,7 @@ then has the clearing house re-value whoever it touched, so a breach it causes i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -14,7 +14,36 @@ from sim.core.instruments import InstrumentKind
 from clearing.ledger import QUOTE
 
 if TYPE_CHECKING:
-    from clearing.house import ClearingHouse
+    from clearing.causality import Cause, Liquidator
+    from clearing.config import ClearingConfig
+    from clearing.ledger import Ledger
+    from sim.core.instruments import InstrumentTable
+    from sim.core.kernel import World
+    from sim.market.mark import MarkPricer
+    from sim.market.oracle import Oracle
+    from sim.market.venue import Venue
+
+
+class SettlingHouse(Protocol):
+    """What settlement reads of, and asks of, the clearing house (``clearing.house.ClearingHouse``),
+    declared here so that the house, which holds its settlement, is not imported by it."""
+
+    world: "World"
+    config: "ClearingConfig"
+    ledger: "Ledger"
+    table: "InstrumentTable"
+    venue: "Venue"
+    oracle: "Oracle"
+    marks: "MarkPricer"
+    liquidations: "Liquidator | None"
+
+    def valuation(self, rows: slice | np.ndarray, full: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def revalue_all(self, cause: "Cause") -> None: ...
+
+    def revalue_accounts(self, accounts: "list[int] | set[int]") -> None: ...
+
+    def oracle_cause(self) -> "Cause": ...
 
 __all__ = ["Settlement"]
 
@@ -22,7 +51,7 @@ __all__ = ["Settlement"]
 class Settlement:
     """The clearing house's settlement duties, scheduled on its world's clock."""
 
-    def __init__(self, house: "ClearingHouse") -> None:
+    def __init__(self, house: SettlingHouse) -> None:
         self.house = house
         self.settled_ticks = house.marks.ticks.copy()  # marks at the last variation-margin run
 
@@ -69,8 +98,7 @@ class Settlement:
             return 0
         house.ledger.now = house.world.now
         house.ledger.withdraw(account, QUOTE, paid, allow_debt=True)
-        rows = np.array([account])
-        house._apply(rows, *house._value_rows(rows), house.oracle_cause())
+        house.revalue_accounts([account])  # a breach the payout causes is acted on at once
         return paid
 
     # ------------------------------------------------------------------ funding and expiry
