@@ -41,13 +41,13 @@ class _CrossAccount:
         return self.ctx.ledger.position[self.account]  # type: ignore[attr-defined]
 
     def equity(self) -> float:
-        return self.ctx.house.account_equity(self.account)  # type: ignore[attr-defined]
+        return self.ctx.desk.account_equity(self.account)  # type: ignore[attr-defined]
 
     def cash(self) -> int:
         return int(self.ctx.ledger.cash[self.account, 0])  # type: ignore[attr-defined]
 
     def would_accept(self, instrument: int, side: int, price: int, lots: int) -> bool:
-        return self.ctx.house.would_accept(self.account, instrument, side, price, lots)  # type: ignore[attr-defined]
+        return self.ctx.desk.would_accept(self.account, instrument, side, price, lots)  # type: ignore[attr-defined]
 
 
 class BackstopProvider(_CrossAccount, Agent):
@@ -102,9 +102,7 @@ class AuctionBidder(_CrossAccount, Agent):
         self.passes = 0
 
     def start(self) -> None:
-        engine = self.ctx.house.liquidations
-        if engine is not None and self not in engine.bidders:
-            engine.bidders.append(self)
+        self.ctx.desk.register_bidder(self)
 
     def recent_vol(self, underlying: int) -> float:
         """Annualised realised vol of the published index of ``underlying`` over ``vol_window`` s."""
@@ -132,12 +130,10 @@ class AuctionBidder(_CrossAccount, Agent):
         partial valuation (two what-if rows of one account): the regime's market-wide memory --
         the VaR buffer's previous margins, the open interest the caps read -- is read, not advanced.
         """
-        house = self.ctx.house
+        desk = self.ctx.desk
         if equity is None:
-            equity = house.account_equity(self.account)
-        held = house.exposure(np.array([self.account]))[0]
-        req = house.requirements(np.vstack([held + lots, held - lots]))
-        im = float(np.max(req.im)) * house.scale
+            equity = desk.account_equity(self.account)
+        im = desk.initial_margin_with(self.account, lots)
         return equity >= self.cfg.margin_buffer * im and equity > 0
 
     def auction_discount(self, lots: np.ndarray, marks_value: np.ndarray) -> float | None:

@@ -19,10 +19,8 @@ from sim.core.orders import BUY, SubmitResult, TimeInForce
 from agents.config import NormalDist, UniformDist
 
 if TYPE_CHECKING:
-    from clearing.house import ClearingHouse
-    from clearing.isolated import IsolatedMargin
+    from agents.interfaces import AccountBook, IsolatedDesk, MarginDesk
     from sim.core.instruments import InstrumentTable
-    from clearing.ledger import Ledger
     from sim.core.kernel import World
     from sim.market.mark import MarkPricer
     from sim.market.oracle import Oracle
@@ -39,16 +37,17 @@ STD_NORMAL = NormalDist(dist="normal", mean=0.0, std=1.0)
 
 @dataclass(slots=True)
 class AgentContext:
-    """The handles an agent is built with (read-only use of everything but the venue)."""
+    """The handles an agent is built with: the market (read, and the venue to act through), its
+    account book (read-only) and the clearing house as a margin desk (``agents.interfaces``)."""
 
     world: "World"
     venue: "Venue"
-    ledger: "Ledger"
+    ledger: "AccountBook"
     oracle: "Oracle"
     marks: "MarkPricer"
-    house: "ClearingHouse"
+    desk: "MarginDesk"
     table: "InstrumentTable"
-    isolated: "IsolatedMargin | None" = None  # isolated margin: each position in its own sub-account
+    isolated: "IsolatedDesk | None" = None  # isolated margin: each position in its own sub-account
 
 
 def pick_instrument(instruments: list[int], rng: np.random.Generator) -> int:
@@ -171,7 +170,7 @@ class Agent:
         iso = self.ctx.isolated
         if iso is not None:
             return iso.owner_equity(self.account)
-        return self.ctx.house.account_equity(self.account)
+        return self.ctx.desk.account_equity(self.account)
 
     def tick_value(self, instrument: int) -> int:
         """Minor units of cash per tick per lot."""
@@ -244,12 +243,11 @@ class Agent:
     def would_accept(self, instrument: int, side: int, price: int, lots: int) -> bool:
         """The pre-trade check's answer now (a what-if); under isolated margin, whether the order
         passes once the owner's free collateral funds its sub-account."""
-        iso, house = self.ctx.isolated, self.ctx.house
+        iso, desk = self.ctx.isolated, self.ctx.desk
         if iso is None:
-            return house.would_accept(self.account, instrument, side, price, lots)
+            return desk.would_accept(self.account, instrument, side, price, lots)
         sub = iso.account_for(self.account, instrument)
-        engine = house.liquidations
-        if engine is not None and engine.is_active(sub):
+        if desk.in_liquidation(sub):
             return False
         return iso.can_fund(self.account, instrument, side, price, lots)
 

@@ -86,7 +86,7 @@ class LeverageMonitor:
         if not self.agents:
             return
         rows = self.accounts
-        house = ctx.house
+        desk = ctx.desk
         pos = ctx.ledger.position[rows, self.instrument]
         state = self.state
         holding = state == HOLDING
@@ -100,9 +100,9 @@ class LeverageMonitor:
                 act |= open_ & (move <= -cfg.stop_loss)
             if cfg.take_profit is not None:
                 act |= open_ & (move >= cfg.take_profit)
-        if cfg.on_margin_call == "cut" and rows.max() < house.equity.shape[0]:
-            mm = house.mm[rows]
-            act |= open_ & (mm > 0) & (house.equity[rows] < cfg.cut_ratio * mm)
+        if cfg.on_margin_call == "cut" and rows.max() < desk.equity.shape[0]:
+            mm = desk.mm[rows]
+            act |= open_ & (mm > 0) & (desk.equity[rows] < cfg.cut_ratio * mm)
         for k in np.flatnonzero(act):
             self.agents[k].react(int(pos[k]))
 

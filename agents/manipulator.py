@@ -69,10 +69,10 @@ class Manipulator(Agent):
         """Take out the paper profit (equity above the starting equity, within free collateral),
         keeping the starting capital in to carry the pump."""
         cfg = self.cfg
-        house = self.ctx.house
+        desk = self.ctx.desk
         gain = self.equity() + self.withdrawn - self.start_equity
-        amount = min(house.free_collateral(self.account), gain - self.withdrawn)
+        amount = min(desk.free_collateral(self.account), gain - self.withdrawn)
         if amount > 0:
-            self.withdrawn += house.withdraw(self.account, int(amount))
+            self.withdrawn += desk.withdraw(self.account, int(amount))
         if self.now < cfg.pump_start + cfg.pump_duration + cfg.withdraw_interval:
             self.ctx.world.call_later(cfg.withdraw_interval, self._withdraw)

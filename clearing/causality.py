@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from clearing.attribution import BreachExplanation
 
@@ -79,6 +79,8 @@ class Liquidator(Protocol):
     backstop_account: int | None
 
     def is_active(self, account: int) -> bool: ...
+
+    def register_bidder(self, bidder: Any) -> None: ...
 
     def liquidations_of(self, account: int) -> set[int]: ...
 

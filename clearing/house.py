@@ -17,7 +17,7 @@ re-valuations (``book``, ``clearing.exposure.ExposureBook``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -356,6 +356,24 @@ class ClearingHouse:
     def oracle_cause(self) -> Cause:
         """The cause of a re-valuation now that is not a breach's own: the latest publication."""
         return Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now)
+
+    # ------------------------------------------------------------------ a trader's margin desk
+    # (agents.interfaces.MarginDesk: what agents may ask, beside would_accept, account_equity,
+    # free_collateral and withdraw below)
+    def in_liquidation(self, account: int) -> bool:
+        return self.liquidations is not None and self.liquidations.is_active(account)
+
+    def initial_margin_with(self, account: int, lots: np.ndarray) -> float:
+        """The account's IM (minor units) if it also held ``lots``, taking the larger of +lots and
+        -lots so an existing position is never assumed to net an offer down. Two what-if rows: the
+        regime's market-wide memory (the VaR buffer, the open interest caps read) is read, not advanced."""
+        held = self.exposure(np.array([account]))[0]
+        return float(np.max(self.requirements(np.vstack([held + lots, held - lots])).im)) * self.scale
+
+    def register_bidder(self, bidder: Any) -> None:
+        """An auction bidder joins the engine's list (once)."""
+        assert self.liquidations is not None, "bidders register after the liquidation engine is attached"
+        self.liquidations.register_bidder(bidder)
 
     # ------------------------------------------------------------------ the components' public names
     def pre_trade_check(self, account: int, instrument: int, side: int, price: int, lots: int) -> bool:

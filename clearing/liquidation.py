@@ -84,6 +84,11 @@ class LiquidationEngine:
         # ``sim.experiment.episode.verify`` proves each was taken below MM
         self.health_checks: list[tuple[int, float, float, float]] = []
 
+    def register_bidder(self, bidder: AuctionBidder) -> None:
+        """Auction bidders join here (once each), in the order they register."""
+        if bidder not in self.bidders:
+            self.bidders.append(bidder)
+
     # ------------------------------------------------------------------ lifecycle
     def is_active(self, account: int) -> bool:
         return account in self.active

@@ -25,7 +25,7 @@ def _lint(root: Path) -> subprocess.CompletedProcess[str]:
 def test_the_contracts_hold() -> None:
     out = _lint(ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "3 kept, 0 broken" in out.stdout
+    assert "4 kept, 0 broken" in out.stdout
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,11 @@ def test_a_market_module_reaching_into_clearing_fails(planted: Path) -> None:
 def test_a_cycle_between_siblings_fails(planted: Path) -> None:
     report = _plant(planted, "sim/core/streams.py", "import sim.core.kernel  # planted: kernel imports streams")
     assert "no import cycles between the modules of a package BROKEN" in report
+
+
+def test_an_agent_reaching_into_the_house_fails(planted: Path) -> None:
+    report = _plant(planted, "agents/noise.py", "import clearing.house  # planted: the whole house")
+    assert "agents reach the clearing house only through agents.interfaces BROKEN" in report
 
 
 def test_a_layer_importing_the_facade_fails(planted: Path) -> None:
