@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from sim.experiment.errors import ConfigError
-from clearing.margin.config import PortfolioFile
+from sim.experiment.portfolio_file import PortfolioFile
 from sim.experiment.portfolio import VAR_REGIMES, Book, regime_configs
 
 

@@ -1,6 +1,6 @@
 """``clearsim margin``: what margin would a portfolio need, under one regime or every regime.
 
-Positions come from a portfolio file (:class:`clearing.margin.config.PortfolioFile`, see
+Positions come from a portfolio file (:class:`sim.experiment.portfolio_file.PortfolioFile`, see
 configs/portfolios/) and/or the command line (``--position BTC-PERP=+2``). For each account and
 regime it shows IM and MM, both as a share of the account's gross notional, totals over the
 accounts, the liquidation price per underlying (where equity meets MM, moving that underlying

@@ -1,4 +1,4 @@
-"""A portfolio to margin: read from a portfolio file (``clearing.margin.config.PortfolioFile``, see
+"""A portfolio to margin: read from a portfolio file (``sim.experiment.portfolio_file.PortfolioFile``, see
 configs/portfolios/) and/or ``--position`` arguments, and the book it is valued in (instruments,
 prices, vols, a price history for the VaR regimes). Used by ``clearsim margin`` and by the margin
 backtest's portfolio input."""
@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from sim.experiment.errors import ConfigError
 from sim.experiment.config import format_validation_error
 from sim.experiment.io import parse_yaml
-from clearing.margin.config import REGIME_NAMES, PortfolioFile, parse_margin_config
+from clearing.margin.config import REGIME_NAMES, parse_margin_config
+from sim.experiment.portfolio_file import PortfolioFile
 
 
 VAR_REGIMES = ("var", "var_apc")
