@@ -40,7 +40,7 @@ from sim.market.paths import PricePaths, generate_paths
 from sim.experiment.assembled import Episode, EpisodeResult
 from sim.experiment.recorder import Recorder
 from sim.experiment.schema.episode import EpisodeConfig
-from sim.market.paths_config import VolSurfaceConfig
+from sim.market.volsurface_config import VolSurfaceConfig
 from sim.market.venue import Venue
 
 

@@ -15,7 +15,7 @@ from sim.market.book import OrderBook
 from sim.market.mark import MarkPricer
 from sim.core.orders import BUY, SELL, TimeInForce
 from sim.market.oracle_config import OracleConfig
-from sim.market.paths_config import VolSurfaceConfig
+from sim.market.volsurface_config import VolSurfaceConfig
 
 TICK = 0.5
 EXPIRY = 30 * 24 * 3600.0

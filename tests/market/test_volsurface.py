@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from sim.core.instruments import SECONDS_PER_YEAR, Instrument, InstrumentKind, InstrumentTable
 from sim.market.pricing import black76_price
 from sim.market.volsurface import VolSurface
-from sim.market.paths_config import VolSurfaceConfig
+from sim.market.volsurface_config import VolSurfaceConfig
 
 
 def surface(**kw) -> VolSurface:

@@ -19,7 +19,7 @@ from sim.market.book import OrderBook
 from sim.market.mark import MarkPricer, median_mark
 from sim.core.orders import BUY, SELL
 from sim.market.oracle_config import OracleConfig
-from sim.market.paths_config import VolSurfaceConfig
+from sim.market.volsurface_config import VolSurfaceConfig
 
 
 @pytest.mark.parametrize("parts, expected", [

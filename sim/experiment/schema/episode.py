@@ -14,7 +14,8 @@ from clearing.config import ClearingConfig
 from clearing.margin.config import MarginConfig, StandardConfig
 from sim.market.market_config import MarketConfig
 from sim.market.oracle_config import OracleConfig
-from sim.market.paths_config import PathsConfig, VolSurfaceConfig
+from sim.market.paths_config import PathsConfig
+from sim.market.volsurface_config import VolSurfaceConfig
 from agents.config import PopulationConfig
 from sim.market.venue_config import VenueConfig
 from sim.experiment.schema.bounds import check_amounts, check_cost, check_history
