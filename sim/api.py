@@ -104,6 +104,8 @@ class ComparisonOutput:
     stats: list[dict[str, Any]] = field(default_factory=list)  # per (regime, metric): mean, spread, interval
     seeds: list[int] = field(default_factory=list)
     runs: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # (label, seed) -> summary
+    # (label, seed, part) -> the CPU seconds of that task (part: "run" or its no-feedback "twin"), in plan order
+    cpu_seconds: dict[tuple[str, int, str], float] = field(default_factory=dict)
 
 
 def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> dict[str, EpisodeConfig]:
@@ -153,21 +155,24 @@ def _compare_progress(progress: Any, cfg: EpisodeConfig, variants: dict[str, Epi
 
 
 def _run_pairs(variants: dict[str, EpisodeConfig], seed_list: list[int], tasks: list[dict[str, Any]], backend: str,
-               workers: int, bar: Any) -> tuple[dict[tuple[str, int], dict[str, Any]], dict[str, dict]]:
+               workers: int, bar: Any) -> tuple[dict[tuple[str, int], dict[str, Any]], dict[str, dict],
+                                                dict[tuple[str, int, str], float]]:
     """Run every (regime, seed, part) task and summarise each (regime, seed) pair as soon as both its
     run and its no-feedback twin are back -- the same summary ``run_variant`` makes in one process.
-    Returns the summaries by (label, seed) and the first seed's tables by label."""
+    Returns the summaries by (label, seed), the first seed's tables by label and each task's CPU seconds."""
     from sim.compare import execute
     from sim.metrics import summarise
 
     waiting: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     results: dict[tuple[str, int], dict[str, Any]] = {}
     tables: dict[str, dict] = {}
+    cpu: dict[tuple[str, int, str], float] = {}
 
     def on_done(result: dict[str, Any]) -> None:
         from sim.compare import task_key
 
         label, seed, part = result["label"], result["seed"], result["part"]
+        cpu[(label, seed, part)] = float(result.get("cpu_seconds") or 0.0)
         bar.run_done(int(result["stats"].get("events") or 0), float(variants[label].duration),
                      key=task_key(result))
         got = waiting.setdefault((label, seed), {})
@@ -185,7 +190,7 @@ def _run_pairs(variants: dict[str, EpisodeConfig], seed_list: list[int], tasks: 
             tables[label] = got["run"]["tables"]
 
     execute(tasks, backend, workers, on_done)
-    return results, tables
+    return results, tables, cpu
 
 
 def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
@@ -219,8 +224,8 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
     with _compare_progress(progress, cfg, variants, seeds) as bar:
         tasks = plan_tasks(variants, seed_list, bar.heartbeat_dir)
         bar.runs = len(tasks)
-        results, tables = _run_pairs(variants, seed_list, tasks, backend, int(workers or os.cpu_count() or 1),
-                                     bar)
+        results, tables, cpu = _run_pairs(variants, seed_list, tasks, backend, int(workers or os.cpu_count() or 1),
+                                          bar)
     labels = list(variants)
     ordered = [results[(label, seed)] for seed in seed_list for label in labels]
     metrics = metrics_for(ordered)
@@ -232,7 +237,8 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
         write_comparison(directory, cfg, runs, report=cfg.outputs.report, parquet=cfg.outputs.parquet,
                          rows=rows, stats=stats, metrics=metrics, variants=variants, seeds=seed_list,
                          force=force)
-    return ComparisonOutput(first, directory, rows, stats, seed_list, results)
+    cpu_seconds = {(t["label"], t["seed"], t["part"]): cpu[(t["label"], t["seed"], t["part"])] for t in tasks}
+    return ComparisonOutput(first, directory, rows, stats, seed_list, results, cpu_seconds)
 
 
 @dataclass

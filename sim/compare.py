@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -265,13 +266,15 @@ def run_compare_task(task: CompareTask) -> dict[str, Any]:
     from sim.episode import run as run_episode
     from sim.progress import heartbeat
 
+    started = time.process_time()
     config = parse_episode(task["data"])
     if task.get("part") == "twin":
         config = counterfactual_config(config)
     with heartbeat(task.get("progress"), task_key(task)) as observe:
         result = run_episode(config, observe=observe)
     return {"label": task["label"], "seed": task["seed"], "part": task.get("part", "run"),
-            "tables": result.tables, "stats": result.stats}
+            "tables": result.tables, "stats": result.stats,
+            "cpu_seconds": time.process_time() - started}  # what the task cost, whatever the machine's load
 
 
 def _failed(task: CompareTask, text: str) -> dict[str, Any]:

@@ -329,6 +329,8 @@ def test_split_tasks_give_the_serial_summaries(small_compare):
         serial, _tables = sim.api.run_variant(parse_episode(data))
         assert summary == serial, (label, seed)
         assert "counterfactual" in summary  # the twin was used
+    assert sorted(out.cpu_seconds) == sorted((label, seed, part) for (label, seed) in out.runs for part in ("run", "twin"))
+    assert all(c > 0 for c in out.cpu_seconds.values())
 
 
 def test_split_tasks_have_distinct_keys_and_run_longest_first():
