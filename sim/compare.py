@@ -225,17 +225,22 @@ CompareTask = dict[str, Any]  # label, seed, part, data (episode dict), progress
 PARTS = ("run", "twin")
 
 # Relative cost of one episode under each regime (CPU seconds per episode on the default episode,
-# standard = 1: standard ~8 s, span and portfolio ~21 s, var_apc ~50 s; the others are estimates).
-# Only the order matters: the longest tasks start first so the last ones to finish are short and
-# both cores stay busy to the end. An unknown regime counts as the dearest.
-REGIME_COST = {"standard": 1.0, "standard_isolated": 1.0, "tims": 2.0, "span": 2.7, "portfolio": 2.7,
-               "portfolio_joint": 3.5, "var": 5.0, "var_apc": 6.5}
+# standard = 1: standard ~9 s, span and portfolio ~25 s, var_apc ~52 s; benchmarks/bench_compare.py
+# prints them; the other regimes are estimates). A no-feedback twin costs ~10% more than its run
+# (liquidations filled outside the market leave more accounts to re-margin). Only the order
+# matters: the longest tasks start first so the last ones to finish are short and both cores stay
+# busy to the end. An unknown regime counts as the dearest.
+REGIME_COST = {"standard": 1.0, "standard_isolated": 1.0, "tims": 2.0, "span": 2.8, "portfolio": 2.8,
+               "portfolio_joint": 3.5, "var": 5.0, "var_apc": 6.0}
+TWIN_COST = 1.1
 
 
 def task_cost(task: CompareTask) -> float:
-    """The scheduling estimate of a task: its regime's relative cost x simulated duration."""
+    """The scheduling estimate of a task: its regime's relative cost x simulated duration (x the
+    twin's surcharge)."""
     regime = str(task["data"].get("margin", {}).get("regime"))
-    return REGIME_COST.get(regime, max(REGIME_COST.values())) * float(task["data"].get("duration") or 1.0)
+    cost = REGIME_COST.get(regime, max(REGIME_COST.values())) * float(task["data"].get("duration") or 1.0)
+    return cost * (TWIN_COST if task.get("part") == "twin" else 1.0)
 
 
 def plan_tasks(variants: Mapping[str, Any], seeds: Sequence[int], progress_dir: str | None = None
