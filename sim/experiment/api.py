@@ -106,6 +106,8 @@ class ComparisonOutput:
     stats: list[dict[str, Any]] = field(default_factory=list)  # per (regime, metric): mean, spread, interval
     seeds: list[int] = field(default_factory=list)
     runs: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # (label, seed) -> summary
+    # (label, seed, part) -> the CPU seconds of that task (part: "run" or its no-feedback "twin"), in plan order
+    cpu_seconds: dict[tuple[str, int, str], float] = field(default_factory=dict)
 
 
 def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> dict[str, EpisodeConfig]:
@@ -142,6 +144,57 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
     return variants
 
 
+def _compare_progress(progress: Any, cfg: EpisodeConfig, variants: dict[str, EpisodeConfig], seeds: int) -> Any:
+    """The comparison's progress display (``sim.experiment.progress``): ``progress`` True/False, or a display."""
+    from sim.experiment.progress import EpisodeProgress
+
+    if isinstance(progress, EpisodeProgress):
+        return progress
+    parts = sum(2 if v.outputs.counterfactual else 1 for v in variants.values())
+    sim_seconds = sum(float(v.duration) * (2 if v.outputs.counterfactual else 1) for v in variants.values())
+    return EpisodeProgress(bool(progress), runs=parts * seeds, sim_seconds=sim_seconds * seeds,
+                           description=f"{cfg.name}: {len(variants)} regimes x {seeds} seeds")
+
+
+def _run_pairs(variants: dict[str, EpisodeConfig], seed_list: list[int], tasks: list[dict[str, Any]], backend: str,
+               workers: int, bar: Any) -> tuple[dict[tuple[str, int], dict[str, Any]], dict[str, dict],
+                                                dict[tuple[str, int, str], float]]:
+    """Run every (regime, seed, part) task and summarise each (regime, seed) pair as soon as both its
+    run and its no-feedback twin are back -- the same summary ``run_variant`` makes in one process.
+    Returns the summaries by (label, seed), the first seed's tables by label and each task's CPU seconds."""
+    from sim.experiment.compare import execute
+    from sim.experiment.metrics import summarise
+
+    waiting: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    tables: dict[str, dict] = {}
+    cpu: dict[tuple[str, int, str], float] = {}
+
+    def on_done(result: dict[str, Any]) -> None:
+        from sim.experiment.compare import task_key
+
+        label, seed, part = result["label"], result["seed"], result["part"]
+        cpu[(label, seed, part)] = float(result.get("cpu_seconds") or 0.0)
+        bar.run_done(int(result["stats"].get("events") or 0), float(variants[label].duration),
+                     key=task_key(result))
+        got = waiting.setdefault((label, seed), {})
+        got[part] = result
+        variant = variants[label]
+        if "run" not in got or (variant.outputs.counterfactual and "twin" not in got):
+            return
+        del waiting[(label, seed)]
+        data = variant.model_dump(mode="json")
+        data["seed"] = seed
+        run_cfg = parse_episode(data)  # as the worker parsed it
+        twin = got["twin"]["tables"] if variant.outputs.counterfactual else None
+        results[(label, seed)] = summarise(run_cfg, got["run"]["tables"], got["run"]["stats"], counterfactual=twin)
+        if seed == seed_list[0]:
+            tables[label] = got["run"]["tables"]
+
+    execute(tasks, backend, workers, on_done)
+    return results, tables, cpu
+
+
 def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
             output: str | Path | None = None, write: bool = True, seeds: int = 1, backend: str = "local",
             workers: int | None = 1, progress: bool = False, force: bool = False) -> ComparisonOutput:
@@ -153,7 +206,7 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
     (``sim.experiment.sweep``'s executors). Everything is validated before anything runs, the output folder
     too: an existing one is replaced only if clearsim wrote it and ``force`` is given.
     """
-    from sim.experiment.compare import execute, metrics_for, paired_stats, row_of
+    from sim.experiment.compare import metrics_for, paired_stats, plan_tasks, row_of
     from sim.experiment.outdir import check_folder
     from sim.experiment.results import write_comparison
 
@@ -170,37 +223,11 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
         directory = Path(output or (Path(cfg.outputs.directory or Path("results") / cfg.name) / "compare"))
         check_folder(directory, force)
     seed_list = [cfg.seed + k for k in range(seeds)]
-    tasks = []
-    for k, seed in enumerate(seed_list):
-        for label, variant in variants.items():
-            data = variant.model_dump(mode="json")
-            data["seed"] = seed
-            tasks.append({"label": label, "seed": seed, "data": data, "keep_tables": k == 0})
-    results: dict[tuple[str, int], dict[str, Any]] = {}
-    tables: dict[str, dict] = {}
-    bar = job = None
-    if progress:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
-
-        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                       TimeRemainingColumn())
-        bar.start()
-        job = bar.add_task(f"{cfg.name}: {len(variants)} regimes x {seeds} seeds", total=len(tasks), last="")
-
-    def on_done(result: dict[str, Any]) -> None:
-        results[(result["label"], result["seed"])] = result["summary"]
-        if result["tables"] is not None:
-            tables[result["label"]] = result["tables"]
-        if bar is not None:
-            bar.update(job, advance=1, last=f"{result['label']} seed {result['seed']}")
-
-    try:
-        execute(tasks, backend, int(workers or os.cpu_count() or 1), on_done)
-    finally:
-        if bar is not None:
-            bar.stop()
+    with _compare_progress(progress, cfg, variants, seeds) as bar:
+        tasks = plan_tasks(variants, seed_list, bar.heartbeat_dir)
+        bar.runs = len(tasks)
+        results, tables, cpu = _run_pairs(variants, seed_list, tasks, backend, int(workers or os.cpu_count() or 1),
+                                          bar)
     labels = list(variants)
     ordered = [results[(label, seed)] for seed in seed_list for label in labels]
     metrics = metrics_for(ordered)
@@ -212,7 +239,8 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
         write_comparison(directory, cfg, runs, report=cfg.outputs.report, parquet=cfg.outputs.parquet,
                          rows=rows, stats=stats, metrics=metrics, variants=variants, seeds=seed_list,
                          force=force)
-    return ComparisonOutput(first, directory, rows, stats, seed_list, results)
+    cpu_seconds = {(t["label"], t["seed"], t["part"]): cpu[(t["label"], t["seed"], t["part"])] for t in tasks}
+    return ComparisonOutput(first, directory, rows, stats, seed_list, results, cpu_seconds)
 
 
 @dataclass

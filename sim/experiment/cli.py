@@ -196,7 +196,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from sim.experiment.progress import EpisodeProgress
 
         cfg = _episode(args)
-        with EpisodeProgress(show_progress) as progress:
+        runs = 2 if cfg.outputs.counterfactual else 1  # the episode and its no-feedback twin
+        with EpisodeProgress(show_progress, runs=runs, description=cfg.name) as progress:
             out = run(cfg, output=args.out, observe=progress.observe(cfg.name), force=args.force)
         if args.json:
             _emit_json({"episode": cfg.name, "directory": str(out.directory), "summary": out.summary})
@@ -354,7 +355,8 @@ def _print_comparison(console, out, quote: str) -> None:
     from rich.table import Table
 
     from sim.experiment.compare import short_verdict
-    from sim.experiment.compare_report import fmt_diff, fmt_value, unit_header
+    from sim.experiment.compare_report import unit_header
+    from sim.experiment.fmt import difference, quantity
 
     labels = list(out.summaries)
     by = {(s["regime"], s["metric"]): s for s in out.stats}
@@ -374,11 +376,11 @@ def _print_comparison(console, out, quote: str) -> None:
         row = []
         for regime in labels:
             s = by[(regime, key)]
-            text = fmt_value(s["mean"], s["unit"])
+            text = quantity(s["mean"], s["unit"])
             if s["verdict"] not in ("baseline", "not measured"):
-                text += f"\nΔ {fmt_diff(s['diff_mean'], s['unit'])}"
+                text += f"\nΔ {difference(s['diff_mean'], s['unit'])}"
                 if s["diff_low"] is not None and s["verdict"] != "identical on every seed":
-                    text += f" [{fmt_diff(s['diff_low'], s['unit'])}, {fmt_diff(s['diff_high'], s['unit'])}]"
+                    text += f" [{difference(s['diff_low'], s['unit'])}, {difference(s['diff_high'], s['unit'])}]"
                 if n > 1:  # with one seed the title says there is no interval
                     text += f"\n{s['verdict']}"
             row.append(text)
@@ -395,7 +397,7 @@ def _print_comparison(console, out, quote: str) -> None:
         cells = [by[(r, key)] for r in labels]
         if all(c["mean"] is None or c["mean"] == 0 for c in cells):
             continue
-        gtable.add_row(cells[0]["label"], *(fmt_value(c["mean"], c["unit"])
+        gtable.add_row(cells[0]["label"], *(quantity(c["mean"], c["unit"])
                                              + (f"\n{short_verdict(c)}" if n > 1 and short_verdict(c) else "")
                                              for c in cells))
     if gtable.row_count:

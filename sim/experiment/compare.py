@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -217,22 +218,72 @@ def parse_regimes_option(text: str) -> list[str | dict]:
 
 
 # ------------------------------------------------------------------------------------ running
-CompareTask = dict[str, Any]  # label, seed, data (episode dict), keep_tables
+# A task is one episode of a (regime, seed) pair: ``part`` "run" is the episode itself, "twin" its
+# no-feedback twin (when ``outputs.counterfactual`` is on). The two are separate pool tasks so that
+# two cores share one pair's work; the driver summarises the pair when both are back.
+CompareTask = dict[str, Any]  # label, seed, part, data (episode dict), progress (heartbeat file or None)
+PARTS = ("run", "twin")
+
+# Relative cost of one episode under each regime (CPU seconds per episode on the default episode,
+# standard = 1: standard ~9 s, span and portfolio ~25 s, var_apc ~52 s; benchmarks/bench_compare.py
+# prints them; the other regimes are estimates). A no-feedback twin costs ~10% more than its run
+# (liquidations filled outside the market leave more accounts to re-margin). Only the order
+# matters: the longest tasks start first so the last ones to finish are short and both cores stay
+# busy to the end. An unknown regime counts as the dearest.
+REGIME_COST = {"standard": 1.0, "standard_isolated": 1.0, "tims": 2.0, "span": 2.8, "portfolio": 2.8,
+               "portfolio_joint": 3.5, "var": 5.0, "var_apc": 6.0}
+TWIN_COST = 1.1
+
+
+def task_cost(task: CompareTask) -> float:
+    """The scheduling estimate of a task: its regime's relative cost x simulated duration (x the
+    twin's surcharge)."""
+    regime = str(task["data"].get("margin", {}).get("regime"))
+    cost = REGIME_COST.get(regime, max(REGIME_COST.values())) * float(task["data"].get("duration") or 1.0)
+    return cost * (TWIN_COST if task.get("part") == "twin" else 1.0)
+
+
+def plan_tasks(variants: Mapping[str, Any], seeds: Sequence[int], progress_dir: str | None = None
+               ) -> list[CompareTask]:
+    """Every (regime, seed, part) task, longest first (a stable sort: ties keep regime, seed order)."""
+    tasks: list[CompareTask] = []
+    for seed in seeds:
+        for label, variant in variants.items():
+            data = variant.model_dump(mode="json")
+            data["seed"] = seed
+            parts = PARTS if variant.outputs.counterfactual else PARTS[:1]
+            for part in parts:
+                tasks.append({"label": label, "seed": seed, "part": part, "data": data,
+                              "progress": progress_dir})
+    return sorted(tasks, key=task_cost, reverse=True)
+
+
+def task_key(task: Mapping[str, Any]) -> str:
+    """A task's name for the pool's bookkeeping and the progress heartbeat: label, seed and part."""
+    return f"{task.get('label')}|{task.get('seed')}|{task.get('part', 'run')}"
 
 
 def run_compare_task(task: CompareTask) -> dict[str, Any]:
-    """One (regime, seed) run in a worker: its summary, and its tables if asked (the first seed)."""
-    from sim.experiment.api import run_variant
+    """One episode of a (regime, seed) pair in a worker: its tables and run statistics (the driver
+    summarises the pair once both parts are back)."""
+    from sim.experiment.api import counterfactual_config
     from sim.experiment.config import parse_episode
+    from sim.experiment.episode import run as run_episode
+    from sim.experiment.progress import heartbeat
 
+    started = time.process_time()
     config = parse_episode(task["data"])
-    summary, tables = run_variant(config)
-    return {"label": task["label"], "seed": task["seed"], "summary": summary,
-            "tables": tables if task["keep_tables"] else None}
+    if task.get("part") == "twin":
+        config = counterfactual_config(config)
+    with heartbeat(task.get("progress"), task_key(task)) as observe:
+        result = run_episode(config, observe=observe)
+    return {"label": task["label"], "seed": task["seed"], "part": task.get("part", "run"),
+            "tables": result.tables, "stats": result.stats,
+            "cpu_seconds": time.process_time() - started}  # what the task cost, whatever the machine's load
 
 
 def _failed(task: CompareTask, text: str) -> dict[str, Any]:
-    return {"label": task["label"], "seed": task["seed"], "error": text}
+    return {"label": task["label"], "seed": task["seed"], "part": task.get("part", "run"), "error": text}
 
 
 class CompareRunError(RuntimeError):
@@ -247,7 +298,8 @@ def execute(tasks: list[CompareTask], backend: str, workers: int,
 
     def checked(result: dict[str, Any]) -> None:
         if "error" in result:
-            raise CompareRunError(f"regime {result['label']!r}, seed {result['seed']}: the run failed\n"
+            what = "the run" if result.get("part", "run") == "run" else "its no-feedback twin"
+            raise CompareRunError(f"regime {result['label']!r}, seed {result['seed']}: {what} failed\n"
                                   f"{result['error']}")
         on_done(result)
 

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter
 
 from sim.experiment.compare import Metric, short_verdict
+from sim.experiment.fmt import axis, difference, quantity, short, significant
 from sim.experiment.metrics.columns import _col
 from sim.experiment.metrics.price import _mid
 from sim.experiment.report import CSS, _png, _time_unit
@@ -37,57 +38,8 @@ FIGURES = ("fig-prices", "fig-liquidated", "fig-who-paid", "fig-cascades", "fig-
 
 
 # ------------------------------------------------------------------------------------ numbers
-def plain(v: float, sig: int = 3) -> str:
-    """``sig`` significant digits in fixed notation with thousands separators (never 1e-05)."""
-    if v == 0 or not math.isfinite(v):
-        return "0" if v == 0 else "—"
-    if abs(v) < 1e-8:
-        return "≈0"
-    mag = math.floor(math.log10(abs(v)))
-    decimals = min(max(0, sig - 1 - mag), 10)
-    return f"{v:,.{decimals}f}"
-
-
-def short(v: float) -> str:
-    """Money and large counts: K / M / B."""
-    a = abs(v)
-    for div, suffix in ((1e9, " B"), (1e6, " M"), (1e3, " K")):
-        if a >= div:
-            return plain(v / div) + suffix
-    return plain(v)
-
-
-def fmt_value(v: Any, unit: str) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "—"
-    v = float(v)
-    if unit == "money":
-        return short(v)
-    if unit == "fraction":
-        return plain(v * 100.0) + " %"
-    if unit == "count":
-        return f"{int(round(v)):,}" if float(v).is_integer() else plain(v)
-    if unit == "x":
-        return plain(v) + "×"
-    return plain(v)
-
-
-def fmt_diff(v: float | None, unit: str) -> str:
-    if v is None:
-        return "—"
-    text = fmt_value(abs(v), unit)
-    return ("+" if v > 0 else "−" if v < 0 else "") + text
-
-
 def unit_header(unit: str, quote: str) -> str:
     return quote if unit == "money" else UNIT_HEADERS.get(unit, unit)
-
-
-def _axis_short(ax, axis: str = "y") -> None:
-    which = ax.yaxis if axis == "y" else ax.xaxis
-    which.set_major_formatter(FuncFormatter(lambda v, _pos: short(v)))
-    if axis == "x":
-        which.set_major_locator(MaxNLocator(nbins=5))
 
 
 def _style(k: int) -> dict[str, Any]:
@@ -166,7 +118,7 @@ def _fig_prices(config: Any, runs: Mapping[str, tuple[Mapping, Mapping]]) -> str
         else:
             ax.set_title(name, fontsize=10)
         ax.set_ylabel(f"price ({config.market.quote.name})")
-        _axis_short(ax)
+        axis(ax, "y", short)
         ax.grid(alpha=0.3)
     fig.axes[-1].set_xlabel(f"time ({unit})")
     _legend(fig)
@@ -187,7 +139,7 @@ def _fig_liquidated(config: Any, runs) -> str:
         ax.plot(x, y, drawstyle="steps-post", label=label, **_style(j))
     ax.set_ylabel(f"cumulative liquidated notional ({config.market.quote.name})")
     ax.set_xlabel(f"time ({unit})")
-    _axis_short(ax)
+    axis(ax, "y", short)
     ax.grid(alpha=0.3)
     _legend(fig)
     return _png(fig)
@@ -232,7 +184,7 @@ def _fig_who_paid(config: Any, runs, rows) -> tuple[str, str]:
         bottom_neg += neg
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_ylabel(f"loss paid ({config.market.quote.name})")
-    _axis_short(ax)
+    axis(ax, "y", short)
     ax.grid(alpha=0.3, axis="y")
     _legend(fig)
     return _png(fig), source
@@ -285,7 +237,7 @@ def _fig_cascades(config: Any, runs) -> str:
     ax2.set_ylabel("liquidations (count)")
     for ax in (ax1, ax2):
         ax.set_yscale("symlog", linthresh=10)
-        _axis_short(ax)
+        axis(ax, "y", short)
         ax.grid(alpha=0.3, axis="y")
     _legend(fig)
     return _png(fig)
@@ -324,13 +276,13 @@ def _fig_margin(config: Any, runs) -> tuple[str, bool]:
             rt, rv = ref
             axes[2].plot(rt[rt >= start] / scale_t, rv[rt >= start], drawstyle="steps-post", **_style(j))
     axes[0].set_ylabel(f"total IM ({config.market.quote.name})")
-    _axis_short(axes[0])
+    axis(axes[0], "y", short)
     axes[1].set_ylabel("population IM / gross (ratio)")
     if has_reference:
         axes[2].set_ylabel("reference portfolio IM rate")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[-1].set_xlabel(f"time ({unit}), from the measurement window's start at {plain(start / scale_t)} {unit}")
+    axes[-1].set_xlabel(f"time ({unit}), from the measurement window's start at {significant(start / scale_t)} {unit}")
     _legend(fig)
     return _png(fig), has_reference
 
@@ -368,7 +320,7 @@ def _fig_leverage(config: Any, runs, rows) -> str:
     ax2.set_yticklabels([])
     ax1.set_xlabel("leverage allowed: gross / equity (×, mean over samples and seeds)")
     ax2.set_xscale("log")
-    ax2.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: plain(v, 2)))
+    ax2.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: significant(v, 2)))
     ax2.set_xlabel("IM / gross notional (ratio, log scale)")
     _legend(fig)
     return _png(fig)
@@ -437,9 +389,9 @@ def _fig_intervals(stats, metrics: Sequence[Metric], labels: Sequence[str], quot
         ax.set_ylim(len(others) - 0.5, -0.5)
         ax.set_title(f"{m.label} ({unit_header(m.unit, quote)}): difference vs {labels[0]}", fontsize=9)
         if m.unit == "fraction":
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: plain(v * 100, 2) + " %"))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: significant(v * 100, 2) + " %"))
         else:
-            _axis_short(ax, "x")
+            axis(ax, "x", short, nbins=5)
         ax.grid(alpha=0.3, axis="x")
     return _png(fig)
 
@@ -455,16 +407,16 @@ def _headline_table(stats, metrics: Sequence[Metric], labels: Sequence[str], quo
         cells = []
         for r in labels:
             s = by.get((r, m.key), {})
-            text = fmt_value(s.get("mean"), m.unit)
+            text = quantity(s.get("mean"), m.unit)
             if n_seeds > 1 and s.get("std") is not None:
-                text += f" <span class=muted>± {fmt_value(s['std'], m.unit)}</span>"
+                text += f" <span class=muted>± {quantity(s['std'], m.unit)}</span>"
             if s.get("verdict") == "one seed: no interval":
-                text += f"<br><span class=d>Δ {fmt_diff(s.get('diff_mean'), m.unit)}</span>"
+                text += f"<br><span class=d>Δ {difference(s.get('diff_mean'), m.unit)}</span>"
             elif s.get("verdict") not in (None, "baseline", "not measured"):
                 iv = ""
                 if s.get("diff_low") is not None and s.get("verdict") != "identical on every seed":
-                    iv = f" [{fmt_diff(s['diff_low'], m.unit)}, {fmt_diff(s['diff_high'], m.unit)}]"
-                text += (f"<br><span class=d>Δ {fmt_diff(s.get('diff_mean'), m.unit)}{iv}</span>"
+                    iv = f" [{difference(s['diff_low'], m.unit)}, {difference(s['diff_high'], m.unit)}]"
+                text += (f"<br><span class=d>Δ {difference(s.get('diff_mean'), m.unit)}{iv}</span>"
                          f"<br><span class='v {_verdict_class(s['verdict'])}'>{html.escape(s['verdict'])}</span>")
             cells.append(f"<td class=n>{text}</td>")
         body.append(f"<tr><th>{html.escape(m.label)} ({html.escape(unit_header(m.unit, quote))})</th>"
@@ -493,12 +445,12 @@ def _group_table(runs, rows, stats, labels: Sequence[str]) -> str:
     for g in groups:
         info = first.get(g, {})
         cells = [f"<th>{html.escape(g)}</th><td>{html.escape(str(info.get('agent_type', '')))}</td>"
-                 f"<td class=n>{fmt_value(info.get('accounts'), 'count')}</td>"]
+                 f"<td class=n>{quantity(info.get('accounts'), 'count')}</td>"]
         for field, unit in (("im_over_gross", "ratio"), ("leverage", "x"), ("liquidations", "count")):
             for r in labels:
                 verdict = short_verdict(by.get((r, f"groups.{g}.{field}"), {}))
                 mark = f"<br><span class='v {_verdict_class(verdict)}'>{verdict}</span>" if verdict else ""
-                cells.append(f"<td class=n>{fmt_value(_seed_mean(rows, r, f'groups.{g}.{field}'), unit)}{mark}</td>")
+                cells.append(f"<td class=n>{quantity(_seed_mean(rows, r, f'groups.{g}.{field}'), unit)}{mark}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table class=cmp>{head}{''.join(body)}</table>"
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["DASH", "number", "compact", "percent", "cell", "axis", "signed"]
+__all__ = ["DASH", "number", "compact", "percent", "cell", "axis", "signed", "significant", "short", "quantity",
+           "difference"]
 
 DASH = "—"
 _SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
@@ -94,12 +95,65 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def axis(ax: Any, which: str = "y") -> None:
-    """Label a matplotlib axis in K/M/B (``which``: "x", "y" or "both")."""
-    from matplotlib.ticker import FuncFormatter
+def significant(value: Any, sig: int = 3) -> str:
+    """``sig`` significant digits in fixed notation with thousands separators, trailing zeros kept
+    so figures side by side line up (``1.50``, ``0.0000200``, ``123,457``); ``≈0`` below 1e-8."""
+    if _undefined(value):
+        return DASH
+    v = float(value)
+    if v == 0:
+        return "0"
+    if abs(v) < 1e-8:
+        return "≈0"
+    decimals = min(max(0, sig - 1 - math.floor(math.log10(abs(v)))), 10)
+    return f"{v:,.{decimals}f}"
 
-    formatter = FuncFormatter(lambda v, _pos: compact(v))
-    if which in ("y", "both"):
-        ax.yaxis.set_major_formatter(formatter)
-    if which in ("x", "both"):
-        ax.xaxis.set_major_formatter(formatter)
+
+def short(value: Any) -> str:
+    """Money and large counts in a table of figures compared side by side: three significant
+    digits and a spaced K/M/B (``1.23 M``, ``2.50 B``); below 1,000 as ``significant``."""
+    if _undefined(value):
+        return DASH
+    v = float(value)
+    for size, suffix in _SUFFIXES[1:]:  # B, M, K: a comparison table has no trillions
+        if abs(v) >= size:
+            return significant(v / size) + " " + suffix
+    return significant(v)
+
+
+def quantity(value: Any, unit: str) -> str:
+    """A metric in its unit (``sim.experiment.compare.Metric.unit``): ``money`` as ``short``, ``fraction`` as
+    a percentage, ``count`` whole where it is whole, ``x`` a multiple; anything else ``significant``."""
+    if _undefined(value):
+        return DASH
+    v = float(value)
+    if unit == "money":
+        return short(v)
+    if unit == "fraction":
+        return significant(v * 100.0) + " %"
+    if unit == "count":
+        return f"{int(round(v)):,}" if v.is_integer() else significant(v)
+    if unit == "x":
+        return significant(v) + "×"
+    return significant(v)
+
+
+def difference(value: Any, unit: str) -> str:
+    """A change as ``quantity`` with its sign (+, or the typographic minus −)."""
+    if _undefined(value):
+        return DASH
+    v = float(value)
+    return ("+" if v > 0 else "−" if v < 0 else "") + quantity(abs(v), unit)
+
+
+def axis(ax: Any, which: str = "y", fmt: Any = compact, nbins: int | None = None) -> None:
+    """Label a matplotlib axis in K/M/B (``which``: "x", "y" or "both"); ``fmt`` formats one tick
+    value (default ``compact``); ``nbins`` caps the number of ticks (long labels on an x axis)."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    formatter = FuncFormatter(lambda v, _pos: fmt(v))
+    axes = ([ax.yaxis] if which in ("y", "both") else []) + ([ax.xaxis] if which in ("x", "both") else [])
+    for a in axes:
+        a.set_major_formatter(formatter)
+        if nbins is not None:
+            a.set_major_locator(MaxNLocator(nbins=nbins))

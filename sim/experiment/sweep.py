@@ -288,8 +288,13 @@ def _infrastructure_error_row(task: SweepTask, text: str) -> dict[str, Any]:
 
 def _task_key(task: dict) -> str:
     """What names a task to the pool's bookkeeping: a sweep row's run id, else (a comparison's
-    tasks) its label and seed."""
-    return str(task["run_id"]) if "run_id" in task else f"{task.get('label')}|{task.get('seed')}"
+    tasks) its label, seed and part -- a pair's run and its no-feedback twin are two tasks, and a
+    worker that dies must be charged to the right one (``sim.experiment.compare.task_key``)."""
+    if "run_id" in task:
+        return str(task["run_id"])
+    from sim.experiment.compare import task_key
+
+    return task_key(task)
 
 
 def _pool_task(task: SweepTask, running: str, fn: Callable[[dict], dict] = run_task) -> dict[str, Any]:
@@ -612,36 +617,35 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
             done[run_id] = row
     todo = [t for t in tasks if t["run_id"] not in done]
 
-    bar = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+    from sim.experiment.progress import EpisodeProgress
 
-        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[errors]} errors"), TimeElapsedColumn(), TimeRemainingColumn())
+    def duration(task: SweepTask) -> float:
+        return float(task["data"].get("duration") or 0.0)
+
+    title = f"{cfg.name} [{backend} x{workers}]"
+    bar = EpisodeProgress(progress, runs=len(tasks), sim_seconds=sum(duration(t) for t in tasks), description=title)
     errors = sum(1 for r in done.values() if r.get("status") != "ok")
 
     def on_done(row: dict[str, Any]) -> None:
         nonlocal errors
         done[row["run_id"]] = _write_part(parts, row)
         errors += row["status"] != "ok"
-        if bar is not None:
-            bar.update(job, advance=1, errors=errors)
+        # a sweep's runner returns only a summary: the bar moves as runs finish, by their own counters
+        bar.run_done(int(row["metrics"].get("run.events") or 0), duration(wanted[row["run_id"]]))
+        if errors:
+            bar.describe(f"{title} · {errors:,} errors")
 
-    try:
-        if bar is not None:
-            bar.start()
-            job = bar.add_task(f"{cfg.name} [{backend} x{workers}]", total=len(tasks), completed=len(done),
-                               errors=errors)
+    with bar:
+        for run_id in done:  # resumed rows: done, but their events are not this session's work
+            bar.run_done(0, duration(wanted[run_id]))
+        if errors:
+            bar.describe(f"{title} · {errors:,} errors")
         if todo:
             running = None
             if backend == "local":
                 running = parts / ".running"
                 running.mkdir(exist_ok=True)
             execute(todo, backend, workers, on_done, client=client, running=running)
-    finally:
-        if bar is not None:
-            bar.stop()
     table = assemble_table([done[t["run_id"]] for t in tasks], list(cfg.grid))
     _write_table(table, out)
     return table

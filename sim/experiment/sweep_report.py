@@ -1,18 +1,19 @@
 """A sweep's HTML report: each headline metric against the swept parameters, seeds as bands.
 
-One figure per metric. The x axis is the grid's first parameter (its values in grid order; evenly
+Per metric, a line plot: the x axis is the grid's first parameter (its values in grid order; evenly
 spaced when they are not numbers); with a second parameter there is one line per value of it.
 Each line is the mean over seeds and its band the seeds' min..max, so a reader sees at once
-whether a difference between grid points is larger than the seed noise. Parameters beyond the
-second are pooled into the band (the report says so). Failed runs are left out and counted.
+whether a difference between grid points is larger than the seed noise. With two or more swept
+parameters, a heatmap follows: the first parameter across, the second down, each cell the mean
+over seeds (written in the cell; a cell with no successful run is blank and marked "—").
+Parameters beyond the second are pooled into the band and the cell (the report says so). Failed
+runs are left out and counted.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,51 @@ def _figure(rows: list[dict], metric: str, x_key: str, hue_key: str | None, x_va
     return _png(fig)
 
 
+def _cell_means(rows: list[dict], metric: str, x_key: str, y_key: str, x_values: list, y_values: list
+                ) -> np.ndarray:
+    """The heatmap's values: mean over seeds (and pooled parameters) per (second, first) parameter
+    value; NaN where no successful run defines the metric."""
+    out = np.full((len(y_values), len(x_values)), np.nan)
+    for i, y in enumerate(y_values):
+        for j, x in enumerate(x_values):
+            vals = [r[metric] for r in rows if r[x_key] == x and r[y_key] == y
+                    and r.get(metric) is not None and np.isfinite(r[metric])]
+            if vals:
+                out[i, j] = float(np.mean(vals))
+    return out
+
+
+def _heatmap(rows: list[dict], metric: str, x_key: str, y_key: str, x_values: list, y_values: list) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from sim.experiment.fmt import DASH, axis, compact
+    from sim.experiment.report import _png
+
+    means = _cell_means(rows, metric, x_key, y_key, x_values, y_values)
+    fig = Figure(figsize=(7.0, 0.9 + 0.45 * len(y_values)))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(np.ma.masked_invalid(means), aspect="auto", cmap="viridis", origin="lower")
+    axis(fig.colorbar(image, ax=ax).ax, "y")
+    finite = means[np.isfinite(means)]
+    middle = float(finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for i in range(len(y_values)):
+        for j in range(len(x_values)):
+            v = means[i, j]
+            ax.text(j, i, compact(float(v)) if np.isfinite(v) else DASH, ha="center", va="center", fontsize=8,
+                    color="black" if np.isfinite(v) and v > middle else "white" if np.isfinite(v) else "#777777")
+    ax.set_xticks(np.arange(len(x_values)))
+    ax.set_xticklabels([_label(v) for v in x_values])
+    ax.set_yticks(np.arange(len(y_values)))
+    ax.set_yticklabels([_label(v) for v in y_values])
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(y_key)
+    ax.set_title(f"{metric}: mean over seeds", fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def sweep_report(table: pa.Table, grid_keys: list[str], title: str = "sweep") -> str:
     """The report as one self-contained HTML page."""
     from sim.experiment.report import _page
@@ -99,7 +145,9 @@ def sweep_report(table: pa.Table, grid_keys: list[str], title: str = "sweep") ->
              + "</p>",
              "<p>Lines: mean over seeds; bands: min..max over seeds"
              + (f" and over {html.escape(', '.join(grid_keys[2:]))} (pooled)" if len(grid_keys) > 2 else "")
-             + ".</p>"]
+             + "." + (f" Heatmaps: {html.escape(grid_keys[0])} across, {html.escape(grid_keys[1])} down, each"
+                      " cell the mean over seeds" + (" and the pooled parameters" if len(grid_keys) > 2 else "")
+                      + "." if len(grid_keys) > 1 else "") + "</p>"]
     if not rows:
         parts.append("<p>No successful runs: nothing to plot.</p>")
     else:
@@ -113,6 +161,9 @@ def sweep_report(table: pa.Table, grid_keys: list[str], title: str = "sweep") ->
                 continue
             parts.append(f"<h2>{html.escape(metric)}</h2>"
                          + _figure(rows, metric, x_key, hue_key, x_values, hue_values))
+            if hue_key is not None:
+                parts.append(f'<div class=heatmap data-metric="{html.escape(metric)}">'
+                             + _heatmap(rows, metric, x_key, hue_key, x_values, hue_values) + "</div>")
     return _page(title, "\n".join(parts))
 
 
@@ -127,13 +178,10 @@ def _ordered(values) -> list:
 
 
 def write_sweep_report(table: pa.Table, grid_keys: list[str], path: str | Path, title: str = "sweep") -> Path:
-    """Write the report atomically (temp file + rename); returns its path."""
+    """Write the report atomically (``sim.experiment.sweep``'s temp file + fsync + rename); returns its path."""
+    from sim.experiment.io import write_atomic as _write_atomic
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(sweep_report(table, grid_keys, title), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_atomic(path, sweep_report(table, grid_keys, title).encode("utf-8"))
     return path.absolute()

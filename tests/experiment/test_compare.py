@@ -15,12 +15,14 @@ import pytest
 import yaml
 
 import sim.experiment.api
+import sim.experiment.compare
 from sim.experiment.api import compare, regime_variants, resolve
 from sim.experiment.cli import EXIT_BAD_INPUT, main
 from sim.experiment.compare import Metric, metrics_for, paired_stats, parse_regimes_option, slug
-from sim.experiment.compare_report import FIGURES, fmt_value, plain
+from sim.experiment.compare_report import FIGURES
 from sim.experiment.errors import ConfigError
 from sim.experiment.config import parse_episode
+from sim.experiment.fmt import quantity, significant
 from sim.experiment.groups import group_margin
 
 SMALL = {
@@ -40,7 +42,7 @@ SMALL = {
          "leverage": 15.0, "long_prob": 1.0, "entry_delay": {"dist": "uniform", "low": 0.0, "high": 30.0}},
     ]},
     "compare_regimes": [{"regime": "standard", "label": "standard 5%/2.5%"}, {"regime": "portfolio"}],
-    "outputs": {"sample_interval": 20.0},
+    "outputs": {"sample_interval": 20.0, "counterfactual": True},  # each run with its no-feedback twin, as the default
 }
 
 
@@ -101,12 +103,12 @@ def test_metric_list_picks_up_other_parts_keys_and_groups():
     (0.0, "ratio", "0"),
 ])
 def test_formatting(value, unit, text):
-    assert fmt_value(value, unit) == text
+    assert quantity(value, unit) == text
 
 
 def test_plain_never_uses_scientific_notation():
     for v in (1e-7, 3.3e-5, 1e12, 123456789.123, 7e20):
-        assert "e" not in plain(v).lower()
+        assert "e" not in significant(v).lower()
 
 
 # ----------------------------------------------------------------------------------- labels
@@ -168,21 +170,22 @@ def test_group_margin_known_answer():
 # ----------------------------------------------------------------------------------- whole comparisons
 def compare_recording_paths(*args, **kwargs):
     """``compare`` in this process, recording (regime label, seed, SHA-256 of the true path's bytes)
-    of every run."""
+    of every run (not its no-feedback twin)."""
     seen: list[tuple[str, int, str]] = []
-    original = sim.experiment.api.run_variant
+    original = sim.experiment.compare.run_compare_task
 
-    def recording(config):
-        summary, tables = original(config)
-        digest = hashlib.sha256(np.ascontiguousarray(tables["oracle"]["true"]).tobytes()).hexdigest()
-        seen.append((config.margin.label or config.margin.regime, config.seed, digest))
-        return summary, tables
+    def recording(task):
+        result = original(task)
+        if result["part"] == "run":
+            digest = hashlib.sha256(np.ascontiguousarray(result["tables"]["oracle"]["true"]).tobytes()).hexdigest()
+            seen.append((task["label"], task["seed"], digest))
+        return result
 
-    sim.experiment.api.run_variant = recording
+    sim.experiment.compare.run_compare_task = recording
     try:
         return compare(*args, **kwargs), seen
     finally:
-        sim.experiment.api.run_variant = original
+        sim.experiment.compare.run_compare_task = original
 
 
 def assert_paired(seen, labels, seeds) -> None:
@@ -314,3 +317,117 @@ def test_default_episode_five_paired_seeds_give_an_interval_for_every_metric():
     assert verdicts and set(verdicts.values()) <= {"distinguishable from seed noise", "within seed noise",
                                                    "identical on every seed"}, verdicts
     assert all(s["n"] == 5 for s in out.stats if s["metric"] == "liquidations.count")
+
+
+# ----------------------------------------------------------------------------------- split run / twin tasks
+def test_split_tasks_give_the_serial_summaries(small_compare):
+    """A pair's run and its no-feedback twin are two pool tasks summarised in the driver: every
+    (regime, seed) summary equals the one ``run_variant`` makes running both in turn in one process."""
+    out, _seen = small_compare
+    variants = regime_variants(parse_episode(SMALL), None)
+    for (label, seed), summary in out.runs.items():
+        data = variants[label].model_dump(mode="json")
+        data["seed"] = seed
+        serial, _tables = sim.experiment.api.run_variant(parse_episode(data))
+        assert summary == serial, (label, seed)
+        assert "counterfactual" in summary  # the twin was used
+    assert sorted(out.cpu_seconds) == sorted((label, seed, part) for (label, seed) in out.runs for part in ("run", "twin"))
+    assert all(c > 0 for c in out.cpu_seconds.values())
+
+
+def test_split_tasks_have_distinct_keys_and_run_longest_first():
+    from sim.experiment.compare import plan_tasks, task_cost
+    from sim.experiment.sweep import _task_key
+
+    variants = regime_variants(parse_episode(SMALL), ["standard", "var_apc", "span"])
+    tasks = plan_tasks(variants, [3, 4])
+    keys = [_task_key(t) for t in tasks]
+    assert len(keys) == len(set(keys)) == 3 * 2 * 2  # regime x seed x (run, twin)
+    assert {(t["label"], t["seed"]) for t in tasks if t["part"] == "twin"} == {
+        (t["label"], t["seed"]) for t in tasks if t["part"] == "run"}
+    costs = [task_cost(t) for t in tasks]
+    assert costs == sorted(costs, reverse=True) and tasks[0]["label"] == "var_apc"
+    # outputs.counterfactual off: no twin tasks at all
+    off = regime_variants(parse_episode(dict(SMALL, outputs={"sample_interval": 20.0})), None)
+    assert {t["part"] for t in plan_tasks(off, [3])} == {"run"}
+
+
+# ----------------------------------------------------------------------------------- progress
+def test_progress_fields_come_from_the_counters():
+    """Finished runs' own counters, over a (fake) wall clock: 2 of 4 runs, 300 of 600 simulated
+    seconds, 4,000 events in 2 s = 2K events/s; nothing done is the zero control."""
+    from sim.experiment.progress import EpisodeProgress, fields
+
+    now = [10.0]
+    p = EpisodeProgress(False, runs=4, sim_seconds=600.0, clock=lambda: now[0])
+    with p:
+        zero = p.counters()
+        assert (zero.runs_done, zero.sim_seconds, zero.events, zero.events_per_s) == (0, 0.0, 0, 0.0)
+        p.run_done(1000, 150.0)
+        p.run_done(3000, 150.0)
+        now[0] = 12.0
+        c = p.counters()
+    assert (c.runs_done, c.runs, c.sim_seconds, c.sim_total, c.events, c.elapsed) == (2, 4, 300.0, 600.0, 4000, 2.0)
+    assert fields(c) == {"runs": "2/4 runs", "sim": "300 / 600 sim s", "rate": "2K events/s"}
+
+
+def test_progress_heartbeats_read_running_episodes(tmp_path, monkeypatch):
+    """A worker's heartbeat file holds its episode's clock and events processed; the display adds
+    the runs in flight to the finished ones. ``live_counts`` on a finished episode reads its last
+    clock and its events (plus the one id the run's own statistic drew)."""
+    import io
+
+    from rich.console import Console
+
+    import sim.experiment.progress
+    from sim.experiment.episode import run as run_episode
+    from sim.experiment.progress import EpisodeProgress, heartbeat, live_counts
+
+    cfg = parse_episode(SMALL)
+    result = run_episode(cfg, keep_episode=True)
+    assert live_counts(result.episode) == (cfg.duration, result.stats["events"] + 1)
+
+    monkeypatch.setattr(sim.experiment.progress, "BEAT_SECONDS", 0.001)
+    screen = Console(file=io.StringIO(), force_terminal=True, width=150)
+    with EpisodeProgress(True, runs=3, sim_seconds=450.0, console=screen) as p:
+        with heartbeat(p.heartbeat_dir, "a|3|run") as observe:
+            watched = run_episode(cfg, observe=observe)
+        beats = [f.read_text().split() for f in Path(p.heartbeat_dir).iterdir()]
+        assert len(beats) == 1
+        sim_s, events = float(beats[0][0]), int(beats[0][1])
+        # a beat after the run's end also sees the id its statistic drew
+        assert 0.0 < sim_s <= cfg.duration and 0 < events <= watched.stats["events"] + 1
+        live = p.counters()
+        assert (live.runs_done, live.sim_seconds, live.events) == (0, sim_s, events)
+        p.run_done(watched.stats["events"], cfg.duration, key="a|3|run")  # the exact figures replace the beat
+        done = p.counters()
+    assert (done.runs_done, done.sim_seconds, done.events) == (1, cfg.duration, watched.stats["events"])
+    timeless = ("wall_seconds",)
+    assert ({k: v for k, v in watched.stats.items() if k not in timeless}
+            == {k: v for k, v in result.stats.items() if k not in timeless})  # watching changes nothing
+
+
+def test_compare_progress_counts_every_run_and_twin():
+    """The comparison's display ends with every task's own counters: 2 regimes x (run + twin)."""
+    import io
+
+    from rich.console import Console
+
+    from sim.experiment.progress import EpisodeProgress
+
+    events: list[int] = []
+    original = sim.experiment.compare.run_compare_task
+
+    def recording(task):
+        result = original(task)
+        events.append(result["stats"]["events"])
+        return result
+
+    p = EpisodeProgress(True, runs=0, console=Console(file=io.StringIO(), force_terminal=True, width=150))
+    sim.experiment.compare.run_compare_task = recording
+    try:
+        compare(parse_episode(SMALL), write=False, progress=p)
+    finally:
+        sim.experiment.compare.run_compare_task = original
+    c = p.counters()
+    assert (c.runs_done, c.runs, c.events) == (4, 4, sum(events)) and c.sim_seconds == 4 * SMALL["duration"]

@@ -47,3 +47,16 @@ def test_axis_labels_in_k_m_b():
     fig.canvas.draw()
     labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
     assert labels and all("e" not in x for x in labels) and any(x.endswith("M") for x in labels), labels
+
+
+def test_comparison_figures_keep_their_significant_digits():
+    """The comparison table's rules (sim.experiment.compare_report and the CLI's compare table): three
+    significant digits with trailing zeros, a spaced K/M/B for money, signed differences."""
+    from sim.experiment.fmt import difference, quantity, short, significant
+
+    assert significant(1.5) == "1.50" and significant(2.004981776e-05) == "0.0000200" and significant(0) == "0"
+    assert significant(123456.7) == "123,457" and significant(1e-9) == "≈0" and significant(None) == DASH
+    assert short(2.5e9) == "2.50 B" and short(-12_500.0) == "-12.5 K" and short(950.0) == "950"
+    assert quantity(0.5526, "fraction") == "55.3 %" and quantity(3.0, "count") == "3" and quantity(0.0, "x") == "0×"
+    assert difference(-1_234_567.0, "money") == "−1.23 M" and difference(0.0, "money") == "0"
+    assert difference(2.0, "x") == "+2.00×" and difference(None, "money") == DASH

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -99,10 +100,31 @@ def _table(metric_values: list[float | None], status: list[str] | None = None) -
 def test_sweep_report_plots_each_metric_with_seed_bands(tmp_path):
     table = _table([1.0, 3.0, 2.0, 2.0, 0.0, 0.0, 5.0, None])
     html = sweep_report(table, ["clearing.loss_absorption.insurance_fund", "margin"], title="t")
-    assert html.count("<img") == 1  # bad_debt.total plotted; cascades.count undefined everywhere
+    # bad_debt.total: its line plot and, two parameters being swept, its heatmap; cascades.count is
+    # undefined everywhere
+    assert html.count("<img") == 2
+    assert html.count('<div class=heatmap data-metric="bad_debt.total"><img') == 1
     assert "<h2>cascades.count</h2><p class=muted>— (undefined in every run)" in html
     assert "mean over seeds; bands: min..max over seeds" in html
     path = write_sweep_report(_table([1.0] * 8, ["ok"] * 7 + ["error"]), ["margin"], tmp_path / "r.html")
     text = path.read_text()
     assert "1 failed runs left out" in text and text.count("<img") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]  # no temp file left
+
+
+def test_sweep_heatmap_cells_are_the_means_over_seeds():
+    """fund across, margin down: (0, standard) seeds 1 and 3 -> 2; (0, span) 2, 2 -> 2; (1M, standard)
+    0, 0 -> 0 (the zero control); (1M, span) 5 and an undefined seed -> 5; a cell whose runs all
+    failed is NaN (drawn as "—")."""
+    from sim.experiment.sweep_report import _cell_means
+
+    rows = _table([1.0, 3.0, 2.0, 2.0, 0.0, 0.0, 5.0, None]).to_pylist()
+    means = _cell_means(rows, "bad_debt.total", "clearing.loss_absorption.insurance_fund", "margin",
+                        [0.0, 1e6], ["standard", "span"])
+    assert means.tolist() == [[2.0, 0.0], [2.0, 5.0]]
+    ok = [r for r in rows if not (r["margin"] == "span" and r["clearing.loss_absorption.insurance_fund"] == 1e6)]
+    gap = _cell_means(ok, "bad_debt.total", "clearing.loss_absorption.insurance_fund", "margin",
+                      [0.0, 1e6], ["standard", "span"])
+    assert np.isnan(gap[1, 1]) and gap[0, 1] == 0.0
+    one = sweep_report(_table([1.0] * 8), ["margin"], title="t")
+    assert "class=heatmap" not in one  # one swept parameter: lines only
