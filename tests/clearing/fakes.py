@@ -218,7 +218,7 @@ class FakeEngine:
 
     def __init__(self) -> None:
         self.started: list[tuple[int, float, float]] = []
-        self.steps: list = []  # the absorber reads the last step's market (none here: market 0)
+        self.steps: list = []  # declared by ``clearing.causality.Liquidator``
         self.backstop_account: int | None = None
 
     def is_active(self, account: int) -> bool:

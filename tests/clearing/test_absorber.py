@@ -3,9 +3,9 @@ default waterfall, socialised loss (with its caps) and bad debt, on a real ``Led
 ``ClearingHouse`` over the fakes of tests/clearing/fakes.py, with a fake liquidation engine.
 
 The absorber reaches through the house for the ledger, the clock, the marks (the mark of the
-market it socialises over), the last liquidation step (which market that is), the backstop vault
-(who may buy collateral), equities, collateral prices and free collateral, and it reports who paid
-back to the house (breach attribution and a re-valuation) -- so the house is real here.
+market it socialises over), equities, collateral prices and free collateral, and it reports who
+paid back to the house (breach attribution and a re-valuation) -- so the house is real here. The
+market and the backstop vault are handed to ``absorb`` by the engine (market 0, no vault here).
 
 Book: one perpetual at a mark of 10,000 ticks, a tick worth 1 minor unit per lot. Open interest:
 A long 3 bought at 9,000 (+3,000 at the mark), B long 5 at 9,500 (+2,500), C short 2 sold at
