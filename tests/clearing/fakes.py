@@ -235,9 +235,11 @@ class FakeEngine:
 
 
 def make_house(instruments: list[Instrument] = INSTRUMENTS, config: ClearingConfig | None = None,
-               capacity: int = 8) -> ClearingHouse:
-    """A clearing house over a fresh ledger and the fakes above; not yet attached to an engine."""
-    ledger = Ledger([Asset("USD", 2)], instruments, capacity=capacity)
+               capacity: int = 8, assets: list[Asset] | None = None) -> ClearingHouse:
+    """A clearing house over a fresh ledger and the fakes above; not yet attached to an engine.
+    ``assets``: USD (2 decimals) alone unless given (the first is the quote; another asset priced by
+    the fake oracle names ``price_source="X"``, at 100.0)."""
+    ledger = Ledger(assets or [Asset("USD", 2)], instruments, capacity=capacity)
     n = len(instruments)
     world, venue, oracle, marks = FakeWorld(), FakeVenue(n), FakeOracle(), FakeMarks(n)
     table = InstrumentTable.from_instruments(instruments)

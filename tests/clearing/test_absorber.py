@@ -23,8 +23,9 @@ from clearing.causality import Cause, CauseKind, LiquidationEvent
 from clearing.config import LossAbsorptionConfig
 from clearing.house import ClearingHouse
 from clearing.insurance import InsuranceFund
-from clearing.ledger import QUOTE
+from clearing.ledger import QUOTE, SystemAccount
 from clearing.waterfall import DefaultWaterfall
+from sim.core.instruments import Asset
 from tests.clearing.fakes import MARK, PERP_ONLY, FakeEngine, make_house, open_trader, total_cash
 
 HOLDERS = ("A", "B", "C", "D", "E")
@@ -190,3 +191,35 @@ def test_the_layers_pay_in_the_configured_order(order, records, fund_left, defau
     assert house.ledger.system_balances()["default_fund"] == default_fund_left
     assert total_cash(house.ledger) == total
     house.ledger.check()
+
+
+@pytest.mark.parametrize("with_vault", [True, False])
+def test_other_collateral_is_sold_first_to_the_vault_then_to_the_fund(with_vault: bool) -> None:
+    # a second collateral asset, 2 decimals, priced at 100.0 by the oracle: a minor unit (0.01) is
+    # worth 100 minor units of USD
+    house = make_house(PERP_ONLY, assets=[Asset("USD", 2), Asset("XC", 2, price_source="X")])
+    house.attach(FakeEngine())
+    ledger = house.ledger
+    absorber = LossAbsorber(house, LossAbsorptionConfig(), InsuranceFund(ledger))
+    absorber.fund.seed(10_000)
+    vault = open_trader(house, 2_000)  # free collateral 2,000: no position, no IM
+    trader, event = _bankrupt(house, 7_000)
+    ledger.deposit(trader, 1, 30)  # 30 minor units of XC, worth 3,000
+    total = total_cash(ledger)
+    assert absorber.absorb(trader, event, vault=vault if with_vault else None) == 0
+    fund = int(SystemAccount.INSURANCE_FUND)
+    if with_vault:
+        # the vault buys what its 2,000 pays for (20 units); the fund the other 10 for 1,000 and
+        # covers the 4,000 left: it ends with 10,000 - 1,000 - 4,000 = 5,000 and 10 units
+        assert [(layer, amount) for *_, layer, amount in absorber.records] == [
+            ("collateral_sold", 2_000), ("collateral_sold", 1_000), ("insurance_fund", 4_000)]
+        assert (int(ledger.cash[vault, 1]), int(ledger.cash[vault, QUOTE])) == (20, 0)
+        assert (int(ledger.cash[fund, 1]), int(ledger.cash[fund, QUOTE])) == (10, 5_000)
+    else:
+        # the fund buys all 30 for 3,000 and covers the 4,000 left: 3,000 and 30 units remain
+        assert [(layer, amount) for *_, layer, amount in absorber.records] == [
+            ("collateral_sold", 3_000), ("insurance_fund", 4_000)]
+        assert (int(ledger.cash[fund, 1]), int(ledger.cash[fund, QUOTE])) == (30, 3_000)
+    assert int(ledger.cash[trader, QUOTE]) == 0 and int(ledger.cash[trader, 1]) == 0
+    assert total_cash(ledger) == total
+    ledger.check()
