@@ -55,10 +55,13 @@ class LossAbsorber:
     def deficit(self, account: int) -> int:
         return max(0, -int(self.house.ledger.cash[account, QUOTE]))
 
-    def absorb(self, account: int, event: LiquidationEvent) -> int:
-        """Cover ``account``'s deficit layer by layer; returns what was left as bad debt."""
-        self._sell_collateral(account, event)
-        market = self._market_of(event)
+    def absorb(self, account: int, event: LiquidationEvent, *, market: int = 0, vault: int | None = None) -> int:
+        """Cover ``account``'s deficit layer by layer; returns what was left as bad debt.
+
+        The liquidation engine says which ``market`` the event closed last (the fund's per-market
+        cap and the instrument socialised loss spreads over) and which ``vault`` (the backstop
+        vault, if any) may buy the account's other collateral first."""
+        self._sell_collateral(account, event, vault)
         for layer in self.config.order:
             remaining = self.deficit(account)
             if remaining == 0:
@@ -76,13 +79,6 @@ class LossAbsorber:
         bad = record_bad_debt(self.house.ledger, account)
         self._note(event, "bad_debt", bad)
         return bad
-
-    def _market_of(self, event: LiquidationEvent) -> int:
-        steps = self.house.liquidations.steps if self.house.liquidations is not None else []
-        for step in reversed(steps):
-            if step.liq_id == event.liq_id:
-                return step.instrument
-        return 0
 
     def socialisable(self, liq_id: int, loss: int) -> int:
         """How much of ``loss`` the caps let socialised loss charge for liquidation ``liq_id``."""
@@ -123,7 +119,7 @@ class LossAbsorber:
             house.note_charge(int(payer), event.liq_id, -float(amount))
         house.revalue_accounts(charges)
 
-    def _sell_collateral(self, account: int, event: LiquidationEvent) -> None:
+    def _sell_collateral(self, account: int, event: LiquidationEvent, vault: int | None) -> None:
         """Convert as much of the account's non-quote collateral as covers its deficit, at the oracle
         price, with whoever has the cash: the backstop vault (out of its free collateral), then the
         insurance fund (out of its own cash -- it never buys on credit). What is not bought stays
@@ -133,7 +129,6 @@ class LossAbsorber:
             return
         prices = self.house.asset_prices()
         fund = int(SystemAccount.INSURANCE_FUND)
-        vault = self.house.liquidations.backstop_account if self.house.liquidations is not None else None
         buyers = ([vault] if vault is not None and vault != account else []) + [fund]
         for k in range(1, len(ledger.assets)):
             per_unit = self._minor_per_unit(k, prices)

@@ -149,7 +149,7 @@ class LiquidationEngine:
             return
         if not house.ledger.position[account].any():
             if equity < 0:
-                self.absorber.absorb(account, event)
+                self.absorber.absorb(account, event, market=self._market_of(event), vault=self.backstop_account)
                 self._finish(event, "bankrupt")
             else:
                 self._finish(event, "closed")
@@ -168,13 +168,21 @@ class LiquidationEngine:
             return
         self._book_step(event, equity, mm)
 
+    def _market_of(self, event: LiquidationEvent) -> int:
+        """The instrument ``event``'s last step closed (0 if it took none): the market whose loss
+        layers pay for its deficit."""
+        for step in reversed(self.steps):
+            if step.liq_id == event.liq_id:
+                return step.instrument
+        return 0
+
     def _after(self, event: LiquidationEvent, progressed: bool, delay: float | None = None) -> None:
         """Decide what follows a step: done, bankrupt, or another step later."""
         equity, _im, mm = self._value(event.account)
         flat = not self.house.ledger.position[event.account].any()
         if flat:
             if equity < 0:
-                self.absorber.absorb(event.account, event)
+                self.absorber.absorb(event.account, event, market=self._market_of(event), vault=self.backstop_account)
                 self._finish(event, "bankrupt")
             else:
                 self._finish(event, "closed")

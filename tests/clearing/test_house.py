@@ -1,5 +1,6 @@
 """The clearing house on its own, with small fakes for its world, venue, oracle, marks, regime and
-liquidation engine: valuation, enforcement, the pre-trade bounds at their boundary, settlement.
+liquidation engine (tests/clearing/fakes.py): valuation, enforcement, the pre-trade bounds at their
+boundary, settlement.
 
 Book: USD with 2 decimals (100 minor units a dollar); one perpetual and one future, a tick worth
 1 minor unit per lot, marks at 10,000 ticks ($100). The fake regime asks 1/8 of notional as IM and
@@ -8,144 +9,19 @@ Book: USD with 2 decimals (100 minor units a dollar); one perpetual and one futu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pytest
 
 from clearing.causality import Cause, CauseKind
 from clearing.health import Health
 from clearing.house import ClearingHouse
-from sim.core.phases import Subscribers
-from sim.core.instruments import Asset, Instrument, InstrumentKind, InstrumentTable
-from clearing.ledger import QUOTE, Ledger
-from clearing.margin.base import MarginRegime, Positions, Requirements
-from sim.market.resting import RestingSize
-from clearing.config import ClearingConfig
-
-MARK = 10_000
-INSTRUMENTS = [
-    Instrument(0, "X-PERP", InstrumentKind.PERPETUAL, "X", "USD", tick_size=0.01, lot_size=1.0, multiplier=1.0,
-               tick_value=1),
-    Instrument(1, "X-FUT", InstrumentKind.FUTURE, "X", "USD", tick_size=0.01, lot_size=1.0, multiplier=1.0,
-               tick_value=1, expiry=3600.0),
-]
-
-
-class FakeWorld:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.soon: list = []
-        self.scheduled: list = []
-
-    def call_soon(self, fn, *args) -> None:
-        self.soon.append((fn, args))
-
-    def call_later(self, delay, fn, *args) -> None:
-        self.scheduled.append((delay, fn, args))
-
-    def every(self, interval, fn, start=None) -> None:
-        self.scheduled.append((interval, fn, ()))
-
-    def drain(self) -> None:
-        while self.soon:
-            fn, args = self.soon.pop(0)
-            fn(*args)
-
-
-class FakeBook:
-    def orders_through(self, mark):
-        return []
-
-    def orders_of(self, account):
-        return []
-
-
-class FakeVenue:
-    def __init__(self, n_instruments: int) -> None:
-        self.resting = RestingSize(n_instruments)
-        self.books = [FakeBook() for _ in range(n_instruments)]
-        self.reference = [MARK] * n_instruments
-        self.trade_listeners: Subscribers = Subscribers()
-        self.risk_check = None
-        self.cancelled: list[int] = []
-        self.halted: list[int] = []
-
-    @property
-    def open_bids(self) -> np.ndarray:
-        return self.resting.bids
-
-    @property
-    def open_asks(self) -> np.ndarray:
-        return self.resting.asks
-
-    def cancel_all_now(self, account: int, instrument: int | None = None) -> int:
-        self.cancelled.append(account)
-        return 1
-
-    def halt(self, instrument: int) -> None:
-        self.halted.append(instrument)
-
-    def accounts_with_orders(self, instrument: int) -> list[int]:
-        return []
-
-
-@dataclass
-class FakeOracle:
-    index: np.ndarray = field(default_factory=lambda: np.array([100.0]))
-    underlyings: tuple = ("X",)
-    listeners: Subscribers = field(default_factory=Subscribers)
-
-
-class FakeMarks:
-    def __init__(self, n: int) -> None:
-        self.ticks = np.full(n, float(MARK))
-        self.index_ticks = self.ticks.copy()
-        self.basis_ticks = np.zeros(n)
-        self.impact_ticks = np.zeros(n)
-
-    def market_state(self, now: float) -> None:
-        return None
-
-
-class EighthOfNotional(MarginRegime):
-    """IM = notional / 8, MM = notional / 16 (quote units), per account."""
-
-    name = "eighth"
-
-    def __init__(self, table: InstrumentTable, marks: FakeMarks, scale: float) -> None:
-        super().__init__(table)
-        self.marks, self.scale = marks, scale
-
-    def requirements(self, positions: Positions, market) -> Requirements:
-        notional = np.abs(positions.dense).dot(self.marks.ticks) / self.scale  # tick value 1
-        return Requirements(im=notional / 8, mm=notional / 16)
-
-    def breakdown(self, lots, market) -> dict[str, float]:
-        raise NotImplementedError
-
-
-class FakeEngine:
-    def __init__(self) -> None:
-        self.started: list[tuple[int, float, float]] = []
-
-    def is_active(self, account: int) -> bool:
-        return any(a == account for a, _e, _m in self.started)
-
-    def liquidations_of(self, account: int) -> set[int]:
-        return set()
-
-    def start(self, account: int, equity: float, mm: float, cause, why) -> None:
-        self.started.append((account, equity, mm))
+from clearing.ledger import QUOTE
+from tests.clearing.fakes import MARK, FakeEngine, make_house
 
 
 @pytest.fixture()
 def house() -> ClearingHouse:
-    ledger = Ledger([Asset("USD", 2)], INSTRUMENTS, capacity=8)
-    world, venue, oracle, marks = FakeWorld(), FakeVenue(2), FakeOracle(), FakeMarks(2)
-    table = InstrumentTable.from_instruments(INSTRUMENTS)
-    regime = EighthOfNotional(table, marks, 100.0)
-    h = ClearingHouse(world, ledger, venue, oracle, marks, table, regime, ClearingConfig())
+    h = make_house()
     h.attach(FakeEngine())
     return h
 
