@@ -12,90 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 
-from sim.experiment.compare import slug
 from sim.experiment.errors import ConfigError
-from sim.experiment.io import deep_merge
-from sim.experiment.config import format_validation_error, load_episode, parse_episode
-from sim.experiment.assembled import EpisodeResult
-from sim.experiment.episode import run as run_episode
+from sim.experiment.config import parse_episode
+from sim.experiment.runs import EpisodeLike, RunOutput, resolve, run, validate
+from sim.experiment.variants import counterfactual_config, regime_variants, run_variant
 from sim.experiment.schema.episode import EpisodeConfig
-from clearing.margin.config import parse_margin_config
 
-EpisodeLike = EpisodeConfig | str | Path | None
+__all__ = ["EpisodeLike", "RunOutput", "ComparisonOutput", "Results", "resolve", "validate", "run", "run_variant",
+           "counterfactual_config", "regime_variants", "compare", "load", "sweep", "backtest", "reverse_stress"]
 
-
-def resolve(config: EpisodeLike, overrides: dict[str, Any] | None = None) -> EpisodeConfig:
-    """An ``EpisodeConfig`` from a model, a YAML path or None (the packaged default)."""
-    if isinstance(config, EpisodeConfig):
-        if not overrides:
-            return config
-        # the config's file paths were confined when it was validated; an override of paths is checked again
-        return parse_episode(deep_merge(config.model_dump(mode="json"), overrides), config.name,
-                             trusted="paths" not in overrides)
-    return load_episode(config, overrides)
-
-
-def validate(config: EpisodeLike) -> EpisodeConfig:
-    """Raise ``ConfigError`` (field path + reason) unless the episode can run."""
-    return resolve(config)
-
-
-@dataclass
-class RunOutput:
-    result: EpisodeResult
-    summary: dict[str, Any]
-    directory: Path | None
-
-
-def counterfactual_config(config: EpisodeConfig) -> EpisodeConfig:
-    """The no-feedback twin of an episode: the same config -- paths, agents, seed, hence the same
-    random streams and account ids -- with ``clearing.liquidation.absorb_outside``: every
-    liquidation order that would go to the book is filled at the mark outside the market instead,
-    so no liquidation moves a price anyone else sees."""
-    data = config.model_dump(mode="json")
-    data["clearing"]["liquidation"]["absorb_outside"] = True
-    data["outputs"]["counterfactual"] = False
-    return parse_episode(data, f"{config.name} (no-feedback twin)", trusted=True)
-
-
-def _run_with_twin(cfg: EpisodeConfig, observe: Any = None) -> tuple[EpisodeResult, dict[str, Any]]:
-    """Run ``cfg``, then its no-feedback twin when ``outputs.counterfactual`` is on; summarise with it.
-    ``observe`` is called with each episode as it starts (progress displays)."""
-    from sim.experiment.metrics import summarise
-
-    result = run_episode(cfg, observe=observe)
-    twin = run_episode(counterfactual_config(cfg), observe=observe).tables if cfg.outputs.counterfactual else None
-    return result, summarise(cfg, result.tables, result.stats, counterfactual=twin)
-
-
-def run_variant(cfg: EpisodeConfig, observe: Any = None) -> tuple[dict[str, Any], dict]:
-    """One variant of a run or comparison: the episode, its no-feedback twin when
-    ``outputs.counterfactual`` is on, and the summary against the twin. Returns (summary, tables)."""
-    result, summary = _run_with_twin(cfg, observe)
-    return summary, result.tables
-
-
-def run(config: EpisodeLike = None, output: str | Path | None = None, write: bool = True,
-        overrides: dict[str, Any] | None = None, observe: Any = None, force: bool = False) -> RunOutput:
-    """Run one episode (and its no-feedback twin when configured); write its results folder unless
-    ``write`` is False. ``observe`` (optional) is called with each episode as it starts (see
-    ``sim.experiment.progress``). An existing folder is replaced only if clearsim wrote it and ``force`` is
-    given -- checked before the episode runs."""
-    from sim.experiment.metrics import timing
-    from sim.experiment.outdir import check_folder
-    from sim.experiment.results import write_results
-
-    cfg = resolve(config, overrides)
-    directory = Path(output or cfg.outputs.directory or Path("results") / cfg.name) if write else None
-    if directory is not None:
-        check_folder(directory, force)
-    result, summary = _run_with_twin(cfg, observe)
-    if directory is not None:
-        write_results(directory, cfg, result.tables, summary, timing=timing(result.stats),
-                      report=cfg.outputs.report, parquet=cfg.outputs.parquet, force=force)
-    return RunOutput(result, summary, directory)
 
 
 @dataclass
@@ -108,40 +34,6 @@ class ComparisonOutput:
     runs: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # (label, seed) -> summary
     # (label, seed, part) -> the CPU seconds of that task (part: "run" or its no-feedback "twin"), in plan order
     cpu_seconds: dict[tuple[str, int, str], float] = field(default_factory=dict)
-
-
-def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> dict[str, EpisodeConfig]:
-    """One config per regime, keyed by its label: the same path, traders and seed; only ``margin``
-    differs. A regime's label is its ``label`` if it has one, else its name (``standard_2`` for a
-    second unlabelled ``standard``); two equal labels are refused."""
-    chosen = regimes if regimes else [r.model_dump(mode="json") for r in config.compare_regimes]
-    if not chosen:
-        chosen = [config.margin.model_dump(mode="json")]
-    variants: dict[str, EpisodeConfig] = {}
-    for spec in chosen:
-        try:
-            margin = parse_margin_config(spec)
-        except ValidationError as exc:  # name the regime that failed, and the choices
-            raise ConfigError(format_validation_error(exc, f"regime {spec!r}")) from None
-        if isinstance(spec, str) and spec == config.margin.regime:
-            margin = config.margin  # a bare name of the episode's own regime keeps its settings
-        elif isinstance(spec, dict) and set(spec) <= {"regime", "label"} and spec.get("regime") == config.margin.regime:
-            margin = config.margin.model_copy(update={"label": spec.get("label")})  # so does a labelled bare name
-        if margin.label is not None:
-            label = margin.label
-            if label in variants:
-                raise ConfigError(f"compare_regimes: label {label!r} is used twice; give each variant its own label")
-        else:
-            label = margin.regime
-            k = 2
-            while label in variants:
-                label = f"{margin.regime}_{k}"
-                k += 1
-        data = config.model_dump(mode="json")
-        data["margin"] = margin.model_dump(mode="json")
-        data["name"] = f"{config.name}.{slug(label)}"
-        variants[label] = parse_episode(data, f"{config.name} under {label}", trusted=True)
-    return variants
 
 
 def _compare_progress(progress: Any, cfg: EpisodeConfig, variants: dict[str, EpisodeConfig], seeds: int) -> Any:

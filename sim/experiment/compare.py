@@ -24,7 +24,6 @@ seed) are left out of that seed's pair; a metric absent everywhere prints "—".
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -184,13 +183,6 @@ def paired_stats(rows: Sequence[Mapping[str, Any]], regimes: Sequence[str], metr
     return out
 
 
-# ------------------------------------------------------------------------------------ variants
-def slug(label: str) -> str:
-    """A folder name for a regime label ('standard 5%/2.5%' -> 'standard_5pct_2.5pct')."""
-    s = re.sub(r"[^A-Za-z0-9_.\-]+", "_", label.replace("%", "pct")).strip("._")
-    return s or "regime"
-
-
 def parse_regimes_option(text: str) -> list[str | dict]:
     """``--regimes``: comma-separated ``[label=]name`` items, or a YAML/JSON list of regime mappings
     (each may carry ``label``), e.g. ``'[{regime: standard, label: std tiers}, portfolio]'``."""
@@ -266,7 +258,7 @@ def task_key(task: Mapping[str, Any]) -> str:
 def run_compare_task(task: CompareTask) -> dict[str, Any]:
     """One episode of a (regime, seed) pair in a worker: its tables and run statistics (the driver
     summarises the pair once both parts are back)."""
-    from sim.experiment.api import counterfactual_config
+    from sim.experiment.variants import counterfactual_config
     from sim.experiment.config import parse_episode
     from sim.experiment.episode import run as run_episode
     from sim.experiment.progress import heartbeat
@@ -294,7 +286,7 @@ def execute(tasks: list[CompareTask], backend: str, workers: int,
             on_done: Callable[[dict[str, Any]], None]) -> None:
     """Run the tasks in-process (local, one worker) or on the sweep backends (local pool, Ray, Dask);
     a failed run raises ``CompareRunError`` naming the regime and seed (the pool is stopped)."""
-    from sim.experiment.sweep import _run_dask, _run_local, _run_ray
+    from sim.experiment import executors
 
     def checked(result: dict[str, Any]) -> None:
         if "error" in result:
@@ -307,5 +299,4 @@ def execute(tasks: list[CompareTask], backend: str, workers: int,
         for task in tasks:
             checked(run_compare_task(task))
         return
-    runner = {"local": _run_local, "ray": _run_ray, "dask": _run_dask}[backend]
-    runner(tasks, workers, checked, fn=run_compare_task, error_row=_failed)
+    executors.execute(tasks, backend, workers, executors.Job(run_compare_task, _failed, task_key), checked)

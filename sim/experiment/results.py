@@ -117,7 +117,8 @@ def write_comparison(directory: str | Path, config: Any,
     Parquet (if ``parquet``) and its own ``report.html`` (if ``report``), and the comparison
     ``report.html`` linking to them.
     """
-    from sim.experiment.compare import metrics_for, paired_stats, row_of, slug
+    from sim.experiment.compare import metrics_for, paired_stats, row_of
+    from sim.experiment.variants import slug
 
     labels = list(runs)
     if metrics is None:

@@ -139,7 +139,7 @@ def load(source: ReverseStressConfig | Mapping[str, Any] | str | Path) -> tuple[
 
 def prepare(source: ReverseStressConfig | Mapping[str, Any] | str | Path) -> _Plan:
     """Validate everything (raises ``ConfigError`` naming the field and the reason)."""
-    from sim.experiment.api import regime_variants
+    from sim.experiment.variants import regime_variants
     from sim.experiment.metrics import summarise
 
     cfg, root, where = load(source)
@@ -397,7 +397,7 @@ def reverse_stress(source: ReverseStressConfig | Mapping[str, Any] | str | Path,
 def _write(directory: Path, plan: _Plan, summary: dict[str, Any], rows: list[dict[str, Any]], lines: list[_Line]) -> Path:
     import pyarrow.parquet as pq
 
-    from sim.experiment.api import run
+    from sim.experiment.runs import run
     from sim.experiment.results import _atomic_folder
     from sim.experiment.io import write_text as _write_text, dump_json
     from sim.experiment.sweep import assemble_table

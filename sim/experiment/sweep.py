@@ -26,8 +26,6 @@ simple scalars of one type), ``seed``, ``status`` (ok | error), ``error`` (trace
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import copy
 import hashlib
 import importlib
@@ -35,7 +33,6 @@ import itertools
 import json
 import os
 import shutil
-import sys
 import time
 import traceback
 import uuid
@@ -47,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
+from sim.experiment import executors
 from sim.experiment.config import PACKAGED_DEFAULT, format_validation_error, parse_episode
 from sim.experiment.errors import ConfigError
 from sim.experiment.io import arrow_column, parse_yaml, read_yaml, set_path, write_atomic
@@ -54,7 +52,7 @@ from sim.experiment.sweep_config import SweepConfig
 
 __all__ = ["sweep", "load_sweep", "output_path", "require_backend", "plan", "SweepError", "SweepTask", "run_task",
            "run_and_summarise", "summary_json", "assemble_table", "execute", "write_part", "read_parts",
-           "run_id_of", "parts_dir", "single_threaded_children", "main_not_reimported", "error_row"]
+           "run_id_of", "parts_dir", "error_row"]
 
 DEFAULT_RUNNER = "sim.experiment.sweep:run_and_summarise"
 
@@ -286,237 +284,20 @@ def _infrastructure_error_row(task: SweepTask, text: str) -> dict[str, Any]:
     return _error_row(task, text, infrastructure=True)
 
 
-def _task_key(task: dict) -> str:
-    """What names a task to the pool's bookkeeping: a sweep row's run id, else (a comparison's
-    tasks) its label, seed and part -- a pair's run and its no-feedback twin are two tasks, and a
-    worker that dies must be charged to the right one (``sim.experiment.compare.task_key``)."""
-    if "run_id" in task:
-        return str(task["run_id"])
-    from sim.experiment.compare import task_key
-
-    return task_key(task)
-
-
-def _pool_task(task: SweepTask, running: str, fn: Callable[[dict], dict] = run_task) -> dict[str, Any]:
-    """``fn`` in a pool worker, leaving ``<running>/<pid>`` naming the run it is on, so that if this
-    process dies the driver knows which run died with it (a file survives a ``kill -9``)."""
-    write_atomic(Path(running) / str(os.getpid()), _task_key(task).encode("utf-8"))
-    return fn(task)
-
-
-# every backend takes ``fn`` (the worker function, default one sweep row) and ``error_row`` (what a
-# task whose worker raised or died becomes); ``sim.experiment.compare`` reuses them with its own
-def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], running: Path | None = None,
-               *, fn: Callable[[dict], dict] = run_task,
-               error_row: Callable[[dict, str], dict] = _infrastructure_error_row) -> None:
-    """A spawn process pool with at most ``workers`` runs in flight. A worker that dies (killed,
-    out of memory, a crash in native code) breaks the pool: the run it was on becomes an
-    infrastructure error row, the pool is rebuilt and the other in-flight runs go again.
-    ``running``: the folder where workers name the run they are on (a temporary one if None)."""
-    if running is None:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="clearsim-running-") as tmp:
-            _run_local(tasks, workers, on_done, Path(tmp), fn=fn, error_row=error_row)
-        return
-    pending = collections.deque(tasks)
-    breakages: dict[str, int] = {}  # run_id -> pool breakages it was in flight for, culprit unknown
-    while pending:
-        _run_pool(pending, workers, on_done, running, breakages, fn, error_row)
-
-
-def _run_pool(pending: "collections.deque[SweepTask]", workers: int, on_done: Callable[[dict], None],
-              running: Path, breakages: dict[str, int], fn: Callable[[dict], dict],
-              error_row: Callable[[dict, str], dict]) -> None:
-    """Run from ``pending`` on one pool until it is empty or the pool breaks (then return; the
-    caller builds a new pool for what is left)."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    ctx = multiprocessing.get_context("spawn")  # no inherited locks, threads or simpy state
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-    inflight: dict[Any, SweepTask] = {}
-    processes: dict[int, Any] = {}
-    try:
-        while pending or inflight:
-            broken = False
-            with _single_threaded_children(), _main_not_reimported():  # workers start during the submits
-                while pending and len(inflight) < workers:
-                    task = pending.popleft()
-                    try:
-                        inflight[pool.submit(_pool_task, task, str(running), fn)] = task
-                    except BrokenProcessPool:  # a worker died since the last wait
-                        pending.appendleft(task)
-                        broken = True
-                        break
-            processes.update(getattr(pool, "_processes", None) or {})
-            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED) if inflight else (set(), set())
-            for fut in finished:
-                try:
-                    row = fut.result()
-                except BrokenProcessPool:
-                    broken = True
-                    continue
-                except Exception:  # noqa: BLE001 -- e.g. a result that cannot be unpickled
-                    row = error_row(inflight[fut], traceback.format_exc())
-                del inflight[fut]
-                on_done(row)
-            if broken:
-                _after_breakage(pool, inflight, processes, pending, on_done, running, breakages, error_row)
-                return
-    except BaseException:  # Ctrl-C or a failure writing a row: stop now, finished rows are on disk
-        procs = list(getattr(pool, "_processes", {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in procs:  # the in-flight runs would otherwise hold the exit until they finish
-            p.terminate()
-        raise
-    pool.shutdown(wait=True)
-
-
-def _after_breakage(pool: Any, inflight: dict[Any, SweepTask], processes: dict[int, Any],
-                    pending: "collections.deque[SweepTask]", on_done: Callable[[dict], None], running: Path,
-                    breakages: dict[str, int],
-                    error_row: Callable[[dict, str], dict] = _infrastructure_error_row) -> None:
-    """A worker died. The run on a worker that exited abnormally (not the SIGTERM the pool sends the
-    survivors) fails with an infrastructure error; the other in-flight runs go back to the front of
-    the queue. If no culprit can be named, every in-flight run goes again -- and a run that was in
-    flight for two breakages is failed, so a run that kills its worker cannot loop forever."""
-    import signal as _signal
-
-    # the broken pool terminates the survivors; once it has shut down every worker is joined and
-    # each exit status is final (read earlier, a status being reaped by the pool's thread can
-    # read as still running)
-    pool.shutdown(wait=True, cancel_futures=True)
-    for proc in processes.values():
-        proc.join(timeout=5.0)
-    dead: dict[str, str] = {}
-    for pid, proc in processes.items():
-        code = proc.exitcode
-        if code is None or code == 0 or code == -_signal.SIGTERM:
-            continue
-        try:
-            run_id = (running / str(pid)).read_text(encoding="utf-8")
-        except OSError:
-            continue
-        why = f"signal {-code}" if code < 0 else f"exit status {code}"
-        dead[run_id] = f"infrastructure failure: the worker process {pid} died ({why}) during this run\n"
-    for task in inflight.values():
-        run_id = _task_key(task)
-        if not dead:
-            breakages[run_id] = breakages.get(run_id, 0) + 1
-        if run_id in dead or breakages.get(run_id, 0) >= 2:
-            text = dead.get(run_id, "infrastructure failure: the process pool broke twice while this run was in "
-                                    "flight (a worker died; which run it was on is unknown)\n")
-            on_done(error_row(task, text))
-    again = [t for t in inflight.values() if _task_key(t) not in dead and breakages.get(_task_key(t), 0) < 2]
-    pending.extendleft(reversed(again))
-    for f in running.iterdir():
-        f.unlink(missing_ok=True)
-
-
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def _single_threaded_children():
-    """One BLAS/OpenMP thread per worker process (one run per core), unless the user chose otherwise.
-    Ray and Dask workers already default to this."""
-    added = [v for v in THREAD_VARIABLES if v not in os.environ]
-    for v in added:
-        os.environ[v] = "1"
-    try:
-        yield
-    finally:
-        for v in added:
-            os.environ.pop(v, None)
-
-
-def _run_ray(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], *,
-             fn: Callable[[dict], dict] = run_task,
-             error_row: Callable[[dict, str], dict] = _infrastructure_error_row) -> None:
-    import ray
-
-    started = False
-    if not ray.is_initialized():
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-        started = True
-    pending: dict[Any, SweepTask] = {}
-    try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(fn)
-        pending = {remote.remote(t): t for t in tasks}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                task = pending.pop(ref)
-                try:
-                    row = ray.get(ref)
-                except Exception:  # noqa: BLE001 -- a worker died
-                    row = error_row(task, traceback.format_exc())
-                on_done(row)
-    except BaseException:
-        for ref in list(pending):
-            try:
-                ray.cancel(ref, force=True)
-            except Exception:  # noqa: BLE001
-                pass
-        raise
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def _run_dask(tasks: list[SweepTask], workers: int, on_done: Callable[[dict], None], client: Any = None, *,
-              fn: Callable[[dict], dict] = run_task,
-              error_row: Callable[[dict, str], dict] = _infrastructure_error_row) -> None:
-    import logging
-
-    from distributed import Client, LocalCluster, as_completed
-
-    own = client is None
-    cluster = None
-    if own:
-        with _main_not_reimported():
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                   silence_logs=logging.ERROR)
-        client = Client(cluster)
-    futures: dict[Any, SweepTask] = {}
-    try:
-        futures = {client.submit(fn, t, pure=False): t for t in tasks}
-        for fut in as_completed(list(futures)):
-            try:
-                row = fut.result()
-            except Exception:  # noqa: BLE001 -- a worker died
-                row = error_row(futures[fut], traceback.format_exc())
-            on_done(row)
-    except BaseException:
-        client.cancel(list(futures))
-        raise
-    finally:
-        if own:
-            client.close()
-            cluster.close()
+def run_key(task: Mapping[str, Any]) -> str:
+    """A sweep row's name to the executors' bookkeeping: its run id."""
+    return str(task["run_id"])
 
 
 def execute(tasks: list[SweepTask], backend: str, workers: int, on_done: Callable[[dict], None],
             client: Any = None, *, fn: Callable[[dict], dict] = run_task,
-            error_row: Callable[[dict, str], dict] = _infrastructure_error_row, running: Path | None = None) -> None:
-    """Run tasks on a backend (``local``, ``ray`` or ``dask``), calling ``on_done(row)`` in this process
-    as each finishes. ``fn`` runs one task in a worker (default: one sweep row) and ``error_row`` is
-    what a task whose worker raised or died becomes. Sweeps and reverse stress tests
-    (``sim.experiment.reverse_stress``) both run through it; ``sim.experiment.compare`` uses the backends with its own."""
-    if backend == "local":
-        _run_local(tasks, workers, on_done, running, fn=fn, error_row=error_row)
-    elif backend == "ray":
-        _run_ray(tasks, workers, on_done, fn=fn, error_row=error_row)
-    elif backend == "dask":
-        _run_dask(tasks, workers, on_done, client=client, fn=fn, error_row=error_row)
-    else:
-        raise ValueError(f"backend must be local, ray or dask, not {backend!r}")
-
-
-# the same guard for other process pools (the backtest's regime x block tasks)
-single_threaded_children = _single_threaded_children
+            error_row: Callable[[dict, str], dict] = _infrastructure_error_row, running: Path | None = None,
+            address: str | None = None) -> None:
+    """Sweep-shaped tasks (one episode row each) on a backend (``sim.experiment.executors``): sweeps and
+    reverse stress tests (``sim.experiment.reverse_stress``) run through it. ``fn`` runs one task in a
+    worker and ``error_row`` is what a task whose worker raised or died becomes."""
+    executors.execute(tasks, backend, workers, executors.Job(fn, error_row, run_key), on_done, client=client,
+                      address=address, running=running)
 
 
 def error_row(task: SweepTask, text: str) -> dict[str, Any]:
@@ -553,32 +334,6 @@ def require_backend(backend: str) -> None:
 def output_path(cfg: SweepConfig, out: str | Path | None = None) -> Path:
     """Where the table goes: ``out``, else the sweep's ``output``, else results/sweeps/<name>.parquet."""
     return Path(out if out is not None else (cfg.output or f"results/sweeps/{cfg.name}.parquet"))
-
-
-@contextlib.contextmanager
-def _main_not_reimported():
-    """Start worker processes without re-running the caller's script.
-
-    A spawned worker normally imports the parent's ``__main__`` file first; a plain script that
-    calls ``sweep`` at top level (no ``if __name__ == "__main__":`` guard) would then start a sweep
-    inside every worker and the pool breaks. The workers need nothing from ``__main__`` (the task
-    function lives here and runners are ``module:function`` strings), so while they start the
-    parent's ``__main__`` hides the file and spec that multiprocessing's spawn reads."""
-    main = sys.modules.get("__main__")
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
-    try:
-        if main is not None:
-            main.__dict__.pop("__file__", None)
-            if "__spec__" in saved:
-                main.__spec__ = None
-        yield
-    finally:
-        if main is not None:
-            main.__dict__.update(saved)
-
-
-# the same for other process pools (the backtest's): a script without the __main__ guard still works
-main_not_reimported = _main_not_reimported
 
 
 def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "local", workers: int | None = None,

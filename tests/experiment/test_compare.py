@@ -16,9 +16,12 @@ import yaml
 
 import sim.experiment.api
 import sim.experiment.compare
-from sim.experiment.api import compare, regime_variants, resolve
+from sim.experiment.api import compare
+from sim.experiment.variants import regime_variants
+from sim.experiment.runs import resolve
 from sim.experiment.cli import EXIT_BAD_INPUT, main
-from sim.experiment.compare import Metric, metrics_for, paired_stats, parse_regimes_option, slug
+from sim.experiment.compare import Metric, metrics_for, paired_stats, parse_regimes_option
+from sim.experiment.variants import slug
 from sim.experiment.compare_report import FIGURES
 from sim.experiment.errors import ConfigError
 from sim.experiment.config import parse_episode
@@ -336,12 +339,11 @@ def test_split_tasks_give_the_serial_summaries(small_compare):
 
 
 def test_split_tasks_have_distinct_keys_and_run_longest_first():
-    from sim.experiment.compare import plan_tasks, task_cost
-    from sim.experiment.sweep import _task_key
+    from sim.experiment.compare import plan_tasks, task_cost, task_key
 
     variants = regime_variants(parse_episode(SMALL), ["standard", "var_apc", "span"])
     tasks = plan_tasks(variants, [3, 4])
-    keys = [_task_key(t) for t in tasks]
+    keys = [task_key(t) for t in tasks]
     assert len(keys) == len(set(keys)) == 3 * 2 * 2  # regime x seed x (run, twin)
     assert {(t["label"], t["seed"]) for t in tasks if t["part"] == "twin"} == {
         (t["label"], t["seed"]) for t in tasks if t["part"] == "run"}

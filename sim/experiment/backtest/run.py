@@ -227,7 +227,7 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        from sim.experiment.sweep import main_not_reimported, single_threaded_children
+        from sim.experiment.executors import main_not_reimported, single_threaded_children
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             with single_threaded_children(), main_not_reimported():  # workers start during the submits
