@@ -12,7 +12,10 @@ r = P[t] / P[t - mpor] - 1, all underlyings jointly (their historical co-movemen
 correlation model). ``method="filtered"`` (FHS): daily log returns are divided by the EWMA vol
 (``ewma_lambda``) of the day before and multiplied by today's EWMA vol, then compounded over the
 window. A scenario moves every forward on an underlying by its return (F' = F (1 + r)); options
-are revalued with Black-76 at unchanged vol.
+are revalued with Black-76 at unchanged vol and at the end of the margin period of risk: their time
+to expiry less the MPOR (``mpor`` rows of ``row_interval`` seconds, floored at zero), as a CCP's
+full revaluation does -- so a scenario's P&L includes the option's time decay (theta) over the
+MPOR, and an option expiring within the MPOR is valued at its intrinsic value.
 
 Measure per account over its scenario losses L (S of them): VaR = the k-th largest loss,
 k = ceil((1 - confidence) x S); ES = the mean of the k largest; floored at 0.
@@ -48,7 +51,7 @@ import math
 
 import numpy as np
 
-from clearing.instruments import InstrumentTable, MarketState
+from clearing.instruments import SECONDS_PER_YEAR, InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, Positions, Requirements
 from clearing.margin.scenarios import Revaluer, market_key
 from sim.schema.margin import VaRConfig
@@ -421,8 +424,9 @@ class VaRRegime(MarginRegime):
         if key != self._key:
             u = self.table.underlying_index
             sets = self.scenario_sets()
-            self._pnl = {name: self.rev.relative(market, r.T[u]) if r.shape[0] else np.zeros((len(self.table), 0))
-                         for name, r in sets.items()}
+            aged = self.mpor * self.row_interval / SECONDS_PER_YEAR  # the MPOR in years
+            self._pnl = {name: self.rev.relative(market, r.T[u], years_shift=aged) if r.shape[0]
+                         else np.zeros((len(self.table), 0)) for name, r in sets.items()}
             if self._groups_version != self._version:  # the groups depend on the returns, not the market
                 self._groups = {name: scenario_groups(r, group_size(tail_count(r.shape[0], self.config.confidence)))
                                 for name, r in sets.items()}
