@@ -4,13 +4,21 @@ Book: the six contracts of ``configs/portfolios/short_strangle_two_underlyings.y
 perpetuals, 14-day puts and calls) and ``--portfolios`` random books on them (Poisson(3) contracts
 each, +-1..3 lots), without the file's own accounts. Path: correlated GBM, BTC 60% / ETH 75% vol,
 250 warm-up days then ``--years`` x 252 daily runs, two-day margin period of risk, a run every day
-(``step_days: 1``, overlapping periods: the heaviest case). Regimes: every
-registry regime (``--regimes`` to choose). Everything runs through ``sim.experiment.backtest.run.backtest``
-with ``--workers`` processes (regime x block-of-2,048-portfolios tasks), nothing written.
+(``step_days: 1``, overlapping periods: the heaviest case). Regimes: every registry regime
+(``--regimes`` to choose), each with its registry defaults (``var``: 365-day lookback; ``var_apc``:
+plus 25% stressed weighting and the 10-year floor).
+
+Everything runs through ``sim.experiment.api.backtest`` -- the function ``clearsim backtest`` calls -- with
+``--workers`` spawned processes (a task per regime x block of portfolios: 10,000 portfolios make
+two blocks of 5,000), nothing cached between runs; only the results folder is not written
+(``write=False``: parquet and HTML writing is not what is measured).
 
 Prints the wall time and the CPU seconds (this process and its workers) of the whole backtest --
-on a shared machine CPU seconds / workers is what an idle machine's wall time would be -- then with ``--each`` each regime alone on one
-process; the last line is ``backtest_seconds=<wall seconds of the whole backtest>``.
+on a shared machine CPU seconds / workers is about what two idle cores' wall time would be -- and,
+with ``--each``, first each regime alone on one process: wall, CPU seconds and CPU milliseconds per
+margin run (one run = every portfolio's requirement on one day, plus that regime's share of the
+statistics); the per-regime CPU figures add up to the single-process total. The last line is
+``backtest_seconds=<wall seconds of the whole backtest>``.
 Usage: ``python benchmarks/bench_backtest.py [--portfolios N] [--years Y] [--workers W] [--regimes a,b] [--each]``.
 """
 
@@ -26,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.experiment.backtest.run import backtest  # noqa: E402
+from sim.api import backtest  # noqa: E402
 from clearing.margin.config import REGIME_NAMES  # noqa: E402
 
 
@@ -64,10 +72,13 @@ def main() -> None:
     regimes = [r.strip() for r in a.regimes.split(",") if r.strip()]
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     if a.each:
+        total = 0.0
         for r in regimes:
             wall, cpu, out = timed(config(a.portfolios, a.years, [r]), 1)
-            print(f"  {r:18s} {wall:7.1f} s wall, {cpu:7.1f} s CPU ({out.summary['runs']} runs x "
-                  f"{out.summary['portfolios']} portfolios)")
+            total += cpu
+            print(f"  {r:18s} {wall:7.1f} s wall, {cpu:7.1f} s CPU, {1e3 * cpu / out.summary['runs']:6.1f} CPU-ms "
+                  f"per run ({out.summary['runs']} runs x {out.summary['portfolios']} portfolios)", flush=True)
+        print(f"  {'sum':18s} {total:7.1f} s CPU on one process", flush=True)
     wall, cpu, out = timed(config(a.portfolios, a.years, regimes), a.workers)
     print(f"{len(regimes)} regimes x {out.summary['portfolios']:,} portfolios x {out.summary['runs']:,} runs on "
           f"{a.workers} worker(s): {wall:.1f} s wall, {cpu:.1f} CPU-seconds (workers included); "

@@ -10,7 +10,8 @@ Conventions (see docs/METHODOLOGY.md, "Common conventions"):
   vol; P&L per long lot = (model(F', vol') - model(F, vol)) x contract_units -- model against
   model, so a mark that differs from the model does not leak into the scenario P&L.
 - A scenario is a relative move of the forward (F' = F (1 + m)) or an absolute one (F' = F + d),
-  plus a vol per option. No time decay is applied in a scenario.
+  plus a vol per option. No time decay is applied in a scenario unless the caller ages the options
+  (``years_shift``): the VaR regimes reprice at the end of their margin period of risk.
 """
 
 from __future__ import annotations
@@ -113,11 +114,11 @@ class Revaluer:
         return out
 
     def relative(self, market: MarketState, moves: np.ndarray, vol_factor: np.ndarray | None = None,
-                 vol_level: np.ndarray | None = None) -> np.ndarray:
+                 vol_level: np.ndarray | None = None, years_shift: float = 0.0) -> np.ndarray:
         """P&L for relative forward moves ``moves`` (I x S, or S broadcast to every instrument).
 
         Vols: ``vol_level`` (I x S absolute vols) if given, else vol x ``vol_factor`` if given,
-        else unchanged.
+        else unchanged. ``years_shift``: options repriced that much closer to expiry (see :meth:`pnl`).
         """
         fwd, _, vols = self.base(market)
         moves = np.broadcast_to(np.asarray(moves, dtype=np.float64), (len(self.table), np.shape(moves)[-1]))
@@ -128,7 +129,7 @@ class Revaluer:
             new_vol = vols[:, None] * vol_factor
         else:
             new_vol = None
-        return self.pnl(market, new_forward, new_vol)
+        return self.pnl(market, new_forward, new_vol, years_shift)
 
     def deltas(self, market: MarketState) -> np.ndarray:
         """Delta per long lot in units of underlying (linear: contract_units; options: Black-76)."""

@@ -12,7 +12,10 @@ r = P[t] / P[t - mpor] - 1, all underlyings jointly (their historical co-movemen
 correlation model). ``method="filtered"`` (FHS): daily log returns are divided by the EWMA vol
 (``ewma_lambda``) of the day before and multiplied by today's EWMA vol, then compounded over the
 window. A scenario moves every forward on an underlying by its return (F' = F (1 + r)); options
-are revalued with Black-76 at unchanged vol.
+are revalued with Black-76 at unchanged vol and at the end of the margin period of risk: their time
+to expiry less the MPOR (``mpor`` rows of ``row_interval`` seconds, floored at zero), as a CCP's
+full revaluation does -- so a scenario's P&L includes the option's time decay (theta) over the
+MPOR, and an option expiring within the MPOR is valued at its intrinsic value.
 
 Measure per account over its scenario losses L (S of them): VaR = the k-th largest loss,
 k = ceil((1 - confidence) x S); ES = the mean of the k largest; floored at 0.
@@ -48,8 +51,8 @@ import math
 
 import numpy as np
 
-from sim.core.instruments import InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, Positions, Requirements, segment_sums_t
+from sim.core.instruments import SECONDS_PER_YEAR, InstrumentTable, MarketState
+from clearing.margin.base import MarginRegime, Positions, Requirements
 from clearing.margin.scenarios import Revaluer, market_key
 from clearing.margin.config import VaRConfig
 
@@ -88,13 +91,220 @@ def tail_measure(losses_t: np.ndarray, confidence: float, measure: str) -> np.nd
     s = losses_t.shape[0]
     if s == 0:
         return np.zeros(losses_t.shape[1])
-    k = max(1, math.ceil((1.0 - confidence) * s - 1e-9))
+    k = tail_count(s, confidence)
     part = np.partition(losses_t, s - k, axis=0)
     if measure == "var":
         val = part[s - k]
     else:
         val = part[s - k:].mean(axis=0)
     return np.maximum(val, 0.0)
+
+
+def tail_count(s: int, confidence: float) -> int:
+    """k: how many of ``s`` scenario losses make the tail (the VaR is the k-th largest)."""
+    return max(1, math.ceil((1.0 - confidence) * s - 1e-9))
+
+
+def group_size(k: int) -> int:
+    """Scenarios per group of the pruned tail search: a power of two >= k, 16 to 32 (measured on
+    the backtest benchmark's books: smaller groups bound tighter but cost more bounds, larger
+    ones more losses per group computed)."""
+    return min(32, max(16, 1 << max(0, k - 1).bit_length()))
+
+
+def scenario_groups(returns: np.ndarray, size: int) -> np.ndarray:
+    """(G, size) scenario indices in groups of scenarios that lie close together in return space;
+    when ``size`` does not divide S the last group is short, padded with the index S (no scenario).
+
+    Every underlying but the last is cut into ~(S / size)^(1/U) quantile bins; within a bin the
+    scenarios are ordered by the last underlying's return, and the order is cut into groups of
+    ``size``. Close returns mean close P&L per instrument (a scenario's P&L is monotone or smooth in
+    its underlying's move), so a group's per-instrument min and max bound its scenarios' losses
+    tightly. Any grouping gives the same tail figures; this one only makes the pruning effective.
+    """
+    s, u = returns.shape
+    g = -(-s // size)
+    if u > 1 and s > size:
+        bins = max(1, int(math.ceil((s / size) ** (1.0 / u))))
+        ranks = np.argsort(np.argsort(returns[:, :-1], axis=0, kind="stable"), axis=0, kind="stable")
+        keys = [returns[:, -1]] + [(ranks[:, j] * bins) // s for j in range(u - 2, -1, -1)]
+        order = np.lexsort(keys)
+    else:
+        order = np.argsort(returns[:, -1] if u else np.zeros(s), kind="stable")
+    out = np.full(g * size, s, dtype=np.int64)
+    out[:s] = order
+    return out.reshape(g, size)
+
+
+class LotSlots:
+    """A block of accounts' lots prepared for :func:`top_losses`: identical portfolios once, each
+    as its held instruments in column order (slot j = its j-th held instrument), portfolios ordered
+    by how many instruments they hold, most first, so slot j applies to a prefix of them."""
+
+    __slots__ = ("n", "inverse", "dense", "nheld", "col", "lot", "prefix")
+
+    def __init__(self, lots: np.ndarray) -> None:
+        lots = np.asarray(lots, dtype=np.float64)
+        self.n = lots.shape[0]
+        uniq, inv = np.unique(lots, axis=0, return_inverse=True)  # the same lots: the same figures
+        nheld = np.count_nonzero(uniq, axis=1)
+        order = np.argsort(-nheld, kind="stable")
+        keep = order[nheld[order] > 0]  # a flat book has no losses (its figure is 0)
+        rank = np.full(uniq.shape[0], -1, dtype=np.int64)
+        rank[keep] = np.arange(keep.size)
+        self.inverse = rank[np.asarray(inv).reshape(-1)]
+        self.dense = np.ascontiguousarray(uniq[keep])
+        self.nheld = nheld[keep]
+        width = int(self.nheld[0]) if keep.size else 0
+        r, c = np.nonzero(self.dense)  # row-major: each row's held columns in ascending order
+        j = np.arange(r.size) - np.searchsorted(r, r)
+        self.col = np.zeros((keep.size, width), dtype=np.int64)
+        self.lot = np.zeros((keep.size, width))
+        self.col[r, j], self.lot[r, j] = c, self.dense[r, c]
+        self.prefix = [int(np.count_nonzero(self.nheld > q)) for q in range(width)]
+
+    def losses(self, rows: np.ndarray | None, loss: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Loss of portfolio ``rows[p]`` (every portfolio if None; rows ascending) in scenario
+        ``cols[p, j]``: lot x per-lot loss summed over the held instruments in column order -- the
+        same products and additions, in the same order, as ``segment_sums_t`` makes, so a loss has
+        the same bits whichever path computed it."""
+        if rows is None:
+            rows = np.arange(self.dense.shape[0])
+            ends = self.prefix
+        else:
+            ends = [int(np.searchsorted(-self.nheld[rows], -q, side="left")) for q in range(len(self.prefix))]
+        out = self.lot[rows, 0, None] * loss[self.col[rows, 0, None], cols]
+        for q in range(1, len(ends)):  # loop over slots (a handful), each over a prefix of portfolios
+            e = ends[q]
+            if e == 0:
+                break
+            r = rows[:e]
+            out[:e] += self.lot[r, q, None] * loss[self.col[r, q, None], cols[:e] if cols.shape[0] > 1 else cols]
+        return out
+
+
+    def group_losses(self, rows: np.ndarray, cells: np.ndarray, gids: np.ndarray) -> np.ndarray:
+        """Losses of portfolio ``rows[p]`` in every scenario of groups ``gids[p, :]``: (p, n x size).
+        ``cells`` is the (I x G, size) per-lot loss of each instrument in each group; the same
+        products and additions as :meth:`losses` (row gathers instead of element gathers)."""
+        g_n = cells.shape[0] // self.dense.shape[1]
+        ends = [int(np.searchsorted(-self.nheld[rows], -q, side="left")) for q in range(len(self.prefix))]
+        out = self.lot[rows, 0, None, None] * np.take(cells, self.col[rows, 0, None] * g_n + gids, axis=0)
+        for q in range(1, len(ends)):  # loop over slots (a handful), each over a prefix of portfolios
+            e = ends[q]
+            if e == 0:
+                break
+            r = rows[:e]
+            out[:e] += self.lot[r, q, None, None] * np.take(cells, self.col[r, q, None] * g_n + gids[:e], axis=0)
+        return out.reshape(rows.size, -1)
+
+
+def top_losses(lots: "np.ndarray | LotSlots", loss: np.ndarray, k: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """(A, k): the k largest of each portfolio's scenario losses ``lots @ loss``, largest first.
+
+    ``lots``: (A, I) lots (or their :class:`LotSlots`); ``loss``: (I, S) loss per long lot per
+    scenario; ``groups`` from :func:`scenario_groups` (None: every loss is computed). With groups,
+    the losses that can be in the tail are found without computing them all -- exactly: the result
+    is the same as sorting every loss:
+
+    1. per group and instrument the min and max loss per lot bound each portfolio's losses in the
+       group from above: UB = lots+ @ max + lots- @ min (plus a rounding allowance);
+    2. the groups with the highest bounds (enough to hold k scenarios) are computed exactly; their
+       k-th largest loss tau is a lower bound of the portfolio's k-th largest loss;
+    3. only the other groups whose bound reaches tau can hold a tail loss: they are computed, and
+       the k largest of all losses >= tau are the answer.
+
+    Cost per call ~ A x (G x I  +  a few groups x size x held instruments) instead of A x S x held
+    plus a partition of A x S: the tail is a handful of groups out of S / size.
+    """
+    book = lots if isinstance(lots, LotSlots) else LotSlots(lots)
+    s = loss.shape[1]
+    out = np.zeros((book.n, k))
+    a_n = book.dense.shape[0]
+    if a_n == 0 or s == 0:
+        return out
+    loss_ext = np.concatenate([loss, np.zeros((loss.shape[0], 1))], axis=1)  # column S: the padding
+    size = group_size(k) if groups is None else groups.shape[1]
+    m = -(-k // size)  # seed groups: enough full groups to hold k scenarios (1 but for k > 32)
+    if groups is None or groups.shape[0] <= m + 2:
+        vals = book.losses(None, loss_ext, np.arange(s)[None, :])
+        top = np.partition(vals, s - k, axis=1)[:, s - k:]
+    else:
+        top = _pruned_top(book, loss, loss_ext, k, groups, m)
+    top = -np.sort(-top, axis=1)
+    keep = book.inverse >= 0
+    out[keep] = top[book.inverse[keep]]
+    return out
+
+
+ROUNDS = 8  # groups computed one at a time (highest bound first) before the rest go in one batch
+
+
+def _pruned_top(book: LotSlots, loss: np.ndarray, loss_ext: np.ndarray, k: int, groups: np.ndarray,
+                m: int) -> np.ndarray:
+    """(A, k) the k largest losses per portfolio, unordered (see :func:`top_losses`)."""
+    s = loss.shape[1]
+    w = book.dense
+    a_n, (g_n, size) = w.shape[0], groups.shape
+    i_n = loss.shape[0]
+    cells = loss_ext[:, groups]  # (I, G, size): each instrument's per-lot loss, group by group
+    short = s % size  # scenarios in the last group when it is short (its padding is column S: 0)
+    if short:
+        hi = np.concatenate([cells[:, :-1].max(axis=2), cells[:, -1:, :short].max(axis=2)], axis=1)
+        lo = np.concatenate([cells[:, :-1].min(axis=2), cells[:, -1:, :short].min(axis=2)], axis=1)
+    else:
+        hi, lo = cells.max(axis=2), cells.min(axis=2)
+    cells = cells.reshape(i_n * g_n, size)
+    # rounding allowance: a bound and a computed loss may differ by a few ulps of sum |lot x loss|
+    slack = (8.0 * (i_n + 4) * np.finfo(np.float64).eps) * (np.abs(w) @ np.abs(loss).max(axis=1))
+    ub = np.maximum(w, 0.0) @ hi + np.minimum(w, 0.0) @ lo  # (A, G)
+    ub += slack[:, None]
+    rows = np.arange(a_n)
+
+    def computed(who: np.ndarray, gids: np.ndarray) -> np.ndarray:
+        vals = book.group_losses(who, cells, gids)
+        if short:  # the padding is no scenario
+            vals.reshape(who.size, -1, size)[:, :, short:][gids == g_n - 1] = -np.inf
+        return vals
+
+    # seeds: the m groups with the highest bounds (never the short one: m full groups hold >= k)
+    seeds = np.empty((a_n, m), dtype=np.int64)
+    last = ub[:, -1].copy()
+    if short:
+        ub[:, -1] = -np.inf
+    for j in range(m):  # m is 1 or 2: an argmax pass beats a partition of every row
+        seeds[:, j] = np.argmax(ub, axis=1)
+        ub[rows, seeds[:, j]] = -np.inf  # a computed group is not looked at again
+    if short:
+        ub[:, -1] = last
+    vals = computed(rows, seeds)
+    top = np.partition(vals, vals.shape[1] - k, axis=1)[:, vals.shape[1] - k:]
+    tau = top.min(axis=1)  # the k-th largest loss computed so far: a lower bound of the answer
+    active = np.flatnonzero(ub.max(axis=1) >= tau)
+    for _ in range(ROUNDS):  # the group with the highest bound next, while a bound reaches tau
+        if active.size == 0:
+            return top
+        sub = ub[active]
+        g = np.argmax(sub, axis=1)
+        vals = np.concatenate([top[active], computed(active, g[:, None])], axis=1)
+        best = np.partition(vals, size, axis=1)[:, size:]
+        top[active], tau[active] = best, best.min(axis=1)
+        sub[np.arange(active.size), g] = -np.inf
+        ub[active] = sub
+        active = active[sub.max(axis=1) >= tau[active]]
+    if active.size == 0:
+        return top
+    # what is left (a loose bound): every remaining group that reaches tau at once, then the k
+    # largest per portfolio by sorting (portfolio, loss)
+    la, lg = np.nonzero(ub[active] >= tau[active, None])
+    vals = computed(active[la], lg[:, None])
+    keep = vals >= tau[active[la], None]
+    ma = np.concatenate([np.repeat(active, k), np.broadcast_to(active[la][:, None], vals.shape)[keep]])
+    mv = np.concatenate([top[active].ravel(), vals[keep]])
+    order = np.lexsort((-mv, ma))
+    first = np.searchsorted(ma[order], active)
+    top[active] = mv[order][first[:, None] + np.arange(k)]
+    return top
 
 
 class VaRRegime(MarginRegime):
@@ -122,6 +332,8 @@ class VaRRegime(MarginRegime):
         self._version = 0
         self._key: tuple | None = None
         self._pnl: dict[str, np.ndarray] = {}
+        self._groups: dict[str, np.ndarray] = {}
+        self._groups_version = -1
         self._prev_margin: np.ndarray | None = None  # margin at the previous history version
         self._cur_margin: np.ndarray | None = None  # margin at the current history version
         self._prev_released: np.ndarray | None = None
@@ -211,34 +423,45 @@ class VaRRegime(MarginRegime):
         key = (market_key(market), self._version)
         if key != self._key:
             u = self.table.underlying_index
-            self._pnl = {name: self.rev.relative(market, r.T[u]) if r.shape[0] else np.zeros((len(self.table), 0))
-                         for name, r in self.scenario_sets().items()}
+            sets = self.scenario_sets()
+            aged = self.mpor * self.row_interval / SECONDS_PER_YEAR  # the MPOR in years
+            self._pnl = {name: self.rev.relative(market, r.T[u], years_shift=aged) if r.shape[0]
+                         else np.zeros((len(self.table), 0)) for name, r in sets.items()}
+            if self._groups_version != self._version:  # the groups depend on the returns, not the market
+                self._groups = {name: scenario_groups(r, group_size(tail_count(r.shape[0], self.config.confidence)))
+                                for name, r in sets.items()}
+                self._groups_version = self._version
             self._key = key
         return self._pnl
 
     # ---------------------------------------------------------------------------- computation
-    def _measure(self, positions: Positions, pnl: np.ndarray) -> np.ndarray:
+    def _measure(self, positions: Positions, pnl: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         cfg, n = self.config, positions.n_accounts
         out = np.zeros(n)
-        if pnl.shape[1] == 0:
+        s = pnl.shape[1]
+        if s == 0:
             return out
-        pnl_t = np.ascontiguousarray(pnl.T)
-        zero = np.zeros(len(self.table), dtype=np.int64)
+        k = tail_count(s, cfg.confidence)
+        loss = -pnl
         step = cfg.chunk_accounts
         for a in range(0, n, step):  # loop over account blocks (bounded memory), not accounts
-            sub = positions if (a == 0 and n <= step) else _block(positions, a, min(n, a + step))
-            seg, summed_t = segment_sums_t(sub, pnl_t, zero, 1)
-            if seg.n:
-                out[a + seg.row] = tail_measure(-summed_t, cfg.confidence, cfg.measure)
+            key = ("var_slots", a, step)
+            book = positions._cache.get(key)
+            if book is None:  # built once per positions object (a backtest reuses it on every run)
+                book = positions._cache[key] = LotSlots(positions.dense[a:a + step])
+            top = top_losses(book, loss, k, groups)
+            val = top[:, k - 1] if cfg.measure == "var" else top.mean(axis=1)
+            # an account with no position has no scenario losses: 0, as the segment path gives
+            out[a:a + book.n] = np.where(book.inverse >= 0, np.maximum(val, 0.0), 0.0)
         return out
 
     def components(self, positions: Positions, market: MarketState, update_state: bool = True) -> dict[str, np.ndarray]:
         cfg = self.config
         mats = self.pnl_matrices(market)
-        comp: dict[str, np.ndarray] = {"base": self._measure(positions, mats["base"])}
+        comp: dict[str, np.ndarray] = {"base": self._measure(positions, mats["base"], self._groups["base"])}
         v = comp["base"]
         if "stressed" in mats:
-            comp["stressed"] = self._measure(positions, mats["stressed"])
+            comp["stressed"] = self._measure(positions, mats["stressed"], self._groups["stressed"])
             v = (1.0 - cfg.stressed_weight) * v + cfg.stressed_weight * comp["stressed"]
         comp["weighted"] = v
         margin = v
@@ -266,7 +489,7 @@ class VaRRegime(MarginRegime):
             comp["buffered"] = margin
             comp["released"] = released.astype(np.float64)
         if "floor" in mats:
-            comp["floor"] = self._measure(positions, mats["floor"])
+            comp["floor"] = self._measure(positions, mats["floor"], self._groups["floor"])
             margin = np.maximum(margin, comp["floor"])
         comp["margin"] = margin
         if update_state and cfg.buffer is not None:
@@ -292,11 +515,3 @@ class VaRRegime(MarginRegime):
         out.update({k: float(v[0]) for k, v in c.items() if k != "margin"})
         return out
 
-
-def _block(positions: Positions, a: int, b: int) -> Positions:
-    key = ("block", a, b)
-    hit = positions._cache.get(key)
-    if hit is None:
-        hit = Positions(positions.dense[a:b])
-        positions._cache[key] = hit
-    return hit

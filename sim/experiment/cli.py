@@ -192,7 +192,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "reverse-stress":
         return _reverse_stress(args, console, show_progress)
     if args.command == "run":
-        from sim.experiment.api import run
+        from sim.experiment.runs import run
         from sim.experiment.progress import EpisodeProgress
 
         cfg = _episode(args)
@@ -273,7 +273,7 @@ def _validate(args: argparse.Namespace, console) -> int:
         info.update(name=pf.name, accounts=len(pf.accounts), instruments=len(pf.instruments))
         text = f"portfolio {pf.name!r}: {len(pf.accounts)} accounts, {len(pf.instruments)} instruments"
     else:
-        from sim.experiment.api import validate
+        from sim.experiment.runs import validate
 
         cfg = validate(path)
         info.update(name=cfg.name, duration=cfg.duration, instruments=len(cfg.market.instruments),

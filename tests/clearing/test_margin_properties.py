@@ -177,11 +177,18 @@ def test_adding_a_loss_reducing_position_never_raises(name, base, option, q):
     add[option] += q
     add[src] -= q * delta
     pnl = _scenario_pnl(regime, market)
-    assert np.all(add @ pnl >= -1e-6 * np.abs(pnl).max())  # precondition: gains in every scenario
+    # the VaR regimes reprice options at the end of the MPOR: the hedged long option then loses its
+    # time decay wherever the move is under ~one standard deviation (gamma gain < theta), so it is
+    # not loss-reducing there; what holds is that the requirement rises by at most the addition's
+    # worst scenario loss (each tail figure is the k-th largest of per-scenario sums)
+    worst = max(0.0, float(-(add @ pnl).min()))
+    if not name.startswith("var"):
+        assert np.all(add @ pnl >= -1e-6 * np.abs(pnl).max())  # precondition: gains in every scenario
+        worst = 0.0
     before = regime.requirements(Positions.of([base]), market).im[0]
     after = build_regime(PURE_SCENARIO[name], table, history=history).requirements(
         Positions.of([np.asarray(base) + add]), market).im[0]
-    assert after <= before + 1e-6 * max(1.0, before)
+    assert after <= before + worst + 1e-6 * max(1.0, before)
 
 
 # ---------------------------------------------------------------- sparse machinery vs brute force

@@ -261,7 +261,7 @@ def test_blocks_and_workers_do_not_change_the_figures(tmp_path, monkeypatch):
     cfg["portfolios"]["random"] = {"count": 7, "seed": 1}
     cfg["regimes"] = {"var": cfg["regimes"]["var"] | {"lookback_days": 250}, "span": "span"}
     whole = backtest(cfg, write=False)
-    monkeypatch.setattr(run_module, "CHUNK", 3)  # 10 portfolios -> blocks of 3, 3, 3, 1
+    monkeypatch.setattr(run_module, "CHUNK", 3)  # 10 portfolios -> blocks of 2, 3, 3, 2
     split = backtest(cfg, write=False, workers=2)
     assert split.summary == whole.summary
     for label in whole.results:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sim.experiment.api import compare, resolve, run
+from sim.experiment.api import compare
+from sim.experiment.runs import resolve, run
 from sim.experiment.cli import EXIT_BAD_INPUT, main
 from sim.experiment.errors import ConfigError
 from sim.experiment.config import load_episode

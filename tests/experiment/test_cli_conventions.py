@@ -233,7 +233,7 @@ def test_progress_shows_simulated_time_and_changes_no_result(tmp_path):
 
     from rich.console import Console
 
-    from sim.experiment.api import run
+    from sim.experiment.runs import run
     from sim.experiment.config import parse_episode
     from sim.experiment.progress import EpisodeProgress
 

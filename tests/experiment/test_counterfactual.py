@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.experiment.api import compare, counterfactual_config, resolve, run_variant
+from sim.experiment.api import compare
+from sim.experiment.variants import counterfactual_config, run_variant
+from sim.experiment.runs import resolve
 from sim.experiment.config import load_episode, parse_episode
 from sim.experiment.schema.episode import EpisodeConfig
 from sim.experiment.episode import run as run_episode

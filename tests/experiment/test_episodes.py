@@ -62,7 +62,7 @@ def test_stylised_episode_header(name: str) -> None:
 
 @pytest.mark.parametrize("name", STYLISED)
 def test_stylised_episode_compare_regimes_validate(name: str) -> None:
-    from sim.experiment.api import regime_variants
+    from sim.experiment.variants import regime_variants
 
     config = load_episode(CONFIGS / f"{name}.yaml")
     assert config.compare_regimes, f"{name}: no compare_regimes"

@@ -11,7 +11,8 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from sim.experiment.api import load, resolve, run
+from sim.experiment.api import load
+from sim.experiment.runs import resolve, run
 from sim.experiment.tables import TABLES, UnregisteredColumn, data_dictionary, file_name, render_markdown, to_arrow, type_name
 from test_cli import SMALL
 

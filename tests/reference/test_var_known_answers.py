@@ -101,3 +101,40 @@ def test_an_episode_whose_mpor_is_not_whole_history_rows_is_refused_before_it_ru
     bad["margin"] = {"regime": "var", "mpor_days": 2.0}
     with pytest.raises(ConfigError, match=r"margin.mpor_days: 2 days is 0.5 rows"):
         parse_episode(bad, "bad")
+
+
+# --- options age over the margin period of risk ------------------------------------------------
+# A CCP's VaR revalues a portfolio at the end of the MPOR (EMIR RTS 153/2013 Art. 26-27: the
+# potential loss over the liquidation period), so an option is priced with its time to expiry less
+# the MPOR -- the scenario P&L includes its time decay. Known answer on a flat price history: every
+# MPOR return is 0, so every scenario's P&L is the decay alone, Black-76 at zero rate:
+# ATM price = F (2 N(vol sqrt(T) / 2) - 1).
+
+def _atm(f: float, vol: float, years: float) -> float:
+    from math import erf, sqrt
+
+    return f * erf(vol * sqrt(years) / 2.0 / sqrt(2.0)) if years > 0 else 0.0
+
+
+@pytest.mark.parametrize("days_left", [5.0, 1.5])
+def test_an_option_near_expiry_loses_its_theta_over_the_mpor(days_left):
+    f, vol = 50_000.0, 0.6
+    table = InstrumentTable.from_instruments([
+        make_instrument(0, "BTC-PERP", "perpetual", "BTC"),
+        make_instrument(1, "BTC-C", "option", "BTC", expiry_days=days_left, strike=f, is_call=True)])
+    flat = np.full((400, 1), f)
+    market = make_market(table, {"BTC": f}, {"BTC": vol})
+    regime = VaRRegime(table, VaRConfig(mpor_days=2.0, lookback_days=250.0), history=flat)
+    now_price = _atm(f, vol, days_left / 365.0)
+    later = _atm(f, vol, max(days_left - 2.0, 0.0) / 365.0)  # 1.5 days left: expired at intrinsic 0
+    theta = now_price - later
+    assert theta > 0
+    long_call = regime.breakdown(np.array([0.0, 1.0]), market)
+    assert long_call["im"] == pytest.approx(theta, rel=1e-9)  # the holder loses the decay in every scenario
+    # the writer gains it in every scenario: no loss, no margin; the perpetual has no decay
+    assert regime.breakdown(np.array([0.0, -1.0]), market)["im"] == 0.0
+    assert regime.breakdown(np.array([1.0, 0.0]), market)["im"] == 0.0
+    # the decay is the whole difference from an unaged revaluation (which gives 0 here)
+    unaged = regime.rev.relative(market, np.zeros((2, 3)))
+    aged = regime.rev.relative(market, np.zeros((2, 3)), years_shift=2.0 / 365.0)
+    np.testing.assert_allclose(aged - unaged, [[0.0] * 3, [-theta] * 3], rtol=1e-9)
