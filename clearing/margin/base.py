@@ -138,7 +138,7 @@ class Segments:
     slot_count: tuple[int, ...]
     slot_cols: tuple[np.ndarray, ...]
     slot_lots: tuple[np.ndarray, ...]
-    _lots_as: dict = field(default_factory=dict, repr=False, compare=False)
+    _lots_as: dict = field(default_factory=dict, repr=False, compare=False)  # derived arrays (lots by dtype, distinct)
 
     @property
     def n(self) -> int:
@@ -151,6 +151,60 @@ class Segments:
             hit = tuple(l.astype(dtype) for l in self.slot_lots)
             self._lots_as[dtype] = hit
         return hit
+
+    def distinct(self) -> tuple["Segments", np.ndarray | None]:
+        """(the distinct segments, the index of each segment among them); cached.
+
+        Two segments with the same instruments and the same lots, in the same order, go through
+        the same arithmetic, so a reducer that treats each segment on its own gives them the same
+        figures to the bit: it need only see one of each. Small accounts repeat -- one to three
+        lots of one instrument -- so on the benchmark book 194,106 segments are 35,678 distinct
+        ones (581 of the 118,454 single-entry segments). The index is ``None`` when fewer than a
+        fifth of the segments are repeats (the gather back would cost more than it saves); the
+        segments themselves are then returned. O(S log S) once (a lexicographic sort per size).
+        """
+        hit = self._lots_as.get("distinct")
+        if hit is None:
+            hit = _distinct(self)
+            self._lots_as["distinct"] = hit
+        return hit
+
+
+def _distinct(seg: Segments) -> tuple[Segments, np.ndarray | None]:
+    n = seg.n
+    if n == 0:
+        return seg, None
+    counts = seg.slot_count
+    reps, inverse = [], np.empty(n, dtype=np.int64)
+    found = 0
+    # segments are ordered by size, largest first: those of size m are the run
+    # [slot_count[m], slot_count[m - 1]) (slot_count past the largest size counts as 0)
+    for m in range(len(counts), 0, -1):
+        lo, hi = (counts[m] if m < len(counts) else 0), counts[m - 1]
+        if hi == lo:
+            continue
+        keys = [seg.slot_cols[j][lo:hi] for j in range(m)]
+        keys += [seg.slot_lots[j][lo:hi].view(np.int64) for j in range(m)]  # exact: the lots' bits
+        order = np.lexsort(keys)
+        same = np.ones(hi - lo - 1, dtype=bool)  # equal to the previous one in sorted order
+        for k in keys:
+            ks = k[order]
+            same &= ks[1:] == ks[:-1]
+        new = np.concatenate(([True], ~same))  # the first of each run of equal segments
+        ident = np.cumsum(new) - 1
+        inverse[lo + order] = found + ident
+        reps.append(lo + order[new])
+        found += int(ident[-1]) + 1
+    if found > 0.8 * n:
+        return seg, None
+    rep = np.concatenate(reps)  # size non-increasing, like the segments themselves
+    sizes = seg.size[rep]
+    u_counts = tuple(int(np.count_nonzero(sizes > j)) for j in range(len(counts)))
+    u_counts = tuple(c for c in u_counts if c)
+    unique = Segments(row=seg.row[rep], group=seg.group[rep], size=sizes, slot_count=u_counts,
+                      slot_cols=tuple(seg.slot_cols[j][rep[:c]] for j, c in enumerate(u_counts)),
+                      slot_lots=tuple(seg.slot_lots[j][rep[:c]] for j, c in enumerate(u_counts)))
+    return unique, inverse
 
 
 def segments_by_group(positions: Positions, group_of_instrument: np.ndarray, n_groups: int) -> Segments:
@@ -240,10 +294,29 @@ def segment_reduce_t(positions: Positions, matrix_t: np.ndarray, group_of_instru
     segments (~n_segments / block iterations), not over accounts.
     """
     seg = segments_by_group(positions, group_of_instrument, n_groups)
+    return seg, _reduce_blocks(seg, matrix_t, reducer, n_out, block, workspace)
+
+
+def segment_reduce_distinct(positions: Positions, matrix_t: np.ndarray, group_of_instrument: np.ndarray,
+                            n_groups: int, reducer, n_out: int, block: int = 2048, workspace: dict | None = None
+                            ) -> tuple[Segments, np.ndarray | None, list[np.ndarray]]:
+    """Like :func:`segment_reduce_t`, over the distinct segments only (:meth:`Segments.distinct`).
+
+    Returns (segments, inverse, figures): ``figures[i][inverse]`` are the per-segment figures
+    (``inverse`` None: they already are). Identical to the bit to :func:`segment_reduce_t`'s for
+    a reducer that treats each column on its own (a max, a min, element-wise arithmetic).
+    """
+    seg = segments_by_group(positions, group_of_instrument, n_groups)
+    unique, inverse = seg.distinct()
+    return seg, inverse, _reduce_blocks(unique, matrix_t, reducer, n_out, block, workspace)
+
+
+def _reduce_blocks(seg: Segments, matrix_t: np.ndarray, reducer, n_out: int, block: int,
+                   workspace: dict | None) -> list[np.ndarray]:
     k, dt = matrix_t.shape[0], matrix_t.dtype
     outs = [np.empty(seg.n) for _ in range(n_out)]
     if seg.n == 0:
-        return seg, outs
+        return outs
     ws = workspace if workspace is not None else {}
     key = ("block", k, block, dt)
     bufs = ws.get(key)
@@ -270,7 +343,7 @@ def segment_reduce_t(positions: Positions, matrix_t: np.ndarray, group_of_instru
             np.add(h, t, out=h)
         for o, v in zip(outs, reducer(blk)):
             o[a:b] = v
-    return seg, outs
+    return outs
 
 
 def segment_sums(positions: Positions, values: np.ndarray, group_of_instrument: np.ndarray,

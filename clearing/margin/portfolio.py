@@ -52,7 +52,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, Positions, Requirements, segment_reduce_t
+from clearing.margin.base import MarginRegime, Positions, Requirements, segment_reduce_distinct
 from clearing.margin.scenarios import Revaluer, days_to_expiry, market_key
 from clearing.margin.config import PortfolioConfig
 
@@ -206,29 +206,31 @@ class PortfolioRegime(MarginRegime):
         return core, ext, delta, roll
 
     def _segments(self, positions: Positions, market: MarketState):
-        """Segments and per-segment (core, extended, delta shock, roll shock)."""
+        """Segments, the index of each among the distinct ones (None: every one is its own) and
+        per distinct segment (core, extended, delta shock, roll shock)."""
         self.pnl_matrix(market)
-        return segment_reduce_t(positions, self._matrix_t, self._groups, self._n_groups, self._reduce, 4,
-                                workspace=self._workspace)
+        return segment_reduce_distinct(positions, self._matrix_t, self._groups, self._n_groups, self._reduce, 4,
+                                       workspace=self._workspace)
 
     def components(self, positions: Positions, market: MarketState) -> dict[str, np.ndarray]:
         """Per-account (A,) arrays: core, extended, risk, delta_shock, roll_shock, im."""
         n = positions.n_accounts
-        seg, (core, ext, delta, roll) = self._segments(positions, market)
+        seg, inverse, (core, ext, delta, roll) = self._segments(positions, market)
         risk = np.maximum(core, ext)
         out = {}
         for name, v in (("core", core), ("extended", ext), ("risk", risk), ("delta_shock", delta),
                         ("roll_shock", roll), ("im", risk + delta + roll)):
-            out[name] = np.bincount(seg.row, weights=v, minlength=n)
+            out[name] = np.bincount(seg.row, weights=v if inverse is None else v[inverse], minlength=n)
         return out
 
     def requirements(self, positions: Positions, market: MarketState) -> Requirements:
         n = positions.n_accounts
-        seg, (core, ext, delta, roll) = self._segments(positions, market)
+        seg, inverse, (core, ext, delta, roll) = self._segments(positions, market)
+        # per distinct segment (element-wise, so the same figures as per segment), then spread
         np.maximum(core, ext, out=core)
         core += delta
         core += roll
-        im = np.bincount(seg.row, weights=core, minlength=n)
+        im = np.bincount(seg.row, weights=core if inverse is None else core[inverse], minlength=n)
         return Requirements(im=im, mm=self.config.mm_ratio * im)
 
     def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:

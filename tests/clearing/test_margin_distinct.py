@@ -1,0 +1,77 @@
+"""Margining each distinct (account, underlying) segment once (clearing.margin.base
+``Segments.distinct``, ``segment_reduce_distinct``): the figures equal those of every segment
+margined on its own, to the bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clearing.margin.base import (Positions, segment_reduce_distinct, segment_reduce_t, segments_by_group)
+from clearing.margin.config import PortfolioConfig
+from clearing.margin.examples import benchmark_book
+from clearing.margin.portfolio import PortfolioRegime
+
+
+def _reducer(block_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return block_t.min(axis=0), block_t.sum(axis=0)
+
+
+def test_repeated_segments_are_counted_once() -> None:
+    # accounts 0 and 2 hold the same lots; account 1 holds the same instruments, other lots;
+    # account 3 repeats account 0's instrument-0 segment (group 0) and adds one in group 1
+    dense = np.array([[1.0, 2.0, 0.0, 0.0],
+                      [1.0, 3.0, 0.0, 0.0],
+                      [1.0, 2.0, 0.0, 0.0],
+                      [1.0, 2.0, 0.0, -1.0],
+                      [0.0, 0.0, 0.0, -1.0]])
+    groups = np.array([0, 0, 1, 1])
+    seg = segments_by_group(Positions(dense), groups, 2)
+    assert seg.n == 6
+    # 6 segments, 3 distinct: {0:1, 1:2} (x3), {0:1, 1:3}, {3:-1} (x2) -- half are repeats
+    unique, inverse = seg.distinct()
+    assert inverse is not None and unique.n == 3
+    assert seg.distinct()[0] is unique  # cached
+    key = lambda s, i: tuple((int(c[i]), float(l[i])) for c, l, n in zip(s.slot_cols, s.slot_lots, s.slot_count)
+                             if i < n)
+    for i in range(seg.n):
+        assert key(seg, i) == key(unique, int(inverse[i]))
+
+
+def test_no_repeats_keep_the_segments() -> None:
+    dense = np.diag(np.arange(1.0, 6.0))
+    seg = segments_by_group(Positions(dense), np.zeros(5, dtype=np.int64), 1)
+    unique, inverse = seg.distinct()
+    assert inverse is None and unique is seg
+    empty = segments_by_group(Positions(np.zeros((3, 5))), np.zeros(5, dtype=np.int64), 1)
+    assert empty.n == 0 and empty.distinct()[1] is None
+
+
+def test_distinct_reduce_equals_the_per_segment_reduce_bit_for_bit() -> None:
+    table, market, acc, ins, lots = benchmark_book(n_accounts=5000, n_instruments=21, seed=5)
+    pos = Positions.from_coo(5000, len(table), acc, ins, lots)
+    rng = np.random.default_rng(1)
+    matrix_t = np.ascontiguousarray(rng.normal(size=(len(table), 9)).T)
+    groups = table.underlying_index.astype(np.int64)
+    seg, outs = segment_reduce_t(pos, matrix_t, groups, 3, _reducer, 2, block=256)
+    seg2, inverse, unique_outs = segment_reduce_distinct(pos, matrix_t, groups, 3, _reducer, 2, block=256)
+    assert seg2 is seg and inverse is not None and unique_outs[0].size < seg.n
+    for a, b in zip(outs, unique_outs):
+        assert a.tobytes() == b[inverse].tobytes()
+
+
+@pytest.mark.parametrize("cross_asset", ["sum", "joint"])
+def test_portfolio_requirements_equal_each_account_alone(cross_asset: str) -> None:
+    # few lots per account, so that whole accounts repeat too (one segment per account when joint)
+    table, market, acc, ins, lots = benchmark_book(n_accounts=3000, n_instruments=21, per_account=1.0, seed=9)
+    pos = Positions.from_coo(3000, len(table), acc, ins, lots)
+    regime = PortfolioRegime(table, PortfolioConfig(cross_asset=cross_asset))
+    seg = segments_by_group(pos, regime._groups, regime._n_groups)
+    assert seg.distinct()[1] is not None  # the book repeats segments: the distinct path is taken
+    req = regime.requirements(pos, market)
+    comp = regime.components(pos, market)
+    for a in range(0, 3000, 97):
+        alone = PortfolioRegime(table, PortfolioConfig(cross_asset=cross_asset))
+        one = alone.requirements(Positions(pos.dense[a:a + 1].copy()), market)
+        assert one.im[0].tobytes() == req.im[a].tobytes()
+        assert alone.components(Positions(pos.dense[a:a + 1].copy()), market)["core"][0] == comp["core"][a]
