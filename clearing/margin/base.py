@@ -307,8 +307,70 @@ def segment_reduce_distinct(positions: Positions, matrix_t: np.ndarray, group_of
     a reducer that treats each column on its own (a max, a min, element-wise arithmetic).
     """
     seg = segments_by_group(positions, group_of_instrument, n_groups)
+    memo = workspace.get("distinct") if workspace is not None else None
+    if (memo is not None and memo[0] is matrix_t and memo[1] == reducer and seg.n < memo[2]
+            and memo[4].size):
+        return seg, None, _reduce_known(seg, memo, matrix_t, reducer, n_out, block, workspace)
     unique, inverse = seg.distinct()
-    return seg, inverse, _reduce_blocks(unique, matrix_t, reducer, n_out, block, workspace)
+    outs = _reduce_blocks(unique, matrix_t, reducer, n_out, block, workspace)
+    if workspace is not None:
+        # kept for later calls on the same matrix (the house's changed rows, an account's other
+        # states): their segments found here are not reduced again. Copies: callers may write
+        # into the figures they get.
+        hashes = _segment_hashes(unique)
+        order = np.argsort(hashes, kind="stable")
+        workspace["distinct"] = (matrix_t, reducer, seg.n, unique, hashes[order], order,
+                                 [o.copy() for o in outs])
+    return seg, inverse, outs
+
+
+_H1, _H2, _SHIFT = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(29)
+
+
+def _segment_hashes(seg: Segments) -> np.ndarray:
+    """A 64-bit hash of each segment's size, instruments and lots (a look-up key only: equal
+    segments hash alike; a match is confirmed entry by entry)."""
+    h = seg.size.astype(np.uint64) * _H1
+    for cols, lots, n in zip(seg.slot_cols, seg.slot_lots, seg.slot_count):
+        x = h[:n]  # a view: the segments with an entry in this slot
+        x ^= cols.astype(np.uint64) * _H2
+        x ^= lots.view(np.uint64)
+        x *= _H1  # wraps modulo 2^64
+        x ^= x >> _SHIFT
+    return h
+
+
+def _reduce_known(seg: Segments, memo: tuple, matrix_t: np.ndarray, reducer, n_out: int, block: int,
+                  workspace: dict | None) -> list[np.ndarray]:
+    """Per-segment figures, taken from ``memo`` (an earlier call's distinct segments and figures on
+    the same matrix) where the segment is one of those, reduced afresh for the others."""
+    _, _, _, known, keys, order, figures = memo
+    h = _segment_hashes(seg)
+    at = np.minimum(np.searchsorted(keys, h), keys.size - 1)
+    cand = order[at]
+    hit = (keys[at] == h) & (known.size[cand] == seg.size)
+    for j, (cols, lots, n) in enumerate(zip(seg.slot_cols, seg.slot_lots, seg.slot_count)):
+        idx = np.flatnonzero(hit[:n])  # same size as a known segment, so it too has slot j
+        if not idx.size:
+            break  # no match among the segments this long, nor among longer ones
+        u = cand[idx]
+        same = (known.slot_cols[j][u] == cols[idx]) & (known.slot_lots[j][u].view(np.int64)
+                                                        == lots[idx].view(np.int64))
+        hit[idx[~same]] = False
+    miss = np.flatnonzero(~hit)
+    found = np.flatnonzero(hit)
+    outs = [np.empty(seg.n) for _ in range(n_out)]
+    for o, f in zip(outs, figures):
+        o[found] = f[cand[found]]
+    if miss.size:
+        sizes = seg.size[miss]  # still non-increasing: a subset in order
+        counts = tuple(c for c in (int(np.count_nonzero(sizes > j)) for j in range(len(seg.slot_count))) if c)
+        rest = Segments(row=seg.row[miss], group=seg.group[miss], size=sizes, slot_count=counts,
+                        slot_cols=tuple(seg.slot_cols[j][miss[:c]] for j, c in enumerate(counts)),
+                        slot_lots=tuple(seg.slot_lots[j][miss[:c]] for j, c in enumerate(counts)))
+        for o, v in zip(outs, _reduce_blocks(rest, matrix_t, reducer, n_out, block, workspace)):
+            o[miss] = v
+    return outs
 
 
 def _reduce_blocks(seg: Segments, matrix_t: np.ndarray, reducer, n_out: int, block: int,

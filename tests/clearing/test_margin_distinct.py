@@ -75,3 +75,39 @@ def test_portfolio_requirements_equal_each_account_alone(cross_asset: str) -> No
         one = alone.requirements(Positions(pos.dense[a:a + 1].copy()), market)
         assert one.im[0].tobytes() == req.im[a].tobytes()
         assert alone.components(Positions(pos.dense[a:a + 1].copy()), market)["core"][0] == comp["core"][a]
+
+
+def test_later_calls_on_the_same_market_take_known_segments_bit_for_bit() -> None:
+    table, market, acc, ins, lots = benchmark_book(n_accounts=4000, n_instruments=21, seed=2)
+    pos = Positions.from_coo(4000, len(table), acc, ins, lots)
+    regime = PortfolioRegime(table)
+    regime.requirements(pos, market)  # the whole book: its distinct segments are kept
+    memo = regime._workspace["distinct"]
+    # changed rows: some as they were, some with a lot more or a new instrument, a new account
+    rows = pos.dense[::7].copy()
+    rows[::3, 4] += 1.0
+    rows[1::5, 0] -= 2.0
+    rows = np.vstack([rows, np.full((1, len(table)), 1.0)])
+    later = regime.requirements(Positions(rows), market)
+    assert regime._workspace["distinct"] is memo  # a smaller call looks up, keeps the table
+    fresh = PortfolioRegime(table).requirements(Positions(rows.copy()), market)
+    assert later.im.tobytes() == fresh.im.tobytes()
+    seg = segments_by_group(Positions(rows.copy()), regime._groups, regime._n_groups)
+    from clearing.margin.base import _segment_hashes
+    known = np.isin(_segment_hashes(seg), memo[4])
+    assert 0 < known.sum() < seg.n  # both paths were taken
+    # a caller writing into its figures leaves the kept ones alone
+    again = regime.requirements(Positions(rows.copy()), market)
+    assert again.im.tobytes() == fresh.im.tobytes()
+
+
+def test_a_larger_call_replaces_the_kept_table() -> None:
+    table, market, acc, ins, lots = benchmark_book(n_accounts=2000, n_instruments=21, seed=4)
+    pos = Positions.from_coo(2000, len(table), acc, ins, lots)
+    regime = PortfolioRegime(table)
+    small = regime.requirements(Positions(pos.dense[:10].copy()), market)  # a pre-trade check first
+    whole = regime.requirements(pos, market)
+    assert regime._workspace["distinct"][2] == segments_by_group(pos, regime._groups, regime._n_groups).n
+    fresh = PortfolioRegime(table).requirements(Positions(pos.dense.copy()), market)
+    assert whole.im.tobytes() == fresh.im.tobytes()
+    assert small.im.tobytes() == fresh.im[:10].tobytes()
