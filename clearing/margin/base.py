@@ -308,19 +308,21 @@ def segment_reduce_distinct(positions: Positions, matrix_t: np.ndarray, group_of
     """
     seg = segments_by_group(positions, group_of_instrument, n_groups)
     memo = workspace.get("distinct") if workspace is not None else None
-    if (memo is not None and memo[0] is matrix_t and memo[1] == reducer and seg.n < memo[2]
-            and memo[4].size):
-        return seg, None, _reduce_known(seg, memo, matrix_t, reducer, n_out, block, workspace)
+    if memo is not None and memo[0] is matrix_t and memo[1] == reducer:
+        if memo[7] is seg:  # the same kept grouping on the same market state: nothing moved
+            return seg, seg.distinct()[1], [f.copy() for f in memo[6]]
+        if seg.n < memo[2] and memo[4].size:
+            return seg, None, _reduce_known(seg, memo, matrix_t, reducer, n_out, block, workspace)
     unique, inverse = seg.distinct()
     outs = _reduce_blocks(unique, matrix_t, reducer, n_out, block, workspace)
     if workspace is not None:
         # kept for later calls on the same matrix (the house's changed rows, an account's other
-        # states): their segments found here are not reduced again. Copies: callers may write
-        # into the figures they get.
+        # states, a second re-valuation at the same market state): their segments found here are
+        # not reduced again. Copies: callers may write into the figures they get.
         hashes = _segment_hashes(unique)
         order = np.argsort(hashes, kind="stable")
         workspace["distinct"] = (matrix_t, reducer, seg.n, unique, hashes[order], order,
-                                 [o.copy() for o in outs])
+                                 [o.copy() for o in outs], seg)
     return seg, inverse, outs
 
 
@@ -344,9 +346,12 @@ def _reduce_known(seg: Segments, memo: tuple, matrix_t: np.ndarray, reducer, n_o
                   workspace: dict | None) -> list[np.ndarray]:
     """Per-segment figures, taken from ``memo`` (an earlier call's distinct segments and figures on
     the same matrix) where the segment is one of those, reduced afresh for the others."""
-    _, _, _, known, keys, order, figures = memo
+    _, _, _, known, keys, order, figures, _ = memo
     h = _segment_hashes(seg)
-    at = np.minimum(np.searchsorted(keys, h), keys.size - 1)
+    # the look-ups in sorted order: each search starts near the last one (cache-friendly)
+    by_hash = np.argsort(h)
+    at = np.empty(seg.n, dtype=np.int64)
+    at[by_hash] = np.minimum(np.searchsorted(keys, h[by_hash]), keys.size - 1)
     cand = order[at]
     hit = (keys[at] == h) & (known.size[cand] == seg.size)
     for j, (cols, lots, n) in enumerate(zip(seg.slot_cols, seg.slot_lots, seg.slot_count)):

@@ -176,6 +176,13 @@ class PortfolioRegime(MarginRegime):
         return self._matrix
 
     # ----------------------------------------------------------------------------- requirements
+    def _ext_buffer(self, like: np.ndarray) -> np.ndarray:
+        buf = self._workspace.get("ext")
+        if buf is None or buf.shape[0] != like.shape[0] or buf.shape[1] < like.shape[1] or buf.dtype != like.dtype:
+            buf = np.empty(like.shape, dtype=like.dtype)
+            self._workspace["ext"] = buf
+        return buf[:, : like.shape[1]]
+
     def _reduce(self, summed_t: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per segment (column of ``summed_t``, K x S): core loss, extended loss, delta shock,
         roll shock (float64)."""
@@ -183,15 +190,20 @@ class PortfolioRegime(MarginRegime):
         a, b = self.n_core, self.n_core + self.n_ext
         c = b + self.n_delta
         e = c + self.n_delta
-        core = np.maximum(-summed_t[:a].min(axis=0), 0.0).astype(np.float64)
+        # copy=False: no second copy in the working precision float64 (the values are the same)
+        core = np.maximum(-summed_t[:a].min(axis=0), 0.0).astype(np.float64, copy=False)
         if self.n_ext and cfg.extended_table_factor:
-            ext = np.maximum((-summed_t[a:b] - self.ext_dampener).max(axis=0), 0.0).astype(np.float64)
+            # the same operations as -x - dampener, in one reused buffer instead of two temporaries
+            ext_t = self._ext_buffer(summed_t[a:b])
+            np.negative(summed_t[a:b], out=ext_t)
+            np.subtract(ext_t, self.ext_dampener, out=ext_t)
+            ext = np.maximum(ext_t.max(axis=0), 0.0).astype(np.float64, copy=False)
         else:
             ext = np.zeros_like(core)
         # delta shock: rate = increment x units beyond the threshold (units x excess notional /
         # notional), capped; charged on the whole delta notional
-        notional = np.abs(summed_t[b:c]).astype(np.float64)
-        units = np.abs(summed_t[c:e]).astype(np.float64)
+        notional = np.abs(summed_t[b:c]).astype(np.float64, copy=False)
+        units = np.abs(summed_t[c:e]).astype(np.float64, copy=False)
         excess = np.maximum(notional - cfg.delta_shock_threshold, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             beyond = np.where(excess > 0, units * excess / notional, 0.0)

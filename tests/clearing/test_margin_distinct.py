@@ -111,3 +111,17 @@ def test_a_larger_call_replaces_the_kept_table() -> None:
     fresh = PortfolioRegime(table).requirements(Positions(pos.dense.copy()), market)
     assert whole.im.tobytes() == fresh.im.tobytes()
     assert small.im.tobytes() == fresh.im[:10].tobytes()
+
+
+def test_the_same_grouping_on_the_same_market_is_not_reduced_again(monkeypatch) -> None:
+    import clearing.margin.base as base
+    table, market, acc, ins, lots = benchmark_book(n_accounts=2000, n_instruments=21, seed=6)
+    pos = Positions.from_coo(2000, len(table), acc, ins, lots)
+    regime = PortfolioRegime(table)
+    first = regime.requirements(pos, market)
+    calls = []
+    blocks = base._reduce_blocks
+    monkeypatch.setattr(base, "_reduce_blocks", lambda seg, *a: calls.append(seg.n) or blocks(seg, *a))
+    second = regime.requirements(pos, market)  # the same Positions (its grouping cached on it)
+    assert calls == [] and second.im.tobytes() == first.im.tobytes()
+    assert second.im is not first.im
