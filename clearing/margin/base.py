@@ -314,7 +314,7 @@ def segment_reduce_distinct(positions: Positions, matrix_t: np.ndarray, group_of
         if seg.n < memo[2] and memo[4].size:
             return seg, None, _reduce_known(seg, memo, matrix_t, reducer, n_out, block, workspace)
     unique, inverse = seg.distinct()
-    outs = _reduce_blocks(unique, matrix_t, reducer, n_out, block, workspace)
+    outs = _reduce_sparse(unique, matrix_t, reducer, n_out, block, workspace)
     if workspace is not None:
         # kept for later calls on the same matrix (the house's changed rows, an account's other
         # states, a second re-valuation at the same market state): their segments found here are
@@ -373,8 +373,59 @@ def _reduce_known(seg: Segments, memo: tuple, matrix_t: np.ndarray, reducer, n_o
         rest = Segments(row=seg.row[miss], group=seg.group[miss], size=sizes, slot_count=counts,
                         slot_cols=tuple(seg.slot_cols[j][miss[:c]] for j, c in enumerate(counts)),
                         slot_lots=tuple(seg.slot_lots[j][miss[:c]] for j, c in enumerate(counts)))
-        for o, v in zip(outs, _reduce_blocks(rest, matrix_t, reducer, n_out, block, workspace)):
+        for o, v in zip(outs, _reduce_sparse(rest, matrix_t, reducer, n_out, block, workspace)):
             o[miss] = v
+    return outs
+
+
+def _segment_csr(seg: Segments, dtype: np.dtype, n_instruments: int):
+    """The segments as a sparse segments x instruments matrix of lots (row s: segment s's entries
+    in their slot order, the order the per-slot sums take); cached."""
+    key = ("csr", np.dtype(dtype), n_instruments)
+    hit = seg._lots_as.get(key)
+    if hit is None:
+        import scipy.sparse as sp  # here: most users of this module never need it
+        indptr = np.zeros(seg.n + 1, dtype=np.int64)
+        np.cumsum(seg.size, out=indptr[1:])
+        cols = np.empty(int(indptr[-1]), dtype=np.int64)
+        lots = np.empty(int(indptr[-1]), dtype=dtype)
+        for j, (c, l, n) in enumerate(zip(seg.slot_cols, seg.lots_as(dtype), seg.slot_count)):
+            cols[indptr[:n] + j] = c
+            lots[indptr[:n] + j] = l
+        hit = sp.csr_matrix((lots, cols, indptr), shape=(seg.n, n_instruments))
+        seg._lots_as[key] = hit
+    return hit
+
+
+def _reduce_sparse(seg: Segments, matrix_t: np.ndarray, reducer, n_out: int, block: int,
+                   workspace: dict | None) -> list[np.ndarray]:
+    """:func:`_reduce_blocks`' figures from one sparse product (segments x instruments) @
+    (instruments x K), reduced block by block on transposed copies.
+
+    scipy's product adds ``lots x M[instrument]`` row by row in the CSR order, starting from 0:
+    the per-slot sums' arithmetic but for 0 + x, which turns a -0.0 sum into +0.0. Callers must
+    not tell the two zeros apart: the portfolio regime sums its figures per account with
+    ``np.bincount`` (0.0 + -0.0 = 0.0), so its requirements are the same to the bit. About 1.5x
+    faster than the per-slot gathers on the benchmark book's distinct segments.
+    """
+    outs = [np.empty(seg.n) for _ in range(n_out)]
+    if seg.n == 0:
+        return outs
+    k, dt = matrix_t.shape[0], matrix_t.dtype
+    sums = _segment_csr(seg, dt, matrix_t.shape[1]) @ matrix_t.T  # (S, K), C order
+    ws = workspace if workspace is not None else {}
+    key = ("block", k, block, dt)
+    bufs = ws.get(key)
+    if bufs is None:
+        bufs = (np.empty((k, block), dtype=dt), np.empty((k, block), dtype=dt))
+        ws[key] = bufs
+    buf = bufs[0]
+    for a in range(0, seg.n, block):
+        b = min(seg.n, a + block)
+        blk = buf[:, : b - a]
+        np.copyto(blk, sums[a:b].T)  # in cache: the reducer reads scenario rows contiguously
+        for o, v in zip(outs, reducer(blk)):
+            o[a:b] = v
     return outs
 
 
