@@ -319,9 +319,12 @@ def segment_reduce_distinct(positions: Positions, matrix_t: np.ndarray, group_of
         # kept for later calls on the same matrix (the house's changed rows, an account's other
         # states, a second re-valuation at the same market state): their segments found here are
         # not reduced again. Copies: callers may write into the figures they get.
-        hashes = _segment_hashes(unique)
-        order = np.argsort(hashes, kind="stable")
-        workspace["distinct"] = (matrix_t, reducer, seg.n, unique, hashes[order], order,
+        by_hash = unique._lots_as.get("by_hash")  # the look-up table: the kept base's, once per rebase
+        if by_hash is None:
+            hashes = _segment_hashes(unique)
+            order = np.argsort(hashes, kind="stable")
+            by_hash = unique._lots_as["by_hash"] = (hashes[order], order)
+        workspace["distinct"] = (matrix_t, reducer, seg.n, unique, by_hash[0], by_hash[1],
                                  [o.copy() for o in outs], seg)
     return seg, inverse, outs
 
