@@ -41,10 +41,15 @@ Multi-asset:
 
 Computation: one instruments x columns matrix per market state (scenario P&L per long lot, the
 extended columns pre-scaled by their fraction, plus columns for delta notional, delta units and
-roll up/down), built once and cached; the requirement is a sparse gather-multiply-add over the
-positions' non-zeros, reduced to per-segment minima block by block while in cache
-(``base.segment_reduce_t``) -- no loop over accounts. In "sum" mode the non-zeros are grouped per
-(account, underlying) once per Positions object (cached).
+roll up/down), built once and cached. The non-zeros are grouped per (account, underlying) in
+"sum" mode, per account in "joint" mode, once per Positions object (cached), and each *distinct*
+segment (the same instruments and lots) is margined once (``base.segment_reduce_distinct``): its
+sums are one sparse product (distinct segments x instruments) @ the matrix, reduced to the
+per-segment figures block by block while in cache; the figures are spread back to the segments
+and summed per account with ``np.bincount`` -- no loop over accounts. A later call on the same
+matrix (the house's changed rows, an account's other states) takes the segments it shares with the
+last whole-book call from that call's figures. Every path does the same floating-point operations
+per segment, so the requirements are the same to the bit whichever is taken.
 """
 
 from __future__ import annotations
