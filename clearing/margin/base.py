@@ -310,8 +310,10 @@ def segment_reduce_distinct(positions: Positions, matrix_t: np.ndarray, group_of
     """Like :func:`segment_reduce_t`, over the distinct segments only (:meth:`Segments.distinct`).
 
     Returns (segments, inverse, figures): ``figures[i][inverse]`` are the per-segment figures
-    (``inverse`` None: they already are). Identical to the bit to :func:`segment_reduce_t`'s for
-    a reducer that treats each column on its own (a max, a min, element-wise arithmetic).
+    (``inverse`` None: they already are). For a reducer that treats each column on its own (a max,
+    a min, element-wise arithmetic) they equal :func:`segment_reduce_t`'s to the bit but for the
+    sign of a zero (the sums start from 0, see :func:`_reduce_sparse`): a caller summing them from
+    0.0 (``np.bincount``) gets identical totals.
     """
     seg = segments_by_group(positions, group_of_instrument, n_groups)
     memo = workspace.get("distinct") if workspace is not None else None
