@@ -44,10 +44,15 @@ class Positions:
     def csr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(indptr, instrument indices, lots) of the non-zero entries, row-major."""
         if self._csr is None:
-            rows, cols = np.nonzero(self.dense)
+            # one flat scan of the row-major cells: ~3x faster than a 2-D np.nonzero (same order)
+            flat = np.ravel(self.dense)
+            at = np.flatnonzero(flat != 0)
+            width = max(self.dense.shape[1], 1)
+            rows, cols = at // width, at % width
             indptr = np.zeros(self.dense.shape[0] + 1, dtype=np.int64)
             np.cumsum(np.bincount(rows, minlength=self.dense.shape[0]), out=indptr[1:])
-            self._csr = (indptr, cols.astype(np.int64), self.dense[rows, cols])
+            self._csr = (indptr, cols, flat[at])
+            self._cache["rows"] = rows
         return self._csr
 
     def rows(self) -> np.ndarray:
@@ -55,6 +60,8 @@ class Positions:
         hit = self._cache.get("rows")
         if hit is None:
             indptr = self.csr()[0]
+            hit = self._cache.get("rows")  # kept by csr() when it built the view
+        if hit is None:
             hit = np.repeat(np.arange(self.n_accounts, dtype=np.int64), np.diff(indptr))
             self._cache["rows"] = hit
         return hit
@@ -138,7 +145,7 @@ class Segments:
     slot_count: tuple[int, ...]
     slot_cols: tuple[np.ndarray, ...]
     slot_lots: tuple[np.ndarray, ...]
-    _lots_as: dict = field(default_factory=dict, repr=False, compare=False)
+    _lots_as: dict = field(default_factory=dict, repr=False, compare=False)  # derived arrays (lots by dtype, distinct)
 
     @property
     def n(self) -> int:
@@ -151,6 +158,60 @@ class Segments:
             hit = tuple(l.astype(dtype) for l in self.slot_lots)
             self._lots_as[dtype] = hit
         return hit
+
+    def distinct(self) -> tuple["Segments", np.ndarray | None]:
+        """(the distinct segments, the index of each segment among them); cached.
+
+        Two segments with the same instruments and the same lots, in the same order, go through
+        the same arithmetic, so a reducer that treats each segment on its own gives them the same
+        figures to the bit: it need only see one of each. Small accounts repeat -- one to three
+        lots of one instrument -- so on the benchmark book 194,106 segments are 35,678 distinct
+        ones (581 of the 118,454 single-entry segments). The index is ``None`` when fewer than a
+        fifth of the segments are repeats (the gather back would cost more than it saves); the
+        segments themselves are then returned. O(S log S) once (a lexicographic sort per size).
+        """
+        hit = self._lots_as.get("distinct")
+        if hit is None:
+            hit = _distinct(self)
+            self._lots_as["distinct"] = hit
+        return hit
+
+
+def _distinct(seg: Segments) -> tuple[Segments, np.ndarray | None]:
+    n = seg.n
+    if n == 0:
+        return seg, None
+    counts = seg.slot_count
+    reps, inverse = [], np.empty(n, dtype=np.int64)
+    found = 0
+    # segments are ordered by size, largest first: those of size m are the run
+    # [slot_count[m], slot_count[m - 1]) (slot_count past the largest size counts as 0)
+    for m in range(len(counts), 0, -1):
+        lo, hi = (counts[m] if m < len(counts) else 0), counts[m - 1]
+        if hi == lo:
+            continue
+        keys = [seg.slot_cols[j][lo:hi] for j in range(m)]
+        keys += [seg.slot_lots[j][lo:hi].view(np.int64) for j in range(m)]  # exact: the lots' bits
+        order = np.lexsort(keys)
+        same = np.ones(hi - lo - 1, dtype=bool)  # equal to the previous one in sorted order
+        for k in keys:
+            ks = k[order]
+            same &= ks[1:] == ks[:-1]
+        new = np.concatenate(([True], ~same))  # the first of each run of equal segments
+        ident = np.cumsum(new) - 1
+        inverse[lo + order] = found + ident
+        reps.append(lo + order[new])
+        found += int(ident[-1]) + 1
+    if found > 0.8 * n:
+        return seg, None
+    rep = np.concatenate(reps)  # size non-increasing, like the segments themselves
+    sizes = seg.size[rep]
+    u_counts = tuple(int(np.count_nonzero(sizes > j)) for j in range(len(counts)))
+    u_counts = tuple(c for c in u_counts if c)
+    unique = Segments(row=seg.row[rep], group=seg.group[rep], size=sizes, slot_count=u_counts,
+                      slot_cols=tuple(seg.slot_cols[j][rep[:c]] for j, c in enumerate(u_counts)),
+                      slot_lots=tuple(seg.slot_lots[j][rep[:c]] for j, c in enumerate(u_counts)))
+    return unique, inverse
 
 
 def segments_by_group(positions: Positions, group_of_instrument: np.ndarray, n_groups: int) -> Segments:
@@ -240,10 +301,152 @@ def segment_reduce_t(positions: Positions, matrix_t: np.ndarray, group_of_instru
     segments (~n_segments / block iterations), not over accounts.
     """
     seg = segments_by_group(positions, group_of_instrument, n_groups)
+    return seg, _reduce_blocks(seg, matrix_t, reducer, n_out, block, workspace)
+
+
+def segment_reduce_distinct(positions: Positions, matrix_t: np.ndarray, group_of_instrument: np.ndarray,
+                            n_groups: int, reducer, n_out: int, block: int = 2048, workspace: dict | None = None
+                            ) -> tuple[Segments, np.ndarray | None, list[np.ndarray]]:
+    """Like :func:`segment_reduce_t`, over the distinct segments only (:meth:`Segments.distinct`).
+
+    Returns (segments, inverse, figures): ``figures[i][inverse]`` are the per-segment figures
+    (``inverse`` None: they already are). For a reducer that treats each column on its own (a max,
+    a min, element-wise arithmetic) they equal :func:`segment_reduce_t`'s to the bit but for the
+    sign of a zero (the sums start from 0, see :func:`_reduce_sparse`): a caller summing them from
+    0.0 (``np.bincount``) gets identical totals.
+    """
+    seg = segments_by_group(positions, group_of_instrument, n_groups)
+    memo = workspace.get("distinct") if workspace is not None else None
+    if memo is not None and memo[0] is matrix_t and memo[1] == reducer:
+        if memo[7] is seg:  # the same kept grouping on the same market state: nothing moved
+            return seg, seg.distinct()[1], [f.copy() for f in memo[6]]
+        if seg.n < memo[2] and memo[4].size:
+            return seg, None, _reduce_known(seg, memo, matrix_t, reducer, n_out, block, workspace)
+    unique, inverse = seg.distinct()
+    outs = _reduce_sparse(unique, matrix_t, reducer, n_out, block, workspace)
+    if workspace is not None:
+        # kept for later calls on the same matrix (the house's changed rows, an account's other
+        # states, a second re-valuation at the same market state): their segments found here are
+        # not reduced again. Copies: callers may write into the figures they get.
+        by_hash = unique._lots_as.get("by_hash")  # the look-up table: the kept base's, once per rebase
+        if by_hash is None:
+            hashes = _segment_hashes(unique)
+            order = np.argsort(hashes, kind="stable")
+            by_hash = unique._lots_as["by_hash"] = (hashes[order], order)
+        workspace["distinct"] = (matrix_t, reducer, seg.n, unique, by_hash[0], by_hash[1],
+                                 [o.copy() for o in outs], seg)
+    return seg, inverse, outs
+
+
+_H1, _H2, _SHIFT = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(29)
+
+
+def _segment_hashes(seg: Segments) -> np.ndarray:
+    """A 64-bit hash of each segment's size, instruments and lots (a look-up key only: equal
+    segments hash alike; a match is confirmed entry by entry)."""
+    h = seg.size.astype(np.uint64) * _H1
+    for cols, lots, n in zip(seg.slot_cols, seg.slot_lots, seg.slot_count):
+        x = h[:n]  # a view: the segments with an entry in this slot
+        x ^= cols.astype(np.uint64) * _H2
+        x ^= lots.view(np.uint64)
+        x *= _H1  # wraps modulo 2^64
+        x ^= x >> _SHIFT
+    return h
+
+
+def _reduce_known(seg: Segments, memo: tuple, matrix_t: np.ndarray, reducer, n_out: int, block: int,
+                  workspace: dict | None) -> list[np.ndarray]:
+    """Per-segment figures, taken from ``memo`` (an earlier call's distinct segments and figures on
+    the same matrix) where the segment is one of those, reduced afresh for the others."""
+    _, _, _, known, keys, order, figures, _ = memo
+    h = _segment_hashes(seg)
+    # the look-ups in sorted order: each search starts near the last one (cache-friendly)
+    by_hash = np.argsort(h)
+    at = np.empty(seg.n, dtype=np.int64)
+    at[by_hash] = np.minimum(np.searchsorted(keys, h[by_hash]), keys.size - 1)
+    cand = order[at]
+    hit = (keys[at] == h) & (known.size[cand] == seg.size)
+    for j, (cols, lots, n) in enumerate(zip(seg.slot_cols, seg.slot_lots, seg.slot_count)):
+        idx = np.flatnonzero(hit[:n])  # same size as a known segment, so it too has slot j
+        if not idx.size:
+            break  # no match among the segments this long, nor among longer ones
+        u = cand[idx]
+        same = (known.slot_cols[j][u] == cols[idx]) & (known.slot_lots[j][u].view(np.int64)
+                                                        == lots[idx].view(np.int64))
+        hit[idx[~same]] = False
+    miss = np.flatnonzero(~hit)
+    found = np.flatnonzero(hit)
+    outs = [np.empty(seg.n) for _ in range(n_out)]
+    for o, f in zip(outs, figures):
+        o[found] = f[cand[found]]
+    if miss.size:
+        sizes = seg.size[miss]  # still non-increasing: a subset in order
+        counts = tuple(c for c in (int(np.count_nonzero(sizes > j)) for j in range(len(seg.slot_count))) if c)
+        rest = Segments(row=seg.row[miss], group=seg.group[miss], size=sizes, slot_count=counts,
+                        slot_cols=tuple(seg.slot_cols[j][miss[:c]] for j, c in enumerate(counts)),
+                        slot_lots=tuple(seg.slot_lots[j][miss[:c]] for j, c in enumerate(counts)))
+        for o, v in zip(outs, _reduce_sparse(rest, matrix_t, reducer, n_out, block, workspace)):
+            o[miss] = v
+    return outs
+
+
+def _segment_csr(seg: Segments, dtype: np.dtype, n_instruments: int):
+    """The segments as a sparse segments x instruments matrix of lots (row s: segment s's entries
+    in their slot order, the order the per-slot sums take); cached."""
+    key = ("csr", np.dtype(dtype), n_instruments)
+    hit = seg._lots_as.get(key)
+    if hit is None:
+        import scipy.sparse as sp  # here: most users of this module never need it
+        indptr = np.zeros(seg.n + 1, dtype=np.int64)
+        np.cumsum(seg.size, out=indptr[1:])
+        cols = np.empty(int(indptr[-1]), dtype=np.int64)
+        lots = np.empty(int(indptr[-1]), dtype=dtype)
+        for j, (c, l, n) in enumerate(zip(seg.slot_cols, seg.lots_as(dtype), seg.slot_count)):
+            cols[indptr[:n] + j] = c
+            lots[indptr[:n] + j] = l
+        hit = sp.csr_matrix((lots, cols, indptr), shape=(seg.n, n_instruments))
+        seg._lots_as[key] = hit
+    return hit
+
+
+def _reduce_sparse(seg: Segments, matrix_t: np.ndarray, reducer, n_out: int, block: int,
+                   workspace: dict | None) -> list[np.ndarray]:
+    """:func:`_reduce_blocks`' figures from one sparse product (segments x instruments) @
+    (instruments x K), reduced block by block on transposed copies.
+
+    scipy's product adds ``lots x M[instrument]`` row by row in the CSR order, starting from 0:
+    the per-slot sums' arithmetic but for 0 + x, which turns a -0.0 sum into +0.0. Callers must
+    not tell the two zeros apart: the portfolio regime sums its figures per account with
+    ``np.bincount`` (0.0 + -0.0 = 0.0), so its requirements are the same to the bit. About 1.5x
+    faster than the per-slot gathers on the benchmark book's distinct segments.
+    """
+    outs = [np.empty(seg.n) for _ in range(n_out)]
+    if seg.n == 0:
+        return outs
+    k, dt = matrix_t.shape[0], matrix_t.dtype
+    sums = _segment_csr(seg, dt, matrix_t.shape[1]) @ matrix_t.T  # (S, K), C order
+    ws = workspace if workspace is not None else {}
+    key = ("block", k, block, dt)
+    bufs = ws.get(key)
+    if bufs is None:
+        bufs = (np.empty((k, block), dtype=dt), np.empty((k, block), dtype=dt))
+        ws[key] = bufs
+    buf = bufs[0]
+    for a in range(0, seg.n, block):
+        b = min(seg.n, a + block)
+        blk = buf[:, : b - a]
+        np.copyto(blk, sums[a:b].T)  # in cache: the reducer reads scenario rows contiguously
+        for o, v in zip(outs, reducer(blk)):
+            o[a:b] = v
+    return outs
+
+
+def _reduce_blocks(seg: Segments, matrix_t: np.ndarray, reducer, n_out: int, block: int,
+                   workspace: dict | None) -> list[np.ndarray]:
     k, dt = matrix_t.shape[0], matrix_t.dtype
     outs = [np.empty(seg.n) for _ in range(n_out)]
     if seg.n == 0:
-        return seg, outs
+        return outs
     ws = workspace if workspace is not None else {}
     key = ("block", k, block, dt)
     bufs = ws.get(key)
@@ -270,7 +473,7 @@ def segment_reduce_t(positions: Positions, matrix_t: np.ndarray, group_of_instru
             np.add(h, t, out=h)
         for o, v in zip(outs, reducer(blk)):
             o[a:b] = v
-    return seg, outs
+    return outs
 
 
 def segment_sums(positions: Positions, values: np.ndarray, group_of_instrument: np.ndarray,

@@ -41,10 +41,15 @@ Multi-asset:
 
 Computation: one instruments x columns matrix per market state (scenario P&L per long lot, the
 extended columns pre-scaled by their fraction, plus columns for delta notional, delta units and
-roll up/down), built once and cached; the requirement is a sparse gather-multiply-add over the
-positions' non-zeros, reduced to per-segment minima block by block while in cache
-(``base.segment_reduce_t``) -- no loop over accounts. In "sum" mode the non-zeros are grouped per
-(account, underlying) once per Positions object (cached).
+roll up/down), built once and cached. The non-zeros are grouped per (account, underlying) in
+"sum" mode, per account in "joint" mode, once per Positions object (cached), and each *distinct*
+segment (the same instruments and lots) is margined once (``base.segment_reduce_distinct``): its
+sums are one sparse product (distinct segments x instruments) @ the matrix, reduced to the
+per-segment figures block by block while in cache; the figures are spread back to the segments
+and summed per account with ``np.bincount`` -- no loop over accounts. A later call on the same
+matrix (the house's changed rows, an account's other states) takes the segments it shares with the
+last whole-book call from that call's figures. Every path does the same floating-point operations
+per segment, so the requirements are the same to the bit whichever is taken.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, Positions, Requirements, segment_reduce_t
+from clearing.margin.base import MarginRegime, Positions, Requirements, segment_reduce_distinct
 from clearing.margin.scenarios import Revaluer, days_to_expiry, market_key
 from clearing.margin.config import PortfolioConfig
 
@@ -176,6 +181,13 @@ class PortfolioRegime(MarginRegime):
         return self._matrix
 
     # ----------------------------------------------------------------------------- requirements
+    def _ext_buffer(self, like: np.ndarray) -> np.ndarray:
+        buf = self._workspace.get("ext")
+        if buf is None or buf.shape[0] != like.shape[0] or buf.shape[1] < like.shape[1] or buf.dtype != like.dtype:
+            buf = np.empty(like.shape, dtype=like.dtype)
+            self._workspace["ext"] = buf
+        return buf[:, : like.shape[1]]
+
     def _reduce(self, summed_t: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per segment (column of ``summed_t``, K x S): core loss, extended loss, delta shock,
         roll shock (float64)."""
@@ -183,15 +195,20 @@ class PortfolioRegime(MarginRegime):
         a, b = self.n_core, self.n_core + self.n_ext
         c = b + self.n_delta
         e = c + self.n_delta
-        core = np.maximum(-summed_t[:a].min(axis=0), 0.0).astype(np.float64)
+        # copy=False: no second copy in the working precision float64 (the values are the same)
+        core = np.maximum(-summed_t[:a].min(axis=0), 0.0).astype(np.float64, copy=False)
         if self.n_ext and cfg.extended_table_factor:
-            ext = np.maximum((-summed_t[a:b] - self.ext_dampener).max(axis=0), 0.0).astype(np.float64)
+            # the same operations as -x - dampener, in one reused buffer instead of two temporaries
+            ext_t = self._ext_buffer(summed_t[a:b])
+            np.negative(summed_t[a:b], out=ext_t)
+            np.subtract(ext_t, self.ext_dampener, out=ext_t)
+            ext = np.maximum(ext_t.max(axis=0), 0.0).astype(np.float64, copy=False)
         else:
             ext = np.zeros_like(core)
         # delta shock: rate = increment x units beyond the threshold (units x excess notional /
         # notional), capped; charged on the whole delta notional
-        notional = np.abs(summed_t[b:c]).astype(np.float64)
-        units = np.abs(summed_t[c:e]).astype(np.float64)
+        notional = np.abs(summed_t[b:c]).astype(np.float64, copy=False)
+        units = np.abs(summed_t[c:e]).astype(np.float64, copy=False)
         excess = np.maximum(notional - cfg.delta_shock_threshold, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             beyond = np.where(excess > 0, units * excess / notional, 0.0)
@@ -206,29 +223,31 @@ class PortfolioRegime(MarginRegime):
         return core, ext, delta, roll
 
     def _segments(self, positions: Positions, market: MarketState):
-        """Segments and per-segment (core, extended, delta shock, roll shock)."""
+        """Segments, the index of each among the distinct ones (None: every one is its own) and
+        per distinct segment (core, extended, delta shock, roll shock)."""
         self.pnl_matrix(market)
-        return segment_reduce_t(positions, self._matrix_t, self._groups, self._n_groups, self._reduce, 4,
-                                workspace=self._workspace)
+        return segment_reduce_distinct(positions, self._matrix_t, self._groups, self._n_groups, self._reduce, 4,
+                                       workspace=self._workspace)
 
     def components(self, positions: Positions, market: MarketState) -> dict[str, np.ndarray]:
         """Per-account (A,) arrays: core, extended, risk, delta_shock, roll_shock, im."""
         n = positions.n_accounts
-        seg, (core, ext, delta, roll) = self._segments(positions, market)
+        seg, inverse, (core, ext, delta, roll) = self._segments(positions, market)
         risk = np.maximum(core, ext)
         out = {}
         for name, v in (("core", core), ("extended", ext), ("risk", risk), ("delta_shock", delta),
                         ("roll_shock", roll), ("im", risk + delta + roll)):
-            out[name] = np.bincount(seg.row, weights=v, minlength=n)
+            out[name] = np.bincount(seg.row, weights=v if inverse is None else v[inverse], minlength=n)
         return out
 
     def requirements(self, positions: Positions, market: MarketState) -> Requirements:
         n = positions.n_accounts
-        seg, (core, ext, delta, roll) = self._segments(positions, market)
+        seg, inverse, (core, ext, delta, roll) = self._segments(positions, market)
+        # per distinct segment (element-wise, so the same figures as per segment), then spread
         np.maximum(core, ext, out=core)
         core += delta
         core += roll
-        im = np.bincount(seg.row, weights=core, minlength=n)
+        im = np.bincount(seg.row, weights=core if inverse is None else core[inverse], minlength=n)
         return Requirements(im=im, mm=self.config.mm_ratio * im)
 
     def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:
