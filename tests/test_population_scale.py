@@ -28,3 +28,77 @@ def test_latency_first_block_is_small():
     lat.next()
     assert len(lat._block) == 16
     assert Latency(LatencyConfig(), None).next() == 0.001  # constant: no stream, no block
+
+
+# ------------------------------------------------------------------------------------ noise groups
+from agents.noise import NoiseCrowd  # noqa: E402
+from sim.accounts import account_directory  # noqa: E402
+from tests.test_agents_behaviour import MAKER, episode, of, start  # noqa: E402
+
+
+def _noise(**kw):
+    return {"type": "noise", "name": "crowd", "capital": 100_000.0, "instruments": ["BTC-PERP"], **kw}
+
+
+def test_an_empty_noise_group_opens_nothing_and_schedules_nothing():
+    ep = episode(MAKER, _noise(count=0))
+    (crowd,) = of(ep, NoiseCrowd)
+    assert crowd.members == 0
+    queued = len(ep.world.env._queue)
+    crowd.start()
+    assert len(ep.world.env._queue) == queued
+
+
+def test_a_noise_group_is_one_agent_and_one_pending_event():
+    ep = episode(MAKER, _noise(count=500, rate=0.01))
+    assert len(of(ep, NoiseCrowd)) == 1
+    (crowd,) = of(ep, NoiseCrowd)
+    queued = len(ep.world.env._queue)
+    crowd.start()
+    assert len(ep.world.env._queue) == queued + 1  # the group's next arrival, not one per member
+    directory = account_directory(ep)
+    rows = crowd.accounts
+    assert directory["name"][rows].tolist() == [f"crowd/{k}" for k in range(500)]
+    assert set(directory["group"][rows].tolist()) == {"crowd"}
+    assert set(directory["type"][rows].tolist()) == {"noise"}
+
+
+def test_uniform_arrivals_give_each_member_max_orders_inside_the_window():
+    ep = episode(MAKER, _noise(count=40, arrivals="uniform", max_orders=2, start=100.0, end=200.0, market_prob=1.0))
+    times: list[float] = []
+    submit = ep.venue.submit
+
+    def recording(*args, **kw):
+        times.append(ep.world.now)
+        return submit(*args, **kw)
+
+    ep.venue.submit = recording  # type: ignore[method-assign]
+    start(ep, oracle=False)
+    ep.world.run(until=300.0)
+    (crowd,) = of(ep, NoiseCrowd)
+    assert crowd.member_orders.tolist() == [2] * 40
+    noise_times = [t for t in times if t >= 100.0]  # the maker quotes at 0
+    assert len(noise_times) == 80 and max(noise_times) < 200.0
+    assert noise_times == sorted(noise_times)
+
+
+def test_same_seed_same_noise_orders_in_a_worker_process():
+    import concurrent.futures as cf
+    with cf.ProcessPoolExecutor(1) as pool:
+        there = pool.submit(_noise_log).result()
+    assert there == _noise_log()
+
+
+def _noise_log() -> list[tuple]:
+    ep = episode(MAKER, _noise(count=300, rate=0.05, max_orders=3))
+    log: list[tuple] = []
+    submit = ep.venue.submit
+
+    def recording(account, instrument, side, price, lots, tif=0, reduce_only=False, reply=None):
+        log.append((ep.world.now, account, side, price, lots, int(tif)))
+        return submit(account, instrument, side, price, lots, tif, reduce_only, reply)
+
+    ep.venue.submit = recording  # type: ignore[method-assign]
+    start(ep, oracle=False)
+    ep.world.run(until=600.0)
+    return log
