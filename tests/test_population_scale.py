@@ -102,3 +102,37 @@ def _noise_log() -> list[tuple]:
     start(ep, oracle=False)
     ep.world.run(until=600.0)
     return log
+
+
+# ------------------------------------------------------------------------------------ benchmarks' inputs
+def test_bench_scale_multiplies_every_group_but_the_vault():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    import bench_scale
+
+    base = bench_scale.scaled_config(1)
+    assert sum(g.count for g in base.population.groups) == 10_000
+    big = bench_scale.scaled_config(100, duration=600.0)
+    counts = {g.group_name: g.count for g in big.population.groups}
+    assert counts["backstop_provider"] == 1 and counts["noise"] == 750_000 and counts["levered"] == 198_000
+    assert sum(counts.values()) == 999_901
+    assert big.duration == 600.0 and big.paths.shocks == []  # the crash at 1,200 s is past the end
+    assert len(bench_scale.scaled_config(1, duration=1500.0).paths.shocks) == 1
+    assert big.market.quote.decimals == base.market.quote.decimals == 5
+
+
+def test_episode_stats_count_amends_from_the_run():
+    from sim.config import parse_episode
+    from sim.episode import run
+    from tests.test_agents_behaviour import BASE
+    from sim.config import deep_merge
+
+    def stats(*groups):
+        data = deep_merge(BASE, {"duration": 60.0, "outputs": {"counterfactual": False}})
+        data["population"] = {"groups": list(groups)}
+        return run(parse_episode(data, "test")).stats
+
+    alone = stats(_noise(count=20, rate=0.5))  # noise traders submit and cancel, never amend
+    assert alone["amends"] == 0 and alone["orders"] > 0
+    assert stats(MAKER, _noise(count=20, rate=0.5))["amends"] > 0  # a maker re-prices its quotes by amending
