@@ -19,9 +19,11 @@ next to it. Every run must give the same counts (same config and seed).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,9 +44,12 @@ def main() -> None:
         overrides["duration"] = args.duration
     config = load_episode(args.episode, overrides)
     walls: list[float] = []
+    cpus: list[float] = []
     s: dict = {}
     for _ in range(max(1, args.repeat)):
+        cpu = time.process_time()
         stats = run(config).stats
+        cpus.append(time.process_time() - cpu)
         counts = {k: v for k, v in stats.items() if k not in ("wall_seconds", "peak_memory_bytes")}
         if s and counts != {k: v for k, v in s.items() if k not in ("wall_seconds", "peak_memory_bytes")}:
             raise SystemExit(f"runs of the same config and seed differ: {counts} vs {s}")
@@ -58,6 +63,9 @@ def main() -> None:
     print(f"simulated seconds  {s['simulated_seconds']:.0f}")
     print(f"wall seconds       {wall:.2f} (fastest of {len(walls)}: {' '.join(f'{w:.2f}' for w in walls)})")
     print(f"first run          {walls[0]:.2f} s, {s['events'] / walls[0]:,.0f} events/s")
+    # on a shared machine the CPU time is what an idle machine's wall clock would show
+    print(f"CPU seconds        {' '.join(f'{c:.2f}' for c in cpus)} (fastest {s['events'] / min(cpus):,.0f} events per"
+          f" CPU s, first run {s['events'] / cpus[0]:,.0f}); load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"sim s / wall s     {s['simulated_seconds'] / wall:.0f}")
     print(f"events             {s['events']}")
     print(f"orders             {s['orders']}")
