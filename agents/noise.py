@@ -1,64 +1,120 @@
 """Noise traders: Poisson arrivals of random limit orders around the reference and market orders.
 
-Each arrival (exponential gaps with mean ``1/rate``, drawn in blocks from the agent's stream)
-picks a side (``buy_prob``; forced toward flat beyond ``max_position``), then with probability
-``market_prob`` sends a market order, otherwise a GTC limit order ``limit_offset_bps`` away from
-the reference on its own side (a negative offset crosses). An unfilled limit order is cancelled
-after ``order_lifetime`` seconds. ``max_orders: 1`` gives the ABIDES noise agent (one order at a
-random time); ``arrivals: uniform`` instead draws ``max_orders`` times uniformly over
-``[start, end)``, which is how ABIDES schedules them. Cost per arrival: one submit, at most one
-cancel, one scheduled wake-up.
+A noise group is one agent, ``NoiseCrowd``, whose members are accounts in an array: the members
+are exchangeable (same config, no memory beyond their account and an order count), so one object
+and one pending event serve the whole group, however large (a million accounts cost a few bytes
+each, not a Python object, a scheduled event and blocks of pre-drawn numbers each).
+
+Each member arrives as a Poisson process of intensity ``rate``; the group is their superposition:
+exponential gaps with mean ``1 / (rate x members still active)`` and, at each arrival, a member
+picked uniformly among those still active (the next arrival of n independent Poisson processes of
+one rate is the first of them, equally likely any). Every draw -- gaps, picks, and each order's
+instrument, side, size, market-or-limit and offset -- comes from the group's one stream
+``group/{name}`` in blocks shared by all members.
+
+An arrival picks a side (``buy_prob``; forced toward flat beyond ``max_position``), then with
+probability ``market_prob`` sends a market order, otherwise a GTC limit order ``limit_offset_bps``
+away from the reference on its own side (a negative offset crosses). An unfilled limit order is
+cancelled after ``order_lifetime`` seconds. ``max_orders`` retires a member after that many orders
+(``max_orders: 1`` gives the ABIDES noise agent, one order in its life); ``arrivals: uniform``
+instead draws ``max_orders`` times per member uniformly over ``[start, end)``, which is how ABIDES
+schedules them, and walks them in time order with one pending event. Cost per arrival: one
+submit, at most one cancel, one scheduled wake-up.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from agents.base import UNIT, Agent, AgentContext, Arrivals
+from agents.base import UNIT, Agent, AgentContext
 from sim.core.orders import BUY, SELL, TimeInForce
 from agents.config import NoiseGroup, Sampler
 
+_BLOCK = 1024  # draws per refill of each of the group's shared buffers
 
-class NoiseTrader(Agent):
+
+class NoiseCrowd(Agent):
+    """A whole noise group: member accounts in an array, one arrival process, shared draws.
+
+    ``account`` is the member acting now (set before each order, so the inherited reads and
+    actions -- position, submit, cancel, isolated sub-accounts -- act for it); ``accounts[k]`` is
+    member k's account and ``member_orders[k]`` its orders so far (``orders_sent``: the group's)."""
+
     kind = "noise"
-    __slots__ = ("cfg", "instruments", "arrivals", "block", "size", "offset", "uniform", "orders_left")
+    __slots__ = ("cfg", "instruments", "accounts", "member_orders", "active", "n_active", "_gaps", "_picks",
+                 "size", "offset", "uniform", "_times", "_who", "_next")
 
-    def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
-                 cfg: NoiseGroup, instruments: list[int]) -> None:
-        super().__init__(ctx, name, account, rng)
+    def __init__(self, ctx: AgentContext, name: str, rng: np.random.Generator, cfg: NoiseGroup,
+                 instruments: list[int], accounts: np.ndarray) -> None:
+        super().__init__(ctx, name, int(accounts[0]) if accounts.size else -1, rng)
         self.cfg = cfg
         self.instruments = instruments
-        self.arrivals = Arrivals(1.0 / cfg.rate, rng, True)
-        # an ABIDES noise trader sends one order in its life: draw what it needs, not blocks of 64
-        self.block = 64 if cfg.max_orders is None else min(64, cfg.max_orders)
-        self.size = Sampler(cfg.size, rng, self.block)
-        self.offset = Sampler(cfg.limit_offset_bps, rng, self.block)
-        self.uniform = Sampler(UNIT, rng, 3 * self.block)  # at most three per order
-        self.orders_left = -1 if cfg.max_orders is None else cfg.max_orders
+        self.accounts = accounts
+        self.member_orders = np.zeros(accounts.size, dtype=np.int32)
+        # members still active, in the first n_active slots (a retired member is swapped past the end)
+        self.active = np.arange(accounts.size, dtype=np.int64)
+        self.n_active = int(accounts.size)
+        self._gaps = Sampler(UNIT, rng, _BLOCK)  # unit uniforms: a gap is -log(1 - u) x mean
+        self._picks = Sampler(UNIT, rng, _BLOCK)
+        self.size = Sampler(cfg.size, rng, _BLOCK)
+        self.offset = Sampler(cfg.limit_offset_bps, rng, _BLOCK)
+        self.uniform = Sampler(UNIT, rng, 3 * _BLOCK)  # at most three per order
+        self._times: list[float] = []
+        self._who: list[int] = []
+        self._next = 0
+
+    @property
+    def members(self) -> int:
+        return int(self.accounts.size)
 
     def start(self) -> None:
         cfg = self.cfg
+        if self.n_active == 0:
+            return
         if cfg.arrivals == "uniform":
             assert cfg.end is not None and cfg.max_orders is not None
-            times = np.sort(self.rng.uniform(cfg.start, cfg.end, cfg.max_orders))
-            for t in times.tolist():
-                self.ctx.world.call_later(max(0.0, t - self.now), self.act)  # pre-drawn: act, schedule nothing
+            # max_orders times per member, uniform over the window, walked in time order (a stable
+            # sort: equal times keep member order)
+            times = self.rng.uniform(cfg.start, cfg.end, (self.members, cfg.max_orders)).ravel()
+            order = np.argsort(times, kind="stable")
+            self._times = times[order].tolist()
+            self._who = (order // cfg.max_orders).tolist()
+            self.ctx.world.call_later(max(0.0, self._times[0] - self.now), self._scheduled)
             return
-        self.ctx.world.call_later(cfg.start + self.arrivals.next(), self._wake)
+        self.ctx.world.call_later(cfg.start + self._gap(), self._wake)
+
+    def _gap(self) -> float:
+        """The wait for the next arrival of the active members' superposed Poisson process."""
+        return -math.log1p(-self._gaps()) / (self.cfg.rate * self.n_active)
+
+    def _scheduled(self) -> None:
+        k = self._next
+        self._next += 1
+        self.act(self._who[k])
+        if self._next < len(self._times):
+            self.ctx.world.call_later(max(0.0, self._times[self._next] - self.now), self._scheduled)
 
     def _wake(self) -> None:
         cfg = self.cfg
         if cfg.end is not None and self.now >= cfg.end:
             return
-        self.act()
-        if self.orders_left != 0:
-            self.ctx.world.call_later(self.arrivals.next(), self._wake)
+        j = min(int(self._picks() * self.n_active), self.n_active - 1)
+        member = int(self.active[j])
+        self.act(member)
+        if cfg.max_orders is not None and self.member_orders[member] >= cfg.max_orders:
+            last = self.n_active - 1  # retire it: swap it past the active ones
+            self.active[j], self.active[last] = self.active[last], self.active[j]
+            self.n_active = last
+        if self.n_active > 0:
+            self.ctx.world.call_later(self._gap(), self._wake)
 
-    def act(self) -> None:
-        """One arrival: a market or a limit order."""
+    def act(self, member: int) -> None:
+        """One arrival of ``member``: a market or a limit order."""
         cfg = self.cfg
-        if self.orders_left > 0:
-            self.orders_left -= 1
+        self.account = account = int(self.accounts[member])
+        self.member_orders[member] += 1
         ins = self.instruments
         i = ins[0] if len(ins) == 1 else ins[int(self.uniform() * len(ins))]
         side = BUY if self.uniform() < cfg.buy_prob else SELL
@@ -75,8 +131,9 @@ class NoiseTrader(Agent):
         price = int(round(ref * (1.0 - side * self.offset() * 1e-4)))
         oid = self.submit(i, side, max(1, price), lots)
         if cfg.order_lifetime is not None:
-            self.ctx.world.call_later(cfg.order_lifetime, self._expire, oid, i)
+            self.ctx.world.call_later(cfg.order_lifetime, self._expire, account, oid, i)
 
-    def _expire(self, oid: int, instrument: int) -> None:
+    def _expire(self, account: int, oid: int, instrument: int) -> None:
         if self.ctx.venue.books[instrument].order(oid) is not None:
+            self.account = account
             self.cancel(oid, instrument)

@@ -5,6 +5,11 @@ agent's capital (drawn from the agent's own stream ``agent/{group name}/{k}``, t
 integer minor units of the quote asset), and build the agent with that stream. Nothing is
 shared between agents' streams, so adding an agent or a group never changes what another draws.
 
+A noise group is built as one agent over an array of accounts (``agents.noise.NoiseCrowd``): its
+members' capitals, in member order, and all their later draws come from the group's one stream
+``group/{group name}`` -- a million members cost no million streams, objects or events. Adding a
+group still changes no other group's draws; adding a member to a noise group changes its group's.
+
 Shared, population-wide helpers are built once: the trade tape (one venue listener) and, per
 leveraged or delta-hedger group, one monitor (one oracle listener that checks the whole group with
 array operations). The backstop provider's account, if any, is the clearing house's vault.
@@ -19,13 +24,15 @@ from agents.leveraged import LeveragedTrader, LeverageMonitor
 from agents.manipulator import Manipulator
 from agents.market_maker import MarketMaker
 from agents.momentum import MomentumTrader
-from agents.noise import NoiseTrader
+import numpy as np
+
+from agents.noise import NoiseCrowd
 from agents.options import DeltaHedger, HedgeMonitor, OptionSeller
 from agents.pair import PairTrader
 from agents.tape import MarketTape
 from agents.value import ValueTrader
 from clearing.ledger import QUOTE
-from agents.config import CollateralSplit, PopulationConfig, sample
+from agents.config import CollateralSplit, NoiseGroup, PopulationConfig, Sampler, sample
 
 
 class Population(list):
@@ -46,13 +53,17 @@ class Population(list):
         return self
 
     def accounts(self, group: str) -> list[int]:
-        return [a.account for a in self.groups.get(group, [])]
+        out: list[int] = []
+        for a in self.groups.get(group, []):
+            out.extend(a.accounts.tolist() if isinstance(a, NoiseCrowd) else [a.account])
+        return out
 
 
-# group type (the config's discriminator) -> agent class; every class takes
-# (ctx, name, account, rng, group config, instrument ids, *shared)
+# group type (the config's discriminator) -> agent class; every class but NoiseCrowd (one agent
+# for the whole group, see ``_build_crowd``) takes (ctx, name, account, rng, group config,
+# instrument ids, *shared)
 AGENT_TYPES: dict[str, type[Agent]] = {
-    "market_maker": MarketMaker, "noise": NoiseTrader, "leveraged": LeveragedTrader,
+    "market_maker": MarketMaker, "noise": NoiseCrowd, "leveraged": LeveragedTrader,
     "basis_arb": BasisArbitrageur, "value": ValueTrader, "momentum": MomentumTrader,
     "option_seller": OptionSeller, "delta_hedger": DeltaHedger, "backstop_provider": BackstopProvider,
     "auction_bidder": AuctionBidder, "pair_trader": PairTrader, "manipulator": Manipulator,
@@ -93,6 +104,11 @@ def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[
     for group in config.groups:
         gname = group.group_name
         ids = [symbols[s] for s in group.instruments]
+        if group.type == "noise":
+            crowd = _build_crowd(ctx, pop, group, ids)
+            pop.append(crowd)
+            pop.groups[gname] = [crowd]
+            continue
         members: list[Agent] = []
         cls = AGENT_TYPES[group.type]
         # the extra argument some types share across a group: the trade tape, or a group monitor
@@ -121,3 +137,17 @@ def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[
     # the caller (``sim.experiment.episode.build``) grows the house's arrays and the venue's resting arrays to
     # the accounts opened here once it has opened its own
     return pop
+
+
+def _build_crowd(ctx: AgentContext, pop: Population, group: NoiseGroup, ids: list[int]) -> NoiseCrowd:
+    """A noise group's accounts, opened and funded in member order, and its one agent."""
+    gname = group.group_name
+    rng = ctx.world.stream(f"group/{gname}")
+    capitals = Sampler(group.capital, rng, max(1, group.count))  # one vector draw for the whole group
+    accounts = np.empty(group.count, dtype=np.int64)
+    for k in range(group.count):  # a ledger call per account: opening accounts is the ledger's business
+        capital = capitals()
+        account = accounts[k] = ctx.ledger.open_account()
+        _deposit(ctx, account, capital, group.collateral)
+        pop.meta.append((account, gname, group.type, float(capital)))
+    return NoiseCrowd(ctx, gname, rng, group, ids, accounts)

@@ -53,6 +53,13 @@ def account_directory(episode: "Episode") -> dict[str, np.ndarray]:
         name[int(row)] = row.name.lower()
     types = {g.group_name: g.type for g in episode.config.population.groups}
     for agent in episode.agents:
+        members = getattr(agent, "accounts", None)
+        if isinstance(members, np.ndarray):  # a group acting as one agent (agents.noise.NoiseCrowd)
+            rows = members[members < n]
+            group[rows] = agent.name
+            kind[rows] = types.get(agent.name, agent.kind)
+            name[rows] = [f"{agent.name}/{k}" for k in range(rows.size)]
+            continue
         if agent.account < n:
             gname = agent.name.rsplit("/", 1)[0]
             group[agent.account] = gname

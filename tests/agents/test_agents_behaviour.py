@@ -17,7 +17,7 @@ import pytest
 from agents.backstop import AuctionBidder
 from agents.leveraged import HOLDING, LeveragedTrader
 from agents.market_maker import MarketMaker
-from agents.noise import NoiseTrader
+from agents.noise import NoiseCrowd
 from agents.options import DeltaHedger
 from clearing.ledger import QUOTE
 from sim.experiment.io import deep_merge
@@ -320,7 +320,9 @@ def test_noise_arrival_rate_matches_its_poisson_intensity():
     ep = episode(noise)
     start(ep, oracle=False)
     ep.world.run(until=horizon)
-    counts = np.array([a.orders_sent for a in of(ep, NoiseTrader)])
+    (crowd,) = of(ep, NoiseCrowd)  # the group is one agent over its members' accounts
+    counts = crowd.member_orders
+    assert counts.sum() == crowd.orders_sent == ep.venue.counts["orders"]
     expected = rate * horizon
     # the total of n Poisson(rate x T) counts: mean n rate T, std sqrt(n rate T)
     assert abs(counts.sum() - n * expected) < 4 * math.sqrt(n * expected), counts
@@ -333,7 +335,10 @@ def test_noise_max_orders_gives_the_abides_single_order_agent():
     ep = episode(noise)
     start(ep, oracle=False)
     ep.world.run(until=5000.0)
-    assert all(a.orders_sent == 1 for a in of(ep, NoiseTrader))
+    (crowd,) = of(ep, NoiseCrowd)
+    assert crowd.member_orders.tolist() == [1] * 50
+    assert crowd.n_active == 0  # every member retired, and the group's process stopped
+    assert ep.venue.counts["orders"] == 50
 
 
 # ------------------------------------------------------------------------------------ determinism
@@ -379,8 +384,9 @@ def test_same_seed_same_orders_and_a_new_group_perturbs_no_one():
     for x, y in zip(base.agents, more.agents):
         assert x.name == y.name
         assert base.ledger.cash[x.account, QUOTE] == more.ledger.cash[y.account, QUOTE]
-    for x, y in zip(of(base, NoiseTrader), of(more, NoiseTrader)):
-        assert [x.arrivals.next() for _ in range(5)] == [y.arrivals.next() for _ in range(5)]
+    for x, y in zip(of(base, NoiseCrowd), of(more, NoiseCrowd)):  # a noise group's draws are its own
+        assert x.accounts.tolist() == y.accounts.tolist()
+        assert [x._gap() for _ in range(5)] == [y._gap() for _ in range(5)]
 
 
 # ------------------------------------------------------------------------------------ wiring

@@ -1,0 +1,139 @@
+"""Scale: the stress episode at 10k, 100k and 1M accounts -- peak memory, events/s, and the cost
+ratio when accounts double ("no hidden quadratics": each ratio near 2, not 4).
+
+Every group of ``configs/bench/stress_10k.yaml`` (10,000 accounts: makers, noise, value, momentum,
+basis arbitrageurs, leveraged traders, one backstop provider) is multiplied by a factor -- x10 is
+100k accounts, x100 is 1M (the single backstop provider stays one: it is the house's vault) --
+with the quote currency in 1e-5 units (1e-6 would overflow the ledger's checked headroom at 1M),
+and run as a whole episode (``sim.experiment.episode.run``: build, every event, the final sample, the
+whole-episode checks and the result tables). Each size runs in a fresh process, so that its peak
+resident memory (``ru_maxrss``) is its own; the figure per account is (peak - the process after
+imports) / accounts. Events are the kernel's events processed (message deliveries, wake-ups,
+oracle samples, margin work); events/s divides them by the whole episode's CPU seconds (build
+included) -- on a shared machine CPU time is what an idle machine's wall clock would show; the wall
+time is printed beside it. The build time is wall time (short enough not to be disturbed much).
+
+The doubling ratios compare x1 with x2 and x5 with x10 (10k -> 20k, 50k -> 100k accounts): the
+build (opening accounts, agents, streams) and the whole episode.
+
+    python benchmarks/bench_scale.py [--max-accounts N] [--quick] [--duration SECONDS]
+
+``--quick`` stops at 100k accounts and shortens the episode to 1,500 s (the crash starts at 1,200 s);
+with ``--duration`` below 1,200 s the episode has no crash.
+Ends with ``rss_gib_1m=`` and then ``events_per_s_1m=`` (events per CPU second; both ``nan`` when 1M
+was not run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CONFIG = ROOT / "configs" / "bench" / "stress_10k.yaml"
+BASE_ACCOUNTS = 10_000
+QUOTE_DECIMALS = 5
+
+
+def scaled_config(factor: int, duration: float | None = None):
+    """``stress_10k.yaml`` with every group's count x ``factor`` (the backstop provider stays one)."""
+    from sim.experiment.config import load_episode
+
+    base = load_episode(CONFIG)
+    groups = []
+    for g in base.population.groups:
+        data = g.model_dump(mode="json", exclude_unset=True) | {"type": g.type}
+        if g.type != "backstop_provider":
+            data["count"] = g.count * factor
+        groups.append(data)
+    # USD in 1e-5 (not 1e-6) minor units at every size: 1M accounts' capital in 1e-6 units leaves less
+    # than the 1024x int64 headroom the config checks demand (sim.experiment.schema.bounds)
+    overrides: dict = {"outputs": {"counterfactual": False}, "population": {"groups": groups},
+                       "market": {"quote": {"decimals": QUOTE_DECIMALS}}}
+    if duration is not None:
+        overrides["duration"] = duration
+        # a shorter episode keeps only the shocks that start inside it (the crash starts at 1,200 s)
+        overrides["paths"] = {"shocks": [sh.model_dump(mode="json", exclude_unset=True) | {"kind": sh.kind}
+                                         for sh in base.paths.shocks if sh.start < duration]}
+    return load_episode(CONFIG, overrides)
+
+
+def _rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports kB
+
+
+def one(factor: int, duration: float | None) -> dict:
+    """Run one size in this process and return its figures."""
+    from sim.experiment.episode import run
+
+    config = scaled_config(factor, duration)
+    import_rss = _rss_bytes()
+    marks: dict[str, float] = {}
+    started, cpu_started = time.perf_counter(), time.process_time()
+    result = run(config, observe=lambda ep: marks.setdefault("built", time.perf_counter()))
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    s = result.stats
+    return {"factor": factor, "accounts": s["accounts"], "simulated_seconds": s["simulated_seconds"],
+            "build_s": marks["built"] - started, "wall_s": wall, "cpu_s": cpu, "events": s["events"], "orders": s["orders"],
+            "cancels": s["cancels"], "fills": s["fills"], "liquidations": len(result.tables["liquidations"]["liq_id"]),
+            "peak_rss": _rss_bytes(), "import_rss": import_rss}
+
+
+def _child(factor: int, duration: float | None) -> dict:
+    cmd = [sys.executable, __file__, "--one", str(factor)]
+    if duration is not None:
+        cmd += ["--duration", str(duration)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--max-accounts", type=int, default=1_000_000)
+    p.add_argument("--quick", action="store_true", help="up to 100k accounts, 1,500 simulated seconds")
+    p.add_argument("--duration", type=float, default=None, help="simulated seconds (default: the config's 3,600)")
+    p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child: one size, JSON out
+    args = p.parse_args()
+    if args.one is not None:
+        print(json.dumps(one(args.one, args.duration)))
+        return
+    max_accounts = min(args.max_accounts, 100_000) if args.quick else args.max_accounts
+    duration = args.duration if args.duration is not None else (1500.0 if args.quick else None)
+    factors = [f for f in (1, 2, 5, 10, 100) if f * BASE_ACCOUNTS <= max_accounts]
+    runs = {f: _child(f, duration) for f in factors}
+    print(f"config             {CONFIG.name} x factor (every group's count), one fresh process per size")
+    print(f"machine            {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'accounts':>10} {'sim s':>6} {'build s':>8} {'wall s':>8} {'CPU s':>8} {'events':>11} {'ev/CPU s':>9} "
+          f"{'orders':>9} {'fills':>9} {'liqs':>6} {'peak GiB':>9} {'kB/account':>10}")
+    for f, r in runs.items():
+        per_account = (r["peak_rss"] - r["import_rss"]) / r["accounts"] / 1e3
+        print(f"{r['accounts']:>10,} {r['simulated_seconds']:>6.0f} {r['build_s']:>8.2f} {r['wall_s']:>8.1f} "
+              f"{r['cpu_s']:>8.1f} {r['events']:>11,} {r['events'] / r['cpu_s']:>9,.0f} {r['orders']:>9,} {r['fills']:>9,} "
+              f"{r['liquidations']:>6,} {r['peak_rss'] / 2**30:>9.2f} {per_account:>10.2f}")
+    for a, b in ((1, 2), (5, 10)):
+        if a in runs and b in runs:
+            ra, rb = runs[a], runs[b]
+            print(f"doubling {ra['accounts']:,} -> {rb['accounts']:,}: build x{rb['build_s'] / ra['build_s']:.2f}, "
+                  f"whole episode x{rb['wall_s'] / ra['wall_s']:.2f} wall, x{rb['cpu_s'] / ra['cpu_s']:.2f} CPU, "
+                  f"events x{rb['events'] / ra['events']:.2f}")
+    big = runs.get(100)
+    print(f"rss_gib_1m={big['peak_rss'] / 2**30:.2f}" if big else f"rss_gib_1m={math.nan}")
+    if big:
+        print(f"wall-clock events/s at 1M: {big['events'] / big['wall_s']:.0f} (load-dependent)")
+    print(f"events_per_s_1m={big['events'] / big['cpu_s']:.0f}" if big else f"events_per_s_1m={math.nan}")
+
+
+if __name__ == "__main__":
+    main()
