@@ -17,7 +17,8 @@ import numpy as np
 
 from agents.base import Agent, AgentContext, Arrivals
 from sim.core.orders import BUY, SELL, TimeInForce
-from agents.config import BasisArbGroup, Sampler
+from agents.config import BasisArbGroup
+from agents.distributions import Sampler
 
 
 class BasisArbitrageur(Agent):

@@ -16,7 +16,7 @@ import numpy as np
 from sim.core.instruments import InstrumentKind
 from clearing.ledger import QUOTE
 from sim.core.orders import BUY, SubmitResult, TimeInForce
-from agents.config import NormalDist, UniformDist
+from agents.distributions import NormalDist, UniformDist
 
 if TYPE_CHECKING:
     from agents.interfaces import AccountBook, IsolatedDesk, MarginDesk

@@ -30,7 +30,8 @@ import numpy as np
 from sim.core.phases import Phase
 from agents.base import Agent, AgentContext, pick_instrument
 from sim.core.orders import BUY, SELL, TimeInForce
-from agents.config import LeveragedGroup, Sampler, sample
+from agents.config import LeveragedGroup
+from agents.distributions import Sampler, sample
 
 IDLE, ENTERING, HOLDING = 0, 1, 2
 

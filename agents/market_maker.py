@@ -42,7 +42,8 @@ from collections import deque
 from agents.base import Agent, AgentContext, Arrivals
 from sim.core.instruments import SECONDS_PER_YEAR
 from sim.core.orders import BUY, SELL
-from agents.config import MarketMakerGroup, sample
+from agents.config import MarketMakerGroup
+from agents.distributions import sample
 
 _LN2 = math.log(2.0)
 _GUARD = 0.25  # seconds: a slot submitted more recently than this may still be in flight

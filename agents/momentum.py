@@ -21,7 +21,8 @@ import numpy as np
 
 from agents.base import Agent, AgentContext, Arrivals, pick_instrument
 from sim.core.orders import BUY, SELL, TimeInForce
-from agents.config import MomentumGroup, Sampler
+from agents.config import MomentumGroup
+from agents.distributions import Sampler
 
 
 class MomentumTrader(Agent):

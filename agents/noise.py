@@ -30,7 +30,8 @@ import numpy as np
 
 from agents.base import UNIT, Agent, AgentContext
 from sim.core.orders import BUY, SELL, TimeInForce
-from agents.config import NoiseGroup, Sampler
+from agents.config import NoiseGroup
+from agents.distributions import Sampler
 
 _BLOCK = 1024  # draws per refill of each of the group's shared buffers
 

@@ -31,7 +31,8 @@ from agents.base import Agent, AgentContext
 from sim.core.instruments import InstrumentKind
 from sim.market.pricing import black76_greeks
 from sim.core.orders import BUY, SELL, TimeInForce
-from agents.config import DeltaHedgerGroup, OptionSellerGroup, sample
+from agents.config import DeltaHedgerGroup, OptionSellerGroup
+from agents.distributions import sample
 
 
 def _options_of(ctx: AgentContext, instruments: list[int], expiry: str) -> list[int]:

@@ -13,7 +13,8 @@ import numpy as np
 
 from agents.base import Agent, AgentContext
 from sim.core.orders import BUY, SELL, TimeInForce
-from agents.config import PairTraderGroup, sample
+from agents.config import PairTraderGroup
+from agents.distributions import sample
 
 
 class PairTrader(Agent):

@@ -32,7 +32,8 @@ from agents.pair import PairTrader
 from agents.tape import MarketTape
 from agents.value import ValueTrader
 from clearing.ledger import QUOTE
-from agents.config import CollateralSplit, NoiseGroup, PopulationConfig, Sampler, sample
+from agents.config import CollateralSplit, NoiseGroup, PopulationConfig
+from agents.distributions import Sampler, sample
 
 
 class Population(list):

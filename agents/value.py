@@ -25,7 +25,8 @@ import numpy as np
 from agents.base import STD_NORMAL, UNIT, Agent, AgentContext, Arrivals, pick_instrument
 from sim.core.instruments import SECONDS_PER_YEAR
 from sim.core.orders import BUY, SELL
-from agents.config import Sampler, ValueGroup
+from agents.distributions import Sampler
+from agents.config import ValueGroup
 
 
 class ValueTrader(Agent):

@@ -36,7 +36,7 @@ from agents.base import UNIT, Arrivals  # noqa: E402
 from sim.core.kernel import World  # noqa: E402
 from sim.market.latency import LatencyConfig  # noqa: E402
 from sim.core.orders import BUY, SELL, TimeInForce  # noqa: E402
-from agents.config import Sampler  # noqa: E402
+from agents.distributions import Sampler  # noqa: E402
 from sim.market.venue_config import VenueConfig  # noqa: E402
 from sim.market.venue import Venue  # noqa: E402
 

@@ -8,7 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from agents.config import PopulationConfig, Sampler, sample
+from agents.config import PopulationConfig
+from agents.distributions import Sampler, sample
 
 EVERY_GROUP = """
 groups:
