@@ -31,7 +31,7 @@ from agents.options import DeltaHedger, HedgeMonitor, OptionSeller
 from agents.pair import PairTrader
 from agents.tape import MarketTape
 from agents.value import ValueTrader
-from clearing.ledger import QUOTE
+from clearing.ledger import QUOTE, Ledger
 from agents.config import CollateralSplit, NoiseGroup, PopulationConfig
 from agents.distributions import Sampler, sample
 
@@ -71,10 +71,9 @@ AGENT_TYPES: dict[str, type[Agent]] = {
 }
 
 
-def _deposit(ctx: AgentContext, account: int, capital: float, split: CollateralSplit | None) -> None:
+def _deposit(ctx: AgentContext, ledger: Ledger, account: int, capital: float, split: CollateralSplit | None) -> None:
     """Deposit ``capital`` (quote units): all in the quote currency, or partly in another asset
     bought at its starting oracle price."""
-    ledger = ctx.ledger
     quote = ledger.assets[QUOTE]
     in_quote = capital
     if split is not None:
@@ -94,10 +93,11 @@ def _deposit(ctx: AgentContext, account: int, capital: float, split: CollateralS
         ledger.deposit(account, QUOTE, int(round(in_quote * 10**quote.decimals)))
 
 
-def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[str, int]) -> Population:
-    """Open accounts, deposit capital, build every agent (not started: the episode calls ``start``)."""
+def build_population(ctx: AgentContext, ledger: Ledger, config: PopulationConfig, symbols: dict[str, int]
+                     ) -> Population:
+    """Open accounts in ``ledger`` and deposit their capital, build every agent (not started: the
+    episode calls ``start``). Agents themselves only read the ledger (``ctx.ledger``)."""
     config.check_symbols(symbols)
-    ledger = ctx.ledger
     pop = Population()
     tape = MarketTape(len(ctx.table)).attach(ctx.venue)
     pop.tape = tape
@@ -106,7 +106,7 @@ def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[
         gname = group.group_name
         ids = [symbols[s] for s in group.instruments]
         if group.type == "noise":
-            crowd = _build_crowd(ctx, pop, group, ids)
+            crowd = _build_crowd(ctx, ledger, pop, group, ids)
             pop.append(crowd)
             pop.groups[gname] = [crowd]
             continue
@@ -125,7 +125,7 @@ def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[
             rng = ctx.world.stream(f"agent/{gname}/{k}")
             capital = sample(group.capital, rng)
             account = ledger.open_account()
-            _deposit(ctx, account, capital, group.collateral)
+            _deposit(ctx, ledger, account, capital, group.collateral)
             agent = cls(ctx, f"{gname}/{k}", account, rng, group, ids, *shared)
             pop.meta.append((account, gname, group.type, float(capital)))
             members.append(agent)
@@ -140,7 +140,7 @@ def build_population(ctx: AgentContext, config: PopulationConfig, symbols: dict[
     return pop
 
 
-def _build_crowd(ctx: AgentContext, pop: Population, group: NoiseGroup, ids: list[int]) -> NoiseCrowd:
+def _build_crowd(ctx: AgentContext, ledger: Ledger, pop: Population, group: NoiseGroup, ids: list[int]) -> NoiseCrowd:
     """A noise group's accounts, opened and funded in member order, and its one agent."""
     gname = group.group_name
     rng = ctx.world.stream(f"group/{gname}")
@@ -148,7 +148,7 @@ def _build_crowd(ctx: AgentContext, pop: Population, group: NoiseGroup, ids: lis
     accounts = np.empty(group.count, dtype=np.int64)
     for k in range(group.count):  # a ledger call per account: opening accounts is the ledger's business
         capital = capitals()
-        account = accounts[k] = ctx.ledger.open_account()
-        _deposit(ctx, account, capital, group.collateral)
+        account = accounts[k] = ledger.open_account()
+        _deposit(ctx, ledger, account, capital, group.collateral)
         pop.meta.append((account, gname, group.type, float(capital)))
     return NoiseCrowd(ctx, gname, rng, group, ids, accounts)

@@ -94,7 +94,7 @@ def build(config: EpisodeConfig) -> Episode:
     isolated = IsolatedMargin(world, ledger, house, venue) if getattr(regime, "isolated", False) else None
     ctx = AgentContext(world, venue, ledger, oracle, marks, house, table, isolated)
     symbols = {ins.symbol: ins.id for ins in table.instruments}
-    population = build_population(ctx, config.population, symbols)
+    population = build_population(ctx, ledger, config.population, symbols)
     agents, vault = population.agents, population.backstop_account
     meta = list(population.meta)
     bs = config.clearing.liquidation.backstop
