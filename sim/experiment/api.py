@@ -191,12 +191,13 @@ def load(directory: str | Path) -> Results:
 
 def sweep(grid: Any, backend: str = "local", workers: int = 1, resume: bool = False,
           output: str | Path | None = None, progress: bool = True, force: bool = False,
-          retry_errors: bool = False):
-    """A grid x seeds sweep; returns a pyarrow Table with one row per run (see ``sim.experiment.sweep``)."""
+          retry_errors: bool = False, address: str | None = None):
+    """A grid x seeds sweep; returns a pyarrow Table with one row per run (see ``sim.experiment.sweep``).
+    ``address``: run on an existing Ray or Dask cluster (with ``backend="ray"`` / ``"dask"``)."""
     from sim.experiment.sweep import sweep as run_sweep
 
     return run_sweep(grid, backend=backend, workers=workers, resume=resume, out=output, progress=progress,
-                     force=force, retry_errors=retry_errors)
+                     force=force, retry_errors=retry_errors, address=address)
 
 
 def backtest(config: Any, output: str | Path | None = None, write: bool = True, workers: int = 1):

@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("grid", help="sweep YAML")
     s.add_argument("--backend", choices=("local", "ray", "dask"), default="local")
     s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--address", help="an existing Ray or Dask cluster to run on (ray://head:10001, auto, "
+                                     "tcp://scheduler:8786); needs --backend ray or dask")
     s.add_argument("--resume", action="store_true", help="skip runs already finished")
     s.add_argument("--out", help="output Parquet table (default: the grid's output)")
     s.add_argument("--report", action="store_true", help="also write <table>.html: each metric against the "
@@ -298,8 +300,10 @@ def _sweep(args: argparse.Namespace, console, show_progress: bool) -> int:
         raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
     cfg, _ = load_sweep(args.grid)
     out = output_path(cfg, args.out)
+    if args.address is not None and args.backend == "local":
+        raise ConfigError("--address: a cluster address needs --backend ray or dask")
     table = sweep(args.grid, backend=args.backend, workers=args.workers, resume=args.resume, output=out,
-                  progress=show_progress, force=args.force, retry_errors=args.retry_errors)
+                  progress=show_progress, force=args.force, retry_errors=args.retry_errors, address=args.address)
     status = table.column("status").to_pylist()
     failed = sum(1 for s in status if s != "ok")
     report = None

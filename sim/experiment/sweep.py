@@ -338,12 +338,15 @@ def output_path(cfg: SweepConfig, out: str | Path | None = None) -> Path:
 
 def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "local", workers: int | None = None,
           resume: bool = False, out: str | Path | None = None, progress: bool = True, *,
-          client: Any = None, runner: str = DEFAULT_RUNNER, retry_errors: bool = False, force: bool = False
+          client: Any = None, runner: str = DEFAULT_RUNNER, retry_errors: bool = False, force: bool = False,
+          address: str | None = None
           ) -> pa.Table:
     """Run a sweep; returns the table (also written to ``out``, default the sweep's ``output``).
 
     ``backend``: ``local`` (process pool, spawn), ``ray`` (a local Ray with ``workers`` CPUs unless
     one is initialised) or ``dask`` (``client``, or a local cluster of ``workers`` processes).
+    ``address``: an existing Ray or Dask cluster to run on instead (``ray://head:10001`` or ``auto``;
+    ``tcp://scheduler:8786``); ``workers`` then bounds nothing -- the cluster schedules by its CPUs.
     ``resume``: keep finished rows from ``<out>.parts/``; rows that failed for infrastructure reasons
     (a worker died) are run again, and with ``retry_errors`` every failed row is.
     ``force``: replace an earlier clearsim sweep's table and rows (without it, or ``resume``, an
@@ -352,6 +355,8 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
     """
     if backend not in ("local", "ray", "dask"):
         raise ValueError(f"backend must be local, ray or dask, not {backend!r}")
+    if address is not None and backend == "local":
+        raise ValueError("address: a cluster address needs --backend ray or dask")
     require_backend(backend)
     workers = max(1, int(workers or os.cpu_count() or 1))
     cfg, tasks = plan(grid, runner=runner)
@@ -400,7 +405,7 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
             if backend == "local":
                 running = parts / ".running"
                 running.mkdir(exist_ok=True)
-            execute(todo, backend, workers, on_done, client=client, running=running)
+            execute(todo, backend, workers, on_done, client=client, running=running, address=address)
     table = assemble_table([done[t["run_id"]] for t in tasks], list(cfg.grid))
     _write_table(table, out)
     return table

@@ -12,7 +12,9 @@ import copy
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
+import pyarrow.parquet as pq
 import pytest
+import yaml
 
 pytestmark = pytest.mark.distributed
 
@@ -111,6 +113,30 @@ def test_dask_table_equals_local(spec, local_table, dask_client, tmp_path):
     table = sweep(spec, backend="dask", workers=WORKERS, progress=False, out=tmp_path / "dask.parquet",
                   client=dask_client)
     assert _comparable(table).equals(_comparable(local_table))
+
+
+def test_dask_existing_cluster_by_address(spec, local_table, dask_client, tmp_path):
+    """The recipe for a cluster beyond this machine: a running scheduler's address (here the module's
+    local cluster, reached as any remote one is), from the API and from the CLI."""
+    address = dask_client.scheduler.address
+    assert address.startswith("tcp://")
+    table = sweep(spec, backend="dask", progress=False, out=tmp_path / "by_address.parquet", address=address)
+    assert _comparable(table).equals(_comparable(local_table))
+    from sim.experiment.cli import main
+
+    grid_file = tmp_path / "spec.yaml"
+    grid_file.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "cli.parquet"
+    assert main(["sweep", str(grid_file), "--backend", "dask", "--address", address, "--out", str(out), "--quiet"]) == 0
+    assert _comparable(pq.read_table(out)).equals(_comparable(local_table))
+
+
+def test_an_address_needs_a_cluster_backend(spec, tmp_path, capsys):
+    from sim.experiment.cli import main
+
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(tmp_path / "spec.yaml"), "--address", "tcp://10.0.0.1:8786"]) == 2
+    assert "--address: a cluster address needs --backend ray or dask" in capsys.readouterr().err
 
 
 def test_dask_own_cluster(spec, local_table, tmp_path):
