@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import sim.experiment.api
+import sim.experiment.runs
 from sim.experiment.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, _episode, _parser, main
 from sim.experiment.errors import ConfigError
 from sim.experiment.config import apply_sets, load_episode
@@ -62,7 +62,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sim.experiment.api, "run", interrupted)
+    monkeypatch.setattr(sim.experiment.runs, "run", interrupted)
     assert main(["run", str(write(tmp_path, SMALL)), "--out", str(tmp_path / "r")]) == EXIT_INTERRUPTED
     out, err = capsys.readouterr()
     assert err == "clearsim: interrupted\n" and out == ""

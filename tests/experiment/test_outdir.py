@@ -93,12 +93,12 @@ def test_a_forged_or_unreadable_marker_is_not_clearsims(tmp_path):
 
 def test_cli_run_refuses_a_precious_folder_before_running(tmp_path, capsys, monkeypatch):
     before = _precious(tmp_path / "precious")
-    import sim.experiment.api
+    import sim.experiment.variants
 
     def must_not_run(_cfg):
         raise AssertionError("the episode ran before the output folder was checked")
 
-    monkeypatch.setattr(sim.experiment.api, "run_episode", must_not_run)
+    monkeypatch.setattr(sim.experiment.variants, "run_episode", must_not_run)
     assert main(["run", "--out", str(tmp_path / "precious")]) == EXIT_BAD_INPUT
     assert main(["run", "--out", str(tmp_path / "precious"), "--force"]) == EXIT_BAD_INPUT
     assert main(["compare", "--out", str(tmp_path / "precious"), "--force"]) == EXIT_BAD_INPUT
@@ -110,9 +110,9 @@ def test_cli_run_refuses_a_precious_folder_before_running(tmp_path, capsys, monk
 def test_cli_run_dot_leaves_the_working_directory(tmp_path, capsys, monkeypatch):
     (tmp_path / "ep.yaml").write_text("name: x\n")
     monkeypatch.chdir(tmp_path)
-    import sim.experiment.api
+    import sim.experiment.variants
 
-    monkeypatch.setattr(sim.experiment.api, "run_episode", lambda _cfg: (_ for _ in ()).throw(AssertionError("ran")))
+    monkeypatch.setattr(sim.experiment.variants, "run_episode", lambda _cfg: (_ for _ in ()).throw(AssertionError("ran")))
     assert main(["run", "--out", "."]) == EXIT_BAD_INPUT
     assert "is the working directory" in capsys.readouterr().err
     assert (tmp_path / "ep.yaml").read_text() == "name: x\n"
