@@ -199,6 +199,13 @@ class LotSlots:
         return out.reshape(rows.size, -1)
 
 
+# Below this many distinct books the bounds cost more than they save: building them reads every
+# instrument x scenario cell however few books there are, and the clearing house's what-if checks
+# (one account, two rows) call this hundreds of thousands of times an episode. Both paths give the
+# same figures (tests/clearing/test_var_tail.py).
+PRUNE_MIN_BOOKS = 2048
+
+
 def top_losses(lots: "np.ndarray | LotSlots", loss: np.ndarray, k: int, groups: np.ndarray | None = None) -> np.ndarray:
     """(A, k): the k largest of each portfolio's scenario losses ``lots @ loss``, largest first.
 
@@ -226,7 +233,7 @@ def top_losses(lots: "np.ndarray | LotSlots", loss: np.ndarray, k: int, groups: 
     loss_ext = np.concatenate([loss, np.zeros((loss.shape[0], 1))], axis=1)  # column S: the padding
     size = group_size(k) if groups is None else groups.shape[1]
     m = -(-k // size)  # seed groups: enough full groups to hold k scenarios (1 but for k > 32)
-    if groups is None or groups.shape[0] <= m + 2:
+    if groups is None or groups.shape[0] <= m + 2 or a_n < PRUNE_MIN_BOOKS:
         vals = book.losses(None, loss_ext, np.arange(s)[None, :])
         top = np.partition(vals, s - k, axis=1)[:, s - k:]
     else:
