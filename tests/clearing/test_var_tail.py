@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from clearing.margin.base import Positions, segment_sums_t
+from clearing.margin import var
 from clearing.margin.var import LotSlots, group_size, scenario_groups, tail_count, tail_measure, top_losses
 
 
@@ -22,6 +23,13 @@ def _reference(lots: np.ndarray, loss: np.ndarray, k: int) -> np.ndarray:
     if seg.n:
         out[seg.row] = np.sort(-summed_t, axis=0)[::-1][:k].T
     return out
+
+
+@pytest.fixture(autouse=True)
+def always_prune(monkeypatch):
+    """These books are small: take the pruned search anyway (in production it starts at
+    ``PRUNE_MIN_BOOKS`` distinct books), so that it is what these tests check."""
+    monkeypatch.setattr(var, "PRUNE_MIN_BOOKS", 0)
 
 
 def _book(rng, a: int, i: int) -> np.ndarray:
@@ -92,3 +100,19 @@ def test_groups_hold_every_scenario_once():
         g = scenario_groups(rng.normal(size=(s, u)), 16)
         flat = g.ravel()
         assert sorted(flat[flat < s].tolist()) == list(range(s)) and np.all(flat[s:] == s)
+
+
+def test_few_books_take_the_plain_partition_with_the_same_figures(monkeypatch):
+    rng = np.random.default_rng(3)
+    returns = rng.standard_t(4, (1003, 2)) * 0.03
+    lots = _book(rng, 120, 6)
+    loss = _losses(rng, returns, 6)
+    k = tail_count(1003, 0.99)
+    groups = scenario_groups(returns, group_size(k))
+    pruned = top_losses(lots, loss, k, groups)
+    calls = []
+    monkeypatch.setattr(var, "PRUNE_MIN_BOOKS", 2048)
+    monkeypatch.setattr(var, "_pruned_top", lambda *a: calls.append(a))
+    plain = top_losses(lots, loss, k, groups)
+    assert not calls  # 120 books: below the threshold, the bounds are never built
+    np.testing.assert_array_equal(plain, pruned)
