@@ -33,7 +33,7 @@ def test_latency_first_block_is_small():
 # ------------------------------------------------------------------------------------ noise groups
 from agents.noise import NoiseCrowd  # noqa: E402
 from sim.experiment.accounts import account_directory  # noqa: E402
-from tests.test_agents_behaviour import MAKER, episode, of, start  # noqa: E402
+from test_agents_behaviour import MAKER, episode, of, start  # noqa: E402
 
 
 def _noise(**kw):
@@ -108,7 +108,7 @@ def _noise_log() -> list[tuple]:
 def test_bench_scale_multiplies_every_group_but_the_vault():
     import sys
     from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
     import bench_scale
 
     base = bench_scale.scaled_config(1)
@@ -125,7 +125,7 @@ def test_bench_scale_multiplies_every_group_but_the_vault():
 def test_episode_stats_count_amends_from_the_run():
     from sim.experiment.config import parse_episode
     from sim.experiment.episode import run
-    from tests.test_agents_behaviour import BASE
+    from test_agents_behaviour import BASE
     from sim.experiment.io import deep_merge
 
     def stats(*groups):
