@@ -75,9 +75,6 @@ class Liquidator(Protocol):
     (``clearing.liquidation.LiquidationEngine``), declared where both can name it without importing
     each other."""
 
-    steps: list[LiquidationStep]
-    backstop_account: int | None
-
     def is_active(self, account: int) -> bool: ...
 
     def register_bidder(self, bidder: Any) -> None: ...

@@ -409,6 +409,16 @@ def _segment_csr(seg: Segments, dtype: np.dtype, n_instruments: int):
     return hit
 
 
+def _block_buffers(workspace: dict | None, k: int, block: int, dt: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Two (k, block) scratch arrays, kept in ``workspace`` between re-valuations when one is given."""
+    ws = workspace if workspace is not None else {}
+    key = ("block", k, block, dt)
+    bufs = ws.get(key)
+    if bufs is None:
+        bufs = ws[key] = (np.empty((k, block), dtype=dt), np.empty((k, block), dtype=dt))
+    return bufs
+
+
 def _reduce_sparse(seg: Segments, matrix_t: np.ndarray, reducer, n_out: int, block: int,
                    workspace: dict | None) -> list[np.ndarray]:
     """:func:`_reduce_blocks`' figures from one sparse product (segments x instruments) @
@@ -425,13 +435,7 @@ def _reduce_sparse(seg: Segments, matrix_t: np.ndarray, reducer, n_out: int, blo
         return outs
     k, dt = matrix_t.shape[0], matrix_t.dtype
     sums = _segment_csr(seg, dt, matrix_t.shape[1]) @ matrix_t.T  # (S, K), C order
-    ws = workspace if workspace is not None else {}
-    key = ("block", k, block, dt)
-    bufs = ws.get(key)
-    if bufs is None:
-        bufs = (np.empty((k, block), dtype=dt), np.empty((k, block), dtype=dt))
-        ws[key] = bufs
-    buf = bufs[0]
+    buf = _block_buffers(workspace, k, block, dt)[0]
     for a in range(0, seg.n, block):
         b = min(seg.n, a + block)
         blk = buf[:, : b - a]
@@ -447,13 +451,7 @@ def _reduce_blocks(seg: Segments, matrix_t: np.ndarray, reducer, n_out: int, blo
     outs = [np.empty(seg.n) for _ in range(n_out)]
     if seg.n == 0:
         return outs
-    ws = workspace if workspace is not None else {}
-    key = ("block", k, block, dt)
-    bufs = ws.get(key)
-    if bufs is None:
-        bufs = (np.empty((k, block), dtype=dt), np.empty((k, block), dtype=dt))
-        ws[key] = bufs
-    buf, tmp = bufs
+    buf, tmp = _block_buffers(workspace, k, block, dt)
     lots = seg.lots_as(dt)
     counts = seg.slot_count
     cols = seg.slot_cols

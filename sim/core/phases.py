@@ -14,7 +14,7 @@ order they subscribed; across phases the order is fixed, whatever order the comp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Generic, TypeVar
 
@@ -41,9 +41,6 @@ class Subscribers(Generic[F]):
     def add(self, listener: F, phase: Phase) -> None:
         self._by_phase[Phase(phase)].append(listener)
         self.calls = tuple(f for p in Phase for f in self._by_phase[p])
-
-    def __iter__(self) -> Iterator[F]:
-        return iter(self.calls)
 
     def __len__(self) -> int:
         return len(self.calls)

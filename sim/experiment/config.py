@@ -1,11 +1,6 @@
-"""Loading episode files: YAML, ``extends`` chains, and errors that name the field and the reason.
-
-``extends: base.yaml`` (relative to the file) loads the base first and deep-merges this file over
-it: mappings merge key by key, anything else (lists included) replaces. A crisis episode is then a
-base episode plus a few overrides. A mapping that names a regime of another family than the one
-it overrides (``margin: {regime: span, ...}`` over a standard margin) replaces it whole: another
-regime's parameters mean nothing to it. Variants of one family (``standard`` /
-``standard_isolated``, ``portfolio`` / ``portfolio_joint``, ``var`` / ``var_apc``) still merge.
+"""Loading episode files into ``EpisodeConfig``: regime overrides, ``--set`` assignments, and
+validation errors that name the field and the reason. Reading the YAML itself (``extends`` chains,
+deep merges by regime family, repeated keys refused) is ``sim.experiment.io``'s.
 """
 
 from __future__ import annotations
