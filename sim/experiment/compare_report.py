@@ -26,8 +26,8 @@ from matplotlib.ticker import FuncFormatter
 
 from sim.experiment.compare import Metric, short_verdict
 from sim.experiment.fmt import axis, difference, quantity, short, significant
-from sim.experiment.metrics.columns import _col
-from sim.experiment.metrics.price import _mid
+from sim.experiment.metrics.columns import column_of
+from sim.experiment.metrics.price import mid_price
 from sim.experiment.report import CSS, _png, _time_unit
 
 LINESTYLES = ("-", (0, (6, 2)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (8, 2, 2, 2)), (0, (4, 4)))
@@ -88,8 +88,8 @@ def _fig_prices(config: Any, runs: Mapping[str, tuple[Mapping, Mapping]]) -> str
     scale, unit = _time_unit(float(config.duration))
     fig = Figure(figsize=(11, 2.6 * max(1, len(names))), layout="constrained")
     first_tables = next(iter(runs.values()))[1]
-    o_u, o_t = _col(first_tables, "oracle", "underlying"), _col(first_tables, "oracle", "time")
-    o_i, o_true = _col(first_tables, "oracle", "index"), _col(first_tables, "oracle", "true")
+    o_u, o_t = column_of(first_tables, "oracle", "underlying"), column_of(first_tables, "oracle", "time")
+    o_i, o_true = column_of(first_tables, "oracle", "index"), column_of(first_tables, "oracle", "true")
     instruments = list(config.market.instruments)
     for u, name in enumerate(names):
         ax = fig.add_subplot(len(names), 1, u + 1)
@@ -109,10 +109,10 @@ def _fig_prices(config: Any, runs: Mapping[str, tuple[Mapping, Mapping]]) -> str
             k = linear[0]
             tick = instruments[k].tick_size
             for j, (label, (_s, tables)) in enumerate(runs.items()):
-                m = _col(tables, "market", "instrument") == k
-                t = _col(tables, "market", "time")[m]
-                mid = _mid(_col(tables, "market", "best_bid")[m].astype(float),
-                           _col(tables, "market", "best_ask")[m].astype(float)) * tick
+                m = column_of(tables, "market", "instrument") == k
+                t = column_of(tables, "market", "time")[m]
+                mid = mid_price(column_of(tables, "market", "best_bid")[m].astype(float),
+                                 column_of(tables, "market", "best_ask")[m].astype(float)) * tick
                 ax.plot(t / scale, mid, label=f"venue mid · {label}", zorder=3 + j, **_style(j))
             ax.set_title(f"{name} (venue: {instruments[k].symbol})", fontsize=10)
         else:
@@ -131,8 +131,8 @@ def _fig_liquidated(config: Any, runs) -> str:
     fig = Figure(figsize=(11, 3.4), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     for j, (label, (_s, tables)) in enumerate(runs.items()):
-        t = _col(tables, "liquidation_steps", "time").astype(float)
-        v = _col(tables, "liquidation_steps", "notional").astype(float) / money
+        t = column_of(tables, "liquidation_steps", "time").astype(float)
+        v = column_of(tables, "liquidation_steps", "notional").astype(float) / money
         order = np.argsort(t, kind="stable")
         x = np.r_[0.0, t[order], float(config.duration)] / scale_t
         y = np.r_[0.0, np.cumsum(v[order]), float(v.sum())]
@@ -192,9 +192,9 @@ def _fig_who_paid(config: Any, runs, rows) -> tuple[str, str]:
 
 def cascade_sizes(tables) -> tuple[np.ndarray, np.ndarray]:
     """(liquidations per cascade tree, generation of each liquidation) from the parent links."""
-    liq = _col(tables, "liquidations", "liq_id").astype(np.int64)
-    parent = _col(tables, "liquidations", "parent").astype(np.int64)
-    gen = _col(tables, "liquidations", "generation").astype(np.int64)
+    liq = column_of(tables, "liquidations", "liq_id").astype(np.int64)
+    parent = column_of(tables, "liquidations", "parent").astype(np.int64)
+    gen = column_of(tables, "liquidations", "generation").astype(np.int64)
     if liq.size == 0:
         return np.zeros(0, dtype=np.int64), gen
     pos = {int(x): k for k, x in enumerate(liq.tolist())}
@@ -263,10 +263,10 @@ def _fig_margin(config: Any, runs) -> tuple[str, bool]:
     fig = Figure(figsize=(11, 2.8 * n), layout="constrained")
     axes = [fig.add_subplot(n, 1, k + 1) for k in range(n)]
     for j, (label, (_s, tables)) in enumerate(runs.items()):
-        t = _col(tables, "margin_totals", "time").astype(float)
+        t = column_of(tables, "margin_totals", "time").astype(float)
         keep = t >= start
-        im = _col(tables, "margin_totals", "im").astype(float)[keep]
-        gross = _col(tables, "margin_totals", "gross").astype(float)[keep]
+        im = column_of(tables, "margin_totals", "im").astype(float)[keep]
+        gross = column_of(tables, "margin_totals", "gross").astype(float)[keep]
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = np.where(gross > 0, im / gross, np.nan)
         axes[0].plot(t[keep] / scale_t, im / money, drawstyle="steps-post", label=label, **_style(j))

@@ -68,7 +68,7 @@ def _print_rich(result: dict[str, Any], breakdown: bool = False, quote: str = "U
     def margin_table(caption: str, rows: list[tuple[str, dict]]) -> Table:
         t = _titled(console, caption)
         t.add_column("regime", no_wrap=True)
-        for head in (f"IM", f"MM", "IM %", "MM %"):
+        for head in ("IM", "MM", "IM %", "MM %"):
             t.add_column(head, justify="right", no_wrap=True)
         for label, v in rows:
             t.add_row(escape(label), number(v["im"], 2), number(v["mm"], 2), percent(v["im_share"]),

@@ -22,8 +22,8 @@ from matplotlib.ticker import MaxNLocator
 
 from sim.experiment.fmt import axis as human_axis
 from sim.experiment.headline import rows as headline_rows
-from sim.experiment.metrics.columns import POLICIES, _col
-from sim.experiment.metrics.price import _mid
+from sim.experiment.metrics.columns import POLICIES, column_of
+from sim.experiment.metrics.price import mid_price
 from sim.experiment.metrics import flatten
 
 POLICY_COLOURS = {"book": "#1f77b4", "backstop": "#2ca02c", "auction": "#9467bd", "takeover": "#ff7f0e",
@@ -80,10 +80,10 @@ def _fig_prices(config: Any, tables) -> str:
     scale, unit = _time_unit(dur)
     n = max(1, len(names))
     fig = Figure(figsize=(10, 2.8 * n), layout="constrained")
-    o_u, o_t = _col(tables, "oracle", "underlying"), _col(tables, "oracle", "time")
-    o_i, o_true = _col(tables, "oracle", "index"), _col(tables, "oracle", "true")
-    m_ins, m_t = _col(tables, "market", "instrument"), _col(tables, "market", "time")
-    bid, ask = _col(tables, "market", "best_bid"), _col(tables, "market", "best_ask")
+    o_u, o_t = column_of(tables, "oracle", "underlying"), column_of(tables, "oracle", "time")
+    o_i, o_true = column_of(tables, "oracle", "index"), column_of(tables, "oracle", "true")
+    m_ins, m_t = column_of(tables, "market", "instrument"), column_of(tables, "market", "time")
+    bid, ask = column_of(tables, "market", "best_bid"), column_of(tables, "market", "best_ask")
     for u, name in enumerate(names):
         ax = fig.add_subplot(n, 1, u + 1)
         sel = o_u == u
@@ -97,7 +97,7 @@ def _fig_prices(config: Any, tables) -> str:
                 continue
             s = m_ins == k
             b, a = bid[s].astype(float), ask[s].astype(float)
-            mid = _mid(b, a) * ins.tick_size  # one side stands in when the other is empty (as in the metrics)
+            mid = mid_price(b, a) * ins.tick_size  # one side stands in when the other is empty (as in the metrics)
             ax.plot(m_t[s] / scale, mid, lw=1.0, alpha=0.9, color=next(venue_colours, None),
                     label=f"venue mid {ins.symbol}")
         ax.set_title(name, fontsize=10)
@@ -113,13 +113,13 @@ def _fig_prices(config: Any, tables) -> str:
 def _fig_margin(config: Any, tables) -> str:
     scale_t, unit = _time_unit(float(config.duration))
     money = 10 ** int(config.market.quote.decimals)
-    t = _col(tables, "margin_totals", "time")
+    t = column_of(tables, "margin_totals", "time")
     fig = Figure(figsize=(10, 5.0), layout="constrained")
     ax, ax2 = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)
     if t.size:
-        eq = _col(tables, "margin_totals", "equity").astype(float)
-        im = _col(tables, "margin_totals", "im").astype(float)
-        mm = _col(tables, "margin_totals", "mm").astype(float)
+        eq = column_of(tables, "margin_totals", "equity").astype(float)
+        im = column_of(tables, "margin_totals", "im").astype(float)
+        mm = column_of(tables, "margin_totals", "mm").astype(float)
         ax.plot(t / scale_t, eq / money, color="black", lw=1.1, drawstyle="steps-post", label="total equity")
         ax.plot(t / scale_t, im / money, color="#d62728", lw=1.1, drawstyle="steps-post", label="total IM")
         ax.plot(t / scale_t, mm / money, color="#ff7f0e", lw=1.1, drawstyle="steps-post", label="total MM")
@@ -145,9 +145,9 @@ def _fig_liquidations(config: Any, tables) -> str:
     dur = float(config.duration)
     scale_t, unit = _time_unit(dur)
     money = 10 ** int(config.market.quote.decimals)
-    t = _col(tables, "liquidation_steps", "time").astype(float)
-    pol = _col(tables, "liquidation_steps", "policy").astype(str)
-    notional = _col(tables, "liquidation_steps", "notional").astype(float) / money
+    t = column_of(tables, "liquidation_steps", "time").astype(float)
+    pol = column_of(tables, "liquidation_steps", "policy").astype(str)
+    notional = column_of(tables, "liquidation_steps", "notional").astype(float) / money
     fig = Figure(figsize=(10, 4.4), layout="constrained")
     ax1, ax2 = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)
     bins = np.linspace(0.0, dur, 61)
@@ -181,12 +181,12 @@ def _fig_liquidations(config: Any, tables) -> str:
 
 def _fig_cascades(config: Any, tables) -> str:
     scale_t, unit = _time_unit(float(config.duration))
-    liq = _col(tables, "liquidations", "liq_id").astype(np.int64)
-    parent = _col(tables, "liquidations", "parent").astype(np.int64)
-    gen = _col(tables, "liquidations", "generation").astype(float)
-    t = _col(tables, "liquidations", "breach_time").astype(float) / scale_t
-    outcome = _col(tables, "liquidations", "outcome").astype(str)
-    notional = _col(tables, "liquidations", "notional").astype(float)
+    liq = column_of(tables, "liquidations", "liq_id").astype(np.int64)
+    parent = column_of(tables, "liquidations", "parent").astype(np.int64)
+    gen = column_of(tables, "liquidations", "generation").astype(float)
+    t = column_of(tables, "liquidations", "breach_time").astype(float) / scale_t
+    outcome = column_of(tables, "liquidations", "outcome").astype(str)
+    notional = column_of(tables, "liquidations", "notional").astype(float)
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     if liq.size:
@@ -218,13 +218,13 @@ def _fig_cascades(config: Any, tables) -> str:
 def _fig_fund(config: Any, tables) -> str:
     scale_t, unit = _time_unit(float(config.duration))
     money = 10 ** int(config.market.quote.decimals)
-    t = _col(tables, "fund", "time")
+    t = column_of(tables, "fund", "time")
     fig = Figure(figsize=(10, 3.0), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     if t.size:
-        ax.plot(t / scale_t, _col(tables, "fund", "insurance_fund") / money, color="#2ca02c", lw=1.2,
+        ax.plot(t / scale_t, column_of(tables, "fund", "insurance_fund") / money, color="#2ca02c", lw=1.2,
                 label="insurance fund")
-        ax.plot(t / scale_t, _col(tables, "fund", "bad_debt") / money, color="#d62728", lw=1.2, label="bad debt")
+        ax.plot(t / scale_t, column_of(tables, "fund", "bad_debt") / money, color="#d62728", lw=1.2, label="bad debt")
         ax.legend(fontsize=8, loc="best")
     ax.set_ylabel(config.market.quote.name)
     human_axis(ax)
@@ -239,9 +239,9 @@ def _fig_rates(config: Any, tables, start: float | None) -> str:
     ax = fig.add_subplot(1, 1, 1)
     for table, label, colour in (("margin_totals", "population IM / gross", "#d62728"),
                                  ("reference_margin", "reference portfolio IM / gross", "#1f77b4")):
-        t = _col(tables, table, "time").astype(float)
+        t = column_of(tables, table, "time").astype(float)
         if t.size:
-            im, gross = _col(tables, table, "im").astype(float), _col(tables, table, "gross").astype(float)
+            im, gross = column_of(tables, table, "im").astype(float), column_of(tables, table, "gross").astype(float)
             with np.errstate(divide="ignore", invalid="ignore"):
                 ax.plot(t / scale_t, np.where(gross > 0, im / gross, np.nan), color=colour, lw=1.0,
                         drawstyle="steps-post", label=label)
@@ -309,7 +309,7 @@ def episode_report(config: Any, tables: Mapping[str, Mapping[str, np.ndarray]], 
         "<h2>Price vs oracle</h2><p class=muted>True path, published index and venue mid, per underlying.</p>",
         _fig_prices(config, tables),
         "<h2>Margin utilisation</h2><p class=muted>Total IM and MM over all trader accounts against their total "
-        f"equity.</p>",
+        "equity.</p>",
         _fig_margin(config, tables),
         "<h2>Procyclicality</h2><p class=muted>Margin rate (IM / gross notional) of the population and of the "
         f"fixed reference portfolio; figures measured from {fmt(start)} s (dashed line) over a horizon of "

@@ -26,7 +26,7 @@ from sim.experiment.compare_report import FIGURES
 from sim.experiment.errors import ConfigError
 from sim.experiment.config import parse_episode
 from sim.experiment.fmt import quantity, significant
-from sim.experiment.groups import group_margin
+from sim.experiment.metrics.groups import group_margin
 
 SMALL = {
     "name": "small",

@@ -57,7 +57,7 @@ def rnd(x: Any, digits: int = SIGNIFICANT_DIGITS) -> Any:
     raise TypeError(f"cannot put a {type(x).__name__} in a summary")
 
 
-def _col(tables: Tables, table: str, column: str, dtype=None) -> np.ndarray:
+def column_of(tables: Tables, table: str, column: str, dtype=None) -> np.ndarray:
     t = tables.get(table) or {}
     a = t.get(column)
     if a is None:
@@ -66,11 +66,11 @@ def _col(tables: Tables, table: str, column: str, dtype=None) -> np.ndarray:
     return a.astype(dtype) if dtype is not None and a.dtype != dtype else a
 
 
-def _ratio(num: float, den: float) -> float | None:
+def safe_ratio(num: float, den: float) -> float | None:
     return float(num) / float(den) if den and math.isfinite(den) and math.isfinite(num) else None
 
 
-def _dist(x: np.ndarray) -> dict[str, Any]:
+def distribution(x: np.ndarray) -> dict[str, Any]:
     """count / mean / median / p95 / max of the finite values."""
     x = np.asarray(x, dtype=np.float64)
     x = x[np.isfinite(x)]

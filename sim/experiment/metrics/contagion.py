@@ -8,20 +8,20 @@ from typing import Any
 import numpy as np
 
 from sim.experiment.spells import spell_forest
-from sim.experiment.metrics.columns import POLICIES, OUTCOMES, CAUSES, Tables, _col, _dist
+from sim.experiment.metrics.columns import POLICIES, OUTCOMES, CAUSES, Tables, column_of, distribution
 
 
-def _liquidations(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+def liquidation_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     scale = cv["scale"]
-    notional = _col(tables, "liquidations", "notional").astype(np.float64)
-    outcome = _col(tables, "liquidations", "outcome").astype(str)
-    cause = _col(tables, "liquidations", "cause").astype(str)
-    account = _col(tables, "liquidations", "account", np.int64)
-    policy = _col(tables, "liquidation_steps", "policy").astype(str)
-    s_not = _col(tables, "liquidation_steps", "notional").astype(np.float64)
-    s_lots = _col(tables, "liquidation_steps", "lots", np.int64)
-    s_fee = _col(tables, "liquidation_steps", "fee").astype(np.float64)
-    s_ins = _col(tables, "liquidation_steps", "instrument", np.int64)
+    notional = column_of(tables, "liquidations", "notional").astype(np.float64)
+    outcome = column_of(tables, "liquidations", "outcome").astype(str)
+    cause = column_of(tables, "liquidations", "cause").astype(str)
+    account = column_of(tables, "liquidations", "account", np.int64)
+    policy = column_of(tables, "liquidation_steps", "policy").astype(str)
+    s_not = column_of(tables, "liquidation_steps", "notional").astype(np.float64)
+    s_lots = column_of(tables, "liquidation_steps", "lots", np.int64)
+    s_fee = column_of(tables, "liquidation_steps", "fee").astype(np.float64)
+    s_ins = column_of(tables, "liquidation_steps", "instrument", np.int64)
     by_policy = {}
     for p in sorted(set(POLICIES) | set(policy.tolist())):
         m = policy == p
@@ -30,8 +30,8 @@ def _liquidations(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     by_outcome = {o: int((outcome == o).sum()) for o in sorted(set(OUTCOMES) | set(outcome.tolist()))}
     by_cause = {c: int((cause == c).sum()) for c in sorted(set(CAUSES) | set(cause.tolist()))}
     by_market = {s: float(s_not[s_ins == k].sum()) / scale for k, s in enumerate(cv["symbols"])}
-    spell = _col(tables, "liquidations", "spell", np.int64)
-    endogenous = _col(tables, "liquidations", "endogenous", bool)
+    spell = column_of(tables, "liquidations", "spell", np.int64)
+    endogenous = column_of(tables, "liquidations", "endogenous", bool)
     return {
         "count": int(notional.size),
         "spells": int(np.unique(spell).size) if spell.size else int(notional.size),
@@ -48,14 +48,14 @@ def _liquidations(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _cascades(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+def cascade_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     """Cascades as trees of distress spells (``sim.experiment.spells``): a root spell began with an exogenous
     breach, a child spell's first breach was endogenous under the but-for rule."""
     scale = cv["scale"]
-    liq = _col(tables, "liquidations", "liq_id", np.int64)
-    parent = _col(tables, "liquidations", "parent", np.int64)
-    notional = _col(tables, "liquidations", "notional").astype(np.float64)
-    spell = _col(tables, "liquidations", "spell", np.int64)
+    liq = column_of(tables, "liquidations", "liq_id", np.int64)
+    parent = column_of(tables, "liquidations", "parent", np.int64)
+    notional = column_of(tables, "liquidations", "notional").astype(np.float64)
+    spell = column_of(tables, "liquidations", "spell", np.int64)
     if spell.size != liq.size:  # tables from before spells: every liquidation its own spell
         spell = liq
     empty = {"count": 0, "contagious": 0, "max_generation": None, "largest_size": 0, "largest_size_notional": 0.0,
@@ -105,20 +105,20 @@ def _cascades(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _delays(tables: Tables) -> dict[str, Any]:
-    breach = _col(tables, "liquidations", "breach_time").astype(np.float64)
-    start = _col(tables, "liquidations", "start_time").astype(np.float64)
-    end = _col(tables, "liquidations", "end_time").astype(np.float64)
-    return {"breach_to_start": _dist(start - breach), "breach_to_end": _dist(end - breach),
+def delay_figures(tables: Tables) -> dict[str, Any]:
+    breach = column_of(tables, "liquidations", "breach_time").astype(np.float64)
+    start = column_of(tables, "liquidations", "start_time").astype(np.float64)
+    end = column_of(tables, "liquidations", "end_time").astype(np.float64)
+    return {"breach_to_start": distribution(start - breach), "breach_to_end": distribution(end - breach),
             "open_at_end": int((~np.isfinite(end)).sum())}
 
 
-def _slippage(tables: Tables) -> dict[str, Any]:
-    policy = _col(tables, "liquidation_steps", "policy").astype(str)
-    lots = _col(tables, "liquidation_steps", "lots", np.int64)
-    notional = _col(tables, "liquidation_steps", "notional").astype(np.float64)
-    avg = _col(tables, "liquidation_steps", "avg_price").astype(np.float64)
-    mark = _col(tables, "liquidation_steps", "mark").astype(np.float64)
+def slippage_figures(tables: Tables) -> dict[str, Any]:
+    policy = column_of(tables, "liquidation_steps", "policy").astype(str)
+    lots = column_of(tables, "liquidation_steps", "lots", np.int64)
+    notional = column_of(tables, "liquidation_steps", "notional").astype(np.float64)
+    avg = column_of(tables, "liquidation_steps", "avg_price").astype(np.float64)
+    mark = column_of(tables, "liquidation_steps", "mark").astype(np.float64)
     ok = np.isfinite(avg) & np.isfinite(mark) & (mark > 0) & (lots != 0) & (notional > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         bps = np.where(ok, np.sign(lots) * (avg - mark) / mark * 1e4, np.nan)

@@ -8,19 +8,19 @@ from typing import Any
 import numpy as np
 
 from sim.experiment.who_paid import LAYERS as WHO_PAID_LAYERS
-from sim.experiment.metrics.columns import ADL_FLAG, Tables, _col
+from sim.experiment.metrics.columns import ADL_FLAG, Tables, column_of
 
 
-def _bad_debt(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+def bad_debt_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     scale = cv["scale"]
-    layer = _col(tables, "losses", "layer").astype(str)
-    amount = _col(tables, "losses", "amount").astype(np.float64)
-    liq = _col(tables, "losses", "liq_id", np.int64)
-    account = _col(tables, "losses", "account", np.int64)
+    layer = column_of(tables, "losses", "layer").astype(str)
+    amount = column_of(tables, "losses", "amount").astype(np.float64)
+    liq = column_of(tables, "losses", "liq_id", np.int64)
+    account = column_of(tables, "losses", "account", np.int64)
     bad = (layer == "bad_debt") & (amount > 0)
     # the market a deficit belongs to: the instrument of the liquidation's last step (as the absorber does)
-    s_liq = _col(tables, "liquidation_steps", "liq_id", np.int64)
-    s_ins = _col(tables, "liquidation_steps", "instrument", np.int64)
+    s_liq = column_of(tables, "liquidation_steps", "liq_id", np.int64)
+    s_ins = column_of(tables, "liquidation_steps", "instrument", np.int64)
     last_instrument = {int(l_): int(i) for l_, i in zip(s_liq.tolist(), s_ins.tolist())}
     by_market = {s: 0.0 for s in cv["symbols"]}
     unattributed = 0.0
@@ -30,7 +30,7 @@ def _bad_debt(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
             unattributed += amt
         else:
             by_market[cv["symbols"][ins]] += amt
-    fund_bad = _col(tables, "fund", "bad_debt").astype(np.float64)
+    fund_bad = column_of(tables, "fund", "bad_debt").astype(np.float64)
     return {
         "total": float(amount[bad].sum()) / scale,
         "by_market": {k: v / scale for k, v in by_market.items()},
@@ -41,11 +41,11 @@ def _bad_debt(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _insurance(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+def insurance_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     scale = cv["scale"]
-    t = _col(tables, "fund", "time").astype(np.float64)
-    f = _col(tables, "fund", "insurance_fund").astype(np.float64)
-    fee = _col(tables, "fund", "fee_pool").astype(np.float64)
+    t = column_of(tables, "fund", "time").astype(np.float64)
+    f = column_of(tables, "fund", "insurance_fund").astype(np.float64)
+    fee = column_of(tables, "fund", "fee_pool").astype(np.float64)
     if f.size == 0:
         return {"initial": None, "min": None, "min_time": None, "final": None, "max_drawdown": None,
                 "fee_pool_final": None}
@@ -61,10 +61,10 @@ def _insurance(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _losses(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+def loss_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     scale = cv["scale"]
-    layer = _col(tables, "losses", "layer").astype(str)
-    amount = _col(tables, "losses", "amount").astype(np.float64)
+    layer = column_of(tables, "losses", "layer").astype(str)
+    amount = column_of(tables, "losses", "amount").astype(np.float64)
     by_layer = {str(name): float(amount[layer == name].sum()) / scale for name in sorted(set(layer.tolist()))}
     socialised = float(amount[np.char.startswith(layer, "socialised")].sum()) / scale if layer.size else 0.0
     waterfall = float(amount[np.char.startswith(layer, "waterfall")].sum()) / scale if layer.size else 0.0
@@ -78,13 +78,13 @@ def _who_paid(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     """The loss ledger by layer (the ``who_paid`` table, see ``sim.experiment.who_paid``) and the backstop
     vault's P&L (the ``backstop_vault`` table)."""
     scale = cv["scale"]
-    layer = _col(tables, "who_paid", "layer").astype(str)
-    borne = _col(tables, "who_paid", "borne_by").astype(str)
-    amount = _col(tables, "who_paid", "amount").astype(np.float64)
+    layer = column_of(tables, "who_paid", "layer").astype(str)
+    borne = column_of(tables, "who_paid", "borne_by").astype(str)
+    amount = column_of(tables, "who_paid", "amount").astype(np.float64)
     who = {name: float(amount[layer == name].sum()) / scale for name in WHO_PAID_LAYERS}
-    pnl = _col(tables, "backstop_vault", "pnl").astype(np.float64)
-    capital = _col(tables, "backstop_vault", "capital").astype(np.float64)
-    equity = _col(tables, "backstop_vault", "equity").astype(np.float64)
+    pnl = column_of(tables, "backstop_vault", "pnl").astype(np.float64)
+    capital = column_of(tables, "backstop_vault", "capital").astype(np.float64)
+    equity = column_of(tables, "backstop_vault", "equity").astype(np.float64)
     vault = {"capital": float(capital[0]) / scale if capital.size else None,
              "equity_final": float(equity[-1]) / scale if equity.size else None,
              "pnl_final": float(pnl[-1]) / scale if pnl.size else None,
@@ -101,32 +101,32 @@ def _who_paid(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _adl(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+def adl_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     scale = cv["scale"]
-    policy = _col(tables, "liquidation_steps", "policy").astype(str)
+    policy = column_of(tables, "liquidation_steps", "policy").astype(str)
     m = policy == "adl"
-    s_not = _col(tables, "liquidation_steps", "notional").astype(np.float64)
-    flags = _col(tables, "trades", "flags", np.int64)
-    maker = _col(tables, "trades", "maker", np.int64)
+    s_not = column_of(tables, "liquidation_steps", "notional").astype(np.float64)
+    flags = column_of(tables, "trades", "flags", np.int64)
+    maker = column_of(tables, "trades", "maker", np.int64)
     adl_trades = (flags & ADL_FLAG) != 0
     return {
         "notional": float(s_not[m].sum()) / scale,
         "steps": int(m.sum()),
-        "liquidations": int(np.unique(_col(tables, "liquidation_steps", "liq_id", np.int64)[m]).size),
+        "liquidations": int(np.unique(column_of(tables, "liquidation_steps", "liq_id", np.int64)[m]).size),
         "counterparties": int(np.unique(maker[adl_trades]).size),
     }
 
 
-def _solvency(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+def solvency_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     """Deficits at the end, with collateral at published prices and at true prices (an oracle
     stuck above the market hides the difference); ``kind`` 0 is the insurance fund, 1 the
     bad-debt row's recoveries in kind, 2 the traders."""
-    if "solvency" not in tables or _col(tables, "solvency", "account").size == 0:
+    if "solvency" not in tables or column_of(tables, "solvency", "account").size == 0:
         return {}
     scale = cv["scale"]
-    kind = _col(tables, "solvency", "kind", np.int64)
-    seen = _col(tables, "solvency", "equity").astype(np.float64) / scale
-    true = _col(tables, "solvency", "equity_true_collateral").astype(np.float64) / scale
+    kind = column_of(tables, "solvency", "kind", np.int64)
+    seen = column_of(tables, "solvency", "equity").astype(np.float64) / scale
+    true = column_of(tables, "solvency", "equity_true_collateral").astype(np.float64) / scale
     traders = kind == 2
     fund_seen, fund_true = float(seen[kind == 0].sum()), float(true[kind == 0].sum())
     rec_seen, rec_true = float(seen[kind == 1].sum()), float(true[kind == 1].sum())

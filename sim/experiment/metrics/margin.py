@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.experiment.metrics.columns import Tables, _col
+from sim.experiment.metrics.columns import Tables, column_of
 
 
 _ROUNDING = 1e-12  # relative size of a float-rounding difference
@@ -61,22 +61,22 @@ def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _margin(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
+def margin_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     scale = cv["scale"]
     start, horizon = cv["measure_from"], cv["horizon"]
-    t = _col(tables, "margin_totals", "time").astype(np.float64)
-    im = _col(tables, "margin_totals", "im").astype(np.float64)
-    mm = _col(tables, "margin_totals", "mm").astype(np.float64)
-    eq = _col(tables, "margin_totals", "equity").astype(np.float64)
-    gross = _col(tables, "margin_totals", "gross").astype(np.float64)
+    t = column_of(tables, "margin_totals", "time").astype(np.float64)
+    im = column_of(tables, "margin_totals", "im").astype(np.float64)
+    mm = column_of(tables, "margin_totals", "mm").astype(np.float64)
+    eq = column_of(tables, "margin_totals", "equity").astype(np.float64)
+    gross = column_of(tables, "margin_totals", "gross").astype(np.float64)
     order = np.argsort(t, kind="stable")
     t, im, mm, eq, gross = t[order], im[order], mm[order], eq[order], gross[order]
     rate = _rate(im, gross)
-    rt = _col(tables, "reference_margin", "time").astype(np.float64)
+    rt = column_of(tables, "reference_margin", "time").astype(np.float64)
     r_order = np.argsort(rt, kind="stable")
     rt = rt[r_order]
-    ref_rate = _rate(_col(tables, "reference_margin", "im").astype(np.float64)[r_order],
-                     _col(tables, "reference_margin", "gross").astype(np.float64)[r_order])
+    ref_rate = _rate(column_of(tables, "reference_margin", "im").astype(np.float64)[r_order],
+                     column_of(tables, "reference_margin", "gross").astype(np.float64)[r_order])
     reference = _procyclicality(rt, ref_rate, start, horizon)
     in_window = (rt >= start) & np.isfinite(ref_rate)
     reference["at_measure_from"] = float(ref_rate[in_window][0]) if in_window.any() else None

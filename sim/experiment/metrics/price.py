@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from sim.core.orders import FillFlag
-from sim.experiment.metrics.columns import OFF_BOOK_FLAGS, Tables, _col, _ratio
-from sim.experiment.metrics.losses import _bad_debt
+from sim.experiment.metrics.columns import OFF_BOOK_FLAGS, Tables, column_of, safe_ratio
+from sim.experiment.metrics.losses import bad_debt_figures
 
 
 # ------------------------------------------------------------------------------------ pieces
@@ -42,10 +42,10 @@ class _MarketSamples:
     """The ``market`` table's columns, read once; ``rows(k)`` are instrument k's samples in time order."""
 
     def __init__(self, tables: Tables) -> None:
-        self.instrument = _col(tables, "market", "instrument")
-        self.time = _col(tables, "market", "time")
-        self.bid = _col(tables, "market", "best_bid").astype(np.float64)
-        self.ask = _col(tables, "market", "best_ask").astype(np.float64)
+        self.instrument = column_of(tables, "market", "instrument")
+        self.time = column_of(tables, "market", "time")
+        self.bid = column_of(tables, "market", "best_bid").astype(np.float64)
+        self.ask = column_of(tables, "market", "best_ask").astype(np.float64)
 
     def rows(self, instrument: int) -> np.ndarray:
         sel = self.instrument == instrument
@@ -55,15 +55,15 @@ class _MarketSamples:
         return self.bid[rows], self.ask[rows]
 
 
-def _mid(bid: np.ndarray, ask: np.ndarray) -> np.ndarray:
+def mid_price(bid: np.ndarray, ask: np.ndarray) -> np.ndarray:
     """Venue price per sample: the mid when both sides quote, the one side left when the other is
     empty (liquidity withdrawn), NaN when the book is empty."""
     return np.where(np.isfinite(bid) & np.isfinite(ask), 0.5 * (bid + ask), np.where(np.isfinite(bid), bid, ask))
 
 
 def _mid_series(bid: np.ndarray, ask: np.ndarray) -> np.ndarray:
-    """Venue price (ticks) in time order (see ``_mid``), skipped when the book is empty."""
-    mid = _mid(bid, ask)
+    """Venue price (ticks) in time order (see ``mid_price``), skipped when the book is empty."""
+    mid = mid_price(bid, ask)
     return mid[np.isfinite(mid)]
 
 
@@ -72,11 +72,11 @@ def _one_sided(bid: np.ndarray, ask: np.ndarray) -> float | None:
     return float(np.mean(~(np.isfinite(bid) & np.isfinite(ask)))) if bid.size else None
 
 
-def _price(tables: Tables, cv: dict[str, Any], counterfactual: Tables | None) -> dict[str, Any]:
-    o_und = _col(tables, "oracle", "underlying", np.int64)
-    o_time = _col(tables, "oracle", "time").astype(np.float64)
-    o_index = _col(tables, "oracle", "index").astype(np.float64)
-    o_true = _col(tables, "oracle", "true").astype(np.float64)
+def price_figures(tables: Tables, cv: dict[str, Any], counterfactual: Tables | None) -> dict[str, Any]:
+    o_und = column_of(tables, "oracle", "underlying", np.int64)
+    o_time = column_of(tables, "oracle", "time").astype(np.float64)
+    o_index = column_of(tables, "oracle", "index").astype(np.float64)
+    o_true = column_of(tables, "oracle", "true").astype(np.float64)
     order = np.argsort(o_time, kind="stable")
     o_und, o_index, o_true = o_und[order], o_index[order], o_true[order]
     by_underlying = {}
@@ -87,13 +87,13 @@ def _price(tables: Tables, cv: dict[str, Any], counterfactual: Tables | None) ->
     by_instrument = {}
     worst: tuple[float, str] | None = None
     market = _MarketSamples(tables)
-    m_mark = _col(tables, "market", "mark").astype(np.float64)
+    m_mark = column_of(tables, "market", "mark").astype(np.float64)
     cf_market = _MarketSamples(counterfactual) if counterfactual is not None else None
     # prints on the book only: backstop, ADL and auction transfers happen off-book at
     # discounts or bankruptcy prices and are not market prices
-    on_book = (_col(tables, "trades", "flags", np.int64) & OFF_BOOK_FLAGS) == 0
-    t_ins = _col(tables, "trades", "instrument", np.int64)
-    t_price = _col(tables, "trades", "price").astype(np.float64)
+    on_book = (column_of(tables, "trades", "flags", np.int64) & OFF_BOOK_FLAGS) == 0
+    t_ins = column_of(tables, "trades", "instrument", np.int64)
+    t_price = column_of(tables, "trades", "price").astype(np.float64)
     for k, symbol in enumerate(cv["symbols"]):
         if cv["kinds"][k] == "option":
             continue
@@ -112,12 +112,12 @@ def _price(tables: Tables, cv: dict[str, Any], counterfactual: Tables | None) ->
             "one_sided_fraction": _one_sided(bid, ask),
             "true_drawdown": true_dd,
             "index_drawdown": und.get("index_drawdown"),
-            "amplification_vs_true": _ratio(venue_dd, true_dd) if venue_dd is not None and true_dd else None,
+            "amplification_vs_true": safe_ratio(venue_dd, true_dd) if venue_dd is not None and true_dd else None,
         }
         if cf_market is not None:
             cf_dd = _drawdown(_mid_series(*cf_market.book_sides(cf_market.rows(k))))
             row["counterfactual_venue_drawdown"] = cf_dd
-            row["amplification_vs_counterfactual"] = (_ratio(venue_dd, cf_dd)
+            row["amplification_vs_counterfactual"] = (safe_ratio(venue_dd, cf_dd)
                                                       if venue_dd is not None and cf_dd else None)
         by_instrument[symbol] = row
         if venue_dd is not None and (worst is None or venue_dd > worst[0]):
@@ -145,7 +145,7 @@ def _vs(main: float | None, twin: float | None, what: str, notes: list[str]) -> 
     return main / twin, main - twin
 
 
-def _counterfactual(tables: Tables, cv: dict[str, Any], twin: Tables, price: dict[str, Any]) -> dict[str, Any]:
+def counterfactual_figures(tables: Tables, cv: dict[str, Any], twin: Tables, price: dict[str, Any]) -> dict[str, Any]:
     """The run against its no-feedback twin (same paths, agents and streams; liquidations absorbed
     outside the market at mark): venue (sampled mid), on-book trade and mark drawdown of the run's
     worst instrument, liquidated notional and bad debt, each as run / twin and run - twin."""
@@ -157,10 +157,10 @@ def _counterfactual(tables: Tables, cv: dict[str, Any], twin: Tables, price: dic
     twin_mark_dd = twin_trade_dd = None
     if k is not None:
         t_market = _MarketSamples(twin)
-        twin_mark_dd = _drawdown(_col(twin, "market", "mark").astype(np.float64)[t_market.rows(k)])
-        on_book = (_col(twin, "trades", "flags", np.int64) & OFF_BOOK_FLAGS) == 0
-        t_ins = _col(twin, "trades", "instrument", np.int64)
-        twin_trade_dd = _drawdown(_col(twin, "trades", "price").astype(np.float64)[(t_ins == k) & on_book])
+        twin_mark_dd = _drawdown(column_of(twin, "market", "mark").astype(np.float64)[t_market.rows(k)])
+        on_book = (column_of(twin, "trades", "flags", np.int64) & OFF_BOOK_FLAGS) == 0
+        t_ins = column_of(twin, "trades", "instrument", np.int64)
+        twin_trade_dd = _drawdown(column_of(twin, "trades", "price").astype(np.float64)[(t_ins == k) & on_book])
     out: dict[str, Any] = {"instrument": worst}
     for name, main, other in (
             ("venue_drawdown", row.get("venue_drawdown"), row.get("counterfactual_venue_drawdown")),
@@ -168,16 +168,16 @@ def _counterfactual(tables: Tables, cv: dict[str, Any], twin: Tables, price: dic
             ("mark_drawdown", row.get("mark_drawdown"), twin_mark_dd)):
         ratio, diff = _vs(main, other, name, notes)
         out.update({name: main, f"twin_{name}": other, f"{name}_amplification": ratio, f"{name}_difference": diff})
-    notional = float(_col(tables, "liquidations", "notional").astype(np.float64).sum()) / scale
-    twin_notional = float(_col(twin, "liquidations", "notional").astype(np.float64).sum()) / scale
-    bad, twin_bad = _bad_debt(tables, cv)["total"], _bad_debt(twin, cv)["total"]
-    out["liquidations"] = int(_col(tables, "liquidations", "liq_id").size)
-    out["twin_liquidations"] = int(_col(twin, "liquidations", "liq_id").size)
+    notional = float(column_of(tables, "liquidations", "notional").astype(np.float64).sum()) / scale
+    twin_notional = float(column_of(twin, "liquidations", "notional").astype(np.float64).sum()) / scale
+    bad, twin_bad = bad_debt_figures(tables, cv)["total"], bad_debt_figures(twin, cv)["total"]
+    out["liquidations"] = int(column_of(tables, "liquidations", "liq_id").size)
+    out["twin_liquidations"] = int(column_of(twin, "liquidations", "liq_id").size)
     for name, main, other in (("liquidated_notional", notional, twin_notional), ("bad_debt", bad, twin_bad)):
         ratio, diff = _vs(main, other, name, notes)
         out.update({name: main, f"twin_{name}": other, f"{name}_ratio": ratio, f"{name}_difference": diff})
     # the control: the twin's book never printed a liquidation (must be 0)
-    flags = _col(twin, "trades", "flags", np.int64)
+    flags = column_of(twin, "trades", "flags", np.int64)
     out["twin_liquidation_fills_on_book"] = int(((flags & int(FillFlag.LIQUIDATION)) != 0).sum())
     out["notes"] = notes
     return out

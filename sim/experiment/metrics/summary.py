@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from sim.experiment.groups import group_margin
+from sim.experiment.metrics.groups import group_margin
 from sim.experiment.schema.outputs import window_seconds
 from sim.experiment.metrics.columns import Tables, rnd
-from sim.experiment.metrics.contagion import _cascades, _delays, _liquidations, _slippage
-from sim.experiment.metrics.losses import _adl, _bad_debt, _insurance, _losses, _solvency
-from sim.experiment.metrics.margin import _margin
-from sim.experiment.metrics.price import _counterfactual, _price
+from sim.experiment.metrics.contagion import cascade_figures, delay_figures, liquidation_figures, slippage_figures
+from sim.experiment.metrics.losses import (adl_figures, bad_debt_figures, insurance_figures, loss_figures,
+                                           solvency_figures)
+from sim.experiment.metrics.margin import margin_figures
+from sim.experiment.metrics.price import counterfactual_figures, price_figures
 
 
 
@@ -70,21 +71,21 @@ def summarise(config: Any, tables: Tables, stats: Mapping[str, Any] | None = Non
             run[key] = int(stats[key])
     summary = {
         "run": run,
-        "bad_debt": _bad_debt(tables, cv),
-        "insurance_fund": _insurance(tables, cv),
-        "losses": _losses(tables, cv),
-        "liquidations": _liquidations(tables, cv),
-        "adl": _adl(tables, cv),
-        "cascades": _cascades(tables, cv),
-        "price": _price(tables, cv, counterfactual),
-        "margin": _margin(tables, cv),
-        "liquidation_delay": _delays(tables),
-        "slippage": _slippage(tables),
-        "solvency": _solvency(tables, cv),
+        "bad_debt": bad_debt_figures(tables, cv),
+        "insurance_fund": insurance_figures(tables, cv),
+        "losses": loss_figures(tables, cv),
+        "liquidations": liquidation_figures(tables, cv),
+        "adl": adl_figures(tables, cv),
+        "cascades": cascade_figures(tables, cv),
+        "price": price_figures(tables, cv, counterfactual),
+        "margin": margin_figures(tables, cv),
+        "liquidation_delay": delay_figures(tables),
+        "slippage": slippage_figures(tables),
+        "solvency": solvency_figures(tables, cv),
         "groups": group_margin(tables, cv["scale"]),
     }
     if counterfactual is not None:
-        summary["counterfactual"] = _counterfactual(tables, cv, counterfactual, summary["price"])
+        summary["counterfactual"] = counterfactual_figures(tables, cv, counterfactual, summary["price"])
     return rnd(summary)
 
 

@@ -21,32 +21,26 @@ codes, never a Python loop over accounts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-Tables = Mapping[str, Mapping[str, np.ndarray]]
+from sim.experiment.metrics.columns import Tables, column_of
 
 GROUP_FIELDS = ("accounts", "agent_type", "capital", "im_over_gross", "im_over_capital", "leverage",
                 "leverage_peak", "im_mean", "gross_mean", "liquidations", "liquidated_notional")
 
 
-def _col(tables: Tables, table: str, column: str) -> np.ndarray:
-    col = (tables.get(table) or {}).get(column)
-    return np.zeros(0) if col is None else np.asarray(col)
-
-
 def group_margin(tables: Tables, scale: float) -> dict[str, dict[str, Any]]:
     """Per-group margin and leverage (see the module docstring); ``scale`` = minor units per quote unit."""
-    kind = _col(tables, "directory", "type").astype(str)
+    kind = column_of(tables, "directory", "type").astype(str)
     traders = (kind != "system") & (kind != "other")  # population groups and the house's vault
-    meta_acc = _col(tables, "directory", "account").astype(np.int64)[traders]
+    meta_acc = column_of(tables, "directory", "account").astype(np.int64)[traders]
     if meta_acc.size == 0:
         return {}
-    meta_group = _col(tables, "directory", "group").astype(str)[traders]
+    meta_group = column_of(tables, "directory", "group").astype(str)[traders]
     meta_type = kind[traders]
-    capital = _col(tables, "directory", "initial_capital").astype(np.float64)[traders] / scale
+    capital = column_of(tables, "directory", "initial_capital").astype(np.float64)[traders] / scale
     names = list(dict.fromkeys(meta_group.tolist()))
     code_of_group = {g: k for k, g in enumerate(names)}
     n_groups = len(names)
@@ -61,13 +55,13 @@ def group_margin(tables: Tables, scale: float) -> dict[str, dict[str, Any]]:
         out[inside] = lookup[accounts[inside]]
         return out
 
-    t = _col(tables, "accounts", "time").astype(np.float64)
-    code = codes(_col(tables, "accounts", "account"))
+    t = column_of(tables, "accounts", "time").astype(np.float64)
+    code = codes(column_of(tables, "accounts", "account"))
     keep = code >= 0
     t, code = t[keep], code[keep]
-    im = _col(tables, "accounts", "im").astype(np.float64)[keep]
-    gross = _col(tables, "accounts", "gross").astype(np.float64)[keep]
-    equity = _col(tables, "accounts", "equity").astype(np.float64)[keep]
+    im = column_of(tables, "accounts", "im").astype(np.float64)[keep]
+    gross = column_of(tables, "accounts", "gross").astype(np.float64)[keep]
+    equity = column_of(tables, "accounts", "equity").astype(np.float64)[keep]
     times, sample = np.unique(t, return_inverse=True)
     n_samples = max(int(times.size), 1)
     # group x sample totals, one bincount per column
@@ -82,8 +76,8 @@ def group_margin(tables: Tables, scale: float) -> dict[str, dict[str, Any]]:
     cap = np.bincount(codes(meta_acc), weights=capital, minlength=n_groups)
     count = np.bincount(codes(meta_acc), minlength=n_groups)
 
-    l_code = codes(_col(tables, "liquidations", "account"))
-    l_notional = _col(tables, "liquidations", "notional").astype(np.float64)
+    l_code = codes(column_of(tables, "liquidations", "account"))
+    l_notional = column_of(tables, "liquidations", "notional").astype(np.float64)
     ok = l_code >= 0
     liq_n = np.bincount(l_code[ok], minlength=n_groups)
     liq_v = np.bincount(l_code[ok], weights=l_notional[ok], minlength=n_groups)
