@@ -28,30 +28,9 @@ from sim.core.orders import BUY, SELL, TimeInForce
 from agents.config import AuctionBidderGroup, BackstopProviderGroup
 
 
-class _CrossAccount:
-    """The venue's own backstop vault and its auction bidders take positions over into one
-    account, whatever the traders' margin mode: they trade from it too (never a sub-account)."""
-
-    __slots__ = ()
-
-    def account_for(self, instrument: int) -> int:
-        return self.account  # type: ignore[attr-defined]
-
-    def positions(self) -> np.ndarray:
-        return self.ctx.ledger.position[self.account]  # type: ignore[attr-defined]
-
-    def equity(self) -> float:
-        return self.ctx.desk.account_equity(self.account)  # type: ignore[attr-defined]
-
-    def cash(self) -> int:
-        return int(self.ctx.ledger.cash[self.account, 0])  # type: ignore[attr-defined]
-
-    def would_accept(self, instrument: int, side: int, price: int, lots: int) -> bool:
-        return self.ctx.desk.would_accept(self.account, instrument, side, price, lots)  # type: ignore[attr-defined]
-
-
-class BackstopProvider(_CrossAccount, Agent):
+class BackstopProvider(Agent):
     kind = "backstop_provider"
+    isolates_positions = False
     is_vault = True
     __slots__ = ("cfg", "instruments", "unwinds")
 
@@ -89,8 +68,9 @@ class BackstopProvider(_CrossAccount, Agent):
             self.unwinds += 1
 
 
-class AuctionBidder(_CrossAccount, Agent):
+class AuctionBidder(Agent):
     kind = "auction_bidder"
+    isolates_positions = False
     is_vault = False
     __slots__ = ("cfg", "bids", "passes")
 

@@ -94,6 +94,9 @@ class Agent:
     """
 
     kind: ClassVar[str] = "agent"
+    # The venue's backstop vault and its auction bidders take positions over into one account
+    # whatever the traders' margin mode, and trade from it too: they set this False.
+    isolates_positions: ClassVar[bool] = True
     __slots__ = ("ctx", "name", "account", "rng", "orders_sent", "rejects", "__weakref__")
 
     def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator) -> None:
@@ -145,10 +148,14 @@ class Agent:
             return self.ctx.marks.index_ticks.item(instrument)
         return float(self.ctx.marks.index[table.underlying_index[instrument]] / table.tick_size[instrument])
 
+    def _isolated(self) -> "IsolatedDesk | None":
+        """The isolated-margin desk this agent's positions go through (None under cross margin)."""
+        return self.ctx.isolated if self.isolates_positions else None
+
     def account_for(self, instrument: int) -> int:
         """The account this agent trades ``instrument`` in: its own, or under isolated margin the
         sub-account that holds that one position (``clearing.isolated``)."""
-        iso = self.ctx.isolated
+        iso = self._isolated()
         return self.account if iso is None else iso.account_for(self.account, instrument)
 
     def position(self, instrument: int) -> int:
@@ -156,18 +163,18 @@ class Agent:
 
     def positions(self) -> np.ndarray:
         """Lots per instrument (across its sub-accounts under isolated margin)."""
-        iso = self.ctx.isolated
+        iso = self._isolated()
         return self.ctx.ledger.position[self.account] if iso is None else iso.positions(self.account)
 
     def cash(self) -> int:
-        iso = self.ctx.isolated
+        iso = self._isolated()
         accounts = [self.account] if iso is None else iso.accounts_of(self.account)
         return int(sum(int(self.ctx.ledger.cash[a, QUOTE]) for a in accounts))
 
     def equity(self) -> float:
         """Own equity in quote minor units: collateral after haircuts + positions at mark (across
         its sub-accounts under isolated margin)."""
-        iso = self.ctx.isolated
+        iso = self._isolated()
         if iso is not None:
             return iso.owner_equity(self.account)
         return self.ctx.desk.account_equity(self.account)
@@ -243,7 +250,7 @@ class Agent:
     def would_accept(self, instrument: int, side: int, price: int, lots: int) -> bool:
         """The pre-trade check's answer now (a what-if); under isolated margin, whether the order
         passes once the owner's free collateral funds its sub-account."""
-        iso, desk = self.ctx.isolated, self.ctx.desk
+        iso, desk = self._isolated(), self.ctx.desk
         if iso is None:
             return desk.would_accept(self.account, instrument, side, price, lots)
         sub = iso.account_for(self.account, instrument)
@@ -255,7 +262,7 @@ class Agent:
         """The leverage this agent picks for its position in ``instrument``: under isolated margin the
         position is funded to notional / leverage (a no-op under cross margin, where the whole
         account backs every position)."""
-        iso = self.ctx.isolated
+        iso = self._isolated()
         if iso is not None:
             iso.set_leverage(self.account, instrument, leverage)
 
@@ -263,7 +270,7 @@ class Agent:
         self.ctx.venue.cancel(self.account_for(instrument), order_id, instrument)
 
     def cancel_all(self, instrument: int | None = None) -> None:
-        iso = self.ctx.isolated
+        iso = self._isolated()
         if iso is None:
             self.ctx.venue.cancel_all(self.account, instrument)
         elif instrument is not None:
