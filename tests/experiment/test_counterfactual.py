@@ -104,6 +104,16 @@ def test_compare_fills_the_counterfactual_rows_for_every_regime(episode, duratio
             assert c[key] is not None, f"{episode} {label}: counterfactual.{key}"
         assert c["twin_liquidation_fills_on_book"] == 0
         assert c["liquidations"] > 0 and c["twin_liquidations"] > 0
+        # the run's side is the run's own summary, and each ratio / difference is of the two figures shown
+        assert c["liquidations"] == s["liquidations"]["count"]
+        assert c["liquidated_notional"] == s["liquidations"]["notional"]
+        assert c["bad_debt"] == s["bad_debt"]["total"]
+        for name, ratio in (("venue_drawdown", "amplification"), ("mark_drawdown", "amplification"),
+                            ("liquidated_notional", "ratio"), ("bad_debt", "ratio")):
+            main, twin = c[name], c[f"twin_{name}"]
+            assert c[f"{name}_difference"] == pytest.approx(main - twin, abs=1e-12)
+            if twin:
+                assert c[f"{name}_{ratio}"] == pytest.approx(main / twin, rel=1e-12)
         assert s["price"]["amplification_vs_counterfactual"] is not None
         assert c["bad_debt_ratio"] is not None or any(n.startswith("bad_debt") for n in c["notes"])
 

@@ -176,6 +176,46 @@ def test_nothing_is_borne_by_others_when_liquidations_leave_no_deficit(fee_rate)
     assert losses["insurance_fund_net"] == pytest.approx(fees)
 
 
+def test_penalties_of_an_earlier_liquidation_are_not_counted_in_a_later_default():
+    """The who-paid identity with a penalty in it. Long 18 lots at 50,000 on $1,000, 1% fee.
+    An 8% crash (mark 46,000: equity $280 < MM $414) is met by a bid at 45,990: 8 lots sold
+    ($3,679.20 notional, a $36.792 fee, $320.80 realised) restore the account: $642.408 cash on 10
+    lots. A second crash to 45,000 leaves equity $642.408 - 0.10 x 5,000 = $142.408 < MM $225; the
+    only bid, at 32,000, closes the 10 lots $1,300 below the mark: a $1,157.592 deficit, paid by the
+    fund. The close beat no bankruptcy price, so it paid no fee: the default's margin is its whole
+    equity at the breach, and the $36.792 penalty of the first liquidation is counted once."""
+    shocks = {"paths": {"shocks": [{"kind": "crash", "start": 100.0, "drop": 0.08, "duration": 1.0},
+                                   {"kind": "crash", "start": 300.0, "drop": 1 / 46, "duration": 1.0}]}}
+    s = Scenario(shocks, {"clearing": {"liquidation": {"fee_rate": 0.01, "book": {"worst_price": "band"}},
+                                       "loss_absorption": {"insurance_fund": 10_000.0, "adl": "off"}}})
+    whale, trader, bidder = s.account(10_000_000), s.account(1_000), s.account(1_000_000)
+    s.position(trader, whale, 18)
+    s.bid(whale, 45_990.0, 100)
+
+    def only_a_low_bid_left() -> None:
+        s.ep.venue.cancel_all_now(whale)
+        s.bid(bidder, 32_000.0, 100)
+
+    s.ep.world.call_later(200.0, only_a_low_bid_left)
+    s.run()
+    assert [e.outcome for e in s.events] == ["restored", "bankrupt"]
+    assert s.events[1].equity_at_breach == pytest.approx(142.408 * USD, abs=1)
+    assert [st.fee for st in s.steps if st.liq_id == 0] == [36_792_000]
+    assert all(st.fee == 0 for st in s.steps if st.liq_id == 1)
+    losses = _summary(s)["losses"]
+    who = losses["who_paid"]
+    assert who["liquidation_penalties"] == pytest.approx(36.792)
+    assert who["defaulter_margin"] == pytest.approx(142.408)
+    assert who["insurance_fund"] == pytest.approx(1_157.592)
+    assert all(v == 0.0 for k, v in who.items()
+               if k not in ("liquidation_penalties", "defaulter_margin", "insurance_fund"))
+    assert losses["borne_by_others"] == pytest.approx(1_157.592)
+    assert losses["paid_by_liquidated"] == pytest.approx(142.408 + 36.792)
+    # the default: its margin + its own penalties (none) + the deficit = closing 0.10 BTC 13,000 below the mark
+    assert who["defaulter_margin"] + who["insurance_fund"] == pytest.approx(0.10 * 13_000)
+    assert losses["insurance_fund_net"] == pytest.approx(36.792 - 1_157.592)
+
+
 # ------------------------------------------------------------------------------------ procyclicality
 def _with_margin(monkeypatch, margin: dict) -> None:
     """Scenarios merge onto the harness's standard margin settings: replace them outright."""
