@@ -246,7 +246,11 @@ def test_report_renders_every_figure_and_formats_every_cell(small_compare):
     headline = text.split("<h2>Headline</h2>", 1)[1].split("</table>", 1)[0]
     row_heads = re.findall(r"<tr><th>([^<]+)</th><td", headline)
     assert row_heads and all(re.search(r"\((USD|count|ratio|%|×)\)$", h) for h in row_heads), row_heads
-    assert "distinguishable from seed noise" in page or "within seed noise" in page
+    # each regime's verdicts in the headline table are exactly those of the interval statistics
+    shown = sorted(re.findall(r"<span class='v [a-z]+'>([^<]+)</span>", headline))
+    expected = sorted(s["verdict"] for s in out.stats if not s["metric"].startswith("groups.")
+                      and s["verdict"] not in (None, "baseline", "not measured", "one seed: no interval"))
+    assert shown and shown == expected
     for folder in ("standard_5pct_2.5pct", "portfolio"):
         assert f'href="{folder}/report.html"' in page
     # linked pages are the regimes' own reports
