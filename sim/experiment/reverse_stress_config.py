@@ -26,6 +26,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 
 from sim.core.strict_model import StrictModel
+from sim.experiment.schema.batch import BatchName, Seeds, seed_list
 from sim.experiment.sweep_config import _check_path
 
 __all__ = ["ReverseStressConfig", "ScaleRange", "parse_criterion", "CRITERION_OPS"]
@@ -55,14 +56,14 @@ class ScaleRange(StrictModel):
 
 
 class ReverseStressConfig(StrictModel):
-    name: str = Field("reverse_stress", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: BatchName = "reverse_stress"
     description: str = ""
     episode: str | None = Field(None, description="episode YAML (relative to this file); None: packaged default")
     regimes: list[str | dict[str, Any]] = Field(default_factory=list)
     stress: dict[str, tuple[int | float, int | float]] = Field(min_length=1)
     scale: ScaleRange = ScaleRange()
     criterion: str
-    seeds: int | list[int] = 1
+    seeds: Seeds = 1
     tolerance: Annotated[float, Field(gt=0.0)] = 0.01
     scan_points: Annotated[int, Field(ge=2, le=200)] = 5
     points_per_round: Annotated[int, Field(ge=1, le=64)] = 1
@@ -86,15 +87,5 @@ class ReverseStressConfig(StrictModel):
         parse_criterion(v)
         return v
 
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v: int | list[int]) -> int | list[int]:
-        if isinstance(v, int):
-            if v < 1:
-                raise ValueError("a seed count must be at least 1")
-        elif not v or any(s < 0 for s in v) or len(set(v)) != len(v):
-            raise ValueError("seeds must be a count or a non-empty list of distinct seeds >= 0")
-        return v
-
     def seed_list(self) -> list[int]:
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+        return seed_list(self.seeds)

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from sim.core.strict_model import StrictModel
+from sim.experiment.schema.batch import BatchName, Seeds, seed_list
 
 __all__ = ["SweepConfig"]
 
@@ -38,12 +39,12 @@ def _check_path(path: str) -> str:
 
 
 class SweepConfig(StrictModel):
-    name: str = Field("sweep", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: BatchName = "sweep"
     description: str = ""
     base: str | None = Field(None, description="episode YAML (relative to the sweep file); None: packaged default")
     overrides: dict[str, Any] = Field(default_factory=dict, description="applied to every point before the grid")
     grid: dict[str, list[Any]] = Field(min_length=1, description="dotted config path -> values (cartesian product)")
-    seeds: int | list[int] = Field(1, description="a count N (seeds 0..N-1) or a list of seeds")
+    seeds: Seeds = 1
     output: str | None = Field(None, description="Parquet file; default results/sweeps/<name>.parquet")
 
     @field_validator("overrides")
@@ -70,23 +71,8 @@ class SweepConfig(StrictModel):
                     raise ValueError(f"{b} lies inside {a}: sweep one or the other")
         return v
 
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v: int | list[int]) -> int | list[int]:
-        if isinstance(v, int):
-            if v < 1:
-                raise ValueError("a seed count must be at least 1")
-            return v
-        if not v:
-            raise ValueError("at least one seed is required")
-        if any(s < 0 for s in v):
-            raise ValueError("seeds must be >= 0")
-        if len(set(v)) != len(v):
-            raise ValueError(f"seeds lists a seed twice ({v})")
-        return v
-
     def seed_list(self) -> list[int]:
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+        return seed_list(self.seeds)
 
     def n_points(self) -> int:
         n = 1

@@ -130,6 +130,9 @@ def test_stress_paths_move_linearly_and_integer_ends_stay_integers():
     ({"stress": {"paths.shocks.0.size": [0.0, -1.0]}, "scale": {"low": 0.0, "high": 1.0}}, "at scale 1"),
     ({"regimes": ["no_such_regime"]}, "no_such_regime"),
     ({"tolerance": 0}, "tolerance"),
+    ({"seeds": [2, 2]}, "seeds: .*a seed twice"),
+    ({"seeds": 0}, "seeds: .*a seed count must be at least 1"),
+    ({"name": "two words"}, "name: .*should match pattern"),
 ])
 def test_bad_input_names_the_field_before_anything_runs(change, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
