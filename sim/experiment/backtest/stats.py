@@ -53,7 +53,13 @@ def transition_counts(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 def christoffersen_independence(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Christoffersen (1998) likelihood ratio of a first-order Markov chain of exceedances against
     independence, and its p-value (chi-square, 1 degree of freedom), per column of ``hits``."""
-    n00, n01, n10, n11 = (c.astype(np.float64) for c in transition_counts(hits))
+    return christoffersen_from_counts(*transition_counts(hits))
+
+
+def christoffersen_from_counts(n00: np.ndarray, n01: np.ndarray, n10: np.ndarray,
+                               n11: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`christoffersen_independence` from the transition counts (:func:`transition_counts`)."""
+    n00, n01, n10, n11 = (np.asarray(c).astype(np.float64) for c in (n00, n01, n10, n11))
     with np.errstate(divide="ignore", invalid="ignore"):
         p01 = np.where(n00 + n01 > 0, n01 / (n00 + n01), 0.0)
         p11 = np.where(n10 + n11 > 0, n11 / (n10 + n11), 0.0)
