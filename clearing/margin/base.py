@@ -532,33 +532,49 @@ class RowSums:
 
     bincount adds each entry's weight to its row in entry order, starting from 0.0. Here the
     entries are split into levels -- level q holds every row's q-th entry, so no row repeats within
-    a level -- and ``out[:, rows] += weights[:, entries]`` is done level by level: the same additions
-    in the same order, so each result row equals the bincount of its weight vector to the bit.
+    a level -- and ``out[rows] += values[entries]`` is done level by level: the same additions in
+    the same order, so each result equals the bincount of its weight vector to the bit. Values are
+    laid out transposed, (entries, R), so every step moves R-long rows. ``source`` (optional) maps
+    each entry to its row of the values passed in (e.g. its distinct entry), saving a gather.
     Built once per positions (a sort of the rows), then O(R x entries) per call.
     """
 
-    def __init__(self, rows: np.ndarray, n: int) -> None:
+    def __init__(self, rows: np.ndarray, n: int, source: np.ndarray | None = None) -> None:
         rows = np.asarray(rows, dtype=np.int64)
         self.n = int(n)
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]
-        start = np.flatnonzero(np.concatenate(([True], sorted_rows[1:] != sorted_rows[:-1]))) if rows.size else \
-            np.zeros(0, dtype=np.int64)
         rank = np.empty(rows.size, dtype=np.int64)
         if rows.size:
+            start = np.flatnonzero(np.concatenate(([True], sorted_rows[1:] != sorted_rows[:-1])))
             first = np.repeat(start, np.diff(np.append(start, rows.size)))
             rank[order] = np.arange(rows.size) - first
+        src = np.arange(rows.size) if source is None else np.asarray(source, dtype=np.int64)
         self.levels = []
         for q in range(int(rank.max()) + 1 if rows.size else 0):
             e = np.flatnonzero(rank == q)
-            self.levels.append((rows[e], e))
+            self.levels.append((rows[e], src[e]))
+
+    def transposed(self, values_t: np.ndarray) -> np.ndarray:
+        """(n, R) sums of (entries or sources, R) values."""
+        out = np.zeros((self.n, values_t.shape[1]))
+        for r, e in self.levels:
+            out[r] += values_t[e]
+        return out
 
     def __call__(self, weights: np.ndarray) -> np.ndarray:
         """(R, n) sums of (R, entries) weights."""
-        out = np.zeros((weights.shape[0], self.n))
-        for r, e in self.levels:
-            out[:, r] += weights[:, e]
+        out = np.empty((weights.shape[0], self.n))
+        put_transposed(out, self.transposed(np.ascontiguousarray(weights.T)))
         return out
+
+
+def put_transposed(dst: np.ndarray, src: np.ndarray, tile: int = 32) -> None:
+    """``dst[...] = src.T`` for 2-D arrays, a band of ``tile`` columns of ``dst`` at a time: a
+    plain transposed copy of a large array strides through memory a whole row apart per element
+    (~20x slower)."""
+    for c in range(0, src.shape[0], tile):
+        dst[:, c:c + tile] = src[c:c + tile].T
 
 
 def _slot_pairs(seg: Segments) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
@@ -591,16 +607,17 @@ def slot_products(seg: Segments, matrix: np.ndarray) -> np.ndarray:
 
 
 def slot_sums_along(seg: Segments, products: np.ndarray, lo: int = 0, hi: int | None = None,
-                    from_zero: bool = False) -> np.ndarray:
+                    first: np.ndarray | None = None) -> np.ndarray:
     """Sums of ``lots x M[instrument]`` of segments ``lo:hi`` for many matrices at once.
 
     ``products`` is :func:`slot_products`' (K, E, R) array for R runs; the result is (K, hi - lo,
     R), so that ``reshape(K, -1)`` is a (K, segments x runs) block for a column-wise reducer. The
     arithmetic is the per-slot arithmetic of :func:`segment_sums_t` / :func:`_reduce_blocks` (each
     entry's product lots x M, then the further slots' products added in slot order), element by
-    element, so each run's sums are the same bits as theirs; ``from_zero`` first adds 0.0, as
-    scipy's sparse product does (then the same bits as :func:`_reduce_sparse`'s sums). The
-    products are gathered in runs-long rows.
+    element, so each run's sums are the same bits as theirs. The first slot's products are taken
+    from ``first`` when given: ``products + 0.0`` starts the sums from 0.0 as scipy's sparse product
+    does (then the same bits as :func:`_reduce_sparse`'s sums; 0.0 + x is x but turns -0.0 into
+    0.0). The products are gathered in runs-long rows.
     """
     hi = seg.n if hi is None else min(hi, seg.n)
     k, _, r = products.shape
@@ -608,9 +625,7 @@ def slot_sums_along(seg: Segments, products: np.ndarray, lo: int = 0, hi: int | 
     if hi <= lo:
         return out
     slot_idx = _slot_pairs(seg)[2]
-    np.take(products, slot_idx[0][lo:hi], axis=1, out=out)
-    if from_zero:
-        out += 0.0  # 0.0 + x: x, but -0.0 becomes 0.0, as in the sparse product
+    np.take(products if first is None else first, slot_idx[0][lo:hi], axis=1, out=out)
     for j in range(1, len(seg.slot_count)):
         nj = min(seg.slot_count[j], hi)
         if nj <= lo:

@@ -58,14 +58,14 @@ import numpy as np
 
 from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, RowSums, \
-    segment_reduce_distinct, segments_by_group, slot_products, slot_sums_along
+    put_transposed, segment_reduce_distinct, segments_by_group, slot_products, slot_sums_along
 from clearing.margin.scenarios import Revaluer, days_to_expiry, market_key
 from clearing.margin.config import PortfolioConfig
 
 
 # requirements_along: runs whose P&L matrices are built together, and the size (scenario columns x
 # runs x distinct segments) of one reduction block
-ALONG_RUNS = 32
+ALONG_RUNS = 16
 ALONG_CELLS = 1 << 16
 
 
@@ -272,25 +272,26 @@ class PortfolioRegime(MarginRegime):
         n, runs = positions.n_accounts, len(path)
         seg = segments_by_group(positions, self._groups, self._n_groups)
         unique, inverse = seg.distinct()
-        spread = RowSums(seg.row, n)  # np.bincount(seg.row, weights=..., minlength=n) per run
+        # np.bincount(seg.row, weights=figures[inverse], minlength=n) per run
+        spread = RowSums(seg.row, n, source=inverse)
         out = np.empty((runs, n))
         k = self.n_core + self.n_ext + 2 * self.n_delta + self.n_roll
         for a in range(0, runs, ALONG_RUNS):
             b = min(runs, a + ALONG_RUNS)
             products = slot_products(unique, self._build_matrix(path.rows(a, b)))
+            first = products + 0.0  # the sparse product's sums start from 0.0 (see _reduce_sparse)
             step = max(1, ALONG_CELLS // (k * (b - a)))  # distinct segments per reduction block
             figures = np.empty((unique.n, b - a))
             for lo in range(0, unique.n, step):
                 hi = min(unique.n, lo + step)
-                sums = slot_sums_along(unique, products, lo, hi, from_zero=True)
+                sums = slot_sums_along(unique, products, lo, hi, first)
                 core, ext, delta, roll = self._reduce(sums.reshape(k, -1))
                 np.maximum(core, ext, out=core)  # the same element-wise steps as requirements()
                 core += delta
                 core += roll
                 figures[lo:hi] = core.reshape(hi - lo, b - a)
-            per_run = figures.T if inverse is None else figures.T[:, inverse]
-            im = spread(per_run)
-            out[a:b] = im if which == "im" else self.config.mm_ratio * im
+            im = spread.transposed(figures)  # (accounts, runs)
+            put_transposed(out[a:b], im if which == "im" else self.config.mm_ratio * im)
         return out
 
     def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:

@@ -49,7 +49,7 @@ import numpy as np
 
 from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, RowSums, \
-    segments_by_group, slot_products, slot_sums_along, worst_loss_per_group
+    put_transposed, segments_by_group, slot_products, slot_sums_along, worst_loss_per_group
 from clearing.margin.scenarios import DAYS_PER_YEAR, Revaluer, market_key
 from clearing.margin.config import SpanConfig
 
@@ -276,23 +276,35 @@ class SpanRegime(MarginRegime):
         unique, inverse = seg.distinct()
         _, cols, lots = positions.csr()
         rows = positions.rows()
-        by_tier, by_commodity = RowSums(rows * T + self.tier[cols], n * T), RowSums(rows * C + self.commodity[cols], n * C)
-        by_account = RowSums(rows, n)
-        short_lots = np.maximum(-lots, 0.0)
+        by_tier = RowSums(rows * T + self.tier[cols], n * T)
+        by_commodity = RowSums(rows * C + self.commodity[cols], n * C)
+        by_account = RowSums(rows, n) if self.config.net_option_value else None
+        lots_c, short_c = lots[:, None], np.maximum(-lots, 0.0)[:, None]
+        scan_at = seg.row * C + seg.group
+        no_nov = np.zeros(n)  # the option value only enters _finish with net_option_value
+
+        def runs_first(values_t: np.ndarray, width: int) -> np.ndarray:  # (n x width, R) -> (R, n, width)
+            out_r = np.empty((values_t.shape[1], values_t.shape[0]))
+            put_transposed(out_r, values_t)
+            return out_r.reshape(values_t.shape[1], n, width)
+
         out = np.empty((runs, n))
         for a in range(0, runs, ALONG_RUNS):
             b = min(runs, a + ALONG_RUNS)
             p = self._market_arrays(path.rows(a, b))
             sums = slot_sums_along(unique, slot_products(unique, p["arrays"]))
-            worst = np.maximum(-sums.min(axis=0), 0.0).T  # (runs, distinct segments), as _worst
-            scan = np.zeros((b - a, n, C))
-            scan[:, seg.row, seg.group] = worst if inverse is None else worst[:, inverse]
-            tier_delta = by_tier(lots * p["delta_ref"][:, cols]).reshape(b - a, n, T)
-            som = by_commodity(short_lots * p["som"][:, cols]).reshape(b - a, n, C)
-            nov = by_account(lots * p["value"][:, cols])
+            worst = np.maximum(-sums.min(axis=0), 0.0)  # (distinct segments, runs), as _worst
+            scan_t = np.zeros((n * C, b - a))
+            scan_t[scan_at] = worst if inverse is None else worst[inverse]
+            scan = runs_first(scan_t, C)
+            # the weights as requirements() forms them (lots x per-instrument figure), entries x runs
+            tier_delta = runs_first(by_tier.transposed(lots_c * p["delta_ref"].T[cols]), T)
+            som = runs_first(by_commodity.transposed(short_c * p["som"].T[cols]), C)
+            nov = runs_first(by_account.transposed(lots_c * p["value"].T[cols]), 1)[:, :, 0] if by_account else None
             for r in range(b - a):  # the per-account steps on one run's arrays, as requirements() takes them
-                span = self._combine(scan[r], tier_delta[r], som[r], nov[r], p["intra_charge"][r])["span"]
-                im, mm = self._finish(span, nov[r])
+                nov_r = no_nov if nov is None else nov[r]
+                span = self._combine(scan[r], tier_delta[r], som[r], nov_r, p["intra_charge"][r])["span"]
+                im, mm = self._finish(span, nov_r)
                 out[a + r] = im if which == "im" else mm
         return out
 

@@ -28,7 +28,8 @@ from bisect import bisect_left
 import numpy as np
 
 from sim.core.instruments import InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, MarketPath, PositionRequirements, Positions, Requirements, RowSums
+from clearing.margin.base import MarginRegime, MarketPath, PositionRequirements, Positions, Requirements, RowSums, \
+    put_transposed
 from clearing.margin.scenarios import forward_source, forwards
 from clearing.margin.config import StandardConfig
 
@@ -225,14 +226,14 @@ class StandardRegime(MarginRegime):
         pairs, inverse = np.unique(key, axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
         p_cols, p_lots = pairs[:, 0].copy(), pairs[:, 1].copy().view(np.float64)
-        spread = RowSums(positions.rows(), n)
+        spread = RowSums(positions.rows(), n, source=inverse)  # each entry's value: its distinct entry's
         out = np.empty((runs, n))
         for a in range(0, runs, ALONG_RUNS):
             b = min(runs, a + ALONG_RUNS)
             chunk = path.rows(a, b)
             oi = self._open_interest_for(positions, chunk, True)
             im, mm = self._entry_requirements(p_cols, p_lots, chunk, oi)
-            out[a:b] = spread((im if which == "im" else mm)[:, inverse])
+            put_transposed(out[a:b], spread.transposed(np.ascontiguousarray((im if which == "im" else mm).T)))
             if oi is not None:
                 self._last_oi = oi[-1] if oi.ndim == 2 else oi  # the last run's, as after a call per run
         return out

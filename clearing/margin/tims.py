@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from sim.core.instruments import InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, segment_sums_t, \
-    segments_by_group, slot_products, slot_sums_along
+from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, put_transposed, \
+    segment_sums_t, segments_by_group, slot_products, slot_sums_along
 from clearing.margin.scenarios import Revaluer, market_key
 from clearing.margin.config import TimsConfig
 
@@ -125,16 +125,19 @@ class TimsRegime(MarginRegime):
         seg = segments_by_group(positions, self.class_group, self.n_class)
         unique, inverse = seg.distinct()
         minimum = self._minimum(positions)
-        pg = self.class_pg[seg.group]
+        at = seg.row * self.n_pg + self.class_pg[seg.group]
         out = np.empty((runs, n))
         moves = self.moves[self.class_group]
         for a in range(0, runs, ALONG_RUNS):
             b = min(runs, a + ALONG_RUNS)
             sums = slot_sums_along(unique, slot_products(unique, self.rev.relative(path.rows(a, b), moves)))
-            w = np.maximum(-sums.min(axis=0), 0.0).T  # (runs, distinct segments)
-            worst = np.zeros((b - a, n, self.n_pg))
-            worst[:, seg.row, pg] = w if inverse is None else w[:, inverse]
-            total = np.maximum(worst, minimum).sum(axis=-1)  # as components(): the last axis, per account
+            w = np.maximum(-sums.min(axis=0), 0.0)  # (distinct segments, runs)
+            worst_t = np.zeros((n * self.n_pg, b - a))  # laid out (account x product group, run)
+            worst_t[at] = w if inverse is None else w[inverse]
+            worst = np.empty((b - a, n * self.n_pg))
+            put_transposed(worst, worst_t)
+            # as components(): (accounts, product groups) per run, summed over its last axis
+            total = np.maximum(worst.reshape(b - a, n, self.n_pg), minimum).sum(axis=-1)
             out[a:b] = total if which == "im" else self.config.mm_ratio * total
         return out
 

@@ -68,7 +68,9 @@ def realised_losses(book: Book, prices: np.ndarray, vols: np.ndarray, runs: np.n
     now = marks_along(t, prices[runs], vols[runs])
     later = marks_along(t, prices[runs + horizon], vols[runs + horizon], age_days=float(horizon))
     per_lot = (later - now) * t.contract_units  # (R, I) P&L of one long lot
-    return -(per_lot @ book.positions.dense.T)
+    loss = per_lot @ book.positions.dense.T
+    # in place: a second (runs x portfolios) array costs more in fresh pages than the product itself
+    return np.negative(loss, out=loss)
 
 
 def _needs_history(regime: MarginRegime) -> VaRRegime | None:
