@@ -105,8 +105,13 @@ def largest_increase(series: np.ndarray, window: int) -> tuple[np.ndarray, np.nd
         nan = np.full(m.shape[1:], np.nan)
         return nan, nan.copy()
     now, then = m[window:], m[:-window]
-    absolute = (now - then).max(axis=0)
+    work = np.subtract(now, then)
+    absolute = work.max(axis=0)
+    # m_t / m_{t-w} - 1 where m_{t-w} > 0, else -inf: the same operations, in one reused buffer
+    down = ~(then > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(then > 0, now / np.where(then > 0, then, 1.0) - 1.0, -np.inf)
-    relative = rel.max(axis=0)
+        np.divide(now, then, out=work)
+    work -= 1.0
+    work[down] = -np.inf
+    relative = work.max(axis=0)
     return absolute, np.where(np.isfinite(relative), relative, np.nan)
