@@ -60,12 +60,16 @@ def test_batch_path_equals_a_call_per_run_to_the_bit(case, name):
 
 def test_batch_path_with_liquidity_add_on_and_tiers_equals_a_call_per_run(case):
     """Regimes without a batch path of their own (the liquidity wrapper), SPAN netting option value
-    and multi-tier standard margin with open-interest caps go through the same comparison."""
+    or crediting inter-commodity spreads and multi-tier standard margin with open-interest caps go
+    through the same comparison."""
     plan, prices, vols, runs = case
     book = plan.book
     specs = [
         {"regime": "span", "liquidity": {"mode": "sqrt", "imf": 0.001}},
         {"regime": "span", "net_option_value": True, "price_scan_mode": "relative", "price_scan": 0.1},
+        {"regime": "span", "inter_commodity": [{"leg_a": "BTC", "leg_b": "ETH", "ratio_b": 2.0, "credit_rate": 0.5},
+                                               {"leg_a": "ETH", "leg_b": "BTC", "credit_rate": 0.3,
+                                                "opposite": False}]},
         {"regime": "standard", "tiers": [{"max_notional": 100000.0, "im_rate": 0.05, "mm_rate": 0.025},
                                          {"im_rate": 0.1, "mm_rate": 0.05}],
          "open_interest_caps": {"lower": 1.0e6, "upper": 5.0e6}},

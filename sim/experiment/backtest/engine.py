@@ -11,9 +11,9 @@ contract) and is valued with Black-76 at its underlying's path volatility; at t 
 older. Linear contracts are marked at their underlying's price.
 
 Cost: the realised losses of all runs and portfolios are one (runs x instruments) @ (instruments x
-portfolios) product; the requirements are one regime call per run over every portfolio at once
-(runs are computed in time order because regimes with memory -- the VaR buffer -- must see them
-so); the statistics are array reductions over the runs x portfolios matrices.
+portfolios) product; the requirements are one ``requirements_along`` call over every portfolio and
+every run (a VaR regime, whose memory must see the runs in time order, is called run by run);
+the statistics are array reductions over the runs x portfolios matrices.
 """
 
 from __future__ import annotations
