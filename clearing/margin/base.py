@@ -498,6 +498,143 @@ def worst_loss_per_group(positions: Positions, pnl: np.ndarray, group_of_instrum
     return out
 
 
+@dataclass(slots=True)
+class MarketPath:
+    """The market states of many margin runs, stacked: every array has a leading runs axis.
+
+    What :meth:`MarginRegime.requirements_along` takes. The regimes' per-market builders
+    (``scenarios.Revaluer`` and the scenario matrices built on it) broadcast over that axis, and
+    each run's slice is the same element-wise arithmetic as on a :class:`MarketState` of that run
+    alone -- the same bits.
+    """
+
+    now: float
+    underlying_prices: np.ndarray  # (R, U)
+    atm_vols: np.ndarray  # (R, U)
+    marks: np.ndarray  # (R, I)
+    vols: np.ndarray  # (R, I)
+
+    def __len__(self) -> int:
+        return int(self.marks.shape[0])
+
+    def at(self, k: int) -> MarketState:
+        """Run ``k``'s market state."""
+        return MarketState(now=self.now, underlying_prices=self.underlying_prices[k], atm_vols=self.atm_vols[k],
+                           marks=self.marks[k], vols=self.vols[k])
+
+    def rows(self, a: int, b: int) -> "MarketPath":
+        """Runs ``a`` to ``b`` (views)."""
+        return MarketPath(self.now, self.underlying_prices[a:b], self.atm_vols[a:b], self.marks[a:b], self.vols[a:b])
+
+
+class RowSums:
+    """``np.bincount(rows, weights, minlength=n)`` for many weight vectors at once.
+
+    bincount adds each entry's weight to its row in entry order, starting from 0.0. Here the
+    entries are split into levels -- level q holds every row's q-th entry, so no row repeats within
+    a level -- and ``out[rows] += values[entries]`` is done level by level: the same additions in
+    the same order, so each result equals the bincount of its weight vector to the bit. Values are
+    laid out transposed, (entries, R), so every step moves R-long rows. ``source`` (optional) maps
+    each entry to its row of the values passed in (e.g. its distinct entry), saving a gather.
+    Built once per positions (a sort of the rows), then O(R x entries) per call.
+    """
+
+    def __init__(self, rows: np.ndarray, n: int, source: np.ndarray | None = None) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        self.n = int(n)
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        rank = np.empty(rows.size, dtype=np.int64)
+        if rows.size:
+            start = np.flatnonzero(np.concatenate(([True], sorted_rows[1:] != sorted_rows[:-1])))
+            first = np.repeat(start, np.diff(np.append(start, rows.size)))
+            rank[order] = np.arange(rows.size) - first
+        src = np.arange(rows.size) if source is None else np.asarray(source, dtype=np.int64)
+        self.levels = []
+        for q in range(int(rank.max()) + 1 if rows.size else 0):
+            e = np.flatnonzero(rank == q)
+            self.levels.append((rows[e], src[e]))
+
+    def transposed(self, values_t: np.ndarray) -> np.ndarray:
+        """(n, R) sums of (entries or sources, R) values."""
+        out = np.zeros((self.n, values_t.shape[1]))
+        for r, e in self.levels:
+            out[r] += values_t[e]
+        return out
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        """(R, n) sums of (R, entries) weights."""
+        out = np.empty((weights.shape[0], self.n))
+        put_transposed(out, self.transposed(np.ascontiguousarray(weights.T)))
+        return out
+
+
+def put_transposed(dst: np.ndarray, src: np.ndarray, tile: int = 32) -> None:
+    """``dst[...] = src.T`` for 2-D arrays, a band of ``tile`` columns of ``dst`` at a time: a
+    plain transposed copy of a large array strides through memory a whole row apart per element
+    (~20x slower)."""
+    for c in range(0, src.shape[0], tile):
+        dst[:, c:c + tile] = src[c:c + tile].T
+
+
+def _slot_pairs(seg: Segments) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """The distinct (instrument, lots) entries of the segments and, per slot, the index of each
+    segment's entry among them (cached)."""
+    hit = seg._lots_as.get("pairs")
+    if hit is None:
+        cols = np.concatenate(seg.slot_cols) if seg.slot_cols else np.zeros(0, dtype=np.int64)
+        lots = np.concatenate(seg.slot_lots) if seg.slot_lots else np.zeros(0)
+        key = np.stack([cols.astype(np.int64), lots.view(np.int64)], axis=1)  # exact: the lots' bits
+        uniq, inv = np.unique(key, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        edges = np.cumsum((0,) + seg.slot_count)
+        hit = (uniq[:, 0].copy(), uniq[:, 1].copy().view(np.float64),
+               tuple(inv[edges[j]:edges[j + 1]] for j in range(len(seg.slot_count))))
+        seg._lots_as["pairs"] = hit
+    return hit
+
+
+def slot_products(seg: Segments, matrix: np.ndarray) -> np.ndarray:
+    """(K, E, R) products lots x M of each distinct (instrument, lots) entry of the segments, for
+    ``matrix`` (R, instruments, K): R runs' instruments x K matrices (what :func:`slot_sums_along`
+    gathers)."""
+    pair_cols, pair_lots, _ = _slot_pairs(seg)
+    r, _, k = matrix.shape
+    products = np.empty((k, pair_cols.size, r), dtype=matrix.dtype)
+    np.multiply(matrix.transpose(2, 1, 0)[:, pair_cols, :], pair_lots.astype(matrix.dtype)[None, :, None],
+                out=products)
+    return products
+
+
+def slot_sums_along(seg: Segments, products: np.ndarray, lo: int = 0, hi: int | None = None,
+                    first: np.ndarray | None = None) -> np.ndarray:
+    """Sums of ``lots x M[instrument]`` of segments ``lo:hi`` for many matrices at once.
+
+    ``products`` is :func:`slot_products`' (K, E, R) array for R runs; the result is (K, hi - lo,
+    R), so that ``reshape(K, -1)`` is a (K, segments x runs) block for a column-wise reducer. The
+    arithmetic is the per-slot arithmetic of :func:`segment_sums_t` / :func:`_reduce_blocks` (each
+    entry's product lots x M, then the further slots' products added in slot order), element by
+    element, so each run's sums are the same bits as theirs. The first slot's products are taken
+    from ``first`` when given: ``products + 0.0`` starts the sums from 0.0 as scipy's sparse product
+    does (then the same bits as :func:`_reduce_sparse`'s sums; 0.0 + x is x but turns -0.0 into
+    0.0). The products are gathered in runs-long rows.
+    """
+    hi = seg.n if hi is None else min(hi, seg.n)
+    k, _, r = products.shape
+    out = np.empty((k, max(hi - lo, 0), r), dtype=products.dtype)
+    if hi <= lo:
+        return out
+    slot_idx = _slot_pairs(seg)[2]
+    np.take(products if first is None else first, slot_idx[0][lo:hi], axis=1, out=out)
+    for j in range(1, len(seg.slot_count)):
+        nj = min(seg.slot_count[j], hi)
+        if nj <= lo:
+            break
+        head = out[:, : nj - lo]
+        np.add(head, np.take(products, slot_idx[j][lo:nj], axis=1), out=head)
+    return out
+
+
 class MarginRegime(ABC):
     """A margin methodology. Implementations are vectorised over accounts."""
 
@@ -519,6 +656,20 @@ class MarginRegime(ABC):
         memory a regime keeps between whole-market computations (regimes with such memory
         override this)."""
         return self.requirements(positions, market)
+
+    def requirements_along(self, positions: Positions, path: MarketPath, which: str = "im") -> np.ndarray:
+        """(runs, accounts) IM (``which="im"``) or MM of the same positions on every run of ``path``:
+        what :meth:`requirements` gives on each run's market state, to the bit.
+
+        This default calls :meth:`requirements` run by run, in order (regimes with memory see the
+        runs in time order). Regimes without memory override it to do the work that depends only
+        on the positions once and the per-market work for many runs at once, through the same
+        functions :meth:`requirements` uses (no second implementation of the method)."""
+        out = np.empty((len(path), positions.n_accounts))
+        for k in range(len(path)):
+            req = self.requirements(positions, path.at(k))
+            out[k] = req.im if which == "im" else req.mm
+        return out
 
     @abstractmethod
     def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:

@@ -57,9 +57,16 @@ from __future__ import annotations
 import numpy as np
 
 from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, Positions, Requirements, segment_reduce_distinct
+from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, RowSums, \
+    put_transposed, segment_reduce_distinct, segments_by_group, slot_products, slot_sums_along
 from clearing.margin.scenarios import Revaluer, days_to_expiry, market_key
 from clearing.margin.config import PortfolioConfig
+
+
+# requirements_along: runs whose P&L matrices are built together, and the size (scenario columns x
+# runs x distinct segments) of one reduction block
+ALONG_RUNS = 16
+ALONG_CELLS = 1 << 16
 
 
 class PortfolioRegime(MarginRegime):
@@ -141,13 +148,14 @@ class PortfolioRegime(MarginRegime):
             beta = np.ones(n) if d is None else betas[d, self.underlying]
             m = beta[:, None] * self.moves[None, :]
             mv = np.concatenate([m, m, m], axis=1)
-            vl = np.concatenate([np.repeat(vols[:, None], m.shape[1], 1), np.repeat(up[:, None], m.shape[1], 1),
-                                 np.repeat(down[:, None], m.shape[1], 1)], axis=1)
+            vl = np.concatenate([np.repeat(vols[..., :, None], m.shape[1], -1),
+                                 np.repeat(up[..., :, None], m.shape[1], -1),
+                                 np.repeat(down[..., :, None], m.shape[1], -1)], axis=-1)
             core_blocks.append(self.rev.relative(market, mv, vol_level=vl))
             e = np.maximum(beta[:, None] * self.extended[None, :], self.floor_move)
-            ext = self.rev.relative(market, e, vol_level=np.repeat(up[:, None], e.shape[1], 1))
+            ext = self.rev.relative(market, e, vol_level=np.repeat(up[..., :, None], e.shape[1], -1))
             ext_blocks.append(ext * self.ext_fraction[None, :])
-        return np.concatenate(core_blocks, axis=1), np.concatenate(ext_blocks, axis=1)
+        return np.concatenate(core_blocks, axis=-1), np.concatenate(ext_blocks, axis=-1)
 
     def pnl_matrix(self, market: MarketState) -> np.ndarray:
         """Instruments x columns: core scenarios | extended (scaled) | delta notional | delta units |
@@ -157,9 +165,16 @@ class PortfolioRegime(MarginRegime):
         key = market_key(market)
         if key == self._key:
             return self._matrix
+        self._matrix = self._build_matrix(market)
+        self._matrix_t = np.ascontiguousarray(self._matrix.T)
+        self._key = key
+        return self._matrix
+
+    def _build_matrix(self, market: MarketState | MarketPath) -> np.ndarray:
+        """:meth:`pnl_matrix` uncached; for a :class:`MarketPath` (runs, instruments, columns)."""
         t, cfg, n = self.table, self.config, len(self.table)
         core, ext = self._scenario_pnl(market)
-        price = np.asarray(market.underlying_prices, dtype=np.float64)[self.underlying]
+        price = np.asarray(market.underlying_prices, dtype=np.float64)[..., self.underlying]
         delta_units = self.rev.deltas(market)
         delta_notional = delta_units * price
         fwd, years, _ = self.rev.base(market)
@@ -169,16 +184,12 @@ class PortfolioRegime(MarginRegime):
         if self.joint:
             onehot = np.zeros((n, self.n_under))
             onehot[np.arange(n), self.underlying] = 1.0
-            delta_cols = np.concatenate([onehot * delta_notional[:, None], onehot * delta_units[:, None]], axis=1)
-            roll_cols = np.concatenate([onehot * shift[:, None], -onehot * shift[:, None]], axis=1)
+            delta_cols = np.concatenate([onehot * delta_notional[..., None], onehot * delta_units[..., None]], axis=-1)
+            roll_cols = np.concatenate([onehot * shift[..., None], -onehot * shift[..., None]], axis=-1)
         else:
-            delta_cols = np.stack([delta_notional, delta_units], axis=1)
-            roll_cols = np.stack([shift, -shift], axis=1)
-        self._matrix = np.ascontiguousarray(np.concatenate([core, ext, delta_cols, roll_cols], axis=1),
-                                            dtype=self.dtype)
-        self._matrix_t = np.ascontiguousarray(self._matrix.T)
-        self._key = key
-        return self._matrix
+            delta_cols = np.stack([delta_notional, delta_units], axis=-1)
+            roll_cols = np.stack([shift, -shift], axis=-1)
+        return np.ascontiguousarray(np.concatenate([core, ext, delta_cols, roll_cols], axis=-1), dtype=self.dtype)
 
     # ----------------------------------------------------------------------------- requirements
     def _ext_buffer(self, like: np.ndarray) -> np.ndarray:
@@ -249,6 +260,39 @@ class PortfolioRegime(MarginRegime):
         core += roll
         im = np.bincount(seg.row, weights=core if inverse is None else core[inverse], minlength=n)
         return Requirements(im=im, mm=self.config.mm_ratio * im)
+
+    def requirements_along(self, positions: Positions, path: MarketPath, which: str = "im") -> np.ndarray:
+        """:meth:`requirements` on every run of ``path``, to the bit, without a call per run.
+
+        The segments, their distinct set and the per-account spread are found once; the P&L
+        matrices of a chunk of runs are built together (:meth:`_build_matrix`, element-wise over
+        the runs axis), each distinct segment's sums are the sparse product's additions
+        (``base.slot_sums_along``) and :meth:`_reduce` reduces them a (K, segments x runs) block at
+        a time -- column by column, as on one run's block."""
+        n, runs = positions.n_accounts, len(path)
+        seg = segments_by_group(positions, self._groups, self._n_groups)
+        unique, inverse = seg.distinct()
+        # np.bincount(seg.row, weights=figures[inverse], minlength=n) per run
+        spread = RowSums(seg.row, n, source=inverse)
+        out = np.empty((runs, n))
+        k = self.n_core + self.n_ext + 2 * self.n_delta + self.n_roll
+        for a in range(0, runs, ALONG_RUNS):
+            b = min(runs, a + ALONG_RUNS)
+            products = slot_products(unique, self._build_matrix(path.rows(a, b)))
+            first = products + 0.0  # the sparse product's sums start from 0.0 (see _reduce_sparse)
+            step = max(1, ALONG_CELLS // (k * (b - a)))  # distinct segments per reduction block
+            figures = np.empty((unique.n, b - a))
+            for lo in range(0, unique.n, step):
+                hi = min(unique.n, lo + step)
+                sums = slot_sums_along(unique, products, lo, hi, first)
+                core, ext, delta, roll = self._reduce(sums.reshape(k, -1))
+                np.maximum(core, ext, out=core)  # the same element-wise steps as requirements()
+                core += delta
+                core += roll
+                figures[lo:hi] = core.reshape(hi - lo, b - a)
+            im = spread.transposed(figures)  # (accounts, runs)
+            put_transposed(out[a:b], im if which == "im" else self.config.mm_ratio * im)
+        return out
 
     def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:
         c = self.components(Positions.of(lots), market)

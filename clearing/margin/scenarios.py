@@ -50,10 +50,11 @@ def forward_source(table: InstrumentTable) -> np.ndarray:
 
 
 def forwards(table: InstrumentTable, market: MarketState, source: np.ndarray) -> np.ndarray:
-    """Forward price per instrument (see :func:`forward_source`)."""
+    """Forward price per instrument (see :func:`forward_source`). The market's arrays may carry a
+    leading axis of margin runs (``base.MarketPath``): the result is then (runs, instruments)."""
     marks = np.asarray(market.marks, dtype=np.float64)
-    under = np.asarray(market.underlying_prices, dtype=np.float64)[table.underlying_index]
-    return np.where(source >= 0, marks[np.maximum(source, 0)], under)
+    under = np.asarray(market.underlying_prices, dtype=np.float64)[..., table.underlying_index]
+    return np.where(source >= 0, marks[..., np.maximum(source, 0)], under)
 
 
 def market_key(market: MarketState) -> tuple:
@@ -71,7 +72,9 @@ class Revaluer:
     """Builds instruments x scenarios P&L-per-long-lot matrices for one instrument table.
 
     The per-table lookups (forward sources, option masks) are computed once; each call does one
-    vectorised Black-76 evaluation over all (option, scenario) cells.
+    vectorised Black-76 evaluation over all (option, scenario) cells. The market's arrays may carry
+    a leading axis of margin runs (``base.MarketPath``): every result then has it too, and each
+    run's slice is the same element-wise arithmetic -- the same bits -- as a call on that run alone.
     """
 
     def __init__(self, table: InstrumentTable) -> None:
@@ -100,17 +103,17 @@ class Revaluer:
         new_forward = np.asarray(new_forward, dtype=np.float64)
         out = np.empty_like(new_forward)
         lin = self.linear
-        out[lin] = (new_forward[lin] - fwd[lin, None]) * t.contract_units[lin, None]
+        out[..., lin, :] = (new_forward[..., lin, :] - fwd[..., lin, None]) * t.contract_units[lin, None]
         opt = self.option
         if opt.size:
             k = t.strike[opt, None]
             yrs = years[opt, None]
             call = t.is_call[opt, None]
-            v0 = vols[opt, None]
-            base_price = black76_price(fwd[opt, None], k, yrs, v0, call)
-            v1 = v0 if new_vol is None else np.asarray(new_vol, dtype=np.float64)[opt]
-            scen = black76_price(new_forward[opt], k, np.maximum(yrs - years_shift, 0.0), v1, call)
-            out[opt] = (scen - base_price) * t.contract_units[opt, None]
+            v0 = vols[..., opt, None]
+            base_price = black76_price(fwd[..., opt, None], k, yrs, v0, call)
+            v1 = v0 if new_vol is None else np.asarray(new_vol, dtype=np.float64)[..., opt, :]
+            scen = black76_price(new_forward[..., opt, :], k, np.maximum(yrs - years_shift, 0.0), v1, call)
+            out[..., opt, :] = (scen - base_price) * t.contract_units[opt, None]
         return out
 
     def relative(self, market: MarketState, moves: np.ndarray, vol_factor: np.ndarray | None = None,
@@ -122,11 +125,11 @@ class Revaluer:
         """
         fwd, _, vols = self.base(market)
         moves = np.broadcast_to(np.asarray(moves, dtype=np.float64), (len(self.table), np.shape(moves)[-1]))
-        new_forward = fwd[:, None] * (1.0 + moves)
+        new_forward = fwd[..., :, None] * (1.0 + moves)
         if vol_level is not None:
             new_vol = vol_level
         elif vol_factor is not None:
-            new_vol = vols[:, None] * vol_factor
+            new_vol = vols[..., :, None] * vol_factor
         else:
             new_vol = None
         return self.pnl(market, new_forward, new_vol, years_shift)
@@ -134,19 +137,21 @@ class Revaluer:
     def deltas(self, market: MarketState) -> np.ndarray:
         """Delta per long lot in units of underlying (linear: contract_units; options: Black-76)."""
         t = self.table
-        out = t.contract_units.copy()
+        # (instruments,) or (runs, instruments); the vols are read only for options (they may be lazy)
+        out = np.array(np.broadcast_to(t.contract_units, np.shape(market.marks)), dtype=np.float64)
         opt = self.option
         if opt.size:
             fwd, years, vols = self.base(market)
-            g = black76_greeks(fwd[opt], t.strike[opt], years[opt], vols[opt], t.is_call[opt])
-            out[opt] = np.asarray(g.delta) * t.contract_units[opt]
+            g = black76_greeks(fwd[..., opt], t.strike[opt], years[opt], vols[..., opt], t.is_call[opt])
+            out[..., opt] = np.asarray(g.delta) * t.contract_units[opt]
         return out
 
     def values(self, market: MarketState) -> np.ndarray:
         """Mark value per long lot (price x contract_units): options only, 0 for linear."""
         t = self.table
-        out = np.zeros(len(t))
-        out[self.option] = np.asarray(market.marks, dtype=np.float64)[self.option] * t.contract_units[self.option]
+        marks = np.asarray(market.marks, dtype=np.float64)
+        out = np.zeros(marks.shape)
+        out[..., self.option] = marks[..., self.option] * t.contract_units[self.option]
         return out
 
 

@@ -48,7 +48,8 @@ from statistics import NormalDist
 import numpy as np
 
 from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, Positions, Requirements, worst_loss_per_group
+from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, RowSums, \
+    put_transposed, segments_by_group, slot_products, slot_sums_along, worst_loss_per_group
 from clearing.margin.scenarios import DAYS_PER_YEAR, Revaluer, market_key
 from clearing.margin.config import SpanConfig
 
@@ -59,6 +60,9 @@ SCENARIO_LABELS = (
     "0/up", "0/down", "+1/3/up", "+1/3/down", "-1/3/up", "-1/3/down", "+2/3/up", "+2/3/down",
     "-2/3/up", "-2/3/down", "+3/3/up", "+3/3/down", "-3/3/up", "-3/3/down", "+extreme", "-extreme",
 )
+
+
+ALONG_RUNS = 64  # requirements_along: runs whose market arrays are built and summed together
 
 
 class SpanRegime(MarginRegime):
@@ -162,47 +166,51 @@ class SpanRegime(MarginRegime):
         fwd, _, vols = self.rev.base(market)
         frac = _PRICE.copy()
         frac[14], frac[15] = cfg.extreme_multiple, -cfg.extreme_multiple
-        new_fwd = fwd[:, None] + self._scan_abs(market)[:, None] * frac[None, :]
+        new_fwd = fwd[..., :, None] + self._scan_abs(market)[..., :, None] * frac[None, :]
         vsr = self.vol_scan[self.commodity][:, None]
         if cfg.vol_scan_mode == "relative":
-            new_vol = vols[:, None] * (1.0 + vsr * _VOL[None, :])
+            new_vol = vols[..., :, None] * (1.0 + vsr * _VOL[None, :])
         else:
-            new_vol = vols[:, None] + vsr * _VOL[None, :]
+            new_vol = vols[..., :, None] + vsr * _VOL[None, :]
         new_vol = np.maximum(new_vol, 0.0)
         pnl = self.rev.pnl(market, new_fwd, new_vol)
-        pnl[:, 14:] *= cfg.cover_fraction
+        pnl[..., 14:] *= cfg.cover_fraction
         return pnl
 
     def _prepare(self, market: MarketState) -> dict[str, np.ndarray]:
         key = market_key(market)
         if key == self._cache_key:
             return self._cache
+        self._cache = self._market_arrays(market)
+        self._cache_key = key
+        return self._cache
+
+    def _market_arrays(self, market: MarketState | MarketPath) -> dict[str, np.ndarray]:
+        """:meth:`_prepare` uncached; for a :class:`MarketPath` each array has a leading runs axis."""
         t = self.table
         arrays = self.model_risk_arrays(market)
         if self._ext_idx.size:
-            arrays[self._ext_idx] = self._ext_arr
+            arrays[..., self._ext_idx, :] = self._ext_arr
         delta_units = self.rev.deltas(market)
         # options with a supplied array but no model-consistent delta: estimate from the array
         scan_abs = self._scan_abs(market)
         for i in self._ext_idx:
             if t.is_option[i]:
                 a = self.external[int(i)]
-                delta_units[i] = ((a[2] + a[3]) - (a[4] + a[5])) / 2.0 / (2.0 * scan_abs[i] / 3.0)
+                delta_units[..., i] = ((a[2] + a[3]) - (a[4] + a[5])) / 2.0 / (2.0 * scan_abs[..., i] / 3.0)
         for i, d in self.supplied_deltas.items():
-            delta_units[i] = d * self.ref_units[self.commodity[i]]
+            delta_units[..., i] = d * self.ref_units[self.commodity[i]]
         fwd, _, _ = self.rev.base(market)
         som = np.where(t.is_option, self.config.short_option_minimum
                        + self.config.short_option_minimum_rate * fwd * t.contract_units, 0.0)
-        ref_notional = fwd[self.ref] * self.ref_units
-        self._cache = {
+        ref_notional = fwd[..., self.ref] * self.ref_units
+        return {
             "arrays": arrays,
             "delta_ref": delta_units / self.ref_units[self.commodity],
             "value": self.rev.values(market),
             "som": som,
             "intra_charge": self.intra_abs + self.config.intra_spread_rate * ref_notional,
         }
-        self._cache_key = key
-        return self._cache
 
     def risk_arrays(self, market: MarketState) -> np.ndarray:
         """I x 16 risk arrays in use (profit convention, per long lot)."""
@@ -218,11 +226,21 @@ class SpanRegime(MarginRegime):
         rows = positions.rows()
         tier_delta = np.bincount(rows * T + self.tier[cols], weights=lots * p["delta_ref"][cols],
                                  minlength=n * T).reshape(n, T)
+        short_lots = np.maximum(-lots, 0.0)
+        som = np.bincount(rows * C + self.commodity[cols], weights=short_lots * p["som"][cols],
+                          minlength=n * C).reshape(n, C)
+        nov = np.bincount(rows, weights=lots * p["value"][cols], minlength=n)
+        return self._combine(scan, tier_delta, som, nov, p["intra_charge"])
+
+    def _combine(self, scan: np.ndarray, tier_delta: np.ndarray, som: np.ndarray, nov: np.ndarray,
+                 intra_charge: np.ndarray) -> dict[str, np.ndarray]:
+        """The per-account steps after the sums: spreads, credits, the short option minimum."""
+        n, C = scan.shape
         m = self._tier_to_commodity
         long_d = np.maximum(tier_delta, 0.0) @ m
         short_d = np.maximum(-tier_delta, 0.0) @ m
         net_delta = long_d - short_d  # (A, C), reference lots
-        intra = np.minimum(long_d, short_d) * p["intra_charge"][None, :]
+        intra = np.minimum(long_d, short_d) * intra_charge[None, :]
         # inter-commodity credits
         credit = np.zeros((n, C))
         if self.pairs:
@@ -238,13 +256,57 @@ class SpanRegime(MarginRegime):
                 credit[:, b] += rate * spreads * rb * wfpr[:, b]
                 remaining[:, a] -= spreads * ra
                 remaining[:, b] -= spreads * rb
-        short_lots = np.maximum(-lots, 0.0)
-        som = np.bincount(rows * C + self.commodity[cols], weights=short_lots * p["som"][cols],
-                          minlength=n * C).reshape(n, C)
         risk = np.maximum(np.maximum(scan + intra - credit, 0.0), som)
-        nov = np.bincount(rows, weights=lots * p["value"][cols], minlength=n)
         return {"scan": scan, "intra": intra, "credit": credit, "som": som, "risk": risk,
                 "net_delta": net_delta, "span": risk.sum(axis=1), "nov": nov}
+
+    def requirements_along(self, positions: Positions, path: MarketPath, which: str = "im") -> np.ndarray:
+        """:meth:`requirements` on every run of ``path``, to the bit, without the per-run sums.
+
+        The market arrays of a chunk of runs are built together (:meth:`_market_arrays`); the scan
+        risk of each distinct (account, commodity) segment with the per-slot arithmetic of
+        ``worst_loss_per_group`` (``base.slot_sums_along``); the tier deltas, short option minima
+        and option values with ``base.RowSums`` (bincount's additions); then :meth:`_combine` and
+        :meth:`_finish` run by run on the (accounts, commodities) arrays, as in :meth:`requirements`."""
+        n, runs = positions.n_accounts, len(path)
+        C, T = self.n_commodities, self.n_tiers
+        if runs:
+            self.scan_ranges(path.at(0))  # volatility mode: fixed by the first valuation, as run by run
+        seg = segments_by_group(positions, self.commodity, C)
+        unique, inverse = seg.distinct()
+        _, cols, lots = positions.csr()
+        rows = positions.rows()
+        by_tier = RowSums(rows * T + self.tier[cols], n * T)
+        by_commodity = RowSums(rows * C + self.commodity[cols], n * C)
+        by_account = RowSums(rows, n) if self.config.net_option_value else None
+        lots_c, short_c = lots[:, None], np.maximum(-lots, 0.0)[:, None]
+        scan_at = seg.row * C + seg.group
+        no_nov = np.zeros(n)  # the option value only enters _finish with net_option_value
+
+        def runs_first(values_t: np.ndarray, width: int) -> np.ndarray:  # (n x width, R) -> (R, n, width)
+            out_r = np.empty((values_t.shape[1], values_t.shape[0]))
+            put_transposed(out_r, values_t)
+            return out_r.reshape(values_t.shape[1], n, width)
+
+        out = np.empty((runs, n))
+        for a in range(0, runs, ALONG_RUNS):
+            b = min(runs, a + ALONG_RUNS)
+            p = self._market_arrays(path.rows(a, b))
+            sums = slot_sums_along(unique, slot_products(unique, p["arrays"]))
+            worst = np.maximum(-sums.min(axis=0), 0.0)  # (distinct segments, runs), as _worst
+            scan_t = np.zeros((n * C, b - a))
+            scan_t[scan_at] = worst if inverse is None else worst[inverse]
+            scan = runs_first(scan_t, C)
+            # the weights as requirements() forms them (lots x per-instrument figure), entries x runs
+            tier_delta = runs_first(by_tier.transposed(lots_c * p["delta_ref"].T[cols]), T)
+            som = runs_first(by_commodity.transposed(short_c * p["som"].T[cols]), C)
+            nov = runs_first(by_account.transposed(lots_c * p["value"].T[cols]), 1)[:, :, 0] if by_account else None
+            for r in range(b - a):  # the per-account steps on one run's arrays, as requirements() takes them
+                nov_r = no_nov if nov is None else nov[r]
+                span = self._combine(scan[r], tier_delta[r], som[r], nov_r, p["intra_charge"][r])["span"]
+                im, mm = self._finish(span, nov_r)
+                out[a + r] = im if which == "im" else mm
+        return out
 
     def _finish(self, span: np.ndarray, nov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config

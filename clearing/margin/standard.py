@@ -28,7 +28,8 @@ from bisect import bisect_left
 import numpy as np
 
 from sim.core.instruments import InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, PositionRequirements, Positions, Requirements
+from clearing.margin.base import MarginRegime, MarketPath, PositionRequirements, Positions, Requirements, RowSums, \
+    put_transposed
 from clearing.margin.scenarios import forward_source, forwards
 from clearing.margin.config import StandardConfig
 
@@ -61,6 +62,9 @@ class _TierTable:
         k = np.searchsorted(self.caps, notional, side="left")
         k = np.minimum(k, self.caps.size - 1)
         return self.im[k], self.mm[k], self.mm_amount[k]
+
+
+ALONG_RUNS = 256  # requirements_along: runs computed together
 
 
 class StandardRegime(MarginRegime):
@@ -102,38 +106,41 @@ class StandardRegime(MarginRegime):
 
     def _entry_requirements(self, cols: np.ndarray, lots: np.ndarray, market: MarketState,
                             oi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(IM, MM) of each entry (instrument ``cols``, signed ``lots``): (entries,) arrays, or (runs,
+        entries) for a :class:`MarketPath` (and ``oi`` then (runs, instruments)) -- element-wise."""
         t = self.table
         marks = np.asarray(market.marks, dtype=np.float64)
         units = t.contract_units[cols]
         is_opt = t.is_option[cols]
-        im = np.zeros(cols.size)
-        mm = np.zeros(cols.size)
+        im = np.zeros(marks.shape[:-1] + (cols.size,))
+        mm = np.zeros(marks.shape[:-1] + (cols.size,))
         # linear
         lin = ~is_opt
         if lin.any():
             c = cols[lin]
-            notional = np.abs(lots[lin]) * units[lin] * np.abs(marks[c])
+            notional = np.abs(lots[lin]) * units[lin] * np.abs(marks[..., c])
             u = t.underlying_index[c]
-            im_lin = np.empty(c.size)
-            mm_lin = np.empty(c.size)
+            im_lin = np.empty(notional.shape)
+            mm_lin = np.empty(notional.shape)
             for k in range(len(self._tiers)):  # loop over underlyings, not accounts
                 sel = u == k
                 if sel.any():
-                    im_lin[sel], mm_lin[sel] = self._linear(k, notional[sel], None if oi is None else oi[c[sel]])
-            im[lin] = im_lin
-            mm[lin] = mm_lin
+                    im_lin[..., sel], mm_lin[..., sel] = self._linear(k, notional[..., sel],
+                                                                      None if oi is None else oi[..., c[sel]])
+            im[..., lin] = im_lin
+            mm[..., lin] = mm_lin
         # short options
         short = is_opt & (lots < 0)
         if short.any():
             rule = self.config.short_option
             c = cols[short]
-            fwd = forwards(t, market, self.source)[c]
+            fwd = forwards(t, market, self.source)[..., c]
             k = t.strike[c]
             otm = np.where(t.is_call[c], np.maximum(k - fwd, 0.0), np.maximum(fwd - k, 0.0)) / fwd
-            mark = marks[c] if rule.add_mark else 0.0
+            mark = marks[..., c] if rule.add_mark else 0.0
             q = -lots[short] * units[short]
-            im[short] = q * (np.maximum(rule.im_base - otm, rule.im_floor) * fwd + mark)
-            mm[short] = q * (np.maximum(rule.mm_base - otm, rule.mm_floor) * fwd + mark)
+            im[..., short] = q * (np.maximum(rule.im_base - otm, rule.im_floor) * fwd + mark)
+            mm[..., short] = q * (np.maximum(rule.mm_base - otm, rule.mm_floor) * fwd + mark)
         return im, mm
 
     def _linear(self, k: int, notional: np.ndarray, oi_c) -> tuple[np.ndarray, np.ndarray]:
@@ -201,6 +208,35 @@ class StandardRegime(MarginRegime):
         im = np.bincount(rows, weights=pr.im, minlength=n)
         mm = np.bincount(rows, weights=pr.mm, minlength=n)
         return Requirements(im=im, mm=mm, positions=pr if self.isolated else None)
+
+    def requirements_along(self, positions: Positions, path: MarketPath, which: str = "im") -> np.ndarray:
+        """:meth:`requirements` on every run of ``path``, to the bit, without a call per run.
+
+        An entry's requirement depends on its instrument, its lots and the market (and, with
+        open-interest caps, the market's open interest): it is computed once per distinct
+        (instrument, lots) entry for all runs together (``_entry_requirements``, element-wise over
+        the runs axis), gathered back to the entries and summed per account in entry order, as the
+        bincount of :meth:`requirements` does. Cross margin over linear contracts only (the column
+        path) goes run by run."""
+        if self._dense:
+            return super().requirements_along(positions, path, which)
+        n, runs = positions.n_accounts, len(path)
+        _, cols, lots = positions.csr()
+        key = np.stack([cols.astype(np.int64), lots.view(np.int64)], axis=1)  # exact: the lots' bits
+        pairs, inverse = np.unique(key, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        p_cols, p_lots = pairs[:, 0].copy(), pairs[:, 1].copy().view(np.float64)
+        spread = RowSums(positions.rows(), n, source=inverse)  # each entry's value: its distinct entry's
+        out = np.empty((runs, n))
+        for a in range(0, runs, ALONG_RUNS):
+            b = min(runs, a + ALONG_RUNS)
+            chunk = path.rows(a, b)
+            oi = self._open_interest_for(positions, chunk, True)
+            im, mm = self._entry_requirements(p_cols, p_lots, chunk, oi)
+            put_transposed(out[a:b], spread.transposed(np.ascontiguousarray((im if which == "im" else mm).T)))
+            if oi is not None:
+                self._last_oi = oi[-1] if oi.ndim == 2 else oi  # the last run's, as after a call per run
+        return out
 
     def _dense_requirements(self, positions: Positions, market: MarketState, market_oi: bool) -> Requirements:
         """Cross margin on linear contracts, one instrument column at a time (the same arithmetic

@@ -21,9 +21,13 @@ from __future__ import annotations
 import numpy as np
 
 from sim.core.instruments import InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, Positions, Requirements, segment_sums_t
+from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, put_transposed, \
+    segment_sums_t, segments_by_group, slot_products, slot_sums_along
 from clearing.margin.scenarios import Revaluer, market_key
 from clearing.margin.config import TimsConfig
+
+
+ALONG_RUNS = 64  # requirements_along: runs whose P&L matrices are built and summed together
 
 
 class TimsRegime(MarginRegime):
@@ -97,12 +101,45 @@ class TimsRegime(MarginRegime):
                 for k in range(P):  # loop over valuation points, not accounts
                     pg_pnl[k] = np.bincount(key, weights=adj[k], minlength=n * G)
                 worst = np.maximum(-pg_pnl.min(axis=0), 0.0).reshape(n, G)
+        minimum = self._minimum(positions)
+        req = np.maximum(worst, minimum)
+        return {"worst": worst, "minimum": minimum, "requirement": req, "total": req.sum(axis=-1)}
+
+    def _minimum(self, positions: Positions) -> np.ndarray:
+        """(A, product groups) minimum charge: it depends on the positions alone."""
+        n, G = positions.n_accounts, self.n_pg
         _, cols, lots = positions.csr()
         rows = positions.rows()
-        minimum = np.bincount(rows * G + self.class_pg[self.class_group[cols]],
-                              weights=np.abs(lots) * self.minimum[cols], minlength=n * G).reshape(n, G)
-        req = np.maximum(worst, minimum)
-        return {"worst": worst, "minimum": minimum, "requirement": req, "total": req.sum(axis=1)}
+        return np.bincount(rows * G + self.class_pg[self.class_group[cols]],
+                           weights=np.abs(lots) * self.minimum[cols], minlength=n * G).reshape(n, G)
+
+    def requirements_along(self, positions: Positions, path: MarketPath, which: str = "im") -> np.ndarray:
+        """:meth:`requirements` on every run of ``path``, to the bit, without a call per run: the
+        minimum and the segments' distinct set once, the P&L matrices of a chunk of runs together,
+        the distinct segments' sums with the per-slot arithmetic of ``segment_sums_t``
+        (``base.slot_sums_along``) and the same element-wise steps after it. Product groups of
+        several class groups (offsets across them) go run by run."""
+        if not self._singletons:
+            return super().requirements_along(positions, path, which)
+        n, runs = positions.n_accounts, len(path)
+        seg = segments_by_group(positions, self.class_group, self.n_class)
+        unique, inverse = seg.distinct()
+        minimum = self._minimum(positions)
+        at = seg.row * self.n_pg + self.class_pg[seg.group]
+        out = np.empty((runs, n))
+        moves = self.moves[self.class_group]
+        for a in range(0, runs, ALONG_RUNS):
+            b = min(runs, a + ALONG_RUNS)
+            sums = slot_sums_along(unique, slot_products(unique, self.rev.relative(path.rows(a, b), moves)))
+            w = np.maximum(-sums.min(axis=0), 0.0)  # (distinct segments, runs)
+            worst_t = np.zeros((n * self.n_pg, b - a))  # laid out (account x product group, run)
+            worst_t[at] = w if inverse is None else w[inverse]
+            worst = np.empty((b - a, n * self.n_pg))
+            put_transposed(worst, worst_t)
+            # as components(): (accounts, product groups) per run, summed over its last axis
+            total = np.maximum(worst.reshape(b - a, n, self.n_pg), minimum).sum(axis=-1)
+            out[a:b] = total if which == "im" else self.config.mm_ratio * total
+        return out
 
     def requirements(self, positions: Positions, market: MarketState) -> Requirements:
         total = self.components(positions, market)["total"]

@@ -11,6 +11,7 @@ and realised loss), ``config.yaml`` and ``report.html``.
 from __future__ import annotations
 
 import copy
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,11 +221,13 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
     n = book.positions.n_accounts
     edges = np.linspace(0, n, -(-n // CHUNK) + 1).round().astype(int)
     blocks = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+    token = uuid.uuid4().hex  # this backtest's: a worker reuses a block's realised losses only within it
     tasks = [_Task(margin_cfg, scale, cfg, book.table, book.context, book.positions.dense[a:b], prices, vols, runs,
-                   shown[(shown >= a) & (shown < b)] - a)
-             for margin_cfg, scale in plan.regimes.values() for a, b in blocks]
+                   shown[(shown >= a) & (shown < b)] - a, (token, a))
+             for a, b in blocks for margin_cfg, scale in plan.regimes.values()]  # block-major: see _block_losses
     if workers == 1 or len(tasks) == 1:
         parts = [_run_task(t) for t in tasks]
+        _LOSSES.clear()
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -237,7 +240,7 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
             parts = [f.result() for f in futures]
     results: dict[str, RegimeBacktest] = {}
     for k, label in enumerate(plan.regimes):
-        results[label] = merge(label, parts[k * len(blocks):(k + 1) * len(blocks)])
+        results[label] = merge(label, parts[k::len(plan.regimes)])
     summary = summarise(cfg, plan.regimes, results, book, runs)
     directory = None
     if write:
@@ -264,6 +267,23 @@ class _Task:
     vols: np.ndarray
     runs: np.ndarray
     shown: np.ndarray
+    block: tuple[str, int] = ("", -1)  # (backtest token, first portfolio): what the losses are kept under
+
+
+# the realised losses of the last block a process computed: the same for every regime of that block
+# (a runs x portfolios product, ~0.1-0.3 CPU-s with its fresh pages), kept only for the backtest
+# that computed them (its token); tasks go block by block, so a process meets a block's regimes in a row
+_LOSSES: dict[tuple[str, int], np.ndarray] = {}
+
+
+def _block_losses(t: _Task, book: Book) -> np.ndarray:
+    hit = _LOSSES.get(t.block)
+    if hit is None:
+        hit = realised_losses(book, t.prices, t.vols, t.runs, t.config.horizon_days)
+        _LOSSES.clear()  # one block at a time: a block's matrix is ~100 MB
+        if t.block[1] >= 0:
+            _LOSSES[t.block] = hit
+    return hit
 
 
 def _run_task(t: _Task) -> RegimeBacktest:
@@ -275,7 +295,7 @@ def _run_task(t: _Task) -> RegimeBacktest:
     cfg = t.config
     with threadpool_limits(limits=1, user_api="blas"):  # same bytes with any thread count (as episodes)
         book = Book(t.table, Positions(np.ascontiguousarray(t.lots)), [], t.context)
-        loss = realised_losses(book, t.prices, t.vols, t.runs, cfg.horizon_days)
+        loss = _block_losses(t, book)
         ctx = dict(t.context)
         if t.margin.regime in VAR_REGIMES:
             ctx["history"] = t.prices[: t.runs[0] + 1]

@@ -53,7 +53,13 @@ def transition_counts(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 def christoffersen_independence(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Christoffersen (1998) likelihood ratio of a first-order Markov chain of exceedances against
     independence, and its p-value (chi-square, 1 degree of freedom), per column of ``hits``."""
-    n00, n01, n10, n11 = (c.astype(np.float64) for c in transition_counts(hits))
+    return christoffersen_from_counts(*transition_counts(hits))
+
+
+def christoffersen_from_counts(n00: np.ndarray, n01: np.ndarray, n10: np.ndarray,
+                               n11: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`christoffersen_independence` from the transition counts (:func:`transition_counts`)."""
+    n00, n01, n10, n11 = (np.asarray(c).astype(np.float64) for c in (n00, n01, n10, n11))
     with np.errstate(divide="ignore", invalid="ignore"):
         p01 = np.where(n00 + n01 > 0, n01 / (n00 + n01), 0.0)
         p11 = np.where(n10 + n11 > 0, n11 / (n10 + n11), 0.0)
@@ -99,8 +105,13 @@ def largest_increase(series: np.ndarray, window: int) -> tuple[np.ndarray, np.nd
         nan = np.full(m.shape[1:], np.nan)
         return nan, nan.copy()
     now, then = m[window:], m[:-window]
-    absolute = (now - then).max(axis=0)
+    work = np.subtract(now, then)
+    absolute = work.max(axis=0)
+    # m_t / m_{t-w} - 1 where m_{t-w} > 0, else -inf: the same operations, in one reused buffer
+    down = ~(then > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(then > 0, now / np.where(then > 0, then, 1.0) - 1.0, -np.inf)
-    relative = rel.max(axis=0)
+        np.divide(now, then, out=work)
+    work -= 1.0
+    work[down] = -np.inf
+    relative = work.max(axis=0)
     return absolute, np.where(np.isfinite(relative), relative, np.nan)
