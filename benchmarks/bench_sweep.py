@@ -60,32 +60,46 @@ class TreeCPU:
     """CPU seconds of this process and every process below it, over a ``with`` block. Children are
     sampled every ``interval`` seconds (their last reading counts: a process that exits between
     two samples loses at most that much); processes alive before the block count from their
-    reading at its start."""
+    reading at its start. A process is known by its pid and start time; the start time is only
+    compared within 10 s, because psutil derives it from the boot time, which this guest's clock
+    moves (keyed by the exact figure, one process read as two and was counted twice)."""
 
     def __init__(self, interval: float = 0.5) -> None:
         import psutil
 
         self.psutil, self.interval = psutil, interval
         self.me = psutil.Process()
-        self.last: dict[tuple[int, float], float] = {}
-        self.base: dict[tuple[int, float], float] = {}
+        self.last: dict[int, tuple[float, float]] = {}  # pid -> (start time, CPU seconds)
+        self.gone = 0.0  # CPU seconds of processes whose pid was since taken by another
+        self.base: dict[int, tuple[float, float]] = {}
         self.stop = threading.Event()
         self.seconds = 0.0
 
-    def _sample(self) -> dict[tuple[int, float], float]:
+    def _sample(self) -> dict[int, tuple[float, float]]:
         seen = {}
         for p in self.me.children(recursive=True):
             try:
                 with p.oneshot():
                     t = p.cpu_times()
-                    seen[(p.pid, p.create_time())] = t.user + t.system
+                    seen[p.pid] = (p.create_time(), t.user + t.system)
             except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, self.psutil.ZombieProcess):
                 continue
         return seen
 
+    def _merge(self, seen: dict[int, tuple[float, float]]) -> None:
+        for pid, (start, cpu) in seen.items():
+            old = self.last.get(pid)
+            if old is not None and abs(old[0] - start) > 10.0:  # the pid was reused: a new process
+                self.gone += old[1] - self._base_of(pid, old[0])
+            self.last[pid] = (start, cpu)
+
+    def _base_of(self, pid: int, start: float) -> float:
+        b = self.base.get(pid)
+        return b[1] if b is not None and abs(b[0] - start) <= 10.0 else 0.0
+
     def _loop(self) -> None:
         while not self.stop.wait(self.interval):
-            self.last.update(self._sample())
+            self._merge(self._sample())
 
     def __enter__(self) -> "TreeCPU":
         self.base = self._sample()
@@ -97,8 +111,8 @@ class TreeCPU:
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join()
-        self.last.update(self._sample())
-        children = sum(v - self.base.get(k, 0.0) for k, v in self.last.items())
+        self._merge(self._sample())
+        children = self.gone + sum(cpu - self._base_of(pid, start) for pid, (start, cpu) in self.last.items())
         self.seconds = children + time.process_time() - self.own
 
 
@@ -159,7 +173,7 @@ def report(m: Measured) -> None:
           f"(load average before {m.load:.2f} on {os.cpu_count()} cores)")
     print(f"    CPU-s: runs {sum(m.run_cpu):.1f} (mean {sum(m.run_cpu) / m.runs:.1f}, "
           f"{' '.join(f'{c:.1f}' for c in m.run_cpu)}; the backend's threads in the workers meanwhile "
-          f"{sum(m.run_cpu) - m.thread_cpu:.2f}); worker start-up [{startups}] once each; "
+          f"{max(sum(m.run_cpu) - m.thread_cpu, 0.0):.2f}); worker start-up [{startups}] once each; "
           f"driver {m.driver_cpu:.2f}; whole process tree {m.tree_cpu:.1f}")
     print(f"    worker peak RSS MiB after first -> last run [{rss}]; result row {m.row_bytes:,.0f} bytes; "
           f"idle-machine estimate {m.idle_estimate():.1f} s")
