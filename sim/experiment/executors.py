@@ -355,7 +355,12 @@ def start_local_dask(workers: int) -> tuple[Any, Any]:
     (a 20 ms event-loop health tick, a 100 ms memory check, 500 ms system samples, 10 ms stack
     sampling, a GIL monitor) a worker's other threads cost 4-7% on top of a run's own CPU seconds,
     with these settings under 1% (measured in the worker: process minus the run thread's CPU time).
-    An existing cluster, reached by its address, keeps its own settings."""
+    And Dask's nanny starts each worker with ``MALLOC_TRIM_THRESHOLD_=65536``, which (as any
+    ``MALLOC_*`` variable does) turns off glibc's adaptive mmap threshold, so every numpy array
+    above 128 kB is mapped and unmapped afresh: a SPAN run took 34-41% more CPU seconds so
+    (14.1 / 13.6 vs 10.5 / 9.7, alternating processes); the workers start without it, with
+    BLAS held to one thread as before. An existing cluster, reached by its address, keeps its
+    own settings (docs/BENCHMARKS.md says how to start its workers)."""
     import logging
 
     import dask
@@ -363,7 +368,8 @@ def start_local_dask(workers: int) -> tuple[Any, Any]:
 
     quiet = {"distributed.worker.profile.enabled": False, "distributed.admin.system-monitor.gil.enabled": False,
              "distributed.admin.tick.interval": "1s", "distributed.worker.memory.monitor-interval": "1s",
-             "distributed.admin.system-monitor.interval": "2s"}
+             "distributed.admin.system-monitor.interval": "2s",
+             "distributed.nanny.pre-spawn-environ": {v: 1 for v in THREAD_VARIABLES}}
     with main_not_reimported(), dask.config.set(quiet):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
