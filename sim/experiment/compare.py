@@ -216,23 +216,18 @@ def parse_regimes_option(text: str) -> list[str | dict]:
 CompareTask = dict[str, Any]  # label, seed, part, data (episode dict), progress (heartbeat file or None)
 PARTS = ("run", "twin")
 
-# Relative cost of one episode under each regime (CPU seconds per episode on the default episode,
-# standard = 1: standard ~9 s, span and portfolio ~25 s, var_apc ~52 s; benchmarks/bench_compare.py
-# prints them; the other regimes are estimates). A no-feedback twin costs ~10% more than its run
-# (liquidations filled outside the market leave more accounts to re-margin). Only the order
-# matters: the longest tasks start first so the last ones to finish are short and both cores stay
-# busy to the end. An unknown regime counts as the dearest.
-REGIME_COST = {"standard": 1.0, "standard_isolated": 1.0, "tims": 2.0, "span": 2.8, "portfolio": 2.8,
-               "portfolio_joint": 3.5, "var": 5.0, "var_apc": 6.0}
+# A no-feedback twin costs ~10% more than its run (liquidations filled outside the market leave
+# more accounts to re-margin). Only the order matters: the longest tasks start first so the last
+# ones to finish are short and both cores stay busy to the end (sim.experiment.costs).
 TWIN_COST = 1.1
 
 
 def task_cost(task: CompareTask) -> float:
-    """The scheduling estimate of a task: its regime's relative cost x simulated duration (x the
-    twin's surcharge)."""
-    regime = str(task["data"].get("margin", {}).get("regime"))
-    cost = REGIME_COST.get(regime, max(REGIME_COST.values())) * float(task["data"].get("duration") or 1.0)
-    return cost * (TWIN_COST if task.get("part") == "twin" else 1.0)
+    """The scheduling estimate of a task: the episode's estimate (``sim.experiment.costs``) x the
+    twin's surcharge."""
+    from sim.experiment.costs import episode_cost
+
+    return episode_cost(task["data"]) * (TWIN_COST if task.get("part") == "twin" else 1.0)
 
 
 def plan_tasks(variants: Mapping[str, Any], seeds: Sequence[int], progress_dir: str | None = None

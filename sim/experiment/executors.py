@@ -9,17 +9,34 @@ writes each row durably, so an interrupted run resumes from what is on disk.
 * ``local`` -- a spawn process pool on this machine (one run per core, BLAS single-threaded). A
   worker that dies (killed, out of memory, a crash in native code) breaks the pool: the run it was on
   becomes an infrastructure error row, the pool is rebuilt and the other in-flight runs go again.
-* ``ray`` / ``dask`` -- a cluster started for the call on this machine's cores, or an existing one
-  given by ``address`` (``ray://host:10001`` / ``auto``; ``tcp://scheduler:8786``); a Dask
+* ``ray`` / ``dask`` -- a cluster started for the call on this machine's cores (``start_local_ray``,
+  ``start_local_dask``), or an existing one given by ``address`` (``ray://host:10001`` / ``auto``;
+  ``tcp://scheduler:8786``); a Dask
   ``client`` may be passed instead. Workers import clearsim once and keep it between tasks.
+
+What every task of a job shares (``Job.shared``: a sweep's base episode, its file root and runner)
+is shipped once per worker -- a pool worker's initializer, one ``ray.put``, one Dask ``scatter`` --
+and each task carries only what differs (a grid point and a seed), so nothing is serialised again
+per run. ``Job.warm`` (the imports a run needs) runs once per worker before its first task, so a
+worker pays its start-up once, and with ``Job.timed`` each row says what its worker spent: the
+task's CPU seconds, the worker's start-up CPU seconds (on the worker's first row) and its peak RSS.
+Ray and Dask get at most two tasks per worker slot in flight, handed out in the given order (the
+caller's order: sweeps give the dearest runs first), so the driver never holds more than that many
+results and the cluster's queue stays in that order.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import gc
+import hashlib
 import os
+import pickle
+import socket
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,11 +50,98 @@ BACKENDS = ("local", "ray", "dask")
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """What every task of one execution shares (module-level functions: they are pickled to workers)."""
+    """What every task of one execution shares (module-level functions: they are pickled to workers).
 
-    fn: Callable[[dict], dict]
+    ``fn(task)`` runs one task -- ``fn(task, shared)`` when ``shared`` is given: an object every task
+    needs, shipped to each worker once rather than inside every task. ``warm()`` runs once per
+    worker before its first task (imports). ``timed``: a dict row gets a ``timing`` entry (see
+    ``_run_one``)."""
+
+    fn: Callable[..., dict]
     error_row: Callable[[dict, str], dict]
     key: Callable[[dict], str]
+    shared: Any = None
+    warm: Callable[[], None] | None = None
+    timed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """What a worker is sent with each task: the job without its shared object (named by ``shared_key``)."""
+
+    fn: Callable[..., dict]
+    key: Callable[[dict], str]
+    warm: Callable[[], None] | None
+    timed: bool
+    shared_key: str | None
+
+
+def _spec(job: Job) -> _Spec:
+    shared_key = None
+    if job.shared is not None:  # content-named: two sweeps on one long-lived cluster never mix their bases
+        shared_key = hashlib.sha256(pickle.dumps(job.shared, protocol=5)).hexdigest()[:16]
+    return _Spec(job.fn, job.key, job.warm, job.timed, shared_key)
+
+
+# ------------------------------------------------------------------------------------ in a worker
+_SHARED: "collections.OrderedDict[str, Any]" = collections.OrderedDict()  # key -> shared object, newest last
+_SHARED_KEPT = 4  # a long-lived cluster worker serves job after job: keep only the last few
+_STATE_LOCK = threading.Lock()  # a Dask worker may run tasks on several threads
+_startup_cpu: float | None = None  # this process's CPU seconds before its first task (warm-up included)
+_startup_reported = False
+
+
+def _remember(key: str, shared: Any) -> None:
+    with _STATE_LOCK:
+        _SHARED[key] = shared
+        _SHARED.move_to_end(key)
+        while len(_SHARED) > _SHARED_KEPT:
+            _SHARED.popitem(last=False)
+
+
+def _ready(warm: Callable[[], None] | None) -> None:
+    """Once per process: the warm-up, then note the CPU seconds spent so far (the worker's start-up:
+    interpreter, the backend's own worker code, clearsim's imports)."""
+    global _startup_cpu
+    with _STATE_LOCK:
+        if _startup_cpu is not None:
+            return
+        if warm is not None:
+            warm()
+        _startup_cpu = time.process_time()
+
+
+def _run_one(spec: _Spec, task: dict, shared: Any) -> dict:
+    """One task in a worker. With ``spec.timed`` a dict row gets ``timing``: ``worker`` (host:pid),
+    ``cpu_seconds`` (the worker process's CPU during this task), ``thread_cpu_seconds`` (the task's
+    own thread's: the difference is what the backend's threads took meanwhile),
+    ``startup_cpu_seconds`` (the worker's start-up, on its first row only, else None) and
+    ``max_rss_mib`` (the worker's peak so far: flat over its rows when a run leaves nothing behind)."""
+    global _startup_reported
+    _ready(spec.warm)
+    started, started_thread = time.process_time(), time.thread_time()
+    row = spec.fn(task) if spec.shared_key is None else spec.fn(task, shared)
+    # the run's world is garbage now; collect it here, before the next run's start freezes whatever
+    # is still alive (sim.core.kernel), so a worker's memory does not grow with the runs it has done
+    gc.collect()
+    if spec.timed and isinstance(row, dict):
+        import resource
+
+        with _STATE_LOCK:
+            startup = None if _startup_reported else _startup_cpu
+            _startup_reported = True
+        row["timing"] = {"worker": f"{socket.gethostname()}:{os.getpid()}",
+                         "cpu_seconds": time.process_time() - started,
+                         "thread_cpu_seconds": time.thread_time() - started_thread, "startup_cpu_seconds": startup,
+                         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    return row
+
+
+def _shared_here(spec: _Spec) -> Any:
+    if spec.shared_key is None:
+        return None
+    with _STATE_LOCK:
+        return _SHARED[spec.shared_key]
 
 
 def execute(tasks: list[dict], backend: str, workers: int, job: Job, on_done: Callable[[dict], None], *,
@@ -56,11 +160,18 @@ def execute(tasks: list[dict], backend: str, workers: int, job: Job, on_done: Ca
 
 
 # ------------------------------------------------------------------------------------ local pool
-def _pool_task(task: dict, running: str, fn: Callable[[dict], dict], key: Callable[[dict], str]) -> dict[str, Any]:
-    """``fn`` in a pool worker, leaving ``<running>/<pid>`` naming the run it is on, so that if this
+def _pool_init(shared_key: str | None, shared: Any, warm: Callable[[], None] | None) -> None:
+    """A pool worker's start: keep the job's shared object and warm up, before any task arrives."""
+    if shared_key is not None:
+        _remember(shared_key, shared)
+    _ready(warm)
+
+
+def _pool_task(task: dict, running: str, spec: _Spec) -> dict[str, Any]:
+    """One task in a pool worker, leaving ``<running>/<pid>`` naming the run it is on, so that if this
     process dies the driver knows which run died with it (a file survives a ``kill -9``)."""
-    write_atomic(Path(running) / str(os.getpid()), key(task).encode("utf-8"))
-    return fn(task)
+    write_atomic(Path(running) / str(os.getpid()), spec.key(task).encode("utf-8"))
+    return _run_one(spec, task, _shared_here(spec))
 
 
 def _run_local(tasks: list[dict], workers: int, job: Job, on_done: Callable[[dict], None],
@@ -86,7 +197,10 @@ def _run_pool(pending: "collections.deque[dict]", workers: int, job: Job, on_don
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")  # no inherited locks, threads or simpy state
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    spec = _spec(job)
+    # the shared object goes to each worker once, with its start (and again only to a rebuilt pool's)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
+                               initargs=(spec.shared_key, job.shared, job.warm))
     inflight: dict[Any, dict] = {}
     processes: dict[int, Any] = {}
     try:
@@ -96,7 +210,7 @@ def _run_pool(pending: "collections.deque[dict]", workers: int, job: Job, on_don
                 while pending and len(inflight) < workers:
                     task = pending.popleft()
                     try:
-                        inflight[pool.submit(_pool_task, task, str(running), job.fn, job.key)] = task
+                        inflight[pool.submit(_pool_task, task, str(running), spec)] = task
                     except BrokenProcessPool:  # a worker died since the last wait
                         pending.appendleft(task)
                         broken = True
@@ -206,21 +320,84 @@ def main_not_reimported():
 
 
 # ------------------------------------------------------------------------------------ clusters
+IN_FLIGHT_PER_SLOT = 2  # tasks handed to a cluster per worker slot: one running, one queued behind it
+
+
+def _ray_task(spec: _Spec, task: dict, box: list | None) -> dict:
+    """One task on a Ray worker. The shared object comes as a reference inside a list, which Ray
+    leaves unresolved, so a worker fetches and unpickles it only the first time it meets it."""
+    if spec.shared_key is not None:
+        with _STATE_LOCK:
+            known = spec.shared_key in _SHARED
+        if not known:
+            import ray
+
+            _remember(spec.shared_key, ray.get(box[0]))
+    return _run_one(spec, task, _shared_here(spec))
+
+
+def _dask_task(spec: _Spec, task: dict, shared: Any) -> dict:
+    """One task on a Dask worker; ``shared`` is the scattered object, already in the worker's memory."""
+    return _run_one(spec, task, shared)
+
+
+def start_local_ray(workers: int) -> None:
+    """A Ray cluster of ``workers`` CPUs on this machine, as a sweep starts one (``ray.shutdown()`` ends it)."""
+    import ray
+
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+
+
+def start_local_dask(workers: int) -> tuple[Any, Any]:
+    """(cluster, client): a Dask cluster of ``workers`` single-threaded processes on this machine, as a
+    sweep starts one. A run is one long pure-Python task on a worker thread, and everything else a
+    worker does wakes its event loop, which must take the GIL from the run: with Dask's defaults
+    (a 20 ms event-loop health tick, a 100 ms memory check, 500 ms system samples, 10 ms stack
+    sampling, a GIL monitor) a worker's other threads cost 4-7% on top of a run's own CPU seconds,
+    with these settings under 1% (measured in the worker: process minus the run thread's CPU time).
+    And Dask's nanny starts each worker with ``MALLOC_TRIM_THRESHOLD_=65536``, which (as any
+    ``MALLOC_*`` variable does) turns off glibc's adaptive mmap threshold, so every numpy array
+    above 128 kB is mapped and unmapped afresh: a SPAN run took 34-41% more CPU seconds so
+    (14.1 / 13.6 vs 10.5 / 9.7, alternating processes); the workers start without it, with
+    BLAS held to one thread as before. An existing cluster, reached by its address, keeps its
+    own settings (docs/BENCHMARKS.md says how to start its workers)."""
+    import logging
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    quiet = {"distributed.worker.profile.enabled": False, "distributed.admin.system-monitor.gil.enabled": False,
+             "distributed.admin.tick.interval": "1s", "distributed.worker.memory.monitor-interval": "1s",
+             "distributed.admin.system-monitor.interval": "2s",
+             "distributed.nanny.pre-spawn-environ": {v: 1 for v in THREAD_VARIABLES}}
+    with main_not_reimported(), dask.config.set(quiet):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=logging.ERROR)
+    return cluster, Client(cluster)
+
+
 def _run_ray(tasks: list[dict], workers: int, job: Job, on_done: Callable[[dict], None], address: str | None) -> None:
     import ray
 
     started = False
     if not ray.is_initialized():
         if address is None:  # a cluster of this machine's cores, for this call only
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            start_local_ray(workers)
         else:  # an existing cluster: the tasks go wherever it has free CPUs
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         started = True
     pending: dict[Any, dict] = {}
     try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(job.fn)
-        pending = {remote.remote(t): t for t in tasks}
-        while pending:
+        spec = _spec(job)
+        box = None if job.shared is None else [ray.put(job.shared)]  # once, to the object store
+        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
+        slots = workers if started and address is None else int(ray.cluster_resources().get("CPU", workers))
+        window = IN_FLIGHT_PER_SLOT * max(1, slots)
+        queue = collections.deque(tasks)
+        while queue or pending:
+            while queue and len(pending) < window:
+                task = queue.popleft()
+                pending[remote.remote(spec, task, box)] = task
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 task = pending.pop(ref)
@@ -228,6 +405,7 @@ def _run_ray(tasks: list[dict], workers: int, job: Job, on_done: Callable[[dict]
                     row = ray.get(ref)
                 except Exception:  # noqa: BLE001 -- a worker died
                     row = job.error_row(task, traceback.format_exc())
+                del ref
                 on_done(row)
     except BaseException:
         for ref in list(pending):
@@ -243,32 +421,51 @@ def _run_ray(tasks: list[dict], workers: int, job: Job, on_done: Callable[[dict]
 
 def _run_dask(tasks: list[dict], workers: int, job: Job, on_done: Callable[[dict], None], client: Any,
               address: str | None) -> None:
-    import logging
-
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, as_completed
 
     own = client is None
     cluster = None
     if own and address is not None:  # an existing cluster's scheduler
         client = Client(address)
     elif own:
-        with main_not_reimported():
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                   silence_logs=logging.ERROR)
-        client = Client(cluster)
+        cluster, client = start_local_dask(workers)
     futures: dict[Any, dict] = {}
+    shared = None
     try:
-        futures = {client.submit(job.fn, t, pure=False): t for t in tasks}
-        for fut in as_completed(list(futures)):
+        spec = _spec(job)
+        if job.shared is not None:  # once to every worker (a list: scatter would split a dict by its keys)
+            [shared] = client.scatter([job.shared], broadcast=True, hash=False)
+        slots = workers if cluster is not None else (sum(client.nthreads().values()) or workers)
+        window = IN_FLIGHT_PER_SLOT * max(1, slots)
+        queue = collections.deque(tasks)
+        running = as_completed()
+
+        def submit() -> None:
+            task = queue.popleft()
+            fut = client.submit(_dask_task, spec, task, shared, pure=False)
+            futures[fut] = task
+            running.add(fut)
+
+        while queue and len(futures) < window:
+            submit()
+        for fut in running:
+            task = futures.pop(fut)
             try:
                 row = fut.result()
             except Exception:  # noqa: BLE001 -- a worker died
-                row = job.error_row(futures[fut], traceback.format_exc())
+                row = job.error_row(task, traceback.format_exc())
+            fut.release()  # the worker may drop its copy of the row now
+            del fut
+            if queue:
+                submit()
             on_done(row)
     except BaseException:
         client.cancel(list(futures))
         raise
     finally:
+        if shared is not None:
+            with contextlib.suppress(Exception):
+                shared.release()
         if own:
             client.close()
             if cluster is not None:

@@ -177,22 +177,63 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 # ------------------------------------------------------------------------------------ Arrow columns
+class ColumnKind:
+    """The Arrow type of a column of plain values, decided value by value, so that a table written in
+    batches (``sim.experiment.sweep``) types each column by all its values without holding them:
+    bool, int64 (every value an int that fits), float64 (ints and floats), string, or JSON text
+    for anything else (lists, mixed kinds); a column of nothing but nulls is a string column."""
+
+    __slots__ = ("kinds", "ints_fit")
+
+    def __init__(self) -> None:
+        self.kinds: set[type] = set()
+        self.ints_fit = True
+
+    def add(self, value: Any) -> None:
+        if value is None:
+            return
+        kind = type(value)
+        self.kinds.add(kind)
+        if kind is int and not -(2**63) <= value < 2**63:
+            self.ints_fit = False
+
+    def type(self) -> str:
+        kinds = self.kinds
+        if not kinds:
+            return "null"
+        if kinds == {bool}:
+            return "bool"
+        if kinds <= {int} and self.ints_fit:
+            return "int"
+        if kinds <= {int, float}:
+            return "float"
+        if kinds == {str}:
+            return "str"
+        return "json"
+
+    def array(self, values: list[Any]) -> pa.Array:
+        """``values`` (some or all of the column's) as this column's Arrow array."""
+        kind = self.type()
+        if kind == "null":
+            return pa.array([None] * len(values), type=pa.string())
+        if kind == "bool":
+            return pa.array(values, type=pa.bool_())
+        if kind == "int":
+            return pa.array(values, type=pa.int64())
+        if kind == "float":
+            return pa.array([None if v is None else float(v) for v in values], type=pa.float64())
+        if kind == "str":
+            return pa.array(values, type=pa.string())
+        return pa.array([None if v is None else json.dumps(v, sort_keys=True, default=str) for v in values],
+                        type=pa.string())
+
+
 def arrow_column(values: list[Any]) -> pa.Array:
     """A typed column: bool, int64, float64 or string; anything else (lists, mixed) as JSON text."""
-    present = [v for v in values if v is not None]
-    kinds = {type(v) for v in present}
-    if not present:
-        return pa.array([None] * len(values), type=pa.string())
-    if kinds == {bool}:
-        return pa.array(values, type=pa.bool_())
-    if kinds <= {int} and all(-(2**63) <= v < 2**63 for v in present):
-        return pa.array(values, type=pa.int64())
-    if kinds <= {int, float}:
-        return pa.array([None if v is None else float(v) for v in values], type=pa.float64())
-    if kinds == {str}:
-        return pa.array(values, type=pa.string())
-    return pa.array([None if v is None else json.dumps(v, sort_keys=True, default=str) for v in values],
-                    type=pa.string())
+    kind = ColumnKind()
+    for v in values:
+        kind.add(v)
+    return kind.array(values)
 
 
 def _column(values: np.ndarray) -> pa.Array:

@@ -5,16 +5,22 @@
 1. The sweep config is read and **every grid point is validated as a full episode before anything
    runs**; a bad point fails the whole sweep up front, naming the point and the field.
 2. Each run (point x seed) is ``sim.experiment.episode.run(config)`` + ``sim.experiment.metrics.summarise`` in a worker
-   process. A failure is recorded (status ``error`` and the traceback) without stopping the sweep.
+   process. What every run shares (the base episode with the overrides) goes to each worker once;
+   a task is its grid point and seed, and the worker builds the episode and checks it hashes to the
+   config the driver validated. Runs are handed out dearest first (``sim.experiment.costs``), so the
+   last to finish are short. A worker pays its start-up (imports) once, before its first run.
+   A failure is recorded (status ``error`` and the traceback) without stopping the sweep.
    A worker that dies (killed, out of memory) fails only the run it was on, marked
    ``infrastructure``; the local pool is rebuilt and the other runs continue.
 3. As each run finishes, its row is written durably and atomically to ``<out>.parts/<run_id>.json``
-   (temp file + rename). ``resume=True`` keeps the finished rows whose config is unchanged and runs
+   (temp file + rename) and dropped: the driver keeps no rows, only each run's status. The row
+   file also holds the run's ``timing`` (its CPU seconds, its worker and the worker's start-up
+   CPU seconds and peak memory), which the table leaves out. ``resume=True`` keeps the finished rows whose config is unchanged and runs
    only the rest (and the infrastructure failures; ``retry_errors`` every failed row), so an
    interrupted sweep that is resumed ends with every row exactly once. The table and the rows folder
    replace earlier ones only if clearsim wrote them, and only with ``force`` or ``resume``.
-4. The table -- in grid order: the grid's first path varies slowest, seeds fastest -- is written
-   atomically to ``<out>`` (Parquet) and returned.
+4. The table -- in grid order: the grid's first path varies slowest, seeds fastest -- is assembled
+   from the row files a batch at a time, written atomically to ``<out>`` (Parquet) and returned.
 
 Columns: ``run_id`` (16 hex digits of SHA-256 over the point and the seed, so it is stable across
 machines and backends), one column per grid path (the value; JSON text where values are not all
@@ -36,7 +42,7 @@ import shutil
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +52,14 @@ from pydantic import ValidationError
 
 from sim.experiment import executors
 from sim.experiment.config import PACKAGED_DEFAULT, format_validation_error, parse_episode
+from sim.experiment.costs import episode_cost
 from sim.experiment.errors import ConfigError
-from sim.experiment.io import arrow_column, parse_yaml, read_yaml, set_path, write_atomic
+from sim.experiment.io import ColumnKind, parse_yaml, read_yaml, set_path, write_atomic
 from sim.experiment.sweep_config import SweepConfig
 
 __all__ = ["sweep", "load_sweep", "output_path", "require_backend", "plan", "SweepError", "SweepTask", "run_task",
            "run_and_summarise", "summary_json", "assemble_table", "execute", "write_part", "read_parts",
-           "run_id_of", "parts_dir", "error_row"]
+           "run_id_of", "parts_dir", "error_row", "episode_data"]
 
 DEFAULT_RUNNER = "sim.experiment.sweep:run_and_summarise"
 
@@ -116,12 +123,26 @@ def run_id_of(point: Mapping[str, Any], seed: int) -> str:
     return _hash({"point": dict(point), "seed": int(seed)})[:16]
 
 
-SweepTask = dict[str, Any]  # run_id, point, seed, data (raw episode dict), config_hash, runner, root (file paths)
+SweepTask = dict[str, Any]  # run_id, point, seed, config_hash, duration, cost (+ data, runner, root from ``plan``)
+SweepContext = dict[str, Any]  # base (the episode dict every point starts from), root (file paths), runner
 
 
-def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAULT_RUNNER
-         ) -> tuple[SweepConfig, list[SweepTask]]:
-    """Expand the grid into tasks and validate every point as an episode (raises ``SweepError``)."""
+def episode_data(context: SweepContext, point: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The episode dict of one run: the base with the grid point's values set, and the seed. The
+    driver builds it to validate and hash a run; a worker builds it again from the shared base, so
+    a task needs to carry only its point and seed."""
+    base = context["base"]
+    data = copy.deepcopy(base)
+    for key, value in point.items():
+        set_path(data, key, _grid_value(key, value, base))
+    data["seed"] = seed
+    return data
+
+
+def _plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str
+          ) -> tuple[SweepConfig, SweepContext, list[SweepTask]]:
+    """The sweep's config, the context every run shares and one lean task per run, in grid order;
+    every point validated as an episode first (raises ``SweepError``)."""
     cfg, root, source = _coerce(grid)
     if cfg.base is None:
         base_path = PACKAGED_DEFAULT
@@ -139,32 +160,30 @@ def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAU
             set_path(base, key, copy.deepcopy(value), merge=True)
         except KeyError as exc:
             raise SweepError(f"{source}: overrides.{key}: {exc.args[0]}") from None
+    context: SweepContext = {"base": base, "root": str(root_of_base), "runner": runner}
     keys = list(cfg.grid)
     seeds = cfg.seed_list()
     tasks: list[SweepTask] = []
     problems: list[str] = []
     for combo in itertools.product(*(cfg.grid[k] for k in keys)):
         point = dict(zip(keys, combo))
-        data = copy.deepcopy(base)
         label = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in point.items())
         try:
-            for key, value in point.items():
-                set_path(data, key, _grid_value(key, value, base))
+            data = episode_data(context, point, seeds[0])
         except KeyError as exc:
             problems.append(f"grid point ({label}): {exc.args[0]}")
             continue
-        data["seed"] = seeds[0]
         try:
             parse_episode(data, root=root_of_base)
         except ConfigError as exc:
             detail = str(exc).split("\n", 1)[1] if "\n" in str(exc) else str(exc)
             problems.append(f"grid point ({label}):\n{detail}")
             continue
+        duration, cost = float(data.get("duration") or 0.0), episode_cost(data)
         for seed in seeds:
-            d = copy.deepcopy(data)
-            d["seed"] = seed
-            tasks.append({"run_id": run_id_of(point, seed), "point": point, "seed": seed, "data": d,
-                          "config_hash": _hash(d), "runner": runner, "root": str(root_of_base)})
+            data["seed"] = seed  # the only field that differs between a point's runs
+            tasks.append({"run_id": run_id_of(point, seed), "point": point, "seed": seed,
+                          "config_hash": _hash(data), "duration": duration, "cost": cost})
     if problems:
         shown = problems[:20]
         more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -173,7 +192,17 @@ def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAU
     ids = [t["run_id"] for t in tasks]
     if len(set(ids)) != len(ids):
         raise SweepError(f"{source}: two grid points produce the same run id")
-    return cfg, tasks
+    return cfg, context, tasks
+
+
+def plan(grid: SweepConfig | Mapping[str, Any] | str | Path, runner: str = DEFAULT_RUNNER
+         ) -> tuple[SweepConfig, list[SweepTask]]:
+    """Expand the grid into tasks and validate every point as an episode (raises ``SweepError``).
+    Each task is whole -- its episode dict in ``data``, with ``runner`` and ``root`` -- so
+    ``run_task(task)`` runs it anywhere; ``sweep`` itself ships the base once per worker instead."""
+    cfg, context, tasks = _plan(grid, runner)
+    return cfg, [dict(t, data=episode_data(context, t["point"], t["seed"]), runner=runner, root=context["root"])
+                 for t in tasks]
 
 
 # ------------------------------------------------------------------------------------ the worker
@@ -191,16 +220,31 @@ def _resolve(runner: str) -> Callable[[Any], Mapping[str, Any]]:
     return getattr(importlib.import_module(module), name)
 
 
-def run_task(task: SweepTask) -> dict[str, Any]:
-    """Run one task in a worker; never raises (a failure becomes an ``error`` row)."""
+def warm() -> None:
+    """A worker's start-up: what a run imports, once per worker before its first run."""
+    importlib.import_module("sim.experiment.episode")
+    importlib.import_module("sim.experiment.metrics")
+
+
+def run_task(task: SweepTask, context: SweepContext | None = None) -> dict[str, Any]:
+    """Run one task in a worker; never raises (a failure becomes an ``error`` row). A whole task
+    (``plan``) carries its episode dict; a lean one (``sweep``) is built from the shared ``context``
+    and must hash to the config the driver validated."""
     from sim.experiment.metrics import flatten
 
     started = time.perf_counter()
     row: dict[str, Any] = {"run_id": task["run_id"], "point": task["point"], "seed": task["seed"],
                            "config_hash": task["config_hash"], "status": "ok", "error": None, "metrics": {}}
     try:
-        config = parse_episode(task["data"], root=task.get("root"))
-        summary = _resolve(task.get("runner") or DEFAULT_RUNNER)(config)
+        if context is None:
+            data, root, runner = task["data"], task.get("root"), task.get("runner")
+        else:
+            data, root, runner = episode_data(context, task["point"], task["seed"]), context["root"], context["runner"]
+            if _hash(data) != task["config_hash"]:
+                raise RuntimeError("the episode built in the worker is not the one the driver validated "
+                                   "(different clearsim versions on the driver and the worker?)")
+        config = parse_episode(data, root=root)
+        summary = _resolve(runner or DEFAULT_RUNNER)(config)
         row["metrics"] = flatten(summary)
         json.dumps(row["metrics"], allow_nan=False)  # a summary must be plain JSON
     except Exception:  # noqa: BLE001 -- recorded, the sweep goes on
@@ -224,58 +268,116 @@ def parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def _write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:
-    """Write a row durably; returns it as read back (so fresh and resumed rows are the same values)."""
+def _store_part(parts: Path, row: Mapping[str, Any]) -> str:
+    """Write a row durably; returns the text written."""
     text = json.dumps(row, sort_keys=True, allow_nan=False, default=str)
     write_atomic(parts / f"{row['run_id']}.json", text.encode("utf-8"))
-    return json.loads(text)
+    return text
 
 
-def _read_parts(parts: Path) -> dict[str, dict[str, Any]]:
-    rows = {}
+def _write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:
+    """Write a row durably; returns it as read back (so fresh and resumed rows are the same values)."""
+    return json.loads(_store_part(parts, row))
+
+
+def _iter_parts(parts: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(run id, row) of each readable row under ``parts``, one at a time."""
     if not parts.is_dir():
-        return rows
+        return
     for path in sorted(parts.glob("*.json")):
         try:
             row = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue  # unreadable: that run is simply run again
         if isinstance(row, dict) and row.get("run_id") == path.stem:
-            rows[path.stem] = row
-    return rows
+            yield path.stem, row
+
+
+def _read_parts(parts: Path) -> dict[str, dict[str, Any]]:
+    return dict(_iter_parts(parts))
+
+
+def _read_row(parts: Path, run_id: str) -> dict[str, Any]:
+    return json.loads((parts / f"{run_id}.json").read_text(encoding="utf-8"))
+
+
+class _Columns:
+    """The sweep table's columns and their types, gathered row by row (see the module docstring)."""
+
+    def __init__(self, grid_keys: list[str]) -> None:
+        self.grid_keys = grid_keys
+        self.grid = {key: ColumnKind() for key in grid_keys}
+        self.metrics: dict[str, ColumnKind] = {}
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        point = row["point"]
+        for key, kind in self.grid.items():
+            kind.add(point.get(key))
+        metrics = self.metrics
+        for key, value in row.get("metrics", {}).items():
+            kind = metrics.get(key)
+            if kind is None:
+                kind = metrics[key] = ColumnKind()
+            kind.add(value)
+
+    def table(self, rows: list[Mapping[str, Any]]) -> pa.Table:
+        """``rows`` as a table of every column (a batch of the sweep's rows, or all of them)."""
+        columns: dict[str, pa.Array] = {"run_id": pa.array([r["run_id"] for r in rows], type=pa.string())}
+        for key, kind in self.grid.items():
+            columns[key] = kind.array([r["point"].get(key) for r in rows])
+        columns["seed"] = pa.array([int(r["seed"]) for r in rows], type=pa.int64())
+        columns["status"] = pa.array([r["status"] for r in rows], type=pa.string())
+        columns["error"] = pa.array([r.get("error") for r in rows], type=pa.string())
+        columns["config_hash"] = pa.array([r.get("config_hash") for r in rows], type=pa.string())
+        columns["wall_seconds"] = pa.array([r.get("wall_seconds") for r in rows], type=pa.float64())
+        for key in sorted(self.metrics):
+            name = key if key not in columns else f"metric.{key}"
+            columns[name] = self.metrics[key].array([r.get("metrics", {}).get(key) for r in rows])
+        from sim.experiment.outdir import TABLE_KEY
+
+        return pa.table(columns, metadata={TABLE_KEY: b"1"})  # marks the file as clearsim's (``sim.experiment.outdir``)
 
 
 def assemble_table(rows: Iterable[Mapping[str, Any]], grid_keys: list[str]) -> pa.Table:
     """The sweep table: one row per run, in the order given -- ``sweep`` gives grid order (see the
     module docstring for the columns)."""
     rows = list(rows)
-    metric_keys = sorted({k for r in rows for k in r.get("metrics", {})})
-    columns: dict[str, pa.Array] = {"run_id": pa.array([r["run_id"] for r in rows], type=pa.string())}
-    for key in grid_keys:
-        columns[key] = arrow_column([r["point"].get(key) for r in rows])
-    columns["seed"] = pa.array([int(r["seed"]) for r in rows], type=pa.int64())
-    columns["status"] = pa.array([r["status"] for r in rows], type=pa.string())
-    columns["error"] = pa.array([r.get("error") for r in rows], type=pa.string())
-    columns["config_hash"] = pa.array([r.get("config_hash") for r in rows], type=pa.string())
-    columns["wall_seconds"] = pa.array([r.get("wall_seconds") for r in rows], type=pa.float64())
-    for key in metric_keys:
-        name = key if key not in columns else f"metric.{key}"
-        columns[name] = arrow_column([r.get("metrics", {}).get(key) for r in rows])
-    from sim.experiment.outdir import TABLE_KEY
-
-    return pa.table(columns, metadata={TABLE_KEY: b"1"})  # marks the file as clearsim's (``sim.experiment.outdir``)
+    columns = _Columns(grid_keys)
+    for row in rows:
+        columns.add(row)
+    return columns.table(rows)
 
 
-def _write_table(table: pa.Table, out: Path) -> None:
+TABLE_BATCH_ROWS = 1024  # rows read back and written per Parquet row group when the table is assembled
+
+
+def _write_table_from_parts(parts: Path, run_ids: list[str], grid_keys: list[str], out: Path) -> pa.Table:
+    """The sweep table, in the order of ``run_ids``, from the rows on disk: a first pass reads each
+    row once for the columns and their types, a second writes them in batches -- so the driver
+    never holds more than a batch of rows. Written atomically to ``out``; returns it as read back
+    (Arrow columns, a small fraction of the rows as Python objects)."""
+    columns = _Columns(grid_keys)
+    for run_id in run_ids:
+        columns.add(_read_row(parts, run_id))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        pq.write_table(table, tmp)
+        writer = None
+        try:
+            for i in range(0, max(len(run_ids), 1), TABLE_BATCH_ROWS):
+                batch = columns.table([_read_row(parts, run_id) for run_id in run_ids[i:i + TABLE_BATCH_ROWS]])
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, batch.schema)
+                writer.write_table(batch)
+        finally:
+            if writer is not None:
+                writer.close()
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+    return pq.read_table(out)
 
 
 # ------------------------------------------------------------------------------------ backends
@@ -290,14 +392,16 @@ def run_key(task: Mapping[str, Any]) -> str:
 
 
 def execute(tasks: list[SweepTask], backend: str, workers: int, on_done: Callable[[dict], None],
-            client: Any = None, *, fn: Callable[[dict], dict] = run_task,
+            client: Any = None, *, fn: Callable[..., dict] = run_task,
             error_row: Callable[[dict, str], dict] = _infrastructure_error_row, running: Path | None = None,
-            address: str | None = None) -> None:
+            address: str | None = None, shared: Any = None, timed: bool = False) -> None:
     """Sweep-shaped tasks (one episode row each) on a backend (``sim.experiment.executors``): sweeps and
     reverse stress tests (``sim.experiment.reverse_stress``) run through it. ``fn`` runs one task in a
-    worker and ``error_row`` is what a task whose worker raised or died becomes."""
-    executors.execute(tasks, backend, workers, executors.Job(fn, error_row, run_key), on_done, client=client,
-                      address=address, running=running)
+    worker (``fn(task, shared)`` when ``shared`` is given: sent to each worker once) and ``error_row``
+    is what a task whose worker raised or died becomes; ``timed`` rows carry their worker's
+    ``timing`` (``sim.experiment.executors``). Tasks are handed out in the order given."""
+    job = executors.Job(fn, error_row, run_key, shared=shared, warm=warm, timed=timed)
+    executors.execute(tasks, backend, workers, job, on_done, client=client, address=address, running=running)
 
 
 def error_row(task: SweepTask, text: str) -> dict[str, Any]:
@@ -359,45 +463,46 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
         raise ValueError("address: a cluster address needs --backend ray or dask")
     require_backend(backend)
     workers = max(1, int(workers or os.cpu_count() or 1))
-    cfg, tasks = plan(grid, runner=runner)
+    cfg, context, tasks = _plan(grid, runner)
     out = output_path(cfg, out)
     parts = parts_dir(out)
     _claim_outputs(out, parts, resume, force)
     for stale in parts.glob(".*.tmp-*"):
         stale.unlink(missing_ok=True)
     wanted = {t["run_id"]: t for t in tasks}
-    done: dict[str, dict[str, Any]] = {}
+    # the driver keeps each run's status, never its row: a row is written to disk as it arrives and
+    # read back only to assemble the table, a batch at a time
+    kept: dict[str, str] = {}
     if resume:
-        for run_id, row in _read_parts(parts).items():
+        for run_id, row in _iter_parts(parts):
             task = wanted.get(run_id)
             if task is None or row.get("config_hash") != task["config_hash"]:
                 continue
             if row.get("status") != "ok" and (retry_errors or row.get("infrastructure")):
                 continue
-            done[run_id] = row
-    todo = [t for t in tasks if t["run_id"] not in done]
+            kept[run_id] = str(row.get("status"))
+    # the dearest runs first (a stable sort: equal estimates keep grid order), so that the last runs
+    # to finish are short ones and no worker idles while another finishes a long run
+    todo = sorted((t for t in tasks if t["run_id"] not in kept), key=lambda t: t["cost"], reverse=True)
 
     from sim.experiment.progress import EpisodeProgress
 
-    def duration(task: SweepTask) -> float:
-        return float(task["data"].get("duration") or 0.0)
-
     title = f"{cfg.name} [{backend} x{workers}]"
-    bar = EpisodeProgress(progress, runs=len(tasks), sim_seconds=sum(duration(t) for t in tasks), description=title)
-    errors = sum(1 for r in done.values() if r.get("status") != "ok")
+    bar = EpisodeProgress(progress, runs=len(tasks), sim_seconds=sum(t["duration"] for t in tasks), description=title)
+    errors = sum(1 for status in kept.values() if status != "ok")
 
     def on_done(row: dict[str, Any]) -> None:
         nonlocal errors
-        done[row["run_id"]] = _write_part(parts, row)
+        _store_part(parts, row)
         errors += row["status"] != "ok"
         # a sweep's runner returns only a summary: the bar moves as runs finish, by their own counters
-        bar.run_done(int(row["metrics"].get("run.events") or 0), duration(wanted[row["run_id"]]))
+        bar.run_done(int(row["metrics"].get("run.events") or 0), wanted[row["run_id"]]["duration"])
         if errors:
             bar.describe(f"{title} · {errors:,} errors")
 
     with bar:
-        for run_id in done:  # resumed rows: done, but their events are not this session's work
-            bar.run_done(0, duration(wanted[run_id]))
+        for run_id in kept:  # resumed rows: done, but their events are not this session's work
+            bar.run_done(0, wanted[run_id]["duration"])
         if errors:
             bar.describe(f"{title} · {errors:,} errors")
         if todo:
@@ -405,10 +510,9 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
             if backend == "local":
                 running = parts / ".running"
                 running.mkdir(exist_ok=True)
-            execute(todo, backend, workers, on_done, client=client, running=running, address=address)
-    table = assemble_table([done[t["run_id"]] for t in tasks], list(cfg.grid))
-    _write_table(table, out)
-    return table
+            execute(todo, backend, workers, on_done, client=client, running=running, address=address,
+                    shared=context, timed=True)
+    return _write_table_from_parts(parts, [t["run_id"] for t in tasks], list(cfg.grid), out)
 
 
 def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:

@@ -97,6 +97,21 @@ def _comparable(table):
     return table.drop_columns(["wall_seconds"])
 
 
+def _start_ups_once_per_worker(out) -> None:
+    """Each row file names its worker; a worker's start-up (imports included) is reported on one row
+    only, the first it ran: paid once per worker, not per run."""
+    import json
+
+    from sim.experiment.sweep import parts_dir
+
+    rows = [json.loads(p.read_text()) for p in parts_dir(out).glob("*.json")]
+    assert len(rows) == 4
+    for worker in {r["timing"]["worker"] for r in rows}:
+        mine = [r["timing"] for r in rows if r["timing"]["worker"] == worker]
+        assert sum(t["startup_cpu_seconds"] is not None for t in mine) <= 1
+        assert all(t["cpu_seconds"] > 0 for t in mine)
+
+
 def test_local_sweep_is_sound(local_table, spec):
     rows = local_table.to_pylist()
     assert len(rows) == 4
@@ -107,12 +122,14 @@ def test_local_sweep_is_sound(local_table, spec):
 def test_ray_table_equals_local(spec, local_table, ray_session, tmp_path):
     table = sweep(spec, backend="ray", workers=WORKERS, progress=False, out=tmp_path / "ray.parquet")
     assert _comparable(table).equals(_comparable(local_table))
+    _start_ups_once_per_worker(tmp_path / "ray.parquet")
 
 
 def test_dask_table_equals_local(spec, local_table, dask_client, tmp_path):
     table = sweep(spec, backend="dask", workers=WORKERS, progress=False, out=tmp_path / "dask.parquet",
                   client=dask_client)
     assert _comparable(table).equals(_comparable(local_table))
+    _start_ups_once_per_worker(tmp_path / "dask.parquet")
 
 
 def test_dask_existing_cluster_by_address(spec, local_table, dask_client, tmp_path):

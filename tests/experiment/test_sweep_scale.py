@@ -1,0 +1,156 @@
+"""Sweeps that scale: lean tasks (the base episode shipped once per worker), the dearest runs
+first, a worker's start-up paid and reported once, and a driver that holds no more than a few rows
+whatever the number of runs (rows go to disk as they arrive; the table is assembled in batches).
+
+Uses the fake runner of ``test_sweep`` (instant, deterministic), so it tests the machinery only.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import pickle
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import sim.experiment.sweep as sw
+from sim.experiment.sweep import SweepError, parts_dir, plan, run_task, sweep
+
+from test_sweep import GRID, RUNNER, write_sweep
+
+
+def _live_rows() -> int:
+    """Result rows alive in this process: dicts with a run id and metrics (tasks have no metrics)."""
+    return sum(1 for o in gc.get_objects() if isinstance(o, dict) and "run_id" in o and "metrics" in o)
+
+
+def test_the_driver_never_holds_more_than_a_few_rows(tmp_path, monkeypatch):
+    """24 runs, a table batch of 4: at every row written and every row read back for the table, at
+    most a batch plus the rows in flight are alive (before, every row was kept to the end: 24)."""
+    funds = [float(x) for x in range(100, 112)]
+    path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": funds}, seeds=2)
+    monkeypatch.setattr(sw, "TABLE_BATCH_ROWS", 4)
+    seen: list[int] = []
+    written: list[int] = []
+    store, read = sw._store_part, sw._read_row
+
+    def counting_store(parts, row):
+        written.append(_live_rows())
+        return store(parts, row)
+
+    def counting_read(parts, run_id):
+        seen.append(_live_rows())
+        return read(parts, run_id)
+
+    monkeypatch.setattr(sw, "_store_part", counting_store)
+    monkeypatch.setattr(sw, "_read_row", counting_read)
+    table = sweep(path, workers=2, progress=False, runner=RUNNER)
+    assert table.num_rows == 24 and len(written) == 24 and len(seen) == 24 * 2  # written once, read twice
+    assert min(written) >= 1  # the hook sees the row being written: it counts the right objects
+    assert max(written) <= 1 + 2 * 2, written  # that row, plus at most a row per worker in flight
+    assert max(seen) <= 4 + 1, seen  # the table: a batch of rows read back, plus the one being read
+
+
+def test_batched_table_equals_the_table_built_at_once(tmp_path, monkeypatch):
+    """The columns' types are decided over all rows even though the rows are written in batches:
+    an int metric that is a float in a later batch is float, a metric no row in a batch has is null
+    there, lists and mixed kinds are JSON text, an int too big for int64 is float."""
+    parts = tmp_path / "rows"
+    parts.mkdir()
+    rows = []
+    for i in range(7):
+        metrics = {"count": i if i < 5 else i + 0.5, "flag": i % 2 == 0, "name": f"r{i}",
+                   "mixed": i if i % 3 else "x", "list": [i, i + 1], "huge": 2**64 if i == 6 else i}
+        if i == 3:
+            metrics = {}  # an error row: no metrics at all
+        if i in (1, 2):
+            metrics["late"] = None
+        if i == 5:
+            metrics["late"] = 1.5
+        rows.append({"run_id": f"{i:016x}", "point": {"a": i, "b": [i] if i == 4 else "s"}, "seed": i,
+                     "status": "ok" if i != 3 else "error", "error": None if i != 3 else "boom",
+                     "config_hash": "h", "wall_seconds": 0.1 * i, "metrics": metrics})
+    for row in rows:
+        sw._store_part(parts, row)
+    monkeypatch.setattr(sw, "TABLE_BATCH_ROWS", 3)
+    ids = [r["run_id"] for r in reversed(rows)]  # the order given, not the files' order
+    streamed = sw._write_table_from_parts(parts, ids, ["a", "b"], tmp_path / "t.parquet")
+    at_once = sw.assemble_table([json.loads(json.dumps(r)) for r in reversed(rows)], ["a", "b"])
+    assert streamed.equals(at_once)
+    assert streamed.schema.equals(at_once.schema)
+    assert pq.ParquetFile(tmp_path / "t.parquet").metadata.num_row_groups == 3
+    types = {f.name: str(f.type) for f in streamed.schema}
+    assert types["count"] == "double" and types["flag"] == "bool" and types["late"] == "double"
+    assert types["huge"] == "double" and types["mixed"] == "string" and types["b"] == "string"
+
+
+def test_tasks_are_lean_and_the_base_is_shipped_once(tmp_path, monkeypatch):
+    """The executors get each run as its point and seed; the base episode goes separately (once per
+    worker), and a task pickles to a few hundred bytes whatever the size of the episode."""
+    path = write_sweep(tmp_path, GRID, seeds=2)
+    captured = {}
+
+    def fake_execute(tasks, backend, workers, on_done, client=None, *, shared=None, **kw):
+        captured.update(tasks=list(tasks), shared=shared)
+        for t in tasks:
+            on_done(run_task(t, shared))
+
+    monkeypatch.setattr(sw, "execute", fake_execute)
+    table = sweep(path, workers=2, progress=False, runner=RUNNER)
+    tasks, shared = captured["tasks"], captured["shared"]
+    assert table.num_rows == 8 and len(tasks) == 8
+    assert all("data" not in t for t in tasks)
+    assert shared["runner"] == RUNNER and shared["base"]["name"] == "tiny"
+    whole = plan(path, runner=RUNNER)[1]
+    assert max(len(pickle.dumps(t)) for t in tasks) < 400 < min(len(pickle.dumps(t)) for t in whole)
+    # the worker builds the same episode the driver validated and hashed
+    by_id = {t["run_id"]: t for t in whole}
+    for t in tasks:
+        assert sw.episode_data(shared, t["point"], t["seed"]) == by_id[t["run_id"]]["data"]
+        assert t["config_hash"] == by_id[t["run_id"]]["config_hash"]
+
+
+def test_a_lean_task_that_does_not_hash_to_its_config_fails_its_row(tmp_path):
+    path = write_sweep(tmp_path, GRID, seeds=1)
+    _cfg, context, tasks = sw._plan(path, RUNNER)
+    good = run_task(tasks[2], context)
+    assert good["status"] == "ok", good["error"]
+    bad = run_task(dict(tasks[2], config_hash="0" * 64), context)
+    assert bad["status"] == "error" and "not the one the driver validated" in bad["error"]
+
+
+def test_the_dearest_runs_go_first(tmp_path, monkeypatch):
+    """SPAN costs ~3x standard per simulated second, and a longer episode costs more: the executor
+    gets the runs dearest first, equal estimates in grid order; the table stays in grid order."""
+    path = write_sweep(tmp_path, {"margin": ["standard", "span"], "duration": [300.0, 600.0]}, seeds=2)
+    order = []
+
+    def fake_execute(tasks, backend, workers, on_done, client=None, *, shared=None, **kw):
+        for t in tasks:
+            order.append((t["point"]["margin"], t["point"]["duration"], t["seed"]))
+            on_done(run_task(t, shared))
+
+    monkeypatch.setattr(sw, "execute", fake_execute)
+    table = sweep(path, workers=2, progress=False, runner=RUNNER)
+    assert order == [("span", 600.0, 0), ("span", 600.0, 1), ("span", 300.0, 0), ("span", 300.0, 1),
+                     ("standard", 600.0, 0), ("standard", 600.0, 1), ("standard", 300.0, 0),
+                     ("standard", 300.0, 1)]
+    assert [(r["margin"], r["duration"], r["seed"]) for r in table.to_pylist()] == sorted(
+        order, key=lambda x: (x[0] != "standard", x[1], x[2]))
+
+
+def test_each_row_says_its_worker_and_each_worker_reports_its_start_up_once(tmp_path):
+    path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [100.0, 200.0, 300.0]}, seeds=2)
+    table = sweep(path, workers=2, progress=False, runner=RUNNER)
+    assert "timing" not in table.column_names and not any(c.startswith("timing") for c in table.column_names)
+    rows = [json.loads(p.read_text()) for p in parts_dir(tmp_path / "out.parquet").glob("*.json")]
+    assert len(rows) == 6
+    workers = {r["timing"]["worker"] for r in rows}
+    assert 1 <= len(workers) <= 2
+    for w in workers:
+        mine = [r["timing"] for r in rows if r["timing"]["worker"] == w]
+        startups = [t["startup_cpu_seconds"] for t in mine if t["startup_cpu_seconds"] is not None]
+        assert len(startups) == 1 and startups[0] > 0  # paid and reported once per worker
+        assert all(t["cpu_seconds"] >= 0 and t["max_rss_mib"] > 0 for t in mine)
