@@ -248,11 +248,12 @@ def top_losses(lots: "np.ndarray | LotSlots", loss: np.ndarray, k: int, groups: 
 
 
 def tail_of(book: LotSlots, loss: np.ndarray, k: int, groups: np.ndarray | None = None,
-            hint: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+            hint: np.ndarray | None = None, ordered: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """The k largest scenario losses of each of ``book``'s distinct portfolios (rows of
-    ``book.dense``), largest first, and the scenarios they are in (None when every loss was
-    computed); ``hint``: (rows, k) scenarios per portfolio to start from (-1: none), e.g. the
-    previous margin run's tail, which moves little from one run to the next.
+    ``book.dense``), largest first (in no order unless ``ordered``: VaR needs only the smallest of
+    them), and the scenarios they are in (None when every loss was computed); ``hint``: (rows, k)
+    scenarios per portfolio to start from (-1: none), e.g. the previous margin run's tail, which
+    moves little from one run to the next.
 
     With groups (and at least ``PRUNE_MIN_BOOKS`` portfolios), exactly the figures of sorting every
     loss, without computing most of them:
@@ -276,8 +277,11 @@ def tail_of(book: LotSlots, loss: np.ndarray, k: int, groups: np.ndarray | None 
     m = -(-k // size)  # seed groups: enough full groups to hold k scenarios (1 but for k > 32)
     if groups is None or groups.shape[0] <= m + 2 or a_n < PRUNE_MIN_BOOKS:
         vals = book.losses(None, book.terms(loss_ext), np.arange(s)[None, :])
-        return -np.sort(-np.partition(vals, s - k, axis=1)[:, s - k:], axis=1), None
+        top = np.partition(vals, s - k, axis=1)[:, s - k:]
+        return (-np.sort(-top, axis=1) if ordered else top), None
     top, ids = _pruned_top(book, loss, loss_ext, k, groups, m, hint)
+    if not ordered:
+        return top, ids
     order = np.argsort(-top, axis=1)
     return np.take_along_axis(top, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
@@ -519,11 +523,8 @@ class VaRRegime(MarginRegime):
         """Instruments x scenarios P&L per long lot for each scenario set (cached)."""
         key = (market_key(market), self._version)
         if key != self._key:
-            u = self.table.underlying_index
             windows = self._scenario_windows()
-            aged = self.mpor * self.row_interval / SECONDS_PER_YEAR  # the MPOR in years
-            self._pnl = {name: self.rev.relative(market, r.T[u], years_shift=aged) if r.shape[0]
-                         else np.zeros((len(self.table), 0)) for name, (_, r) in windows.items()}
+            self._pnl = self._price(market, windows)
             if self._groups_version != self._version:  # the groups depend on the returns, not the market
                 self._groups = {name: scenario_groups(r, group_size(tail_count(r.shape[0], self.config.confidence)))
                                 for name, (_, r) in windows.items()}
@@ -531,6 +532,29 @@ class VaRRegime(MarginRegime):
                 self._groups_version = self._version
             self._key = key
         return self._pnl
+
+    def _price(self, market: MarketState, windows: dict[str, tuple[int, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Each set's P&L matrix. Plain-return sets are runs of the same history returns and mostly
+        overlap (the lookback and the stressed window lie inside the 10-year floor): each stretch
+        of returns is priced once and the sets are its columns -- the pricing is elementwise, so
+        the same bits as pricing each set alone."""
+        u = self.table.underlying_index
+        aged = self.mpor * self.row_interval / SECONDS_PER_YEAR  # the MPOR in years
+        out = {name: np.zeros((len(self.table), 0)) for name, (_, r) in windows.items() if not r.shape[0]}
+        plain = sorted((first, first + r.shape[0], name) for name, (first, r) in windows.items()
+                       if r.shape[0] and not (name == "base" and self.config.method == "filtered"))
+        if self.config.method == "filtered" and windows["base"][1].shape[0]:
+            out["base"] = self.rev.relative(market, windows["base"][1].T[u], years_shift=aged)
+        h = self._history
+        while plain:  # a stretch: every set overlapping the first one, transitively
+            a, b, names = plain[0][0], plain[0][1], []
+            while plain and plain[0][0] <= b:
+                b = max(b, plain[0][1])
+                names.append(plain.pop(0))
+            pnl = self.rev.relative(market, mpor_returns(h[a:b + self.mpor], self.mpor).T[u], years_shift=aged)
+            for first, end, name in names:
+                out[name] = pnl[:, first - a:end - a]
+        return {name: out[name] for name in windows}
 
     # ---------------------------------------------------------------------------- computation
     def _measure(self, positions: Positions, pnl: np.ndarray, groups: np.ndarray | None = None,
@@ -554,12 +578,14 @@ class VaRRegime(MarginRegime):
             memo = ("var_tail", name, a, step)
             last = positions._cache.get(memo) if name is not None else None
             hint = None if last is None else _hint(*last, first, s, k)
-            top, ids = tail_of(book, loss, k, groups, hint)
+            top, ids = tail_of(book, loss, k, groups, hint, ordered=cfg.measure == "es")
             if ids is not None and name is not None:
                 positions._cache[memo] = (ids + first, first + s)
             if top.shape[0] == 0:
                 continue  # every account flat: no scenario losses, 0
-            val = top[:, k - 1] if cfg.measure == "var" else top.mean(axis=1)
+            # VaR: the k-th largest, the smallest of the k; ES: their mean, largest first (the order
+            # of the additions of the plain sort's mean, so the same bits)
+            val = top.min(axis=1) if cfg.measure == "var" else top.mean(axis=1)
             # an account with no position has no scenario losses: 0, as the segment path gives
             out[a:a + book.n] = np.where(book.inverse >= 0, np.maximum(val, 0.0)[np.maximum(book.inverse, 0)], 0.0)
         return out
