@@ -221,7 +221,7 @@ class LotSlots:
             if e == 0:
                 break
             out[:e] += np.take(cells, self.term[rows[:e], q, None] * g_n + gids[:e], axis=0)
-        return out.reshape(rows.size, -1)
+        return out.reshape(rows.size, gids.shape[1] * cells.shape[1])
 
 
 # Below this many distinct books the bounds cost more than they save: building them reads every
@@ -308,7 +308,7 @@ def _pruned_top(book: LotSlots, loss: np.ndarray, loss_ext: np.ndarray, k: int, 
     def computed(who: np.ndarray, gids: np.ndarray) -> np.ndarray:
         vals = book.group_losses(who, cells, gids)
         if short:  # the padding is no scenario
-            vals.reshape(who.size, -1, size)[:, :, short:][gids == g_n - 1] = -np.inf
+            vals.reshape(who.size, gids.shape[1], size)[:, :, short:][gids == g_n - 1] = -np.inf
         return vals
 
     # tau: the k-th largest loss of k distinct scenarios is at most the k-th largest of all

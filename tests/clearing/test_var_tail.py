@@ -165,6 +165,19 @@ def test_hinted_tails_along_a_path_equal_the_full_sort(s, conf, slide):
         memo = (ids + first, end)
 
 
+def test_every_book_hedged_to_noise():
+    """No book leaves a group out (all computed in full rows): the same tails as the full sort."""
+    rng = np.random.default_rng(12)
+    returns = rng.standard_t(4, (300, 2)) * 0.03
+    lots, loss = _noise_books(rng, _losses(rng, returns, 4), 80)
+    lots[:, 0] = lots[:, 1] = rng.integers(1, 4, 80)  # three distinct books, each long both
+    lots[:, 2:] = 0.0
+    k = tail_count(300, 0.99)
+    book = LotSlots(lots)
+    top, ids = var.tail_of(book, loss, k, scenario_groups(returns, group_size(k)))
+    np.testing.assert_array_equal(top, _reference(book.dense, loss, k))
+
+
 def test_any_hint_gives_the_same_tail():
     """The hint only sets where the search starts: random, partly invalid or stale hints give the
     same figures as none."""
