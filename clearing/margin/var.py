@@ -126,7 +126,9 @@ def scenario_groups(returns: np.ndarray, size: int) -> np.ndarray:
     g = -(-s // size)
     if u > 1 and s > size:
         bins = max(1, int(math.ceil((s / size) ** (1.0 / u))))
-        ranks = np.argsort(np.argsort(returns[:, :-1], axis=0, kind="stable"), axis=0, kind="stable")
+        by = np.argsort(returns[:, :-1], axis=0, kind="stable")
+        ranks = np.empty_like(by)  # the inverse permutation: what a second argsort gives, in one pass
+        np.put_along_axis(ranks, by, np.arange(s)[:, None], axis=0)
         keys = [returns[:, -1]] + [(ranks[:, j] * bins) // s for j in range(u - 2, -1, -1)]
         order = np.lexsort(keys)
     else:
@@ -298,8 +300,11 @@ def _pruned_top(book: LotSlots, loss: np.ndarray, loss_ext: np.ndarray, k: int, 
         lo = np.concatenate([per_lot[:, :-1].min(axis=2), per_lot[:, -1:, :short].min(axis=2)], axis=1)
     else:
         hi, lo = per_lot.max(axis=2), per_lot.min(axis=2)
-    terms = book.terms(loss_ext)  # (T, S + 1)
-    cells = terms[:, groups].reshape(-1, size)  # (T x G, size)
+    terms = book.terms(per_lot)  # (T, G, size): each (instrument, lot) term's loss, group by group
+    cells = terms.reshape(-1, size)  # (T x G, size)
+    terms = terms.reshape(terms.shape[0], g_n * size)  # by scenario: column at[j] holds scenario j
+    at = np.empty(s + 1, dtype=np.int64)
+    at[groups.ravel()] = np.arange(g_n * size)
     # rounding allowance: a bound and a computed loss may differ by a few ulps of sum |lot x loss|
     slack = (8.0 * (loss.shape[0] + 4) * np.finfo(np.float64).eps) * (book.magnitude @ np.abs(loss).max(axis=1))
     ub = book.signed @ np.concatenate([hi, lo])  # (A, G): lots+ @ max + lots- @ min in one product
@@ -316,7 +321,7 @@ def _pruned_top(book: LotSlots, loss: np.ndarray, loss_ext: np.ndarray, k: int, 
     if hint is not None:
         hinted = np.flatnonzero((hint >= 0).all(axis=1))
         if hinted.size:
-            tau[hinted] = book.losses(hinted, terms, hint[hinted]).min(axis=1)
+            tau[hinted] = book.losses(hinted, terms, at[hint[hinted]]).min(axis=1)
     seeded = np.flatnonzero(tau == -np.inf)
     if seeded.size:  # no hint: the m groups with the highest bounds (never the short one: m full groups hold >= k)
         sub = ub[seeded]
@@ -336,9 +341,12 @@ def _pruned_top(book: LotSlots, loss: np.ndarray, loss_ext: np.ndarray, k: int, 
     # in-the-money option) reaches tau in most groups: its losses are computed in one row each
     wide = np.flatnonzero(np.count_nonzero(reach, axis=1) > g_n // 2)
     if wide.size:
-        vals = book.losses(wide, terms, np.arange(s)[None, :])
-        ids[wide] = np.argpartition(vals, s - k, axis=1)[:, s - k:]
-        top[wide] = np.take_along_axis(vals, ids[wide], axis=1)
+        vals = book.losses(wide, terms, np.arange(g_n * size)[None, :])  # in group order
+        if short:
+            vals[:, groups.ravel() == s] = -np.inf  # the padding is no scenario
+        pick = np.argpartition(vals, vals.shape[1] - k, axis=1)[:, vals.shape[1] - k:]
+        top[wide] = np.take_along_axis(vals, pick, axis=1)
+        ids[wide] = groups.ravel()[pick]
         reach[wide] = False
         narrow = np.flatnonzero(reach.any(axis=1))
     else:
