@@ -288,6 +288,9 @@ def tail_of(book: LotSlots, loss: np.ndarray, k: int, groups: np.ndarray | None 
     return np.take_along_axis(top, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
+ROUNDS = 4  # without a hint: groups computed one at a time (highest bound first) to raise tau
+
+
 def _pruned_top(book: LotSlots, loss: np.ndarray, loss_ext: np.ndarray, k: int, groups: np.ndarray,
                 m: int, hint: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(A, k) the k largest losses per portfolio and their scenarios, unordered (see :func:`tail_of`)."""
@@ -327,12 +330,21 @@ def _pruned_top(book: LotSlots, loss: np.ndarray, loss_ext: np.ndarray, k: int, 
         sub = ub[seeded]
         if short:
             sub[:, -1] = -np.inf
+        rows = np.arange(seeded.size)
         seeds = np.empty((seeded.size, m), dtype=np.int64)
         for j in range(m):  # m is 1 or 2: an argmax pass beats a partition of every row
             seeds[:, j] = np.argmax(sub, axis=1)
-            sub[np.arange(seeded.size), seeds[:, j]] = -np.inf
+            sub[rows, seeds[:, j]] = -np.inf
         vals = computed(seeded, seeds)
-        tau[seeded] = np.partition(vals, vals.shape[1] - k, axis=1)[:, vals.shape[1] - k]
+        best = np.partition(vals, vals.shape[1] - k, axis=1)[:, vals.shape[1] - k:]
+        # then the next highest bounds, a group a round: a weak tau would send most groups of a
+        # long floor to the batch below (the first run of a backtest, a new set of positions)
+        for _ in range(min(ROUNDS, g_n - m - (1 if short else 0))):  # never a group twice
+            g = np.argmax(sub, axis=1)
+            sub[rows, g] = -np.inf
+            vals = np.concatenate([best, computed(seeded, g[:, None])], axis=1)
+            best = np.partition(vals, size, axis=1)[:, size:]
+        tau[seeded] = best.min(axis=1)
     # every group whose bound reaches tau, at once; the losses below tau cannot be in the tail
     reach = ub >= tau[:, None]
     top = np.empty((a_n, k))
@@ -601,10 +613,23 @@ class VaRRegime(MarginRegime):
     def components(self, positions: Positions, market: MarketState, update_state: bool = True) -> dict[str, np.ndarray]:
         cfg = self.config
         mats = self.pnl_matrices(market)
-        comp: dict[str, np.ndarray] = {"base": self._measure(positions, mats["base"], self._groups["base"], "base")}
+        done: dict[tuple[int, int], np.ndarray] = {}
+
+        def measure(name: str) -> np.ndarray:
+            # sets of the same plain returns (all of a short history; the lookback window when it is
+            # the most volatile) have the same figures: measured once
+            same = None if name == "base" and cfg.method == "filtered" else (self._offsets[name], mats[name].shape[1])
+            if same is None or same not in done:
+                out = self._measure(positions, mats[name], self._groups[name], name)
+                if same is not None:
+                    done[same] = out
+                return out
+            return done[same]
+
+        comp: dict[str, np.ndarray] = {"base": measure("base")}
         v = comp["base"]
         if "stressed" in mats:
-            comp["stressed"] = self._measure(positions, mats["stressed"], self._groups["stressed"], "stressed")
+            comp["stressed"] = measure("stressed")
             v = (1.0 - cfg.stressed_weight) * v + cfg.stressed_weight * comp["stressed"]
         comp["weighted"] = v
         margin = v
@@ -632,7 +657,7 @@ class VaRRegime(MarginRegime):
             comp["buffered"] = margin
             comp["released"] = released.astype(np.float64)
         if "floor" in mats:
-            comp["floor"] = self._measure(positions, mats["floor"], self._groups["floor"], "floor")
+            comp["floor"] = measure("floor")
             margin = np.maximum(margin, comp["floor"])
         comp["margin"] = margin
         if update_state and cfg.buffer is not None:

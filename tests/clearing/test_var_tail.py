@@ -49,7 +49,7 @@ def _losses(rng, returns: np.ndarray, i: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("s,u,conf", [(365, 2, 0.99), (1003, 2, 0.99), (2520, 3, 0.99), (250, 1, 0.975),
-                                      (97, 2, 0.9), (40, 2, 0.99)])
+                                      (97, 2, 0.9), (40, 2, 0.99), (70, 2, 0.97), (80, 2, 0.99)])
 def test_pruned_tail_equals_the_full_sort_bit_for_bit(s, u, conf):
     rng = np.random.default_rng(s + u)
     returns = rng.standard_t(4, (s, u)) * 0.03
@@ -238,6 +238,7 @@ def _regime_path(config, monkeypatch, prune: bool) -> np.ndarray:
 @pytest.mark.parametrize("config", [
     {"regime": "var_apc"},
     {"regime": "var_apc", "lookback_days": 120, "floor_lookback_days": 400},  # the floor slides too
+    {"regime": "var_apc", "lookback_days": 800},  # a short history: the three sets are one, measured once
     {"regime": "var", "method": "filtered", "stressed_weight": 0.25},
     {"regime": "var", "measure": "es", "floor_lookback_days": 600},
 ], ids=str)
