@@ -262,10 +262,15 @@ def tail_of(book: LotSlots, loss: np.ndarray, k: int, groups: np.ndarray | None 
 
     1. per group and instrument the min and max loss per lot bound each portfolio's losses in the
        group from above: UB = lots+ @ max + lots- @ min (plus a rounding allowance);
-    2. tau, a lower bound of each portfolio's k-th largest loss: the smallest loss of k distinct
-       scenarios -- the hinted ones, else the scenarios of the groups with the highest bounds;
+    2. tau, a lower bound of each portfolio's k-th largest loss: the k-th largest loss of some
+       scenarios -- the k hinted ones, else those of the groups with the highest bounds (the best,
+       then ``ROUNDS`` more one at a time);
     3. only groups whose bound reaches tau can hold a tail loss: they are computed at once, and the
-       k largest of their losses >= tau are the answer.
+       k largest of their losses >= tau are the answer (a portfolio whose bound reaches tau in
+       most groups -- hedged to rounding noise -- is computed in one full row instead).
+
+    The hint only decides where the search starts, never the figures: any k distinct scenarios
+    give a valid tau.
 
     Cost per call ~ A x (G x I  +  the groups reaching tau x size x held instruments) instead of
     A x S x held plus a partition of A x S: the tail is a handful of groups out of S / size.
