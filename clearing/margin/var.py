@@ -126,7 +126,9 @@ def scenario_groups(returns: np.ndarray, size: int) -> np.ndarray:
     g = -(-s // size)
     if u > 1 and s > size:
         bins = max(1, int(math.ceil((s / size) ** (1.0 / u))))
-        ranks = np.argsort(np.argsort(returns[:, :-1], axis=0, kind="stable"), axis=0, kind="stable")
+        by = np.argsort(returns[:, :-1], axis=0, kind="stable")
+        ranks = np.empty_like(by)  # the inverse permutation: what a second argsort gives, in one pass
+        np.put_along_axis(ranks, by, np.arange(s)[:, None], axis=0)
         keys = [returns[:, -1]] + [(ranks[:, j] * bins) // s for j in range(u - 2, -1, -1)]
         order = np.lexsort(keys)
     else:
@@ -141,7 +143,8 @@ class LotSlots:
     as its held instruments in column order (slot j = its j-th held instrument), portfolios ordered
     by how many instruments they hold, most first, so slot j applies to a prefix of them."""
 
-    __slots__ = ("n", "inverse", "dense", "nheld", "col", "lot", "prefix")
+    __slots__ = ("n", "inverse", "dense", "nheld", "col", "lot", "prefix", "signed", "magnitude", "term", "term_col",
+                 "term_lot")
 
     def __init__(self, lots: np.ndarray) -> None:
         lots = np.asarray(lots, dtype=np.float64)
@@ -162,41 +165,65 @@ class LotSlots:
         self.lot = np.zeros((keep.size, width))
         self.col[r, j], self.lot[r, j] = c, self.dense[r, c]
         self.prefix = [int(np.count_nonzero(self.nheld > q)) for q in range(width)]
+        # for the loss bounds of the pruned search: [lots+, lots-] (one product with [max; min]), |lots|
+        self.signed = np.concatenate([np.maximum(self.dense, 0.0), np.minimum(self.dense, 0.0)], axis=1)
+        self.magnitude = np.abs(self.dense)
+        # a term lot x per-lot loss depends on the (instrument, lot) only, and few pairs recur across
+        # thousands of books: each term's products are made once per call (:meth:`terms`) and a
+        # book's loss is a sum of gathered products -- the same products, so the same bits
+        pairs, tinv = np.unique(np.stack([c.astype(np.float64), self.dense[r, c]], axis=1), axis=0,
+                                return_inverse=True)
+        self.term_col, self.term_lot = pairs[:, 0].astype(np.int64), pairs[:, 1].copy()
+        self.term = np.zeros((keep.size, width), dtype=np.int64)
+        self.term[r, j] = np.asarray(tinv).reshape(-1)
 
-    def losses(self, rows: np.ndarray | None, loss: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    def terms(self, loss: np.ndarray) -> np.ndarray:
+        """(T, ...) each distinct (instrument, lot) term's loss: lot x ``loss[instrument]``."""
+        return self.term_lot.reshape((-1,) + (1,) * (loss.ndim - 1)) * loss[self.term_col]
+
+    def losses(self, rows: np.ndarray | None, terms: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Loss of portfolio ``rows[p]`` (every portfolio if None; rows ascending) in scenario
-        ``cols[p, j]``: lot x per-lot loss summed over the held instruments in column order -- the
-        same products and additions, in the same order, as ``segment_sums_t`` makes, so a loss has
-        the same bits whichever path computed it."""
+        ``cols[p, j]`` (or ``cols[0, j]`` for every portfolio), from ``terms`` = :meth:`terms` of the
+        (I, S) per-lot losses: lot x per-lot loss summed over the held instruments in column order
+        -- the same products and additions, in the same order, as ``segment_sums_t`` makes, so a
+        loss has the same bits whichever path computed it."""
         if rows is None:
             rows = np.arange(self.dense.shape[0])
             ends = self.prefix
         else:
             ends = [int(np.searchsorted(-self.nheld[rows], -q, side="left")) for q in range(len(self.prefix))]
-        out = self.lot[rows, 0, None] * loss[self.col[rows, 0, None], cols]
+        if cols.shape[0] == 1:  # the same scenarios for every portfolio: whole rows of products
+            sub = terms[:, : cols.shape[1]] if np.array_equal(cols[0], np.arange(cols.shape[1])) else terms[:, cols[0]]
+
+            def gather(t: np.ndarray, e: int) -> np.ndarray:
+                return np.take(sub, t, axis=0)
+        else:  # flat element gathers: far cheaper than a 2-D fancy index
+            flat, stride = terms.ravel(), terms.shape[1]
+
+            def gather(t: np.ndarray, e: int) -> np.ndarray:
+                return np.take(flat, t[:, None] * stride + cols[:e])
+
+        out = gather(self.term[rows, 0], rows.size)
         for q in range(1, len(ends)):  # loop over slots (a handful), each over a prefix of portfolios
             e = ends[q]
             if e == 0:
                 break
-            r = rows[:e]
-            out[:e] += self.lot[r, q, None] * loss[self.col[r, q, None], cols[:e] if cols.shape[0] > 1 else cols]
+            out[:e] += gather(self.term[rows[:e], q], e)
         return out
-
 
     def group_losses(self, rows: np.ndarray, cells: np.ndarray, gids: np.ndarray) -> np.ndarray:
         """Losses of portfolio ``rows[p]`` in every scenario of groups ``gids[p, :]``: (p, n x size).
-        ``cells`` is the (I x G, size) per-lot loss of each instrument in each group; the same
-        products and additions as :meth:`losses` (row gathers instead of element gathers)."""
-        g_n = cells.shape[0] // self.dense.shape[1]
+        ``cells`` is the (T x G, size) loss of each term in each group (:meth:`terms` of the per-lot
+        losses group by group); the same sums as :meth:`losses` (row gathers of products)."""
+        g_n = cells.shape[0] // self.term_lot.size
         ends = [int(np.searchsorted(-self.nheld[rows], -q, side="left")) for q in range(len(self.prefix))]
-        out = self.lot[rows, 0, None, None] * np.take(cells, self.col[rows, 0, None] * g_n + gids, axis=0)
+        out = np.take(cells, self.term[rows, 0, None] * g_n + gids, axis=0)
         for q in range(1, len(ends)):  # loop over slots (a handful), each over a prefix of portfolios
             e = ends[q]
             if e == 0:
                 break
-            r = rows[:e]
-            out[:e] += self.lot[r, q, None, None] * np.take(cells, self.col[r, q, None] * g_n + gids[:e], axis=0)
-        return out.reshape(rows.size, -1)
+            out[:e] += np.take(cells, self.term[rows[:e], q, None] * g_n + gids[:e], axis=0)
+        return out.reshape(rows.size, gids.shape[1] * cells.shape[1])
 
 
 # Below this many distinct books the bounds cost more than they save: building them reads every
@@ -212,106 +239,189 @@ def top_losses(lots: "np.ndarray | LotSlots", loss: np.ndarray, k: int, groups: 
     ``lots``: (A, I) lots (or their :class:`LotSlots`); ``loss``: (I, S) loss per long lot per
     scenario; ``groups`` from :func:`scenario_groups` (None: every loss is computed). With groups,
     the losses that can be in the tail are found without computing them all -- exactly: the result
-    is the same as sorting every loss:
-
-    1. per group and instrument the min and max loss per lot bound each portfolio's losses in the
-       group from above: UB = lots+ @ max + lots- @ min (plus a rounding allowance);
-    2. the groups with the highest bounds (enough to hold k scenarios) are computed exactly; their
-       k-th largest loss tau is a lower bound of the portfolio's k-th largest loss;
-    3. only the other groups whose bound reaches tau can hold a tail loss: they are computed, and
-       the k largest of all losses >= tau are the answer.
-
-    Cost per call ~ A x (G x I  +  a few groups x size x held instruments) instead of A x S x held
-    plus a partition of A x S: the tail is a handful of groups out of S / size.
+    is the same as sorting every loss (see :func:`tail_of`).
     """
     book = lots if isinstance(lots, LotSlots) else LotSlots(lots)
-    s = loss.shape[1]
     out = np.zeros((book.n, k))
-    a_n = book.dense.shape[0]
-    if a_n == 0 or s == 0:
-        return out
-    loss_ext = np.concatenate([loss, np.zeros((loss.shape[0], 1))], axis=1)  # column S: the padding
-    size = group_size(k) if groups is None else groups.shape[1]
-    m = -(-k // size)  # seed groups: enough full groups to hold k scenarios (1 but for k > 32)
-    if groups is None or groups.shape[0] <= m + 2 or a_n < PRUNE_MIN_BOOKS:
-        vals = book.losses(None, loss_ext, np.arange(s)[None, :])
-        top = np.partition(vals, s - k, axis=1)[:, s - k:]
-    else:
-        top = _pruned_top(book, loss, loss_ext, k, groups, m)
-    top = -np.sort(-top, axis=1)
+    top, _ = tail_of(book, loss, k, groups)
     keep = book.inverse >= 0
     out[keep] = top[book.inverse[keep]]
     return out
 
 
-ROUNDS = 8  # groups computed one at a time (highest bound first) before the rest go in one batch
+def tail_of(book: LotSlots, loss: np.ndarray, k: int, groups: np.ndarray | None = None,
+            hint: np.ndarray | None = None, ordered: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """The k largest scenario losses of each of ``book``'s distinct portfolios (rows of
+    ``book.dense``), largest first (in no order unless ``ordered``: VaR needs only the smallest of
+    them), and the scenarios they are in (None when every loss was computed); ``hint``: (rows, k)
+    scenarios per portfolio to start from (-1: none), e.g. the previous margin run's tail, which
+    moves little from one run to the next.
+
+    With groups (and at least ``PRUNE_MIN_BOOKS`` portfolios), exactly the figures of sorting every
+    loss, without computing most of them:
+
+    1. per group and instrument the min and max loss per lot bound each portfolio's losses in the
+       group from above: UB = lots+ @ max + lots- @ min (plus a rounding allowance);
+    2. tau, a lower bound of each portfolio's k-th largest loss: the k-th largest loss of some
+       scenarios -- the k hinted ones, else those of the groups with the highest bounds (the best,
+       then ``ROUNDS`` more one at a time);
+    3. only groups whose bound reaches tau can hold a tail loss: they are computed at once, and the
+       k largest of their losses >= tau are the answer (a portfolio whose bound reaches tau in
+       most groups -- hedged to rounding noise -- is computed in one full row instead).
+
+    The hint only decides where the search starts, never the figures: any k distinct scenarios
+    give a valid tau.
+
+    Cost per call ~ A x (G x I  +  the groups reaching tau x size x held instruments) instead of
+    A x S x held plus a partition of A x S: the tail is a handful of groups out of S / size.
+    """
+    s = loss.shape[1]
+    a_n = book.dense.shape[0]
+    if a_n == 0 or s == 0:
+        return np.zeros((a_n, k)), None
+    loss_ext = np.concatenate([loss, np.zeros((loss.shape[0], 1))], axis=1)  # column S: the padding
+    size = group_size(k) if groups is None else groups.shape[1]
+    m = -(-k // size)  # seed groups: enough full groups to hold k scenarios (1 but for k > 32)
+    if groups is None or groups.shape[0] <= m + 2 or a_n < PRUNE_MIN_BOOKS:
+        vals = book.losses(None, book.terms(loss_ext), np.arange(s)[None, :])
+        top = np.partition(vals, s - k, axis=1)[:, s - k:]
+        return (-np.sort(-top, axis=1) if ordered else top), None
+    top, ids = _pruned_top(book, loss, loss_ext, k, groups, m, hint)
+    if not ordered:
+        return top, ids
+    order = np.argsort(-top, axis=1)
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+ROUNDS = 4  # without a hint: groups computed one at a time (highest bound first) to raise tau
 
 
 def _pruned_top(book: LotSlots, loss: np.ndarray, loss_ext: np.ndarray, k: int, groups: np.ndarray,
-                m: int) -> np.ndarray:
-    """(A, k) the k largest losses per portfolio, unordered (see :func:`top_losses`)."""
+                m: int, hint: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(A, k) the k largest losses per portfolio and their scenarios, unordered (see :func:`tail_of`)."""
     s = loss.shape[1]
-    w = book.dense
-    a_n, (g_n, size) = w.shape[0], groups.shape
-    i_n = loss.shape[0]
-    cells = loss_ext[:, groups]  # (I, G, size): each instrument's per-lot loss, group by group
+    a_n, (g_n, size) = book.dense.shape[0], groups.shape
+    per_lot = loss_ext[:, groups]  # (I, G, size): each instrument's per-lot loss, group by group
     short = s % size  # scenarios in the last group when it is short (its padding is column S: 0)
     if short:
-        hi = np.concatenate([cells[:, :-1].max(axis=2), cells[:, -1:, :short].max(axis=2)], axis=1)
-        lo = np.concatenate([cells[:, :-1].min(axis=2), cells[:, -1:, :short].min(axis=2)], axis=1)
+        hi = np.concatenate([per_lot[:, :-1].max(axis=2), per_lot[:, -1:, :short].max(axis=2)], axis=1)
+        lo = np.concatenate([per_lot[:, :-1].min(axis=2), per_lot[:, -1:, :short].min(axis=2)], axis=1)
     else:
-        hi, lo = cells.max(axis=2), cells.min(axis=2)
-    cells = cells.reshape(i_n * g_n, size)
+        hi, lo = per_lot.max(axis=2), per_lot.min(axis=2)
+    terms = book.terms(per_lot)  # (T, G, size): each (instrument, lot) term's loss, group by group
+    cells = terms.reshape(-1, size)  # (T x G, size)
+    terms = terms.reshape(terms.shape[0], g_n * size)  # by scenario: column at[j] holds scenario j
+    at = np.empty(s + 1, dtype=np.int64)
+    at[groups.ravel()] = np.arange(g_n * size)
     # rounding allowance: a bound and a computed loss may differ by a few ulps of sum |lot x loss|
-    slack = (8.0 * (i_n + 4) * np.finfo(np.float64).eps) * (np.abs(w) @ np.abs(loss).max(axis=1))
-    ub = np.maximum(w, 0.0) @ hi + np.minimum(w, 0.0) @ lo  # (A, G)
+    slack = (8.0 * (loss.shape[0] + 4) * np.finfo(np.float64).eps) * (book.magnitude @ np.abs(loss).max(axis=1))
+    ub = book.signed @ np.concatenate([hi, lo])  # (A, G): lots+ @ max + lots- @ min in one product
     ub += slack[:, None]
-    rows = np.arange(a_n)
 
     def computed(who: np.ndarray, gids: np.ndarray) -> np.ndarray:
         vals = book.group_losses(who, cells, gids)
         if short:  # the padding is no scenario
-            vals.reshape(who.size, -1, size)[:, :, short:][gids == g_n - 1] = -np.inf
+            vals.reshape(who.size, gids.shape[1], size)[:, :, short:][gids == g_n - 1] = -np.inf
         return vals
 
-    # seeds: the m groups with the highest bounds (never the short one: m full groups hold >= k)
-    seeds = np.empty((a_n, m), dtype=np.int64)
-    last = ub[:, -1].copy()
-    if short:
-        ub[:, -1] = -np.inf
-    for j in range(m):  # m is 1 or 2: an argmax pass beats a partition of every row
-        seeds[:, j] = np.argmax(ub, axis=1)
-        ub[rows, seeds[:, j]] = -np.inf  # a computed group is not looked at again
-    if short:
-        ub[:, -1] = last
-    vals = computed(rows, seeds)
-    top = np.partition(vals, vals.shape[1] - k, axis=1)[:, vals.shape[1] - k:]
-    tau = top.min(axis=1)  # the k-th largest loss computed so far: a lower bound of the answer
-    active = np.flatnonzero(ub.max(axis=1) >= tau)
-    for _ in range(ROUNDS):  # the group with the highest bound next, while a bound reaches tau
-        if active.size == 0:
-            return top
-        sub = ub[active]
-        g = np.argmax(sub, axis=1)
-        vals = np.concatenate([top[active], computed(active, g[:, None])], axis=1)
-        best = np.partition(vals, size, axis=1)[:, size:]
-        top[active], tau[active] = best, best.min(axis=1)
-        sub[np.arange(active.size), g] = -np.inf
-        ub[active] = sub
-        active = active[sub.max(axis=1) >= tau[active]]
-    if active.size == 0:
-        return top
-    # what is left (a loose bound): every remaining group that reaches tau at once, then the k
-    # largest per portfolio by sorting (portfolio, loss)
-    la, lg = np.nonzero(ub[active] >= tau[active, None])
-    vals = computed(active[la], lg[:, None])
-    keep = vals >= tau[active[la], None]
-    ma = np.concatenate([np.repeat(active, k), np.broadcast_to(active[la][:, None], vals.shape)[keep]])
-    mv = np.concatenate([top[active].ravel(), vals[keep]])
-    order = np.lexsort((-mv, ma))
-    first = np.searchsorted(ma[order], active)
-    top[active] = mv[order][first[:, None] + np.arange(k)]
-    return top
+    # tau: the k-th largest loss of k distinct scenarios is at most the k-th largest of all
+    tau = np.full(a_n, -np.inf)
+    if hint is not None:
+        hinted = np.flatnonzero((hint >= 0).all(axis=1))
+        if hinted.size:
+            tau[hinted] = book.losses(hinted, terms, at[hint[hinted]]).min(axis=1)
+    seeded = np.flatnonzero(tau == -np.inf)
+    if seeded.size:  # no hint: the m groups with the highest bounds (never the short one: m full groups hold >= k)
+        sub = ub[seeded]
+        if short:
+            sub[:, -1] = -np.inf
+        rows = np.arange(seeded.size)
+        seeds = np.empty((seeded.size, m), dtype=np.int64)
+        for j in range(m):  # m is 1 or 2: an argmax pass beats a partition of every row
+            seeds[:, j] = np.argmax(sub, axis=1)
+            sub[rows, seeds[:, j]] = -np.inf
+        vals = computed(seeded, seeds)
+        best = np.partition(vals, vals.shape[1] - k, axis=1)[:, vals.shape[1] - k:]
+        # then the next highest bounds, a group a round: a weak tau would send most groups of a
+        # long floor to the batch below (the first run of a backtest, a new set of positions)
+        for _ in range(min(ROUNDS, g_n - m - (1 if short else 0))):  # never a group twice
+            g = np.argmax(sub, axis=1)
+            sub[rows, g] = -np.inf
+            vals = np.concatenate([best, computed(seeded, g[:, None])], axis=1)
+            best = np.partition(vals, size, axis=1)[:, size:]
+        tau[seeded] = best.min(axis=1)
+    # every group whose bound reaches tau, at once; the losses below tau cannot be in the tail
+    reach = ub >= tau[:, None]
+    top = np.empty((a_n, k))
+    ids = np.empty((a_n, k), dtype=np.int64)
+    # a book whose losses are all alike (hedged to rounding noise: a perpetual against a deep
+    # in-the-money option) reaches tau in most groups: its losses are computed in one row each
+    wide = np.flatnonzero(np.count_nonzero(reach, axis=1) > g_n // 2)
+    if wide.size:
+        vals = book.losses(wide, terms, np.arange(g_n * size)[None, :])  # in group order
+        if short:
+            vals[:, groups.ravel() == s] = -np.inf  # the padding is no scenario
+        pick = np.argpartition(vals, vals.shape[1] - k, axis=1)[:, vals.shape[1] - k:]
+        top[wide] = np.take_along_axis(vals, pick, axis=1)
+        ids[wide] = groups.ravel()[pick]
+        reach[wide] = False
+        narrow = np.flatnonzero(reach.any(axis=1))
+    else:
+        narrow = np.arange(a_n)
+    la, lg = np.nonzero(reach)
+    vals = computed(la, lg[:, None])
+    kept = np.flatnonzero(vals >= tau[la, None])  # row-major: by book, then group, then scenario
+    pair = kept // size
+    owner = la[pair]
+    if wide.size:  # rows of the narrow books only
+        slot = np.zeros(a_n, dtype=np.int64)
+        slot[narrow] = np.arange(narrow.size)
+        owner = slot[owner]
+    top[narrow], ids[narrow] = _segment_top(owner, vals.ravel()[kept], groups.ravel()[lg[pair] * size + kept % size],
+                                            narrow.size, k)
+    return top, ids
+
+
+def _segment_top(owner: np.ndarray, vals: np.ndarray, ids: np.ndarray, a_n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a_n, k) the k largest ``vals`` of each owner (``owner`` ascending, each with at least k)
+    and their ``ids``, unordered. With a close tau most owners have exactly k: those are taken as
+    they are; the others' rows are padded with -inf and partitioned."""
+    counts = np.bincount(owner, minlength=a_n)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    top = np.empty((a_n, k))
+    top_ids = np.empty((a_n, k), dtype=ids.dtype)
+    exact = counts == k
+    at = starts[exact, None] + np.arange(k)
+    top[exact], top_ids[exact] = vals[at], ids[at]
+    more = np.flatnonzero(~exact)
+    if more.size:
+        width = int(counts[more].max())
+        at = starts[more, None] + np.arange(width)
+        valid = np.arange(width) < counts[more, None]
+        at = np.where(valid, at, 0)
+        mat = np.where(valid, vals[at], -np.inf)
+        pick = np.argpartition(mat, width - k, axis=1)[:, width - k:]
+        top[more] = np.take_along_axis(mat, pick, axis=1)
+        top_ids[more] = np.take_along_axis(ids[at], pick, axis=1)
+    return top, top_ids
+
+
+def _hint(ids: np.ndarray, end: int, first: int, s: int, k: int) -> np.ndarray:
+    """A previous call's tail scenarios ``ids`` (history return indices; that set ended at return
+    ``end``) as k scenarios of the set of ``s`` returns from ``first`` on, per portfolio: those no
+    longer in the set, or missing (k grew), are replaced by scenarios new since that call (never
+    among the previous ones, so the k stay distinct), else -1 (that row has no hint)."""
+    h = ids[:, :k] - first
+    if h.shape[1] < k:
+        h = np.concatenate([h, np.full((h.shape[0], k - h.shape[1]), -1, dtype=h.dtype)], axis=1)
+    bad = (h < 0) | (h >= s)
+    if bad.any():
+        fresh = np.arange(max(end - first, 0), s)
+        rank = np.cumsum(bad, axis=1) - 1
+        fill = bad & (rank < fresh.size)
+        h[fill] = fresh[rank[fill]]
+        h[bad & ~fill] = -1
+    return h
 
 
 class VaRRegime(MarginRegime):
@@ -340,6 +450,7 @@ class VaRRegime(MarginRegime):
         self._key: tuple | None = None
         self._pnl: dict[str, np.ndarray] = {}
         self._groups: dict[str, np.ndarray] = {}
+        self._offsets: dict[str, int] = {}
         self._groups_version = -1
         self._prev_margin: np.ndarray | None = None  # margin at the previous history version
         self._cur_margin: np.ndarray | None = None  # margin at the current history version
@@ -413,36 +524,66 @@ class VaRRegime(MarginRegime):
 
     def scenario_sets(self) -> dict[str, np.ndarray]:
         """Scenario returns (S x U) per use: 'base', and 'stressed' / 'floor' when configured."""
+        return {name: r for name, (_, r) in self._scenario_windows().items()}
+
+    def _scenario_windows(self) -> dict[str, tuple[int, np.ndarray]]:
+        """Per scenario set: (index of its first scenario among the history's mpor-row returns --
+        return j ends at row j + mpor --, its returns): a set's scenarios are consecutive returns."""
         cfg, h, mpor = self.config, self._history, self.mpor
+        n = h.shape[0]
         # filtered: filter with the whole history, keep the lookback windows
-        out = {"base": self._returns(h)[-self.lookback:] if cfg.method == "filtered"
-               else self._returns(h[-(self.lookback + mpor):])}
+        out = {"base": (max(0, n - mpor - self.lookback),
+                        self._returns(h)[-self.lookback:] if cfg.method == "filtered"
+                        else self._returns(h[-(self.lookback + mpor):]))}
         if cfg.stressed_weight:
             a, b = self.stressed_window()
-            out["stressed"] = mpor_returns(h[a:b], mpor) if b - a > mpor else np.zeros((0, h.shape[1]))
+            out["stressed"] = (a, mpor_returns(h[a:b], mpor) if b - a > mpor else np.zeros((0, h.shape[1])))
         if self.floor_lookback:
             seg = h[-(self.floor_lookback + mpor):]
-            out["floor"] = mpor_returns(seg, mpor) if seg.shape[0] > mpor else np.zeros((0, h.shape[1]))
+            out["floor"] = (max(0, n - mpor - self.floor_lookback),
+                            mpor_returns(seg, mpor) if seg.shape[0] > mpor else np.zeros((0, h.shape[1])))
         return out
 
     def pnl_matrices(self, market: MarketState) -> dict[str, np.ndarray]:
         """Instruments x scenarios P&L per long lot for each scenario set (cached)."""
         key = (market_key(market), self._version)
         if key != self._key:
-            u = self.table.underlying_index
-            sets = self.scenario_sets()
-            aged = self.mpor * self.row_interval / SECONDS_PER_YEAR  # the MPOR in years
-            self._pnl = {name: self.rev.relative(market, r.T[u], years_shift=aged) if r.shape[0]
-                         else np.zeros((len(self.table), 0)) for name, r in sets.items()}
+            windows = self._scenario_windows()
+            self._pnl = self._price(market, windows)
             if self._groups_version != self._version:  # the groups depend on the returns, not the market
                 self._groups = {name: scenario_groups(r, group_size(tail_count(r.shape[0], self.config.confidence)))
-                                for name, r in sets.items()}
+                                for name, (_, r) in windows.items()}
+                self._offsets = {name: first for name, (first, _) in windows.items()}
                 self._groups_version = self._version
             self._key = key
         return self._pnl
 
+    def _price(self, market: MarketState, windows: dict[str, tuple[int, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Each set's P&L matrix. Plain-return sets are runs of the same history returns and mostly
+        overlap (the lookback and the stressed window lie inside the 10-year floor): each stretch
+        of returns is priced once and the sets are its columns -- the pricing is elementwise, so
+        the same bits as pricing each set alone."""
+        u = self.table.underlying_index
+        aged = self.mpor * self.row_interval / SECONDS_PER_YEAR  # the MPOR in years
+        out = {name: np.zeros((len(self.table), 0)) for name, (_, r) in windows.items() if not r.shape[0]}
+        plain = sorted((first, first + r.shape[0], name) for name, (first, r) in windows.items()
+                       if r.shape[0] and not (name == "base" and self.config.method == "filtered"))
+        if self.config.method == "filtered" and windows["base"][1].shape[0]:
+            out["base"] = self.rev.relative(market, windows["base"][1].T[u], years_shift=aged)
+        h = self._history
+        while plain:  # a stretch: every set overlapping the first one, transitively
+            a, b, names = plain[0][0], plain[0][1], []
+            while plain and plain[0][0] <= b:
+                b = max(b, plain[0][1])
+                names.append(plain.pop(0))
+            pnl = self.rev.relative(market, mpor_returns(h[a:b + self.mpor], self.mpor).T[u], years_shift=aged)
+            for first, end, name in names:
+                out[name] = pnl[:, first - a:end - a]
+        return {name: out[name] for name in windows}
+
     # ---------------------------------------------------------------------------- computation
-    def _measure(self, positions: Positions, pnl: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    def _measure(self, positions: Positions, pnl: np.ndarray, groups: np.ndarray | None = None,
+                 name: str | None = None) -> np.ndarray:
         cfg, n = self.config, positions.n_accounts
         out = np.zeros(n)
         s = pnl.shape[1]
@@ -451,24 +592,49 @@ class VaRRegime(MarginRegime):
         k = tail_count(s, cfg.confidence)
         loss = -pnl
         step = cfg.chunk_accounts
+        first = self._offsets.get(name, 0)
         for a in range(0, n, step):  # loop over account blocks (bounded memory), not accounts
             key = ("var_slots", a, step)
             book = positions._cache.get(key)
             if book is None:  # built once per positions object (a backtest reuses it on every run)
                 book = positions._cache[key] = LotSlots(positions.dense[a:a + step])
-            top = top_losses(book, loss, k, groups)
-            val = top[:, k - 1] if cfg.measure == "var" else top.mean(axis=1)
+            # the tail scenarios of the last call on these positions (a backtest's previous run):
+            # where they still are scenarios of this set they give the search a close lower bound
+            memo = ("var_tail", name, a, step)
+            last = positions._cache.get(memo) if name is not None else None
+            hint = None if last is None else _hint(*last, first, s, k)
+            top, ids = tail_of(book, loss, k, groups, hint, ordered=cfg.measure == "es")
+            if ids is not None and name is not None:
+                positions._cache[memo] = (ids + first, first + s)
+            if top.shape[0] == 0:
+                continue  # every account flat: no scenario losses, 0
+            # VaR: the k-th largest, the smallest of the k; ES: their mean, largest first (the order
+            # of the additions of the plain sort's mean, so the same bits)
+            val = top.min(axis=1) if cfg.measure == "var" else top.mean(axis=1)
             # an account with no position has no scenario losses: 0, as the segment path gives
-            out[a:a + book.n] = np.where(book.inverse >= 0, np.maximum(val, 0.0), 0.0)
+            out[a:a + book.n] = np.where(book.inverse >= 0, np.maximum(val, 0.0)[np.maximum(book.inverse, 0)], 0.0)
         return out
 
     def components(self, positions: Positions, market: MarketState, update_state: bool = True) -> dict[str, np.ndarray]:
         cfg = self.config
         mats = self.pnl_matrices(market)
-        comp: dict[str, np.ndarray] = {"base": self._measure(positions, mats["base"], self._groups["base"])}
+        done: dict[tuple[int, int], np.ndarray] = {}
+
+        def measure(name: str) -> np.ndarray:
+            # sets of the same plain returns (all of a short history; the lookback window when it is
+            # the most volatile) have the same figures: measured once
+            same = None if name == "base" and cfg.method == "filtered" else (self._offsets[name], mats[name].shape[1])
+            if same is None or same not in done:
+                out = self._measure(positions, mats[name], self._groups[name], name)
+                if same is not None:
+                    done[same] = out
+                return out
+            return done[same]
+
+        comp: dict[str, np.ndarray] = {"base": measure("base")}
         v = comp["base"]
         if "stressed" in mats:
-            comp["stressed"] = self._measure(positions, mats["stressed"], self._groups["stressed"])
+            comp["stressed"] = measure("stressed")
             v = (1.0 - cfg.stressed_weight) * v + cfg.stressed_weight * comp["stressed"]
         comp["weighted"] = v
         margin = v
@@ -496,7 +662,7 @@ class VaRRegime(MarginRegime):
             comp["buffered"] = margin
             comp["released"] = released.astype(np.float64)
         if "floor" in mats:
-            comp["floor"] = self._measure(positions, mats["floor"], self._groups["floor"])
+            comp["floor"] = measure("floor")
             margin = np.maximum(margin, comp["floor"])
         comp["margin"] = margin
         if update_state and cfg.buffer is not None:
