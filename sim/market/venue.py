@@ -56,7 +56,11 @@ class Venue:
             OrderBook(i, stp=stp, position_of=(None if position_of is None else (lambda a, i=i: position_of(a, i))))
             for i in range(len(tick_values))
         ]
-        self._links: dict[int, tuple[Latency, Latency]] = {}  # account -> (to venue, to agent)
+        # account -> its latency to the venue, and to the agent: each opened at its first message
+        # (an account that never gets a reply -- a noise trader's one market order -- never opens
+        # the second, whose stream would cost more than the order's whole trip)
+        self._links_in: dict[int, Latency] = {}
+        self._links_out: dict[int, Latency] = {}
         self.maker_pips = int(round(config.maker_fee_bps * 100))
         self.taker_pips = int(round(config.taker_fee_bps * 100))
         self.reference: list[float | None] = [None] * len(tick_values)  # ticks, set by the oracle/mark
@@ -76,12 +80,20 @@ class Venue:
     # ------------------------------------------------------------- agent-facing (with latency)
     def link(self, account: int) -> tuple[Latency, Latency]:
         """``account``'s (to venue, to agent) latencies, each drawing from the account's own stream."""
-        link = self._links.get(account)
+        return self._to_venue(account), self._to_agent(account)
+
+    def _to_venue(self, account: int) -> Latency:
+        link = self._links_in.get(account)
+        if link is None:  # streams are keyed by name: when one is opened changes none of its draws
+            link = self._links_in[account] = Latency(self.config.to_venue_latency,
+                                                     self.world.stream(f"venue/latency-in/{account}"))
+        return link
+
+    def _to_agent(self, account: int) -> Latency:
+        link = self._links_out.get(account)
         if link is None:
-            world, config = self.world, self.config
-            link = self._links[account] = (
-                Latency(config.to_venue_latency, world.stream(f"venue/latency-in/{account}")),
-                Latency(config.to_agent_latency, world.stream(f"venue/latency-out/{account}")))
+            link = self._links_out[account] = Latency(self.config.to_agent_latency,
+                                                      self.world.stream(f"venue/latency-out/{account}"))
         return link
 
     def new_order_id(self) -> int:
@@ -93,7 +105,7 @@ class Venue:
                tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, reply: Reply | None = None) -> int:
         """Send an order; it reaches the book after a latency draw. Returns the order id at once."""
         oid = self.new_order_id()
-        delay = self.link(account)[0].next()
+        delay = self._to_venue(account).next()
         if reply is None:  # nothing to send back: the message runs the order through the book itself
             self.world.call_later(delay, self.execute, oid, account, instrument, side, price, lots,
                                   tif, reduce_only)
@@ -107,22 +119,22 @@ class Venue:
 
     def cancel(self, account: int, order_id: int, instrument: int) -> None:
         """``account`` cancels its order ``order_id`` (the message travels on the account's link)."""
-        self.world.call_later(self.link(account)[0].next(), self._cancel_now, account, order_id, instrument)
+        self.world.call_later(self._to_venue(account).next(), self._cancel_now, account, order_id, instrument)
 
     def cancel_all(self, account: int, instrument: int | None = None) -> None:
-        self.world.call_later(self.link(account)[0].next(), self.cancel_all_now, account, instrument)
+        self.world.call_later(self._to_venue(account).next(), self.cancel_all_now, account, instrument)
 
     def amend(self, account: int, order_id: int, instrument: int, new_price: int | None = None,
               new_lots: int | None = None, reply: Reply | None = None) -> None:
         """``account`` amends its order ``order_id``; the reply returns on the account's link."""
-        self.world.call_later(self.link(account)[0].next(), self._amend_now, account, order_id, instrument,
+        self.world.call_later(self._to_venue(account).next(), self._amend_now, account, order_id, instrument,
                               new_price, new_lots, reply)
 
     # ------------------------------------------------------------- arrival at the matching engine
     def _arrive(self, oid: int, account: int, instrument: int, side: int, price: int, lots: int,
                 tif: TimeInForce, reduce_only: bool, reply: Reply) -> None:
         result = self.execute(oid, account, instrument, side, price, lots, tif, reduce_only)
-        self.world.call_later(self.link(account)[1].next(), reply, result)
+        self.world.call_later(self._to_agent(account).next(), reply, result)
 
     def execute(self, oid: int, account: int, instrument: int, side: int, price: int, lots: int,
                 tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False,
@@ -272,7 +284,7 @@ class Venue:
             result = SubmitResult(order_id, RejectReason.UNKNOWN_INSTRUMENT)
             self.counts["rejects"] += 1
             if reply is not None:
-                self.world.call_later(self.link(sender)[1].next(), reply, result)
+                self.world.call_later(self._to_agent(sender).next(), reply, result)
             return
         book = self.books[instrument]
         order = book.order(order_id)
@@ -302,7 +314,7 @@ class Venue:
         for listener in self.book_listeners.calls:
             listener(instrument)
         if reply is not None:
-            self.world.call_later(self.link(sender)[1].next(), reply, result)
+            self.world.call_later(self._to_agent(sender).next(), reply, result)
 
     @property
     def open_bids(self) -> "np.ndarray":
