@@ -116,10 +116,11 @@ class Agent:
 
     def _tick(self) -> None:
         end = self.cfg.end  # type: ignore[attr-defined]
-        if end is not None and self.now >= end:
+        world = self.ctx.world
+        if end is not None and world.now >= end:  # one property call, not two (self.now)
             return
         self.act()  # type: ignore[attr-defined]
-        self.ctx.world.call_later(self.arrivals.next(), self._tick)  # type: ignore[attr-defined]
+        world.call_later(self.arrivals.next(), self._tick)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ public reads
     @property
@@ -214,8 +215,9 @@ class Agent:
     def submit(self, instrument: int, side: int, price: int, lots: int, tif: TimeInForce = TimeInForce.GTC,
                reduce_only: bool = False, on_result: Any = None) -> int:
         self.orders_sent += 1
-        return self.ctx.venue.submit(self.account_for(instrument), instrument, side, max(1, int(price)), int(lots),
-                                     tif, reduce_only, on_result)
+        ctx = self.ctx
+        account = self.account if ctx.isolated is None else ctx.isolated.account_for(self.account, instrument)
+        return ctx.venue.submit(account, instrument, side, max(1, int(price)), int(lots), tif, reduce_only, on_result)
 
     def ioc_price(self, instrument: int, side: int, slippage: float) -> int:
         """An IOC limit ``slippage`` (a fraction) beyond the touch on the side it takes -- or beyond

@@ -110,8 +110,9 @@ class Venue:
     def submit(self, account: int, instrument: int, side: int, price: int, lots: int,
                tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False, reply: Reply | None = None) -> int:
         """Send an order; it reaches the book after a latency draw. Returns the order id at once."""
-        oid = self.new_order_id()
-        delay = self._to_venue(account).next()
+        oid = self._next_id  # new_order_id and the link's look-up inlined: once per order
+        self._next_id = oid + 1
+        delay = (self._links_in.get(account) or self._to_venue(account)).next()
         if reply is None:  # nothing to send back: the message runs the order through the book itself
             self.world.call_later(delay, self.execute, oid, account, instrument, side, price, lots,
                                   tif, reduce_only)
