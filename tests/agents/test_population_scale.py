@@ -26,7 +26,7 @@ def test_latency_blocks_that_grow_draw_what_one_big_block_draws(kind):
 def test_latency_first_block_is_small():
     lat = Latency(LatencyConfig(kind="exponential", mean=0.01), np.random.Generator(np.random.PCG64(1)))
     lat.next()
-    assert len(lat._block) == 16
+    assert lat._size == 16
     assert Latency(LatencyConfig(), None).next() == 0.001  # constant: no stream, no block
 
 
