@@ -88,6 +88,14 @@ class Venue:
         """``account``'s (to venue, to agent) latencies, each drawing from the account's own stream."""
         return self._to_venue(account), self._to_agent(account)
 
+    def open_links(self, accounts: list[int]) -> None:
+        """Open the to-venue links of accounts known to send orders, all at once. The same links
+        as opened at their first message (streams are keyed by name, and opening one draws
+        nothing); a stream opened in one pass costs about a third of one opened between events,
+        with numpy's seeding code out of the caches (~12 us against ~35 us measured in the day)."""
+        for account in accounts:
+            self._to_venue(account)
+
     def _to_venue(self, account: int) -> Latency:
         link = self._links_in.get(account)
         if link is None:  # streams are keyed by name: when one is opened changes none of its draws

@@ -74,8 +74,10 @@ def test_uniform_arrivals_give_each_member_max_orders_inside_the_window():
 
     ep.venue.submit = recording  # type: ignore[method-assign]
     start(ep, oracle=False)
-    ep.world.run(until=300.0)
     (crowd,) = of(ep, NoiseCrowd)
+    # every member's link to the venue is opened when the crowd starts, before any order (Venue.open_links)
+    assert set(crowd.accounts.tolist()) <= set(ep.venue._links_in)
+    ep.world.run(until=300.0)
     assert crowd.member_orders.tolist() == [2] * 40
     noise_times = [t for t in times if t >= 100.0]  # the maker quotes at 0
     assert len(noise_times) == 80 and max(noise_times) < 200.0
