@@ -213,9 +213,9 @@ class Agent:
     def submit(self, instrument: int, side: int, price: int, lots: int, tif: TimeInForce = TimeInForce.GTC,
                reduce_only: bool = False, on_result: Any = None) -> int:
         self.orders_sent += 1
-        ctx = self.ctx
-        account = self.account if ctx.isolated is None else ctx.isolated.account_for(self.account, instrument)
-        return ctx.venue.submit(account, instrument, side, max(1, int(price)), int(lots), tif, reduce_only, on_result)
+        # account_for, not its body inlined: the backstop and the auction bidders override it
+        return self.ctx.venue.submit(self.account_for(instrument), instrument, side, max(1, int(price)), int(lots),
+                                     tif, reduce_only, on_result)
 
     def ioc_price(self, instrument: int, side: int, slippage: float) -> int:
         """An IOC limit ``slippage`` (a fraction) beyond the touch on the side it takes -- or beyond
