@@ -8,6 +8,7 @@ through the venue, whose messages carry latency. They never touch the ledger or 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -64,7 +65,7 @@ class Arrivals:
     the stream's draws depend only on how many arrivals were taken.
     """
 
-    __slots__ = ("mean", "poisson", "rng", "block", "_buf", "_pos")
+    __slots__ = ("mean", "poisson", "rng", "block", "_gaps")
 
     def __init__(self, mean: float, rng: np.random.Generator, poisson: bool = True, block: int = 64) -> None:
         if mean <= 0:
@@ -73,18 +74,15 @@ class Arrivals:
         self.poisson = poisson
         self.rng = rng
         self.block = block
-        self._buf: list[float] = []
-        self._pos = 0
+        self._gaps: Iterator[float] = iter(())  # the current block's gaps not yet taken
 
     def next(self) -> float:
         if not self.poisson:
             return self.mean
-        if self._pos >= len(self._buf):
-            self._buf = self.rng.exponential(self.mean, self.block).tolist()
-            self._pos = 0
-        gap = self._buf[self._pos]
-        self._pos += 1
-        return gap
+        for gap in self._gaps:  # one C-level iterator step per wake-up
+            return gap
+        self._gaps = iter(self.rng.exponential(self.mean, self.block).tolist())
+        return next(self._gaps)
 
 
 class Agent:
@@ -119,10 +117,11 @@ class Agent:
 
     def _tick(self) -> None:
         end = self.cfg.end  # type: ignore[attr-defined]
-        if end is not None and self.now >= end:
+        world = self.ctx.world
+        if end is not None and world.now >= end:  # one property call, not two (self.now)
             return
         self.act()  # type: ignore[attr-defined]
-        self.ctx.world.call_later(self.arrivals.next(), self._tick)  # type: ignore[attr-defined]
+        world.call_later(self.arrivals.next(), self._tick)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ public reads
     @property
@@ -221,6 +220,7 @@ class Agent:
     def submit(self, instrument: int, side: int, price: int, lots: int, tif: TimeInForce = TimeInForce.GTC,
                reduce_only: bool = False, on_result: Any = None) -> int:
         self.orders_sent += 1
+        # account_for, not its body inlined: the backstop and the auction bidders override it
         return self.ctx.venue.submit(self.account_for(instrument), instrument, side, max(1, int(price)), int(lots),
                                      tif, reduce_only, on_result)
 

@@ -10,6 +10,7 @@ a ``Sampler`` draws many from one stream in blocks.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Union
 
@@ -192,15 +193,14 @@ class Sampler:
     whole life (an ABIDES noise trader sends one order) should not draw 64. Choices are drawn by
     inverting their cumulative weights, computed once (what ``Generator.choice`` does per call)."""
 
-    __slots__ = ("dist", "rng", "block", "_buf", "_pos", "_const", "_values", "_cdf")
+    __slots__ = ("dist", "rng", "block", "_draws", "_const", "_values", "_cdf")
 
     def __init__(self, dist: Any, rng: np.random.Generator, block: int = 64) -> None:
         self.dist = dist
         self.rng = rng
         self.block = max(1, block)
         self._const = float(dist) if isinstance(dist, (int, float)) else None
-        self._buf: list[float] = []
-        self._pos = 0
+        self._draws: Iterator[float] = iter(())  # the current block's draws not yet taken
         self._values = self._cdf = None
         if self._const is None and dist.dist == "choice":
             self._values, self._cdf = _choice_table(tuple(dist.values),
@@ -214,12 +214,10 @@ class Sampler:
     def __call__(self) -> float:
         if self._const is not None:
             return self._const
-        if self._pos >= len(self._buf):
-            self._buf = self._refill()
-            self._pos = 0
-        v = self._buf[self._pos]
-        self._pos += 1
-        return v
+        for v in self._draws:  # the block's next draw: one C-level iterator step (called per order)
+            return v
+        self._draws = iter(self._refill())  # a block holds at least one draw
+        return next(self._draws)
 
     def lots(self) -> int:
         """A draw rounded to whole lots, at least one."""

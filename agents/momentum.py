@@ -24,6 +24,8 @@ from sim.core.orders import BUY, SELL, TimeInForce
 from agents.config import MomentumGroup
 from agents.distributions import Sampler
 
+_IOC = TimeInForce.IOC  # read once: an enum class's attribute lookup costs ~0.4 us a wake-up
+
 
 class MomentumTrader(Agent):
     kind = "momentum"
@@ -102,7 +104,7 @@ class MomentumTrader(Agent):
         if cfg.max_position is not None:
             lots = min(lots, cfg.max_position - side * pos)
         if cfg.aggressive:
-            self.submit(i, side, touch, lots, TimeInForce.IOC)
+            self.submit(i, side, touch, lots, _IOC)
             return
         if self.last_order and book.order(self.last_order) is not None:
             self.cancel(self.last_order, i)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sim.core.phases import Phase
 from sim.core.orders import Fill, FillFlag
 
-_OUTSIDE = FillFlag.EXTERNAL
+_OUTSIDE = int(FillFlag.EXTERNAL)  # a plain int: IntFlag's & runs in Python, once per fill
 
 
 class MarketTape:
@@ -25,7 +25,7 @@ class MarketTape:
         self.trades = 0
 
     def on_fill(self, fill: Fill, maker_fee: int, taker_fee: int) -> None:
-        if fill.flags & _OUTSIDE:
+        if int(fill.flags) & _OUTSIDE:
             return  # the no-feedback twin's liquidations happen outside the market: no print
         i = fill.instrument
         if fill.aggressor_side > 0:

@@ -176,6 +176,18 @@ class BreachAttribution:
     def valued(self, rows: slice | np.ndarray, equity: np.ndarray, mm: np.ndarray) -> None:
         """Accounts at or above maintenance in this valuation start their window again here."""
         ok = equity >= mm
+        if isinstance(rows, slice) and rows.step is None and ok.all():
+            # every account healthy (a calm market's every publication): the same values as the
+            # selections below, stored without reading the old ones
+            self.index[rows] = 0.0
+            self.collateral[rows] = 0.0
+            self.equity0[rows] = equity
+            self.mm0[rows] = mm
+            self.seq0[rows] = self.updates
+            self.seen[rows] = True
+            for account in [a for a in self._charged if rows.start <= a < rows.stop]:  # charged: few
+                del self._charged[account]
+            return
         self.index[rows] = np.where(ok, 0.0, self.index[rows])
         self.collateral[rows] = np.where(ok, 0.0, self.collateral[rows])
         self.equity0[rows] = np.where(ok, equity, self.equity0[rows])

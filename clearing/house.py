@@ -79,6 +79,7 @@ class ClearingHouse:
         self._dirty: set[int] = set()  # fill parties waiting for their re-check
         self._continuous = config.enforcement.cadence == "continuous"
         self._one_instrument = len(table) == 1  # one-account sums have one term: plain scalars
+        self._worst_case_dominates = bool(getattr(regime, "worst_case_dominates", False))
         # every account's worst-case lots, positions and order flags, kept between re-valuations
         # and rewritten only in the rows fills and orders touched (clearing.exposure)
         self.book = ExposureBook(ledger, venue.resting, regime)
@@ -170,7 +171,8 @@ class ClearingHouse:
 
         Rows with orders are also margined (statelessly) on the other states of
         ``clearing.exposure.margined_states`` -- the other side, the positions alone -- and keep
-        the largest requirement.
+        the largest requirement (unless the regime says those never need more:
+        ``MarginRegime.worst_case_dominates``).
 
         A range of rows (a full re-valuation) reads the house's kept matrices (``self.book``)
         instead of building them from the ledger."""
@@ -179,15 +181,19 @@ class ClearingHouse:
             book.refresh()
             exposure = book.exposure[rows]
             req = book.requirements(rows, self.marks.market_state(self.world.now), full)
-            with_orders = np.flatnonzero(book.has_orders[rows])
-            accounts = with_orders + rows.start
         else:
             exposure = self.exposure(rows)
             req = self.requirements(exposure, full)
+        im, mm = req.im * self.scale, req.mm * self.scale
+        if self._worst_case_dominates:  # the other states never need more (MarginRegime.worst_case_dominates)
+            return self.equities(rows), im, mm, exposure
+        if isinstance(rows, slice):
+            with_orders = np.flatnonzero(self.book.has_orders[rows])
+            accounts = with_orders + rows.start
+        else:
             bids, asks = self.venue.open_bids[rows], self.venue.open_asks[rows]
             with_orders = np.flatnonzero(((bids + asks) != 0).any(axis=1))  # up != down somewhere
             accounts = rows[with_orders]
-        im, mm = req.im * self.scale, req.mm * self.scale
         if with_orders.size:
             held = self.ledger.position[accounts]
             for alternative in margined_states(exposure[with_orders], held, self.venue.open_bids[accounts],

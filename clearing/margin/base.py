@@ -643,6 +643,11 @@ class MarginRegime(ABC):
     # no market-wide open interest): the clearing house may then margin the rows that changed on
     # their own and keep the rest (clearing.exposure)
     row_separable: bool = False
+    # True when no account needs more margin than on its worst-case lots: each position's
+    # requirement never decreases as its size grows, and the account's is their sum -- so the
+    # other states of clearing.exposure.margined_states (the other side, the positions alone)
+    # never raise it and the clearing house need not margin them
+    worst_case_dominates: bool = False
 
     def __init__(self, table: InstrumentTable) -> None:
         self.table = table

@@ -94,6 +94,12 @@ class StandardRegime(MarginRegime):
             None if (table.is_option[i] or self._oi_caps) else
             (float(table.contract_units[i]), self._tiers[int(table.underlying_index[i])]) for i in range(len(table))]
         self._dense = not self.isolated and len(table) <= DENSE_MAX_INSTRUMENTS and not table.is_option.any()
+        # linear contracts at one rate each and no open-interest caps: every entry is |lots| x
+        # units x |mark| x rate, non-decreasing in |lots| in floating point too (each rounding is
+        # monotone), summed in instrument order -- so lots no larger in any instrument never need
+        # more (MarginRegime.worst_case_dominates). Tiers (MM less a maintenance amount, equal only
+        # in exact arithmetic across a bracket's edge) and caps keep the other states margined.
+        self.worst_case_dominates = self._dense and not self._oi_caps and all(t.single for t in self._tiers)
 
     # ------------------------------------------------------------------ per-instrument parameters
     def open_interest_notional(self, positions: Positions, market: MarketState) -> np.ndarray:

@@ -15,6 +15,7 @@ from heapq import heappop, heappush
 from typing import Any
 
 import simpy
+from simpy.core import EmptySchedule, StopSimulation
 from simpy.events import NORMAL, URGENT, Event
 
 from sim.core.streams import RandomStreams
@@ -36,6 +37,38 @@ class _Environment(simpy.Environment):
             fn(*args)
         else:
             super().step()
+
+    def run(self, until: float | Event | None = None) -> Any:
+        """simpy's ``run``, with ``step`` inlined in its loop: one method call fewer per event (an
+        episode processes ~90,000). The ``until`` handling is simpy's own."""
+        if until is not None:
+            if not isinstance(until, Event):
+                at = until if isinstance(until, int) else float(until)
+                if at <= self._now:
+                    raise ValueError(f"until ({at}) must be greater than the current simulation time")
+                until = Event(self)
+                until._ok = True
+                until._value = None
+                self.schedule(until, URGENT, at - self._now)
+            elif until.callbacks is None:
+                return until.value
+            until.callbacks.append(StopSimulation.callback)
+        queue = self._queue
+        simpy_step = super().step
+        try:
+            while True:
+                if queue and queue[0][3].__class__ is tuple:
+                    self._now, _, _, (fn, args) = heappop(queue)
+                    fn(*args)
+                else:
+                    simpy_step()
+        except StopSimulation as exc:
+            return exc.args[0]
+        except EmptySchedule:
+            if until is not None:
+                assert not until.triggered
+                raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}') from None
+        return None
 
 
 @contextmanager

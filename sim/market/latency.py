@@ -6,6 +6,7 @@ model's own random stream and are taken in blocks so the per-message cost is an 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -43,7 +44,7 @@ class LatencyConfig(StrictModel):
 class Latency:
     """Draws message delays; ``next()`` is the hot-path call."""
 
-    __slots__ = ("config", "_rng", "_block", "_pos", "_constant", "_size")
+    __slots__ = ("config", "_rng", "_draws", "_constant", "_size")
 
     def __init__(self, config: LatencyConfig, rng: np.random.Generator | None = None) -> None:
         self.config = config
@@ -51,8 +52,7 @@ class Latency:
         self._constant = config.mean if config.kind == "constant" else None
         if self._constant is None and rng is None:
             raise ValueError(f"a {config.kind} latency needs a random stream")
-        self._block = np.empty(0)
-        self._pos = 0
+        self._draws: Iterator[float] = iter(())  # the current block's delays not yet taken
         self._size = _FIRST_BLOCK // 2  # the first refill doubles it
 
     def _refill(self) -> None:
@@ -68,14 +68,18 @@ class Latency:
             draws = rng.lognormal(mu, c.sigma, n) if spread > 0 else np.zeros(n)
         else:
             draws = rng.uniform(0.0, 2.0 * spread, n)
-        self._block = (draws + c.min).tolist()
-        self._pos = 0
+        self._draws = iter((draws + c.min).tolist())
+
+    def prime(self) -> None:
+        """Draw the first block now, before the first message (a link opened ahead of it:
+        ``sim.market.venue.Venue.open_links``); the same draws, taken in a pass over many links."""
+        if self._constant is None and self._size == _FIRST_BLOCK // 2:
+            self._refill()
 
     def next(self) -> float:
         if self._constant is not None:
             return self._constant
-        if self._pos >= len(self._block):
-            self._refill()
-        value = self._block[self._pos]
-        self._pos += 1
-        return value
+        for value in self._draws:  # the block's next delay: one C-level iterator step per message
+            return value
+        self._refill()
+        return next(self._draws)

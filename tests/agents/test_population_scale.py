@@ -26,8 +26,23 @@ def test_latency_blocks_that_grow_draw_what_one_big_block_draws(kind):
 def test_latency_first_block_is_small():
     lat = Latency(LatencyConfig(kind="exponential", mean=0.01), np.random.Generator(np.random.PCG64(1)))
     lat.next()
-    assert len(lat._block) == 16
+    assert lat._size == 16
     assert Latency(LatencyConfig(), None).next() == 0.001  # constant: no stream, no block
+
+
+def test_a_primed_latency_gives_the_same_delays_and_priming_later_changes_nothing():
+    cfg = LatencyConfig(kind="lognormal", mean=0.01, min=0.001, sigma=0.5)
+    plain = Latency(cfg, np.random.Generator(np.random.PCG64(2)))
+    primed = Latency(cfg, np.random.Generator(np.random.PCG64(2)))
+    primed.prime()
+    assert primed._size == 16
+    got = []
+    for k in range(100):
+        if k in (1, 40):
+            primed.prime()  # after the first block: a no-op
+        got.append(primed.next())
+    assert got == [plain.next() for _ in range(100)]
+    Latency(LatencyConfig(), None).prime()  # constant: nothing to draw
 
 
 # ------------------------------------------------------------------------------------ noise groups
@@ -74,8 +89,10 @@ def test_uniform_arrivals_give_each_member_max_orders_inside_the_window():
 
     ep.venue.submit = recording  # type: ignore[method-assign]
     start(ep, oracle=False)
-    ep.world.run(until=300.0)
     (crowd,) = of(ep, NoiseCrowd)
+    # every member's link to the venue is opened when the crowd starts, before any order (Venue.open_links)
+    assert set(crowd.accounts.tolist()) <= set(ep.venue._links_in)
+    ep.world.run(until=300.0)
     assert crowd.member_orders.tolist() == [2] * 40
     noise_times = [t for t in times if t >= 100.0]  # the maker quotes at 0
     assert len(noise_times) == 80 and max(noise_times) < 200.0

@@ -124,3 +124,39 @@ def test_settlement_conserves_the_ledger_exactly(house: ClearingHouse) -> None:
     assert 0 < paid == int(free)
     assert total() == before - paid and int(ledger.withdrawals[QUOTE]) == withdrawn_before + paid
     assert house.free_collateral(long_) < 1.0  # what is left is IM
+
+
+@pytest.mark.parametrize("all_healthy", [True, False])
+def test_attribution_valued_on_a_range_matches_the_same_rows_as_an_array(all_healthy: bool) -> None:
+    """``BreachAttribution.valued`` stores a whole healthy range without selecting (the calm
+    market's every publication); it must leave exactly what the per-row selections leave, charged
+    accounts included -- those outside the range stay."""
+    from tests.clearing.fakes import make_house
+
+    states = []
+    for as_range in (True, False):
+        house = make_house(capacity=16)
+        for _ in range(12):
+            _trader(house, 1_000)
+        attribution = house.attribution
+        rng = np.random.default_rng(7)
+        for name in ("index", "collateral", "equity0", "mm0"):
+            getattr(attribution, name)[:] = rng.normal(size=getattr(attribution, name).shape)
+        attribution.seq0[:] = rng.integers(0, 5, size=attribution.seq0.shape)
+        attribution.updates = 9
+        for account in (1, 4, 7, 13):  # 1 is below the range (a system row), 13 past its end
+            attribution.charge(account, 3, -5.0)
+        rows = slice(3, 13)
+        equity = rng.normal(100.0, 1.0, 10)
+        mm = np.full(10, 50.0)
+        if not all_healthy:
+            mm[[2, 5]] = 500.0  # two accounts below maintenance keep their windows
+        attribution.valued(rows if as_range else np.arange(3, 13), equity, mm)
+        states.append(({name: getattr(attribution, name).copy()
+                        for name in ("index", "collateral", "equity0", "mm0", "seq0", "seen")},
+                       {a: dict(v) for a, v in attribution._charged.items()}))
+    (columns, charged), (columns_ref, charged_ref) = states
+    for name, values in columns.items():
+        np.testing.assert_array_equal(values, columns_ref[name], err_msg=name)
+    assert charged == charged_ref
+    assert set(charged) == {1, 13}  # 4 and 7 were valued healthy

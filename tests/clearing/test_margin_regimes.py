@@ -142,6 +142,47 @@ def test_standard_dense_columns_match_the_sparse_form_to_the_bit(seed, caps):
     assert a.im.max() > 0 and (a.im == 0).any()
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_standard_worst_case_dominates_only_where_no_other_state_can_need_more(seed):
+    """One rate per linear contract and no open-interest caps: the clearing house skips margining
+    an account's other states (the other side, the positions alone), so on those states IM and MM
+    must never exceed the worst case's -- to the bit, so that the skipped maximum changes nothing.
+    Tiers, caps, options and isolated margin keep the other states margined."""
+    from clearing.exposure import margined_states, worst_case
+
+    ins = [make_instrument(0, "BTC-PERP", "perpetual", "BTC"),
+           make_instrument(1, "BTC-F30", "future", "BTC", 1.0, 30),
+           make_instrument(2, "ETH-PERP", "perpetual", "ETH", 10.0)]
+    table = InstrumentTable.from_instruments(ins)
+    market = make_market(table, {"BTC": 60_123.37, "ETH": 3_001.3}, {"BTC": 0.6, "ETH": 0.8},
+                         linear_marks={"BTC-F30": 60_300.01})
+    regime = StandardRegime(table, StandardConfig(tiers=[{"im_rate": 0.1003, "mm_rate": 0.0497}]))
+    assert regime.worst_case_dominates
+    rng = np.random.default_rng(seed)
+    n = 2_000
+    held = rng.integers(-50, 51, size=(n, 3)) * (rng.random((n, 3)) < 0.7)
+    bids = rng.integers(0, 80, size=(n, 3)) * (rng.random((n, 3)) < 0.5)
+    asks = rng.integers(0, 80, size=(n, 3)) * (rng.random((n, 3)) < 0.5)
+    held[:10] = bids[:10] = asks[:10] = 0  # flat accounts without orders: zero in every state
+    exposure = worst_case(held, bids, asks)
+    worst = regime.requirements_stateless(Positions(exposure), market)
+    assert worst.im.max() > 0 and (worst.im == 0).any()
+    for state in margined_states(exposure, held, bids, asks):
+        other = regime.requirements_stateless(Positions(state.astype(np.float64)), market)
+        assert (other.im <= worst.im).all() and (other.mm <= worst.mm).all()
+        np.testing.assert_array_equal(np.maximum(worst.im, other.im), worst.im)
+    # not claimed where a requirement is not one rate times size
+    tiered = StandardConfig(tiers=[{"max_notional": 50_000, "im_rate": 0.02, "mm_rate": 0.01},
+                                   {"im_rate": 0.10, "mm_rate": 0.05}])
+    assert not StandardRegime(table, tiered).worst_case_dominates
+    capped = StandardConfig(open_interest_caps={"lower": 1_000.0, "upper": 3_000.0})
+    assert not StandardRegime(table, capped).worst_case_dominates
+    assert not StandardRegime(table, StandardConfig(margin_mode="isolated")).worst_case_dominates
+    with_option = InstrumentTable.from_instruments(
+        ins + [make_instrument(3, "BTC-C", "option", "BTC", 1.0, 30, strike=60_000.0, is_call=True)])
+    assert not StandardRegime(with_option).worst_case_dominates
+
+
 # ----------------------------------------------------------------------------------------- SPAN
 def test_span_intra_spread_and_short_option_minimum(btc):
     table, market = btc

@@ -119,6 +119,47 @@ def test_random_latency_delays_are_the_streams_draws():
     assert 0.0015 < d_in.mean() < 0.0025
 
 
+def test_an_account_without_replies_opens_no_outbound_stream_and_a_late_one_draws_from_its_start():
+    cfg = LatencyConfig(kind="exponential", mean=0.002)
+    world, venue = make_venue(seed=3, to_venue_latency=cfg, to_agent_latency=cfg)
+    venue.submit(1, 0, BUY, 900, 1)  # no reply: only the inbound link is used
+    world.run(until=1.0)
+    opened = set(world.streams._cache)
+    assert "venue/latency-in/1" in opened and "venue/latency-out/1" not in opened
+    # the outbound link opened later still draws the stream's own first numbers
+    replied: list[float] = []
+    world.call_later(0.0, lambda: venue.submit(1, 0, BUY, 901, 1, reply=lambda r: replied.append(world.now)))
+    arrived: list[float] = []
+    venue.book_listeners.add(lambda i: arrived.append(world.now), Phase.OBSERVE)
+    world.run(until=2.0)
+    expected = Latency(cfg, world.streams.fresh("venue/latency-out/1")).next()
+    assert replied[0] - arrived[-1] == pytest.approx(expected, abs=1e-12)
+
+
+def test_links_opened_ahead_draw_what_links_opened_at_the_first_message_draw():
+    cfg = LatencyConfig(kind="lognormal", mean=0.002, min=0.0005, sigma=0.6)
+    delays = []
+    for ahead in (False, True):
+        world, venue = make_venue(seed=5, to_venue_latency=cfg)
+        if ahead:
+            venue.open_links([1, 2, 3])
+            assert "venue/latency-out/1" not in world.streams._cache  # only the way to the venue
+        sent, arrived = {}, {}
+        venue.book_listeners.add(lambda i: None, Phase.OBSERVE)
+        original = venue.execute
+
+        def spy(oid, *args, **kw):
+            arrived[oid] = world.now
+            return original(oid, *args, **kw)
+
+        venue.execute = spy
+        for k in range(6):
+            world.call_later(0.01 * k, lambda k=k: sent.__setitem__(venue.submit(1 + k % 3, 0, BUY, 900, 1), world.now))
+        world.run(until=1.0)
+        delays.append([arrived[o] - sent[o] for o in sorted(sent)])
+    assert delays[0] == delays[1] and len(delays[0]) == 6
+
+
 def test_random_latency_can_reorder_messages_of_one_agent():
     world, venue = make_venue(seed=1, to_venue_latency=LatencyConfig(kind="exponential", mean=0.01))
     order: list[int] = []
