@@ -220,7 +220,7 @@ class Agent:
     def submit(self, instrument: int, side: int, price: int, lots: int, tif: TimeInForce = TimeInForce.GTC,
                reduce_only: bool = False, on_result: Any = None) -> int:
         self.orders_sent += 1
-        # account_for, not its body inlined: the backstop and the auction bidders override it
+        # account_for, not its body inlined: it honours isolates_positions (the vault and the bidders)
         return self.ctx.venue.submit(self.account_for(instrument), instrument, side, max(1, int(price)), int(lots),
                                      tif, reduce_only, on_result)
 
