@@ -174,6 +174,12 @@ def sample(d: Any, rng: np.random.Generator) -> float:
     return float(_draw(d, rng, None))
 
 
+def sample_many(d: Any, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` draws of ``d`` at once, as ``Sampler(d, rng, n)`` takes its first block (a plain number:
+    ``n`` copies, no draw) -- a group's per-member draws in one call."""
+    return np.asarray(Sampler(d, rng, max(1, n))._refill(), dtype=np.float64)[:n]
+
+
 @lru_cache(maxsize=256)
 def _choice_table(values: tuple[float, ...], weights: tuple[float, ...] | None) -> tuple[np.ndarray, np.ndarray]:
     """(values, cumulative probabilities) of a choice, shared read-only by a group's samplers."""

@@ -16,8 +16,18 @@ create money, so de-risking is the only defence; ``'hold'`` waits for the liquid
 (by its own exit or a liquidation) it re-enters with probability ``reentry_prob`` after a
 ``reentry_delay``, at a fresh leverage on its remaining equity.
 
-Monitoring is vectorised per group: one oracle listener reads every member's position, mark move
-and equity/MM at once and calls only the agents that must act, so a thousand leveraged traders
+A leveraged group is one agent, ``LeveragedCrowd``, whose members' state lives in arrays (one
+row per member: account, instrument, side, entry price, state, leverage, target, ...): a member
+is one entry, a wait and a position, so a group of 200,000 needs no 200,000 Python objects,
+random streams and pending wake-ups. The first entries (``start`` + ``entry_delay``, drawn for
+every member at once) are walked in time order with one pending event; a retry check and a
+re-entry are scheduled for the member concerned. Every draw -- capital, instrument, entry
+delay, and at each entry its leverage and direction -- comes from the group's one stream
+``group/{name}`` in blocks shared by the members, so a member behaves as a lone trader would,
+in distribution (not draw for draw).
+
+Monitoring is vectorised: one oracle listener reads every member's position, mark move and
+equity/MM at once and acts only for the members that must act, so a thousand leveraged traders
 cost one array pass per publication, not a thousand wake-ups.
 """
 
@@ -28,73 +38,166 @@ import math
 import numpy as np
 
 from sim.core.phases import Phase
-from agents.base import Agent, AgentContext, pick_instrument
+from agents.base import UNIT, Agent, AgentContext
 from sim.core.orders import BUY, SELL, TimeInForce
 from agents.config import LeveragedGroup
-from agents.distributions import Sampler, sample
+from agents.distributions import Sampler, sample_many
 
 IDLE, ENTERING, HOLDING = 0, 1, 2
 
+_BLOCK = 1024  # draws per refill of each of the group's shared buffers
 
-class LeverageMonitor:
-    """Watches every trader of one group on each oracle publication (one listener per group)."""
 
-    __slots__ = ("ctx", "cfg", "agents", "accounts", "instrument", "side", "entry", "state", "next_ok",
-                 "registered", "_buffers")
+class LeveragedCrowd(Agent):
+    """A whole leveraged group: one row per member in arrays, one stream, one oracle listener.
 
-    _COLUMNS = (("accounts", np.int64), ("instrument", np.int64), ("side", np.float64),
-                ("entry", np.float64), ("state", np.int8), ("next_ok", np.float64))
+    ``account`` is the member acting now (set before each action, so the inherited reads and
+    actions -- position, equity, submit, the margin what-if -- act for it); ``accounts[k]`` is
+    member k's account and ``rows[k]`` the ledger row its position is in (its isolated
+    sub-account under isolated margin, else its account)."""
 
-    def __init__(self, ctx: AgentContext, cfg: LeveragedGroup) -> None:
-        self.ctx = ctx
+    kind = "leveraged"
+    __slots__ = ("cfg", "accounts", "instrument", "rows", "side", "entry", "state", "next_ok", "leverage",
+                 "target", "entry_equity", "entry_ref", "retries", "entries", "exits", "cuts", "_leverage",
+                 "_uniform", "_reentry_delay", "_times", "_who", "_next")
+
+    def __init__(self, ctx: AgentContext, name: str, rng: np.random.Generator, cfg: LeveragedGroup,
+                 instruments: list[int], accounts: np.ndarray) -> None:
+        super().__init__(ctx, name, int(accounts[0]) if accounts.size else -1, rng)
         self.cfg = cfg
-        self.agents: list[LeveragedTrader] = []
-        # each column is a view of the first len(agents) rows of a buffer that doubles when full:
-        # joining stays O(1) amortised (appending to the arrays made start-up quadratic in the group size)
-        self._buffers = {name: np.zeros(8, dtype=dtype) for name, dtype in self._COLUMNS}
-        self._expose(0)
-        self.entry: np.ndarray  # entry price, ticks
-        self.next_ok: np.ndarray  # no margin cut before this time
-        self.registered = False
+        self.accounts = accounts
+        n = accounts.size
+        # one instrument per member, uniformly from the group's list (no draw when there is one)
+        picks = rng.integers(len(instruments), size=n) if len(instruments) > 1 else np.zeros(n, dtype=np.int64)
+        self.instrument = np.asarray(instruments, dtype=np.int64)[picks]
+        self.rows = accounts.copy()  # set at start: under isolated margin, the sub-accounts
+        self.side = np.zeros(n)  # +1 long, -1 short (as a float: it multiplies price moves)
+        self.entry = np.zeros(n)  # entry price, ticks
+        self.state = np.full(n, IDLE, dtype=np.int8)
+        self.next_ok = np.zeros(n)  # no margin cut before this time
+        self.leverage = np.zeros(n)  # the last entry's drawn leverage
+        self.target = np.zeros(n, dtype=np.int64)  # the last entry's signed lots sent
+        self.entry_equity = np.zeros(n)  # equity at the last entry (quote minor units)
+        self.entry_ref = np.zeros(n)  # the touch (or mark) the last entry was sized on, ticks
+        self.retries = np.zeros(n, dtype=np.int32)
+        self.entries = np.zeros(n, dtype=np.int32)
+        self.exits = np.zeros(n, dtype=np.int32)
+        self.cuts = np.zeros(n, dtype=np.int32)
+        self._leverage = Sampler(cfg.leverage, rng, _BLOCK)
+        self._uniform = Sampler(UNIT, rng, _BLOCK)  # directions and re-entry coins
+        self._reentry_delay = Sampler(cfg.reentry_delay, rng, 64)
+        self._times: list[float] = []
+        self._who: list[int] = []
+        self._next = 0
 
-    def _expose(self, n: int) -> None:
-        for name, _dtype in self._COLUMNS:
-            setattr(self, name, self._buffers[name][:n])
+    @property
+    def members(self) -> int:
+        return int(self.accounts.size)
 
-    def join(self, agent: "LeveragedTrader") -> int:
-        slot = len(self.agents)
-        self.agents.append(agent)
-        if slot == self._buffers["accounts"].shape[0]:
-            for name, buffer in self._buffers.items():
-                grown = np.zeros(2 * buffer.shape[0], dtype=buffer.dtype)
-                grown[:slot] = buffer
-                self._buffers[name] = grown
-        for name, value in (("accounts", agent.account_for(agent.instrument)), ("instrument", agent.instrument),
-                            ("side", 0.0),
-                            ("entry", 0.0), ("state", IDLE), ("next_ok", 0.0)):
-            self._buffers[name][slot] = value
-        self._expose(slot + 1)
-        if not self.registered:
-            self.ctx.oracle.listeners.add(self.on_publication, Phase.OBSERVE)
-            self.registered = True
-        return slot
+    def start(self) -> None:
+        n = self.members
+        if n == 0:
+            return
+        if self.ctx.isolated is not None:  # each member's sub-account for its instrument, in member order
+            for k in range(n):
+                self.account = int(self.accounts[k])
+                self.rows[k] = self.account_for(int(self.instrument[k]))
+        self.ctx.oracle.listeners.add(self.on_publication, Phase.OBSERVE)
+        cfg = self.cfg
+        # every member's first entry, walked in time order (stable: equal times keep member order)
+        times = self.now + cfg.start + sample_many(cfg.entry_delay, self.rng, n)
+        order = np.argsort(times, kind="stable")
+        self._times = times[order].tolist()
+        self._who = order.tolist()
+        self._next = 0
+        self.ctx.world.call_later(self._times[0] - self.now, self._scheduled)
 
+    def _scheduled(self) -> None:
+        """Every first entry due now, then one pending event for the next."""
+        times, who, now = self._times, self._who, self.now
+        k = self._next
+        while k < len(times) and times[k] <= now:
+            self.enter(who[k])
+            k += 1
+        self._next = k
+        if k < len(times):
+            self.ctx.world.call_later(times[k] - now, self._scheduled)
+        else:
+            self._times, self._who = [], []  # walked: free the lists
+
+    # ------------------------------------------------------------------ entry
+    def _ioc_price(self, instrument: int, side: int) -> int:
+        return self.ioc_price(instrument, side, self.cfg.max_slippage)
+
+    def enter(self, k: int) -> None:
+        """Member ``k`` draws leverage and direction and sends its opening IOC."""
+        cfg = self.cfg
+        if cfg.end is not None and self.now >= cfg.end:
+            return
+        self.account = int(self.accounts[k])
+        i = int(self.instrument[k])
+        leverage = self.leverage[k] = self._leverage()
+        side = BUY if self._uniform() < cfg.long_prob else SELL
+        touch = self.best_ask(i) if side == BUY else self.best_bid(i)
+        ref = float(touch) if touch is not None else self.mark_ticks(i)
+        equity = self.equity()
+        self.entry_equity[k] = equity
+        self.entry_ref[k] = ref
+        lots = int(leverage * equity // (ref * self.tick_value(i))) if ref > 0 else 0
+        if lots <= 0:
+            self.state[k] = IDLE
+            return
+        price = self._ioc_price(i, side)
+        if cfg.fit_to_margin:
+            # the largest size the pre-trade check accepts now, to within a thousandth of the draw
+            lots = self.largest_accepted(i, side, price, lots, max(1, lots // 1000))
+            if lots <= 0:
+                self.state[k] = IDLE
+                return
+        self.set_leverage(i, leverage)  # isolated margin: the position holds notional / leverage
+        self.target[k] = side * lots
+        self.entries[k] += 1
+        self.retries[k] = 0
+        self.state[k] = ENTERING
+        self.side[k] = side
+        self.submit(i, side, price, lots, TimeInForce.IOC)
+        self.ctx.world.call_later(cfg.retry_after, self._confirm, k)
+
+    def _confirm(self, k: int) -> None:
+        """After member ``k``'s opening IOC: send the remainder again, or start holding."""
+        self.account = int(self.accounts[k])
+        i = int(self.instrument[k])
+        pos = self.position(i)
+        target = int(self.target[k])
+        missing = target - pos
+        if missing != 0 and (missing > 0) == (target > 0) and self.retries[k] < self.cfg.max_retries:
+            self.retries[k] += 1
+            side = BUY if missing > 0 else SELL
+            self.submit(i, side, self._ioc_price(i, side), abs(missing), TimeInForce.IOC)
+            self.ctx.world.call_later(self.cfg.retry_after, self._confirm, k)
+            return
+        if pos == 0:
+            self.state[k] = IDLE
+            self._maybe_reenter(k)
+            return
+        self.state[k] = HOLDING
+        self.entry[k] = self.ctx.ledger.average_entry_ticks(int(self.rows[k]), i)
+
+    # ------------------------------------------------------------------ holding
     def on_publication(self, which: np.ndarray | None = None) -> None:
         self.check()
 
     def check(self) -> None:
+        """Every member at once: who is flat, past a stop or take-profit, or near maintenance."""
         cfg, ctx = self.cfg, self.ctx
-        if not self.agents:
-            return
-        rows = self.accounts
+        rows, instrument = self.rows, self.instrument
         desk = ctx.desk
-        pos = ctx.ledger.position[rows, self.instrument]
-        state = self.state
-        holding = state == HOLDING
+        pos = ctx.ledger.position[rows, instrument]
+        holding = self.state == HOLDING
         act = holding & (pos == 0)  # flat: closed by itself or by a liquidation
         open_ = holding & (pos != 0) & (ctx.world.now >= self.next_ok)  # not while its last order is fresh
         if cfg.stop_loss is not None or cfg.take_profit is not None:
-            mark = ctx.marks.ticks[self.instrument]
+            mark = ctx.marks.ticks[instrument]
             with np.errstate(divide="ignore", invalid="ignore"):
                 move = self.side * (mark / self.entry - 1.0)
             if cfg.stop_loss is not None:
@@ -104,119 +207,34 @@ class LeverageMonitor:
         if cfg.on_margin_call == "cut" and rows.max() < desk.equity.shape[0]:
             mm = desk.mm[rows]
             act |= open_ & (mm > 0) & (desk.equity[rows] < cfg.cut_ratio * mm)
-        for k in np.flatnonzero(act):
-            self.agents[k].react(int(pos[k]))
+        for k in np.flatnonzero(act).tolist():
+            self.react(k, int(pos[k]))
 
-
-class LeveragedTrader(Agent):
-    kind = "leveraged"
-    __slots__ = ("cfg", "instrument", "monitor", "slot", "leverage", "target", "entry_equity", "entry_ref",
-                 "retries", "reentry_delay", "entries", "exits", "cuts")
-
-    def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
-                 cfg: LeveragedGroup, instruments: list[int], monitor: LeverageMonitor) -> None:
-        super().__init__(ctx, name, account, rng)
-        self.cfg = cfg
-        self.instrument = pick_instrument(instruments, rng)
-        self.monitor = monitor
-        self.slot = -1
-        self.leverage = 0.0
-        self.target = 0
-        self.entry_equity = 0.0
-        self.entry_ref = 0.0
-        self.retries = 0
-        self.reentry_delay = Sampler(cfg.reentry_delay, rng, block=8)
-        self.entries = 0
-        self.exits = 0
-        self.cuts = 0
-
-    def start(self) -> None:
-        self.slot = self.monitor.join(self)
-        delay = self.cfg.start + sample(self.cfg.entry_delay, self.rng)
-        self.ctx.world.call_later(delay, self.enter)
-
-    # ------------------------------------------------------------------ entry
-    def _ioc_price(self, side: int) -> int:
-        return self.ioc_price(self.instrument, side, self.cfg.max_slippage)
-
-    def enter(self) -> None:
-        """Draw leverage and direction; send the opening IOC."""
+    def react(self, k: int, pos: int) -> None:
+        """Member ``k`` is flat (re-entry?), past its stop or take-profit, or on a margin call."""
         cfg = self.cfg
-        if cfg.end is not None and self.now >= cfg.end:
-            return
-        i = self.instrument
-        self.leverage = sample(cfg.leverage, self.rng)
-        side = BUY if self.rng.random() < cfg.long_prob else SELL
-        touch = self.best_ask(i) if side == BUY else self.best_bid(i)
-        ref = float(touch) if touch is not None else self.mark_ticks(i)
-        equity = self.equity()
-        self.entry_equity = equity
-        self.entry_ref = ref
-        lots = int(self.leverage * equity // (ref * self.tick_value(i))) if ref > 0 else 0
-        mon, k = self.monitor, self.slot
-        if lots <= 0:
-            mon.state[k] = IDLE
-            return
-        price = self._ioc_price(side)
-        if cfg.fit_to_margin:
-            # the largest size the pre-trade check accepts now, to within a thousandth of the draw
-            lots = self.largest_accepted(i, side, price, lots, max(1, lots // 1000))
-            if lots <= 0:
-                mon.state[k] = IDLE
-                return
-        self.set_leverage(i, self.leverage)  # isolated margin: the position holds notional / leverage
-        self.target = side * lots
-        self.entries += 1
-        self.retries = 0
-        mon.state[k] = ENTERING
-        mon.side[k] = side
-        self.submit(i, side, price, lots, TimeInForce.IOC)
-        self.ctx.world.call_later(cfg.retry_after, self._confirm)
-
-    def _confirm(self) -> None:
-        """After an opening IOC: send the remainder again, or start holding."""
-        i = self.instrument
-        pos = self.position(i)
-        missing = self.target - pos
-        mon, k = self.monitor, self.slot
-        if missing != 0 and (missing > 0) == (self.target > 0) and self.retries < self.cfg.max_retries:
-            self.retries += 1
-            side = BUY if missing > 0 else SELL
-            self.submit(i, side, self._ioc_price(side), abs(missing), TimeInForce.IOC)
-            self.ctx.world.call_later(self.cfg.retry_after, self._confirm)
-            return
+        self.account = int(self.accounts[k])
+        i = int(self.instrument[k])
         if pos == 0:
-            mon.state[k] = IDLE
-            self._maybe_reenter()
-            return
-        mon.state[k] = HOLDING
-        mon.entry[k] = self.ctx.ledger.average_entry_ticks(self.account_for(i), i)
-
-    # ------------------------------------------------------------------ holding
-    def react(self, pos: int) -> None:
-        """Called by the monitor: flat (re-entry?), stop/take-profit hit, or margin call."""
-        cfg = self.cfg
-        mon, k = self.monitor, self.slot
-        i = self.instrument
-        if pos == 0:
-            mon.state[k] = IDLE
-            self.exits += 1
-            self._maybe_reenter()
+            self.state[k] = IDLE
+            self.exits[k] += 1
+            self._maybe_reenter(k)
             return
         side = SELL if pos > 0 else BUY
         mark = self.mark_ticks(i)
-        move = mon.side[k] * (mark / mon.entry[k] - 1.0) if mon.entry[k] > 0 else 0.0
+        entry = float(self.entry[k])
+        move = float(self.side[k]) * (mark / entry - 1.0) if entry > 0 else 0.0
         stop = cfg.stop_loss is not None and move <= -cfg.stop_loss
         take = cfg.take_profit is not None and move >= cfg.take_profit
         if stop or take:
             lots = abs(pos)
         else:
             lots = max(1, int(math.ceil(cfg.cut_fraction * abs(pos))))
-            self.cuts += 1
-        mon.next_ok[k] = self.now + cfg.cut_cooldown
-        self.submit(i, side, self._ioc_price(side), lots, TimeInForce.IOC, reduce_only=True)
+            self.cuts[k] += 1
+        self.next_ok[k] = self.now + cfg.cut_cooldown
+        self.submit(i, side, self._ioc_price(i, side), lots, TimeInForce.IOC, reduce_only=True)
 
-    def _maybe_reenter(self) -> None:
+    def _maybe_reenter(self, k: int) -> None:
         cfg = self.cfg
-        if cfg.reentry_prob > 0 and self.rng.random() < cfg.reentry_prob:
-            self.ctx.world.call_later(self.reentry_delay(), self.enter)
+        if cfg.reentry_prob > 0 and self._uniform() < cfg.reentry_prob:
+            self.ctx.world.call_later(self._reentry_delay(), self.enter, k)

@@ -5,14 +5,15 @@ agent's capital (drawn from the agent's own stream ``agent/{group name}/{k}``, t
 integer minor units of the quote asset), and build the agent with that stream. Nothing is
 shared between agents' streams, so adding an agent or a group never changes what another draws.
 
-A noise group is built as one agent over an array of accounts (``agents.noise.NoiseCrowd``): its
-members' capitals, in member order, and all their later draws come from the group's one stream
-``group/{group name}`` -- a million members cost no million streams, objects or events. Adding a
-group still changes no other group's draws; adding a member to a noise group changes its group's.
+Noise and leveraged groups are built as one agent over an array of accounts
+(``agents.noise.NoiseCrowd``, ``agents.leveraged.LeveragedCrowd``): their members' capitals, in
+member order, and all their later draws come from the group's one stream ``group/{group name}``
+-- a million members cost no million streams, objects or events. Adding a group still changes no
+other group's draws; adding a member to such a group changes its group's.
 
 Shared, population-wide helpers are built once: the trade tape (one venue listener) and, per
-leveraged or delta-hedger group, one monitor (one oracle listener that checks the whole group with
-array operations). The backstop provider's account, if any, is the clearing house's vault.
+delta-hedger group, one monitor (one oracle listener that checks the whole group with array
+operations; a leveraged group is its own). The backstop provider's account, if any, is the clearing house's vault.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from agents.arbitrage import BasisArbitrageur
 from agents.backstop import AuctionBidder, BackstopProvider
 from agents.base import Agent, AgentContext
-from agents.leveraged import LeveragedTrader, LeverageMonitor
+from agents.leveraged import LeveragedCrowd
 from agents.manipulator import Manipulator
 from agents.market_maker import MarketMaker
 from agents.momentum import MomentumTrader
@@ -32,8 +33,11 @@ from agents.pair import PairTrader
 from agents.tape import MarketTape
 from agents.value import ValueTrader
 from clearing.ledger import QUOTE, Ledger
-from agents.config import CollateralSplit, NoiseGroup, PopulationConfig
+from agents.config import CollateralSplit, LeveragedGroup, NoiseGroup, PopulationConfig
 from agents.distributions import Sampler, sample
+
+
+CROWDS = (NoiseCrowd, LeveragedCrowd)  # one agent over an array of member accounts
 
 
 class Population(list):
@@ -56,15 +60,15 @@ class Population(list):
     def accounts(self, group: str) -> list[int]:
         out: list[int] = []
         for a in self.groups.get(group, []):
-            out.extend(a.accounts.tolist() if isinstance(a, NoiseCrowd) else [a.account])
+            out.extend(a.accounts.tolist() if isinstance(a, CROWDS) else [a.account])
         return out
 
 
-# group type (the config's discriminator) -> agent class; every class but NoiseCrowd (one agent
+# group type (the config's discriminator) -> agent class; every class but the crowds (one agent
 # for the whole group, see ``_build_crowd``) takes (ctx, name, account, rng, group config,
 # instrument ids, *shared)
 AGENT_TYPES: dict[str, type[Agent]] = {
-    "market_maker": MarketMaker, "noise": NoiseCrowd, "leveraged": LeveragedTrader,
+    "market_maker": MarketMaker, "noise": NoiseCrowd, "leveraged": LeveragedCrowd,
     "basis_arb": BasisArbitrageur, "value": ValueTrader, "momentum": MomentumTrader,
     "option_seller": OptionSeller, "delta_hedger": DeltaHedger, "backstop_provider": BackstopProvider,
     "auction_bidder": AuctionBidder, "pair_trader": PairTrader, "manipulator": Manipulator,
@@ -105,7 +109,7 @@ def build_population(ctx: AgentContext, ledger: Ledger, config: PopulationConfig
     for group in config.groups:
         gname = group.group_name
         ids = [symbols[s] for s in group.instruments]
-        if group.type == "noise":
+        if group.type in ("noise", "leveraged"):
             crowd = _build_crowd(ctx, ledger, pop, group, ids)
             pop.append(crowd)
             pop.groups[gname] = [crowd]
@@ -115,8 +119,6 @@ def build_population(ctx: AgentContext, ledger: Ledger, config: PopulationConfig
         # the extra argument some types share across a group: the trade tape, or a group monitor
         if group.type == "market_maker":
             shared: tuple = (tape,)
-        elif group.type == "leveraged":
-            shared = (LeverageMonitor(ctx, group),)
         elif group.type == "delta_hedger":
             shared = (HedgeMonitor(ctx),)
         else:
@@ -140,8 +142,9 @@ def build_population(ctx: AgentContext, ledger: Ledger, config: PopulationConfig
     return pop
 
 
-def _build_crowd(ctx: AgentContext, ledger: Ledger, pop: Population, group: NoiseGroup, ids: list[int]) -> NoiseCrowd:
-    """A noise group's accounts, opened and funded in member order, and its one agent."""
+def _build_crowd(ctx: AgentContext, ledger: Ledger, pop: Population, group: NoiseGroup | LeveragedGroup,
+                 ids: list[int]) -> NoiseCrowd | LeveragedCrowd:
+    """A noise or leveraged group's accounts, opened and funded in member order, and its one agent."""
     gname = group.group_name
     rng = ctx.world.stream(f"group/{gname}")
     capitals = Sampler(group.capital, rng, max(1, group.count))  # one vector draw for the whole group
@@ -151,4 +154,4 @@ def _build_crowd(ctx: AgentContext, ledger: Ledger, pop: Population, group: Nois
         account = accounts[k] = ledger.open_account()
         _deposit(ctx, ledger, account, capital, group.collateral)
         pop.meta.append((account, gname, group.type, float(capital)))
-    return NoiseCrowd(ctx, gname, rng, group, ids, accounts)
+    return AGENT_TYPES[group.type](ctx, gname, rng, group, ids, accounts)  # type: ignore[call-arg]

@@ -14,9 +14,14 @@ included) -- on a shared machine CPU time is what an idle machine's wall clock w
 time is printed beside it. The build time is wall time (short enough not to be disturbed much).
 
 The doubling ratios compare x1 with x2 and x5 with x10 (10k -> 20k, 50k -> 100k accounts): the
-build (opening accounts, agents, streams) and the whole episode.
+build (opening accounts, agents, streams) and the whole episode. When the episode reaches the
+crash, the CPU seconds are split at its start (a marker event at that time reads the process
+clock; the event counts leave it out): the calm leg before it and the crash leg from it to the end
+(liquidation waves, ADL, the re-valuations they cause, the recorder's tables at the end).
+Without a 1M run, the largest run's CPU seconds x (999,901 / its accounts) is printed as the
+linear extrapolation to 1M (informational; the last two lines stay ``nan``).
 
-    python benchmarks/bench_scale.py [--max-accounts N] [--quick] [--duration SECONDS]
+    python benchmarks/bench_scale.py [--max-accounts N] [--quick] [--duration SECONDS] [--factors 10,100]
 
 ``--quick`` stops at 100k accounts and shortens the episode to 1,500 s (the crash starts at 1,200 s);
 with ``--duration`` below 1,200 s the episode has no crash.
@@ -77,14 +82,23 @@ def one(factor: int, duration: float | None) -> dict:
     from sim.experiment.episode import run
 
     config = scaled_config(factor, duration)
+    crash = min((sh.start for sh in config.paths.shocks if sh.start < config.duration), default=None)
     import_rss = _rss_bytes()
     marks: dict[str, float] = {}
     started, cpu_started = time.perf_counter(), time.process_time()
-    result = run(config, observe=lambda ep: marks.setdefault("built", time.perf_counter()))
+
+    def observe(ep) -> None:
+        marks["built"] = time.perf_counter()
+        if crash is not None:  # one marker event: the process clock when the crash starts
+            ep.world.call_later(crash, lambda: marks.setdefault("crash_cpu", time.process_time()))
+
+    result = run(config, observe=observe)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     s = result.stats
+    crash_cpu = cpu_started + cpu - marks["crash_cpu"] if "crash_cpu" in marks else None
     return {"factor": factor, "accounts": s["accounts"], "simulated_seconds": s["simulated_seconds"],
-            "build_s": marks["built"] - started, "wall_s": wall, "cpu_s": cpu, "events": s["events"], "orders": s["orders"],
+            "build_s": marks["built"] - started, "wall_s": wall, "cpu_s": cpu, "crash_cpu_s": crash_cpu,
+            "events": s["events"] - (crash is not None), "orders": s["orders"],
             "cancels": s["cancels"], "fills": s["fills"], "liquidations": len(result.tables["liquidations"]["liq_id"]),
             "peak_rss": _rss_bytes(), "import_rss": import_rss}
 
@@ -103,6 +117,8 @@ def main() -> None:
     p.add_argument("--max-accounts", type=int, default=1_000_000)
     p.add_argument("--quick", action="store_true", help="up to 100k accounts, 1,500 simulated seconds")
     p.add_argument("--duration", type=float, default=None, help="simulated seconds (default: the config's 3,600)")
+    p.add_argument("--factors", default=None, help="comma-separated multiples of the 10k config to run "
+                                                    "(default 1,2,5,10,100 up to --max-accounts)")
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child: one size, JSON out
     args = p.parse_args()
     if args.one is not None:
@@ -110,18 +126,20 @@ def main() -> None:
         return
     max_accounts = min(args.max_accounts, 100_000) if args.quick else args.max_accounts
     duration = args.duration if args.duration is not None else (1500.0 if args.quick else None)
-    factors = [f for f in (1, 2, 5, 10, 100) if f * BASE_ACCOUNTS <= max_accounts]
+    wanted = (1, 2, 5, 10, 100) if args.factors is None else tuple(int(f) for f in args.factors.split(","))
+    factors = [f for f in wanted if f * BASE_ACCOUNTS <= max_accounts]
     runs = {f: _child(f, duration) for f in factors}
     print(f"config             {CONFIG.name} x factor (every group's count), one fresh process per size")
     print(f"machine            {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'accounts':>10} {'sim s':>6} {'build s':>8} {'wall s':>8} {'CPU s':>8} {'events':>11} {'ev/CPU s':>9} "
-          f"{'orders':>9} {'fills':>9} {'liqs':>6} {'peak GiB':>9} {'kB/account':>10}")
+          f"{'orders':>9} {'fills':>9} {'liqs':>6} {'peak GiB':>9} {'kB/account':>10} {'crash CPU s':>11}")
     for f, r in runs.items():
         per_account = (r["peak_rss"] - r["import_rss"]) / r["accounts"] / 1e3
         print(f"{r['accounts']:>10,} {r['simulated_seconds']:>6.0f} {r['build_s']:>8.2f} {r['wall_s']:>8.1f} "
               f"{r['cpu_s']:>8.1f} {r['events']:>11,} {r['events'] / r['cpu_s']:>9,.0f} {r['orders']:>9,} {r['fills']:>9,} "
-              f"{r['liquidations']:>6,} {r['peak_rss'] / 2**30:>9.2f} {per_account:>10.2f}")
+              f"{r['liquidations']:>6,} {r['peak_rss'] / 2**30:>9.2f} {per_account:>10.2f} "
+              f"{'-' if r.get('crash_cpu_s') is None else format(r['crash_cpu_s'], '.1f'):>11}")
     for a, b in ((1, 2), (5, 10)):
         if a in runs and b in runs:
             ra, rb = runs[a], runs[b]
@@ -129,6 +147,12 @@ def main() -> None:
                   f"whole episode x{rb['wall_s'] / ra['wall_s']:.2f} wall, x{rb['cpu_s'] / ra['cpu_s']:.2f} CPU, "
                   f"events x{rb['events'] / ra['events']:.2f}")
     big = runs.get(100)
+    if big is None and runs:
+        largest = runs[max(runs)]
+        scale = 999_901 / largest["accounts"]
+        print(f"linear extrapolation to 999,901 accounts from {largest['accounts']:,}: "
+              f"{largest['cpu_s'] * scale:,.0f} CPU s ({largest['cpu_s'] * scale / 60:.1f} CPU min), "
+              f"{largest['events'] * scale:,.0f} events")
     print(f"rss_gib_1m={big['peak_rss'] / 2**30:.2f}" if big else f"rss_gib_1m={math.nan}")
     if big:
         print(f"wall-clock events/s at 1M: {big['events'] / big['wall_s']:.0f} (load-dependent)")

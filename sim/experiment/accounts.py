@@ -54,7 +54,7 @@ def account_directory(episode: "Episode") -> dict[str, np.ndarray]:
     types = {g.group_name: g.type for g in episode.config.population.groups}
     for agent in episode.agents:
         members = getattr(agent, "accounts", None)
-        if isinstance(members, np.ndarray):  # a group acting as one agent (agents.noise.NoiseCrowd)
+        if isinstance(members, np.ndarray):  # a group acting as one agent (NoiseCrowd, LeveragedCrowd)
             rows = members[members < n]
             group[rows] = agent.name
             kind[rows] = types.get(agent.name, agent.kind)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from agents.backstop import AuctionBidder
-from agents.leveraged import HOLDING, LeveragedTrader
+from agents.leveraged import HOLDING, LeveragedCrowd
 from agents.market_maker import MarketMaker
 from agents.noise import NoiseCrowd
 from agents.options import DeltaHedger
@@ -24,6 +24,7 @@ from sim.experiment.io import deep_merge
 from sim.experiment.config import parse_episode
 from sim.experiment.assembled import Episode
 from sim.experiment.episode import build
+from sim.experiment.accounts import account_directory
 from sim.core.orders import BUY, SELL
 
 USD = 1_000_000
@@ -154,22 +155,27 @@ def test_leveraged_opening_leverage_matches_its_draw():
            "instruments": ["BTC-PERP"], "leverage": {"dist": "uniform", "low": 1.5, "high": 8.0},
            "long_prob": 0.5, "entry_delay": 1.0}
     ep = episode(MAKER, lev)
-    traders = of(ep, LeveragedTrader)
-    capital = {t.account: float(ep.ledger.cash[t.account, QUOTE]) for t in traders}
+    (crowd,) = of(ep, LeveragedCrowd)
+    capital = ep.ledger.cash[crowd.accounts, QUOTE].astype(np.float64)
     start(ep)
     ep.world.run(until=20.0)
-    assert len({t.leverage for t in traders}) == len(traders)
-    for t in traders:
-        pos = t.position(0)
-        assert pos == t.target != 0, (t.name, pos, t.target)
-        assert ep.engine.is_active(t.account) is False
-        tv = t.tick_value(0)
-        lot_notional = t.entry_ref * tv  # minor units of one lot at the decision price
+    assert len(set(crowd.leverage.tolist())) == crowd.members == 8
+    tv = int(ep.ledger.tick_value[0])
+    for k, account in enumerate(crowd.accounts.tolist()):
+        pos = int(ep.ledger.position[account, 0])
+        assert pos == crowd.target[k] != 0, (k, pos, crowd.target[k])
+        assert ep.engine.is_active(account) is False
+        lot_notional = crowd.entry_ref[k] * tv  # minor units of one lot at the decision price
         notional = abs(pos) * lot_notional
-        assert t.entry_equity == capital[t.account]  # first entry: equity is the deposited capital
-        assert t.leverage * capital[t.account] - lot_notional < notional <= t.leverage * capital[t.account]
-        assert abs(notional / capital[t.account] - t.leverage) <= lot_notional / capital[t.account]
-        assert t.monitor.state[t.slot] == HOLDING
+        leverage = crowd.leverage[k]
+        assert crowd.entry_equity[k] == capital[k]  # first entry: equity is the deposited capital
+        assert leverage * capital[k] - lot_notional < notional <= leverage * capital[k]
+        assert abs(notional / capital[k] - leverage) <= lot_notional / capital[k]
+        assert crowd.state[k] == HOLDING and crowd.entries[k] == 1
+
+
+def _member_position(ep: Episode, crowd: LeveragedCrowd, k: int = 0) -> int:
+    return int(ep.ledger.position[crowd.rows[k], crowd.instrument[k]])
 
 
 def test_leveraged_trader_cuts_near_maintenance_instead_of_being_liquidated():
@@ -179,19 +185,19 @@ def test_leveraged_trader_cuts_near_maintenance_instead_of_being_liquidated():
                                    "duration": 20.0}]}}
     ep = episode(MAKER, lev, **crash)
     start(ep)
-    t = of(ep, LeveragedTrader)[0]
+    (t,) = of(ep, LeveragedCrowd)
     ep.world.run(until=25.0)
-    opened = t.position(0)
+    opened = _member_position(ep, t)
     assert opened > 0
     ep.world.run(until=120.0)
-    assert t.cuts >= 1
-    assert 0 < t.position(0) < opened
+    assert t.cuts[0] >= 1
+    assert 0 < _member_position(ep, t) < opened
     assert not ep.engine.events, "cutting early kept it away from the liquidator"
     # the same trader holding on ('hold') is liquidated by the same move
     held = episode(MAKER, dict(lev, on_margin_call="hold"), **crash)
     start(held)
     held.world.run(until=120.0)
-    assert {e.account for e in held.engine.events} == {of(held, LeveragedTrader)[0].account}
+    assert {e.account for e in held.engine.events} == {int(of(held, LeveragedCrowd)[0].accounts[0])}
 
 
 def test_leveraged_stop_loss_then_reentry_at_a_fresh_draw():
@@ -202,14 +208,79 @@ def test_leveraged_stop_loss_then_reentry_at_a_fresh_draw():
                                    "duration": 10.0}]}}
     ep = episode(MAKER, lev, **crash)
     start(ep)
-    t = of(ep, LeveragedTrader)[0]
+    (t,) = of(ep, LeveragedCrowd)
     ep.world.run(until=25.0)
-    first = t.leverage
-    assert t.position(0) > 0 and t.entries == 1
+    first = float(t.leverage[0])
+    assert _member_position(ep, t) > 0 and t.entries[0] == 1
     ep.world.run(until=200.0)
-    assert t.exits == 1 and t.entries == 2
-    assert t.leverage != first and t.position(0) > 0
+    assert t.exits[0] == 1 and t.entries[0] == 2
+    assert t.leverage[0] != first and _member_position(ep, t) > 0
     assert not ep.engine.events
+
+
+def test_a_leveraged_group_is_one_agent_entering_each_member_once_at_its_drawn_delay():
+    """Known answer: with entry delays uniform on [100, 200) every member enters once inside that
+    window (none before 100 s: zero entries then), one pending event for the whole group, and
+    the members' directions follow long_prob (1: all long; 0: all short)."""
+    lev = {"type": "leveraged", "name": "lev", "count": 200, "capital": 10_000.0, "instruments": ["BTC-PERP"],
+           "leverage": 2.0, "long_prob": 1.0, "entry_delay": {"dist": "uniform", "low": 100.0, "high": 200.0}}
+    ep = episode(MAKER, lev)
+    (crowd,) = of(ep, LeveragedCrowd)
+    queued = len(ep.world.env._queue)
+    crowd.start()
+    assert len(ep.world.env._queue) == queued + 1  # the group's next entry, not one per member
+    times: list[float] = []
+    submit = ep.venue.submit
+
+    def recording(account, *args, **kw):
+        if account in members:
+            times.append(ep.world.now)
+        return submit(account, *args, **kw)
+
+    members = set(crowd.accounts.tolist())
+    ep.venue.submit = recording  # type: ignore[method-assign]
+    for agent in ep.agents:
+        if agent is not crowd:
+            agent.start()
+    ep.oracle.start()
+    ep.world.run(until=99.0)
+    assert crowd.entries.sum() == 0 and not times
+    ep.world.run(until=260.0)
+    assert crowd.entries.tolist() == [1] * 200
+    assert min(times) >= 100.0 and max(times) < 200.0 + 2.0 * 5  # entries, and retries up to 5 x 2 s
+    assert (crowd.side == 1.0).all() and (ep.ledger.position[crowd.accounts, 0] > 0).all()
+    short = episode(MAKER, dict(lev, long_prob=0.0, count=50))
+    start(short)
+    short.world.run(until=260.0)
+    (s,) = of(short, LeveragedCrowd)
+    assert (s.side == -1.0).all() and (short.ledger.position[s.accounts, 0] < 0).all()
+    directory = account_directory(ep)
+    assert directory["name"][crowd.accounts].tolist() == [f"lev/{k}" for k in range(200)]
+    assert set(directory["type"][crowd.accounts].tolist()) == {"leveraged"}
+
+
+def test_leveraged_directions_and_instruments_follow_their_probabilities():
+    """In distribution, as a lone trader draws them: the share of longs is long_prob, and each of
+    two instruments gets half of the members (binomial bounds, 6 sigma)."""
+    two = {"market": {"instruments": [
+        {"symbol": "BTC-PERP", "kind": "perpetual", "underlying": "BTC", "tick_size": 1.0, "lot_size": 0.01},
+        {"symbol": "BTC-PERP2", "kind": "perpetual", "underlying": "BTC", "tick_size": 1.0, "lot_size": 0.01}]}}
+    n = 4000
+    lev = {"type": "leveraged", "count": n, "capital": 10_000.0, "instruments": ["BTC-PERP", "BTC-PERP2"],
+           "leverage": 2.0, "long_prob": 0.7}
+    ep = episode(lev, **two)
+    (crowd,) = of(ep, LeveragedCrowd)
+    share = float((crowd.instrument == 1).mean())
+    assert abs(share - 0.5) < 6 * math.sqrt(0.25 / n)
+    m = 600
+    ep = episode(MAKER, dict(lev, count=m, instruments=["BTC-PERP"], entry_delay={"dist": "uniform", "low": 0.0,
+                                                                                    "high": 50.0}))
+    start(ep)
+    ep.world.run(until=60.0)
+    (crowd,) = of(ep, LeveragedCrowd)
+    assert crowd.entries.tolist() == [1] * m
+    assert abs(float((crowd.side == 1.0).mean()) - 0.7) < 6 * math.sqrt(0.21 / m)
+    assert (crowd.side != 0).all()
 
 
 # ------------------------------------------------------------------------------------ delta hedger
@@ -438,14 +509,14 @@ def test_leverage_beyond_initial_margin_is_cut_to_what_the_check_accepts():
     ep = episode(MAKER, lev)  # IM 10%: at most ~10x, less the slippage allowance the check charges
     start(ep)
     ep.world.run(until=5.0)
-    t = of(ep, LeveragedTrader)[0]
-    realised = t.position(0) * t.entry_ref * t.tick_value(0) / t.entry_equity
+    (t,) = of(ep, LeveragedCrowd)
+    realised = _member_position(ep, t) * t.entry_ref[0] * int(ep.ledger.tick_value[0]) / t.entry_equity[0]
     assert 9.0 < realised < 10.0, realised
     assert ep.venue.counts["rejects"] == 0
     blind = episode(MAKER, dict(lev, fit_to_margin=False))
     start(blind)
     blind.world.run(until=5.0)
-    assert of(blind, LeveragedTrader)[0].position(0) == 0
+    assert _member_position(blind, of(blind, LeveragedCrowd)[0]) == 0
     assert blind.venue.counts["rejects"] >= 1
 
 

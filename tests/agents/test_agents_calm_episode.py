@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.leveraged import LeveragedTrader
+from agents.leveraged import LeveragedCrowd
 from agents.market_maker import MarketMaker
 from sim.experiment.config import load_episode, parse_episode
 from sim.experiment.episode import build, run, verify
@@ -55,8 +55,8 @@ def test_calm_market_tracks_the_oracle_and_liquidates_no_one():
     assert not ep.engine.events, "a calm market liquidates no one"
     assert ep.venue.counts["fills"] > 300
     assert all(m.quoting and m.withdrawals == 0 for m in ep.agents if isinstance(m, MarketMaker))
-    levered = [a for a in ep.agents if isinstance(a, LeveragedTrader)]
-    assert sum(a.position(0) != 0 for a in levered) == len(levered)
+    (levered,) = [a for a in ep.agents if isinstance(a, LeveragedCrowd)]
+    assert (ep.ledger.position[levered.rows, levered.instrument] != 0).all() and levered.members == 10
 
 
 RMSC04 = Path(__file__).resolve().parents[2] / "configs" / "bench" / "rmsc04_like.yaml"

@@ -152,3 +152,22 @@ def test_the_html_report_shows_human_numbers(written):
     visible = re.sub(r'<img [^>]*>', "", text)  # base64 images may contain anything
     assert "None" not in visible and not re.search(r"\de[+-]\d", visible)
     assert "bad debt (USD)" in visible
+
+
+def test_trades_packed_in_chunks_equal_the_rows_they_came_from(monkeypatch):
+    """The recorder packs fills into float64 chunks as it goes: with chunks of 7 fills the trades
+    table is the same, column for column and dtype for dtype, as with every fill in one chunk;
+    and an episode without fills gives empty columns (known answer: zero rows)."""
+    from sim.experiment import recorder
+    from sim.experiment.episode import run as run_episode
+
+    whole = run_episode(_small()).tables["trades"]
+    monkeypatch.setattr(recorder, "_TRADE_CHUNK", 7)
+    chunked = run_episode(_small()).tables["trades"]
+    assert whole["time"].size > 3 * 7
+    for column, values in whole.items():
+        assert chunked[column].dtype == values.dtype and np.array_equal(chunked[column], values), column
+    assert whole["time"].dtype == np.float64 and whole["maker"].dtype == np.int64
+    quiet = _small().model_copy(update={"population": _small().population.model_copy(update={"groups": []})})
+    empty = run_episode(quiet).tables["trades"]
+    assert all(v.size == 0 for v in empty.values())
