@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["REGIME_COST", "episode_cost"]
+__all__ = ["BACKTEST_RUN_COST", "REGIME_COST", "backtest_task_cost", "episode_cost"]
 
 # Relative cost of one episode under each regime (CPU seconds per episode on the default episode,
 # standard = 1: standard ~9 s, span and portfolio ~25 s, var_apc ~52 s; benchmarks/bench_compare.py
@@ -29,3 +29,15 @@ def episode_cost(data: Mapping[str, Any]) -> float:
     accounts = sum(int(g.get("count", 1)) for g in groups if isinstance(g, Mapping))
     return (REGIME_COST.get(regime, max(REGIME_COST.values())) * float(data.get("duration") or 1.0)
             * max(accounts, 1))
+
+
+# Relative cost of one margin run of a backtest block under each regime (CPU milliseconds per run
+# for 5,000 portfolios on the bench_backtest book, docs/BENCHMARKS.md: var_apc ~34, var ~10,
+# portfolio_joint ~3.8, the others under 1). An unknown regime counts as the dearest.
+BACKTEST_RUN_COST = {"standard": 0.3, "standard_isolated": 0.3, "tims": 0.4, "portfolio": 0.5, "span": 0.9,
+                     "portfolio_joint": 3.8, "var": 10.0, "var_apc": 34.0}
+
+
+def backtest_task_cost(regime: str, portfolios: int, runs: int) -> float:
+    """The relative cost of one backtest task: ``regime`` over a block of ``portfolios`` for ``runs`` runs."""
+    return BACKTEST_RUN_COST.get(regime, max(BACKTEST_RUN_COST.values())) * portfolios * runs

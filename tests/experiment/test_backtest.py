@@ -289,3 +289,15 @@ def test_a_csv_replay_is_a_backtest_path(tmp_path):
     loss = realised_losses(plan.book, got, np.full_like(got, 0.5), runs, 1)
     req = requirement_series(span, plan.book, got, np.full_like(got, 0.5), runs)
     assert out.results["span"].per_portfolio["exceedances"].tolist() == (loss > req).sum(axis=0).tolist()
+
+
+def test_backtest_tasks_are_dealt_dearest_first():
+    """The pool gets var_apc's blocks first (the long pole) and the cheap regimes last; a regime it does
+    not know counts as the dearest; the cost grows with the block's portfolios and runs."""
+    from sim.experiment.costs import backtest_task_cost
+
+    ranked = sorted(["standard", "span", "var", "portfolio_joint", "var_apc"],
+                    key=lambda r: -backtest_task_cost(r, 5000, 2519))
+    assert ranked == ["var_apc", "var", "portfolio_joint", "span", "standard"]
+    assert backtest_task_cost("new_regime", 10, 10) == backtest_task_cost("var_apc", 10, 10)
+    assert backtest_task_cost("var", 2000, 100) == 2 * backtest_task_cost("var", 1000, 100)

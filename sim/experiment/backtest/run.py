@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from clearing.margin.base import Positions
 from sim.experiment.backtest.engine import Book, RegimeBacktest, aggregate, backtest_regime, merge, per_portfolio_rows, \
     realised_losses, run_days
+from sim.experiment.costs import backtest_task_cost
 from sim.experiment.errors import ConfigError
 from sim.experiment.config import format_validation_error
 from sim.experiment.io import read_yaml
@@ -235,9 +236,13 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
         from sim.experiment.executors import main_not_reimported, single_threaded_children
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            # dearest first (var_apc's blocks take most of the time): the last tasks are short, so
+            # neither worker idles at the end; ties keep the block-major order
+            order = sorted(range(len(tasks)), key=lambda k: -backtest_task_cost(
+                tasks[k].margin.regime, len(tasks[k].lots), len(runs)))
             with single_threaded_children(), main_not_reimported():  # workers start during the submits
-                futures = [pool.submit(_run_task, t) for t in tasks]
-            parts = [f.result() for f in futures]
+                futures = {k: pool.submit(_run_task, tasks[k]) for k in order}
+            parts = [futures[k].result() for k in range(len(tasks))]
     results: dict[str, RegimeBacktest] = {}
     for k, label in enumerate(plan.regimes):
         results[label] = merge(label, parts[k::len(plan.regimes)])
