@@ -165,20 +165,42 @@ class LotSlots:
         self.lot = np.zeros((keep.size, width))
         self.col[r, j], self.lot[r, j] = c, self.dense[r, c]
         self.prefix = [int(np.count_nonzero(self.nheld > q)) for q in range(width)]
-        # for the loss bounds of the pruned search: [lots+, lots-] (one product with [max; min]), |lots|
+        # what only the pruned search reads is built when it first asks (:meth:`prepare_search`):
+        # the house's one-account what-if checks build hundreds of thousands of these per episode
+        self.signed = self.magnitude = self.term = self.term_col = self.term_lot = None
+
+    def prepare_search(self) -> None:
+        """The pruned search's tables, once: [lots+, lots-] (one product with [max; min] gives the
+        loss bounds), |lots|, and the distinct (instrument, lot) terms."""
+        if self.term is not None:
+            return
         self.signed = np.concatenate([np.maximum(self.dense, 0.0), np.minimum(self.dense, 0.0)], axis=1)
         self.magnitude = np.abs(self.dense)
         # a term lot x per-lot loss depends on the (instrument, lot) only, and few pairs recur across
         # thousands of books: each term's products are made once per call (:meth:`terms`) and a
         # book's loss is a sum of gathered products -- the same products, so the same bits
+        r, c = np.nonzero(self.dense)
+        j = np.arange(r.size) - np.searchsorted(r, r)
         pairs, tinv = np.unique(np.stack([c.astype(np.float64), self.dense[r, c]], axis=1), axis=0,
                                 return_inverse=True)
         self.term_col, self.term_lot = pairs[:, 0].astype(np.int64), pairs[:, 1].copy()
-        self.term = np.zeros((keep.size, width), dtype=np.int64)
+        self.term = np.zeros(self.col.shape, dtype=np.int64)
         self.term[r, j] = np.asarray(tinv).reshape(-1)
+
+    def all_losses(self, loss: np.ndarray) -> np.ndarray:
+        """(rows, S): every portfolio's loss in every scenario of the (I, S) per-lot ``loss`` -- the
+        products and additions of :meth:`losses`, made directly (no term table): for small blocks."""
+        out = self.lot[:, 0, None] * loss[self.col[:, 0]]
+        for q in range(1, len(self.prefix)):  # loop over slots (a handful), each over a prefix of portfolios
+            e = self.prefix[q]
+            if e == 0:
+                break
+            out[:e] += self.lot[:e, q, None] * loss[self.col[:e, q]]
+        return out
 
     def terms(self, loss: np.ndarray) -> np.ndarray:
         """(T, ...) each distinct (instrument, lot) term's loss: lot x ``loss[instrument]``."""
+        self.prepare_search()
         return self.term_lot.reshape((-1,) + (1,) * (loss.ndim - 1)) * loss[self.term_col]
 
     def losses(self, rows: np.ndarray | None, terms: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -279,13 +301,14 @@ def tail_of(book: LotSlots, loss: np.ndarray, k: int, groups: np.ndarray | None 
     a_n = book.dense.shape[0]
     if a_n == 0 or s == 0:
         return np.zeros((a_n, k)), None
-    loss_ext = np.concatenate([loss, np.zeros((loss.shape[0], 1))], axis=1)  # column S: the padding
     size = group_size(k) if groups is None else groups.shape[1]
     m = -(-k // size)  # seed groups: enough full groups to hold k scenarios (1 but for k > 32)
     if groups is None or groups.shape[0] <= m + 2 or a_n < PRUNE_MIN_BOOKS:
-        vals = book.losses(None, book.terms(loss_ext), np.arange(s)[None, :])
+        vals = book.all_losses(loss)
         top = np.partition(vals, s - k, axis=1)[:, s - k:]
         return (-np.sort(-top, axis=1) if ordered else top), None
+    book.prepare_search()
+    loss_ext = np.concatenate([loss, np.zeros((loss.shape[0], 1))], axis=1)  # column S: the padding
     top, ids = _pruned_top(book, loss, loss_ext, k, groups, m, hint)
     if not ordered:
         return top, ids
