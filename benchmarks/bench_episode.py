@@ -13,7 +13,7 @@ the headline is the fastest run, whose wall time covers building the world, ever
 final sample; the first run also pays one-off costs (lazy imports, first calls) and is printed
 next to it. Every run must give the same counts (same config and seed).
 
-    python benchmarks/bench_episode.py [EPISODE.yaml] [--duration SECONDS] [--repeat N]
+    python benchmarks/bench_episode.py [EPISODE.yaml] [--duration SECONDS] [--repeat N] [--regime NAME]
 """
 
 from __future__ import annotations
@@ -38,10 +38,13 @@ def main() -> None:
     p.add_argument("episode", nargs="?", default=str(ROOT / "configs" / "bench" / "rmsc04_like.yaml"))
     p.add_argument("--duration", type=float, default=None, help="override the simulated seconds")
     p.add_argument("--repeat", type=int, default=3, help="runs in this process; the fastest is reported")
+    p.add_argument("--regime", default=None, help="override margin.regime (e.g. var_apc)")
     args = p.parse_args()
-    overrides = {"outputs": {"counterfactual": False}}
+    overrides: dict = {"outputs": {"counterfactual": False}}
     if args.duration is not None:
         overrides["duration"] = args.duration
+    if args.regime is not None:
+        overrides["margin"] = {"regime": args.regime}
     config = load_episode(args.episode, overrides)
     walls: list[float] = []
     cpus: list[float] = []
