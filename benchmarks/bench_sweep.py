@@ -35,7 +35,6 @@ The last line is ``runs_per_min=<local pool, 2 workers>``. About 4 minutes on tw
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import os
 import pickle
@@ -47,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sim.experiment.sweep as sw
+from bench_compare import makespan  # the runs dealt in order, each to the worker free first
 from sim.experiment.executors import start_local_dask, start_local_ray
 
 
@@ -132,10 +132,7 @@ class Measured:
     row_bytes: float = 0.0
 
     def idle_estimate(self) -> float:
-        free = [0.0] * self.workers
-        for c in self.run_cpu:
-            heapq.heappush(free, heapq.heappop(free) + c)
-        return max(free) + max(self.startup.values(), default=0.0) + self.driver_cpu
+        return makespan(self.run_cpu, self.workers) + max(self.startup.values(), default=0.0) + self.driver_cpu
 
 
 def measure(label: str, backend: str, workers: int, grid: dict, order: list[str], client=None) -> Measured:

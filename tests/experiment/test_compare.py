@@ -109,7 +109,7 @@ def test_formatting(value, unit, text):
     assert quantity(value, unit) == text
 
 
-def test_plain_never_uses_scientific_notation():
+def test_significant_never_uses_scientific_notation():
     for v in (1e-7, 3.3e-5, 1e12, 123456789.123, 7e20):
         assert "e" not in significant(v).lower()
 
