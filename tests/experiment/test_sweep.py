@@ -373,3 +373,19 @@ def test_rerunning_an_interrupted_sweep_without_resume_asks_for_resume_or_force(
         sweep(path, workers=1, progress=False, runner=RUNNER)
     assert sorted(parts_dir(tmp_path / "out.parquet").glob("*.json")) == rows
     assert sweep(path, workers=1, force=True, progress=False, runner=RUNNER).num_rows == 4
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    """A row file (or report) whose write fails -- disk full, say -- leaves the folder as it was."""
+    import sim.experiment.io as sio
+
+    target = tmp_path / "row.json"
+    target.write_text("old")
+
+    def full_disk(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sio.os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        sio.write_atomic(target, b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["row.json"] and target.read_text() == "old"
