@@ -275,8 +275,8 @@ def _after_breakage(pool: Any, inflight: dict[Any, dict], processes: dict[int, A
             on_done(job.error_row(task, text))
     again = [t for t in inflight.values() if job.key(t) not in dead and breakages.get(job.key(t), 0) < 2]
     pending.extendleft(reversed(again))
-    for f in running.iterdir():
-        f.unlink(missing_ok=True)
+    for pid in processes:  # only the files this pool's workers wrote: ``running`` is the caller's folder
+        (running / str(pid)).unlink(missing_ok=True)
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

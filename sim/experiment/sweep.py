@@ -54,7 +54,7 @@ from sim.experiment import executors
 from sim.experiment.config import PACKAGED_DEFAULT, format_validation_error, parse_episode
 from sim.experiment.costs import episode_cost
 from sim.experiment.errors import ConfigError
-from sim.experiment.io import ColumnKind, parse_yaml, read_yaml, set_path, write_atomic
+from sim.experiment.io import ColumnKind, fsync_dir, parse_yaml, read_yaml, set_path, write_atomic
 from sim.experiment.sweep_config import SweepConfig
 
 __all__ = ["sweep", "load_sweep", "output_path", "require_backend", "plan", "SweepError", "SweepTask", "run_task",
@@ -377,6 +377,7 @@ def _write_table_from_parts(parts: Path, run_ids: list[str], grid_keys: list[str
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+    fsync_dir(out.parent)  # the rename itself durable, as ``write_atomic`` makes a row's
     return pq.read_table(out)
 
 

@@ -329,6 +329,22 @@ def test_a_killed_worker_fails_only_its_own_run_and_resume_reruns_it(tmp_path, m
     assert _without_wall(resumed).equals(_without_wall(fresh))
 
 
+def test_a_worker_death_removes_only_its_pool_files_from_the_running_folder(tmp_path, monkeypatch):
+    """``running`` is the caller's folder: after a breakage only the pool's ``<pid>`` files go."""
+    from sim.experiment import sweep as sw
+
+    path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [100.0, 101.0]}, seeds=1)
+    monkeypatch.setenv("CLEARSIM_TEST_KILL_ONCE", f"101.0/0:{tmp_path / 'killed.flag'}")
+    _cfg, context, tasks = sw._plan(path, RUNNER)
+    running = tmp_path / "running"
+    running.mkdir()
+    (running / "keep.txt").write_text("keep")
+    rows: list[dict] = []
+    sw.execute(tasks, "local", 2, rows.append, running=running, shared=context)
+    assert (tmp_path / "killed.flag").exists() and len(rows) == 2
+    assert (running / "keep.txt").read_text() == "keep"
+
+
 def test_retry_errors_reruns_every_failed_row_and_the_cli_exits_non_zero(tmp_path, monkeypatch, capsys):
     import sim.experiment.api
     from sim.experiment.cli import EXIT_RUNS_FAILED, main
@@ -357,3 +373,19 @@ def test_rerunning_an_interrupted_sweep_without_resume_asks_for_resume_or_force(
         sweep(path, workers=1, progress=False, runner=RUNNER)
     assert sorted(parts_dir(tmp_path / "out.parquet").glob("*.json")) == rows
     assert sweep(path, workers=1, force=True, progress=False, runner=RUNNER).num_rows == 4
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    """A row file (or report) whose write fails -- disk full, say -- leaves the folder as it was."""
+    import sim.experiment.io as sio
+
+    target = tmp_path / "row.json"
+    target.write_text("old")
+
+    def full_disk(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sio.os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        sio.write_atomic(target, b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["row.json"] and target.read_text() == "old"
