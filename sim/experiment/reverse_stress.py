@@ -364,6 +364,26 @@ def _breaking_seed(lines: list[_Line], label: str) -> _Line | None:
     return mine[(len(mine) - 1) // 2] if mine else None
 
 
+def _claim_parts(parts: Path, resume: bool) -> None:
+    """The episodes folder beside the output, before anything runs: with ``resume`` its episodes are
+    read and added to; without, an earlier search's folder (its marker) is replaced, and a folder
+    clearsim did not write is refused, never removed (``sim.experiment.outdir``)."""
+    from sim.experiment.outdir import check_folder, write_marker
+
+    if parts.is_symlink() or (parts.exists() and not parts.is_dir()):
+        check_folder(parts, what="reverse-stress episodes folder")  # raises: a link or a file
+    if not resume and parts.exists() and any(parts.iterdir()):
+        check_folder(parts, what="reverse-stress episodes folder", same_kind=PARTS_KIND,
+                     hint="it holds another clearsim command's results; choose another output")
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    if not any(parts.iterdir()):
+        write_marker(parts, PARTS_KIND)
+
+
+PARTS_KIND = "reverse-stress-parts"
+
+
 def reverse_stress(source: ReverseStressConfig | Mapping[str, Any] | str | Path, backend: str = "local",
                    workers: int | None = None, resume: bool = False, output: str | Path | None = None,
                    write: bool = True, client: Any = None,
@@ -381,9 +401,7 @@ def reverse_stress(source: ReverseStressConfig | Mapping[str, Any] | str | Path,
     workers = max(1, int(workers or os.cpu_count() or 1))
     out = Path(output or cfg.output or Path("results") / "reverse_stress" / cfg.name)
     parts = parts_dir(out)
-    if not resume and parts.exists():
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
+    _claim_parts(parts, resume)
     search = _Search(plan, backend, workers, parts, resume, client, progress)
     lines = search.run()
     summary = summarise_search(plan, search, lines)

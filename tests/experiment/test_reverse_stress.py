@@ -209,3 +209,16 @@ def test_cli_exits_1_when_a_line_failed(tmp_path, capsys, monkeypatch):
     assert main(["reverse-stress", str(path), "--quiet"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("clearsim: error: 1 regime x seed lines failed")
+
+
+def test_a_users_folder_where_the_episodes_go_is_refused_and_left(tmp_path):
+    """Without --resume an earlier search's episodes folder is replaced; a folder of the user's at
+    that name (no clearsim marker) is refused before anything runs, and keeps its files."""
+    from sim.experiment.outdir import OutputFolderError
+
+    mine = parts_dir(tmp_path / "out")
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputFolderError, match="reverse-stress episodes folder .*not written by clearsim"):
+        reverse_stress(spec(), output=tmp_path / "out")
+    assert (mine / "notes.txt").read_text() == "keep me" and not (tmp_path / "out").exists()
