@@ -282,3 +282,27 @@ class Agent:
     def _on_result(self, result: SubmitResult) -> None:
         if result.reject is not None:
             self.rejects += 1
+
+
+class Crowd(Agent):
+    """A whole group as one agent over an array of member accounts (``agents.noise.NoiseCrowd``,
+    ``agents.leveraged.LeveragedCrowd``).
+
+    ``account`` is the member acting now (set before each action, so the inherited reads and
+    actions act for it); ``accounts[k]`` is member k's account. ``_times``/``_who``/``_next``: the
+    members' pre-drawn actions (times, members), walked in time order by one pending event."""
+
+    __slots__ = ("cfg", "accounts", "_times", "_who", "_next")
+
+    def __init__(self, ctx: AgentContext, name: str, rng: np.random.Generator, cfg: Any,
+                 accounts: np.ndarray) -> None:
+        super().__init__(ctx, name, int(accounts[0]) if accounts.size else -1, rng)
+        self.cfg = cfg
+        self.accounts = accounts
+        self._times: list[float] = []
+        self._who: list[int] = []
+        self._next = 0
+
+    @property
+    def members(self) -> int:
+        return int(self.accounts.size)

@@ -2,7 +2,8 @@
 
 A population is a list of groups. Every group has a ``type`` (the discriminator), a ``name``
 (default: its type; names must be unique because each agent's random stream is named
-``agent/{name}/{k}`` -- a noise group's one stream ``group/{name}``, see ``agents.noise`` -- so adding
+``agent/{name}/{k}`` -- a noise or leveraged group's one stream ``group/{name}``, see
+``agents.population`` -- so adding
 a group never perturbs another), a ``count``, a ``capital`` per
 agent (quote units), the ``instruments`` (symbols) it trades, and an active window
 ``[start, end)`` in simulated seconds. The rest are the type's own parameters, with defaults.
@@ -11,7 +12,7 @@ Several parameters are a :data:`Dist`: a plain number, or a distribution
 ``{dist: uniform, low, high}``, ``{dist: normal, mean, std, [low], [high]}`` (clipped to
 ``[low, high]``), ``{dist: lognormal, mean, sigma, [low], [high]}`` (``mean`` of the distribution,
 ``sigma`` the std of its log) or ``{dist: choice, values, [weights]}``. Each field says whether it is drawn once per agent (at
-build time, from the agent's own stream; for a noise group, from the group's) or per order/event. A field's declared bounds are checked
+build time, from the agent's own stream; for a noise or leveraged group, from the group's) or per order/event. A field's declared bounds are checked
 against the distribution's whole support, so ``capital: {dist: normal, mean: 1e5, std: 5e4}`` is
 refused (it could draw a negative capital) unless it is clipped with ``low``.
 

@@ -38,7 +38,7 @@ import math
 import numpy as np
 
 from sim.core.phases import Phase
-from agents.base import UNIT, Agent, AgentContext
+from agents.base import UNIT, AgentContext, Crowd
 from sim.core.orders import BUY, SELL, TimeInForce
 from agents.config import LeveragedGroup
 from agents.distributions import Sampler, sample_many
@@ -48,24 +48,20 @@ IDLE, ENTERING, HOLDING = 0, 1, 2
 _BLOCK = 1024  # draws per refill of each of the group's shared buffers
 
 
-class LeveragedCrowd(Agent):
+class LeveragedCrowd(Crowd):
     """A whole leveraged group: one row per member in arrays, one stream, one oracle listener.
 
-    ``account`` is the member acting now (set before each action, so the inherited reads and
-    actions -- position, equity, submit, the margin what-if -- act for it); ``accounts[k]`` is
-    member k's account and ``rows[k]`` the ledger row its position is in (its isolated
-    sub-account under isolated margin, else its account)."""
+    (``agents.base.Crowd``: ``account`` is the member acting now.) ``rows[k]`` is the ledger row
+    member k's position is in (its isolated sub-account under isolated margin, else its account)."""
 
     kind = "leveraged"
-    __slots__ = ("cfg", "accounts", "instrument", "rows", "side", "entry", "state", "next_ok", "leverage",
+    __slots__ = ("instrument", "rows", "side", "entry", "state", "next_ok", "leverage",
                  "target", "entry_equity", "entry_ref", "retries", "entries", "exits", "cuts", "_leverage",
-                 "_uniform", "_reentry_delay", "_times", "_who", "_next")
+                 "_uniform", "_reentry_delay")
 
     def __init__(self, ctx: AgentContext, name: str, rng: np.random.Generator, cfg: LeveragedGroup,
                  instruments: list[int], accounts: np.ndarray) -> None:
-        super().__init__(ctx, name, int(accounts[0]) if accounts.size else -1, rng)
-        self.cfg = cfg
-        self.accounts = accounts
+        super().__init__(ctx, name, rng, cfg, accounts)
         n = accounts.size
         # one instrument per member, uniformly from the group's list (no draw when there is one)
         picks = rng.integers(len(instruments), size=n) if len(instruments) > 1 else np.zeros(n, dtype=np.int64)
@@ -86,13 +82,6 @@ class LeveragedCrowd(Agent):
         self._leverage = Sampler(cfg.leverage, rng, _BLOCK)
         self._uniform = Sampler(UNIT, rng, _BLOCK)  # directions and re-entry coins
         self._reentry_delay = Sampler(cfg.reentry_delay, rng, 64)
-        self._times: list[float] = []
-        self._who: list[int] = []
-        self._next = 0
-
-    @property
-    def members(self) -> int:
-        return int(self.accounts.size)
 
     def start(self) -> None:
         n = self.members

@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from agents.base import UNIT, Agent, AgentContext
+from agents.base import UNIT, AgentContext, Crowd
 from sim.core.orders import BUY, SELL, TimeInForce
 from agents.config import NoiseGroup
 from agents.distributions import Sampler
@@ -36,23 +36,20 @@ from agents.distributions import Sampler
 _BLOCK = 1024  # draws per refill of each of the group's shared buffers
 
 
-class NoiseCrowd(Agent):
+class NoiseCrowd(Crowd):
     """A whole noise group: member accounts in an array, one arrival process, shared draws.
 
-    ``account`` is the member acting now (set before each order, so the inherited reads and
-    actions -- position, submit, cancel, isolated sub-accounts -- act for it); ``accounts[k]`` is
-    member k's account and ``member_orders[k]`` its orders so far (``orders_sent``: the group's)."""
+    (``agents.base.Crowd``: ``account`` is the member acting now.) ``member_orders[k]`` is member
+    k's orders so far (``orders_sent``: the group's)."""
 
     kind = "noise"
-    __slots__ = ("cfg", "instruments", "accounts", "member_orders", "active", "n_active", "_gaps", "_picks",
-                 "size", "offset", "uniform", "_times", "_who", "_next")
+    __slots__ = ("instruments", "member_orders", "active", "n_active", "_gaps", "_picks", "size", "offset",
+                 "uniform")
 
     def __init__(self, ctx: AgentContext, name: str, rng: np.random.Generator, cfg: NoiseGroup,
                  instruments: list[int], accounts: np.ndarray) -> None:
-        super().__init__(ctx, name, int(accounts[0]) if accounts.size else -1, rng)
-        self.cfg = cfg
+        super().__init__(ctx, name, rng, cfg, accounts)
         self.instruments = instruments
-        self.accounts = accounts
         self.member_orders = np.zeros(accounts.size, dtype=np.int32)
         # members still active, in the first n_active slots (a retired member is swapped past the end)
         self.active = np.arange(accounts.size, dtype=np.int64)
@@ -62,13 +59,6 @@ class NoiseCrowd(Agent):
         self.size = Sampler(cfg.size, rng, _BLOCK)
         self.offset = Sampler(cfg.limit_offset_bps, rng, _BLOCK)
         self.uniform = Sampler(UNIT, rng, 3 * _BLOCK)  # at most three per order
-        self._times: list[float] = []
-        self._who: list[int] = []
-        self._next = 0
-
-    @property
-    def members(self) -> int:
-        return int(self.accounts.size)
 
     def start(self) -> None:
         cfg = self.cfg

@@ -18,15 +18,15 @@ operations; a leveraged group is its own). The backstop provider's account, if a
 
 from __future__ import annotations
 
+import numpy as np
+
 from agents.arbitrage import BasisArbitrageur
 from agents.backstop import AuctionBidder, BackstopProvider
-from agents.base import Agent, AgentContext
+from agents.base import Agent, AgentContext, Crowd
 from agents.leveraged import LeveragedCrowd
 from agents.manipulator import Manipulator
 from agents.market_maker import MarketMaker
 from agents.momentum import MomentumTrader
-import numpy as np
-
 from agents.noise import NoiseCrowd
 from agents.options import DeltaHedger, HedgeMonitor, OptionSeller
 from agents.pair import PairTrader
@@ -35,9 +35,6 @@ from agents.value import ValueTrader
 from clearing.ledger import QUOTE, Ledger
 from agents.config import CollateralSplit, LeveragedGroup, NoiseGroup, PopulationConfig
 from agents.distributions import Sampler, sample
-
-
-CROWDS = (NoiseCrowd, LeveragedCrowd)  # one agent over an array of member accounts
 
 
 class Population(list):
@@ -60,7 +57,7 @@ class Population(list):
     def accounts(self, group: str) -> list[int]:
         out: list[int] = []
         for a in self.groups.get(group, []):
-            out.extend(a.accounts.tolist() if isinstance(a, CROWDS) else [a.account])
+            out.extend(a.accounts.tolist() if isinstance(a, Crowd) else [a.account])
         return out
 
 

@@ -29,23 +29,28 @@ def _seed_words(seed: int) -> list[int]:
     return words + [0] * max(0, _POOL_WORDS - len(words))
 
 
+def _name_digest(name: str) -> bytes:
+    """A stable 16-byte digest of a stream's name (not Python's salted ``hash``)."""
+    return hashlib.blake2b(name.encode("utf-8"), digest_size=16).digest()
+
+
 def _name_key(name: str) -> tuple[int, ...]:
-    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=16).digest()
+    """The name's spawn key: its digest as four little-endian 32-bit words."""
+    digest = _name_digest(name)
     return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
 
 
 class RandomStreams:
     """Factory of independent, reproducible generators keyed by name."""
 
-    __slots__ = ("seed", "_cache", "_seed_words", "_seed_bytes")
+    __slots__ = ("seed", "_cache", "_seed_bytes")
 
     def __init__(self, seed: int) -> None:
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
         self.seed = int(seed)
         self._cache: dict[str, Generator] = {}
-        self._seed_words = _seed_words(self.seed)
-        self._seed_bytes = np.array(self._seed_words, dtype="<u4").tobytes()
+        self._seed_bytes = np.array(_seed_words(self.seed), dtype="<u4").tobytes()
 
     def stream(self, name: str) -> Generator:
         """The generator for ``name`` (created once, then shared by whoever asks by that name)."""
@@ -63,6 +68,5 @@ class RandomStreams:
         account. The entropy is read straight from the bytes (the seed's little-endian words, then
         the digest's, the words ``_name_key`` gives): building it from a list of Python ints cost a
         quarter of the call."""
-        digest = hashlib.blake2b(name.encode("utf-8"), digest_size=16).digest()
-        entropy = np.frombuffer(self._seed_bytes + digest, dtype="<u4").astype(np.uint32)
+        entropy = np.frombuffer(self._seed_bytes + _name_digest(name), dtype="<u4").astype(np.uint32)
         return Generator(PCG64(SeedSequence(entropy)))

@@ -84,10 +84,6 @@ class Venue:
         self.counts = {"orders": 0, "cancels": 0, "amends": 0, "fills": 0, "rejects": 0}
 
     # ------------------------------------------------------------- agent-facing (with latency)
-    def link(self, account: int) -> tuple[Latency, Latency]:
-        """``account``'s (to venue, to agent) latencies, each drawing from the account's own stream."""
-        return self._to_venue(account), self._to_agent(account)
-
     def open_links(self, accounts: list[int]) -> None:
         """Open the to-venue links of accounts known to send orders, all at once, each with its
         first block of delays drawn. The same links and delays as opened at their first message
