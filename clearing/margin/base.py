@@ -205,13 +205,16 @@ def _distinct(seg: Segments) -> tuple[Segments, np.ndarray | None]:
     if found > 0.8 * n:
         return seg, None
     rep = np.concatenate(reps)  # size non-increasing, like the segments themselves
-    sizes = seg.size[rep]
-    u_counts = tuple(int(np.count_nonzero(sizes > j)) for j in range(len(counts)))
-    u_counts = tuple(c for c in u_counts if c)
-    unique = Segments(row=seg.row[rep], group=seg.group[rep], size=sizes, slot_count=u_counts,
-                      slot_cols=tuple(seg.slot_cols[j][rep[:c]] for j, c in enumerate(u_counts)),
-                      slot_lots=tuple(seg.slot_lots[j][rep[:c]] for j, c in enumerate(u_counts)))
-    return unique, inverse
+    return _take(seg, rep), inverse
+
+
+def _take(seg: Segments, idx: np.ndarray) -> Segments:
+    """Segments ``idx`` of ``seg`` as a Segments; ``seg.size[idx]`` must be non-increasing."""
+    sizes = seg.size[idx]
+    counts = tuple(c for c in (int(np.count_nonzero(sizes > j)) for j in range(len(seg.slot_count))) if c)
+    return Segments(row=seg.row[idx], group=seg.group[idx], size=sizes, slot_count=counts,
+                    slot_cols=tuple(seg.slot_cols[j][idx[:c]] for j, c in enumerate(counts)),
+                    slot_lots=tuple(seg.slot_lots[j][idx[:c]] for j, c in enumerate(counts)))
 
 
 def segments_by_group(positions: Positions, group_of_instrument: np.ndarray, n_groups: int) -> Segments:
@@ -380,11 +383,7 @@ def _reduce_known(seg: Segments, memo: tuple, matrix_t: np.ndarray, reducer, n_o
     for o, f in zip(outs, figures):
         o[found] = f[cand[found]]
     if miss.size:
-        sizes = seg.size[miss]  # still non-increasing: a subset in order
-        counts = tuple(c for c in (int(np.count_nonzero(sizes > j)) for j in range(len(seg.slot_count))) if c)
-        rest = Segments(row=seg.row[miss], group=seg.group[miss], size=sizes, slot_count=counts,
-                        slot_cols=tuple(seg.slot_cols[j][miss[:c]] for j, c in enumerate(counts)),
-                        slot_lots=tuple(seg.slot_lots[j][miss[:c]] for j, c in enumerate(counts)))
+        rest = _take(seg, miss)  # a subset in order: sizes still non-increasing
         for o, v in zip(outs, _reduce_sparse(rest, matrix_t, reducer, n_out, block, workspace)):
             o[miss] = v
     return outs
