@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -320,10 +321,10 @@ def segment_reduce_distinct(positions: Positions, matrix_t: np.ndarray, group_of
     """
     seg = segments_by_group(positions, group_of_instrument, n_groups)
     memo = workspace.get("distinct") if workspace is not None else None
-    if memo is not None and memo[0] is matrix_t and memo[1] == reducer:
-        if memo[7] is seg:  # the same kept grouping on the same market state: nothing moved
-            return seg, seg.distinct()[1], [f.copy() for f in memo[6]]
-        if seg.n < memo[2] and memo[4].size:
+    if memo is not None and memo.matrix_t is matrix_t and memo.reducer == reducer:
+        if memo.seg is seg:  # the same kept grouping on the same market state: nothing moved
+            return seg, seg.distinct()[1], [f.copy() for f in memo.figures]
+        if seg.n < memo.n_segments and memo.keys.size:
             return seg, None, _reduce_known(seg, memo, matrix_t, reducer, n_out, block, workspace)
     unique, inverse = seg.distinct()
     outs = _reduce_sparse(unique, matrix_t, reducer, n_out, block, workspace)
@@ -336,9 +337,22 @@ def segment_reduce_distinct(positions: Positions, matrix_t: np.ndarray, group_of
             hashes = _segment_hashes(unique)
             order = np.argsort(hashes, kind="stable")
             by_hash = unique._lots_as["by_hash"] = (hashes[order], order)
-        workspace["distinct"] = (matrix_t, reducer, seg.n, unique, by_hash[0], by_hash[1],
-                                 [o.copy() for o in outs], seg)
+        workspace["distinct"] = _Kept(matrix_t, reducer, seg.n, unique, by_hash[0], by_hash[1],
+                                      [o.copy() for o in outs], seg)
     return seg, inverse, outs
+
+
+class _Kept(NamedTuple):
+    """What :func:`segment_reduce_distinct` keeps in ``workspace["distinct"]`` after a whole call."""
+
+    matrix_t: np.ndarray  # the matrix it reduced (compared by identity: the same market state)
+    reducer: object
+    n_segments: int  # how many segments that call had (a smaller later call looks its segments up)
+    known: "Segments"  # its distinct segments
+    keys: np.ndarray  # their hashes (_segment_hashes), sorted
+    order: np.ndarray  # the distinct segment of each sorted hash
+    figures: list  # the distinct segments' figures (copies)
+    seg: "Segments"  # the grouping it was called on
 
 
 _H1, _H2, _SHIFT = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(29)
@@ -357,11 +371,11 @@ def _segment_hashes(seg: Segments) -> np.ndarray:
     return h
 
 
-def _reduce_known(seg: Segments, memo: tuple, matrix_t: np.ndarray, reducer, n_out: int, block: int,
+def _reduce_known(seg: Segments, memo: "_Kept", matrix_t: np.ndarray, reducer, n_out: int, block: int,
                   workspace: dict | None) -> list[np.ndarray]:
     """Per-segment figures, taken from ``memo`` (an earlier call's distinct segments and figures on
     the same matrix) where the segment is one of those, reduced afresh for the others."""
-    _, _, _, known, keys, order, figures, _ = memo
+    known, keys, order, figures = memo.known, memo.keys, memo.order, memo.figures
     h = _segment_hashes(seg)
     # the look-ups in sorted order: each search starts near the last one (cache-friendly)
     by_hash = np.argsort(h)
