@@ -590,6 +590,14 @@ def put_transposed(dst: np.ndarray, src: np.ndarray, tile: int = 32) -> None:
         dst[:, c:c + tile] = src[c:c + tile].T
 
 
+def distinct_entries(cols: np.ndarray, lots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (instrument, lots) entries -- lots compared by their bits, so exactly -- as
+    (instruments, lots, index of each entry among them)."""
+    key = np.stack([cols.astype(np.int64), lots.view(np.int64)], axis=1)
+    uniq, inv = np.unique(key, axis=0, return_inverse=True)
+    return uniq[:, 0].copy(), uniq[:, 1].copy().view(np.float64), inv.reshape(-1)
+
+
 def _slot_pairs(seg: Segments) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
     """The distinct (instrument, lots) entries of the segments and, per slot, the index of each
     segment's entry among them (cached)."""
@@ -597,12 +605,9 @@ def _slot_pairs(seg: Segments) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray
     if hit is None:
         cols = np.concatenate(seg.slot_cols) if seg.slot_cols else np.zeros(0, dtype=np.int64)
         lots = np.concatenate(seg.slot_lots) if seg.slot_lots else np.zeros(0)
-        key = np.stack([cols.astype(np.int64), lots.view(np.int64)], axis=1)  # exact: the lots' bits
-        uniq, inv = np.unique(key, axis=0, return_inverse=True)
-        inv = inv.reshape(-1)
+        pair_cols, pair_lots, inv = distinct_entries(cols, lots)
         edges = np.cumsum((0,) + seg.slot_count)
-        hit = (uniq[:, 0].copy(), uniq[:, 1].copy().view(np.float64),
-               tuple(inv[edges[j]:edges[j + 1]] for j in range(len(seg.slot_count))))
+        hit = (pair_cols, pair_lots, tuple(inv[edges[j]:edges[j + 1]] for j in range(len(seg.slot_count))))
         seg._lots_as["pairs"] = hit
     return hit
 
