@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -205,13 +206,16 @@ def _distinct(seg: Segments) -> tuple[Segments, np.ndarray | None]:
     if found > 0.8 * n:
         return seg, None
     rep = np.concatenate(reps)  # size non-increasing, like the segments themselves
-    sizes = seg.size[rep]
-    u_counts = tuple(int(np.count_nonzero(sizes > j)) for j in range(len(counts)))
-    u_counts = tuple(c for c in u_counts if c)
-    unique = Segments(row=seg.row[rep], group=seg.group[rep], size=sizes, slot_count=u_counts,
-                      slot_cols=tuple(seg.slot_cols[j][rep[:c]] for j, c in enumerate(u_counts)),
-                      slot_lots=tuple(seg.slot_lots[j][rep[:c]] for j, c in enumerate(u_counts)))
-    return unique, inverse
+    return _take(seg, rep), inverse
+
+
+def _take(seg: Segments, idx: np.ndarray) -> Segments:
+    """Segments ``idx`` of ``seg`` as a Segments; ``seg.size[idx]`` must be non-increasing."""
+    sizes = seg.size[idx]
+    counts = tuple(c for c in (int(np.count_nonzero(sizes > j)) for j in range(len(seg.slot_count))) if c)
+    return Segments(row=seg.row[idx], group=seg.group[idx], size=sizes, slot_count=counts,
+                    slot_cols=tuple(seg.slot_cols[j][idx[:c]] for j, c in enumerate(counts)),
+                    slot_lots=tuple(seg.slot_lots[j][idx[:c]] for j, c in enumerate(counts)))
 
 
 def segments_by_group(positions: Positions, group_of_instrument: np.ndarray, n_groups: int) -> Segments:
@@ -317,10 +321,10 @@ def segment_reduce_distinct(positions: Positions, matrix_t: np.ndarray, group_of
     """
     seg = segments_by_group(positions, group_of_instrument, n_groups)
     memo = workspace.get("distinct") if workspace is not None else None
-    if memo is not None and memo[0] is matrix_t and memo[1] == reducer:
-        if memo[7] is seg:  # the same kept grouping on the same market state: nothing moved
-            return seg, seg.distinct()[1], [f.copy() for f in memo[6]]
-        if seg.n < memo[2] and memo[4].size:
+    if memo is not None and memo.matrix_t is matrix_t and memo.reducer == reducer:
+        if memo.seg is seg:  # the same kept grouping on the same market state: nothing moved
+            return seg, seg.distinct()[1], [f.copy() for f in memo.figures]
+        if seg.n < memo.n_segments and memo.keys.size:
             return seg, None, _reduce_known(seg, memo, matrix_t, reducer, n_out, block, workspace)
     unique, inverse = seg.distinct()
     outs = _reduce_sparse(unique, matrix_t, reducer, n_out, block, workspace)
@@ -333,9 +337,22 @@ def segment_reduce_distinct(positions: Positions, matrix_t: np.ndarray, group_of
             hashes = _segment_hashes(unique)
             order = np.argsort(hashes, kind="stable")
             by_hash = unique._lots_as["by_hash"] = (hashes[order], order)
-        workspace["distinct"] = (matrix_t, reducer, seg.n, unique, by_hash[0], by_hash[1],
-                                 [o.copy() for o in outs], seg)
+        workspace["distinct"] = _Kept(matrix_t, reducer, seg.n, unique, by_hash[0], by_hash[1],
+                                      [o.copy() for o in outs], seg)
     return seg, inverse, outs
+
+
+class _Kept(NamedTuple):
+    """What :func:`segment_reduce_distinct` keeps in ``workspace["distinct"]`` after a whole call."""
+
+    matrix_t: np.ndarray  # the matrix it reduced (compared by identity: the same market state)
+    reducer: object
+    n_segments: int  # how many segments that call had (a smaller later call looks its segments up)
+    known: "Segments"  # its distinct segments
+    keys: np.ndarray  # their hashes (_segment_hashes), sorted
+    order: np.ndarray  # the distinct segment of each sorted hash
+    figures: list  # the distinct segments' figures (copies)
+    seg: "Segments"  # the grouping it was called on
 
 
 _H1, _H2, _SHIFT = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(29)
@@ -354,11 +371,11 @@ def _segment_hashes(seg: Segments) -> np.ndarray:
     return h
 
 
-def _reduce_known(seg: Segments, memo: tuple, matrix_t: np.ndarray, reducer, n_out: int, block: int,
+def _reduce_known(seg: Segments, memo: "_Kept", matrix_t: np.ndarray, reducer, n_out: int, block: int,
                   workspace: dict | None) -> list[np.ndarray]:
     """Per-segment figures, taken from ``memo`` (an earlier call's distinct segments and figures on
     the same matrix) where the segment is one of those, reduced afresh for the others."""
-    _, _, _, known, keys, order, figures, _ = memo
+    known, keys, order, figures = memo.known, memo.keys, memo.order, memo.figures
     h = _segment_hashes(seg)
     # the look-ups in sorted order: each search starts near the last one (cache-friendly)
     by_hash = np.argsort(h)
@@ -380,11 +397,7 @@ def _reduce_known(seg: Segments, memo: tuple, matrix_t: np.ndarray, reducer, n_o
     for o, f in zip(outs, figures):
         o[found] = f[cand[found]]
     if miss.size:
-        sizes = seg.size[miss]  # still non-increasing: a subset in order
-        counts = tuple(c for c in (int(np.count_nonzero(sizes > j)) for j in range(len(seg.slot_count))) if c)
-        rest = Segments(row=seg.row[miss], group=seg.group[miss], size=sizes, slot_count=counts,
-                        slot_cols=tuple(seg.slot_cols[j][miss[:c]] for j, c in enumerate(counts)),
-                        slot_lots=tuple(seg.slot_lots[j][miss[:c]] for j, c in enumerate(counts)))
+        rest = _take(seg, miss)  # a subset in order: sizes still non-increasing
         for o, v in zip(outs, _reduce_sparse(rest, matrix_t, reducer, n_out, block, workspace)):
             o[miss] = v
     return outs
@@ -577,6 +590,14 @@ def put_transposed(dst: np.ndarray, src: np.ndarray, tile: int = 32) -> None:
         dst[:, c:c + tile] = src[c:c + tile].T
 
 
+def distinct_entries(cols: np.ndarray, lots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (instrument, lots) entries -- lots compared by their bits, so exactly -- as
+    (instruments, lots, index of each entry among them)."""
+    key = np.stack([cols.astype(np.int64), lots.view(np.int64)], axis=1)
+    uniq, inv = np.unique(key, axis=0, return_inverse=True)
+    return uniq[:, 0].copy(), uniq[:, 1].copy().view(np.float64), inv.reshape(-1)
+
+
 def _slot_pairs(seg: Segments) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
     """The distinct (instrument, lots) entries of the segments and, per slot, the index of each
     segment's entry among them (cached)."""
@@ -584,12 +605,9 @@ def _slot_pairs(seg: Segments) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray
     if hit is None:
         cols = np.concatenate(seg.slot_cols) if seg.slot_cols else np.zeros(0, dtype=np.int64)
         lots = np.concatenate(seg.slot_lots) if seg.slot_lots else np.zeros(0)
-        key = np.stack([cols.astype(np.int64), lots.view(np.int64)], axis=1)  # exact: the lots' bits
-        uniq, inv = np.unique(key, axis=0, return_inverse=True)
-        inv = inv.reshape(-1)
+        pair_cols, pair_lots, inv = distinct_entries(cols, lots)
         edges = np.cumsum((0,) + seg.slot_count)
-        hit = (uniq[:, 0].copy(), uniq[:, 1].copy().view(np.float64),
-               tuple(inv[edges[j]:edges[j + 1]] for j in range(len(seg.slot_count))))
+        hit = (pair_cols, pair_lots, tuple(inv[edges[j]:edges[j + 1]] for j in range(len(seg.slot_count))))
         seg._lots_as["pairs"] = hit
     return hit
 

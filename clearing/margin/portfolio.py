@@ -69,6 +69,14 @@ ALONG_RUNS = 16
 ALONG_CELLS = 1 << 16
 
 
+def _segment_im(core: np.ndarray, ext: np.ndarray, delta: np.ndarray, roll: np.ndarray) -> np.ndarray:
+    """Per-segment IM, max(core, extended) + delta shock + roll shock, in ``core``'s buffer."""
+    np.maximum(core, ext, out=core)
+    core += delta
+    core += roll
+    return core
+
+
 class PortfolioRegime(MarginRegime):
     name = "portfolio"
     row_separable = True  # per account: its segments' scenario losses, summed
@@ -255,9 +263,7 @@ class PortfolioRegime(MarginRegime):
         n = positions.n_accounts
         seg, inverse, (core, ext, delta, roll) = self._segments(positions, market)
         # per distinct segment (element-wise, so the same figures as per segment), then spread
-        np.maximum(core, ext, out=core)
-        core += delta
-        core += roll
+        core = _segment_im(core, ext, delta, roll)
         im = np.bincount(seg.row, weights=core if inverse is None else core[inverse], minlength=n)
         return Requirements(im=im, mm=self.config.mm_ratio * im)
 
@@ -285,10 +291,7 @@ class PortfolioRegime(MarginRegime):
             for lo in range(0, unique.n, step):
                 hi = min(unique.n, lo + step)
                 sums = slot_sums_along(unique, products, lo, hi, first)
-                core, ext, delta, roll = self._reduce(sums.reshape(k, -1))
-                np.maximum(core, ext, out=core)  # the same element-wise steps as requirements()
-                core += delta
-                core += roll
+                core = _segment_im(*self._reduce(sums.reshape(k, -1)))  # as requirements() does
                 figures[lo:hi] = core.reshape(hi - lo, b - a)
             im = spread.transposed(figures)  # (accounts, runs)
             put_transposed(out[a:b], im if which == "im" else self.config.mm_ratio * im)

@@ -29,7 +29,7 @@ import numpy as np
 
 from sim.core.instruments import InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, MarketPath, PositionRequirements, Positions, Requirements, RowSums, \
-    put_transposed
+    distinct_entries, put_transposed
 from clearing.margin.scenarios import forward_source, forwards
 from clearing.margin.config import StandardConfig
 
@@ -228,10 +228,7 @@ class StandardRegime(MarginRegime):
             return super().requirements_along(positions, path, which)
         n, runs = positions.n_accounts, len(path)
         _, cols, lots = positions.csr()
-        key = np.stack([cols.astype(np.int64), lots.view(np.int64)], axis=1)  # exact: the lots' bits
-        pairs, inverse = np.unique(key, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        p_cols, p_lots = pairs[:, 0].copy(), pairs[:, 1].copy().view(np.float64)
+        p_cols, p_lots, inverse = distinct_entries(cols, lots)
         spread = RowSums(positions.rows(), n, source=inverse)  # each entry's value: its distinct entry's
         out = np.empty((runs, n))
         for a in range(0, runs, ALONG_RUNS):

@@ -52,7 +52,7 @@ import math
 import numpy as np
 
 from sim.core.instruments import SECONDS_PER_YEAR, InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, Positions, Requirements
+from clearing.margin.base import MarginRegime, Positions, Requirements, distinct_entries
 from clearing.margin.scenarios import Revaluer, market_key
 from clearing.margin.config import VaRConfig
 
@@ -181,11 +181,9 @@ class LotSlots:
         # book's loss is a sum of gathered products -- the same products, so the same bits
         r, c = np.nonzero(self.dense)
         j = np.arange(r.size) - np.searchsorted(r, r)
-        pairs, tinv = np.unique(np.stack([c.astype(np.float64), self.dense[r, c]], axis=1), axis=0,
-                                return_inverse=True)
-        self.term_col, self.term_lot = pairs[:, 0].astype(np.int64), pairs[:, 1].copy()
+        self.term_col, self.term_lot, tinv = distinct_entries(c, self.dense[r, c])
         self.term = np.zeros(self.col.shape, dtype=np.int64)
-        self.term[r, j] = np.asarray(tinv).reshape(-1)
+        self.term[r, j] = tinv
 
     def all_losses(self, loss: np.ndarray) -> np.ndarray:
         """(rows, S): every portfolio's loss in every scenario of the (I, S) per-lot ``loss`` -- the

@@ -143,8 +143,9 @@ def test_the_same_grouping_on_the_same_market_is_not_reduced_again(monkeypatch) 
     regime = PortfolioRegime(table)
     first = regime.requirements(pos, market)
     calls = []
-    blocks = base._reduce_blocks
-    monkeypatch.setattr(base, "_reduce_blocks", lambda seg, *a: calls.append(seg.n) or blocks(seg, *a))
+    # the portfolio regime reduces through _reduce_sparse (segment_reduce_distinct), not _reduce_blocks
+    reduce = base._reduce_sparse
+    monkeypatch.setattr(base, "_reduce_sparse", lambda seg, *a: calls.append(seg.n) or reduce(seg, *a))
     second = regime.requirements(pos, market)  # the same Positions (its grouping cached on it)
     assert calls == [] and second.im.tobytes() == first.im.tobytes()
     assert second.im is not first.im

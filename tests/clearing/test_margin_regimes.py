@@ -112,18 +112,24 @@ def test_standard_isolated_keeps_positions_separate(btc):
     assert b["im[ETH-PERP]"] == pytest.approx(0.10 * 2 * 10 * 3_000.0)
 
 
+def _three_linear(btc: float, eth: float, future_mark: float):
+    """(instruments, table, market): a BTC perpetual, a 30-day BTC future and an ETH perpetual."""
+    ins = [make_instrument(0, "BTC-PERP", "perpetual", "BTC"),
+           make_instrument(1, "BTC-F30", "future", "BTC", 1.0, 30),
+           make_instrument(2, "ETH-PERP", "perpetual", "ETH", 10.0)]
+    table = InstrumentTable.from_instruments(ins)
+    market = make_market(table, {"BTC": btc, "ETH": eth}, {"BTC": 0.6, "ETH": 0.8},
+                         linear_marks={"BTC-F30": future_mark})
+    return ins, table, market
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("caps", [None, {"lower": 1_000_000, "upper": 5_000_000}])
 def test_standard_dense_columns_match_the_sparse_form_to_the_bit(seed, caps):
     """Cross margin on a few linear contracts is computed column by column over the dense
     positions; it must give the sparse (CSR) computation's numbers exactly, tiers, maintenance
     amounts and open-interest caps included."""
-    ins = [make_instrument(0, "BTC-PERP", "perpetual", "BTC"),
-           make_instrument(1, "BTC-F30", "future", "BTC", 1.0, 30),
-           make_instrument(2, "ETH-PERP", "perpetual", "ETH", 10.0)]
-    table = InstrumentTable.from_instruments(ins)
-    market = make_market(table, {"BTC": 60_000.0, "ETH": 3_000.0}, {"BTC": 0.6, "ETH": 0.8},
-                         linear_marks={"BTC-F30": 60_300.0})
+    _, table, market = _three_linear(60_000.0, 3_000.0, 60_300.0)
     cfg = StandardConfig(
         tiers_by_underlying={"BTC": [{"max_notional": 50_000, "im_rate": 0.02, "mm_rate": 0.01},
                                      {"max_notional": 250_000, "im_rate": 0.05, "mm_rate": 0.025},
@@ -150,12 +156,7 @@ def test_standard_worst_case_dominates_only_where_no_other_state_can_need_more(s
     Tiers, caps, options and isolated margin keep the other states margined."""
     from clearing.exposure import margined_states, worst_case
 
-    ins = [make_instrument(0, "BTC-PERP", "perpetual", "BTC"),
-           make_instrument(1, "BTC-F30", "future", "BTC", 1.0, 30),
-           make_instrument(2, "ETH-PERP", "perpetual", "ETH", 10.0)]
-    table = InstrumentTable.from_instruments(ins)
-    market = make_market(table, {"BTC": 60_123.37, "ETH": 3_001.3}, {"BTC": 0.6, "ETH": 0.8},
-                         linear_marks={"BTC-F30": 60_300.01})
+    ins, table, market = _three_linear(60_123.37, 3_001.3, 60_300.01)
     regime = StandardRegime(table, StandardConfig(tiers=[{"im_rate": 0.1003, "mm_rate": 0.0497}]))
     assert regime.worst_case_dominates
     rng = np.random.default_rng(seed)
