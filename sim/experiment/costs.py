@@ -31,9 +31,10 @@ def episode_cost(data: Mapping[str, Any]) -> float:
             * max(accounts, 1))
 
 
-# Relative cost of one margin run of a backtest block under each regime (CPU milliseconds per run
-# for 5,000 portfolios on the bench_backtest book, docs/BENCHMARKS.md: var_apc ~34, var ~10,
-# portfolio_joint ~3.8, the others under 1). An unknown regime counts as the dearest.
+# Relative cost of one margin run of a backtest under each regime: CPU milliseconds per run over the
+# bench_backtest book's 10,000 portfolios, as `benchmarks/bench_backtest.py --each` prints them
+# (docs/BENCHMARKS.md: var_apc ~34, var ~10; portfolio_joint ~3.8 and the rest under 1 read off its
+# per-regime CPU seconds / 2,519 runs). Only the ratios matter. An unknown regime counts as the dearest.
 BACKTEST_RUN_COST = {"standard": 0.3, "standard_isolated": 0.3, "tims": 0.4, "portfolio": 0.5, "span": 0.9,
                      "portfolio_joint": 3.8, "var": 10.0, "var_apc": 34.0}
 
