@@ -91,6 +91,8 @@ class NoiseCrowd(Crowd):
         self.act(self._who[k])
         if self._next < len(self._times):
             self.ctx.world.call_later(max(0.0, self._times[self._next] - self.now), self._scheduled)
+        else:
+            self._times, self._who = [], []  # walked: free the lists (a million members' worth)
 
     def _wake(self) -> None:
         cfg = self.cfg
