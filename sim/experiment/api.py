@@ -14,7 +14,6 @@ from typing import Any
 
 
 from sim.experiment.errors import ConfigError
-from sim.experiment.config import parse_episode
 from sim.experiment.runs import EpisodeLike, RunOutput, resolve, run, validate
 from sim.experiment.variants import counterfactual_config, regime_variants, run_variant
 from sim.experiment.schema.episode import EpisodeConfig
@@ -61,6 +60,7 @@ def _run_pairs(variants: dict[str, EpisodeConfig], seed_list: list[int], tasks: 
     results: dict[tuple[str, int], dict[str, Any]] = {}
     tables: dict[str, dict] = {}
     cpu: dict[tuple[str, int, str], float] = {}
+    configs = {(t["label"], t["seed"]): t["config"] for t in tasks if t["part"] == "run"}
 
     def on_done(result: dict[str, Any]) -> None:
         from sim.experiment.compare import task_key
@@ -75,9 +75,7 @@ def _run_pairs(variants: dict[str, EpisodeConfig], seed_list: list[int], tasks: 
         if "run" not in got or (variant.outputs.counterfactual and "twin" not in got):
             return
         del waiting[(label, seed)]
-        data = variant.model_dump(mode="json")
-        data["seed"] = seed
-        run_cfg = parse_episode(data)  # as the worker parsed it
+        run_cfg = configs[(label, seed)]  # the config the run task ran
         twin = got["twin"]["tables"] if variant.outputs.counterfactual else None
         results[(label, seed)] = summarise(run_cfg, got["run"]["tables"], got["run"]["stats"], counterfactual=twin)
         if seed == seed_list[0]:

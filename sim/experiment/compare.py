@@ -213,8 +213,7 @@ def parse_regimes_option(text: str) -> list[str | dict]:
 # A task is one episode of a (regime, seed) pair: ``part`` "run" is the episode itself, "twin" its
 # no-feedback twin (when ``outputs.counterfactual`` is on). The two are separate pool tasks so that
 # two cores share one pair's work; the driver summarises the pair when both are back.
-CompareTask = dict[str, Any]  # label, seed, part, data (episode dict), progress (heartbeat file or None)
-PARTS = ("run", "twin")
+CompareTask = dict[str, Any]  # label, seed, part, config (EpisodeConfig), cost, progress (heartbeat file or None)
 
 # A no-feedback twin costs ~10% more than its run (liquidations filled outside the market leave
 # more accounts to re-margin). Only the order matters: the longest tasks start first so the last
@@ -223,26 +222,44 @@ TWIN_COST = 1.1
 
 
 def task_cost(task: CompareTask) -> float:
-    """The scheduling estimate of a task: the episode's estimate (``sim.experiment.costs``) x the
-    twin's surcharge."""
-    from sim.experiment.costs import episode_cost
-
-    return episode_cost(task["data"]) * (TWIN_COST if task.get("part") == "twin" else 1.0)
+    """The scheduling estimate of a task: its variant's episode estimate (``sim.experiment.costs``,
+    the same for every seed) x the twin's surcharge."""
+    return float(task["cost"]) * (TWIN_COST if task.get("part") == "twin" else 1.0)
 
 
 def plan_tasks(variants: Mapping[str, Any], seeds: Sequence[int], progress_dir: str | None = None
                ) -> list[CompareTask]:
-    """Every (regime, seed, part) task, longest first (a stable sort: ties keep regime, seed order)."""
+    """Every (regime, seed, part) task, longest first (a stable sort: ties keep regime, seed order).
+
+    Each variant (and its no-feedback twin) was validated once; a seed's config is a copy of it with
+    only ``seed`` replaced -- no field validator reads the seed, so this is the model a parse of the
+    variant's dump with that seed would give, without re-validating the whole episode per (regime,
+    seed) here, in the workers and again in the driver's summary. Tasks carry the model itself
+    (pickled to pool workers, which do not validate on unpickling)."""
+    from sim.experiment.costs import episode_cost
+    from sim.experiment.variants import counterfactual_config
+
     tasks: list[CompareTask] = []
+    derived: dict[str, tuple[dict[str, Any], float]] = {}
+    for label, variant in variants.items():
+        parts = {"run": variant}
+        if variant.outputs.counterfactual:
+            parts["twin"] = counterfactual_config(variant)
+        derived[label] = (parts, episode_cost(variant.model_dump(mode="json")))
     for seed in seeds:
-        for label, variant in variants.items():
-            data = variant.model_dump(mode="json")
-            data["seed"] = seed
-            parts = PARTS if variant.outputs.counterfactual else PARTS[:1]
-            for part in parts:
-                tasks.append({"label": label, "seed": seed, "part": part, "data": data,
-                              "progress": progress_dir})
+        for label, (parts, cost) in derived.items():
+            for part, config in parts.items():
+                tasks.append({"label": label, "seed": seed, "part": part, "cost": cost,
+                              "config": with_seed(config, seed), "progress": progress_dir})
     return sorted(tasks, key=task_cost, reverse=True)
+
+
+def with_seed(config: Any, seed: int) -> Any:
+    """``config`` with another seed, unvalidated: the schema checks ``seed`` (an int >= 0) by itself
+    and nothing else depends on it."""
+    if seed < 0:
+        raise ValueError(f"seed: must be at least 0, got {seed}")
+    return config if config.seed == seed else config.model_copy(update={"seed": int(seed)})
 
 
 def task_key(task: Mapping[str, Any]) -> str:
@@ -253,15 +270,11 @@ def task_key(task: Mapping[str, Any]) -> str:
 def run_compare_task(task: CompareTask) -> dict[str, Any]:
     """One episode of a (regime, seed) pair in a worker: its tables and run statistics (the driver
     summarises the pair once both parts are back)."""
-    from sim.experiment.variants import counterfactual_config
-    from sim.experiment.config import parse_episode
     from sim.experiment.episode import run as run_episode
     from sim.experiment.progress import heartbeat
 
     started = time.process_time()
-    config = parse_episode(task["data"])
-    if task.get("part") == "twin":
-        config = counterfactual_config(config)
+    config = task["config"]  # the run's or its twin's, as plan_tasks derived it
     with heartbeat(task.get("progress"), task_key(task)) as observe:
         result = run_episode(config, observe=observe)
     return {"label": task["label"], "seed": task["seed"], "part": task.get("part", "run"),

@@ -255,9 +255,10 @@ def run_task(task: SweepTask, context: SweepContext | None = None) -> dict[str, 
     return row
 
 
-def _error_row(task: SweepTask, text: str, infrastructure: bool = False) -> dict[str, Any]:
-    """A failed run. ``infrastructure``: the run did not fail, its worker did (killed, lost, out of
-    memory) -- ``resume`` runs such rows again; ``retry_errors`` also re-runs the others."""
+def error_row(task: SweepTask, text: str, infrastructure: bool = False) -> dict[str, Any]:
+    """The row of a failed sweep-shaped run (status ``error``, the traceback). ``infrastructure``: the
+    run did not fail, its worker did (killed, lost, out of memory) -- ``resume`` runs such rows again;
+    ``retry_errors`` also re-runs the others."""
     return {"run_id": task["run_id"], "point": task["point"], "seed": task["seed"],
             "config_hash": task["config_hash"], "status": "error", "error": text, "metrics": {},
             "wall_seconds": None, "infrastructure": infrastructure}
@@ -275,8 +276,9 @@ def _store_part(parts: Path, row: Mapping[str, Any]) -> str:
     return text
 
 
-def _write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:
-    """Write a row durably; returns it as read back (so fresh and resumed rows are the same values)."""
+def write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:
+    """Write a finished row durably under ``parts`` (see :func:`sweep`); returns it as read back (so
+    fresh and resumed rows are the same values)."""
     return json.loads(_store_part(parts, row))
 
 
@@ -293,7 +295,8 @@ def _iter_parts(parts: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             yield path.stem, row
 
 
-def _read_parts(parts: Path) -> dict[str, dict[str, Any]]:
+def read_parts(parts: Path) -> dict[str, dict[str, Any]]:
+    """The finished rows under ``parts`` by run id (unreadable files are skipped: run again)."""
     return dict(_iter_parts(parts))
 
 
@@ -384,7 +387,7 @@ def _write_table_from_parts(parts: Path, run_ids: list[str], grid_keys: list[str
 # ------------------------------------------------------------------------------------ backends
 def _infrastructure_error_row(task: SweepTask, text: str) -> dict[str, Any]:
     """What a sweep task whose worker raised outside the run, or died, becomes."""
-    return _error_row(task, text, infrastructure=True)
+    return error_row(task, text, infrastructure=True)
 
 
 def run_key(task: Mapping[str, Any]) -> str:
@@ -403,21 +406,6 @@ def execute(tasks: list[SweepTask], backend: str, workers: int, on_done: Callabl
     ``timing`` (``sim.experiment.executors``). Tasks are handed out in the order given."""
     job = executors.Job(fn, error_row, run_key, shared=shared, warm=warm, timed=timed)
     executors.execute(tasks, backend, workers, job, on_done, client=client, address=address, running=running)
-
-
-def error_row(task: SweepTask, text: str) -> dict[str, Any]:
-    """The row of a sweep-shaped task whose worker raised or died (status ``error``, the traceback)."""
-    return _error_row(task, text)
-
-
-def write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:
-    """Write a finished row durably under ``parts`` (see :func:`sweep`); returns it as read back."""
-    return _write_part(parts, row)
-
-
-def read_parts(parts: Path) -> dict[str, dict[str, Any]]:
-    """The finished rows under ``parts`` by run id (unreadable files are skipped: run again)."""
-    return _read_parts(parts)
 
 
 # ------------------------------------------------------------------------------------ the API

@@ -60,14 +60,9 @@ def _figure(rows: list[dict], metric: str, x_key: str, hue_key: str | None, x_va
     fig = Figure(figsize=(7.0, 3.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
+    cells = _cells(rows, metric, x_key, hue_key)
     for hue in hue_values:
-        mean, low, high = [], [], []
-        for x in x_values:
-            vals = [r[metric] for r in rows if r[x_key] == x and (hue_key is None or r[hue_key] == hue)
-                    and r.get(metric) is not None and np.isfinite(r[metric])]
-            mean.append(np.mean(vals) if vals else np.nan)
-            low.append(np.min(vals) if vals else np.nan)
-            high.append(np.max(vals) if vals else np.nan)
+        mean, low, high = _line(cells, x_values, hue)
         label = None if hue_key is None else f"{hue_key} = {_label(hue)}"
         line, = ax.plot(xs, mean, marker="o", lw=1.3, label=label)
         ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, lw=0)
@@ -86,15 +81,52 @@ def _figure(rows: list[dict], metric: str, x_key: str, hue_key: str | None, x_va
     return _png(fig)
 
 
+def _key(value: Any) -> Any:
+    """A grouping key equal for equal grid values: the value itself when hashable (so ``==`` decides,
+    as a comparison would), else its canonical JSON (a mapping or list swept as one value). A NaN
+    gets a key of its own, as it equals nothing (a dict would match the very same NaN object)."""
+    if isinstance(value, float) and value != value:
+        return object()
+    try:
+        hash(value)
+    except TypeError:
+        return ("json", json.dumps(value, sort_keys=True, default=str))
+    return value
+
+
+def _cells(rows: list[dict], metric: str, x_key: str, y_key: str | None) -> dict[tuple, list[float]]:
+    """The metric's finite values per (first, second) parameter value (second None with one parameter),
+    in row order: one pass over the rows, so a report costs rows x metrics, not rows x cells x metrics."""
+    cells: dict[tuple, list[float]] = {}
+    for r in rows:
+        v = r.get(metric)
+        if v is not None and np.isfinite(v):
+            cells.setdefault((_key(r[x_key]), None if y_key is None else _key(r[y_key])), []).append(v)
+    return cells
+
+
+def _line(cells: dict[tuple, list[float]], x_values: list, hue: Any) -> tuple[list, list, list]:
+    """One line of a metric's plot: mean, min and max over the runs at each first-parameter value
+    (NaN where none defines it)."""
+    mean, low, high = [], [], []
+    h = None if hue is None else _key(hue)
+    for x in x_values:
+        vals = cells.get((_key(x), h))
+        mean.append(np.mean(vals) if vals else np.nan)
+        low.append(np.min(vals) if vals else np.nan)
+        high.append(np.max(vals) if vals else np.nan)
+    return mean, low, high
+
+
 def _cell_means(rows: list[dict], metric: str, x_key: str, y_key: str, x_values: list, y_values: list
                 ) -> np.ndarray:
     """The heatmap's values: mean over seeds (and pooled parameters) per (second, first) parameter
     value; NaN where no successful run defines the metric."""
+    cells = _cells(rows, metric, x_key, y_key)
     out = np.full((len(y_values), len(x_values)), np.nan)
     for i, y in enumerate(y_values):
         for j, x in enumerate(x_values):
-            vals = [r[metric] for r in rows if r[x_key] == x and r[y_key] == y
-                    and r.get(metric) is not None and np.isfinite(r[metric])]
+            vals = cells.get((_key(x), _key(y)))
             if vals:
                 out[i, j] = float(np.mean(vals))
     return out
@@ -170,9 +202,11 @@ def sweep_report(table: pa.Table, grid_keys: list[str], title: str = "sweep") ->
 def _ordered(values) -> list:
     """Distinct values in first-seen (grid) order."""
     seen: list = []
+    keys: set[str] = set()
     for v in values:
         key = json.dumps(v, sort_keys=True, default=str)
-        if key not in [json.dumps(s, sort_keys=True, default=str) for s in seen]:
+        if key not in keys:
+            keys.add(key)
             seen.append(v)
     return seen
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clearing.exposure import ExposureBook, worst_case
 from sim.core.instruments import Asset
@@ -115,3 +117,69 @@ def test_expiry_marks_every_holder_moved(world) -> None:
     assert not ledger.position[:, 1].any()
     _check(ledger, resting, regime, market, book)
     assert ledger.cash[:, QUOTE].sum() == 0  # expiry moves cash between holders only
+
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("open")),
+    st.tuples(st.just("trade"), st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 3),
+              st.integers(1, 5)),
+    st.tuples(st.just("rest"), st.integers(0, 10**6), st.integers(0, 3), st.sampled_from([-1, 1]),
+              st.integers(-5, 5)),
+    st.tuples(st.just("expire"), st.integers(0, 3)),
+    st.tuples(st.just("refresh"))), max_size=40)
+
+
+@settings(max_examples=120, deadline=None)
+@given(OPS)
+def test_small_book_shortcut_equals_the_moved_rows_path(ops) -> None:
+    """Generated fills, orders placed and cancelled, accounts opened and expiries, with refreshes in
+    between: a small book rewrites every row through slices (its shortcut); the same book made to
+    rewrite only the moved and new rows (``MIN_ROWS = 0``, the general path) keeps the same matrices
+    at every refresh -- so the ledger's and the venue's moved-row notes leave nothing out."""
+    from clearing.margin.standard import StandardRegime
+
+    table, _market, _acc, _ins, _lots = benchmark_book(n_accounts=4, n_instruments=4, seed=3)
+    worlds = []
+    for min_rows in (ExposureBook.MIN_ROWS, 0):
+        ledger = Ledger([Asset("USD", 2)], table.instruments, capacity=4)
+        for _ in range(3):
+            ledger.open_account()
+        resting = RestingSize(len(table), capacity=4)
+        book = ExposureBook(ledger, resting, StandardRegime(table))
+        book.MIN_ROWS, book.BLOCK = min_rows, 2  # the general path in blocks of two rows
+        worlds.append((ledger, resting, book))
+
+    def compare() -> None:
+        (la, _ra, a), (lb, _rb, b) = worlds
+        a.refresh()
+        b.refresh()
+        assert a._base is None and la.n_accounts <= a.MIN_ROWS  # the shortcut's case
+        n = la.n_accounts
+        for name in ("exposure", "abs_exposure", "held", "has_orders", "exposed"):
+            np.testing.assert_array_equal(getattr(a, name)[:n], getattr(b, name)[:n], err_msg=name)
+        assert a.rows_valid == b.rows_valid == n
+
+    for op in ops:
+        for ledger, resting, _book in worlds:
+            n = ledger.n_accounts
+            if op[0] == "open":
+                ledger.open_account()
+            elif op[0] == "trade":
+                buyer, seller = FIRST_TRADER + op[1] % (n - FIRST_TRADER), FIRST_TRADER + op[2] % (n - FIRST_TRADER)
+                if buyer != seller:
+                    ledger.trade(buyer, seller, op[3], 100, op[4])
+            elif op[0] == "rest":
+                account = FIRST_TRADER + op[1] % (n - FIRST_TRADER)
+                resting.ensure(n)
+                held = int((resting.bids if op[3] == 1 else resting.asks)[account, op[2]])
+                resting.add(account, op[2], op[3], max(op[4], -held))  # a cancel takes at most what rests
+            elif op[0] == "expire":
+                ledger.settle_expiry(op[1], 100)
+        if op[0] == "refresh":
+            compare()
+    compare()
+    # the control: a fresh computation from the ledger agrees too (and is zero with nothing traded)
+    ledger, resting, book = worlds[0]
+    n = ledger.n_accounts
+    np.testing.assert_array_equal(book.exposure[:n], worst_case(ledger.position[:n], resting.bids[:n],
+                                                                resting.asks[:n]))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clearing.causality import Cause, CauseKind
 from clearing.health import Health
@@ -160,3 +162,54 @@ def test_attribution_valued_on_a_range_matches_the_same_rows_as_an_array(all_hea
         np.testing.assert_array_equal(values, columns_ref[name], err_msg=name)
     assert charged == charged_ref
     assert set(charged) == {1, 13}  # 4 and 7 were valued healthy
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 14), st.integers(0, 14), st.floats(0.0, 1.0),
+       st.sets(st.integers(0, 15), max_size=6))
+def test_attribution_all_healthy_shortcut_equals_the_general_path(seed, start, length, healthy_share, charged):
+    """Generated states: whatever the columns, the range and the charged accounts, ``valued`` on a
+    range leaves what it leaves on the same rows as an array (the general path, row by row
+    selections). With every row healthy the range takes the shortcut -- forced here in a third of
+    the cases -- and it must still leave the same columns and drop the same charged accounts."""
+    from tests.clearing.fakes import make_house
+
+    rng = np.random.default_rng(seed)
+    stop = min(start + length, 16)
+    rows = slice(start, stop)
+    size = stop - start
+    columns = {name: rng.normal(size=16) for name in ("index", "collateral", "equity0", "mm0")}
+    seq0, seen = rng.integers(0, 5, size=16), rng.random(16) < 0.5
+    equity = rng.normal(100.0, 30.0, size)
+    mm = np.where(rng.random(size) < healthy_share, equity - rng.random(size) * 10, equity + 1 + rng.random(size))
+    if seed % 3 == 0:
+        mm = np.minimum(mm, equity)  # every row healthy (equal counts as healthy)
+    all_ok = bool((equity >= mm).all())
+    states = []
+    for as_range in (True, False):
+        house = make_house(capacity=16)
+        attribution = house.attribution
+        for name, values in columns.items():
+            getattr(attribution, name)[:] = values
+        attribution.seq0[:], attribution.seen[:] = seq0, seen
+        attribution.updates = 9
+        for account in sorted(charged):
+            attribution.charge(account, 3, -5.0)
+            attribution.charge(account, 4, -1.0)
+        calls = []
+        real_where = np.where
+        np.where = lambda *a: calls.append(1) or real_where(*a)  # the general path selects row by row
+        try:
+            attribution.valued(rows if as_range else np.arange(start, stop), equity, mm)
+        finally:
+            np.where = real_where
+        assert bool(calls) != (as_range and all_ok)  # the shortcut is taken exactly there
+        states.append(({name: getattr(attribution, name).copy()
+                        for name in ("index", "collateral", "equity0", "mm0", "seq0", "seen")},
+                       {a: dict(v) for a, v in attribution._charged.items()}))
+    (got, got_charged), (want, want_charged) = states
+    for name in got:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert got_charged == want_charged
+    ok_rows = set(np.arange(start, stop)[equity >= mm].tolist())
+    assert set(want_charged) == set(charged) - ok_rows  # the control: healthy rows drop their charges

@@ -437,3 +437,36 @@ def test_compare_progress_counts_every_run_and_twin():
         sim.experiment.compare.run_compare_task = original
     c = p.counters()
     assert (c.runs_done, c.runs, c.events) == (4, 4, sum(events)) and c.sim_seconds == 4 * SMALL["duration"]
+
+
+def test_compare_validates_each_variant_once_and_matches_a_parse_per_seed(monkeypatch):
+    """The episode is validated once per regime (and once per twin), whatever the number of seeds:
+    a seed's config is the variant with its seed replaced. The summaries equal the old path's, which
+    re-parsed the variant's dump with each seed and ran it (and its twin) with ``run_variant``."""
+    from sim.experiment.schema.episode import EpisodeConfig
+    from sim.experiment.variants import run_variant
+
+    cfg = parse_episode(SMALL)
+    validate = EpisodeConfig.model_validate.__func__
+    calls: list[int] = []
+
+    def counting(cls, *args, **kwargs):
+        calls.append(1)
+        return validate(cls, *args, **kwargs)
+
+    monkeypatch.setattr(EpisodeConfig, "model_validate", classmethod(counting))
+    one = compare(cfg, write=False, seeds=1)
+    parses_one = len(calls)
+    calls.clear()
+    out = compare(cfg, write=False, seeds=3)
+    assert parses_one == len(calls) == 2 * 2  # (standard, portfolio) x (run, its twin); none per seed
+    monkeypatch.undo()
+
+    assert one.runs == {key: s for key, s in out.runs.items() if key[1] == cfg.seed}
+    variants = regime_variants(cfg, None)
+    for (label, seed), summary in out.runs.items():
+        data = variants[label].model_dump(mode="json")
+        data["seed"] = seed
+        old, _tables = run_variant(parse_episode(data))
+        assert summary == old, (label, seed)
+    assert len({json.dumps(s["losses"], sort_keys=True, default=str) for s in out.runs.values()}) > 1  # seeds differ

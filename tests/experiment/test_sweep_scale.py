@@ -154,3 +154,23 @@ def test_each_row_says_its_worker_and_each_worker_reports_its_start_up_once(tmp_
         startups = [t["startup_cpu_seconds"] for t in mine if t["startup_cpu_seconds"] is not None]
         assert len(startups) == 1 and startups[0] > 0  # paid and reported once per worker
         assert all(t["cpu_seconds"] >= 0 and t["max_rss_mib"] > 0 for t in mine)
+
+
+def test_rows_written_are_the_rows_read_back_and_bad_files_are_skipped(tmp_path):
+    """``write_part`` returns a row as ``read_parts`` reads it back (fresh and resumed rows are the
+    same values: a tuple becomes a list, a non-JSON value its text); unreadable files, files that
+    are not a row and a row under another run's name are skipped; no folder is no rows."""
+    parts = tmp_path / "rows"
+    parts.mkdir()
+    assert sw.read_parts(tmp_path / "absent") == {}
+    task = {"run_id": "00ab", "point": {"margin": "span"}, "seed": 2, "config_hash": "h"}
+    failed = sw.error_row(task, "boom")
+    assert failed["status"] == "error" and failed["infrastructure"] is False and failed["metrics"] == {}
+    assert sw._infrastructure_error_row(task, "lost")["infrastructure"] is True
+    ok = {"run_id": "00cd", "point": {"fund": (1, 2)}, "seed": 1, "status": "ok", "metrics": {"x": Path("p")}}
+    back = {row["run_id"]: sw.write_part(parts, row) for row in (failed, ok)}
+    assert back["00cd"]["point"] == {"fund": [1, 2]} and back["00cd"]["metrics"] == {"x": "p"}
+    (parts / "00ef.json").write_text("{not json")
+    (parts / "0100.json").write_text("[1, 2]")
+    (parts / "0200.json").write_text(json.dumps({"run_id": "0300"}))
+    assert sw.read_parts(parts) == back

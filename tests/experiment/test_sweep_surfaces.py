@@ -128,3 +128,63 @@ def test_sweep_heatmap_cells_are_the_means_over_seeds():
     assert np.isnan(gap[1, 1]) and gap[0, 1] == 0.0
     one = sweep_report(_table([1.0] * 8), ["margin"], title="t")
     assert "class=heatmap" not in one  # one swept parameter: lines only
+
+
+def _brute_cell(rows, metric, x_key, y_key, x, y):
+    """The figures as the report first computed them: a scan of every row for each cell."""
+    return [r[metric] for r in rows if r[x_key] == x and (y_key is None or r[y_key] == y)
+            and r.get(metric) is not None and np.isfinite(r[metric])]
+
+
+class _CountingRow(dict):
+    """A row that counts reads of the grid's keys."""
+
+    reads = 0
+
+    def __getitem__(self, key):
+        if key in ("fund", "margin"):
+            _CountingRow.reads += 1
+        return super().__getitem__(key)
+
+
+def test_sweep_report_groups_the_rows_once_with_the_same_figures():
+    """On a 12 x 10 grid with uneven cells -- 0 to 4 runs each, some failed, some undefined or NaN,
+    some cells with no run at all -- the heatmap's means and each line's mean/min/max equal a scan
+    of every row per cell, and the rows are read once per metric (a scan per cell read them
+    rows x cells times)."""
+    from sim.experiment.sweep_report import _cell_means, _cells, _line, _ordered
+
+    rng = np.random.default_rng(7)
+    funds = [float(f) for f in range(12)]
+    margins = [f"m{k}" for k in range(10)]
+    rows = []
+    for f in funds:
+        for m in margins:
+            for seed in range(int(rng.integers(0, 5))):
+                v = [None, float("nan"), 0.0][int(rng.integers(0, 3))] if rng.random() < 0.2 else float(
+                    rng.normal())
+                rows.append(_CountingRow(fund=f, margin=m, seed=seed, x=v))
+    assert any(not _brute_cell(rows, "x", "fund", "margin", f, m) for f in funds for m in margins)  # gaps
+    x_values, y_values = _ordered(r["fund"] for r in rows), _ordered(r["margin"] for r in rows)
+    _CountingRow.reads = 0
+    means = _cell_means(rows, "x", "fund", "margin", x_values, y_values)
+    assert _CountingRow.reads <= 2 * len(rows)
+    for i, m in enumerate(y_values):
+        for j, f in enumerate(x_values):
+            vals = _brute_cell(rows, "x", "fund", "margin", f, m)
+            assert (np.isnan(means[i, j]) and not vals) or means[i, j] == float(np.mean(vals))
+    cells = _cells(rows, "x", "fund", "margin")
+    for m in y_values:
+        mean, low, high = _line(cells, x_values, m)
+        for j, f in enumerate(x_values):
+            vals = _brute_cell(rows, "x", "fund", "margin", f, m)
+            want = (np.mean(vals), np.min(vals), np.max(vals)) if vals else (np.nan,) * 3
+            np.testing.assert_array_equal([mean[j], low[j], high[j]], want)
+    # one swept parameter: every margin pooled into the fund's line
+    mean, low, high = _line(_cells(rows, "x", "fund", None), x_values, None)
+    for j, f in enumerate(x_values):
+        vals = _brute_cell(rows, "x", "fund", None, f, None)
+        np.testing.assert_array_equal([mean[j], low[j], high[j]],
+                                      (np.mean(vals), np.min(vals), np.max(vals)) if vals else (np.nan,) * 3)
+    # the zero control: no rows, every cell undefined
+    assert np.isnan(_cell_means([], "x", "fund", "margin", x_values, y_values)).all()
