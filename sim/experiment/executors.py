@@ -169,9 +169,13 @@ def _pool_init(shared_key: str | None, shared: Any, warm: Callable[[], None] | N
 
 def _pool_task(task: dict, running: str, spec: _Spec) -> dict[str, Any]:
     """One task in a pool worker, leaving ``<running>/<pid>`` naming the run it is on, so that if this
-    process dies the driver knows which run died with it (a file survives a ``kill -9``)."""
-    write_atomic(Path(running) / str(os.getpid()), spec.key(task).encode("utf-8"))
-    return _run_one(spec, task, _shared_here(spec))
+    process dies the driver knows which run died with it (a file survives a ``kill -9``). The file
+    goes when the run is done: an idle worker names no run, so its death blames none."""
+    mine = Path(running) / str(os.getpid())
+    write_atomic(mine, spec.key(task).encode("utf-8"))
+    row = _run_one(spec, task, _shared_here(spec))
+    mine.unlink(missing_ok=True)
+    return row
 
 
 def _run_local(tasks: list[dict], workers: int, job: Job, on_done: Callable[[dict], None],
@@ -246,25 +250,14 @@ def _after_breakage(pool: Any, inflight: dict[Any, dict], processes: dict[int, A
     survivors) fails with an infrastructure error; the other in-flight runs go back to the front of
     the queue. If no culprit can be named, every in-flight run goes again -- and a run that was in
     flight for two breakages is failed, so a run that kills its worker cannot loop forever."""
-    import signal as _signal
-
     # the broken pool terminates the survivors; once it has shut down every worker is joined and
     # each exit status is final (read earlier, a status being reaped by the pool's thread can
     # read as still running)
     pool.shutdown(wait=True, cancel_futures=True)
     for proc in processes.values():
         proc.join(timeout=5.0)
-    dead: dict[str, str] = {}
-    for pid, proc in processes.items():
-        code = proc.exitcode
-        if code is None or code == 0 or code == -_signal.SIGTERM:
-            continue
-        try:
-            run_id = (running / str(pid)).read_text(encoding="utf-8")
-        except OSError:
-            continue
-        why = f"signal {-code}" if code < 0 else f"exit status {code}"
-        dead[run_id] = f"infrastructure failure: the worker process {pid} died ({why}) during this run\n"
+    exits = {pid: proc.exitcode for pid, proc in processes.items()}
+    dead = culprits(exits, running, {job.key(task) for task in inflight.values()})
     for task in inflight.values():
         run_id = job.key(task)
         if not dead:
@@ -277,6 +270,30 @@ def _after_breakage(pool: Any, inflight: dict[Any, dict], processes: dict[int, A
     pending.extendleft(reversed(again))
     for pid in processes:  # only the files this pool's workers wrote: ``running`` is the caller's folder
         (running / str(pid)).unlink(missing_ok=True)
+
+
+def culprits(exits: dict[int, int | None], running: Path, inflight: set[str]) -> dict[str, str]:
+    """Run id -> error text for each in-flight run whose worker exited abnormally (not the SIGTERM a
+    broken pool sends its survivors), read from the ``<running>/<pid>`` file the worker left.
+    Only runs still in flight are suspects: a file naming any other run is stale (a worker that
+    died idle, after its run had been delivered, or a file left by an earlier pool or sweep whose
+    pid was reused), and naming a culprit from it would let the in-flight runs go again without
+    their breakage being counted."""
+    import signal as _signal
+
+    dead: dict[str, str] = {}
+    for pid, code in exits.items():
+        if code is None or code == 0 or code == -_signal.SIGTERM:
+            continue
+        try:
+            run_id = (running / str(pid)).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        if run_id not in inflight:
+            continue
+        why = f"signal {-code}" if code < 0 else f"exit status {code}"
+        dead[run_id] = f"infrastructure failure: the worker process {pid} died ({why}) during this run\n"
+    return dead
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
