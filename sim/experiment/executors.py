@@ -116,9 +116,11 @@ def _run_one(spec: _Spec, task: dict, shared: Any) -> dict:
     ``cpu_seconds`` (the worker process's CPU during this task), ``thread_cpu_seconds`` (the task's
     own thread's: the difference is what the backend's threads took meanwhile),
     ``startup_cpu_seconds`` (the worker's start-up, on its first row only, else None) and
-    ``max_rss_mib`` (the worker's peak so far: flat over its rows when a run leaves nothing behind)."""
+    ``max_rss_mib`` (the worker's peak so far: flat over its rows when a run leaves nothing behind),
+    ``started_at`` / ``ended_at`` (epoch seconds around the task: a slot's idle gaps between tasks)."""
     global _startup_reported
     _ready(spec.warm)
+    started_at = time.time()  # the epoch clock: comparable across a machine's processes (slots' idle gaps)
     started, started_thread = time.process_time(), time.thread_time()
     row = spec.fn(task) if spec.shared_key is None else spec.fn(task, shared)
     # the run's world is garbage now; collect it here, before the next run's start freezes whatever
@@ -133,7 +135,8 @@ def _run_one(spec: _Spec, task: dict, shared: Any) -> dict:
         row["timing"] = {"worker": f"{socket.gethostname()}:{os.getpid()}",
                          "cpu_seconds": time.process_time() - started,
                          "thread_cpu_seconds": time.thread_time() - started_thread, "startup_cpu_seconds": startup,
-                         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+                         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                         "started_at": started_at, "ended_at": time.time()}
     return row
 
 
@@ -358,11 +361,34 @@ def _dask_task(spec: _Spec, task: dict, shared: Any) -> dict:
     return _run_one(spec, task, shared)
 
 
+# The cluster a sweep starts for itself serves nobody else: no usage report, no metrics export (the
+# dashboard that would show them is off), the agent's stats sampled once a minute, not every 5 s, no
+# task events or timeline. Measured beside two busy tasks (docs/BENCHMARKS.md, *Sweeps that scale*):
+# the daemons' CPU 1.7-1.9 vs 2.0 CPU-s per 80 s of wall -- small, because what is left (the raylet,
+# the log monitor's 0.1 s poll, the GCS, the workers' own threads: ~2% of one core) has no public
+# switch. An existing cluster, reached by its address, keeps its own settings.
+RAY_QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "REPORTER_UPDATE_INTERVAL_MS": "60000"}
+RAY_QUIET_CONFIG = {"enable_metrics_collection": False, "task_events_report_interval_ms": 0,
+                    "enable_timeline": False}
+
+
 def start_local_ray(workers: int) -> None:
-    """A Ray cluster of ``workers`` CPUs on this machine, as a sweep starts one (``ray.shutdown()`` ends it)."""
+    """A Ray cluster of ``workers`` CPUs on this machine, as a sweep starts one (``ray.shutdown()`` ends
+    it), with the quiet settings above; its start (~3 s of wall and ~3.2 CPU-s on two idle cores:
+    GCS, raylet, agents, monitors, ``workers`` prestarted workers) is paid per sweep."""
     import ray
 
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    saved = {k: os.environ.get(k) for k in RAY_QUIET_ENV}
+    os.environ.update(RAY_QUIET_ENV)  # read by the daemons ray.init starts, which inherit this environment
+    try:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 _system_config=RAY_QUIET_CONFIG)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def start_local_dask(workers: int) -> tuple[Any, Any]:
