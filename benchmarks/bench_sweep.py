@@ -187,9 +187,11 @@ class Measured:
         backend's daemons and the workers' own threads, spread over the slots in the estimate."""
         return max(0.0, self.tree_cpu - sum(self.run_cpu) - sum(self.startup.values()) - self.driver_cpu)
 
-    def idle_estimate(self) -> float:
-        return (makespan(self.run_cpu, self.workers) + max(self.startup.values(), default=0.0) + self.driver_cpu
-                + self.background() / self.workers)
+    def idle_estimate(self, runs: list[float] | None = None) -> float:
+        """``runs``: other runs' CPU seconds in the same order (the local pool's: a backend's own costs on
+        the same runs, free of the runs' own noise, which a loaded machine makes ±10%)."""
+        return (makespan(self.run_cpu if runs is None else runs, self.workers) + max(self.startup.values(), default=0.0)
+                + self.driver_cpu + self.background() / self.workers)
 
 
 @contextlib.contextmanager
@@ -356,7 +358,8 @@ def main() -> None:
                     f" (its own cluster's start {m.cluster_start:.1f} s excluded: "
                     f"{(m.wall - m.cluster_start) / pooled.wall - 1:+.1%})")
                 print(f"{m.label} vs the local pool, same grid: wall {m.wall / pooled.wall - 1:+.1%}{own}; "
-                      f"idle-machine estimate from CPU {m.idle_estimate() / pooled.idle_estimate() - 1:+.1%}; "
+                      f"idle-machine estimate from CPU {m.idle_estimate() / pooled.idle_estimate() - 1:+.1%} "
+                      f"({m.idle_estimate(pooled.run_cpu) / pooled.idle_estimate() - 1:+.1%} on the pool's runs); "
                       f"process-tree CPU {m.tree_cpu - pooled.tree_cpu:+.1f} s "
                       f"({m.tree_cpu / pooled.tree_cpu - 1:+.1%}); runs' CPU {sum(m.run_cpu) / sum(pooled.run_cpu) - 1:+.1%}; "
                       f"background CPU {m.background() - pooled.background():+.2f} s"

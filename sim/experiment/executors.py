@@ -363,26 +363,62 @@ def _dask_task(spec: _Spec, task: dict, shared: Any) -> dict:
 
 # The cluster a sweep starts for itself serves nobody else: no usage report, no metrics export (the
 # dashboard that would show them is off), the agent's stats sampled once a minute, not every 5 s, no
-# task events or timeline. Measured beside two busy tasks (docs/BENCHMARKS.md, *Sweeps that scale*):
-# the daemons' CPU 1.7-1.9 vs 2.0 CPU-s per 80 s of wall -- small, because what is left (the raylet,
-# the log monitor's 0.1 s poll, the GCS, the workers' own threads: ~2% of one core) has no public
-# switch. An existing cluster, reached by its address, keeps its own settings.
+# task events or timeline; and neither the log monitor (it polls every worker's log files ten times a
+# second to forward them to a driver that does not want them: ``log_to_driver=False``) nor the
+# autoscaler monitor (a fixed cluster of this machine's cores). Measured (docs/BENCHMARKS.md, *Sweeps
+# that scale*): without the two monitors the start takes 2.3-2.6 CPU-s instead of 3.1-3.2 and the
+# idle cluster 0.1-0.3 CPU-s less per 30 s; the metrics settings took the daemons' CPU beside two busy
+# tasks from 2.0 to 1.7-1.9 CPU-s per 80 s. What is left (the raylet, the GCS, the agents, the
+# workers' own threads) is ~2% of one core. An existing cluster, reached by its address, keeps its
+# own settings (``ray start --include-log-monitor=False --no-monitor --disable-usage-stats`` does the same).
 RAY_QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "REPORTER_UPDATE_INTERVAL_MS": "60000"}
 RAY_QUIET_CONFIG = {"enable_metrics_collection": False, "task_events_report_interval_ms": 0,
                     "enable_timeline": False}
 
 
+@contextlib.contextmanager
+def _without_ray_monitors():
+    """While ``ray.init`` starts a cluster: no log monitor, no autoscaler monitor. ``ray start`` has
+    switches for both; ``ray.init`` has none, so its ``RayParams`` get them here (Ray's private
+    module: if its shape changes, the cluster simply starts with both monitors, as before)."""
+    import inspect
+
+    try:
+        from ray._private import parameter
+
+        original = parameter.RayParams.__init__
+        known = inspect.signature(original).parameters
+    except Exception:  # noqa: BLE001 -- a Ray without that module: nothing to change
+        yield
+        return
+    if "include_log_monitor" not in known or "no_monitor" not in known:
+        yield
+        return
+
+    def quiet(self, *args, **kwargs):
+        kwargs.setdefault("include_log_monitor", False)
+        kwargs.setdefault("no_monitor", True)
+        original(self, *args, **kwargs)
+
+    parameter.RayParams.__init__ = quiet
+    try:
+        yield
+    finally:
+        parameter.RayParams.__init__ = original
+
+
 def start_local_ray(workers: int) -> None:
     """A Ray cluster of ``workers`` CPUs on this machine, as a sweep starts one (``ray.shutdown()`` ends
-    it), with the quiet settings above; its start (~3 s of wall and ~3.2 CPU-s on two idle cores:
-    GCS, raylet, agents, monitors, ``workers`` prestarted workers) is paid per sweep."""
+    it), with the quiet settings above; its start (~2.5 CPU-s: GCS, raylet, two agents, ``workers``
+    prestarted workers; ~3 s of wall on two idle cores before the monitors went) is paid per sweep."""
     import ray
 
     saved = {k: os.environ.get(k) for k in RAY_QUIET_ENV}
     os.environ.update(RAY_QUIET_ENV)  # read by the daemons ray.init starts, which inherit this environment
     try:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                 _system_config=RAY_QUIET_CONFIG)
+        with _without_ray_monitors():
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                     _system_config=RAY_QUIET_CONFIG)
     finally:
         for k, v in saved.items():
             if v is None:
