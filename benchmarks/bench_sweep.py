@@ -100,7 +100,7 @@ class TreeCPU:
                 with p.oneshot():
                     t = p.cpu_times()
                     seen[p.pid] = (p.create_time(), t.user + t.system)
-                if p.pid not in self.kind:
+                    # read each time: Ray's processes rename themselves (``ray::DashboardAgent``) after they start
                     self.kind[p.pid] = kind_of(p.cmdline())
             except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, self.psutil.ZombieProcess):
                 continue
@@ -144,7 +144,9 @@ class TreeCPU:
 
 
 KINDS = (("gcs_server", "ray gcs"), ("raylet", "ray raylet"), ("dashboard/agent.py", "ray dashboard agent"),
-         ("runtime_env", "ray runtime-env agent"), ("log_monitor", "ray log monitor"),
+         ("DashboardAgent", "ray dashboard agent"), ("dashboard/dashboard.py", "ray dashboard head (no frontend)"),
+         ("runtime_env", "ray runtime-env agent"), ("RuntimeEnvAgent", "ray runtime-env agent"),
+         ("log_monitor", "ray log monitor"),
          ("autoscaler", "ray autoscaler monitor"), ("monitor.py", "ray autoscaler monitor"),
          ("default_worker", "ray worker"), ("ray::", "ray worker"), ("spawn_main", "pool worker"),
          ("resource_tracker", "pool resource tracker"), ("distributed", "dask"))
