@@ -78,7 +78,8 @@ class TreeCPU:
     two samples loses at most that much); processes alive before the block count from their
     reading at its start. A process is known by its pid and start time; the start time is only
     compared within 10 s, because psutil derives it from the boot time, which this guest's clock
-    moves (keyed by the exact figure, one process read as two and was counted twice)."""
+    moves (keyed by the exact figure, one process read as two and was counted twice), and a pid
+    counts as reused only if its CPU seconds also went down (``_other``)."""
 
     def __init__(self, interval: float = 0.5) -> None:
         import psutil
@@ -109,13 +110,21 @@ class TreeCPU:
     def _merge(self, seen: dict[int, tuple[float, float]]) -> None:
         for pid, (start, cpu) in seen.items():
             old = self.last.get(pid)
-            if old is not None and abs(old[0] - start) > 10.0:  # the pid was reused: a new process
-                self.gone += old[1] - self._base_of(pid, old[0])
+            if old is not None and self._other(old, start, cpu):  # the pid was reused: a new process
+                self.gone += old[1] - self._base_of(pid, *old)
             self.last[pid] = (start, cpu)
 
-    def _base_of(self, pid: int, start: float) -> float:
+    @staticmethod
+    def _other(seen: tuple[float, float], start: float, cpu: float) -> bool:
+        """Whether (start, cpu) is another process than the earlier reading ``seen`` of the same pid: its
+        start time differs by more than 10 s *and* its CPU seconds went down (one process's never do;
+        under heavy load the guest's clock moved a start time by more than 10 s, and a process read as
+        two was counted twice)."""
+        return abs(seen[0] - start) > 10.0 and cpu < seen[1]
+
+    def _base_of(self, pid: int, start: float, cpu: float) -> float:
         b = self.base.get(pid)
-        return b[1] if b is not None and abs(b[0] - start) <= 10.0 else 0.0
+        return b[1] if b is not None and not self._other(b, start, cpu) else 0.0
 
     def _loop(self) -> None:
         while not self.stop.wait(self.interval):
@@ -132,7 +141,7 @@ class TreeCPU:
         self.stop.set()
         self.thread.join()
         self._merge(self._sample())
-        spent = {pid: cpu - self._base_of(pid, start) for pid, (start, cpu) in self.last.items()}
+        spent = {pid: cpu - self._base_of(pid, start, cpu) for pid, (start, cpu) in self.last.items()}
         children = self.gone + sum(spent.values())
         self.seconds = children + time.process_time() - self.own
         self.by_kind = {"driver": time.process_time() - self.own}
