@@ -116,9 +116,11 @@ def _run_one(spec: _Spec, task: dict, shared: Any) -> dict:
     ``cpu_seconds`` (the worker process's CPU during this task), ``thread_cpu_seconds`` (the task's
     own thread's: the difference is what the backend's threads took meanwhile),
     ``startup_cpu_seconds`` (the worker's start-up, on its first row only, else None) and
-    ``max_rss_mib`` (the worker's peak so far: flat over its rows when a run leaves nothing behind)."""
+    ``max_rss_mib`` (the worker's peak so far: flat over its rows when a run leaves nothing behind),
+    ``started_at`` / ``ended_at`` (epoch seconds around the task: a slot's idle gaps between tasks)."""
     global _startup_reported
     _ready(spec.warm)
+    started_at = time.time()  # the epoch clock: comparable across a machine's processes (slots' idle gaps)
     started, started_thread = time.process_time(), time.thread_time()
     row = spec.fn(task) if spec.shared_key is None else spec.fn(task, shared)
     # the run's world is garbage now; collect it here, before the next run's start freezes whatever
@@ -133,7 +135,8 @@ def _run_one(spec: _Spec, task: dict, shared: Any) -> dict:
         row["timing"] = {"worker": f"{socket.gethostname()}:{os.getpid()}",
                          "cpu_seconds": time.process_time() - started,
                          "thread_cpu_seconds": time.thread_time() - started_thread, "startup_cpu_seconds": startup,
-                         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+                         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                         "started_at": started_at, "ended_at": time.time()}
     return row
 
 
@@ -169,9 +172,13 @@ def _pool_init(shared_key: str | None, shared: Any, warm: Callable[[], None] | N
 
 def _pool_task(task: dict, running: str, spec: _Spec) -> dict[str, Any]:
     """One task in a pool worker, leaving ``<running>/<pid>`` naming the run it is on, so that if this
-    process dies the driver knows which run died with it (a file survives a ``kill -9``)."""
-    write_atomic(Path(running) / str(os.getpid()), spec.key(task).encode("utf-8"))
-    return _run_one(spec, task, _shared_here(spec))
+    process dies the driver knows which run died with it (a file survives a ``kill -9``). The file
+    goes when the run is done: an idle worker names no run, so its death blames none."""
+    mine = Path(running) / str(os.getpid())
+    write_atomic(mine, spec.key(task).encode("utf-8"))
+    row = _run_one(spec, task, _shared_here(spec))
+    mine.unlink(missing_ok=True)
+    return row
 
 
 def _run_local(tasks: list[dict], workers: int, job: Job, on_done: Callable[[dict], None],
@@ -246,25 +253,14 @@ def _after_breakage(pool: Any, inflight: dict[Any, dict], processes: dict[int, A
     survivors) fails with an infrastructure error; the other in-flight runs go back to the front of
     the queue. If no culprit can be named, every in-flight run goes again -- and a run that was in
     flight for two breakages is failed, so a run that kills its worker cannot loop forever."""
-    import signal as _signal
-
     # the broken pool terminates the survivors; once it has shut down every worker is joined and
     # each exit status is final (read earlier, a status being reaped by the pool's thread can
     # read as still running)
     pool.shutdown(wait=True, cancel_futures=True)
     for proc in processes.values():
         proc.join(timeout=5.0)
-    dead: dict[str, str] = {}
-    for pid, proc in processes.items():
-        code = proc.exitcode
-        if code is None or code == 0 or code == -_signal.SIGTERM:
-            continue
-        try:
-            run_id = (running / str(pid)).read_text(encoding="utf-8")
-        except OSError:
-            continue
-        why = f"signal {-code}" if code < 0 else f"exit status {code}"
-        dead[run_id] = f"infrastructure failure: the worker process {pid} died ({why}) during this run\n"
+    exits = {pid: proc.exitcode for pid, proc in processes.items()}
+    dead = culprits(exits, running, {job.key(task) for task in inflight.values()})
     for task in inflight.values():
         run_id = job.key(task)
         if not dead:
@@ -277,6 +273,30 @@ def _after_breakage(pool: Any, inflight: dict[Any, dict], processes: dict[int, A
     pending.extendleft(reversed(again))
     for pid in processes:  # only the files this pool's workers wrote: ``running`` is the caller's folder
         (running / str(pid)).unlink(missing_ok=True)
+
+
+def culprits(exits: dict[int, int | None], running: Path, inflight: set[str]) -> dict[str, str]:
+    """Run id -> error text for each in-flight run whose worker exited abnormally (not the SIGTERM a
+    broken pool sends its survivors), read from the ``<running>/<pid>`` file the worker left.
+    Only runs still in flight are suspects: a file naming any other run is stale (a worker that
+    died idle, after its run had been delivered, or a file left by an earlier pool or sweep whose
+    pid was reused), and naming a culprit from it would let the in-flight runs go again without
+    their breakage being counted."""
+    import signal as _signal
+
+    dead: dict[str, str] = {}
+    for pid, code in exits.items():
+        if code is None or code == 0 or code == -_signal.SIGTERM:
+            continue
+        try:
+            run_id = (running / str(pid)).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        if run_id not in inflight:
+            continue
+        why = f"signal {-code}" if code < 0 else f"exit status {code}"
+        dead[run_id] = f"infrastructure failure: the worker process {pid} died ({why}) during this run\n"
+    return dead
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -341,11 +361,70 @@ def _dask_task(spec: _Spec, task: dict, shared: Any) -> dict:
     return _run_one(spec, task, shared)
 
 
+# The cluster a sweep starts for itself serves nobody else: no usage report, no metrics export (the
+# dashboard that would show them is off), the agent's stats sampled once a minute, not every 5 s, no
+# task events or timeline; and neither the log monitor (it polls every worker's log files ten times a
+# second to forward them to a driver that does not want them: ``log_to_driver=False``) nor the
+# autoscaler monitor (a fixed cluster of this machine's cores). Measured (docs/BENCHMARKS.md, *Sweeps
+# that scale*): without the two monitors the start takes 2.3-2.6 CPU-s instead of 3.1-3.2 and the
+# idle cluster 0.1-0.3 CPU-s less per 30 s; the metrics settings took the daemons' CPU beside two busy
+# tasks from 2.0 to 1.7-1.9 CPU-s per 80 s. What is left (the raylet, the GCS, the agents, the
+# workers' own threads) is ~2% of one core. An existing cluster, reached by its address, keeps its
+# own settings (``ray start --include-log-monitor=False --no-monitor --disable-usage-stats`` does the same).
+RAY_QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "REPORTER_UPDATE_INTERVAL_MS": "60000"}
+RAY_QUIET_CONFIG = {"enable_metrics_collection": False, "task_events_report_interval_ms": 0,
+                    "enable_timeline": False}
+
+
+@contextlib.contextmanager
+def _without_ray_monitors():
+    """While ``ray.init`` starts a cluster: no log monitor, no autoscaler monitor. ``ray start`` has
+    switches for both; ``ray.init`` has none, so its ``RayParams`` get them here (Ray's private
+    module: if its shape changes, the cluster simply starts with both monitors, as before)."""
+    import inspect
+
+    try:
+        from ray._private import parameter
+
+        original = parameter.RayParams.__init__
+        known = inspect.signature(original).parameters
+    except Exception:  # noqa: BLE001 -- a Ray without that module: nothing to change
+        yield
+        return
+    if "include_log_monitor" not in known or "no_monitor" not in known:
+        yield
+        return
+
+    def quiet(self, *args, **kwargs):
+        kwargs.setdefault("include_log_monitor", False)
+        kwargs.setdefault("no_monitor", True)
+        original(self, *args, **kwargs)
+
+    parameter.RayParams.__init__ = quiet
+    try:
+        yield
+    finally:
+        parameter.RayParams.__init__ = original
+
+
 def start_local_ray(workers: int) -> None:
-    """A Ray cluster of ``workers`` CPUs on this machine, as a sweep starts one (``ray.shutdown()`` ends it)."""
+    """A Ray cluster of ``workers`` CPUs on this machine, as a sweep starts one (``ray.shutdown()`` ends
+    it), with the quiet settings above; its start (~2.5 CPU-s: GCS, raylet, two agents, ``workers``
+    prestarted workers; ~3 s of wall on two idle cores before the monitors went) is paid per sweep."""
     import ray
 
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    saved = {k: os.environ.get(k) for k in RAY_QUIET_ENV}
+    os.environ.update(RAY_QUIET_ENV)  # read by the daemons ray.init starts, which inherit this environment
+    try:
+        with _without_ray_monitors():
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                     _system_config=RAY_QUIET_CONFIG)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def start_local_dask(workers: int) -> tuple[Any, Any]:

@@ -499,6 +499,8 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
             if backend == "local":
                 running = parts / ".running"
                 running.mkdir(exist_ok=True)
+                for stale in running.iterdir():  # an interrupted sweep's workers' files: their pids may recur
+                    stale.unlink(missing_ok=True)
             execute(todo, backend, workers, on_done, client=client, running=running, address=address,
                     shared=context, timed=True)
     return _write_table_from_parts(parts, [t["run_id"] for t in tasks], list(cfg.grid), out)

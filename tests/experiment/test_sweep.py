@@ -345,6 +345,106 @@ def test_a_worker_death_removes_only_its_pool_files_from_the_running_folder(tmp_
     assert (running / "keep.txt").read_text() == "keep"
 
 
+def _wait_for(path: Path) -> None:
+    """Poll until ``path`` exists (sequencing two workers; the test's own timeout bounds it)."""
+    while not path.exists():
+        time.sleep(0.01)
+
+
+def idle_death_runner(config):
+    """Two runs on two workers (``CLEARSIM_TEST_IDLE_DEATH`` = "<folder>:<who dies>"). Run 100/0 ("A")
+    writes its pid and waits until run 101/0 ("B") has started, so they are on different workers;
+    B waits until the driver has taken A's row ("A.delivered", written by the test's ``on_done``),
+    then, once, kills A's now idle worker ("idle") or its own ("self"), and waits for the broken
+    pool to stop it. B's second attempt returns."""
+    folder, who = os.environ["CLEARSIM_TEST_IDLE_DEATH"].split(":")
+    folder = Path(folder)
+    fund = config.clearing.loss_absorption.insurance_fund
+    with open(folder / "started.log", "a") as fh:
+        fh.write(f"{fund}\n")
+    if fund == 100.0:
+        (folder / "A.pid").write_text(str(os.getpid()))
+        _wait_for(folder / "B.pid")
+    elif not (folder / "killed.flag").exists():
+        (folder / "B.pid").write_text(str(os.getpid()))
+        _wait_for(folder / "A.delivered")
+        (folder / "killed.flag").write_text("killed")
+        victim = int((folder / "A.pid").read_text()) if who == "idle" else os.getpid()
+        os.kill(victim, signal.SIGKILL)
+        while True:  # in flight until the pool, broken by the death, terminates this worker
+            time.sleep(0.01)
+    return {"bad_debt": {"total": fund}}
+
+
+def _idle_death(tmp_path, monkeypatch, who: str) -> tuple[dict[float, dict], list[str]]:
+    from sim.experiment import sweep as sw
+
+    path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [100.0, 101.0]}, seeds=1)
+    monkeypatch.setenv("CLEARSIM_TEST_IDLE_DEATH", f"{tmp_path}:{who}")
+    _cfg, context, tasks = sw._plan(path, "test_sweep:idle_death_runner")
+    running = tmp_path / "running"
+    running.mkdir()
+    rows: dict[float, dict] = {}
+
+    def on_done(row):
+        fund = row["point"]["clearing.loss_absorption.insurance_fund"]
+        assert fund not in rows, "a row delivered twice"
+        rows[fund] = row
+        if fund == 100.0:
+            (tmp_path / "A.delivered").write_text("yes")
+
+    sw.execute(tasks, "local", 2, on_done, running=running, shared=context)
+    return rows, (tmp_path / "started.log").read_text().split()
+
+
+def test_an_idle_worker_that_dies_blames_no_finished_run(tmp_path, monkeypatch):
+    """Review finding: a pool worker that dies idle, after its run was delivered, left a file naming
+    that finished run, which was taken as the culprit, so the run in flight went again without the
+    breakage being counted. Now the worker's file goes when its run ends and only in-flight runs are
+    suspects: no culprit, the in-flight run goes again and both rows are ok."""
+    rows, started = _idle_death(tmp_path, monkeypatch, "idle")
+    assert sorted(rows) == [100.0, 101.0] and all(r["status"] == "ok" for r in rows.values()), rows
+    assert started.count("100.0") == 1 and started.count("101.0") == 2
+
+
+def test_control_a_worker_that_dies_in_flight_blames_its_run(tmp_path, monkeypatch):
+    """Control for the test above: the same two runs, but B's worker dies under it. B is the culprit
+    (an infrastructure error naming the signal); A, delivered before, is untouched."""
+    rows, started = _idle_death(tmp_path, monkeypatch, "self")
+    assert rows[100.0]["status"] == "ok"
+    assert rows[101.0]["status"] == "error" and rows[101.0]["infrastructure"]
+    assert "died (signal 9) during this run" in rows[101.0]["error"]
+    assert started.count("100.0") == 1 and started.count("101.0") == 1
+
+
+def test_culprits_are_only_in_flight_runs(tmp_path):
+    """The blame itself, from the files workers leave: a dead worker's file naming a run that is not
+    in flight (stale) names no culprit; one naming an in-flight run does; a worker the broken pool
+    terminated (SIGTERM) or that exited cleanly is never the culprit."""
+    from sim.experiment.executors import culprits
+
+    (tmp_path / "11").write_text("finished-run")
+    (tmp_path / "12").write_text("in-flight-run")
+    (tmp_path / "13").write_text("other-in-flight")
+    assert culprits({11: -signal.SIGKILL}, tmp_path, {"in-flight-run"}) == {}
+    blamed = culprits({11: -signal.SIGKILL, 12: -signal.SIGKILL, 13: -signal.SIGTERM, 14: 0}, tmp_path,
+                      {"in-flight-run", "other-in-flight"})
+    assert list(blamed) == ["in-flight-run"] and "process 12 died (signal 9)" in blamed["in-flight-run"]
+    assert culprits({12: 3}, tmp_path, {"in-flight-run"})["in-flight-run"].endswith("(exit status 3) during this run\n")
+
+
+def test_a_sweep_clears_stale_worker_files_before_it_starts(tmp_path, monkeypatch):
+    """An interrupted sweep leaves its workers' ``<pid>`` files in ``.running``; a resumed sweep's
+    worker may get one of those pids, so the sweep clears the folder before its workers start."""
+    path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [100.0]}, seeds=1)
+    sweep(path, workers=1, progress=False, runner=RUNNER)
+    running = parts_dir(tmp_path / "out.parquet") / ".running"
+    (running / "999999").write_text("some-run-of-before")
+    (parts_dir(tmp_path / "out.parquet") / f"{run_id_of({'clearing.loss_absorption.insurance_fund': 100.0}, 0)}.json").unlink()
+    table = sweep(path, workers=1, resume=True, progress=False, runner=RUNNER)
+    assert table.num_rows == 1 and not (running / "999999").exists()
+
+
 def test_retry_errors_reruns_every_failed_row_and_the_cli_exits_non_zero(tmp_path, monkeypatch, capsys):
     import sim.experiment.api
     from sim.experiment.cli import EXIT_RUNS_FAILED, main
