@@ -36,6 +36,11 @@ class Oracle:
         self._ahead: list[list[float]] = []
         self._ahead_times: list[float] = []
         self._ahead_pos = 0
+        self._ahead_rows = np.zeros((0, len(underlyings)))  # the block as an array (the quiet scan)
+        self._ahead_t = np.zeros(0)
+        # samples of the block before this position publish nothing (exogenous index, no outages):
+        # -1 until scanned, after each new block and each publication (which moves the references)
+        self._quiet_until = -1
         n = len(underlyings)
         self._rng = world.stream("oracle/sources")
         self.floor = np.array([config.floor.get(u, 0.0) for u in underlyings])
@@ -112,8 +117,10 @@ class Oracle:
             # the clock reaches sample times by repeated addition: build them the same way
             times = np.cumsum(np.r_[now, np.full(1023, step)])
             self._ahead_times = times.tolist()
-            rows = np.asarray(self.batch_source(times), dtype=np.float64)  # type: ignore[misc]
-            self._ahead = self._clip_if_exogenous(rows).tolist()
+            rows = self._clip_if_exogenous(np.asarray(self.batch_source(times), dtype=np.float64))  # type: ignore[misc]
+            self._ahead = rows.tolist()
+            self._ahead_rows, self._ahead_t = rows, times
+            self._quiet_until = -1
             pos = 0
         self._ahead_pos = pos + 1
         return self._ahead[pos]
@@ -121,10 +128,34 @@ class Oracle:
     def _clip_if_exogenous(self, prices: np.ndarray) -> np.ndarray:
         return np.minimum(np.maximum(prices, self.floor), self.ceiling) if self._exogenous else prices
 
+    def _quiet_scan(self, pos: int) -> int:
+        """The first sample of the read-ahead block at or after ``pos`` that publishes anything, with
+        the references as they are now: the per-sample tests below, element-wise over the block (the
+        same IEEE operations on the same doubles, so the same verdicts)."""
+        rows, last = self._ahead_rows[pos:], self._pending_last
+        due = (np.abs(rows / last - 1.0) > self.config.deviation).any(axis=1)
+        due |= ((self._ahead_t[pos:, None] - self._pending_at) >= self._heartbeat_due).any(axis=1)
+        first = int(np.argmax(due))
+        return pos + first if due[first] else len(self._ahead_times)
+
     def _sample(self) -> None:
         """Publish every underlying whose candidate moved beyond ``deviation`` or whose heartbeat is
-        due, outside outages (plain floats: a handful of underlyings, no numpy overhead)."""
+        due, outside outages (plain floats: a handful of underlyings, no numpy overhead).
+
+        An exogenous index read ahead (no venue price, no median, no outages) is known for the
+        whole block, and so is which of its samples would publish while the references stand: the
+        samples before the next one that does are only counted off (most samples publish nothing
+        -- 22,476 of 23,400 in the RMSC04-like day)."""
         now = self.world.now
+        pos = self._ahead_pos
+        if self._exogenous and self.batch_source is not None and not self._outage_windows \
+                and pos < len(self._ahead_times) and self._ahead_times[pos] == now:
+            quiet = self._quiet_until
+            if quiet < pos:
+                quiet = self._quiet_until = self._quiet_scan(pos)
+            if pos < quiet:
+                self._ahead_pos = pos + 1
+                return
         candidate = self._candidate(now)
         last, last_at = self._pending_last, self._pending_at
         heartbeat, deviation = self._heartbeat_due, self.config.deviation
@@ -143,6 +174,7 @@ class Oracle:
         vals = np.array(values)
         last[idx] = vals
         last_at[idx] = now
+        self._quiet_until = -1  # the references moved: the block is scanned again from the next sample
         latency = self.config.latency
         if latency > 0:
             self.world.call_later(latency, self._publish, idx, vals)
