@@ -254,8 +254,10 @@ class ClearingHouse:
             buyer, seller = fill.maker_account, fill.taker_account
         instrument, price, lots = fill.instrument, fill.price, fill.size
         ledger.trade(buyer, seller, instrument, price, lots)
-        ledger.charge_fee(fill.maker_account, maker_fee)
-        ledger.charge_fee(fill.taker_account, taker_fee)
+        if maker_fee:  # charge_fee does nothing with a zero fee: two calls a fill spared without fees
+            ledger.charge_fee(fill.maker_account, maker_fee)
+        if taker_fee:
+            ledger.charge_fee(fill.taker_account, taker_fee)
         if self._continuous and (int(fill.flags) & _FORCED_FILL or not self.config.enforcement.pre_trade_check):
             # the slack shortcut below counts what a fill cost, not how it moved the requirement;
             # that is safe only for fills the pre-trade check margined. A liquidation or ADL fill

@@ -166,8 +166,10 @@ class Venue:
                 return self._reject(oid, account, _OUTSIDE_BAND)
             band = self.config.market_protection
             price = int(ref * (1.0 + band)) if side == BUY else max(1, -int(-ref * (1.0 - band) // 1))
-        elif not flags and self._outside_band(instrument, price):
-            return self._reject(oid, account, _OUTSIDE_BAND)
+        elif not flags and ref is not None:  # _outside_band on the reference already read: once per order
+            band = self.config.price_band
+            if price > ref * (1.0 + band) or price < ref * (1.0 - band):
+                return self._reject(oid, account, _OUTSIDE_BAND)
         # A reduce-only order is exempt: the book refuses one that could flip the position and
         # ``_trim_reduce_only`` cuts resting ones back as the position shrinks, so it never adds risk.
         if check_risk and not reduce_only and self._increases_risk(account, instrument, side, lots):
@@ -218,9 +220,10 @@ class Venue:
             taker_fee = fee_minor(notional, taker_pips) if taker_pips else 0
             for listener in self.trade_listeners.calls:
                 listener(fill, maker_fee, taker_fee)
-        for fill in fills:
-            self._trim_reduce_only(fill.instrument, fill.maker_account)
-            self._trim_reduce_only(fill.instrument, fill.taker_account)
+        if self.books[fills[-1].instrument].has_reduce_only:  # none ever rested: nothing to trim (2 calls a fill)
+            for fill in fills:
+                self._trim_reduce_only(fill.instrument, fill.maker_account)
+                self._trim_reduce_only(fill.instrument, fill.taker_account)
 
     def off_book_trade(self, fill: Fill) -> None:
         """Publish a trade made outside the book (backstop transfer, auction, ADL): no fees."""
