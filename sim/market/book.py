@@ -2,11 +2,10 @@
 
 Structure (and why):
 
-* Each side is a ``SortedLevels`` (a dict with its keys in a sorted list) from a *priority key* to
-  a :class:`PriceLevel`. The key is the price for asks and the negated price for bids, so on both
-  sides the best level is the smallest key and "this level is acceptable to an incoming order at
-  limit ``p`` on side ``s``" is the single comparison ``key <= s * p``. One matching loop serves
-  both sides without branching.
+* Each side is a ``SortedDict`` from a *priority key* to a :class:`PriceLevel`. The key is the
+  price for asks and the negated price for bids, so on both sides the best level is the smallest
+  key and "this level is acceptable to an incoming order at limit ``p`` on side ``s``" is the
+  single comparison ``key <= s * p``. One matching loop serves both sides without branching.
 * A level keeps its orders in a plain ``dict`` (order_id -> Order): insertion order is time
   priority, removal of any order is O(1), and ``total_size`` is adjusted on every change so that
   no query ever sums a level.

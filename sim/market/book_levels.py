@@ -8,85 +8,12 @@ every index and running total exact); ``sim.market.book.OrderBook`` adds the rul
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+
+from sortedcontainers import SortedDict
 
 from sim.core.orders import BUY, SELL, Order
-
-
-class SortedLevels(dict):
-    """Priority key -> price level, with the keys in a plain sorted list (``keys()``: live, [0] is
-    the best). The subset of ``sortedcontainers.SortedDict`` the book uses, in the same order.
-
-    A side holds tens of price levels, and market makers' re-quotes open and close one at nearly
-    every amend: a bisect into a short list (C) costs a fraction of SortedList's add and remove (Python
-    over its sublists) -- which were ~4% of the RMSC04-like day."""
-
-    __slots__ = ("_keys",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._keys: list[Any] = []
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        if key not in self:
-            insort(self._keys, key)
-        dict.__setitem__(self, key, value)
-
-    def __delitem__(self, key: Any) -> None:
-        dict.__delitem__(self, key)
-        keys = self._keys
-        del keys[bisect_left(keys, key)]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._keys)
-
-    def keys(self) -> list[Any]:  # type: ignore[override]
-        return self._keys
-
-    def values(self) -> Iterator[Any]:  # type: ignore[override]
-        get = dict.__getitem__
-        return (get(self, key) for key in self._keys)
-
-    def items(self) -> Iterator[tuple[Any, Any]]:  # type: ignore[override]
-        get = dict.__getitem__
-        return ((key, get(self, key)) for key in self._keys)
-
-    def irange(self, maximum: Any = None) -> list[Any]:
-        """The keys up to ``maximum`` (inclusive; all of them when None), in order: a copy, so the
-        caller may change the levels while walking them."""
-        keys = self._keys
-        return keys[:] if maximum is None else keys[:bisect_right(keys, maximum)]
-
-    # the rest of dict's mutators would bypass the key list
-    def pop(self, *args: Any) -> Any:
-        raise NotImplementedError
-
-    def popitem(self) -> Any:
-        raise NotImplementedError
-
-    def setdefault(self, *args: Any) -> Any:
-        raise NotImplementedError
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError
-
-    def clear(self) -> None:
-        dict.clear(self)
-        self._keys.clear()
-
-    def __reduce__(self) -> tuple[Any, ...]:  # copies and pickles rebuilt through __setitem__
-        return _sorted_levels, (list(self.items()),)
-
-
-def _sorted_levels(items: list[tuple[Any, Any]]) -> SortedLevels:
-    levels = SortedLevels()
-    for key, value in items:
-        levels[key] = value
-    return levels
 
 
 @dataclass(slots=True)
@@ -111,7 +38,7 @@ class PriceLevel:
 
 
 class BookLevels:
-    """Both sides of one book: ``SortedLevels`` from priority key (price for asks, -price for bids)
+    """Both sides of one book: ``SortedDict`` from priority key (price for asks, -price for bids)
     to ``PriceLevel``, the best key of each side cached, sizes kept as running totals."""
 
     __slots__ = (
@@ -129,8 +56,8 @@ class BookLevels:
     )
 
     def __init__(self) -> None:
-        self._bids = SortedLevels()  # -price -> PriceLevel
-        self._asks = SortedLevels()  # price -> PriceLevel
+        self._bids: SortedDict = SortedDict()  # -price -> PriceLevel
+        self._asks: SortedDict = SortedDict()  # price -> PriceLevel
         self._bid_keys = self._bids.keys()  # live views: [0] is the best key
         self._ask_keys = self._asks.keys()
         self._best_bid_key: int | None = None

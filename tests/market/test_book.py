@@ -653,28 +653,3 @@ def test_rebuilding_level_dicts_after_every_removal_changes_nothing(monkeypatch)
     assert [f.maker_order_id for f in result.fills] == list(range(2, 41, 2)) + at_101
     assert sum(f.size for f in result.fills) == 78 and book.best_ask() is None
     book.check_integrity()
-
-
-def test_sorted_levels_keep_their_keys_in_order_through_inserts_deletes_and_copies():
-    import copy
-    import pickle
-    import random
-
-    from sim.market.book_levels import SortedLevels
-
-    levels, model = SortedLevels(), {}
-    rng = random.Random(3)
-    for _ in range(2000):
-        key = rng.randrange(-60, 60)
-        if key in model and rng.random() < 0.5:
-            del levels[key]
-            del model[key]
-        else:
-            levels[key] = model[key] = rng.random()
-        assert levels.keys() == sorted(model) == list(levels)
-        assert list(levels.values()) == [model[k] for k in sorted(model)]
-    assert list(levels.items()) == sorted(model.items())
-    assert levels.irange(maximum=0) == [k for k in sorted(model) if k <= 0]
-    assert levels.irange() == sorted(model)
-    for twin in (copy.deepcopy(levels), pickle.loads(pickle.dumps(levels))):
-        assert twin.keys() == levels.keys() and dict(twin) == dict(levels)
