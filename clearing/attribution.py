@@ -122,7 +122,7 @@ class BreachAttribution:
         n = ledger.n_accounts
         self.ensure(ledger.cash.shape[0])
         d_index = marks.index_ticks - self._index_ticks
-        if d_index.any():
+        if np.logical_or.reduce(d_index):  # .any() without its Python wrapper (once a publication)
             self.index[:n] += ledger.position[:n].dot(d_index * ledger.tick_value)
             self._index_ticks = marks.index_ticks.copy()
         if asset_prices is not None and ledger.cash.shape[1] > 1:
@@ -145,7 +145,7 @@ class BreachAttribution:
 
     def _note_impact_levels(self) -> None:
         marks = self.marks
-        if not self._alive and not marks.impact_ticks.any():
+        if not self._alive and not np.logical_or.reduce(marks.impact_ticks):
             return
         n = marks.impact_ticks.shape[0]
         now: dict[int, np.ndarray] = {}
@@ -176,7 +176,7 @@ class BreachAttribution:
     def valued(self, rows: slice | np.ndarray, equity: np.ndarray, mm: np.ndarray) -> None:
         """Accounts at or above maintenance in this valuation start their window again here."""
         ok = equity >= mm
-        if isinstance(rows, slice) and rows.step is None and ok.all():
+        if isinstance(rows, slice) and rows.step is None and np.logical_and.reduce(ok):  # .all(), unwrapped
             # every account healthy (a calm market's every publication): the same values as the
             # selections below, stored without reading the old ones
             self.index[rows] = 0.0

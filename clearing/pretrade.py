@@ -80,7 +80,9 @@ class PreTradeBounds:
         """New valuations of ``rows``: the bounds start again from them (headroom only for the
         healthy), less the open loss of resting orders priced through the marks."""
         self.slack[rows] = equity - cancel_at
-        self.headroom[rows] = np.where(state == 0, equity - im, -np.inf)
+        headroom = equity - im
+        np.putmask(headroom, state != 0, -np.inf)  # np.where(state == 0, equity - im, -inf) in one call fewer
+        self.headroom[rows] = headroom
         self._hold_back_open_losses(rows)
 
     def spend(self, account: int, cost: float) -> bool:
@@ -99,7 +101,8 @@ class PreTradeBounds:
         the shortcut reads are lowered."""
         if account < FIRST_TRADER:
             return True
-        if self.house.liquidations is not None and self.house.liquidations.is_active(account):
+        liquidations = self.house.liquidations
+        if liquidations is not None and liquidations.is_active(account):
             return False
         if self._entry_im is not None and account < self.headroom.shape[0]:
             decided = self._entry_check(account, instrument, side, price, lots)
@@ -221,7 +224,8 @@ class PreTradeBounds:
         it does not cover the order, the account's equity and IM are computed exactly."""
         entry_im = self._entry_im
         assert entry_im is not None
-        position, bids_of, asks_of = self.ledger.position, self.venue.open_bids, self.venue.open_asks
+        resting = self.venue.resting  # its arrays directly: the venue's open_bids/open_asks are properties
+        position, bids_of, asks_of = self.ledger.position, resting.bids, resting.asks
         held, bids, asks = position.item(account, instrument), bids_of.item(account, instrument), \
             asks_of.item(account, instrument)
         before = max(abs(held + bids), abs(held - asks))
@@ -236,7 +240,8 @@ class PreTradeBounds:
         if im_after is None:
             return None
         added = (im_after - entry_im(instrument, before, price_mark)) * self.scale
-        open_loss = self.open_loss(instrument, side, price, lots, mark)
+        # open_loss, inlined (once per order)
+        open_loss = max(side * (price - mark), 0.0) * lots * self.ledger.tick_value.item(instrument)
         headroom = self.headroom.item(account)
         if headroom - open_loss >= added:
             # the open loss is held back as well until the next valuation (a fill charges it again)

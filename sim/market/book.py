@@ -129,6 +129,12 @@ class OrderBook(BookLevels):
     def halted(self) -> bool:
         return self._halted
 
+    @property
+    def has_reduce_only(self) -> bool:
+        """False while no reduce-only order has ever rested here: ``trim_reduce_only`` then changes
+        nothing, and the venue skips it."""
+        return bool(self._reduce_only_resting)
+
     def halt(self) -> None:
         """Refuse submits and amends (HALTED) until ``resume``; cancels still work."""
         self._halted = True

@@ -134,12 +134,20 @@ class BookLevels:
         orders that, filled at their own prices, would lose against it. O(orders returned)."""
         through: list[Order] = []
         best_bid, best_ask = self._best_bid_key, self._best_ask_key
+        # the levels from the best one while still through: a walk of the keys costs less than
+        # irange's set-up (a few levels at most, at every publication)
         if best_bid is not None and -best_bid > price:  # usually neither side is: O(1) then
-            through.extend(order for key in self._bids.irange(maximum=-price, inclusive=(True, False))
-                           for order in self._bids[key].orders.values())
+            bids, below = self._bids, -price
+            for key in self._bid_keys:
+                if key >= below:
+                    break
+                through.extend(bids[key].orders.values())
         if best_ask is not None and best_ask < price:
-            through.extend(order for key in self._asks.irange(maximum=price, inclusive=(True, False))
-                           for order in self._asks[key].orders.values())
+            asks = self._asks
+            for key in self._ask_keys:
+                if key >= price:
+                    break
+                through.extend(asks[key].orders.values())
         return through
 
     def orders_of(self, account: int) -> list[Order]:

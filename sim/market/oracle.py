@@ -36,6 +36,9 @@ class Oracle:
         self._ahead: list[list[float]] = []
         self._ahead_times: list[float] = []
         self._ahead_pos = 0
+        # samples of the block before this position publish nothing (exogenous index, no outages):
+        # -1 until scanned, after each new block and each publication (which moves the references)
+        self._quiet_until = -1
         n = len(underlyings)
         self._rng = world.stream("oracle/sources")
         self.floor = np.array([config.floor.get(u, 0.0) for u in underlyings])
@@ -50,6 +53,7 @@ class Oracle:
             (o.start, o.end, np.array([u in o.underlyings for u in underlyings]) if o.underlyings else np.ones(n, bool))
             for o in config.outages
         ]
+        self._counts_off = self._exogenous and batch_source is not None and not self._outage_windows
         first = np.array(self._candidate(0.0))
         self.index = first.copy()
         self.published_at = np.zeros(n)
@@ -114,6 +118,7 @@ class Oracle:
             self._ahead_times = times.tolist()
             rows = np.asarray(self.batch_source(times), dtype=np.float64)  # type: ignore[misc]
             self._ahead = self._clip_if_exogenous(rows).tolist()
+            self._quiet_until = -1
             pos = 0
         self._ahead_pos = pos + 1
         return self._ahead[pos]
@@ -121,10 +126,38 @@ class Oracle:
     def _clip_if_exogenous(self, prices: np.ndarray) -> np.ndarray:
         return np.minimum(np.maximum(prices, self.floor), self.ceiling) if self._exogenous else prices
 
+    def _quiet_scan(self, pos: int) -> int:
+        """The first sample of the read-ahead block at or after ``pos`` that publishes anything, with
+        the references as they are now: ``_sample``'s own test, in the same Python floats. A
+        publication comes within a heartbeat, so a scan walks a few dozen samples -- cheaper in
+        plain floats than the fixed cost of the numpy calls over the block."""
+        rows, times = self._ahead, self._ahead_times
+        last, last_at = self._pending_last.tolist(), self._pending_at.tolist()
+        deviation, heartbeat = self.config.deviation, self._heartbeat_due
+        for k in range(pos, len(rows)):
+            now = times[k]
+            for price, ref, at in zip(rows[k], last, last_at):
+                if abs(price / ref - 1.0) > deviation or now - at >= heartbeat:
+                    return k
+        return len(rows)
+
     def _sample(self) -> None:
         """Publish every underlying whose candidate moved beyond ``deviation`` or whose heartbeat is
-        due, outside outages (plain floats: a handful of underlyings, no numpy overhead)."""
+        due, outside outages (plain floats: a handful of underlyings, no numpy overhead).
+
+        An exogenous index read ahead (no venue price, no median, no outages) is known for the
+        whole block, and so is which of its samples would publish while the references stand: the
+        samples before the next one that does are only counted off (most samples publish nothing
+        -- 22,476 of 23,400 in the RMSC04-like day)."""
         now = self.world.now
+        pos = self._ahead_pos
+        if self._counts_off and pos < len(self._ahead_times) and self._ahead_times[pos] == now:
+            quiet = self._quiet_until
+            if quiet < pos:
+                quiet = self._quiet_until = self._quiet_scan(pos)
+            if pos < quiet:
+                self._ahead_pos = pos + 1
+                return
         candidate = self._candidate(now)
         last, last_at = self._pending_last, self._pending_at
         heartbeat, deviation = self._heartbeat_due, self.config.deviation
@@ -143,6 +176,7 @@ class Oracle:
         vals = np.array(values)
         last[idx] = vals
         last_at[idx] = now
+        self._quiet_until = -1  # the references moved: the block is scanned again from the next sample
         latency = self.config.latency
         if latency > 0:
             self.world.call_later(latency, self._publish, idx, vals)

@@ -131,7 +131,8 @@ class Venue:
 
     def cancel(self, account: int, order_id: int, instrument: int) -> None:
         """``account`` cancels its order ``order_id`` (the message travels on the account's link)."""
-        self.world.call_later(self._to_venue(account).next(), self._cancel_now, account, order_id, instrument)
+        self.world.call_later((self._links_in.get(account) or self._to_venue(account)).next(), self._cancel_now,
+                              account, order_id, instrument)
 
     def cancel_all(self, account: int, instrument: int | None = None) -> None:
         self.world.call_later(self._to_venue(account).next(), self.cancel_all_now, account, instrument)
@@ -139,14 +140,14 @@ class Venue:
     def amend(self, account: int, order_id: int, instrument: int, new_price: int | None = None,
               new_lots: int | None = None, reply: Reply | None = None) -> None:
         """``account`` amends its order ``order_id``; the reply returns on the account's link."""
-        self.world.call_later(self._to_venue(account).next(), self._amend_now, account, order_id, instrument,
-                              new_price, new_lots, reply)
+        self.world.call_later((self._links_in.get(account) or self._to_venue(account)).next(), self._amend_now,
+                              account, order_id, instrument, new_price, new_lots, reply)
 
     # ------------------------------------------------------------- arrival at the matching engine
     def _arrive(self, oid: int, account: int, instrument: int, side: int, price: int, lots: int,
                 tif: TimeInForce, reduce_only: bool, reply: Reply) -> None:
         result = self.execute(oid, account, instrument, side, price, lots, tif, reduce_only)
-        self.world.call_later(self._to_agent(account).next(), reply, result)
+        self.world.call_later((self._links_out.get(account) or self._to_agent(account)).next(), reply, result)
 
     def execute(self, oid: int, account: int, instrument: int, side: int, price: int, lots: int,
                 tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False,
@@ -166,8 +167,10 @@ class Venue:
                 return self._reject(oid, account, _OUTSIDE_BAND)
             band = self.config.market_protection
             price = int(ref * (1.0 + band)) if side == BUY else max(1, -int(-ref * (1.0 - band) // 1))
-        elif not flags and self._outside_band(instrument, price):
-            return self._reject(oid, account, _OUTSIDE_BAND)
+        elif not flags and ref is not None:  # _outside_band on the reference already read: once per order
+            band = self.config.price_band
+            if price > ref * (1.0 + band) or price < ref * (1.0 - band):
+                return self._reject(oid, account, _OUTSIDE_BAND)
         # A reduce-only order is exempt: the book refuses one that could flip the position and
         # ``_trim_reduce_only`` cuts resting ones back as the position shrinks, so it never adds risk.
         if check_risk and not reduce_only and self._increases_risk(account, instrument, side, lots):
@@ -218,9 +221,10 @@ class Venue:
             taker_fee = fee_minor(notional, taker_pips) if taker_pips else 0
             for listener in self.trade_listeners.calls:
                 listener(fill, maker_fee, taker_fee)
-        for fill in fills:
-            self._trim_reduce_only(fill.instrument, fill.maker_account)
-            self._trim_reduce_only(fill.instrument, fill.taker_account)
+        if self.books[fills[-1].instrument].has_reduce_only:  # none ever rested: nothing to trim (2 calls a fill)
+            for fill in fills:
+                self._trim_reduce_only(fill.instrument, fill.maker_account)
+                self._trim_reduce_only(fill.instrument, fill.taker_account)
 
     def off_book_trade(self, fill: Fill) -> None:
         """Publish a trade made outside the book (backstop transfer, auction, ADL): no fees."""
@@ -292,7 +296,7 @@ class Venue:
     def _amend_now(self, sender: int, order_id: int, instrument: int, new_price: int | None,
                    new_lots: int | None, reply: Reply | None) -> None:
         self.counts["amends"] += 1
-        if not self._known(instrument):
+        if instrument is not None and not 0 <= instrument < len(self.books):  # _known, inlined (once per amend)
             # counted, not told to the reject listeners: the message names no book, so no account
             result = SubmitResult(order_id, _UNKNOWN_INSTRUMENT)
             self.counts["rejects"] += 1
@@ -309,7 +313,11 @@ class Venue:
         else:
             account, side, before = order.account, order.side, order.size
             price = order.price if new_price is None else new_price
-            if new_price is not None and not order.flags and self._outside_band(instrument, new_price):
+            ref = self.reference[instrument]
+            band = self.config.price_band
+            # _outside_band, inlined (once per amend)
+            if new_price is not None and not order.flags and ref is not None \
+                    and (new_price > ref * (1.0 + band) or new_price < ref * (1.0 - band)):
                 # a modification is banded as a new order is: no walking a resting order through it
                 result = SubmitResult(order_id, _OUTSIDE_BAND)
             elif (new_lots is not None and new_lots > before
@@ -327,7 +335,7 @@ class Venue:
         for listener in self.book_listeners.calls:
             listener(instrument)
         if reply is not None:
-            self.world.call_later(self._to_agent(sender).next(), reply, result)
+            self.world.call_later((self._links_out.get(sender) or self._to_agent(sender)).next(), reply, result)
 
     @property
     def open_bids(self) -> "np.ndarray":

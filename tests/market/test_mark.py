@@ -121,6 +121,45 @@ def test_basis_ema_follows_a_book_premium_within_the_cap():
     assert marks.ticks[1] * 0.05 == pytest.approx(20.0)
 
 
+def test_plain_float_update_of_linear_marks_gives_the_array_path_bits():
+    # without options or the median method a few linear marks are updated in plain floats
+    # (MarkPricer._update_plain); the array path must give the same bits: premia inside and beyond
+    # the cap on both sides, awkward tick sizes, the oracle's columns in another order
+    def ins(i, sym, und, tick):
+        return Instrument(i, sym, InstrumentKind.PERPETUAL, und, "USD", tick_size=tick, lot_size=0.01,
+                          multiplier=1.0, tick_value=7, funding_interval=3600.0)
+
+    table = InstrumentTable.from_instruments([ins(0, "BTC-PERP", "BTC", 0.1), ins(1, "ETH-PERP", "ETH", 0.03),
+                                              ins(2, "BTC-PERP2", "BTC", 0.7)])
+    rng = np.random.default_rng(5)
+    seen = []
+    for plain in (True, False):
+        oracle = SimpleNamespace(underlyings=["ETH", "BTC"], index=np.array([20.0, 100.0]),
+                                 config=OracleConfig(sample_interval=1.0, mark_basis_window=10.0,
+                                                     mark_basis_cap=0.004))
+        surface = VolSurface.from_configs({"BTC": VolSurfaceConfig(atm_vol=0.6), "ETH": VolSurfaceConfig(atm_vol=0.8)},
+                                          spot_refs={"BTC": 100.0, "ETH": 20.0})
+        marks = MarkPricer(table, [OrderBook(i) for i in range(3)], oracle, surface)
+        assert marks._plain
+        marks._plain = plain
+        rows = []
+        for k in range(200):
+            oracle.index[:] = rng.lognormal(0.0, 0.3, 2) * [20.0, 100.0] if plain else seen[k][0]
+            marks.premium[:] = rng.normal(0.0, 0.005, 3) if plain else seen[k][1]
+            marks.update(float(k))
+            state = marks.market_state(float(k))
+            rows.append((oracle.index.copy(), marks.premium.copy(), marks.index_ticks.copy(),
+                         marks.basis_ticks.copy(), marks.ticks.copy(), state.marks.copy(),
+                         state.underlying_prices.copy()))
+        seen = rows
+        if plain:
+            plain_rows = rows
+    assert any(abs(p) > 0.004 for r in plain_rows for p in r[1])  # some premia were clamped
+    for a, b in zip(plain_rows, seen):
+        for x, y in zip(a, b):
+            assert np.array_equal(x, y) and x.tobytes() == y.tobytes()
+
+
 @pytest.mark.parametrize("bid,ask,sign", [(260, 262, 1), (140, 142, -1)])  # mid 130.5 / 70.5
 def test_basis_is_clamped_at_mark_basis_cap(bid, ask, sign):
     marks, oracle, books = _pricer(cap=0.005)

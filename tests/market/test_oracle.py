@@ -126,6 +126,31 @@ def test_read_ahead_path_publishes_exactly_what_the_per_sample_path_does(sample_
     np.testing.assert_allclose(h0, h1, rtol=1e-14, atol=0)
 
 
+@pytest.mark.parametrize("sample_interval", [1.0, 0.1])
+def test_exogenous_read_ahead_skips_quiet_samples_and_publishes_exactly_what_the_per_sample_path_does(
+        sample_interval):
+    # an exogenous index (no venue weight) read ahead: samples before the next one that publishes
+    # are only counted off (Oracle._quiet_scan). A random walk crossing the deviation at random
+    # times, heartbeats, latency, a floor and a ceiling: the same publications, the same bits
+    steps = np.random.default_rng(11).normal(0.0, 0.002, (4000, 2)).cumsum(axis=0)
+    grid = np.exp(steps) * np.array([100.0, 5.0])
+
+    def walk(t: float) -> np.ndarray:
+        return grid[min(int(t / 0.1 + 1e-9), len(grid) - 1)]
+
+    cfg = dict(sample_interval=sample_interval, heartbeat=7.0, deviation=0.003, latency=0.3,
+               floor={"B": 4.95}, ceiling={"A": 100.5})
+    runs = []
+    for batch in (False, True):
+        world, oracle, seen = make(walk, batch=batch, underlyings=("A", "B"), **cfg)
+        world.run(until=300.0)
+        runs.append((oracle.history_t, np.array(oracle.history), [(t, w.tolist()) for t, w, _ in seen]))
+    (t0, h0, s0), (t1, h1, s1) = runs
+    assert len(t0) > 40 and any(len(w) == 1 for _, w in s0)  # deviations of one underlying, not only heartbeats
+    assert t0 == t1 and s0 == s1
+    assert np.array_equal(h0, h1)
+
+
 def test_read_ahead_reads_each_block_once_for_a_non_dyadic_sample_interval():
     reads = [0]
     source = flat()
