@@ -445,6 +445,54 @@ def _hint(ids: np.ndarray, end: int, first: int, s: int, k: int) -> np.ndarray:
     return h
 
 
+def fixed_sets(cfg: VaRConfig) -> frozenset[tuple]:
+    """The scenario sets of ``cfg`` fixed by its configuration alone, as definitions that equal
+    another config's on every margin run along the same history: the lookback (plain, or filtered
+    with its lambda), the floor (plain returns over ``floor_lookback_days``: the same set as a
+    plain lookback of that length) and a configured stressed period. Two configs with a common
+    definition measure a set in common on every run -- what a caller running them together shares
+    (:class:`SharedMeasures`; whether two sets are equal on a run is :meth:`VaRRegime.set_key`'s,
+    this only says where to look). The default stressed window moves with the history: not here."""
+    common = (cfg.measure, cfg.confidence, cfg.mpor_days, cfg.chunk_accounts)
+    out = {(("filtered", cfg.ewma_lambda) if cfg.method == "filtered" else ("plain",)) + (cfg.lookback_days,) + common}
+    if cfg.floor_lookback_days:
+        out.add(("plain", cfg.floor_lookback_days) + common)
+    if cfg.stressed_weight and cfg.stressed_period_days is not None:
+        out.add(("period",) + tuple(cfg.stressed_period_days) + common)
+    return frozenset(out)
+
+
+class SharedMeasures:
+    """Scenario-set measures handed between VaR regimes that margin the same positions on the same
+    market (:meth:`VaRRegime.share_measures`), keyed by what a measure is a function of
+    (:meth:`VaRRegime.set_key`) -- the set's definition, never a regime's name. An entry keeps its
+    positions and table, so the identities in its key cannot be reused by other objects while it
+    is held, and is given out read-only (the regimes only read their measures). The owner empties
+    it (:meth:`clear`) when the market or the history moves on: a backtest before each run."""
+
+    __slots__ = ("_entries", "taken", "measured")
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, tuple[Positions, InstrumentTable, np.ndarray]] = {}
+        self.taken = 0  # measures handed out (a control: 0 when no two regimes share a set)
+        self.measured = 0
+
+    def get(self, key: tuple, positions: Positions, table: InstrumentTable) -> np.ndarray | None:
+        hit = self._entries.get(key)
+        if hit is None or hit[0] is not positions or hit[1] is not table:
+            return None
+        self.taken += 1
+        return hit[2]
+
+    def put(self, key: tuple, positions: Positions, table: InstrumentTable, value: np.ndarray) -> None:
+        value.flags.writeable = False
+        self._entries[key] = (positions, table, value)
+        self.measured += 1
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class VaRRegime(MarginRegime):
     name = "var"
 
@@ -479,6 +527,7 @@ class VaRRegime(MarginRegime):
         self._cur_released: np.ndarray | None = None
         self._state_version = -1
         self._stress: bool | None = None
+        self._share: SharedMeasures | None = None
         if history is not None:
             self.set_history(history)
 
@@ -508,6 +557,14 @@ class VaRRegime(MarginRegime):
     def set_stress(self, flag: bool | None) -> None:
         """Force the buffer released (True) or kept (False); None: automatic."""
         self._stress = flag
+
+    def share_measures(self, store: "SharedMeasures | None") -> None:
+        """Hand scenario-set measures to and take them from ``store`` (None: stop). For a caller that
+        margins the same positions on the same market with several VaR regimes (a backtest's
+        regime set): a set both measure is measured by the first and taken by the others
+        (:meth:`set_key` says when two sets are the same). The caller empties the store when
+        the market or the history moves on."""
+        self._share = store
 
     def reset(self) -> None:
         """Forget the per-account previous margins (buffer state)."""
@@ -602,6 +659,27 @@ class VaRRegime(MarginRegime):
                 out[name] = pnl[:, first - a:end - a]
         return {name: out[name] for name in windows}
 
+    def set_key(self, name: str, positions: Positions, market: MarketState) -> tuple:
+        """What scenario set ``name``'s measure (:meth:`_measure`) is a function of, after
+        :meth:`pnl_matrices` on ``market``: two regimes whose keys are equal give it the same bits.
+
+        The measure is the k-th largest (VaR) or the mean of the k largest (ES) of the positions'
+        losses -lots x P&L, with the same products and additions whichever search finds them
+        (:func:`tail_of`; its grouping and hint only decide where it looks), in blocks of
+        ``chunk_accounts``. The P&L is the table's revaluation on the market at the end of the MPOR
+        (its length in seconds) of the set's returns, element by element; a plain set's returns are
+        those of its history rows (their bytes are in the key), a filtered set's those of the
+        whole history filtered with lambda. So: the positions and table (by identity: the store
+        holds them), the market, the MPOR, k and the measure, the chunking, the rows."""
+        cfg = self.config
+        first, s = self._offsets[name], self._pnl[name].shape[1]
+        if name == "base" and cfg.method == "filtered":
+            rows: tuple = ("filtered", cfg.ewma_lambda, s, self._history.tobytes())
+        else:
+            rows = ("plain", self._history[first:first + s + self.mpor].tobytes())
+        return (id(positions), id(self.table), market_key(market), self.mpor, self.mpor * self.row_interval,
+                cfg.measure, tail_count(s, cfg.confidence) if s else 0, cfg.chunk_accounts, rows)
+
     # ---------------------------------------------------------------------------- computation
     def _measure(self, positions: Positions, pnl: np.ndarray, groups: np.ndarray | None = None,
                  name: str | None = None) -> np.ndarray:
@@ -621,7 +699,9 @@ class VaRRegime(MarginRegime):
                 book = positions._cache[key] = LotSlots(positions.dense[a:a + step])
             # the tail scenarios of the last call on these positions (a backtest's previous run):
             # where they still are scenarios of this set they give the search a close lower bound
-            memo = ("var_tail", name, a, step)
+            # (several regimes sharing measures on one positions keep their own: their sets of the
+            # same name may differ)
+            memo = ("var_tail", name, a, step) if self._share is None else ("var_tail", name, a, step, id(self))
             last = positions._cache.get(memo) if name is not None else None
             hint = None if last is None else _hint(*last, first, s, k)
             top, ids = tail_of(book, loss, k, groups, hint, ordered=cfg.measure == "es")
@@ -646,7 +726,14 @@ class VaRRegime(MarginRegime):
             # the most volatile) have the same figures: measured once
             same = None if name == "base" and cfg.method == "filtered" else (self._offsets[name], mats[name].shape[1])
             if same is None or same not in done:
-                out = self._measure(positions, mats[name], self._groups[name], name)
+                if self._share is None:
+                    out = self._measure(positions, mats[name], self._groups[name], name)
+                else:  # another regime of the store may have measured this very set
+                    key = self.set_key(name, positions, market)
+                    out = self._share.get(key, positions, self.table)
+                    if out is None:
+                        out = self._measure(positions, mats[name], self._groups[name], name)
+                        self._share.put(key, positions, self.table, out)
                 if same is not None:
                     done[same] = out
                 return out
