@@ -521,6 +521,8 @@ class VaRRegime(MarginRegime):
         self._groups: dict[str, np.ndarray] = {}
         self._offsets: dict[str, int] = {}
         self._groups_version = -1
+        self._windows: dict[str, tuple[int, np.ndarray]] = {}
+        self._windows_version = -1
         self._prev_margin: np.ndarray | None = None  # margin at the previous history version
         self._cur_margin: np.ndarray | None = None  # margin at the current history version
         self._prev_released: np.ndarray | None = None
@@ -606,7 +608,14 @@ class VaRRegime(MarginRegime):
 
     def _scenario_windows(self) -> dict[str, tuple[int, np.ndarray]]:
         """Per scenario set: (index of its first scenario among the history's mpor-row returns --
-        return j ends at row j + mpor --, its returns): a set's scenarios are consecutive returns."""
+        return j ends at row j + mpor --, its returns): a set's scenarios are consecutive returns.
+        Cached per history version (they depend on the history alone)."""
+        if self._windows_version != self._version:
+            self._windows = self._find_windows()
+            self._windows_version = self._version
+        return self._windows
+
+    def _find_windows(self) -> dict[str, tuple[int, np.ndarray]]:
         cfg, h, mpor = self.config, self._history, self.mpor
         n = h.shape[0]
         # filtered: filter with the whole history, keep the lookback windows
@@ -660,8 +669,8 @@ class VaRRegime(MarginRegime):
         return {name: out[name] for name in windows}
 
     def set_key(self, name: str, positions: Positions, market: MarketState) -> tuple:
-        """What scenario set ``name``'s measure (:meth:`_measure`) is a function of, after
-        :meth:`pnl_matrices` on ``market``: two regimes whose keys are equal give it the same bits.
+        """What scenario set ``name``'s measure (:meth:`_measure`) is a function of, on ``market``
+        and the current history: two regimes whose keys are equal give it the same bits.
 
         The measure is the k-th largest (VaR) or the mean of the k largest (ES) of the positions'
         losses -lots x P&L, with the same products and additions whichever search finds them
@@ -672,7 +681,8 @@ class VaRRegime(MarginRegime):
         whole history filtered with lambda. So: the positions and table (by identity: the store
         holds them), the market, the MPOR, k and the measure, the chunking, the rows."""
         cfg = self.config
-        first, s = self._offsets[name], self._pnl[name].shape[1]
+        first, r = self._scenario_windows()[name]
+        s = r.shape[0]
         if name == "base" and cfg.method == "filtered":
             rows: tuple = ("filtered", cfg.ewma_lambda, s, self._history.tobytes())
         else:
@@ -718,13 +728,18 @@ class VaRRegime(MarginRegime):
 
     def components(self, positions: Positions, market: MarketState, update_state: bool = True) -> dict[str, np.ndarray]:
         cfg = self.config
-        mats = self.pnl_matrices(market)
+        windows = self._scenario_windows()
+        # with a store, the sets are priced only if one of them is not in it (a regime whose sets
+        # another has measured prices nothing)
+        mats = self.pnl_matrices(market) if self._share is None else None
         done: dict[tuple[int, int], np.ndarray] = {}
 
         def measure(name: str) -> np.ndarray:
+            nonlocal mats
             # sets of the same plain returns (all of a short history; the lookback window when it is
             # the most volatile) have the same figures: measured once
-            same = None if name == "base" and cfg.method == "filtered" else (self._offsets[name], mats[name].shape[1])
+            first, r = windows[name]
+            same = None if name == "base" and cfg.method == "filtered" else (first, r.shape[0])
             if same is None or same not in done:
                 if self._share is None:
                     out = self._measure(positions, mats[name], self._groups[name], name)
@@ -732,6 +747,7 @@ class VaRRegime(MarginRegime):
                     key = self.set_key(name, positions, market)
                     out = self._share.get(key, positions, self.table)
                     if out is None:
+                        mats = self.pnl_matrices(market) if mats is None else mats
                         out = self._measure(positions, mats[name], self._groups[name], name)
                         self._share.put(key, positions, self.table, out)
                 if same is not None:
@@ -741,7 +757,7 @@ class VaRRegime(MarginRegime):
 
         comp: dict[str, np.ndarray] = {"base": measure("base")}
         v = comp["base"]
-        if "stressed" in mats:
+        if "stressed" in windows:
             comp["stressed"] = measure("stressed")
             v = (1.0 - cfg.stressed_weight) * v + cfg.stressed_weight * comp["stressed"]
         comp["weighted"] = v
@@ -769,7 +785,7 @@ class VaRRegime(MarginRegime):
                 released = start | stay
             comp["buffered"] = margin
             comp["released"] = released.astype(np.float64)
-        if "floor" in mats:
+        if "floor" in windows:
             comp["floor"] = measure("floor")
             margin = np.maximum(margin, comp["floor"])
         comp["margin"] = margin

@@ -56,14 +56,20 @@ def _shared_run(regimes: dict, count: int = 2500):
     share = SharedMeasures()
     out = backtest_regimes(list(plan.regimes), built, plan.book, prices, vols, runs, loss, share=share,
                            shown=np.arange(plan.config.report_portfolios))
-    return out, share, runs
+    return out, share, runs, dict(zip(plan.regimes, built))
 
 
-def test_the_common_set_is_measured_once_a_run():
-    out, share, runs = _shared_run({"var": "var", "var_apc": "var_apc"})
+@pytest.mark.parametrize("first", ["var", "var_apc"])
+def test_the_common_set_is_measured_once_a_run(first):
+    regimes = {"var": "var", "var_apc": "var_apc"}
+    if first == "var_apc":
+        regimes = {"var_apc": "var_apc", "var": "var"}
+    out, share, runs, built = _shared_run(regimes)
     # var's lookback set is var_apc's: handed over on every run; var_apc measures its floor and,
     # when the most volatile window is not the lookback, its stressed set itself
     assert share.taken == runs.size
+    if first == "var_apc":  # var took its one set on every run: it never priced a scenario
+        assert built["var"]._key is None and built["var_apc"]._key is not None
     for res in out:
         alone = backtest(config({res.label: res.label}), write=False).results[res.label]
         assert_same(res, alone)
@@ -74,7 +80,7 @@ def test_regimes_with_no_set_in_common_share_nothing():
     stressed window of 365 days) run together with a store: it hands nothing over, and each is
     still its own bits; the backtest does not even put them in one task."""
     regimes = {"var_300": {"regime": "var", "lookback_days": 300}, "var_apc": "var_apc"}
-    out, share, _ = _shared_run(regimes)
+    out, share, _, _ = _shared_run(regimes)
     assert share.taken == 0 and share.measured > 0
     for res in out:
         alone = backtest(config({res.label: regimes[res.label]}), write=False).results[res.label]
@@ -87,12 +93,13 @@ def test_task_units_group_var_regimes_with_a_fixed_set_in_common():
     def units(regimes: dict) -> list[list[str]]:
         return task_units({label: (parse_margin_config(spec), 1.0) for label, spec in regimes.items()})
 
+    # var_apc first: its sets include var's, which then prices and searches nothing
     assert units({"var": "var", "span": "span", "var_apc": "var_apc", "std": "standard"}) == [
-        ["var", "var_apc"], ["span"], ["std"]]
+        ["var_apc", "var"], ["span"], ["std"]]
     # a floor of 500 days is the same set as a 500-day lookback; es, 97.5% or filtered returns are not
     assert units({"a": {"regime": "var", "lookback_days": 500},
                   "b": {"regime": "var_apc", "floor_lookback_days": 500},
-                  "c": "var_apc"}) == [["a", "b", "c"]]
+                  "c": "var_apc"}) == [["b", "c", "a"]]
     assert units({"a": "var", "b": {"regime": "var", "measure": "es"}, "c": {"regime": "var", "confidence": 0.975},
                   "d": {"regime": "var", "method": "filtered"}}) == [["a"], ["b"], ["c"], ["d"]]
 

@@ -270,7 +270,9 @@ def task_units(regimes: dict[str, tuple[Any, float]]) -> list[list[str]]:
     alone, but VaR regimes with a scenario set in common (``var.fixed_sets``: e.g. ``var`` and
     ``var_apc`` at the registry defaults, whose lookback sets are the same), transitively, in one
     task that walks the runs with them together and measures a set they share once
-    (``engine.backtest_regimes``). In the order of each unit's first label."""
+    (``engine.backtest_regimes``). Within a unit the regimes with more scenario sets go first: a
+    regime whose sets another has measured then prices and searches nothing (``var`` after
+    ``var_apc``). Units in the order of their first label in the file."""
     from clearing.margin.var import fixed_sets
 
     units: list[list[str]] = []
@@ -292,9 +294,15 @@ def task_units(regimes: dict[str, tuple[Any, float]]) -> list[list[str]]:
             units.append([label])
             sets.append(mine)
     order = {label: k for k, label in enumerate(regimes)}
+
+    def sets(label: str) -> int:
+        margin = regimes[label][0]
+        return 1 + bool(getattr(margin, "stressed_weight", None)) + bool(getattr(margin, "floor_lookback_days", None))
+
+    units.sort(key=lambda unit: min(order[label] for label in unit))
     for unit in units:
-        unit.sort(key=order.__getitem__)
-    return sorted(units, key=lambda unit: order[unit[0]])
+        unit.sort(key=lambda label: (-sets(label), order[label]))
+    return units
 
 
 @dataclass(slots=True)
