@@ -304,8 +304,8 @@ def test_backtest_tasks_are_dealt_dearest_first():
 
 
 def test_a_unit_of_var_regimes_costs_less_than_its_regimes_apart():
-    """var and var_apc run together share the lookback set's search: the unit is dearer than
-    var_apc alone (it is dealt first) and cheaper than the two apart."""
+    """var run after var_apc takes var_apc's lookback measure: the unit is dearer than var_apc
+    alone (it is dealt first) and cheaper than the two apart."""
     from sim.experiment.costs import backtest_task_cost
 
     unit = backtest_task_cost(["var", "var_apc"], 5000, 2519)
