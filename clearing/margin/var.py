@@ -87,7 +87,11 @@ def filtered_returns(prices: np.ndarray, mpor: int, lam: float) -> np.ndarray:
 
 
 def tail_measure(losses_t: np.ndarray, confidence: float, measure: str) -> np.ndarray:
-    """Per column of ``losses_t`` (S x A): VaR (k-th largest) or ES (mean of k largest), >= 0."""
+    """Per column of ``losses_t`` (S x A): VaR (k-th largest) or ES (mean of k largest), >= 0.
+
+    Not on the regime's path (that is :func:`tail_of`): the plain definition -- a partition of
+    every loss -- kept as the reference the tests hold the pruned search to
+    (tests/clearing/test_var_tail.py)."""
     s = losses_t.shape[0]
     if s == 0:
         return np.zeros(losses_t.shape[1])
@@ -136,6 +140,19 @@ def scenario_groups(returns: np.ndarray, size: int) -> np.ndarray:
     out = np.full(g * size, s, dtype=np.int64)
     out[:s] = order
     return out.reshape(g, size)
+
+
+def _slot_sums(ends: list[int], term) -> np.ndarray:
+    """Sum over slots of ``term(q, e)``, slot q's terms of the first ``e`` = ``ends[q]`` rows: slot 0
+    for every row, then each further slot added to its prefix of rows, in slot order -- the
+    additions every loss of :class:`LotSlots` is made of (and ``segment_sums_t``'s)."""
+    out = term(0, ends[0])
+    for q in range(1, len(ends)):  # loop over slots (a handful), each over a prefix of portfolios
+        e = ends[q]
+        if e == 0:
+            break
+        out[:e] += term(q, e)
+    return out
 
 
 class LotSlots:
@@ -188,13 +205,7 @@ class LotSlots:
     def all_losses(self, loss: np.ndarray) -> np.ndarray:
         """(rows, S): every portfolio's loss in every scenario of the (I, S) per-lot ``loss`` -- the
         products and additions of :meth:`losses`, made directly (no term table): for small blocks."""
-        out = self.lot[:, 0, None] * loss[self.col[:, 0]]
-        for q in range(1, len(self.prefix)):  # loop over slots (a handful), each over a prefix of portfolios
-            e = self.prefix[q]
-            if e == 0:
-                break
-            out[:e] += self.lot[:e, q, None] * loss[self.col[:e, q]]
-        return out
+        return _slot_sums(self.prefix, lambda q, e: self.lot[:e, q, None] * loss[self.col[:e, q]])
 
     def terms(self, loss: np.ndarray) -> np.ndarray:
         """(T, ...) each distinct (instrument, lot) term's loss: lot x ``loss[instrument]``."""
@@ -223,13 +234,7 @@ class LotSlots:
             def gather(t: np.ndarray, e: int) -> np.ndarray:
                 return np.take(flat, t[:, None] * stride + cols[:e])
 
-        out = gather(self.term[rows, 0], rows.size)
-        for q in range(1, len(ends)):  # loop over slots (a handful), each over a prefix of portfolios
-            e = ends[q]
-            if e == 0:
-                break
-            out[:e] += gather(self.term[rows[:e], q], e)
-        return out
+        return _slot_sums(ends, lambda q, e: gather(self.term[rows[:e], q], e))
 
     def group_losses(self, rows: np.ndarray, cells: np.ndarray, gids: np.ndarray) -> np.ndarray:
         """Losses of portfolio ``rows[p]`` in every scenario of groups ``gids[p, :]``: (p, n x size).
@@ -237,12 +242,7 @@ class LotSlots:
         losses group by group); the same sums as :meth:`losses` (row gathers of products)."""
         g_n = cells.shape[0] // self.term_lot.size
         ends = [int(np.searchsorted(-self.nheld[rows], -q, side="left")) for q in range(len(self.prefix))]
-        out = np.take(cells, self.term[rows, 0, None] * g_n + gids, axis=0)
-        for q in range(1, len(ends)):  # loop over slots (a handful), each over a prefix of portfolios
-            e = ends[q]
-            if e == 0:
-                break
-            out[:e] += np.take(cells, self.term[rows[:e], q, None] * g_n + gids[:e], axis=0)
+        out = _slot_sums(ends, lambda q, e: np.take(cells, self.term[rows[:e], q, None] * g_n + gids[:e], axis=0))
         return out.reshape(rows.size, gids.shape[1] * cells.shape[1])
 
 
@@ -255,6 +255,9 @@ PRUNE_MIN_BOOKS = 2048
 
 def top_losses(lots: "np.ndarray | LotSlots", loss: np.ndarray, k: int, groups: np.ndarray | None = None) -> np.ndarray:
     """(A, k): the k largest of each portfolio's scenario losses ``lots @ loss``, largest first.
+
+    :func:`tail_of` per account (the regime calls :func:`tail_of` on its distinct books itself):
+    what the tests compare with the full sort (tests/clearing/test_var_tail.py).
 
     ``lots``: (A, I) lots (or their :class:`LotSlots`); ``loss``: (I, S) loss per long lot per
     scenario; ``groups`` from :func:`scenario_groups` (None: every loss is computed). With groups,
