@@ -258,13 +258,14 @@ def backtest_regimes(labels: list[str], regimes: list[MarginRegime], book: Book,
     measured once): each result the same bits as the regime's alone."""
     margins = requirement_series_shared(regimes, book, prices, vols, runs, requirement, scales, share)
     shown = np.zeros(0, dtype=np.int64) if shown is None else shown
+    loss_total, shown_loss = loss.sum(axis=1), loss[:, shown]  # the same for every regime of the block
     out = []
     for label in labels:
         margin = margins.pop(0)  # evaluated and dropped one at a time: each is a (runs x portfolios) matrix
         figures = evaluate(margin, loss, coverage, significance, windows)
         out.append(RegimeBacktest(label=label, per_portfolio=figures, margin_total=margin.sum(axis=1),
-                                  loss_total=loss.sum(axis=1), exceeding=(loss > margin).sum(axis=1),
-                                  shown_margin=margin[:, shown], shown_loss=loss[:, shown]))
+                                  loss_total=loss_total, exceeding=(loss > margin).sum(axis=1),
+                                  shown_margin=margin[:, shown], shown_loss=shown_loss))
         del margin
     return out
 
