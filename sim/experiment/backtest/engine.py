@@ -12,7 +12,9 @@ older. Linear contracts are marked at their underlying's price.
 
 Cost: the realised losses of all runs and portfolios are one (runs x instruments) @ (instruments x
 portfolios) product; the requirements are one ``requirements_along`` call over every portfolio and
-every run (a VaR regime, whose memory must see the runs in time order, is called run by run);
+every run (a VaR regime, whose memory must see the runs in time order, is called run by run; VaR
+regimes with a scenario set in common go through the runs together and measure it once:
+:func:`requirement_series_shared`);
 the statistics are array reductions over the runs x portfolios matrices.
 """
 

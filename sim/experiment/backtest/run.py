@@ -295,13 +295,13 @@ def task_units(regimes: dict[str, tuple[Any, float]]) -> list[list[str]]:
             sets.append(mine)
     order = {label: k for k, label in enumerate(regimes)}
 
-    def sets(label: str) -> int:
+    def n_sets(label: str) -> int:  # the scenario sets the regime measures
         margin = regimes[label][0]
         return 1 + bool(getattr(margin, "stressed_weight", None)) + bool(getattr(margin, "floor_lookback_days", None))
 
     units.sort(key=lambda unit: min(order[label] for label in unit))
     for unit in units:
-        unit.sort(key=lambda label: (-sets(label), order[label]))
+        unit.sort(key=lambda label: (-n_sets(label), order[label]))
     return units
 
 
