@@ -10,14 +10,16 @@ plus 25% stressed weighting and the 10-year floor).
 
 Everything runs through ``sim.experiment.api.backtest`` -- the function ``clearsim backtest`` calls -- with
 ``--workers`` spawned processes (a task per regime x block of portfolios: 10,000 portfolios make
-two blocks of 5,000), nothing cached between runs; only the results folder is not written
-(``write=False``: parquet and HTML writing is not what is measured).
+two blocks of 5,000; ``var`` and ``var_apc``, which share the lookback set, are one task per block,
+``var_apc`` first, ``var`` taking its lookback measure), nothing cached between runs; only the
+results folder is not written (``write=False``: parquet and HTML writing is not what is measured).
 
 Prints the wall time and the CPU seconds (this process and its workers) of the whole backtest --
 on a shared machine CPU seconds / workers is about what two idle cores' wall time would be -- and,
 with ``--each``, first each regime alone on one process: wall, CPU seconds and CPU milliseconds per
 margin run (one run = every portfolio's requirement on one day, plus that regime's share of the
-statistics); the per-regime CPU figures add up to the single-process total. The last line is
+statistics); the per-regime CPU figures add up to the single-process total (alone, ``var`` measures
+its own lookback set: in the whole set it costs only its statistics). The last line is
 ``backtest_seconds=<wall seconds of the whole backtest>``.
 Usage: ``python benchmarks/bench_backtest.py [--portfolios N] [--years Y] [--workers W] [--regimes a,b] [--each]``.
 """

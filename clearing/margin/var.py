@@ -87,7 +87,11 @@ def filtered_returns(prices: np.ndarray, mpor: int, lam: float) -> np.ndarray:
 
 
 def tail_measure(losses_t: np.ndarray, confidence: float, measure: str) -> np.ndarray:
-    """Per column of ``losses_t`` (S x A): VaR (k-th largest) or ES (mean of k largest), >= 0."""
+    """Per column of ``losses_t`` (S x A): VaR (k-th largest) or ES (mean of k largest), >= 0.
+
+    Not on the regime's path (that is :func:`tail_of`): the plain definition -- a partition of
+    every loss -- kept as the reference the tests hold the pruned search to
+    (tests/clearing/test_var_tail.py)."""
     s = losses_t.shape[0]
     if s == 0:
         return np.zeros(losses_t.shape[1])
@@ -136,6 +140,19 @@ def scenario_groups(returns: np.ndarray, size: int) -> np.ndarray:
     out = np.full(g * size, s, dtype=np.int64)
     out[:s] = order
     return out.reshape(g, size)
+
+
+def _slot_sums(ends: list[int], term) -> np.ndarray:
+    """Sum over slots of ``term(q, e)``, slot q's terms of the first ``e`` = ``ends[q]`` rows: slot 0
+    for every row, then each further slot added to its prefix of rows, in slot order -- the
+    additions every loss of :class:`LotSlots` is made of (and ``segment_sums_t``'s)."""
+    out = term(0, ends[0])
+    for q in range(1, len(ends)):  # loop over slots (a handful), each over a prefix of portfolios
+        e = ends[q]
+        if e == 0:
+            break
+        out[:e] += term(q, e)
+    return out
 
 
 class LotSlots:
@@ -188,13 +205,7 @@ class LotSlots:
     def all_losses(self, loss: np.ndarray) -> np.ndarray:
         """(rows, S): every portfolio's loss in every scenario of the (I, S) per-lot ``loss`` -- the
         products and additions of :meth:`losses`, made directly (no term table): for small blocks."""
-        out = self.lot[:, 0, None] * loss[self.col[:, 0]]
-        for q in range(1, len(self.prefix)):  # loop over slots (a handful), each over a prefix of portfolios
-            e = self.prefix[q]
-            if e == 0:
-                break
-            out[:e] += self.lot[:e, q, None] * loss[self.col[:e, q]]
-        return out
+        return _slot_sums(self.prefix, lambda q, e: self.lot[:e, q, None] * loss[self.col[:e, q]])
 
     def terms(self, loss: np.ndarray) -> np.ndarray:
         """(T, ...) each distinct (instrument, lot) term's loss: lot x ``loss[instrument]``."""
@@ -223,13 +234,7 @@ class LotSlots:
             def gather(t: np.ndarray, e: int) -> np.ndarray:
                 return np.take(flat, t[:, None] * stride + cols[:e])
 
-        out = gather(self.term[rows, 0], rows.size)
-        for q in range(1, len(ends)):  # loop over slots (a handful), each over a prefix of portfolios
-            e = ends[q]
-            if e == 0:
-                break
-            out[:e] += gather(self.term[rows[:e], q], e)
-        return out
+        return _slot_sums(ends, lambda q, e: gather(self.term[rows[:e], q], e))
 
     def group_losses(self, rows: np.ndarray, cells: np.ndarray, gids: np.ndarray) -> np.ndarray:
         """Losses of portfolio ``rows[p]`` in every scenario of groups ``gids[p, :]``: (p, n x size).
@@ -237,12 +242,7 @@ class LotSlots:
         losses group by group); the same sums as :meth:`losses` (row gathers of products)."""
         g_n = cells.shape[0] // self.term_lot.size
         ends = [int(np.searchsorted(-self.nheld[rows], -q, side="left")) for q in range(len(self.prefix))]
-        out = np.take(cells, self.term[rows, 0, None] * g_n + gids, axis=0)
-        for q in range(1, len(ends)):  # loop over slots (a handful), each over a prefix of portfolios
-            e = ends[q]
-            if e == 0:
-                break
-            out[:e] += np.take(cells, self.term[rows[:e], q, None] * g_n + gids[:e], axis=0)
+        out = _slot_sums(ends, lambda q, e: np.take(cells, self.term[rows[:e], q, None] * g_n + gids[:e], axis=0))
         return out.reshape(rows.size, gids.shape[1] * cells.shape[1])
 
 
@@ -255,6 +255,9 @@ PRUNE_MIN_BOOKS = 2048
 
 def top_losses(lots: "np.ndarray | LotSlots", loss: np.ndarray, k: int, groups: np.ndarray | None = None) -> np.ndarray:
     """(A, k): the k largest of each portfolio's scenario losses ``lots @ loss``, largest first.
+
+    :func:`tail_of` per account (the regime calls :func:`tail_of` on its distinct books itself):
+    what the tests compare with the full sort (tests/clearing/test_var_tail.py).
 
     ``lots``: (A, I) lots (or their :class:`LotSlots`); ``loss``: (I, S) loss per long lot per
     scenario; ``groups`` from :func:`scenario_groups` (None: every loss is computed). With groups,
@@ -445,6 +448,54 @@ def _hint(ids: np.ndarray, end: int, first: int, s: int, k: int) -> np.ndarray:
     return h
 
 
+def fixed_sets(cfg: VaRConfig) -> frozenset[tuple]:
+    """The scenario sets of ``cfg`` fixed by its configuration alone, as definitions that equal
+    another config's on every margin run along the same history: the lookback (plain, or filtered
+    with its lambda), the floor (plain returns over ``floor_lookback_days``: the same set as a
+    plain lookback of that length) and a configured stressed period. Two configs with a common
+    definition measure a set in common on every run -- what a caller running them together shares
+    (:class:`SharedMeasures`; whether two sets are equal on a run is :meth:`VaRRegime.set_key`'s,
+    this only says where to look). The default stressed window moves with the history: not here."""
+    common = (cfg.measure, cfg.confidence, cfg.mpor_days, cfg.chunk_accounts)
+    out = {(("filtered", cfg.ewma_lambda) if cfg.method == "filtered" else ("plain",)) + (cfg.lookback_days,) + common}
+    if cfg.floor_lookback_days:
+        out.add(("plain", cfg.floor_lookback_days) + common)
+    if cfg.stressed_weight and cfg.stressed_period_days is not None:
+        out.add(("period",) + tuple(cfg.stressed_period_days) + common)
+    return frozenset(out)
+
+
+class SharedMeasures:
+    """Scenario-set measures handed between VaR regimes that margin the same positions on the same
+    market (:meth:`VaRRegime.share_measures`), keyed by what a measure is a function of
+    (:meth:`VaRRegime.set_key`) -- the set's definition, never a regime's name. An entry keeps its
+    positions and table, so the identities in its key cannot be reused by other objects while it
+    is held, and is given out read-only (the regimes only read their measures). The owner empties
+    it (:meth:`clear`) when the market or the history moves on: a backtest before each run."""
+
+    __slots__ = ("_entries", "taken", "measured")
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, tuple[Positions, InstrumentTable, np.ndarray]] = {}
+        self.taken = 0  # measures handed out (a control: 0 when no two regimes share a set)
+        self.measured = 0
+
+    def get(self, key: tuple, positions: Positions, table: InstrumentTable) -> np.ndarray | None:
+        hit = self._entries.get(key)
+        if hit is None or hit[0] is not positions or hit[1] is not table:
+            return None
+        self.taken += 1
+        return hit[2]
+
+    def put(self, key: tuple, positions: Positions, table: InstrumentTable, value: np.ndarray) -> None:
+        value.flags.writeable = False
+        self._entries[key] = (positions, table, value)
+        self.measured += 1
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class VaRRegime(MarginRegime):
     name = "var"
 
@@ -473,12 +524,15 @@ class VaRRegime(MarginRegime):
         self._groups: dict[str, np.ndarray] = {}
         self._offsets: dict[str, int] = {}
         self._groups_version = -1
+        self._windows: dict[str, tuple[int, np.ndarray]] = {}
+        self._windows_version = -1
         self._prev_margin: np.ndarray | None = None  # margin at the previous history version
         self._cur_margin: np.ndarray | None = None  # margin at the current history version
         self._prev_released: np.ndarray | None = None
         self._cur_released: np.ndarray | None = None
         self._state_version = -1
         self._stress: bool | None = None
+        self._share: SharedMeasures | None = None
         if history is not None:
             self.set_history(history)
 
@@ -508,6 +562,14 @@ class VaRRegime(MarginRegime):
     def set_stress(self, flag: bool | None) -> None:
         """Force the buffer released (True) or kept (False); None: automatic."""
         self._stress = flag
+
+    def share_measures(self, store: "SharedMeasures | None") -> None:
+        """Hand scenario-set measures to and take them from ``store`` (None: stop). For a caller that
+        margins the same positions on the same market with several VaR regimes (a backtest's
+        regime set): a set both measure is measured by the first and taken by the others
+        (:meth:`set_key` says when two sets are the same). The caller empties the store when
+        the market or the history moves on."""
+        self._share = store
 
     def reset(self) -> None:
         """Forget the per-account previous margins (buffer state)."""
@@ -549,7 +611,14 @@ class VaRRegime(MarginRegime):
 
     def _scenario_windows(self) -> dict[str, tuple[int, np.ndarray]]:
         """Per scenario set: (index of its first scenario among the history's mpor-row returns --
-        return j ends at row j + mpor --, its returns): a set's scenarios are consecutive returns."""
+        return j ends at row j + mpor --, its returns): a set's scenarios are consecutive returns.
+        Cached per history version (they depend on the history alone)."""
+        if self._windows_version != self._version:
+            self._windows = self._find_windows()
+            self._windows_version = self._version
+        return self._windows
+
+    def _find_windows(self) -> dict[str, tuple[int, np.ndarray]]:
         cfg, h, mpor = self.config, self._history, self.mpor
         n = h.shape[0]
         # filtered: filter with the whole history, keep the lookback windows
@@ -602,6 +671,28 @@ class VaRRegime(MarginRegime):
                 out[name] = pnl[:, first - a:end - a]
         return {name: out[name] for name in windows}
 
+    def set_key(self, name: str, positions: Positions, market: MarketState) -> tuple:
+        """What scenario set ``name``'s measure (:meth:`_measure`) is a function of, on ``market``
+        and the current history: two regimes whose keys are equal give it the same bits.
+
+        The measure is the k-th largest (VaR) or the mean of the k largest (ES) of the positions'
+        losses -lots x P&L, with the same products and additions whichever search finds them
+        (:func:`tail_of`; its grouping and hint only decide where it looks), in blocks of
+        ``chunk_accounts``. The P&L is the table's revaluation on the market at the end of the MPOR
+        (its length in seconds) of the set's returns, element by element; a plain set's returns are
+        those of its history rows (their bytes are in the key), a filtered set's those of the
+        whole history filtered with lambda. So: the positions and table (by identity: the store
+        holds them), the market, the MPOR, k and the measure, the chunking, the rows."""
+        cfg = self.config
+        first, r = self._scenario_windows()[name]
+        s = r.shape[0]
+        if name == "base" and cfg.method == "filtered":
+            rows: tuple = ("filtered", cfg.ewma_lambda, s, self._history.tobytes())
+        else:
+            rows = ("plain", self._history[first:first + s + self.mpor].tobytes())
+        return (id(positions), id(self.table), market_key(market), self.mpor, self.mpor * self.row_interval,
+                cfg.measure, tail_count(s, cfg.confidence) if s else 0, cfg.chunk_accounts, rows)
+
     # ---------------------------------------------------------------------------- computation
     def _measure(self, positions: Positions, pnl: np.ndarray, groups: np.ndarray | None = None,
                  name: str | None = None) -> np.ndarray:
@@ -621,7 +712,9 @@ class VaRRegime(MarginRegime):
                 book = positions._cache[key] = LotSlots(positions.dense[a:a + step])
             # the tail scenarios of the last call on these positions (a backtest's previous run):
             # where they still are scenarios of this set they give the search a close lower bound
-            memo = ("var_tail", name, a, step)
+            # (several regimes sharing measures on one positions keep their own: their sets of the
+            # same name may differ)
+            memo = ("var_tail", name, a, step) if self._share is None else ("var_tail", name, a, step, id(self))
             last = positions._cache.get(memo) if name is not None else None
             hint = None if last is None else _hint(*last, first, s, k)
             top, ids = tail_of(book, loss, k, groups, hint, ordered=cfg.measure == "es")
@@ -638,15 +731,28 @@ class VaRRegime(MarginRegime):
 
     def components(self, positions: Positions, market: MarketState, update_state: bool = True) -> dict[str, np.ndarray]:
         cfg = self.config
-        mats = self.pnl_matrices(market)
+        windows = self._scenario_windows()
+        # with a store, the sets are priced only if one of them is not in it (a regime whose sets
+        # another has measured prices nothing)
+        mats = self.pnl_matrices(market) if self._share is None else None
         done: dict[tuple[int, int], np.ndarray] = {}
 
         def measure(name: str) -> np.ndarray:
+            nonlocal mats
             # sets of the same plain returns (all of a short history; the lookback window when it is
             # the most volatile) have the same figures: measured once
-            same = None if name == "base" and cfg.method == "filtered" else (self._offsets[name], mats[name].shape[1])
+            first, r = windows[name]
+            same = None if name == "base" and cfg.method == "filtered" else (first, r.shape[0])
             if same is None or same not in done:
-                out = self._measure(positions, mats[name], self._groups[name], name)
+                if self._share is None:
+                    out = self._measure(positions, mats[name], self._groups[name], name)
+                else:  # another regime of the store may have measured this very set
+                    key = self.set_key(name, positions, market)
+                    out = self._share.get(key, positions, self.table)
+                    if out is None:
+                        mats = self.pnl_matrices(market) if mats is None else mats
+                        out = self._measure(positions, mats[name], self._groups[name], name)
+                        self._share.put(key, positions, self.table, out)
                 if same is not None:
                     done[same] = out
                 return out
@@ -654,7 +760,7 @@ class VaRRegime(MarginRegime):
 
         comp: dict[str, np.ndarray] = {"base": measure("base")}
         v = comp["base"]
-        if "stressed" in mats:
+        if "stressed" in windows:
             comp["stressed"] = measure("stressed")
             v = (1.0 - cfg.stressed_weight) * v + cfg.stressed_weight * comp["stressed"]
         comp["weighted"] = v
@@ -682,7 +788,7 @@ class VaRRegime(MarginRegime):
                 released = start | stay
             comp["buffered"] = margin
             comp["released"] = released.astype(np.float64)
-        if "floor" in mats:
+        if "floor" in windows:
             comp["floor"] = measure("floor")
             margin = np.maximum(margin, comp["floor"])
         comp["margin"] = margin

@@ -301,3 +301,14 @@ def test_backtest_tasks_are_dealt_dearest_first():
     assert ranked == ["var_apc", "var", "portfolio_joint", "span", "standard"]
     assert backtest_task_cost("new_regime", 10, 10) == backtest_task_cost("var_apc", 10, 10)
     assert backtest_task_cost("var", 2000, 100) == 2 * backtest_task_cost("var", 1000, 100)
+
+
+def test_a_unit_of_var_regimes_costs_less_than_its_regimes_apart():
+    """var run after var_apc takes var_apc's lookback measure: the unit is dearer than var_apc
+    alone (it is dealt first) and cheaper than the two apart."""
+    from sim.experiment.costs import backtest_task_cost
+
+    unit = backtest_task_cost(["var", "var_apc"], 5000, 2519)
+    assert backtest_task_cost("var_apc", 5000, 2519) < unit
+    assert unit < backtest_task_cost("var_apc", 5000, 2519) + backtest_task_cost("var", 5000, 2519)
+    assert backtest_task_cost(["span"], 10, 10) == backtest_task_cost("span", 10, 10)

@@ -12,7 +12,9 @@ older. Linear contracts are marked at their underlying's price.
 
 Cost: the realised losses of all runs and portfolios are one (runs x instruments) @ (instruments x
 portfolios) product; the requirements are one ``requirements_along`` call over every portfolio and
-every run (a VaR regime, whose memory must see the runs in time order, is called run by run);
+every run (a VaR regime, whose memory must see the runs in time order, is called run by run; VaR
+regimes with a scenario set in common go through the runs together and measure it once:
+:func:`requirement_series_shared`);
 the statistics are array reductions over the runs x portfolios matrices.
 """
 
@@ -26,7 +28,7 @@ import numpy as np
 
 from sim.core.instruments import InstrumentTable
 from clearing.margin.base import MarginRegime, MarketPath, Positions, put_transposed
-from clearing.margin.var import VaRRegime
+from clearing.margin.var import SharedMeasures, VaRRegime
 from sim.market.pricing import black76_price
 from sim.experiment.backtest import stats
 
@@ -86,21 +88,48 @@ def requirement_series(regime: MarginRegime, book: Book, prices: np.ndarray, vol
     the run's row); any other regime gets the whole path of market states in one
     ``requirements_along`` call, which does the positions-only work once per book and the
     per-market work for many runs together -- the same figures as a call per run, to the bit."""
+    return requirement_series_shared([regime], book, prices, vols, runs, requirement, [scale])[0]
+
+
+def requirement_series_shared(regimes: list[MarginRegime], book: Book, prices: np.ndarray, vols: np.ndarray,
+                              runs: np.ndarray, requirement: str = "im", scales: list[float] | None = None,
+                              share: SharedMeasures | None = None) -> list[np.ndarray]:
+    """:func:`requirement_series` of several regimes on the same book: the VaR regimes go through
+    the runs together, each run's regimes one after the other, so that with a ``share`` store a
+    scenario set two of them measure on a run (the same set, market and positions:
+    ``VaRRegime.set_key``) is measured once and handed to the others. Each regime's series is the
+    same bits as alone: it gets the figure it would have computed."""
+    scales = [1.0] * len(regimes) if scales is None else scales
     marks = marks_along(book.table, prices[runs], vols[runs])
     path = MarketPath(now=0.0, underlying_prices=prices[runs], atm_vols=vols[runs], marks=marks,
                       vols=vols[runs][:, book.table.underlying_index])
-    var = _needs_history(regime)
-    if var is None:
-        out = regime.requirements_along(book.positions, path, requirement)
-    else:
-        out = np.empty((runs.size, book.positions.n_accounts))
-        for k, row in enumerate(runs):  # one vectorised call per margin run (over all portfolios)
-            var.set_history(prices[: row + 1])
-            req = regime.requirements(book.positions, path.at(k))
-            out[k] = req.im if requirement == "im" else req.mm
-    if scale != 1.0:
-        out *= scale
-    return out
+    outs: list[np.ndarray | None] = [None] * len(regimes)
+    walked = []  # (index, regime, its VaR) of the regimes that need the history
+    for j, regime in enumerate(regimes):
+        var = _needs_history(regime)
+        if var is None:
+            outs[j] = regime.requirements_along(book.positions, path, requirement)
+        else:
+            outs[j] = np.empty((runs.size, book.positions.n_accounts))
+            walked.append((j, regime, var))
+            var.share_measures(share)
+    try:
+        for k, row in enumerate(runs):  # one vectorised call per margin run and regime (over all portfolios)
+            if share is not None:
+                share.clear()  # a new run: new history, new market
+            for j, regime, var in walked:
+                var.set_history(prices[: row + 1])
+                req = regime.requirements(book.positions, path.at(k))
+                outs[j][k] = req.im if requirement == "im" else req.mm
+    finally:
+        for _, _, var in walked:
+            var.share_measures(None)
+        if share is not None:
+            share.clear()
+    for out, scale in zip(outs, scales):
+        if scale != 1.0:
+            out *= scale
+    return outs
 
 
 # portfolios per block of :func:`evaluate`'s matrix reductions: a block's (runs x portfolios)
@@ -216,12 +245,31 @@ def backtest_regime(label: str, regime: MarginRegime, book: Book, prices: np.nda
                     runs: np.ndarray, loss: np.ndarray, *, requirement: str = "im", scale: float = 1.0,
                     coverage: float = 0.99, significance: float = 0.05, windows=(5, 20),
                     shown: np.ndarray | None = None) -> RegimeBacktest:
-    margin = requirement_series(regime, book, prices, vols, runs, requirement, scale)
-    figures = evaluate(margin, loss, coverage, significance, windows)
+    return backtest_regimes([label], [regime], book, prices, vols, runs, loss, requirement=requirement,
+                            scales=[scale], coverage=coverage, significance=significance, windows=windows,
+                            shown=shown)[0]
+
+
+def backtest_regimes(labels: list[str], regimes: list[MarginRegime], book: Book, prices: np.ndarray,
+                     vols: np.ndarray, runs: np.ndarray, loss: np.ndarray, *, requirement: str = "im",
+                     scales: list[float] | None = None, coverage: float = 0.99, significance: float = 0.05,
+                     windows=(5, 20), shown: np.ndarray | None = None,
+                     share: SharedMeasures | None = None) -> list[RegimeBacktest]:
+    """:func:`backtest_regime` of several regimes on one book, their requirements computed together
+    (:func:`requirement_series_shared`: with ``share``, the VaR regimes' common scenario sets
+    measured once): each result the same bits as the regime's alone."""
+    margins = requirement_series_shared(regimes, book, prices, vols, runs, requirement, scales, share)
     shown = np.zeros(0, dtype=np.int64) if shown is None else shown
-    return RegimeBacktest(label=label, per_portfolio=figures, margin_total=margin.sum(axis=1),
-                          loss_total=loss.sum(axis=1), exceeding=(loss > margin).sum(axis=1),
-                          shown_margin=margin[:, shown], shown_loss=loss[:, shown])
+    loss_total, shown_loss = loss.sum(axis=1), loss[:, shown]  # the same for every regime of the block
+    out = []
+    for label in labels:
+        margin = margins.pop(0)  # evaluated and dropped one at a time: each is a (runs x portfolios) matrix
+        figures = evaluate(margin, loss, coverage, significance, windows)
+        out.append(RegimeBacktest(label=label, per_portfolio=figures, margin_total=margin.sum(axis=1),
+                                  loss_total=loss_total, exceeding=(loss > margin).sum(axis=1),
+                                  shown_margin=margin[:, shown], shown_loss=shown_loss))
+        del margin
+    return out
 
 
 def merge(label: str, parts: list[RegimeBacktest]) -> RegimeBacktest:

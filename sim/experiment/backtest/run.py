@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from clearing.margin.base import Positions
-from sim.experiment.backtest.engine import Book, RegimeBacktest, aggregate, backtest_regime, merge, per_portfolio_rows, \
+from sim.experiment.backtest.engine import Book, RegimeBacktest, aggregate, backtest_regimes, merge, per_portfolio_rows, \
     realised_losses, run_days
 from sim.experiment.costs import backtest_task_cost
 from sim.experiment.errors import ConfigError
@@ -208,10 +208,12 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
     """Run a backtest; write its results folder unless ``write`` is False.
 
     The portfolios are cut into the fewest blocks of at most ``CHUNK``, of equal size (fixed by
-    the number of portfolios, so the figures do not depend on ``workers``); each (regime, block)
-    is one task, run in this process or on a spawned process
-    pool of ``workers``. Regimes are per-account functions, so a block's requirements are the
-    same as in one call over every portfolio."""
+    the number of portfolios, so the figures do not depend on ``workers``); each (unit of regimes,
+    block) is one task, run in this process or on a spawned process pool of ``workers``. A unit is
+    one regime, or VaR regimes with a scenario set in common, which a task runs together so that
+    the set is measured once (:func:`task_units`; each regime's figures are the bits of it alone).
+    Regimes are per-account functions, so a block's requirements are the same as in one call over
+    every portfolio."""
     if workers < 1:
         raise ConfigError(f"workers: must be at least 1, got {workers}")
     plan = prepare(source)
@@ -223,9 +225,10 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
     edges = np.linspace(0, n, -(-n // CHUNK) + 1).round().astype(int)
     blocks = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
     token = uuid.uuid4().hex  # this backtest's: a worker reuses a block's realised losses only within it
-    tasks = [_Task(margin_cfg, scale, cfg, book.table, book.context, book.positions.dense[a:b], prices, vols, runs,
-                   shown[(shown >= a) & (shown < b)] - a, (token, a))
-             for a, b in blocks for margin_cfg, scale in plan.regimes.values()]  # block-major: see _block_losses
+    units = task_units(plan.regimes)
+    tasks = [_Task(tuple(plan.regimes[label] for label in unit), cfg, book.table, book.context,
+                   book.positions.dense[a:b], prices, vols, runs, shown[(shown >= a) & (shown < b)] - a, (token, a))
+             for a, b in blocks for unit in units]  # block-major: see _block_losses
     if workers == 1 or len(tasks) == 1:
         parts = [_run_task(t) for t in tasks]
         _LOSSES.clear()
@@ -236,16 +239,18 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
         from sim.experiment.executors import main_not_reimported, single_threaded_children
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            # dearest first (var_apc's blocks take most of the time): the last tasks are short, so
-            # neither worker idles at the end; ties keep the block-major order
+            # dearest first (the VaR regimes' blocks take most of the time): the last tasks are short,
+            # so neither worker idles at the end; ties keep the block-major order
             order = sorted(range(len(tasks)), key=lambda k: -backtest_task_cost(
-                tasks[k].margin.regime, len(tasks[k].lots), len(runs)))
+                [m.regime for m, _ in tasks[k].margins], len(tasks[k].lots), len(runs)))
             with single_threaded_children(), main_not_reimported():  # workers start during the submits
                 futures = {k: pool.submit(_run_task, tasks[k]) for k in order}
             parts = [futures[k].result() for k in range(len(tasks))]
-    results: dict[str, RegimeBacktest] = {}
-    for k, label in enumerate(plan.regimes):
-        results[label] = merge(label, parts[k::len(plan.regimes)])
+    by_label: dict[str, list[RegimeBacktest]] = {label: [] for label in plan.regimes}
+    for k, part in enumerate(parts):  # tasks are block-major, so each label's parts come in block order
+        for label, res in zip(units[k % len(units)], part):
+            by_label[label].append(res)
+    results = {label: merge(label, by_label[label]) for label in plan.regimes}
     summary = summarise(cfg, plan.regimes, results, book, runs)
     directory = None
     if write:
@@ -260,10 +265,49 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
 CHUNK = 8192
 
 
+def task_units(regimes: dict[str, tuple[Any, float]]) -> list[list[str]]:
+    """The regimes' labels grouped into what one task runs over a block of portfolios: each regime
+    alone, but VaR regimes with a scenario set in common (``var.fixed_sets``: e.g. ``var`` and
+    ``var_apc`` at the registry defaults, whose lookback sets are the same), transitively, in one
+    task that walks the runs with them together and measures a set they share once
+    (``engine.backtest_regimes``). Within a unit the regimes with more scenario sets go first: a
+    regime whose sets another has measured then prices and searches nothing (``var`` after
+    ``var_apc``). Units in the order of their first label in the file."""
+    from clearing.margin.var import fixed_sets
+
+    units: list[list[str]] = []
+    sets: list[set] = []
+    for label, (margin, _) in regimes.items():
+        if margin.regime not in VAR_REGIMES:
+            units.append([label])
+            sets.append(set())
+            continue
+        mine = set(fixed_sets(margin))
+        joined = [k for k, known in enumerate(sets) if known & mine]
+        for k in reversed(joined[1:]):  # this regime links units: merged into the first
+            units[joined[0]] += units.pop(k)
+            mine |= sets.pop(k)
+        if joined:
+            units[joined[0]].append(label)
+            sets[joined[0]] |= mine
+        else:
+            units.append([label])
+            sets.append(mine)
+    order = {label: k for k, label in enumerate(regimes)}
+
+    def n_sets(label: str) -> int:  # the scenario sets the regime measures
+        margin = regimes[label][0]
+        return 1 + bool(getattr(margin, "stressed_weight", None)) + bool(getattr(margin, "floor_lookback_days", None))
+
+    units.sort(key=lambda unit: min(order[label] for label in unit))
+    for unit in units:
+        unit.sort(key=lambda label: (-n_sets(label), order[label]))
+    return units
+
+
 @dataclass(slots=True)
 class _Task:
-    margin: Any
-    scale: float
+    margins: tuple[tuple[Any, float], ...]  # (validated regime config, scale) of each regime of the unit
     config: BacktestConfig
     table: Any
     context: dict[str, Any]
@@ -291,24 +335,29 @@ def _block_losses(t: _Task, book: Book) -> np.ndarray:
     return hit
 
 
-def _run_task(t: _Task) -> RegimeBacktest:
-    """One regime over one block of portfolios (in a worker or in this process)."""
+def _run_task(t: _Task) -> list[RegimeBacktest]:
+    """A unit of regimes over one block of portfolios (in a worker or in this process)."""
     from threadpoolctl import threadpool_limits
 
     from clearing.margin.registry import build_regime
+    from clearing.margin.var import SharedMeasures
 
     cfg = t.config
     with threadpool_limits(limits=1, user_api="blas"):  # same bytes with any thread count (as episodes)
         book = Book(t.table, Positions(np.ascontiguousarray(t.lots)), [], t.context)
         loss = _block_losses(t, book)
-        ctx = dict(t.context)
-        if t.margin.regime in VAR_REGIMES:
-            ctx["history"] = t.prices[: t.runs[0] + 1]
-            ctx["row_interval"] = DAY_SECONDS  # the path is daily: mpor_days / lookback_days are rows
-        regime = build_regime(t.margin, t.table, **ctx)
-        return backtest_regime("", regime, book, t.prices, t.vols, t.runs, loss, requirement=cfg.requirement,
-                               scale=t.scale, coverage=cfg.coverage, significance=cfg.significance,
-                               windows=cfg.procyclicality_windows, shown=t.shown)
+        regimes = []
+        for margin, _ in t.margins:
+            ctx = dict(t.context)
+            if margin.regime in VAR_REGIMES:
+                ctx["history"] = t.prices[: t.runs[0] + 1]
+                ctx["row_interval"] = DAY_SECONDS  # the path is daily: mpor_days / lookback_days are rows
+            regimes.append(build_regime(margin, t.table, **ctx))
+        share = SharedMeasures() if len(regimes) > 1 else None
+        return backtest_regimes([""] * len(regimes), regimes, book, t.prices, t.vols, t.runs, loss,
+                                requirement=cfg.requirement, scales=[scale for _, scale in t.margins],
+                                coverage=cfg.coverage, significance=cfg.significance,
+                                windows=cfg.procyclicality_windows, shown=t.shown, share=share)
 
 
 def summarise(cfg: BacktestConfig, regimes: dict[str, tuple[Any, float]], results: dict[str, RegimeBacktest],
