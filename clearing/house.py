@@ -47,6 +47,11 @@ _BELOW_CANCEL, _BELOW_MM = int(Health.BELOW_CANCEL), int(Health.BELOW_MM)  # num
 _FORCED_FILL = int(FillFlag.LIQUIDATION | FillFlag.ADL)
 
 
+def _larger(a: float, b: float) -> float:
+    """``np.maximum(a, b)`` on two floats: the larger, NaN if either is NaN."""
+    return b if (b > a or b != b) else a
+
+
 class ClearingHouse:
     """Continuous margin enforcement over a ledger, a venue, an oracle and a margin regime."""
 
@@ -164,6 +169,63 @@ class ClearingHouse:
     def valuation(self, rows: slice | np.ndarray, full: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(equity, IM, MM) in minor units for the given ledger rows."""
         return self._value_rows(rows, full)[:3]
+
+    def account_valuation(self, account: int) -> tuple[float, float, float]:
+        """``valuation(np.array([account]))`` as three floats, to the bit, in plain Python where the
+        regime has a one-account path (``MarginRegime.account_requirements``): a liquidation
+        re-values its one account at every step, and on one-row arrays the general path is ~30
+        numpy calls of overhead (tests/clearing/test_account_valuation.py compares the two)."""
+        market = self.marks.market_state(self.world.now)
+        self.venue.resting.ensure(self.ledger.n_accounts)
+        held = self.ledger.position[account].tolist()
+        bids, asks = self.venue.open_bids[account].tolist(), self.venue.open_asks[account].tolist()
+        # worst_case: up = held + bids, down = held - asks; |up| >= |down| exactly when up + down >= 0
+        exposure = [float(p + b) if (p + b) + (p - a) >= 0 else float(p - a) for p, b, a in zip(held, bids, asks)]
+        regime, scale = self.regime, self.scale
+        req = regime.account_requirements(exposure, market)
+        if req is not None and not self._worst_case_dominates and any((b + a) != 0 for b, a in zip(bids, asks)):
+            # an account with orders: also the other side and the positions alone (margined_states)
+            other = [float(p - a) if e == p + b else float(p + b) for e, p, b, a in zip(exposure, held, bids, asks)]
+            alternatives = [regime.account_requirements(other, market),
+                            regime.account_requirements([float(p) for p in held], market)]
+            if None in alternatives:
+                req = None
+            else:
+                im, mm = req[0] * scale, req[1] * scale
+                for alt_im, alt_mm in alternatives:  # type: ignore[misc]
+                    im, mm = _larger(im, alt_im * scale), _larger(mm, alt_mm * scale)
+                return self._account_equity_exact(account), im, mm
+        if req is None:
+            equity, im_a, mm_a = self.valuation(np.array([account]))
+            return float(equity[0]), float(im_a[0]), float(mm_a[0])
+        return self._account_equity_exact(account), req[0] * scale, req[1] * scale
+
+    def covers_im_with(self, account: int, lots: np.ndarray) -> bool:
+        """Whether ``account``'s equity covers the IM of its worst-case lots plus ``lots`` (a
+        what-if: the backstop vault taking over a liquidated account's positions) -- the one-row
+        array computation's answer, by the one-account path where the regime has one."""
+        self.venue.resting.ensure(self.ledger.n_accounts)
+        held = self.ledger.position[account].tolist()
+        bids, asks = self.venue.open_bids[account].tolist(), self.venue.open_asks[account].tolist()
+        exposure = [(float(p + b) if (p + b) + (p - a) >= 0 else float(p - a)) + extra
+                    for p, b, a, extra in zip(held, bids, asks, lots.tolist())]
+        req = self.regime.account_requirements(exposure, self.marks.market_state(self.world.now))
+        if req is None:
+            rows = np.array([account])
+            worst = self.exposure(rows)
+            worst[0] += lots
+            return bool(self.equities(rows)[0] >= self.requirements(worst).im[0] * self.scale)
+        return self._account_equity_exact(account) >= req[0] * self.scale
+
+    def _account_equity_exact(self, account: int) -> float:
+        """``equities(np.array([account]))[0]``: the same operations on a one-row view (the same
+        matrix-vector product, so the same bits as the array path, which ``account_equity``'s
+        vector dot need not give)."""
+        ledger = self.ledger
+        row = slice(account, account + 1)
+        cash = ledger.cash[row]
+        collateral = float(cash.item(0, 0)) if cash.shape[1] == 1 else float(self._collateral(cash)[0])
+        return collateral + float(ledger.position[row].dot(self.marks.ticks * ledger.tick_value)[0])
 
     def _value_rows(self, rows: slice | np.ndarray, full: bool = False
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

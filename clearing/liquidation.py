@@ -121,8 +121,7 @@ class LiquidationEngine:
 
     # ------------------------------------------------------------------ one step
     def _value(self, account: int) -> tuple[float, float, float]:
-        equity, im, mm = self.house.valuation(np.array([account]))
-        return float(equity[0]), float(im[0]), float(mm[0])
+        return self.house.account_valuation(account)
 
     def _still_unhealthy(self, event: LiquidationEvent) -> tuple[float, float] | None:
         """Re-value the account before moving its positions: (equity, MM) if it is still below MM
@@ -326,12 +325,8 @@ class LiquidationEngine:
             self._off_book(event, taker, int(instrument), -held, max(price, min_price), policy, flags, float("nan"))
 
     def _vault_can_take(self, lots: np.ndarray) -> bool:
-        house, vault = self.house, self.backstop_account
-        assert vault is not None
-        rows = np.array([vault])
-        exposure = house.exposure(rows)
-        exposure[0] += lots
-        return bool(house.equities(rows)[0] >= house.requirements(exposure).im[0] * house.scale)
+        assert self.backstop_account is not None
+        return self.house.covers_im_with(self.backstop_account, lots)
 
     # ------------------------------------------------------------------ auctions
     def _start_auction(self, event: LiquidationEvent) -> None:
