@@ -47,6 +47,11 @@ _BELOW_CANCEL, _BELOW_MM = int(Health.BELOW_CANCEL), int(Health.BELOW_MM)  # num
 _FORCED_FILL = int(FillFlag.LIQUIDATION | FillFlag.ADL)
 
 
+# up to this many rows a valuation goes account by account in plain Python (where the regime has a
+# one-account path): a fill's parties, a loss allocation's few counterparties
+_FEW_ROWS = 8
+
+
 def _larger(a: float, b: float) -> float:
     """``np.maximum(a, b)`` on two floats: the larger, NaN if either is NaN."""
     return b if (b > a or b != b) else a
@@ -85,6 +90,8 @@ class ClearingHouse:
         self._continuous = config.enforcement.cadence == "continuous"
         self._one_instrument = len(table) == 1  # one-account sums have one term: plain scalars
         self._worst_case_dominates = bool(getattr(regime, "worst_case_dominates", False))
+        # the regime has a one-account path (MarginRegime.account_requirements; it may still decline)
+        self._one_account = type(regime).account_requirements is not MarginRegime.account_requirements
         # every account's worst-case lots, positions and order flags, kept between re-valuations
         # and rewritten only in the rows fills and orders touched (clearing.exposure)
         self.book = ExposureBook(ledger, venue.resting, regime)
@@ -175,6 +182,17 @@ class ClearingHouse:
         regime has a one-account path (``MarginRegime.account_requirements``): a liquidation
         re-values its one account at every step, and on one-row arrays the general path is ~30
         numpy calls of overhead (tests/clearing/test_account_valuation.py compares the two)."""
+        values = self._account_values(account)
+        if values is None:
+            equity, im, mm = self.valuation(np.array([account]))
+            return float(equity[0]), float(im[0]), float(mm[0])
+        return values[0], values[1], values[2]
+
+    def _account_values(self, account: int) -> tuple[float, float, float, list[float]] | None:
+        """(equity, IM, MM, worst-case lots) of one account by ``_value_rows``' arithmetic in plain
+        Python; None when the regime has no one-account path."""
+        if not self._one_account:
+            return None
         market = self.marks.market_state(self.world.now)
         self.venue.resting.ensure(self.ledger.n_accounts)
         held = self.ledger.position[account].tolist()
@@ -183,22 +201,31 @@ class ClearingHouse:
         exposure = [float(p + b) if (p + b) + (p - a) >= 0 else float(p - a) for p, b, a in zip(held, bids, asks)]
         regime, scale = self.regime, self.scale
         req = regime.account_requirements(exposure, market)
-        if req is not None and not self._worst_case_dominates and any((b + a) != 0 for b, a in zip(bids, asks)):
+        if req is None:
+            return None
+        im, mm = req[0] * scale, req[1] * scale
+        if not self._worst_case_dominates and any((b + a) != 0 for b, a in zip(bids, asks)):
             # an account with orders: also the other side and the positions alone (margined_states)
             other = [float(p - a) if e == p + b else float(p + b) for e, p, b, a in zip(exposure, held, bids, asks)]
-            alternatives = [regime.account_requirements(other, market),
-                            regime.account_requirements([float(p) for p in held], market)]
-            if None in alternatives:
-                req = None
-            else:
-                im, mm = req[0] * scale, req[1] * scale
-                for alt_im, alt_mm in alternatives:  # type: ignore[misc]
-                    im, mm = _larger(im, alt_im * scale), _larger(mm, alt_mm * scale)
-                return self._account_equity_exact(account), im, mm
-        if req is None:
-            equity, im_a, mm_a = self.valuation(np.array([account]))
-            return float(equity[0]), float(im_a[0]), float(mm_a[0])
-        return self._account_equity_exact(account), req[0] * scale, req[1] * scale
+            for alternative in (other, [float(p) for p in held]):
+                alt = regime.account_requirements(alternative, market)
+                if alt is None:
+                    return None
+                im, mm = _larger(im, alt[0] * scale), _larger(mm, alt[1] * scale)
+        return self._account_equity_exact(account), im, mm, exposure
+
+    def _few_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """``_value_rows`` of a few rows (a fill's two parties, an ADL's counterparties), account
+        by account in plain Python; None when the regime has no one-account path."""
+        values = []
+        for account in rows.tolist():
+            v = self._account_values(account)
+            if v is None:
+                return None
+            values.append(v)
+        equity, im, mm, exposure = zip(*values)
+        return (np.array(equity, dtype=np.float64), np.array(im, dtype=np.float64), np.array(mm, dtype=np.float64),
+                np.array(exposure, dtype=np.float64).reshape(len(values), self.ledger.position.shape[1]))
 
     def covers_im_with(self, account: int, lots: np.ndarray) -> bool:
         """Whether ``account``'s equity covers the IM of its worst-case lots plus ``lots`` (a
@@ -238,6 +265,10 @@ class ClearingHouse:
 
         A range of rows (a full re-valuation) reads the house's kept matrices (``self.book``)
         instead of building them from the ledger."""
+        if not isinstance(rows, slice) and not full and 0 < rows.size <= _FEW_ROWS:
+            few = self._few_rows(rows)
+            if few is not None:
+                return few
         if isinstance(rows, slice):
             book = self.book
             book.refresh()

@@ -175,9 +175,12 @@ class LiquidationEngine:
                 return step.instrument
         return 0
 
-    def _after(self, event: LiquidationEvent, progressed: bool, delay: float | None = None) -> None:
-        """Decide what follows a step: done, bankrupt, or another step later."""
-        equity, _im, mm = self._value(event.account)
+    def _after(self, event: LiquidationEvent, progressed: bool, delay: float | None = None,
+               unchanged: tuple[float, float] | None = None) -> None:
+        """Decide what follows a step: done, bankrupt, or another step later. ``unchanged``: the
+        step's own (equity, MM) when the step moved nothing (the same instant, nothing filled), so
+        the account need not be re-valued."""
+        equity, mm = (self._value(event.account)[::2]) if unchanged is None else unchanged
         flat = not self.house.ledger.position[event.account].any()
         if flat:
             if equity < 0:
@@ -237,7 +240,12 @@ class LiquidationEngine:
         # a sliced position waits out the cool-down; otherwise the next step follows after the
         # liquidation latency (never at the same instant: the book must get a chance to refill)
         delay = cfg.book.cooldown if lots < abs(held) else max(cfg.book.latency, 0.01)
-        self._after(event, progressed=filled != 0, delay=delay)
+        # most steps in a crash fill nothing (95% at 100k accounts: the book is below the limit):
+        # nothing moved since this step valued the account, so that valuation stands (an order that
+        # does not fill changes nothing else: the account's only resting orders can be reduce-only
+        # ones on this order's own side -- anything else was cancelled at the first step and is
+        # refused while it is liquidated -- so self-trade prevention has nothing to cut)
+        self._after(event, progressed=filled != 0, delay=delay, unchanged=None if filled else (equity, mm))
 
     def _through_book(self, event: LiquidationEvent, instrument: int, side: int, lots: int, limit: float,
                       tif: TimeInForce, bankruptcy: float, policy: str) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from clearing.config import ClearingConfig
+import clearing.house as house_module
 from clearing.house import ClearingHouse
 from clearing.ledger import FIRST_TRADER, Ledger
 from clearing.margin.base import Positions
@@ -110,12 +111,19 @@ HOUSES = {
 }
 
 
+def _array_path(house, rows: np.ndarray, monkeypatch) -> tuple:
+    """``_value_rows`` on the one-row (or few-row) arrays, without the plain-Python path for few rows."""
+    with monkeypatch.context() as m:
+        m.setattr(house_module, "_FEW_ROWS", 0)
+        return house._value_rows(rows)
+
+
 @pytest.mark.parametrize("name", sorted(HOUSES))
-def test_account_valuation_equals_the_array_path(name: str) -> None:
+def test_account_valuation_equals_the_array_path(name: str, monkeypatch) -> None:
     house, accounts, rng = _house(HOUSES[name], 150, seed=3)
     for account in accounts + [FIRST_TRADER]:  # FIRST_TRADER: the maker, the other side of every trade
         got = house.account_valuation(account)
-        want = house.valuation(np.array([account]))
+        want = _array_path(house, np.array([account]), monkeypatch)[:3]
         assert [np.float64(x).tobytes() for x in got] == [w[0].tobytes() for w in want], account
         lots = np.asarray(house.ledger.position[accounts[int(rng.integers(len(accounts)))]])
         rows = np.array([account])
@@ -125,13 +133,25 @@ def test_account_valuation_equals_the_array_path(name: str) -> None:
         assert house.covers_im_with(account, lots) == expected
 
 
-def test_account_valuation_with_haircut_collateral() -> None:
+@pytest.mark.parametrize("name", sorted(HOUSES))
+def test_few_rows_equal_the_array_path(name: str, monkeypatch) -> None:
+    """A few rows at once (a fill's parties, ADL counterparties) give the arrays the array path
+    gives -- equity, IM, MM and the worst-case lots -- to the bit."""
+    house, accounts, rng = _house(HOUSES[name], 120, seed=6)
+    for _ in range(60):
+        rows = np.sort(rng.choice(accounts, size=int(rng.integers(1, 9)), replace=False))
+        got, want = house._value_rows(rows), _array_path(house, rows, monkeypatch)
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == w.dtype and g.shape == w.shape and g.tobytes() == w.tobytes()
+
+
+def test_account_valuation_with_haircut_collateral(monkeypatch) -> None:
     """Two collateral assets: the collateral goes through the same array call as the general path."""
     assets = (Asset("USD", 2), Asset("BTC", 8, haircut=0.1, price_source="BTC"))
     house, accounts, _rng = _house(HOUSES["tiered"], 40, seed=4, assets=assets)
     for account in accounts:
         got = house.account_valuation(account)
-        want = house.valuation(np.array([account]))
+        want = _array_path(house, np.array([account]), monkeypatch)[:3]
         assert [np.float64(x).tobytes() for x in got] == [w[0].tobytes() for w in want]
 
 
