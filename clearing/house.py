@@ -188,9 +188,11 @@ class ClearingHouse:
             return float(equity[0]), float(im[0]), float(mm[0])
         return values[0], values[1], values[2]
 
-    def _account_values(self, account: int) -> tuple[float, float, float, list[float]] | None:
-        """(equity, IM, MM, worst-case lots) of one account by ``_value_rows``' arithmetic in plain
-        Python; None when the regime has no one-account path."""
+    def _account_values(self, account: int, with_equity: bool = True
+                        ) -> tuple[float, float, float, list[float]] | None:
+        """(equity, IM, MM, worst-case lots) of one account by ``_value_rows``' arithmetic on one
+        row, in plain Python (equity 0.0 unless ``with_equity``); None when the regime has no
+        one-account path."""
         if not self._one_account:
             return None
         market = self.marks.market_state(self.world.now)
@@ -212,19 +214,22 @@ class ClearingHouse:
                 if alt is None:
                     return None
                 im, mm = _larger(im, alt[0] * scale), _larger(mm, alt[1] * scale)
-        return self._account_equity_exact(account), im, mm, exposure
+        return self._account_equity_exact(account) if with_equity else 0.0, im, mm, exposure
 
     def _few_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        """``_value_rows`` of a few rows (a fill's two parties, an ADL's counterparties), account
-        by account in plain Python; None when the regime has no one-account path."""
+        """``_value_rows`` of a few rows (a fill's two parties, an ADL's counterparties): IM and MM
+        account by account in plain Python (each row's requirement is its own arithmetic), equity
+        by the same array call as the general path -- a matrix-vector product over k rows need not
+        give a row the bits a product over that row alone gives (BLAS blocks rows); None when the
+        regime has no one-account path."""
         values = []
         for account in rows.tolist():
-            v = self._account_values(account)
+            v = self._account_values(account, with_equity=False)
             if v is None:
                 return None
             values.append(v)
-        equity, im, mm, exposure = zip(*values)
-        return (np.array(equity, dtype=np.float64), np.array(im, dtype=np.float64), np.array(mm, dtype=np.float64),
+        _equity, im, mm, exposure = zip(*values)
+        return (self.equities(rows), np.array(im, dtype=np.float64), np.array(mm, dtype=np.float64),
                 np.array(exposure, dtype=np.float64).reshape(len(values), self.ledger.position.shape[1]))
 
     def covers_im_with(self, account: int, lots: np.ndarray) -> bool:
