@@ -48,8 +48,10 @@ _FORCED_FILL = int(FillFlag.LIQUIDATION | FillFlag.ADL)
 
 
 # up to this many rows a valuation goes account by account in plain Python (where the regime has a
-# one-account path): a fill's parties, a loss allocation's few counterparties
-_FEW_ROWS = 8
+# one-account path): a fill's parties, a loss allocation's few counterparties. Measured on 12
+# instruments, half the accounts with orders: 0.03 ms vs 0.23 ms for 2 rows, 0.18 vs 0.26 for 16,
+# 0.41 vs 0.29 for 32 (process CPU, 200 calls each)
+_FEW_ROWS = 16
 
 
 def _larger(a: float, b: float) -> float:
