@@ -202,8 +202,8 @@ class LiquidationEngine:
         # np.argmax(np.abs(position * ticks * tick_value)) in plain Python (the same products; the
         # first of equal largest): a step's one row costs less than the array calls
         ledger = self.house.ledger
-        held = ledger.position[account].tolist()
-        notional = [abs(p * t * v) for p, t, v in zip(held, self.house.marks.ticks.tolist(), ledger.tick_value.tolist())]
+        held, ticks = ledger.position[account].tolist(), self.house.marks.ticks.tolist()
+        notional = [abs(p * t * v) for p, t, v in zip(held, ticks, ledger.tick_value.tolist())]
         i = notional.index(max(notional))
         return i, held[i]
 
