@@ -162,27 +162,46 @@ class PreTradeBounds:
 
     def _hold_back_open_losses(self, rows: slice | np.ndarray) -> None:
         """Take the open loss of resting orders priced through the marks off the headroom of the
-        re-valued accounts: the exact pre-trade check holds it back, so the shortcut must too."""
+        re-valued accounts: the exact pre-trade check holds it back, so the shortcut must too.
+
+        Per account the sums are those of ``resting_open_loss`` (a few rows: the same call) or, on
+        a full re-valuation, of each book's orders through the mark in the book's order, times the
+        tick value, then over the books in instrument order -- added in that order by ``bincount``
+        (which adds its weights one by one from 0.0), so the headroom is the same to the bit as a
+        loop over the orders would leave it."""
+        headroom = self.headroom
         if not isinstance(rows, slice):
-            for account in rows.tolist():
+            # only accounts with resting orders can have an open loss
+            bids, asks = self.venue.open_bids, self.venue.open_asks
+            with_orders = rows[((bids[rows] + asks[rows]) != 0).any(axis=1)] if rows.size else rows
+            for account in with_orders.tolist():
                 loss = self.resting_open_loss(account)
                 if loss:
-                    self.headroom[account] -= loss
+                    headroom[account] -= loss
             return
-        # a full re-valuation: only the orders priced through each mark have an open loss
+        # a full re-valuation: only the orders priced through each mark have an open loss (in a
+        # crash, thousands: every bid left above the falling mark)
         ticks, tick_value = self.marks.ticks, self.ledger.tick_value
-        losses: dict[int, float] = {}
+        accounts: list[np.ndarray] = []
+        losses: list[np.ndarray] = []
         for i, book in enumerate(self.venue.books):
+            through = book.orders_through(ticks.item(i))
+            if not through:
+                continue
             mark = ticks.item(i)
-            in_ticks: dict[int, float] = {}
-            for order in book.orders_through(mark):
-                loss = order.side * (order.price - mark) * order.size
-                in_ticks[order.account] = in_ticks.get(order.account, 0.0) + loss
-            for account, loss in in_ticks.items():
-                losses[account] = losses.get(account, 0.0) + loss * tick_value.item(i)
-        for account, loss in losses.items():
-            if rows.start <= account < rows.stop:
-                self.headroom[account] -= loss
+            owner = np.array([o.account for o in through], dtype=np.int64)
+            side = np.array([o.side for o in through], dtype=np.int64)
+            price = np.array([o.price for o in through], dtype=np.int64)
+            size = np.array([o.size for o in through], dtype=np.int64)
+            in_book, where = np.unique(owner, return_inverse=True)
+            accounts.append(in_book)
+            losses.append(np.bincount(where, weights=side * (price - mark) * size) * tick_value.item(i))
+        if not accounts:
+            return
+        owners, where = np.unique(np.concatenate(accounts), return_inverse=True)
+        total = np.bincount(where, weights=np.concatenate(losses))
+        inside = (owners >= rows.start) & (owners < rows.stop)
+        headroom[owners[inside]] -= total[inside]
 
     def resting_open_loss(self, account: int) -> float:
         """The open loss of the account's resting orders at the current marks (minor units)."""

@@ -680,6 +680,14 @@ class MarginRegime(ABC):
         override this)."""
         return self.requirements(positions, market)
 
+    def account_requirements(self, lots: list[float], market: MarketState) -> tuple[float, float] | None:
+        """(IM, MM) of one account's lots (a list over instruments) in plain Python: what
+        :meth:`requirements_stateless` gives for that one row, to the bit -- for the clearing house's
+        one-account valuations (a liquidation's steps), where a one-row array computation is mostly
+        numpy's per-call overhead. None (this default): the regime has no such path and the caller
+        takes the array path."""
+        return None
+
     def requirements_along(self, positions: Positions, path: MarketPath, which: str = "im") -> np.ndarray:
         """(runs, accounts) IM (``which="im"``) or MM of the same positions on every run of ``path``:
         what :meth:`requirements` gives on each run's market state, to the bit.

@@ -64,6 +64,29 @@ class _TierTable:
         return self.im[k], self.mm[k], self.mm_amount[k]
 
 
+class _AccountTerms:
+    """Per-instrument lists for ``StandardRegime.account_requirements`` at one market state."""
+
+    __slots__ = ("market", "units", "tiers", "underlying", "is_option", "is_call", "strikes", "marks", "abs_marks",
+                 "forwards", "mm_rates", "mm_amounts")
+
+    def __init__(self, regime: "StandardRegime", market: MarketState) -> None:
+        t = regime.table
+        marks = np.asarray(market.marks, dtype=np.float64)
+        self.market = market
+        self.units = t.contract_units.astype(np.float64).tolist()
+        self.tiers = regime._tiers
+        self.underlying = t.underlying_index.tolist()
+        self.is_option = t.is_option.tolist()
+        self.is_call = t.is_call.tolist()
+        self.strikes = t.strike.astype(np.float64).tolist()
+        self.marks = marks.tolist()
+        self.abs_marks = np.abs(marks).tolist()
+        self.forwards = forwards(t, market, regime.source).tolist() if t.is_option.any() else []
+        self.mm_rates = [tiers.mm.tolist() for tiers in regime._tiers]
+        self.mm_amounts = [tiers.mm_amount.tolist() for tiers in regime._tiers]
+
+
 ALONG_RUNS = 256  # requirements_along: runs computed together
 
 
@@ -100,6 +123,7 @@ class StandardRegime(MarginRegime):
         # more (MarginRegime.worst_case_dominates). Tiers (MM less a maintenance amount, equal only
         # in exact arithmetic across a bracket's edge) and caps keep the other states margined.
         self.worst_case_dominates = self._dense and not self._oi_caps and all(t.single for t in self._tiers)
+        self._terms: _AccountTerms | None = None  # account_requirements' lists for the last market state
 
     # ------------------------------------------------------------------ per-instrument parameters
     def open_interest_notional(self, positions: Positions, market: MarketState) -> np.ndarray:
@@ -176,6 +200,50 @@ class StandardRegime(MarginRegime):
             return None
         units, tiers = rule
         return tiers.im_of(abs(lots) * units * abs(mark))
+
+    def account_requirements(self, lots: list[float], market: MarketState) -> tuple[float, float] | None:
+        """:meth:`requirements_stateless` of one account in plain Python floats: each entry's IM and
+        MM by the arithmetic of ``_entry_requirements``/``_linear`` (the same operations in the same
+        order, each correctly rounded as numpy's element-wise ones are), summed in instrument order
+        from 0.0 as the bincount (and the column-by-column dense path) sums them -- the same bits
+        (tests/clearing/test_account_valuation.py). None with open-interest caps (they read the
+        market's open interest: the array path)."""
+        if self._oi_caps:
+            return None
+        terms = self._account_terms(market)
+        units, tiers, under, is_opt = terms.units, terms.tiers, terms.underlying, terms.is_option
+        im = mm = 0.0
+        for i, size in enumerate(lots):
+            if not size:
+                continue
+            if not is_opt[i]:
+                notional = abs(size) * units[i] * terms.abs_marks[i]
+                t = tiers[under[i]]
+                if t.single:
+                    im += notional * t._im[0]
+                    mm += notional * terms.mm_rates[under[i]][0]
+                else:
+                    k = min(bisect_left(t._caps, notional), len(t._caps) - 1)
+                    im += notional * t._im[k]
+                    mm_k = notional * terms.mm_rates[under[i]][k] - terms.mm_amounts[under[i]][k]
+                    mm += mm_k if (mm_k >= 0.0 or mm_k != mm_k) else 0.0  # np.maximum(x, 0.0), NaN kept
+            elif size < 0:
+                rule = self.config.short_option
+                fwd, strike = terms.forwards[i], terms.strikes[i]
+                otm = (max(strike - fwd, 0.0) if terms.is_call[i] else max(fwd - strike, 0.0)) / fwd
+                mark = terms.marks[i] if rule.add_mark else 0.0
+                q = -size * units[i]
+                im += q * (max(rule.im_base - otm, rule.im_floor) * fwd + mark)
+                mm += q * (max(rule.mm_base - otm, rule.mm_floor) * fwd + mark)
+        return im, mm
+
+    def _account_terms(self, market: MarketState) -> "_AccountTerms":
+        """The per-instrument figures of :meth:`account_requirements` as Python lists, built once
+        per market state (the mark pricer keeps one ``MarketState`` per mark update)."""
+        terms = self._terms
+        if terms is None or terms.market is not market:
+            terms = self._terms = _AccountTerms(self, market)
+        return terms
 
     def _open_interest_for(self, positions: Positions, market: MarketState, market_oi: bool) -> np.ndarray | None:
         """The open interest the caps read (None without caps): these positions' when they are the
