@@ -64,6 +64,7 @@ class NoiseCrowd(Crowd):
         cfg = self.cfg
         if self.n_active == 0:
             return
+        self.share_links()
         if cfg.arrivals == "uniform":
             assert cfg.end is not None and cfg.max_orders is not None
             # max_orders times per member, uniform over the window, walked in time order (a stable
@@ -72,11 +73,6 @@ class NoiseCrowd(Crowd):
             order = np.argsort(times, kind="stable")
             self._times = times[order].tolist()
             self._who = (order // cfg.max_orders).tolist()
-            # every member has an order scheduled: its link to the venue is opened now, in one pass
-            # (sim.market.venue.Venue.open_links), not one by one between the day's events (under
-            # isolated margin the orders go out from sub-accounts, opened as they come)
-            if self.ctx.isolated is None:
-                self.ctx.venue.open_links(self.accounts.tolist())
             self.ctx.world.call_later(max(0.0, self._times[0] - self.now), self._scheduled)
             return
         self.ctx.world.call_later(cfg.start + self._gap(), self._wake)
