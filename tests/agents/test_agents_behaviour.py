@@ -401,6 +401,40 @@ def test_noise_arrival_rate_matches_its_poisson_intensity():
     assert counts.var() < 3 * expected  # dispersion of a Poisson count is its mean
 
 
+def test_noise_orders_expire_after_their_lifetime_from_one_pending_timer():
+    lifetime = 5.0
+    # limit orders 50-100 bps behind the touch on their own side: they rest until they expire
+    noise = {"type": "noise", "count": 200, "capital": 1_000_000.0, "instruments": ["BTC-PERP"], "rate": 0.05,
+             "market_prob": 0.0, "order_lifetime": lifetime, "max_position": None,
+             "limit_offset_bps": {"dist": "uniform", "low": 50.0, "high": 100.0}}
+    ep = episode(MAKER, noise)
+    sent: dict[int, float] = {}
+    submit = ep.venue.submit
+
+    def recording(account, instrument, side, price, lots, tif=0, reduce_only=False, reply=None):
+        oid = submit(account, instrument, side, price, lots, tif, reduce_only, reply)
+        sent[oid] = ep.world.now
+        return oid
+
+    ep.venue.submit = recording  # type: ignore[method-assign]
+    start(ep, oracle=False)
+    (crowd,) = of(ep, NoiseCrowd)
+    book = ep.venue.books[0]
+    for t in (50.0, 120.0, 300.0):
+        ep.world.run(until=t)
+        mine = [o for a in crowd.accounts.tolist() for o in book.orders_of(a)]
+        assert mine, "the noise orders rest"
+        # none older than its lifetime (plus the cancel's trip), and every resting one has its timer
+        assert all(t - sent[o.order_id] <= lifetime + 0.002 for o in mine)
+        due = {oid for _, _, oid, _ in crowd._expiries}
+        assert {o.order_id for o in mine} <= due
+        # the crowd's pending events: its next arrival and one timer, not one per resting order
+        pending = [e for e in ep.world.env._queue
+                   if isinstance(e[3], tuple) and getattr(e[3][0], "__self__", None) is crowd]
+        assert len(pending) == 2 and len(crowd._expiries) > 5
+    assert ep.venue.counts["cancels"] > 100
+
+
 def test_noise_max_orders_gives_the_abides_single_order_agent():
     noise = {"type": "noise", "count": 50, "capital": 100_000.0, "instruments": ["BTC-PERP"], "rate": 0.01,
              "max_orders": 1}
