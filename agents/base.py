@@ -286,7 +286,7 @@ class Agent:
 
 class Crowd(Agent):
     """A whole group as one agent over an array of member accounts (``agents.noise.NoiseCrowd``,
-    ``agents.leveraged.LeveragedCrowd``).
+    ``agents.leveraged.LeveragedCrowd``, ``agents.value.ValueCrowd``).
 
     ``account`` is the member acting now (set before each action, so the inherited reads and
     actions act for it); ``accounts[k]`` is member k's account. ``_times``/``_who``/``_next``: the
@@ -306,3 +306,9 @@ class Crowd(Agent):
     @property
     def members(self) -> int:
         return int(self.accounts.size)
+
+    def share_links(self) -> None:
+        """The members' messages travel on one pair of latency links for the group
+        (``sim.market.venue.Venue.share_links``), not two random streams per member. Under isolated
+        margin the orders go out from sub-accounts, which open links of their own as they come."""
+        self.ctx.venue.share_links(self.accounts.tolist(), self.name)

@@ -2,7 +2,7 @@
 
 A population is a list of groups. Every group has a ``type`` (the discriminator), a ``name``
 (default: its type; names must be unique because each agent's random stream is named
-``agent/{name}/{k}`` -- a noise or leveraged group's one stream ``group/{name}``, see
+``agent/{name}/{k}`` -- a noise, leveraged or value group's one stream ``group/{name}``, see
 ``agents.population`` -- so adding
 a group never perturbs another), a ``count``, a ``capital`` per
 agent (quote units), the ``instruments`` (symbols) it trades, and an active window

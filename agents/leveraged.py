@@ -87,6 +87,7 @@ class LeveragedCrowd(Crowd):
         n = self.members
         if n == 0:
             return
+        self.share_links()
         if self.ctx.isolated is not None:  # each member's sub-account for its instrument, in member order
             for k in range(n):
                 self.account = int(self.accounts[k])

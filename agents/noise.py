@@ -15,7 +15,8 @@ instrument, side, size, market-or-limit and offset -- comes from the group's one
 An arrival picks a side (``buy_prob``; forced toward flat beyond ``max_position``), then with
 probability ``market_prob`` sends a market order, otherwise a GTC limit order ``limit_offset_bps``
 away from the reference on its own side (a negative offset crosses). An unfilled limit order is
-cancelled after ``order_lifetime`` seconds. ``max_orders`` retires a member after that many orders
+cancelled after ``order_lifetime`` seconds (the group's timers, all of one lifetime, come due in
+the order they were set: one queue and one pending event for its earliest, not one per order). ``max_orders`` retires a member after that many orders
 (``max_orders: 1`` gives the ABIDES noise agent, one order in its life); ``arrivals: uniform``
 instead draws ``max_orders`` times per member uniformly over ``[start, end)``, which is how ABIDES
 schedules them, and walks them in time order with one pending event. Cost per arrival: one
@@ -25,6 +26,7 @@ submit, at most one cancel, one scheduled wake-up.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
@@ -44,7 +46,7 @@ class NoiseCrowd(Crowd):
 
     kind = "noise"
     __slots__ = ("instruments", "member_orders", "active", "n_active", "_gaps", "_picks", "size", "offset",
-                 "uniform")
+                 "uniform", "_expiries")
 
     def __init__(self, ctx: AgentContext, name: str, rng: np.random.Generator, cfg: NoiseGroup,
                  instruments: list[int], accounts: np.ndarray) -> None:
@@ -59,11 +61,14 @@ class NoiseCrowd(Crowd):
         self.size = Sampler(cfg.size, rng, _BLOCK)
         self.offset = Sampler(cfg.limit_offset_bps, rng, _BLOCK)
         self.uniform = Sampler(UNIT, rng, 3 * _BLOCK)  # at most three per order
+        # resting limit orders' expiry timers, due time first (due, account, order id, instrument)
+        self._expiries: deque[tuple[float, int, int, int]] = deque()
 
     def start(self) -> None:
         cfg = self.cfg
         if self.n_active == 0:
             return
+        self.share_links()
         if cfg.arrivals == "uniform":
             assert cfg.end is not None and cfg.max_orders is not None
             # max_orders times per member, uniform over the window, walked in time order (a stable
@@ -72,11 +77,6 @@ class NoiseCrowd(Crowd):
             order = np.argsort(times, kind="stable")
             self._times = times[order].tolist()
             self._who = (order // cfg.max_orders).tolist()
-            # every member has an order scheduled: its link to the venue is opened now, in one pass
-            # (sim.market.venue.Venue.open_links), not one by one between the day's events (under
-            # isolated margin the orders go out from sub-accounts, opened as they come)
-            if self.ctx.isolated is None:
-                self.ctx.venue.open_links(self.accounts.tolist())
             self.ctx.world.call_later(max(0.0, self._times[0] - self.now), self._scheduled)
             return
         self.ctx.world.call_later(cfg.start + self._gap(), self._wake)
@@ -129,9 +129,20 @@ class NoiseCrowd(Crowd):
         price = int(round(ref * (1.0 - side * self.offset() * 1e-4)))
         oid = self.submit(i, side, max(1, price), lots)
         if cfg.order_lifetime is not None:
-            self.ctx.world.call_later(cfg.order_lifetime, self._expire, account, oid, i)
+            # one lifetime for the whole group, so the timers come due in the order they were set:
+            # a queue with one pending event for its head (the same times, as now + lifetime)
+            expiries = self._expiries
+            due = self.now + cfg.order_lifetime
+            expiries.append((due, account, oid, i))
+            if len(expiries) == 1:
+                self.ctx.world.call_at(due, self._expire)
 
-    def _expire(self, account: int, oid: int, instrument: int) -> None:
+    def _expire(self) -> None:
+        """The earliest timer: cancel its order if it still rests, then wait for the next one."""
+        expiries = self._expiries
+        _, account, oid, instrument = expiries.popleft()
         if self.ctx.venue.books[instrument].order(oid) is not None:
             self.account = account
             self.cancel(oid, instrument)
+        if expiries:
+            self.ctx.world.call_at(expiries[0][0], self._expire)

@@ -5,11 +5,13 @@ agent's capital (drawn from the agent's own stream ``agent/{group name}/{k}``, t
 integer minor units of the quote asset), and build the agent with that stream. Nothing is
 shared between agents' streams, so adding an agent or a group never changes what another draws.
 
-Noise and leveraged groups are built as one agent over an array of accounts
-(``agents.noise.NoiseCrowd``, ``agents.leveraged.LeveragedCrowd``): their members' capitals, in
-member order, and all their later draws come from the group's one stream ``group/{group name}``
--- a million members cost no million streams, objects or events. Adding a group still changes no
-other group's draws; adding a member to such a group changes its group's.
+Noise, leveraged and value groups are built as one agent over an array of accounts
+(``agents.noise.NoiseCrowd``, ``agents.leveraged.LeveragedCrowd``, ``agents.value.ValueCrowd``):
+their members' capitals, in member order, and all their later draws come from the group's one
+stream ``group/{group name}``, and their messages to and from the venue share one pair of latency
+links per group (``sim.market.venue.Venue.share_links``) -- a million members cost no million
+streams, objects or events. Adding a group still changes no other group's draws; adding a member
+to such a group changes its group's.
 
 Shared, population-wide helpers are built once: the trade tape (one venue listener) and, per
 delta-hedger group, one monitor (one oracle listener that checks the whole group with array
@@ -31,9 +33,9 @@ from agents.noise import NoiseCrowd
 from agents.options import DeltaHedger, HedgeMonitor, OptionSeller
 from agents.pair import PairTrader
 from agents.tape import MarketTape
-from agents.value import ValueTrader
+from agents.value import ValueCrowd
 from clearing.ledger import QUOTE, Ledger
-from agents.config import CollateralSplit, LeveragedGroup, NoiseGroup, PopulationConfig
+from agents.config import CollateralSplit, LeveragedGroup, NoiseGroup, PopulationConfig, ValueGroup
 from agents.distributions import Sampler, sample
 
 
@@ -61,12 +63,15 @@ class Population(list):
         return out
 
 
+# the group types built as one agent over an array of member accounts (``_build_crowd``)
+CROWD_TYPES = ("noise", "leveraged", "value")
+
 # group type (the config's discriminator) -> agent class; every class but the crowds (one agent
 # for the whole group, see ``_build_crowd``) takes (ctx, name, account, rng, group config,
 # instrument ids, *shared)
 AGENT_TYPES: dict[str, type[Agent]] = {
     "market_maker": MarketMaker, "noise": NoiseCrowd, "leveraged": LeveragedCrowd,
-    "basis_arb": BasisArbitrageur, "value": ValueTrader, "momentum": MomentumTrader,
+    "basis_arb": BasisArbitrageur, "value": ValueCrowd, "momentum": MomentumTrader,
     "option_seller": OptionSeller, "delta_hedger": DeltaHedger, "backstop_provider": BackstopProvider,
     "auction_bidder": AuctionBidder, "pair_trader": PairTrader, "manipulator": Manipulator,
 }
@@ -106,7 +111,7 @@ def build_population(ctx: AgentContext, ledger: Ledger, config: PopulationConfig
     for group in config.groups:
         gname = group.group_name
         ids = [symbols[s] for s in group.instruments]
-        if group.type in ("noise", "leveraged"):
+        if group.type in CROWD_TYPES:
             crowd = _build_crowd(ctx, ledger, pop, group, ids)
             pop.append(crowd)
             pop.groups[gname] = [crowd]
@@ -139,9 +144,9 @@ def build_population(ctx: AgentContext, ledger: Ledger, config: PopulationConfig
     return pop
 
 
-def _build_crowd(ctx: AgentContext, ledger: Ledger, pop: Population, group: NoiseGroup | LeveragedGroup,
-                 ids: list[int]) -> NoiseCrowd | LeveragedCrowd:
-    """A noise or leveraged group's accounts, opened and funded in member order, and its one agent."""
+def _build_crowd(ctx: AgentContext, ledger: Ledger, pop: Population,
+                 group: NoiseGroup | LeveragedGroup | ValueGroup, ids: list[int]) -> Crowd:
+    """A noise, leveraged or value group's accounts, opened and funded in member order, and its one agent."""
     gname = group.group_name
     rng = ctx.world.stream(f"group/{gname}")
     capitals = Sampler(group.capital, rng, max(1, group.count))  # one vector draw for the whole group

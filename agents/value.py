@@ -1,6 +1,6 @@
 """Value traders (the ABIDES value agent): trade toward a noisy private estimate of the fundamental.
 
-The agent believes the fundamental is an Ornstein-Uhlenbeck process around ``r_bar`` (mean
+Each trader believes the fundamental is an Ornstein-Uhlenbeck process around ``r_bar`` (mean
 reversion ``kappa`` per second, diffusion ``belief_vol`` annualised). At each Poisson wake-up
 (``rate`` per second) it:
 
@@ -14,6 +14,16 @@ reversion ``kappa`` per second, diffusion ``belief_vol`` annualised). At each Po
 
 Its previous order is cancelled first, as ABIDES value agents do. Cost per wake-up: a few floats,
 at most one cancel and one order.
+
+A value group is one agent, ``ValueCrowd``, as the noise and leveraged groups are
+(``agents.base.Crowd``): each member's state -- instrument, belief (m, v), time of its last look,
+its resting order, its last estimate -- is one row of arrays, and the group's wake-ups are the
+superposition of its members' Poisson processes (exponential gaps with mean 1 / (rate x members),
+the member picked uniformly: the next arrival of n independent Poisson processes of one rate is
+the first of them, equally likely any), one pending event for the group. Every draw -- capital,
+instrument, gaps, picks, observation noise, aggression and size -- comes from the group's one
+stream ``group/{name}`` in blocks shared by the members, so a member behaves as a lone trader
+would, in distribution (not draw for draw).
 """
 
 from __future__ import annotations
@@ -22,82 +32,129 @@ import math
 
 import numpy as np
 
-from agents.base import STD_NORMAL, UNIT, Agent, AgentContext, Arrivals, pick_instrument
+from agents.base import STD_NORMAL, UNIT, AgentContext, Crowd
 from sim.core.instruments import SECONDS_PER_YEAR
 from sim.core.orders import BUY, SELL
 from agents.distributions import Sampler
 from agents.config import ValueGroup
 
+_BLOCK = 1024  # draws per refill of each of the group's shared buffers
 
-class ValueTrader(Agent):
+
+def propagate_and_update(m: float, v: float, dt: float, observed: float, r_bar: float, kappa: float,
+                         diffusion: float, obs_var: float) -> tuple[float, float]:
+    """One member's belief (m, v) carried ``dt`` seconds forward under the OU prior, then updated
+    with one observation of variance ``obs_var`` (the Kalman gain v / (v + obs_var))."""
+    if kappa > 0:
+        decay = math.exp(-kappa * dt)
+        m = r_bar + (m - r_bar) * decay
+        v = v * decay * decay + diffusion * (1.0 - decay * decay) / (2.0 * kappa)
+    else:
+        v += diffusion * dt
+    if obs_var <= 0.0:
+        return observed, 0.0
+    gain = v / (v + obs_var)
+    return m + gain * (observed - m), v * obs_var / (v + obs_var)
+
+
+class ValueCrowd(Crowd):
+    """A whole value group: one row per member in arrays, one arrival process, shared draws.
+
+    (``agents.base.Crowd``: ``account`` is the member acting now.) Member k trades
+    ``instrument[k]``; its belief is (``m[k]``, ``v[k]``) in ticks, last updated at ``last_t[k]``;
+    ``last_order[k]`` is its resting order's id (0: none); ``estimate[k]`` the value it last
+    traded toward. ``r_bar``, ``diffusion`` and ``obs_var`` are per instrument (they scale with
+    its ``r_bar``), set by ``start``."""
+
     kind = "value"
-    __slots__ = ("cfg", "instrument", "arrivals", "size", "r_bar", "m", "v", "last_t", "last_order", "normal",
-                 "uniform", "estimate", "book", "_diffusion", "_obs_var", "_horizon_decay")
+    __slots__ = ("instrument", "m", "v", "last_t", "last_order", "estimate", "wakes", "r_bar",
+                 "diffusion", "obs_var", "horizon_decay", "_gaps", "_picks", "normal", "uniform", "size")
 
-    def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
-                 cfg: ValueGroup, instruments: list[int]) -> None:
-        super().__init__(ctx, name, account, rng)
-        self.cfg = cfg
-        self.instrument = pick_instrument(instruments, rng)
-        self.arrivals = Arrivals(1.0 / cfg.rate, rng, True)
-        self.size = Sampler(cfg.size, rng)
-        self.r_bar = 0.0
-        self.m = 0.0
-        self.v = 0.0
-        self.last_t = 0.0
-        self.last_order = 0
-        self.normal = Sampler(STD_NORMAL, rng, 32)
-        self.uniform = Sampler(UNIT, rng, 64)
-        self.estimate = 0.0
-        self.book = ctx.venue.books[self.instrument]
-        self._diffusion = self._obs_var = 0.0  # set by ``start`` (they need r_bar)
-        self._horizon_decay: float | None = None
+    def __init__(self, ctx: AgentContext, name: str, rng: np.random.Generator, cfg: ValueGroup,
+                 instruments: list[int], accounts: np.ndarray) -> None:
+        super().__init__(ctx, name, rng, cfg, accounts)
+        n = accounts.size
+        # one instrument per member, uniformly from the group's list (no draw when there is one)
+        picks = rng.integers(len(instruments), size=n) if len(instruments) > 1 else np.zeros(n, dtype=np.int64)
+        self.instrument = np.asarray(instruments, dtype=np.int64)[picks]
+        self.m = np.zeros(n)
+        self.v = np.zeros(n)
+        self.last_t = np.zeros(n)
+        self.last_order = np.zeros(n, dtype=np.int64)
+        self.estimate = np.zeros(n)
+        self.wakes = np.zeros(n, dtype=np.int32)  # wake-ups per member
+        n_ins = len(ctx.table)
+        self.r_bar = np.zeros(n_ins)
+        self.diffusion = np.zeros(n_ins)  # ticks^2 per second
+        self.obs_var = np.zeros(n_ins)  # ticks^2
+        # how much of today's deviation from r_bar is left at the horizon (None: no projection)
+        self.horizon_decay: float | None = None
+        self._gaps = Sampler(UNIT, rng, _BLOCK)  # unit uniforms: a gap is -log(1 - u) x mean
+        self._picks = Sampler(UNIT, rng, _BLOCK)
+        self.normal = Sampler(STD_NORMAL, rng, _BLOCK)
+        self.uniform = Sampler(UNIT, rng, 2 * _BLOCK)  # at most two per order
+        self.size = Sampler(cfg.size, rng, _BLOCK)
 
     def start(self) -> None:
         cfg = self.cfg
-        i = self.instrument
-        tick = float(self.ctx.table.tick_size[i])
-        self.r_bar = cfg.r_bar / tick if cfg.r_bar is not None else self.index_ticks(i)
-        self.m = self.r_bar
-        self.v = (cfg.prior_std * self.r_bar) ** 2
-        self._diffusion = (cfg.belief_vol * self.r_bar) ** 2 / SECONDS_PER_YEAR  # ticks^2 per second
-        self._obs_var = (cfg.obs_noise * self.r_bar) ** 2
-        # how much of today's deviation from r_bar is left at the horizon (None: no projection)
-        self._horizon_decay = math.exp(-cfg.kappa * cfg.horizon) if cfg.horizon is not None and cfg.kappa > 0 else None
-        self.last_t = cfg.start
-        self.start_clock()
+        if self.members == 0:
+            return
+        for i in np.unique(self.instrument).tolist():
+            tick = float(self.ctx.table.tick_size[i])
+            r_bar = cfg.r_bar / tick if cfg.r_bar is not None else self.index_ticks(i)
+            self.r_bar[i] = r_bar
+            self.diffusion[i] = (cfg.belief_vol * r_bar) ** 2 / SECONDS_PER_YEAR
+            self.obs_var[i] = (cfg.obs_noise * r_bar) ** 2
+        r_bar = self.r_bar[self.instrument]
+        self.m[:] = r_bar
+        self.v[:] = (cfg.prior_std * r_bar) ** 2
+        self.horizon_decay = (math.exp(-cfg.kappa * cfg.horizon)
+                              if cfg.horizon is not None and cfg.kappa > 0 else None)
+        self.last_t[:] = cfg.start
+        self.share_links()
+        self.ctx.world.call_later(cfg.start + self._gap(), self._wake)
 
-    def update_belief(self, observed: float, now: float) -> float:
-        """Propagate and update the belief with one noisy observation; the projected value (ticks)."""
-        dt = max(now - self.last_t, 0.0)
-        self.last_t = now
-        k = self.cfg.kappa
-        if k > 0:
-            decay = math.exp(-k * dt)
-            self.m = self.r_bar + (self.m - self.r_bar) * decay
-            self.v = self.v * decay * decay + self._diffusion * (1.0 - decay * decay) / (2.0 * k)
-        else:
-            self.v += self._diffusion * dt
-        n2 = self._obs_var
-        if n2 <= 0.0:
-            self.m, self.v = observed, 0.0
-        else:
-            gain = self.v / (self.v + n2)
-            self.m += gain * (observed - self.m)
-            self.v = self.v * n2 / (self.v + n2)
-        decay_to_horizon = self._horizon_decay
-        self.estimate = self.m if decay_to_horizon is None else self.r_bar + (self.m - self.r_bar) * decay_to_horizon
-        return self.estimate
+    def _gap(self) -> float:
+        """The wait for the next wake-up of the members' superposed Poisson process."""
+        return -math.log1p(-self._gaps()) / (self.cfg.rate * self.members)
 
-    def act(self) -> None:
+    def _wake(self) -> None:
         cfg = self.cfg
-        i = self.instrument
-        book = self.book
-        if self.last_order and book.order(self.last_order) is not None:
-            self.cancel(self.last_order, i)
-        self.last_order = 0
+        if cfg.end is not None and self.now >= cfg.end:
+            return
+        n = self.members
+        self.act(min(int(self._picks() * n), n - 1))
+        self.ctx.world.call_later(self._gap(), self._wake)
+
+    def update_belief(self, k: int, observed: float, now: float) -> float:
+        """Propagate and update member ``k``'s belief with one noisy observation; the projected
+        value (ticks)."""
+        i = self.instrument.item(k)
+        dt = max(now - self.last_t.item(k), 0.0)
+        self.last_t[k] = now
+        r_bar = self.r_bar.item(i)
+        m, v = propagate_and_update(self.m.item(k), self.v.item(k), dt, observed, r_bar, self.cfg.kappa,
+                                    self.diffusion.item(i), self.obs_var.item(i))
+        self.m[k] = m
+        self.v[k] = v
+        decay = self.horizon_decay
+        estimate = m if decay is None else r_bar + (m - r_bar) * decay
+        self.estimate[k] = estimate
+        return estimate
+
+    def act(self, k: int) -> None:
+        """One wake-up of member ``k``: cancel its resting order, update its belief, trade toward it."""
+        cfg = self.cfg
+        self.account = self.accounts.item(k)
+        self.wakes[k] += 1
+        i = self.instrument.item(k)
+        book = self.ctx.venue.books[i]
+        last = self.last_order.item(k)
+        if last and book.order(last) is not None:
+            self.cancel(last, i)
+        self.last_order[k] = 0
         observed = self.index_ticks(i) * (1.0 + cfg.obs_noise * self.normal())
-        value = self.update_belief(observed, self.now)
+        value = self.update_belief(k, observed, self.now)
         bid, ask = book.best_bid(), book.best_ask()
         if bid is not None and ask is not None:
             mid, spread = 0.5 * (bid + ask), ask - bid
@@ -113,4 +170,4 @@ class ValueTrader(Agent):
             return
         adjust = 0 if self.uniform() < cfg.aggressive_prob else int(self.uniform() * (cfg.depth_spread * spread + 1))
         price = ask - adjust if side == BUY else bid + adjust
-        self.last_order = self.submit(i, side, max(1, price), self.size.lots())
+        self.last_order[k] = self.submit(i, side, max(1, price), self.size.lots())

@@ -16,8 +16,9 @@ time is printed beside it. The build time is wall time (short enough not to be d
 The doubling ratios compare x1 with x2 and x5 with x10 (10k -> 20k, 50k -> 100k accounts): the
 build (opening accounts, agents, streams) and the whole episode. When the episode reaches the
 crash, the CPU seconds are split at its start (a marker event at that time reads the process
-clock; the event counts leave it out): the calm leg before it and the crash leg from it to the end
-(liquidation waves, ADL, the re-valuations they cause, the recorder's tables at the end).
+clock and the events so far; the event counts leave it out): the calm leg before it and the crash
+leg from it to the end (liquidation waves, ADL, the re-valuations they cause, the recorder's tables
+at the end), each with its events per CPU second.
 Without a 1M run, the largest run's CPU seconds x (999,901 / its accounts) is printed as the
 linear extrapolation to 1M (informational; the last two lines stay ``nan``).
 
@@ -32,6 +33,7 @@ was not run).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -89,8 +91,12 @@ def one(factor: int, duration: float | None) -> dict:
 
     def observe(ep) -> None:
         marks["built"] = time.perf_counter()
-        if crash is not None:  # one marker event: the process clock when the crash starts
-            ep.world.call_later(crash, lambda: marks.setdefault("crash_cpu", time.process_time()))
+        if crash is not None:  # one marker event: the process clock and the events so far when the crash starts
+            def at_crash() -> None:
+                marks.setdefault("crash_cpu", time.process_time())
+                env = ep.world.env  # as episode._events_processed counts, without taking an id from the counter
+                marks.setdefault("crash_events", next(copy.copy(env._eid)) - len(env._queue) - 1)  # less the marker
+            ep.world.call_later(crash, at_crash)
 
     result = run(config, observe=observe)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
@@ -98,6 +104,7 @@ def one(factor: int, duration: float | None) -> dict:
     crash_cpu = cpu_started + cpu - marks["crash_cpu"] if "crash_cpu" in marks else None
     return {"factor": factor, "accounts": s["accounts"], "simulated_seconds": s["simulated_seconds"],
             "build_s": marks["built"] - started, "wall_s": wall, "cpu_s": cpu, "crash_cpu_s": crash_cpu,
+            "calm_events": marks.get("crash_events"),
             "events": s["events"] - (crash is not None), "orders": s["orders"],
             "cancels": s["cancels"], "fills": s["fills"], "liquidations": len(result.tables["liquidations"]["liq_id"]),
             "peak_rss": _rss_bytes(), "import_rss": import_rss}
@@ -140,6 +147,12 @@ def main() -> None:
               f"{r['cpu_s']:>8.1f} {r['events']:>11,} {r['events'] / r['cpu_s']:>9,.0f} {r['orders']:>9,} {r['fills']:>9,} "
               f"{r['liquidations']:>6,} {r['peak_rss'] / 2**30:>9.2f} {per_account:>10.2f} "
               f"{'-' if r.get('crash_cpu_s') is None else format(r['crash_cpu_s'], '.1f'):>11}")
+    for f, r in runs.items():
+        if r.get("crash_cpu_s") is not None and r.get("calm_events"):
+            calm_cpu = r["cpu_s"] - r["crash_cpu_s"]
+            print(f"{r['accounts']:>10,} calm leg (build to the crash): {calm_cpu:.1f} CPU s, {r['calm_events']:,} events, "
+                  f"{r['calm_events'] / calm_cpu:,.0f} events per CPU s; crash leg: "
+                  f"{(r['events'] - r['calm_events']) / r['crash_cpu_s']:,.0f} events per CPU s")
     for a, b in ((1, 2), (5, 10)):
         if a in runs and b in runs:
             ra, rb = runs[a], runs[b]

@@ -109,6 +109,12 @@ class World:
         env = self.env
         heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), (fn, args)))
 
+    def call_at(self, time: float, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` at the simulated time ``time`` (not before now): a timer kept by its due
+        time, which ``now + (time - now)`` would not always give back exactly in floating point."""
+        env = self.env
+        heappush(env._queue, (max(time, env._now), NORMAL, next(env._eid), (fn, args)))
+
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` at the current time, before ordinary events scheduled for now."""
         env = self.env

@@ -1,7 +1,9 @@
 """Message latency between agents and the venue, in simulated seconds.
 
 A latency model is either constant or drawn per message from a distribution. Draws come from the
-model's own random stream and are taken in blocks so the per-message cost is an array read.
+model's own random stream and are taken in blocks so the per-message cost is an array read. A link
+(one ``Latency``) serves one account's messages, or a whole group's (``Venue.share_links``): each
+message's delay is an independent draw either way.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from sim.core.strict_model import StrictModel
 
 _BLOCK = 4096
 # A link's first block is small and each refill doubles it up to _BLOCK: an episode opens two links
-# per trading account, and most accounts send a few orders, so full blocks of 4,096 (a Python list:
-# 131 kB a link) were most of an episode's memory at scale. Every kind draws its values one after
+# per trading account outside the groups that share one pair (``Venue.share_links``), and most such
+# accounts send a few orders, so full blocks of 4,096 (a Python list: 131 kB a link) were most of an
+# episode's memory at scale. Every kind draws its values one after
 # another from the stream, so blocks of 16, 32, ... give the same numbers as blocks of 4,096.
 _FIRST_BLOCK = 16
 

@@ -19,6 +19,7 @@ from agents.leveraged import HOLDING, LeveragedCrowd
 from agents.market_maker import MarketMaker
 from agents.noise import NoiseCrowd
 from agents.options import DeltaHedger
+from agents.value import ValueCrowd, propagate_and_update
 from clearing.ledger import QUOTE
 from sim.experiment.io import deep_merge
 from sim.experiment.config import parse_episode
@@ -400,6 +401,40 @@ def test_noise_arrival_rate_matches_its_poisson_intensity():
     assert counts.var() < 3 * expected  # dispersion of a Poisson count is its mean
 
 
+def test_noise_orders_expire_after_their_lifetime_from_one_pending_timer():
+    lifetime = 5.0
+    # limit orders 50-100 bps behind the touch on their own side: they rest until they expire
+    noise = {"type": "noise", "count": 200, "capital": 1_000_000.0, "instruments": ["BTC-PERP"], "rate": 0.05,
+             "market_prob": 0.0, "order_lifetime": lifetime, "max_position": None,
+             "limit_offset_bps": {"dist": "uniform", "low": 50.0, "high": 100.0}}
+    ep = episode(MAKER, noise)
+    sent: dict[int, float] = {}
+    submit = ep.venue.submit
+
+    def recording(account, instrument, side, price, lots, tif=0, reduce_only=False, reply=None):
+        oid = submit(account, instrument, side, price, lots, tif, reduce_only, reply)
+        sent[oid] = ep.world.now
+        return oid
+
+    ep.venue.submit = recording  # type: ignore[method-assign]
+    start(ep, oracle=False)
+    (crowd,) = of(ep, NoiseCrowd)
+    book = ep.venue.books[0]
+    for t in (50.0, 120.0, 300.0):
+        ep.world.run(until=t)
+        mine = [o for a in crowd.accounts.tolist() for o in book.orders_of(a)]
+        assert mine, "the noise orders rest"
+        # none older than its lifetime (plus the cancel's trip), and every resting one has its timer
+        assert all(t - sent[o.order_id] <= lifetime + 0.002 for o in mine)
+        due = {oid for _, _, oid, _ in crowd._expiries}
+        assert {o.order_id for o in mine} <= due
+        # the crowd's pending events: its next arrival and one timer, not one per resting order
+        pending = [e for e in ep.world.env._queue
+                   if isinstance(e[3], tuple) and getattr(e[3][0], "__self__", None) is crowd]
+        assert len(pending) == 2 and len(crowd._expiries) > 5
+    assert ep.venue.counts["cancels"] > 100
+
+
 def test_noise_max_orders_gives_the_abides_single_order_agent():
     noise = {"type": "noise", "count": 50, "capital": 100_000.0, "instruments": ["BTC-PERP"], "rate": 0.01,
              "max_orders": 1}
@@ -410,6 +445,104 @@ def test_noise_max_orders_gives_the_abides_single_order_agent():
     assert crowd.member_orders.tolist() == [1] * 50
     assert crowd.n_active == 0  # every member retired, and the group's process stopped
     assert ep.venue.counts["orders"] == 50
+
+
+# ------------------------------------------------------------------------------------ value
+def _value(**kw: Any) -> dict[str, Any]:
+    return {"type": "value", "name": "val", "capital": 1_000_000.0, "instruments": ["BTC-PERP"], **kw}
+
+
+def test_a_value_group_is_one_agent_one_pending_event_and_one_pair_of_links():
+    ep = episode(MAKER, _value(count=300, rate=0.01))
+    (crowd,) = of(ep, ValueCrowd)
+    assert crowd.members == 300
+    queued = len(ep.world.env._queue)
+    crowd.start()
+    assert len(ep.world.env._queue) == queued + 1  # the group's next wake-up, not one per member
+    links_in, links_out = ep.venue._links_in, ep.venue._links_out
+    accounts = crowd.accounts.tolist()
+    assert len({id(links_in[a]) for a in accounts}) == 1 and len({id(links_out[a]) for a in accounts}) == 1
+    streams = ep.world.streams._cache
+    assert "venue/latency-in/group/val" in streams and "venue/latency-out/group/val" in streams
+    assert not any(f"venue/latency-in/{a}" in streams or f"venue/latency-out/{a}" in streams for a in accounts)
+    directory = account_directory(ep)
+    assert directory["name"][crowd.accounts].tolist() == [f"val/{k}" for k in range(300)]
+    assert set(directory["type"][crowd.accounts].tolist()) == {"value"}
+
+
+def test_value_wake_ups_match_each_members_poisson_intensity():
+    rate, horizon, n = 0.05, 2000.0, 20
+    ep = episode(MAKER, _value(count=n, rate=rate))
+    start(ep, oracle=False)
+    ep.world.run(until=horizon)
+    (crowd,) = of(ep, ValueCrowd)
+    counts = crowd.wakes
+    expected = rate * horizon
+    # the total of n Poisson(rate x T) counts: mean n rate T, std sqrt(n rate T)
+    assert abs(counts.sum() - n * expected) < 4 * math.sqrt(n * expected), counts
+    assert counts.var() < 3 * expected  # dispersion of a Poisson count is its mean
+    assert (counts > 0).all()
+    # each member's belief was last updated at its own last wake-up, inside the run
+    assert (crowd.last_t > 0).all() and (crowd.last_t <= horizon).all()
+
+
+def test_value_belief_update_known_answers():
+    # no prior dynamics: equal prior and observation variances move the mean halfway and halve the variance
+    assert propagate_and_update(0.0, 1.0, 5.0, 2.0, 0.0, 0.0, 0.0, 1.0) == (1.0, 0.5)
+    # no mean reversion: the variance grows by diffusion x dt before the update
+    m, v = propagate_and_update(0.0, 1.0, 3.0, 4.0, 0.0, 0.0, 1.0, 4.0)  # v: 1 + 3 = 4, gain 1/2
+    assert (m, v) == (2.0, 2.0)
+    # a noiseless observation is believed outright
+    assert propagate_and_update(7.0, 3.0, 1.0, 9.0, 5.0, 0.1, 0.2, 0.0) == (9.0, 0.0)
+    # long after the last look: the prior has reverted to r_bar with the stationary variance s^2 / (2 kappa)
+    kappa, diffusion, n2 = 0.01, 0.5, 25.0
+    m, v = propagate_and_update(130.0, 1.0, 1e6, 100.0, 100.0, kappa, diffusion, n2)
+    stationary = diffusion / (2 * kappa)
+    assert m == pytest.approx(100.0) and v == pytest.approx(stationary * n2 / (stationary + n2))
+    # zero elapsed time: the same as a plain Kalman update
+    m, v = propagate_and_update(10.0, 4.0, 0.0, 20.0, 0.0, kappa, diffusion, 4.0)
+    assert (m, v) == (15.0, 2.0)
+
+
+def _sides(ep: Episode, until: float) -> list[int]:
+    sides: list[int] = []
+    submit = ep.venue.submit
+
+    def recording(account, instrument, side, price, lots, tif=0, reduce_only=False, reply=None):
+        if account != ep.agents[0].account:  # not the maker
+            sides.append(side)
+        return submit(account, instrument, side, price, lots, tif, reduce_only, reply)
+
+    ep.venue.submit = recording  # type: ignore[method-assign]
+    start(ep, oracle=False)
+    ep.world.run(until=until)
+    return sides
+
+
+@pytest.mark.parametrize("r_bar, side", [(60_000.0, BUY), (40_000.0, SELL)])
+def test_value_traders_trade_toward_their_belief(r_bar, side):
+    # a fixed belief (no prior uncertainty, no diffusion: the observations get no weight) away from
+    # the index of 50,000: every order is on the belief's side
+    ep = episode(MAKER, _value(count=10, rate=0.05, r_bar=r_bar, prior_std=0.0, belief_vol=0.0, max_position=None))
+    sides = _sides(ep, 600.0)
+    assert len(sides) > 100 and set(sides) == {side}
+    (crowd,) = of(ep, ValueCrowd)
+    assert np.allclose(crowd.estimate, r_bar) and (crowd.v == 0.0).all()
+
+
+def test_value_traders_keep_at_most_one_resting_order_each():
+    # passive orders up to two spreads from the touch mostly rest; each wake-up cancels the member's previous one
+    ep = episode(MAKER, _value(count=5, rate=0.2, r_bar=60_000.0, prior_std=0.0, belief_vol=0.0,
+                               aggressive_prob=0.0, depth_spread=2.0, max_position=None))
+    start(ep, oracle=False)
+    ep.world.run(until=300.0)
+    (crowd,) = of(ep, ValueCrowd)
+    assert crowd.wakes.sum() > 100
+    book = ep.venue.books[0]
+    assert ep.venue.counts["cancels"] > 0
+    # a cancel leaves before the next order on the same link and arrives first (constant latency)
+    assert all(len(book.orders_of(a)) <= 1 for a in crowd.accounts.tolist())
+    assert sum(len(book.orders_of(a)) for a in crowd.accounts.tolist()) > 0  # passive orders do rest
 
 
 # ------------------------------------------------------------------------------------ determinism

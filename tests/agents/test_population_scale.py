@@ -90,7 +90,7 @@ def test_uniform_arrivals_give_each_member_max_orders_inside_the_window():
     ep.venue.submit = recording  # type: ignore[method-assign]
     start(ep, oracle=False)
     (crowd,) = of(ep, NoiseCrowd)
-    # every member's link to the venue is opened when the crowd starts, before any order (Venue.open_links)
+    # the group's one pair of links serves every member from the start (Venue.share_links)
     assert set(crowd.accounts.tolist()) <= set(ep.venue._links_in)
     ep.world.run(until=300.0)
     assert crowd.member_orders.tolist() == [2] * 40

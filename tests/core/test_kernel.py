@@ -123,3 +123,13 @@ def test_running_the_world_restores_the_garbage_collector_settings():
     world.run(until=2.0)
     assert seen and seen[0] >= 1000  # full collections held back during the run
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def test_call_at_runs_at_the_given_time_exactly_and_never_before_now():
+    world = World(1)
+    seen: list[tuple[str, float]] = []
+    due = 0.1 + 0.2  # 0.30000000000000004: now + (due - now) need not give it back
+    world.call_later(0.7, lambda: world.call_at(due + 0.7, lambda: seen.append(("at", world.now))))
+    world.call_later(0.7, lambda: world.call_at(0.0, lambda: seen.append(("past", world.now))))
+    world.run(until=5.0)
+    assert seen == [("past", 0.7), ("at", due + 0.7)]

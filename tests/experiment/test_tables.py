@@ -171,3 +171,37 @@ def test_trades_packed_in_chunks_equal_the_rows_they_came_from(monkeypatch):
     quiet = _small().model_copy(update={"population": _small().population.model_copy(update={"groups": []})})
     empty = run_episode(quiet).tables["trades"]
     assert all(v.size == 0 for v in empty.values())
+
+
+def test_account_samples_joined_in_place_equal_their_concatenation():
+    """The recorder joins each account column's samples into one array, releasing them as it goes:
+    the same values and dtype as ``np.concatenate``, the same again on a second call; none and one
+    sample are known answers (zero rows; the sample itself)."""
+    from sim.experiment.recorder import _joined
+
+    rng = np.random.default_rng(3)
+    for dtype in (np.float64, np.int8):
+        chunks = [rng.integers(-50, 50, size).astype(dtype) for size in (5, 0, 7, 7, 3)]
+        want = np.concatenate(chunks)
+        got = _joined(chunks)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+        assert len(chunks) == 1 and np.array_equal(_joined(chunks), want)  # the list now holds the table
+    assert _joined([]).size == 0
+    one = np.arange(4.0)
+    assert _joined([one]) is one
+
+
+def test_accounts_table_rows_are_every_sample_of_every_trader():
+    """Known answer: one row per (sample, trader account), accounts FIRST_TRADER.. in each sample,
+    the sample's time repeated."""
+    from clearing.ledger import FIRST_TRADER
+    from sim.experiment.episode import run as run_episode
+
+    result = run_episode(_small())
+    acc = result.tables["accounts"]
+    traders = result.stats["accounts"]
+    times = np.unique(acc["time"])
+    assert acc["account"].size == times.size * traders
+    assert np.array_equal(acc["account"], np.tile(np.arange(FIRST_TRADER, FIRST_TRADER + traders), times.size))
+    assert np.array_equal(acc["time"], np.repeat(times, traders))
+    assert all(v.size == acc["account"].size for v in acc.values())
