@@ -58,6 +58,13 @@ def pick_instrument(instruments: list[int], rng: np.random.Generator) -> int:
     return instruments[int(rng.integers(len(instruments)))]
 
 
+def pick_instruments(instruments: list[int], rng: np.random.Generator, n: int) -> np.ndarray:
+    """One instrument per member of a group agent, uniformly from the group's list, as one draw of
+    ``n`` (no draw when there is one)."""
+    picks = rng.integers(len(instruments), size=n) if len(instruments) > 1 else np.zeros(n, dtype=np.int64)
+    return np.asarray(instruments, dtype=np.int64)[picks]
+
+
 class Arrivals:
     """Waiting times of a Poisson process (or a fixed period), drawn from an agent's stream in blocks.
 

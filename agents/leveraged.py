@@ -38,7 +38,7 @@ import math
 import numpy as np
 
 from sim.core.phases import Phase
-from agents.base import UNIT, AgentContext, Crowd
+from agents.base import UNIT, AgentContext, Crowd, pick_instruments
 from sim.core.orders import BUY, SELL, TimeInForce
 from agents.config import LeveragedGroup
 from agents.distributions import Sampler, sample_many
@@ -63,9 +63,7 @@ class LeveragedCrowd(Crowd):
                  instruments: list[int], accounts: np.ndarray) -> None:
         super().__init__(ctx, name, rng, cfg, accounts)
         n = accounts.size
-        # one instrument per member, uniformly from the group's list (no draw when there is one)
-        picks = rng.integers(len(instruments), size=n) if len(instruments) > 1 else np.zeros(n, dtype=np.int64)
-        self.instrument = np.asarray(instruments, dtype=np.int64)[picks]
+        self.instrument = pick_instruments(instruments, rng, n)
         self.rows = accounts.copy()  # set at start: under isolated margin, the sub-accounts
         self.side = np.zeros(n)  # +1 long, -1 short (as a float: it multiplies price moves)
         self.entry = np.zeros(n)  # entry price, ticks

@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from agents.base import STD_NORMAL, UNIT, AgentContext, Crowd
+from agents.base import STD_NORMAL, UNIT, AgentContext, Crowd, pick_instruments
 from sim.core.instruments import SECONDS_PER_YEAR
 from sim.core.orders import BUY, SELL
 from agents.distributions import Sampler
@@ -74,9 +74,7 @@ class ValueCrowd(Crowd):
                  instruments: list[int], accounts: np.ndarray) -> None:
         super().__init__(ctx, name, rng, cfg, accounts)
         n = accounts.size
-        # one instrument per member, uniformly from the group's list (no draw when there is one)
-        picks = rng.integers(len(instruments), size=n) if len(instruments) > 1 else np.zeros(n, dtype=np.int64)
-        self.instrument = np.asarray(instruments, dtype=np.int64)[picks]
+        self.instrument = pick_instruments(instruments, rng, n)
         self.m = np.zeros(n)
         self.v = np.zeros(n)
         self.last_t = np.zeros(n)
