@@ -37,9 +37,15 @@ __all__ = ["ExposureBook", "margined_states", "worst_case"]
 def worst_case(pos: np.ndarray, bids: np.ndarray, asks: np.ndarray) -> np.ndarray:
     """Worst-case lots (float64): position plus resting buys or minus resting sells, whichever is
     larger in size."""
+    return _sides(pos, bids, asks)[2].astype(np.float64)
+
+
+def _sides(pos: np.ndarray, bids: np.ndarray, asks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(up, down, the larger in size) in lots: position plus resting buys, minus resting sells,
+    and per cell whichever of the two is larger in size (``worst_case`` before its conversion)."""
     up, down = pos + bids, pos - asks
     # up >= down (order sizes are never negative), so |up| >= |down| exactly when up + down >= 0
-    return np.where(up + down >= 0, up, down).astype(np.float64)
+    return up, down, np.where(up + down >= 0, up, down)
 
 
 def margined_states(exposure: np.ndarray, held: np.ndarray, bids: np.ndarray, asks: np.ndarray
@@ -133,9 +139,7 @@ class ExposureBook:
         is most of its cost, so fewer calls is the point (the same values either way)."""
         pos = self.ledger.position[rows]
         bids, asks = self.resting.bids[rows], self.resting.asks[rows]
-        up, down = pos + bids, pos - asks
-        # as worst_case: up >= down, so |up| >= |down| exactly when up + down >= 0
-        larger = np.where(up + down >= 0, up, down)
+        up, down, larger = _sides(pos, bids, asks)
         if isinstance(rows, slice):
             exposure = self.exposure[rows]
             np.copyto(exposure, larger)  # int64 -> float64, as astype converts

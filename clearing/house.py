@@ -198,11 +198,7 @@ class ClearingHouse:
         if not self._one_account:
             return None
         market = self.marks.market_state(self.world.now)
-        self.venue.resting.ensure(self.ledger.n_accounts)
-        held = self.ledger.position[account].tolist()
-        bids, asks = self.venue.open_bids[account].tolist(), self.venue.open_asks[account].tolist()
-        # worst_case: up = held + bids, down = held - asks; |up| >= |down| exactly when up + down >= 0
-        exposure = [float(p + b) if (p + b) + (p - a) >= 0 else float(p - a) for p, b, a in zip(held, bids, asks)]
+        held, bids, asks, exposure = self._account_lots(account)
         regime, scale = self.regime, self.scale
         req = regime.account_requirements(exposure, market)
         if req is None:
@@ -217,6 +213,16 @@ class ClearingHouse:
                     return None
                 im, mm = _larger(im, alt[0] * scale), _larger(mm, alt[1] * scale)
         return self._account_equity_exact(account) if with_equity else 0.0, im, mm, exposure
+
+    def _account_lots(self, account: int) -> tuple[list[int], list[int], list[int], list[float]]:
+        """One account's positions, resting bids and asks and worst-case lots (``worst_case`` on
+        its row), as lists over instruments, in plain Python."""
+        self.venue.resting.ensure(self.ledger.n_accounts)
+        held = self.ledger.position[account].tolist()
+        bids, asks = self.venue.open_bids[account].tolist(), self.venue.open_asks[account].tolist()
+        # worst_case: up = held + bids, down = held - asks; |up| >= |down| exactly when up + down >= 0
+        exposure = [float(p + b) if (p + b) + (p - a) >= 0 else float(p - a) for p, b, a in zip(held, bids, asks)]
+        return held, bids, asks, exposure
 
     def _few_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
         """``_value_rows`` of a few rows (a fill's two parties, an ADL's counterparties): IM and MM
@@ -238,11 +244,7 @@ class ClearingHouse:
         """Whether ``account``'s equity covers the IM of its worst-case lots plus ``lots`` (a
         what-if: the backstop vault taking over a liquidated account's positions) -- the one-row
         array computation's answer, by the one-account path where the regime has one."""
-        self.venue.resting.ensure(self.ledger.n_accounts)
-        held = self.ledger.position[account].tolist()
-        bids, asks = self.venue.open_bids[account].tolist(), self.venue.open_asks[account].tolist()
-        exposure = [(float(p + b) if (p + b) + (p - a) >= 0 else float(p - a)) + extra
-                    for p, b, a, extra in zip(held, bids, asks, lots.tolist())]
+        exposure = [e + extra for e, extra in zip(self._account_lots(account)[3], lots.tolist())]
         req = self.regime.account_requirements(exposure, self.marks.market_state(self.world.now))
         if req is None:
             rows = np.array([account])

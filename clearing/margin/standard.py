@@ -49,6 +49,8 @@ class _TierTable:
         self.mm_amount = np.cumsum(lower * steps)
         self._caps = self.caps.tolist()
         self._im = self.im.tolist()
+        self._mm = self.mm.tolist()
+        self._mm_amount = self.mm_amount.tolist()
         self.single = self.caps.size == 1
 
     def im_of(self, notional: float) -> float:
@@ -57,6 +59,15 @@ class _TierTable:
             return notional * self._im[0]
         k = min(bisect_left(self._caps, notional), len(self._caps) - 1)
         return notional * self._im[k]
+
+    def im_mm_of(self, notional: float) -> tuple[float, float]:
+        """(IM, MM) of one position of this notional (scalar, pure Python): :meth:`rates`' rates and
+        ``StandardRegime._linear``'s arithmetic, MM less the maintenance amount and floored at 0."""
+        if self.single:
+            return notional * self._im[0], notional * self._mm[0]
+        k = min(bisect_left(self._caps, notional), len(self._caps) - 1)
+        mm = notional * self._mm[k] - self._mm_amount[k]
+        return notional * self._im[k], mm if (mm >= 0.0 or mm != mm) else 0.0  # np.maximum(x, 0.0), NaN kept
 
     def rates(self, notional: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         k = np.searchsorted(self.caps, notional, side="left")
@@ -68,7 +79,7 @@ class _AccountTerms:
     """Per-instrument lists for ``StandardRegime.account_requirements`` at one market state."""
 
     __slots__ = ("market", "units", "tiers", "underlying", "is_option", "is_call", "strikes", "marks", "abs_marks",
-                 "forwards", "mm_rates", "mm_amounts")
+                 "forwards")
 
     def __init__(self, regime: "StandardRegime", market: MarketState) -> None:
         t = regime.table
@@ -83,8 +94,6 @@ class _AccountTerms:
         self.marks = marks.tolist()
         self.abs_marks = np.abs(marks).tolist()
         self.forwards = forwards(t, market, regime.source).tolist() if t.is_option.any() else []
-        self.mm_rates = [tiers.mm.tolist() for tiers in regime._tiers]
-        self.mm_amounts = [tiers.mm_amount.tolist() for tiers in regime._tiers]
 
 
 ALONG_RUNS = 256  # requirements_along: runs computed together
@@ -217,16 +226,9 @@ class StandardRegime(MarginRegime):
             if not size:
                 continue
             if not is_opt[i]:
-                notional = abs(size) * units[i] * terms.abs_marks[i]
-                t = tiers[under[i]]
-                if t.single:
-                    im += notional * t._im[0]
-                    mm += notional * terms.mm_rates[under[i]][0]
-                else:
-                    k = min(bisect_left(t._caps, notional), len(t._caps) - 1)
-                    im += notional * t._im[k]
-                    mm_k = notional * terms.mm_rates[under[i]][k] - terms.mm_amounts[under[i]][k]
-                    mm += mm_k if (mm_k >= 0.0 or mm_k != mm_k) else 0.0  # np.maximum(x, 0.0), NaN kept
+                im_i, mm_i = tiers[under[i]].im_mm_of(abs(size) * units[i] * terms.abs_marks[i])
+                im += im_i
+                mm += mm_i
             elif size < 0:
                 rule = self.config.short_option
                 fwd, strike = terms.forwards[i], terms.strikes[i]

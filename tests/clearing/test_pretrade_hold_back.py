@@ -1,7 +1,8 @@
 """The pre-trade bounds' hold-back of resting orders' open losses after a re-valuation
-(``PreTradeBounds._hold_back_open_losses``), vectorised over the orders priced through the marks,
-leaves the headroom a loop over the orders leaves -- to the bit, with fractional marks, many
-accounts and several books -- and a known answer: one bid above the mark."""
+(``PreTradeBounds._hold_back_open_losses``): its small path (a loop over the orders priced through
+the marks) and its numpy path leave the same headroom to the bit, with fractional marks, many
+accounts and several books; both agree with an independent per-account reference to rounding; and
+a known answer: one bid above the mark."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from clearing import pretrade
 from clearing.pretrade import SMALL_HOLD_BACK, PreTradeBounds
 from sim.core.orders import BUY, SELL
 from sim.market.book import OrderBook
@@ -38,32 +40,31 @@ def _rest(venue, book: int, oid: int, account: int, side: int, price: int, lots:
     venue.resting.apply(book, account, side, result)
 
 
-def _loop(bounds: PreTradeBounds, rows) -> np.ndarray:
-    """The hold-back as a loop over the orders (the code it replaced), on a copy of the headroom."""
+def _per_account(bounds: PreTradeBounds, rows) -> np.ndarray:
+    """An independent reference: each account's own resting orders (``resting_open_loss``, which
+    sums per account rather than per book), taken off a copy of the headroom. Its additions come in
+    another order, so it agrees with the hold-back to rounding, not to the bit."""
     headroom = bounds.headroom.copy()
-    ticks, tick_value = bounds.marks.ticks, bounds.ledger.tick_value
-    if not isinstance(rows, slice):
-        for account in rows.tolist():
-            loss = bounds.resting_open_loss(account)
-            if loss:
-                headroom[account] -= loss
-        return headroom
-    losses: dict[int, float] = {}
-    for i, book in enumerate(bounds.venue.books):
-        mark = ticks.item(i)
-        in_ticks: dict[int, float] = {}
-        for order in book.orders_through(mark):
-            in_ticks[order.account] = in_ticks.get(order.account, 0.0) + order.side * (order.price - mark) * order.size
-        for account, loss in in_ticks.items():
-            losses[account] = losses.get(account, 0.0) + loss * tick_value.item(i)
-    for account, loss in losses.items():
-        if rows.start <= account < rows.stop:
-            headroom[account] -= loss
+    accounts = range(rows.start, rows.stop) if isinstance(rows, slice) else rows.tolist()
+    for account in accounts:
+        headroom[account] -= bounds.resting_open_loss(account)
     return headroom
 
 
-@pytest.mark.parametrize("per_book", [1_500, 12])  # the numpy path, and the small path's loop
-def test_hold_back_equals_the_loop_over_orders(per_book: int) -> None:
+def _hold_back(bounds: PreTradeBounds, rows, small: int, monkeypatch) -> np.ndarray:
+    """The hold-back with the small path's threshold at ``small``, on a copy of the headroom."""
+    before = bounds.headroom.copy()
+    monkeypatch.setattr(pretrade, "SMALL_HOLD_BACK", small)
+    bounds._hold_back_open_losses(rows)
+    got = bounds.headroom.copy()
+    bounds.headroom[:] = before
+    return got
+
+
+@pytest.mark.parametrize("per_book", [1_500, 12])  # the numpy path's usual size, and the small path's
+def test_hold_back_paths_agree(per_book: int, monkeypatch) -> None:
+    """The small path's loop and the numpy path leave the same headroom to the bit, whichever size
+    the orders through the marks come in, and both agree with the per-account reference."""
     marks = [10_000.37, 2_999.91, 501.5]
     bounds, venue = _bounds(marks, [1, 10, 7])
     rng = np.random.default_rng(2)
@@ -78,15 +79,15 @@ def test_hold_back_equals_the_loop_over_orders(per_book: int) -> None:
                 _rest(venue, book, oid, account, SELL, int(mark * rng.uniform(1.031, 1.06)), int(rng.integers(1, 50)))
     bounds.marks.ticks[2] = 501.5 * 1.05  # and asks below the third mark
     through = sum(len(b.orders_through(bounds.marks.ticks.item(i))) for i, b in enumerate(venue.books))
-    assert (through > SMALL_HOLD_BACK) == (per_book > 100)  # each case takes the path it names
+    assert (through > SMALL_HOLD_BACK) == (per_book > 100)  # the default takes the path the case names
     for rows in (slice(1, N_ACCOUNTS), slice(50, 200), np.array([3, 7, 11, 250]), np.arange(1, N_ACCOUNTS)):
-        want = _loop(bounds, rows)
         before = bounds.headroom.copy()
-        bounds._hold_back_open_losses(rows)
-        assert bounds.headroom.tobytes() == want.tobytes()
+        by_loop = _hold_back(bounds, rows, through, monkeypatch)  # forced onto the small path
+        by_numpy = _hold_back(bounds, rows, -1, monkeypatch)  # forced onto the numpy path
+        assert by_loop.tobytes() == by_numpy.tobytes()
+        np.testing.assert_allclose(by_numpy, _per_account(bounds, rows), rtol=1e-12, atol=1e-6)
         if per_book > 100 or isinstance(rows, slice) and rows == slice(1, N_ACCOUNTS):
-            assert (bounds.headroom < before).any()  # the case is not vacuous
-        bounds.headroom[:] = before
+            assert (by_numpy < before).any()  # the case is not vacuous
 
 
 def test_one_bid_above_the_mark() -> None:
