@@ -85,15 +85,6 @@ class Venue:
         self.counts = {"orders": 0, "cancels": 0, "amends": 0, "fills": 0, "rejects": 0}
 
     # ------------------------------------------------------------- agent-facing (with latency)
-    def open_links(self, accounts: list[int]) -> None:
-        """Open the to-venue links of accounts known to send orders, all at once, each with its
-        first block of delays drawn. The same links and delays as opened at their first message
-        (streams are keyed by name, and each link alone draws from its own); a stream opened in
-        one pass costs about a third of one opened between events, with numpy's seeding code out
-        of the caches (~12 us against ~35 us measured in the day), and a first block ~2/3."""
-        for account in accounts:
-            self._to_venue(account).prime()
-
     def share_links(self, accounts: list[int], name: str) -> None:
         """One pair of links (to the venue, and back) for a whole group of accounts, drawing from
         the streams ``venue/latency-in|out/group/{name}``: delays are drawn independently per
