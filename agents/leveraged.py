@@ -57,7 +57,7 @@ class LeveragedCrowd(Crowd):
     kind = "leveraged"
     __slots__ = ("instrument", "rows", "side", "entry", "state", "next_ok", "leverage",
                  "target", "entry_equity", "entry_ref", "retries", "entries", "exits", "cuts", "_leverage",
-                 "_uniform", "_reentry_delay")
+                 "_uniform", "_reentry_delay", "_top_row")
 
     def __init__(self, ctx: AgentContext, name: str, rng: np.random.Generator, cfg: LeveragedGroup,
                  instruments: list[int], accounts: np.ndarray) -> None:
@@ -65,6 +65,7 @@ class LeveragedCrowd(Crowd):
         n = accounts.size
         self.instrument = pick_instruments(instruments, rng, n)
         self.rows = accounts.copy()  # set at start: under isolated margin, the sub-accounts
+        self._top_row = -1  # rows.max(), fixed once rows are set at start (read per publication)
         self.side = np.zeros(n)  # +1 long, -1 short (as a float: it multiplies price moves)
         self.entry = np.zeros(n)  # entry price, ticks
         self.state = np.full(n, IDLE, dtype=np.int8)
@@ -90,6 +91,7 @@ class LeveragedCrowd(Crowd):
             for k in range(n):
                 self.account = int(self.accounts[k])
                 self.rows[k] = self.account_for(int(self.instrument[k]))
+        self._top_row = int(self.rows.max())
         self.ctx.oracle.listeners.add(self.on_publication, Phase.OBSERVE)
         cfg = self.cfg
         # every member's first entry, walked in time order (stable: equal times keep member order)
@@ -192,7 +194,7 @@ class LeveragedCrowd(Crowd):
                 act |= open_ & (move <= -cfg.stop_loss)
             if cfg.take_profit is not None:
                 act |= open_ & (move >= cfg.take_profit)
-        if cfg.on_margin_call == "cut" and rows.max() < desk.equity.shape[0]:
+        if cfg.on_margin_call == "cut" and self._top_row < desk.equity.shape[0]:
             mm = desk.mm[rows]
             act |= open_ & (mm > 0) & (desk.equity[rows] < cfg.cut_ratio * mm)
         for k in np.flatnonzero(act).tolist():

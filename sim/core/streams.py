@@ -34,12 +34,6 @@ def _name_digest(name: str) -> bytes:
     return hashlib.blake2b(name.encode("utf-8"), digest_size=16).digest()
 
 
-def _name_key(name: str) -> tuple[int, ...]:
-    """The name's spawn key: its digest as four little-endian 32-bit words."""
-    digest = _name_digest(name)
-    return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
-
-
 class RandomStreams:
     """Factory of independent, reproducible generators keyed by name."""
 
@@ -66,7 +60,7 @@ class RandomStreams:
         assembles (seed words, padded, then the key): the same generator, without numpy's slow
         coercion of a spawn-key tuple -- an episode opens one stream per agent and two per trading
         account. The entropy is read straight from the bytes (the seed's little-endian words, then
-        the digest's, the words ``_name_key`` gives): building it from a list of Python ints cost a
+        the digest's, read as the spawn key's four little-endian words): building it from a list of Python ints cost a
         quarter of the call."""
         entropy = np.frombuffer(self._seed_bytes + _name_digest(name), dtype="<u4").astype(np.uint32)
         return Generator(PCG64(SeedSequence(entropy)))

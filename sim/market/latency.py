@@ -73,12 +73,6 @@ class Latency:
             draws = rng.uniform(0.0, 2.0 * spread, n)
         self._draws = iter((draws + c.min).tolist())
 
-    def prime(self) -> None:
-        """Draw the first block now, before the first message (a link opened ahead of it:
-        ``sim.market.venue.Venue.open_links``); the same draws, taken in a pass over many links."""
-        if self._constant is None and self._size == _FIRST_BLOCK // 2:
-            self._refill()
-
     def next(self) -> float:
         if self._constant is not None:
             return self._constant

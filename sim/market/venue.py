@@ -85,15 +85,6 @@ class Venue:
         self.counts = {"orders": 0, "cancels": 0, "amends": 0, "fills": 0, "rejects": 0}
 
     # ------------------------------------------------------------- agent-facing (with latency)
-    def open_links(self, accounts: list[int]) -> None:
-        """Open the to-venue links of accounts known to send orders, all at once, each with its
-        first block of delays drawn. The same links and delays as opened at their first message
-        (streams are keyed by name, and each link alone draws from its own); a stream opened in
-        one pass costs about a third of one opened between events, with numpy's seeding code out
-        of the caches (~12 us against ~35 us measured in the day), and a first block ~2/3."""
-        for account in accounts:
-            self._to_venue(account).prime()
-
     def share_links(self, accounts: list[int], name: str) -> None:
         """One pair of links (to the venue, and back) for a whole group of accounts, drawing from
         the streams ``venue/latency-in|out/group/{name}``: delays are drawn independently per
@@ -310,7 +301,7 @@ class Venue:
     def _amend_now(self, sender: int, order_id: int, instrument: int, new_price: int | None,
                    new_lots: int | None, reply: Reply | None) -> None:
         self.counts["amends"] += 1
-        if instrument is not None and not 0 <= instrument < len(self.books):  # _known, inlined (once per amend)
+        if not self._known(instrument):
             # counted, not told to the reject listeners: the message names no book, so no account
             result = SubmitResult(order_id, _UNKNOWN_INSTRUMENT)
             self.counts["rejects"] += 1
@@ -327,11 +318,7 @@ class Venue:
         else:
             account, side, before = order.account, order.side, order.size
             price = order.price if new_price is None else new_price
-            ref = self.reference[instrument]
-            band = self.config.price_band
-            # _outside_band, inlined (once per amend)
-            if new_price is not None and not order.flags and ref is not None \
-                    and (new_price > ref * (1.0 + band) or new_price < ref * (1.0 - band)):
+            if new_price is not None and not order.flags and self._outside_band(instrument, new_price):
                 # a modification is banded as a new order is: no walking a resting order through it
                 result = SubmitResult(order_id, _OUTSIDE_BAND)
             elif (new_lots is not None and new_lots > before

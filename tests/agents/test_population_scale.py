@@ -30,21 +30,6 @@ def test_latency_first_block_is_small():
     assert Latency(LatencyConfig(), None).next() == 0.001  # constant: no stream, no block
 
 
-def test_a_primed_latency_gives_the_same_delays_and_priming_later_changes_nothing():
-    cfg = LatencyConfig(kind="lognormal", mean=0.01, min=0.001, sigma=0.5)
-    plain = Latency(cfg, np.random.Generator(np.random.PCG64(2)))
-    primed = Latency(cfg, np.random.Generator(np.random.PCG64(2)))
-    primed.prime()
-    assert primed._size == 16
-    got = []
-    for k in range(100):
-        if k in (1, 40):
-            primed.prime()  # after the first block: a no-op
-        got.append(primed.next())
-    assert got == [plain.next() for _ in range(100)]
-    Latency(LatencyConfig(), None).prime()  # constant: nothing to draw
-
-
 # ------------------------------------------------------------------------------------ noise groups
 from agents.noise import NoiseCrowd  # noqa: E402
 from sim.experiment.accounts import account_directory  # noqa: E402

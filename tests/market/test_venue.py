@@ -136,30 +136,6 @@ def test_an_account_without_replies_opens_no_outbound_stream_and_a_late_one_draw
     assert replied[0] - arrived[-1] == pytest.approx(expected, abs=1e-12)
 
 
-def test_links_opened_ahead_draw_what_links_opened_at_the_first_message_draw():
-    cfg = LatencyConfig(kind="lognormal", mean=0.002, min=0.0005, sigma=0.6)
-    delays = []
-    for ahead in (False, True):
-        world, venue = make_venue(seed=5, to_venue_latency=cfg)
-        if ahead:
-            venue.open_links([1, 2, 3])
-            assert "venue/latency-out/1" not in world.streams._cache  # only the way to the venue
-        sent, arrived = {}, {}
-        venue.book_listeners.add(lambda i: None, Phase.OBSERVE)
-        original = venue.execute
-
-        def spy(oid, *args, **kw):
-            arrived[oid] = world.now
-            return original(oid, *args, **kw)
-
-        venue.execute = spy
-        for k in range(6):
-            world.call_later(0.01 * k, lambda k=k: sent.__setitem__(venue.submit(1 + k % 3, 0, BUY, 900, 1), world.now))
-        world.run(until=1.0)
-        delays.append([arrived[o] - sent[o] for o in sorted(sent)])
-    assert delays[0] == delays[1] and len(delays[0]) == 6
-
-
 def test_random_latency_can_reorder_messages_of_one_agent():
     world, venue = make_venue(seed=1, to_venue_latency=LatencyConfig(kind="exponential", mean=0.01))
     order: list[int] = []
