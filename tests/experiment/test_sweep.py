@@ -495,3 +495,21 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_pa
     with pytest.raises(OSError, match="No space"):
         sio.write_atomic(target, b"new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["row.json"] and target.read_text() == "old"
+
+
+def test_a_pool_task_leaves_no_worker_file_whether_it_returns_or_raises(tmp_path):
+    """A worker's ``<pid>`` file names its run only while the run is on: gone after a row and after
+    a raise alike (a raise is delivered as an error row), so an idle worker's death blames no run."""
+    from sim.experiment.executors import _pool_task, _Spec
+
+    def fn(task: dict) -> dict:
+        assert (tmp_path / str(os.getpid())).read_text() == task["run_id"]  # named while on
+        if task["raise"]:
+            raise RuntimeError("boom")
+        return {"run_id": task["run_id"]}
+
+    spec = _Spec(fn, lambda t: t["run_id"], None, False, None)
+    assert _pool_task({"run_id": "a", "raise": False}, str(tmp_path), spec) == {"run_id": "a"}
+    with pytest.raises(RuntimeError):
+        _pool_task({"run_id": "b", "raise": True}, str(tmp_path), spec)
+    assert list(tmp_path.iterdir()) == []
