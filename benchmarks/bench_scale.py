@@ -33,7 +33,6 @@ was not run).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -82,6 +81,7 @@ def _rss_bytes() -> int:
 def one(factor: int, duration: float | None) -> dict:
     """Run one size in this process and return its figures."""
     from sim.experiment.episode import run
+    from sim.experiment.progress import live_counts
 
     config = scaled_config(factor, duration)
     crash = min((sh.start for sh in config.paths.shocks if sh.start < config.duration), default=None)
@@ -94,8 +94,9 @@ def one(factor: int, duration: float | None) -> dict:
         if crash is not None:  # one marker event: the process clock and the events so far when the crash starts
             def at_crash() -> None:
                 marks.setdefault("crash_cpu", time.process_time())
-                env = ep.world.env  # as episode._events_processed counts, without taking an id from the counter
-                marks.setdefault("crash_events", next(copy.copy(env._eid)) - len(env._queue) - 1)  # less the marker
+                # the events processed so far, read as the progress display reads them (without taking
+                # an id from simpy's counter), less this marker
+                marks.setdefault("crash_events", live_counts(ep)[1] - 1)
             ep.world.call_later(crash, at_crash)
 
     result = run(config, observe=observe)

@@ -176,9 +176,10 @@ def _pool_task(task: dict, running: str, spec: _Spec) -> dict[str, Any]:
     goes when the run is done: an idle worker names no run, so its death blames none."""
     mine = Path(running) / str(os.getpid())
     write_atomic(mine, spec.key(task).encode("utf-8"))
-    row = _run_one(spec, task, _shared_here(spec))
-    mine.unlink(missing_ok=True)
-    return row
+    try:
+        return _run_one(spec, task, _shared_here(spec))
+    finally:  # a task that raised was delivered too (as its error row)
+        mine.unlink(missing_ok=True)
 
 
 def _run_local(tasks: list[dict], workers: int, job: Job, on_done: Callable[[dict], None],
@@ -278,10 +279,9 @@ def _after_breakage(pool: Any, inflight: dict[Any, dict], processes: dict[int, A
 def culprits(exits: dict[int, int | None], running: Path, inflight: set[str]) -> dict[str, str]:
     """Run id -> error text for each in-flight run whose worker exited abnormally (not the SIGTERM a
     broken pool sends its survivors), read from the ``<running>/<pid>`` file the worker left.
-    Only runs still in flight are suspects: a file naming any other run is stale (a worker that
-    died idle, after its run had been delivered, or a file left by an earlier pool or sweep whose
-    pid was reused), and naming a culprit from it would let the in-flight runs go again without
-    their breakage being counted."""
+    Only runs still in flight are suspects: a file naming any other run is stale (should one
+    survive its run, or an earlier pool's, whose pid was reused), and naming a culprit from it would
+    let the in-flight runs go again without their breakage being counted."""
     import signal as _signal
 
     dead: dict[str, str] = {}

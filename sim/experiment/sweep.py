@@ -495,14 +495,9 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
         if errors:
             bar.describe(f"{title} · {errors:,} errors")
         if todo:
-            running = None
-            if backend == "local":
-                running = parts / ".running"
-                running.mkdir(exist_ok=True)
-                for stale in running.iterdir():  # an interrupted sweep's workers' files: their pids may recur
-                    stale.unlink(missing_ok=True)
-            execute(todo, backend, workers, on_done, client=client, running=running, address=address,
-                    shared=context, timed=True)
+            # the local pool's workers name their runs in a folder of this sweep's own (``running``
+            # None: the executor's temporary one), so no file of an interrupted sweep can blame a run
+            execute(todo, backend, workers, on_done, client=client, address=address, shared=context, timed=True)
     return _write_table_from_parts(parts, [t["run_id"] for t in tasks], list(cfg.grid), out)
 
 

@@ -433,16 +433,22 @@ def test_culprits_are_only_in_flight_runs(tmp_path):
     assert culprits({12: 3}, tmp_path, {"in-flight-run"})["in-flight-run"].endswith("(exit status 3) during this run\n")
 
 
-def test_a_sweep_clears_stale_worker_files_before_it_starts(tmp_path, monkeypatch):
-    """An interrupted sweep leaves its workers' ``<pid>`` files in ``.running``; a resumed sweep's
-    worker may get one of those pids, so the sweep clears the folder before its workers start."""
+def test_a_sweep_keeps_no_worker_files_in_its_rows_folder(tmp_path, monkeypatch):
+    """The local pool's workers name their runs in a temporary folder of the sweep's own, never in
+    ``<parts>/``: nothing there outlives the sweep, so an interrupted sweep's files cannot blame a
+    resumed sweep's run (a worker of it may get one of their pids), and a ``.running`` folder an
+    earlier version left is neither read nor removed."""
     path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [100.0]}, seeds=1)
     sweep(path, workers=1, progress=False, runner=RUNNER)
-    running = parts_dir(tmp_path / "out.parquet") / ".running"
-    (running / "999999").write_text("some-run-of-before")
-    (parts_dir(tmp_path / "out.parquet") / f"{run_id_of({'clearing.loss_absorption.insurance_fund': 100.0}, 0)}.json").unlink()
+    parts = parts_dir(tmp_path / "out.parquet")
+    assert not (parts / ".running").exists()
+    old = parts / ".running"
+    old.mkdir()
+    (old / "999999").write_text("some-run-of-before")
+    (parts / f"{run_id_of({'clearing.loss_absorption.insurance_fund': 100.0}, 0)}.json").unlink()
     table = sweep(path, workers=1, resume=True, progress=False, runner=RUNNER)
-    assert table.num_rows == 1 and not (running / "999999").exists()
+    assert table.num_rows == 1 and table.column("status").to_pylist() == ["ok"]
+    assert (old / "999999").read_text() == "some-run-of-before"
 
 
 def test_retry_errors_reruns_every_failed_row_and_the_cli_exits_non_zero(tmp_path, monkeypatch, capsys):
@@ -489,3 +495,21 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_pa
     with pytest.raises(OSError, match="No space"):
         sio.write_atomic(target, b"new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["row.json"] and target.read_text() == "old"
+
+
+def test_a_pool_task_leaves_no_worker_file_whether_it_returns_or_raises(tmp_path):
+    """A worker's ``<pid>`` file names its run only while the run is on: gone after a row and after
+    a raise alike (a raise is delivered as an error row), so an idle worker's death blames no run."""
+    from sim.experiment.executors import _pool_task, _Spec
+
+    def fn(task: dict) -> dict:
+        assert (tmp_path / str(os.getpid())).read_text() == task["run_id"]  # named while on
+        if task["raise"]:
+            raise RuntimeError("boom")
+        return {"run_id": task["run_id"]}
+
+    spec = _Spec(fn, lambda t: t["run_id"], None, False, None)
+    assert _pool_task({"run_id": "a", "raise": False}, str(tmp_path), spec) == {"run_id": "a"}
+    with pytest.raises(RuntimeError):
+        _pool_task({"run_id": "b", "raise": True}, str(tmp_path), spec)
+    assert list(tmp_path.iterdir()) == []

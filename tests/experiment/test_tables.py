@@ -187,6 +187,9 @@ def test_account_samples_joined_in_place_equal_their_concatenation():
         assert got.dtype == want.dtype and np.array_equal(got, want)
         assert len(chunks) == 1 and np.array_equal(_joined(chunks), want)  # the list now holds the table
     assert _joined([]).size == 0
+    rows = [rng.random((n, 8)) for n in (3, 0, 5)]  # the trades' (fills, columns) chunks
+    want = np.concatenate(rows)
+    assert np.array_equal(_joined(rows), want) and len(rows) == 1
     one = np.arange(4.0)
     assert _joined([one]) is one
 

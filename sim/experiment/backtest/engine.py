@@ -241,23 +241,14 @@ class RegimeBacktest:
     shown_loss: np.ndarray
 
 
-def backtest_regime(label: str, regime: MarginRegime, book: Book, prices: np.ndarray, vols: np.ndarray,
-                    runs: np.ndarray, loss: np.ndarray, *, requirement: str = "im", scale: float = 1.0,
-                    coverage: float = 0.99, significance: float = 0.05, windows=(5, 20),
-                    shown: np.ndarray | None = None) -> RegimeBacktest:
-    return backtest_regimes([label], [regime], book, prices, vols, runs, loss, requirement=requirement,
-                            scales=[scale], coverage=coverage, significance=significance, windows=windows,
-                            shown=shown)[0]
-
-
 def backtest_regimes(labels: list[str], regimes: list[MarginRegime], book: Book, prices: np.ndarray,
                      vols: np.ndarray, runs: np.ndarray, loss: np.ndarray, *, requirement: str = "im",
                      scales: list[float] | None = None, coverage: float = 0.99, significance: float = 0.05,
                      windows=(5, 20), shown: np.ndarray | None = None,
                      share: SharedMeasures | None = None) -> list[RegimeBacktest]:
-    """:func:`backtest_regime` of several regimes on one book, their requirements computed together
-    (:func:`requirement_series_shared`: with ``share``, the VaR regimes' common scenario sets
-    measured once): each result the same bits as the regime's alone."""
+    """Backtest figures of several regimes on one book (one regime: a list of one), their
+    requirements computed together (:func:`requirement_series_shared`: with ``share``, the VaR
+    regimes' common scenario sets measured once): each result the same bits as the regime's alone."""
     margins = requirement_series_shared(regimes, book, prices, vols, runs, requirement, scales, share)
     shown = np.zeros(0, dtype=np.int64) if shown is None else shown
     loss_total, shown_loss = loss.sum(axis=1), loss[:, shown]  # the same for every regime of the block
