@@ -366,14 +366,18 @@ def _breaking_seed(lines: list[_Line], label: str) -> _Line | None:
 
 def _claim_parts(parts: Path, resume: bool) -> None:
     """The episodes folder beside the output, before anything runs: with ``resume`` its episodes are
-    read and added to; without, an earlier search's folder (its marker) is replaced, and a folder
-    clearsim did not write is refused, never removed (``sim.experiment.outdir``)."""
-    from sim.experiment.outdir import check_folder, write_marker
+    read and added to, if it is an earlier search's (its marker) -- any other non-empty folder is
+    refused; without, an earlier search's folder is replaced, and a folder clearsim did not write is
+    refused, never removed (``sim.experiment.outdir``)."""
+    from sim.experiment.outdir import check_folder, check_resume_folder, write_marker
 
-    if parts.is_symlink() or (parts.exists() and not parts.is_dir()):
-        check_folder(parts, what="reverse-stress episodes folder")  # raises: a link or a file
-    if not resume and parts.exists() and any(parts.iterdir()):
-        check_folder(parts, what="reverse-stress episodes folder", same_kind=PARTS_KIND,
+    what = "reverse-stress episodes folder"
+    if resume:
+        check_resume_folder(parts, PARTS_KIND, what=what)
+    elif parts.is_symlink() or (parts.exists() and not parts.is_dir()):
+        check_folder(parts, what=what)  # raises: a link or a file
+    elif parts.exists() and any(parts.iterdir()):
+        check_folder(parts, what=what, same_kind=PARTS_KIND,
                      hint="it holds another clearsim command's results; choose another output")
         shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
