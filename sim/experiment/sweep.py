@@ -504,21 +504,23 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
 def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
     """Check the table file and the rows folder before anything runs (``sim.experiment.outdir``); without
     ``resume`` an earlier sweep's rows (clearsim's, ``force`` given) are removed, never anything else."""
-    from sim.experiment.outdir import check_folder, check_table_file, is_clearsim_folder, write_marker
+    from sim.experiment.outdir import check_folder, check_resume_folder, check_table_file, write_marker
 
     check_table_file(out, replace=force or resume)
-    if parts.exists() and not parts.is_symlink() and parts.is_dir() and any(parts.iterdir()):
-        if resume:
-            if not is_clearsim_folder(parts):
-                check_folder(parts, force, what="sweep rows folder")  # raises: not clearsim's
-        else:
-            check_folder(parts, force, what="sweep rows folder",
-                         hint="pass --resume to continue that sweep or --force to start it over")
-            shutil.rmtree(parts)
+    if resume:
+        # rows are added only to an earlier sweep's folder, never to a user's or another command's
+        check_resume_folder(parts, PARTS_KIND, what="sweep rows folder")
+    elif parts.exists() and not parts.is_symlink() and parts.is_dir() and any(parts.iterdir()):
+        check_folder(parts, force, what="sweep rows folder",
+                     hint="pass --resume to continue that sweep or --force to start it over")
+        shutil.rmtree(parts)
     elif parts.exists() or parts.is_symlink():
         check_folder(parts, force, what="sweep rows folder")  # a file or a link: refused
     parts.mkdir(parents=True, exist_ok=True)
-    write_marker(parts, "sweep-parts")
+    write_marker(parts, PARTS_KIND)
+
+
+PARTS_KIND = "sweep-parts"
 
 
 def summary_json(data: Mapping[str, Any]) -> str:

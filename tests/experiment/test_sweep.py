@@ -299,6 +299,23 @@ def test_sweep_never_removes_a_rows_folder_or_table_it_did_not_write(tmp_path):
     assert (tmp_path / "out.parquet").read_text() == "a user's file"
 
 
+def test_resume_adds_rows_only_to_an_earlier_sweeps_folder(tmp_path):
+    """--resume adds files to the rows folder: another clearsim command's folder at that name (a
+    reverse stress search's episodes) is refused with its reason and left as it was."""
+    from sim.experiment.outdir import write_marker
+
+    path = write_sweep(tmp_path, GRID, seeds=1)
+    parts = parts_dir(tmp_path / "out.parquet")
+    parts.mkdir()
+    write_marker(parts, "reverse-stress-parts")
+    (parts / "episode.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in parts.iterdir()}
+    with pytest.raises(OutputFolderError, match="out.parquet.parts: holds another clearsim command's results"):
+        sweep(path, workers=1, resume=True, progress=False, runner=RUNNER)
+    assert {p.name: p.read_bytes() for p in parts.iterdir()} == before
+    assert not (tmp_path / "out.parquet").exists()
+
+
 def test_a_killed_worker_fails_only_its_own_run_and_resume_reruns_it(tmp_path, monkeypatch, capsys):
     """Fault injection (issue 14): one worker is killed with SIGKILL mid-sweep. Before the fix every
     remaining run became a BrokenProcessPool error row, the CLI exited 0, and --resume re-ran none."""
