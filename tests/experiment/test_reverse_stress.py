@@ -14,6 +14,7 @@ from sim.experiment.cli import main
 from sim.experiment.errors import ConfigError
 from sim.experiment.config import load_episode
 from sim.experiment.metrics import flatten
+from sim.experiment.parts import PartWriter, Rows
 from sim.experiment.reverse_stress import check_summary_key, prepare, reverse_stress, stressed_episode
 from sim.experiment.sweep import parts_dir, run_and_summarise
 
@@ -90,16 +91,17 @@ def test_the_measures_grow_along_the_scale_and_the_breaking_episode_is_written(s
 def test_a_resumed_search_reruns_only_the_missing_episodes(searched, tmp_path):
     first, out = searched
     parts = parts_dir(out)
-    files = sorted(parts.glob("*.json"))
-    assert len(files) == first.summary["episodes"]
+    rows = sorted(Rows(parts).items())
+    assert len(rows) == first.summary["episodes"]
     copy = tmp_path / "again"
     (tmp_path / "again.parts").mkdir()
     from sim.experiment.outdir import MARKER
 
     # as if interrupted: the search's marker and all but two episodes
     (tmp_path / "again.parts" / MARKER).write_bytes((parts / MARKER).read_bytes())
-    for f in files[2:]:
-        (tmp_path / "again.parts" / f.name).write_bytes(f.read_bytes())
+    with PartWriter(tmp_path / "again.parts") as writer:
+        for _, row in rows[2:]:
+            writer.write(row)
     ran: list[str] = []
     again = reverse_stress(spec(seeds=2), workers=2, output=copy, resume=True, progress=ran.append)
 
@@ -109,7 +111,7 @@ def test_a_resumed_search_reruns_only_the_missing_episodes(searched, tmp_path):
     assert strip(again.summary) == strip(first.summary)
     # only the two missing episodes ran again (in whichever round needs them)
     assert len(ran) == 1 and ran[0].startswith("2 episodes (")
-    assert len(list(parts_dir(copy).glob("*.json"))) == len(files)
+    assert len(Rows(parts_dir(copy))) == len(rows)
 
 
 def test_a_criterion_that_never_holds_reports_every_seed_held(tmp_path):
