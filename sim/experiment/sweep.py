@@ -17,13 +17,13 @@
    of the machine loses at most the rows written since the last sync (fewer than
    ``parts.ROWS_PER_SYNC``, all written within ``parts.SECONDS_PER_SYNC`` of it), which ``resume``
    runs again, and never corrupts a row; a killed driver loses none. The row
-   file also holds the run's ``timing`` (its CPU seconds, its worker and the worker's start-up
+   on disk also holds the run's ``timing`` (its CPU seconds, its worker and the worker's start-up
    CPU seconds and peak memory), which the table leaves out. ``resume=True`` keeps the finished rows whose config is unchanged and runs
    only the rest (and the infrastructure failures; ``retry_errors`` every failed row), so an
    interrupted sweep that is resumed ends with every row exactly once. The table and the rows folder
    replace earlier ones only if clearsim wrote them, and only with ``force`` or ``resume``.
 4. The table -- in grid order: the grid's first path varies slowest, seeds fastest -- is assembled
-   from the row files a batch at a time, written atomically to ``<out>`` (Parquet) and returned.
+   from the rows on disk a batch at a time, written atomically to ``<out>`` (Parquet) and returned.
 
 Columns: ``run_id`` (16 hex digits of SHA-256 over the point and the seed, so it is stable across
 machines and backends), one column per grid path (the value; JSON text where values are not all

@@ -98,7 +98,7 @@ def _comparable(table):
 
 
 def _start_ups_once_per_worker(out) -> None:
-    """Each row file names its worker; a worker's start-up (imports included) is reported on one row
+    """Each row on disk names its worker; a worker's start-up (imports included) is reported on one row
     only, the first it ran: paid once per worker, not per run."""
     from sim.experiment.sweep import parts_dir
 
