@@ -64,6 +64,7 @@ import sim.experiment.sweep as sw
 from sim.experiment import executors
 from bench_compare import makespan  # the runs dealt in order, each to the worker free first
 from sim.experiment.executors import start_local_dask, start_local_ray
+from sim.experiment.parts import Rows
 
 
 def spec(out: Path, seeds: int, duration: float | None) -> dict:
@@ -244,7 +245,7 @@ def measure(label: str, backend: str, workers: int, grid: dict, order: list[str]
         raise SystemExit(f"{label}: {len(statuses) - statuses.count('ok')} of {len(statuses)} runs failed:\n"
                          + "\n".join(e for e in table.column("error").to_pylist() if e))
     parts = sw.parts_dir(Path(grid["output"]))
-    rows = {p.stem: json.loads(p.read_text()) for p in parts.glob("*.json")}
+    rows = dict(Rows(parts).items())
     m = Measured(label, workers, len(rows), wall, load, driver, tree.seconds,
                  [rows[r]["timing"]["cpu_seconds"] for r in order])
     m.cluster_start = start[0]

@@ -26,7 +26,7 @@ from clearing.causality import Cause, CauseKind, Liquidator
 from clearing.exposure import ExposureBook, margined_states, worst_case
 from clearing.health import Health, cancel_threshold, classify
 from sim.core.instruments import InstrumentTable
-from clearing.ledger import FIRST_TRADER, QUOTE, Ledger
+from clearing.ledger import FIRST_TRADER, QUOTE, Ledger, mark_value, mark_value_of
 from clearing.margin.base import MarginRegime, Positions
 from clearing.pretrade import PreTradeBounds
 from clearing.settlement import Settlement
@@ -212,7 +212,7 @@ class ClearingHouse:
                 if alt is None:
                     return None
                 im, mm = _larger(im, alt[0] * scale), _larger(mm, alt[1] * scale)
-        return self._account_equity_exact(account) if with_equity else 0.0, im, mm, exposure
+        return self.account_equity(account) if with_equity else 0.0, im, mm, exposure
 
     def _account_lots(self, account: int) -> tuple[list[int], list[int], list[int], list[float]]:
         """One account's positions, resting bids and asks and worst-case lots (``worst_case`` on
@@ -227,9 +227,7 @@ class ClearingHouse:
     def _few_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
         """``_value_rows`` of a few rows (a fill's two parties, an ADL's counterparties): IM and MM
         account by account in plain Python (each row's requirement is its own arithmetic), equity
-        by the same array call as the general path -- a matrix-vector product over k rows need not
-        give a row the bits a product over that row alone gives (BLAS blocks rows); None when the
-        regime has no one-account path."""
+        by the same array call as the general path; None when the regime has no one-account path."""
         values = []
         for account in rows.tolist():
             v = self._account_values(account, with_equity=False)
@@ -251,17 +249,7 @@ class ClearingHouse:
             worst = self.exposure(rows)
             worst[0] += lots
             return bool(self.equities(rows)[0] >= self.requirements(worst).im[0] * self.scale)
-        return self._account_equity_exact(account) >= req[0] * self.scale
-
-    def _account_equity_exact(self, account: int) -> float:
-        """``equities(np.array([account]))[0]``: the same operations on a one-row view (the same
-        matrix-vector product, so the same bits as the array path, which ``account_equity``'s
-        vector dot need not give)."""
-        ledger = self.ledger
-        row = slice(account, account + 1)
-        cash = ledger.cash[row]
-        collateral = float(cash.item(0, 0)) if cash.shape[1] == 1 else float(self._collateral(cash)[0])
-        return collateral + float(ledger.position[row].dot(self.marks.ticks * ledger.tick_value)[0])
+        return self.account_equity(account) >= req[0] * self.scale
 
     def _value_rows(self, rows: slice | np.ndarray, full: bool = False
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -307,7 +295,10 @@ class ClearingHouse:
 
     def equities(self, rows: slice | np.ndarray) -> np.ndarray:
         """Equity (collateral after haircuts + positions at mark) of the given ledger rows, minor
-        units -- a new array."""
+        units -- a new array. Each row's value has the bits ``account_equity`` gives its account:
+        the same sums in the same order (``Ledger.value_cash`` / ``value_account_cash``,
+        ``clearing.ledger.mark_value`` / ``mark_value_of``), the canonical ones, whichever rows
+        are asked with it."""
         ledger = self.ledger
         cash = ledger.cash[rows]
         collateral = cash[:, 0].astype(np.float64) if cash.shape[1] == 1 else self._collateral(cash)
@@ -316,15 +307,15 @@ class ClearingHouse:
             held = self.book.held[rows]
         else:
             held = ledger.position[rows]
-        # .dot: a fraction of @'s overhead on a matrix-vector product
-        return collateral + held.dot(self.marks.ticks * ledger.tick_value)
+        return collateral + mark_value(held, self.marks.ticks * ledger.tick_value)
 
     def _collateral(self, cash: np.ndarray) -> np.ndarray:
         """Collateral value in quote minor units at the published prices, after haircuts."""
         return self.ledger.value_cash(cash, self.asset_prices())
 
     def account_equity(self, account: int) -> float:
-        """One account's equity (collateral after haircuts + positions at mark), minor units."""
+        """One account's equity (collateral after haircuts + positions at mark), minor units: to the
+        bit ``equities``' value of its row (see there)."""
         ledger = self.ledger
         if ledger.cash.shape[1] == 1:
             collateral = float(ledger.cash.item(account, 0))
@@ -332,10 +323,10 @@ class ClearingHouse:
             index = self.oracle.index
             prices = [1.0 if column is None else index.item(column) for column in self._asset_source]
             collateral = ledger.value_account_cash(account, prices)
-        if self._one_instrument:  # the same product the dot below makes, without its array overhead
-            mark_value = self.marks.ticks.item(0) * ledger.tick_value.item(0)
-            return collateral + ledger.position.item(account, 0) * mark_value
-        return collateral + float(ledger.position[account].dot(self.marks.ticks * ledger.tick_value))
+        if self._one_instrument:  # mark_value_of's one product, without its lists
+            return collateral + ledger.position.item(account, 0) * (self.marks.ticks.item(0) * ledger.tick_value.item(0))
+        return collateral + mark_value_of(ledger.position[account].tolist(),
+                                          (self.marks.ticks * ledger.tick_value).tolist())
 
     # ------------------------------------------------------------------ events
     def on_publication(self, which: np.ndarray) -> None:

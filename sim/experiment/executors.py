@@ -184,16 +184,18 @@ def _pool_task(task: dict, running: str, spec: _Spec) -> dict[str, Any]:
 
 def _run_local(tasks: list[dict], workers: int, job: Job, on_done: Callable[[dict], None],
                running: Path | None) -> None:
-    if running is None:
-        import tempfile
+    """``running``: the folder in which this call makes its own temporary folder for the workers'
+    ``<pid>`` files (the system's temporary folder if None). Each pool gets a fresh folder inside it,
+    so no file of an earlier pool or an earlier call -- a pid reused by a new worker -- can blame a
+    run; everything in it is ours, and it goes when the call ends."""
+    import tempfile
 
-        with tempfile.TemporaryDirectory(prefix="clearsim-running-") as tmp:
-            _run_local(tasks, workers, job, on_done, Path(tmp))
-        return
     pending = collections.deque(tasks)
-    breakages: dict[str, int] = {}  # task key -> pool breakages it was in flight for, culprit unknown
-    while pending:
-        _run_pool(pending, workers, job, on_done, running, breakages)
+    breakages: dict[str, int] = {}  # task key -> pool breakages it was in flight for and survived
+    with tempfile.TemporaryDirectory(prefix="clearsim-running-", dir=running) as ours:
+        while pending:
+            pool_folder = Path(tempfile.mkdtemp(prefix="pool-", dir=ours))
+            _run_pool(pending, workers, job, on_done, pool_folder, breakages)
 
 
 def _run_pool(pending: "collections.deque[dict]", workers: int, job: Job, on_done: Callable[[dict], None],
@@ -247,13 +249,18 @@ def _run_pool(pending: "collections.deque[dict]", workers: int, job: Job, on_don
     pool.shutdown(wait=True)
 
 
+MAX_BREAKAGES = 2  # pool breakages a run may be in flight for before it is failed
+
+
 def _after_breakage(pool: Any, inflight: dict[Any, dict], processes: dict[int, Any],
                     pending: "collections.deque[dict]", job: Job, on_done: Callable[[dict], None], running: Path,
                     breakages: dict[str, int]) -> None:
     """A worker died. The run on a worker that exited abnormally (not the SIGTERM the pool sends the
     survivors) fails with an infrastructure error; the other in-flight runs go back to the front of
-    the queue. If no culprit can be named, every in-flight run goes again -- and a run that was in
-    flight for two breakages is failed, so a run that kills its worker cannot loop forever."""
+    the queue, each counting the breakage -- whether or not a culprit was named, since a named
+    culprit may be a bystander (say, the one the OOM killer chose) -- and a run in flight for
+    ``MAX_BREAKAGES`` breakages is failed, so a run that kills its worker cannot loop forever.
+    ``running`` is this pool's own folder: the next pool gets a fresh one."""
     # the broken pool terminates the survivors; once it has shut down every worker is joined and
     # each exit status is final (read earlier, a status being reaped by the pool's thread can
     # read as still running)
@@ -262,18 +269,20 @@ def _after_breakage(pool: Any, inflight: dict[Any, dict], processes: dict[int, A
         proc.join(timeout=5.0)
     exits = {pid: proc.exitcode for pid, proc in processes.items()}
     dead = culprits(exits, running, {job.key(task) for task in inflight.values()})
+    again = []
     for task in inflight.values():
         run_id = job.key(task)
-        if not dead:
-            breakages[run_id] = breakages.get(run_id, 0) + 1
-        if run_id in dead or breakages.get(run_id, 0) >= 2:
-            text = dead.get(run_id, "infrastructure failure: the process pool broke twice while this run was in "
-                                    "flight (a worker died; which run it was on is unknown)\n")
-            on_done(job.error_row(task, text))
-    again = [t for t in inflight.values() if job.key(t) not in dead and breakages.get(job.key(t), 0) < 2]
+        if run_id in dead:
+            on_done(job.error_row(task, dead[run_id]))
+            continue
+        breakages[run_id] = breakages.get(run_id, 0) + 1
+        if breakages[run_id] >= MAX_BREAKAGES:
+            on_done(job.error_row(task, f"infrastructure failure: the process pool broke {breakages[run_id]} times "
+                                        f"while this run was in flight (a worker died; this run's own worker "
+                                        f"was not named as the one)\n"))
+        else:
+            again.append(task)
     pending.extendleft(reversed(again))
-    for pid in processes:  # only the files this pool's workers wrote: ``running`` is the caller's folder
-        (running / str(pid)).unlink(missing_ok=True)
 
 
 def culprits(exits: dict[int, int | None], running: Path, inflight: set[str]) -> dict[str, str]:

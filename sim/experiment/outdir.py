@@ -22,8 +22,8 @@ from pathlib import Path
 
 from sim.experiment.errors import ConfigError
 
-__all__ = ["MARKER", "TABLE_KEY", "OutputFolderError", "check_folder", "write_marker", "is_clearsim_folder",
-           "check_table_file"]
+__all__ = ["MARKER", "TABLE_KEY", "OutputFolderError", "check_folder", "check_resume_folder", "write_marker",
+           "is_clearsim_folder", "check_table_file"]
 
 MARKER = ".clearsim-output"
 TABLE_KEY = b"clearsim.sweep"
@@ -98,6 +98,24 @@ def check_folder(path: str | Path, force: bool = False, what: str = "output fold
     if not force and not (same_kind is not None and marker_kind(target) == same_kind):
         raise OutputFolderError(f"{what} {given}: holds earlier clearsim results; {hint}")
     return target
+
+
+def check_resume_folder(path: str | Path, kind: str, what: str) -> Path:
+    """Raise ``OutputFolderError`` unless a resumed command may add to ``path``: it is missing, an
+    empty folder, or a folder whose marker says this same command (``kind``) wrote it. Resuming reads
+    and adds files but removes none, so anything else -- a user's folder, another clearsim command's
+    results, a link or a file -- is refused rather than have our files mixed into it."""
+    given = Path(path)
+    if given.is_symlink() or (given.exists() and not given.is_dir()):
+        return check_folder(given, what=what)  # raises: a link or a file
+    target = given.absolute()
+    if not target.exists() or not any(target.iterdir()) or marker_kind(target) == kind:
+        return target
+    found = marker_kind(target)
+    reason = (f"holds another clearsim command's results ({found})" if found is not None
+              else f"exists and was not written by clearsim (no {MARKER} marker)")
+    raise OutputFolderError(f"{what} {given}: {reason}; resuming would add files to it -- it is left "
+                            f"untouched: choose another output, or run without --resume")
 
 
 def write_marker(folder: Path, kind: str) -> None:

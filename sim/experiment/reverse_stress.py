@@ -13,7 +13,8 @@
    sub-interval below the first that breaks, until the bracket is at most ``tolerance`` wide.
    Every round's episodes, all lines together, run in parallel on the sweep backends
    (``sim.experiment.sweep.execute``: local process pool, Ray or Dask).
-4. Each finished episode's row is written durably to ``<output>.parts/`` as it finishes;
+4. Each finished episode's row is written to ``<output>.parts/`` as it finishes (synced in batches,
+   ``sim.experiment.parts``);
    ``resume=True`` reuses rows whose config is unchanged, so an interrupted search resumed walks
    the same brackets without re-running them.
 5. The breaking point of a line is the upper end of its final bracket (the smallest scale seen to
@@ -200,9 +201,9 @@ class _Search:
         self.rows: dict[str, dict[str, Any]] = {}
         self.cached: dict[str, dict[str, Any]] = {}
         if resume:
-            from sim.experiment.sweep import read_parts
+            from sim.experiment.parts import Rows
 
-            self.cached = {rid: row for rid, row in read_parts(parts).items() if row.get("status") == "ok"}
+            self.cached = {rid: row for rid, row in Rows(parts).items() if row.get("status") == "ok"}
         self.episodes = 0
 
     def task(self, regime: str, seed: int, scale: float) -> dict[str, Any]:
@@ -215,7 +216,8 @@ class _Search:
                 "config_hash": _hash(data), "runner": RUNNER}
 
     def evaluate(self, wanted: list[tuple[str, int, float]]) -> None:
-        from sim.experiment.sweep import error_row, execute, run_task, write_part
+        from sim.experiment.parts import PartWriter
+        from sim.experiment.sweep import error_row, execute, run_task
 
         todo = []
         for regime, seed, scale in wanted:
@@ -232,11 +234,13 @@ class _Search:
         if self.progress:
             self.progress(f"{len(todo)} episodes ({len(wanted) - len(todo)} already known)")
 
-        def on_done(row: dict[str, Any]) -> None:
-            self.rows[row["run_id"]] = write_part(self.parts, row)
+        # a segment per round: its rows are synced in batches and all of them when the round ends
+        with PartWriter(self.parts) as writer:
+            def on_done(row: dict[str, Any]) -> None:
+                self.rows[row["run_id"]] = writer.write(row)
 
-        # sweep-shaped tasks: one episode + its flattened summary per worker call, a dead worker an error row
-        execute(todo, self.backend, self.workers, on_done, client=self.client, fn=run_task, error_row=error_row)
+            # sweep-shaped tasks: one episode + its flattened summary per worker call, a dead worker an error row
+            execute(todo, self.backend, self.workers, on_done, client=self.client, fn=run_task, error_row=error_row)
         self.episodes += len(todo)
 
     def outcome(self, regime: str, seed: int, scale: float) -> tuple[bool | None, str | None]:
@@ -366,14 +370,18 @@ def _breaking_seed(lines: list[_Line], label: str) -> _Line | None:
 
 def _claim_parts(parts: Path, resume: bool) -> None:
     """The episodes folder beside the output, before anything runs: with ``resume`` its episodes are
-    read and added to; without, an earlier search's folder (its marker) is replaced, and a folder
-    clearsim did not write is refused, never removed (``sim.experiment.outdir``)."""
-    from sim.experiment.outdir import check_folder, write_marker
+    read and added to, if it is an earlier search's (its marker) -- any other non-empty folder is
+    refused; without, an earlier search's folder is replaced, and a folder clearsim did not write is
+    refused, never removed (``sim.experiment.outdir``)."""
+    from sim.experiment.outdir import check_folder, check_resume_folder, write_marker
 
-    if parts.is_symlink() or (parts.exists() and not parts.is_dir()):
-        check_folder(parts, what="reverse-stress episodes folder")  # raises: a link or a file
-    if not resume and parts.exists() and any(parts.iterdir()):
-        check_folder(parts, what="reverse-stress episodes folder", same_kind=PARTS_KIND,
+    what = "reverse-stress episodes folder"
+    if resume:
+        check_resume_folder(parts, PARTS_KIND, what=what)
+    elif parts.is_symlink() or (parts.exists() and not parts.is_dir()):
+        check_folder(parts, what=what)  # raises: a link or a file
+    elif parts.exists() and any(parts.iterdir()):
+        check_folder(parts, what=what, same_kind=PARTS_KIND,
                      hint="it holds another clearsim command's results; choose another output")
         shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)

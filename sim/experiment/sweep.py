@@ -12,15 +12,18 @@
    A failure is recorded (status ``error`` and the traceback) without stopping the sweep.
    A worker that dies (killed, out of memory) fails only the run it was on, marked
    ``infrastructure``; the local pool is rebuilt and the other runs continue.
-3. As each run finishes, its row is written durably and atomically to ``<out>.parts/<run_id>.json``
-   (temp file + rename) and dropped: the driver keeps no rows, only each run's status. The row
-   file also holds the run's ``timing`` (its CPU seconds, its worker and the worker's start-up
+3. As each run finishes, its row is appended to ``<out>.parts/`` and dropped: the driver keeps no
+   rows, only each run's status. Rows are fsynced in batches (``sim.experiment.parts``): a crash
+   of the machine loses at most the rows written since the last sync (fewer than
+   ``parts.ROWS_PER_SYNC``, all written within ``parts.SECONDS_PER_SYNC`` of it), which ``resume``
+   runs again, and never corrupts a row; a killed driver loses none. The row
+   on disk also holds the run's ``timing`` (its CPU seconds, its worker and the worker's start-up
    CPU seconds and peak memory), which the table leaves out. ``resume=True`` keeps the finished rows whose config is unchanged and runs
    only the rest (and the infrastructure failures; ``retry_errors`` every failed row), so an
    interrupted sweep that is resumed ends with every row exactly once. The table and the rows folder
    replace earlier ones only if clearsim wrote them, and only with ``force`` or ``resume``.
 4. The table -- in grid order: the grid's first path varies slowest, seeds fastest -- is assembled
-   from the row files a batch at a time, written atomically to ``<out>`` (Parquet) and returned.
+   from the rows on disk a batch at a time, written atomically to ``<out>`` (Parquet) and returned.
 
 Columns: ``run_id`` (16 hex digits of SHA-256 over the point and the seed, so it is stable across
 machines and backends), one column per grid path (the value; JSON text where values are not all
@@ -42,7 +45,7 @@ import shutil
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +57,12 @@ from sim.experiment import executors
 from sim.experiment.config import PACKAGED_DEFAULT, format_validation_error, parse_episode
 from sim.experiment.costs import episode_cost
 from sim.experiment.errors import ConfigError
-from sim.experiment.io import ColumnKind, fsync_dir, parse_yaml, read_yaml, set_path, write_atomic
+from sim.experiment.io import ColumnKind, fsync_dir, parse_yaml, read_yaml, set_path
 from sim.experiment.sweep_config import SweepConfig
+from sim.experiment.parts import PartWriter, Rows
 
 __all__ = ["sweep", "load_sweep", "output_path", "require_backend", "plan", "SweepError", "SweepTask", "run_task",
-           "run_and_summarise", "summary_json", "assemble_table", "execute", "write_part", "read_parts",
+           "run_and_summarise", "summary_json", "assemble_table", "execute",
            "run_id_of", "parts_dir", "error_row", "episode_data"]
 
 DEFAULT_RUNNER = "sim.experiment.sweep:run_and_summarise"
@@ -269,41 +273,6 @@ def parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def _store_part(parts: Path, row: Mapping[str, Any]) -> str:
-    """Write a row durably; returns the text written."""
-    text = json.dumps(row, sort_keys=True, allow_nan=False, default=str)
-    write_atomic(parts / f"{row['run_id']}.json", text.encode("utf-8"))
-    return text
-
-
-def write_part(parts: Path, row: Mapping[str, Any]) -> dict[str, Any]:
-    """Write a finished row durably under ``parts`` (see :func:`sweep`); returns it as read back (so
-    fresh and resumed rows are the same values)."""
-    return json.loads(_store_part(parts, row))
-
-
-def _iter_parts(parts: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(run id, row) of each readable row under ``parts``, one at a time."""
-    if not parts.is_dir():
-        return
-    for path in sorted(parts.glob("*.json")):
-        try:
-            row = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # unreadable: that run is simply run again
-        if isinstance(row, dict) and row.get("run_id") == path.stem:
-            yield path.stem, row
-
-
-def read_parts(parts: Path) -> dict[str, dict[str, Any]]:
-    """The finished rows under ``parts`` by run id (unreadable files are skipped: run again)."""
-    return dict(_iter_parts(parts))
-
-
-def _read_row(parts: Path, run_id: str) -> dict[str, Any]:
-    return json.loads((parts / f"{run_id}.json").read_text(encoding="utf-8"))
-
-
 class _Columns:
     """The sweep table's columns and their types, gathered row by row (see the module docstring)."""
 
@@ -354,21 +323,21 @@ def assemble_table(rows: Iterable[Mapping[str, Any]], grid_keys: list[str]) -> p
 TABLE_BATCH_ROWS = 1024  # rows read back and written per Parquet row group when the table is assembled
 
 
-def _write_table_from_parts(parts: Path, run_ids: list[str], grid_keys: list[str], out: Path) -> pa.Table:
+def _write_table_from_parts(rows: Rows, run_ids: list[str], grid_keys: list[str], out: Path) -> pa.Table:
     """The sweep table, in the order of ``run_ids``, from the rows on disk: a first pass reads each
     row once for the columns and their types, a second writes them in batches -- so the driver
     never holds more than a batch of rows. Written atomically to ``out``; returns it as read back
     (Arrow columns, a small fraction of the rows as Python objects)."""
     columns = _Columns(grid_keys)
     for run_id in run_ids:
-        columns.add(_read_row(parts, run_id))
+        columns.add(rows[run_id])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         writer = None
         try:
             for i in range(0, max(len(run_ids), 1), TABLE_BATCH_ROWS):
-                batch = columns.table([_read_row(parts, run_id) for run_id in run_ids[i:i + TABLE_BATCH_ROWS]])
+                batch = columns.table([rows[run_id] for run_id in run_ids[i:i + TABLE_BATCH_ROWS]])
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, batch.schema)
                 writer.write_table(batch)
@@ -456,14 +425,12 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
     out = output_path(cfg, out)
     parts = parts_dir(out)
     _claim_outputs(out, parts, resume, force)
-    for stale in parts.glob(".*.tmp-*"):
-        stale.unlink(missing_ok=True)
     wanted = {t["run_id"]: t for t in tasks}
     # the driver keeps each run's status, never its row: a row is written to disk as it arrives and
     # read back only to assemble the table, a batch at a time
     kept: dict[str, str] = {}
     if resume:
-        for run_id, row in _iter_parts(parts):
+        for run_id, row in Rows(parts).items():
             task = wanted.get(run_id)
             if task is None or row.get("config_hash") != task["config_hash"]:
                 continue
@@ -482,14 +449,14 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
 
     def on_done(row: dict[str, Any]) -> None:
         nonlocal errors
-        _store_part(parts, row)
+        writer.write(row)
         errors += row["status"] != "ok"
         # a sweep's runner returns only a summary: the bar moves as runs finish, by their own counters
         bar.run_done(int(row["metrics"].get("run.events") or 0), wanted[row["run_id"]]["duration"])
         if errors:
             bar.describe(f"{title} · {errors:,} errors")
 
-    with bar:
+    with bar, PartWriter(parts) as writer:
         for run_id in kept:  # resumed rows: done, but their events are not this session's work
             bar.run_done(0, wanted[run_id]["duration"])
         if errors:
@@ -498,27 +465,29 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
             # the local pool's workers name their runs in a folder of this sweep's own (``running``
             # None: the executor's temporary one), so no file of an interrupted sweep can blame a run
             execute(todo, backend, workers, on_done, client=client, address=address, shared=context, timed=True)
-    return _write_table_from_parts(parts, [t["run_id"] for t in tasks], list(cfg.grid), out)
+    return _write_table_from_parts(Rows(parts), [t["run_id"] for t in tasks], list(cfg.grid), out)
 
 
 def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
     """Check the table file and the rows folder before anything runs (``sim.experiment.outdir``); without
     ``resume`` an earlier sweep's rows (clearsim's, ``force`` given) are removed, never anything else."""
-    from sim.experiment.outdir import check_folder, check_table_file, is_clearsim_folder, write_marker
+    from sim.experiment.outdir import check_folder, check_resume_folder, check_table_file, write_marker
 
     check_table_file(out, replace=force or resume)
-    if parts.exists() and not parts.is_symlink() and parts.is_dir() and any(parts.iterdir()):
-        if resume:
-            if not is_clearsim_folder(parts):
-                check_folder(parts, force, what="sweep rows folder")  # raises: not clearsim's
-        else:
-            check_folder(parts, force, what="sweep rows folder",
-                         hint="pass --resume to continue that sweep or --force to start it over")
-            shutil.rmtree(parts)
+    if resume:
+        # rows are added only to an earlier sweep's folder, never to a user's or another command's
+        check_resume_folder(parts, PARTS_KIND, what="sweep rows folder")
+    elif parts.exists() and not parts.is_symlink() and parts.is_dir() and any(parts.iterdir()):
+        check_folder(parts, force, what="sweep rows folder",
+                     hint="pass --resume to continue that sweep or --force to start it over")
+        shutil.rmtree(parts)
     elif parts.exists() or parts.is_symlink():
         check_folder(parts, force, what="sweep rows folder")  # a file or a link: refused
     parts.mkdir(parents=True, exist_ok=True)
-    write_marker(parts, "sweep-parts")
+    write_marker(parts, PARTS_KIND)
+
+
+PARTS_KIND = "sweep-parts"
 
 
 def summary_json(data: Mapping[str, Any]) -> str:

@@ -76,9 +76,8 @@ class Venue:
         self.last_price: list[int | None] = [None] * len(tick_values)
         self.risk_check: RiskCheck = permissive
         self.position_of = position_of
-        # who hears of fills, book changes and rejects, phase by phase (sim.core.phases)
+        # who hears of fills and rejects, phase by phase (sim.core.phases)
         self.trade_listeners: Subscribers[TradeListener] = Subscribers()
-        self.book_listeners: Subscribers[Callable[[int], None]] = Subscribers()
         self.reject_listeners: Subscribers[Callable[[int, SubmitResult], None]] = Subscribers()
         self.resting = RestingSize(len(tick_values))
         self._next_id = 1
@@ -187,8 +186,6 @@ class Venue:
         self.resting.apply(instrument, account, side, result)
         if result.fills:
             self._settle(result.fills)
-        for listener in self.book_listeners.calls:
-            listener(instrument)
         return result
 
     def _outside_band(self, instrument: int, price: int) -> bool:
@@ -251,8 +248,6 @@ class Venue:
         for order, lots, cancelled in touched:
             self.resting.add(account, instrument, order.side, -lots)
             self.counts["cancels"] += cancelled
-        for listener in self.book_listeners.calls:
-            listener(instrument)
 
     def _reject(self, oid: int, account: int, reason: RejectReason) -> SubmitResult:
         return self._rejected(account, SubmitResult(oid, reason))
@@ -274,8 +269,6 @@ class Venue:
         order = book.cancel(order_id) if mine is not None and mine.account == sender else None
         if order is not None:
             self.resting.add(order.account, instrument, order.side, -order.size)
-            for listener in self.book_listeners.calls:
-                listener(instrument)
         return order
 
     def cancel_all_now(self, account: int, instrument: int | None = None) -> int:
@@ -293,8 +286,6 @@ class Venue:
                     lots[order.side] = lots.get(order.side, 0) + order.size
                 for side, size in lots.items():
                     self.resting.add(account, book.instrument, side, -size)
-                for listener in self.book_listeners.calls:
-                    listener(book.instrument)
         self.counts["cancels"] += cancelled
         return cancelled
 
@@ -333,8 +324,6 @@ class Venue:
                 self._rejected(account, result)
         if result.fills:
             self._settle(result.fills)
-        for listener in self.book_listeners.calls:
-            listener(instrument)
         if reply is not None:
             self.world.call_later((self._links_out.get(sender) or self._to_agent(sender)).next(), reply, result)
 

@@ -98,13 +98,13 @@ def _comparable(table):
 
 
 def _start_ups_once_per_worker(out) -> None:
-    """Each row file names its worker; a worker's start-up (imports included) is reported on one row
+    """Each row on disk names its worker; a worker's start-up (imports included) is reported on one row
     only, the first it ran: paid once per worker, not per run."""
-    import json
-
     from sim.experiment.sweep import parts_dir
 
-    rows = [json.loads(p.read_text()) for p in parts_dir(out).glob("*.json")]
+    from sim.experiment.parts import Rows
+
+    rows = [row for _, row in Rows(parts_dir(out)).items()]
     assert len(rows) == 4
     for worker in {r["timing"]["worker"] for r in rows}:
         mine = [r["timing"] for r in rows if r["timing"]["worker"] == worker]

@@ -14,6 +14,7 @@ from sim.experiment.cli import main
 from sim.experiment.errors import ConfigError
 from sim.experiment.config import load_episode
 from sim.experiment.metrics import flatten
+from sim.experiment.parts import PartWriter, Rows
 from sim.experiment.reverse_stress import check_summary_key, prepare, reverse_stress, stressed_episode
 from sim.experiment.sweep import parts_dir, run_and_summarise
 
@@ -90,12 +91,17 @@ def test_the_measures_grow_along_the_scale_and_the_breaking_episode_is_written(s
 def test_a_resumed_search_reruns_only_the_missing_episodes(searched, tmp_path):
     first, out = searched
     parts = parts_dir(out)
-    files = sorted(parts.glob("*.json"))
-    assert len(files) == first.summary["episodes"]
+    rows = sorted(Rows(parts).items())
+    assert len(rows) == first.summary["episodes"]
     copy = tmp_path / "again"
     (tmp_path / "again.parts").mkdir()
-    for f in files[2:]:  # as if interrupted: two episodes never finished
-        (tmp_path / "again.parts" / f.name).write_bytes(f.read_bytes())
+    from sim.experiment.outdir import MARKER
+
+    # as if interrupted: the search's marker and all but two episodes
+    (tmp_path / "again.parts" / MARKER).write_bytes((parts / MARKER).read_bytes())
+    with PartWriter(tmp_path / "again.parts") as writer:
+        for _, row in rows[2:]:
+            writer.write(row)
     ran: list[str] = []
     again = reverse_stress(spec(seeds=2), workers=2, output=copy, resume=True, progress=ran.append)
 
@@ -105,7 +111,7 @@ def test_a_resumed_search_reruns_only_the_missing_episodes(searched, tmp_path):
     assert strip(again.summary) == strip(first.summary)
     # only the two missing episodes ran again (in whichever round needs them)
     assert len(ran) == 1 and ran[0].startswith("2 episodes (")
-    assert len(list(parts_dir(copy).glob("*.json"))) == len(files)
+    assert len(Rows(parts_dir(copy))) == len(rows)
 
 
 def test_a_criterion_that_never_holds_reports_every_seed_held(tmp_path):
@@ -222,3 +228,37 @@ def test_a_users_folder_where_the_episodes_go_is_refused_and_left(tmp_path):
     with pytest.raises(OutputFolderError, match="reverse-stress episodes folder .*not written by clearsim"):
         reverse_stress(spec(), output=tmp_path / "out")
     assert (mine / "notes.txt").read_text() == "keep me" and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("marker", [None, "sweep-parts"])
+def test_resume_into_a_folder_not_this_searchs_is_refused_before_anything_runs(tmp_path, monkeypatch, marker):
+    """--resume reads and adds to an earlier search's episodes folder; a user's folder (no marker) or
+    another command's results at that name are refused, naming the folder and why, and left as they were."""
+    import sim.experiment.reverse_stress as rs
+    from sim.experiment.outdir import OutputFolderError, write_marker
+
+    mine = parts_dir(tmp_path / "out")
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    if marker is not None:
+        write_marker(mine, marker)
+    before = sorted(p.name for p in mine.iterdir())
+    monkeypatch.setattr(rs._Search, "run", lambda self: pytest.fail("the search ran"))
+    why = "not written by clearsim" if marker is None else "another clearsim command's results"
+    with pytest.raises(OutputFolderError, match=f"reverse-stress episodes folder {mine}: .*{why}"):
+        reverse_stress(spec(), output=tmp_path / "out", resume=True)
+    assert sorted(p.name for p in mine.iterdir()) == before and (mine / "notes.txt").read_text() == "keep me"
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_into_an_empty_or_missing_folder_claims_it(tmp_path):
+    """Nothing to resume: the folder is (made and) marked as this search's."""
+    from sim.experiment.outdir import marker_kind
+    from sim.experiment.reverse_stress import PARTS_KIND, _claim_parts
+
+    for parts in (tmp_path / "missing.parts", tmp_path / "empty.parts"):
+        if parts.name.startswith("empty"):
+            parts.mkdir()
+        _claim_parts(parts, resume=True)
+        assert marker_kind(parts) == PARTS_KIND
+        _claim_parts(parts, resume=True)  # and an earlier search's folder is accepted

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from sim.experiment.outdir import OutputFolderError
+from sim.experiment.parts import Rows
 from sim.experiment.sweep_config import SweepConfig
 from sim.experiment.sweep import SweepError, parts_dir, plan, run_id_of, sweep
 from sim.experiment.io import set_path
@@ -163,20 +164,26 @@ def test_local_sweep_records_errors_and_keeps_grid_order(tmp_path):
         assert json.loads(r["cascades.by_generation"]) == [{"generation": 0, "count": r["seed"]}]
         assert r["flag"] is (r["seed"] == 0)
     assert pq.read_table(tmp_path / "out.parquet").equals(table)
-    assert len(list(parts_dir(tmp_path / "out.parquet").glob("*.json"))) == 8
+    assert len(Rows(parts_dir(tmp_path / "out.parquet"))) == 8
 
 
 def _without_wall(table):
     return table.drop_columns(["wall_seconds"])
 
 
+def drop_rows(parts: Path, run_ids) -> None:
+    """As if those runs never finished: their lines taken out of the folder's segments."""
+    gone = {f'"run_id": "{r}"' for r in run_ids}
+    for segment in parts.glob("rows-*.jsonl"):
+        lines = segment.read_text().splitlines(keepends=True)
+        segment.write_text("".join(ln for ln in lines if not any(g in ln for g in gone)))
+
+
 def test_resume_runs_only_what_is_missing(tmp_path, monkeypatch):
     path = write_sweep(tmp_path, GRID)
     full = sweep(path, workers=2, progress=False, runner=RUNNER)
     parts = parts_dir(tmp_path / "out.parquet")
-    removed = sorted(parts.glob("*.json"))[:3]
-    for p in removed:
-        p.unlink()
+    drop_rows(parts, [run_id for run_id, _ in sorted(Rows(parts).items())[:3]])
     (tmp_path / "out.parquet").unlink()
     log = tmp_path / "calls.log"
     monkeypatch.setenv("CLEARSIM_TEST_RUN_LOG", str(log))
@@ -226,7 +233,7 @@ def _sweep_in_a_subprocess(tmp_path, delay: str, stderr: int) -> tuple[Path, sub
 
 def _wait_for_rows(parts: Path, n: int) -> None:
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("*.json"))) < n:
+    while time.time() < deadline and len(Rows(parts)) < n:
         time.sleep(0.05)
 
 
@@ -237,7 +244,7 @@ def test_interrupted_sweep_resumes_to_every_row_once(tmp_path, monkeypatch):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep's own process group: driver and its workers
         proc.wait()
-    finished = len(list(parts.glob("*.json")))
+    finished = len(Rows(parts))
     assert 3 <= finished < 12, finished
     assert not (tmp_path / "out.parquet").exists()
     log = tmp_path / "calls.log"
@@ -297,6 +304,23 @@ def test_sweep_never_removes_a_rows_folder_or_table_it_did_not_write(tmp_path):
     with pytest.raises(OutputFolderError, match="not written by a clearsim sweep"):
         sweep(path, workers=1, force=True, progress=False, runner=RUNNER)
     assert (tmp_path / "out.parquet").read_text() == "a user's file"
+
+
+def test_resume_adds_rows_only_to_an_earlier_sweeps_folder(tmp_path):
+    """--resume adds files to the rows folder: another clearsim command's folder at that name (a
+    reverse stress search's episodes) is refused with its reason and left as it was."""
+    from sim.experiment.outdir import write_marker
+
+    path = write_sweep(tmp_path, GRID, seeds=1)
+    parts = parts_dir(tmp_path / "out.parquet")
+    parts.mkdir()
+    write_marker(parts, "reverse-stress-parts")
+    (parts / "episode.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in parts.iterdir()}
+    with pytest.raises(OutputFolderError, match="out.parquet.parts: holds another clearsim command's results"):
+        sweep(path, workers=1, resume=True, progress=False, runner=RUNNER)
+    assert {p.name: p.read_bytes() for p in parts.iterdir()} == before
+    assert not (tmp_path / "out.parquet").exists()
 
 
 def test_a_killed_worker_fails_only_its_own_run_and_resume_reruns_it(tmp_path, monkeypatch, capsys):
@@ -445,7 +469,7 @@ def test_a_sweep_keeps_no_worker_files_in_its_rows_folder(tmp_path, monkeypatch)
     old = parts / ".running"
     old.mkdir()
     (old / "999999").write_text("some-run-of-before")
-    (parts / f"{run_id_of({'clearing.loss_absorption.insurance_fund': 100.0}, 0)}.json").unlink()
+    drop_rows(parts, [run_id_of({'clearing.loss_absorption.insurance_fund': 100.0}, 0)])
     table = sweep(path, workers=1, resume=True, progress=False, runner=RUNNER)
     assert table.num_rows == 1 and table.column("status").to_pylist() == ["ok"]
     assert (old / "999999").read_text() == "some-run-of-before"
@@ -474,10 +498,10 @@ def test_rerunning_an_interrupted_sweep_without_resume_asks_for_resume_or_force(
     path = write_sweep(tmp_path, GRID, seeds=1)
     sweep(path, workers=1, progress=False, runner=RUNNER)
     (tmp_path / "out.parquet").unlink()  # as if interrupted before the table was written
-    rows = sorted(parts_dir(tmp_path / "out.parquet").glob("*.json"))
+    rows = dict(Rows(parts_dir(tmp_path / "out.parquet")).items())
     with pytest.raises(OutputFolderError, match="pass --resume to continue that sweep or --force to start it over"):
         sweep(path, workers=1, progress=False, runner=RUNNER)
-    assert sorted(parts_dir(tmp_path / "out.parquet").glob("*.json")) == rows
+    assert dict(Rows(parts_dir(tmp_path / "out.parquet")).items()) == rows
     assert sweep(path, workers=1, force=True, progress=False, runner=RUNNER).num_rows == 4
 
 

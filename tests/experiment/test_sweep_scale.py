@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import sim.experiment.sweep as sw
+from sim.experiment.parts import PartWriter, Rows
 from sim.experiment.sweep import SweepError, parts_dir, plan, run_task, sweep
 
 from test_sweep import GRID, RUNNER, write_sweep
@@ -34,18 +35,18 @@ def test_the_driver_never_holds_more_than_a_few_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(sw, "TABLE_BATCH_ROWS", 4)
     seen: list[int] = []
     written: list[int] = []
-    store, read = sw._store_part, sw._read_row
+    store, read = PartWriter.write, Rows.__getitem__
 
-    def counting_store(parts, row):
+    def counting_store(self, row):
         written.append(_live_rows())
-        return store(parts, row)
+        return store(self, row)
 
-    def counting_read(parts, run_id):
+    def counting_read(self, run_id):
         seen.append(_live_rows())
-        return read(parts, run_id)
+        return read(self, run_id)
 
-    monkeypatch.setattr(sw, "_store_part", counting_store)
-    monkeypatch.setattr(sw, "_read_row", counting_read)
+    monkeypatch.setattr(PartWriter, "write", counting_store)
+    monkeypatch.setattr(Rows, "__getitem__", counting_read)
     table = sweep(path, workers=2, progress=False, runner=RUNNER)
     assert table.num_rows == 24 and len(written) == 24 and len(seen) == 24 * 2  # written once, read twice
     assert min(written) >= 1  # the hook sees the row being written: it counts the right objects
@@ -72,11 +73,12 @@ def test_batched_table_equals_the_table_built_at_once(tmp_path, monkeypatch):
         rows.append({"run_id": f"{i:016x}", "point": {"a": i, "b": [i] if i == 4 else "s"}, "seed": i,
                      "status": "ok" if i != 3 else "error", "error": None if i != 3 else "boom",
                      "config_hash": "h", "wall_seconds": 0.1 * i, "metrics": metrics})
-    for row in rows:
-        sw._store_part(parts, row)
+    with PartWriter(parts) as writer:
+        for row in rows:
+            writer.write(row)
     monkeypatch.setattr(sw, "TABLE_BATCH_ROWS", 3)
     ids = [r["run_id"] for r in reversed(rows)]  # the order given, not the files' order
-    streamed = sw._write_table_from_parts(parts, ids, ["a", "b"], tmp_path / "t.parquet")
+    streamed = sw._write_table_from_parts(Rows(parts), ids, ["a", "b"], tmp_path / "t.parquet")
     at_once = sw.assemble_table([json.loads(json.dumps(r)) for r in reversed(rows)], ["a", "b"])
     assert streamed.equals(at_once)
     assert streamed.schema.equals(at_once.schema)
@@ -145,7 +147,7 @@ def test_each_row_says_its_worker_and_each_worker_reports_its_start_up_once(tmp_
     path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [100.0, 200.0, 300.0]}, seeds=2)
     table = sweep(path, workers=2, progress=False, runner=RUNNER)
     assert "timing" not in table.column_names and not any(c.startswith("timing") for c in table.column_names)
-    rows = [json.loads(p.read_text()) for p in parts_dir(tmp_path / "out.parquet").glob("*.json")]
+    rows = [row for _, row in Rows(parts_dir(tmp_path / "out.parquet")).items()]
     assert len(rows) == 6
     workers = {r["timing"]["worker"] for r in rows}
     assert 1 <= len(workers) <= 2
@@ -156,21 +158,53 @@ def test_each_row_says_its_worker_and_each_worker_reports_its_start_up_once(tmp_
         assert all(t["cpu_seconds"] >= 0 and t["max_rss_mib"] > 0 for t in mine)
 
 
-def test_rows_written_are_the_rows_read_back_and_bad_files_are_skipped(tmp_path):
-    """``write_part`` returns a row as ``read_parts`` reads it back (fresh and resumed rows are the
-    same values: a tuple becomes a list, a non-JSON value its text); unreadable files, files that
-    are not a row and a row under another run's name are skipped; no folder is no rows."""
+def test_rows_written_are_the_rows_read_back_and_bad_lines_are_skipped(tmp_path):
+    """``PartWriter.write`` returns a row as ``Rows`` reads it back (fresh and resumed rows are the
+    same values: a tuple becomes a list, a non-JSON value its text); a torn last line, a
+    zero-filled one, a line that is not a row and a file that is not a segment are skipped; a later
+    segment's row replaces an earlier one of the same run; no folder is no rows."""
     parts = tmp_path / "rows"
     parts.mkdir()
-    assert sw.read_parts(tmp_path / "absent") == {}
+    assert len(Rows(tmp_path / "absent")) == 0
     task = {"run_id": "00ab", "point": {"margin": "span"}, "seed": 2, "config_hash": "h"}
     failed = sw.error_row(task, "boom")
     assert failed["status"] == "error" and failed["infrastructure"] is False and failed["metrics"] == {}
     assert sw._infrastructure_error_row(task, "lost")["infrastructure"] is True
     ok = {"run_id": "00cd", "point": {"fund": (1, 2)}, "seed": 1, "status": "ok", "metrics": {"x": Path("p")}}
-    back = {row["run_id"]: sw.write_part(parts, row) for row in (failed, ok)}
+    with PartWriter(parts) as writer:
+        back = {row["run_id"]: writer.write(row) for row in (failed, dict(ok, status="error"))}
+    with PartWriter(parts) as writer:  # a later session re-ran 00cd
+        back["00cd"] = writer.write(ok)
     assert back["00cd"]["point"] == {"fund": [1, 2]} and back["00cd"]["metrics"] == {"x": "p"}
-    (parts / "00ef.json").write_text("{not json")
-    (parts / "0100.json").write_text("[1, 2]")
-    (parts / "0200.json").write_text(json.dumps({"run_id": "0300"}))
-    assert sw.read_parts(parts) == back
+    with open(writer.path, "ab") as fh:  # what a crash may leave after the last sync
+        fh.write(b"[1, 2]\n" + json.dumps({"run_id": 3}).encode() + b"\n" + b"\0" * 40 + b"\n"
+                 + json.dumps(dict(ok, run_id="00ef"), default=str).encode()[:-5])
+    (parts / "00ef.json").write_text(json.dumps(dict(ok, run_id="00ef"), default=str))
+    assert sorted(p.name for p in parts.iterdir()) == ["00ef.json", "rows-000001.jsonl", "rows-000002.jsonl"]
+    assert dict(Rows(parts).items()) == back
+
+
+def test_rows_are_synced_in_batches_and_at_the_end(tmp_path, monkeypatch):
+    """The segment is fsynced every ``rows_per_sync`` rows, at a row written ``seconds_per_sync``
+    after the last sync, and when closed -- not once per row; every row reaches the file (the OS)
+    as it is written."""
+    import sim.experiment.parts as parts_mod
+
+    synced: list[int] = []
+    monkeypatch.setattr(parts_mod.os, "fsync", lambda fd: synced.append(len(Rows(tmp_path))))
+    now = [0.0]
+    monkeypatch.setattr(parts_mod.time, "monotonic", lambda: now[0])
+    with PartWriter(tmp_path, rows_per_sync=4, seconds_per_sync=10.0) as writer:
+        for i in range(10):
+            writer.write({"run_id": f"{i:04x}"})
+            assert len(Rows(tmp_path)) == i + 1  # on disk (unsynced) at once
+        assert synced == [0, 4, 8]  # 0: the folder, for the new segment's name, before its first row
+        now[0] = 10.0
+        writer.write({"run_id": "000a"})  # slow rows: each synced as it comes
+        assert synced == [0, 4, 8, 11]
+        writer.write({"run_id": "000b"})
+        assert synced == [0, 4, 8, 11]
+    assert synced == [0, 4, 8, 11, 12]
+    with PartWriter(tmp_path) as idle:
+        pass
+    assert synced == [0, 4, 8, 11, 12] and not idle.path.exists()  # no rows, no segment, no sync

@@ -32,10 +32,8 @@ class Recorder:
 
     def __init__(self, venue: Venue) -> None:
         self.trades: list[tuple[Fill, int, int]] = []
-        self.book_events: list[int] = []
         self.rejects: list[tuple[int, RejectReason]] = []
         venue.trade_listeners.add(lambda f, m, t: self.trades.append((f, m, t)), Phase.OBSERVE)
-        venue.book_listeners.add(self.book_events.append, Phase.OBSERVE)
         venue.reject_listeners.add(lambda a, r: self.rejects.append((a, r.reject)), Phase.OBSERVE)
 
 
@@ -44,14 +42,31 @@ def snapshot(venue: Venue):
     return books, venue.open_bids.copy(), venue.open_asks.copy()
 
 
+def same(before, after) -> bool:
+    """Two snapshots equal: every book's depth and orders, and the resting-size arrays."""
+    return before[0] == after[0] and (before[1] == after[1]).all() and (before[2] == after[2]).all()
+
+
+def arrivals_of(venue: Venue, world: World) -> list[float]:
+    """The times orders reach the venue (an order arrives when the venue executes it)."""
+    times: list[float] = []
+    execute = venue.execute
+
+    def spy(*args, **kwargs):
+        times.append(world.now)
+        return execute(*args, **kwargs)
+
+    venue.execute = spy
+    return times
+
+
 # ------------------------------------------------------------------ latency
 
 def test_messages_arrive_after_constant_latency_and_replies_return_after_the_outbound_one():
     world, venue = make_venue(to_venue_latency=LatencyConfig(kind="constant", mean=0.010),
                               to_agent_latency=LatencyConfig(kind="constant", mean=0.025))
-    arrivals: list[float] = []
+    arrivals = arrivals_of(venue, world)
     replies: list[tuple[float, object]] = []
-    venue.book_listeners.add(lambda i: arrivals.append(world.now), Phase.OBSERVE)
     oid = venue.submit(1, 0, BUY, 100, 5, reply=lambda r: replies.append((world.now, r)))
     assert venue.books[0].order(oid) is None  # returned at once, not yet in the book
     world.run(until=0.0099)
@@ -129,8 +144,7 @@ def test_an_account_without_replies_opens_no_outbound_stream_and_a_late_one_draw
     # the outbound link opened later still draws the stream's own first numbers
     replied: list[float] = []
     world.call_later(0.0, lambda: venue.submit(1, 0, BUY, 901, 1, reply=lambda r: replied.append(world.now)))
-    arrived: list[float] = []
-    venue.book_listeners.add(lambda i: arrived.append(world.now), Phase.OBSERVE)
+    arrived = arrivals_of(venue, world)
     world.run(until=2.0)
     expected = Latency(cfg, world.streams.fresh("venue/latency-out/1")).next()
     assert replied[0] - arrived[-1] == pytest.approx(expected, abs=1e-12)
@@ -241,9 +255,10 @@ def test_off_book_trades_reach_trade_listeners_without_fees():
     world, venue = make_venue(maker_fee_bps=3.0)
     rec = Recorder(venue)
     fill = Fill(0, 100, 4, BUY, 0, 0, 5, 6, FillFlag.BACKSTOP)
+    before = snapshot(venue)
     venue.off_book_trade(fill)
     assert rec.trades == [(fill, 0, 0)]
-    assert rec.book_events == [] and venue.counts["fills"] == 1
+    assert same(before, snapshot(venue)) and venue.counts["fills"] == 1
 
 
 # ------------------------------------------------------------------ price bands and market orders
@@ -262,9 +277,8 @@ def test_price_band_rejects_outside_and_changes_nothing(side, price):
     assert result.reject == RejectReason.OUTSIDE_PRICE_BAND
     assert result.fills == [] and result.resting_size == 0
     assert rec.rejects == [(3, RejectReason.OUTSIDE_PRICE_BAND)]
-    assert rec.trades == [] and rec.book_events == [] and calls == []
-    after = snapshot(venue)
-    assert before[0] == after[0] and (before[1] == after[1]).all() and (before[2] == after[2]).all()
+    assert rec.trades == [] and calls == []
+    assert same(before, snapshot(venue))
 
 
 @pytest.mark.parametrize("price", [900, 1100, 1000])
@@ -436,9 +450,8 @@ def test_refused_order_gives_risk_check_failed_and_nothing_rests_or_trades():
         result = venue.execute(oid, 2, 0, BUY, price, 5)
         assert result.reject == RejectReason.RISK_CHECK_FAILED
         assert result.fills == [] and result.resting_size == 0
-    after = snapshot(venue)
-    assert before[0] == after[0] and (before[1] == after[1]).all() and (before[2] == after[2]).all()
-    assert rec.trades == [] and rec.book_events == []
+    assert same(before, snapshot(venue))
+    assert rec.trades == []
     assert rec.rejects == [(2, RejectReason.RISK_CHECK_FAILED)] * 2
     assert pos.held == {}
     assert len(calls) == 2
@@ -493,16 +506,17 @@ def test_stacked_reducing_orders_are_risk_checked_once_they_exceed_the_position(
 
 # ------------------------------------------------------------------ listeners
 
-def test_trade_and_book_listeners_are_called():
+def test_trade_listeners_are_called_and_each_message_changes_only_its_book():
     world, venue = make_venue(2)
     rec = Recorder(venue)
-    venue.execute(1, 1, 1, SELL, 100, 5)
-    venue.execute(2, 2, 1, BUY, 100, 2)
-    venue.execute(3, 2, 0, BUY, 90, 2)
-    venue.cancel_all_now(2)
-    venue._cancel_now(1, 1, 1)
-    venue._cancel_now(1, 1, 1)  # already gone: no book event
-    assert rec.book_events == [1, 1, 0, 0, 1]
+    changed = []
+    for message in (lambda: venue.execute(1, 1, 1, SELL, 100, 5), lambda: venue.execute(2, 2, 1, BUY, 100, 2),
+                    lambda: venue.execute(3, 2, 0, BUY, 90, 2), lambda: venue.cancel_all_now(2),
+                    lambda: venue._cancel_now(1, 1, 1), lambda: venue._cancel_now(1, 1, 1)):  # the last: gone already
+        before = snapshot(venue)[0]
+        message()
+        changed.append([i for i, book in enumerate(snapshot(venue)[0]) if book != before[i]])
+    assert changed == [[1], [1], [0], [0], [1], []]
     assert len(rec.trades) == 1
     fill = rec.trades[0][0]
     assert (fill.instrument, fill.price, fill.size, fill.maker_account, fill.taker_account) == (1, 100, 2, 1, 2)

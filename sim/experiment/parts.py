@@ -1,0 +1,136 @@
+"""Durable rows of a sweep or a reverse stress search, in ``<output>.parts/``.
+
+Each session appends its rows as JSON lines to a segment of its own, ``rows-<n>.jsonl`` (``n`` one
+more than the folder's last, so later segments are later sessions; reading, a run's later row
+replaces its earlier one). A row reaches the operating system as it is written (one ``write``: a
+killed driver loses nothing it wrote), and the segment is fsynced every ``ROWS_PER_SYNC`` rows,
+at the first row written ``SECONDS_PER_SYNC`` or more after the last sync, and when it is closed
+(also on an exception or Ctrl-C). One fsynced file per row cost ~0.5 ms a row on the development
+machine's disk (two fsyncs: the file and its folder), and far more on slow or network disks, in
+the driver loop that hands out the runs.
+
+The resume guarantee: a machine crash (power loss, kernel panic) loses at most the rows written
+since the last sync -- fewer than ``ROWS_PER_SYNC``, all written within ``SECONDS_PER_SYNC`` of it;
+``resume`` runs those again -- and never corrupts a row: a segment is only appended to, so synced
+lines stay as they were, and an unsynced tail that comes back torn or zero-filled is not a whole
+line holding one JSON object with a run id, so it is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from sim.experiment.io import fsync_dir
+
+__all__ = ["ROWS_PER_SYNC", "SECONDS_PER_SYNC", "PartWriter", "Rows"]
+
+ROWS_PER_SYNC = 64
+SECONDS_PER_SYNC = 1.0
+_SEGMENT = re.compile(r"rows-(\d+)\.jsonl")
+
+
+def _segments(parts: Path) -> list[Path]:
+    """The folder's segments, oldest first."""
+    if not parts.is_dir():
+        return []
+    found = ((int(m.group(1)), p) for p in parts.iterdir() if (m := _SEGMENT.fullmatch(p.name)))
+    return [p for _, p in sorted(found)]
+
+
+class PartWriter:
+    """Appends rows to a new segment of ``parts`` (see the module docstring); a context manager."""
+
+    def __init__(self, parts: Path, rows_per_sync: int = ROWS_PER_SYNC,
+                 seconds_per_sync: float = SECONDS_PER_SYNC) -> None:
+        existing = _segments(parts)
+        number = int(_SEGMENT.fullmatch(existing[-1].name).group(1)) + 1 if existing else 1
+        self.path = parts / f"rows-{number:06d}.jsonl"
+        self.rows_per_sync, self.seconds_per_sync = rows_per_sync, seconds_per_sync
+        self._fh: Any = None  # opened at the first row: a session that writes none leaves no segment
+        self._unsynced = 0
+        self._synced_at = time.monotonic()
+
+    def write(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Append ``row``; returns it as it will be read back (a tuple becomes a list, a non-JSON value
+        its text), so fresh and resumed rows are the same values."""
+        text = json.dumps(row, sort_keys=True, allow_nan=False, default=str)  # escapes newlines: one line
+        if self._fh is None:
+            self._fh = open(self.path, "xb")
+            fsync_dir(self.path.parent)  # the segment's name durable, before rows count on it
+        self._fh.write(text.encode("utf-8") + b"\n")
+        self._fh.flush()
+        self._unsynced += 1
+        if self._unsynced >= self.rows_per_sync or time.monotonic() - self._synced_at >= self.seconds_per_sync:
+            self.sync()
+        return json.loads(text)
+
+    def sync(self) -> None:
+        if self._fh is not None and self._unsynced:
+            os.fsync(self._fh.fileno())
+        self._unsynced = 0
+        self._synced_at = time.monotonic()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            try:
+                self.sync()
+            finally:
+                self._fh.close()
+                self._fh = None
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _row(line: bytes) -> dict[str, Any] | None:
+    """The row on a whole line, or None for a torn, zero-filled or foreign one."""
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("run_id"), str) else None
+
+
+class Rows:
+    """Each run's latest row in ``parts`` (none for a missing folder), read from disk when asked:
+    the index holds where a row is, never the row."""
+
+    def __init__(self, parts: Path) -> None:
+        self._segments = _segments(parts)
+        self._where: dict[str, tuple[int, int, int]] = {}  # run id -> (segment, offset, length)
+        for i, segment in enumerate(self._segments):
+            with open(segment, "rb") as fh:
+                offset = 0
+                for line in fh:
+                    row = _row(line)
+                    if row is not None:
+                        self._where[row["run_id"]] = (i, offset, len(line))
+                    offset += len(line)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, run_id: object) -> bool:
+        return run_id in self._where
+
+    def __getitem__(self, run_id: str) -> dict[str, Any]:
+        i, offset, length = self._where[run_id]
+        with open(self._segments[i], "rb") as fh:
+            fh.seek(offset)
+            return json.loads(fh.read(length))
+
+    def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(run id, row), one row at a time."""
+        for run_id in list(self._where):
+            yield run_id, self[run_id]
