@@ -12,7 +12,9 @@ writes each row durably, so an interrupted run resumes from what is on disk.
 * ``ray`` / ``dask`` -- a cluster started for the call on this machine's cores (``start_local_ray``,
   ``start_local_dask``), or an existing one given by ``address`` (``ray://host:10001`` / ``auto``;
   ``tcp://scheduler:8786``); a Dask
-  ``client`` may be passed instead. Workers import clearsim once and keep it between tasks.
+  ``client`` may be passed instead. Workers import clearsim once and keep it between tasks. A
+  cluster started here runs its workers as the pool does: Ray's at niceness 0 (Ray's default, 15,
+  made each run dearer: ``RAY_WORKER_CONFIG``), Dask's without the nanny's ``MALLOC_*`` setting.
 
 What every task of a job shares (``Job.shared``: a sweep's base episode, its file root and runner)
 is shipped once per worker -- a pool worker's initializer, one ``ray.put``, one Dask ``scatter`` --
@@ -374,6 +376,15 @@ def _dask_task(spec: _Spec, task: dict, shared: Any) -> dict:
 RAY_QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "REPORTER_UPDATE_INTERVAL_MS": "60000"}
 RAY_QUIET_CONFIG = {"enable_metrics_collection": False, "task_events_report_interval_ms": 0,
                     "enable_timeline": False}
+# Ray starts its workers at niceness 15 (``worker_niceness``), so that its own daemons win the CPU
+# from busy tasks; the local pool's workers run at 0. On a machine anything else runs on (Ray's
+# daemons and the driver included), a niceness-15 run is preempted more often and in shorter
+# slices, and refills its caches each time: the same run cost 5% more of its own thread's CPU
+# in a Ray worker than in a pool worker running beside it (paired runs at load 4-6; 2.5% at
+# niceness 0), and is given a small share of a core whenever a niceness-0 process wants it. A
+# sweep's workers are the work, one per core, so they run at the pool's niceness. (An existing
+# cluster keeps its own: ``RAY_worker_niceness=0 ray start ...``, docs/BENCHMARKS.md.)
+RAY_WORKER_CONFIG = {"worker_niceness": 0}
 
 
 @contextlib.contextmanager
@@ -409,7 +420,8 @@ def _without_ray_monitors():
 
 def start_local_ray(workers: int) -> None:
     """A Ray cluster of ``workers`` CPUs on this machine, as a sweep starts one (``ray.shutdown()`` ends
-    it), with the quiet settings above; its start (~2.5 CPU-s: GCS, raylet, two agents, ``workers``
+    it), with the quiet settings above and its workers at the local pool's niceness
+    (``RAY_WORKER_CONFIG``); its start (~2.5 CPU-s: GCS, raylet, two agents, ``workers``
     prestarted workers; ~3 s of wall on two idle cores before the monitors went) is paid per sweep."""
     import ray
 
@@ -418,7 +430,7 @@ def start_local_ray(workers: int) -> None:
     try:
         with _without_ray_monitors():
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                     _system_config=RAY_QUIET_CONFIG)
+                     _system_config={**RAY_QUIET_CONFIG, **RAY_WORKER_CONFIG})
     finally:
         for k, v in saved.items():
             if v is None:
