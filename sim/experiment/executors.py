@@ -345,17 +345,68 @@ def main_not_reimported():
 IN_FLIGHT_PER_SLOT = 2  # tasks handed to a cluster per worker slot: one running, one queued behind it
 
 
-def _ray_task(spec: _Spec, task: dict, box: list | None) -> dict:
-    """One task on a Ray worker. The shared object comes as a reference inside a list, which Ray
-    leaves unresolved, so a worker fetches and unpickles it only the first time it meets it."""
-    if spec.shared_key is not None:
-        with _STATE_LOCK:
-            known = spec.shared_key in _SHARED
-        if not known:
-            import ray
+# A Ray worker hands each run to a process of its own: one spawn child per Ray worker, started with
+# its first task and kept for the next. The same SPAN run cost 6.5-7.5% more of its own thread's CPU
+# in the Ray worker than in a local pool worker beside it (paired runs, niceness 0 on both sides),
+# and 0.4% less in a spawn child of that Ray worker. What in the Ray worker makes the same code
+# uniformly slower is not known (its profile is the pool's, the same functions in the same shares;
+# not its threads, GIL, environment, gc, signals, niceness, huge pages -- docs/BENCHMARKS.md); a
+# fresh process leaves it behind. The child pays a pool worker's start-up (~0.5 CPU-s) once per Ray
+# worker; a run and its row cross one more pipe (a few kB each way).
+_RAY_CHILD: Any = None  # this Ray worker's child process (a one-process pool), once started
+# the shared objects' keys the child holds, as it keeps them (``_remember``: the last few given)
+_RAY_CHILD_SHARED: "collections.deque[str]" = collections.deque(maxlen=_SHARED_KEPT)
 
-            _remember(spec.shared_key, ray.get(box[0]))
+
+def _child_init() -> None:
+    """The child dies with its Ray worker (``ray.cancel(force=True)``, a lost node), not a run later."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+
+
+def _child_task(spec: _Spec, task: dict) -> dict:
     return _run_one(spec, task, _shared_here(spec))
+
+
+def _ray_child() -> Any:
+    global _RAY_CHILD
+    if _RAY_CHILD is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _RAY_CHILD_SHARED.clear()
+        _RAY_CHILD = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_child_init)
+    return _RAY_CHILD
+
+
+def _ray_task(spec: _Spec, task: dict, box: list | None) -> dict:
+    """One task on a Ray worker, run in the worker's child process (above). The shared object comes as
+    a reference inside a list, which Ray leaves unresolved, so a worker fetches it only the first
+    time it meets it, and gives it to its child once. A child that dies fails this task (its error
+    row) and the worker's next task starts a new one."""
+    global _RAY_CHILD
+    from concurrent.futures.process import BrokenProcessPool
+
+    child = _ray_child()
+    try:
+        # the child is spawned by the first submit: BLAS at one thread, and without re-running the
+        # Ray worker's own __main__ (its worker loop)
+        with single_threaded_children(), main_not_reimported():
+            if spec.shared_key is not None and spec.shared_key not in _RAY_CHILD_SHARED:
+                import ray
+
+                child.submit(_remember, spec.shared_key, ray.get(box[0])).result()
+                _RAY_CHILD_SHARED.append(spec.shared_key)
+            fut = child.submit(_child_task, spec, task)
+        return fut.result()
+    except BrokenProcessPool:
+        _RAY_CHILD = None
+        child.shutdown(wait=False, cancel_futures=True)
+        raise
 
 
 def _dask_task(spec: _Spec, task: dict, shared: Any) -> dict:

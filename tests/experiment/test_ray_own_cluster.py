@@ -42,7 +42,7 @@ def test_own_cluster_workers_run_at_the_pools_niceness():
 
     start_local_ray(1)
     try:
-        niceness = ray.get(ray.remote(num_cpus=1)(os.nice).remote(0))
+        niceness = ray.get(ray.remote(num_cpus=1)(lambda: os.nice(0)).remote())
     finally:
         ray.shutdown()
     assert niceness == 0
