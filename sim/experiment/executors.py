@@ -15,6 +15,8 @@ writes each row durably, so an interrupted run resumes from what is on disk.
   ``client`` may be passed instead. Workers import clearsim once and keep it between tasks. A
   cluster started here runs its workers as the pool does: Ray's at niceness 0 (Ray's default, 15,
   made each run dearer: ``RAY_WORKER_CONFIG``), Dask's without the nanny's ``MALLOC_*`` setting.
+  A Ray worker runs its tasks in a spawn child process of its own, kept between tasks (a run cost
+  ~7% more CPU inside the Ray worker process itself: ``_ray_task``), on any cluster.
 
 What every task of a job shares (``Job.shared``: a sweep's base episode, its file root and runner)
 is shipped once per worker -- a pool worker's initializer, one ``ray.put``, one Dask ``scatter`` --
@@ -346,9 +348,9 @@ IN_FLIGHT_PER_SLOT = 2  # tasks handed to a cluster per worker slot: one running
 
 
 # A Ray worker hands each run to a process of its own: one spawn child per Ray worker, started with
-# its first task and kept for the next. The same SPAN run cost 6.5-7.5% more of its own thread's CPU
+# its first task and kept for the next. The same SPAN run cost 6.6-9.3% more of its own thread's CPU
 # in the Ray worker than in a local pool worker beside it (paired runs, niceness 0 on both sides),
-# and 0.4% less in a spawn child of that Ray worker. What in the Ray worker makes the same code
+# and 0.2-0.6% less in a spawn child of that Ray worker. What in the Ray worker makes the same code
 # uniformly slower is not known (its profile is the pool's, the same functions in the same shares;
 # not its threads, GIL, environment, gc, signals, niceness, huge pages -- docs/BENCHMARKS.md); a
 # fresh process leaves it behind. The child pays a pool worker's start-up (~0.5 CPU-s) once per Ray
@@ -430,9 +432,10 @@ RAY_QUIET_CONFIG = {"enable_metrics_collection": False, "task_events_report_inte
 # Ray starts its workers at niceness 15 (``worker_niceness``), so that its own daemons win the CPU
 # from busy tasks; the local pool's workers run at 0. On a machine anything else runs on (Ray's
 # daemons and the driver included), a niceness-15 run is preempted more often and in shorter
-# slices, and refills its caches each time: the same run cost 5% more of its own thread's CPU
-# in a Ray worker than in a pool worker running beside it (paired runs at load 4-6; 2.5% at
-# niceness 0), and is given a small share of a core whenever a niceness-0 process wants it. A
+# slices, and refills its caches each time: a standard run cost 4.8-5.3% more of its own thread's
+# CPU in a Ray worker than in a pool worker running beside it (paired runs, load 4-9), 1.5-2.5%
+# with the Ray worker at niceness 0; and it is given a small share of a core whenever a niceness-0
+# process wants it. A
 # sweep's workers are the work, one per core, so they run at the pool's niceness. (An existing
 # cluster keeps its own: ``RAY_worker_niceness=0 ray start ...``, docs/BENCHMARKS.md.)
 RAY_WORKER_CONFIG = {"worker_niceness": 0}
