@@ -19,6 +19,8 @@ as ``clearsim sweep --backend ray|dask`` does, and on a cluster already running 
   as tree CPU beyond the local pool's;
 * bytes shipped: a task as pickled for a worker (before this change each task carried its whole
   episode dict: that size is printed too), the shared base sent once per worker, a result row;
+* (on Ray, a worker's runs and start-up are those of its run process, a spawn child of the Ray
+  worker: ``executors._ray_task``; the Ray worker's own CPU counts in the background);
 * each worker's peak RSS after its first and after its last run (flat: a run leaves nothing behind);
 * the process tree's CPU by kind of process (driver, pool or Ray workers, Ray's GCS, raylet, agents,
   log and autoscaler monitors, Dask), and the *background*: the tree less the runs, the workers'
@@ -103,7 +105,11 @@ class TreeCPU:
                     t = p.cpu_times()
                     seen[p.pid] = (p.create_time(), t.user + t.system)
                     # read each time: Ray's processes rename themselves (``ray::DashboardAgent``) after they start
-                    self.kind[p.pid] = kind_of(p.cmdline())
+                    kind = kind_of(p.cmdline())
+                    parent = p.parent() if kind == "pool worker" else None
+                    if parent is not None and kind_of(parent.cmdline()) == "ray worker":
+                        kind = "ray worker's run process"  # executors._ray_task: the runs happen there
+                    self.kind[p.pid] = kind
             except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, self.psutil.ZombieProcess):
                 continue
         return seen
@@ -289,7 +295,8 @@ def report(m: Measured) -> None:
     head, between, tail = m.idle()
     print(f"    slots idle (s, wall): before the first task {head:.2f}, between tasks {between:.2f}, after the last "
           f"{tail:.2f} [" + "; ".join(f"{n} runs: {a:.2f}/{g:.2f}/{t:.2f}" for a, g, t, n in m.slots.values()) + "]")
-    workers = {k: v for k, v in m.by_kind.items() if k in ("ray worker", "pool worker", "dask")}
+    workers = {k: v for k, v in m.by_kind.items()
+               if k in ("ray worker", "ray worker's run process", "pool worker", "dask")}
     beside = sum(workers.values()) - sum(m.run_cpu) - sum(m.startup.values())
     print("    process-tree CPU-s by kind: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(m.by_kind.items(), key=lambda kv: -kv[1]))
           + f"; worker processes beyond their runs and start-ups {beside:+.2f}")

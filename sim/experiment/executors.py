@@ -12,7 +12,11 @@ writes each row durably, so an interrupted run resumes from what is on disk.
 * ``ray`` / ``dask`` -- a cluster started for the call on this machine's cores (``start_local_ray``,
   ``start_local_dask``), or an existing one given by ``address`` (``ray://host:10001`` / ``auto``;
   ``tcp://scheduler:8786``); a Dask
-  ``client`` may be passed instead. Workers import clearsim once and keep it between tasks.
+  ``client`` may be passed instead. Workers import clearsim once and keep it between tasks. A
+  cluster started here runs its workers as the pool does: Ray's at niceness 0 (Ray's default, 15,
+  made each run dearer: ``RAY_WORKER_CONFIG``), Dask's without the nanny's ``MALLOC_*`` setting.
+  A Ray worker runs its tasks in a spawn child process of its own, kept between tasks (a run cost
+  ~7% more CPU inside the Ray worker process itself: ``_ray_task``), on any cluster.
 
 What every task of a job shares (``Job.shared``: a sweep's base episode, its file root and runner)
 is shipped once per worker -- a pool worker's initializer, one ``ray.put``, one Dask ``scatter`` --
@@ -352,17 +356,68 @@ def main_not_reimported():
 IN_FLIGHT_PER_SLOT = 2  # tasks handed to a cluster per worker slot: one running, one queued behind it
 
 
-def _ray_task(spec: _Spec, task: dict, box: list | None) -> dict:
-    """One task on a Ray worker. The shared object comes as a reference inside a list, which Ray
-    leaves unresolved, so a worker fetches and unpickles it only the first time it meets it."""
-    if spec.shared_key is not None:
-        with _STATE_LOCK:
-            known = spec.shared_key in _SHARED
-        if not known:
-            import ray
+# A Ray worker hands each run to a process of its own: one spawn child per Ray worker, started with
+# its first task and kept for the next. The same SPAN run cost 6.6-9.3% more of its own thread's CPU
+# in the Ray worker than in a local pool worker beside it (paired runs, niceness 0 on both sides),
+# and 0.2-0.6% less in a spawn child of that Ray worker. What in the Ray worker makes the same code
+# uniformly slower is not known (its profile is the pool's, the same functions in the same shares;
+# not its threads, GIL, environment, gc, signals, niceness, huge pages -- docs/BENCHMARKS.md); a
+# fresh process leaves it behind. The child pays a pool worker's start-up (~0.5 CPU-s) once per Ray
+# worker; a run and its row cross one more pipe (a few kB each way).
+_RAY_CHILD: Any = None  # this Ray worker's child process (a one-process pool), once started
+# the shared objects' keys the child holds, as it keeps them (``_remember``: the last few given)
+_RAY_CHILD_SHARED: "collections.deque[str]" = collections.deque(maxlen=_SHARED_KEPT)
 
-            _remember(spec.shared_key, ray.get(box[0]))
+
+def _child_init() -> None:
+    """The child dies with its Ray worker (``ray.cancel(force=True)``, a lost node), not a run later."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+
+
+def _child_task(spec: _Spec, task: dict) -> dict:
     return _run_one(spec, task, _shared_here(spec))
+
+
+def _ray_child() -> Any:
+    global _RAY_CHILD
+    if _RAY_CHILD is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _RAY_CHILD_SHARED.clear()
+        _RAY_CHILD = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_child_init)
+    return _RAY_CHILD
+
+
+def _ray_task(spec: _Spec, task: dict, box: list | None) -> dict:
+    """One task on a Ray worker, run in the worker's child process (above). The shared object comes as
+    a reference inside a list, which Ray leaves unresolved, so a worker fetches it only the first
+    time it meets it, and gives it to its child once. A child that dies fails this task (its error
+    row) and the worker's next task starts a new one."""
+    global _RAY_CHILD
+    from concurrent.futures.process import BrokenProcessPool
+
+    child = _ray_child()
+    try:
+        # the child is spawned by the first submit: BLAS at one thread, and without re-running the
+        # Ray worker's own __main__ (its worker loop)
+        with single_threaded_children(), main_not_reimported():
+            if spec.shared_key is not None and spec.shared_key not in _RAY_CHILD_SHARED:
+                import ray
+
+                child.submit(_remember, spec.shared_key, ray.get(box[0])).result()
+                _RAY_CHILD_SHARED.append(spec.shared_key)
+            fut = child.submit(_child_task, spec, task)
+        return fut.result()
+    except BrokenProcessPool:
+        _RAY_CHILD = None
+        child.shutdown(wait=False, cancel_futures=True)
+        raise
 
 
 def _dask_task(spec: _Spec, task: dict, shared: Any) -> dict:
@@ -383,6 +438,16 @@ def _dask_task(spec: _Spec, task: dict, shared: Any) -> dict:
 RAY_QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "REPORTER_UPDATE_INTERVAL_MS": "60000"}
 RAY_QUIET_CONFIG = {"enable_metrics_collection": False, "task_events_report_interval_ms": 0,
                     "enable_timeline": False}
+# Ray starts its workers at niceness 15 (``worker_niceness``), so that its own daemons win the CPU
+# from busy tasks; the local pool's workers run at 0. On a machine anything else runs on (Ray's
+# daemons and the driver included), a niceness-15 run is preempted more often and in shorter
+# slices, and refills its caches each time: a standard run cost 4.8-5.3% more of its own thread's
+# CPU in a Ray worker than in a pool worker running beside it (paired runs, load 4-9), 1.5-2.5%
+# with the Ray worker at niceness 0; and it is given a small share of a core whenever a niceness-0
+# process wants it. A
+# sweep's workers are the work, one per core, so they run at the pool's niceness. (An existing
+# cluster keeps its own: ``RAY_worker_niceness=0 ray start ...``, docs/BENCHMARKS.md.)
+RAY_WORKER_CONFIG = {"worker_niceness": 0}
 
 
 @contextlib.contextmanager
@@ -418,7 +483,8 @@ def _without_ray_monitors():
 
 def start_local_ray(workers: int) -> None:
     """A Ray cluster of ``workers`` CPUs on this machine, as a sweep starts one (``ray.shutdown()`` ends
-    it), with the quiet settings above; its start (~2.5 CPU-s: GCS, raylet, two agents, ``workers``
+    it), with the quiet settings above and its workers at the local pool's niceness
+    (``RAY_WORKER_CONFIG``); its start (~2.5 CPU-s: GCS, raylet, two agents, ``workers``
     prestarted workers; ~3 s of wall on two idle cores before the monitors went) is paid per sweep."""
     import ray
 
@@ -427,7 +493,7 @@ def start_local_ray(workers: int) -> None:
     try:
         with _without_ray_monitors():
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                     _system_config=RAY_QUIET_CONFIG)
+                     _system_config={**RAY_QUIET_CONFIG, **RAY_WORKER_CONFIG})
     finally:
         for k, v in saved.items():
             if v is None:

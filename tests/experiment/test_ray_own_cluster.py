@@ -31,3 +31,18 @@ def test_ray_own_cluster_matches_the_local_pool(tmp_path):
     assert {k: os.environ.get(k) for k in RAY_QUIET_ENV} == before
     assert set(own.column("status").to_pylist()) == {"ok"}
     assert own.drop_columns(["wall_seconds"]).equals(local.drop_columns(["wall_seconds"]))
+
+
+def test_own_cluster_workers_run_at_the_pools_niceness():
+    """Ray's default worker niceness (15) made each run dearer than in the local pool's workers
+    (niceness 0, like this process's); the cluster a sweep starts runs its workers at 0."""
+    if ray.is_initialized():
+        pytest.skip("a Ray session is already up in this process")
+    from sim.experiment.executors import start_local_ray
+
+    start_local_ray(1)
+    try:
+        niceness = ray.get(ray.remote(num_cpus=1)(lambda: os.nice(0)).remote())
+    finally:
+        ray.shutdown()
+    assert niceness == 0
