@@ -90,7 +90,7 @@ class LiquidationEngine:
         if bidder not in self.bidders:
             self.bidders.append(bidder)
 
-    def _adl_equities(self, rows: np.ndarray) -> np.ndarray:
+    def _adl_equities(self, rows: np.ndarray | slice) -> np.ndarray:
         """Equities the ADL queue ranks with: ``clearing.adl.row_equities`` at the house's marks
         and collateral prices (a row's bits do not depend on the other rows valued with it)."""
         house = self.house

@@ -41,6 +41,7 @@ def test_row_equities_do_not_depend_on_the_other_rows(m, k, n, seed):
     mark_value = rng.random(m) * 1e5 * ledger.tick_value
     prices = np.concatenate([[1.0], rng.random(k - 1) * 1e4])
     full = row_equities(ledger, rows_all, mark_value, prices)
+    assert row_equities(ledger, slice(0, ledger.n_accounts), mark_value, prices).tobytes() == full.tobytes()
     for size in (1, 2, 3, 5, 17):
         rows = np.sort(rng.choice(ledger.n_accounts, size=min(size, ledger.n_accounts), replace=False))
         assert row_equities(ledger, rows, mark_value, prices).tobytes() == full[rows].tobytes()
