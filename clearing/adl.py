@@ -232,10 +232,10 @@ def row_equities(ledger: Ledger, rows: np.ndarray | slice, mark_value: np.ndarra
 
     ``mark_value`` is each instrument's value of one lot at mark (minor units); ``asset_prices``
     the collateral assets' prices (quote per unit; needed with more than one asset). The clearing
-    house's ``equities`` takes a BLAS matrix-vector product, whose bits for a row depend on where
-    the row falls in the matrix (OpenBLAS blocks rows in fours and splits them over threads), so a
-    row valued alone or among a few rows need not equal the same row valued in the full slice
-    (tests/clearing/test_adl_queue.py). The ADL queue ranks all holders at a sort and a few rows
+    house's ``equities`` takes a BLAS matrix-vector product, whose bits for a row can depend on
+    where the row falls in the matrix (how the library blocks and threads the rows), so with two or
+    more instruments a row valued alone or among a few rows need not equal the same row valued in
+    the full slice (measured: docs/BENCHMARKS.md, *ADL in proportion to what changed*). The ADL queue ranks all holders at a sort and a few rows
     between sorts, so it needs one formula with no such dependence: the positions' values are
     added instrument by instrument (element-wise products and sums, exact IEEE operations per
     row), then added to the collateral (``Ledger.value_cash``: a reduction along each row, which
@@ -246,6 +246,8 @@ def row_equities(ledger: Ledger, rows: np.ndarray | slice, mark_value: np.ndarra
         ledger.value_cash(cash, np.asarray(asset_prices, dtype=np.float64))
     held = ledger.position[rows]
     values = np.asarray(mark_value, dtype=np.float64).tolist()
+    if not values:  # no instruments: collateral only
+        return collateral
     positions = held[:, 0] * values[0]
     for j in range(1, len(values)):
         positions += held[:, j] * values[j]
