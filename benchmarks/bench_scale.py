@@ -66,6 +66,18 @@ def scaled_config(factor: int, duration: float | None = None):
     # than the 1024x int64 headroom the config checks demand (sim.experiment.schema.bounds)
     overrides: dict = {"outputs": {"counterfactual": False}, "population": {"groups": groups},
                        "market": {"quote": {"decimals": QUOTE_DECIMALS}}}
+    # the episode schema caps the account-state samples kept in memory (MAX_SAMPLE_ROWS rows: sample
+    # rounds x accounts); at 1M accounts the config's 60 s interval is over it, so the interval is
+    # doubled until the samples fit (240 s at 1M: 15 rounds; the sampling cost is linear either way)
+    from sim.experiment.schema.bounds import MAX_SAMPLE_ROWS
+
+    accounts = sum(g.get("count", 1) for g in groups) + 100  # + system rows, external accounts: generously
+    span = base.duration if duration is None else duration
+    interval = base.outputs.sample_interval
+    while span / interval * accounts > MAX_SAMPLE_ROWS:
+        interval *= 2
+    if interval != base.outputs.sample_interval:
+        overrides["outputs"]["sample_interval"] = interval
     if duration is not None:
         overrides["duration"] = duration
         # a shorter episode keeps only the shocks that start inside it (the crash starts at 1,200 s)
@@ -108,7 +120,8 @@ def one(factor: int, duration: float | None) -> dict:
             "calm_events": marks.get("crash_events"),
             "events": s["events"] - (crash is not None), "orders": s["orders"],
             "cancels": s["cancels"], "fills": s["fills"], "liquidations": len(result.tables["liquidations"]["liq_id"]),
-            "peak_rss": _rss_bytes(), "import_rss": import_rss}
+            "peak_rss": _rss_bytes(), "import_rss": import_rss,
+            "sample_interval": config.outputs.sample_interval}
 
 
 def _child(factor: int, duration: float | None) -> dict:
@@ -148,6 +161,9 @@ def main() -> None:
               f"{r['cpu_s']:>8.1f} {r['events']:>11,} {r['events'] / r['cpu_s']:>9,.0f} {r['orders']:>9,} {r['fills']:>9,} "
               f"{r['liquidations']:>6,} {r['peak_rss'] / 2**30:>9.2f} {per_account:>10.2f} "
               f"{'-' if r.get('crash_cpu_s') is None else format(r['crash_cpu_s'], '.1f'):>11}")
+    for f, r in runs.items():
+        if r.get("sample_interval", 60.0) != 60.0:
+            print(f"{r['accounts']:>10,} sampled every {r['sample_interval']:.0f} s (the schema's cap on sample rows), not 60 s")
     for f, r in runs.items():
         if r.get("crash_cpu_s") is not None and r.get("calm_events"):
             calm_cpu = r["cpu_s"] - r["crash_cpu_s"]

@@ -19,10 +19,12 @@ cash and open interest stay exactly balanced.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Hashable
 
 import numpy as np
+from sortedcontainers import SortedList
 
-from clearing.ledger import FIRST_TRADER, Ledger
+from clearing.ledger import FIRST_TRADER, QUOTE, Ledger
 from clearing.socialised import allocate_pro_rata
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "select_pro_rata",
     "execute_adl",
     "AdlQueue",
+    "row_equities",
 ]
 
 
@@ -91,7 +94,7 @@ def adl_candidates(ledger: Ledger, instrument: int, mark_ticks: int, equity: np.
     accounts = np.flatnonzero(lots_all) + FIRST_TRADER
     if exclude is not None:
         accounts = accounts[accounts != exclude]
-    return _ranked(ledger, instrument, mark_ticks, eq, accounts)
+    return _ranked(ledger, instrument, mark_ticks, eq[accounts], accounts)
 
 
 def _equity_over_rows(equity: np.ndarray, n: int) -> np.ndarray:
@@ -101,16 +104,17 @@ def _equity_over_rows(equity: np.ndarray, n: int) -> np.ndarray:
     return eq
 
 
-def _ranked(ledger: Ledger, instrument: int, mark_ticks: int, eq: np.ndarray, accounts: np.ndarray) -> AdlCandidates:
-    """The candidates' figures for the given holders (element-wise: a row's figures do not depend
-    on which other rows are ranked with it, so a cache can re-rank a few rows alone)."""
+def _ranked(ledger: Ledger, instrument: int, mark_ticks: int, acc_eq: np.ndarray, accounts: np.ndarray
+            ) -> AdlCandidates:
+    """The candidates' figures for the given holders, ``acc_eq`` their equities (element-wise: a
+    row's figures do not depend on which other rows are ranked with it, so a cache can re-rank a
+    few rows alone)."""
     lots = ledger.position[accounts, instrument].astype(np.int64)
     cost = ledger.entry_value[accounts, instrument].astype(np.float64)
     mark_value = lots.astype(np.float64) * float(mark_ticks) * float(ledger.tick_value[instrument])
     pnl = mark_value - cost
     with np.errstate(divide="ignore", invalid="ignore"):
         pnl_pct = np.where(cost != 0, pnl / np.abs(np.where(cost != 0, cost, 1.0)), np.nan)
-    acc_eq = eq[accounts]
     leverage = effective_leverage(mark_value, mark_value - acc_eq)
     return AdlCandidates(accounts=accounts.astype(np.int64), lots=lots, pnl=pnl, pnl_pct=pnl_pct,
                          leverage=leverage, ranks=adl_rank(pnl_pct, leverage))
@@ -221,93 +225,186 @@ def execute_adl(ledger: Ledger, bankrupt: int, instrument: int, price_ticks: int
     return total
 
 
+def row_equities(ledger: Ledger, rows: np.ndarray | slice, mark_value: np.ndarray,
+                 asset_prices: np.ndarray | None = None) -> np.ndarray:
+    """Equity of ledger ``rows`` (collateral after haircuts + positions at mark, quote minor units),
+    computed so that each row's value has the same bits whichever rows are computed with it.
+
+    ``mark_value`` is each instrument's value of one lot at mark (minor units); ``asset_prices``
+    the collateral assets' prices (quote per unit; needed with more than one asset). The clearing
+    house's ``equities`` takes a BLAS matrix-vector product, whose bits for a row can depend on
+    where the row falls in the matrix (how the library blocks and threads the rows), so with two or
+    more instruments a row valued alone or among a few rows need not equal the same row valued in
+    the full slice (measured: docs/BENCHMARKS.md, *ADL in proportion to what changed*). The ADL queue ranks all holders at a sort and a few rows
+    between sorts, so it needs one formula with no such dependence: the positions' values are
+    added instrument by instrument (element-wise products and sums, exact IEEE operations per
+    row), then added to the collateral (``Ledger.value_cash``: a reduction along each row, which
+    does not depend on the other rows either).
+    """
+    cash = ledger.cash[rows]
+    collateral = cash[:, QUOTE].astype(np.float64) if cash.shape[1] == 1 else \
+        ledger.value_cash(cash, np.asarray(asset_prices, dtype=np.float64))
+    held = ledger.position[rows]
+    values = np.asarray(mark_value, dtype=np.float64).tolist()
+    if not values:  # no instruments: collateral only
+        return collateral
+    positions = held[:, 0] * values[0]
+    for j in range(1, len(values)):
+        positions += held[:, j] * values[j]
+    return collateral + positions
+
+
+@dataclass(slots=True)
+class _Kept:
+    """One instrument's queues, sorted at one mark and valuation version, and what changed since."""
+
+    key: tuple  # (mark ticks, valuation version) the sort was made at
+    cursor: int  # the ledger's change log, read up to here
+    size: int  # holders in the sorted queues (the re-sort threshold's base)
+    sorted: tuple  # (longs, shorts): each (accounts, sizes, ranks) arrays, rank descending, account ascending
+    stale: set  # accounts changed since the sort: their entries in ``sorted`` are skipped
+    fresh: tuple  # (longs, shorts): SortedList of (-rank, account, size) of the stale accounts eligible now
+    where: dict  # account -> (side 0/1, its item in ``fresh``)
+    pending: set  # accounts last ranked with a caller's equity override: ranked again at the next select
+
+
 class AdlQueue:
-    """The ranked ADL queues of each instrument, sorted once per mark and kept across bankruptcies.
+    """The ranked ADL queues of each instrument, sorted once per price update and kept across
+    bankruptcies; the work per bankruptcy follows what changed, not the number of accounts.
 
     ``select_ranked`` over ``adl_candidates`` ranks and sorts every holder for each bankrupt
     account -- in a crash of a million accounts that was most of the run. A holder's rank depends
-    on its lots, entry value and equity and on the mark only, so the queue sorted at one mark stays
-    right for every holder whose three inputs have not changed since. ``select`` finds the holders
-    that changed (the previous counterparties, the bankrupt, anyone who traded or was charged:
-    one vectorised comparison with the snapshot the queue was sorted on), re-ranks only them,
-    and merges them into the kept order by the same key -- rank descending, account ascending --
-    so the selections equal ``select_ranked``'s over a fresh ranking (tests/test_adl.py). A new
-    mark, a grown ledger or many changed holders (more than ``RESORT_FRACTION``) sort afresh.
+    on its lots, entry value and equity and on the mark only. Equity moves with the account's
+    cash and positions (every such change is in the ledger's change log, ``Ledger.changes_since``)
+    and with the marks, collateral prices and haircuts (``version()``, the valuation inputs: a new
+    one sorts afresh). So between price updates the queue sorted at the last one stays right for
+    every holder the log does not name; ``select`` reads the log from its cursor, re-ranks only the
+    accounts named since it last looked (equity by ``equity_of``, which must give a row the same
+    bits whichever rows it is computed with: ``row_equities``), keeps them in a sorted list per
+    side, and merges that list with the kept order by the same key -- rank descending, account
+    ascending -- so the selections equal ``select_ranked``'s over a fresh ranking with the same
+    equities (tests/clearing/test_adl.py, test_adl_queue.py). A new mark or version, a log emptied
+    past the cursor, or many changed holders (more than ``RESORT_FRACTION`` of the queue) sort
+    afresh. Pro-rata ADL (``select_pro_rata``) allocates over every profitable holder, so it is
+    O(holders) per bankruptcy by definition and does not use this queue.
     """
 
     RESORT_FRACTION = 0.25
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, equity_of: Callable[[np.ndarray | slice], np.ndarray],
+                 version: Callable[[], Hashable] | None = None) -> None:
         self.ledger = ledger
-        self._queues: dict[int, tuple] = {}  # instrument -> (mark, n, lots, cost, equity, longs, shorts)
+        self.equity_of = equity_of  # ascending int64 rows or a range -> their equities (row by row, see above)
+        self.version = version if version is not None else (lambda: None)
+        self._queues: dict[int, _Kept] = {}
         self.sorts = 0  # full rankings so far (for tests and benchmarks)
+        self.reranked = 0  # rows re-ranked between sorts (likewise)
 
-    def _sort(self, instrument: int, mark_ticks: int, eq: np.ndarray) -> tuple:
+    def _equities(self, rows: np.ndarray, override: dict[int, float] | None) -> np.ndarray:
+        eq = self.equity_of(rows)
+        if override:
+            for account, value in override.items():
+                i = int(np.searchsorted(rows, account))
+                if i < rows.size and rows[i] == account:
+                    eq[i] = value
+        return eq
+
+    def _sort(self, instrument: int, mark_ticks: int, key: tuple, override: dict[int, float] | None) -> _Kept:
         ledger, n = self.ledger, self.ledger.n_accounts
-        lots = ledger.position[:n, instrument].copy()
-        cost = ledger.entry_value[:n, instrument].copy()
-        holders = np.flatnonzero(lots[FIRST_TRADER:]) + FIRST_TRADER
-        c = _ranked(ledger, instrument, mark_ticks, eq, holders)
+        cursor = ledger.change_cursor()
+        holders = np.flatnonzero(ledger.position[FIRST_TRADER:n, instrument]) + FIRST_TRADER
+        # every row by a range, then the holders picked out: the same bits (row by row), and ~5x
+        # cheaper than gathering the holders' rows first
+        eq = self.equity_of(slice(0, n))
+        for account, value in (override or {}).items():
+            if account < n:
+                eq[account] = value
+        c = _ranked(ledger, instrument, mark_ticks, eq[holders], holders)
         queues = []
         for side in (1, -1):  # the longs' queue (against a bankrupt short), then the shorts'
             idx = np.flatnonzero(((c.lots > 0) if side > 0 else (c.lots < 0)) & (c.ranks > 0))
             order = idx[np.lexsort((c.accounts[idx], -c.ranks[idx]))]
             queues.append((c.accounts[order], np.abs(c.lots[order]), c.ranks[order]))
         self.sorts += 1
-        entry = (mark_ticks, n, lots, cost, eq[:n].copy(), queues[0], queues[1])
-        self._queues[instrument] = entry
-        return entry
+        kept = _Kept(key, cursor, int(holders.size), (queues[0], queues[1]), set(), (SortedList(), SortedList()),
+                     {}, set(override) if override else set())
+        self._queues[instrument] = kept
+        return kept
 
-    def select(self, bankrupt_lots: int, instrument: int, mark_ticks: int, equity: np.ndarray,
-               exclude: int | None = None) -> list[tuple[int, int]]:
-        """``select_ranked(bankrupt_lots, *adl_candidates(...))``'s answer, from the kept queue."""
+    def _rerank(self, kept: _Kept, instrument: int, mark_ticks: int, accounts: list[int],
+                override: dict[int, float] | None) -> None:
+        """Rank ``accounts`` again and put those eligible now into the fresh lists."""
+        fresh, where = kept.fresh, kept.where
+        for a in accounts:
+            old = where.pop(a, None)
+            if old is not None:
+                fresh[old[0]].remove(old[1])
+        rows = np.array(accounts, dtype=np.int64)
+        rows = rows[self.ledger.position[rows, instrument] != 0]
+        self.reranked += int(rows.size)
+        if not rows.size:
+            return
+        c = _ranked(self.ledger, instrument, mark_ticks, self._equities(rows, override), rows)
+        for i in np.flatnonzero(c.ranks > 0).tolist():
+            side = 0 if c.lots[i] > 0 else 1
+            item = (-float(c.ranks[i]), int(c.accounts[i]), abs(int(c.lots[i])))
+            fresh[side].add(item)
+            where[item[1]] = (side, item)
+
+    def select(self, bankrupt_lots: int, instrument: int, mark_ticks: int, exclude: int | None = None,
+               equity_override: dict[int, float] | None = None) -> list[tuple[int, int]]:
+        """``select_ranked(bankrupt_lots, *adl_candidates(...))``'s answer, from the kept queue, with
+        every account's equity from ``equity_of`` -- or ``equity_override[account]`` where given
+        (the liquidation engine's equities from before its own ADL fills, for a bankrupt account's
+        second instrument)."""
         need = abs(int(bankrupt_lots))
         if need == 0:
             return []
-        ledger, n = self.ledger, self.ledger.n_accounts
-        eq = _equity_over_rows(equity, n)
-        entry = self._queues.get(instrument)
-        changed = np.zeros(0, dtype=np.int64)
-        if entry is None or entry[0] != mark_ticks or entry[1] != n:
-            entry = self._sort(instrument, mark_ticks, eq)
+        ledger = self.ledger
+        key = (int(mark_ticks), self.version())
+        kept = self._queues.get(instrument)
+        if kept is None or kept.key != key:
+            kept = self._sort(instrument, mark_ticks, key, equity_override)
         else:
-            _mark, _n, lots, cost, eq_then, _longs, _shorts = entry
-            now_lots = ledger.position[:n, instrument]
-            moved = (now_lots != lots) | (ledger.entry_value[:n, instrument] != cost) | \
-                ((eq[:n] != eq_then) & (now_lots != 0))
-            moved[:FIRST_TRADER] = False
-            changed = np.flatnonzero(moved)
-            if changed.size > self.RESORT_FRACTION * max(1, entry[5][0].size + entry[6][0].size):
-                entry = self._sort(instrument, mark_ticks, eq)
-                changed = changed[:0]
-        accounts, sizes, ranks = entry[5] if bankrupt_lots < 0 else entry[6]
-        # the changed holders on the queue's side, ranked now and sorted by the queue's key
-        fresh = _ranked(ledger, instrument, mark_ticks, eq, changed[ledger.position[changed, instrument] != 0])
-        keep = ((fresh.lots > 0) if bankrupt_lots < 0 else (fresh.lots < 0)) & (fresh.ranks > 0)
-        keep &= fresh.accounts != (-1 if exclude is None else exclude)
-        idx = np.flatnonzero(keep)
-        idx = idx[np.lexsort((fresh.accounts[idx], -fresh.ranks[idx]))]
-        f_acc, f_size, f_rank = fresh.accounts[idx].tolist(), np.abs(fresh.lots[idx]).tolist(), \
-            fresh.ranks[idx].tolist()
-        stale = set(changed.tolist())
-        if exclude is not None:
-            stale.add(int(exclude))
+            logged, cursor = ledger.changes_since(kept.cursor)
+            if logged is None:
+                kept = self._sort(instrument, mark_ticks, key, equity_override)
+            else:
+                kept.cursor = cursor
+                named = set(logged)
+                named |= kept.pending
+                kept.pending = set(equity_override) if equity_override else set()
+                named |= kept.pending
+                named = sorted(a for a in named if a >= FIRST_TRADER)
+                kept.stale.update(named)
+                if len(kept.stale) > self.RESORT_FRACTION * max(1, kept.size):
+                    kept = self._sort(instrument, mark_ticks, key, equity_override)
+                elif named:
+                    self._rerank(kept, instrument, mark_ticks, named, equity_override)
+        accounts, sizes, ranks = kept.sorted[0] if bankrupt_lots < 0 else kept.sorted[1]
+        fresh = kept.fresh[0] if bankrupt_lots < 0 else kept.fresh[1]
+        stale = kept.stale
+        skip = -1 if exclude is None else int(exclude)
         out: list[tuple[int, int]] = []
-        j, k, m = 0, 0, len(f_acc)
-        total = accounts.shape[0]
-        while need > 0 and (j < total or k < m):  # a merge of the two sorted lists, lazily
+        j, total = 0, accounts.shape[0]
+        it = iter(fresh)
+        f = next(it, None)
+        while need > 0 and (j < total or f is not None):  # a merge of the two sorted lists, lazily
+            if f is not None and f[1] == skip:
+                f = next(it, None)
+                continue
             if j < total:
                 a = int(accounts[j])
-                if a in stale:
+                if a in stale or a == skip:
                     j += 1
                     continue
                 r = float(ranks[j])
-                if k < m and (f_rank[k] > r or (f_rank[k] == r and f_acc[k] < a)):
-                    a, size, k = f_acc[k], f_size[k], k + 1
+                if f is not None and (-f[0] > r or (-f[0] == r and f[1] < a)):
+                    a, size, f = f[1], f[2], next(it, None)
                 else:
                     size, j = int(sizes[j]), j + 1
             else:
-                a, size, k = f_acc[k], f_size[k], k + 1
+                a, size, f = f[1], f[2], next(it, None)
             take = min(need, size)
             out.append((int(a), int(take)))
             need -= take

@@ -153,6 +153,15 @@ class Ledger:
         # rows whose positions changed since the clearing house last read them: it keeps its
         # position matrices between re-valuations and updates only these rows (drained there)
         self.moved: set[int] = set()
+        # the change log: every account whose cash, position or entry value changed, in order (ids
+        # may repeat), so that a reader (the ADL queue) re-ranks only those instead of comparing
+        # every row. Readers keep a cursor (``changes_since``). One append per changed row keeps it
+        # O(1) a mutation; it is bounded: past ``_changes_limit`` entries -- and after a vector
+        # settlement that touched every holder -- it is emptied and ``changes_base`` advanced past
+        # it, and a reader whose cursor is behind that is told everything may have changed.
+        self.changes: list[int] = []
+        self.changes_base = 0
+        self._changes_limit = max(1 << 16, 2 * capacity)
 
     # ----------------------------------------------------------------- accounts
     def open_account(self) -> int:
@@ -175,6 +184,26 @@ class Ledger:
             new = np.zeros(cap, dtype=old.dtype)
             new[: old.shape[0]] = old
             setattr(self, name, new)
+
+    # ----------------------------------------------------------------- change log
+    def changes_since(self, cursor: int) -> tuple[list[int] | None, int]:
+        """(accounts changed since ``cursor``, the new cursor). The list may repeat accounts and
+        include system rows; None when the log was emptied past ``cursor`` (any account may have
+        changed). A cursor of ``change_cursor()`` reads nothing."""
+        start = cursor - self.changes_base
+        end = self.changes_base + len(self.changes)
+        if start < 0:
+            return None, end
+        return self.changes[start:], end
+
+    def change_cursor(self) -> int:
+        """The cursor at the end of the log: what a reader holds after reading everything."""
+        return self.changes_base + len(self.changes)
+
+    def _forget_changes(self) -> None:
+        """Empty the log: every reader behind its end is told that anything may have changed."""
+        self.changes_base += len(self.changes) + 1  # past every cursor, even with nothing logged
+        self.changes = []
 
     @property
     def traders(self) -> slice:
@@ -200,6 +229,9 @@ class Ledger:
             new[key] = value
         for (account, asset), value in new.items():
             cash[account, asset] = value
+            self.changes.append(account)
+        if len(self.changes) > self._changes_limit:
+            self._forget_changes()
 
     def _add_total(self, totals: np.ndarray, asset: int, amount: int, what: str) -> None:
         value = totals.item(asset) + amount
@@ -256,6 +288,10 @@ class Ledger:
             cash[account, QUOTE] = after
             cash[pool, QUOTE] = pooled
             self.fees_paid[account] = paid
+            changes = self.changes  # the fee pool is a system row: no reader ranks it
+            changes.append(account)
+            if len(changes) > self._changes_limit:
+                self._forget_changes()
 
     # ----------------------------------------------------------------- trading
     def trade(self, buyer: int, seller: int, instrument: int, price_ticks: int, lots: int) -> None:
@@ -281,6 +317,11 @@ class Ledger:
         position[seller, instrument], entry_value[seller, instrument], realised[seller] = sold
         self.moved.add(buyer)
         self.moved.add(seller)
+        changes = self.changes
+        changes.append(buyer)
+        changes.append(seller)
+        if len(changes) > self._changes_limit:
+            self._forget_changes()
 
     def _moved_position(self, instrument: int, lots: int, value: int, held: int, cost: int, pnl: int
                         ) -> tuple[int, int, int]:
@@ -350,6 +391,7 @@ class Ledger:
         self._bound_vector(self.funding_paid[:n], flow, what)
         self.cash[:n, QUOTE] -= flow
         self.funding_paid[:n] += flow
+        self._forget_changes()  # every holder's cash moved: readers start afresh, not from a list of them
         return sum(abs(v) for v in flow.tolist()) // 2
 
     def settle_expiry(self, instrument: int, settle_ticks: int) -> None:
@@ -367,6 +409,7 @@ class Ledger:
         self.moved.update(np.flatnonzero(lots).tolist())
         self.position[:n, instrument] = 0
         self.entry_value[:n, instrument] = 0
+        self._forget_changes()  # every holder moved
 
     # ----------------------------------------------------------------- valuation
     def position_value(self, marks_ticks: np.ndarray) -> np.ndarray:

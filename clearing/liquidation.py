@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from clearing.adl import AdlQueue, adl_candidates, select_pro_rata
+from clearing.adl import AdlQueue, adl_candidates, row_equities, select_pro_rata
 from clearing.attribution import BreachExplanation
 from clearing.causality import Cause, CauseKind, LiquidationEvent, LiquidationStep
 from clearing.liquidation_math import (
@@ -73,7 +73,8 @@ class LiquidationEngine:
         self.backstop_account = backstop_account
         self.external_account = external_account
         self.adl = adl
-        self.adl_queue = AdlQueue(house.ledger)  # ranked once per mark, not per bankrupt account
+        # ranked once per price update, not per bankrupt account
+        self.adl_queue = AdlQueue(house.ledger, self._adl_equities, self._valuation_version)
         self.active: dict[int, LiquidationEvent] = {}
         self._by_account: dict[int, set[int]] = {}
         self.events: list[LiquidationEvent] = []
@@ -88,6 +89,21 @@ class LiquidationEngine:
         """Auction bidders join here (once each), in the order they register."""
         if bidder not in self.bidders:
             self.bidders.append(bidder)
+
+    def _adl_equities(self, rows: np.ndarray | slice) -> np.ndarray:
+        """Equities the ADL queue ranks with: ``clearing.adl.row_equities`` at the house's marks
+        and collateral prices (a row's bits do not depend on the other rows valued with it)."""
+        house = self.house
+        ledger = house.ledger
+        prices = house.asset_prices() if ledger.cash.shape[1] > 1 else None
+        return row_equities(ledger, rows, house.marks.ticks * ledger.tick_value, prices)
+
+    def _valuation_version(self) -> tuple:
+        """What moves every holder's equity outside the ledger: the publication, the marks, the
+        collateral prices and haircuts. The ADL queue sorts afresh when it changes."""
+        house = self.house
+        return (house.oracle_seq, house.marks.ticks.tobytes(), house.asset_prices().tobytes(),
+                house.ledger.haircut_keep.tobytes())
 
     # ------------------------------------------------------------------ lifecycle
     def is_active(self, account: int) -> bool:
@@ -417,7 +433,16 @@ class LiquidationEngine:
         account = event.account
         ledger = house.ledger
         house._grow()
-        equity_all = house.equities(slice(0, ledger.n_accounts))
+        # pro rata allocates over every profitable holder: O(holders) by definition, so a full
+        # vector costs nothing more. The ranked queue values only the rows it (re)ranks, and the
+        # bankrupt account by the one-account path the engine judged it bankrupt with
+        equity_all = house.equities(slice(0, ledger.n_accounts)) if self.adl == "pro_rata" else None
+        bankrupt_equity = float(equity_all[account]) if equity_all is not None else \
+            house._account_equity_exact(account)
+        # the counterparties' equities before this deleverage's own fills moved them: a second
+        # instrument is ranked with them, as with one vector taken at the start
+        before: dict[int, float] = {}
+        several = int(np.count_nonzero(ledger.position[account])) > 1
         first = True
         charged: set[int] = set()
         for instrument in np.argsort(-np.abs(ledger.position[account] * house.marks.ticks * ledger.tick_value)):
@@ -426,14 +451,20 @@ class LiquidationEngine:
                 continue
             tv = int(ledger.tick_value[instrument])
             mark = float(house.marks.ticks[instrument])
-            equity = float(equity_all[account]) if first else 0.0
+            equity = bankrupt_equity if first else 0.0
             bankruptcy = bankruptcy_price(equity, held, tv, mark)
             price = max(1, math.ceil(bankruptcy) if held > 0 else math.floor(bankruptcy))
-            if self.adl == "pro_rata":
+            if equity_all is not None:
                 cands = adl_candidates(ledger, int(instrument), int(round(mark)), equity_all, exclude=account)
                 chosen = select_pro_rata(held, cands.accounts, cands.lots, cands.pnl)
             else:
-                chosen = self.adl_queue.select(held, int(instrument), int(round(mark)), equity_all, exclude=account)
+                chosen = self.adl_queue.select(held, int(instrument), int(round(mark)), exclude=account,
+                                               equity_override=before or None)
+                if several:
+                    new = sorted(c for c, _ in chosen if c not in before)
+                    if new:
+                        rows = np.array(new, dtype=np.int64)
+                        before.update(zip(new, self._adl_equities(rows).tolist()))
             tv = int(ledger.tick_value[instrument])
             for counterparty, lots in chosen:
                 bought = lots if held > 0 else -lots  # the counterparty's side of the trade

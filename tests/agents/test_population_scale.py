@@ -122,6 +122,9 @@ def test_bench_scale_multiplies_every_group_but_the_vault():
     assert big.duration == 600.0 and big.paths.shocks == []  # the crash at 1,200 s is past the end
     assert len(bench_scale.scaled_config(1, duration=1500.0).paths.shocks) == 1
     assert big.market.quote.decimals == base.market.quote.decimals == 5
+    # the whole hour at 1M is accepted: its samples fit the schema's cap once the interval is raised
+    assert bench_scale.scaled_config(100).outputs.sample_interval == 240.0
+    assert bench_scale.scaled_config(10).outputs.sample_interval == base.outputs.sample_interval == 60.0
 
 
 def test_episode_stats_count_amends_from_the_run():
