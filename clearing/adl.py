@@ -25,6 +25,7 @@ import numpy as np
 from sortedcontainers import SortedList
 
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger
+from clearing.ledger import mark_value as ledger_mark_value
 from clearing.socialised import allocate_pro_rata
 
 __all__ = [
@@ -228,30 +229,20 @@ def execute_adl(ledger: Ledger, bankrupt: int, instrument: int, price_ticks: int
 def row_equities(ledger: Ledger, rows: np.ndarray | slice, mark_value: np.ndarray,
                  asset_prices: np.ndarray | None = None) -> np.ndarray:
     """Equity of ledger ``rows`` (collateral after haircuts + positions at mark, quote minor units),
-    computed so that each row's value has the same bits whichever rows are computed with it.
+    with the same bits for a row whichever rows are computed with it -- the ADL queue ranks all
+    holders at a sort and a few rows between sorts, so it needs that.
 
     ``mark_value`` is each instrument's value of one lot at mark (minor units); ``asset_prices``
-    the collateral assets' prices (quote per unit; needed with more than one asset). The clearing
-    house's ``equities`` takes a BLAS matrix-vector product, whose bits for a row can depend on
-    where the row falls in the matrix (how the library blocks and threads the rows), so with two or
-    more instruments a row valued alone or among a few rows need not equal the same row valued in
-    the full slice (measured: docs/BENCHMARKS.md, *ADL in proportion to what changed*). The ADL queue ranks all holders at a sort and a few rows
-    between sorts, so it needs one formula with no such dependence: the positions' values are
-    added instrument by instrument (element-wise products and sums, exact IEEE operations per
-    row), then added to the collateral (``Ledger.value_cash``: a reduction along each row, which
-    does not depend on the other rows either).
+    the collateral assets' prices (quote per unit; needed with more than one asset). The positions
+    take the ledger's canonical sum (``clearing.ledger.mark_value``: instrument by instrument, not
+    a BLAS product, whose bits for a row depend on where the row falls in the matrix), the
+    collateral ``Ledger.value_cash`` (a reduction along each row) -- the clearing house's
+    ``equities`` to the bit, for callers that hold a ledger and marks but no house.
     """
     cash = ledger.cash[rows]
     collateral = cash[:, QUOTE].astype(np.float64) if cash.shape[1] == 1 else \
         ledger.value_cash(cash, np.asarray(asset_prices, dtype=np.float64))
-    held = ledger.position[rows]
-    values = np.asarray(mark_value, dtype=np.float64).tolist()
-    if not values:  # no instruments: collateral only
-        return collateral
-    positions = held[:, 0] * values[0]
-    for j in range(1, len(values)):
-        positions += held[:, j] * values[j]
-    return collateral + positions
+    return collateral + ledger_mark_value(ledger.position[rows], np.asarray(mark_value, dtype=np.float64))
 
 
 @dataclass(slots=True)

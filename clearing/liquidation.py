@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from clearing.adl import AdlQueue, adl_candidates, row_equities, select_pro_rata
+from clearing.adl import AdlQueue, adl_candidates, select_pro_rata
 from clearing.attribution import BreachExplanation
 from clearing.causality import Cause, CauseKind, LiquidationEvent, LiquidationStep
 from clearing.liquidation_math import (
@@ -91,12 +91,9 @@ class LiquidationEngine:
             self.bidders.append(bidder)
 
     def _adl_equities(self, rows: np.ndarray | slice) -> np.ndarray:
-        """Equities the ADL queue ranks with: ``clearing.adl.row_equities`` at the house's marks
-        and collateral prices (a row's bits do not depend on the other rows valued with it)."""
-        house = self.house
-        ledger = house.ledger
-        prices = house.asset_prices() if ledger.cash.shape[1] > 1 else None
-        return row_equities(ledger, rows, house.marks.ticks * ledger.tick_value, prices)
+        """Equities the ADL queue ranks with: the house's own (``ClearingHouse.equities``: the
+        canonical sum, so a row's bits do not depend on the other rows valued with it)."""
+        return self.house.equities(rows)
 
     def _valuation_version(self) -> tuple:
         """What moves every holder's equity outside the ledger: the publication, the marks, the
@@ -437,8 +434,7 @@ class LiquidationEngine:
         # vector costs nothing more. The ranked queue values only the rows it (re)ranks, and the
         # bankrupt account by the one-account path the engine judged it bankrupt with
         equity_all = house.equities(slice(0, ledger.n_accounts)) if self.adl == "pro_rata" else None
-        bankrupt_equity = float(equity_all[account]) if equity_all is not None else \
-            house._account_equity_exact(account)
+        bankrupt_equity = float(equity_all[account]) if equity_all is not None else house.account_equity(account)
         # the counterparties' equities before this deleverage's own fills moved them: a second
         # instrument is ranked with them, as with one vector taken at the start
         before: dict[int, float] = {}
