@@ -7,6 +7,7 @@ short real episodes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -46,6 +47,9 @@ def fake_runner(config):
     delay = float(os.environ.get("CLEARSIM_TEST_DELAY", "0"))
     if delay:
         time.sleep(delay)
+    hang_after = os.environ.get("CLEARSIM_TEST_HANG_AFTER")  # calls after the first N hang (a run in flight)
+    if hang_after and log and len(Path(log).read_text().splitlines()) > int(hang_after):
+        time.sleep(600)
     fund = config.clearing.loss_absorption.insurance_fund
     kill = os.environ.get("CLEARSIM_TEST_KILL_ONCE")  # "<fund>/<seed>:<flag file>": kill -9 this worker once
     if kill:
@@ -213,9 +217,10 @@ def test_resume_reruns_rows_whose_config_changed(tmp_path, monkeypatch):
     assert len(log.read_text().splitlines()) == 4 and table.num_rows == 4
 
 
-def _sweep_in_a_subprocess(tmp_path, delay: str, stderr: int) -> tuple[Path, subprocess.Popen, Path]:
+def _sweep_in_a_subprocess(tmp_path, delay: str, stderr: int, **env_extra: str
+                           ) -> tuple[Path, subprocess.Popen, Path]:
     """(sweep file, the process running a 12-row sweep with ``delay`` s per run in its own process
-    group, the folder its finished rows appear in)."""
+    group, the folder its finished rows appear in); ``env_extra``: more of the runner's switches."""
     path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [float(x) for x in range(100, 106)]},
                        seeds=2)
     here = Path(__file__).parent
@@ -225,7 +230,7 @@ def _sweep_in_a_subprocess(tmp_path, delay: str, stderr: int) -> tuple[Path, sub
         from sim.experiment.sweep import sweep
         sweep({str(path)!r}, workers=2, progress=False, runner={RUNNER!r})
     """)
-    env = dict(os.environ, CLEARSIM_TEST_DELAY=delay)
+    env = dict(os.environ, CLEARSIM_TEST_DELAY=delay, **env_extra)
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=stderr)
     return path, proc, parts_dir(tmp_path / "out.parquet")
@@ -271,17 +276,24 @@ def test_real_episode_sweep(tmp_path):
 
 
 def test_ctrl_c_stops_promptly_and_keeps_finished_rows(tmp_path):
-    path, proc, parts = _sweep_in_a_subprocess(tmp_path, "1.0", subprocess.PIPE)
+    """Ctrl-C with two runs in flight that would take 600 s each: the driver stops without waiting
+    for them (the 60 s guard is a hang guard, ten times shorter than the runs, not a speed bar)."""
+    log = tmp_path / "calls.log"
+    path, proc, parts = _sweep_in_a_subprocess(tmp_path, "0", subprocess.PIPE, CLEARSIM_TEST_RUN_LOG=str(log),
+                                               CLEARSIM_TEST_HANG_AFTER="2")
     try:
         _wait_for_rows(parts, 2)
+        deadline = time.time() + 120
+        while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
+            time.sleep(0.05)  # both workers are inside a hanging run now
+        assert len(log.read_text().splitlines()) == 4
         proc.send_signal(signal.SIGINT)  # the driver only, as a terminal's Ctrl-C would reach it first
-        stopped = time.time()
-        _out, err = proc.communicate(timeout=30)
-        assert time.time() - stopped < 5.0  # the in-flight runs were not waited for
+        _out, err = proc.communicate(timeout=60)  # raises if the driver waits for the in-flight runs
     finally:
-        if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # the driver and any worker it left behind
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
+    assert len(Rows(parts)) == 2  # the finished rows are kept; the abandoned runs left none
     assert proc.returncode != 0 and b"KeyboardInterrupt" in err
     assert not (tmp_path / "out.parquet").exists()
     table = sweep(path, workers=2, resume=True, progress=False, runner=RUNNER)
