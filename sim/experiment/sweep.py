@@ -471,7 +471,8 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
 def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
     """Check the table file and the rows folder before anything runs (``sim.experiment.outdir``); without
     ``resume`` an earlier sweep's rows (clearsim's, ``force`` given) are removed, never anything else."""
-    from sim.experiment.outdir import check_folder, check_resume_folder, check_table_file, write_marker
+    from sim.experiment.outdir import (check_folder, check_resume_folder, check_table_file, marker_kind,
+                                       write_marker)
 
     check_table_file(out, replace=force or resume)
     if resume:
@@ -484,7 +485,8 @@ def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
     elif parts.exists() or parts.is_symlink():
         check_folder(parts, force, what="sweep rows folder")  # a file or a link: refused
     parts.mkdir(parents=True, exist_ok=True)
-    write_marker(parts, PARTS_KIND)
+    if marker_kind(parts) != PARTS_KIND:  # a resumed folder keeps its marker: no rewrite to be cut short
+        write_marker(parts, PARTS_KIND)
 
 
 PARTS_KIND = "sweep-parts"
