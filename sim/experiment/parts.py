@@ -14,6 +14,9 @@ since the last sync -- fewer than ``ROWS_PER_SYNC``, all written within ``SECOND
 ``resume`` runs those again -- and never corrupts a row: a segment is only appended to, so synced
 lines stay as they were, and an unsynced tail that comes back torn or zero-filled is not a whole
 line holding one JSON object with a run id, so it is skipped.
+
+A folder of the layout before segments (one ``<run_id>.json`` per row) is read too, its rows the
+oldest, so a sweep or search interrupted then resumes rather than re-running every finished run.
 """
 
 from __future__ import annotations
@@ -102,14 +105,32 @@ def _row(line: bytes) -> dict[str, Any] | None:
     return row if isinstance(row, dict) and isinstance(row.get("run_id"), str) else None
 
 
+def _legacy(parts: Path) -> list[Path]:
+    """The rows of the layout before segments, one ``<run_id>.json`` per row (written atomically), that
+    a sweep or search interrupted then may have left: read, so resuming it does not re-run them."""
+    return sorted(parts.glob("*.json")) if parts.is_dir() else []
+
+
 class Rows:
     """Each run's latest row in ``parts`` (none for a missing folder), read from disk when asked:
-    the index holds where a row is, never the row."""
+    the index holds where a row is, never the row. Rows of the old one-file-per-row layout count as
+    the oldest (a segment's row of the same run replaces one)."""
 
     def __init__(self, parts: Path) -> None:
-        self._segments = _segments(parts)
-        self._where: dict[str, tuple[int, int, int]] = {}  # run id -> (segment, offset, length)
-        for i, segment in enumerate(self._segments):
+        self._where: dict[str, tuple[int, int, int]] = {}  # run id -> (file, offset, length)
+        self._files: list[Path] = []
+        for path in _legacy(parts):
+            try:
+                data = path.read_bytes()
+                row = json.loads(data)
+            except (OSError, ValueError):
+                continue  # unreadable: that run goes again
+            if isinstance(row, dict) and row.get("run_id") == path.stem:  # its own row, not a stray file
+                self._where[path.stem] = (len(self._files), 0, len(data))
+                self._files.append(path)
+        for segment in _segments(parts):
+            i = len(self._files)
+            self._files.append(segment)
             with open(segment, "rb") as fh:
                 offset = 0
                 for line in fh:
@@ -126,7 +147,7 @@ class Rows:
 
     def __getitem__(self, run_id: str) -> dict[str, Any]:
         i, offset, length = self._where[run_id]
-        with open(self._segments[i], "rb") as fh:
+        with open(self._files[i], "rb") as fh:
             fh.seek(offset)
             return json.loads(fh.read(length))
 

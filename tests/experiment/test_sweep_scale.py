@@ -179,9 +179,29 @@ def test_rows_written_are_the_rows_read_back_and_bad_lines_are_skipped(tmp_path)
     with open(writer.path, "ab") as fh:  # what a crash may leave after the last sync
         fh.write(b"[1, 2]\n" + json.dumps({"run_id": 3}).encode() + b"\n" + b"\0" * 40 + b"\n"
                  + json.dumps(dict(ok, run_id="00ef"), default=str).encode()[:-5])
-    (parts / "00ef.json").write_text(json.dumps(dict(ok, run_id="00ef"), default=str))
-    assert sorted(p.name for p in parts.iterdir()) == ["00ef.json", "rows-000001.jsonl", "rows-000002.jsonl"]
+    # not a row of the old one-file-per-row layout either: its run id is not its name
+    (parts / "notes.json").write_text(json.dumps(dict(ok, run_id="00ef"), default=str))
+    assert sorted(p.name for p in parts.iterdir()) == ["notes.json", "rows-000001.jsonl", "rows-000002.jsonl"]
     assert dict(Rows(parts).items()) == back
+
+
+def test_rows_of_the_old_one_file_per_row_layout_are_read_and_a_segment_row_wins(tmp_path):
+    """A folder left by a sweep or search interrupted before segments (one ``<run_id>.json`` per
+    row, written atomically) is resumed, not re-run: each file whose run id is its name is a row,
+    older than any segment's; a torn or foreign ``.json`` file is skipped (that run goes again)."""
+    parts = tmp_path / "rows"
+    parts.mkdir()
+    old = {f"{i:016x}": {"run_id": f"{i:016x}", "seed": i, "status": "ok", "metrics": {"m": i}} for i in range(3)}
+    for run_id, row in old.items():
+        (parts / f"{run_id}.json").write_text(json.dumps(row, sort_keys=True))
+    (parts / "00000000000000ff.json").write_text('{"run_id": "00000000000000ff", "st')  # torn
+    (parts / ".clearsim-output").write_text('{"kind": "sweep-parts", "written_by": "clearsim"}\n')
+    assert dict(Rows(parts).items()) == old
+    with PartWriter(parts) as writer:  # the resumed session re-ran one of them
+        newer = writer.write(dict(old["0000000000000001"], status="error"))
+    rows = Rows(parts)
+    assert len(rows) == 3 and "00000000000000ff" not in rows
+    assert rows["0000000000000001"] == newer and rows["0000000000000000"] == old["0000000000000000"]
 
 
 def test_rows_are_synced_in_batches_and_at_the_end(tmp_path, monkeypatch):
