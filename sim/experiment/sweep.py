@@ -13,9 +13,10 @@
    A worker that dies (killed, out of memory) fails only the run it was on, marked
    ``infrastructure``; the local pool is rebuilt and the other runs continue.
 3. As each run finishes, its row is appended to ``<out>.parts/`` and dropped: the driver keeps no
-   rows, only each run's status. Rows are fsynced in batches (``sim.experiment.parts``): a crash
+   rows, only each run's status. Rows are fsynced in batches (``sim.experiment.parts``) and no
+   finished row stays unsynced longer than ~``parts.SECONDS_PER_SYNC`` (plus the fsync): a crash
    of the machine loses at most the rows written since the last sync (fewer than
-   ``parts.ROWS_PER_SYNC``, all written within ``parts.SECONDS_PER_SYNC`` of it), which ``resume``
+   ``parts.ROWS_PER_SYNC``, all within the last ~``parts.SECONDS_PER_SYNC``), which ``resume``
    runs again, and never corrupts a row; a killed driver loses none. The row
    on disk also holds the run's ``timing`` (its CPU seconds, its worker and the worker's start-up
    CPU seconds and peak memory), which the table leaves out. ``resume=True`` keeps the finished rows whose config is unchanged and runs

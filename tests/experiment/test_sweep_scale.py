@@ -214,7 +214,7 @@ def test_rows_are_synced_in_batches_and_at_the_end(tmp_path, monkeypatch):
     monkeypatch.setattr(parts_mod.os, "fsync", lambda fd: synced.append(len(Rows(tmp_path))))
     now = [0.0]
     monkeypatch.setattr(parts_mod.time, "monotonic", lambda: now[0])
-    with PartWriter(tmp_path, rows_per_sync=4, seconds_per_sync=10.0) as writer:
+    with PartWriter(tmp_path, rows_per_sync=4, seconds_per_sync=10.0, timer=_FakeTimer()) as writer:
         for i in range(10):
             writer.write({"run_id": f"{i:04x}"})
             assert len(Rows(tmp_path)) == i + 1  # on disk (unsynced) at once
@@ -228,3 +228,71 @@ def test_rows_are_synced_in_batches_and_at_the_end(tmp_path, monkeypatch):
     with PartWriter(tmp_path) as idle:
         pass
     assert synced == [0, 4, 8, 11, 12] and not idle.path.exists()  # no rows, no segment, no sync
+
+
+class _FakeTimer:
+    """Stands in for the writer's timer: records what it would run, runs it when the test says."""
+
+    def __init__(self) -> None:
+        self.armed: list[tuple[float, object]] = []
+        self.cancelled = 0
+
+    def __call__(self, seconds, fn):
+        self.armed.append((seconds, fn))
+        outer = self
+
+        class Handle:
+            def cancel(self) -> None:
+                outer.cancelled += 1
+
+        return Handle()
+
+    def fire(self) -> None:
+        _, fn = self.armed.pop()
+        fn()
+
+
+def test_rows_finished_when_the_driver_is_idle_are_synced_within_the_sync_period(tmp_path, monkeypatch):
+    """No finished row waits for the next row (a whole run later, perhaps) to be synced: the first
+    unsynced row arms a timer of ``seconds_per_sync`` that syncs what is pending; a sync by count
+    or on close disarms it; with nothing pending no timer runs."""
+    import sim.experiment.parts as parts_mod
+
+    synced: list[int] = []
+    monkeypatch.setattr(parts_mod.os, "fsync", lambda fd: synced.append(len(Rows(tmp_path))))
+    timer = _FakeTimer()
+    with PartWriter(tmp_path, rows_per_sync=4, seconds_per_sync=7.0, timer=timer) as writer:
+        assert timer.armed == []  # nothing pending: no timer
+        writer.write({"run_id": "0000"})
+        writer.write({"run_id": "0001"})
+        assert synced == [0] and [s for s, _ in timer.armed] == [7.0]  # armed once, by the first row
+        timer.fire()  # the period passes with no further row
+        assert synced == [0, 2] and timer.armed == []
+        for i in range(2, 6):  # the fourth row since the sync syncs by count and disarms the timer
+            writer.write({"run_id": f"{i:04x}"})
+        assert synced == [0, 2, 6] and timer.cancelled == 1 and len(timer.armed) == 1
+        timer.armed.clear()  # (a cancelled timer never runs)
+        writer.write({"run_id": "0006"})
+        assert len(timer.armed) == 1
+    assert synced == [0, 2, 6, 7] and timer.cancelled == 2  # close syncs and disarms
+    timer.fire()  # a timer that fires after the close finds nothing to do
+    assert synced == [0, 2, 6, 7]
+
+
+def test_a_failed_timed_sync_is_raised_by_the_next_write(tmp_path, monkeypatch):
+    """An fsync error in the timer's thread is not lost: the driver's next write (or the close) raises it."""
+    import sim.experiment.parts as parts_mod
+
+    timer = _FakeTimer()
+    writer = PartWriter(tmp_path, seconds_per_sync=7.0, timer=timer)
+    writer.write({"run_id": "0000"})
+
+    def broken(fd):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(parts_mod.os, "fsync", broken)
+    timer.fire()
+    monkeypatch.undo()
+    with pytest.raises(OSError, match="disk gone"):
+        writer.write({"run_id": "0001"})
+    writer.close()
