@@ -370,7 +370,19 @@ _RAY_CHILD_SHARED: "collections.deque[str]" = collections.deque(maxlen=_SHARED_K
 
 
 def _child_init() -> None:
-    """The child dies with its Ray worker (``ray.cancel(force=True)``, a lost node), not a run later."""
+    """The child dies with its Ray worker (``ray.cancel(force=True)``, a lost node), not a run later.
+
+    PR_SET_PDEATHSIG fires when the *thread* that spawned the child exits, not only the process. The
+    child is spawned in ``child.submit`` (Python 3.11's ProcessPoolExecutor starts a spawn context's
+    worker in the submitting thread; its manager thread starts one only to replace a worker that
+    reached ``max_tasks_per_child``, unset here), i.e. in the thread running ``_ray_task``. In Ray
+    2.60 (the venv's) a worker process runs ``default_worker.py`` -> ``Worker.main_loop`` ->
+    ``core_worker.run_task_loop()`` (C++ ``RunTaskExecutionLoop``) on its main thread, and a plain
+    task (not an async or threaded actor's method) executes in that loop ("If it is a normal task,
+    it returns the TaskID from the main thread", _raylet.so's own docstring), so the spawning thread
+    lives as long as the worker: the signal comes with the worker's death, never earlier. (Checked
+    in the installed sources, not by a test on a cluster. A Dask worker's task threads would not do:
+    this child is Ray's only.)"""
     with contextlib.suppress(Exception):
         import ctypes
         import signal
@@ -398,11 +410,14 @@ def _ray_task(spec: _Spec, task: dict, box: list | None) -> dict:
     """One task on a Ray worker, run in the worker's child process (above). The shared object comes as
     a reference inside a list, which Ray leaves unresolved, so a worker fetches it only the first
     time it meets it, and gives it to its child once. A child that dies fails this task (its error
-    row) and the worker's next task starts a new one."""
+    row) and the worker's next task starts a new one. A task interrupted while the child works for
+    it -- ``ray.cancel`` without ``force`` raises KeyboardInterrupt here, a SIGTERM SystemExit --
+    ends the child too: left on the abandoned run, it would hold the worker's next task behind it."""
     global _RAY_CHILD
     from concurrent.futures.process import BrokenProcessPool
 
     child = _ray_child()
+    waiting: Any = None  # what the child is doing for this task, once submitted
     try:
         # the child is spawned by the first submit: BLAS at one thread, and without re-running the
         # Ray worker's own __main__ (its worker loop)
@@ -410,13 +425,20 @@ def _ray_task(spec: _Spec, task: dict, box: list | None) -> dict:
             if spec.shared_key is not None and spec.shared_key not in _RAY_CHILD_SHARED:
                 import ray
 
-                child.submit(_remember, spec.shared_key, ray.get(box[0])).result()
+                shared = ray.get(box[0])
+                waiting = child.submit(_remember, spec.shared_key, shared)
+                waiting.result()
                 _RAY_CHILD_SHARED.append(spec.shared_key)
-            fut = child.submit(_child_task, spec, task)
-        return fut.result()
-    except BrokenProcessPool:
-        _RAY_CHILD = None
-        child.shutdown(wait=False, cancel_futures=True)
+            waiting = child.submit(_child_task, spec, task)
+        return waiting.result()
+    except BaseException as e:
+        # a run's own exception comes with its future done and the child free: keep the child
+        if isinstance(e, BrokenProcessPool) or (waiting is not None and not waiting.done()):
+            _RAY_CHILD = None
+            procs = list((getattr(child, "_processes", None) or {}).values())
+            child.shutdown(wait=False, cancel_futures=True)
+            for p in procs:  # else the child runs on to the abandoned run's end
+                p.terminate()
         raise
 
 
