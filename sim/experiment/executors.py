@@ -4,7 +4,8 @@ A sweep row, a comparison's run or twin and a reverse-stress point are all a ``J
 worker runs on one task (``fn``), what a task whose worker raised or died becomes (``error_row``),
 and the task's name (``key``: which run a dead pool worker was on). ``execute`` runs a list of
 tasks on the named backend and calls ``on_done(row)`` in this process as each finishes; the driver
-writes each row durably, so an interrupted run resumes from what is on disk.
+writes each row in fsynced batches (``sim.experiment.parts``), so an interrupted run resumes from
+what is on disk.
 
 * ``local`` -- a spawn process pool on this machine (one run per core, BLAS single-threaded). A
   worker that dies (killed, out of memory, a crash in native code) breaks the pool: the run it was on
