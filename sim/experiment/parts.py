@@ -115,10 +115,9 @@ class PartWriter:
     def _timed_sync(self) -> None:
         """The timer's thread: sync the rows written since the timer was armed."""
         with self._lock:
-            self._timer = None
             if self._fh is None:  # closed meanwhile
                 return
-            try:
+            try:  # (disarms whatever timer is armed now: a later one's rows are synced here too)
                 self._sync()
             except BaseException as e:  # noqa: BLE001 -- nobody would see it in this thread
                 self._failed = e

@@ -270,11 +270,11 @@ def test_rows_finished_when_the_driver_is_idle_are_synced_within_the_sync_period
         assert synced == [0, 2] and timer.armed == []
         for i in range(2, 6):  # the fourth row since the sync syncs by count and disarms the timer
             writer.write({"run_id": f"{i:04x}"})
-        assert synced == [0, 2, 6] and timer.cancelled == 1 and len(timer.armed) == 1
+        assert synced == [0, 2, 6] and timer.cancelled == 2 and len(timer.armed) == 1  # (1: the fired one's)
         timer.armed.clear()  # (a cancelled timer never runs)
         writer.write({"run_id": "0006"})
         assert len(timer.armed) == 1
-    assert synced == [0, 2, 6, 7] and timer.cancelled == 2  # close syncs and disarms
+    assert synced == [0, 2, 6, 7] and timer.cancelled == 3  # close syncs and disarms
     timer.fire()  # a timer that fires after the close finds nothing to do
     assert synced == [0, 2, 6, 7]
 
@@ -296,3 +296,25 @@ def test_a_failed_timed_sync_is_raised_by_the_next_write(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk gone"):
         writer.write({"run_id": "0001"})
     writer.close()
+
+
+def test_a_timer_that_fires_late_syncs_and_leaves_no_timer_armed(tmp_path, monkeypatch):
+    """A timer already firing when a sync by count disarmed it (its thread waiting on the lock) runs
+    after a newer timer was armed: it syncs the newer rows too and disarms that timer, so none is
+    left that the close could not cancel."""
+    import sim.experiment.parts as parts_mod
+
+    synced: list[int] = []
+    monkeypatch.setattr(parts_mod.os, "fsync", lambda fd: synced.append(len(Rows(tmp_path))))
+    timer = _FakeTimer()
+    writer = PartWriter(tmp_path, rows_per_sync=2, seconds_per_sync=7.0, timer=timer)
+    writer.write({"run_id": "0000"})
+    _, late = timer.armed.pop()  # armed, and (in its thread) about to run
+    writer.write({"run_id": "0001"})  # synced by count: the late one is cancelled, too late
+    writer.write({"run_id": "0002"})  # arms a newer timer
+    assert synced == [0, 2] and len(timer.armed) == 1 and writer._timer is not None
+    assert timer.cancelled == 1
+    late()
+    assert synced == [0, 2, 3] and writer._timer is None and timer.cancelled == 2  # the newer one disarmed
+    writer.close()
+    assert synced == [0, 2, 3]  # nothing was pending
