@@ -5,9 +5,9 @@ more than the folder's last, so later segments are later sessions; reading, a ru
 replaces its earlier one). A row reaches the operating system as it is written (one ``write``: a
 killed driver loses nothing it wrote), and the segment is fsynced every ``ROWS_PER_SYNC`` rows,
 ``SECONDS_PER_SYNC`` after the first row written since the last sync (a timer: the driver may wait
-minutes for the next row), and when it is closed (also on an exception or Ctrl-C). One fsynced file per row cost ~0.5 ms a row on the development
-machine's disk (two fsyncs: the file and its folder), and far more on slow or network disks, in
-the driver loop that hands out the runs.
+minutes for the next row), and when it is closed (also on an exception or Ctrl-C). One fsynced
+file per row cost ~0.5 ms a row on the development machine's disk (two fsyncs: the file and its
+folder), and far more on slow or network disks, in the driver loop that hands out the runs.
 
 The resume guarantee: no finished row stays unsynced longer than ~``SECONDS_PER_SYNC`` (plus the
 fsync), so a machine crash (power loss, kernel panic) loses at most the rows written since the last
