@@ -4,7 +4,8 @@ A sweep row, a comparison's run or twin and a reverse-stress point are all a ``J
 worker runs on one task (``fn``), what a task whose worker raised or died becomes (``error_row``),
 and the task's name (``key``: which run a dead pool worker was on). ``execute`` runs a list of
 tasks on the named backend and calls ``on_done(row)`` in this process as each finishes; the driver
-writes each row durably, so an interrupted run resumes from what is on disk.
+writes each row in fsynced batches (``sim.experiment.parts``), so an interrupted run resumes from
+what is on disk.
 
 * ``local`` -- a spawn process pool on this machine (one run per core, BLAS single-threaded). A
   worker that dies (killed, out of memory, a crash in native code) breaks the pool: the run it was on
@@ -370,7 +371,19 @@ _RAY_CHILD_SHARED: "collections.deque[str]" = collections.deque(maxlen=_SHARED_K
 
 
 def _child_init() -> None:
-    """The child dies with its Ray worker (``ray.cancel(force=True)``, a lost node), not a run later."""
+    """The child dies with its Ray worker (``ray.cancel(force=True)``, a lost node), not a run later.
+
+    PR_SET_PDEATHSIG fires when the *thread* that spawned the child exits, not only the process. The
+    child is spawned in ``child.submit`` (Python 3.11's ProcessPoolExecutor starts a spawn context's
+    worker in the submitting thread; its manager thread starts one only to replace a worker that
+    reached ``max_tasks_per_child``, unset here), i.e. in the thread running ``_ray_task``. In Ray
+    2.60 (the venv's) a worker process runs ``default_worker.py`` -> ``Worker.main_loop`` ->
+    ``core_worker.run_task_loop()`` (C++ ``RunTaskExecutionLoop``) on its main thread, and a plain
+    task (not an async or threaded actor's method) executes in that loop ("If it is a normal task,
+    it returns the TaskID from the main thread", _raylet.so's own docstring), so the spawning thread
+    lives as long as the worker: the signal comes with the worker's death, never earlier. (Checked
+    in the installed sources, not by a test on a cluster. A Dask worker's task threads would not do:
+    this child is Ray's only.)"""
     with contextlib.suppress(Exception):
         import ctypes
         import signal
@@ -398,11 +411,14 @@ def _ray_task(spec: _Spec, task: dict, box: list | None) -> dict:
     """One task on a Ray worker, run in the worker's child process (above). The shared object comes as
     a reference inside a list, which Ray leaves unresolved, so a worker fetches it only the first
     time it meets it, and gives it to its child once. A child that dies fails this task (its error
-    row) and the worker's next task starts a new one."""
+    row) and the worker's next task starts a new one. A task interrupted while the child works for
+    it -- ``ray.cancel`` without ``force`` raises KeyboardInterrupt here, a SIGTERM SystemExit --
+    ends the child too: left on the abandoned run, it would hold the worker's next task behind it."""
     global _RAY_CHILD
     from concurrent.futures.process import BrokenProcessPool
 
     child = _ray_child()
+    waiting: Any = None  # what the child is doing for this task, once submitted
     try:
         # the child is spawned by the first submit: BLAS at one thread, and without re-running the
         # Ray worker's own __main__ (its worker loop)
@@ -410,13 +426,20 @@ def _ray_task(spec: _Spec, task: dict, box: list | None) -> dict:
             if spec.shared_key is not None and spec.shared_key not in _RAY_CHILD_SHARED:
                 import ray
 
-                child.submit(_remember, spec.shared_key, ray.get(box[0])).result()
+                shared = ray.get(box[0])
+                waiting = child.submit(_remember, spec.shared_key, shared)
+                waiting.result()
                 _RAY_CHILD_SHARED.append(spec.shared_key)
-            fut = child.submit(_child_task, spec, task)
-        return fut.result()
-    except BrokenProcessPool:
-        _RAY_CHILD = None
-        child.shutdown(wait=False, cancel_futures=True)
+            waiting = child.submit(_child_task, spec, task)
+        return waiting.result()
+    except BaseException as e:
+        # a run's own exception comes with its future done and the child free: keep the child
+        if isinstance(e, BrokenProcessPool) or (waiting is not None and not waiting.done()):
+            _RAY_CHILD = None
+            procs = list((getattr(child, "_processes", None) or {}).values())
+            child.shutdown(wait=False, cancel_futures=True)
+            for p in procs:  # else the child runs on to the abandoned run's end
+                p.terminate()
         raise
 
 

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from sim.experiment.errors import ConfigError
+from sim.experiment.io import write_atomic
 
 __all__ = ["MARKER", "TABLE_KEY", "OutputFolderError", "check_folder", "check_resume_folder", "write_marker",
            "is_clearsim_folder", "check_table_file"]
@@ -119,9 +120,11 @@ def check_resume_folder(path: str | Path, kind: str, what: str) -> Path:
 
 
 def write_marker(folder: Path, kind: str) -> None:
-    """Mark ``folder`` as clearsim's own (``kind``: run, compare, sweep-parts)."""
+    """Mark ``folder`` as clearsim's own (``kind``: run, compare, sweep-parts). Atomically and durably
+    (fsync, rename): a marker cut short by a crash would read as no marker, and a resume would then
+    refuse a folder full of synced rows."""
     text = json.dumps({"written_by": "clearsim", "kind": kind}, sort_keys=True) + "\n"
-    (folder / MARKER).write_text(text, encoding="utf-8")
+    write_atomic(folder / MARKER, text.encode("utf-8"))
 
 
 def check_table_file(path: str | Path, replace: bool) -> Path:

@@ -13,9 +13,10 @@
    A worker that dies (killed, out of memory) fails only the run it was on, marked
    ``infrastructure``; the local pool is rebuilt and the other runs continue.
 3. As each run finishes, its row is appended to ``<out>.parts/`` and dropped: the driver keeps no
-   rows, only each run's status. Rows are fsynced in batches (``sim.experiment.parts``): a crash
+   rows, only each run's status. Rows are fsynced in batches (``sim.experiment.parts``) and no
+   finished row stays unsynced longer than ~``parts.SECONDS_PER_SYNC`` (plus the fsync): a crash
    of the machine loses at most the rows written since the last sync (fewer than
-   ``parts.ROWS_PER_SYNC``, all written within ``parts.SECONDS_PER_SYNC`` of it), which ``resume``
+   ``parts.ROWS_PER_SYNC``, all within the last ~``parts.SECONDS_PER_SYNC``), which ``resume``
    runs again, and never corrupts a row; a killed driver loses none. The row
    on disk also holds the run's ``timing`` (its CPU seconds, its worker and the worker's start-up
    CPU seconds and peak memory), which the table leaves out. ``resume=True`` keeps the finished rows whose config is unchanged and runs
@@ -471,7 +472,8 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
 def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
     """Check the table file and the rows folder before anything runs (``sim.experiment.outdir``); without
     ``resume`` an earlier sweep's rows (clearsim's, ``force`` given) are removed, never anything else."""
-    from sim.experiment.outdir import check_folder, check_resume_folder, check_table_file, write_marker
+    from sim.experiment.outdir import (check_folder, check_resume_folder, check_table_file, marker_kind,
+                                       write_marker)
 
     check_table_file(out, replace=force or resume)
     if resume:
@@ -484,7 +486,8 @@ def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
     elif parts.exists() or parts.is_symlink():
         check_folder(parts, force, what="sweep rows folder")  # a file or a link: refused
     parts.mkdir(parents=True, exist_ok=True)
-    write_marker(parts, PARTS_KIND)
+    if marker_kind(parts) != PARTS_KIND:  # a resumed folder keeps its marker: no rewrite to be cut short
+        write_marker(parts, PARTS_KIND)
 
 
 PARTS_KIND = "sweep-parts"

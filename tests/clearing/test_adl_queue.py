@@ -27,8 +27,8 @@ def _assets(k: int) -> list[Asset]:
 def test_row_equities_do_not_depend_on_the_other_rows(m, k, n, seed):
     """A row's equity has the same bits valued alone, among a few rows or in the whole ledger --
     what lets the queue re-rank a few rows and still equal a fresh ranking. (The house's
-    ``equities`` does not have this property for two or more instruments: its BLAS product gives a
-    row bits that depend on where the row falls in the matrix.)"""
+    ``equities`` has it too since its canonical equity sum: a BLAS product had given a row bits
+    that depended on where the row fell in the matrix, for two or more instruments.)"""
     rng = np.random.default_rng(seed)
     ledger = Ledger(_assets(k), _instruments(m), capacity=8)
     for _ in range(n):

@@ -75,7 +75,7 @@ def test_each_mutator_logs_the_accounts_it_changed(name):
 def test_the_log_is_bounded_and_a_reader_behind_it_is_told():
     ledger, accounts = _ledger()
     cursor = ledger.change_cursor()
-    for _ in range(ledger._changes_limit):  # every trade logs two accounts: past the bound
+    for _ in range(ledger._changes_limit):  # each fee logs its account: twice the bound in all, past it
         ledger.charge_fee(accounts[0], 1)
         ledger.charge_fee(accounts[0], -1)
     assert len(ledger.changes) <= ledger._changes_limit

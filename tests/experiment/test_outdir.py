@@ -161,3 +161,29 @@ def test_a_command_replaces_its_own_earlier_output_but_no_other_results(tmp_path
         with _atomic_folder(other, "backtest", replace_same_kind=True):
             pass
     assert (other / "summary.json").read_text() == "a run's results"
+
+
+def test_write_marker_is_atomic_a_failed_write_keeps_the_old_marker(tmp_path, monkeypatch):
+    """A crash mid-write must not leave an empty marker (``check_resume_folder`` would then refuse a
+    folder full of synced rows): the marker is written to a temporary file, fsynced and renamed."""
+    from sim.experiment.outdir import marker_kind
+
+    write_marker(tmp_path, "sweep-parts")
+    before = (tmp_path / MARKER).read_bytes()
+
+    def crash(*args, **kwargs):  # the machine goes down before the new bytes are durable
+        raise OSError("crash before fsync")
+
+    def torn_write_text(self, text, *args, **kwargs):  # an in-place write that dies part-way
+        with open(self, "w", encoding="utf-8") as fh:
+            fh.write(text[: len(text) // 2])
+        raise OSError("crash mid-write")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    monkeypatch.setattr("pathlib.Path.write_text", torn_write_text)
+    with pytest.raises(OSError):
+        write_marker(tmp_path, "sweep-parts")
+    monkeypatch.undo()
+    assert (tmp_path / MARKER).read_bytes() == before
+    assert marker_kind(tmp_path) == "sweep-parts"
+    assert [p.name for p in tmp_path.iterdir()] == [MARKER]  # no temporary file left behind

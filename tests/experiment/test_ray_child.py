@@ -32,6 +32,8 @@ def fresh_child():
     executors._RAY_CHILD = None
     yield
     if executors._RAY_CHILD is not None:
+        for proc in list((executors._RAY_CHILD._processes or {}).values()):
+            proc.terminate()  # a child a failing test left on a long run
         executors._RAY_CHILD.shutdown(wait=True)
     executors._RAY_CHILD = None
 
@@ -67,3 +69,54 @@ def test_a_dead_child_fails_its_task_and_the_next_task_gets_a_new_one():
         executors._ray_task(_spec(die), {"n": 2}, None)
     after = executors._ray_task(_spec(where), {"n": 3}, None)
     assert after["n"] == 3 and after["pid"] not in (before, os.getpid())
+
+
+def long_run(task: dict) -> dict:
+    """A run the child is still on when its Ray task is interrupted: says it started, then sleeps."""
+    import time
+
+    with open(task["started"], "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(600)
+    return {"n": task["n"]}
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_an_interrupted_task_leaves_no_busy_child_and_the_next_task_gets_a_fresh_one(tmp_path, interrupt):
+    """``ray.cancel`` without ``force`` raises KeyboardInterrupt in the Ray worker's task (and a
+    SIGTERM there is a SystemExit): the abandoned run must not keep the child busy, or the worker's
+    next task would queue behind it. Here the interrupt comes as Ray delivers it, while the task
+    waits for the child's result (a fake ``result``), once the child is on the run."""
+    import time
+
+    child = executors._ray_child()
+    real_submit = child.submit
+    started = tmp_path / "started"
+    processes = []
+
+    def submit(fn, *args):
+        fut = real_submit(fn, *args)
+        if fn is not executors._child_task:
+            return fut
+
+        def interrupted_result(timeout=None):
+            for _ in range(6000):  # a hang guard, not a time bar: the child starts the run at once
+                if started.exists() and started.read_text():
+                    break
+                time.sleep(0.01)
+            processes.extend(child._processes.values())
+            raise interrupt()
+
+        fut.result = interrupted_result
+        return fut
+
+    child.submit = submit
+    with pytest.raises(interrupt):
+        executors._ray_task(_spec(long_run), {"n": 1, "started": str(started)}, None)
+    busy_pid = int(started.read_text())
+    assert executors._RAY_CHILD is None  # the next task starts a new child
+    assert [p.pid for p in processes] == [busy_pid]
+    processes[0].join(timeout=60)  # a hang guard: terminated, it exits at once (else: 600 s)
+    assert processes[0].exitcode is not None  # the abandoned run's process is gone
+    after = executors._ray_task(_spec(where), {"n": 2}, None)
+    assert after["n"] == 2 and after["pid"] not in (busy_pid, os.getpid())

@@ -549,3 +549,21 @@ def test_a_pool_task_leaves_no_worker_file_whether_it_returns_or_raises(tmp_path
     with pytest.raises(RuntimeError):
         _pool_task({"run_id": "b", "raise": True}, str(tmp_path), spec)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_keeps_the_rows_folders_marker_as_it_is(tmp_path):
+    """Resuming does not rewrite a correct marker (a rewrite cut short by a crash would leave the
+    folder unresumable): same inode, same modification time, same bytes."""
+    from sim.experiment.outdir import MARKER, marker_kind, write_marker
+    from sim.experiment.sweep import PARTS_KIND, _claim_outputs
+
+    parts = tmp_path / "out.parquet.parts"
+    parts.mkdir()
+    write_marker(parts, PARTS_KIND)
+    marker = parts / MARKER
+    os.utime(marker, ns=(1_000_000_000, 1_000_000_000))  # a time no rewrite could give it
+    before = marker.stat()
+    _claim_outputs(tmp_path / "out.parquet", parts, resume=True, force=False)
+    after = marker.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert marker.read_text(encoding="utf-8") and marker_kind(parts) == PARTS_KIND

@@ -179,9 +179,29 @@ def test_rows_written_are_the_rows_read_back_and_bad_lines_are_skipped(tmp_path)
     with open(writer.path, "ab") as fh:  # what a crash may leave after the last sync
         fh.write(b"[1, 2]\n" + json.dumps({"run_id": 3}).encode() + b"\n" + b"\0" * 40 + b"\n"
                  + json.dumps(dict(ok, run_id="00ef"), default=str).encode()[:-5])
-    (parts / "00ef.json").write_text(json.dumps(dict(ok, run_id="00ef"), default=str))
-    assert sorted(p.name for p in parts.iterdir()) == ["00ef.json", "rows-000001.jsonl", "rows-000002.jsonl"]
+    # not a row of the old one-file-per-row layout either: its run id is not its name
+    (parts / "notes.json").write_text(json.dumps(dict(ok, run_id="00ef"), default=str))
+    assert sorted(p.name for p in parts.iterdir()) == ["notes.json", "rows-000001.jsonl", "rows-000002.jsonl"]
     assert dict(Rows(parts).items()) == back
+
+
+def test_rows_of_the_old_one_file_per_row_layout_are_read_and_a_segment_row_wins(tmp_path):
+    """A folder left by a sweep or search interrupted before segments (one ``<run_id>.json`` per
+    row, written atomically) is resumed, not re-run: each file whose run id is its name is a row,
+    older than any segment's; a torn or foreign ``.json`` file is skipped (that run goes again)."""
+    parts = tmp_path / "rows"
+    parts.mkdir()
+    old = {f"{i:016x}": {"run_id": f"{i:016x}", "seed": i, "status": "ok", "metrics": {"m": i}} for i in range(3)}
+    for run_id, row in old.items():
+        (parts / f"{run_id}.json").write_text(json.dumps(row, sort_keys=True))
+    (parts / "00000000000000ff.json").write_text('{"run_id": "00000000000000ff", "st')  # torn
+    (parts / ".clearsim-output").write_text('{"kind": "sweep-parts", "written_by": "clearsim"}\n')
+    assert dict(Rows(parts).items()) == old
+    with PartWriter(parts) as writer:  # the resumed session re-ran one of them
+        newer = writer.write(dict(old["0000000000000001"], status="error"))
+    rows = Rows(parts)
+    assert len(rows) == 3 and "00000000000000ff" not in rows
+    assert rows["0000000000000001"] == newer and rows["0000000000000000"] == old["0000000000000000"]
 
 
 def test_rows_are_synced_in_batches_and_at_the_end(tmp_path, monkeypatch):
@@ -194,7 +214,7 @@ def test_rows_are_synced_in_batches_and_at_the_end(tmp_path, monkeypatch):
     monkeypatch.setattr(parts_mod.os, "fsync", lambda fd: synced.append(len(Rows(tmp_path))))
     now = [0.0]
     monkeypatch.setattr(parts_mod.time, "monotonic", lambda: now[0])
-    with PartWriter(tmp_path, rows_per_sync=4, seconds_per_sync=10.0) as writer:
+    with PartWriter(tmp_path, rows_per_sync=4, seconds_per_sync=10.0, timer=_FakeTimer()) as writer:
         for i in range(10):
             writer.write({"run_id": f"{i:04x}"})
             assert len(Rows(tmp_path)) == i + 1  # on disk (unsynced) at once
@@ -208,3 +228,93 @@ def test_rows_are_synced_in_batches_and_at_the_end(tmp_path, monkeypatch):
     with PartWriter(tmp_path) as idle:
         pass
     assert synced == [0, 4, 8, 11, 12] and not idle.path.exists()  # no rows, no segment, no sync
+
+
+class _FakeTimer:
+    """Stands in for the writer's timer: records what it would run, runs it when the test says."""
+
+    def __init__(self) -> None:
+        self.armed: list[tuple[float, object]] = []
+        self.cancelled = 0
+
+    def __call__(self, seconds, fn):
+        self.armed.append((seconds, fn))
+        outer = self
+
+        class Handle:
+            def cancel(self) -> None:
+                outer.cancelled += 1
+
+        return Handle()
+
+    def fire(self) -> None:
+        _, fn = self.armed.pop()
+        fn()
+
+
+def test_rows_finished_when_the_driver_is_idle_are_synced_within_the_sync_period(tmp_path, monkeypatch):
+    """No finished row waits for the next row (a whole run later, perhaps) to be synced: the first
+    unsynced row arms a timer of ``seconds_per_sync`` that syncs what is pending; a sync by count
+    or on close disarms it; with nothing pending no timer runs."""
+    import sim.experiment.parts as parts_mod
+
+    synced: list[int] = []
+    monkeypatch.setattr(parts_mod.os, "fsync", lambda fd: synced.append(len(Rows(tmp_path))))
+    timer = _FakeTimer()
+    with PartWriter(tmp_path, rows_per_sync=4, seconds_per_sync=7.0, timer=timer) as writer:
+        assert timer.armed == []  # nothing pending: no timer
+        writer.write({"run_id": "0000"})
+        writer.write({"run_id": "0001"})
+        assert synced == [0] and [s for s, _ in timer.armed] == [7.0]  # armed once, by the first row
+        timer.fire()  # the period passes with no further row
+        assert synced == [0, 2] and timer.armed == []
+        for i in range(2, 6):  # the fourth row since the sync syncs by count and disarms the timer
+            writer.write({"run_id": f"{i:04x}"})
+        assert synced == [0, 2, 6] and timer.cancelled == 2 and len(timer.armed) == 1  # (1: the fired one's)
+        timer.armed.clear()  # (a cancelled timer never runs)
+        writer.write({"run_id": "0006"})
+        assert len(timer.armed) == 1
+    assert synced == [0, 2, 6, 7] and timer.cancelled == 3  # close syncs and disarms
+    timer.fire()  # a timer that fires after the close finds nothing to do
+    assert synced == [0, 2, 6, 7]
+
+
+def test_a_failed_timed_sync_is_raised_by_the_next_write(tmp_path, monkeypatch):
+    """An fsync error in the timer's thread is not lost: the driver's next write (or the close) raises it."""
+    import sim.experiment.parts as parts_mod
+
+    timer = _FakeTimer()
+    writer = PartWriter(tmp_path, seconds_per_sync=7.0, timer=timer)
+    writer.write({"run_id": "0000"})
+
+    def broken(fd):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(parts_mod.os, "fsync", broken)
+    timer.fire()
+    monkeypatch.undo()
+    with pytest.raises(OSError, match="disk gone"):
+        writer.write({"run_id": "0001"})
+    writer.close()
+
+
+def test_a_timer_that_fires_late_syncs_and_leaves_no_timer_armed(tmp_path, monkeypatch):
+    """A timer already firing when a sync by count disarmed it (its thread waiting on the lock) runs
+    after a newer timer was armed: it syncs the newer rows too and disarms that timer, so none is
+    left that the close could not cancel."""
+    import sim.experiment.parts as parts_mod
+
+    synced: list[int] = []
+    monkeypatch.setattr(parts_mod.os, "fsync", lambda fd: synced.append(len(Rows(tmp_path))))
+    timer = _FakeTimer()
+    writer = PartWriter(tmp_path, rows_per_sync=2, seconds_per_sync=7.0, timer=timer)
+    writer.write({"run_id": "0000"})
+    _, late = timer.armed.pop()  # armed, and (in its thread) about to run
+    writer.write({"run_id": "0001"})  # synced by count: the late one is cancelled, too late
+    writer.write({"run_id": "0002"})  # arms a newer timer
+    assert synced == [0, 2] and len(timer.armed) == 1 and writer._timer is not None
+    assert timer.cancelled == 1
+    late()
+    assert synced == [0, 2, 3] and writer._timer is None and timer.cancelled == 2  # the newer one disarmed
+    writer.close()
+    assert synced == [0, 2, 3]  # nothing was pending
