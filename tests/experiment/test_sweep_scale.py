@@ -17,7 +17,7 @@ import pytest
 
 import sim.experiment.sweep as sw
 from sim.experiment.parts import PartWriter, Rows
-from sim.experiment.sweep import SweepError, parts_dir, plan, run_task, sweep
+from sim.experiment.sweep import parts_dir, plan, run_task, sweep
 
 from test_sweep import GRID, RUNNER, write_sweep
 
