@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from clearing.adl import AdlQueue, adl_candidates, row_equities, select_ranked
+from clearing.adl import AdlQueue, adl_candidates, select_ranked
+from clearing.ledger import row_equities
 from clearing.ledger import QUOTE, Ledger
 from sim.core.instruments import Asset, Instrument, InstrumentKind
 
