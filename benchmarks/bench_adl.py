@@ -32,9 +32,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clearing.adl import AdlQueue, adl_candidates, execute_adl, row_equities, select_ranked  # noqa: E402
+from clearing.adl import AdlQueue, adl_candidates, execute_adl, select_ranked  # noqa: E402
 from sim.core.instruments import Asset, Instrument, InstrumentKind  # noqa: E402
-from clearing.ledger import FIRST_TRADER, QUOTE, Ledger  # noqa: E402
+from clearing.ledger import FIRST_TRADER, QUOTE, Ledger, row_equities  # noqa: E402
 
 
 def book(n: int, seed: int) -> tuple[Ledger, int]:

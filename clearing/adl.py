@@ -24,8 +24,7 @@ from typing import Callable, Hashable
 import numpy as np
 from sortedcontainers import SortedList
 
-from clearing.ledger import FIRST_TRADER, QUOTE, Ledger
-from clearing.ledger import mark_value as ledger_mark_value
+from clearing.ledger import FIRST_TRADER, Ledger
 from clearing.socialised import allocate_pro_rata
 
 __all__ = [
@@ -37,7 +36,6 @@ __all__ = [
     "select_pro_rata",
     "execute_adl",
     "AdlQueue",
-    "row_equities",
 ]
 
 
@@ -226,25 +224,6 @@ def execute_adl(ledger: Ledger, bankrupt: int, instrument: int, price_ticks: int
     return total
 
 
-def row_equities(ledger: Ledger, rows: np.ndarray | slice, mark_value: np.ndarray,
-                 asset_prices: np.ndarray | None = None) -> np.ndarray:
-    """Equity of ledger ``rows`` (collateral after haircuts + positions at mark, quote minor units),
-    with the same bits for a row whichever rows are computed with it -- the ADL queue ranks all
-    holders at a sort and a few rows between sorts, so it needs that.
-
-    ``mark_value`` is each instrument's value of one lot at mark (minor units); ``asset_prices``
-    the collateral assets' prices (quote per unit; needed with more than one asset). The positions
-    take the ledger's canonical sum (``clearing.ledger.mark_value``: instrument by instrument, not
-    a BLAS product, whose bits for a row depend on where the row falls in the matrix), the
-    collateral ``Ledger.value_cash`` (a reduction along each row) -- the clearing house's
-    ``equities`` to the bit, for callers that hold a ledger and marks but no house.
-    """
-    cash = ledger.cash[rows]
-    collateral = cash[:, QUOTE].astype(np.float64) if cash.shape[1] == 1 else \
-        ledger.value_cash(cash, np.asarray(asset_prices, dtype=np.float64))
-    return collateral + ledger_mark_value(ledger.position[rows], np.asarray(mark_value, dtype=np.float64))
-
-
 @dataclass(slots=True)
 class _Kept:
     """One instrument's queues, sorted at one mark and valuation version, and what changed since."""
@@ -271,7 +250,8 @@ class AdlQueue:
     one sorts afresh). So between price updates the queue sorted at the last one stays right for
     every holder the log does not name; ``select`` reads the log from its cursor, re-ranks only the
     accounts named since it last looked (equity by ``equity_of``, which must give a row the same
-    bits whichever rows it is computed with: ``row_equities``), keeps them in a sorted list per
+    bits whichever rows it is computed with: ``clearing.ledger.row_equities``, which the house's
+    ``equities`` is), keeps them in a sorted list per
     side, and merges that list with the kept order by the same key -- rank descending, account
     ascending -- so the selections equal ``select_ranked``'s over a fresh ranking with the same
     equities (tests/clearing/test_adl.py, test_adl_queue.py). A new mark or version, a log emptied
@@ -291,13 +271,18 @@ class AdlQueue:
         self.sorts = 0  # full rankings so far (for tests and benchmarks)
         self.reranked = 0  # rows re-ranked between sorts (likewise)
 
-    def _equities(self, rows: np.ndarray, override: dict[int, float] | None) -> np.ndarray:
+    def _equities(self, rows: np.ndarray | slice, override: dict[int, float] | None) -> np.ndarray:
+        """``equity_of(rows)`` with ``override[account]`` in place of the computed value of each
+        overridden account among ``rows`` (ascending ids, or a range from row 0: an id is its index)."""
         eq = self.equity_of(rows)
-        if override:
-            for account, value in override.items():
-                i = int(np.searchsorted(rows, account))
-                if i < rows.size and rows[i] == account:
-                    eq[i] = value
+        for account, value in (override or {}).items():
+            if isinstance(rows, slice):
+                if account < eq.shape[0]:
+                    eq[account] = value
+                continue
+            i = int(np.searchsorted(rows, account))
+            if i < rows.size and rows[i] == account:
+                eq[i] = value
         return eq
 
     def _sort(self, instrument: int, mark_ticks: int, key: tuple, override: dict[int, float] | None) -> _Kept:
@@ -306,10 +291,7 @@ class AdlQueue:
         holders = np.flatnonzero(ledger.position[FIRST_TRADER:n, instrument]) + FIRST_TRADER
         # every row by a range, then the holders picked out: the same bits (row by row), and ~5x
         # cheaper than gathering the holders' rows first
-        eq = self.equity_of(slice(0, n))
-        for account, value in (override or {}).items():
-            if account < n:
-                eq[account] = value
+        eq = self._equities(slice(0, n), override)
         c = _ranked(ledger, instrument, mark_ticks, eq[holders], holders)
         queues = []
         for side in (1, -1):  # the longs' queue (against a bankrupt short), then the shorts'

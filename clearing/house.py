@@ -26,7 +26,7 @@ from clearing.causality import Cause, CauseKind, Liquidator
 from clearing.exposure import ExposureBook, margined_states, worst_case
 from clearing.health import Health, cancel_threshold, classify
 from sim.core.instruments import InstrumentTable
-from clearing.ledger import FIRST_TRADER, QUOTE, Ledger, mark_value, mark_value_of
+from clearing.ledger import FIRST_TRADER, QUOTE, Ledger, mark_value_of, row_equities
 from clearing.margin.base import MarginRegime, Positions
 from clearing.pretrade import PreTradeBounds
 from clearing.settlement import Settlement
@@ -300,14 +300,12 @@ class ClearingHouse:
         ``clearing.ledger.mark_value`` / ``mark_value_of``), the canonical ones, whichever rows
         are asked with it."""
         ledger = self.ledger
-        cash = ledger.cash[rows]
-        collateral = cash[:, 0].astype(np.float64) if cash.shape[1] == 1 else self._collateral(cash)
+        held = None
         if isinstance(rows, slice):  # the kept float copy: the same product without converting the ints
             self.book.refresh()
             held = self.book.held[rows]
-        else:
-            held = ledger.position[rows]
-        return collateral + mark_value(held, self.marks.ticks * ledger.tick_value)
+        prices = self.asset_prices() if ledger.cash.shape[1] > 1 else None
+        return row_equities(ledger, rows, self.marks.ticks * ledger.tick_value, prices, held)
 
     def _collateral(self, cash: np.ndarray) -> np.ndarray:
         """Collateral value in quote minor units at the published prices, after haircuts."""

@@ -89,6 +89,26 @@ def mark_value_of(position: list[int] | list[float], values: list[float]) -> flo
     return total
 
 
+def row_equities(ledger: "Ledger", rows: np.ndarray | slice, values: np.ndarray,
+                 asset_prices: np.ndarray | None = None, held: np.ndarray | None = None) -> np.ndarray:
+    """Equity of ledger ``rows`` (collateral after haircuts + positions at mark, quote minor units),
+    with the same bits for a row whichever rows are computed with it: the clearing house's
+    ``equities`` (which calls this) and the ADL queue's ranking rely on that.
+
+    ``values`` is each instrument's value of one lot at mark (minor units); ``asset_prices`` the
+    collateral assets' prices (quote per unit; needed with more than one asset); ``held`` the
+    rows' positions when the caller keeps a copy of them (default: the ledger's). The positions
+    take the canonical sum (``mark_value`` above: instrument by instrument, not a BLAS product,
+    whose bits for a row depend on where the row falls in the matrix), the collateral
+    ``Ledger.value_cash`` (a reduction along each row)."""
+    cash = ledger.cash[rows]
+    collateral = cash[:, QUOTE].astype(np.float64) if cash.shape[1] == 1 else \
+        ledger.value_cash(cash, np.asarray(asset_prices, dtype=np.float64))
+    if held is None:
+        held = ledger.position[rows]
+    return collateral + mark_value(held, np.asarray(values, dtype=np.float64))
+
+
 class LedgerError(AssertionError):
     """Conservation failed: the message says which asset or instrument and by how much."""
 

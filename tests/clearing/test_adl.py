@@ -10,12 +10,11 @@ from clearing.adl import (
     adl_rank,
     effective_leverage,
     execute_adl,
-    row_equities,
     select_pro_rata,
     select_ranked,
 )
 from sim.core.instruments import Asset, Instrument, InstrumentKind
-from clearing.ledger import QUOTE, Ledger
+from clearing.ledger import QUOTE, Ledger, row_equities
 
 
 def _ledger(n_traders: int) -> tuple[Ledger, list[int]]:

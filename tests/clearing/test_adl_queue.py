@@ -2,11 +2,13 @@
 only source of what changed between price updates, and random histories (hypothesis)."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from clearing.adl import AdlQueue, adl_candidates, row_equities, select_ranked
+from clearing.adl import AdlQueue, adl_candidates, select_ranked
+from clearing.ledger import row_equities
 from clearing.ledger import QUOTE, Ledger
 from sim.core.instruments import Asset, Instrument, InstrumentKind
 
@@ -218,3 +220,24 @@ def test_a_log_emptied_past_the_cursor_sorts_afresh():
     assert w.ledger.changes_since(w.queue._queues[0].cursor)[0] is None
     assert w.queue.select(held, 0, 100, exclude=bankrupt) == w.fresh(held, 0, bankrupt, None)
     assert w.queue.sorts == 2
+
+
+@pytest.mark.parametrize("at_sort", [True, False])
+def test_an_equity_override_ranks_the_account_and_is_forgotten_at_the_next_select(at_sort):
+    """``equity_override`` on the sort path (the first select) and on the re-rank path (a select
+    between sorts): the overridden account is ranked with the caller's equity -- here a huge one,
+    which sinks the top-ranked long below the others -- and the next select without the override
+    ranks it with its own equity again (``_Kept.pending``). The stateful test's small overrides
+    rarely reorder a queue; this one must."""
+    w = _World(1, 1, 50, 3)
+    held = -1  # a bankrupt short of one lot: the top-ranked long takes it
+    bankrupt = next(a for a in w.accounts if w.ledger.position[a, 0] < 0)
+    plain = w.fresh(held, 0, bankrupt, None)
+    override = {plain[0][0]: 1e15}
+    assert w.fresh(held, 0, bankrupt, override) != plain  # the control: the override changes the answer
+    if not at_sort:
+        assert w.queue.select(held, 0, 100, exclude=bankrupt) == plain
+    assert w.queue.select(held, 0, 100, exclude=bankrupt, equity_override=override) == \
+        w.fresh(held, 0, bankrupt, override)
+    assert w.queue.sorts == 1
+    assert w.queue.select(held, 0, 100, exclude=bankrupt) == plain
