@@ -17,7 +17,7 @@ import numpy as np
 from sim.core.instruments import InstrumentKind
 from clearing.ledger import QUOTE
 from sim.core.orders import BUY, SubmitResult, TimeInForce
-from agents.distributions import NormalDist, UniformDist
+from agents.distributions import NormalDist, Sampler, UniformDist
 
 if TYPE_CHECKING:
     from agents.interfaces import AccountBook, IsolatedDesk, MarginDesk
@@ -297,9 +297,11 @@ class Crowd(Agent):
 
     ``account`` is the member acting now (set before each action, so the inherited reads and
     actions act for it); ``accounts[k]`` is member k's account. ``_times``/``_who``/``_next``: the
-    members' pre-drawn actions (times, members), walked in time order by one pending event."""
+    members' pre-drawn actions (times, members), walked in time order by one pending event.
+    ``_gaps``/``_picks``: the shared draws of a group whose members arrive as Poisson processes of
+    one rate (``poisson_arrivals``; the noise and value groups)."""
 
-    __slots__ = ("cfg", "accounts", "_times", "_who", "_next")
+    __slots__ = ("cfg", "accounts", "_times", "_who", "_next", "_gaps", "_picks")
 
     def __init__(self, ctx: AgentContext, name: str, rng: np.random.Generator, cfg: Any,
                  accounts: np.ndarray) -> None:
@@ -313,6 +315,22 @@ class Crowd(Agent):
     @property
     def members(self) -> int:
         return int(self.accounts.size)
+
+    def poisson_arrivals(self, block: int) -> None:
+        """The group's buffers of unit uniforms for its members' superposed Poisson arrivals
+        (``superposed_gap``, ``pick_member``), ``block`` draws per refill from the group's stream."""
+        self._gaps = Sampler(UNIT, self.rng, block)  # a gap is -log(1 - u) x mean
+        self._picks = Sampler(UNIT, self.rng, block)
+
+    def superposed_gap(self, n: int) -> float:
+        """The wait for the next arrival of ``n`` members' superposed Poisson processes of rate
+        ``cfg.rate``: exponential with mean 1 / (rate x n)."""
+        return -math.log1p(-self._gaps()) / (self.cfg.rate * n)
+
+    def pick_member(self, n: int) -> int:
+        """Which of ``n`` members arrives, uniformly: the next arrival of n independent Poisson
+        processes of one rate is the first of them, equally likely any."""
+        return min(int(self._picks() * n), n - 1)
 
     def share_links(self) -> None:
         """The members' messages travel on one pair of latency links for the group

@@ -25,7 +25,6 @@ submit, at most one cancel, one scheduled wake-up.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 
 import numpy as np
@@ -45,7 +44,7 @@ class NoiseCrowd(Crowd):
     k's orders so far (``orders_sent``: the group's)."""
 
     kind = "noise"
-    __slots__ = ("instruments", "member_orders", "active", "n_active", "_gaps", "_picks", "size", "offset",
+    __slots__ = ("instruments", "member_orders", "active", "n_active", "size", "offset",
                  "uniform", "_expiries")
 
     def __init__(self, ctx: AgentContext, name: str, rng: np.random.Generator, cfg: NoiseGroup,
@@ -56,8 +55,7 @@ class NoiseCrowd(Crowd):
         # members still active, in the first n_active slots (a retired member is swapped past the end)
         self.active = np.arange(accounts.size, dtype=np.int64)
         self.n_active = int(accounts.size)
-        self._gaps = Sampler(UNIT, rng, _BLOCK)  # unit uniforms: a gap is -log(1 - u) x mean
-        self._picks = Sampler(UNIT, rng, _BLOCK)
+        self.poisson_arrivals(_BLOCK)
         self.size = Sampler(cfg.size, rng, _BLOCK)
         self.offset = Sampler(cfg.limit_offset_bps, rng, _BLOCK)
         self.uniform = Sampler(UNIT, rng, 3 * _BLOCK)  # at most three per order
@@ -83,7 +81,7 @@ class NoiseCrowd(Crowd):
 
     def _gap(self) -> float:
         """The wait for the next arrival of the active members' superposed Poisson process."""
-        return -math.log1p(-self._gaps()) / (self.cfg.rate * self.n_active)
+        return self.superposed_gap(self.n_active)
 
     def _scheduled(self) -> None:
         k = self._next
@@ -98,7 +96,7 @@ class NoiseCrowd(Crowd):
         cfg = self.cfg
         if cfg.end is not None and self.now >= cfg.end:
             return
-        j = min(int(self._picks() * self.n_active), self.n_active - 1)
+        j = self.pick_member(self.n_active)
         member = int(self.active[j])
         self.act(member)
         if cfg.max_orders is not None and self.member_orders[member] >= cfg.max_orders:

@@ -63,9 +63,6 @@ class Population(list):
         return out
 
 
-# the group types built as one agent over an array of member accounts (``_build_crowd``)
-CROWD_TYPES = ("noise", "leveraged", "value")
-
 # group type (the config's discriminator) -> agent class; every class but the crowds (one agent
 # for the whole group, see ``_build_crowd``) takes (ctx, name, account, rng, group config,
 # instrument ids, *shared)
@@ -75,6 +72,9 @@ AGENT_TYPES: dict[str, type[Agent]] = {
     "option_seller": OptionSeller, "delta_hedger": DeltaHedger, "backstop_provider": BackstopProvider,
     "auction_bidder": AuctionBidder, "pair_trader": PairTrader, "manipulator": Manipulator,
 }
+# the group types built as one agent over an array of member accounts (``_build_crowd``): the
+# classes that are crowds, read off the table above rather than listed again
+CROWD_TYPES = tuple(kind for kind, cls in AGENT_TYPES.items() if issubclass(cls, Crowd))
 
 
 def _deposit(ctx: AgentContext, ledger: Ledger, account: int, capital: float, split: CollateralSplit | None) -> None:

@@ -68,7 +68,7 @@ class ValueCrowd(Crowd):
 
     kind = "value"
     __slots__ = ("instrument", "m", "v", "last_t", "last_order", "estimate", "wakes", "r_bar",
-                 "diffusion", "obs_var", "horizon_decay", "_gaps", "_picks", "normal", "uniform", "size")
+                 "diffusion", "obs_var", "horizon_decay", "normal", "uniform", "size")
 
     def __init__(self, ctx: AgentContext, name: str, rng: np.random.Generator, cfg: ValueGroup,
                  instruments: list[int], accounts: np.ndarray) -> None:
@@ -87,8 +87,7 @@ class ValueCrowd(Crowd):
         self.obs_var = np.zeros(n_ins)  # ticks^2
         # how much of today's deviation from r_bar is left at the horizon (None: no projection)
         self.horizon_decay: float | None = None
-        self._gaps = Sampler(UNIT, rng, _BLOCK)  # unit uniforms: a gap is -log(1 - u) x mean
-        self._picks = Sampler(UNIT, rng, _BLOCK)
+        self.poisson_arrivals(_BLOCK)
         self.normal = Sampler(STD_NORMAL, rng, _BLOCK)
         self.uniform = Sampler(UNIT, rng, 2 * _BLOCK)  # at most two per order
         self.size = Sampler(cfg.size, rng, _BLOCK)
@@ -114,14 +113,14 @@ class ValueCrowd(Crowd):
 
     def _gap(self) -> float:
         """The wait for the next wake-up of the members' superposed Poisson process."""
-        return -math.log1p(-self._gaps()) / (self.cfg.rate * self.members)
+        return self.superposed_gap(self.members)
 
     def _wake(self) -> None:
         cfg = self.cfg
         if cfg.end is not None and self.now >= cfg.end:
             return
         n = self.members
-        self.act(min(int(self._picks() * n), n - 1))
+        self.act(self.pick_member(n))
         self.ctx.world.call_later(self._gap(), self._wake)
 
     def update_belief(self, k: int, observed: float, now: float) -> float:

@@ -171,10 +171,8 @@ class Venue:
                 return self._reject(oid, account, _OUTSIDE_BAND)
             band = self.config.market_protection
             price = int(ref * (1.0 + band)) if side == BUY else max(1, -int(-ref * (1.0 - band) // 1))
-        elif not flags and ref is not None:  # _outside_band on the reference already read: once per order
-            band = self.config.price_band
-            if price > ref * (1.0 + band) or price < ref * (1.0 - band):
-                return self._reject(oid, account, _OUTSIDE_BAND)
+        elif not flags and self._outside_band(ref, price):
+            return self._reject(oid, account, _OUTSIDE_BAND)
         # A reduce-only order is exempt: the book refuses one that could flip the position and
         # ``_trim_reduce_only`` cuts resting ones back as the position shrinks, so it never adds risk.
         if check_risk and not reduce_only and self._increases_risk(account, instrument, side, lots):
@@ -188,9 +186,9 @@ class Venue:
             self._settle(result.fills)
         return result
 
-    def _outside_band(self, instrument: int, price: int) -> bool:
-        """True if a limit ``price`` lies outside the band around the reference (none: no band)."""
-        ref = self.reference[instrument]
+    def _outside_band(self, ref: float | None, price: int) -> bool:
+        """True if a limit ``price`` lies outside the band around the reference ``ref`` (none: no
+        band) -- the one band rule for new orders and amends."""
         if ref is None:
             return False
         band = self.config.price_band
@@ -309,7 +307,7 @@ class Venue:
         else:
             account, side, before = order.account, order.side, order.size
             price = order.price if new_price is None else new_price
-            if new_price is not None and not order.flags and self._outside_band(instrument, new_price):
+            if new_price is not None and not order.flags and self._outside_band(self.reference[instrument], new_price):
                 # a modification is banded as a new order is: no walking a resting order through it
                 result = SubmitResult(order_id, _OUTSIDE_BAND)
             elif (new_lots is not None and new_lots > before

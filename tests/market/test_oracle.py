@@ -141,11 +141,18 @@ def test_exogenous_read_ahead_skips_quiet_samples_and_publishes_exactly_what_the
     cfg = dict(sample_interval=sample_interval, heartbeat=7.0, deviation=0.003, latency=0.3,
                floor={"B": 4.95}, ceiling={"A": 100.5})
     runs = []
+    candidates = []  # samples whose candidate was computed: each one on the per-sample path
     for batch in (False, True):
         world, oracle, seen = make(walk, batch=batch, underlyings=("A", "B"), **cfg)
+        candidate, calls = oracle._candidate, []
+        oracle._candidate = lambda now, candidate=candidate, calls=calls: calls.append(now) or candidate(now)
         world.run(until=300.0)
         runs.append((oracle.history_t, np.array(oracle.history), [(t, w.tolist()) for t, w, _ in seen]))
+        candidates.append(len(calls))
     (t0, h0, s0), (t1, h1, s1) = runs
+    # the read-ahead run did count quiet samples off (else the comparison below compares a path
+    # with itself): it computed a candidate for fewer samples than there were
+    assert candidates[0] >= 300.0 / sample_interval - 1 and candidates[1] < candidates[0]
     assert len(t0) > 40 and any(len(w) == 1 for _, w in s0)  # deviations of one underlying, not only heartbeats
     assert t0 == t1 and s0 == s1
     assert np.array_equal(h0, h1)
