@@ -471,9 +471,10 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
 
 def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
     """Check the table file and the rows folder before anything runs (``sim.experiment.outdir``); without
-    ``resume`` an earlier sweep's rows (clearsim's, ``force`` given) are removed, never anything else."""
-    from sim.experiment.outdir import (check_folder, check_resume_folder, check_table_file, marker_kind,
-                                       write_marker)
+    ``resume`` an earlier sweep's rows (its marker, ``force`` given) are removed, never anything else --
+    not another clearsim command's results, nor a folder holding only clearsim folders."""
+    from sim.experiment.outdir import (OutputFolderError, check_folder, check_resume_folder, check_table_file,
+                                       marker_kind, write_marker)
 
     check_table_file(out, replace=force or resume)
     if resume:
@@ -482,6 +483,11 @@ def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
     elif parts.exists() and not parts.is_symlink() and parts.is_dir() and any(parts.iterdir()):
         check_folder(parts, force, what="sweep rows folder",
                      hint="pass --resume to continue that sweep or --force to start it over")
+        found = marker_kind(parts)
+        if found != PARTS_KIND:  # clearsim's, but not a sweep's rows: --force replaces only those
+            whose = f"another clearsim command's results ({found})" if found else "clearsim folders, not a sweep's rows"
+            raise OutputFolderError(f"sweep rows folder {parts}: holds {whose}; --force replaces only an earlier "
+                                    f"sweep's rows -- it is left untouched: choose another output")
         shutil.rmtree(parts)
     elif parts.exists() or parts.is_symlink():
         check_folder(parts, force, what="sweep rows folder")  # a file or a link: refused
