@@ -586,7 +586,7 @@ def test_force_removes_only_an_earlier_sweeps_rows_folder(tmp_path, kind):
         write_marker(parts, kind)
         keep = parts / "summary.json"
     keep.write_text("keep")
-    with pytest.raises(OutputFolderError, match="--force replaces only an earlier sweep's rows"):
+    with pytest.raises(OutputFolderError, match="--force replaces only this command's own earlier rows"):
         _claim_outputs(tmp_path / "out.parquet", parts, resume=False, force=True)
     assert keep.read_text() == "keep"
     # the control: an earlier sweep's rows folder is replaced
