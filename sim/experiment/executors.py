@@ -246,12 +246,19 @@ def _run_pool(pending: "collections.deque[dict]", workers: int, job: Job, on_don
                 _after_breakage(pool, inflight, processes, pending, job, on_done, running, breakages)
                 return
     except BaseException:  # Ctrl-C or a failure writing a row: stop now, finished rows are on disk
-        procs = list(getattr(pool, "_processes", {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in procs:  # the in-flight runs would otherwise hold the exit until they finish
-            p.terminate()
+        _stop_now(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def _stop_now(pool: Any) -> None:
+    """Shut ``pool`` down without waiting and terminate its workers: the runs they are on would
+    otherwise go on to their end (and hold the exit). A pool already shut down has no workers left
+    (``_processes`` is None then)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        p.terminate()
 
 
 MAX_BREAKAGES = 2  # pool breakages a run may be in flight for before it is failed
@@ -436,10 +443,7 @@ def _ray_task(spec: _Spec, task: dict, box: list | None) -> dict:
         # a run's own exception comes with its future done and the child free: keep the child
         if isinstance(e, BrokenProcessPool) or (waiting is not None and not waiting.done()):
             _RAY_CHILD = None
-            procs = list((getattr(child, "_processes", None) or {}).values())
-            child.shutdown(wait=False, cancel_futures=True)
-            for p in procs:  # else the child runs on to the abandoned run's end
-                p.terminate()
+            _stop_now(child)  # else the child runs on to the abandoned run's end
         raise
 
 

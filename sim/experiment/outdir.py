@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 from sim.experiment.errors import ConfigError
 from sim.experiment.io import write_atomic
 
-__all__ = ["MARKER", "TABLE_KEY", "OutputFolderError", "check_folder", "check_resume_folder", "write_marker",
-           "is_clearsim_folder", "check_table_file"]
+__all__ = ["MARKER", "TABLE_KEY", "OutputFolderError", "check_folder", "check_resume_folder", "claim_rows_folder",
+           "write_marker", "is_clearsim_folder", "check_table_file"]
 
 MARKER = ".clearsim-output"
 TABLE_KEY = b"clearsim.sweep"
@@ -117,6 +118,32 @@ def check_resume_folder(path: str | Path, kind: str, what: str) -> Path:
               else f"exists and was not written by clearsim (no {MARKER} marker)")
     raise OutputFolderError(f"{what} {given}: {reason}; resuming would add files to it -- it is left "
                             f"untouched: choose another output, or run without --resume")
+
+
+def claim_rows_folder(path: Path, kind: str, resume: bool, what: str, force: bool = False,
+                      replace_same_kind: bool = False, hint: str = "pass --force (force=True) to replace them") -> None:
+    """A command's rows folder beside its output (a sweep's rows, a reverse stress search's episodes),
+    before anything runs: made if missing and marked as ``kind``'s. With ``resume`` it is added to
+    (``check_resume_folder``). Without, a non-empty folder is removed only if its marker says this
+    same command (``kind``) wrote it -- with ``force``, or always with ``replace_same_kind`` -- and
+    anything else (a user's folder, another command's results, a folder holding only clearsim
+    folders, a link, a file) is refused and left as it is, ``force`` or not. A folder that already
+    has the right marker keeps it (a rewrite cut short by a crash would leave it unresumable)."""
+    if resume:
+        check_resume_folder(path, kind, what=what)
+    elif path.is_symlink() or (path.exists() and not path.is_dir()):
+        check_folder(path, what=what)  # raises: a link or a file
+    elif path.exists() and any(path.iterdir()):
+        check_folder(path, force, what=what, hint=hint, same_kind=kind if replace_same_kind else None)
+        found = marker_kind(path)
+        if found != kind:  # clearsim's, but not this command's rows: never removed
+            whose = f"another clearsim command's results ({found})" if found else f"clearsim folders, not {kind}"
+            raise OutputFolderError(f"{what} {path}: holds {whose}; --force replaces only this command's own "
+                                    f"earlier rows -- it is left untouched: choose another output")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if marker_kind(path) != kind:
+        write_marker(path, kind)
 
 
 def write_marker(folder: Path, kind: str) -> None:

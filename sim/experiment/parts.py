@@ -98,10 +98,6 @@ class PartWriter:
                 self._timer = self._timer_factory(self.seconds_per_sync, self._timed_sync)
         return json.loads(text)
 
-    def sync(self) -> None:
-        with self._lock:
-            self._sync()
-
     def _sync(self) -> None:
         """Sync what is pending (the lock held) and disarm the timer."""
         if self._timer is not None:
@@ -129,15 +125,12 @@ class PartWriter:
 
     def close(self) -> None:
         with self._lock:
-            if self._fh is not None:
+            if self._fh is not None:  # (no timer is armed without an open segment: the first row arms it)
                 try:
                     self._sync()
                 finally:
                     self._fh.close()
                     self._fh = None
-            elif self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
             self._raise_failed()
 
     def __enter__(self) -> PartWriter:

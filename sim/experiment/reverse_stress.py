@@ -34,7 +34,6 @@ import hashlib
 import json
 import math
 import operator
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,22 +370,12 @@ def _breaking_seed(lines: list[_Line], label: str) -> _Line | None:
 def _claim_parts(parts: Path, resume: bool) -> None:
     """The episodes folder beside the output, before anything runs: with ``resume`` its episodes are
     read and added to, if it is an earlier search's (its marker) -- any other non-empty folder is
-    refused; without, an earlier search's folder is replaced, and a folder clearsim did not write is
-    refused, never removed (``sim.experiment.outdir``)."""
-    from sim.experiment.outdir import check_folder, check_resume_folder, write_marker
+    refused; without, an earlier search's folder is replaced, and any other is refused, never
+    removed (``sim.experiment.outdir.claim_rows_folder``)."""
+    from sim.experiment.outdir import claim_rows_folder
 
-    what = "reverse-stress episodes folder"
-    if resume:
-        check_resume_folder(parts, PARTS_KIND, what=what)
-    elif parts.is_symlink() or (parts.exists() and not parts.is_dir()):
-        check_folder(parts, what=what)  # raises: a link or a file
-    elif parts.exists() and any(parts.iterdir()):
-        check_folder(parts, what=what, same_kind=PARTS_KIND,
-                     hint="it holds another clearsim command's results; choose another output")
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
-    if not any(parts.iterdir()):
-        write_marker(parts, PARTS_KIND)
+    claim_rows_folder(parts, PARTS_KIND, resume, what="reverse-stress episodes folder", replace_same_kind=True,
+                      hint="it holds another clearsim command's results; choose another output")
 
 
 PARTS_KIND = "reverse-stress-parts"

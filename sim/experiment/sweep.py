@@ -42,7 +42,6 @@ import importlib
 import itertools
 import json
 import os
-import shutil
 import time
 import traceback
 import uuid
@@ -471,23 +470,14 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
 
 def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:
     """Check the table file and the rows folder before anything runs (``sim.experiment.outdir``); without
-    ``resume`` an earlier sweep's rows (clearsim's, ``force`` given) are removed, never anything else."""
-    from sim.experiment.outdir import (check_folder, check_resume_folder, check_table_file, marker_kind,
-                                       write_marker)
+    ``resume`` an earlier sweep's rows (its marker, ``force`` given) are removed, never anything else --
+    not another clearsim command's results, nor a folder holding only clearsim folders; with
+    ``resume`` rows are added only to an earlier sweep's folder."""
+    from sim.experiment.outdir import check_table_file, claim_rows_folder
 
     check_table_file(out, replace=force or resume)
-    if resume:
-        # rows are added only to an earlier sweep's folder, never to a user's or another command's
-        check_resume_folder(parts, PARTS_KIND, what="sweep rows folder")
-    elif parts.exists() and not parts.is_symlink() and parts.is_dir() and any(parts.iterdir()):
-        check_folder(parts, force, what="sweep rows folder",
-                     hint="pass --resume to continue that sweep or --force to start it over")
-        shutil.rmtree(parts)
-    elif parts.exists() or parts.is_symlink():
-        check_folder(parts, force, what="sweep rows folder")  # a file or a link: refused
-    parts.mkdir(parents=True, exist_ok=True)
-    if marker_kind(parts) != PARTS_KIND:  # a resumed folder keeps its marker: no rewrite to be cut short
-        write_marker(parts, PARTS_KIND)
+    claim_rows_folder(parts, PARTS_KIND, resume, what="sweep rows folder", force=force,
+                      hint="pass --resume to continue that sweep or --force to start it over")
 
 
 PARTS_KIND = "sweep-parts"

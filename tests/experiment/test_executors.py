@@ -96,3 +96,21 @@ def test_each_pool_starts_with_a_fresh_folder_of_its_own(tmp_path, monkeypatch):
     assert [r["id"] for r in rows] == ["a", "b", "c"] and len(set(folders)) == 3
     assert sorted(p.name for p in running.iterdir()) == ["4242"]
     assert (running / "4242").read_text() == "a run of an earlier sweep"
+
+
+def test_a_row_that_cannot_be_written_after_a_breakage_raises_its_own_error(tmp_path):
+    """Review finding: the pool's stop-now path read ``pool._processes``, which a pool already shut
+    down (``_after_breakage`` shuts the broken one before delivering its error rows) holds as None:
+    a failure to write the dead worker's row surfaced as an AttributeError, not its own error. A real
+    pool: the task (``3``) makes its worker exit with status 3, and writing that row fails."""
+    import os
+
+    import pytest
+
+    def on_done(row: dict) -> None:
+        raise OSError("disk full")
+
+    job = Job(fn=os._exit, error_row=lambda task, text: {"id": task, "error": text}, key=str)
+    with pytest.raises(OSError, match="disk full"):
+        executors.execute([3], "local", 1, job, on_done, running=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # the call's own folder went with it

@@ -116,7 +116,13 @@ def test_an_interrupted_task_leaves_no_busy_child_and_the_next_task_gets_a_fresh
     busy_pid = int(started.read_text())
     assert executors._RAY_CHILD is None  # the next task starts a new child
     assert [p.pid for p in processes] == [busy_pid]
-    processes[0].join(timeout=60)  # a hang guard: terminated, it exits at once (else: 600 s)
+    # terminated, it exits at once (else: 600 s). The shut-down pool's own thread joins it too, and
+    # whichever waitpid comes second gets ECHILD: join then returns at once with exitcode None,
+    # until the other thread has set it -- so wait for the exit code, not for one join
+    deadline = time.monotonic() + 60  # a hang guard, not a time bar
+    while processes[0].exitcode is None and time.monotonic() < deadline:
+        processes[0].join(timeout=0.1)
+        time.sleep(0.01)
     assert processes[0].exitcode is not None  # the abandoned run's process is gone
     after = executors._ray_task(_spec(where), {"n": 2}, None)
     assert after["n"] == 2 and after["pid"] not in (busy_pid, os.getpid())

@@ -567,3 +567,32 @@ def test_resume_keeps_the_rows_folders_marker_as_it_is(tmp_path):
     after = marker.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert marker.read_text(encoding="utf-8") and marker_kind(parts) == PARTS_KIND
+
+
+@pytest.mark.parametrize("kind", ["reverse-stress-parts", "run", None])
+def test_force_removes_only_an_earlier_sweeps_rows_folder(tmp_path, kind):
+    """``--force`` replaces an earlier sweep's rows; a ``<out>.parts`` folder another clearsim command
+    wrote (its marker names another kind), or one holding nothing but clearsim folders, is left as it is."""
+    from sim.experiment.outdir import write_marker
+    from sim.experiment.sweep import PARTS_KIND, _claim_outputs
+
+    parts = tmp_path / "out.parquet.parts"
+    parts.mkdir()
+    if kind is None:  # nothing but a clearsim folder inside: check_folder calls that clearsim's
+        (parts / "a-run").mkdir()
+        write_marker(parts / "a-run", "run")
+        keep = parts / "a-run" / "summary.json"
+    else:
+        write_marker(parts, kind)
+        keep = parts / "summary.json"
+    keep.write_text("keep")
+    with pytest.raises(OutputFolderError, match="--force replaces only this command's own earlier rows"):
+        _claim_outputs(tmp_path / "out.parquet", parts, resume=False, force=True)
+    assert keep.read_text() == "keep"
+    # the control: an earlier sweep's rows folder is replaced
+    other = tmp_path / "b.parquet.parts"
+    other.mkdir()
+    write_marker(other, PARTS_KIND)
+    (other / "rows-000001.jsonl").write_text("{}\n")
+    _claim_outputs(tmp_path / "b.parquet", other, resume=False, force=True)
+    assert sorted(p.name for p in other.iterdir()) == [".clearsim-output"]
