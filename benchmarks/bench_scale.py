@@ -13,8 +13,13 @@ oracle samples, margin work); events/s divides them by the whole episode's CPU s
 included) -- on a shared machine CPU time is what an idle machine's wall clock would show; the wall
 time is printed beside it. The build time is wall time (short enough not to be disturbed much).
 
-The doubling ratios compare x1 with x2 and x5 with x10 (10k -> 20k, 50k -> 100k accounts): the
-build (opening accounts, agents, streams) and the whole episode. When the episode reaches the
+The doubling ratios compare x1 with x2, x5 with x10 and x10 with x20 (10k -> 20k, 50k -> 100k,
+100k -> 200k accounts): the build (opening accounts, agents, streams), one re-valuation (the median
+CPU time of ``ClearingHouse.revalue_all``: every account's margin and equity at a publication, and
+acting on the new states), one liquidation wave (the median, over publications after which the
+liquidation engine worked, of its CPU time until the next publication: the steps, takeovers and ADL
+that publication's breaches set off and the retries of liquidations still open; the engine's total
+beside it) and the whole episode. When the episode reaches the
 crash, the CPU seconds are split at its start (a marker event at that time reads the process
 clock and the events so far; the event counts leave it out): the calm leg before it and the crash
 leg from it to the end (liquidation waves, ADL, the re-valuations they cause, the recorder's tables
@@ -38,6 +43,7 @@ import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -101,8 +107,13 @@ def one(factor: int, duration: float | None) -> dict:
     marks: dict[str, float] = {}
     started, cpu_started = time.perf_counter(), time.process_time()
 
+    revaluations: list[float] = []  # CPU s of each full re-valuation (ClearingHouse.revalue_all)
+    waves: dict[int, float] = {}  # publication -> CPU s of the liquidation engine's steps after it
+
     def observe(ep) -> None:
         marks["built"] = time.perf_counter()
+        _time_revaluations(ep, revaluations)
+        _time_waves(ep, waves)
         if crash is not None:  # one marker event: the process clock and the events so far when the crash starts
             def at_crash() -> None:
                 marks.setdefault("crash_cpu", time.process_time())
@@ -121,7 +132,45 @@ def one(factor: int, duration: float | None) -> dict:
             "events": s["events"] - (crash is not None), "orders": s["orders"],
             "cancels": s["cancels"], "fills": s["fills"], "liquidations": len(result.tables["liquidations"]["liq_id"]),
             "peak_rss": _rss_bytes(), "import_rss": import_rss,
-            "sample_interval": config.outputs.sample_interval}
+            "sample_interval": config.outputs.sample_interval,
+            "revaluations": len(revaluations), "revaluation_median_s": _median(revaluations),
+            "waves": len(waves), "wave_median_s": _median(list(waves.values())), "engine_cpu_s": sum(waves.values())}
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else math.nan
+
+
+def _time_revaluations(ep, times: list[float]) -> None:
+    """Time every full re-valuation -- ``ClearingHouse.revalue_all``: every account's margin and
+    equity at a publication, and acting on the new states -- in process CPU seconds."""
+    house = ep.house
+    revalue_all = house.revalue_all
+
+    def timed(cause) -> None:
+        start = time.process_time()
+        revalue_all(cause)
+        times.append(time.process_time() - start)
+
+    house.revalue_all = timed  # looked up on the instance at every call (publications, intervals)
+
+
+def _time_waves(ep, waves: dict[int, float]) -> None:
+    """A liquidation wave: the liquidation engine's work between one publication and the next (the
+    steps, takeovers and ADL of the liquidations that publication set off, and the retries of those
+    still open), in process CPU seconds, keyed by the publication's number. About half a
+    microsecond of clock reads per step is added to the episode."""
+    engine, house = ep.engine, ep.house
+    for name in ("_step", "_settle_auction"):  # every step the engine takes runs in one of these
+        method = getattr(engine, name)
+
+        def timed(*args, _method=method, **kwargs) -> None:
+            start = time.process_time()
+            _method(*args, **kwargs)
+            seq = house.oracle_seq
+            waves[seq] = waves.get(seq, 0.0) + time.process_time() - start
+
+        setattr(engine, name, timed)
 
 
 def _child(factor: int, duration: float | None) -> dict:
@@ -170,12 +219,22 @@ def main() -> None:
             print(f"{r['accounts']:>10,} calm leg (build to the crash): {calm_cpu:.1f} CPU s, {r['calm_events']:,} events, "
                   f"{r['calm_events'] / calm_cpu:,.0f} events per CPU s; crash leg: "
                   f"{(r['events'] - r['calm_events']) / r['crash_cpu_s']:,.0f} events per CPU s")
-    for a, b in ((1, 2), (5, 10)):
+    for f, r in runs.items():
+        if "revaluations" in r:
+            print(f"{r['accounts']:>10,} one re-valuation: {r['revaluation_median_s'] * 1e3:.1f} ms CPU (median of "
+                  f"{r['revaluations']:,}); one liquidation wave: {r['wave_median_s'] * 1e3:.1f} ms CPU (median of "
+                  f"{r['waves']:,} publications with liquidation work; {r['engine_cpu_s']:.1f} CPU s in all)")
+    for a, b in ((1, 2), (5, 10), (10, 20)):
         if a in runs and b in runs:
             ra, rb = runs[a], runs[b]
+            parts = ""
+            if "revaluations" in ra and "revaluations" in rb:
+                parts = (f", one re-valuation x{rb['revaluation_median_s'] / ra['revaluation_median_s']:.2f}, "
+                         f"one liquidation wave x{rb['wave_median_s'] / ra['wave_median_s']:.2f} "
+                         f"(the engine in all x{rb['engine_cpu_s'] / ra['engine_cpu_s']:.2f})")
             print(f"doubling {ra['accounts']:,} -> {rb['accounts']:,}: build x{rb['build_s'] / ra['build_s']:.2f}, "
                   f"whole episode x{rb['wall_s'] / ra['wall_s']:.2f} wall, x{rb['cpu_s'] / ra['cpu_s']:.2f} CPU, "
-                  f"events x{rb['events'] / ra['events']:.2f}")
+                  f"events x{rb['events'] / ra['events']:.2f}{parts}")
     big = runs.get(100)
     if big is None and runs:
         largest = runs[max(runs)]
