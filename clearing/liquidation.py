@@ -6,7 +6,9 @@ Each liquidation is one ``LiquidationEvent`` made of ``LiquidationStep``s:
 2. if it is still below MM, by policy:
    * ``book`` -- an IOC reduce-only order sized to restore MM x (1 + buffer) (the Drift formula),
      capped to a slice of large positions, with a worst price between the mark and the
-     bankruptcy price; further steps after a cool-down;
+     bankruptcy price; further steps after a cool-down. The engine reads the top of the book
+     first and sends no order nothing could fill; a step whose inputs are those of an earlier
+     step that filled nothing repeats it without re-valuing (``_step``);
    * ``backstop`` -- (also, under any policy, when equity < ``equity_fraction_of_mm`` x MM) the
      positions move to the backstop vault at the mark less a discount;
    * ``auction`` -- the positions are offered to registered bidders for ``duration`` seconds;
