@@ -57,21 +57,31 @@ BASE_ACCOUNTS = 10_000
 QUOTE_DECIMALS = 5
 
 
-def scaled_config(factor: int, duration: float | None = None):
-    """``stress_10k.yaml`` with every group's count x ``factor`` (the backstop provider stays one)."""
+def scaled_config(factor: int, duration: float | None = None, fixed_pools: bool = False):
+    """``stress_10k.yaml`` with every group's count x ``factor`` (the backstop provider stays one
+    account) and, unless ``fixed_pools``, the loss-absorbing pools x ``factor`` too: the vault's
+    capital and the insurance fund. A vault and a fund sized for 10k accounts stand behind 100x as
+    many positions at 1M: more of every crash then goes through the book and ADL, and a size's
+    extra cost is that other episode's, not an algorithm's."""
     from sim.experiment.config import load_episode
 
     base = load_episode(CONFIG)
+    pools = 1 if fixed_pools else factor
     groups = []
     for g in base.population.groups:
         data = g.model_dump(mode="json", exclude_unset=True) | {"type": g.type}
-        if g.type != "backstop_provider":
+        if g.type == "backstop_provider":
+            data["capital"] = g.capital * pools
+        else:
             data["count"] = g.count * factor
         groups.append(data)
+    clearing = base.clearing
     # USD in 1e-5 (not 1e-6) minor units at every size: 1M accounts' capital in 1e-6 units leaves less
     # than the 1024x int64 headroom the config checks demand (sim.experiment.schema.bounds)
     overrides: dict = {"outputs": {"counterfactual": False}, "population": {"groups": groups},
-                       "market": {"quote": {"decimals": QUOTE_DECIMALS}}}
+                       "market": {"quote": {"decimals": QUOTE_DECIMALS}},
+                       "clearing": {"loss_absorption": {"insurance_fund": clearing.loss_absorption.insurance_fund * pools},
+                                    "liquidation": {"backstop": {"capital": clearing.liquidation.backstop.capital * pools}}}}
     # the episode schema caps the account-state samples kept in memory (MAX_SAMPLE_ROWS rows: sample
     # rounds x accounts); at 1M accounts the config's 60 s interval is over it, so the interval is
     # doubled until the samples fit (240 s at 1M: 15 rounds; the sampling cost is linear either way)
@@ -96,12 +106,12 @@ def _rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports kB
 
 
-def one(factor: int, duration: float | None) -> dict:
+def one(factor: int, duration: float | None, fixed_pools: bool = False) -> dict:
     """Run one size in this process and return its figures."""
     from sim.experiment.episode import run
     from sim.experiment.progress import live_counts
 
-    config = scaled_config(factor, duration)
+    config = scaled_config(factor, duration, fixed_pools)
     crash = min((sh.start for sh in config.paths.shocks if sh.start < config.duration), default=None)
     import_rss = _rss_bytes()
     marks: dict[str, float] = {}
@@ -173,10 +183,12 @@ def _time_waves(ep, waves: dict[int, float]) -> None:
         setattr(engine, name, timed)
 
 
-def _child(factor: int, duration: float | None) -> dict:
+def _child(factor: int, duration: float | None, fixed_pools: bool) -> dict:
     cmd = [sys.executable, __file__, "--one", str(factor)]
     if duration is not None:
         cmd += ["--duration", str(duration)]
+    if fixed_pools:
+        cmd.append("--fixed-pools")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -189,17 +201,21 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=None, help="simulated seconds (default: the config's 3,600)")
     p.add_argument("--factors", default=None, help="comma-separated multiples of the 10k config to run "
                                                     "(default 1,2,5,10,100 up to --max-accounts)")
+    p.add_argument("--fixed-pools", action="store_true",
+                   help="keep the vault's capital and the insurance fund at the 10k config's (figures before 2026-12-05 09:30)")
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child: one size, JSON out
     args = p.parse_args()
     if args.one is not None:
-        print(json.dumps(one(args.one, args.duration)))
+        print(json.dumps(one(args.one, args.duration, args.fixed_pools)))
         return
     max_accounts = min(args.max_accounts, 100_000) if args.quick else args.max_accounts
     duration = args.duration if args.duration is not None else (1500.0 if args.quick else None)
     wanted = (1, 2, 5, 10, 100) if args.factors is None else tuple(int(f) for f in args.factors.split(","))
     factors = [f for f in wanted if f * BASE_ACCOUNTS <= max_accounts]
-    runs = {f: _child(f, duration) for f in factors}
-    print(f"config             {CONFIG.name} x factor (every group's count), one fresh process per size")
+    runs = {f: _child(f, duration, args.fixed_pools) for f in factors}
+    pools = "the vault's capital and the insurance fund fixed" if args.fixed_pools else \
+        "the vault's capital and the insurance fund x factor too"
+    print(f"config             {CONFIG.name} x factor (every group's count; {pools}), one fresh process per size")
     print(f"machine            {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'accounts':>10} {'sim s':>6} {'build s':>8} {'wall s':>8} {'CPU s':>8} {'events':>11} {'ev/CPU s':>9} "
