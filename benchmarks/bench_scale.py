@@ -3,8 +3,11 @@ ratio when accounts double ("no hidden quadratics": each ratio near 2, not 4).
 
 Every group of ``configs/bench/stress_10k.yaml`` (10,000 accounts: makers, noise, value, momentum,
 basis arbitrageurs, leveraged traders, one backstop provider) is multiplied by a factor -- x10 is
-100k accounts, x100 is 1M (the single backstop provider stays one: it is the house's vault) --
-with the quote currency in 1e-5 units (1e-6 would overflow the ledger's checked headroom at 1M),
+100k accounts, x100 is 1M (the single backstop provider stays one: it is the house's vault; its
+capital and the insurance fund are multiplied instead, so that each size is the same market with
+more accounts -- ``--fixed-pools`` keeps them at the 10k config's, as figures before 2026-12-05
+09:30 UTC did) -- with the quote currency in 1e-5 units (1e-6 would overflow the ledger's checked
+headroom at 1M),
 and run as a whole episode (``sim.experiment.episode.run``: build, every event, the final sample, the
 whole-episode checks and the result tables). Each size runs in a fresh process, so that its peak
 resident memory (``ru_maxrss``) is its own; the figure per account is (peak - the process after
@@ -28,6 +31,7 @@ Without a 1M run, the largest run's CPU seconds x (999,901 / its accounts) is pr
 linear extrapolation to 1M (informational; the last two lines stay ``nan``).
 
     python benchmarks/bench_scale.py [--max-accounts N] [--quick] [--duration SECONDS] [--factors 10,100]
+                                     [--fixed-pools]
 
 ``--quick`` stops at 100k accounts and shortens the episode to 1,500 s (the crash starts at 1,200 s);
 with ``--duration`` below 1,200 s the episode has no crash.
