@@ -81,6 +81,11 @@ class ClearingHouse:
         # what moved each account's equity since it was last at or above maintenance (breach attribution)
         self.attribution = BreachAttribution(ledger, marks, cap, config.attribution.materiality)
         self.oracle_seq = 0
+        # moves whenever anything that values accounts may have changed outside their own ledger
+        # rows and resting orders: a publication (marks, collateral prices, haircuts, the market
+        # snapshot), a full re-valuation (a stateful regime's memory), a history row. A reader that
+        # saw an account's rows, orders and this number unchanged knows its valuation is unchanged
+        self.valuation_epoch = 0
         self.liquidations: "Liquidator | None" = None
         # at every full re-valuation: time, total IM, total MM, total equity, gross notional of the
         # worst-case lots IM is computed on (minor units)
@@ -125,6 +130,7 @@ class ClearingHouse:
         """A history-based regime's margin run: the new row moves every requirement, so under
         continuous enforcement everyone is re-valued now -- not at the next publication, which a
         flat price and a long heartbeat can put off past the end of the episode."""
+        self.valuation_epoch += 1
         self.regime.update_history(self.marks.index.copy())
         if self._continuous:
             self.revalue_all(Cause(CauseKind.INTERVAL, self.oracle_seq, self.world.now))
@@ -329,6 +335,7 @@ class ClearingHouse:
     # ------------------------------------------------------------------ events
     def on_publication(self, which: np.ndarray) -> None:
         self.oracle_seq += 1
+        self.valuation_epoch += 1
         self.marks.sample_books()
         self.marks.update(self.world.now)
         self.attribution.on_marks_moved(self.asset_prices() if self.ledger.cash.shape[1] > 1 else None)
@@ -375,6 +382,7 @@ class ClearingHouse:
 
     def revalue_all(self, cause: Cause) -> None:
         """Re-value every trader account at once and act on the new states."""
+        self.valuation_epoch += 1
         self._grow()
         rows = self.ledger.traders
         equity, im, mm, exposure = self._value_rows(rows, full=True)

@@ -6,7 +6,9 @@ Each liquidation is one ``LiquidationEvent`` made of ``LiquidationStep``s:
 2. if it is still below MM, by policy:
    * ``book`` -- an IOC reduce-only order sized to restore MM x (1 + buffer) (the Drift formula),
      capped to a slice of large positions, with a worst price between the mark and the
-     bankruptcy price; further steps after a cool-down;
+     bankruptcy price; further steps after a cool-down. The engine reads the top of the book
+     first and sends no order nothing could fill; a step whose inputs are those of an earlier
+     step that filled nothing repeats it without re-valuing (``_step``);
    * ``backstop`` -- (also, under any policy, when equity < ``equity_fraction_of_mm`` x MM) the
      positions move to the backstop vault at the mark less a discount;
    * ``auction`` -- the positions are offered to registered bidders for ``duration`` seconds;
@@ -27,6 +29,7 @@ a fill worse than bankruptcy leaves a deficit the fund (or the next layer) pays.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -60,6 +63,22 @@ class AuctionBidder(Protocol):
         position per instrument, which becomes the bidder's); None: no bid."""
 
 
+@dataclass(slots=True)
+class _UnfilledStep:
+    """A book step that sent nothing the book could fill, and what it read: while ``inputs``
+    (``LiquidationEngine._inputs_of``) are unchanged the next step would value the account the
+    same, size and price the same order, and find the book unable to fill it unless the book moved."""
+
+    inputs: tuple
+    instrument: int
+    side: int
+    price: int  # ticks: the order's limit
+    tif: TimeInForce
+    equity: float
+    mm: float
+    wait: float  # seconds to the next step
+
+
 class LiquidationEngine:
     """Runs liquidations as timed steps on the world's clock."""
 
@@ -84,6 +103,8 @@ class LiquidationEngine:
         # (liq id, time, equity, MM) at every decision to move a liquidated account's positions:
         # ``sim.experiment.episode.verify`` proves each was taken below MM
         self.health_checks: list[tuple[int, float, float, float]] = []
+        # liq id -> its last book step when that filled nothing (see ``_step``)
+        self._unfilled: dict[int, _UnfilledStep] = {}
 
     def register_bidder(self, bidder: AuctionBidder) -> None:
         """Auction bidders join here (once each), in the order they register."""
@@ -148,9 +169,35 @@ class LiquidationEngine:
         self.health_checks.append((event.liq_id, self.house.world.now, equity, mm))
         return equity, mm
 
+    def _inputs_of(self, account: int) -> tuple:
+        """Everything a book step of ``account`` reads besides the book: the house's valuation epoch
+        (marks, prices, haircuts, the regime's state) and the rows of the account and of the
+        backstop vault (positions, cash, resting orders)."""
+        house = self.house
+        ledger, venue = house.ledger, house.venue
+        inputs: list = [house.valuation_epoch]
+        for row in (account, self.backstop_account):
+            if row is not None:
+                inputs += (ledger.position[row].tobytes(), ledger.cash[row].tobytes(),
+                           venue.open_bids[row].tobytes(), venue.open_asks[row].tobytes())
+        return tuple(inputs)
+
     def _step(self, event: LiquidationEvent, first: bool = False) -> None:
         house, account = self.house, event.account
         house.ledger.now = house.world.now
+        unfilled = self._unfilled.pop(event.liq_id, None)
+        if unfilled is not None and not house.venue.can_fill(unfilled.instrument, unfilled.side, unfilled.price,
+                                                             unfilled.tif, FillFlag.LIQUIDATION) \
+                and unfilled.inputs == self._inputs_of(account):
+            # Most book steps in a crash fill nothing (the book is below the limit) and retry after
+            # a second. When nothing the step reads has changed and the book still cannot fill the
+            # same order, this step would repeat the last one to the bit -- the same valuation (as
+            # recorded for ``verify``), no order sent, the same wait -- so that is all it does:
+            # O(1) instead of a valuation, the vault check and the order's sizing.
+            self.health_checks.append((event.liq_id, house.world.now, unfilled.equity, unfilled.mm))
+            self._unfilled[event.liq_id] = unfilled
+            house.world.call_later(unfilled.wait, self._step, event)
+            return
         cancelled = False
         if first:
             event.start_time = house.world.now
@@ -205,10 +252,14 @@ class LiquidationEngine:
         if equity >= mm:
             self._finish(event, "restored")
             return
+        self.house.world.call_later(self._wait(delay, progressed), self._step, event)
+
+    def _wait(self, delay: float | None, progressed: bool) -> float:
+        """Seconds to the next step: ``delay`` (default: the cool-down), at least a second after a
+        step that moved nothing (never a re-try at the same instant: with ``cooldown: 0`` that
+        spun forever at one time)."""
         wait = self.config.book.cooldown if delay is None else delay
-        if not progressed:
-            wait = max(wait, 1.0)
-        self.house.world.call_later(wait, self._step, event)
+        return wait if progressed else max(wait, 1.0)
 
     # ------------------------------------------------------------------ policies
     def _largest_position(self, account: int) -> tuple[int, int]:
@@ -256,6 +307,10 @@ class LiquidationEngine:
         # a sliced position waits out the cool-down; otherwise the next step follows after the
         # liquidation latency (never at the same instant: the book must get a chance to refill)
         delay = cfg.book.cooldown if lots < abs(held) else max(cfg.book.latency, 0.01)
+        if not filled and self.external_account is None:
+            self._unfilled[event.liq_id] = _UnfilledStep(self._inputs_of(account), instrument, side,
+                                                         _limit_ticks(side, limit), tif, equity, mm,
+                                                         self._wait(delay, progressed=False))
         # most steps in a crash fill nothing (95% at 100k accounts: the book is below the limit):
         # nothing moved since this step valued the account, so that valuation stands (an order that
         # does not fill changes nothing else: the account's only resting orders can be reduce-only
@@ -277,7 +332,10 @@ class LiquidationEngine:
                                             FillFlag.EXTERNAL))
             filled, notional, policy = lots, price * lots * tv, "external"
         else:
-            limit_ticks = max(1, math.ceil(limit) if side == SELL else math.floor(limit))
+            limit_ticks = _limit_ticks(side, limit)
+            if not house.venue.can_fill(instrument, side, limit_ticks, tif, FillFlag.LIQUIDATION):
+                # the engine reads the top of the book first: an order nothing can fill is not sent
+                return 0
             oid = house.venue.new_order_id()
             book = house.venue.books[instrument]
             mid_before = book.mid()
@@ -475,3 +533,9 @@ class LiquidationEngine:
             self._takeover(event, allow_adl=False)
             return
         self._after(event, progressed=True)
+
+
+def _limit_ticks(side: int, limit: float) -> int:
+    """A liquidation order's limit in whole ticks, never worse than ``limit`` (a sale's rounded up,
+    a purchase's down), at least one tick."""
+    return max(1, math.ceil(limit) if side == SELL else math.floor(limit))

@@ -135,6 +135,12 @@ class OrderBook(BookLevels):
         nothing, and the venue skips it."""
         return bool(self._reduce_only_resting)
 
+    def crosses(self, side: int, price: int) -> bool:
+        """Whether an order on ``side`` at ``price`` (ticks) meets the best opposite price now
+        (the keys are signed: asks by price, bids by minus price)."""
+        best_opposite = self._best_ask_key if side == BUY else self._best_bid_key
+        return best_opposite is not None and best_opposite <= side * price
+
     def halt(self) -> None:
         """Refuse submits and amends (HALTED) until ``resume``; cancels still work."""
         self._halted = True
@@ -258,8 +264,7 @@ class OrderBook(BookLevels):
             order.account, side, size, order.size
         ):
             return SubmitResult(order_id, _REDUCE_ONLY)
-        best_opposite = self._best_ask_key if side == BUY else self._best_bid_key
-        crosses = best_opposite is not None and best_opposite <= side * price
+        crosses = self.crosses(side, price)
         if crosses and order.tif == _POST_ONLY:
             return SubmitResult(order_id, _POST_ONLY_CROSS)
 

@@ -165,12 +165,9 @@ class Venue:
             return self._reject(oid, account, _HALTED)
         ref = self.reference[instrument]
         if tif == _MARKET:
-            if ref is None:
-                ref = book.best_ask() if side == BUY else book.best_bid()
-            if ref is None:
+            price = self._protected_price(book, side, ref)
+            if price is None:
                 return self._reject(oid, account, _OUTSIDE_BAND)
-            band = self.config.market_protection
-            price = int(ref * (1.0 + band)) if side == BUY else max(1, -int(-ref * (1.0 - band) // 1))
         elif not flags and self._outside_band(ref, price):
             return self._reject(oid, account, _OUTSIDE_BAND)
         # A reduce-only order is exempt: the book refuses one that could flip the position and
@@ -185,6 +182,35 @@ class Venue:
         if result.fills:
             self._settle(result.fills)
         return result
+
+    def _protected_price(self, book: OrderBook, side: int, ref: float | None) -> int | None:
+        """A market order's limit: ``market_protection`` beyond the reference (the mark; with none,
+        the best opposite price). None when there is neither."""
+        if ref is None:
+            ref = book.best_ask() if side == BUY else book.best_bid()
+        if ref is None:
+            return None
+        band = self.config.market_protection
+        return int(ref * (1.0 + band)) if side == BUY else max(1, -int(-ref * (1.0 - band) // 1))
+
+    def can_fill(self, instrument: int, side: int, price: int, tif: TimeInForce = TimeInForce.IOC,
+                 flags: FillFlag = FillFlag.NONE) -> bool:
+        """Whether an order would meet the opposite side of the book now, by ``execute``'s own price
+        rules (a market order's protection limit, the band for an unflagged limit), without sending
+        it: a taker that reads the top of the book before it sends an IOC. False also when the book
+        is halted or the order would be refused for its price."""
+        book = self.books[instrument]
+        if book.halted:
+            return False
+        ref = self.reference[instrument]
+        if tif == _MARKET:
+            limit = self._protected_price(book, side, ref)
+            if limit is None:
+                return False
+            price = limit
+        elif not flags and self._outside_band(ref, price):
+            return False
+        return book.crosses(side, price)
 
     def _outside_band(self, ref: float | None, price: int) -> bool:
         """True if a limit ``price`` lies outside the band around the reference ``ref`` (none: no

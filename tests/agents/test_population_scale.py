@@ -125,6 +125,14 @@ def test_bench_scale_multiplies_every_group_but_the_vault():
     # the whole hour at 1M is accepted: its samples fit the schema's cap once the interval is raised
     assert bench_scale.scaled_config(100).outputs.sample_interval == 240.0
     assert bench_scale.scaled_config(10).outputs.sample_interval == base.outputs.sample_interval == 60.0
+    # the vault's capital and the insurance fund grow with the accounts they stand behind
+    vault = {g.group_name: g for g in big.population.groups}["backstop_provider"]
+    base_vault = {g.group_name: g for g in base.population.groups}["backstop_provider"]
+    assert vault.capital == 100 * base_vault.capital == 2e9
+    assert big.clearing.loss_absorption.insurance_fund == 100 * base.clearing.loss_absorption.insurance_fund
+    fixed = bench_scale.scaled_config(100, fixed_pools=True)
+    assert {g.group_name: g for g in fixed.population.groups}["backstop_provider"].capital == base_vault.capital
+    assert fixed.clearing.loss_absorption.insurance_fund == base.clearing.loss_absorption.insurance_fund
 
 
 def test_episode_stats_count_amends_from_the_run():

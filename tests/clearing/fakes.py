@@ -136,6 +136,16 @@ class FakeVenue:
         self._next_id += 1
         return oid
 
+    def can_fill(self, instrument: int, side: int, price: int, tif: TimeInForce = TimeInForce.IOC,
+                 flags: FillFlag = FillFlag.NONE) -> bool:
+        """Whether ``execute`` would fill something: the best level meets the limit (a MARKET order
+        takes any level)."""
+        book = self.books[instrument]
+        levels = book.asks if side == BUY else book.bids
+        if not levels:
+            return False
+        return tif == TimeInForce.MARKET or (levels[0][0] <= price if side == BUY else levels[0][0] >= price)
+
     def execute(self, oid: int, account: int, instrument: int, side: int, price: int, lots: int,
                 tif: TimeInForce = TimeInForce.GTC, reduce_only: bool = False,
                 flags: FillFlag = FillFlag.NONE, check_risk: bool = True) -> SubmitResult:

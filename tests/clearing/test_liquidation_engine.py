@@ -174,13 +174,12 @@ def test_book_steps_close_fully_when_restoring_is_out_of_reach() -> None:
     # bankruptcy by only 75 x 8 = 600 -> 600. Cash -80,000 + 64,600 - 600 = -16,000; equity
     # -16,000 + 2 x 8,100 = 200 < MM 1,012.5.
     # step 2 (t 0.10, the latency after a whole-position order): 2 lots (shortage 832.75 / 435.375
-    # = 1.91), bankruptcy 8,100 - 200 / 2 = 8,000, limit 8,050: nothing on the book fills; the
-    # next try waits at least a second
+    # = 1.91), bankruptcy 8,100 - 200 / 2 = 8,000, limit 8,050: nothing on the book could fill, so
+    # no order is sent; the next try waits at least a second
     assert [s.lots for s in engine.steps] == [-8]
     assert (engine.steps[0].notional, engine.steps[0].fee) == (64_600, 600)
     assert _held(house, trader) == 2 and _cash(house, trader) == -16_000
-    assert house.venue.orders == [(trader, 0, SELL, 8_050, 10, TimeInForce.IOC, True),
-                                  (trader, 0, SELL, 8_050, 2, TimeInForce.IOC, True)]
+    assert house.venue.orders == [(trader, 0, SELL, 8_050, 10, TimeInForce.IOC, True)]
     assert engine.is_active(trader) and house.world.next_time() == pytest.approx(1.10)
     # the book refills: step 3 (t 1.10) sells the last 2 @ 8,080 = 16,160; fee min(floor(161.6),
     # 80 x 2) = 160; cash -16,000 + 16,160 - 160 = 0: flat at zero equity -> closed, nothing owed

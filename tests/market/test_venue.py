@@ -346,6 +346,41 @@ def test_market_order_remainder_never_rests():
     assert len(venue.books[0]) == 0 and venue.open_bids[1, 0] == 0
 
 
+# ------------------------------------------------------------------ can_fill: reading the book before sending
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from([BUY, SELL]), st.integers(90, 110), st.integers(1, 4)), max_size=12),
+       st.lists(st.tuples(st.sampled_from([BUY, SELL]), st.integers(80, 120),
+                          st.sampled_from([TimeInForce.IOC, TimeInForce.MARKET]),
+                          st.sampled_from([FillFlag.NONE, FillFlag.LIQUIDATION])), min_size=1, max_size=8),
+       st.sampled_from([None, 95.0, 100.0, 105.0]), st.booleans())
+def test_can_fill_says_whether_the_order_would_fill(resting, takers, reference, halted):
+    """``can_fill`` is True exactly when ``execute`` of the same order then fills something --
+    limits, the band for unflagged orders, market protection from the reference or the touch, a
+    halt -- on a book the earlier takers have already eaten into."""
+    world, venue = make_venue(price_band=0.05, market_protection=0.03)
+    for k, (side, price, lots) in enumerate(resting):  # a maker book; crossing makers trade at once
+        venue.execute(100 + k, 1 + k % 3, 0, side, price, lots)
+    venue.reference[0] = reference
+    if halted:
+        venue.books[0].halt()
+    for k, (side, price, tif, flags) in enumerate(takers):
+        says = venue.can_fill(0, side, price, tif, flags)
+        result = venue.execute(500 + k, 9, 0, side, price, 3, tif, flags=flags, check_risk=False)
+        event(f"fills={bool(result.fills)}")
+        assert says == bool(result.fills), (side, price, tif, flags, result)
+
+
+def test_can_fill_reads_the_touch_and_changes_nothing():
+    world, venue = make_venue()
+    venue.execute(1, 1, 0, BUY, 99, 2)
+    venue.execute(2, 1, 0, SELL, 101, 2)
+    before = snapshot(venue)
+    assert venue.can_fill(0, SELL, 99) and not venue.can_fill(0, SELL, 100)
+    assert venue.can_fill(0, BUY, 101) and not venue.can_fill(0, BUY, 100)
+    assert same(before, snapshot(venue)) and venue.counts["orders"] == 2
+
+
 # ------------------------------------------------------------------ halts and unknown instruments
 
 def test_halted_instrument_rejects_submits_and_amends_but_cancels_work():
