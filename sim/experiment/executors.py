@@ -38,7 +38,6 @@ import gc
 import hashlib
 import os
 import pickle
-import signal
 import socket
 import sys
 import threading
@@ -219,70 +218,37 @@ def _run_pool(pending: "collections.deque[dict]", workers: int, job: Job, on_don
                                initargs=(spec.shared_key, job.shared, job.warm))
     inflight: dict[Any, dict] = {}
     processes: dict[int, Any] = {}
-    with ctrl_c_between_waits() as interrupted:  # a Ctrl-C is raised where the loop checks, below
-        try:
-            while pending or inflight:
-                broken = False
-                with single_threaded_children(), main_not_reimported():  # workers start during the submits
-                    while pending and len(inflight) < workers:
-                        task = pending.popleft()
-                        try:
-                            inflight[pool.submit(_pool_task, task, str(running), spec)] = task
-                        except BrokenProcessPool:  # a worker died since the last wait
-                            pending.appendleft(task)
-                            broken = True
-                            break
-                processes.update(getattr(pool, "_processes", None) or {})
-                finished, _ = wait(list(inflight), timeout=_WAIT_SLICE, return_when=FIRST_COMPLETED) \
-                    if inflight else (set(), set())
-                interrupted()
-                for fut in finished:
-                    try:
-                        row = fut.result()
-                    except BrokenProcessPool:
-                        broken = True
-                        continue
-                    except Exception:  # noqa: BLE001 -- e.g. a result that cannot be unpickled
-                        row = job.error_row(inflight[fut], traceback.format_exc())
-                    del inflight[fut]
-                    on_done(row)
-                if broken:
-                    _after_breakage(pool, inflight, processes, pending, job, on_done, running, breakages)
-                    return
-        except BaseException:  # Ctrl-C or a failure writing a row: stop now, finished rows are on disk
-            _stop_now(pool)
-            raise
-        pool.shutdown(wait=True)
-
-
-_WAIT_SLICE = 0.25  # seconds the driver waits for a run before it looks for a Ctrl-C
-
-
-@contextlib.contextmanager
-def ctrl_c_between_waits():
-    """Hold a Ctrl-C (SIGINT) until the driver calls the check this yields, between its waits for
-    runs. Raised anywhere, KeyboardInterrupt can land while the main thread holds a lock of
-    ``concurrent.futures`` (a future's condition, a waiter's event); the pool's manager thread then
-    blocks on that lock for good, and the interpreter, which joins that thread at exit, hangs with
-    the sweep's workers already terminated. A Ctrl-C after the last check is raised on the way out.
-    Where SIGINT is not Python's default (another thread, a handler of the caller's) it is left alone."""
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield lambda: None
-        return
-    caught: list[int] = []
-
-    def check() -> None:
-        if caught:
-            caught.clear()
-            raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
     try:
-        yield check
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    check()
+        while pending or inflight:
+            broken = False
+            with single_threaded_children(), main_not_reimported():  # workers start during the submits
+                while pending and len(inflight) < workers:
+                    task = pending.popleft()
+                    try:
+                        inflight[pool.submit(_pool_task, task, str(running), spec)] = task
+                    except BrokenProcessPool:  # a worker died since the last wait
+                        pending.appendleft(task)
+                        broken = True
+                        break
+            processes.update(getattr(pool, "_processes", None) or {})
+            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED) if inflight else (set(), set())
+            for fut in finished:
+                try:
+                    row = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
+                except Exception:  # noqa: BLE001 -- e.g. a result that cannot be unpickled
+                    row = job.error_row(inflight[fut], traceback.format_exc())
+                del inflight[fut]
+                on_done(row)
+            if broken:
+                _after_breakage(pool, inflight, processes, pending, job, on_done, running, breakages)
+                return
+    except BaseException:  # Ctrl-C or a failure writing a row: stop now, finished rows are on disk
+        _stop_now(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _stop_now(pool: Any) -> None:

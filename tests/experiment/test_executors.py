@@ -114,33 +114,3 @@ def test_a_row_that_cannot_be_written_after_a_breakage_raises_its_own_error(tmp_
     with pytest.raises(OSError, match="disk full"):
         executors.execute([3], "local", 1, job, on_done, running=tmp_path)
     assert list(tmp_path.iterdir()) == []  # the call's own folder went with it
-
-
-def test_a_ctrl_c_waits_for_the_drivers_check_and_is_never_lost():
-    """Ctrl-C during a sweep is held until the driver checks between waits (raised anywhere, it can
-    leave a lock of concurrent.futures held and hang the exit); one after the last check is raised
-    on the way out; the caller's own SIGINT handling is restored."""
-    import os
-
-    import pytest
-
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("this process does not use Python's default SIGINT handler")
-    with pytest.raises(KeyboardInterrupt):
-        with executors.ctrl_c_between_waits() as interrupted:
-            os.kill(os.getpid(), signal.SIGINT)
-            held = True  # still here: the signal did not raise
-            interrupted()
-            held = False
-    assert held
-    with pytest.raises(KeyboardInterrupt):  # after the last check: raised on the way out
-        with executors.ctrl_c_between_waits() as interrupted:
-            interrupted()
-            os.kill(os.getpid(), signal.SIGINT)
-    with executors.ctrl_c_between_waits() as interrupted:  # control: no Ctrl-C, nothing raised
-        interrupted()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with pytest.raises(KeyboardInterrupt):  # and the default handler is back
-        os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(1000):  # the handler runs at the next bytecode boundaries
-            pass
