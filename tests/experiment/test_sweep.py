@@ -224,8 +224,11 @@ def _sweep_in_a_subprocess(tmp_path, delay: str, stderr: int, **env_extra: str
     path = write_sweep(tmp_path, {"clearing.loss_absorption.insurance_fund": [float(x) for x in range(100, 106)]},
                        seeds=2)
     here = Path(__file__).parent
+    # Ctrl-C as a terminal delivers it: a driver started from a shell's background job (CI under
+    # nohup ... &) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
     script = textwrap.dedent(f"""
-        import sys
+        import signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.path.insert(0, {str(here)!r})
         from sim.experiment.sweep import sweep
         sweep({str(path)!r}, workers=2, progress=False, runner={RUNNER!r})
