@@ -313,10 +313,6 @@ class ClearingHouse:
         prices = self.asset_prices() if ledger.cash.shape[1] > 1 else None
         return row_equities(ledger, rows, self.marks.ticks * ledger.tick_value, prices, held)
 
-    def _collateral(self, cash: np.ndarray) -> np.ndarray:
-        """Collateral value in quote minor units at the published prices, after haircuts."""
-        return self.ledger.value_cash(cash, self.asset_prices())
-
     def account_equity(self, account: int) -> float:
         """One account's equity (collateral after haircuts + positions at mark), minor units: to the
         bit ``equities``' value of its row (see there)."""

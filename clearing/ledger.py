@@ -432,11 +432,6 @@ class Ledger:
         self._forget_changes()  # every holder moved
 
     # ----------------------------------------------------------------- valuation
-    def position_value(self, marks_ticks: np.ndarray) -> np.ndarray:
-        """Mark value of every account's positions in quote minor units (float), rows 0..n
-        (``mark_value``'s sum)."""
-        return mark_value(self.position[: self.n_accounts], np.asarray(marks_ticks, dtype=np.float64) * self.tick_value)
-
     def sync_haircuts(self) -> None:
         """Call after changing ``haircut_keep`` in place (dynamic haircuts): refreshes the plain-float
         copy that one-account valuations read."""

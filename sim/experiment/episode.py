@@ -311,7 +311,7 @@ def _solvency_at_true_prices(episode: Episode) -> dict[str, np.ndarray]:
     cash = ledger.cash[rows].copy()
     cash[1, QUOTE] = 0  # the bad-debt row's quote balance is the bad debt itself, reported elsewhere
     positions = ledger.position[rows] @ (episode.marks.ticks * ledger.tick_value)
-    published = house._collateral(cash) + positions
+    published = ledger.value_cash(cash, house.asset_prices()) + positions
     true_row = episode.paths.at(episode.config.duration)
     prices = np.ones(len(ledger.assets))
     for k, asset in enumerate(ledger.assets):

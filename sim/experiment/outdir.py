@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 from sim.experiment.errors import ConfigError
@@ -127,7 +126,8 @@ def claim_rows_folder(path: Path, kind: str, resume: bool, what: str, force: boo
     (``check_resume_folder``). Without, a non-empty folder is removed only if its marker says this
     same command (``kind``) wrote it -- with ``force``, or always with ``replace_same_kind`` -- and
     anything else (a user's folder, another command's results, a folder holding only clearsim
-    folders, a link, a file) is refused and left as it is, ``force`` or not. A folder that already
+    folders, a link, a file) is refused and left as it is, ``force`` or not; it is removed file by file,
+    only what clearsim writes there, and one holding anything else is refused. A folder that already
     has the right marker keeps it (a rewrite cut short by a crash would leave it unresumable)."""
     if resume:
         check_resume_folder(path, kind, what=what)
@@ -140,10 +140,35 @@ def claim_rows_folder(path: Path, kind: str, resume: bool, what: str, force: boo
             whose = f"another clearsim command's results ({found})" if found else f"clearsim folders, not {kind}"
             raise OutputFolderError(f"{what} {path}: holds {whose}; --force replaces only this command's own "
                                     f"earlier rows -- it is left untouched: choose another output")
-        shutil.rmtree(path)
+        _remove_rows_folder(path, what)
     path.mkdir(parents=True, exist_ok=True)
     if marker_kind(path) != kind:
         write_marker(path, kind)
+
+
+def _remove_rows_folder(path: Path, what: str) -> None:
+    """Remove an earlier rows folder of this command file by file: only the kinds of file clearsim
+    writes there (``parts.written_here``, the marker). Anything else -- a file the user put in it --
+    makes it refuse, before anything is removed."""
+    from sim.experiment.parts import written_here
+
+    entries = list(path.iterdir())
+    foreign = sorted(p.name for p in entries if p.name != MARKER and not written_here(p))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise OutputFolderError(f"{what} {path}: also holds files clearsim did not write ({shown}); it is left "
+                                f"untouched -- move them or choose another output")
+    for entry in entries:
+        if entry.name == MARKER:
+            continue
+        if entry.is_dir():
+            for pid_file in entry.iterdir():
+                pid_file.unlink()
+            entry.rmdir()
+        else:
+            entry.unlink()
+    (path / MARKER).unlink()  # last: a removal cut short leaves a folder still marked as ours
+    path.rmdir()
 
 
 def write_marker(folder: Path, kind: str) -> None:

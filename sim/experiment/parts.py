@@ -33,11 +33,25 @@ from typing import Any
 
 from sim.experiment.io import fsync_dir
 
-__all__ = ["ROWS_PER_SYNC", "SECONDS_PER_SYNC", "PartWriter", "Rows"]
+__all__ = ["ROWS_PER_SYNC", "SECONDS_PER_SYNC", "PartWriter", "Rows", "written_here"]
 
 ROWS_PER_SYNC = 64
 SECONDS_PER_SYNC = 1.0
 _SEGMENT = re.compile(r"rows-(\d+)\.jsonl")
+_TEMP = re.compile(r"\..+\.tmp-\d+-[0-9a-f]{8}")  # what ``io.write_atomic`` leaves if killed mid-write
+
+
+def written_here(entry: Path) -> bool:
+    """Whether ``entry`` of a rows folder is a kind of file clearsim writes there: a segment, a row
+    of the layout before segments (``<run_id>.json``), a temporary file of an atomic write cut
+    short, or the ``.running`` folder of worker pid files that sweeps of that layout kept."""
+    name = entry.name
+    if entry.is_symlink():
+        return False
+    if entry.is_dir():
+        return name == ".running" and all(p.name.isdigit() and p.is_file() and not p.is_symlink()
+                                           for p in entry.iterdir())
+    return bool(_SEGMENT.fullmatch(name) or _TEMP.fullmatch(name)) or (name.endswith(".json") and not name.startswith("."))
 
 
 def _segments(parts: Path) -> list[Path]:

@@ -349,7 +349,7 @@ def _write_table_from_parts(rows: Rows, run_ids: list[str], grid_keys: list[str]
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    fsync_dir(out.parent)  # the rename itself durable, as ``write_atomic`` makes a row's
+    fsync_dir(out.parent)  # the rename itself durable
     return pq.read_table(out)
 
 
@@ -462,8 +462,8 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
         if errors:
             bar.describe(f"{title} · {errors:,} errors")
         if todo:
-            # the local pool's workers name their runs in a folder of this sweep's own (``running``
-            # None: the executor's temporary one), so no file of an interrupted sweep can blame a run
+            # the local pool's workers name their runs in a temporary folder the executor makes for
+            # this call alone, so no file of an interrupted sweep can blame a run
             execute(todo, backend, workers, on_done, client=client, address=address, shared=context, timed=True)
     return _write_table_from_parts(Rows(parts), [t["run_id"] for t in tasks], list(cfg.grid), out)
 

@@ -25,7 +25,7 @@ def _ledger(n_traders: int) -> tuple[Ledger, list[int]]:
 
 
 def _equity(ledger: Ledger, mark: int) -> np.ndarray:
-    return ledger.cash[: ledger.n_accounts, QUOTE] + ledger.position_value(np.array([mark]))
+    return row_equities(ledger, slice(0, ledger.n_accounts), np.array([float(mark)]) * ledger.tick_value)
 
 
 def test_effective_leverage_and_rank_vectorised():

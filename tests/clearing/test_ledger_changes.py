@@ -14,7 +14,7 @@ from sim.core.instruments import Asset, Instrument, InstrumentKind
 # -- and a mutator also needs a case in CASES below, so it cannot skip the log unseen
 MUTATORS = {"open_account", "deposit", "withdraw", "transfer", "charge_fee", "trade", "pay_funding",
             "settle_expiry", "sync_haircuts"}
-READERS = {"changes_since", "change_cursor", "traders", "average_entry_ticks", "position_value", "value_cash",
+READERS = {"changes_since", "change_cursor", "traders", "average_entry_ticks", "value_cash",
            "value_account_cash", "collateral_value", "gross_notional", "system_balances", "bad_debt", "check"}
 
 

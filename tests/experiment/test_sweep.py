@@ -599,3 +599,27 @@ def test_force_removes_only_an_earlier_sweeps_rows_folder(tmp_path, kind):
     (other / "rows-000001.jsonl").write_text("{}\n")
     _claim_outputs(tmp_path / "b.parquet", other, resume=False, force=True)
     assert sorted(p.name for p in other.iterdir()) == [".clearsim-output"]
+
+
+def test_force_refuses_an_earlier_sweeps_rows_folder_holding_a_file_it_did_not_write(tmp_path):
+    """The rows folder is removed file by file, only what clearsim writes there: a note the user put
+    in an earlier sweep's rows folder makes ``--force`` refuse, and nothing is removed."""
+    from sim.experiment.outdir import write_marker
+    from sim.experiment.sweep import PARTS_KIND, _claim_outputs
+
+    parts = tmp_path / "out.parquet.parts"
+    parts.mkdir()
+    write_marker(parts, PARTS_KIND)
+    ours = ["rows-000001.jsonl", "a1b2.json", ".a1b2.json.tmp-123-0123abcd"]  # a segment, an old-layout row, a temp
+    for name in ours:
+        (parts / name).write_text("{}\n")
+    (parts / ".running").mkdir()
+    (parts / ".running" / "4242").write_text("a1b2")  # the old layout's worker file
+    (parts / "notes.txt").write_text("mine")
+    with pytest.raises(OutputFolderError, match=r"also holds files clearsim did not write \(notes.txt\)"):
+        _claim_outputs(tmp_path / "out.parquet", parts, resume=False, force=True)
+    assert sorted(p.name for p in parts.iterdir()) == sorted([".clearsim-output", ".running", "notes.txt", *ours])
+    # the control: without the user's file the folder is replaced, the old layout's files included
+    (parts / "notes.txt").unlink()
+    _claim_outputs(tmp_path / "out.parquet", parts, resume=False, force=True)
+    assert sorted(p.name for p in parts.iterdir()) == [".clearsim-output"]
