@@ -31,8 +31,10 @@ Without a 1M run, the largest run's CPU seconds x (999,901 / its accounts) is pr
 linear extrapolation to 1M (informational; the last two lines stay ``nan``).
 
     python benchmarks/bench_scale.py [--max-accounts N] [--quick] [--duration SECONDS] [--factors 10,100]
-                                     [--fixed-pools]
+                                     [--fixed-pools] [--glibc-defaults]
 
+Each size's process sets glibc's allocator as the ``clearsim`` command does
+(``sim.experiment.allocator``: freed memory kept in the process); ``--glibc-defaults`` leaves it.
 ``--quick`` stops at 100k accounts and shortens the episode to 1,500 s (the crash starts at 1,200 s);
 with ``--duration`` below 1,200 s the episode has no crash.
 Ends with ``rss_gib_1m=`` and then ``events_per_s_1m=`` (events per CPU second; both ``nan`` when 1M
@@ -110,9 +112,14 @@ def _rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports kB
 
 
-def one(factor: int, duration: float | None, fixed_pools: bool = False) -> dict:
-    """Run one size in this process and return its figures."""
+def one(factor: int, duration: float | None, fixed_pools: bool = False, glibc_defaults: bool = False) -> dict:
+    """Run one size in this process and return its figures: with glibc's allocator set as the
+    ``clearsim`` command sets it (``sim.experiment.allocator``) unless ``glibc_defaults``."""
+    from sim.experiment.allocator import keep_freed_memory
     from sim.experiment.episode import run
+
+    allocator = "glibc defaults" if glibc_defaults else \
+        ("freed memory kept" if keep_freed_memory() else "not set (not glibc, or set in the environment)")
     from sim.experiment.progress import live_counts
 
     config = scaled_config(factor, duration, fixed_pools)
@@ -148,7 +155,7 @@ def one(factor: int, duration: float | None, fixed_pools: bool = False) -> dict:
             "peak_rss": _rss_bytes(), "import_rss": import_rss,
             "sample_interval": config.outputs.sample_interval,
             "revaluations": len(revaluations), "revaluation_median_s": _median(revaluations),
-            "waves": len(waves), "wave_median_s": _median(list(waves.values())), "engine_cpu_s": sum(waves.values())}
+            "allocator": allocator, "waves": len(waves), "wave_median_s": _median(list(waves.values())), "engine_cpu_s": sum(waves.values())}
 
 
 def _median(values: list[float]) -> float:
@@ -187,12 +194,14 @@ def _time_waves(ep, waves: dict[int, float]) -> None:
         setattr(engine, name, timed)
 
 
-def _child(factor: int, duration: float | None, fixed_pools: bool) -> dict:
+def _child(factor: int, duration: float | None, fixed_pools: bool, glibc_defaults: bool) -> dict:
     cmd = [sys.executable, __file__, "--one", str(factor)]
     if duration is not None:
         cmd += ["--duration", str(duration)]
     if fixed_pools:
         cmd.append("--fixed-pools")
+    if glibc_defaults:
+        cmd.append("--glibc-defaults")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -207,19 +216,24 @@ def main() -> None:
                                                     "(default 1,2,5,10,100 up to --max-accounts)")
     p.add_argument("--fixed-pools", action="store_true",
                    help="keep the vault's capital and the insurance fund at the 10k config's (figures before 2026-12-05 09:30)")
+    p.add_argument("--glibc-defaults", action="store_true",
+                   help="leave glibc's allocator at its defaults (figures before 2026-12-05 12:00), not as clearsim's "
+                        "command sets it")
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child: one size, JSON out
     args = p.parse_args()
     if args.one is not None:
-        print(json.dumps(one(args.one, args.duration, args.fixed_pools)))
+        print(json.dumps(one(args.one, args.duration, args.fixed_pools, args.glibc_defaults)))
         return
     max_accounts = min(args.max_accounts, 100_000) if args.quick else args.max_accounts
     duration = args.duration if args.duration is not None else (1500.0 if args.quick else None)
     wanted = (1, 2, 5, 10, 100) if args.factors is None else tuple(int(f) for f in args.factors.split(","))
     factors = [f for f in wanted if f * BASE_ACCOUNTS <= max_accounts]
-    runs = {f: _child(f, duration, args.fixed_pools) for f in factors}
+    runs = {f: _child(f, duration, args.fixed_pools, args.glibc_defaults) for f in factors}
     pools = "the vault's capital and the insurance fund fixed" if args.fixed_pools else \
         "the vault's capital and the insurance fund x factor too"
     print(f"config             {CONFIG.name} x factor (every group's count; {pools}), one fresh process per size")
+    if runs:
+        print(f"allocator          {next(iter(runs.values()))['allocator']}")
     print(f"machine            {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'accounts':>10} {'sim s':>6} {'build s':>8} {'wall s':>8} {'CPU s':>8} {'events':>11} {'ev/CPU s':>9} "

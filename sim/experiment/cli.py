@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from sim.experiment.allocator import keep_freed_memory
 from sim.experiment.errors import ConfigError, error_line
 
 EXIT_OK = 0
@@ -131,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    keep_freed_memory()  # the command's process is clearsim's own (sim.experiment.allocator)
     try:
         return _dispatch(args)
     except ConfigError as exc:

@@ -16,6 +16,8 @@ what is on disk.
   ``client`` may be passed instead. Workers import clearsim once and keep it between tasks. A
   cluster started here runs its workers as the pool does: Ray's at niceness 0 (Ray's default, 15,
   made each run dearer: ``RAY_WORKER_CONFIG``), Dask's without the nanny's ``MALLOC_*`` setting.
+  Every process a run happens in and clearsim owns -- a pool worker, a Ray worker's child, a Dask
+  worker of a cluster started here -- keeps freed memory (``sim.experiment.allocator``).
   A Ray worker runs its tasks in a spawn child process of its own, kept between tasks (a run cost
   ~7% more CPU inside the Ray worker process itself: ``_ray_task``), on any cluster.
 
@@ -48,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.experiment.allocator import environment as allocator_environment
+from sim.experiment.allocator import keep_freed_memory
 from sim.experiment.io import write_atomic
 
 BACKENDS = ("local", "ray", "dask")
@@ -169,7 +173,9 @@ def execute(tasks: list[dict], backend: str, workers: int, job: Job, on_done: Ca
 
 # ------------------------------------------------------------------------------------ local pool
 def _pool_init(shared_key: str | None, shared: Any, warm: Callable[[], None] | None) -> None:
-    """A pool worker's start: keep the job's shared object and warm up, before any task arrives."""
+    """A pool worker's start: glibc's allocator set for whole-account arrays (``allocator``), the
+    job's shared object kept, the imports warmed up -- before any task arrives."""
+    keep_freed_memory()
     if shared_key is not None:
         _remember(shared_key, shared)
     _ready(warm)
@@ -391,6 +397,7 @@ def _child_init() -> None:
     lives as long as the worker: the signal comes with the worker's death, never earlier. (Checked
     in the installed sources, not by a test on a cluster. A Dask worker's task threads would not do:
     this child is Ray's only.)"""
+    keep_freed_memory()  # the child is clearsim's own process, as a pool worker is
     with contextlib.suppress(Exception):
         import ctypes
         import signal
@@ -539,8 +546,9 @@ def start_local_dask(workers: int) -> tuple[Any, Any]:
     And Dask's nanny starts each worker with ``MALLOC_TRIM_THRESHOLD_=65536``, which (as any
     ``MALLOC_*`` variable does) turns off glibc's adaptive mmap threshold, so every numpy array
     above 128 kB is mapped and unmapped afresh: a SPAN run took 34-41% more CPU seconds so
-    (14.1 / 13.6 vs 10.5 / 9.7, alternating processes); the workers start without it, with
-    BLAS held to one thread as before. An existing cluster, reached by its address, keeps its
+    (14.1 / 13.6 vs 10.5 / 9.7, alternating processes); the workers start instead with the values
+    clearsim's own processes set (``sim.experiment.allocator``: freed memory kept, not handed back),
+    with BLAS held to one thread as before. An existing cluster, reached by its address, keeps its
     own settings (docs/BENCHMARKS.md says how to start its workers)."""
     import logging
 
@@ -550,7 +558,7 @@ def start_local_dask(workers: int) -> tuple[Any, Any]:
     quiet = {"distributed.worker.profile.enabled": False, "distributed.admin.system-monitor.gil.enabled": False,
              "distributed.admin.tick.interval": "1s", "distributed.worker.memory.monitor-interval": "1s",
              "distributed.admin.system-monitor.interval": "2s",
-             "distributed.nanny.pre-spawn-environ": {v: 1 for v in THREAD_VARIABLES}}
+             "distributed.nanny.pre-spawn-environ": {v: 1 for v in THREAD_VARIABLES} | allocator_environment()}
     with main_not_reimported(), dask.config.set(quiet):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
