@@ -7,7 +7,7 @@ the trim threshold -- and its pages are faulted in again at the next publication
 page faults a re-valuation at 1M. Keeping freed memory in the process (a high mmap threshold, a
 trim threshold that is never reached, a top pad that grows the heap in large steps) took the
 1M-account stress hour from 1,118.8 to 1,024.1 CPU seconds and one re-valuation from 421.6 to
-323.1 ms, for 0.13 GiB more peak memory (docs/BENCHMARKS.md, *glibc's allocator*).
+323.1 ms, for 0.13 GiB more peak memory (docs/BENCHMARKS.md, *glibc's allocator at 1M*).
 
 The setting is process-wide, so clearsim makes it only where the process is its own: ``clearsim``'s
 command line, the local pool's workers and the child process a Ray worker runs its tasks in (a Dask
