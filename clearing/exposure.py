@@ -170,7 +170,7 @@ class ExposureBook:
                 self.regime.requirements_stateless(positions, market)
         if (self._base is None or self._base_start != start
                 or np.count_nonzero(self._stale) > self.REBASE_FRACTION * (stop - start)):
-            self._base = Positions(exposure.copy())  # the snapshot its cached grouping describes
+            self._base = Positions(exposure.copy(), reused=True)  # the snapshot its cached grouping describes
             self._base_start = start
             self._stale = np.zeros(stop - start, dtype=bool)
         elif self._stale.shape[0] < stop - start:  # accounts opened since the base: margined as changed

@@ -21,6 +21,10 @@ class Positions:
     """Signed lots, accounts x instruments, with a lazily built CSR view (numpy only)."""
 
     dense: np.ndarray  # float64 (A, I)
+    # margined at many market states (the clearing house's kept snapshot, clearing.exposure): a
+    # regime may then build a grouping of the entries once (``entries``) and do per-market work on
+    # the groups; a one-off computation would only pay for the grouping
+    reused: bool = False
     _csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     # Derived index structures (regroupings of the CSR entries) keyed by their grouping; like
     # ``_csr`` they assume ``dense`` is not mutated in place after first use.
@@ -65,6 +69,15 @@ class Positions:
         if hit is None:
             hit = np.repeat(np.arange(self.n_accounts, dtype=np.int64), np.diff(indptr))
             self._cache["rows"] = hit
+        return hit
+
+    def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The CSR entries' distinct (instrument, lots) pairs and the index of each entry among
+        them (``distinct_entries``; cached)."""
+        hit = self._cache.get("entries")
+        if hit is None:
+            _, cols, lots = self.csr()
+            hit = self._cache["entries"] = distinct_entries(cols, lots)
         return hit
 
     def invalidate(self) -> None:
@@ -592,10 +605,17 @@ def put_transposed(dst: np.ndarray, src: np.ndarray, tile: int = 32) -> None:
 
 def distinct_entries(cols: np.ndarray, lots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct (instrument, lots) entries -- lots compared by their bits, so exactly -- as
-    (instruments, lots, index of each entry among them)."""
-    key = np.stack([cols.astype(np.int64), lots.view(np.int64)], axis=1)
-    uniq, inv = np.unique(key, axis=0, return_inverse=True)
-    return uniq[:, 0].copy(), uniq[:, 1].copy().view(np.float64), inv.reshape(-1)
+    (instruments, lots, index of each entry among them), ordered by instrument, then by the lots'
+    bits read as int64 (``np.unique(axis=0)``'s order for the pairs).
+
+    Two one-dimensional ``np.unique`` calls, not one over the pairs: the lots' distinct bit patterns
+    are ranked first, and (instrument, rank) packed into one int64 key. ``np.unique(axis=0)`` sorts
+    the pairs as structured records, ~25x slower (2.3 s for 1.6M entries)."""
+    bits = np.ascontiguousarray(lots, dtype=np.float64).view(np.int64)
+    lot_bits, lot_rank = np.unique(bits, return_inverse=True)
+    width = max(lot_bits.size, 1)
+    keys, inverse = np.unique(cols.astype(np.int64) * width + lot_rank.reshape(-1), return_inverse=True)
+    return keys // width, lot_bits[keys % width].view(np.float64), inverse.reshape(-1)
 
 
 def _slot_pairs(seg: Segments) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:

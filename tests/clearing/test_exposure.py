@@ -17,14 +17,19 @@ from clearing.margin.examples import benchmark_book
 from clearing.margin.portfolio import PortfolioRegime
 from clearing.margin.span import SpanRegime
 from clearing.margin.tims import TimsRegime
-from clearing.margin.config import PortfolioConfig
+from clearing.margin.config import OpenInterestCaps, PortfolioConfig, RiskTier, StandardConfig
+from clearing.margin.standard import StandardRegime
 from sim.market.resting import RestingSize
 
 N = 600
 
 
+TIERS = [RiskTier(max_notional=1000.0, im_rate=0.05, mm_rate=0.025), RiskTier(im_rate=0.10, mm_rate=0.05)]
 REGIMES = {"portfolio": PortfolioRegime, "span": SpanRegime, "tims": TimsRegime,
-           "portfolio_joint": lambda t: PortfolioRegime(t, PortfolioConfig(cross_asset="joint"))}
+           "portfolio_joint": lambda t: PortfolioRegime(t, PortfolioConfig(cross_asset="joint")),
+           # options in the table: the entry-by-entry path, on the kept snapshot's distinct entries
+           "standard": lambda t: StandardRegime(t, StandardConfig(tiers=TIERS)),
+           "standard_isolated": lambda t: StandardRegime(t, StandardConfig(tiers=TIERS, margin_mode="isolated"))}
 
 
 @pytest.fixture(params=sorted(REGIMES))
@@ -68,6 +73,8 @@ def _check(ledger, resting, regime, market, book) -> None:
     got = book.requirements(rows, market, full=True)
     want = regime.requirements(Positions(fresh[rows]), market)
     assert np.array_equal(got.im, want.im) and np.array_equal(got.mm, want.mm)
+    if isinstance(regime, StandardRegime):  # the kept snapshot was margined on its distinct entries
+        assert book._base.reused and "entries" in book._base._cache
 
 
 def test_kept_matrices_and_requirements_equal_a_fresh_computation(world) -> None:
@@ -183,3 +190,12 @@ def test_small_book_shortcut_equals_the_moved_rows_path(ops) -> None:
     n = ledger.n_accounts
     np.testing.assert_array_equal(book.exposure[:n], worst_case(ledger.position[:n], resting.bids[:n],
                                                                 resting.asks[:n]))
+
+
+def test_standard_margin_with_open_interest_caps_is_margined_whole() -> None:
+    """The control: with caps an entry's rate reads the whole market's open interest, so changed rows
+    cannot be margined on their own (no kept snapshot)."""
+    table = benchmark_book(n_accounts=10, n_instruments=12, seed=3)[0]
+    capped = StandardRegime(table, StandardConfig(open_interest_caps=OpenInterestCaps(lower=1e3, upper=1e6)))
+    assert not capped.row_separable
+    assert StandardRegime(table).row_separable

@@ -1,13 +1,16 @@
 """Margining each distinct (account, underlying) segment once (clearing.margin.base
 ``Segments.distinct``, ``segment_reduce_distinct``): the figures equal those of every segment
-margined on its own, to the bit."""
+margined on its own, to the bit; and the distinct (instrument, lots) entries (``distinct_entries``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from clearing.margin.base import (Positions, segment_reduce_distinct, segment_reduce_t, segments_by_group)
+from clearing.margin.base import (Positions, distinct_entries, segment_reduce_distinct, segment_reduce_t,
+                                  segments_by_group)
 from clearing.margin.config import PortfolioConfig
 from clearing.margin.examples import benchmark_book
 from clearing.margin.portfolio import PortfolioRegime
@@ -149,3 +152,22 @@ def test_the_same_grouping_on_the_same_market_is_not_reduced_again(monkeypatch) 
     second = regime.requirements(pos, market)  # the same Positions (its grouping cached on it)
     assert calls == [] and second.im.tobytes() == first.im.tobytes()
     assert second.im is not first.im
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.integers(-50, 50).map(float), st.sampled_from([0.0, -0.0, 5e-324, -1e300]))), max_size=300))
+def test_distinct_entries_are_np_unique_of_the_pairs(pairs) -> None:
+    """The fast grouping (two 1-d uniques) gives ``np.unique(axis=0)``'s pairs of (instrument, lots
+    bits), in its order, with the same index of each entry -- lots compared by their bits."""
+    cols = np.array([c for c, _ in pairs], dtype=np.int64)
+    lots = np.array([x for _, x in pairs], dtype=np.float64)
+    got_cols, got_lots, got_inverse = distinct_entries(cols, lots)
+    key = np.stack([cols, lots.view(np.int64)], axis=1).reshape(-1, 2)
+    uniq, inverse = np.unique(key, axis=0, return_inverse=True)
+    assert np.array_equal(got_cols, uniq[:, 0])
+    assert np.array_equal(got_lots.view(np.int64), uniq[:, 1])
+    assert np.array_equal(got_inverse, inverse.reshape(-1))
+    assert np.array_equal(got_cols[got_inverse], cols) and np.array_equal(got_lots[got_inverse].view(np.int64),
+                                                                         lots.view(np.int64))
