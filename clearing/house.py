@@ -334,7 +334,9 @@ class ClearingHouse:
         self.valuation_epoch += 1
         self.marks.sample_books()
         self.marks.update(self.world.now)
-        self.attribution.on_marks_moved(self.asset_prices() if self.ledger.cash.shape[1] > 1 else None)
+        self.book.refresh()  # the kept float positions, current (the re-valuation below reads them too)
+        self.attribution.on_marks_moved(self.asset_prices() if self.ledger.cash.shape[1] > 1 else None,
+                                        self.book.held)
         self.venue.reference[:] = self.marks.ticks.tolist()  # the venue's price bands follow the marks
         if self._continuous:
             self.revalue_all(Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now))
