@@ -205,6 +205,12 @@ class FakeMarks:
     def market_state(self, now: float) -> None:
         return None
 
+    def sample_books(self) -> None:  # the marks are set by hand in these tests
+        pass
+
+    def update(self, now: float) -> None:
+        pass
+
 
 class EighthOfNotional(MarginRegime):
     """IM = notional / 8, MM = notional / 16 (quote units), per account."""

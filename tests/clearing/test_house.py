@@ -213,3 +213,18 @@ def test_attribution_all_healthy_shortcut_equals_the_general_path(seed, start, l
     assert got_charged == want_charged
     ok_rows = set(np.arange(start, stop)[equity >= mm].tolist())
     assert set(want_charged) == set(charged) - ok_rows  # the control: healthy rows drop their charges
+
+
+def test_a_publication_adds_index_pnl_on_positions_traded_since_the_last_valuation(house: ClearingHouse) -> None:
+    """The index P&L of a publication is on what each account holds at that moment, read from the
+    house's kept float positions (``ExposureBook.held``) -- brought up to date first: a trade after
+    the last valuation counts. (Read stale, the trader's P&L here would be 0.)"""
+    market = _trader(house, 10**9)
+    trader = _trader(house, 20_000)
+    _revalue(house)  # the kept copy is current, and flat
+    house.ledger.trade(trader, market, 0, MARK, 10)  # 10 lots long at the mark, after that valuation
+    house.marks.index_ticks[0] -= 1_000  # the index falls 1,000 ticks: -10,000 minor units on 10 lots
+    house._continuous = False  # the move only: no re-valuation resets the windows
+    house.on_publication(np.array([0]))
+    assert house.attribution.index[trader] == -10 * 1_000 * float(house.ledger.tick_value[0])
+    assert house.attribution.index[market] == 10 * 1_000 * float(house.ledger.tick_value[0])
