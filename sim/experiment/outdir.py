@@ -24,7 +24,7 @@ from sim.experiment.errors import ConfigError
 from sim.experiment.io import write_atomic
 
 __all__ = ["MARKER", "TABLE_KEY", "OutputFolderError", "check_folder", "check_resume_folder", "claim_rows_folder",
-           "write_marker", "is_clearsim_folder", "check_table_file"]
+           "write_marker", "is_clearsim_folder", "check_table_file", "table_file_problem"]
 
 MARKER = ".clearsim-output"
 TABLE_KEY = b"clearsim.sweep"
@@ -183,11 +183,34 @@ def check_table_file(path: str | Path, replace: bool) -> Path:
     """A sweep's Parquet table: refuse to overwrite a file clearsim did not write, or one it did
     unless ``replace`` (``--force`` or ``--resume``)."""
     given = Path(path)
-    target = given.absolute()
-    if given.is_symlink():
-        raise OutputFolderError(f"sweep output {given}: is a symbolic link; clearsim does not replace links")
+    problem = table_file_problem(given, replace)
+    if problem is not None:
+        reason, advice = problem
+        raise OutputFolderError(f"sweep output {given}: {reason}; {advice}")
+    return given.absolute()
+
+
+def table_file_problem(path: Path, replace: bool) -> tuple[str, str] | None:
+    """Why a sweep may not write its table at ``path`` now, and what to do -- or None if it may."""
+    target = path.absolute()
+    if path.is_symlink():
+        return "is a symbolic link", "clearsim does not replace links"
     if not target.exists():
-        return target
+        return None
+    if not target.is_file():
+        return "exists and is not a file", "clearsim will not replace it"
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(target).metadata or {}
+    except Exception:  # noqa: BLE001 -- not Parquet at all: certainly not ours
+        meta = {}
+    if TABLE_KEY not in meta:
+        return ("exists and was not written by a clearsim sweep",
+                "it is left untouched -- choose another output file")
+    if not replace:
+        return "holds an earlier sweep's table", "pass --resume to continue it or --force to replace it"
+    return None
     if not target.is_file():
         raise OutputFolderError(f"sweep output {given}: exists and is not a file; clearsim will not replace it")
     import pyarrow.parquet as pq

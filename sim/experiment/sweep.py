@@ -323,11 +323,16 @@ def assemble_table(rows: Iterable[Mapping[str, Any]], grid_keys: list[str]) -> p
 TABLE_BATCH_ROWS = 1024  # rows read back and written per Parquet row group when the table is assembled
 
 
-def _write_table_from_parts(rows: Rows, run_ids: list[str], grid_keys: list[str], out: Path) -> pa.Table:
+def _write_table_from_parts(rows: Rows, run_ids: list[str], grid_keys: list[str], out: Path,
+                            replace: bool = True) -> pa.Table:
     """The sweep table, in the order of ``run_ids``, from the rows on disk: a first pass reads each
     row once for the columns and their types, a second writes them in batches -- so the driver
     never holds more than a batch of rows. Written atomically to ``out``; returns it as read back
-    (Arrow columns, a small fraction of the rows as Python objects)."""
+    (Arrow columns, a small fraction of the rows as Python objects).
+
+    ``out`` is checked again right before the rename (``check_table_file`` with ``replace``, as at
+    the sweep's start): a sweep can run for hours, and a file put there meanwhile -- or another
+    sweep's table, when none was there to replace -- is left as it is; the rows stay on disk."""
     columns = _Columns(grid_keys)
     for run_id in run_ids:
         columns.add(rows[run_id])
@@ -346,11 +351,22 @@ def _write_table_from_parts(rows: Rows, run_ids: list[str], grid_keys: list[str]
                 writer.close()
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        _recheck_table_file(out, replace)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(out.parent)  # the rename itself durable
     return pq.read_table(out)
+
+
+def _recheck_table_file(out: Path, replace: bool) -> None:
+    from sim.experiment.outdir import OutputFolderError, table_file_problem
+
+    problem = table_file_problem(out, replace)
+    if problem is not None:
+        raise OutputFolderError(f"sweep output {out}: {problem[0]} -- put there while the sweep ran, and left as it "
+                                f"is. Every run's row is kept in {parts_dir(out)}: move it away, then the same "
+                                f"command with --resume writes the table without running anything again")
 
 
 # ------------------------------------------------------------------------------------ backends
@@ -465,7 +481,8 @@ def sweep(grid: SweepConfig | Mapping[str, Any] | str | Path, backend: str = "lo
             # the local pool's workers name their runs in a temporary folder the executor makes for
             # this call alone, so no file of an interrupted sweep can blame a run
             execute(todo, backend, workers, on_done, client=client, address=address, shared=context, timed=True)
-    return _write_table_from_parts(Rows(parts), [t["run_id"] for t in tasks], list(cfg.grid), out)
+    return _write_table_from_parts(Rows(parts), [t["run_id"] for t in tasks], list(cfg.grid), out,
+                                   replace=force or resume)
 
 
 def _claim_outputs(out: Path, parts: Path, resume: bool, force: bool) -> None:

@@ -51,6 +51,11 @@ def fake_runner(config):
     if hang_after and log and len(Path(log).read_text().splitlines()) > int(hang_after):
         time.sleep(600)
     fund = config.clearing.loss_absorption.insurance_fund
+    put = os.environ.get("CLEARSIM_TEST_PUT")  # "<path>:<source>": a file lands at <path> while the sweep runs
+    if put:
+        target, source = put.split(":", 1)
+        if not os.path.exists(target):
+            Path(target).write_bytes(Path(source).read_bytes() if source else b"the user's own notes")
     kill = os.environ.get("CLEARSIM_TEST_KILL_ONCE")  # "<fund>/<seed>:<flag file>": kill -9 this worker once
     if kill:
         which, flag = kill.split(":", 1)
@@ -203,6 +208,46 @@ def test_resume_runs_only_what_is_missing(tmp_path, monkeypatch):
     assert not log.exists()
     sweep(path, workers=2, resume=False, force=True, progress=False, runner=RUNNER)
     assert len(log.read_text().splitlines()) == 8
+
+
+def test_a_file_put_at_the_output_while_the_sweep_runs_is_left_and_resume_writes_the_table(tmp_path, monkeypatch):
+    """The output is checked again right before the table's rename (a sweep can run for hours): a
+    file put there meanwhile is not replaced, the rows stay, and --resume writes the table once it
+    is moved away, running nothing again."""
+    out = tmp_path / "out.parquet"
+    path = write_sweep(tmp_path, GRID)
+    monkeypatch.setenv("CLEARSIM_TEST_PUT", f"{out}:")
+    with pytest.raises(OutputFolderError, match="not written by a clearsim sweep -- put there while the sweep "
+                                                "ran.*kept in .*out.parquet.parts.*--resume"):
+        sweep(path, workers=2, progress=False, runner=RUNNER)
+    assert out.read_bytes() == b"the user's own notes"
+    assert len(Rows(parts_dir(out))) == 8
+    assert not [f for f in tmp_path.iterdir() if ".tmp-" in f.name]  # no half-written table left
+    monkeypatch.delenv("CLEARSIM_TEST_PUT")
+    out.rename(tmp_path / "notes.txt")
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("CLEARSIM_TEST_RUN_LOG", str(log))
+    table = sweep(path, workers=1, resume=True, progress=False, runner=RUNNER)
+    assert not log.exists() and table.num_rows == 8
+    assert pq.read_table(out).num_rows == 8
+
+
+def test_another_sweeps_table_put_at_the_output_is_replaced_only_with_force(tmp_path, monkeypatch):
+    """The control: the same re-check refuses what the start would have refused (another sweep's table,
+    where there was none to replace) and lets through what it allows (--force)."""
+    earlier = tmp_path / "earlier.parquet"
+    (tmp_path / "o").mkdir()
+    other = write_sweep(tmp_path / "o", GRID)
+    sweep(other, workers=1, progress=False, runner=RUNNER, out=earlier)
+    out = tmp_path / "out.parquet"
+    path = write_sweep(tmp_path, GRID, seeds=1)
+    monkeypatch.setenv("CLEARSIM_TEST_PUT", f"{out}:{earlier}")
+    with pytest.raises(OutputFolderError, match="holds an earlier sweep's table -- put there while the sweep ran"):
+        sweep(path, workers=1, progress=False, runner=RUNNER)
+    assert out.read_bytes() == earlier.read_bytes()
+    out.unlink()
+    table = sweep(path, workers=1, force=True, progress=False, runner=RUNNER)  # lands again, then replaced
+    assert table.num_rows == 4 and pq.read_table(out).num_rows == 4
 
 
 def test_resume_reruns_rows_whose_config_changed(tmp_path, monkeypatch):
