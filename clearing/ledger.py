@@ -463,9 +463,6 @@ class Ledger:
         """Every account's cash in all assets, in quote minor units (see ``value_cash``)."""
         return self.value_cash(self.cash[: self.n_accounts], asset_prices, haircuts)
 
-    def gross_notional(self, marks_ticks: np.ndarray) -> np.ndarray:
-        return np.abs(self.position[: self.n_accounts]).dot(np.asarray(marks_ticks, dtype=np.float64) * self.tick_value)
-
     # ----------------------------------------------------------------- proof
     def system_balances(self, asset: int = QUOTE) -> dict[str, int]:
         return {s.name.lower(): int(self.cash[s, asset]) for s in SystemAccount}

@@ -131,7 +131,11 @@ class Recorder:
         n = ledger.n_accounts
         if n > FIRST_TRADER:
             equity, im, mm = ep.house.valuation(slice(FIRST_TRADER, n))
-            gross = ledger.gross_notional(ep.marks.ticks)[FIRST_TRADER:n]
+            book = ep.house.book  # the house's kept float positions, current (a no-op after the valuation)
+            book.refresh()
+            # |positions| . (mark x tick value) on every row, from the float copy: no int->float conversion
+            values = np.asarray(ep.marks.ticks, dtype=np.float64) * ledger.tick_value
+            gross = np.abs(book.held[:n]).dot(values)[FIRST_TRADER:n]
             a = self.accounts
             self.account_samples.append((now, n - FIRST_TRADER))
             a["equity"].append(equity)

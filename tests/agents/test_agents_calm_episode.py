@@ -10,6 +10,7 @@ import numpy as np
 
 from agents.leveraged import LeveragedCrowd
 from agents.market_maker import MarketMaker
+from clearing.ledger import FIRST_TRADER
 from sim.experiment.config import load_episode, parse_episode
 from sim.experiment.episode import build, run, verify
 
@@ -75,3 +76,23 @@ def test_rmsc04_like_config_loads_and_runs_a_slice():
     assert result.stats["fills"] > 50
     mid = ep.venue.books[0].mid()
     assert mid is not None and abs(mid / ep.marks.index_ticks[0] - 1.0) < 0.01
+
+
+def test_account_samples_gross_notional_is_the_positions_at_mark_when_sampled():
+    """``account_states.gross`` is each account's sum of |lots| x mark x tick value at the sample: at
+    the final sample (the episode's end), from the ledger's own positions and marks, to the bit --
+    read from the house's kept float positions, which must be current then (stale ones, or the
+    worst-case lots with orders, would differ: the control below)."""
+    short = load_episode(RMSC04, overrides={"duration": 900.0, "outputs": {"counterfactual": False}})
+    result = run(short, keep_episode=True)
+    ep = result.episode
+    accounts = result.tables["accounts"]
+    last = accounts["time"] == accounts["time"].max()
+    ledger = ep.ledger
+    n = ledger.n_accounts
+    values = np.asarray(ep.marks.ticks, dtype=np.float64) * ledger.tick_value
+    want = np.abs(ledger.position[:n]).dot(values)[FIRST_TRADER:n]
+    assert np.array_equal(accounts["gross"][last], want)
+    assert np.count_nonzero(want) > 100
+    with_orders = np.abs(ep.house.book.exposure[:n]).dot(values)[FIRST_TRADER:n]
+    assert not np.array_equal(with_orders, want)  # the control: resting orders rest at the end

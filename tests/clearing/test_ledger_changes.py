@@ -15,7 +15,7 @@ from sim.core.instruments import Asset, Instrument, InstrumentKind
 MUTATORS = {"open_account", "deposit", "withdraw", "transfer", "charge_fee", "trade", "pay_funding",
             "settle_expiry", "sync_haircuts"}
 READERS = {"changes_since", "change_cursor", "traders", "average_entry_ticks", "value_cash",
-           "value_account_cash", "collateral_value", "gross_notional", "system_balances", "bad_debt", "check"}
+           "value_account_cash", "collateral_value", "system_balances", "bad_debt", "check"}
 
 
 def _ledger() -> tuple[Ledger, list[int]]:
