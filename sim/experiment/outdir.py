@@ -211,18 +211,3 @@ def table_file_problem(path: Path, replace: bool) -> tuple[str, str] | None:
     if not replace:
         return "holds an earlier sweep's table", "pass --resume to continue it or --force to replace it"
     return None
-    if not target.is_file():
-        raise OutputFolderError(f"sweep output {given}: exists and is not a file; clearsim will not replace it")
-    import pyarrow.parquet as pq
-
-    try:
-        meta = pq.read_schema(target).metadata or {}
-    except Exception:  # noqa: BLE001 -- not Parquet at all: certainly not ours
-        meta = {}
-    if TABLE_KEY not in meta:
-        raise OutputFolderError(f"sweep output {given}: exists and was not written by a clearsim sweep; it is "
-                                f"left untouched -- choose another output file")
-    if not replace:
-        raise OutputFolderError(f"sweep output {given}: holds an earlier sweep's table; pass --resume to "
-                                f"continue it or --force to replace it")
-    return target
