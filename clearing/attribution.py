@@ -114,19 +114,18 @@ class BreachAttribution:
             self._grow_to(capacity)
 
     # ------------------------------------------------------------------ events
-    def on_marks_moved(self, asset_prices: np.ndarray | None, held: np.ndarray | None = None) -> None:
+    def on_marks_moved(self, asset_prices: np.ndarray | None, held: np.ndarray) -> None:
         """The marks (and the oracle's collateral prices) just changed: add every account's index and
         collateral P&L on what it holds now, and note the liquidations' impact levels. ``held``: the
-        ledger's positions as float64, rows from 0 (the clearing house's kept copy), if there is one
-        -- the product is the same, without converting every position at every publication."""
+        ledger's positions as float64, rows from 0, current (the clearing house's kept copy,
+        ``ExposureBook.held``) -- the ledger's int64 positions would be converted at every publication."""
         self.updates += 1
         ledger, marks = self.ledger, self.marks
         n = ledger.n_accounts
         self.ensure(ledger.cash.shape[0])
         d_index = marks.index_ticks - self._index_ticks
         if np.logical_or.reduce(d_index):  # .any() without its Python wrapper (once a publication)
-            held_now = ledger.position[:n] if held is None else held[:n]
-            self.index[:n] += held_now.dot(d_index * ledger.tick_value)
+            self.index[:n] += held[:n].dot(d_index * ledger.tick_value)
             self._index_ticks = marks.index_ticks.copy()
         if asset_prices is not None and ledger.cash.shape[1] > 1:
             self._collateral_moved(asset_prices)

@@ -42,7 +42,7 @@ def user_sets_allocator(environ: Mapping[str, str]) -> bool:
     return "glibc.malloc." in environ.get("GLIBC_TUNABLES", "")
 
 
-def keep_freed_memory(environ: Mapping[str, str] | None = None) -> bool:
+def keep_freed_memory() -> bool:
     """Set ``SETTINGS`` in this process with ``mallopt``; True when they are in effect (now or from an
     earlier call). False, changing nothing, outside glibc or when the environment sets the allocator."""
     global _applied
@@ -50,7 +50,7 @@ def keep_freed_memory(environ: Mapping[str, str] | None = None) -> bool:
         return True
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    if user_sets_allocator(os.environ if environ is None else environ):
+    if user_sets_allocator(os.environ):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -131,9 +131,10 @@ class Recorder:
         n = ledger.n_accounts
         if n > FIRST_TRADER:
             equity, im, mm = ep.house.valuation(slice(FIRST_TRADER, n))
-            book = ep.house.book  # the house's kept float positions, current (a no-op after the valuation)
+            book = ep.house.book  # the house's kept float positions (the valuation above refreshed them)
             book.refresh()
-            # |positions| . (mark x tick value) on every row, from the float copy: no int->float conversion
+            # |positions| . (mark x tick value) from the float copy: no int->float conversion of every
+            # position. Every row from 0, then sliced: the BLAS product over the same rows as before
             values = np.asarray(ep.marks.ticks, dtype=np.float64) * ledger.tick_value
             gross = np.abs(book.held[:n]).dot(values)[FIRST_TRADER:n]
             a = self.accounts
