@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sim  # noqa: F401 -- first, before numpy: the suite runs clearsim's arithmetic (sim.core.arithmetic)
 import pytest
 
 
