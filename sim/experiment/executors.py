@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.core import arithmetic
 from sim.experiment.allocator import environment as allocator_environment
 from sim.experiment.allocator import keep_freed_memory
 from sim.experiment.io import write_atomic
@@ -83,13 +84,16 @@ class _Spec:
     warm: Callable[[], None] | None
     timed: bool
     shared_key: str | None
+    # the driver's floating-point arithmetic (``sim.core.arithmetic.worker_environment``), for the
+    # processes a worker starts to run tasks
+    arithmetic: dict[str, str]
 
 
 def _spec(job: Job) -> _Spec:
     shared_key = None
     if job.shared is not None:  # content-named: two sweeps on one long-lived cluster never mix their bases
         shared_key = hashlib.sha256(pickle.dumps(job.shared, protocol=5)).hexdigest()[:16]
-    return _Spec(job.fn, job.key, job.warm, job.timed, shared_key)
+    return _Spec(job.fn, job.key, job.warm, job.timed, shared_key, arithmetic.worker_environment())
 
 
 # ------------------------------------------------------------------------------------ in a worker
@@ -126,7 +130,8 @@ def _run_one(spec: _Spec, task: dict, shared: Any) -> dict:
     own thread's: the difference is what the backend's threads took meanwhile),
     ``startup_cpu_seconds`` (the worker's start-up, on its first row only, else None) and
     ``max_rss_mib`` (the worker's peak so far: flat over its rows when a run leaves nothing behind),
-    ``started_at`` / ``ended_at`` (epoch seconds around the task: a slot's idle gaps between tasks)."""
+    ``started_at`` / ``ended_at`` (epoch seconds around the task: a slot's idle gaps between tasks),
+    ``arithmetic`` (the process's floating-point arithmetic: ``sim.core.arithmetic.profile``)."""
     global _startup_reported
     _ready(spec.warm)
     started_at = time.time()  # the epoch clock: comparable across a machine's processes (slots' idle gaps)
@@ -145,7 +150,7 @@ def _run_one(spec: _Spec, task: dict, shared: Any) -> dict:
                          "cpu_seconds": time.process_time() - started,
                          "thread_cpu_seconds": time.thread_time() - started_thread, "startup_cpu_seconds": startup,
                          "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                         "started_at": started_at, "ended_at": time.time()}
+                         "started_at": started_at, "ended_at": time.time(), "arithmetic": arithmetic.profile()}
     return row
 
 
@@ -344,6 +349,28 @@ def single_threaded_children():
 
 
 @contextlib.contextmanager
+def arithmetic_of(variables: dict[str, str]):
+    """Processes started meanwhile run the arithmetic ``variables`` describe (the driver's:
+    ``sim.core.arithmetic.worker_environment``): exactly those of the arithmetic's variables are
+    set, whatever this process has (a Ray worker may have loaded numpy before clearsim, which then
+    set its opt-out); this process's own are restored afterwards."""
+    saved = {name: os.environ.get(name) for name in arithmetic.ARITHMETIC_VARIABLES}
+    for name in arithmetic.ARITHMETIC_VARIABLES:
+        if name in variables:
+            os.environ[name] = variables[name]
+        else:
+            os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
 def main_not_reimported():
     """Start worker processes without re-running the caller's script.
 
@@ -436,7 +463,7 @@ def _ray_task(spec: _Spec, task: dict, box: list | None) -> dict:
     try:
         # the child is spawned by the first submit: BLAS at one thread, and without re-running the
         # Ray worker's own __main__ (its worker loop)
-        with single_threaded_children(), main_not_reimported():
+        with single_threaded_children(), arithmetic_of(spec.arithmetic), main_not_reimported():
             if spec.shared_key is not None and spec.shared_key not in _RAY_CHILD_SHARED:
                 import ray
 
@@ -548,8 +575,10 @@ def start_local_dask(workers: int) -> tuple[Any, Any]:
     above 128 kB is mapped and unmapped afresh: a SPAN run took 34-41% more CPU seconds so
     (14.1 / 13.6 vs 10.5 / 9.7, alternating processes); the workers start instead with the values
     clearsim's own processes set (``sim.experiment.allocator``: freed memory kept, not handed back),
-    with BLAS held to one thread as before. An existing cluster, reached by its address, keeps its
-    own settings (docs/BENCHMARKS.md says how to start its workers)."""
+    with BLAS held to one thread as before, and with the driver's floating-point arithmetic
+    (``sim.core.arithmetic``: a Dask worker loads numpy before clearsim, so it cannot pin its own).
+    An existing cluster, reached by its address, keeps its own settings (docs/BENCHMARKS.md says how
+    to start its workers)."""
     import logging
 
     import dask
@@ -558,7 +587,8 @@ def start_local_dask(workers: int) -> tuple[Any, Any]:
     quiet = {"distributed.worker.profile.enabled": False, "distributed.admin.system-monitor.gil.enabled": False,
              "distributed.admin.tick.interval": "1s", "distributed.worker.memory.monitor-interval": "1s",
              "distributed.admin.system-monitor.interval": "2s",
-             "distributed.nanny.pre-spawn-environ": {v: 1 for v in THREAD_VARIABLES} | allocator_environment()}
+             "distributed.nanny.pre-spawn-environ": {v: 1 for v in THREAD_VARIABLES} | allocator_environment()
+             | arithmetic.worker_environment()}
     with main_not_reimported(), dask.config.set(quiet):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)

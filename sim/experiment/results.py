@@ -88,7 +88,8 @@ def write_results(directory: str | Path, config: Any, tables: Mapping[str, Mappi
     only if clearsim wrote it and ``force`` is given (``sim.experiment.outdir``).
 
     Files: ``summary.json`` (deterministic), ``config.yaml`` (the resolved config),
-    ``timing.json`` (wall-clock figures, only if ``timing`` is given), ``<table>.parquet`` per
+    ``timing.json`` (what depends on the machine: wall-clock figures and the floating-point
+    arithmetic the run had, only if ``timing`` is given), ``<table>.parquet`` per
     table (if ``parquet``), ``report.html`` (if ``report``).
     """
     with _atomic_folder(directory, "run", force) as tmp:

@@ -46,6 +46,7 @@ def run(config: EpisodeLike = None, output: str | Path | None = None, write: boo
     ``write`` is False. ``observe`` (optional) is called with each episode as it starts (see
     ``sim.experiment.progress``). An existing folder is replaced only if clearsim wrote it and ``force`` is
     given -- checked before the episode runs."""
+    from sim.core.arithmetic import profile
     from sim.experiment.metrics import timing
     from sim.experiment.outdir import check_folder
     from sim.experiment.results import write_results
@@ -56,6 +57,6 @@ def run(config: EpisodeLike = None, output: str | Path | None = None, write: boo
         check_folder(directory, force)
     result, summary = run_with_twin(cfg, observe)
     if directory is not None:
-        write_results(directory, cfg, result.tables, summary, timing=timing(result.stats),
+        write_results(directory, cfg, result.tables, summary, timing=timing(result.stats) | {"arithmetic": profile()},
                       report=cfg.outputs.report, parquet=cfg.outputs.parquet, force=force)
     return RunOutput(result, summary, directory)

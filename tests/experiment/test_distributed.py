@@ -106,6 +106,10 @@ def _start_ups_once_per_worker(out) -> None:
 
     rows = [row for _, row in Rows(parts_dir(out)).items()]
     assert len(rows) == 4
+    # every run had the driver's floating-point arithmetic (sim.core.arithmetic), wherever it ran
+    from sim.core.arithmetic import profile
+
+    assert [r["timing"]["arithmetic"] for r in rows] == [profile()] * 4
     for worker in {r["timing"]["worker"] for r in rows}:
         mine = [r["timing"] for r in rows if r["timing"]["worker"] == worker]
         assert sum(t["startup_cpu_seconds"] is not None for t in mine) <= 1
@@ -167,6 +171,12 @@ def test_dask_own_cluster(spec, local_table, tmp_path):
     got = [{k: v for k, v in r.items() if v is not None and k != "wall_seconds"} for r in got]
     expected = [{k: v for k, v in r.items() if v is not None and k != "wall_seconds"} for r in expected]
     assert got == expected
+    # its workers load numpy before clearsim: they get the driver's arithmetic from the nanny
+    from sim.core.arithmetic import profile
+    from sim.experiment.parts import Rows
+    from sim.experiment.sweep import parts_dir
+
+    assert [row["timing"]["arithmetic"] for _, row in Rows(parts_dir(tmp_path / "own.parquet")).items()] == [profile()]
 
 
 def test_summary_bytes_identical_everywhere(episode_data, local_table, ray_session, dask_client):

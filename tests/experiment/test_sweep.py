@@ -592,7 +592,7 @@ def test_a_pool_task_leaves_no_worker_file_whether_it_returns_or_raises(tmp_path
             raise RuntimeError("boom")
         return {"run_id": task["run_id"]}
 
-    spec = _Spec(fn, lambda t: t["run_id"], None, False, None)
+    spec = _Spec(fn, lambda t: t["run_id"], None, False, None, {})
     assert _pool_task({"run_id": "a", "raise": False}, str(tmp_path), spec) == {"run_id": "a"}
     with pytest.raises(RuntimeError):
         _pool_task({"run_id": "b", "raise": True}, str(tmp_path), spec)
