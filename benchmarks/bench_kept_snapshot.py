@@ -28,11 +28,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import sim  # noqa: E402,F401 -- before numpy: the product's arithmetic (sim.core.arithmetic)
+import numpy as np  # noqa: E402
 
 
 class _Stop(Exception):

@@ -35,9 +35,9 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import sim  # noqa: E402,F401 -- before numpy: the product's arithmetic (sim.core.arithmetic)
+import numpy as np  # noqa: E402
 
 from sim.core.instruments import InstrumentTable  # noqa: E402
 from clearing.ledger import QUOTE  # noqa: E402

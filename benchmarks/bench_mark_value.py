@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import sim  # noqa: E402,F401 -- before numpy: the product's arithmetic (sim.core.arithmetic)
+import numpy as np  # noqa: E402
 
 from clearing.ledger import mark_value  # noqa: E402
 

@@ -16,10 +16,11 @@ import hashlib
 import sys
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import sim  # noqa: E402,F401 -- before numpy: the product's arithmetic (sim.core.arithmetic)
+import numpy as np  # noqa: E402
 
 from sim.experiment.config import load_episode  # noqa: E402
 from sim.experiment.episode import run  # noqa: E402
