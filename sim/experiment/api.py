@@ -52,7 +52,8 @@ def _run_pairs(variants: dict[str, EpisodeConfig], seed_list: list[int], tasks: 
                                                 dict[tuple[str, int, str], float]]:
     """Run every (regime, seed, part) task and summarise each (regime, seed) pair as soon as both its
     run and its no-feedback twin are back -- the same summary ``run_variant`` makes in one process.
-    Returns the summaries by (label, seed), the first seed's tables by label and each task's CPU seconds."""
+    Returns the summaries by (label, seed), the first seed's tables by label and each task's CPU
+    seconds and floating-point arithmetic."""
     from sim.experiment.compare import execute
     from sim.experiment.metrics import summarise
 
@@ -60,6 +61,7 @@ def _run_pairs(variants: dict[str, EpisodeConfig], seed_list: list[int], tasks: 
     results: dict[tuple[str, int], dict[str, Any]] = {}
     tables: dict[str, dict] = {}
     cpu: dict[tuple[str, int, str], float] = {}
+    arithmetic: dict[tuple[str, int, str], dict[str, Any]] = {}
     configs = {(t["label"], t["seed"]): t["config"] for t in tasks if t["part"] == "run"}
 
     def on_done(result: dict[str, Any]) -> None:
@@ -67,6 +69,7 @@ def _run_pairs(variants: dict[str, EpisodeConfig], seed_list: list[int], tasks: 
 
         label, seed, part = result["label"], result["seed"], result["part"]
         cpu[(label, seed, part)] = float(result.get("cpu_seconds") or 0.0)
+        arithmetic[(label, seed, part)] = result.get("arithmetic") or {}
         bar.run_done(int(result["stats"].get("events") or 0), float(variants[label].duration),
                      key=task_key(result))
         got = waiting.setdefault((label, seed), {})
@@ -82,7 +85,7 @@ def _run_pairs(variants: dict[str, EpisodeConfig], seed_list: list[int], tasks: 
             tables[label] = got["run"]["tables"]
 
     execute(tasks, backend, workers, on_done)
-    return results, tables, cpu
+    return results, tables, cpu, arithmetic
 
 
 def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
@@ -116,8 +119,8 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
     with _compare_progress(progress, cfg, variants, seeds) as bar:
         tasks = plan_tasks(variants, seed_list, bar.heartbeat_dir)
         bar.runs = len(tasks)
-        results, tables, cpu = _run_pairs(variants, seed_list, tasks, backend, int(workers or os.cpu_count() or 1),
-                                          bar)
+        results, tables, cpu, arithmetic = _run_pairs(variants, seed_list, tasks, backend,
+                                                      int(workers or os.cpu_count() or 1), bar)
     labels = list(variants)
     ordered = [results[(label, seed)] for seed in seed_list for label in labels]
     metrics = metrics_for(ordered)
@@ -126,9 +129,14 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
     first = {label: results[(label, seed_list[0])] for label in labels}
     if directory is not None:
         runs = {label: (first[label], tables[label]) for label in labels}
+        # what depends on the machine, kept out of the deterministic files: each task's CPU seconds
+        # and the floating-point arithmetic it ran with
+        timing = {"tasks": [{"regime": t["label"], "seed": t["seed"], "part": t["part"],
+                             "cpu_seconds": cpu[(t["label"], t["seed"], t["part"])],
+                             "arithmetic": arithmetic[(t["label"], t["seed"], t["part"])]} for t in tasks]}
         write_comparison(directory, cfg, runs, report=cfg.outputs.report, parquet=cfg.outputs.parquet,
                          rows=rows, stats=stats, metrics=metrics, variants=variants, seeds=seed_list,
-                         force=force)
+                         force=force, timing=timing)
     cpu_seconds = {(t["label"], t["seed"], t["part"]): cpu[(t["label"], t["seed"], t["part"])] for t in tasks}
     return ComparisonOutput(first, directory, rows, stats, seed_list, results, cpu_seconds)
 

@@ -270,6 +270,7 @@ def task_key(task: Mapping[str, Any]) -> str:
 def run_compare_task(task: CompareTask) -> dict[str, Any]:
     """One episode of a (regime, seed) pair in a worker: its tables and run statistics (the driver
     summarises the pair once both parts are back)."""
+    from sim.core.arithmetic import profile
     from sim.experiment.episode import run as run_episode
     from sim.experiment.progress import heartbeat
 
@@ -279,7 +280,8 @@ def run_compare_task(task: CompareTask) -> dict[str, Any]:
         result = run_episode(config, observe=observe)
     return {"label": task["label"], "seed": task["seed"], "part": task.get("part", "run"),
             "tables": result.tables, "stats": result.stats,
-            "cpu_seconds": time.process_time() - started}  # what the task cost, whatever the machine's load
+            "cpu_seconds": time.process_time() - started,  # what the task cost, whatever the machine's load
+            "arithmetic": profile()}  # the worker's floating-point arithmetic (sim.core.arithmetic)
 
 
 def _failed(task: CompareTask, text: str) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def write_comparison(directory: str | Path, config: Any,
                      report: bool = True, parquet: bool = True, *, rows: list[dict[str, Any]] | None = None,
                      stats: list[dict[str, Any]] | None = None, metrics: list | None = None,
                      variants: Mapping[str, Any] | None = None, seeds: list[int] | None = None,
-                     force: bool = False) -> Path:
+                     force: bool = False, timing: Mapping[str, Any] | None = None) -> Path:
     """Write a regime comparison folder atomically; returns its path (replacing only a clearsim
     folder, and only with ``force``).
 
@@ -113,7 +113,9 @@ def write_comparison(directory: str | Path, config: Any,
     paired interval) come from ``sim.experiment.api.compare`` (computed from ``runs`` alone when not given).
 
     Files: ``comparison.json`` / ``comparison.parquet`` (the rows), ``intervals.json`` /
-    ``intervals.parquet`` (the stats), ``config.yaml`` (the base episode), one folder per regime
+    ``intervals.parquet`` (the stats), ``timing.json`` (what depends on the machine: each task's
+    CPU seconds and floating-point arithmetic, if ``timing`` is given), ``config.yaml`` (the base
+    episode), one folder per regime
     (named after its label) with its first seed's ``summary.json``, ``config.yaml``, its tables as
     Parquet (if ``parquet``) and its own ``report.html`` (if ``report``), and the comparison
     ``report.html`` linking to them.
@@ -141,6 +143,8 @@ def write_comparison(directory: str | Path, config: Any,
         pq.write_table(_rows_table(rows), tmp / "comparison.parquet")
         write_text(tmp / "intervals.json", dump_json(stats))
         pq.write_table(_rows_table(stats), tmp / "intervals.parquet")
+        if timing is not None:
+            write_text(tmp / "timing.json", dump_json(_jsonable(timing)))
         _write_config(tmp, config)
         for label, (summary, tables) in runs.items():
             sub = tmp / folders[label]

@@ -224,6 +224,14 @@ def test_comparison_files(small_compare):
     assert str(schema.field("losses.borne_by_others").type) == "double"  # absent here, still numeric
     assert str(schema.field("liquidations.count").type) == "double" and str(schema.field("seed").type) == "int64"
     assert json.loads((d / "comparison.json").read_text()) == out.rows
+    # each task's CPU seconds and arithmetic, apart from the deterministic files
+    from sim.core.arithmetic import profile
+
+    tasks = json.loads((d / "timing.json").read_text())["tasks"]
+    assert sorted((t["regime"], t["seed"], t["part"]) for t in tasks) == sorted(
+        (label, seed, part) for label in ("standard 5%/2.5%", "portfolio") for seed in (3, 4) for part in ("run", "twin"))
+    assert all(t["arithmetic"] == profile() and t["cpu_seconds"] > 0 for t in tasks)
+    assert "arithmetic" not in (d / "comparison.json").read_text()
     intervals = pq.read_table(d / "intervals.parquet").to_pylist()
     assert len(intervals) == 2 * len(printed)
     # the exogenous path is the same under both regimes on each seed: the paired difference is 0
