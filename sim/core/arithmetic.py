@@ -65,11 +65,15 @@ def _numpy_targets(numpy_version: str) -> str:
     return _AVX512_TARGETS_SINCE_2_4 if (major, minor) >= (2, 4) else _AVX512_TARGETS_BEFORE_2_4
 
 
+def _opted_out(environ: Mapping[str, str]) -> bool:
+    return environ.get(OPT_OUT, "") not in ("", "0")
+
+
 def pinned_variables(environ: Mapping[str, str], machine: str, flags: frozenset[str],
                      numpy_version: str) -> dict[str, str]:
     """The variables to set for the pinned arithmetic on this machine, given the environment:
     none with the opt-out, off x86-64 or without AVX2 and FMA; never one the environment sets."""
-    if environ.get(OPT_OUT, "") not in ("", "0"):
+    if _opted_out(environ):
         return {}
     if machine.lower() not in ("x86_64", "amd64") or not _REQUIRED_FLAGS <= flags:
         return {}
@@ -83,7 +87,7 @@ def pin(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
     keeps the CPU's own arithmetic: the opt-out is set instead, so that the processes it starts
     (which load clearsim before numpy) keep it too and its runs agree with theirs."""
     environ = os.environ if environ is None else environ
-    if environ.get(OPT_OUT, "") not in ("", "0"):
+    if _opted_out(environ):
         return {}
     if "numpy" in sys.modules:
         environ[OPT_OUT] = "1"

@@ -49,27 +49,26 @@ def _compare_progress(progress: Any, cfg: EpisodeConfig, variants: dict[str, Epi
 
 def _run_pairs(variants: dict[str, EpisodeConfig], seed_list: list[int], tasks: list[dict[str, Any]], backend: str,
                workers: int, bar: Any) -> tuple[dict[tuple[str, int], dict[str, Any]], dict[str, dict],
-                                                dict[tuple[str, int, str], float]]:
+                                                dict[tuple[str, int, str], dict[str, Any]]]:
     """Run every (regime, seed, part) task and summarise each (regime, seed) pair as soon as both its
     run and its no-feedback twin are back -- the same summary ``run_variant`` makes in one process.
-    Returns the summaries by (label, seed), the first seed's tables by label and each task's CPU
-    seconds and floating-point arithmetic."""
+    Returns the summaries by (label, seed), the first seed's tables by label and, by (label, seed,
+    part), what each task cost on its machine: ``cpu_seconds`` and ``arithmetic``."""
     from sim.experiment.compare import execute
     from sim.experiment.metrics import summarise
 
     waiting: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     results: dict[tuple[str, int], dict[str, Any]] = {}
     tables: dict[str, dict] = {}
-    cpu: dict[tuple[str, int, str], float] = {}
-    arithmetic: dict[tuple[str, int, str], dict[str, Any]] = {}
+    costs: dict[tuple[str, int, str], dict[str, Any]] = {}
     configs = {(t["label"], t["seed"]): t["config"] for t in tasks if t["part"] == "run"}
 
     def on_done(result: dict[str, Any]) -> None:
         from sim.experiment.compare import task_key
 
         label, seed, part = result["label"], result["seed"], result["part"]
-        cpu[(label, seed, part)] = float(result.get("cpu_seconds") or 0.0)
-        arithmetic[(label, seed, part)] = result.get("arithmetic") or {}
+        costs[(label, seed, part)] = {"cpu_seconds": float(result.get("cpu_seconds") or 0.0),
+                                      "arithmetic": result.get("arithmetic") or {}}
         bar.run_done(int(result["stats"].get("events") or 0), float(variants[label].duration),
                      key=task_key(result))
         got = waiting.setdefault((label, seed), {})
@@ -85,7 +84,7 @@ def _run_pairs(variants: dict[str, EpisodeConfig], seed_list: list[int], tasks: 
             tables[label] = got["run"]["tables"]
 
     execute(tasks, backend, workers, on_done)
-    return results, tables, cpu, arithmetic
+    return results, tables, costs
 
 
 def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
@@ -119,8 +118,8 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
     with _compare_progress(progress, cfg, variants, seeds) as bar:
         tasks = plan_tasks(variants, seed_list, bar.heartbeat_dir)
         bar.runs = len(tasks)
-        results, tables, cpu, arithmetic = _run_pairs(variants, seed_list, tasks, backend,
-                                                      int(workers or os.cpu_count() or 1), bar)
+        results, tables, costs = _run_pairs(variants, seed_list, tasks, backend, int(workers or os.cpu_count() or 1),
+                                            bar)
     labels = list(variants)
     ordered = [results[(label, seed)] for seed in seed_list for label in labels]
     metrics = metrics_for(ordered)
@@ -131,13 +130,12 @@ def compare(config: EpisodeLike = None, regimes: list[str | dict] | None = None,
         runs = {label: (first[label], tables[label]) for label in labels}
         # what depends on the machine, kept out of the deterministic files: each task's CPU seconds
         # and the floating-point arithmetic it ran with
-        timing = {"tasks": [{"regime": t["label"], "seed": t["seed"], "part": t["part"],
-                             "cpu_seconds": cpu[(t["label"], t["seed"], t["part"])],
-                             "arithmetic": arithmetic[(t["label"], t["seed"], t["part"])]} for t in tasks]}
+        timing = {"tasks": [{"regime": t["label"], "seed": t["seed"], "part": t["part"]}
+                            | costs[(t["label"], t["seed"], t["part"])] for t in tasks]}
         write_comparison(directory, cfg, runs, report=cfg.outputs.report, parquet=cfg.outputs.parquet,
                          rows=rows, stats=stats, metrics=metrics, variants=variants, seeds=seed_list,
                          force=force, timing=timing)
-    cpu_seconds = {(t["label"], t["seed"], t["part"]): cpu[(t["label"], t["seed"], t["part"])] for t in tasks}
+    cpu_seconds = {key: cost["cpu_seconds"] for key, cost in costs.items()}
     return ComparisonOutput(first, directory, rows, stats, seed_list, results, cpu_seconds)
 
 

@@ -335,31 +335,15 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 
 @contextlib.contextmanager
-def single_threaded_children():
-    """One BLAS/OpenMP thread per worker process (one run per core), unless the user chose otherwise.
-    Ray and Dask workers already default to this."""
-    added = [v for v in THREAD_VARIABLES if v not in os.environ]
-    for v in added:
-        os.environ[v] = "1"
-    try:
-        yield
-    finally:
-        for v in added:
-            os.environ.pop(v, None)
-
-
-@contextlib.contextmanager
-def arithmetic_of(variables: dict[str, str]):
-    """Processes started meanwhile run the arithmetic ``variables`` describe (the driver's:
-    ``sim.core.arithmetic.worker_environment``): exactly those of the arithmetic's variables are
-    set, whatever this process has (a Ray worker may have loaded numpy before clearsim, which then
-    set its opt-out); this process's own are restored afterwards."""
-    saved = {name: os.environ.get(name) for name in arithmetic.ARITHMETIC_VARIABLES}
-    for name in arithmetic.ARITHMETIC_VARIABLES:
-        if name in variables:
-            os.environ[name] = variables[name]
-        else:
+def _environment_changed(changes: dict[str, str | None]):
+    """``os.environ`` with ``changes`` (a value set, None removed) while processes start; this
+    process's own values are put back afterwards."""
+    saved = {name: os.environ.get(name) for name in changes}
+    for name, value in changes.items():
+        if value is None:
             os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     try:
         yield
     finally:
@@ -368,6 +352,20 @@ def arithmetic_of(variables: dict[str, str]):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def single_threaded_children():
+    """One BLAS/OpenMP thread per worker process (one run per core), unless the user chose otherwise.
+    Ray and Dask workers already default to this."""
+    return _environment_changed({v: "1" for v in THREAD_VARIABLES if v not in os.environ})
+
+
+def arithmetic_of(variables: dict[str, str]):
+    """Processes started meanwhile run the arithmetic ``variables`` describe (the driver's:
+    ``sim.core.arithmetic.worker_environment``): exactly those of the arithmetic's variables are
+    set, whatever this process has (a Ray worker may have loaded numpy before clearsim, which then
+    set its opt-out); this process's own are restored afterwards."""
+    return _environment_changed({name: variables.get(name) for name in arithmetic.ARITHMETIC_VARIABLES})
 
 
 @contextlib.contextmanager

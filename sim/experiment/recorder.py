@@ -131,8 +131,8 @@ class Recorder:
         n = ledger.n_accounts
         if n > FIRST_TRADER:
             equity, im, mm = ep.house.valuation(slice(FIRST_TRADER, n))
-            book = ep.house.book  # the house's kept float positions (the valuation above refreshed them)
-            book.refresh()
+            book = ep.house.book  # the house's kept float positions
+            book.refresh()  # done by the valuation above already (then a no-op check); not assumed here
             # |positions| . (mark x tick value) from the float copy: no int->float conversion of every
             # position. Every row from 0, then sliced: the BLAS product over the same rows as before
             values = np.asarray(ep.marks.ticks, dtype=np.float64) * ledger.tick_value

@@ -323,8 +323,8 @@ def assemble_table(rows: Iterable[Mapping[str, Any]], grid_keys: list[str]) -> p
 TABLE_BATCH_ROWS = 1024  # rows read back and written per Parquet row group when the table is assembled
 
 
-def _write_table_from_parts(rows: Rows, run_ids: list[str], grid_keys: list[str], out: Path,
-                            replace: bool = True) -> pa.Table:
+def _write_table_from_parts(rows: Rows, run_ids: list[str], grid_keys: list[str], out: Path, *,
+                            replace: bool) -> pa.Table:
     """The sweep table, in the order of ``run_ids``, from the rows on disk: a first pass reads each
     row once for the columns and their types, a second writes them in batches -- so the driver
     never holds more than a batch of rows. Written atomically to ``out``; returns it as read back

@@ -78,7 +78,7 @@ def test_batched_table_equals_the_table_built_at_once(tmp_path, monkeypatch):
             writer.write(row)
     monkeypatch.setattr(sw, "TABLE_BATCH_ROWS", 3)
     ids = [r["run_id"] for r in reversed(rows)]  # the order given, not the files' order
-    streamed = sw._write_table_from_parts(Rows(parts), ids, ["a", "b"], tmp_path / "t.parquet")
+    streamed = sw._write_table_from_parts(Rows(parts), ids, ["a", "b"], tmp_path / "t.parquet", replace=False)
     at_once = sw.assemble_table([json.loads(json.dumps(r)) for r in reversed(rows)], ["a", "b"])
     assert streamed.equals(at_once)
     assert streamed.schema.equals(at_once.schema)
