@@ -15,6 +15,10 @@ imports) / accounts. Events are the kernel's events processed (message deliverie
 oracle samples, margin work); events/s divides them by the whole episode's CPU seconds (build
 included) -- on a shared machine CPU time is what an idle machine's wall clock would show; the wall
 time is printed beside it. The build time is wall time (short enough not to be disturbed much).
+Of the CPU seconds, the kernel's (system time) and the page faults are printed per size: mapping
+memory in on first touch. On a virtual machine whose host backs guest memory only when the guest
+first touches it, that is far dearer the first time a page of the guest is used than on bare metal
+or on memory the guest has used before (docs/BENCHMARKS.md, *The machine's memory*).
 
 The doubling ratios compare x1 with x2, x5 with x10 and x10 with x20 (10k -> 20k, 50k -> 100k,
 100k -> 200k accounts): the build (opening accounts, agents, streams), one re-valuation (the median
@@ -126,6 +130,7 @@ def one(factor: int, duration: float | None, fixed_pools: bool = False, glibc_de
     crash = min((sh.start for sh in config.paths.shocks if sh.start < config.duration), default=None)
     import_rss = _rss_bytes()
     marks: dict[str, float] = {}
+    usage_started = resource.getrusage(resource.RUSAGE_SELF)
     started, cpu_started = time.perf_counter(), time.process_time()
 
     revaluations: list[float] = []  # CPU s of each full re-valuation (ClearingHouse.revalue_all)
@@ -145,10 +150,14 @@ def one(factor: int, duration: float | None, fixed_pools: bool = False, glibc_de
 
     result = run(config, observe=observe)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     s = result.stats
     crash_cpu = cpu_started + cpu - marks["crash_cpu"] if "crash_cpu" in marks else None
     return {"factor": factor, "accounts": s["accounts"], "simulated_seconds": s["simulated_seconds"],
             "build_s": marks["built"] - started, "wall_s": wall, "cpu_s": cpu, "crash_cpu_s": crash_cpu,
+            # of the CPU seconds, the kernel's (mostly mapping fresh memory in) and the page faults
+            "system_s": usage.ru_stime - usage_started.ru_stime,
+            "page_faults": usage.ru_minflt - usage_started.ru_minflt + usage.ru_majflt - usage_started.ru_majflt,
             "calm_events": marks.get("crash_events"),
             "events": s["events"] - (crash is not None), "orders": s["orders"],
             "cancels": s["cancels"], "fills": s["fills"], "liquidations": len(result.tables["liquidations"]["liq_id"]),
@@ -244,6 +253,10 @@ def main() -> None:
               f"{r['cpu_s']:>8.1f} {r['events']:>11,} {r['events'] / r['cpu_s']:>9,.0f} {r['orders']:>9,} {r['fills']:>9,} "
               f"{r['liquidations']:>6,} {r['peak_rss'] / 2**30:>9.2f} {per_account:>10.2f} "
               f"{'-' if r.get('crash_cpu_s') is None else format(r['crash_cpu_s'], '.1f'):>11}")
+    for f, r in runs.items():
+        if "system_s" in r:
+            print(f"{r['accounts']:>10,} of its {r['cpu_s']:.1f} CPU s, {r['system_s']:.1f} in the kernel "
+                  f"({r['page_faults']:,} page faults: memory mapped in as the episode first touches it)")
     for f, r in runs.items():
         if r.get("sample_interval", 60.0) != 60.0:
             print(f"{r['accounts']:>10,} sampled every {r['sample_interval']:.0f} s (the schema's cap on sample rows), not 60 s")
