@@ -28,7 +28,7 @@ Each requote (every ``interval`` s, or Poisson with that mean) the maker, per in
 Orders are kept in per-level slots and moved with ``amend`` (one message; nothing is sent when a
 slot's price and size are unchanged), so a maker in a quiet market costs almost no events. A slot
 whose order has gone (filled) is refilled with a new order. No replies are requested.
-Cost per requote: O(levels) book lookups plus one small equity computation.
+Cost per requote: O(levels) book lookups, plus one small equity computation with a drawdown rule.
 """
 
 from __future__ import annotations
