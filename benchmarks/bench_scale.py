@@ -16,9 +16,9 @@ oracle samples, margin work); events/s divides them by the whole episode's CPU s
 included) -- on a shared machine CPU time is what an idle machine's wall clock would show; the wall
 time is printed beside it. The build time is wall time (short enough not to be disturbed much).
 Of the CPU seconds, the kernel's (system time) and the page faults are printed per size: mapping
-memory in on first touch. On a virtual machine whose host backs guest memory only when the guest
-first touches it, that is far dearer the first time a page of the guest is used than on bare metal
-or on memory the guest has used before (docs/BENCHMARKS.md, *The machine's memory*).
+memory in as the episode first touches it. On a virtual machine whose host takes back the memory
+the guest frees (this one does within minutes), that costs ~20x what it does on bare metal
+(docs/BENCHMARKS.md, *The machine's memory*).
 
 The doubling ratios compare x1 with x2, x5 with x10 and x10 with x20 (10k -> 20k, 50k -> 100k,
 100k -> 200k accounts): the build (opening accounts, agents, streams), one re-valuation (the median
