@@ -156,8 +156,8 @@ class MarketMaker(Agent):
         moved = False
         if cfg.withdraw_move is not None and self.quotes:
             moved = self._track_move(self.quotes[0].last_ref, now) > cfg.withdraw_move
-        # equity feeds only the drawdown rule: without one, no valuation per requote (~2% of a
-        # 100k-account hour went to it)
+        # equity feeds only the drawdown rule: without one, no valuation per requote (~1% of the
+        # 50k-account stress hour went to it)
         equity = self.equity() if cfg.withdraw_drawdown is not None else 0.0
         if equity > self.peak_equity:
             self.peak_equity = equity

@@ -254,9 +254,8 @@ def main() -> None:
               f"{r['liquidations']:>6,} {r['peak_rss'] / 2**30:>9.2f} {per_account:>10.2f} "
               f"{'-' if r.get('crash_cpu_s') is None else format(r['crash_cpu_s'], '.1f'):>11}")
     for f, r in runs.items():
-        if "system_s" in r:
-            print(f"{r['accounts']:>10,} of its {r['cpu_s']:.1f} CPU s, {r['system_s']:.1f} in the kernel "
-                  f"({r['page_faults']:,} page faults: memory mapped in as the episode first touches it)")
+        print(f"{r['accounts']:>10,} of its {r['cpu_s']:.1f} CPU s, {r['system_s']:.1f} in the kernel "
+              f"({r['page_faults']:,} page faults: memory mapped in as the episode first touches it)")
     for f, r in runs.items():
         if r.get("sample_interval", 60.0) != 60.0:
             print(f"{r['accounts']:>10,} sampled every {r['sample_interval']:.0f} s (the schema's cap on sample rows), not 60 s")
