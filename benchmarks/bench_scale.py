@@ -17,7 +17,7 @@ included) -- on a shared machine CPU time is what an idle machine's wall clock w
 time is printed beside it. The build time is wall time (short enough not to be disturbed much).
 Of the CPU seconds, the kernel's (system time) and the page faults are printed per size: mapping
 memory in as the episode first touches it. On a virtual machine whose host takes back the memory
-the guest frees (this one does within minutes), that costs ~20x what it does on bare metal
+the guest frees (this one does within minutes), that costs ~25x what it does on bare metal
 (docs/BENCHMARKS.md, *The machine's memory*).
 
 The doubling ratios compare x1 with x2, x5 with x10 and x10 with x20 (10k -> 20k, 50k -> 100k,
