@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 from clearing.adl import AdlQueue, adl_candidates, execute_adl, select_ranked  # noqa: E402
 from sim.core.instruments import Asset, Instrument, InstrumentKind  # noqa: E402
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger, row_equities  # noqa: E402
+from machine import describe  # noqa: E402 -- benchmarks/machine.py: the processor and Python, one line
 
 
 def book(n: int, seed: int) -> tuple[Ledger, int]:
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bankruptcies", type=int, default=50)
     p.add_argument("--seed", type=int, default=3)
     a = p.parse_args(argv)
-    print(f"{os.cpu_count()} logical CPUs (shared); load average {os.getloadavg()[0]:.2f}")
+    print(f"machine: {describe()} (shared); load average {os.getloadavg()[0]:.2f}")
     r = run(a.accounts, a.bankruptcies, a.seed)
     print(f"{a.accounts:,} holders, {a.bankruptcies} bankruptcies at one mark, selections identical")
     print(f"  fresh rank and sort per bankruptcy: {r['fresh_ms']:8.2f} ms (median)")

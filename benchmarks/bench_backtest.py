@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from sim.api import backtest  # noqa: E402
 from clearing.margin.config import REGIME_NAMES  # noqa: E402
+from machine import describe  # noqa: E402 -- benchmarks/machine.py: the processor and Python, one line
 
 
 def config(portfolios: int, years: int, regimes: list[str]) -> dict:
@@ -72,6 +73,7 @@ def main() -> None:
     p.add_argument("--each", action="store_true", help="also time each regime alone on one process")
     a = p.parse_args()
     regimes = [r.strip() for r in a.regimes.split(",") if r.strip()]
+    print(f"machine: {describe()}")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     if a.each:
         total = 0.0

@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from sim.market.book import OrderBook  # noqa: E402
 from sim.core.orders import BUY, SELL, TimeInForce  # noqa: E402
+from machine import describe  # noqa: E402 -- benchmarks/machine.py: the processor and Python, one line
 
 CANCEL = 0
 SUBMIT = 1
@@ -146,7 +147,8 @@ def main() -> None:
 
     ops, counts = build_stream(args.ops, args.seed)
     mix = ", ".join(f"{name}={n} ({n / len(ops):.1%})" for name, n in counts.items())
-    print(f"python {sys.version.split()[0]}; ops={len(ops)}; seed={args.seed}")
+    print(f"machine: {describe()}")
+    print(f"ops={len(ops)}; seed={args.seed}")
     print(f"mix: {mix}")
     best = float("inf")
     for run in range(args.repeat):

@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import heapq
 import os
-import platform
 import resource
 import tempfile
 import time
 from pathlib import Path
 
 from sim.experiment.api import compare
+from machine import describe  # noqa: E402 -- benchmarks/machine.py: the processor and Python, one line
 
 
 def makespan(costs: list[float], workers: int) -> float:
@@ -41,8 +41,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=1)
     args = parser.parse_args()
-    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
-          f"clearsim compare (default episode), {args.workers} workers, {args.seeds} seed(s)")
+    print(f"machine: {describe()}")
+    print(f"clearsim compare (default episode), {args.workers} workers, {args.seeds} seed(s)")
     load = os.getloadavg()[0]
     self0 = resource.getrusage(resource.RUSAGE_SELF)
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)

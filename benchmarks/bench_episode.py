@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import sys
 import time
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sim.experiment.config import load_episode  # noqa: E402
+from machine import describe  # noqa: E402 -- benchmarks/machine.py: the processor and Python, one line
 from sim.experiment.episode import run  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     wall = min(walls)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"episode            {config.name} ({Path(args.episode).name}), seed {config.seed}")
-    print(f"machine            {platform.machine()}, Python {platform.python_version()}")
+    print(f"machine            {describe()}")
     print(f"accounts           {s['accounts']}")
     print(f"simulated seconds  {s['simulated_seconds']:.0f}")
     print(f"wall seconds       {wall:.2f} (fastest of {len(walls)}: {' '.join(f'{w:.2f}' for w in walls)})")

@@ -28,6 +28,7 @@ import sim  # noqa: E402,F401 -- before numpy: the product's arithmetic (sim.cor
 import numpy as np  # noqa: E402
 
 from sim.core.kernel import World  # noqa: E402
+from machine import describe  # noqa: E402 -- benchmarks/machine.py: the processor and Python, one line
 
 TOUCH = 512  # float64s: 4 KiB an event
 
@@ -66,6 +67,7 @@ def main() -> None:
     args = p.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     pressure = np.ones(max(1, args.pressure_mib * 2**20 // 8))  # touched once here: no first-touch cost inside
+    print(f"machine: {describe()}")
     print(f"events per size {args.events:,}; cache pressure: 4 KiB of {args.pressure_mib} MiB touched per event")
     results = {}
     for size in sizes:

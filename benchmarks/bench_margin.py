@@ -30,7 +30,6 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -46,18 +45,9 @@ from sim.experiment.assembled import Episode
 from sim.experiment.episode import build  # noqa: E402
 from sim.core.orders import Fill  # noqa: E402
 from sim.experiment.schema.episode import EpisodeConfig  # noqa: E402
+from machine import describe  # noqa: E402 -- benchmarks/machine.py: the processor and Python, one line
 
 CAPITAL = 10**11  # minor units (a billion dollars at 2 decimals): nobody breaches, so no liquidations
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def episode_config(table: InstrumentTable, seconds: float) -> EpisodeConfig:
@@ -148,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--traded", type=float, default=0.01, help="share of accounts trading between publications")
     p.add_argument("--seed", type=int, default=7)
     a = p.parse_args(argv)
-    print(f"machine: {_cpu()}, {os.cpu_count()} logical CPUs (shared); load average "
-          f"{os.getloadavg()[0]:.2f}; python {platform.python_version()}, numpy {np.__version__}; "
+    print(f"machine: {describe()} (shared); load average "
+          f"{os.getloadavg()[0]:.2f}; numpy {np.__version__}; "
           f"BLAS threads pinned to 1")
     r = run(a.accounts, a.repeat, a.traded, a.seed)
     print(f"{a.accounts:,} accounts x ~3 of 50 instruments, portfolio margin, {int(r['traded']):,} accounts "

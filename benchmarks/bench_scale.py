@@ -51,7 +51,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -61,6 +60,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from machine import describe  # noqa: E402 -- benchmarks/machine.py: the processor and Python, one line
 
 CONFIG = ROOT / "configs" / "bench" / "stress_10k.yaml"
 BASE_ACCOUNTS = 10_000
@@ -243,8 +243,7 @@ def main() -> None:
     print(f"config             {CONFIG.name} x factor (every group's count; {pools}), one fresh process per size")
     if runs:
         print(f"allocator          {next(iter(runs.values()))['allocator']}")
-    print(f"machine            {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"machine            {describe()}; load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'accounts':>10} {'sim s':>6} {'build s':>8} {'wall s':>8} {'CPU s':>8} {'events':>11} {'ev/CPU s':>9} "
           f"{'orders':>9} {'fills':>9} {'liqs':>6} {'peak GiB':>9} {'kB/account':>10} {'crash CPU s':>11}")
     for f, r in runs.items():

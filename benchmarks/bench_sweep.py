@@ -54,7 +54,6 @@ import json
 import statistics
 import os
 import pickle
-import platform
 import shutil
 import tempfile
 import threading
@@ -67,6 +66,7 @@ from sim.experiment import executors
 from bench_compare import makespan  # the runs dealt in order, each to the worker free first
 from sim.experiment.executors import start_local_dask, start_local_ray
 from sim.experiment.parts import Rows
+from machine import describe  # noqa: E402 -- benchmarks/machine.py: the processor and Python, one line
 
 
 def spec(out: Path, seeds: int, duration: float | None) -> dict:
@@ -315,7 +315,8 @@ def main() -> None:
                              "machine others use, alternation spreads their load over every configuration")
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; sweep = default "
+    print(f"machine: {describe()}")
+    print(f"sweep = default "
           f"episode x [standard, span] x {args.seeds} seeds" + (f", duration {args.duration:g} s" if args.duration else ""))
     results: dict[str, list[Measured]] = {}
     starts: dict[str, list[float]] = {}  # backend -> seconds its running cluster took to start
