@@ -28,7 +28,9 @@ import. As measured (Python 3.11):
 handling.) Its order-size model needs pomegranate 0.14, which does not build on Python 3.11: the
 child puts a stand-in in ``sys.modules`` before ABIDES imports it -- the same mixture (the
 lognormal and normal components and weights ABIDES loads from JSON), sampled from the caller's
-RandomState: a component by its weight, then a draw from it.
+RandomState: a component by its weight, then a draw from it. A draw costs ~13 us, ~0.5 CPU s of
+ABIDES's ~17 (noise, value and momentum agents draw a size per order): were pomegranate's own draws
+free, the ratio would read ~3% lower.
 
     python benchmarks/bench_abides.py --abides-python ../abides/venv/bin/python [--pairs 3]
 
