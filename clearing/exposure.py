@@ -82,7 +82,9 @@ class ExposureBook:
         self.separable = bool(getattr(regime, "row_separable", False))
         n_ins = ledger.position.shape[1]
         self.exposure = np.zeros((0, n_ins))  # worst-case lots
-        self.abs_exposure = np.zeros((0, n_ins))  # |worst-case lots| (gross notional)
+        # |worst-case lots| summed over rows [0, rows_valid), per instrument: the gross notional's
+        # lots, kept as rows are rewritten (whole lots: the float sums stay exact below 2**53)
+        self.abs_lots = np.zeros(n_ins)
         self.held = np.zeros((0, n_ins))  # positions as float64 (equity)
         self.has_orders = np.zeros(0, dtype=bool)
         self.exposed = np.zeros(0, dtype=bool)  # a position or an order
@@ -95,7 +97,7 @@ class ExposureBook:
     def _fit(self, cap: int) -> None:
         if self.exposure.shape[0] >= cap:
             return
-        for name in ("exposure", "abs_exposure", "held", "has_orders", "exposed"):
+        for name in ("exposure", "held", "has_orders", "exposed"):
             old = getattr(self, name)
             new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
             new[: old.shape[0]] = old
@@ -142,12 +144,13 @@ class ExposureBook:
         up, down, larger = _sides(pos, bids, asks)
         if isinstance(rows, slice):
             exposure = self.exposure[rows]
+            self.abs_lots -= np.abs(exposure).sum(axis=0)  # the rows' lots before, out of the sums
             np.copyto(exposure, larger)  # int64 -> float64, as astype converts
-            np.abs(exposure, out=self.abs_exposure[rows])
         else:
+            self.abs_lots -= np.abs(self.exposure[rows]).sum(axis=0)
             exposure = larger.astype(np.float64)
             self.exposure[rows] = exposure
-            self.abs_exposure[rows] = np.abs(exposure)
+        self.abs_lots += np.abs(exposure).sum(axis=0)
         self.held[rows] = pos
         ordered = up != down  # bids + asks != 0: some order rests
         if ordered.shape[1] == 1:
@@ -156,6 +159,15 @@ class ExposureBook:
         else:
             self.has_orders[rows] = ordered.any(axis=1)
             self.exposed[rows] = (exposure != 0).any(axis=1)
+
+    def gross_lots(self, rows: slice) -> np.ndarray:
+        """|worst-case lots| of the rows in ``rows`` (a range inside [0, rows_valid), after
+        ``refresh``) summed per instrument: the kept sums less the few rows outside the range (the
+        system rows before the traders). Whole lots, so the same sums a fresh pass would give."""
+        outside = np.abs(self.exposure[: rows.start]).sum(axis=0)
+        if rows.stop < self.rows_valid:
+            outside = outside + np.abs(self.exposure[rows.stop:self.rows_valid]).sum(axis=0)
+        return self.abs_lots - outside
 
     # ------------------------------------------------------------------ requirements
     def requirements(self, rows: slice, market: "MarketState", full: bool) -> Requirements:

@@ -384,10 +384,12 @@ class ClearingHouse:
         self._grow()
         rows = self.ledger.traders
         equity, im, mm, exposure = self._value_rows(rows, full=True)
-        # gross notional of the same worst-case lots the IM was computed on: IM / gross is a rate
-        # np.add.reduce is what .sum() calls, without its Python wrapper (five reductions a publication)
+        # gross notional of the same worst-case lots the IM was computed on: IM / gross is a rate.
+        # From the book's kept per-instrument sums of |lots| (whole lots: exact), not a pass over
+        # every row's lots at every publication
+        gross = float(self.book.gross_lots(rows).dot(self.marks.ticks * self.ledger.tick_value))
+        # np.add.reduce is what .sum() calls, without its Python wrapper
         total = np.add.reduce
-        gross = float(total(self.book.abs_exposure[rows].dot(self.marks.ticks * self.ledger.tick_value)))
         self.margin_samples.append((self.world.now, float(total(im)), float(total(mm)), float(total(equity)), gross))
         self._apply(rows, equity, im, mm, exposure, cause)
 
