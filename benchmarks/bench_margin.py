@@ -100,9 +100,8 @@ def run(n_accounts: int, repeat: int, traded: float, seed: int) -> dict[str, flo
     ep, maker, first = build_house(n_accounts, seed, seconds=repeat + 2.0)
     house, venue, world = ep.house, ep.venue, ep.world
     times: list[float] = []
-    real = house.revalue_all
-
     cpu_times: list[float] = []  # the same calls in process CPU time: what the guest did not lose
+    real = house.revalue_all
 
     def timed(cause) -> None:
         gc.disable()

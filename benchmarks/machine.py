@@ -60,8 +60,8 @@ def describe() -> str:
     cpu = info.get("model name") or platform.processor() or platform.machine()
     ident = ", ".join(f"{name} {info[key]}" for key, name in
                       (("cpu family", "family"), ("model", "model"), ("stepping", "stepping")) if key in info)
-    # bogomips is twice the nominal clock on x86 (the kernel's calibration); "cpu MHz" in a guest
-    # is the host's figure at boot, so both are shown when present
+    # bogomips is twice the nominal clock on x86 (the kernel's calibration); not "cpu MHz", which a
+    # guest reads once from its host at boot
     clock = f"{float(info['bogomips']) / 2:.0f} MHz nominal" if "bogomips" in info else ""
     parts = [f"{cpu} ({ident})" if ident else cpu, clock, _caches(),
              "virtual machine" if "hypervisor" in info.get("flags", "").split() else "",

@@ -142,12 +142,11 @@ class ExposureBook:
         pos = self.ledger.position[rows]
         bids, asks = self.resting.bids[rows], self.resting.asks[rows]
         up, down, larger = _sides(pos, bids, asks)
+        self.abs_lots -= np.abs(self.exposure[rows]).sum(axis=0)  # the rows' lots before, out of the sums
         if isinstance(rows, slice):
             exposure = self.exposure[rows]
-            self.abs_lots -= np.abs(exposure).sum(axis=0)  # the rows' lots before, out of the sums
             np.copyto(exposure, larger)  # int64 -> float64, as astype converts
         else:
-            self.abs_lots -= np.abs(self.exposure[rows]).sum(axis=0)
             exposure = larger.astype(np.float64)
             self.exposure[rows] = exposure
         self.abs_lots += np.abs(exposure).sum(axis=0)
