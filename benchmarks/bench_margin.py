@@ -83,7 +83,7 @@ def build_house(n_accounts: int, seed: int, seconds: float) -> tuple[Episode, in
     first = ledger.n_accounts
     for _ in range(n_accounts):
         ledger.open_account()
-    ep.house._grow()
+    ep.house.grow()
     ticks = ep.marks.ticks
     for a, i, n in zip((account + first).tolist(), instrument.tolist(), lots.astype(np.int64).tolist()):
         price = max(1, int(round(ticks[i])))

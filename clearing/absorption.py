@@ -12,7 +12,8 @@ holds exactly what no layer absorbed.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -24,14 +25,37 @@ from clearing.socialised import haircut_depositors, socialise_over_open_interest
 from clearing.config import LossAbsorptionConfig
 
 if TYPE_CHECKING:
-    from clearing.house import ClearingHouse
+    from clearing.ledger import Ledger
     from clearing.waterfall import DefaultWaterfall
+    from sim.core.kernel import World
+    from sim.market.mark import MarkPricer
+
+
+class AbsorbingHouse(Protocol):
+    """What loss absorption reads of, and asks of, the clearing house
+    (``clearing.house.ClearingHouse``), declared here so that the absorber names the duties it
+    relies on rather than the house's whole surface."""
+
+    world: "World"
+    ledger: "Ledger"
+    marks: "MarkPricer"
+    scale: float  # quote units -> minor units
+
+    def asset_prices(self) -> np.ndarray: ...
+
+    def equities(self, rows: slice | np.ndarray) -> np.ndarray: ...
+
+    def free_collateral(self, account: int) -> float: ...
+
+    def note_charge(self, account: int, liq_id: int, equity_effect: float) -> None: ...
+
+    def revalue_accounts(self, accounts: "Iterable[int]") -> None: ...
 
 
 class LossAbsorber:
     """Applies the cash layers to deficits and keeps a per-layer tally."""
 
-    def __init__(self, house: "ClearingHouse", config: LossAbsorptionConfig, fund: InsuranceFund,
+    def __init__(self, house: AbsorbingHouse, config: LossAbsorptionConfig, fund: InsuranceFund,
                  waterfall: "DefaultWaterfall | None" = None) -> None:
         self.house = house
         self.config = config

@@ -17,6 +17,7 @@ re-valuations (``book``, ``clearing.exposure.ExposureBook``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -135,7 +136,9 @@ class ClearingHouse:
         if self._continuous:
             self.revalue_all(Cause(CauseKind.INTERVAL, self.oracle_seq, self.world.now))
 
-    def _grow(self) -> None:
+    def grow(self) -> None:
+        """Size the house's per-account arrays to the ledger's: accounts opened after the house was
+        built (the population, the no-feedback twin's absorber) get rows."""
         cap = self.ledger.cash.shape[0]
         if self.health.shape[0] < cap:
             for name in ("health", "equity", "im", "mm"):
@@ -363,7 +366,7 @@ class ClearingHouse:
             self._recheck(seller)
         elif self._continuous:
             if max(buyer, seller) >= self.health.shape[0]:
-                self._grow()
+                self.grow()
             # what trading away from the mark cost each side, plus its fee, eats into its slack
             away = (price - self.marks.ticks.item(instrument)) * lots * ledger.tick_value.item(instrument)
             buyer_fee = maker_fee if buyer == fill.maker_account else taker_fee
@@ -381,7 +384,7 @@ class ClearingHouse:
     def revalue_all(self, cause: Cause) -> None:
         """Re-value every trader account at once and act on the new states."""
         self.valuation_epoch += 1
-        self._grow()
+        self.grow()
         rows = self.ledger.traders
         equity, im, mm, exposure = self._value_rows(rows, full=True)
         # gross notional of the same worst-case lots the IM was computed on: IM / gross is a rate.
@@ -393,12 +396,12 @@ class ClearingHouse:
         self.margin_samples.append((self.world.now, float(total(im)), float(total(mm)), float(total(equity)), gross))
         self._apply(rows, equity, im, mm, exposure, cause)
 
-    def revalue_accounts(self, accounts: "list[int] | set[int]") -> None:
+    def revalue_accounts(self, accounts: "Iterable[int]") -> None:
         """Re-value some accounts now and act on them: after something moved their equity outside
         a fill or a mark update (a loss allocation), so that a breach it causes is seen at once."""
         rows = np.array(sorted(a for a in set(accounts) if a >= FIRST_TRADER), dtype=np.int64)
         if rows.size:
-            self._grow()
+            self.grow()
             self._apply(rows, *self._value_rows(rows), Cause(CauseKind.ORACLE, self.oracle_seq, self.world.now))
 
     def _apply(self, rows: slice | np.ndarray, equity: np.ndarray, im: np.ndarray, mm: np.ndarray,
@@ -457,7 +460,7 @@ class ClearingHouse:
         if not self._continuous or account < FIRST_TRADER:
             return
         if account >= self.health.shape[0]:
-            self._grow()
+            self.grow()
         if not self._dirty:  # one re-check per instant, however many accounts it covers
             self.world.call_soon(self._check_parties)
         self._dirty.add(account)

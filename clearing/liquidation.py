@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -50,7 +51,40 @@ from clearing.config import LiquidationConfig
 
 if TYPE_CHECKING:
     from clearing.absorption import LossAbsorber
-    from clearing.house import ClearingHouse
+    from clearing.ledger import Ledger
+    from sim.core.kernel import World
+    from sim.market.mark import MarkPricer
+    from sim.market.venue import Venue
+
+
+class LiquidatingHouse(Protocol):
+    """What the liquidation engine reads of, and asks of, the clearing house
+    (``clearing.house.ClearingHouse``), declared here so that the engine names the duties it relies
+    on rather than the house's whole surface."""
+
+    world: "World"
+    ledger: "Ledger"
+    venue: "Venue"
+    marks: "MarkPricer"
+    scale: float  # quote units -> minor units
+    oracle_seq: int  # publications so far
+    valuation_epoch: int  # moves whenever any account's valuation may have
+
+    def grow(self) -> None: ...
+
+    def asset_prices(self) -> np.ndarray: ...
+
+    def equities(self, rows: slice | np.ndarray) -> np.ndarray: ...
+
+    def account_equity(self, account: int) -> float: ...
+
+    def account_valuation(self, account: int) -> tuple[float, float, float]: ...
+
+    def covers_im_with(self, account: int, lots: np.ndarray) -> bool: ...
+
+    def note_charge(self, account: int, liq_id: int, equity_effect: float) -> None: ...
+
+    def revalue_accounts(self, accounts: "Iterable[int]") -> None: ...
 
 
 class AuctionBidder(Protocol):
@@ -82,7 +116,7 @@ class _UnfilledStep:
 class LiquidationEngine:
     """Runs liquidations as timed steps on the world's clock."""
 
-    def __init__(self, house: "ClearingHouse", config: LiquidationConfig, absorber: "LossAbsorber",
+    def __init__(self, house: LiquidatingHouse, config: LiquidationConfig, absorber: "LossAbsorber",
                  backstop_account: int | None, adl: str = "ranked", external_account: int | None = None) -> None:
         if config.absorb_outside and external_account is None:
             raise ValueError("liquidation.absorb_outside needs an external absorber account")
@@ -487,7 +521,7 @@ class LiquidationEngine:
         house = self.house
         account = event.account
         ledger = house.ledger
-        house._grow()
+        house.grow()
         # pro rata allocates over every profitable holder: O(holders) by definition, so a full
         # vector costs nothing more. The ranked queue values only the rows it (re)ranks, and the
         # bankrupt account by the one-account path the engine judged it bankrupt with

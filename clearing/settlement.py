@@ -6,6 +6,7 @@ then has the clearing house re-value whoever it touched, so a breach it causes i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -41,7 +42,7 @@ class SettlingHouse(Protocol):
 
     def revalue_all(self, cause: "Cause") -> None: ...
 
-    def revalue_accounts(self, accounts: "list[int] | set[int]") -> None: ...
+    def revalue_accounts(self, accounts: "Iterable[int]") -> None: ...
 
     def oracle_cause(self) -> "Cause": ...
 

@@ -108,7 +108,7 @@ def build(config: EpisodeConfig) -> Episode:
         # has in the run it is the twin of; deep enough never to breach (see EXTERNAL_CAPITAL)
         external = ledger.open_account()
         ledger.deposit(external, QUOTE, EXTERNAL_CAPITAL)
-    house._grow()  # the population opened accounts after the house was sized
+    house.grow()  # the population opened accounts after the house was sized
     engine = LiquidationEngine(house, config.clearing.liquidation, absorber, vault, adl=la.adl,
                                external_account=external)
     house.attach(engine)

@@ -306,7 +306,7 @@ def test_delta_hedger_keeps_net_delta_within_its_band_on_a_moving_path():
     writer = ep.ledger.open_account()
     ep.ledger.deposit(writer, QUOTE, 10**15)
     ep.venue.resting.ensure(ep.ledger.n_accounts)
-    ep.house._grow()
+    ep.house.grow()
     # the hedger is short 200 calls (20 BTC of underlying) bought by another account at the mark
     ep.ledger.trade(writer, h.account, 1, int(round(ep.marks.ticks[1])), 200)
     start(ep)
@@ -375,7 +375,7 @@ def test_bidder_margin_check_leaves_the_regimes_market_memory_alone():
     for a in (longs, shorts):
         ep.ledger.deposit(a, QUOTE, 1_000_000 * USD)
     ep.venue.resting.ensure(ep.ledger.n_accounts)
-    ep.house._grow()
+    ep.house.grow()
     ep.ledger.trade(longs, shorts, 0, 50_000, 1_000)  # 10 BTC open: 500k$ of open interest
     ep.house.revalue_all(Cause(CauseKind.ORACLE, 0, 0.0))
     remembered = ep.house.regime._last_oi.copy()
@@ -605,7 +605,7 @@ def test_backstop_provider_is_the_vault_and_unwinds():
     other = ep.ledger.open_account()
     ep.ledger.deposit(other, QUOTE, 10**15)
     ep.venue.resting.ensure(ep.ledger.n_accounts)
-    ep.house._grow()
+    ep.house.grow()
     ep.ledger.trade(vault, other, 0, 50_000, 40)  # as if handed a liquidated long
     start(ep)
     ep.world.run(until=10.5)
@@ -623,7 +623,7 @@ def test_basis_arbitrageur_trades_the_book_back_toward_the_index(side):
     mispriced = ep.ledger.open_account()
     ep.ledger.deposit(mispriced, QUOTE, 10**13)
     ep.venue.resting.ensure(ep.ledger.n_accounts)
-    ep.house._grow()
+    ep.house.grow()
     # someone rests 100 lots 1% through the index on the other side of what the arb will do
     price = 50_500 if side == SELL else 49_500
     ep.venue.execute(ep.venue.new_order_id(), mispriced, 0, -side, price, 100, check_risk=False)

@@ -268,7 +268,7 @@ def open_trader(house: ClearingHouse, cash: int) -> int:
     account = house.ledger.open_account()
     if cash:
         house.ledger.deposit(account, QUOTE, cash)
-    house._grow()
+    house.grow()
     return account
 
 

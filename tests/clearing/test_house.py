@@ -31,7 +31,7 @@ def house() -> ClearingHouse:
 def _trader(house: ClearingHouse, cash: int) -> int:
     account = house.ledger.open_account()
     house.ledger.deposit(account, QUOTE, cash)
-    house._grow()
+    house.grow()
     return account
 
 

@@ -42,7 +42,7 @@ def test_account_equity_equals_equities_to_the_bit(n_instruments, n_assets, n_ac
     ledger = house.ledger
     for _ in range(n_accounts):
         ledger.open_account()
-    house._grow()
+    house.grow()
     n = ledger.n_accounts
     # states no ledger operation is needed for: the sums are the point, not how they were reached
     ledger.position[:n] = rng.integers(-10**6, 10**6, (n, n_instruments)) * (rng.random((n, n_instruments)) < 0.7)
@@ -63,7 +63,7 @@ def test_control_a_hand_worked_equity():
     house = _house(2, [2, 5], 3, [50.0, 20.0], [0.1, 0.0])
     ledger = house.ledger
     a, empty = ledger.open_account(), ledger.open_account()
-    house._grow()
+    house.grow()
     ledger.cash[a] = [100_000, 2 * 10**2, -1 * 10**3]  # A0 has 2 decimals, A1 3
     ledger.position[a] = [3, -1]
     house.marks.ticks[:] = [12_345.0, 100.0]
