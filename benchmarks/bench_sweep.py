@@ -368,6 +368,11 @@ def main() -> None:
     if args.repeat > 1:
         print(f"medians of {args.repeat} alternating repeats; walls: "
               + "; ".join(f"{label} {' '.join(f'{m.wall:.1f}' for m in ms)}" for label, ms in results.items()))
+    else:
+        # a 2-core guest's speed swings by a quarter or more over minutes: one configuration run in a
+        # fast phase and the next in a slow one read 1.53x where alternating repeats read 1.90x
+        print("one reading of each configuration, minutes apart: the ratios below are not figures on a "
+              "machine whose speed drifts; --repeat 3 alternates the configurations and compares medians")
     if pooled and single:
         print(f"speed-up {args.workers} vs 1 local workers: {single.wall / pooled.wall:.2f}x wall; "
               f"{single.idle_estimate() / pooled.idle_estimate():.2f}x idle-machine estimate from CPU")
