@@ -199,7 +199,7 @@ class Sampler:
     whole life (an ABIDES noise trader sends one order) should not draw 64. Choices are drawn by
     inverting their cumulative weights, computed once (what ``Generator.choice`` does per call)."""
 
-    __slots__ = ("dist", "rng", "block", "_draws", "_const", "_values", "_cdf")
+    __slots__ = ("dist", "rng", "block", "_draws", "_const", "_choice")
 
     def __init__(self, dist: Any, rng: np.random.Generator, block: int = 64) -> None:
         self.dist = dist
@@ -207,14 +207,15 @@ class Sampler:
         self.block = max(1, block)
         self._const = float(dist) if isinstance(dist, (int, float)) else None
         self._draws: Iterator[float] = iter(())  # the current block's draws not yet taken
-        self._values = self._cdf = None
+        # a "choice" distribution's values and cumulative weights, drawn by inverting the CDF
+        self._choice: tuple[np.ndarray, np.ndarray] | None = None
         if self._const is None and dist.dist == "choice":
-            self._values, self._cdf = _choice_table(tuple(dist.values),
-                                                    None if dist.weights is None else tuple(dist.weights))
+            self._choice = _choice_table(tuple(dist.values), None if dist.weights is None else tuple(dist.weights))
 
     def _refill(self) -> list[float]:
-        if self._cdf is not None:
-            return self._values[np.searchsorted(self._cdf, self.rng.random(self.block), side="right")].tolist()
+        if self._choice is not None:
+            values, cdf = self._choice
+            return values[np.searchsorted(cdf, self.rng.random(self.block), side="right")].tolist()
         return np.asarray(_draw(self.dist, self.rng, self.block), dtype=np.float64).tolist()
 
     def __call__(self) -> float:

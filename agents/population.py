@@ -20,6 +20,8 @@ operations; a leveraged group is its own). The backstop provider's account, if a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from agents.arbitrage import BasisArbitrageur
@@ -35,7 +37,7 @@ from agents.pair import PairTrader
 from agents.tape import MarketTape
 from agents.value import ValueCrowd
 from clearing.ledger import QUOTE, Ledger
-from agents.config import CollateralSplit, LeveragedGroup, NoiseGroup, PopulationConfig, ValueGroup
+from agents.config import CollateralSplit, GroupConfig, PopulationConfig
 from agents.distributions import Sampler, sample
 
 
@@ -66,15 +68,16 @@ class Population(list):
 # group type (the config's discriminator) -> agent class; every class but the crowds (one agent
 # for the whole group, see ``_build_crowd``) takes (ctx, name, account, rng, group config,
 # instrument ids, *shared)
-AGENT_TYPES: dict[str, type[Agent]] = {
-    "market_maker": MarketMaker, "noise": NoiseCrowd, "leveraged": LeveragedCrowd,
-    "basis_arb": BasisArbitrageur, "value": ValueCrowd, "momentum": MomentumTrader,
+# the group types built as one agent per member, each with its own account; the constructors take
+# (context, name, account, stream, group config, instrument ids, then what the group shares)
+MEMBER_TYPES: dict[str, Callable[..., Agent]] = {
+    "market_maker": MarketMaker, "basis_arb": BasisArbitrageur, "momentum": MomentumTrader,
     "option_seller": OptionSeller, "delta_hedger": DeltaHedger, "backstop_provider": BackstopProvider,
     "auction_bidder": AuctionBidder, "pair_trader": PairTrader, "manipulator": Manipulator,
 }
-# the group types built as one agent over an array of member accounts (``_build_crowd``): the
-# classes that are crowds, read off the table above rather than listed again
-CROWD_TYPES = tuple(kind for kind, cls in AGENT_TYPES.items() if issubclass(cls, Crowd))
+# the group types built as one agent over an array of member accounts (``_build_crowd``); the
+# constructors take (context, name, stream, group config, instrument ids, accounts)
+CROWD_TYPES: dict[str, Callable[..., Crowd]] = {"noise": NoiseCrowd, "leveraged": LeveragedCrowd, "value": ValueCrowd}
 
 
 def _deposit(ctx: AgentContext, ledger: Ledger, account: int, capital: float, split: CollateralSplit | None) -> None:
@@ -117,7 +120,7 @@ def build_population(ctx: AgentContext, ledger: Ledger, config: PopulationConfig
             pop.groups[gname] = [crowd]
             continue
         members: list[Agent] = []
-        cls = AGENT_TYPES[group.type]
+        cls = MEMBER_TYPES[group.type]
         # the extra argument some types share across a group: the trade tape, or a group monitor
         if group.type == "market_maker":
             shared: tuple = (tape,)
@@ -144,8 +147,7 @@ def build_population(ctx: AgentContext, ledger: Ledger, config: PopulationConfig
     return pop
 
 
-def _build_crowd(ctx: AgentContext, ledger: Ledger, pop: Population,
-                 group: NoiseGroup | LeveragedGroup | ValueGroup, ids: list[int]) -> Crowd:
+def _build_crowd(ctx: AgentContext, ledger: Ledger, pop: Population, group: GroupConfig, ids: list[int]) -> Crowd:
     """A noise, leveraged or value group's accounts, opened and funded in member order, and its one agent."""
     gname = group.group_name
     rng = ctx.world.stream(f"group/{gname}")
@@ -156,4 +158,4 @@ def _build_crowd(ctx: AgentContext, ledger: Ledger, pop: Population,
         account = accounts[k] = ledger.open_account()
         _deposit(ctx, ledger, account, capital, group.collateral)
         pop.meta.append((account, gname, group.type, float(capital)))
-    return AGENT_TYPES[group.type](ctx, gname, rng, group, ids, accounts)  # type: ignore[call-arg]
+    return CROWD_TYPES[group.type](ctx, gname, rng, group, ids, accounts)

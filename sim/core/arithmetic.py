@@ -125,7 +125,7 @@ def profile() -> dict[str, object]:
     try:
         from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
     except ImportError:  # numpy < 2
-        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__  # type: ignore[no-redef]
     in_use = [target for target in __cpu_dispatch__ if __cpu_features__.get(target)]
     blas = [info.get("architecture") for info in threadpool_info() if info.get("internal_api") == "openblas"]
     avx512 = any(target.startswith(("X86_V4", "AVX512")) for target in in_use)

@@ -30,6 +30,9 @@ class _Environment(simpy.Environment):
     schedules a few per order. Everything else (processes, timeouts, the ``until`` event) goes
     through simpy's own ``step``."""
 
+    # simpy declares (time, priority, id, Event) entries; a plain call puts (fn, args) in the last place
+    _queue: list[tuple[float, int, int, Any]]  # type: ignore[assignment]
+
     def step(self) -> None:
         queue = self._queue
         if queue and queue[0][3].__class__ is tuple:

@@ -48,7 +48,8 @@ class StrictModel(BaseModel):
             field = cls.model_fields.get(name) if isinstance(name, str) else None
             if field is None or value is None:
                 continue
-            kinds = _scalar_kinds(field.annotation)
+            annotation: Any = field.annotation  # a type form: hashable, as the cache needs
+            kinds = _scalar_kinds(annotation)
             if not kinds:
                 continue
             if isinstance(value, bool):

@@ -337,7 +337,7 @@ class OrderBook(BookLevels):
         levels = self._asks if side == BUY else self._bids
         mine = self._account_orders.get(account)
         # Without own orders opposite, level totals answer it; otherwise walk the queues.
-        own_opposite = bool(mine) and any(o.side != side for o in mine.values())
+        own_opposite = mine is not None and any(o.side != side for o in mine.values())
         available = 0
         for key in levels.irange(maximum=side * price):
             level = levels[key]

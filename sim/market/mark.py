@@ -237,6 +237,8 @@ class MarkPricer:
                 self.impact_ticks[:] = 0.0
                 shares[:] = [{} for _ in shares]
             return
+        # update() passes no spot only when nothing is displaced (the return above)
+        assert spot is not None and basis is not None
         tick, cap = self._tick_size, self.cap
         index = self.index.tolist()
         for i in self._linear_list:

@@ -116,7 +116,7 @@ class Oracle:
             # the clock reaches sample times by repeated addition: build them the same way
             times = np.cumsum(np.r_[now, np.full(1023, step)])
             self._ahead_times = times.tolist()
-            rows = np.asarray(self.batch_source(times), dtype=np.float64)  # type: ignore[misc]
+            rows = np.asarray(self.batch_source(times), dtype=np.float64)
             self._ahead = self._clip_if_exogenous(rows).tolist()
             self._quiet_until = -1
             pos = 0

@@ -73,7 +73,7 @@ class OracleConfig(StrictModel):
         for name, lo in self.floor.items():
             if lo <= 0:
                 raise ValueError(f"floor[{name}] must be positive, got {lo}")
-            hi = self.ceiling.get(name)
-            if hi is not None and hi <= lo:
-                raise ValueError(f"ceiling[{name}] ({hi}) must exceed floor ({lo})")
+            ceiling = self.ceiling.get(name)
+            if ceiling is not None and ceiling <= lo:
+                raise ValueError(f"ceiling[{name}] ({ceiling}) must exceed floor ({lo})")
         return self

@@ -14,6 +14,7 @@ Annualised parameters are converted with ``dt_years = dt / SECONDS_PER_YEAR``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,7 +163,7 @@ def _diffusion_params(cfg):
     return s0, mu, sig
 
 
-def gbm_log_paths(cfg: GBMPathConfig, rng: np.random.Generator, times: np.ndarray):
+def gbm_log_paths(cfg: GBMPathConfig, rng: np.random.Generator, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ln S_{k+1} = ln S_k + (mu - vol^2/2) dt + vol sqrt(dt) z_k, z_k ~ N(0, corr) (exact)."""
     dt = _dt_years(times)
     s0, mu, sig = _diffusion_params(cfg)
@@ -171,7 +172,7 @@ def gbm_log_paths(cfg: GBMPathConfig, rng: np.random.Generator, times: np.ndarra
     return cum_log(np.log(s0), inc), np.broadcast_to(sig, (len(times), len(sig))).copy()
 
 
-def merton_log_paths(cfg: MertonPathConfig, rng: np.random.Generator, times: np.ndarray):
+def merton_log_paths(cfg: MertonPathConfig, rng: np.random.Generator, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """GBM plus compound-Poisson log jumps per underlying.
 
     Per step: N ~ Poisson(lambda dt), jump sum = mean * N + std * sqrt(N) * z' (exact for normal
@@ -197,7 +198,7 @@ def merton_log_paths(cfg: MertonPathConfig, rng: np.random.Generator, times: np.
     return cum_log(np.log(s0), inc), np.broadcast_to(sig, (n + 1, u)).copy()
 
 
-def garch_log_paths(cfg: GarchPathConfig, rng: np.random.Generator, times: np.ndarray):
+def garch_log_paths(cfg: GarchPathConfig, rng: np.random.Generator, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """GARCH(1,1): eps_k = sqrt(h_k) z_k, ln S_{k+1} = ln S_k + mu dt - h_k/2 + eps_k,
     h_{k+1} = omega dt + alpha eps_k^2 + beta h_k (h is the per-step variance)."""
     dt = _dt_years(times)
@@ -242,7 +243,7 @@ def regime_states(rng: np.random.Generator, n: int, rates, initial: int, dt: flo
     return states
 
 
-def regime_log_paths(cfg: RegimeSwitchPathConfig, rng: np.random.Generator, times: np.ndarray):
+def regime_log_paths(cfg: RegimeSwitchPathConfig, rng: np.random.Generator, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Correlated GBM with vol_i * m[state_k] in step k; the state is market-wide."""
     dt = _dt_years(times)
     s0, mu, sig = _diffusion_params(cfg)
@@ -261,7 +262,7 @@ def _ou_start(underlyings) -> list[float]:
     return [u.mean if u.s0 is None else u.s0 for u in underlyings]
 
 
-def ou_megashock_log_paths(cfg: OUMegashockPathConfig, rng: np.random.Generator, times: np.ndarray):
+def ou_megashock_log_paths(cfg: OUMegashockPathConfig, rng: np.random.Generator, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact OU step in log price plus megashocks at the end of the step:
 
     x_{k+1} = m + (x_k - m) e^{-kappa dt} + vol sqrt((1 - e^{-2 kappa dt}) / (2 kappa)) z_k + J_k,
@@ -341,7 +342,8 @@ def replay_span(cfg: ReplayPathConfig, data=None) -> float:
 # Entry point
 # ---------------------------------------------------------------------------------------------
 
-_GENERATORS = {
+# kind -> (log prices, vols) on the time grid; each takes its own kind's config
+_GENERATORS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "gbm": gbm_log_paths,
     "merton": merton_log_paths,
     "garch": garch_log_paths,
@@ -364,12 +366,15 @@ def generate_paths(
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     dt = config.dt if dt is None else float(dt)
-    csvs = [None] * len(config.models)  # replay files already read, so each is parsed once
+    # replay files already read, so each is parsed once
+    csvs: list[tuple[np.ndarray, list[str], np.ndarray] | None] = [None] * len(config.models)
     if duration is None:
-        if not all(m.kind == "replay" for m in config.models):
+        replays = [m for m in config.models if isinstance(m, ReplayPathConfig)]
+        if len(replays) < len(config.models):
             raise ValueError("duration is required unless every path model is a replay")
-        csvs = [read_price_csv(m.path, m.time_unit) for m in config.models]
-        duration = max(replay_span(m, d) for m, d in zip(config.models, csvs))
+        read = [read_price_csv(m.path, m.time_unit) for m in replays]
+        duration = max(replay_span(m, d) for m, d in zip(replays, read))
+        csvs = list(read)
     times = time_grid(float(duration), dt)
     children = rng.spawn(len(config.models))
     logs, vols, names, raw = [], [], [], []

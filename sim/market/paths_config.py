@@ -239,7 +239,8 @@ class OUMegashockPathConfig(_Correlated):
     """Mean-reverting log prices with megashocks; ``correlation`` couples the diffusion parts."""
 
     kind: Literal["ou_megashock"] = "ou_megashock"
-    underlyings: Annotated[list[OUUnderlyingSpec], Field(min_length=1)]
+    # another spec than the base's: what the base does with underlyings reads only their names
+    underlyings: Annotated[list[OUUnderlyingSpec], Field(min_length=1)]  # type: ignore[assignment]
 
 
 class ReplayPathConfig(StrictModel):

@@ -15,7 +15,8 @@ after (in the order listed); crash and gap overlays commute, a pinned depeg over
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -158,8 +159,10 @@ def apply_depeg(x: np.ndarray, times: np.ndarray, names: Sequence[str], shock: D
     return out
 
 
-_INCREMENT = {"vol_spike": apply_vol_spike, "correlation_breakdown": apply_correlation_breakdown}
-_LEVEL = {"crash": apply_crash, "gap": apply_gap, "depeg": apply_depeg}
+# kind -> the function applying it to (T, U) log prices; each takes its own kind's shock
+_ShockFn = Callable[[np.ndarray, np.ndarray, Sequence[str], Any], np.ndarray]
+_INCREMENT: dict[str, _ShockFn] = {"vol_spike": apply_vol_spike, "correlation_breakdown": apply_correlation_breakdown}
+_LEVEL: dict[str, _ShockFn] = {"crash": apply_crash, "gap": apply_gap, "depeg": apply_depeg}
 
 
 def apply_shocks(log_prices: np.ndarray, vols: np.ndarray | None, times: np.ndarray, names: Sequence[str], shocks):

@@ -50,6 +50,11 @@ def fee_minor(notional: int, pips: int) -> int:
     return -((notional * -pips) // 1_000_000)
 
 
+def _position_in(position_of: Callable[[int, int], int], instrument: int) -> Callable[[int], int]:
+    """``position_of`` for one instrument: a book asks by account alone (its reduce-only check)."""
+    return lambda account: position_of(account, instrument)
+
+
 class Venue:
     """One order book per instrument behind latency, fees, bands, halts and a risk check."""
 
@@ -60,7 +65,7 @@ class Venue:
         self.tick_values = tick_values
         stp = _STP[config.self_trade_prevention]
         self.books = [
-            OrderBook(i, stp=stp, position_of=(None if position_of is None else (lambda a, i=i: position_of(a, i))))
+            OrderBook(i, stp=stp, position_of=(None if position_of is None else _position_in(position_of, i)))
             for i in range(len(tick_values))
         ]
         # account -> its latency to the venue, and to the agent: each opened at its first message
@@ -165,9 +170,10 @@ class Venue:
             return self._reject(oid, account, _HALTED)
         ref = self.reference[instrument]
         if tif == _MARKET:
-            price = self._protected_price(book, side, ref)
-            if price is None:
+            protected = self._protected_price(book, side, ref)
+            if protected is None:
                 return self._reject(oid, account, _OUTSIDE_BAND)
+            price = protected
         elif not flags and self._outside_band(ref, price):
             return self._reject(oid, account, _OUTSIDE_BAND)
         # A reduce-only order is exempt: the book refuses one that could flip the position and

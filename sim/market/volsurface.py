@@ -25,7 +25,7 @@ after :meth:`VolSurface.take`), so a whole instrument table x scenario grid is o
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -109,7 +109,7 @@ class VolSurface:
 
     @classmethod
     def stack(cls, parts: Sequence["VolSurface"]) -> "VolSurface":
-        kw = {}
+        kw: dict[str, Any] = {}
         for f in fields(cls):
             if f.name == "names":
                 kw["names"] = tuple(n for p in parts for n in p.names)
