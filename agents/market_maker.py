@@ -44,6 +44,7 @@ from sim.core.instruments import SECONDS_PER_YEAR
 from sim.core.orders import BUY, SELL
 from agents.config import MarketMakerGroup
 from agents.distributions import sample
+from agents.tape import MarketTape
 
 _LN2 = math.log(2.0)
 _GUARD = 0.25  # seconds: a slot submitted more recently than this may still be in flight
@@ -88,7 +89,7 @@ class MarketMaker(Agent):
                  "move")
 
     def __init__(self, ctx: AgentContext, name: str, account: int, rng: np.random.Generator,
-                 cfg: MarketMakerGroup, instruments: list[int], tape=None) -> None:
+                 cfg: MarketMakerGroup, instruments: list[int], tape: MarketTape | None = None) -> None:
         super().__init__(ctx, name, account, rng)
         self.cfg = cfg
         self.instruments = instruments

@@ -8,6 +8,7 @@ trade imbalance read the counters' change since their last look. Complexity: O(1
 from __future__ import annotations
 
 from sim.core.phases import Phase
+from sim.market.venue import Venue
 from sim.core.orders import Fill, FillFlag
 
 _OUTSIDE = int(FillFlag.EXTERNAL)  # a plain int: IntFlag's & runs in Python, once per fill
@@ -34,6 +35,6 @@ class MarketTape:
             self.sell_volume[i] += fill.size
         self.trades += 1
 
-    def attach(self, venue) -> "MarketTape":
+    def attach(self, venue: Venue) -> "MarketTape":
         venue.trade_listeners.add(self.on_fill, Phase.OBSERVE)
         return self

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from heapq import heappop, heappush
 from typing import Any
 
+import numpy as np
 import simpy
 from simpy.core import EmptySchedule, StopSimulation
 from simpy.events import NORMAL, URGENT, Event
@@ -103,7 +104,7 @@ class World:
     def now(self) -> float:
         return self.env._now  # what env.now returns, one property call fewer (read on every event)
 
-    def stream(self, name: str):
+    def stream(self, name: str) -> np.random.Generator:
         """The named random stream (see ``sim.core.streams``)."""
         return self.streams.stream(name)
 

@@ -14,20 +14,23 @@ Annualised parameters are converted with ``dt_years = dt / SECONDS_PER_YEAR``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from sim.core.instruments import SECONDS_PER_YEAR
 from sim.market.increments import cum_log
-from sim.market.price_csv import read_price_csv
+from sim.market.price_csv import PriceCsv, read_price_csv
 from sim.market.shocks import apply_shocks
 from sim.market.paths_config import (
     GarchPathConfig,
     GBMPathConfig,
     MertonPathConfig,
     OUMegashockPathConfig,
+    OUUnderlyingSpec,
+    PathModelConfig,
     PathsConfig,
     RegimeSwitchPathConfig,
     ReplayPathConfig,
@@ -61,12 +64,12 @@ class PricePaths:
     prices: np.ndarray
     vols: np.ndarray
 
-    def index_at(self, t):
+    def index_at(self, t: ArrayLike) -> np.ndarray:
         """Index of the row in force at time(s) ``t`` (the last row with times <= t; row 0 before)."""
         idx = np.searchsorted(self.times, t, side="right") - 1
         return np.maximum(idx, 0)
 
-    def at(self, t) -> np.ndarray:
+    def at(self, t: ArrayLike) -> np.ndarray:
         """Prices in force at time ``t``: (U,) for a scalar t, (n, U) for an array of n times."""
         return self.prices[self.index_at(t)]
 
@@ -156,7 +159,8 @@ def _ar1(y0: np.ndarray, a: np.ndarray, e: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _diffusion_params(cfg):
+def _diffusion_params(cfg: GBMPathConfig | MertonPathConfig | GarchPathConfig | RegimeSwitchPathConfig
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     s0 = np.array([u.s0 for u in cfg.underlyings], dtype=np.float64)
     mu = np.array([u.drift for u in cfg.underlyings], dtype=np.float64)
     sig = np.array([u.vol for u in cfg.underlyings], dtype=np.float64)
@@ -223,7 +227,7 @@ def garch_log_paths(cfg: GarchPathConfig, rng: np.random.Generator, times: np.nd
     return cum_log(np.log(s0), inc), vols
 
 
-def regime_states(rng: np.random.Generator, n: int, rates, initial: int, dt: float) -> np.ndarray:
+def regime_states(rng: np.random.Generator, n: int, rates: Sequence[float], initial: int, dt: float) -> np.ndarray:
     """(n+1,) int8 states of a 2-state chain stepped once per dt (years); switch prob 1-e^{-q dt}."""
     p = (-math.expm1(-rates[0] * dt), -math.expm1(-rates[1] * dt))
     u = rng.random(n)
@@ -257,7 +261,7 @@ def regime_log_paths(cfg: RegimeSwitchPathConfig, rng: np.random.Generator, time
     return cum_log(np.log(s0), inc), vols
 
 
-def _ou_start(underlyings) -> list[float]:
+def _ou_start(underlyings: Sequence[OUUnderlyingSpec]) -> list[float]:
     """Starting level of each OU underlying: ``s0``, or its mean when ``s0`` is None."""
     return [u.mean if u.s0 is None else u.s0 for u in underlyings]
 
@@ -316,7 +320,8 @@ def _ewma_vol(times: np.ndarray, prices: np.ndarray, halflife: float) -> np.ndar
     return np.sqrt(out)
 
 
-def replay_log_paths(cfg: ReplayPathConfig, times: np.ndarray, return_prices: bool = False, data=None):
+def replay_log_paths(cfg: ReplayPathConfig, times: np.ndarray, return_prices: bool = False,
+                     data: PriceCsv | None = None) -> tuple[np.ndarray, ...]:
     """Sample the CSV onto ``times``: the row in force (last timestamp <= t; the first row before).
 
     Returns (log prices, vols), plus the sampled prices themselves with ``return_prices``.
@@ -333,7 +338,7 @@ def replay_log_paths(cfg: ReplayPathConfig, times: np.ndarray, return_prices: bo
     return np.log(px[idx]), vols[idx]
 
 
-def replay_span(cfg: ReplayPathConfig, data=None) -> float:
+def replay_span(cfg: ReplayPathConfig, data: PriceCsv | None = None) -> float:
     t_csv, _, _ = read_price_csv(cfg.path, cfg.time_unit) if data is None else data
     return float(t_csv[-1] - (t_csv[0] if cfg.rebase else 0.0))
 
@@ -367,7 +372,7 @@ def generate_paths(
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     dt = config.dt if dt is None else float(dt)
     # replay files already read, so each is parsed once
-    csvs: list[tuple[np.ndarray, list[str], np.ndarray] | None] = [None] * len(config.models)
+    csvs: list[PriceCsv | None] = [None] * len(config.models)
     if duration is None:
         replays = [m for m in config.models if isinstance(m, ReplayPathConfig)]
         if len(replays) < len(config.models):
@@ -409,9 +414,10 @@ def generate_paths(
     return PricePaths(times=times, names=names_t, prices=prices, vols=vol)
 
 
-def _start_levels(model, raw_prices) -> np.ndarray:
+def _start_levels(model: PathModelConfig, raw_prices: np.ndarray | None) -> np.ndarray:
     if raw_prices is not None:
         return raw_prices[0]
-    if model.kind == "ou_megashock":
+    assert not isinstance(model, ReplayPathConfig)  # a replay starts at its file's first row (raw_prices)
+    if isinstance(model, OUMegashockPathConfig):
         return np.array(_ou_start(model.underlyings), dtype=np.float64)
     return np.array([u.s0 for u in model.underlyings], dtype=np.float64)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from sim.core.strict_model import StrictModel
@@ -51,7 +52,7 @@ Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 # ---------------------------------------------------------------------------------------------
 
 
-def check_correlation(matrix, n: int | None = None, tol: float = 1e-9) -> np.ndarray:
+def check_correlation(matrix: ArrayLike, n: int | None = None, tol: float = 1e-9) -> np.ndarray:
     """Return ``matrix`` as a float array if it is a valid correlation matrix, else raise ValueError.
 
     Valid: square (n x n if ``n`` is given), finite, symmetric, unit diagonal, entries in [-1, 1]
@@ -125,7 +126,7 @@ class _Correlated(StrictModel):
 
     @field_validator("correlation")
     @classmethod
-    def _valid_correlation(cls, v: list[list[float]] | None, info: ValidationInfo):
+    def _valid_correlation(cls, v: list[list[float]] | None, info: ValidationInfo) -> list[list[float]] | None:
         if v is None:
             return v
         und = info.data.get("underlyings")
@@ -168,7 +169,7 @@ class MertonPathConfig(_Correlated):
 
     @field_validator("jumps")
     @classmethod
-    def _known_names(cls, v: dict[str, JumpSpec], info: ValidationInfo):
+    def _known_names(cls, v: dict[str, JumpSpec], info: ValidationInfo) -> dict[str, JumpSpec]:
         und = info.data.get("underlyings")
         if und is not None:
             names = {u.name for u in und}
@@ -375,7 +376,7 @@ class CorrelationBreakdownShock(_Shock):
 
     @field_validator("correlation")
     @classmethod
-    def _valid_correlation(cls, v, info: ValidationInfo):
+    def _valid_correlation(cls, v: list[list[float]] | None, info: ValidationInfo) -> list[list[float]] | None:
         if v is None:
             return v
         und = info.data.get("underlyings")
@@ -396,6 +397,7 @@ class CorrelationBreakdownShock(_Shock):
             return np.eye(n)
         if self.mode == "lockstep":
             return np.ones((n, n))
+        assert self.correlation is not None  # mode "matrix" requires one (_matrix_iff_mode)
         return check_correlation(self.correlation, n)
 
 

@@ -43,7 +43,11 @@ def _parse_time(text: str, unit: float) -> float:
     return float(ns) * 1e-9
 
 
-def read_price_csv(path: Path | str, time_unit: str = "s") -> tuple[np.ndarray, list[str], np.ndarray]:
+# a price file as read: (times in seconds (N,), column names, prices (N, U))
+PriceCsv = tuple[np.ndarray, list[str], np.ndarray]
+
+
+def read_price_csv(path: Path | str, time_unit: str = "s") -> PriceCsv:
     """Read and check a price CSV; returns (times in seconds (N,), column names, prices (N, U)).
 
     Errors (ValueError) name the file and the 1-based line: missing file, bad header, wrong

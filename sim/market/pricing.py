@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "Greeks",
@@ -76,7 +77,7 @@ def _exp_neg_sq(y: np.ndarray) -> np.ndarray:
     return np.exp(-ysq * ysq) * np.exp(-delta)
 
 
-def erfc(x) -> np.ndarray:
+def erfc(x: ArrayLike) -> np.ndarray:
     """Complementary error function, vectorised (Cody's rational approximations)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.abs(x)
@@ -124,13 +125,13 @@ def erfc(x) -> np.ndarray:
     return out
 
 
-def norm_cdf(x) -> np.ndarray:
+def norm_cdf(x: ArrayLike) -> np.ndarray:
     """Standard normal CDF, vectorised; accurate in the far tails (computed via erfc)."""
     x = np.asarray(x, dtype=np.float64)
     return 0.5 * erfc(-x * _INV_SQRT2)
 
 
-def norm_pdf(x) -> np.ndarray:
+def norm_pdf(x: ArrayLike) -> np.ndarray:
     """Standard normal density, vectorised."""
     x = np.asarray(x, dtype=np.float64)
     return _INV_SQRT2PI * np.exp(-0.5 * x * x)
@@ -155,7 +156,8 @@ class Greeks:
     theta: np.ndarray
 
 
-def _prepare(forward, strike, years, vol, is_call, rate, *more):
+def _prepare(forward: ArrayLike, strike: ArrayLike, years: ArrayLike, vol: ArrayLike, is_call: ArrayLike,
+             rate: ArrayLike, *more: ArrayLike) -> tuple[np.ndarray, ...]:
     """Broadcast every argument to one shape (floats, is_call as bool)."""
     return np.broadcast_arrays(
         np.asarray(forward, dtype=np.float64),
@@ -168,7 +170,8 @@ def _prepare(forward, strike, years, vol, is_call, rate, *more):
     )
 
 
-def _d1d2(f, k, t, v):
+def _d1d2(f: np.ndarray, k: np.ndarray, t: np.ndarray, v: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """d1, d2 and sqrt(t); degenerate cells (t<=0 or v<=0) get d = +/-inf by moneyness."""
     degenerate = (t <= 0.0) | (v <= 0.0)
     t_safe = np.where(degenerate, 1.0, t)
@@ -186,7 +189,8 @@ def _d1d2(f, k, t, v):
     return d1, d2, sqrt_t, degenerate
 
 
-def _forward_price(f, k, t, v, c, df, d=None):
+def _forward_price(f: np.ndarray, k: np.ndarray, t: np.ndarray, v: np.ndarray, c: np.ndarray, df: np.ndarray,
+                   d: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Discounted Black price given the forward ``f`` and discount factor ``df`` (``d``: the
     ``_d1d2`` of these inputs when the caller has it already)."""
     d1, d2, _, degenerate = _d1d2(f, k, t, v) if d is None else d
@@ -199,7 +203,8 @@ def _forward_price(f, k, t, v, c, df, d=None):
     return np.maximum(price, 0.0)
 
 
-def black76_price(forward, strike, years, vol, is_call, rate=0.0) -> np.ndarray:
+def black76_price(forward: ArrayLike, strike: ArrayLike, years: ArrayLike, vol: ArrayLike, is_call: ArrayLike,
+                  rate: ArrayLike = 0.0) -> np.ndarray:
     """Black-76 price of a European option on a forward / futures price.
 
     V = e^{-rT} * w * (F N(w d1) - K N(w d2)), d1,2 = (ln(F/K) +/- vol^2 T / 2) / (vol sqrt T),
@@ -210,7 +215,8 @@ def black76_price(forward, strike, years, vol, is_call, rate=0.0) -> np.ndarray:
     return _forward_price(f, k, t, v, c, df)
 
 
-def black76_greeks(forward, strike, years, vol, is_call, rate=0.0) -> Greeks:
+def black76_greeks(forward: ArrayLike, strike: ArrayLike, years: ArrayLike, vol: ArrayLike, is_call: ArrayLike,
+                   rate: ArrayLike = 0.0) -> Greeks:
     """Black-76 Greeks with respect to the forward (see module docstring for units)."""
     f, k, t, v, c, r = _prepare(forward, strike, years, vol, is_call, rate)
     tt = np.maximum(t, 0.0)
@@ -229,7 +235,8 @@ def black76_greeks(forward, strike, years, vol, is_call, rate=0.0) -> Greeks:
     return Greeks(delta=delta, gamma=gamma, vega=vega, theta=theta)
 
 
-def black_scholes_price(spot, strike, years, vol, is_call, rate=0.0, carry=0.0) -> np.ndarray:
+def black_scholes_price(spot: ArrayLike, strike: ArrayLike, years: ArrayLike, vol: ArrayLike, is_call: ArrayLike,
+                        rate: ArrayLike = 0.0, carry: ArrayLike = 0.0) -> np.ndarray:
     """Black-Scholes(-Merton) price on spot with discount ``rate`` and continuous yield ``carry``.
 
     Equivalent to Black-76 on the forward F = S e^{(r - q) T} discounted at r.
@@ -240,7 +247,8 @@ def black_scholes_price(spot, strike, years, vol, is_call, rate=0.0, carry=0.0) 
     return _forward_price(f, k, t, v, c, np.exp(-r * tt))
 
 
-def black_scholes_greeks(spot, strike, years, vol, is_call, rate=0.0, carry=0.0) -> Greeks:
+def black_scholes_greeks(spot: ArrayLike, strike: ArrayLike, years: ArrayLike, vol: ArrayLike, is_call: ArrayLike,
+                         rate: ArrayLike = 0.0, carry: ArrayLike = 0.0) -> Greeks:
     """Black-Scholes Greeks with respect to spot (see module docstring for units).
 
     delta = w e^{-qT} N(w d1); gamma = e^{-qT} n(d1) / (S vol sqrt T); vega = S e^{-qT} n(d1) sqrt T;
@@ -275,19 +283,19 @@ def black_scholes_greeks(spot, strike, years, vol, is_call, rate=0.0, carry=0.0)
 # ---------------------------------------------------------------------------------------------
 
 
-def _undiscounted_otm(f, k, t, v, w):
+def _undiscounted_otm(f: np.ndarray, k: np.ndarray, t: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Undiscounted Black price with sign w (+1 call, -1 put); w chosen so the option is OTM."""
     d1, d2, _, _ = _d1d2(f, k, t, v)
     return w * (f * norm_cdf(w * d1) - k * norm_cdf(w * d2))
 
 
 def implied_vol_black76(
-    price,
-    forward,
-    strike,
-    years,
-    is_call,
-    rate=0.0,
+    price: ArrayLike,
+    forward: ArrayLike,
+    strike: ArrayLike,
+    years: ArrayLike,
+    is_call: ArrayLike,
+    rate: ArrayLike = 0.0,
     *,
     tol: float = 1e-14,
     max_iter: int = 100,

@@ -165,20 +165,21 @@ _INCREMENT: dict[str, _ShockFn] = {"vol_spike": apply_vol_spike, "correlation_br
 _LEVEL: dict[str, _ShockFn] = {"crash": apply_crash, "gap": apply_gap, "depeg": apply_depeg}
 
 
-def apply_shocks(log_prices: np.ndarray, vols: np.ndarray | None, times: np.ndarray, names: Sequence[str], shocks):
+def apply_shocks(log_prices: np.ndarray, vols: np.ndarray, times: np.ndarray, names: Sequence[str],
+                 shocks: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Apply ``shocks`` to (T, U) log prices; returns (log_prices, vols). Vol spikes also scale
     ``vols`` over their window; pinned depegs zero their column's vol."""
     x = np.asarray(log_prices, dtype=np.float64)
-    v = None if vols is None else np.array(vols, dtype=np.float64, copy=True)
+    v = np.array(vols, dtype=np.float64, copy=True)
     for s in shocks:
         if s.kind in _INCREMENT:
             x = _INCREMENT[s.kind](x, times, names, s)
-            if s.kind == "vol_spike" and v is not None:
+            if s.kind == "vol_spike":
                 rows = (times >= s.start) & (times < s.start + s.duration)
                 v[np.ix_(rows, _cols(names, s.underlyings))] *= s.factor
     for s in shocks:
         if s.kind in _LEVEL:
             x = _LEVEL[s.kind](x, times, names, s)
-            if s.kind == "depeg" and s.pin and v is not None:
+            if s.kind == "depeg" and s.pin:
                 v[:, int(_cols(names, [s.underlying])[0])] = 0.0
     return x, v

@@ -25,16 +25,20 @@ after :meth:`VolSurface.take`), so a whole instrument table x scenario grid is o
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from sim.core.instruments import InstrumentTable
+
+if TYPE_CHECKING:
+    from sim.market.volsurface_config import VolSurfaceConfig
 
 __all__ = ["VolSurface"]
 
 
-def _arr(v) -> np.ndarray:
+def _arr(v: ArrayLike) -> np.ndarray:
     return np.atleast_1d(np.asarray(v, dtype=np.float64))
 
 
@@ -64,7 +68,7 @@ class VolSurface:
     # ----------------------------------------------------------------------------- construction
 
     @classmethod
-    def from_config(cls, cfg, spot_ref: float | None = None, name: str = "") -> "VolSurface":
+    def from_config(cls, cfg: VolSurfaceConfig, spot_ref: float | None = None, name: str = "") -> "VolSurface":
         """One underlying's surface. ``spot_ref`` is used when the config leaves it None."""
         ref = cfg.spot_ref if cfg.spot_ref is not None else spot_ref
         if ref is None or not ref > 0:
@@ -88,7 +92,7 @@ class VolSurface:
 
     @classmethod
     def from_configs(
-        cls, configs: Mapping[str, object], spot_refs: Mapping[str, float] | Sequence[float] | None = None
+        cls, configs: Mapping[str, VolSurfaceConfig], spot_refs: Mapping[str, float] | Sequence[float] | None = None
     ) -> "VolSurface":
         """Stack per-underlying configs (in mapping order) into one surface with (U,) parameters.
 
@@ -117,7 +121,7 @@ class VolSurface:
                 kw[f.name] = np.concatenate([getattr(p, f.name) for p in parts])
         return cls(**kw)
 
-    def take(self, index) -> "VolSurface":
+    def take(self, index: ArrayLike) -> "VolSurface":
         """Parameters re-indexed, e.g. by ``InstrumentTable.underlying_index`` (one per instrument).
 
         ``index`` may be an array of any shape; the parameters take that shape.
@@ -128,7 +132,7 @@ class VolSurface:
         kw["names"] = tuple(self.names[i] for i in flat)
         return type(self)(**kw)
 
-    def with_spot_ref(self, spot_ref) -> "VolSurface":
+    def with_spot_ref(self, spot_ref: ArrayLike) -> "VolSurface":
         """The same surface re-anchored at new reference spot(s) (e.g. at the episode start)."""
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
         kw["spot_ref"] = np.broadcast_to(_arr(spot_ref), self.spot_ref.shape).copy()
@@ -159,7 +163,7 @@ class VolSurface:
         slope = self._p("term_slope", nd)
         return np.where(self._p("term_linear", nd), 1.0 + slope * (te - ref), (te / ref) ** slope)
 
-    def atm(self, spot) -> np.ndarray:
+    def atm(self, spot: ArrayLike) -> np.ndarray:
         """ATM vol at the reference tenor for spot(s), with the spot-vol link applied (unclipped).
 
         ``spot`` broadcasts against the parameters: shape (U,), or (U, S) for S scenarios.
@@ -167,7 +171,7 @@ class VolSurface:
         spot = np.asarray(spot, dtype=np.float64)
         return self._atm(spot, max(spot.ndim, self.atm_vol.ndim))
 
-    def vol(self, strike, years, spot) -> np.ndarray:
+    def vol(self, strike: ArrayLike, years: ArrayLike, spot: ArrayLike) -> np.ndarray:
         """Implied vol for strike(s), years to expiry and spot(s), all broadcast together and
         against the parameters (leading axes = surface entries). Infinite ``years`` (perpetuals)
         use the reference tenor."""
@@ -179,12 +183,12 @@ class VolSurface:
         v = self._atm(spot, nd) * self._term(years, nd) + self._p("skew", nd) * x + self._p("curvature", nd) * x * x
         return np.clip(v, self._p("vol_floor", nd), self._p("vol_cap", nd))
 
-    def atm_vols(self, spot) -> np.ndarray:
+    def atm_vols(self, spot: ArrayLike) -> np.ndarray:
         """Clipped ATM vol per entry at the reference tenor (what ``MarketState.atm_vols`` holds)."""
         spot = np.asarray(spot, dtype=np.float64)
         return self.vol(spot, np.inf, spot)
 
-    def instrument_vols(self, table: InstrumentTable, now: float, spots) -> np.ndarray:
+    def instrument_vols(self, table: InstrumentTable, now: float, spots: ArrayLike) -> np.ndarray:
         """Vol per instrument of ``table`` (this surface indexed by ``table.underlyings``).
 
         ``spots``: prices per underlying, (U,) or (U, S) scenarios; returns (I,) or (I, S).
