@@ -138,7 +138,7 @@ class StandardRegime(MarginRegime):
         self._terms: _AccountTerms | None = None  # account_requirements' lists for the last market state
 
     # ------------------------------------------------------------------ per-instrument parameters
-    def open_interest_notional(self, positions: Positions, market: MarketState) -> np.ndarray:
+    def open_interest_notional(self, positions: Positions, market: MarketState | MarketPath) -> np.ndarray:
         """Open interest per instrument in quote notional: sum of long lots x units x mark."""
         if self.open_interest is not None:
             return np.asarray(self.open_interest, dtype=np.float64)
@@ -146,7 +146,7 @@ class StandardRegime(MarginRegime):
         long_lots = np.bincount(cols, weights=np.maximum(lots, 0.0), minlength=len(self.table))
         return long_lots * self.table.contract_units * np.abs(np.asarray(market.marks, dtype=np.float64))
 
-    def _entry_requirements(self, cols: np.ndarray, lots: np.ndarray, market: MarketState,
+    def _entry_requirements(self, cols: np.ndarray, lots: np.ndarray, market: MarketState | MarketPath,
                             oi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(IM, MM) of each entry (instrument ``cols``, signed ``lots``): (entries,) arrays, or (runs,
         entries) for a :class:`MarketPath` (and ``oi`` then (runs, instruments)) -- element-wise."""
@@ -190,6 +190,9 @@ class StandardRegime(MarginRegime):
         the IM rate raised by the open-interest caps (``oi_c``: the open interest of each position's
         instrument, or None without caps), MM less the tier's maintenance amount."""
         tiers = self._tiers[k]
+        im_rate: float | np.ndarray  # a scalar for a single tier, else one per position
+        mm_rate: float | np.ndarray
+        mm_amt: np.ndarray | None
         if tiers.single:
             im_rate, mm_rate, mm_amt = float(tiers.im[0]), float(tiers.mm[0]), None
         else:
@@ -250,7 +253,8 @@ class StandardRegime(MarginRegime):
             terms = self._terms = _AccountTerms(self, market)
         return terms
 
-    def _open_interest_for(self, positions: Positions, market: MarketState, market_oi: bool) -> np.ndarray | None:
+    def _open_interest_for(self, positions: Positions, market: MarketState | MarketPath,
+                           market_oi: bool) -> np.ndarray | None:
         """The open interest the caps read (None without caps): these positions' when they are the
         whole market (and it is remembered), else the last whole-market figure."""
         if not self._oi_caps:
@@ -329,7 +333,8 @@ class StandardRegime(MarginRegime):
         lots = positions.dense
         marks = np.abs(np.asarray(market.marks, dtype=np.float64))
         oi = self._open_interest_for(positions, market, market_oi)
-        im = mm = None
+        im: np.ndarray | None = None
+        mm: np.ndarray  # set with im (read only once im is)
         for i in range(lots.shape[1]):
             notional = np.abs(lots[:, i]) * float(t.contract_units[i]) * float(marks[i])
             im_i, mm_i = self._linear(int(t.underlying_index[i]), notional, None if oi is None else oi[i])
