@@ -78,7 +78,7 @@ def _check_tiers(tiers: list[RiskTier]) -> list[RiskTier]:
         raise ValueError("the last tier must be unbounded (max_notional: null)")
     if any(c is None for c in caps[:-1]):
         raise ValueError("only the last tier may be unbounded")
-    bounded = caps[:-1]
+    bounded = [c for c in caps[:-1] if c is not None]  # every one (checked above): typed as float
     if any(b >= a for a, b in zip(bounded[1:], bounded[:-1])):
         raise ValueError("tier max_notional must increase strictly")
     for a, b in zip(tiers[:-1], tiers[1:]):
