@@ -348,12 +348,12 @@ class AdlQueue:
                 named |= kept.pending
                 kept.pending = set(equity_override) if equity_override else set()
                 named |= kept.pending
-                named = sorted(a for a in named if a >= FIRST_TRADER)
-                kept.stale.update(named)
+                traders = sorted(a for a in named if a >= FIRST_TRADER)
+                kept.stale.update(traders)
                 if len(kept.stale) > self.RESORT_FRACTION * max(1, kept.size):
                     kept = self._sort(instrument, mark_ticks, key, equity_override)
-                elif named:
-                    self._rerank(kept, instrument, mark_ticks, named, equity_override)
+                elif traders:
+                    self._rerank(kept, instrument, mark_ticks, traders, equity_override)
         accounts, sizes, ranks = kept.sorted[0] if bankrupt_lots < 0 else kept.sorted[1]
         fresh = kept.fresh[0] if bankrupt_lots < 0 else kept.fresh[1]
         stale = kept.stale
@@ -361,7 +361,7 @@ class AdlQueue:
         out: list[tuple[int, int]] = []
         j, total = 0, accounts.shape[0]
         it = iter(fresh)
-        f = next(it, None)
+        f: tuple[float, int, int] | None = next(it, None)  # the fresh list's next (-rank, account, size)
         while need > 0 and (j < total or f is not None):  # a merge of the two sorted lists, lazily
             if f is not None and f[1] == skip:
                 f = next(it, None)
@@ -376,8 +376,8 @@ class AdlQueue:
                     a, size, f = f[1], f[2], next(it, None)
                 else:
                     size, j = int(sizes[j]), j + 1
-            else:
-                a, size, f = f[1], f[2], next(it, None)
+            else:  # the sorted list is used up, so (the loop's condition) f is not None
+                a, size, f = f[1], f[2], next(it, None)  # type: ignore[index]  # f is not None: see the line above
             take = min(need, size)
             out.append((int(a), int(take)))
             need -= take
