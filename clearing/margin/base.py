@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -726,3 +726,12 @@ class MarginRegime(ABC):
     @abstractmethod
     def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:
         """Named components of one account's requirement (keys include 'im' and 'mm')."""
+
+
+class HistoryRegime(Protocol):
+    """A regime whose figures read a price history the clearing house extends row by row (VaR).
+
+    Not a method of :class:`MarginRegime`: the house schedules history rows only for a regime that
+    has it (``hasattr``), so every regime declaring it would have them scheduled."""
+
+    def update_history(self, rows: np.ndarray) -> None: ...
