@@ -29,7 +29,7 @@ from clearing.exposure import ExposureBook, margined_states, worst_case
 from clearing.health import Health, cancel_threshold, classify
 from sim.core.instruments import InstrumentTable
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger, mark_value_of, row_equities
-from clearing.margin.base import HistoryRegime, MarginRegime, Positions
+from clearing.margin.base import HistoryRegime, MarginRegime, Positions, Requirements
 from clearing.pretrade import PreTradeBounds
 from clearing.settlement import Settlement
 from sim.core.orders import Fill, FillFlag
@@ -177,7 +177,7 @@ class ClearingHouse:
                 asks[:, instrument] += lots
         return worst_case(pos, bids, asks)
 
-    def requirements(self, exposure: np.ndarray, full: bool = False):
+    def requirements(self, exposure: np.ndarray, full: bool = False) -> Requirements:
         """The regime's requirements for worst-case lots. Only a full re-valuation (every account,
         in ledger order) may advance a stateful regime's memory (the VaR buffer's previous margins);
         partial ones -- a pre-trade check, the two parties of a fill -- read it without changing it."""

@@ -17,13 +17,14 @@ Every charge is one ``ledger.transfer`` from the charged account to the benefici
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger
 
 _INT64_MAX = np.iinfo(np.int64).max
 
 
-def allocate_pro_rata(total: int, weights, keys=None) -> np.ndarray:
+def allocate_pro_rata(total: int, weights: ArrayLike, keys: ArrayLike | None = None) -> np.ndarray:
     """Split the integer ``total`` over non-negative integer ``weights``; largest remainder, exact.
 
     Each entry gets ``floor(total * w_i / W)``; the ``total - sum(floors)`` units left over go one

@@ -19,7 +19,7 @@ Registry names and what they preset (explicit fields always win):
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, field_validator, model_validator
 
@@ -359,7 +359,7 @@ class VaRConfig(_RegimeConfig):
 
     @model_validator(mode="before")
     @classmethod
-    def _apc_defaults(cls, data):
+    def _apc_defaults(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("regime") == "var_apc":
             data = dict(data)
             data.setdefault("stressed_weight", 0.25)

@@ -57,7 +57,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, RowSums, \
+from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, RowSums, Segments, \
     put_transposed, segment_reduce_distinct, segments_by_group, slot_products, slot_sums_along
 from clearing.margin.scenarios import Revaluer, days_to_expiry, market_key
 from clearing.margin.config import PortfolioConfig
@@ -262,7 +262,8 @@ class PortfolioRegime(MarginRegime):
             roll = np.maximum(-summed_t[c:].min(axis=0), 0.0).astype(np.float64)
         return core, ext, delta, roll
 
-    def _segments(self, positions: Positions, market: MarketState):
+    def _segments(self, positions: Positions, market: MarketState
+                  ) -> tuple[Segments, np.ndarray | None, list[np.ndarray]]:
         """Segments, the index of each among the distinct ones (None: every one is its own) and
         per distinct segment (core, extended, delta shock, roll shock)."""
         self.pnl_matrix(market)

@@ -80,7 +80,7 @@ class SpanRegime(MarginRegime):
         self.commodity = table.underlying_index.astype(np.int64)
         sym_index = {ins.symbol: ins.id for ins in table.instruments}
 
-        def resolve(key) -> int:
+        def resolve(key: int | np.integer | str) -> int:
             if isinstance(key, (int, np.integer)):
                 if not 0 <= int(key) < n:
                     raise KeyError(f"risk array for unknown instrument index {key}")

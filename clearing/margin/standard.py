@@ -24,6 +24,7 @@ account's entries in instrument order, so they agree to the last bit.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from sim.core.instruments import InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, MarketPath, PositionRequirements, Positions, Requirements, RowSums, \
     distinct_entries, put_transposed
 from clearing.margin.scenarios import forward_source, forwards
-from clearing.margin.config import StandardConfig
+from clearing.margin.config import RiskTier, StandardConfig
 
 
 DENSE_MAX_INSTRUMENTS = 16  # cross margin on at most this many linear contracts: column by column
@@ -40,7 +41,7 @@ DENSE_MAX_INSTRUMENTS = 16  # cross margin on at most this many linear contracts
 class _TierTable:
     """Per-underlying tier arrays: caps (inf for the last), rates and maintenance amounts."""
 
-    def __init__(self, tiers) -> None:
+    def __init__(self, tiers: Sequence[RiskTier]) -> None:
         self.caps = np.array([np.inf if t.max_notional is None else t.max_notional for t in tiers])
         self.im = np.array([t.im_rate for t in tiers])
         self.mm = np.array([t.mm_rate for t in tiers])
@@ -185,7 +186,7 @@ class StandardRegime(MarginRegime):
             mm[..., short] = q * (np.maximum(rule.mm_base - otm, rule.mm_floor) * fwd + mark)
         return im, mm
 
-    def _linear(self, k: int, notional: np.ndarray, oi_c) -> tuple[np.ndarray, np.ndarray]:
+    def _linear(self, k: int, notional: np.ndarray, oi_c: np.ndarray | float | None) -> tuple[np.ndarray, np.ndarray]:
         """(IM, MM) of linear positions of underlying ``k`` with these notionals: the tier's rates,
         the IM rate raised by the open-interest caps (``oi_c``: the open interest of each position's
         instrument, or None without caps), MM less the tier's maintenance amount."""

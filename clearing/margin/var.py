@@ -48,6 +48,7 @@ IM = margin, MM = ``mm_ratio`` x IM (default 0.8: see ``VaRConfig``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -142,7 +143,7 @@ def scenario_groups(returns: np.ndarray, size: int) -> np.ndarray:
     return out.reshape(g, size)
 
 
-def _slot_sums(ends: list[int], term) -> np.ndarray:
+def _slot_sums(ends: list[int], term: Callable[[int, int], np.ndarray]) -> np.ndarray:
     """Sum over slots of ``term(q, e)``, slot q's terms of the first ``e`` = ``ends[q]`` rows: slot 0
     for every row, then each further slot added to its prefix of rows, in slot order -- the
     additions every loss of :class:`LotSlots` is made of (and ``segment_sums_t``'s)."""
