@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Hashable
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sortedcontainers import SortedList
 
 from clearing.ledger import FIRST_TRADER, Ledger
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 
-def effective_leverage(mark_value, bankrupt_value) -> np.ndarray:
+def effective_leverage(mark_value: ArrayLike, bankrupt_value: ArrayLike) -> np.ndarray:
     """``|mark value| / (mark value - bankrupt value)``, element-wise; NaN where that is undefined.
 
     Values are signed (a short's mark value is negative). The denominator is the account's equity
@@ -53,7 +54,7 @@ def effective_leverage(mark_value, bankrupt_value) -> np.ndarray:
         return np.where(denom > 0, np.abs(mv) / np.where(denom > 0, denom, 1.0), np.nan)
 
 
-def adl_rank(pnl_pct, leverage) -> np.ndarray:
+def adl_rank(pnl_pct: ArrayLike, leverage: ArrayLike) -> np.ndarray:
     """``pnl% * leverage`` where pnl% > 0, else ``pnl% / leverage`` (element-wise).
 
     NaN leverage or pnl% gives a NaN rank (not eligible). A rank is > 0 exactly when the position
@@ -125,7 +126,8 @@ def _opposite(bankrupt_lots: int, candidate_lots: np.ndarray) -> np.ndarray:
     return candidate_lots > 0
 
 
-def _check_inputs(candidate_accounts, candidate_lots, other) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_inputs(candidate_accounts: ArrayLike, candidate_lots: ArrayLike, other: ArrayLike
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     acc = np.asarray(candidate_accounts, dtype=np.int64)
     lots = np.asarray(candidate_lots, dtype=np.int64)
     oth = np.asarray(other, dtype=np.float64)
@@ -135,7 +137,8 @@ def _check_inputs(candidate_accounts, candidate_lots, other) -> tuple[np.ndarray
     return acc, lots, oth
 
 
-def select_ranked(bankrupt_lots: int, candidate_accounts, ranks, candidate_lots) -> list[tuple[int, int]]:
+def select_ranked(bankrupt_lots: int, candidate_accounts: ArrayLike, ranks: ArrayLike, candidate_lots: ArrayLike
+                  ) -> list[tuple[int, int]]:
     """Choose who is deleveraged, highest rank first; the last one partially.
 
     ``bankrupt_lots`` is the bankrupt account's signed position still to close. Eligible: accounts
@@ -162,7 +165,8 @@ def select_ranked(bankrupt_lots: int, candidate_accounts, ranks, candidate_lots)
     return out
 
 
-def select_pro_rata(bankrupt_lots: int, candidate_accounts, candidate_lots, pnl) -> list[tuple[int, int]]:
+def select_pro_rata(bankrupt_lots: int, candidate_accounts: ArrayLike, candidate_lots: ArrayLike, pnl: ArrayLike
+                    ) -> list[tuple[int, int]]:
     """Split the bankrupt position over every profitable opposite-side holder, pro rata to size.
 
     Eligible: opposite side with ``pnl > 0``. The ``min(|bankrupt_lots|, eligible size)`` lots are
@@ -348,12 +352,12 @@ class AdlQueue:
                 named |= kept.pending
                 kept.pending = set(equity_override) if equity_override else set()
                 named |= kept.pending
-                named = sorted(a for a in named if a >= FIRST_TRADER)
-                kept.stale.update(named)
+                traders = sorted(a for a in named if a >= FIRST_TRADER)
+                kept.stale.update(traders)
                 if len(kept.stale) > self.RESORT_FRACTION * max(1, kept.size):
                     kept = self._sort(instrument, mark_ticks, key, equity_override)
-                elif named:
-                    self._rerank(kept, instrument, mark_ticks, named, equity_override)
+                elif traders:
+                    self._rerank(kept, instrument, mark_ticks, traders, equity_override)
         accounts, sizes, ranks = kept.sorted[0] if bankrupt_lots < 0 else kept.sorted[1]
         fresh = kept.fresh[0] if bankrupt_lots < 0 else kept.fresh[1]
         stale = kept.stale
@@ -361,7 +365,7 @@ class AdlQueue:
         out: list[tuple[int, int]] = []
         j, total = 0, accounts.shape[0]
         it = iter(fresh)
-        f = next(it, None)
+        f: tuple[float, int, int] | None = next(it, None)  # the fresh list's next (-rank, account, size)
         while need > 0 and (j < total or f is not None):  # a merge of the two sorted lists, lazily
             if f is not None and f[1] == skip:
                 f = next(it, None)
@@ -376,8 +380,8 @@ class AdlQueue:
                     a, size, f = f[1], f[2], next(it, None)
                 else:
                     size, j = int(sizes[j]), j + 1
-            else:
-                a, size, f = f[1], f[2], next(it, None)
+            else:  # the sorted list is used up, so (the loop's condition) f is not None
+                a, size, f = f[1], f[2], next(it, None)  # type: ignore[index]  # f is not None: see the line above
             take = min(need, size)
             out.append((int(a), int(take)))
             need -= take

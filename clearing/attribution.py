@@ -76,6 +76,15 @@ class _LevelHistory:
 class BreachAttribution:
     """Channel accumulators per account, reset at each valuation at or above maintenance."""
 
+    # The per-account columns, one row an account: ``_grow_to`` creates them by name (``_resize``'s
+    # setattr) in ``__init__`` and at every growth, so they are set before any use.
+    index: np.ndarray  # float64: index P&L since the last healthy valuation
+    collateral: np.ndarray  # float64: collateral price and haircut P&L since then
+    equity0: np.ndarray  # float64: equity at the last healthy valuation
+    mm0: np.ndarray  # float64: maintenance margin at the last healthy valuation
+    seq0: np.ndarray  # int64: mark update of the last healthy valuation
+    seen: np.ndarray  # bool: valued at or above maintenance at least once
+
     def __init__(self, ledger: Ledger, marks: "MarkPricer", capacity: int, materiality: float = 0.0) -> None:
         self.ledger = ledger
         self.marks = marks
@@ -103,7 +112,7 @@ class BreachAttribution:
         self._resize("seen", capacity, np.bool_, fresh)  # valued at or above maintenance at least once
 
     def _resize(self, name: str, capacity: int, dtype: type, fresh: bool) -> None:
-        new = np.zeros(capacity, dtype=dtype)
+        new: np.ndarray = np.zeros(capacity, dtype=dtype)
         if not fresh:
             old = getattr(self, name)
             new[: old.shape[0]] = old

@@ -18,6 +18,7 @@ re-valuations (``book``, ``clearing.exposure.ExposureBook``).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from clearing.exposure import ExposureBook, margined_states, worst_case
 from clearing.health import Health, cancel_threshold, classify
 from sim.core.instruments import InstrumentTable
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger, mark_value_of, row_equities
-from clearing.margin.base import MarginRegime, Positions
+from clearing.margin.base import HistoryRegime, MarginRegime, Positions, Requirements
 from clearing.pretrade import PreTradeBounds
 from clearing.settlement import Settlement
 from sim.core.orders import Fill, FillFlag
@@ -125,14 +126,15 @@ class ClearingHouse:
         self.settlement.schedule()
         if hasattr(self.regime, "update_history"):
             iv = self.config.history.row_interval
-            self.world.every(iv, self._append_history, start=iv)
+            self.world.every(iv, partial(self._append_history, self.regime), start=iv)
 
-    def _append_history(self) -> None:
+    def _append_history(self, regime: HistoryRegime) -> None:
         """A history-based regime's margin run: the new row moves every requirement, so under
         continuous enforcement everyone is re-valued now -- not at the next publication, which a
-        flat price and a long heartbeat can put off past the end of the episode."""
+        flat price and a long heartbeat can put off past the end of the episode. ``regime``: the
+        house's own, scheduled by :meth:`attach` only when it has ``update_history``."""
         self.valuation_epoch += 1
-        self.regime.update_history(self.marks.index.copy())
+        regime.update_history(self.marks.index.copy())
         if self._continuous:
             self.revalue_all(Cause(CauseKind.INTERVAL, self.oracle_seq, self.world.now))
 
@@ -175,7 +177,7 @@ class ClearingHouse:
                 asks[:, instrument] += lots
         return worst_case(pos, bids, asks)
 
-    def requirements(self, exposure: np.ndarray, full: bool = False):
+    def requirements(self, exposure: np.ndarray, full: bool = False) -> Requirements:
         """The regime's requirements for worst-case lots. Only a full re-valuation (every account,
         in ledger order) may advance a stateful regime's memory (the VaR buffer's previous margins);
         partial ones -- a pre-trade check, the two parties of a fill -- read it without changing it."""

@@ -7,6 +7,7 @@ then has the clearing house re-value whoever it touched, so a breach it causes i
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -62,7 +63,7 @@ class Settlement:
         world, config = house.world, house.config
         for ins in house.table.instruments:
             if ins.kind == InstrumentKind.PERPETUAL and config.funding.enabled and ins.funding_interval:
-                world.every(ins.funding_interval, lambda i=ins.id: self.pay_funding(i), start=ins.funding_interval)
+                world.every(ins.funding_interval, partial(self.pay_funding, ins.id), start=ins.funding_interval)
             if ins.expiry is not None:
                 world.call_later(ins.expiry, self.settle_expiry, ins.id)
         self.settled_ticks = house.marks.ticks.copy()

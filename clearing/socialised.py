@@ -17,13 +17,14 @@ Every charge is one ``ledger.transfer`` from the charged account to the benefici
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger
 
 _INT64_MAX = np.iinfo(np.int64).max
 
 
-def allocate_pro_rata(total: int, weights, keys=None) -> np.ndarray:
+def allocate_pro_rata(total: int, weights: ArrayLike, keys: ArrayLike | None = None) -> np.ndarray:
     """Split the integer ``total`` over non-negative integer ``weights``; largest remainder, exact.
 
     Each entry gets ``floor(total * w_i / W)``; the ``total - sum(floors)`` units left over go one
@@ -49,13 +50,15 @@ def allocate_pro_rata(total: int, weights, keys=None) -> np.ndarray:
     if w.dtype == object:
         ints: list[int] | None = [int(x) for x in w.tolist()]
         wv = None
+        lowest = min(ints) if ints else 0
     else:
         if np.issubdtype(w.dtype, np.floating):
             if not np.all(np.isfinite(w)) or np.any(w != np.floor(w)):
                 raise ValueError("weights must be finite whole numbers (convert to minor units or lots first)")
         wv = w.astype(np.int64)
         ints = None
-    if (min(ints) if ints else (int(wv.min()) if n else 0)) < 0:
+        lowest = int(wv.min()) if n else 0
+    if lowest < 0:
         raise ValueError("weights must be non-negative")
     if total == 0:
         return np.zeros(n, dtype=np.int64)
@@ -88,8 +91,8 @@ def allocate_pro_rata(total: int, weights, keys=None) -> np.ndarray:
         base_l.append(q)
         rem_l.append(r)
     left = total - sum(base_l)
-    order = sorted(range(n), key=lambda i: (-rem_l[i], int(key_arr[i])))
-    for i in order[:left]:
+    order_l = sorted(range(n), key=lambda i: (-rem_l[i], int(key_arr[i])))
+    for i in order_l[:left]:
         base_l[i] += 1
     return np.array(base_l, dtype=np.int64)
 
@@ -135,6 +138,7 @@ def socialise_over_open_interest(ledger: Ledger, instrument: int, loss: int, ben
     elif side == "short":
         mask &= lots < 0
     elif side == "profitable":
+        assert mark_ticks is not None  # refused above without it (a loss allocation, not the hot path)
         value = lots.astype(object) * int(mark_ticks) * int(ledger.tick_value[instrument])
         pnl = value - ledger.entry_value[FIRST_TRADER:n, instrument].astype(object)
         mask &= np.array([p > 0 for p in pnl], dtype=bool)

@@ -190,14 +190,15 @@ class DefaultWaterfall:
         layers: list[tuple[str, int]] = []
         ledger = self.ledger
         # trader accounts whose own cash paid (assessments, VM haircut): breach attribution reads it
-        self.last_charges = charges = {}  # assessments and VM haircut, by account
+        charges: dict[int, int] = {}  # assessments and VM haircut, by account
+        self.last_charges = charges
 
         def pay(layer: str, source: int, amount: int) -> None:
             ledger.transfer(source, defaulter, QUOTE, amount, f"waterfall: {layer}")
 
         # 1. the defaulter's own default-fund contribution
         own = min(rest, self.remaining.get(member, 0)) if member is not None else 0
-        if own > 0:
+        if own > 0 and member is not None:  # (own > 0 only for a member: the test tells the type checker)
             pay("defaulter_default_fund", _DF, own)
             self.remaining[member] -= own
             rest -= own

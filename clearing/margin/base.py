@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -306,8 +307,12 @@ def segment_sums_t(positions: Positions, matrix_t: np.ndarray, group_of_instrume
     return seg, out
 
 
+# maps a (K, w) block of segment sums to its figures: arrays of length w (a worst loss, a shock...)
+Reducer = Callable[[np.ndarray], Sequence[np.ndarray]]
+
+
 def segment_reduce_t(positions: Positions, matrix_t: np.ndarray, group_of_instrument: np.ndarray, n_groups: int,
-                     reducer, n_out: int, block: int = 2048, workspace: dict | None = None
+                     reducer: Reducer, n_out: int, block: int = 2048, workspace: dict | None = None
                      ) -> tuple[Segments, list[np.ndarray]]:
     """Like :func:`segment_sums_t` but reduced block by block while the block is in cache.
 
@@ -322,7 +327,7 @@ def segment_reduce_t(positions: Positions, matrix_t: np.ndarray, group_of_instru
 
 
 def segment_reduce_distinct(positions: Positions, matrix_t: np.ndarray, group_of_instrument: np.ndarray,
-                            n_groups: int, reducer, n_out: int, block: int = 2048, workspace: dict | None = None
+                            n_groups: int, reducer: Reducer, n_out: int, block: int = 2048, workspace: dict | None = None
                             ) -> tuple[Segments, np.ndarray | None, list[np.ndarray]]:
     """Like :func:`segment_reduce_t`, over the distinct segments only (:meth:`Segments.distinct`).
 
@@ -384,7 +389,7 @@ def _segment_hashes(seg: Segments) -> np.ndarray:
     return h
 
 
-def _reduce_known(seg: Segments, memo: "_Kept", matrix_t: np.ndarray, reducer, n_out: int, block: int,
+def _reduce_known(seg: Segments, memo: "_Kept", matrix_t: np.ndarray, reducer: Reducer, n_out: int, block: int,
                   workspace: dict | None) -> list[np.ndarray]:
     """Per-segment figures, taken from ``memo`` (an earlier call's distinct segments and figures on
     the same matrix) where the segment is one of those, reduced afresh for the others."""
@@ -416,7 +421,7 @@ def _reduce_known(seg: Segments, memo: "_Kept", matrix_t: np.ndarray, reducer, n
     return outs
 
 
-def _segment_csr(seg: Segments, dtype: np.dtype, n_instruments: int):
+def _segment_csr(seg: Segments, dtype: np.dtype, n_instruments: int) -> Any:  # a scipy.sparse.csr_matrix
     """The segments as a sparse segments x instruments matrix of lots (row s: segment s's entries
     in their slot order, the order the per-slot sums take); cached."""
     key = ("csr", np.dtype(dtype), n_instruments)
@@ -445,7 +450,7 @@ def _block_buffers(workspace: dict | None, k: int, block: int, dt: np.dtype) -> 
     return bufs
 
 
-def _reduce_sparse(seg: Segments, matrix_t: np.ndarray, reducer, n_out: int, block: int,
+def _reduce_sparse(seg: Segments, matrix_t: np.ndarray, reducer: Reducer, n_out: int, block: int,
                    workspace: dict | None) -> list[np.ndarray]:
     """:func:`_reduce_blocks`' figures from one sparse product (segments x instruments) @
     (instruments x K), reduced block by block on transposed copies.
@@ -471,7 +476,7 @@ def _reduce_sparse(seg: Segments, matrix_t: np.ndarray, reducer, n_out: int, blo
     return outs
 
 
-def _reduce_blocks(seg: Segments, matrix_t: np.ndarray, reducer, n_out: int, block: int,
+def _reduce_blocks(seg: Segments, matrix_t: np.ndarray, reducer: Reducer, n_out: int, block: int,
                    workspace: dict | None) -> list[np.ndarray]:
     k, dt = matrix_t.shape[0], matrix_t.dtype
     outs = [np.empty(seg.n) for _ in range(n_out)]
@@ -726,3 +731,12 @@ class MarginRegime(ABC):
     @abstractmethod
     def breakdown(self, lots: np.ndarray, market: MarketState) -> dict[str, float]:
         """Named components of one account's requirement (keys include 'im' and 'mm')."""
+
+
+class HistoryRegime(Protocol):
+    """A regime whose figures read a price history the clearing house extends row by row (VaR).
+
+    Not a method of :class:`MarginRegime`: the house schedules history rows only for a regime that
+    has it (``hasattr``), so every regime declaring it would have them scheduled."""
+
+    def update_history(self, rows: np.ndarray) -> None: ...

@@ -19,7 +19,7 @@ Registry names and what they preset (explicit fields always win):
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, field_validator, model_validator
 
@@ -78,7 +78,7 @@ def _check_tiers(tiers: list[RiskTier]) -> list[RiskTier]:
         raise ValueError("the last tier must be unbounded (max_notional: null)")
     if any(c is None for c in caps[:-1]):
         raise ValueError("only the last tier may be unbounded")
-    bounded = caps[:-1]
+    bounded = [c for c in caps[:-1] if c is not None]  # every one (checked above): typed as float
     if any(b >= a for a, b in zip(bounded[1:], bounded[:-1])):
         raise ValueError("tier max_notional must increase strictly")
     for a, b in zip(tiers[:-1], tiers[1:]):
@@ -359,7 +359,7 @@ class VaRConfig(_RegimeConfig):
 
     @model_validator(mode="before")
     @classmethod
-    def _apc_defaults(cls, data):
+    def _apc_defaults(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("regime") == "var_apc":
             data = dict(data)
             data.setdefault("stressed_weight", 0.25)

@@ -25,8 +25,10 @@ ladder). The add-on is not positively homogeneous (2x size costs more than 2x): 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from sim.core.instruments import MarketState
 from clearing.margin.base import MarginRegime, Positions, Requirements
@@ -39,7 +41,7 @@ CostFn = Callable[[np.ndarray, np.ndarray, MarketState], np.ndarray]
 class DepthLadder:
     """Cumulative lots and cumulative cost per unit of mark-distance at each level of one side."""
 
-    def __init__(self, levels) -> None:
+    def __init__(self, levels: ArrayLike) -> None:
         arr = np.asarray(levels, dtype=np.float64).reshape(-1, 2)
         if arr.size and (np.any(arr[:, 1] < 0) or not np.all(np.isfinite(arr))):
             raise ValueError("depth levels must be finite (price, lots) with lots >= 0")
@@ -85,7 +87,7 @@ class WithLiquidityAddOn(MarginRegime):
     # would otherwise find the base regime's through ``__getattr__`` and leave the add-on out)
     entry_im = None
 
-    def __getattr__(self, item):  # expose the base regime's extras (e.g. VaR update_history)
+    def __getattr__(self, item: str) -> Any:  # expose the base regime's extras (e.g. VaR update_history)
         if item in ("base", "__setstate__"):
             raise AttributeError(item)
         return getattr(self.base, item)

@@ -57,7 +57,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, RowSums, \
+from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, RowSums, Segments, \
     put_transposed, segment_reduce_distinct, segments_by_group, slot_products, slot_sums_along
 from clearing.margin.scenarios import Revaluer, days_to_expiry, market_key
 from clearing.margin.config import PortfolioConfig
@@ -118,8 +118,8 @@ class PortfolioRegime(MarginRegime):
         # joint mode: the other underlyings move with, against and beyond the correlation
         spread = cfg.decorrelation * np.sqrt(np.maximum(1.0 - corr**2, 0.0))
         self.betas = [corr, np.maximum(corr - spread, -1.0), np.minimum(corr + spread, 1.0)]
-        for b in self.betas:
-            np.fill_diagonal(b, 1.0)
+        for beta in self.betas:
+            np.fill_diagonal(beta, 1.0)
         n_core, n_ext = 3 * self.moves.size, self.extended.size
         blocks = U * len(self.betas) if self.joint else 1
         self.n_core, self.n_ext = n_core * blocks, n_ext * blocks
@@ -134,8 +134,10 @@ class PortfolioRegime(MarginRegime):
         self.n_delta = U if self.joint else 1
         self.n_roll = 2 * U if self.joint else 2
         self._key: tuple | None = None
-        self._matrix: np.ndarray | None = None
-        self._matrix_t: np.ndarray | None = None
+        # the P&L matrix and its transpose, of the market state ``_key``: set by pnl_matrix with the
+        # key (no key matches before it), and read only after a call of it
+        self._matrix: np.ndarray
+        self._matrix_t: np.ndarray
         self._workspace: dict = {}
         if self.joint:
             self._groups, self._n_groups = np.zeros(len(table), dtype=np.int64), 1
@@ -143,7 +145,7 @@ class PortfolioRegime(MarginRegime):
             self._groups, self._n_groups = self.underlying, U
 
     # ---------------------------------------------------------------------------- the P&L matrix
-    def vol_shocks(self, market: MarketState) -> tuple[np.ndarray, np.ndarray]:
+    def vol_shocks(self, market: MarketState | MarketPath) -> tuple[np.ndarray, np.ndarray]:
         """(vol up, vol down) per instrument under the DTE-dependent shocks."""
         cfg = self.config
         vols = np.asarray(market.vols, dtype=np.float64)
@@ -154,7 +156,7 @@ class PortfolioRegime(MarginRegime):
         down = np.maximum(vols * (1.0 - cfg.vol_down * f), 0.0)
         return up, down
 
-    def _scenario_pnl(self, market: MarketState) -> tuple[np.ndarray, np.ndarray]:
+    def _scenario_pnl(self, market: MarketState | MarketPath) -> tuple[np.ndarray, np.ndarray]:
         """(core I x 27 or I x 3U*27, extended I x E or I x 3U*E, scaled by its fractions).
 
         In joint mode an instrument's move under driver d and beta matrix B is B[d, its
@@ -168,7 +170,9 @@ class PortfolioRegime(MarginRegime):
         drivers = [(d, b) for d in range(self.n_under) for b in self.betas] if self.joint else [(None, None)]
         core_blocks, ext_blocks = [], []
         for d, betas in drivers:
-            beta = np.ones(n) if d is None else betas[d, self.underlying]
+            # (None, None): the one driver outside joint mode; testing the matrix, not d, shows the
+            # type checker that it is one below
+            beta = np.ones(n) if betas is None else betas[d, self.underlying]
             m = beta[:, None] * self.moves[None, :]
             mv = np.concatenate([m, m, m], axis=1)
             vl = np.concatenate([np.repeat(vols[..., :, None], m.shape[1], -1),
@@ -258,7 +262,8 @@ class PortfolioRegime(MarginRegime):
             roll = np.maximum(-summed_t[c:].min(axis=0), 0.0).astype(np.float64)
         return core, ext, delta, roll
 
-    def _segments(self, positions: Positions, market: MarketState):
+    def _segments(self, positions: Positions, market: MarketState
+                  ) -> tuple[Segments, np.ndarray | None, list[np.ndarray]]:
         """Segments, the index of each among the distinct ones (None: every one is its own) and
         per distinct segment (core, extended, delta shock, roll shock)."""
         self.pnl_matrix(market)

@@ -16,7 +16,10 @@ A config with ``liquidity`` set comes back wrapped in :class:`WithLiquidityAddOn
 
 from __future__ import annotations
 
+from typing import Any
+
 from sim.core.instruments import InstrumentTable
+from sim.core.strict_model import StrictModel
 from clearing.margin.base import MarginRegime
 from clearing.margin.liquidity import WithLiquidityAddOn
 from clearing.margin.portfolio import PortfolioRegime
@@ -37,7 +40,7 @@ from clearing.margin.config import (
 _CONTEXT_KEYS = {"history", "row_interval", "risk_arrays", "risk_array_convention", "deltas", "open_interest", "depth", "cost_fn"}
 
 
-def build_regime(name_or_config, table: InstrumentTable, **context) -> MarginRegime:
+def build_regime(name_or_config: str | dict | StrictModel, table: InstrumentTable, **context: Any) -> MarginRegime:
     unknown = set(context) - _CONTEXT_KEYS
     if unknown:
         raise TypeError(f"unknown context for build_regime: {sorted(unknown)}; known: {sorted(_CONTEXT_KEYS)}")

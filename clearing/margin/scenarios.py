@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
+from clearing.margin.base import MarketPath
 from sim.market.pricing import black76_greeks, black76_price
 
 DAYS_PER_YEAR = 365.0
@@ -42,14 +43,14 @@ def forward_source(table: InstrumentTable) -> np.ndarray:
             perp_of.setdefault(u, i)
         elif table.kind[i] == InstrumentKind.FUTURE:
             future_of.setdefault((u, float(table.expiry[i])), i)
-    for i in np.flatnonzero(~linear):
-        u = int(table.underlying_index[i])
-        j = future_of.get((u, float(table.expiry[i])), perp_of.get(u, -1))
-        src[i] = j
+    for option in np.flatnonzero(~linear):  # (its own name: ``i`` above is a Python int, this a numpy one)
+        u = int(table.underlying_index[option])
+        j = future_of.get((u, float(table.expiry[option])), perp_of.get(u, -1))
+        src[option] = j
     return src
 
 
-def forwards(table: InstrumentTable, market: MarketState, source: np.ndarray) -> np.ndarray:
+def forwards(table: InstrumentTable, market: MarketState | MarketPath, source: np.ndarray) -> np.ndarray:
     """Forward price per instrument (see :func:`forward_source`). The market's arrays may carry a
     leading axis of margin runs (``base.MarketPath``): the result is then (runs, instruments)."""
     marks = np.asarray(market.marks, dtype=np.float64)
@@ -83,14 +84,14 @@ class Revaluer:
         self.option = np.flatnonzero(table.is_option)
         self.linear = np.flatnonzero(~table.is_option)
 
-    def base(self, market: MarketState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def base(self, market: MarketState | MarketPath) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(forward per instrument, years to expiry per instrument, vol per instrument)."""
         fwd = forwards(self.table, market, self.source)
         years = self.table.years_to_expiry(market.now)
         vols = np.asarray(market.vols, dtype=np.float64)
         return fwd, years, vols
 
-    def pnl(self, market: MarketState, new_forward: np.ndarray, new_vol: np.ndarray | None = None,
+    def pnl(self, market: MarketState | MarketPath, new_forward: np.ndarray, new_vol: np.ndarray | None = None,
             years_shift: float = 0.0) -> np.ndarray:
         """P&L per long lot, instruments x scenarios.
 
@@ -116,7 +117,7 @@ class Revaluer:
             out[..., opt, :] = (scen - base_price) * t.contract_units[opt, None]
         return out
 
-    def relative(self, market: MarketState, moves: np.ndarray, vol_factor: np.ndarray | None = None,
+    def relative(self, market: MarketState | MarketPath, moves: np.ndarray, vol_factor: np.ndarray | None = None,
                  vol_level: np.ndarray | None = None, years_shift: float = 0.0) -> np.ndarray:
         """P&L for relative forward moves ``moves`` (I x S, or S broadcast to every instrument).
 
@@ -134,7 +135,7 @@ class Revaluer:
             new_vol = None
         return self.pnl(market, new_forward, new_vol, years_shift)
 
-    def deltas(self, market: MarketState) -> np.ndarray:
+    def deltas(self, market: MarketState | MarketPath) -> np.ndarray:
         """Delta per long lot in units of underlying (linear: contract_units; options: Black-76)."""
         t = self.table
         # (instruments,) or (runs, instruments); the vols are read only for options (they may be lazy)
@@ -146,7 +147,7 @@ class Revaluer:
             out[..., opt] = np.asarray(g.delta) * t.contract_units[opt]
         return out
 
-    def values(self, market: MarketState) -> np.ndarray:
+    def values(self, market: MarketState | MarketPath) -> np.ndarray:
         """Mark value per long lot (price x contract_units): options only, 0 for linear."""
         t = self.table
         marks = np.asarray(market.marks, dtype=np.float64)

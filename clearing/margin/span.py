@@ -80,7 +80,7 @@ class SpanRegime(MarginRegime):
         self.commodity = table.underlying_index.astype(np.int64)
         sym_index = {ins.symbol: ins.id for ins in table.instruments}
 
-        def resolve(key) -> int:
+        def resolve(key: int | np.integer | str) -> int:
             if isinstance(key, (int, np.integer)):
                 if not 0 <= int(key) < n:
                     raise KeyError(f"risk array for unknown instrument index {key}")
@@ -143,24 +143,25 @@ class SpanRegime(MarginRegime):
         self._cache: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------------- per-market data
-    def scan_ranges(self, market: MarketState) -> np.ndarray:
+    def scan_ranges(self, market: MarketState | MarketPath) -> np.ndarray:
         """Price scan range per commodity (fraction of the forward, or absolute price units).
 
         In ``volatility`` mode the first call fixes it from ``scan_vol_by_underlying`` or the
-        market's ATM vols: z x vol x sqrt(MPOR days / 365)."""
+        market's ATM vols: z x vol x sqrt(MPOR days / 365). A :class:`MarketPath` comes here only
+        once it is fixed (:meth:`requirements_along` fixes it on its first run first)."""
         if np.isnan(self.price_scan).any():
             cfg = self.config
             vols = np.where(np.isnan(self._scan_vol), np.asarray(market.atm_vols, dtype=np.float64), self._scan_vol)
             self.price_scan = self._scan_z * vols * np.sqrt(cfg.margin_period_of_risk_days / DAYS_PER_YEAR)
         return self.price_scan
 
-    def _scan_abs(self, market: MarketState) -> np.ndarray:
+    def _scan_abs(self, market: MarketState | MarketPath) -> np.ndarray:
         """Absolute price scan range per instrument (in forward price units)."""
         fwd, _, _ = self.rev.base(market)
         psr = self.scan_ranges(market)[self.commodity]
         return psr if self.config.price_scan_mode == "absolute" else fwd * psr
 
-    def model_risk_arrays(self, market: MarketState) -> np.ndarray:
+    def model_risk_arrays(self, market: MarketState | MarketPath) -> np.ndarray:
         """Risk arrays from the pricing model, I x 16, profit per long lot (cover applied)."""
         cfg = self.config
         fwd, _, vols = self.rev.base(market)

@@ -24,6 +24,7 @@ account's entries in instrument order, so they agree to the last bit.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from sim.core.instruments import InstrumentTable, MarketState
 from clearing.margin.base import MarginRegime, MarketPath, PositionRequirements, Positions, Requirements, RowSums, \
     distinct_entries, put_transposed
 from clearing.margin.scenarios import forward_source, forwards
-from clearing.margin.config import StandardConfig
+from clearing.margin.config import RiskTier, StandardConfig
 
 
 DENSE_MAX_INSTRUMENTS = 16  # cross margin on at most this many linear contracts: column by column
@@ -40,7 +41,7 @@ DENSE_MAX_INSTRUMENTS = 16  # cross margin on at most this many linear contracts
 class _TierTable:
     """Per-underlying tier arrays: caps (inf for the last), rates and maintenance amounts."""
 
-    def __init__(self, tiers) -> None:
+    def __init__(self, tiers: Sequence[RiskTier]) -> None:
         self.caps = np.array([np.inf if t.max_notional is None else t.max_notional for t in tiers])
         self.im = np.array([t.im_rate for t in tiers])
         self.mm = np.array([t.mm_rate for t in tiers])
@@ -138,7 +139,7 @@ class StandardRegime(MarginRegime):
         self._terms: _AccountTerms | None = None  # account_requirements' lists for the last market state
 
     # ------------------------------------------------------------------ per-instrument parameters
-    def open_interest_notional(self, positions: Positions, market: MarketState) -> np.ndarray:
+    def open_interest_notional(self, positions: Positions, market: MarketState | MarketPath) -> np.ndarray:
         """Open interest per instrument in quote notional: sum of long lots x units x mark."""
         if self.open_interest is not None:
             return np.asarray(self.open_interest, dtype=np.float64)
@@ -146,7 +147,7 @@ class StandardRegime(MarginRegime):
         long_lots = np.bincount(cols, weights=np.maximum(lots, 0.0), minlength=len(self.table))
         return long_lots * self.table.contract_units * np.abs(np.asarray(market.marks, dtype=np.float64))
 
-    def _entry_requirements(self, cols: np.ndarray, lots: np.ndarray, market: MarketState,
+    def _entry_requirements(self, cols: np.ndarray, lots: np.ndarray, market: MarketState | MarketPath,
                             oi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(IM, MM) of each entry (instrument ``cols``, signed ``lots``): (entries,) arrays, or (runs,
         entries) for a :class:`MarketPath` (and ``oi`` then (runs, instruments)) -- element-wise."""
@@ -185,11 +186,14 @@ class StandardRegime(MarginRegime):
             mm[..., short] = q * (np.maximum(rule.mm_base - otm, rule.mm_floor) * fwd + mark)
         return im, mm
 
-    def _linear(self, k: int, notional: np.ndarray, oi_c) -> tuple[np.ndarray, np.ndarray]:
+    def _linear(self, k: int, notional: np.ndarray, oi_c: np.ndarray | float | None) -> tuple[np.ndarray, np.ndarray]:
         """(IM, MM) of linear positions of underlying ``k`` with these notionals: the tier's rates,
         the IM rate raised by the open-interest caps (``oi_c``: the open interest of each position's
         instrument, or None without caps), MM less the tier's maintenance amount."""
         tiers = self._tiers[k]
+        im_rate: float | np.ndarray  # a scalar for a single tier, else one per position
+        mm_rate: float | np.ndarray
+        mm_amt: np.ndarray | None
         if tiers.single:
             im_rate, mm_rate, mm_amt = float(tiers.im[0]), float(tiers.mm[0]), None
         else:
@@ -250,7 +254,8 @@ class StandardRegime(MarginRegime):
             terms = self._terms = _AccountTerms(self, market)
         return terms
 
-    def _open_interest_for(self, positions: Positions, market: MarketState, market_oi: bool) -> np.ndarray | None:
+    def _open_interest_for(self, positions: Positions, market: MarketState | MarketPath,
+                           market_oi: bool) -> np.ndarray | None:
         """The open interest the caps read (None without caps): these positions' when they are the
         whole market (and it is remembered), else the last whole-market figure."""
         if not self._oi_caps:
@@ -329,7 +334,8 @@ class StandardRegime(MarginRegime):
         lots = positions.dense
         marks = np.abs(np.asarray(market.marks, dtype=np.float64))
         oi = self._open_interest_for(positions, market, market_oi)
-        im = mm = None
+        im: np.ndarray | None = None
+        mm: np.ndarray  # set with im (read only once im is)
         for i in range(lots.shape[1]):
             notional = np.abs(lots[:, i]) * float(t.contract_units[i]) * float(marks[i])
             im_i, mm_i = self._linear(int(t.underlying_index[i]), notional, None if oi is None else oi[i])

@@ -71,8 +71,10 @@ class TimsRegime(MarginRegime):
         self.minimum = cfg.minimum_per_contract * table.contract_units
         self._singletons = all(int(np.count_nonzero(self.class_pg == g)) == 1 for g in range(self.n_pg))
         self._key: tuple | None = None
-        self._pnl: np.ndarray | None = None
-        self._pnl_t: np.ndarray | None = None
+        # the P&L matrix and its transpose, of the market state ``_key``: set by pnl_matrix with the
+        # key (no key matches before it), and read only after a call of it
+        self._pnl: np.ndarray
+        self._pnl_t: np.ndarray
         self._workspace: dict = {}
 
     def pnl_matrix(self, market: MarketState) -> np.ndarray:

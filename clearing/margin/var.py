@@ -48,6 +48,7 @@ IM = margin, MM = ``mm_ratio`` x IM (default 0.8: see ``VaRConfig``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -142,7 +143,7 @@ def scenario_groups(returns: np.ndarray, size: int) -> np.ndarray:
     return out.reshape(g, size)
 
 
-def _slot_sums(ends: list[int], term) -> np.ndarray:
+def _slot_sums(ends: list[int], term: Callable[[int, int], np.ndarray]) -> np.ndarray:
     """Sum over slots of ``term(q, e)``, slot q's terms of the first ``e`` = ``ends[q]`` rows: slot 0
     for every row, then each further slot added to its prefix of rows, in slot order -- the
     additions every loss of :class:`LotSlots` is made of (and ``segment_sums_t``'s)."""
@@ -160,8 +161,16 @@ class LotSlots:
     as its held instruments in column order (slot j = its j-th held instrument), portfolios ordered
     by how many instruments they hold, most first, so slot j applies to a prefix of them."""
 
-    __slots__ = ("n", "inverse", "dense", "nheld", "col", "lot", "prefix", "signed", "magnitude", "term", "term_col",
-                 "term_lot")
+    __slots__ = ("n", "inverse", "dense", "nheld", "col", "lot", "prefix", "searchable", "signed", "magnitude", "term",
+                 "term_col", "term_lot")
+
+    # the pruned search's tables: unset until :meth:`prepare_search` builds them (``searchable``),
+    # which every reader calls first -- :meth:`terms` itself, the rest take its result or follow it
+    signed: np.ndarray
+    magnitude: np.ndarray
+    term: np.ndarray
+    term_col: np.ndarray
+    term_lot: np.ndarray
 
     def __init__(self, lots: np.ndarray) -> None:
         lots = np.asarray(lots, dtype=np.float64)
@@ -184,12 +193,12 @@ class LotSlots:
         self.prefix = [int(np.count_nonzero(self.nheld > q)) for q in range(width)]
         # what only the pruned search reads is built when it first asks (:meth:`prepare_search`):
         # the house's one-account what-if checks build hundreds of thousands of these per episode
-        self.signed = self.magnitude = self.term = self.term_col = self.term_lot = None
+        self.searchable = False
 
     def prepare_search(self) -> None:
         """The pruned search's tables, once: [lots+, lots-] (one product with [max; min] gives the
         loss bounds), |lots|, and the distinct (instrument, lot) terms."""
-        if self.term is not None:
+        if self.searchable:
             return
         self.signed = np.concatenate([np.maximum(self.dense, 0.0), np.minimum(self.dense, 0.0)], axis=1)
         self.magnitude = np.abs(self.dense)
@@ -201,6 +210,7 @@ class LotSlots:
         self.term_col, self.term_lot, tinv = distinct_entries(c, self.dense[r, c])
         self.term = np.zeros(self.col.shape, dtype=np.int64)
         self.term[r, j] = tinv
+        self.searchable = True
 
     def all_losses(self, loss: np.ndarray) -> np.ndarray:
         """(rows, S): every portfolio's loss in every scenario of the (I, S) per-lot ``loss`` -- the
@@ -514,6 +524,7 @@ class VaRRegime(MarginRegime):
         self.mpor = int(round(mpor))
         self.lookback = self.rows(cfg.lookback_days)
         self.floor_lookback = None if cfg.floor_lookback_days is None else self.rows(cfg.floor_lookback_days)
+        self.stressed_weight = cfg.stressed_weight or 0.0  # 0: no stressed set (as None)
         self.stressed_period = (None if cfg.stressed_period_days is None
                                 else tuple(int(round(d * DAY / row_interval)) for d in cfg.stressed_period_days))
         self.rev = Revaluer(table)
@@ -522,7 +533,9 @@ class VaRRegime(MarginRegime):
         self._key: tuple | None = None
         self._pnl: dict[str, np.ndarray] = {}
         self._groups: dict[str, np.ndarray] = {}
-        self._offsets: dict[str, int] = {}
+        # each set's first return (see _scenario_windows); looked up with a measure's set name, or
+        # None for a measure of no named set (offset 0)
+        self._offsets: dict[str | None, int] = {}
         self._groups_version = -1
         self._windows: dict[str, tuple[int, np.ndarray]] = {}
         self._windows_version = -1
@@ -625,7 +638,7 @@ class VaRRegime(MarginRegime):
         out = {"base": (max(0, n - mpor - self.lookback),
                         self._returns(h)[-self.lookback:] if cfg.method == "filtered"
                         else self._returns(h[-(self.lookback + mpor):]))}
-        if cfg.stressed_weight:
+        if self.stressed_weight:
             a, b = self.stressed_window()
             out["stressed"] = (a, mpor_returns(h[a:b], mpor) if b - a > mpor else np.zeros((0, h.shape[1])))
         if self.floor_lookback:
@@ -715,7 +728,7 @@ class VaRRegime(MarginRegime):
             # (several regimes sharing measures on one positions keep their own: their sets of the
             # same name may differ)
             memo = ("var_tail", name, a, step) if self._share is None else ("var_tail", name, a, step, id(self))
-            last = positions._cache.get(memo) if name is not None else None
+            last: tuple[np.ndarray, int] | None = positions._cache.get(memo) if name is not None else None
             hint = None if last is None else _hint(*last, first, s, k)
             top, ids = tail_of(book, loss, k, groups, hint, ordered=cfg.measure == "es")
             if ids is not None and name is not None:
@@ -733,8 +746,8 @@ class VaRRegime(MarginRegime):
         cfg = self.config
         windows = self._scenario_windows()
         # with a store, the sets are priced only if one of them is not in it (a regime whose sets
-        # another has measured prices nothing)
-        mats = self.pnl_matrices(market) if self._share is None else None
+        # another has measured prices nothing): empty until then
+        mats = self.pnl_matrices(market) if self._share is None else {}
         done: dict[tuple[int, int], np.ndarray] = {}
 
         def measure(name: str) -> np.ndarray:
@@ -744,13 +757,14 @@ class VaRRegime(MarginRegime):
             first, r = windows[name]
             same = None if name == "base" and cfg.method == "filtered" else (first, r.shape[0])
             if same is None or same not in done:
+                out: np.ndarray | None
                 if self._share is None:
                     out = self._measure(positions, mats[name], self._groups[name], name)
                 else:  # another regime of the store may have measured this very set
                     key = self.set_key(name, positions, market)
                     out = self._share.get(key, positions, self.table)
                     if out is None:
-                        mats = self.pnl_matrices(market) if mats is None else mats
+                        mats = mats or self.pnl_matrices(market)  # priced, it is never empty: "base" is always a set
                         out = self._measure(positions, mats[name], self._groups[name], name)
                         self._share.put(key, positions, self.table, out)
                 if same is not None:
@@ -762,7 +776,7 @@ class VaRRegime(MarginRegime):
         v = comp["base"]
         if "stressed" in windows:
             comp["stressed"] = measure("stressed")
-            v = (1.0 - cfg.stressed_weight) * v + cfg.stressed_weight * comp["stressed"]
+            v = (1.0 - self.stressed_weight) * v + self.stressed_weight * comp["stressed"]
         comp["weighted"] = v
         margin = v
         if cfg.buffer is not None:
