@@ -42,7 +42,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    # A _Parser like the subcommands it is a parent of: argparse's add_parser takes parents of the
+    # parser_class it builds. A parent only lends its arguments, so its error() is never called.
+    common = _Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout (no progress)")
 
@@ -202,11 +204,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = _episode(args)
         runs = 2 if cfg.outputs.counterfactual else 1  # the episode and its no-feedback twin
         with EpisodeProgress(show_progress, runs=runs, description=cfg.name) as progress:
-            out = run(cfg, output=args.out, observe=progress.observe(cfg.name), force=args.force)
+            run_out = run(cfg, output=args.out, observe=progress.observe(cfg.name), force=args.force)
         if args.json:
-            _emit_json({"episode": cfg.name, "directory": str(out.directory), "summary": out.summary})
+            _emit_json({"episode": cfg.name, "directory": str(run_out.directory), "summary": run_out.summary})
         else:
-            _print_summary(console, cfg, out.summary, out.directory)
+            _print_summary(console, cfg, run_out.summary, run_out.directory)
         return EXIT_OK
     if args.command == "compare":
         from sim.experiment.api import compare
@@ -214,13 +216,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         cfg = _episode(args)
         regimes = parse_regimes_option(args.regimes) if args.regimes else None
-        out = compare(cfg, regimes, output=args.out, seeds=args.seeds, backend=args.backend,
-                      workers=args.workers, progress=show_progress, force=args.force)
+        compare_out = compare(cfg, regimes, output=args.out, seeds=args.seeds, backend=args.backend,
+                              workers=args.workers, progress=show_progress, force=args.force)
         if args.json:
-            _emit_json({"episode": cfg.name, "directory": str(out.directory), "summaries": out.summaries,
-                        "intervals": out.stats})
+            _emit_json({"episode": cfg.name, "directory": str(compare_out.directory),
+                        "summaries": compare_out.summaries, "intervals": compare_out.stats})
         elif not args.quiet:
-            _print_comparison(console, out, cfg.market.quote.name)
+            _print_comparison(console, compare_out, cfg.market.quote.name)
         return EXIT_OK
     if args.command == "sweep":
         return _sweep(args, console, show_progress)
@@ -251,10 +253,11 @@ def _validate(args: argparse.Namespace, console) -> int:
     if kind == "sweep":
         from sim.experiment.sweep import plan
 
-        cfg, tasks = plan(path)
-        info.update(name=cfg.name, points=cfg.n_points(), seeds=len(cfg.seed_list()), runs=len(tasks))
-        text = (f"sweep {cfg.name!r}: {cfg.n_points():,} grid points x {len(cfg.seed_list())} seeds = "
-                f"{len(tasks):,} runs, every point a valid episode")
+        sweep_cfg, tasks = plan(path)
+        info.update(name=sweep_cfg.name, points=sweep_cfg.n_points(), seeds=len(sweep_cfg.seed_list()),
+                    runs=len(tasks))
+        text = (f"sweep {sweep_cfg.name!r}: {sweep_cfg.n_points():,} grid points x {len(sweep_cfg.seed_list())} "
+                f"seeds = {len(tasks):,} runs, every point a valid episode")
     elif kind == "backtest":
         from sim.experiment.backtest.run import prepare as prepare_backtest
 
@@ -279,11 +282,11 @@ def _validate(args: argparse.Namespace, console) -> int:
     else:
         from sim.experiment.runs import validate
 
-        cfg = validate(path)
-        info.update(name=cfg.name, duration=cfg.duration, instruments=len(cfg.market.instruments),
-                    regime=cfg.margin.regime)
-        text = (f"episode {cfg.name!r}, {cfg.duration:,g} s, {len(cfg.market.instruments)} instruments, "
-                f"regime {cfg.margin.regime}")
+        episode_cfg = validate(path)
+        info.update(name=episode_cfg.name, duration=episode_cfg.duration,
+                    instruments=len(episode_cfg.market.instruments), regime=episode_cfg.margin.regime)
+        text = (f"episode {episode_cfg.name!r}, {episode_cfg.duration:,g} s, "
+                f"{len(episode_cfg.market.instruments)} instruments, regime {episode_cfg.margin.regime}")
     if args.json:
         _emit_json(info)
     else:
