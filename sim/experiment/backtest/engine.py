@@ -103,24 +103,25 @@ def requirement_series_shared(regimes: list[MarginRegime], book: Book, prices: n
     marks = marks_along(book.table, prices[runs], vols[runs])
     path = MarketPath(now=0.0, underlying_prices=prices[runs], atm_vols=vols[runs], marks=marks,
                       vols=vols[runs][:, book.table.underlying_index])
-    outs: list[np.ndarray | None] = [None] * len(regimes)
-    walked = []  # (index, regime, its VaR) of the regimes that need the history
-    for j, regime in enumerate(regimes):
+    outs: list[np.ndarray] = []  # each regime's series, in the order of regimes
+    walked = []  # (its series, regime, its VaR) of the regimes that need the history
+    for regime in regimes:
         var = _needs_history(regime)
         if var is None:
-            outs[j] = regime.requirements_along(book.positions, path, requirement)
+            outs.append(regime.requirements_along(book.positions, path, requirement))
         else:
-            outs[j] = np.empty((runs.size, book.positions.n_accounts))
-            walked.append((j, regime, var))
+            series = np.empty((runs.size, book.positions.n_accounts))
+            outs.append(series)
+            walked.append((series, regime, var))
             var.share_measures(share)
     try:
         for k, row in enumerate(runs):  # one vectorised call per margin run and regime (over all portfolios)
             if share is not None:
                 share.clear()  # a new run: new history, new market
-            for j, regime, var in walked:
+            for series, regime, var in walked:
                 var.set_history(prices[: row + 1])
                 req = regime.requirements(book.positions, path.at(k))
-                outs[j][k] = req.im if requirement == "im" else req.mm
+                series[k] = req.im if requirement == "im" else req.mm
     finally:
         for _, _, var in walked:
             var.share_measures(None)
