@@ -133,6 +133,7 @@ def _dynamic_haircuts(config: EpisodeConfig, ledger: Ledger, oracle: Oracle, pat
     names = list(oracle.underlyings)
     for k, a in enumerate([config.market.quote, *config.market.collateral]):
         if a.dynamic_haircut is not None:
+            assert a.price_source is not None  # the asset's validator requires one with a dynamic_haircut
             col = names.index(a.price_source)
             start_vol = a.dynamic_haircut.initial_vol
             if start_vol is None:
