@@ -464,6 +464,7 @@ def _ray_task(spec: _Spec, task: dict, box: list | None) -> dict:
             if spec.shared_key is not None and spec.shared_key not in _RAY_CHILD_SHARED:
                 import ray
 
+                assert box is not None  # _run_ray sends the box with every task of a job with a shared object
                 shared = ray.get(box[0])
                 waiting = child.submit(_remember, spec.shared_key, shared)
                 waiting.result()
@@ -544,13 +545,15 @@ def start_local_ray(workers: int) -> None:
     it), with the quiet settings above and its workers at the local pool's niceness
     (``RAY_WORKER_CONFIG``); its start (~2.5 CPU-s: GCS, raylet, two agents, ``workers``
     prestarted workers; ~3 s of wall on two idle cores before the monitors went) is paid per sweep."""
+    import logging
+
     import ray
 
     saved = {k: os.environ.get(k) for k in RAY_QUIET_ENV}
     os.environ.update(RAY_QUIET_ENV)  # read by the daemons ray.init starts, which inherit this environment
     try:
         with _without_ray_monitors():
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                      _system_config={**RAY_QUIET_CONFIG, **RAY_WORKER_CONFIG})
     finally:
         for k, v in saved.items():
@@ -593,6 +596,8 @@ def start_local_dask(workers: int) -> tuple[Any, Any]:
 
 
 def _run_ray(tasks: list[dict], workers: int, job: Job, on_done: Callable[[dict], None], address: str | None) -> None:
+    import logging
+
     import ray
 
     started = False
@@ -600,7 +605,7 @@ def _run_ray(tasks: list[dict], workers: int, job: Job, on_done: Callable[[dict]
         if address is None:  # a cluster of this machine's cores, for this call only
             start_local_ray(workers)
         else:  # an existing cluster: the tasks go wherever it has free CPUs
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         started = True
     pending: dict[Any, dict] = {}
     try:
