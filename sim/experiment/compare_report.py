@@ -146,7 +146,7 @@ def _fig_liquidated(config: Any, runs) -> str:
 
 
 def _seed_mean(rows: Sequence[Mapping[str, Any]], label: str, key: str) -> float | None:
-    vals = [r.get(key) for r in rows if r["regime"] == label and r.get(key) is not None]
+    vals = [v for r in rows if r["regime"] == label and (v := r.get(key)) is not None]
     return float(np.mean(vals)) if vals else None
 
 
