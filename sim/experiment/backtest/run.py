@@ -76,7 +76,8 @@ def _regime_entries(cfg: BacktestConfig, root: Path) -> dict[str, tuple[Any, flo
     from clearing.margin.config import VaRConfig, parse_margin_config
 
     # (label, spec, where): a regime_set's entries have no label of their own (None: named by regime below)
-    specs: list[tuple[str | None, Any, str]] = [(label, spec, f"regimes.{label}") for label, spec in cfg.regimes.items()]
+    specs: list[tuple[str | None, Any, str]] = [(label, spec, f"regimes.{label}")
+                                                for label, spec in cfg.regimes.items()]
     if cfg.regime_set is not None:
         data = read_yaml(_relative(root, cfg.regime_set))
         listed = data.get("compare_regimes")
