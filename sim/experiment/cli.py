@@ -12,10 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sim.experiment.allocator import keep_freed_memory
 from sim.experiment.errors import ConfigError, error_line
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sim.experiment.api import ComparisonOutput
+    from sim.experiment.schema.episode import EpisodeConfig
 
 EXIT_OK = 0
 EXIT_RUNS_FAILED = 1
@@ -242,7 +248,7 @@ def _file_kind(data: Any) -> str:
     return "episode"
 
 
-def _validate(args: argparse.Namespace, console) -> int:
+def _validate(args: argparse.Namespace, console: Console) -> int:
     from sim.experiment.io import parse_yaml
 
     path = Path(args.config)
@@ -297,7 +303,7 @@ def _validate(args: argparse.Namespace, console) -> int:
 
 
 # ------------------------------------------------------------------------------------- sweep
-def _sweep(args: argparse.Namespace, console, show_progress: bool) -> int:
+def _sweep(args: argparse.Namespace, console: Console, show_progress: bool) -> int:
     from sim.experiment.api import sweep
     from sim.experiment.sweep import load_sweep, output_path
 
@@ -339,7 +345,7 @@ def _headline_rows(summary: dict, quote: str) -> list[tuple[str, str]]:
     return rows(summary, quote)
 
 
-def _print_summary(console, cfg, summary: dict, directory: Path | None) -> None:
+def _print_summary(console: Console, cfg: EpisodeConfig, summary: dict, directory: Path | None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -352,14 +358,14 @@ def _print_summary(console, cfg, summary: dict, directory: Path | None) -> None:
     _print_location(console, directory)
 
 
-def _print_location(console, directory: Path | None) -> None:
+def _print_location(console: Console, directory: Path | None) -> None:
     if directory is None:
         return
     report = Path(directory) / "report.html"
     console.print(f"results: {report if report.is_file() else directory}")
 
 
-def _print_comparison(console, out, quote: str) -> None:
+def _print_comparison(console: Console, out: ComparisonOutput, quote: str) -> None:
     """The headline metrics with mean, paired interval and verdict per regime; then the group table."""
     from rich.table import Table
 
@@ -415,7 +421,7 @@ def _print_comparison(console, out, quote: str) -> None:
 
 
 # ------------------------------------------------------------------------------------- backtest
-def _backtest(args: argparse.Namespace, console) -> int:
+def _backtest(args: argparse.Namespace, console: Console) -> int:
     from sim.experiment.api import backtest
 
     if args.workers < 1:
@@ -430,7 +436,7 @@ def _backtest(args: argparse.Namespace, console) -> int:
 
 
 # ------------------------------------------------------------------------------------- reverse stress
-def _reverse_stress(args: argparse.Namespace, console, show_progress: bool) -> int:
+def _reverse_stress(args: argparse.Namespace, console: Console, show_progress: bool) -> int:
     """Lines (regime x seed) whose episodes failed are reported; like a sweep with failed runs, the
     results are still written and the exit status is 1."""
     from sim.experiment.api import reverse_stress
@@ -457,7 +463,7 @@ def _reverse_stress(args: argparse.Namespace, console, show_progress: bool) -> i
     return EXIT_OK
 
 
-def _print_backtest(console, summary: dict, directory: Path | None) -> None:
+def _print_backtest(console: Console, summary: dict, directory: Path | None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -477,7 +483,7 @@ def _print_backtest(console, summary: dict, directory: Path | None) -> None:
     _print_location(console, directory)
 
 
-def _print_reverse_stress(console, summary: dict, directory: Path | None) -> None:
+def _print_reverse_stress(console: Console, summary: dict, directory: Path | None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
