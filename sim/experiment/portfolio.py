@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -19,6 +19,9 @@ from sim.experiment.config import format_validation_error
 from sim.experiment.io import parse_yaml
 from clearing.margin.config import REGIME_NAMES, parse_margin_config
 from sim.experiment.portfolio_file import HistorySpec, PortfolioFile
+
+if TYPE_CHECKING:
+    from sim.core.instruments import InstrumentTable
 
 
 VAR_REGIMES = ("var", "var_apc")
@@ -243,7 +246,8 @@ def build_book(pf: PortfolioFile) -> tuple[Any, Any, Any, list[str], dict[str, A
     return book.table, book.market, book.positions, book.names, book.context()
 
 
-def _history(h: HistorySpec, table, prices: dict, vols: dict) -> np.ndarray:
+def _history(h: HistorySpec, table: InstrumentTable, prices: Mapping[str, float], vols: Mapping[str, float]
+             ) -> np.ndarray:
     if h.prices is not None:
         return np.column_stack([np.asarray(h.prices[u], dtype=np.float64) for u in table.underlyings])
     syn = h.synthetic

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clearing.ledger import FIRST_TRADER, QUOTE, SystemAccount
-from sim.core.orders import Fill, RejectReason
+from sim.core.orders import Fill, RejectReason, SubmitResult
 from sim.experiment.reference_margin import ReferenceMargin
 from sim.experiment.spells import assign_spells
 from sim.experiment.who_paid import VaultTracker, loss_ledger
@@ -93,7 +93,7 @@ class Recorder:
             self._trade_chunks.append(np.array(self.trades, dtype=np.float64))
             self.trades = []
 
-    def on_reject(self, account: int, result) -> None:
+    def on_reject(self, account: int, result: SubmitResult) -> None:
         # a refused amend leaves its order resting as it was; only refused new orders must never rest
         if result.reject is _REFUSED:
             oid = result.order_id

@@ -20,7 +20,7 @@ the statistics are array reductions over the runs x portfolios matrices.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +140,7 @@ EVAL_BLOCK_BYTES = 1 << 17
 EVAL_BAND = 128  # portfolios per transposed copy
 
 
-def _column_figures(margin: np.ndarray, loss: np.ndarray, windows) -> dict[str, np.ndarray]:
+def _column_figures(margin: np.ndarray, loss: np.ndarray, windows: Sequence[int]) -> dict[str, np.ndarray]:
     """The per-portfolio reductions of (runs, w) slices. Every figure is a function of its own
     column (counts, maxima, a contiguous sum per column), so a block's figures are the same bits
     as the whole matrix's."""
@@ -245,7 +245,7 @@ class RegimeBacktest:
 def backtest_regimes(labels: list[str], regimes: list[MarginRegime], book: Book, prices: np.ndarray,
                      vols: np.ndarray, runs: np.ndarray, loss: np.ndarray, *, requirement: str = "im",
                      scales: list[float] | None = None, coverage: float = 0.99, significance: float = 0.05,
-                     windows=(5, 20), shown: np.ndarray | None = None,
+                     windows: tuple[int, ...] | list[int] = (5, 20), shown: np.ndarray | None = None,
                      share: SharedMeasures | None = None) -> list[RegimeBacktest]:
     """Backtest figures of several regimes on one book (one regime: a list of one), their
     requirements computed together (:func:`requirement_series_shared`: with ``share``, the VaR

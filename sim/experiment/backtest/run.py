@@ -14,7 +14,7 @@ import copy
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +30,10 @@ from sim.experiment.errors import ConfigError
 from sim.experiment.config import format_validation_error
 from sim.experiment.io import read_yaml
 from sim.experiment.backtest.config import DAY_SECONDS, BacktestConfig
+
+if TYPE_CHECKING:
+    from sim.core.instruments import InstrumentTable
+
 
 VAR_REGIMES = ("var", "var_apc")
 
@@ -200,7 +204,7 @@ def prepare(source: BacktestConfig | dict | str | Path) -> _Plan:
 
 
 # ------------------------------------------------------------------------------------ running
-def path_of(cfg: BacktestConfig, table) -> tuple[np.ndarray, np.ndarray]:
+def path_of(cfg: BacktestConfig, table: InstrumentTable) -> tuple[np.ndarray, np.ndarray]:
     """(rows, underlyings) daily prices and vols in the table's underlying order."""
     from sim.market.paths import generate_paths
     from sim.core.streams import RandomStreams
