@@ -42,7 +42,8 @@ def account_directory(episode: "Episode") -> dict[str, np.ndarray]:
     starting prices without haircuts.
     """
     ledger = episode.ledger
-    cash = episode.initial_cash
+    cash, start_prices = episode.initial_cash, episode.initial_asset_prices
+    assert cash is not None and start_prices is not None  # snapshot_initial set both when the episode was built
     n = cash.shape[0]
     group = np.full(n, None, dtype=object)
     kind = np.full(n, None, dtype=object)
@@ -79,7 +80,7 @@ def account_directory(episode: "Episode") -> dict[str, np.ndarray]:
     collateral_asset = np.array([assets[1 + k] if h else None for k, h in zip(first.tolist(), has.tolist())],
                                 dtype=object)
     initial_collateral = np.where(has, others[np.arange(n), first] if others.shape[1] else 0, 0).astype(np.int64)
-    capital = ledger.value_cash(cash, episode.initial_asset_prices, haircuts=False)
+    capital = ledger.value_cash(cash, start_prices, haircuts=False)
     return {
         "account": np.arange(n, dtype=np.int64),
         "name": name,

@@ -8,15 +8,22 @@ default episode), validates it completely before running anything, and writes re
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from sim.experiment.errors import ConfigError
 from sim.experiment.runs import EpisodeLike, RunOutput, resolve, run, validate
 from sim.experiment.variants import counterfactual_config, regime_variants, run_variant
 from sim.experiment.schema.episode import EpisodeConfig
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from sim.experiment.backtest.run import BacktestOutput
+    from sim.experiment.reverse_stress import ReverseStressOutput
 
 __all__ = ["EpisodeLike", "RunOutput", "ComparisonOutput", "Results", "resolve", "validate", "run", "run_variant",
            "counterfactual_config", "regime_variants", "compare", "load", "sweep", "backtest", "reverse_stress"]
@@ -195,7 +202,7 @@ def load(directory: str | Path) -> Results:
 
 def sweep(grid: Any, backend: str = "local", workers: int = 1, resume: bool = False,
           output: str | Path | None = None, progress: bool = True, force: bool = False,
-          retry_errors: bool = False, address: str | None = None):
+          retry_errors: bool = False, address: str | None = None) -> pa.Table:
     """A grid x seeds sweep; returns a pyarrow Table with one row per run (see ``sim.experiment.sweep``).
     ``address``: run on an existing Ray or Dask cluster (with ``backend="ray"`` / ``"dask"``)."""
     from sim.experiment.sweep import sweep as run_sweep
@@ -204,7 +211,7 @@ def sweep(grid: Any, backend: str = "local", workers: int = 1, resume: bool = Fa
                      force=force, retry_errors=retry_errors, address=address)
 
 
-def backtest(config: Any, output: str | Path | None = None, write: bool = True, workers: int = 1):
+def backtest(config: Any, output: str | Path | None = None, write: bool = True, workers: int = 1) -> BacktestOutput:
     """Backtest margin regimes along a price path (a backtest YAML path, dict or ``BacktestConfig``);
     returns a ``sim.experiment.backtest.run.BacktestOutput`` (see ``sim.experiment.backtest``)."""
     from sim.experiment.backtest.run import backtest as run_backtest
@@ -213,7 +220,8 @@ def backtest(config: Any, output: str | Path | None = None, write: bool = True, 
 
 
 def reverse_stress(config: Any, backend: str = "local", workers: int | None = None, resume: bool = False,
-                   output: str | Path | None = None, write: bool = True, progress=None):
+                   output: str | Path | None = None, write: bool = True,
+                   progress: Callable[[str], None] | None = None) -> ReverseStressOutput:
     """Search for the smallest stress that breaks the clearing house, per regime (a reverse-stress
     YAML path, dict or ``ReverseStressConfig``); see ``sim.experiment.reverse_stress``."""
     from sim.experiment.reverse_stress import reverse_stress as run_reverse_stress

@@ -12,10 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sim.experiment.allocator import keep_freed_memory
 from sim.experiment.errors import ConfigError, error_line
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sim.experiment.api import ComparisonOutput
+    from sim.experiment.schema.episode import EpisodeConfig
 
 EXIT_OK = 0
 EXIT_RUNS_FAILED = 1
@@ -42,7 +48,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    # A _Parser like the subcommands it is a parent of: argparse's add_parser takes parents of the
+    # parser_class it builds. A parent only lends its arguments, so its error() is never called.
+    common = _Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout (no progress)")
 
@@ -202,11 +210,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = _episode(args)
         runs = 2 if cfg.outputs.counterfactual else 1  # the episode and its no-feedback twin
         with EpisodeProgress(show_progress, runs=runs, description=cfg.name) as progress:
-            out = run(cfg, output=args.out, observe=progress.observe(cfg.name), force=args.force)
+            run_out = run(cfg, output=args.out, observe=progress.observe(cfg.name), force=args.force)
         if args.json:
-            _emit_json({"episode": cfg.name, "directory": str(out.directory), "summary": out.summary})
+            _emit_json({"episode": cfg.name, "directory": str(run_out.directory), "summary": run_out.summary})
         else:
-            _print_summary(console, cfg, out.summary, out.directory)
+            _print_summary(console, cfg, run_out.summary, run_out.directory)
         return EXIT_OK
     if args.command == "compare":
         from sim.experiment.api import compare
@@ -214,13 +222,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         cfg = _episode(args)
         regimes = parse_regimes_option(args.regimes) if args.regimes else None
-        out = compare(cfg, regimes, output=args.out, seeds=args.seeds, backend=args.backend,
-                      workers=args.workers, progress=show_progress, force=args.force)
+        compare_out = compare(cfg, regimes, output=args.out, seeds=args.seeds, backend=args.backend,
+                              workers=args.workers, progress=show_progress, force=args.force)
         if args.json:
-            _emit_json({"episode": cfg.name, "directory": str(out.directory), "summaries": out.summaries,
-                        "intervals": out.stats})
+            _emit_json({"episode": cfg.name, "directory": str(compare_out.directory),
+                        "summaries": compare_out.summaries, "intervals": compare_out.stats})
         elif not args.quiet:
-            _print_comparison(console, out, cfg.market.quote.name)
+            _print_comparison(console, compare_out, cfg.market.quote.name)
         return EXIT_OK
     if args.command == "sweep":
         return _sweep(args, console, show_progress)
@@ -240,7 +248,7 @@ def _file_kind(data: Any) -> str:
     return "episode"
 
 
-def _validate(args: argparse.Namespace, console) -> int:
+def _validate(args: argparse.Namespace, console: Console) -> int:
     from sim.experiment.io import parse_yaml
 
     path = Path(args.config)
@@ -251,10 +259,11 @@ def _validate(args: argparse.Namespace, console) -> int:
     if kind == "sweep":
         from sim.experiment.sweep import plan
 
-        cfg, tasks = plan(path)
-        info.update(name=cfg.name, points=cfg.n_points(), seeds=len(cfg.seed_list()), runs=len(tasks))
-        text = (f"sweep {cfg.name!r}: {cfg.n_points():,} grid points x {len(cfg.seed_list())} seeds = "
-                f"{len(tasks):,} runs, every point a valid episode")
+        sweep_cfg, tasks = plan(path)
+        info.update(name=sweep_cfg.name, points=sweep_cfg.n_points(), seeds=len(sweep_cfg.seed_list()),
+                    runs=len(tasks))
+        text = (f"sweep {sweep_cfg.name!r}: {sweep_cfg.n_points():,} grid points x {len(sweep_cfg.seed_list())} "
+                f"seeds = {len(tasks):,} runs, every point a valid episode")
     elif kind == "backtest":
         from sim.experiment.backtest.run import prepare as prepare_backtest
 
@@ -279,11 +288,11 @@ def _validate(args: argparse.Namespace, console) -> int:
     else:
         from sim.experiment.runs import validate
 
-        cfg = validate(path)
-        info.update(name=cfg.name, duration=cfg.duration, instruments=len(cfg.market.instruments),
-                    regime=cfg.margin.regime)
-        text = (f"episode {cfg.name!r}, {cfg.duration:,g} s, {len(cfg.market.instruments)} instruments, "
-                f"regime {cfg.margin.regime}")
+        episode_cfg = validate(path)
+        info.update(name=episode_cfg.name, duration=episode_cfg.duration,
+                    instruments=len(episode_cfg.market.instruments), regime=episode_cfg.margin.regime)
+        text = (f"episode {episode_cfg.name!r}, {episode_cfg.duration:,g} s, "
+                f"{len(episode_cfg.market.instruments)} instruments, regime {episode_cfg.margin.regime}")
     if args.json:
         _emit_json(info)
     else:
@@ -294,7 +303,7 @@ def _validate(args: argparse.Namespace, console) -> int:
 
 
 # ------------------------------------------------------------------------------------- sweep
-def _sweep(args: argparse.Namespace, console, show_progress: bool) -> int:
+def _sweep(args: argparse.Namespace, console: Console, show_progress: bool) -> int:
     from sim.experiment.api import sweep
     from sim.experiment.sweep import load_sweep, output_path
 
@@ -336,7 +345,7 @@ def _headline_rows(summary: dict, quote: str) -> list[tuple[str, str]]:
     return rows(summary, quote)
 
 
-def _print_summary(console, cfg, summary: dict, directory: Path | None) -> None:
+def _print_summary(console: Console, cfg: EpisodeConfig, summary: dict, directory: Path | None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -349,14 +358,14 @@ def _print_summary(console, cfg, summary: dict, directory: Path | None) -> None:
     _print_location(console, directory)
 
 
-def _print_location(console, directory: Path | None) -> None:
+def _print_location(console: Console, directory: Path | None) -> None:
     if directory is None:
         return
     report = Path(directory) / "report.html"
     console.print(f"results: {report if report.is_file() else directory}")
 
 
-def _print_comparison(console, out, quote: str) -> None:
+def _print_comparison(console: Console, out: ComparisonOutput, quote: str) -> None:
     """The headline metrics with mean, paired interval and verdict per regime; then the group table."""
     from rich.table import Table
 
@@ -412,7 +421,7 @@ def _print_comparison(console, out, quote: str) -> None:
 
 
 # ------------------------------------------------------------------------------------- backtest
-def _backtest(args: argparse.Namespace, console) -> int:
+def _backtest(args: argparse.Namespace, console: Console) -> int:
     from sim.experiment.api import backtest
 
     if args.workers < 1:
@@ -427,7 +436,7 @@ def _backtest(args: argparse.Namespace, console) -> int:
 
 
 # ------------------------------------------------------------------------------------- reverse stress
-def _reverse_stress(args: argparse.Namespace, console, show_progress: bool) -> int:
+def _reverse_stress(args: argparse.Namespace, console: Console, show_progress: bool) -> int:
     """Lines (regime x seed) whose episodes failed are reported; like a sweep with failed runs, the
     results are still written and the exit status is 1."""
     from sim.experiment.api import reverse_stress
@@ -454,7 +463,7 @@ def _reverse_stress(args: argparse.Namespace, console, show_progress: bool) -> i
     return EXIT_OK
 
 
-def _print_backtest(console, summary: dict, directory: Path | None) -> None:
+def _print_backtest(console: Console, summary: dict, directory: Path | None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -474,7 +483,7 @@ def _print_backtest(console, summary: dict, directory: Path | None) -> None:
     _print_location(console, directory)
 
 
-def _print_reverse_stress(console, summary: dict, directory: Path | None) -> None:
+def _print_reverse_stress(console: Console, summary: dict, directory: Path | None) -> None:
     from rich.markup import escape
     from rich.table import Table
 

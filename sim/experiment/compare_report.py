@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -26,13 +26,20 @@ from matplotlib.ticker import FuncFormatter
 
 from sim.experiment.compare import Metric, short_verdict
 from sim.experiment.fmt import axis, difference, quantity, short, significant
-from sim.experiment.metrics.columns import column_of
+from sim.experiment.metrics.columns import Tables, column_of
 from sim.experiment.metrics.price import mid_price
 from sim.experiment.report import CSS, _png, _time_unit
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 LINESTYLES = ("-", (0, (6, 2)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (8, 2, 2, 2)), (0, (4, 4)))
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 UNIT_HEADERS = {"count": "count", "ratio": "ratio", "fraction": "%", "x": "×", "bps": "bps", "s": "s"}
+# regime label -> (summary, tables) of its first seed
+Runs = Mapping[str, tuple[Mapping[str, Any], Tables]]
+Rows = Sequence[Mapping[str, Any]]  # one per (regime, seed), or the stats: one per (regime, metric)
+
 FIGURES = ("fig-prices", "fig-liquidated", "fig-who-paid", "fig-cascades", "fig-margin", "fig-leverage",
            "fig-counterfactual", "fig-intervals")
 
@@ -60,7 +67,7 @@ def _legend(fig: Figure) -> None:
         fig.legend(handles, labels, loc="outside right upper", fontsize=8)
 
 
-def _no_data(ax, text: str) -> None:
+def _no_data(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#777777")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -83,7 +90,7 @@ def _shock_windows(config: Any, underlying: str) -> list[tuple[float, float, flo
     return out
 
 
-def _fig_prices(config: Any, runs: Mapping[str, tuple[Mapping, Mapping]]) -> str:
+def _fig_prices(config: Any, runs: Runs) -> str:
     names = list(config.paths.names())
     scale, unit = _time_unit(float(config.duration))
     fig = Figure(figsize=(11, 2.6 * max(1, len(names))), layout="constrained")
@@ -125,7 +132,7 @@ def _fig_prices(config: Any, runs: Mapping[str, tuple[Mapping, Mapping]]) -> str
     return _png(fig)
 
 
-def _fig_liquidated(config: Any, runs) -> str:
+def _fig_liquidated(config: Any, runs: Runs) -> str:
     scale_t, unit = _time_unit(float(config.duration))
     money = 10 ** int(config.market.quote.decimals)
     fig = Figure(figsize=(11, 3.4), layout="constrained")
@@ -145,12 +152,12 @@ def _fig_liquidated(config: Any, runs) -> str:
     return _png(fig)
 
 
-def _seed_mean(rows: Sequence[Mapping[str, Any]], label: str, key: str) -> float | None:
-    vals = [r.get(key) for r in rows if r["regime"] == label and r.get(key) is not None]
+def _seed_mean(rows: Rows, label: str, key: str) -> float | None:
+    vals = [v for r in rows if r["regime"] == label and (v := r.get(key)) is not None]
     return float(np.mean(vals)) if vals else None
 
 
-def _who_paid(runs, rows) -> tuple[dict[str, dict[str, float]], str]:
+def _who_paid(runs: Runs, rows: Rows) -> tuple[dict[str, dict[str, float]], str]:
     """Per regime, layer -> amount: the who-paid ledger (seed means) when the summaries carry it,
     else the loss-absorption records by layer (first seed)."""
     keys = sorted({k for r in rows for k in r if k.startswith("losses.who_paid.")})
@@ -164,7 +171,7 @@ def _who_paid(runs, rows) -> tuple[dict[str, dict[str, float]], str]:
             "ledger is not in these summaries")
 
 
-def _fig_who_paid(config: Any, runs, rows) -> tuple[str, str]:
+def _fig_who_paid(config: Any, runs: Runs, rows: Rows) -> tuple[str, str]:
     paid, source = _who_paid(runs, rows)
     layers = sorted({layer for d in paid.values() for layer in d})
     fig = Figure(figsize=(11, 3.4), layout="constrained")
@@ -190,7 +197,7 @@ def _fig_who_paid(config: Any, runs, rows) -> tuple[str, str]:
     return _png(fig), source
 
 
-def cascade_sizes(tables) -> tuple[np.ndarray, np.ndarray]:
+def cascade_sizes(tables: Tables) -> tuple[np.ndarray, np.ndarray]:
     """(liquidations per cascade tree, generation of each liquidation) from the parent links."""
     liq = column_of(tables, "liquidations", "liq_id").astype(np.int64)
     parent = column_of(tables, "liquidations", "parent").astype(np.int64)
@@ -210,7 +217,7 @@ def cascade_sizes(tables) -> tuple[np.ndarray, np.ndarray]:
 SIZE_BUCKETS = ((1, 1, "1"), (2, 2, "2"), (3, 5, "3–5"), (6, 20, "6–20"), (21, 100, "21–100"), (101, 10**12, ">100"))
 
 
-def _fig_cascades(config: Any, runs) -> str:
+def _fig_cascades(config: Any, runs: Runs) -> str:
     fig = Figure(figsize=(11, 3.4), layout="constrained")
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     labels = list(runs)
@@ -243,7 +250,7 @@ def _fig_cascades(config: Any, runs) -> str:
     return _png(fig)
 
 
-def _reference_series(tables) -> tuple[np.ndarray, np.ndarray] | None:
+def _reference_series(tables: Tables) -> tuple[np.ndarray, np.ndarray] | None:
     """The fixed reference portfolio's margin rate (IM / gross) over time, from the recorder's
     ``reference_margin`` table (None when the run has none)."""
     table = tables.get("reference_margin") or {}
@@ -254,7 +261,7 @@ def _reference_series(tables) -> tuple[np.ndarray, np.ndarray] | None:
         return np.asarray(table["time"], dtype=float), np.where(gross > 0, im / gross, np.nan)
 
 
-def _fig_margin(config: Any, runs) -> tuple[str, bool]:
+def _fig_margin(config: Any, runs: Runs) -> tuple[str, bool]:
     scale_t, unit = _time_unit(float(config.duration))
     money = 10 ** int(config.market.quote.decimals)
     start = config.measurement_start()
@@ -287,7 +294,7 @@ def _fig_margin(config: Any, runs) -> tuple[str, bool]:
     return _png(fig), has_reference
 
 
-def _group_names(runs) -> list[str]:
+def _group_names(runs: Runs) -> list[str]:
     names: list[str] = []
     for s, _t in runs.values():
         for g, d in (s.get("groups") or {}).items():
@@ -296,7 +303,7 @@ def _group_names(runs) -> list[str]:
     return names
 
 
-def _fig_leverage(config: Any, runs, rows) -> str:
+def _fig_leverage(config: Any, runs: Runs, rows: Rows) -> str:
     groups = _group_names(runs)
     labels = list(runs)
     fig = Figure(figsize=(11, 0.45 * max(len(groups), 4) + 1.2), layout="constrained")
@@ -326,7 +333,7 @@ def _fig_leverage(config: Any, runs, rows) -> str:
     return _png(fig)
 
 
-def _counterfactual_keys(rows) -> list[str]:
+def _counterfactual_keys(rows: Rows) -> list[str]:
     # the ratios only (x / twin's x): drawdowns and differences are in other units
     keys = sorted({k for r in rows for k, v in r.items() if k.startswith("counterfactual.") and v is not None
                    and k.endswith(("_amplification", "_ratio"))})
@@ -335,7 +342,7 @@ def _counterfactual_keys(rows) -> list[str]:
     return keys
 
 
-def _fig_counterfactual(config: Any, runs, rows) -> str:
+def _fig_counterfactual(config: Any, runs: Runs, rows: Rows) -> str:
     keys = _counterfactual_keys(rows)
     labels = list(runs)
     fig = Figure(figsize=(11, 3.2), layout="constrained")
@@ -361,7 +368,7 @@ INTERVAL_KEYS = ("losses.borne_by_others", "bad_debt.total", "liquidations.notio
                  "insurance_fund.min", "margin.im_peak", "margin.im_over_gross", "cascades.max_generation")
 
 
-def _fig_intervals(stats, metrics: Sequence[Metric], labels: Sequence[str], quote: str) -> str:
+def _fig_intervals(stats: Rows, metrics: Sequence[Metric], labels: Sequence[str], quote: str) -> str:
     by = {(s["regime"], s["metric"]): s for s in stats}
     units = {m.key: m for m in metrics}
     keys = [k for k in INTERVAL_KEYS if k in units and any(by.get((r, k), {}).get("diff_mean") is not None
@@ -397,7 +404,7 @@ def _fig_intervals(stats, metrics: Sequence[Metric], labels: Sequence[str], quot
 
 
 # ------------------------------------------------------------------------------------ tables
-def _headline_table(stats, metrics: Sequence[Metric], labels: Sequence[str], quote: str, n_seeds: int) -> str:
+def _headline_table(stats: Rows, metrics: Sequence[Metric], labels: Sequence[str], quote: str, n_seeds: int) -> str:
     by = {(s["regime"], s["metric"]): s for s in stats}
     head = "<tr><th>metric</th>" + "".join(f"<th>{html.escape(r)}</th>" for r in labels) + "</tr>"
     body = []
@@ -429,7 +436,7 @@ def _verdict_class(verdict: str) -> str:
             "within noise": "noise"}.get(verdict, "same")
 
 
-def _group_table(runs, rows, stats, labels: Sequence[str]) -> str:
+def _group_table(runs: Runs, rows: Rows, stats: Rows, labels: Sequence[str]) -> str:
     """Per group and regime: seed means, each with its short verdict against the first regime."""
     by = {(s["regime"], s["metric"]): s for s in stats}
     groups = _group_names(runs)
@@ -461,8 +468,7 @@ table.cmp td{vertical-align:top} .d{font-size:.85em;color:#444} .v{font-size:.8e
 """
 
 
-def comparison_page(config: Any, runs: Mapping[str, tuple[Mapping[str, Any], Mapping]],
-                    rows: Sequence[Mapping[str, Any]], stats: Sequence[Mapping[str, Any]],
+def comparison_page(config: Any, runs: Runs, rows: Rows, stats: Rows,
                     metrics: Sequence[Metric], seeds: Sequence[int], folders: Mapping[str, str],
                     linked: bool = True) -> str:
     """The comparison report (see the module docstring)."""

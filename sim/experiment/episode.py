@@ -13,7 +13,7 @@ import time
 import tracemalloc
 from sim.core.phases import Phase
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -24,7 +24,7 @@ from clearing.absorption import LossAbsorber
 from clearing.haircuts import DynamicHaircuts
 from clearing.house import ClearingHouse
 from clearing.isolated import IsolatedMargin
-from sim.core.instruments import SECONDS_PER_YEAR, InstrumentKind, InstrumentTable
+from sim.core.instruments import SECONDS_PER_YEAR, InstrumentKind, InstrumentTable, MarketState
 from clearing.insurance import InsuranceFund
 from clearing.ledger import FIRST_TRADER, QUOTE, Ledger, SystemAccount
 from clearing.liquidation import LiquidationEngine
@@ -35,13 +35,16 @@ from sim.experiment.accounts import account_directory, snapshot_initial
 from sim.core.kernel import World
 from sim.market.mark import MarkPricer
 from sim.market.oracle import Oracle
-from sim.core.orders import FillFlag
+from sim.core.orders import Fill, FillFlag
 from sim.market.paths import PricePaths, generate_paths
 from sim.experiment.assembled import Episode, EpisodeResult
 from sim.experiment.recorder import Recorder
 from sim.experiment.schema.episode import EpisodeConfig
 from sim.market.volsurface_config import VolSurfaceConfig
 from sim.market.venue import Venue
+
+if TYPE_CHECKING:
+    from clearing.margin.liquidity import CostFn
 
 
 # The external absorber's cash (minor units): 2^60, whatever the quote's decimals -- far more than any
@@ -133,6 +136,7 @@ def _dynamic_haircuts(config: EpisodeConfig, ledger: Ledger, oracle: Oracle, pat
     names = list(oracle.underlyings)
     for k, a in enumerate([config.market.quote, *config.market.collateral]):
         if a.dynamic_haircut is not None:
+            assert a.price_source is not None  # the asset's validator requires one with a dynamic_haircut
             col = names.index(a.price_source)
             start_vol = a.dynamic_haircut.initial_vol
             if start_vol is None:
@@ -170,14 +174,14 @@ def _pre_episode_history(config: EpisodeConfig, table: InstrumentTable, paths: P
     return s0 * np.exp(-(back - back[-1]))
 
 
-def _live_book_cost(venue: Venue, table: InstrumentTable, beyond: float, levels: int = 50):
+def _live_book_cost(venue: Venue, table: InstrumentTable, beyond: float, levels: int = 50) -> CostFn:
     """The liquidity add-on's cost of closing each position against the venue's books as they are."""
     from clearing.margin.liquidity import DepthLadder
 
     tick = table.tick_size
     units = table.contract_units
 
-    def cost(cols: np.ndarray, lots: np.ndarray, market) -> np.ndarray:
+    def cost(cols: np.ndarray, lots: np.ndarray, market: MarketState) -> np.ndarray:
         out = np.zeros(cols.size)
         marks = np.asarray(market.marks, dtype=np.float64)
         for i in np.unique(cols):  # a loop over instruments held, never over accounts
@@ -201,7 +205,7 @@ def _feed_venue_prices(episode: Episode) -> None:
     tick = table.tick_size
     und = table.underlying_index
 
-    def on_trade(fill, _maker_fee: int, _taker_fee: int) -> None:
+    def on_trade(fill: Fill, _maker_fee: int, _taker_fee: int) -> None:
         # the no-feedback twin's fills at mark happen outside the market: they feed no index
         if fill.instrument in linear and not fill.flags & FillFlag.EXTERNAL:
             oracle.observe_trade(column[und[fill.instrument]], fill.price * tick[fill.instrument])

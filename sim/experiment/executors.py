@@ -45,7 +45,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -335,7 +335,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 
 @contextlib.contextmanager
-def _environment_changed(changes: dict[str, str | None]):
+def _environment_changed(changes: dict[str, str | None]) -> Iterator[None]:
     """``os.environ`` with ``changes`` (a value set, None removed) while processes start; this
     process's own values are put back afterwards."""
     def put(values: dict[str, str | None]) -> None:
@@ -353,13 +353,13 @@ def _environment_changed(changes: dict[str, str | None]):
         put(saved)
 
 
-def single_threaded_children():
+def single_threaded_children() -> contextlib.AbstractContextManager[None]:
     """One BLAS/OpenMP thread per worker process (one run per core), unless the user chose otherwise.
     Ray and Dask workers already default to this."""
     return _environment_changed({v: "1" for v in THREAD_VARIABLES if v not in os.environ})
 
 
-def arithmetic_of(variables: dict[str, str]):
+def arithmetic_of(variables: dict[str, str]) -> contextlib.AbstractContextManager[None]:
     """Processes started meanwhile run the arithmetic ``variables`` describe (the driver's:
     ``sim.core.arithmetic.worker_environment``): exactly those of the arithmetic's variables are
     set, whatever this process has (a Ray worker may have loaded numpy before clearsim, which then
@@ -368,7 +368,7 @@ def arithmetic_of(variables: dict[str, str]):
 
 
 @contextlib.contextmanager
-def main_not_reimported():
+def main_not_reimported() -> Iterator[None]:
     """Start worker processes without re-running the caller's script.
 
     A spawned worker normally imports the parent's ``__main__`` file first; a plain script that
@@ -377,7 +377,8 @@ def main_not_reimported():
     function lives here and runners are ``module:function`` strings), so while they start the
     parent's ``__main__`` hides the file and spec that multiprocessing's spawn reads."""
     main = sys.modules.get("__main__")
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__")
+                             if main is not None and k in main.__dict__}
     try:
         if main is not None:
             main.__dict__.pop("__file__", None)
@@ -464,6 +465,7 @@ def _ray_task(spec: _Spec, task: dict, box: list | None) -> dict:
             if spec.shared_key is not None and spec.shared_key not in _RAY_CHILD_SHARED:
                 import ray
 
+                assert box is not None  # _run_ray sends the box with every task of a job with a shared object
                 shared = ray.get(box[0])
                 waiting = child.submit(_remember, spec.shared_key, shared)
                 waiting.result()
@@ -509,7 +511,7 @@ RAY_WORKER_CONFIG = {"worker_niceness": 0}
 
 
 @contextlib.contextmanager
-def _without_ray_monitors():
+def _without_ray_monitors() -> Iterator[None]:
     """While ``ray.init`` starts a cluster: no log monitor, no autoscaler monitor. ``ray start`` has
     switches for both; ``ray.init`` has none, so its ``RayParams`` get them here (Ray's private
     module: if its shape changes, the cluster simply starts with both monitors, as before)."""
@@ -527,16 +529,16 @@ def _without_ray_monitors():
         yield
         return
 
-    def quiet(self, *args, **kwargs):
+    def quiet(self: parameter.RayParams, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("include_log_monitor", False)
         kwargs.setdefault("no_monitor", True)
         original(self, *args, **kwargs)
 
-    parameter.RayParams.__init__ = quiet
+    parameter.RayParams.__init__ = quiet  # type: ignore[method-assign]  # patched while ray.init runs
     try:
         yield
     finally:
-        parameter.RayParams.__init__ = original
+        parameter.RayParams.__init__ = original  # type: ignore[method-assign]  # and put back
 
 
 def start_local_ray(workers: int) -> None:
@@ -544,13 +546,15 @@ def start_local_ray(workers: int) -> None:
     it), with the quiet settings above and its workers at the local pool's niceness
     (``RAY_WORKER_CONFIG``); its start (~2.5 CPU-s: GCS, raylet, two agents, ``workers``
     prestarted workers; ~3 s of wall on two idle cores before the monitors went) is paid per sweep."""
+    import logging
+
     import ray
 
     saved = {k: os.environ.get(k) for k in RAY_QUIET_ENV}
     os.environ.update(RAY_QUIET_ENV)  # read by the daemons ray.init starts, which inherit this environment
     try:
         with _without_ray_monitors():
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                      _system_config={**RAY_QUIET_CONFIG, **RAY_WORKER_CONFIG})
     finally:
         for k, v in saved.items():
@@ -593,6 +597,8 @@ def start_local_dask(workers: int) -> tuple[Any, Any]:
 
 
 def _run_ray(tasks: list[dict], workers: int, job: Job, on_done: Callable[[dict], None], address: str | None) -> None:
+    import logging
+
     import ray
 
     started = False
@@ -600,7 +606,7 @@ def _run_ray(tasks: list[dict], workers: int, job: Job, on_done: Callable[[dict]
         if address is None:  # a cluster of this machine's cores, for this call only
             start_local_ray(workers)
         else:  # an existing cluster: the tasks go wherever it has free CPUs
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         started = True
     pending: dict[Any, dict] = {}
     try:

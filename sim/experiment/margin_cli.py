@@ -16,6 +16,7 @@ error names its field. ``margin_command`` returns the exit code: 0 ok, 2 invalid
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -156,9 +157,9 @@ def _print_rich(result: dict[str, Any], breakdown: bool = False, quote: str = "U
         console.print(f"[yellow]skipped {escape(label)}: {escape(why)}[/yellow]")
 
 
-def margin_command(portfolio_path: str | None, regime: str | None, as_json: bool, *, positions: list[str] = (),
-                   prices: list[str] = (), vols: list[str] = (), shocks: list[str] = (), quiet: bool = False,
-                   collateral: float | None = None, breakdown: bool | None = None) -> int:
+def margin_command(portfolio_path: str | None, regime: str | None, as_json: bool, *, positions: Sequence[str] = (),
+                   prices: Sequence[str] = (), vols: Sequence[str] = (), shocks: Sequence[str] = (),
+                   quiet: bool = False, collateral: float | None = None, breakdown: bool | None = None) -> int:
     """Print the margin of every account (see the module docstring); 0 ok, 2 bad input."""
     from sim.experiment.errors import error_line
 

@@ -79,7 +79,11 @@ class PartWriter:
                  seconds_per_sync: float = SECONDS_PER_SYNC,
                  timer: Callable[[float, Callable[[], None]], Any] = _start_timer) -> None:
         existing = _segments(parts)
-        number = int(_SEGMENT.fullmatch(existing[-1].name).group(1)) + 1 if existing else 1
+        number = 1
+        if existing:
+            last = _SEGMENT.fullmatch(existing[-1].name)
+            assert last is not None  # _segments lists only the names _SEGMENT matches
+            number = int(last.group(1)) + 1
         self.path = parts / f"rows-{number:06d}.jsonl"
         self.rows_per_sync, self.seconds_per_sync = rows_per_sync, seconds_per_sync
         self._fh: Any = None  # opened at the first row: a session that writes none leaves no segment

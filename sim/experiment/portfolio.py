@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -17,7 +18,10 @@ from sim.experiment.errors import ConfigError
 from sim.experiment.config import format_validation_error
 from sim.experiment.io import parse_yaml
 from clearing.margin.config import REGIME_NAMES, parse_margin_config
-from sim.experiment.portfolio_file import PortfolioFile
+from sim.experiment.portfolio_file import HistorySpec, PortfolioFile
+
+if TYPE_CHECKING:
+    from sim.core.instruments import InstrumentTable
 
 
 VAR_REGIMES = ("var", "var_apc")
@@ -94,8 +98,8 @@ def _symbol_spec(symbol: str) -> dict[str, Any]:
                       f"UND-FUT[-<days>d] or UND-C|P-<strike>[-<days>d] (e.g. BTC-C-60000-30d)")
 
 
-def build_portfolio(path: str | None, positions: list[str], prices: list[str] = (), vols: list[str] = (),
-                    collateral: float | None = None) -> PortfolioFile:
+def build_portfolio(path: str | None, positions: Sequence[str], prices: Sequence[str] = (),
+                    vols: Sequence[str] = (), collateral: float | None = None) -> PortfolioFile:
     """The portfolio to margin: the file, with ``--position``s replacing its accounts by one account
     (``positions``); or, without a file, instruments named by the positions at ``--price``/``--vol``."""
     if path is None and not positions:
@@ -177,7 +181,7 @@ class Book:
         self.positions = Positions.of(self.lots)
         self.names = [a.name for a in pf.accounts]
         self.units = np.asarray(self.table.contract_units, dtype=np.float64)
-        self._model0 = None
+        self._model0: np.ndarray | None = None  # the model's option prices at the file's state, when needed
         self.market = self.at({}, 0.0)
         self.marks0 = np.asarray(self.market.marks, dtype=np.float64).copy()
 
@@ -232,7 +236,7 @@ class Book:
         if depth:
             context["depth"] = depth
         if pf.history is not None:
-            context["history"] = _history(pf, self.table, self.prices, self.vols)
+            context["history"] = _history(pf.history, self.table, self.prices, self.vols)
         return context
 
 
@@ -242,11 +246,12 @@ def build_book(pf: PortfolioFile) -> tuple[Any, Any, Any, list[str], dict[str, A
     return book.table, book.market, book.positions, book.names, book.context()
 
 
-def _history(pf: PortfolioFile, table, prices: dict, vols: dict) -> np.ndarray:
-    h = pf.history
+def _history(h: HistorySpec, table: InstrumentTable, prices: Mapping[str, float], vols: Mapping[str, float]
+             ) -> np.ndarray:
     if h.prices is not None:
         return np.column_stack([np.asarray(h.prices[u], dtype=np.float64) for u in table.underlyings])
     syn = h.synthetic
+    assert syn is not None  # HistorySpec holds exactly one of prices and synthetic
     u = len(table.underlyings)
     corr = np.full((u, u), syn.correlation)
     np.fill_diagonal(corr, 1.0)

@@ -6,7 +6,7 @@ file for its portfolios."""
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -106,7 +106,7 @@ class PortfolioFile(StrictModel):
 
     @field_validator("regimes", mode="before")
     @classmethod
-    def _label_is_name(cls, v):
+    def _label_is_name(cls, v: Any) -> Any:
         if isinstance(v, dict):
             out = {}
             for label, cfg in v.items():

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clearing.ledger import FIRST_TRADER, QUOTE, SystemAccount
-from sim.core.orders import Fill, RejectReason
+from sim.core.orders import Fill, RejectReason, SubmitResult
 from sim.experiment.reference_margin import ReferenceMargin
 from sim.experiment.spells import assign_spells
 from sim.experiment.who_paid import VaultTracker, loss_ledger
@@ -93,7 +93,7 @@ class Recorder:
             self._trade_chunks.append(np.array(self.trades, dtype=np.float64))
             self.trades = []
 
-    def on_reject(self, account: int, result) -> None:
+    def on_reject(self, account: int, result: SubmitResult) -> None:
         # a refused amend leaves its order resting as it was; only refused new orders must never rest
         if result.reject is _REFUSED:
             oid = result.order_id
@@ -131,12 +131,12 @@ class Recorder:
         n = ledger.n_accounts
         if n > FIRST_TRADER:
             equity, im, mm = ep.house.valuation(slice(FIRST_TRADER, n))
-            book = ep.house.book  # the house's kept float positions
-            book.refresh()  # done by the valuation above already (then a no-op check); not assumed here
+            exposure = ep.house.book  # the house's kept float positions
+            exposure.refresh()  # done by the valuation above already (then a no-op check); not assumed here
             # |positions| . (mark x tick value) from the float copy: no int->float conversion of every
             # position. Every row from 0, then sliced: the BLAS product over the same rows as before
             values = np.asarray(ep.marks.ticks, dtype=np.float64) * ledger.tick_value
-            gross = np.abs(book.held[:n]).dot(values)[FIRST_TRADER:n]
+            gross = np.abs(exposure.held[:n]).dot(values)[FIRST_TRADER:n]
             a = self.accounts
             self.account_samples.append((now, n - FIRST_TRADER))
             a["equity"].append(equity)
@@ -187,7 +187,9 @@ class Recorder:
         times, counts = (np.array(c) for c in zip(*self.account_samples)) if self.account_samples else \
             (np.zeros(0), np.zeros(0, dtype=np.int64))
         if counts.size:
-            accounts = np.empty(int(counts.sum()), dtype=np.int64)  # FIRST_TRADER.. per sample, filled in place
+            # FIRST_TRADER.. per sample, filled in place (int64; the empty column below is float64, as every
+            # empty column of these tables is: np.zeros(0))
+            accounts: np.ndarray = np.empty(int(counts.sum()), dtype=np.int64)
             at = 0
             for c in counts.tolist():
                 accounts[at:at + c] = np.arange(FIRST_TRADER, FIRST_TRADER + c)

@@ -14,6 +14,7 @@ population's ``margin_totals.gross`` uses for worst-case lots -- so IM / gross i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,5 +54,5 @@ class ReferenceMargin:
         self.rows.append((ep.world.now, float(req.im[0]) * house.scale, float(req.mm[0]) * house.scale, gross))
 
     def table(self) -> dict[str, np.ndarray]:
-        cols = list(zip(*self.rows)) if self.rows else [[]] * len(COLUMNS)
+        cols: list[Sequence[float]] = list(zip(*self.rows)) if self.rows else [[]] * len(COLUMNS)
         return {k: np.asarray(c, dtype=np.float64) for k, c in zip(COLUMNS, cols)}

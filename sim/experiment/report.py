@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator
 
 from sim.experiment.fmt import axis as human_axis
 from sim.experiment.headline import rows as headline_rows
-from sim.experiment.metrics.columns import POLICIES, column_of
+from sim.experiment.metrics.columns import POLICIES, Tables, column_of
 from sim.experiment.metrics.price import mid_price
 from sim.experiment.metrics import flatten
 
@@ -73,7 +73,7 @@ def _kv_table(rows: list[tuple[str, Any]]) -> str:
 
 
 # ------------------------------------------------------------------------------------ figures
-def _fig_prices(config: Any, tables) -> str:
+def _fig_prices(config: Any, tables: Tables) -> str:
     names = list(config.paths.names())
     instruments = list(config.market.instruments)
     dur = float(config.duration)
@@ -110,7 +110,7 @@ def _fig_prices(config: Any, tables) -> str:
     return _png(fig)
 
 
-def _fig_margin(config: Any, tables) -> str:
+def _fig_margin(config: Any, tables: Tables) -> str:
     scale_t, unit = _time_unit(float(config.duration))
     money = 10 ** int(config.market.quote.decimals)
     t = column_of(tables, "margin_totals", "time")
@@ -141,7 +141,7 @@ def _fig_margin(config: Any, tables) -> str:
     return _png(fig)
 
 
-def _fig_liquidations(config: Any, tables) -> str:
+def _fig_liquidations(config: Any, tables: Tables) -> str:
     dur = float(config.duration)
     scale_t, unit = _time_unit(dur)
     money = 10 ** int(config.market.quote.decimals)
@@ -179,7 +179,7 @@ def _fig_liquidations(config: Any, tables) -> str:
     return _png(fig)
 
 
-def _fig_cascades(config: Any, tables) -> str:
+def _fig_cascades(config: Any, tables: Tables) -> str:
     scale_t, unit = _time_unit(float(config.duration))
     liq = column_of(tables, "liquidations", "liq_id").astype(np.int64)
     parent = column_of(tables, "liquidations", "parent").astype(np.int64)
@@ -215,7 +215,7 @@ def _fig_cascades(config: Any, tables) -> str:
     return _png(fig)
 
 
-def _fig_fund(config: Any, tables) -> str:
+def _fig_fund(config: Any, tables: Tables) -> str:
     scale_t, unit = _time_unit(float(config.duration))
     money = 10 ** int(config.market.quote.decimals)
     t = column_of(tables, "fund", "time")
@@ -233,7 +233,7 @@ def _fig_fund(config: Any, tables) -> str:
     return _png(fig)
 
 
-def _fig_rates(config: Any, tables, start: float | None) -> str:
+def _fig_rates(config: Any, tables: Tables, start: float | None) -> str:
     scale_t, unit = _time_unit(float(config.duration))
     fig = Figure(figsize=(10, 3.0), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)

@@ -183,6 +183,11 @@ class _Line:
     hi: float | None = None  # smallest scale seen to break
     error: str | None = None
 
+    def bracket(self) -> tuple[float, float]:
+        """(lo, hi) of a "bracketed" line, which has both ends (the scan sets them with the status)."""
+        assert self.lo is not None and self.hi is not None
+        return self.lo, self.hi
+
 
 @dataclass(slots=True)
 class ReverseStressOutput:
@@ -280,12 +285,13 @@ class _Search:
                 ln.status = "broken_at_low" if ln.lo is None else "bracketed"
         k = cfg.points_per_round
         for _round in range(cfg.max_rounds):
-            open_ = [ln for ln in lines if ln.status == "bracketed" and ln.hi - ln.lo > cfg.tolerance]
+            brackets = [(ln, *ln.bracket()) for ln in lines if ln.status == "bracketed"]  # (line, lo, hi)
+            open_ = [(ln, lo, hi) for ln, lo, hi in brackets if hi - lo > cfg.tolerance]
             if not open_:
                 break
-            inner = {id(ln): [ln.lo + (ln.hi - ln.lo) * (i + 1) / (k + 1) for i in range(k)] for ln in open_}
-            self.evaluate([(ln.regime, ln.seed, x) for ln in open_ for x in inner[id(ln)]])
-            for ln in open_:
+            inner = {id(ln): [lo + (hi - lo) * (i + 1) / (k + 1) for i in range(k)] for ln, lo, hi in open_}
+            self.evaluate([(ln.regime, ln.seed, x) for ln, _, _ in open_ for x in inner[id(ln)]])
+            for ln, lo, _ in open_:
                 xs = inner[id(ln)]
                 hi = self._first_break(ln, xs)
                 if ln.status == "error":
@@ -294,7 +300,7 @@ class _Search:
                     ln.lo = xs[-1]
                 else:
                     ln.hi = hi
-                    ln.lo = _last_below(xs, hi, ln.lo)
+                    ln.lo = _last_below(xs, hi, lo)
         return lines
 
 
@@ -312,9 +318,10 @@ def _band(values: np.ndarray, confidence: float) -> dict[str, Any]:
         return {"seeds": 0, "median": None, "mean": None, "min": None, "max": None, "band": None,
                 "mean_interval": None}
     q = (1.0 - confidence) / 2.0
-    out = {"seeds": int(values.size), "median": float(np.median(values)), "mean": float(values.mean()),
-           "min": float(values.min()), "max": float(values.max()),
-           "band": [float(np.quantile(values, q)), float(np.quantile(values, 1.0 - q))], "mean_interval": None}
+    out: dict[str, Any] = {"seeds": int(values.size), "median": float(np.median(values)),
+                           "mean": float(values.mean()), "min": float(values.min()), "max": float(values.max()),
+                           "band": [float(np.quantile(values, q)), float(np.quantile(values, 1.0 - q))],
+                           "mean_interval": None}
     if values.size >= 2:
         half = float(student_t.ppf(1.0 - q, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
         out["mean_interval"] = [out["mean"] - half, out["mean"] + half]
@@ -333,7 +340,7 @@ def summarise_search(plan: _Plan, search: _Search, lines: list[_Line]) -> dict[s
     for label in plan.variants:
         mine = [ln for ln in lines if ln.regime == label]
         points = np.array([ln.hi for ln in mine if ln.status == "bracketed"], dtype=np.float64)
-        result = {
+        result: dict[str, Any] = {
             "breaking_scale": _band(points, cfg.confidence),
             "by_seed": {str(ln.seed): {"status": ln.status, "breaking_scale": ln.hi, "last_holding_scale": ln.lo,
                                        **({"error": ln.error.strip().splitlines()[-1]} if ln.error else {})}
@@ -347,8 +354,8 @@ def summarise_search(plan: _Plan, search: _Search, lines: list[_Line]) -> dict[s
             path: _stress_value(ends, median) for path, ends in cfg.stress.items()}
         profile = []
         for x in grid:  # how the measures grow along the scale: the scan, every seed
-            rows = [search.rows.get(search.task(label, s, x)["run_id"]) for s in plan.seeds]
-            rows = [r for r in rows if r is not None and r["status"] == "ok"]
+            found = [search.rows.get(search.task(label, s, x)["run_id"]) for s in plan.seeds]
+            rows = [r for r in found if r is not None and r["status"] == "ok"]
             entry: dict[str, Any] = {"scale": x, "broken": 0}
             for key in measures:
                 vals = [v for v in (_value(r["metrics"], key) for r in rows) if v is not None]
@@ -425,7 +432,7 @@ def _write(directory: Path, plan: _Plan, summary: dict[str, Any], rows: list[dic
             ln = _breaking_seed(lines, label)
             if ln is None:
                 continue
-            data = stressed_episode(plan.variants[label], cfg.stress, ln.hi)
+            data = stressed_episode(plan.variants[label], cfg.stress, ln.bracket()[1])
             data["seed"] = ln.seed
             folder = tmp / label / "breaking_episode"
             run(parse_episode(data), output=folder)

@@ -287,10 +287,10 @@ class _Columns:
             kind.add(point.get(key))
         metrics = self.metrics
         for key, value in row.get("metrics", {}).items():
-            kind = metrics.get(key)
-            if kind is None:
-                kind = metrics[key] = ColumnKind()
-            kind.add(value)
+            metric_kind = metrics.get(key)
+            if metric_kind is None:
+                metric_kind = metrics[key] = ColumnKind()
+            metric_kind.add(value)
 
     def table(self, rows: list[Mapping[str, Any]]) -> pa.Table:
         """``rows`` as a table of every column (a batch of the sweep's rows, or all of them)."""

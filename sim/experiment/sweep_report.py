@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +200,7 @@ def sweep_report(table: pa.Table, grid_keys: list[str], title: str = "sweep") ->
     return _page(title, "\n".join(parts))
 
 
-def _ordered(values) -> list:
+def _ordered(values: Iterable[Any]) -> list:
     """Distinct values in first-seen (grid) order."""
     seen: list = []
     keys: set[str] = set()

@@ -20,7 +20,7 @@ the statistics are array reductions over the runs x portfolios matrices.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,24 +103,25 @@ def requirement_series_shared(regimes: list[MarginRegime], book: Book, prices: n
     marks = marks_along(book.table, prices[runs], vols[runs])
     path = MarketPath(now=0.0, underlying_prices=prices[runs], atm_vols=vols[runs], marks=marks,
                       vols=vols[runs][:, book.table.underlying_index])
-    outs: list[np.ndarray | None] = [None] * len(regimes)
-    walked = []  # (index, regime, its VaR) of the regimes that need the history
-    for j, regime in enumerate(regimes):
+    outs: list[np.ndarray] = []  # each regime's series, in the order of regimes
+    walked = []  # (its series, regime, its VaR) of the regimes that need the history
+    for regime in regimes:
         var = _needs_history(regime)
         if var is None:
-            outs[j] = regime.requirements_along(book.positions, path, requirement)
+            outs.append(regime.requirements_along(book.positions, path, requirement))
         else:
-            outs[j] = np.empty((runs.size, book.positions.n_accounts))
-            walked.append((j, regime, var))
+            series = np.empty((runs.size, book.positions.n_accounts))
+            outs.append(series)
+            walked.append((series, regime, var))
             var.share_measures(share)
     try:
         for k, row in enumerate(runs):  # one vectorised call per margin run and regime (over all portfolios)
             if share is not None:
                 share.clear()  # a new run: new history, new market
-            for j, regime, var in walked:
+            for series, regime, var in walked:
                 var.set_history(prices[: row + 1])
                 req = regime.requirements(book.positions, path.at(k))
-                outs[j][k] = req.im if requirement == "im" else req.mm
+                series[k] = req.im if requirement == "im" else req.mm
     finally:
         for _, _, var in walked:
             var.share_measures(None)
@@ -139,7 +140,7 @@ EVAL_BLOCK_BYTES = 1 << 17
 EVAL_BAND = 128  # portfolios per transposed copy
 
 
-def _column_figures(margin: np.ndarray, loss: np.ndarray, windows) -> dict[str, np.ndarray]:
+def _column_figures(margin: np.ndarray, loss: np.ndarray, windows: Sequence[int]) -> dict[str, np.ndarray]:
     """The per-portfolio reductions of (runs, w) slices. Every figure is a function of its own
     column (counts, maxima, a contiguous sum per column), so a block's figures are the same bits
     as the whole matrix's."""
@@ -244,7 +245,7 @@ class RegimeBacktest:
 def backtest_regimes(labels: list[str], regimes: list[MarginRegime], book: Book, prices: np.ndarray,
                      vols: np.ndarray, runs: np.ndarray, loss: np.ndarray, *, requirement: str = "im",
                      scales: list[float] | None = None, coverage: float = 0.99, significance: float = 0.05,
-                     windows=(5, 20), shown: np.ndarray | None = None,
+                     windows: tuple[int, ...] | list[int] = (5, 20), shown: np.ndarray | None = None,
                      share: SharedMeasures | None = None) -> list[RegimeBacktest]:
     """Backtest figures of several regimes on one book (one regime: a list of one), their
     requirements computed together (:func:`requirement_series_shared`: with ``share``, the VaR

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from sim.experiment.report import _page, _png, fmt
+
+if TYPE_CHECKING:
+    from sim.experiment.backtest.engine import RegimeBacktest
 
 COLUMNS = (("regime", "regime"), ("scale", "scale"), ("portfolios", "portfolios"), ("runs", "runs per portfolio"),
            ("exceedances", "exceedances"), ("exceedance_rate", "exceedance rate"), ("coverage", "coverage"),
@@ -50,7 +53,7 @@ def _fig_coverage(summary: Mapping[str, Any]) -> str:
     return _png(fig)
 
 
-def _fig_over_time(results, runs: np.ndarray, n_portfolios: int) -> str:
+def _fig_over_time(results: Mapping[str, RegimeBacktest], runs: np.ndarray, n_portfolios: int) -> str:
     fig = Figure(figsize=(10, 3.6))
     ax = fig.add_subplot()
     for label, res in results.items():
@@ -62,7 +65,7 @@ def _fig_over_time(results, runs: np.ndarray, n_portfolios: int) -> str:
     return _png(fig)
 
 
-def _fig_portfolio(results, runs: np.ndarray, j: int, name: str) -> str:
+def _fig_portfolio(results: Mapping[str, RegimeBacktest], runs: np.ndarray, j: int, name: str) -> str:
     fig = Figure(figsize=(10, 3.4))
     ax = fig.add_subplot()
     first = next(iter(results.values()))
@@ -78,8 +81,8 @@ def _fig_portfolio(results, runs: np.ndarray, j: int, name: str) -> str:
     return _png(fig)
 
 
-def backtest_report(cfg: Any, summary: Mapping[str, Any], results, names: list[str], runs: np.ndarray,
-                    shown: np.ndarray) -> str:
+def backtest_report(cfg: Any, summary: Mapping[str, Any], results: Mapping[str, RegimeBacktest], names: list[str],
+                    runs: np.ndarray, shown: np.ndarray) -> str:
     body = [f"<h1>Margin backtest: {html.escape(cfg.name)}</h1>",
             f"<p class=muted>{html.escape(cfg.description)}</p>" if cfg.description else "",
             f"<p>{summary['portfolios']:,} portfolios, {summary['runs']:,} margin runs from day "

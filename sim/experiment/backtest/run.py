@@ -14,7 +14,7 @@ import copy
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +30,10 @@ from sim.experiment.errors import ConfigError
 from sim.experiment.config import format_validation_error
 from sim.experiment.io import read_yaml
 from sim.experiment.backtest.config import DAY_SECONDS, BacktestConfig
+
+if TYPE_CHECKING:
+    from sim.core.instruments import InstrumentTable
+
 
 VAR_REGIMES = ("var", "var_apc")
 
@@ -73,9 +77,11 @@ def _relative(root: Path, name: str) -> Path:
 
 
 def _regime_entries(cfg: BacktestConfig, root: Path) -> dict[str, tuple[Any, float]]:
-    from clearing.margin.config import parse_margin_config
+    from clearing.margin.config import VaRConfig, parse_margin_config
 
-    specs: list[tuple[str, Any, str]] = [(label, spec, f"regimes.{label}") for label, spec in cfg.regimes.items()]
+    # (label, spec, where): a regime_set's entries have no label of their own (None: named by regime below)
+    specs: list[tuple[str | None, Any, str]] = [(label, spec, f"regimes.{label}")
+                                                for label, spec in cfg.regimes.items()]
     if cfg.regime_set is not None:
         data = read_yaml(_relative(root, cfg.regime_set))
         listed = data.get("compare_regimes")
@@ -95,7 +101,9 @@ def _regime_entries(cfg: BacktestConfig, root: Path) -> dict[str, tuple[Any, flo
             margin = parse_margin_config(spec)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, where)) from None
-        if margin.regime in VAR_REGIMES and cfg.warmup_days <= margin.mpor_days:
+        # isinstance rather than ``regime in VAR_REGIMES``: the same test (VaRConfig's regime is exactly
+        # var or var_apc), written so the type checker knows the config has mpor_days
+        if isinstance(margin, VaRConfig) and cfg.warmup_days <= margin.mpor_days:
             raise ConfigError(f"{where}: a VaR regime needs warmup_days ({cfg.warmup_days}) above its mpor_days "
                               f"({margin.mpor_days:g}) so the first run has scenarios")
         name = label or margin.regime
@@ -112,6 +120,7 @@ def _book(cfg: BacktestConfig, root: Path) -> Book:
         return _episode_book(cfg, root)
     from sim.experiment.portfolio import build_book, load_portfolio
 
+    assert cfg.portfolios.file is not None  # PortfolioSource holds exactly one of file and episode
     path = _relative(root, cfg.portfolios.file)
     try:
         pf = load_portfolio(path)
@@ -160,6 +169,8 @@ def _episode_book(cfg: BacktestConfig, root: Path) -> Book:
     from sim.experiment.config import load_episode
     from sim.experiment.episode import run as run_episode
 
+    # _book sends only an episode source here, and PortfolioSource requires `at` with `episode`
+    assert cfg.portfolios.episode is not None and cfg.portfolios.at is not None
     path = _relative(root, cfg.portfolios.episode)
     at = float(cfg.portfolios.at)
     try:
@@ -172,6 +183,7 @@ def _episode_book(cfg: BacktestConfig, root: Path) -> Book:
         update={"report": False, "parquet": False, "counterfactual": False})})
     _check_underlyings(cfg, [(i.symbol, i.underlying) for i in ep_cfg.market.instruments], "portfolios.episode")
     ep = run_episode(ep_cfg, keep_episode=True).episode
+    assert ep is not None  # keep_episode=True keeps it
     n = ep.ledger.n_accounts
     lots = ep.ledger.position[FIRST_TRADER:n].astype(np.float64)
     held = np.flatnonzero(np.abs(lots).sum(axis=1) > 0)
@@ -192,7 +204,7 @@ def prepare(source: BacktestConfig | dict | str | Path) -> _Plan:
 
 
 # ------------------------------------------------------------------------------------ running
-def path_of(cfg: BacktestConfig, table) -> tuple[np.ndarray, np.ndarray]:
+def path_of(cfg: BacktestConfig, table: InstrumentTable) -> tuple[np.ndarray, np.ndarray]:
     """(rows, underlyings) daily prices and vols in the table's underlying order."""
     from sim.market.paths import generate_paths
     from sim.core.streams import RandomStreams
@@ -219,6 +231,7 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
     plan = prepare(source)
     cfg, book = plan.config, plan.book
     prices, vols = path_of(cfg, book.table)
+    assert cfg.step_days is not None  # BacktestConfig._runs sets it (default horizon_days)
     runs = run_days(prices.shape[0], cfg.warmup_days, cfg.horizon_days, cfg.step_days)
     shown = np.arange(min(cfg.report_portfolios, len(book.names)))
     n = book.positions.n_accounts

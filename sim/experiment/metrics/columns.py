@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sim.core.orders import FillFlag
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
 
 SIGNIFICANT_DIGITS = 10
@@ -57,7 +60,7 @@ def rnd(x: Any, digits: int = SIGNIFICANT_DIGITS) -> Any:
     raise TypeError(f"cannot put a {type(x).__name__} in a summary")
 
 
-def column_of(tables: Tables, table: str, column: str, dtype=None) -> np.ndarray:
+def column_of(tables: Tables, table: str, column: str, dtype: DTypeLike | None = None) -> np.ndarray:
     t = tables.get(table) or {}
     a = t.get(column)
     if a is None:

@@ -58,10 +58,11 @@ def cascade_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     spell = column_of(tables, "liquidations", "spell", np.int64)
     if spell.size != liq.size:  # tables from before spells: every liquidation its own spell
         spell = liq
-    empty = {"count": 0, "contagious": 0, "max_generation": None, "largest_size": 0, "largest_size_notional": 0.0,
-             "largest_notional": 0.0, "largest_notional_size": 0, "mean_size": None, "root_notional": 0.0,
-             "endogenous_count": 0, "endogenous_notional": 0.0, "amplification": None,
-             "amplification_note": "no liquidations", "endogenous_share": None, "by_generation": []}
+    empty: dict[str, Any] = {
+        "count": 0, "contagious": 0, "max_generation": None, "largest_size": 0, "largest_size_notional": 0.0,
+        "largest_notional": 0.0, "largest_notional_size": 0, "mean_size": None, "root_notional": 0.0,
+        "endogenous_count": 0, "endogenous_notional": 0.0, "amplification": None,
+        "amplification_note": "no liquidations", "endogenous_share": None, "by_generation": []}
     if liq.size == 0:
         return empty
     forest = spell_forest(liq, parent, spell, notional)

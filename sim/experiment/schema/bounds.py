@@ -24,7 +24,7 @@ from clearing.margin.config import MarginConfig
 from sim.experiment.schema.outputs import OutputsConfig
 from sim.market.market_config import MarketConfig
 from sim.market.oracle_config import OracleConfig
-from sim.market.paths_config import PathsConfig
+from sim.market.paths_config import PathsConfig, RegimeSwitchPathConfig
 
 
 class BoundedEpisode(Protocol):
@@ -175,7 +175,7 @@ def _start_vols(cfg: BoundedEpisode) -> dict[str, float]:
         boost = 1.0  # the path's starting vol is the configured vol times this
         if getattr(model, "kind", "") == "garch":
             boost = float(getattr(model, "initial_vol_ratio", 1.0))
-        elif getattr(model, "kind", "") == "regime":
+        elif isinstance(model, RegimeSwitchPathConfig):  # kind "regime": the one model with vol states
             boost = float(model.vol_multipliers[model.initial_state])
         for u in getattr(model, "underlyings", []) or []:
             vol = getattr(u, "vol", None)
