@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _console(args: argparse.Namespace) -> Any:
+def _console(args: argparse.Namespace) -> Console:
     from rich.console import Console
 
     return Console(quiet=bool(args.quiet), soft_wrap=True)

@@ -287,6 +287,7 @@ def _from_list(names: list[str]) -> Callable[[int], str]:
 def _flag_names(bits: int) -> str:
     if bits == 0:
         return "none"
+    # a Flag member's name is None only for a combination of members, which iterating never yields
     return "+".join(f.name.lower() for f in FillFlag if f and bits & f)  # type: ignore[union-attr]
 
 

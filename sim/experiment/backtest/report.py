@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from sim.experiment.report import _page, _png, fmt
 
 if TYPE_CHECKING:
+    from sim.experiment.backtest.config import BacktestConfig
     from sim.experiment.backtest.engine import RegimeBacktest
 
 COLUMNS = (("regime", "regime"), ("scale", "scale"), ("portfolios", "portfolios"), ("runs", "runs per portfolio"),
@@ -81,7 +82,7 @@ def _fig_portfolio(results: Mapping[str, RegimeBacktest], runs: np.ndarray, j: i
     return _png(fig)
 
 
-def backtest_report(cfg: Any, summary: Mapping[str, Any], results: Mapping[str, RegimeBacktest], names: list[str],
+def backtest_report(cfg: BacktestConfig, summary: Mapping[str, Any], results: Mapping[str, RegimeBacktest], names: list[str],
                     runs: np.ndarray, shown: np.ndarray) -> str:
     body = [f"<h1>Margin backtest: {html.escape(cfg.name)}</h1>",
             f"<p class=muted>{html.escape(cfg.description)}</p>" if cfg.description else "",
