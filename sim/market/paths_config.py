@@ -90,6 +90,15 @@ def check_correlation(matrix: ArrayLike, n: int | None = None, tol: float = 1e-9
     return 0.5 * (c + c.T)
 
 
+def _correlation_over_underlyings(v: list[list[float]] | None, info: ValidationInfo) -> list[list[float]] | None:
+    """A model's ``correlation`` field checked against its ``underlyings`` (validated before it)."""
+    if v is None:
+        return v
+    und = info.data.get("underlyings")
+    check_correlation(v, None if und is None else len(und))
+    return v
+
+
 # ---------------------------------------------------------------------------------------------
 # Path models
 # ---------------------------------------------------------------------------------------------
@@ -127,11 +136,7 @@ class _Correlated(StrictModel):
     @field_validator("correlation")
     @classmethod
     def _valid_correlation(cls, v: list[list[float]] | None, info: ValidationInfo) -> list[list[float]] | None:
-        if v is None:
-            return v
-        und = info.data.get("underlyings")
-        check_correlation(v, None if und is None else len(und))
-        return v
+        return _correlation_over_underlyings(v, info)
 
     def names(self) -> list[str]:
         return [u.name for u in self.underlyings]
@@ -377,11 +382,7 @@ class CorrelationBreakdownShock(_Shock):
     @field_validator("correlation")
     @classmethod
     def _valid_correlation(cls, v: list[list[float]] | None, info: ValidationInfo) -> list[list[float]] | None:
-        if v is None:
-            return v
-        und = info.data.get("underlyings")
-        check_correlation(v, None if und is None else len(und))
-        return v
+        return _correlation_over_underlyings(v, info)
 
     @model_validator(mode="after")
     def _matrix_iff_mode(self) -> "CorrelationBreakdownShock":
