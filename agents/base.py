@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -92,6 +92,33 @@ class Arrivals:
         return next(self._gaps)
 
 
+class _ActiveWindow(Protocol):
+    """A group config's activity window (seconds)."""
+
+    @property
+    def start(self) -> float: ...
+
+    @property
+    def end(self) -> float | None: ...
+
+
+class _Clocked(Protocol):
+    """What an agent needs to run on a clock of its own (``Agent.start_clock``)."""
+
+    @property
+    def ctx(self) -> AgentContext: ...
+
+    @property
+    def cfg(self) -> _ActiveWindow: ...
+
+    @property
+    def arrivals(self) -> Arrivals: ...
+
+    def act(self) -> None: ...
+
+    def _tick(self) -> None: ...
+
+
 class Agent:
     """Base class: public reads and order helpers. Subclasses implement ``start``.
 
@@ -119,16 +146,16 @@ class Agent:
     # For agents with ``cfg`` (``start``, ``end``) and ``arrivals``: ``start_clock`` schedules the
     # first wake-up at ``cfg.start`` + one gap; each wake-up before ``cfg.end`` calls ``act`` and
     # schedules the next one gap later.
-    def start_clock(self) -> None:
-        self.ctx.world.call_later(self.cfg.start + self.arrivals.next(), self._tick)  # type: ignore[attr-defined]
+    def start_clock(self: _Clocked) -> None:
+        self.ctx.world.call_later(self.cfg.start + self.arrivals.next(), self._tick)
 
-    def _tick(self) -> None:
-        end = self.cfg.end  # type: ignore[attr-defined]
+    def _tick(self: _Clocked) -> None:
+        end = self.cfg.end
         world = self.ctx.world
         if end is not None and world.now >= end:  # one property call, not two (self.now)
             return
-        self.act()  # type: ignore[attr-defined]
-        world.call_later(self.arrivals.next(), self._tick)  # type: ignore[attr-defined]
+        self.act()
+        world.call_later(self.arrivals.next(), self._tick)
 
     # ------------------------------------------------------------------ public reads
     @property

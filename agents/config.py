@@ -24,7 +24,7 @@ annualised; times in simulated seconds.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Union
 
 from pydantic import Field, model_validator
 
@@ -70,20 +70,22 @@ class _Group(StrictModel):
     collateral: CollateralSplit | None = Field(None, description="part of the capital deposited as another asset")
 
     _needs_instruments: ClassVar[bool] = True
+    if TYPE_CHECKING:  # each group declares its own Literal ``type``: not a field of the base
+        type: str
 
     @model_validator(mode="after")
     def _window(self) -> "_Group":
         if self.end is not None and self.end <= self.start:
             raise ValueError(f"end ({self.end}) must be after start ({self.start})")
         if self._needs_instruments and self.count > 0 and not self.instruments:
-            raise ValueError(f"a {self.type} group needs at least one instrument")  # type: ignore[attr-defined]
+            raise ValueError(f"a {self.type} group needs at least one instrument")
         if len(set(self.instruments)) != len(self.instruments):
             raise ValueError(f"instruments lists a symbol twice: {self.instruments}")
         return self
 
     @property
     def group_name(self) -> str:
-        return self.name or self.type  # type: ignore[attr-defined]
+        return self.name or self.type
 
 
 class MarketMakerGroup(_Group):
