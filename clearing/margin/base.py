@@ -518,14 +518,43 @@ def segment_sums(positions: Positions, values: np.ndarray, group_of_instrument: 
     return seg, out_t.T
 
 
+# Up to this many accounts (a pre-trade check's two or three states of one account, a fill's two
+# parties) worst_loss_per_group sums each account's rows in Python: the segment machinery's dozens of
+# numpy calls cost more than the few additions they organise.
+FEW_ACCOUNTS = 4
+
+
 def worst_loss_per_group(positions: Positions, pnl: np.ndarray, group_of_instrument: np.ndarray,
                          n_groups: int) -> np.ndarray:
     """(A, n_groups) array: max over scenarios of the group's loss, floored at zero."""
     pnl = _as_float(pnl)
+    if positions.n_accounts <= FEW_ACCOUNTS and pnl.dtype == np.float64:
+        return _worst_loss_of_few(positions, pnl, group_of_instrument, n_groups)
     seg, (worst,) = segment_reduce_t(positions, np.ascontiguousarray(pnl.T), group_of_instrument, n_groups,
                                      _worst, 1)
     out = np.zeros((positions.n_accounts, n_groups), dtype=np.float64)
     out[seg.row, seg.group] = worst
+    return out
+
+
+def _worst_loss_of_few(positions: Positions, pnl: np.ndarray, group_of_instrument: np.ndarray,
+                       n_groups: int) -> np.ndarray:
+    """``worst_loss_per_group`` for a few accounts, to the bit: each (account, group)'s rows of
+    ``pnl`` times its lots, added in instrument order (a segment's slot order), then the same
+    reduction over scenarios, row by row of a C-ordered (scenarios, segments) array."""
+    out = np.zeros((positions.n_accounts, n_groups), dtype=np.float64)
+    _, cols, lots = positions.csr()  # kept on positions: the regimes read it next
+    group = np.asarray(group_of_instrument).tolist()
+    sums: dict[tuple[int, int], np.ndarray] = {}
+    for r, c, lot in zip(positions.rows().tolist(), cols.tolist(), lots.tolist()):
+        term = pnl[c] * lot  # float64 x float64, as the segments' gather and multiply
+        key = (r, group[c])
+        total = sums.get(key)
+        sums[key] = term if total is None else total + term
+    if sums:
+        worst, = _worst(np.stack(list(sums.values()), axis=1))
+        at = np.array(list(sums.keys()), dtype=np.int64)
+        out[at[:, 0], at[:, 1]] = worst
     return out
 
 

@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sim.core.instruments import InstrumentTable
-from clearing.margin.base import Positions, segment_sums, worst_loss_per_account, worst_loss_per_group
+from clearing.margin.base import FEW_ACCOUNTS, Positions, _worst, segment_reduce_t, segment_sums, \
+    worst_loss_per_account, worst_loss_per_group
 from clearing.margin.examples import make_instrument, make_market
 from clearing.margin.registry import build_regime
 from sim.market.pricing import black76_greeks
@@ -257,3 +258,24 @@ def test_sparse_aggregation_matches_dense(seed, n_acc, n_ins, n_groups):
     pnl2 = np.vstack([pnl, extra])
     dense2 = np.hstack([dense, rng.integers(0, 4, (n_acc, 1)).astype(float)])
     assert np.all(worst_loss_per_account(Positions.of(dense2), pnl2) <= worst_loss_per_account(pos, pnl) + 1e-9)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n_acc=st.integers(1, FEW_ACCOUNTS), n_ins=st.integers(1, 12),
+       n_groups=st.integers(1, 4), zeros=st.booleans())
+def test_a_few_accounts_get_the_segment_paths_worst_loss_to_the_bit(seed, n_acc, n_ins, n_groups, zeros):
+    """The few-accounts path of worst_loss_per_group (the pre-trade checks' states) gives the
+    segment path's figures bit for bit (compared as bytes: signs of zero included), fractional
+    lots, empty rows and P&L rows that cancel to zero among them."""
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((n_acc, n_ins)) < 0.5, rng.normal(0, 3, (n_acc, n_ins)), 0.0)
+    pnl = rng.normal(0, 100, (n_ins, 16))
+    if zeros:  # scenarios where a group's sum is exactly zero, and rows with no position
+        pnl[:, :4] = 0.0
+        dense[0] = 0.0
+    groups = rng.integers(0, n_groups, n_ins)
+    few = worst_loss_per_group(Positions.of(dense), pnl, groups, n_groups)
+    seg, (worst,) = segment_reduce_t(Positions.of(dense), np.ascontiguousarray(pnl.T), groups, n_groups, _worst, 1)
+    by_segments = np.zeros((n_acc, n_groups))
+    by_segments[seg.row, seg.group] = worst
+    assert few.tobytes() == by_segments.tobytes()
