@@ -519,8 +519,8 @@ def segment_sums(positions: Positions, values: np.ndarray, group_of_instrument: 
 
 
 # Up to this many accounts (a pre-trade check's two or three states of one account, a fill's two
-# parties) worst_loss_per_group sums each account's rows in Python: the segment machinery's dozens of
-# numpy calls cost more than the few additions they organise.
+# parties) the scenario regimes sum each account's rows in Python (few_segment_sums): the segment
+# machinery's dozens of numpy calls cost more than the few additions they organise.
 FEW_ACCOUNTS = 4
 
 
@@ -539,23 +539,44 @@ def worst_loss_per_group(positions: Positions, pnl: np.ndarray, group_of_instrum
 
 def _worst_loss_of_few(positions: Positions, pnl: np.ndarray, group_of_instrument: np.ndarray,
                        n_groups: int) -> np.ndarray:
-    """``worst_loss_per_group`` for a few accounts, to the bit: each (account, group)'s rows of
-    ``pnl`` times its lots, added in instrument order (a segment's slot order), then the same
-    reduction over scenarios, row by row of a C-ordered (scenarios, segments) array."""
+    """``worst_loss_per_group`` for a few accounts, to the bit: the segment sums' additions (first
+    term, then the others in slot order) and the same reduction."""
     out = np.zeros((positions.n_accounts, n_groups), dtype=np.float64)
+    rows, groups, block_t = few_segment_sums(positions, pnl, group_of_instrument, from_zero=False)
+    if rows.size:
+        out[rows, groups] = _worst(block_t)[0]
+    return out
+
+
+def few_segment_sums(positions: Positions, matrix: np.ndarray, group_of_instrument: np.ndarray,
+                     from_zero: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(account, group, sums) of each (account, group) segment of a few accounts, in the order of
+    ``segments_by_group`` (most entries first, then by account and group): the sums of
+    ``lots x matrix[instrument]`` (``matrix``: instruments x K, float64) as a C-ordered (K, segments)
+    array, a reducer's block. The additions are those of the segment paths, entry by entry in
+    instrument order (a segment's slot order): from the first term (``segment_reduce_t``), or from
+    0.0 (``from_zero``: scipy's sparse product in ``segment_reduce_distinct``, where 0 + -0.0 is
+    +0.0). A loop over the few accounts' entries: for a pre-trade check's two or three states of
+    one account, the segment machinery's dozens of numpy calls cost more than these additions."""
     _, cols, lots = positions.csr()  # kept on positions: the regimes read it next
     group = np.asarray(group_of_instrument).tolist()
     sums: dict[tuple[int, int], np.ndarray] = {}
+    sizes: dict[tuple[int, int], int] = {}
     for r, c, lot in zip(positions.rows().tolist(), cols.tolist(), lots.tolist()):
-        term = pnl[c] * lot  # float64 x float64, as the segments' gather and multiply
+        term = matrix[c] * lot  # float64 x float64, as the segments' gather and multiply
         key = (r, group[c])
         total = sums.get(key)
-        sums[key] = term if total is None else total + term
-    if sums:
-        worst, = _worst(np.stack(list(sums.values()), axis=1))
-        at = np.array(list(sums.keys()), dtype=np.int64)
-        out[at[:, 0], at[:, 1]] = worst
-    return out
+        if total is not None:
+            sums[key] = total + term
+            sizes[key] += 1
+        else:
+            sums[key] = term + 0.0 if from_zero else term
+            sizes[key] = 1
+    if not sums:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((matrix.shape[1], 0))
+    keys = sorted(sums, key=lambda key: (-sizes[key], key))
+    at = np.array(keys, dtype=np.int64)
+    return at[:, 0], at[:, 1], np.stack([sums[key] for key in keys], axis=1)
 
 
 @dataclass(slots=True)

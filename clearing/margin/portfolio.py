@@ -57,8 +57,8 @@ from __future__ import annotations
 import numpy as np
 
 from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, RowSums, Segments, \
-    put_transposed, segment_reduce_distinct, segments_by_group, slot_products, slot_sums_along
+from clearing.margin.base import FEW_ACCOUNTS, MarginRegime, MarketPath, Positions, Requirements, RowSums, \
+    few_segment_sums, put_transposed, segment_reduce_distinct, segments_by_group, slot_products, slot_sums_along
 from clearing.margin.scenarios import Revaluer, days_to_expiry, market_key
 from clearing.margin.config import PortfolioConfig
 
@@ -263,30 +263,38 @@ class PortfolioRegime(MarginRegime):
         return core, ext, delta, roll
 
     def _segments(self, positions: Positions, market: MarketState
-                  ) -> tuple[Segments, np.ndarray | None, list[np.ndarray]]:
-        """Segments, the index of each among the distinct ones (None: every one is its own) and
-        per distinct segment (core, extended, delta shock, roll shock)."""
+                  ) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
+        """Each segment's account, the index of each among the distinct ones (None: every one is its
+        own) and per distinct segment (core, extended, delta shock, roll shock)."""
         self.pnl_matrix(market)
-        return segment_reduce_distinct(positions, self._matrix_t, self._groups, self._n_groups, self._reduce, 4,
-                                       workspace=self._workspace)
+        if positions.n_accounts <= FEW_ACCOUNTS and self._matrix.dtype == np.float64:
+            # a pre-trade check's states of one account, a fill's two parties: the sparse product's
+            # additions entry by entry, in the segments' order (so the per-account sums match too)
+            rows, _, summed_t = few_segment_sums(positions, self._matrix, self._groups, from_zero=True)
+            if not rows.size:
+                return rows, None, [np.zeros(0) for _ in range(4)]
+            return rows, None, list(self._reduce(summed_t))
+        seg, inverse, figures = segment_reduce_distinct(positions, self._matrix_t, self._groups, self._n_groups,
+                                                        self._reduce, 4, workspace=self._workspace)
+        return seg.row, inverse, figures
 
     def components(self, positions: Positions, market: MarketState) -> dict[str, np.ndarray]:
         """Per-account (A,) arrays: core, extended, risk, delta_shock, roll_shock, im."""
         n = positions.n_accounts
-        seg, inverse, (core, ext, delta, roll) = self._segments(positions, market)
+        rows, inverse, (core, ext, delta, roll) = self._segments(positions, market)
         risk = np.maximum(core, ext)
         out = {}
         for name, v in (("core", core), ("extended", ext), ("risk", risk), ("delta_shock", delta),
                         ("roll_shock", roll), ("im", risk + delta + roll)):
-            out[name] = np.bincount(seg.row, weights=v if inverse is None else v[inverse], minlength=n)
+            out[name] = np.bincount(rows, weights=v if inverse is None else v[inverse], minlength=n)
         return out
 
     def requirements(self, positions: Positions, market: MarketState) -> Requirements:
         n = positions.n_accounts
-        seg, inverse, (core, ext, delta, roll) = self._segments(positions, market)
+        rows, inverse, (core, ext, delta, roll) = self._segments(positions, market)
         # per distinct segment (element-wise, so the same figures as per segment), then spread
         core = _segment_im(core, ext, delta, roll)
-        im = np.bincount(seg.row, weights=core if inverse is None else core[inverse], minlength=n)
+        im = np.bincount(rows, weights=core if inverse is None else core[inverse], minlength=n)
         return Requirements(im=im, mm=self.config.mm_ratio * im)
 
     def requirements_along(self, positions: Positions, path: MarketPath, which: str = "im") -> np.ndarray:

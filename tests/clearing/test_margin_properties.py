@@ -279,3 +279,20 @@ def test_a_few_accounts_get_the_segment_paths_worst_loss_to_the_bit(seed, n_acc,
     by_segments = np.zeros((n_acc, n_groups))
     by_segments[seg.row, seg.group] = worst
     assert few.tobytes() == by_segments.tobytes()
+
+
+@SETTINGS
+@given(rows=st.lists(lots_strategy, min_size=1, max_size=FEW_ACCOUNTS), extra=st.integers(1, 6))
+@pytest.mark.parametrize("name", ["span", "portfolio", "portfolio_joint"])
+def test_a_few_accounts_are_margined_to_the_bit_as_among_many(name, rows, extra):
+    """The regimes' few-accounts path (the pre-trade checks' two or three states of one account)
+    gives each account the requirement, bit for bit, that the segment path gives it among more
+    accounts (here: the same accounts followed by empty ones, which add no segment)."""
+    table, market, history = BOOK
+    few = np.array(rows, dtype=np.float64)
+    many = np.vstack([few, np.zeros((FEW_ACCOUNTS + extra - len(rows), few.shape[1]))])
+    regime = build_regime(name, table, history=history)
+    alone = regime.requirements(Positions.of(few), market)
+    among = regime.requirements(Positions.of(many), market)
+    assert alone.im.tobytes() == among.im[: len(rows)].tobytes()
+    assert alone.mm.tobytes() == among.mm[: len(rows)].tobytes()
