@@ -53,7 +53,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sim.core.instruments import SECONDS_PER_YEAR, InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, Positions, Requirements, distinct_entries
+from clearing.margin.base import FEW_ACCOUNTS, MarginRegime, Positions, Requirements, distinct_entries
 from clearing.margin.scenarios import Revaluer, market_key
 from clearing.margin.config import VaRConfig
 
@@ -156,6 +156,17 @@ def _slot_sums(ends: list[int], term: Callable[[int, int], np.ndarray]) -> np.nd
     return out
 
 
+def _distinct_rows_of_few(lots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(lots, axis=0, return_inverse=True)`` for a few rows (a pre-trade check's states
+    of one account): the distinct rows in the same order (lexicographic by value) and the index of
+    each row among them, without the structured-array sort's fixed cost."""
+    rows = [tuple(row) for row in lots.tolist()]
+    distinct = sorted(set(rows))
+    index = {row: k for k, row in enumerate(distinct)}
+    uniq = np.array(distinct, dtype=np.float64).reshape(len(distinct), lots.shape[1])
+    return uniq, np.array([index[row] for row in rows], dtype=np.int64)
+
+
 class LotSlots:
     """A block of accounts' lots prepared for :func:`top_losses`: identical portfolios once, each
     as its held instruments in column order (slot j = its j-th held instrument), portfolios ordered
@@ -175,7 +186,9 @@ class LotSlots:
     def __init__(self, lots: np.ndarray) -> None:
         lots = np.asarray(lots, dtype=np.float64)
         self.n = lots.shape[0]
-        uniq, inv = np.unique(lots, axis=0, return_inverse=True)  # the same lots: the same figures
+        # the same lots: the same figures
+        uniq, inv = _distinct_rows_of_few(lots) if self.n <= FEW_ACCOUNTS else np.unique(lots, axis=0,
+                                                                                          return_inverse=True)
         nheld = np.count_nonzero(uniq, axis=1)
         order = np.argsort(-nheld, kind="stable")
         keep = order[nheld[order] > 0]  # a flat book has no losses (its figure is 0)

@@ -31,6 +31,7 @@ from clearing.margin.base import FEW_ACCOUNTS, Positions, _worst, segment_reduce
     worst_loss_per_account, worst_loss_per_group
 from clearing.margin.examples import make_instrument, make_market
 from clearing.margin.registry import build_regime
+from clearing.margin.var import _distinct_rows_of_few
 from sim.market.pricing import black76_greeks
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -283,7 +284,7 @@ def test_a_few_accounts_get_the_segment_paths_worst_loss_to_the_bit(seed, n_acc,
 
 @SETTINGS
 @given(rows=st.lists(lots_strategy, min_size=1, max_size=FEW_ACCOUNTS), extra=st.integers(1, 6))
-@pytest.mark.parametrize("name", ["span", "portfolio", "portfolio_joint"])
+@pytest.mark.parametrize("name", ["span", "portfolio", "portfolio_joint", "var", "var_apc"])
 def test_a_few_accounts_are_margined_to_the_bit_as_among_many(name, rows, extra):
     """The regimes' few-accounts path (the pre-trade checks' two or three states of one account)
     gives each account the requirement, bit for bit, that the segment path gives it among more
@@ -291,8 +292,20 @@ def test_a_few_accounts_are_margined_to_the_bit_as_among_many(name, rows, extra)
     table, market, history = BOOK
     few = np.array(rows, dtype=np.float64)
     many = np.vstack([few, np.zeros((FEW_ACCOUNTS + extra - len(rows), few.shape[1]))])
-    regime = build_regime(name, table, history=history)
-    alone = regime.requirements(Positions.of(few), market)
-    among = regime.requirements(Positions.of(many), market)
+    alone = build_regime(name, table, history=history).requirements(Positions.of(few), market)
+    among = build_regime(name, table, history=history).requirements(Positions.of(many), market)
     assert alone.im.tobytes() == among.im[: len(rows)].tobytes()
     assert alone.mm.tobytes() == among.mm[: len(rows)].tobytes()
+
+
+@SETTINGS
+@given(rows=st.lists(st.lists(st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, -3.0]), min_size=3, max_size=3),
+                     min_size=1, max_size=FEW_ACCOUNTS), repeat=st.booleans())
+def test_the_distinct_rows_of_a_few_accounts_are_numpys(rows, repeat):
+    """VaR's distinct portfolios of a few accounts: np.unique's rows, order and inverse (equal
+    rows, signed zeros among them, collapse as numpy collapses them)."""
+    lots = np.array(rows + rows[:1] if repeat else rows, dtype=np.float64)
+    uniq, inverse = np.unique(lots, axis=0, return_inverse=True)
+    mine, my_inverse = _distinct_rows_of_few(lots)
+    assert mine.shape == uniq.shape and np.array_equal(mine, uniq)
+    assert my_inverse.tolist() == np.asarray(inverse).reshape(-1).tolist()
