@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from sim.core.instruments import InstrumentTable, MarketState
-from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, put_transposed, \
-    segment_sums_t, segments_by_group, slot_products, slot_sums_along
+from clearing.margin.base import FEW_ACCOUNTS, MarginRegime, MarketPath, Positions, Requirements, \
+    few_segment_sums, put_transposed, segment_sums_t, segments_by_group, slot_products, slot_sums_along
 from clearing.margin.scenarios import Revaluer, market_key
 from clearing.margin.config import TimsConfig
 
@@ -89,16 +89,22 @@ class TimsRegime(MarginRegime):
     def components(self, positions: Positions, market: MarketState) -> dict[str, np.ndarray]:
         n, P, G = positions.n_accounts, self.config.points, self.n_pg
         self.pnl_matrix(market)
-        seg, s_t = segment_sums_t(positions, self._pnl_t, self.class_group, self.n_class, self._workspace)
+        if n <= FEW_ACCOUNTS and self._pnl.dtype == np.float64:
+            # a pre-trade check's states of one account: the same sums entry by entry, in the
+            # segments' order, without the segment machinery's fixed costs
+            rows, groups, s_t = few_segment_sums(positions, self._pnl, self.class_group, from_zero=False)
+        else:
+            seg, s_t = segment_sums_t(positions, self._pnl_t, self.class_group, self.n_class, self._workspace)
+            rows, groups = seg.row, seg.group
         worst = np.zeros((n, G))
-        if seg.n:
-            pg = self.class_pg[seg.group]
+        if rows.size:
+            pg = self.class_pg[groups]
             if self._singletons:  # every product group is one class group: no cross-group offset
-                worst[seg.row, pg] = np.maximum(-s_t.min(axis=0), 0.0)
+                worst[rows, pg] = np.maximum(-s_t.min(axis=0), 0.0)
             else:
-                off = self.class_offset[seg.group]
+                off = self.class_offset[groups]
                 adj = np.minimum(s_t, 0.0) + off * np.maximum(s_t, 0.0)  # (P, segments)
-                key = seg.row * G + pg
+                key = rows * G + pg
                 pg_pnl = np.empty((P, n * G))
                 for k in range(P):  # loop over valuation points, not accounts
                     pg_pnl[k] = np.bincount(key, weights=adj[k], minlength=n * G)

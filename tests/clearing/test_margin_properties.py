@@ -284,7 +284,9 @@ def test_a_few_accounts_get_the_segment_paths_worst_loss_to_the_bit(seed, n_acc,
 
 @SETTINGS
 @given(rows=st.lists(lots_strategy, min_size=1, max_size=FEW_ACCOUNTS), extra=st.integers(1, 6))
-@pytest.mark.parametrize("name", ["span", "portfolio", "portfolio_joint", "var", "var_apc"])
+@pytest.mark.parametrize("name", ["span", "tims", "portfolio", "portfolio_joint", "var", "var_apc",
+                                  pytest.param({"regime": "tims", "product_groups": {"crypto": {
+                                      "underlyings": ["BTC", "ETH"]}}}, id="tims_offset")])
 def test_a_few_accounts_are_margined_to_the_bit_as_among_many(name, rows, extra):
     """The regimes' few-accounts path (the pre-trade checks' two or three states of one account)
     gives each account the requirement, bit for bit, that the segment path gives it among more
