@@ -65,11 +65,9 @@ class Population(list):
         return out
 
 
-# group type (the config's discriminator) -> agent class; every class but the crowds (one agent
-# for the whole group, see ``_build_crowd``) takes (ctx, name, account, rng, group config,
-# instrument ids, *shared)
-# the group types built as one agent per member, each with its own account; the constructors take
-# (context, name, account, stream, group config, instrument ids, then what the group shares)
+# group type (the config's discriminator) -> agent class, in two tables. The group types built as
+# one agent per member, each with its own account; the constructors take (context, name, account,
+# stream, group config, instrument ids, then what the group shares)
 MEMBER_TYPES: dict[str, Callable[..., Agent]] = {
     "market_maker": MarketMaker, "basis_arb": BasisArbitrageur, "momentum": MomentumTrader,
     "option_seller": OptionSeller, "delta_hedger": DeltaHedger, "backstop_provider": BackstopProvider,

@@ -5,15 +5,21 @@ line per episode and ends with ``digest=<hex>`` over all of them. Run it before 
 meant to preserve behaviour: the digests must match. (A change that alters results on purpose --
 a fix -- changes them; say so in its commit.)
 
-    python benchmarks/digest_episodes.py [EPISODE.yaml ...]
+    python benchmarks/digest_episodes.py [EPISODE.yaml ...] [--regime NAME]
+
+``--regime`` runs every episode under that margin regime (``margin.regime`` overridden, as
+``bench_episode.py --regime`` does), so a change to one regime's path can be checked on the
+episodes. Each line also gives the run's CPU seconds (building and running the episode).
 
 Default episodes: the RMSC04-like day, the default crash, LUNA, Mango and the hedged-options book.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import sys
+import time
 from pathlib import Path
 
 
@@ -39,15 +45,25 @@ def digest(tables: dict[str, dict[str, np.ndarray]]) -> str:
     return h.hexdigest()
 
 
-def main(paths: list[str]) -> None:
+def main(paths: list[str], regime: str | None = None) -> None:
     overall = hashlib.sha256()
+    overrides: dict = {"outputs": {"counterfactual": False}}
+    if regime is not None:
+        overrides["margin"] = {"regime": regime}
     for path in paths or [str(ROOT / p) for p in DEFAULT]:
-        result = run(load_episode(path, {"outputs": {"counterfactual": False}}))
+        cpu = time.process_time()
+        result = run(load_episode(path, overrides))
+        cpu = time.process_time() - cpu
         d = digest(result.tables)
         overall.update(d.encode())
-        print(f"{Path(path).name:28s} {d[:16]}  events={result.stats['events']} fills={result.stats['fills']}")
+        print(f"{Path(path).name:28s} {d[:16]}  events={result.stats['events']} fills={result.stats['fills']}"
+              f"  cpu_s={cpu:.1f}")
     print(f"digest={overall.hexdigest()[:16]}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser()
+    parser.add_argument("episodes", nargs="*")
+    parser.add_argument("--regime", default=None, help="override margin.regime in every episode (e.g. span)")
+    args = parser.parse_args()
+    main(args.episodes, args.regime)

@@ -528,24 +528,22 @@ def worst_loss_per_group(positions: Positions, pnl: np.ndarray, group_of_instrum
                          n_groups: int) -> np.ndarray:
     """(A, n_groups) array: max over scenarios of the group's loss, floored at zero."""
     pnl = _as_float(pnl)
-    if positions.n_accounts <= FEW_ACCOUNTS and pnl.dtype == np.float64:
-        return _worst_loss_of_few(positions, pnl, group_of_instrument, n_groups)
-    seg, (worst,) = segment_reduce_t(positions, np.ascontiguousarray(pnl.T), group_of_instrument, n_groups,
-                                     _worst, 1)
+    if takes_few_path(positions, pnl):
+        rows, groups, block_t = few_segment_sums(positions, pnl, group_of_instrument, from_zero=False)
+        (worst,) = _worst(block_t)
+    else:
+        seg, (worst,) = segment_reduce_t(positions, np.ascontiguousarray(pnl.T), group_of_instrument, n_groups,
+                                         _worst, 1)
+        rows, groups = seg.row, seg.group
     out = np.zeros((positions.n_accounts, n_groups), dtype=np.float64)
-    out[seg.row, seg.group] = worst
+    out[rows, groups] = worst
     return out
 
 
-def _worst_loss_of_few(positions: Positions, pnl: np.ndarray, group_of_instrument: np.ndarray,
-                       n_groups: int) -> np.ndarray:
-    """``worst_loss_per_group`` for a few accounts, to the bit: the segment sums' additions (first
-    term, then the others in slot order) and the same reduction."""
-    out = np.zeros((positions.n_accounts, n_groups), dtype=np.float64)
-    rows, groups, block_t = few_segment_sums(positions, pnl, group_of_instrument, from_zero=False)
-    if rows.size:
-        out[rows, groups] = _worst(block_t)[0]
-    return out
+def takes_few_path(positions: Positions, matrix: np.ndarray) -> bool:
+    """Whether a regime forms ``positions``' segment sums with :func:`few_segment_sums`: a few
+    accounts, on a float64 matrix (float32 matrices keep the segment paths' working precision)."""
+    return positions.n_accounts <= FEW_ACCOUNTS and matrix.dtype == np.float64
 
 
 def few_segment_sums(positions: Positions, matrix: np.ndarray, group_of_instrument: np.ndarray,

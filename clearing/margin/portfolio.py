@@ -57,8 +57,8 @@ from __future__ import annotations
 import numpy as np
 
 from sim.core.instruments import InstrumentKind, InstrumentTable, MarketState
-from clearing.margin.base import FEW_ACCOUNTS, MarginRegime, MarketPath, Positions, Requirements, RowSums, \
-    few_segment_sums, put_transposed, segment_reduce_distinct, segments_by_group, slot_products, slot_sums_along
+from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, RowSums, few_segment_sums, \
+    put_transposed, segment_reduce_distinct, segments_by_group, slot_products, slot_sums_along, takes_few_path
 from clearing.margin.scenarios import Revaluer, days_to_expiry, market_key
 from clearing.margin.config import PortfolioConfig
 
@@ -267,12 +267,10 @@ class PortfolioRegime(MarginRegime):
         """Each segment's account, the index of each among the distinct ones (None: every one is its
         own) and per distinct segment (core, extended, delta shock, roll shock)."""
         self.pnl_matrix(market)
-        if positions.n_accounts <= FEW_ACCOUNTS and self._matrix.dtype == np.float64:
+        if takes_few_path(positions, self._matrix):
             # a pre-trade check's states of one account, a fill's two parties: the sparse product's
             # additions entry by entry, in the segments' order (so the per-account sums match too)
             rows, _, summed_t = few_segment_sums(positions, self._matrix, self._groups, from_zero=True)
-            if not rows.size:
-                return rows, None, [np.zeros(0) for _ in range(4)]
             return rows, None, list(self._reduce(summed_t))
         seg, inverse, figures = segment_reduce_distinct(positions, self._matrix_t, self._groups, self._n_groups,
                                                         self._reduce, 4, workspace=self._workspace)

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from sim.core.instruments import InstrumentTable, MarketState
-from clearing.margin.base import FEW_ACCOUNTS, MarginRegime, MarketPath, Positions, Requirements, \
-    few_segment_sums, put_transposed, segment_sums_t, segments_by_group, slot_products, slot_sums_along
+from clearing.margin.base import MarginRegime, MarketPath, Positions, Requirements, few_segment_sums, \
+    put_transposed, segment_sums_t, segments_by_group, slot_products, slot_sums_along, takes_few_path
 from clearing.margin.scenarios import Revaluer, market_key
 from clearing.margin.config import TimsConfig
 
@@ -89,7 +89,7 @@ class TimsRegime(MarginRegime):
     def components(self, positions: Positions, market: MarketState) -> dict[str, np.ndarray]:
         n, P, G = positions.n_accounts, self.config.points, self.n_pg
         self.pnl_matrix(market)
-        if n <= FEW_ACCOUNTS and self._pnl.dtype == np.float64:
+        if takes_few_path(positions, self._pnl):
             # a pre-trade check's states of one account: the same sums entry by entry, in the
             # segments' order, without the segment machinery's fixed costs
             rows, groups, s_t = few_segment_sums(positions, self._pnl, self.class_group, from_zero=False)

@@ -537,7 +537,6 @@ class VaRRegime(MarginRegime):
         self.mpor = int(round(mpor))
         self.lookback = self.rows(cfg.lookback_days)
         self.floor_lookback = None if cfg.floor_lookback_days is None else self.rows(cfg.floor_lookback_days)
-        self.stressed_weight = cfg.stressed_weight or 0.0  # 0: no stressed set (as None)
         self.stressed_period = (None if cfg.stressed_period_days is None
                                 else tuple(int(round(d * DAY / row_interval)) for d in cfg.stressed_period_days))
         self.rev = Revaluer(table)
@@ -651,7 +650,7 @@ class VaRRegime(MarginRegime):
         out = {"base": (max(0, n - mpor - self.lookback),
                         self._returns(h)[-self.lookback:] if cfg.method == "filtered"
                         else self._returns(h[-(self.lookback + mpor):]))}
-        if self.stressed_weight:
+        if cfg.stressed_weight:
             a, b = self.stressed_window()
             out["stressed"] = (a, mpor_returns(h[a:b], mpor) if b - a > mpor else np.zeros((0, h.shape[1])))
         if self.floor_lookback:
@@ -789,7 +788,8 @@ class VaRRegime(MarginRegime):
         v = comp["base"]
         if "stressed" in windows:
             comp["stressed"] = measure("stressed")
-            v = (1.0 - self.stressed_weight) * v + self.stressed_weight * comp["stressed"]
+            weight = cfg.stressed_weight or 0.0  # a stressed set exists only with a weight (_scenario_windows)
+            v = (1.0 - weight) * v + weight * comp["stressed"]
         comp["weighted"] = v
         margin = v
         if cfg.buffer is not None:

@@ -82,8 +82,8 @@ def _fig_portfolio(results: Mapping[str, RegimeBacktest], runs: np.ndarray, j: i
     return _png(fig)
 
 
-def backtest_report(cfg: BacktestConfig, summary: Mapping[str, Any], results: Mapping[str, RegimeBacktest], names: list[str],
-                    runs: np.ndarray, shown: np.ndarray) -> str:
+def backtest_report(cfg: BacktestConfig, summary: Mapping[str, Any], results: Mapping[str, RegimeBacktest],
+                    names: list[str], runs: np.ndarray, shown: np.ndarray) -> str:
     body = [f"<h1>Margin backtest: {html.escape(cfg.name)}</h1>",
             f"<p class=muted>{html.escape(cfg.description)}</p>" if cfg.description else "",
             f"<p>{summary['portfolios']:,} portfolios, {summary['runs']:,} margin runs from day "
