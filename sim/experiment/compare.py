@@ -75,11 +75,27 @@ FIXED_METRICS: tuple[Metric, ...] = (
     Metric("counterfactual.liquidated_notional_ratio", "liquidated notional vs no-feedback twin", "x"),
     Metric("counterfactual.liquidated_notional_difference", "liquidated notional beyond the twin", "money"),
     Metric("counterfactual.bad_debt_difference", "bad debt beyond the twin", "money"),
+    # procyclicality: the fixed reference portfolio's IM / gross from the measurement window's start
+    # (``margin.reference_rate``, docs/METHODOLOGY.md); its positions never change, so only the
+    # regime's response to prices moves it
+    Metric("margin.reference_rate.at_measure_from", "reference portfolio IM / gross at the window's start", "ratio",
+           lower_is_better=None),
+    Metric("margin.reference_rate.peak", "reference portfolio IM / gross: peak", "ratio", lower_is_better=None),
+    Metric("margin.reference_rate.trough", "reference portfolio IM / gross: trough", "ratio", lower_is_better=None),
+    Metric("margin.reference_rate.final", "reference portfolio IM / gross at the end", "ratio", lower_is_better=None),
+    Metric("margin.reference_rate.peak_to_trough_ratio", "reference portfolio IM / gross: peak / trough", "x"),
+    Metric("margin.reference_rate.max_increase", "reference portfolio IM / gross: largest rise over the horizon",
+           "ratio"),
+    Metric("margin.reference_rate.max_increase_time", "reference portfolio IM / gross: the largest rise ends at",
+           "s", lower_is_better=None),
+    Metric("margin.reference_rate.max_increase_relative",
+           "reference portfolio IM / gross: largest relative rise over the horizon", "fraction"),
+    Metric("margin.reference_rate.max_increase_relative_time",
+           "reference portfolio IM / gross: the largest relative rise ends at", "s", lower_is_better=None),
 )
-# families of keys added by others, picked up whenever a summary has them
+# a family of keys added by others (one per loss layer the episode has), picked up whenever a summary has them
 DYNAMIC_PREFIXES: tuple[tuple[str, str, str], ...] = (
     ("losses.who_paid.", "who paid: ", "money"),
-    ("margin.reference", "reference portfolio ", "ratio"),
 )
 GROUP_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("im_over_gross", "IM / gross", "ratio"),

@@ -106,6 +106,11 @@ def significant(value: Any, sig: int = 3) -> str:
     if abs(v) < 1e-8:
         return "≈0"
     decimals = min(max(0, sig - 1 - math.floor(math.log10(abs(v)))), 10)
+    rounded = round(v, decimals)
+    if rounded and math.floor(math.log10(abs(rounded))) > math.floor(math.log10(abs(v))):
+        # rounding carried into the next decade (0.99996 -> 1.000): one decimal fewer keeps ``sig``
+        # digits, so 1.00 beside 1.00 rather than 1.000
+        decimals = max(0, decimals - 1)
     return f"{v:,.{decimals}f}"
 
 
@@ -123,10 +128,13 @@ def short(value: Any) -> str:
 
 def quantity(value: Any, unit: str) -> str:
     """A metric in its unit (``sim.experiment.compare.Metric.unit``): ``money`` as ``short``, ``fraction`` as
-    a percentage, ``count`` whole where it is whole, ``x`` a multiple; anything else ``significant``."""
+    a percentage, ``count`` whole where it is whole, ``x`` a multiple; anything else ``significant``.
+    A negative value takes the typographic minus (−), as its difference does."""
     if _undefined(value):
         return DASH
     v = float(value)
+    if v < 0:
+        return "−" + quantity(-v, unit)  # the typographic minus, as ``difference`` writes it
     if unit == "money":
         return short(v)
     if unit == "fraction":

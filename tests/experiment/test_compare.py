@@ -98,10 +98,26 @@ def test_metric_list_picks_up_other_parts_keys_and_groups():
     assert keys.count("losses.borne_by_others") == 1
 
 
+def test_every_reference_rate_figure_is_compared_in_its_own_unit():
+    """The procyclicality block of a summary (``metrics.margin._procyclicality`` plus the window's
+    first and last rate): each figure but the sample count is a row, times in seconds, rates as
+    ratios, the relative rise in %. (A prefix rule once showed times and counts as "ratio".)"""
+    from sim.experiment.metrics.margin import _procyclicality
+
+    block = _procyclicality(np.array([0.0, 10.0]), np.array([0.05, 0.06]), 0.0, 5.0)
+    keys = set(block) | {"at_measure_from", "final"}
+    units = {m.key.removeprefix("margin.reference_rate."): m.unit for m in metrics_for([{}])
+             if m.key.startswith("margin.reference_rate.")}
+    assert set(units) == keys - {"samples"}
+    assert {k for k, u in units.items() if u == "s"} == {k for k in keys if k.endswith("_time")}
+    assert units["max_increase_relative"] == "fraction" and units["peak_to_trough_ratio"] == "x"
+    assert units["peak"] == units["trough"] == units["max_increase"] == "ratio"
+
+
 # ----------------------------------------------------------------------------------- numbers for people
 @pytest.mark.parametrize("value, unit, text", [
     (1_234_567.0, "money", "1.23 M"), (2.5e9, "money", "2.50 B"), (950.0, "money", "950"),
-    (-12_500.0, "money", "-12.5 K"), (0.5526, "fraction", "55.3 %"), (2.004981776e-05, "ratio", "0.0000200"),
+    (-12_500.0, "money", "−12.5 K"), (-309_000.0, "money", "−309 K"), (0.99996, "x", "1.00×"), (0.5526, "fraction", "55.3 %"), (2.004981776e-05, "ratio", "0.0000200"),
     (1510.0, "count", "1,510"), (20.666, "count", "20.7"), (1.0644, "x", "1.06×"), (None, "money", "—"),
     (0.0, "ratio", "0"),
 ])
@@ -253,7 +269,12 @@ def test_report_renders_every_figure_and_formats_every_cell(small_compare):
     # units in every metric header: the first column of the headline table
     headline = text.split("<h2>Headline</h2>", 1)[1].split("</table>", 1)[0]
     row_heads = re.findall(r"<tr><th>([^<]+)</th><td", headline)
-    assert row_heads and all(re.search(r"\((USD|count|ratio|%|×)\)$", h) for h in row_heads), row_heads
+    assert row_heads and all(re.search(r"\((USD|count|ratio|%|×|s)\)$", h) for h in row_heads), row_heads
+    # the reference portfolio's procyclicality rows: rates as ratios, when in seconds, nothing counted as a rate
+    reference = {h for h in row_heads if h.startswith("reference portfolio")}
+    assert "reference portfolio IM / gross: the largest rise ends at (s)" in reference, reference
+    assert "reference portfolio IM / gross: peak / trough (×)" in reference
+    assert not any("samples" in h or h.endswith("time (ratio)") for h in reference), reference
     # each regime's verdicts in the headline table are exactly those of the interval statistics
     shown = sorted(re.findall(r"<span class='v [a-z]+'>([^<]+)</span>", headline))
     expected = sorted(s["verdict"] for s in out.stats if not s["metric"].startswith("groups.")

@@ -60,3 +60,6 @@ def test_comparison_figures_keep_their_significant_digits():
     assert quantity(0.5526, "fraction") == "55.3 %" and quantity(3.0, "count") == "3" and quantity(0.0, "x") == "0×"
     assert difference(-1_234_567.0, "money") == "−1.23 M" and difference(0.0, "money") == "0"
     assert difference(2.0, "x") == "+2.00×" and difference(None, "money") == DASH
+    # rounding into the next decade keeps three digits, not four: 0.99996 beside 1.0 reads 1.00 and 1.00
+    assert significant(0.99996) == "1.00" and significant(1.0) == "1.00" and significant(9.9996) == "10.0"
+    assert significant(-0.99996) == "-1.00" and significant(99_999.6) == "100,000" and significant(0.0999996) == "0.100"
