@@ -24,13 +24,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from clearing.health import Health
 from sim.core.orders import FillFlag
+
+if TYPE_CHECKING:
+    from sim.experiment.schema.episode import EpisodeConfig
 
 __all__ = ["Col", "TableSpec", "TABLES", "FILE_NAMES", "UnregisteredColumn", "to_arrow", "file_name",
            "data_dictionary", "render_markdown", "MONEY", "TICKS", "ASSET_AMOUNT"]
@@ -303,7 +306,7 @@ class Context:
     asset_decimals: dict[str, int]
 
     @classmethod
-    def of(cls, config: Any) -> "Context":
+    def of(cls, config: EpisodeConfig) -> Context:
         market = config.market
         inv = np.array([1.0 / i.tick_size for i in market.instruments])
         return cls(market.quote.name, market.quote.decimals, [i.symbol for i in market.instruments],

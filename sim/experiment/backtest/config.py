@@ -106,9 +106,15 @@ class BacktestConfig(StrictModel):
                 raise ValueError(f"{label}: a regime is a registry name or a mapping with a `regime` key")
         return v
 
+    @property
+    def run_step_days(self) -> int:
+        """Days from one margin run to the next: ``step_days``, which the validator fills with
+        ``horizon_days`` when it is not given (non-overlapping loss periods)."""
+        return self.horizon_days if self.step_days is None else self.step_days
+
     @model_validator(mode="after")
     def _runs(self) -> "BacktestConfig":
-        if self.step_days is None:
+        if self.step_days is None:  # filled, so the written config.yaml says what ran
             object.__setattr__(self, "step_days", self.horizon_days)
         if not self.regimes and self.regime_set is None:
             raise ValueError("regimes: name at least one regime (or a regime_set)")

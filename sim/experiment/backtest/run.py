@@ -231,8 +231,7 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
     plan = prepare(source)
     cfg, book = plan.config, plan.book
     prices, vols = path_of(cfg, book.table)
-    assert cfg.step_days is not None  # BacktestConfig._runs sets it (default horizon_days)
-    runs = run_days(prices.shape[0], cfg.warmup_days, cfg.horizon_days, cfg.step_days)
+    runs = run_days(prices.shape[0], cfg.warmup_days, cfg.horizon_days, cfg.run_step_days)
     shown = np.arange(min(cfg.report_portfolios, len(book.names)))
     n = book.positions.n_accounts
     edges = np.linspace(0, n, -(-n // CHUNK) + 1).round().astype(int)
