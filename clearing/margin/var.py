@@ -156,17 +156,6 @@ def _slot_sums(ends: list[int], term: Callable[[int, int], np.ndarray]) -> np.nd
     return out
 
 
-def _distinct_rows_of_few(lots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(lots, axis=0, return_inverse=True)`` for a few rows (a pre-trade check's states
-    of one account): the distinct rows in the same order (lexicographic by value) and the index of
-    each row among them, without the structured-array sort's fixed cost."""
-    rows = [tuple(row) for row in lots.tolist()]
-    distinct = sorted(set(rows))
-    index = {row: k for k, row in enumerate(distinct)}
-    uniq = np.array(distinct, dtype=np.float64).reshape(len(distinct), lots.shape[1])
-    return uniq, np.array([index[row] for row in rows], dtype=np.int64)
-
-
 class LotSlots:
     """A block of accounts' lots prepared for :func:`top_losses`: identical portfolios once, each
     as its held instruments in column order (slot j = its j-th held instrument), portfolios ordered
@@ -186,9 +175,14 @@ class LotSlots:
     def __init__(self, lots: np.ndarray) -> None:
         lots = np.asarray(lots, dtype=np.float64)
         self.n = lots.shape[0]
+        # what only the pruned search reads is built when it first asks (:meth:`prepare_search`):
+        # the house's one-account what-if checks build hundreds of thousands of these per episode
+        self.searchable = False
+        if self.n <= FEW_ACCOUNTS:
+            self._of_few(lots)
+            return
         # the same lots: the same figures
-        uniq, inv = _distinct_rows_of_few(lots) if self.n <= FEW_ACCOUNTS else np.unique(lots, axis=0,
-                                                                                          return_inverse=True)
+        uniq, inv = np.unique(lots, axis=0, return_inverse=True)
         nheld = np.count_nonzero(uniq, axis=1)
         order = np.argsort(-nheld, kind="stable")
         keep = order[nheld[order] > 0]  # a flat book has no losses (its figure is 0)
@@ -204,9 +198,28 @@ class LotSlots:
         self.lot = np.zeros((keep.size, width))
         self.col[r, j], self.lot[r, j] = c, self.dense[r, c]
         self.prefix = [int(np.count_nonzero(self.nheld > q)) for q in range(width)]
-        # what only the pruned search reads is built when it first asks (:meth:`prepare_search`):
-        # the house's one-account what-if checks build hundreds of thousands of these per episode
-        self.searchable = False
+
+    def _of_few(self, lots: np.ndarray) -> None:
+        """The same tables for a few rows (a pre-trade check's states of one account), built in
+        plain Python: the whole-block path's dozen numpy calls cost more than the rows. Distinct
+        rows as ``np.unique`` orders and collapses them (lexicographic; equal values, signed zeros
+        among them, are one row), the most held first in that order."""
+        rows = [tuple(row) for row in lots.tolist()]
+        distinct = sorted(set(rows))
+        held = [[(c, x) for c, x in enumerate(row) if x != 0.0] for row in distinct]
+        keep = [j for j in sorted(range(len(distinct)), key=lambda j: -len(held[j])) if held[j]]  # stable
+        rank = {distinct[j]: r for r, j in enumerate(keep)}
+        self.inverse = np.array([rank.get(row, -1) for row in rows], dtype=np.int64)
+        self.dense = np.array([distinct[j] for j in keep], dtype=np.float64).reshape(len(keep), lots.shape[1])
+        counts = [len(held[j]) for j in keep]
+        self.nheld = np.array(counts, dtype=np.int64)
+        width = counts[0] if keep else 0
+        pad = [(0, 0.0)] * width
+        self.col = np.array([[c for c, _ in (held[j] + pad)[:width]] for j in keep], dtype=np.int64).reshape(
+            len(keep), width)
+        self.lot = np.array([[x for _, x in (held[j] + pad)[:width]] for j in keep], dtype=np.float64).reshape(
+            len(keep), width)
+        self.prefix = [sum(1 for c in counts if c > q) for q in range(width)]
 
     def prepare_search(self) -> None:
         """The pruned search's tables, once: [lots+, lots-] (one product with [max; min] gives the

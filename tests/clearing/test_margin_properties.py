@@ -31,7 +31,6 @@ from clearing.margin.base import FEW_ACCOUNTS, Positions, _worst, segment_reduce
     worst_loss_per_account, worst_loss_per_group
 from clearing.margin.examples import make_instrument, make_market
 from clearing.margin.registry import build_regime
-from clearing.margin.var import _distinct_rows_of_few
 from sim.market.pricing import black76_greeks
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -303,11 +302,24 @@ def test_a_few_accounts_are_margined_to_the_bit_as_among_many(name, rows, extra)
 @SETTINGS
 @given(rows=st.lists(st.lists(st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, -3.0]), min_size=3, max_size=3),
                      min_size=1, max_size=FEW_ACCOUNTS), repeat=st.booleans())
-def test_the_distinct_rows_of_a_few_accounts_are_numpys(rows, repeat):
-    """VaR's distinct portfolios of a few accounts: np.unique's rows, order and inverse (equal
-    rows, signed zeros among them, collapse as numpy collapses them)."""
-    lots = np.array(rows + rows[:1] if repeat else rows, dtype=np.float64)
-    uniq, inverse = np.unique(lots, axis=0, return_inverse=True)
-    mine, my_inverse = _distinct_rows_of_few(lots)
-    assert mine.shape == uniq.shape and np.array_equal(mine, uniq)
-    assert my_inverse.tolist() == np.asarray(inverse).reshape(-1).tolist()
+def test_var_tables_of_a_few_accounts_are_the_whole_blocks(rows, repeat):
+    """VaR's tables of a few accounts (built in plain Python) are those the whole-block path builds
+    from np.unique, to the byte: the distinct portfolios' order, the inverse, held counts, columns,
+    lots and slot prefixes (equal rows, signed zeros among them, collapse as numpy collapses them).
+    A zero's sign in the distinct rows may differ; no figure reads it (only non-zero lots are terms)."""
+    import clearing.margin.var as var
+
+    lots = np.array((rows + rows[:1])[:FEW_ACCOUNTS] if repeat else rows, dtype=np.float64)
+    few = var.LotSlots(lots)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(var, "FEW_ACCOUNTS", 0)  # the whole-block path for the same rows
+        block = var.LotSlots(lots)
+    for name in ("inverse", "nheld", "col", "lot"):
+        mine, numpys = getattr(few, name), getattr(block, name)
+        assert mine.dtype == numpys.dtype and mine.shape == numpys.shape and mine.tobytes() == numpys.tobytes(), name
+    assert few.prefix == block.prefix and few.n == block.n
+    assert few.dense.shape == block.dense.shape and np.array_equal(few.dense, block.dense)
+    assert few.dense.flags.c_contiguous
+    loss = np.random.default_rng(len(rows)).normal(0, 100, (lots.shape[1], 40))
+    if few.dense.shape[0]:  # a flat book has no losses to compute (tail_of returns before asking)
+        assert few.all_losses(loss).tobytes() == block.all_losses(loss).tobytes()
