@@ -401,7 +401,7 @@ def _print_comparison(console: Console, out: ComparisonOutput, quote: str) -> No
             row.append(text)
         table.add_row(f"{first['label']} ({unit_header(first['unit'], quote)})", *row)
     console.print(table)
-    gtable = Table(title="per group: IM / gross (ratio) and leverage allowed (gross / equity, ×)"
+    gtable = Table(title="per group: IM / gross (ratio; options at premium) and leverage held (gross / equity, ×)"
                          + ("; under each mean, its paired difference vs the first regime" if n > 1 else ""))
     gtable.add_column("group")
     for regime in labels:

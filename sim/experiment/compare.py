@@ -61,13 +61,14 @@ FIXED_METRICS: tuple[Metric, ...] = (
     Metric("liquidations.spells", "distress spells", "count"),
     Metric("cascades.count", "cascades", "count"),
     Metric("cascades.max_generation", "deepest generation", "count"),
-    Metric("cascades.largest_size", "largest cascade", "count"),
+    Metric("cascades.largest_size", "largest cascade (distress spells)", "count"),
+    Metric("cascades.largest_liquidations", "largest cascade (liquidations)", "count"),
     Metric("cascades.amplification", "liquidation amplification", "x"),
     Metric("price.max_venue_drawdown", "venue drawdown (worst)", "fraction"),
     Metric("price.amplification_vs_true", "price amplification vs true path", "x"),
     Metric("margin.im_peak", "peak total IM", "money", lower_is_better=None),
-    Metric("margin.im_over_gross", "IM / gross notional (time-weighted; lower = less capital)", "ratio",
-           lower_is_better=None),
+    Metric("margin.im_over_gross", "IM / gross notional (time-weighted; options at premium; lower = less capital)",
+           "ratio", lower_is_better=None),
     Metric("margin.max_utilisation", "peak IM / equity", "ratio", lower_is_better=None),
     # against the no-feedback twin (present when outputs.counterfactual ran it)
     Metric("counterfactual.venue_drawdown_amplification", "venue drawdown vs no-feedback twin", "x"),
@@ -77,7 +78,8 @@ FIXED_METRICS: tuple[Metric, ...] = (
     Metric("counterfactual.bad_debt_difference", "bad debt beyond the twin", "money"),
     # procyclicality: the fixed reference portfolio's IM / gross from the measurement window's start
     # (``margin.reference_rate``, docs/METHODOLOGY.md); its positions never change, so only the
-    # regime's response to prices moves it
+    # regime's response to prices moves it. When a rise happened is not compared: a regime with no
+    # rise has no time, and a difference of times says little (summary.json and the run report have them)
     Metric("margin.reference_rate.at_measure_from", "reference portfolio IM / gross at the window's start", "ratio",
            lower_is_better=None),
     Metric("margin.reference_rate.peak", "reference portfolio IM / gross: peak", "ratio", lower_is_better=None),
@@ -86,12 +88,8 @@ FIXED_METRICS: tuple[Metric, ...] = (
     Metric("margin.reference_rate.peak_to_trough_ratio", "reference portfolio IM / gross: peak / trough", "x"),
     Metric("margin.reference_rate.max_increase", "reference portfolio IM / gross: largest rise over the horizon",
            "ratio"),
-    Metric("margin.reference_rate.max_increase_time", "reference portfolio IM / gross: the largest rise ends at",
-           "s", lower_is_better=None),
     Metric("margin.reference_rate.max_increase_relative",
            "reference portfolio IM / gross: largest relative rise over the horizon", "fraction"),
-    Metric("margin.reference_rate.max_increase_relative_time",
-           "reference portfolio IM / gross: the largest relative rise ends at", "s", lower_is_better=None),
 )
 # a family of keys added by others (one per loss layer the episode has), picked up whenever a summary has them
 DYNAMIC_PREFIXES: tuple[tuple[str, str, str], ...] = (

@@ -29,6 +29,7 @@ from sim.experiment.fmt import axis, difference, quantity, short, significant
 from sim.experiment.metrics.columns import Tables, column_of
 from sim.experiment.metrics.price import mid_price
 from sim.experiment.report import CSS, _png, _time_unit
+from sim.experiment.spells import spell_forest
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -198,20 +199,21 @@ def _fig_who_paid(config: Any, runs: Runs, rows: Rows) -> tuple[str, str]:
 
 
 def cascade_sizes(tables: Tables) -> tuple[np.ndarray, np.ndarray]:
-    """(liquidations per cascade tree, generation of each liquidation) from the parent links."""
-    liq = column_of(tables, "liquidations", "liq_id").astype(np.int64)
-    parent = column_of(tables, "liquidations", "parent").astype(np.int64)
-    gen = column_of(tables, "liquidations", "generation").astype(np.int64)
+    """(liquidations per cascade tree, generation of each distress spell): the trees of distress
+    spells the headline's cascade figures count (``sim.experiment.spells``), so the figure's trees
+    are the table's."""
+    liq = column_of(tables, "liquidations", "liq_id", np.int64)
+    parent = column_of(tables, "liquidations", "parent", np.int64)
+    spell = column_of(tables, "liquidations", "spell", np.int64)
+    notional = column_of(tables, "liquidations", "notional").astype(np.float64)
     if liq.size == 0:
-        return np.zeros(0, dtype=np.int64), gen
-    pos = {int(x): k for k, x in enumerate(liq.tolist())}
-    root = np.arange(liq.size)
-    for k in np.argsort(liq, kind="stable").tolist():  # a parent has a smaller id than its children
-        j = pos.get(int(parent[k]))
-        if parent[k] >= 0 and j is not None and j != k:
-            root[k] = root[j]
-    sizes = np.bincount(root, minlength=liq.size)
-    return sizes[np.unique(root)], gen
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if spell.size != liq.size:  # tables from before spells: every liquidation its own spell
+        spell = liq
+    forest = spell_forest(liq, parent, spell, notional)
+    root_pos = np.searchsorted(forest.spell, forest.root)
+    events = np.bincount(root_pos, weights=forest.events, minlength=forest.count).astype(np.int64)
+    return events[forest.parent < 0], forest.generation
 
 
 SIZE_BUCKETS = ((1, 1, "1"), (2, 2, "2"), (3, 5, "3–5"), (6, 20, "6–20"), (21, 100, "21–100"), (101, 10**12, ">100"))
@@ -241,7 +243,7 @@ def _fig_cascades(config: Any, runs: Runs) -> str:
     ax1.set_ylabel("cascades (count)")
     ax2.set_xticks(np.arange(gmax + 1))
     ax2.set_xlabel("generation (0 = exogenous root)")
-    ax2.set_ylabel("liquidations (count)")
+    ax2.set_ylabel("distress spells (count)")
     for ax in (ax1, ax2):
         ax.set_yscale("symlog", linthresh=10)
         axis(ax, "y", short)
@@ -325,7 +327,7 @@ def _fig_leverage(config: Any, runs: Runs, rows: Rows) -> str:
         ax.invert_yaxis()
         ax.grid(alpha=0.3, axis="x")
     ax2.set_yticklabels([])
-    ax1.set_xlabel("leverage allowed: gross / equity (×, mean over samples and seeds)")
+    ax1.set_xlabel("leverage held: gross / equity (×, mean over samples and seeds)")
     ax2.set_xscale("log")
     ax2.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: significant(v, 2)))
     ax2.set_xlabel("IM / gross notional (ratio, log scale)")
@@ -348,8 +350,7 @@ def _fig_counterfactual(config: Any, runs: Runs, rows: Rows) -> str:
     fig = Figure(figsize=(11, 3.2), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     if not keys:
-        _no_data(ax, "the no-feedback counterfactual was not run (outputs.counterfactual off, "
-                     "or the twin is not merged into this build)")
+        _no_data(ax, "the no-feedback twin was not run (outputs.counterfactual: true runs it)")
         return _png(fig)
     width = 0.8 / max(1, len(labels))
     for j, label in enumerate(labels):
@@ -371,11 +372,13 @@ INTERVAL_KEYS = ("losses.borne_by_others", "bad_debt.total", "liquidations.notio
 def _fig_intervals(stats: Rows, metrics: Sequence[Metric], labels: Sequence[str], quote: str) -> str:
     by = {(s["regime"], s["metric"]): s for s in stats}
     units = {m.key: m for m in metrics}
-    keys = [k for k in INTERVAL_KEYS if k in units and any(by.get((r, k), {}).get("diff_mean") is not None
+    # a metric no regime moves (every difference exactly 0) says "identical" in the table; a plot of
+    # zeros would only show an axis scaled around nothing
+    keys = [k for k in INTERVAL_KEYS if k in units and any(by.get((r, k), {}).get("diff_mean") not in (None, 0.0)
                                                             for r in labels[1:])]
     fig = Figure(figsize=(11, 1.0 + 1.6 * max(1, math.ceil(len(keys) / 2))), layout="constrained")
     if len(labels) < 2 or not keys:
-        _no_data(fig.add_subplot(1, 1, 1), "one regime, or no metric defined under two regimes")
+        _no_data(fig.add_subplot(1, 1, 1), "one regime, or no metric that differs between regimes")
         return _png(fig)
     rows_n = math.ceil(len(keys) / 2)
     others = list(labels[1:])
@@ -445,7 +448,7 @@ def _group_table(runs: Runs, rows: Rows, stats: Rows, labels: Sequence[str]) -> 
     first = next(iter(runs.values()))[0].get("groups", {})
     head = ("<tr><th rowspan=2>group</th><th rowspan=2>agent type</th><th rowspan=2>accounts (count)</th>"
             + f"<th colspan={len(labels)}>IM / gross notional (ratio)</th>"
-            + f"<th colspan={len(labels)}>leverage allowed: gross / equity (×)</th>"
+            + f"<th colspan={len(labels)}>leverage held: gross / equity (×)</th>"
             + f"<th colspan={len(labels)}>liquidations (count)</th></tr><tr>"
             + "".join(f"<th>{html.escape(r)}</th>" for r in labels) * 3 + "</tr>")
     body = []
@@ -492,8 +495,12 @@ def comparison_page(config: Any, runs: Runs, rows: Rows, stats: Rows,
         f"<p class=muted>{html.escape(getattr(config, 'description', '') or '')}</p>",
         f"<p>{html.escape(seeds_text)}; money in {html.escape(quote)}. Each cell: the mean over seeds"
         + (" ± its standard deviation" if len(seeds) > 1 else "")
-        + f"; under the other regimes, Δ = the mean paired difference against <b>{html.escape(labels[0])}</b> "
-          f"and its 95% confidence interval, with whether it is distinguishable from seed noise.</p>",
+        + (f"; under the other regimes, Δ = the mean paired difference against <b>{html.escape(labels[0])}</b> "
+           f"and its 95% confidence interval, with whether it is distinguishable from seed noise.</p>"
+           if len(seeds) > 1 else
+           f"; under the other regimes, Δ = the difference against <b>{html.escape(labels[0])}</b> on the same "
+           "seed. One seed gives no interval and no verdict on seed noise: run <code>clearsim compare --seeds N"
+           "</code> for them.</p>"),
         f"<p>Each regime's own run report (first seed): {links}</p>" if links else "",
         "<h2>Headline</h2>", _headline_table(stats, metrics, labels, quote, len(seeds)),
         "<h2>Who gets capital relief, who pays for it</h2>"
@@ -506,20 +513,22 @@ def comparison_page(config: Any, runs: Runs, rows: Rows, stats: Rows,
         figure("fig-liquidated", "Liquidated notional over time", "Cumulative notional of liquidation steps, "
                "first seed.", _fig_liquidated(config, runs)),
         figure("fig-who-paid", "Who paid", f"Losses by layer per regime ({html.escape(who_source)}).", who_png),
-        figure("fig-cascades", "Cascades", "Cascade size (liquidations per tree) and generation distributions, "
-               "first seed.", _fig_cascades(config, runs)),
+        figure("fig-cascades", "Cascades", "Cascade size (liquidations per tree of distress spells) and the "
+               "spells' generations, first seed.", _fig_cascades(config, runs)),
         figure("fig-margin", "Margin in the measurement window", "Total IM over all trader accounts and the "
                "population's IM / gross notional"
                + (" and the reference portfolio's margin rate" if has_reference else
-                  " (no reference-portfolio series is recorded by this build)")
+                  " (these results hold no reference-portfolio series)")
                + ", first seed.", margin_png),
-        figure("fig-leverage", "Leverage allowed per trader group", "Gross / equity and IM / gross per group "
+        figure("fig-leverage", "Leverage held per trader group", "Gross / equity and IM / gross per group "
                "under each regime (groups holding positions).", _fig_leverage(config, runs, rows)),
         figure("fig-counterfactual", "Counterfactual amplification", "Each regime against its no-feedback twin "
                "(liquidations absorbed off the book).", _fig_counterfactual(config, runs, rows)),
-        figure("fig-intervals", "Multi-seed intervals", f"Paired difference against {html.escape(labels[0])}: "
-               "dot = mean, bar = 95% confidence interval; a bar clear of the zero line is distinguishable from "
-               "seed noise.", _fig_intervals(stats, metrics, labels, quote)),
+        figure("fig-intervals", "Multi-seed intervals" if len(seeds) > 1 else "Differences (one seed)",
+               f"Paired difference against {html.escape(labels[0])}: "
+               + ("dot = mean, bar = 95% confidence interval; a bar clear of the zero line is distinguishable from "
+                  "seed noise." if len(seeds) > 1 else "dot = the one seed's difference, no interval (run with "
+                  "--seeds N for one)."), _fig_intervals(stats, metrics, labels, quote)),
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{CSS}{EXTRA_CSS}</style></head><body>\n"

@@ -23,7 +23,8 @@ MONEY_KEYS = frozenset({
     "losses.who_paid.survivors_default_fund", "losses.who_paid.assessments", "losses.who_paid.vm_gains_haircut",
     "losses.who_paid.adl", "losses.who_paid.socialised", "losses.who_paid.backstop_vault",
     "losses.who_paid.bad_debt"})
-PERCENT_KEYS = frozenset({"price.max_venue_drawdown", "price.true_drawdown", "margin.im_over_gross"})
+PERCENT_KEYS = frozenset({"price.max_venue_drawdown", "price.true_drawdown", "margin.im_over_gross",
+                          "margin.reference_rate.max_increase_relative"})
 
 
 def labelled(key: str, label: str, value: Any, quote: str) -> tuple[str, str]:

@@ -64,7 +64,8 @@ def _print_rich(result: dict[str, Any], breakdown: bool = False, quote: str = "U
     labels = list(result["regimes"])
     names = result["accounts"]
     title = escape(result["portfolio"]) if result["portfolio"] else "portfolio"
-    console.print(f"[bold]Margin: {title}[/bold]  ({quote}; shares of gross notional)")
+    console.print(f"[bold]Margin: {title}[/bold]  ({quote}; IM % and MM % of gross underlying notional: "
+                  "options at their underlying's notional, not their premium)")
 
     def margin_table(caption: str, rows: list[tuple[str, dict]]) -> Table:
         t = _titled(console, caption)

@@ -68,7 +68,10 @@ def fmt(value: Any) -> str:
 
 
 def _kv_table(rows: list[tuple[str, Any]]) -> str:
-    body = "".join(f"<tr><th>{html.escape(k)}</th><td class=n>{fmt(v)}</td></tr>" for k, v in rows)
+    # a seed is a name, not a quantity: no thousands separators (it reads as the config writes it)
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td class=n>"
+                   f"{html.escape(str(v)) if k.endswith('.seed') and isinstance(v, int) else fmt(v)}</td></tr>"
+                   for k, v in rows)
     return f"<table>{body}</table>"
 
 
@@ -166,6 +169,7 @@ def _fig_liquidations(config: Any, tables: Tables) -> str:
         bottom_c += c
         bottom_n += v
     ax1.set_ylabel("steps")
+    ax1.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 2.5 steps
     ax2.set_ylabel(f"notional ({config.market.quote.name})")
     human_axis(ax2)
     ax2.set_xlabel(unit)
@@ -280,7 +284,9 @@ def _who_paid_table(flat: Mapping[str, Any], quote: str) -> str:
              + ", P&amp;L at the end " + fmt(flat.get("losses.backstop_vault.pnl_final"))
              + ", worst " + fmt(flat.get("losses.backstop_vault.pnl_min"))
              + "; insurance fund received " + fmt(flat.get("losses.insurance_fund_received"))
-             + ", net " + fmt(flat.get("losses.insurance_fund_net")) + f" ({html.escape(quote)}).</p>")
+             + ", net " + fmt(flat.get("losses.insurance_fund_net")) + f" ({html.escape(quote)}). The fund's payouts"
+             " are counted as the penalties it received first (liquidation penalties), then as its own capital"
+             " (insurance fund): each amount once.</p>")
     return (f"<table><tr><th>layer</th><th>whose money</th><th>{html.escape(quote)}</th></tr>{rows}{total}</table>"
             + vault)
 

@@ -1,13 +1,14 @@
 """Who paid: one loss ledger per episode, by layer, in quote minor units.
 
 A default's cost falls on the defaulter first (its margin at default, its default-fund
-contribution), on every liquidated account through liquidation penalties, and then on others: the
-insurance fund's payouts, the CCP's capital, the survivors' default-fund contributions and
-assessments, variation-margin gains haircut, the counterparties ADL closed at the bankruptcy price
-instead of the mark, socialised loss, the backstop vault's losses on what it took over, and bad
-debt (what nobody paid). ``loss_ledger`` lists every such amount as a row (``borne_by`` says
-whose money it was); ``sim.experiment.metrics`` sums it into ``losses.who_paid`` and
-``losses.borne_by_others``. ``docs/METHODOLOGY.md`` (*Who paid*) defines each layer.
+contribution), on the liquidated accounts through the penalties the insurance fund received and
+paid out, and then on others: the insurance fund's payouts beyond those penalties, the CCP's
+capital, the survivors' default-fund contributions and assessments, variation-margin gains haircut,
+the counterparties ADL closed at the bankruptcy price instead of the mark, socialised loss, the
+backstop vault's losses on what it took over, and bad debt (what nobody paid). ``loss_ledger``
+lists every such amount as a row (``borne_by`` says whose money it was); ``sim.experiment.metrics``
+sums it into ``losses.who_paid`` and ``losses.borne_by_others``. ``docs/METHODOLOGY.md`` (*Who
+paid*) defines each layer.
 
 ``VaultTracker`` follows the backstop vault's equity from its starting capital (collateral at
 published prices without haircuts, plus positions at mark), so its P&L -- gains and losses on
@@ -94,7 +95,6 @@ def loss_ledger(episode: "Episode", vault: VaultTracker) -> dict[str, np.ndarray
     fees: dict[int, int] = {}
     for step in engine.steps:
         if step.fee > 0:
-            rows.append((step.time, step.liq_id, step.account, "liquidation_penalties", int(step.fee)))
             fees[step.liq_id] = fees.get(step.liq_id, 0) + int(step.fee)
         if step.policy == "adl":
             # what the counterparties gave up by being closed at this price instead of the mark:
@@ -106,11 +106,22 @@ def loss_ledger(episode: "Episode", vault: VaultTracker) -> dict[str, np.ndarray
             # its margin at default, less the penalties paid out of it (counted as penalties)
             own = max(int(round(ev.equity_at_breach)) - fees.get(ev.liq_id, 0), 0)
             rows.append((ev.breach_time, ev.liq_id, ev.account, "defaulter_margin", own))
+    # every liquidation fee goes to the insurance fund: its payouts are the liquidated accounts'
+    # penalties first (received at any time in the episode, earliest payouts first), then the fund's
+    # own capital -- counting a penalty when paid and again when the fund pays it out would count
+    # it twice, and a penalty the fund never paid out covered no loss (it is the fund's gain)
+    penalties = sum(fees.values())
     for time, liq_id, account, layer, amount in episode.absorber.records:
         if layer in _NOT_PAYERS:
             continue
         if layer not in _ABSORBER:  # a new absorption layer must be given a payer, not dropped
             raise ValueError(f"loss layer {layer!r} has no who-paid layer (sim.experiment.who_paid._ABSORBER)")
+        if _ABSORBER[layer] == "insurance_fund":
+            from_penalties = min(penalties, int(amount))
+            penalties -= from_penalties
+            rows.append((time, liq_id, account, "liquidation_penalties", from_penalties))
+            rows.append((time, liq_id, account, "insurance_fund", int(amount) - from_penalties))
+            continue
         rows.append((time, liq_id, account, _ABSORBER[layer], int(amount)))
     if vault.account is not None:
         loss = max(vault.capital - vault.value(), 0.0)

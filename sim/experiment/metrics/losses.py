@@ -89,14 +89,16 @@ def _who_paid(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
              "equity_final": float(equity[-1]) / scale if equity.size else None,
              "pnl_final": float(pnl[-1]) / scale if pnl.size else None,
              "pnl_min": float(pnl.min()) / scale if pnl.size else None}
-    # every fee goes to the insurance fund: what it received is the liquidation penalties
-    received = who["liquidation_penalties"]
+    # every fee goes to the insurance fund: what it received is the liquidation penalties; what it
+    # paid out, the two who-paid layers its payouts are split into (penalties first, then its own)
+    received = float(column_of(tables, "liquidation_steps", "fee", np.int64).sum()) / scale
+    paid_out = who["liquidation_penalties"] + who["insurance_fund"]
     return {
         "who_paid": who,
         "borne_by_others": float(amount[borne == "others"].sum()) / scale,
         "paid_by_liquidated": float(amount[(borne == "defaulter") | (borne == "liquidated")].sum()) / scale,
         "insurance_fund_received": received,
-        "insurance_fund_net": received - who["insurance_fund"],
+        "insurance_fund_net": received - paid_out,
         "backstop_vault": vault,
     }
 

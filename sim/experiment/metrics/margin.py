@@ -19,7 +19,8 @@ def _procyclicality(t: np.ndarray, x: np.ndarray, start: float, horizon: float) 
     peak-to-trough = max / min of the positive values in the window; the increase at sample k is
     x_k - x_j with j the last window sample at or before t_k - horizon (none: no increase at k);
     the relative increase x_k / x_j - 1 (x_j > 0), its largest found independently. An increase
-    within 1e-12 of x_j is float rounding and counts as 0."""
+    within 1e-12 of x_j is float rounding and counts as 0. Each largest increase has the time of
+    the sample it ends at only when it is a rise (> 0); else its time is None."""
     keep = (t >= start) & np.isfinite(x)
     t, x = t[keep], x[keep]
     out: dict[str, Any] = {"samples": int(t.size), "peak": None, "trough": None, "peak_to_trough_ratio": None,
@@ -39,14 +40,16 @@ def _procyclicality(t: np.ndarray, x: np.ndarray, start: float, horizon: float) 
         # a change within float rounding of the base (a constant rate recomputed at new prices) is none
         inc[np.abs(inc) <= _ROUNDING * np.abs(x[base[k]])] = 0.0
         i = int(np.argmax(inc))
-        out["max_increase"], out["max_increase_time"] = float(inc[i]), float(t[k[i]])
+        # a time only for a rise: argmax of no rise at all is merely the first sample
+        out["max_increase"], out["max_increase_time"] = float(inc[i]), float(t[k[i]]) if inc[i] > 0 else None
         den = x[base[k]]
         rel_ok = den > 0
         if rel_ok.any():
             rel = np.full(k.size, -np.inf)
             rel[rel_ok] = np.where(inc[rel_ok] == 0.0, 0.0, x[k[rel_ok]] / den[rel_ok] - 1.0)
             j = int(np.argmax(rel))
-            out["max_increase_relative"], out["max_increase_relative_time"] = float(rel[j]), float(t[k[j]])
+            out["max_increase_relative"] = float(rel[j])
+            out["max_increase_relative_time"] = float(t[k[j]]) if rel[j] > 0 else None
     return out
 
 
