@@ -2,10 +2,11 @@
 
 Everything is validated before the path is generated: the file (field paths and reasons), the
 portfolio file, every regime, and that each instrument's underlying has a price path. The results
-folder is written atomically: ``summary.json`` (per regime: exceedances, coverage, tests, zones,
-largest shortfall, procyclicality), ``portfolios.parquet`` (a row per regime x portfolio),
-``runs.parquet`` (a row per regime x margin run: totals, and the plotted portfolios' requirement
-and realised loss), ``config.yaml`` and ``report.html``.
+folder is written atomically: ``summary.json`` (per regime: exceedances, coverage, tests and zones
+over the tested portfolios, the untested beside them, largest shortfall, procyclicality),
+``portfolios.parquet`` (a row per regime x portfolio), ``runs.parquet`` (a row per regime x margin
+run: totals, and the plotted portfolios' requirement and realised loss), ``config.yaml`` and
+``report.html``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from clearing.margin.base import Positions
 from sim.experiment.backtest.engine import Book, RegimeBacktest, aggregate, backtest_regimes, merge, per_portfolio_rows, \
     realised_losses, run_days
+from sim.experiment.backtest.stats import zone_name
 from sim.experiment.costs import backtest_task_cost
 from sim.experiment.errors import ConfigError
 from sim.experiment.config import format_validation_error
@@ -395,9 +397,9 @@ def summarise(cfg: BacktestConfig, regimes: dict[str, tuple[Any, float]], result
         if len(book.names) <= 50:  # small books: every portfolio in the summary too
             f = res.per_portfolio
             head["by_portfolio"] = {
-                name: {"exceedances": int(f["exceedances"][k]), "kupiec_p": _num(f["kupiec_p"][k]),
-                       "christoffersen_p": _num(f["christoffersen_p"][k]),
-                       "zone": ("green", "yellow", "red")[int(f["zone"][k])],
+                name: {"tested": bool(f["tested"][k]), "exceedances": int(f["exceedances"][k]),
+                       "kupiec_p": _num(f["kupiec_p"][k]), "christoffersen_p": _num(f["christoffersen_p"][k]),
+                       "zone": zone_name(f["zone"][k]),  # None: untested, in no zone
                        "largest_shortfall": float(f["largest_shortfall"][k]),
                        "peak_to_trough": _num(f["peak_to_trough"][k])}
                 for k, name in enumerate(book.names)}
