@@ -29,11 +29,15 @@ import numpy as np
 from sim.core.instruments import InstrumentTable
 from clearing.margin.base import MarginRegime, MarketPath, Positions, put_transposed
 from clearing.margin.var import SharedMeasures, VaRRegime
+from sim.market.market_config import MarketConfig
 from sim.market.pricing import black76_price
 from sim.experiment.backtest import stats
 
 DAY_SECONDS = 86_400.0
 YEAR_DAYS = 365.0
+# a portfolio file's prices carry no currency of their own: they are in the market's default quote
+# (USD), as ``clearsim margin`` labels them; an episode's accounts are in its market's quote
+DEFAULT_QUOTE: str = MarketConfig.model_fields["quote"].default.name
 
 
 @dataclass(slots=True)
@@ -44,6 +48,7 @@ class Book:
     positions: Positions
     names: list[str]
     context: dict[str, Any] = field(default_factory=dict)  # regime context (SPAN arrays, depth, ...)
+    quote: str = DEFAULT_QUOTE  # the currency of prices, requirements and losses
 
 
 def run_days(n_rows: int, warmup: int, horizon: int, step: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from sim.experiment.fmt import quantity
+from sim.experiment.fmt import axis, quantity
 from sim.experiment.report import _page, _png, fmt
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ COLUMNS = (("regime", "regime"), ("scale", "scale"), ("portfolios", "portfolios"
            ("exceedance_rate", "exceedance rate (of tested × runs)"), ("coverage", "coverage"),
            ("kupiec_rejected", "Kupiec rejects (of tested)"),
            ("christoffersen_rejected", "Christoffersen rejects (of tested)"),
-           ("zones", "green / yellow / red (tested)"), ("largest_shortfall", "largest shortfall"),
+           ("zones", "green / yellow / red (tested)"), ("largest_shortfall", "largest shortfall ({quote})"),
            ("median_peak_to_trough", "median peak / trough"))
 
 
@@ -38,7 +38,9 @@ def _cell(key: str, v: Any) -> str:
 
 
 def _regime_table(summary: Mapping[str, Any]) -> str:
-    head = "<tr><th>label</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in COLUMNS) + "</tr>"
+    quote = summary["quote_currency"]
+    head = ("<tr><th>label</th>" + "".join(f"<th>{html.escape(t.format(quote=quote))}</th>" for _, t in COLUMNS)
+            + "</tr>")
     rows = []
     for label, r in summary["regimes"].items():
         cells = "".join(f"<td class=n>{_cell(key, r.get(key))}</td>" for key, _ in COLUMNS)
@@ -75,7 +77,7 @@ def _fig_over_time(results: Mapping[str, RegimeBacktest], runs: np.ndarray, summ
     return _png(fig)
 
 
-def _fig_portfolio(results: Mapping[str, RegimeBacktest], runs: np.ndarray, j: int, name: str) -> str:
+def _fig_portfolio(results: Mapping[str, RegimeBacktest], runs: np.ndarray, j: int, name: str, quote: str) -> str:
     fig = Figure(figsize=(10, 3.4))
     ax = fig.add_subplot()
     first = next(iter(results.values()))
@@ -86,6 +88,8 @@ def _fig_portfolio(results: Mapping[str, RegimeBacktest], runs: np.ndarray, j: i
         ax.scatter(runs[hit], res.shown_loss[hit, j], s=10, marker="x")
     ax.set_title(name, fontsize="medium")
     ax.set_xlabel("day of the path")
+    ax.set_ylabel(f"requirement, loss ({quote})")
+    axis(ax, "y")  # K / M ticks, not matplotlib's 1e6 offset
     ax.legend(fontsize="small", ncol=2)
     fig.tight_layout()
     return _png(fig)
@@ -98,7 +102,8 @@ def backtest_report(cfg: BacktestConfig, summary: Mapping[str, Any], results: Ma
             f"<p>{summary['portfolios']:,} portfolios, {summary['runs']:,} margin runs from day "
             f"{summary['first_run_day']}, loss realised over {cfg.horizon_days} day(s), requirement "
             f"{cfg.requirement.upper()}, tested at {100 * cfg.coverage:g}% coverage, significance "
-            f"{cfg.significance:g}. An exceedance is a realised loss above the requirement.</p>",
+            f"{cfg.significance:g}. An exceedance is a realised loss above the requirement. Money is in "
+            f"{html.escape(summary['quote_currency'])}.</p>",
             "<p>A portfolio with no requirement and no profit or loss on any margin run (a flat book) is "
             "not a test of the model: it is counted as <i>untested</i>, and the exceedance rate "
             "(exceedances / (tested portfolios × runs)), coverage, rejections and zones are over the "
@@ -106,6 +111,6 @@ def backtest_report(cfg: BacktestConfig, summary: Mapping[str, Any], results: Ma
             "<h2>Regimes</h2>", _regime_table(summary),
             "<h2>Coverage by regime</h2>", _fig_coverage(summary),
             "<h2>Exceedances over time</h2>", _fig_over_time(results, runs, summary),
-            "<h2>Requirement against realised loss</h2>"]
-    body += [_fig_portfolio(results, runs, j, names[k]) for j, k in enumerate(shown)]
+            f"<h2>Requirement against realised loss ({html.escape(summary['quote_currency'])})</h2>"]
+    body += [_fig_portfolio(results, runs, j, names[k], summary["quote_currency"]) for j, k in enumerate(shown)]
     return _page(f"backtest {cfg.name}", "\n".join(body))

@@ -150,6 +150,7 @@ def _book(cfg: BacktestConfig, root: Path) -> Book:
             lots, names = np.vstack([lots, random_lots]), list(names) + random_names
         else:
             lots, names = random_lots, random_names
+    # quote: the default (engine.DEFAULT_QUOTE), a portfolio file naming no currency
     return Book(table=table, positions=Positions(np.ascontiguousarray(lots)), names=list(names), context=context)
 
 
@@ -194,7 +195,8 @@ def _episode_book(cfg: BacktestConfig, root: Path) -> Book:
     shifted = [dataclasses.replace(i, expiry=None if i.expiry is None else i.expiry - at) for i in ep.table.instruments]
     table = InstrumentTable.from_instruments(shifted)
     names = [f"account_{FIRST_TRADER + int(a)}" for a in held]
-    return Book(table=table, positions=Positions(np.ascontiguousarray(lots[held])), names=names)
+    return Book(table=table, positions=Positions(np.ascontiguousarray(lots[held])), names=names,
+                quote=full.market.quote.name)
 
 
 def prepare(source: BacktestConfig | dict | str | Path) -> _Plan:
@@ -388,6 +390,7 @@ def summarise(cfg: BacktestConfig, regimes: dict[str, tuple[Any, float]], result
         "horizon_days": cfg.horizon_days,
         "requirement": cfg.requirement,
         "coverage": cfg.coverage,
+        "quote_currency": book.quote,  # of every money figure (shortfalls)
         "regimes": {},
     }
     for label, res in results.items():
