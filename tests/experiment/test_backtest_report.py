@@ -69,3 +69,57 @@ def test_a_portfolio_files_money_is_in_the_default_quote(tmp_path):
     cfg.update({"days": 320, "warmup_days": 300, "report": False, "regimes": {"span": "span"},
                 "portfolios": {"file": str(ROOT / "configs" / "portfolios" / "linear_btc_eth.yaml")}})
     assert backtest(cfg, write=False).summary["quote_currency"] == "USD"
+
+
+def _console_text(summary: dict, width: int) -> str:
+    import io
+
+    from rich.console import Console
+
+    from sim.experiment.cli import _print_backtest
+
+    screen = io.StringIO()
+    # as the CLI's (soft_wrap) when its output is not a terminal: 80 columns
+    _print_backtest(Console(file=screen, width=width, soft_wrap=True, color_system=None), summary, None)
+    return screen.getvalue()
+
+
+def _large_summary() -> dict:
+    def regime(x: int, rejects: tuple[int, int], zones: tuple[int, int, int], shortfall: float) -> dict:
+        return {"tested": 1_988, "untested": 15, "runs": 2_520, "observations": 1_988 * 2_520, "exceedances": x,
+                "exceedance_rate": x / (1_988 * 2_520), "kupiec_rejected": rejects[0],
+                "christoffersen_rejected": rejects[1], "zones": dict(zip(("green", "yellow", "red"), zones)),
+                "largest_shortfall": shortfall, "significance": 0.05}
+
+    return {"name": "strangles_ccp", "portfolios": 2_003, "runs": 2_520, "coverage": 0.99, "quote_currency": "USD",
+            "regimes": {"span": regime(59_626, (826, 14), (1_647, 93, 248), 1_234_567.8),
+                        "var_filtered_es_97.5": regime(1, (1_988, 1_988), (1_988, 0, 0), 98_765_432.1),
+                        "tims": regime(13_276, (1_988, 34), (1_969, 0, 19), 130_062.0)}}
+
+
+def test_the_console_table_shows_every_figure_whole_at_80_columns():
+    """The review's case: 80 columns (output not to a terminal), thousands of books, a shortfall in
+    the millions, one exceedance in 2,520 x 1,988 runs. Before: '1.98e-05%', '1.23457e+06', '1647/93/2…'."""
+    text = _console_text(_large_summary(), 80)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for figure in ("1.19 %", "826 / 14", "1,647/93/248", "1,234,568", "0.0000200 %", "1,988 / 1,988",
+                   "1,988/0/0", "98,765,432", "0.265 %", "1,988 / 34", "1,969/0/19", "130,062", "15"):
+        assert any(figure in line for line in lines), figure  # whole, on one line
+    assert "…" not in text
+    import re
+
+    assert not re.search(r"\de[+-]?\d", text), "scientific notation"
+    header = " ".join(line for line in lines if "┃" in line)
+    for word in ("Christoffersen", "untested", "(USD)", "tested)"):
+        assert word in header, word  # headers wrap at their spaces; no word is cut
+
+
+def test_the_console_table_folds_rather_than_elides_on_a_narrow_terminal():
+    """Narrower than the figures need: each column gives a little and a figure folds over two lines
+    (all its digits still there); nothing is elided and the labels keep their column."""
+    text = _console_text(_large_summary(), 60)
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 60
+    for start in ("│ spa", "│ var", "│ tim"):
+        assert start in text, start
