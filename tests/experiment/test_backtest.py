@@ -138,6 +138,33 @@ def test_the_headline_of_a_book_set_with_a_flat_book_is_over_the_tested_books(no
     assert 0.10 < normal_run.summary["regimes"]["var_half"]["exceedance_rate"] < 0.14
 
 
+def test_a_repeated_regime_is_labelled_by_what_differs(tmp_path):
+    """configs/regimes/ccp.yaml's ES 97.5% entry read `var_2`; an unlabelled repeat now says how it
+    differs from the entry holding its regime's name. Numbered only when nothing differs; an entry's
+    own label is used."""
+    from sim.experiment.backtest.run import _regime_entries, load_backtest
+
+    ccp = Path(__file__).parents[2] / "configs" / "regimes" / "ccp.yaml"
+    cfg, root = load_backtest(config(tmp_path, regimes={}, regime_set=str(ccp)))
+    assert list(_regime_entries(cfg, root)) == ["span", "tims", "var", "var_apc", "var_filtered_es_97.5"]
+    (tmp_path / "set.yaml").write_text(yaml.safe_dump({"compare_regimes": [
+        "var", {"regime": "var", "measure": "es", "confidence": 0.975}, {"regime": "var", "scale": 0.5}, "var",
+        {"regime": "var", "mpor_days": 5}, "var_apc", {"regime": "var_apc", "floor_lookback_days": None},
+        {"regime": "var", "label": "my ES", "measure": "es"}]}))
+    cfg, root = load_backtest(config(tmp_path, regimes={"var_half": {"regime": "var", "scale": 0.5}},
+                                     regime_set=str(tmp_path / "set.yaml")))
+    labels = list(_regime_entries(cfg, root))
+    assert labels == ["var_half", "var", "var_es_97.5", "var_scale=0.5", "var_2", "var_mpor_days=5", "var_apc",
+                      "var_apc_no_floor_lookback_days", "my ES"]
+    assert list(_regime_entries(cfg, root)) == labels  # deterministic
+
+
+def test_a_label_used_twice_is_refused_naming_the_entry(tmp_path):
+    (tmp_path / "set.yaml").write_text(yaml.safe_dump({"compare_regimes": [{"regime": "span", "label": "var"}]}))
+    with pytest.raises(ConfigError, match=r"compare_regimes\.0\.label: 'var' already names another regime"):
+        prepare(config(tmp_path, regime_set=str(tmp_path / "set.yaml")))
+
+
 def test_realised_loss_is_the_price_move_over_the_horizon(tmp_path):
     plan = prepare(config(tmp_path, horizon_days=3))
     prices, vols = path_of(plan.config, plan.book.table)
