@@ -468,9 +468,8 @@ def _print_backtest(console: Console, summary: dict, directory: Path | None) -> 
     the headers), the untested beside them; money in the quote currency. No figure is cut short:
     each figure column is as wide as its widest figure (or header word) and its header wraps."""
     from rich.cells import cell_len
-    from rich.markup import escape
     from rich.table import Table
-    from rich.text import Text
+    from rich.text import Text  # labels and title as Text: not read as markup
 
     from sim.experiment.fmt import number, quantity
 

@@ -99,15 +99,15 @@ def backtest_report(cfg: BacktestConfig, summary: Mapping[str, Any], results: Ma
                     names: list[str], runs: np.ndarray, shown: np.ndarray) -> str:
     body = [f"<h1>Margin backtest: {html.escape(cfg.name)}</h1>",
             f"<p class=muted>{html.escape(cfg.description)}</p>" if cfg.description else "",
-            f"<p>{summary['portfolios']:,} portfolios, {summary['runs']:,} margin runs from day "
-            f"{summary['first_run_day']}, loss realised over {cfg.horizon_days} day(s), requirement "
-            f"{cfg.requirement.upper()}, tested at {100 * cfg.coverage:g}% coverage, significance "
-            f"{cfg.significance:g}. An exceedance is a realised loss above the requirement. Money is in "
-            f"{html.escape(summary['quote_currency'])}.</p>",
-            "<p>A portfolio with no requirement and no profit or loss on any margin run (a flat book) is "
-            "not a test of the model: it is counted as <i>untested</i>, and the exceedance rate "
-            "(exceedances / (tested portfolios × runs)), coverage, rejections and zones are over the "
-            "tested portfolios only.</p>",
+            (f"<p>{summary['portfolios']:,} portfolios, {summary['runs']:,} margin runs from day "
+             f"{summary['first_run_day']}, loss realised over {cfg.horizon_days} day(s), requirement "
+             f"{cfg.requirement.upper()}, tested at {100 * cfg.coverage:g}% coverage, significance "
+             f"{cfg.significance:g}. An exceedance is a realised loss above the requirement. Money is in "
+             f"{html.escape(summary['quote_currency'])}.</p>"),
+            ("<p>A portfolio with no requirement and no profit or loss on any margin run (a flat book) is "
+             "not a test of the model: it is counted as <i>untested</i>, and the exceedance rate "
+             "(exceedances / (tested portfolios × runs)), coverage, rejections and zones are over the "
+             "tested portfolios only.</p>"),
             "<h2>Regimes</h2>", _regime_table(summary),
             "<h2>Coverage by regime</h2>", _fig_coverage(summary),
             "<h2>Exceedances over time</h2>", _fig_over_time(results, runs, summary),
