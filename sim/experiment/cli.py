@@ -464,21 +464,47 @@ def _reverse_stress(args: argparse.Namespace, console: Console, show_progress: b
 
 
 def _print_backtest(console: Console, summary: dict, directory: Path | None) -> None:
-    from rich.markup import escape
+    """One row per regime. The pooled figures are over the tested portfolios (their denominators in
+    the headers), the untested beside them; money in the quote currency. No figure is cut short:
+    each figure column is as wide as its widest figure (or header word) and its header wraps."""
+    from rich.cells import cell_len
     from rich.table import Table
+    from rich.text import Text  # labels and title as Text: not read as markup
 
-    table = Table(title=f"backtest {escape(summary['name'])}: {summary['portfolios']:,} portfolios x "
-                        f"{summary['runs']:,} runs, {100 * summary['coverage']:g}% coverage")
-    for col in ("regime", "exceedance rate", "Kupiec rejects", "Christoffersen rejects", "green/yellow/red",
-                "largest shortfall"):
-        table.add_column(col, justify="left" if col == "regime" else "right")
+    from sim.experiment.fmt import number, quantity
+
+    heads = ("exceedance rate (of tested × runs)", "Kupiec / Christoffersen rejects (of tested)",
+             "green / yellow / red (tested)", "untested", f"largest shortfall ({summary['quote_currency']})")
+    rows = []
+    significance = None
     for label, r in summary["regimes"].items():
         z = r["zones"]
-        rate = r["exceedance_rate"]
-        table.add_row(escape(label), "-" if rate is None else f"{100 * rate:.3g}%",
-                      f"{r['kupiec_rejected']}/{r['tested']}",
-                      f"{r['christoffersen_rejected']}/{r['tested']}", f"{z['green']}/{z['yellow']}/{z['red']}",
-                      f"{r['largest_shortfall']:,.6g}")
+        significance = r["significance"]
+        rows.append((label, quantity(r["exceedance_rate"], "fraction"),
+                     f"{r['kupiec_rejected']:,} / {r['christoffersen_rejected']:,}",
+                     f"{z['green']:,}/{z['yellow']:,}/{z['red']:,}", f"{r['untested']:,}",
+                     number(r["largest_shortfall"])))
+    widths = [max([cell_len(row[k]) for row in rows] + [cell_len(word) for word in head.split()])
+              for k, head in enumerate(heads, start=1)]
+    # the labels take the room the figures leave (a rule and two padding cells per column, and the
+    # closing rule) and fold within it; at least 6 cells, so a narrow terminal still shows them
+    longest = max((cell_len(row[0]) for row in rows), default=6)
+    room = console.width - sum(widths) - 3 * (len(heads) + 1) - 1
+    # Text that wraps (no_wrap=False, "fold"): the CLI's soft-wrapping console would not wrap a str
+    caption = (f"untested: no requirement and no profit or loss on any run (a flat book), so no test of the "
+               f"model; a test rejects at p < {significance:g}") if rows else ""
+    table = Table(title=Text(f"backtest {summary['name']}: {summary['portfolios']:,} portfolios × "
+                             f"{summary['runs']:,} runs, {100 * summary['coverage']:g}% coverage", no_wrap=False,
+                             overflow="fold"),
+                  caption=Text(caption, style="table.caption", no_wrap=False, overflow="fold"))
+    # every column a fixed width: rich then never squeezes one to nothing to fit the others, and on
+    # a terminal too narrow for them all it narrows each a little and "fold" breaks a figure over
+    # two lines rather than eliding it
+    table.add_column("regime", width=max(min(longest, room), min(longest, 6)), overflow="fold")
+    for head, width in zip(heads, widths):
+        table.add_column(head, justify="right", width=width, overflow="fold")
+    for row in rows:
+        table.add_row(Text(row[0]), *row[1:])
     console.print(table)
     _print_location(console, directory)
 

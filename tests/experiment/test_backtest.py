@@ -89,6 +89,82 @@ def test_a_flat_book_is_not_tested_and_never_exceeds(normal_run):
         assert math.isnan(f["kupiec_p"][2]) and not f["kupiec_reject"][2]
 
 
+def test_pooled_rate_and_zones_count_only_tested_books_by_hand():
+    """Known answer: three books whose exceedances are counted by hand and a flat one. The pooled rate
+    is exceedances / (tested books x runs) = 4 / (3 x 8), not 4 / (4 x 8); the zones count the three
+    tested books (one in each) and the flat book in none."""
+    from sim.experiment.backtest.engine import RegimeBacktest, aggregate, evaluate, per_portfolio_rows
+
+    loss = np.array([[5, 1, 1, 0], [1, 1, 5, 0], [5, 1, 1, 0], [1, 1, 1, 0],
+                     [5, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0]], dtype=float)
+    margin = np.where(np.arange(4) < 3, 2.0, 0.0) * np.ones((8, 1))  # the flat book (column 3): none
+    # by hand: column 0 breaks on runs 0, 2, 4 (3), column 1 never (0), column 2 on run 1 (1)
+    # P[X <= x], X ~ Binomial(8, 1%): x = 0 -> 0.923 (green), 1 -> 0.997 (yellow), 3 -> 0.9999993 (red)
+    f = evaluate(margin, loss, coverage=0.99, significance=0.05)
+    assert f["exceedances"].tolist() == [3, 0, 1, 0]
+    assert f["tested"].tolist() == [True, True, True, False]
+    assert f["zone"].tolist() == [2, 0, 1, -1]
+    assert math.isnan(f["exceedance_rate"][3]) and math.isnan(f["traffic_light_probability"][3])
+    res = RegimeBacktest("hand", f, margin.sum(axis=1), loss.sum(axis=1), (loss > margin).sum(axis=1),
+                         np.zeros((8, 0)), np.zeros((8, 0)))
+    head = aggregate(res, 0.05)
+    assert (head["portfolios"], head["tested"], head["untested"], head["runs"]) == (4, 3, 1, 8)
+    assert head["observations"] == 3 * 8 and head["exceedances"] == 4
+    assert head["exceedance_rate"] == pytest.approx(4 / 24, abs=0, rel=1e-15)
+    assert head["coverage"] == pytest.approx(1 - 4 / 24, abs=0, rel=1e-15)
+    assert head["zones"] == {"green": 1, "yellow": 1, "red": 1}
+    assert per_portfolio_rows("hand", list("abcd"), f)["zone"].tolist() == ["red", "green", "yellow", None]
+
+
+def test_a_book_with_a_requirement_or_a_profit_and_loss_is_tested():
+    """Only a book with neither a requirement nor a profit or loss on any run is left out: one with a
+    requirement and no P&L, or with P&L (gains only) and no requirement, is a test of the model."""
+    from sim.experiment.backtest.engine import evaluate
+
+    margin = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    loss = np.array([[0.0, -3.0, 0.0], [0.0, 0.0, 0.0]])
+    assert evaluate(margin, loss, 0.99, 0.05)["tested"].tolist() == [True, True, False]
+
+
+def test_the_headline_of_a_book_set_with_a_flat_book_is_over_the_tested_books(normal_run):
+    for label, res in normal_run.results.items():
+        head = normal_run.summary["regimes"][label]
+        f = res.per_portfolio
+        assert (head["tested"], head["untested"], head["observations"]) == (2, 1, 2 * 2500), label
+        assert head["exceedance_rate"] == pytest.approx(f["exceedances"][:2].sum() / (2 * 2500), abs=0, rel=1e-9)
+        assert sum(head["zones"].values()) == 2, label
+        assert head["by_portfolio"]["flat"]["zone"] is None and not head["by_portfolio"]["flat"]["tested"]
+    # half the 99% VaR breaks ~12% of the two real books' runs (P(Z > 1.16)); over three books it read ~8%
+    assert 0.10 < normal_run.summary["regimes"]["var_half"]["exceedance_rate"] < 0.14
+
+
+def test_a_repeated_regime_is_labelled_by_what_differs(tmp_path):
+    """configs/regimes/ccp.yaml's ES 97.5% entry read `var_2`; an unlabelled repeat now says how it
+    differs from the entry holding its regime's name. Numbered only when nothing differs; an entry's
+    own label is used."""
+    from sim.experiment.backtest.run import _regime_entries, load_backtest
+
+    ccp = Path(__file__).parents[2] / "configs" / "regimes" / "ccp.yaml"
+    cfg, root = load_backtest(config(tmp_path, regimes={}, regime_set=str(ccp)))
+    assert list(_regime_entries(cfg, root)) == ["span", "tims", "var", "var_apc", "var_filtered_es_97.5"]
+    (tmp_path / "set.yaml").write_text(yaml.safe_dump({"compare_regimes": [
+        "var", {"regime": "var", "measure": "es", "confidence": 0.975}, {"regime": "var", "scale": 0.5}, "var",
+        {"regime": "var", "mpor_days": 5}, "var_apc", {"regime": "var_apc", "floor_lookback_days": None},
+        {"regime": "var", "label": "my ES", "measure": "es"}]}))
+    cfg, root = load_backtest(config(tmp_path, regimes={"var_half": {"regime": "var", "scale": 0.5}},
+                                     regime_set=str(tmp_path / "set.yaml")))
+    labels = list(_regime_entries(cfg, root))
+    assert labels == ["var_half", "var", "var_es_97.5", "var_scale=0.5", "var_2", "var_mpor_days=5", "var_apc",
+                      "var_apc_no_floor_lookback_days", "my ES"]
+    assert list(_regime_entries(cfg, root)) == labels  # deterministic
+
+
+def test_a_label_used_twice_is_refused_naming_the_entry(tmp_path):
+    (tmp_path / "set.yaml").write_text(yaml.safe_dump({"compare_regimes": [{"regime": "span", "label": "var"}]}))
+    with pytest.raises(ConfigError, match=r"compare_regimes\.0\.label: 'var' already names another regime"):
+        prepare(config(tmp_path, regime_set=str(tmp_path / "set.yaml")))
+
+
 def test_realised_loss_is_the_price_move_over_the_horizon(tmp_path):
     plan = prepare(config(tmp_path, horizon_days=3))
     prices, vols = path_of(plan.config, plan.book.table)

@@ -15,7 +15,8 @@ portfolios:
 regimes:                      # label -> a registry name or a regime mapping; `scale` multiplies it
   var: {regime: var, mpor_days: 1}
   var_half: {regime: var, mpor_days: 1, scale: 0.5}
-regime_set: ../regimes/ccp.yaml   # optional: also every regime of a file's compare_regimes
+regime_set: ../regimes/ccp.yaml   # optional: also every regime of a file's compare_regimes (named by
+                                  # its label, else its regime; a repeat by what differs: var_filtered_es_97.5)
 requirement: im               # im | mm: the figure compared with the realised loss
 horizon_days: 2               # the margin period of risk over which the loss is realised
 step_days: 2                  # a run every this many days; default horizon_days: the loss periods do

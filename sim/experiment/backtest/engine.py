@@ -29,11 +29,15 @@ import numpy as np
 from sim.core.instruments import InstrumentTable
 from clearing.margin.base import MarginRegime, MarketPath, Positions, put_transposed
 from clearing.margin.var import SharedMeasures, VaRRegime
+from sim.market.market_config import MarketConfig
 from sim.market.pricing import black76_price
 from sim.experiment.backtest import stats
 
 DAY_SECONDS = 86_400.0
 YEAR_DAYS = 365.0
+# a portfolio file's prices carry no currency of their own: they are in the market's default quote
+# (USD), as ``clearsim margin`` labels them; an episode's accounts are in its market's quote
+DEFAULT_QUOTE: str = MarketConfig.model_fields["quote"].default.name
 
 
 @dataclass(slots=True)
@@ -44,6 +48,7 @@ class Book:
     positions: Positions
     names: list[str]
     context: dict[str, Any] = field(default_factory=dict)  # regime context (SPAN arrays, depth, ...)
+    quote: str = DEFAULT_QUOTE  # the currency of prices, requirements and losses
 
 
 def run_days(n_rows: int, warmup: int, horizon: int, step: int) -> np.ndarray:
@@ -149,7 +154,8 @@ def _column_figures(margin: np.ndarray, loss: np.ndarray, windows: Sequence[int]
     n00, n01, n10, n11 = stats.transition_counts(hits)
     out = {
         "exceedances": hits.sum(axis=0),
-        "tested": (loss > 0).any(axis=0),
+        # something at stake on some run, a requirement or a profit or loss (see :func:`evaluate`)
+        "tested": (margin != 0).any(axis=0) | (loss != 0).any(axis=0),
         "n00": n00, "n01": n01, "n10": n10, "n11": n11,
         "largest_shortfall": shortfall.max(axis=0) if margin.shape[0] else np.zeros(margin.shape[1]),
         # per-portfolio sums over a contiguous row each: the same bits whatever block the portfolio is in
@@ -192,21 +198,27 @@ def evaluate(margin: np.ndarray, loss: np.ndarray, coverage: float, significance
         cols = _column_figures(margin, loss, windows)
     n = np.full(n_port, n_runs, dtype=np.int64)
     x = cols["exceedances"]
-    # a portfolio that never lost anything (a flat book) carries no risk to test: its p-values are
-    # nan and it rejects nothing, instead of "too few exceedances"
+    # A portfolio with no requirement and no profit or loss on any run (a flat book) is not a test
+    # of the model: "loss > requirement" is 0 > 0 on every run whatever the model, so counting it
+    # would add runs that cannot break to the headline's denominator and a book to the green zone.
+    # Its rate, coverage, statistics, p-values and zone are undefined (nan, NO_ZONE) and it rejects
+    # nothing; :func:`aggregate` pools over the tested portfolios only.
     tested = cols["tested"]
     pof_lr, pof_p = stats.kupiec_pof(x, n, coverage)
     ind_lr, ind_p = stats.christoffersen_from_counts(cols["n00"], cols["n01"], cols["n10"], cols["n11"])
     cc_lr = pof_lr + ind_lr
     cc_p = chi2.sf(cc_lr, 2)
-    pof_p, ind_p, cc_p = (np.where(tested, p, np.nan) for p in (pof_p, ind_p, cc_p))
+    rate = np.where(n > 0, x / np.maximum(n, 1), np.nan)
+    probability = stats.cumulative_probability(x, n, coverage)
+    pof_lr, pof_p, ind_lr, ind_p, cc_lr, cc_p, rate, probability = (
+        np.where(tested, v, np.nan) for v in (pof_lr, pof_p, ind_lr, ind_p, cc_lr, cc_p, rate, probability))
 
     out: dict[str, np.ndarray] = {
         "runs": n,
         "tested": tested,
         "exceedances": x,
-        "exceedance_rate": np.where(n > 0, x / np.maximum(n, 1), np.nan),
-        "coverage": np.where(n > 0, 1.0 - x / np.maximum(n, 1), np.nan),
+        "exceedance_rate": rate,
+        "coverage": 1.0 - rate,
         "kupiec_lr": pof_lr,
         "kupiec_p": pof_p,
         "kupiec_reject": tested & (pof_p < significance),
@@ -216,8 +228,8 @@ def evaluate(margin: np.ndarray, loss: np.ndarray, coverage: float, significance
         "conditional_coverage_lr": cc_lr,
         "conditional_coverage_p": cc_p,
         "conditional_coverage_reject": tested & (cc_p < significance),
-        "traffic_light_probability": stats.cumulative_probability(x, n, coverage),
-        "zone": stats.traffic_light(x, n, coverage),
+        "traffic_light_probability": probability,
+        "zone": np.where(tested, stats.traffic_light(x, n, coverage), stats.NO_ZONE),
         "largest_shortfall": cols["largest_shortfall"],
         "shortfall_total": cols["shortfall_total"],
         "mean_requirement": cols["mean_requirement"],
@@ -277,12 +289,17 @@ def merge(label: str, parts: list[RegimeBacktest]) -> RegimeBacktest:
 
 
 def aggregate(result: RegimeBacktest, significance: float) -> dict[str, Any]:
-    """The regime's headline over all portfolios (what summary.json and the report's table show)."""
+    """The regime's headline (what summary.json and the report's table show). The pooled rate and
+    coverage, the rejections and the zones are over the tested portfolios only (:func:`evaluate`):
+    ``exceedance_rate`` = ``exceedances`` / ``observations``, ``observations`` = ``tested`` x
+    ``runs``; ``untested`` says how many portfolios are left out."""
     f = result.per_portfolio
     n_port = int(f["runs"].size)
-    zones = np.bincount(f["zone"].astype(np.int64), minlength=3)
-    total_obs = int(f["runs"].sum())
-    total_x = int(f["exceedances"].sum())
+    tested = f["tested"].astype(bool)
+    n_tested = int(tested.sum())
+    zones = np.bincount(f["zone"][tested].astype(np.int64), minlength=len(stats.ZONES))
+    observations = int(f["runs"][tested].sum())
+    total_x = int(f["exceedances"][tested].sum())
 
     def med(key: str) -> float | None:
         v = f[key][np.isfinite(f[key])]
@@ -290,11 +307,13 @@ def aggregate(result: RegimeBacktest, significance: float) -> dict[str, Any]:
 
     return {
         "portfolios": n_port,
-        "tested": int(f["tested"].sum()),
+        "tested": n_tested,
+        "untested": n_port - n_tested,
         "runs": int(f["runs"][0]) if n_port else 0,
+        "observations": observations,
         "exceedances": total_x,
-        "exceedance_rate": total_x / total_obs if total_obs else None,
-        "coverage": 1.0 - total_x / total_obs if total_obs else None,
+        "exceedance_rate": total_x / observations if observations else None,
+        "coverage": 1.0 - total_x / observations if observations else None,
         "kupiec_rejected": int(f["kupiec_reject"].sum()),
         "christoffersen_rejected": int(f["christoffersen_reject"].sum()),
         "conditional_coverage_rejected": int(f["conditional_coverage_reject"].sum()),
@@ -306,10 +325,10 @@ def aggregate(result: RegimeBacktest, significance: float) -> dict[str, Any]:
 
 
 def per_portfolio_rows(label: str, names: list[str], figures: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Columns of the portfolios table for one regime (zone as its name)."""
+    """Columns of the portfolios table for one regime (zone as its name, None for an untested portfolio)."""
     n = len(names)
     cols: dict[str, np.ndarray] = {"regime": np.array([label] * n, dtype=object),
                                    "portfolio": np.array(names, dtype=object)}
     for key, value in figures.items():
-        cols[key] = np.array([stats.ZONES[int(z)] for z in value], dtype=object) if key == "zone" else value
+        cols[key] = np.array([stats.zone_name(z) for z in value], dtype=object) if key == "zone" else value
     return cols

@@ -2,16 +2,18 @@
 
 Everything is validated before the path is generated: the file (field paths and reasons), the
 portfolio file, every regime, and that each instrument's underlying has a price path. The results
-folder is written atomically: ``summary.json`` (per regime: exceedances, coverage, tests, zones,
-largest shortfall, procyclicality), ``portfolios.parquet`` (a row per regime x portfolio),
-``runs.parquet`` (a row per regime x margin run: totals, and the plotted portfolios' requirement
-and realised loss), ``config.yaml`` and ``report.html``.
+folder is written atomically: ``summary.json`` (per regime: exceedances, coverage, tests and zones
+over the tested portfolios, the untested beside them, largest shortfall, procyclicality),
+``portfolios.parquet`` (a row per regime x portfolio), ``runs.parquet`` (a row per regime x margin
+run: totals, and the plotted portfolios' requirement and realised loss), ``config.yaml`` and
+``report.html``.
 """
 
 from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ from pydantic import ValidationError
 from clearing.margin.base import Positions
 from sim.experiment.backtest.engine import Book, RegimeBacktest, aggregate, backtest_regimes, merge, per_portfolio_rows, \
     realised_losses, run_days
+from sim.experiment.backtest.stats import zone_name
 from sim.experiment.costs import backtest_task_cost
 from sim.experiment.errors import ConfigError
 from sim.experiment.config import format_validation_error
@@ -106,13 +109,50 @@ def _regime_entries(cfg: BacktestConfig, root: Path) -> dict[str, tuple[Any, flo
         if isinstance(margin, VaRConfig) and cfg.warmup_days <= margin.mpor_days:
             raise ConfigError(f"{where}: a VaR regime needs warmup_days ({cfg.warmup_days}) above its mpor_days "
                               f"({margin.mpor_days:g}) so the first run has scenarios")
-        name = label or margin.regime
-        k = 2
-        while label is None and name in out:
-            name = f"{margin.regime}_{k}"
-            k += 1
-        out[name] = (margin, float(scale))
+        name = label or margin.label  # a regime_set entry may carry its own label, as in `clearsim compare`
+        if name is not None and name in out:
+            raise ConfigError(f"{where}.label: {name!r} already names another regime; give each regime its own label")
+        out[name or _unlabelled(margin, float(scale), out)] = (margin, float(scale))
     return out
+
+
+def _unlabelled(margin: Any, scale: float, taken: Mapping[str, tuple[Any, float]]) -> str:
+    """An unlabelled regime's label: its name, or when that is taken, its name and what differs from
+    the entry holding it (``var_filtered_es_97.5`` beside ``var``: the settings in field order, then
+    the scale), so a table of regimes says which is which; numbered (``var_2``) only if nothing
+    differs or that label is taken too."""
+    if margin.regime not in taken:
+        return str(margin.regime)
+    from clearing.margin.config import parse_margin_config
+
+    first = taken[margin.regime]  # the entry this one repeats: it holds the bare name
+    if first[0].regime != margin.regime:  # the name labels another regime (`regimes: {var: span}`)
+        first = (parse_margin_config(str(margin.regime)), 1.0)  # so: what differs from the defaults
+    mine, theirs = margin.model_dump(exclude={"label"}), first[0].model_dump(exclude={"label"})
+    parts = [_difference(key, value) for key, value in mine.items() if value != theirs.get(key)]
+    if scale != first[1]:
+        parts.append(f"scale={scale:g}")
+    base = "_".join([margin.regime, *parts]) if parts else str(margin.regime)
+    name, k = base, 2
+    while name in taken:
+        name = f"{base}_{k}"
+        k += 1
+    return name
+
+
+def _difference(key: str, value: Any) -> str:
+    """One setting in a label: a choice by its value (``filtered``, ``es``), a confidence in %
+    (``97.5``), another number as key=value, a switched-off setting as no_key, anything structured
+    (tiers, spreads) by its key."""
+    if isinstance(value, str):
+        return value
+    if value is None or value is False:
+        return f"no_{key}"
+    if value is True:
+        return key
+    if isinstance(value, (int, float)):
+        return f"{100 * value:g}" if key.endswith("confidence") else f"{key}={value:g}"
+    return key
 
 
 def _book(cfg: BacktestConfig, root: Path) -> Book:
@@ -148,6 +188,7 @@ def _book(cfg: BacktestConfig, root: Path) -> Book:
             lots, names = np.vstack([lots, random_lots]), list(names) + random_names
         else:
             lots, names = random_lots, random_names
+    # quote: the default (engine.DEFAULT_QUOTE), a portfolio file naming no currency
     return Book(table=table, positions=Positions(np.ascontiguousarray(lots)), names=list(names), context=context)
 
 
@@ -192,7 +233,8 @@ def _episode_book(cfg: BacktestConfig, root: Path) -> Book:
     shifted = [dataclasses.replace(i, expiry=None if i.expiry is None else i.expiry - at) for i in ep.table.instruments]
     table = InstrumentTable.from_instruments(shifted)
     names = [f"account_{FIRST_TRADER + int(a)}" for a in held]
-    return Book(table=table, positions=Positions(np.ascontiguousarray(lots[held])), names=names)
+    return Book(table=table, positions=Positions(np.ascontiguousarray(lots[held])), names=names,
+                quote=full.market.quote.name)
 
 
 def prepare(source: BacktestConfig | dict | str | Path) -> _Plan:
@@ -386,6 +428,7 @@ def summarise(cfg: BacktestConfig, regimes: dict[str, tuple[Any, float]], result
         "horizon_days": cfg.horizon_days,
         "requirement": cfg.requirement,
         "coverage": cfg.coverage,
+        "quote_currency": book.quote,  # of every money figure (shortfalls)
         "regimes": {},
     }
     for label, res in results.items():
@@ -395,9 +438,9 @@ def summarise(cfg: BacktestConfig, regimes: dict[str, tuple[Any, float]], result
         if len(book.names) <= 50:  # small books: every portfolio in the summary too
             f = res.per_portfolio
             head["by_portfolio"] = {
-                name: {"exceedances": int(f["exceedances"][k]), "kupiec_p": _num(f["kupiec_p"][k]),
-                       "christoffersen_p": _num(f["christoffersen_p"][k]),
-                       "zone": ("green", "yellow", "red")[int(f["zone"][k])],
+                name: {"tested": bool(f["tested"][k]), "exceedances": int(f["exceedances"][k]),
+                       "kupiec_p": _num(f["kupiec_p"][k]), "christoffersen_p": _num(f["christoffersen_p"][k]),
+                       "zone": zone_name(f["zone"][k]),  # None: untested, in no zone
                        "largest_shortfall": float(f["largest_shortfall"][k]),
                        "peak_to_trough": _num(f["peak_to_trough"][k])}
                 for k, name in enumerate(book.names)}

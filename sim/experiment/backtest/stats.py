@@ -18,6 +18,12 @@ from scipy.stats import binom, chi2
 GREEN_BELOW = 0.95
 RED_FROM = 0.9999
 ZONES = ("green", "yellow", "red")
+NO_ZONE = -1  # the zone index of an untested portfolio: in no zone (not green)
+
+
+def zone_name(index: int | np.integer) -> str | None:
+    """``ZONES[index]``, None for ``NO_ZONE`` (a negative index must not read as "red")."""
+    return None if index < 0 else ZONES[int(index)]
 
 
 def _loglik(x: np.ndarray, n: np.ndarray, rate: np.ndarray | float) -> np.ndarray:
