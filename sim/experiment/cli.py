@@ -127,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("config", help="backtest YAML (see configs/backtest/)")
     b.add_argument("--out", help="results folder (default: the file's output, else results/backtest/<name>)")
     b.add_argument("--workers", type=int, default=1, help="processes (regime x block of portfolios tasks)")
+    b.add_argument("--force", action="store_true", help="replace an earlier clearsim results folder at --out")
 
     rs = sub.add_parser("reverse-stress", parents=[common], help="search for the smallest stress that breaks the "
                                                                  "clearing house")
@@ -135,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--workers", type=int, default=None, help="parallel episodes (default: every core)")
     rs.add_argument("--resume", action="store_true", help="reuse the episodes an interrupted search finished")
     rs.add_argument("--out", help="results folder (default: the file's output, else results/reverse_stress/<name>)")
+    rs.add_argument("--force", action="store_true", help="replace an earlier clearsim results folder at --out (and "
+                                                          "start an earlier search's episodes over)")
     return p
 
 
@@ -426,7 +429,7 @@ def _backtest(args: argparse.Namespace, console: Console) -> int:
 
     if args.workers < 1:
         raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
-    out = backtest(args.config, output=args.out, workers=args.workers)
+    out = backtest(args.config, output=args.out, workers=args.workers, force=args.force)
     if args.json:
         _emit_json({"backtest": out.summary.get("name"), "directory": str(out.directory) if out.directory else None,
                     "summary": out.summary})
@@ -445,7 +448,7 @@ def _reverse_stress(args: argparse.Namespace, console: Console, show_progress: b
         raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
     progress = (lambda msg: console.print(f"[dim]{msg}[/dim]")) if show_progress else None
     out = reverse_stress(args.config, backend=args.backend, workers=args.workers, resume=args.resume,
-                         output=args.out, progress=progress)
+                         output=args.out, progress=progress, force=args.force)
     failed = sum(int(r.get("errors") or 0) for r in out.summary["regimes"].values())
     if args.json:
         _emit_json({"reverse_stress": out.summary.get("name"),

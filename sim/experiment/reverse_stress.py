@@ -374,27 +374,33 @@ def _breaking_seed(lines: list[_Line], label: str) -> _Line | None:
     return mine[(len(mine) - 1) // 2] if mine else None
 
 
-def _claim_parts(parts: Path, resume: bool) -> None:
+def _claim_parts(parts: Path, resume: bool, force: bool = False) -> None:
     """The episodes folder beside the output, before anything runs: with ``resume`` its episodes are
     read and added to, if it is an earlier search's (its marker) -- any other non-empty folder is
-    refused; without, an earlier search's folder is replaced, and any other is refused, never
-    removed (``sim.experiment.outdir.claim_rows_folder``)."""
+    refused; without, an earlier search's folder is replaced only with ``force``, and any other is
+    refused, never removed (``sim.experiment.outdir.claim_rows_folder``)."""
     from sim.experiment.outdir import claim_rows_folder
 
-    claim_rows_folder(parts, PARTS_KIND, resume, what="reverse-stress episodes folder", replace_same_kind=True,
-                      hint="it holds another clearsim command's results; choose another output")
+    claim_rows_folder(parts, PARTS_KIND, resume, what="reverse-stress episodes folder", force=force,
+                      hint="pass --resume (resume=True) to continue that search or --force (force=True) to "
+                           "start it over")
 
 
 PARTS_KIND = "reverse-stress-parts"
+KIND = "reverse-stress"  # the results folder's marker
 
 
 def reverse_stress(source: ReverseStressConfig | Mapping[str, Any] | str | Path, backend: str = "local",
                    workers: int | None = None, resume: bool = False, output: str | Path | None = None,
                    write: bool = True, client: Any = None,
-                   progress: Callable[[str], None] | None = None) -> ReverseStressOutput:
-    """Run a reverse stress test; see the module docstring."""
+                   progress: Callable[[str], None] | None = None, force: bool = False) -> ReverseStressOutput:
+    """Run a reverse stress test; see the module docstring. An existing results folder is replaced
+    only if clearsim wrote it and ``force`` is given -- or, with ``resume``, if it is an earlier
+    reverse stress search's (resuming continues that search, as a sweep's ``--resume`` replaces its
+    table); both checked before anything runs (``sim.experiment.outdir``)."""
     import os
 
+    from sim.experiment.outdir import check_folder
     from sim.experiment.sweep import parts_dir, require_backend
 
     if backend not in ("local", "ray", "dask"):
@@ -404,19 +410,22 @@ def reverse_stress(source: ReverseStressConfig | Mapping[str, Any] | str | Path,
     cfg = plan.config
     workers = max(1, int(workers or os.cpu_count() or 1))
     out = Path(output or cfg.output or Path("results") / "reverse_stress" / cfg.name)
+    if write:  # the results folder first: a refusal there leaves the episodes folder as it was
+        check_folder(out, force, same_kind=KIND if resume else None)
     parts = parts_dir(out)
-    _claim_parts(parts, resume)
+    _claim_parts(parts, resume, force)
     search = _Search(plan, backend, workers, parts, resume, client, progress)
     lines = search.run()
     summary = summarise_search(plan, search, lines)
     rows = sorted(search.rows.values(), key=lambda r: (r["point"]["regime"], r["point"]["scale"], r["seed"]))
     directory = None
     if write:
-        directory = _write(out, plan, summary, rows, lines)
+        directory = _write(out, plan, summary, rows, lines, force=force, resume=resume)
     return ReverseStressOutput(summary, rows, directory, lines)
 
 
-def _write(directory: Path, plan: _Plan, summary: dict[str, Any], rows: list[dict[str, Any]], lines: list[_Line]) -> Path:
+def _write(directory: Path, plan: _Plan, summary: dict[str, Any], rows: list[dict[str, Any]], lines: list[_Line],
+           force: bool = False, resume: bool = False) -> Path:
     import pyarrow.parquet as pq
 
     from sim.experiment.runs import run
@@ -425,9 +434,9 @@ def _write(directory: Path, plan: _Plan, summary: dict[str, Any], rows: list[dic
     from sim.experiment.sweep import assemble_table
 
     cfg = plan.config
-    # replaces only its own earlier output (a reverse-stress marker); a user's folder or other clearsim
-    # results are refused (sim.experiment.outdir)
-    with _atomic_folder(directory, "reverse-stress", replace_same_kind=True) as tmp:
+    # an earlier clearsim folder only with force -- or, resuming, this command's own (the search it
+    # continues); a user's folder never (sim.experiment.outdir)
+    with _atomic_folder(directory, KIND, force, replace_same_kind=resume) as tmp:
         for label in plan.variants:
             ln = _breaking_seed(lines, label)
             if ln is None:

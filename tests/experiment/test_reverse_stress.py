@@ -218,8 +218,8 @@ def test_cli_exits_1_when_a_line_failed(tmp_path, capsys, monkeypatch):
 
 
 def test_a_users_folder_where_the_episodes_go_is_refused_and_left(tmp_path):
-    """Without --resume an earlier search's episodes folder is replaced; a folder of the user's at
-    that name (no clearsim marker) is refused before anything runs, and keeps its files."""
+    """Without --resume an earlier search's episodes folder is replaced only with --force; a folder
+    of the user's at that name (no clearsim marker) is refused before anything runs, and keeps its files."""
     from sim.experiment.outdir import OutputFolderError
 
     mine = parts_dir(tmp_path / "out")
@@ -262,3 +262,88 @@ def test_resume_into_an_empty_or_missing_folder_claims_it(tmp_path):
         _claim_parts(parts, resume=True)
         assert marker_kind(parts) == PARTS_KIND
         _claim_parts(parts, resume=True)  # and an earlier search's folder is accepted
+
+
+def _files(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("earlier", ["reverse-stress", "run"])
+def test_an_earlier_results_folder_is_replaced_only_with_force(tmp_path, capsys, monkeypatch, earlier):
+    """Regression: a re-run replaced its own earlier folder unasked, and the refusal of another
+    command's folder told the user to pass a --force that reverse-stress did not have. Now any
+    earlier clearsim folder is refused (before anything runs, nothing in it or its episodes folder
+    changed) and --force replaces both."""
+    import sim.experiment.reverse_stress as rs
+    from sim.experiment.outdir import OutputFolderError, write_marker
+
+    path = tmp_path / "rs.yaml"
+    path.write_text(yaml.safe_dump(spec(scan_points=2, tolerance=0.5)))
+    out = tmp_path / "out"
+    out.mkdir()
+    write_marker(out, earlier)
+    (out / "summary.json").write_text("the earlier results")
+    parts = parts_dir(out)
+    parts.mkdir()
+    write_marker(parts, rs.PARTS_KIND)
+    before, before_parts = _files(out), _files(parts)
+    with monkeypatch.context() as m:  # a refusal comes before the search
+        m.setattr(rs._Search, "run", lambda self: pytest.fail("the search ran before the refusal"))
+        assert main(["reverse-stress", str(path), "--workers", "1", "--out", str(out)]) == 2
+        assert "holds earlier clearsim results; pass --force (force=True)" in capsys.readouterr().err
+        with pytest.raises(OutputFolderError, match="holds earlier clearsim results"):
+            reverse_stress(str(path), workers=1, output=out)
+    assert _files(out) == before and _files(parts) == before_parts
+    assert main(["reverse-stress", str(path), "--workers", "1", "--out", str(out), "--force", "--quiet"]) == 0
+    assert json.loads((out / "summary.json").read_text())["name"] == "gap"
+    again = reverse_stress(str(path), workers=1, output=out, force=True)  # the API's force does the same
+    assert again.directory == out
+
+
+def test_resuming_replaces_only_an_earlier_searchs_results(tmp_path, monkeypatch):
+    """--resume continues an earlier search, so its results folder is rewritten without --force (as
+    a sweep's --resume rewrites its table); another command's results still need --force."""
+    import sim.experiment.reverse_stress as rs
+    from sim.experiment.outdir import OutputFolderError, write_marker
+
+    out = tmp_path / "out"
+    out.mkdir()
+    write_marker(out, "run")
+    monkeypatch.setattr(rs._Search, "run", lambda self: pytest.fail("the search ran before the refusal"))
+    with pytest.raises(OutputFolderError, match="holds earlier clearsim results"):
+        reverse_stress(spec(), workers=1, output=out, resume=True)
+    assert not parts_dir(out).exists()
+
+
+def test_a_folder_clearsim_did_not_write_is_refused_even_with_force(tmp_path, capsys, monkeypatch):
+    import sim.experiment.reverse_stress as rs
+    from sim.experiment.outdir import OutputFolderError
+
+    path = tmp_path / "rs.yaml"
+    path.write_text(yaml.safe_dump(spec()))
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    monkeypatch.setattr(rs._Search, "run", lambda self: pytest.fail("the search ran before the refusal"))
+    assert main(["reverse-stress", str(path), "--workers", "1", "--out", str(out), "--force"]) == 2
+    assert "was not written by clearsim" in capsys.readouterr().err
+    with pytest.raises(OutputFolderError, match="was not written by clearsim"):
+        reverse_stress(str(path), workers=1, output=out, force=True)
+    assert _files(out) == {Path("notes.txt"): b"keep me"} and not parts_dir(out).exists()
+
+
+def test_an_interrupted_searchs_episodes_are_kept_without_resume_or_force(tmp_path, monkeypatch):
+    """An interrupted search leaves its episodes and no results folder: running it again without
+    --resume must not throw them away unasked -- it says how to continue or start over."""
+    import sim.experiment.reverse_stress as rs
+    from sim.experiment.outdir import OutputFolderError, write_marker
+
+    parts = parts_dir(tmp_path / "out")
+    parts.mkdir()
+    write_marker(parts, rs.PARTS_KIND)
+    (parts / "seg-0001.jsonl").write_text("")
+    before = _files(parts)
+    monkeypatch.setattr(rs._Search, "run", lambda self: pytest.fail("the search ran before the refusal"))
+    with pytest.raises(OutputFolderError, match="pass --resume .* or --force"):
+        reverse_stress(spec(), workers=1, output=tmp_path / "out")
+    assert _files(parts) == before

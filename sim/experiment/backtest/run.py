@@ -216,8 +216,10 @@ def path_of(cfg: BacktestConfig, table: InstrumentTable) -> tuple[np.ndarray, np
 
 
 def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | None = None, write: bool = True,
-             workers: int = 1) -> BacktestOutput:
-    """Run a backtest; write its results folder unless ``write`` is False.
+             workers: int = 1, force: bool = False) -> BacktestOutput:
+    """Run a backtest; write its results folder unless ``write`` is False. An existing folder is
+    replaced only if clearsim wrote it and ``force`` is given (an earlier backtest's too) -- checked
+    before anything runs (``sim.experiment.outdir``).
 
     The portfolios are cut into the fewest blocks of at most ``CHUNK``, of equal size (fixed by
     the number of portfolios, so the figures do not depend on ``workers``); each (unit of regimes,
@@ -228,8 +230,13 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
     every portfolio."""
     if workers < 1:
         raise ConfigError(f"workers: must be at least 1, got {workers}")
+    from sim.experiment.outdir import check_folder
+
     plan = prepare(source)
     cfg, book = plan.config, plan.book
+    directory = Path(output or cfg.output or Path("results") / "backtest" / cfg.name) if write else None
+    if directory is not None:
+        check_folder(directory, force)  # a refusal costs nothing: before the path and the regimes run
     prices, vols = path_of(cfg, book.table)
     runs = run_days(prices.shape[0], cfg.warmup_days, cfg.horizon_days, cfg.run_step_days)
     shown = np.arange(min(cfg.report_portfolios, len(book.names)))
@@ -264,10 +271,8 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
             by_label[label].append(res)
     results = {label: merge(label, by_label[label]) for label in plan.regimes}
     summary = summarise(cfg, plan.regimes, results, book, runs)
-    directory = None
-    if write:
-        directory = Path(output or cfg.output or Path("results") / "backtest" / cfg.name)
-        write_backtest(directory, cfg, summary, results, book.names, runs, shown)
+    if directory is not None:
+        write_backtest(directory, cfg, summary, results, book.names, runs, shown, force=force)
     return BacktestOutput(cfg, summary, results, book.names, runs, directory)
 
 
@@ -419,7 +424,8 @@ def _table(columns: dict[str, np.ndarray]) -> pa.Table:
 
 
 def write_backtest(directory: str | Path, cfg: BacktestConfig, summary: dict[str, Any],
-                   results: dict[str, RegimeBacktest], names: list[str], runs: np.ndarray, shown: np.ndarray) -> Path:
+                   results: dict[str, RegimeBacktest], names: list[str], runs: np.ndarray, shown: np.ndarray,
+                   force: bool = False) -> Path:
     from sim.experiment.results import _atomic_folder
     from sim.experiment.io import write_text as _write_text, dump_json
 
@@ -436,9 +442,9 @@ def write_backtest(directory: str | Path, cfg: BacktestConfig, summary: dict[str
             run_cols.setdefault(f"margin.{names[k]}", []).append(res.shown_margin[:, j])
             run_cols.setdefault(f"loss.{names[k]}", []).append(res.shown_loss[:, j])
     runs_table = _table({k: np.concatenate(v) for k, v in run_cols.items()})
-    # replaces only its own earlier output (a backtest marker); a user's folder or other clearsim
-    # results are refused (sim.experiment.outdir)
-    with _atomic_folder(directory, "backtest", replace_same_kind=True) as tmp:
+    # an earlier clearsim folder (this command's included) only with force; a user's folder never
+    # (sim.experiment.outdir)
+    with _atomic_folder(directory, "backtest", force) as tmp:
         _write_text(tmp / "summary.json", dump_json(summary))
         _write_text(tmp / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         pq.write_table(_table(port_cols), tmp / "portfolios.parquet")
