@@ -56,15 +56,23 @@ _OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": opera
 
 
 # ------------------------------------------------------------------------------------ validation
-def check_summary_key(key: str, empty_summary: Mapping[str, Any]) -> None:
+def check_summary_key(key: str, empty_summary: Mapping[str, Any],
+                      twin_summary: Mapping[str, Any] | None = None) -> None:
     """Raise ``ConfigError`` unless ``key`` names a number in an episode summary.
 
     ``empty_summary`` is the summary of the episode with no events: every key it has is known. A
-    key that reaches into a mapping that is empty there (e.g. ``losses.by_layer.<layer>``, filled
-    only by the layers that absorbed something) is accepted; an absent entry of it reads as 0.
+    key that reaches into a mapping that is empty there (e.g. ``groups.<group>``, filled from the
+    run's accounts) is accepted; a run that leaves it absent has no value for it, and the search
+    reports that line as an error rather than read a number it never computed.
+    ``twin_summary``: the same with a no-feedback twin; a key only it has is measured against a
+    twin, which the search's episodes never run, so the criterion could never be evaluated.
     """
     from sim.experiment.metrics import flatten
 
+    if twin_summary is not None and key not in flatten(empty_summary) and key in flatten(twin_summary):
+        raise ConfigError(f"criterion: {key!r} is measured against the episode's no-feedback twin, which a "
+                          f"reverse stress search does not run, so it would have no value; choose a key of the "
+                          f"episode's own summary (e.g. insurance_fund.min, bad_debt.total)")
     node: Any = empty_summary
     parts = key.split(".")
     for depth, part in enumerate(parts):
@@ -89,12 +97,10 @@ def check_summary_key(key: str, empty_summary: Mapping[str, Any]) -> None:
 
 
 def _value(summary_flat: Mapping[str, Any], key: str) -> float | None:
-    """The criterion's value in a run's flattened summary. The key passed :func:`check_summary_key`,
-    so an absent key is an entry of a data-dependent mapping that this run did not fill (a loss
-    layer that absorbed nothing): 0."""
-    if key not in summary_flat:
-        return 0.0
-    v = summary_flat[key]
+    """``key``'s value in a run's flattened summary; None where the run did not compute it (absent:
+    a twin-only figure, a section this run did not fill) or it is undefined (null) -- never a
+    number it does not have."""
+    v = summary_flat.get(key)
     return None if v is None else float(v)
 
 
@@ -152,7 +158,7 @@ def prepare(source: ReverseStressConfig | Mapping[str, Any] | str | Path) -> _Pl
     except ConfigError as exc:
         raise ConfigError(f"{where}: episode: {exc}") from None
     key, op, threshold = parse_criterion(cfg.criterion)
-    check_summary_key(key, summarise(base, {}, {}))
+    check_summary_key(key, summarise(base, {}, {}), summarise(base, {}, {}, counterfactual={}))
     specs = cfg.regimes or [base.margin.model_dump(mode="json")]
     variants = {label: v.model_dump(mode="json") for label, v in regime_variants(base, specs).items()}
     for label, data in variants.items():
@@ -252,9 +258,14 @@ class _Search:
         row = self.rows[self.task(regime, seed, scale)["run_id"]]
         if row["status"] != "ok":
             return None, row.get("error") or "failed"
+        if self.plan.key not in row["metrics"]:
+            # a key of a section this run did not fill: there is no number to compare, and reading
+            # one in (0) would decide the line on a figure nobody measured
+            return None, (f"criterion: {self.plan.key!r} is not in this episode's summary (its section was not "
+                          f"filled), so the criterion cannot be evaluated")
         v = _value(row["metrics"], self.plan.key)
         if v is None:
-            return False, None  # no value (e.g. no fund series): the criterion cannot hold
+            return False, None  # computed but undefined (e.g. no fund series): the criterion cannot hold
         return _OPS[self.plan.op](v, self.plan.threshold), None
 
     def _first_break(self, ln: _Line, xs: list[float]) -> float | None:

@@ -35,8 +35,9 @@ def _fig_criterion(summary: Mapping[str, Any], rows: list[dict[str, Any]], key: 
     ax = fig.add_subplot()
     for k, label in enumerate(summary["regimes"]):
         colour = f"C{k}"
-        pts = sorted((r["point"]["scale"], r["metrics"].get(key, 0.0)) for r in rows
-                     if r["point"]["regime"] == label and r["status"] == "ok" and r["metrics"].get(key, 0.0) is not None)
+        # runs without a value for the criterion are left out, not drawn at 0
+        pts = sorted((r["point"]["scale"], r["metrics"][key]) for r in rows
+                     if r["point"]["regime"] == label and r["status"] == "ok" and r["metrics"].get(key) is not None)
         if pts:
             x, y = zip(*pts)
             ax.scatter(x, y, s=12, color=colour, alpha=0.6)

@@ -347,3 +347,38 @@ def test_an_interrupted_searchs_episodes_are_kept_without_resume_or_force(tmp_pa
     with pytest.raises(OutputFolderError, match="pass --resume .* or --force"):
         reverse_stress(spec(), workers=1, output=tmp_path / "out")
     assert _files(parts) == before
+
+
+def test_a_metric_the_episodes_never_compute_is_null_in_the_profile_not_zero(searched):
+    """Regression: the profile read every absent key as 0.0, so figures measured only against a
+    no-feedback twin (which the search never runs) read as a measured 0."""
+    result, out = searched
+    for entry in result.summary["regimes"]["standard"]["profile"]:
+        assert entry["price.amplification_vs_counterfactual"] is None
+        assert entry["counterfactual.mark_drawdown_amplification"] is None
+        assert entry["insurance_fund.min"] is not None  # a computed one keeps its number
+    written = json.loads((out / "summary.json").read_text())["regimes"]["standard"]["profile"]
+    assert all(p["counterfactual.mark_drawdown_amplification"] is None for p in written)
+
+
+def test_a_criterion_only_a_twin_measures_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    """The search's episodes run without a no-feedback twin: a criterion on a twin's figure would
+    never have a value, so it is a config error naming the field, not a search on a silent 0."""
+    import sim.experiment.reverse_stress as rs
+
+    monkeypatch.setattr(rs._Search, "run", lambda self: pytest.fail("the search ran"))
+    for key in ("counterfactual.mark_drawdown_amplification", "price.amplification_vs_counterfactual"):
+        with pytest.raises(ConfigError, match=f"criterion: '{key}' is measured against the episode's no-feedback twin"):
+            reverse_stress(spec(criterion=f"{key} > 1.5"), output=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_criterion_key_a_run_leaves_absent_is_an_error_not_a_zero(tmp_path):
+    """A key inside a section the empty summary cannot list (groups) passes the up-front check; a
+    run without it has no number to compare, so its line is an error naming the criterion -- it
+    neither holds nor breaks on an invented 0."""
+    result = reverse_stress(spec(criterion="groups.nobody.liquidations < 1", scan_points=2), workers=1,
+                            write=False, output=tmp_path / "x")
+    r = result.summary["regimes"]["standard"]
+    assert r["errors"] == 1 and r["held"] == 0 and r["broken_at_low"] == 0
+    assert "'groups.nobody.liquidations' is not in this episode's summary" in r["by_seed"]["0"]["error"]
