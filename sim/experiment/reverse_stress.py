@@ -465,5 +465,6 @@ def _write(directory: Path, plan: _Plan, summary: dict[str, Any], rows: list[dic
         if cfg.report:
             from sim.experiment.reverse_stress_report import reverse_stress_report
 
-            _write_text(tmp / "report.html", reverse_stress_report(cfg, summary, rows, plan.key))
+            quote = str(next(iter(plan.variants.values()))["market"]["quote"]["name"])
+            _write_text(tmp / "report.html", reverse_stress_report(cfg, summary, rows, plan.key, quote))
     return directory.absolute()

@@ -382,3 +382,29 @@ def test_a_criterion_key_a_run_leaves_absent_is_an_error_not_a_zero(tmp_path):
     r = result.summary["regimes"]["standard"]
     assert r["errors"] == 1 and r["held"] == 0 and r["broken_at_low"] == 0
     assert "'groups.nobody.liquidations' is not in this episode's summary" in r["by_seed"]["0"]["error"]
+
+
+def test_the_report_labels_its_measures_with_units_not_summary_keys(searched):
+    """Regression: the report's headers and axis were raw summary keys without units
+    (``insurance_fund.min | liquidations.count ...``), counts read 1.00 and money 39,920.00 beside 0.
+    Headers now carry the label and unit of ``sim.experiment.compare.metric_of``, values the
+    comparison table's ``quantity`` formatting, and an undefined value a dash."""
+    import re
+
+    from sim.experiment.reverse_stress_report import _profiles
+
+    _, out = searched
+    page = (out / "report.html").read_text()
+    headers = re.findall(r"<th>([^<]*)</th>", page)
+    assert "insurance fund minimum (USD)" in headers and "liquidations (count)" in headers
+    dotted = [h for h in headers if re.search(r"[a-z]\.[a-z]", h)]
+    assert not dotted, dotted
+    assert "insurance fund minimum (USD) &lt;= 0" in page  # the criterion in words, the key beside it
+    summary = {"regimes": {"standard": {"profile": [
+        {"scale": 0.1, "broken": 0, "insurance_fund.min": 39920.0, "liquidations.count": 1.0,
+         "cascades.amplification": None},
+        {"scale": 0.2, "broken": 1, "insurance_fund.min": 0.0, "liquidations.count": 2.0,
+         "cascades.amplification": 2.5}]}}}
+    rows = _profiles(summary, "USD").split("<tr>")
+    assert rows[2].endswith("<td class=n>39.9 K</td><td class=n>1</td><td class=n>—</td></tr>")
+    assert rows[3].endswith("<td class=n>0</td><td class=n>2</td><td class=n>2.50×</td></tr></table>")
