@@ -188,7 +188,7 @@ def _episode(args: argparse.Namespace) -> Any:
         data["seed"] = args.seed
     if args.set:
         data = apply_sets(data, args.set)
-    return parse_episode(data, source)
+    return parse_episode(data, source, overrides=args.set)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -140,7 +140,7 @@ def load(source: ReverseStressConfig | Mapping[str, Any] | str | Path) -> tuple[
     try:
         return ReverseStressConfig.model_validate(data), root, where
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, where)) from None
+        raise ConfigError(format_validation_error(exc, where, ReverseStressConfig)) from None
 
 
 def prepare(source: ReverseStressConfig | Mapping[str, Any] | str | Path) -> _Plan:

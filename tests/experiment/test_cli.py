@@ -60,12 +60,12 @@ def with_(data: dict, **changes) -> dict:
 BAD = {
     "wrong type": (with_(SMALL, duration="a day"), "duration"),
     "unknown key": (with_(SMALL, colour="blue"), "colour"),
-    "negative size": (with_(SMALL, population__groups__1__count=-5), "population.groups.1.noise.count"),
+    "negative size": (with_(SMALL, population__groups__1__count=-5), "population.groups.1.count:"),
     "non-PSD correlation": (with_(SMALL, paths__models__0={"kind": "gbm", "underlyings": [
         {"name": "BTC", "s0": 1.0, "vol": 0.5}, {"name": "ETH", "s0": 1.0, "vol": 0.5}, {"name": "SOL", "s0": 1.0, "vol": 0.5}],
         "correlation": [[1, 0.9, -0.9], [0.9, 1, 0.9], [-0.9, 0.9, 1]]}), "positive semidefinite"),
     "missing replay file": (with_(SMALL, paths__models__0={"kind": "replay", "path": "/nonexistent/prices.csv"}),
-                            "models.0.replay.path"),
+                            "paths.models.0.path:"),
     "unknown instrument in population": (with_(SMALL, population__groups__1__instruments=["DOGE-PERP"]),
                                          "unknown instrument 'DOGE-PERP'"),
     "tick value not exact": (with_(SMALL, market__instruments__0__lot_size=0.0000001), "instruments.0 (BTC-PERP)"),

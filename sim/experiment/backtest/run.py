@@ -27,7 +27,7 @@ from sim.experiment.backtest.engine import Book, RegimeBacktest, aggregate, back
     realised_losses, run_days
 from sim.experiment.costs import backtest_task_cost
 from sim.experiment.errors import ConfigError
-from sim.experiment.config import format_validation_error
+from sim.experiment.config import format_validation_error, margin_adapter
 from sim.experiment.io import read_yaml
 from sim.experiment.backtest.config import DAY_SECONDS, BacktestConfig
 
@@ -68,7 +68,7 @@ def load_backtest(source: BacktestConfig | dict | str | Path) -> tuple[BacktestC
     try:
         return BacktestConfig.model_validate(data), root
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, where)) from None
+        raise ConfigError(format_validation_error(exc, where, BacktestConfig)) from None
 
 
 def _relative(root: Path, name: str) -> Path:
@@ -100,7 +100,7 @@ def _regime_entries(cfg: BacktestConfig, root: Path) -> dict[str, tuple[Any, flo
         try:
             margin = parse_margin_config(spec)
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, where)) from None
+            raise ConfigError(format_validation_error(exc, where, margin_adapter())) from None
         # isinstance rather than ``regime in VAR_REGIMES``: the same test (VaRConfig's regime is exactly
         # var or var_apc), written so the type checker knows the config has mpor_days
         if isinstance(margin, VaRConfig) and cfg.warmup_days <= margin.mpor_days:
@@ -119,6 +119,7 @@ def _book(cfg: BacktestConfig, root: Path) -> Book:
     if cfg.portfolios.episode is not None:
         return _episode_book(cfg, root)
     from sim.experiment.portfolio import build_book, load_portfolio
+    from sim.experiment.portfolio_file import PortfolioFile
 
     assert cfg.portfolios.file is not None  # PortfolioSource holds exactly one of file and episode
     path = _relative(root, cfg.portfolios.file)
@@ -127,7 +128,7 @@ def _book(cfg: BacktestConfig, root: Path) -> Book:
     except FileNotFoundError:
         raise ConfigError(f"portfolios.file: no such file {path}") from None
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, f"portfolios.file ({path})")) from None
+        raise ConfigError(format_validation_error(exc, f"portfolios.file ({path})", PortfolioFile)) from None
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"portfolios.file ({path}): {exc}") from None
     table, _market, positions, names, context = build_book(pf)
