@@ -100,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", parents=[common], help="check an episode, sweep, portfolio, backtest or "
                                                           "reverse-stress file without running it")
-    v.add_argument("config")
+    v.add_argument("config", help="an episode, sweep, portfolio, backtest or reverse-stress YAML (which one is "
+                                  "read from its keys)")
 
     m = sub.add_parser("margin", parents=[common], help="IM, MM and breakdown of a portfolio under each "
                                                         "margin regime")
@@ -252,6 +253,7 @@ def _file_kind(data: Any) -> str:
 
 
 def _validate(args: argparse.Namespace, console: Console) -> int:
+    from sim.experiment.fmt import counted
     from sim.experiment.io import parse_yaml
 
     path = Path(args.config)
@@ -265,29 +267,31 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
         sweep_cfg, tasks = plan(path)
         info.update(name=sweep_cfg.name, points=sweep_cfg.n_points(), seeds=len(sweep_cfg.seed_list()),
                     runs=len(tasks))
-        text = (f"sweep {sweep_cfg.name!r}: {sweep_cfg.n_points():,} grid points x {len(sweep_cfg.seed_list())} "
-                f"seeds = {len(tasks):,} runs, every point a valid episode")
+        text = (f"sweep {sweep_cfg.name!r}: {counted(sweep_cfg.n_points(), 'grid point')} x "
+                f"{counted(len(sweep_cfg.seed_list()), 'seed')} = {counted(len(tasks), 'run')}, every point a valid "
+                f"episode")
     elif kind == "backtest":
         from sim.experiment.backtest.run import prepare as prepare_backtest
 
         bt = prepare_backtest(path)
         info.update(name=bt.config.name, regimes=len(bt.regimes), portfolios=len(bt.book.names),
                     days=bt.config.days)
-        text = (f"backtest {bt.config.name!r}: {len(bt.regimes)} regimes, {len(bt.book.names):,} portfolios, "
-                f"{bt.config.days:,} days")
+        text = (f"backtest {bt.config.name!r}: {counted(len(bt.regimes), 'regime')}, "
+                f"{counted(len(bt.book.names), 'portfolio')}, {counted(bt.config.days, 'day')}")
     elif kind == "reverse-stress":
         from sim.experiment.reverse_stress import prepare as prepare_reverse_stress
 
         rs = prepare_reverse_stress(path)
         info.update(name=rs.config.name, regimes=len(rs.variants), seeds=len(rs.seeds), criterion=rs.config.criterion)
-        text = (f"reverse stress {rs.config.name!r}: {len(rs.variants)} regimes x {len(rs.seeds)} seeds, "
-                f"breaks when {rs.config.criterion}")
+        text = (f"reverse stress {rs.config.name!r}: {counted(len(rs.variants), 'regime')} x "
+                f"{counted(len(rs.seeds), 'seed')}, breaks when {rs.config.criterion}")
     elif kind == "portfolio":
         from sim.experiment.portfolio import read_portfolio
 
         pf = read_portfolio(path)
         info.update(name=pf.name, accounts=len(pf.accounts), instruments=len(pf.instruments))
-        text = f"portfolio {pf.name!r}: {len(pf.accounts)} accounts, {len(pf.instruments)} instruments"
+        text = (f"portfolio {pf.name!r}: {counted(len(pf.accounts), 'account')}, "
+                f"{counted(len(pf.instruments), 'instrument')}")
     else:
         from sim.experiment.runs import validate
 
@@ -295,7 +299,7 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
         info.update(name=episode_cfg.name, duration=episode_cfg.duration,
                     instruments=len(episode_cfg.market.instruments), regime=episode_cfg.margin.regime)
         text = (f"episode {episode_cfg.name!r}, {episode_cfg.duration:,g} s, "
-                f"{len(episode_cfg.market.instruments)} instruments, regime {episode_cfg.margin.regime}")
+                f"{counted(len(episode_cfg.market.instruments), 'instrument')}, regime {episode_cfg.margin.regime}")
     if args.json:
         _emit_json(info)
     else:
