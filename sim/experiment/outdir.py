@@ -1,7 +1,7 @@
 """Output-folder safety: clearsim replaces only what it wrote itself, and only when asked.
 
-Every results folder clearsim writes (``run``, ``compare``, a sweep's ``.parts`` folder) holds a
-marker file, ``MARKER``, naming what wrote it. Before anything runs, the target is checked:
+Every results folder clearsim writes (``run``, ``compare``, ``backtest``, ``reverse-stress``, a sweep's
+or a reverse stress search's ``.parts`` folder) holds a marker file, ``MARKER``, naming what wrote it. Before anything runs, the target is checked:
 
 * missing, or an empty folder: written;
 * a folder with clearsim's marker (or holding nothing but such folders): replaced only with
