@@ -211,20 +211,24 @@ def sweep(grid: Any, backend: str = "local", workers: int = 1, resume: bool = Fa
                      force=force, retry_errors=retry_errors, address=address)
 
 
-def backtest(config: Any, output: str | Path | None = None, write: bool = True, workers: int = 1) -> BacktestOutput:
+def backtest(config: Any, output: str | Path | None = None, write: bool = True, workers: int = 1,
+             force: bool = False) -> BacktestOutput:
     """Backtest margin regimes along a price path (a backtest YAML path, dict or ``BacktestConfig``);
-    returns a ``sim.experiment.backtest.run.BacktestOutput`` (see ``sim.experiment.backtest``)."""
+    returns a ``sim.experiment.backtest.run.BacktestOutput`` (see ``sim.experiment.backtest``). An
+    existing output folder is replaced only if clearsim wrote it and ``force`` is given."""
     from sim.experiment.backtest.run import backtest as run_backtest
 
-    return run_backtest(config, output=output, write=write, workers=workers)
+    return run_backtest(config, output=output, write=write, workers=workers, force=force)
 
 
 def reverse_stress(config: Any, backend: str = "local", workers: int | None = None, resume: bool = False,
                    output: str | Path | None = None, write: bool = True,
-                   progress: Callable[[str], None] | None = None) -> ReverseStressOutput:
+                   progress: Callable[[str], None] | None = None, force: bool = False) -> ReverseStressOutput:
     """Search for the smallest stress that breaks the clearing house, per regime (a reverse-stress
-    YAML path, dict or ``ReverseStressConfig``); see ``sim.experiment.reverse_stress``."""
+    YAML path, dict or ``ReverseStressConfig``); see ``sim.experiment.reverse_stress``. An existing
+    output folder is replaced only if clearsim wrote it and ``force`` is given (``resume`` continues
+    an earlier search and may replace its own results)."""
     from sim.experiment.reverse_stress import reverse_stress as run_reverse_stress
 
     return run_reverse_stress(config, backend=backend, workers=workers, resume=resume, output=output, write=write,
-                              progress=progress)
+                              progress=progress, force=force)

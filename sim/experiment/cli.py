@@ -100,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", parents=[common], help="check an episode, sweep, portfolio, backtest or "
                                                           "reverse-stress file without running it")
-    v.add_argument("config")
+    v.add_argument("config", help="an episode, sweep, portfolio, backtest or reverse-stress YAML (which one is "
+                                  "read from its keys)")
 
     m = sub.add_parser("margin", parents=[common], help="IM, MM and breakdown of a portfolio under each "
                                                         "margin regime")
@@ -127,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("config", help="backtest YAML (see configs/backtest/)")
     b.add_argument("--out", help="results folder (default: the file's output, else results/backtest/<name>)")
     b.add_argument("--workers", type=int, default=1, help="processes (regime x block of portfolios tasks)")
+    b.add_argument("--force", action="store_true", help="replace an earlier clearsim results folder at --out")
 
     rs = sub.add_parser("reverse-stress", parents=[common], help="search for the smallest stress that breaks the "
                                                                  "clearing house")
@@ -135,6 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--workers", type=int, default=None, help="parallel episodes (default: every core)")
     rs.add_argument("--resume", action="store_true", help="reuse the episodes an interrupted search finished")
     rs.add_argument("--out", help="results folder (default: the file's output, else results/reverse_stress/<name>)")
+    rs.add_argument("--force", action="store_true", help="replace an earlier clearsim results folder at --out (and "
+                                                          "start an earlier search's episodes over)")
     return p
 
 
@@ -185,7 +189,7 @@ def _episode(args: argparse.Namespace) -> Any:
         data["seed"] = args.seed
     if args.set:
         data = apply_sets(data, args.set)
-    return parse_episode(data, source)
+    return parse_episode(data, source, overrides=args.set)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -249,6 +253,7 @@ def _file_kind(data: Any) -> str:
 
 
 def _validate(args: argparse.Namespace, console: Console) -> int:
+    from sim.experiment.fmt import counted
     from sim.experiment.io import parse_yaml
 
     path = Path(args.config)
@@ -262,29 +267,31 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
         sweep_cfg, tasks = plan(path)
         info.update(name=sweep_cfg.name, points=sweep_cfg.n_points(), seeds=len(sweep_cfg.seed_list()),
                     runs=len(tasks))
-        text = (f"sweep {sweep_cfg.name!r}: {sweep_cfg.n_points():,} grid points x {len(sweep_cfg.seed_list())} "
-                f"seeds = {len(tasks):,} runs, every point a valid episode")
+        text = (f"sweep {sweep_cfg.name!r}: {counted(sweep_cfg.n_points(), 'grid point')} x "
+                f"{counted(len(sweep_cfg.seed_list()), 'seed')} = {counted(len(tasks), 'run')}, every point a valid "
+                f"episode")
     elif kind == "backtest":
         from sim.experiment.backtest.run import prepare as prepare_backtest
 
         bt = prepare_backtest(path)
         info.update(name=bt.config.name, regimes=len(bt.regimes), portfolios=len(bt.book.names),
                     days=bt.config.days)
-        text = (f"backtest {bt.config.name!r}: {len(bt.regimes)} regimes, {len(bt.book.names):,} portfolios, "
-                f"{bt.config.days:,} days")
+        text = (f"backtest {bt.config.name!r}: {counted(len(bt.regimes), 'regime')}, "
+                f"{counted(len(bt.book.names), 'portfolio')}, {counted(bt.config.days, 'day')}")
     elif kind == "reverse-stress":
         from sim.experiment.reverse_stress import prepare as prepare_reverse_stress
 
         rs = prepare_reverse_stress(path)
         info.update(name=rs.config.name, regimes=len(rs.variants), seeds=len(rs.seeds), criterion=rs.config.criterion)
-        text = (f"reverse stress {rs.config.name!r}: {len(rs.variants)} regimes x {len(rs.seeds)} seeds, "
-                f"breaks when {rs.config.criterion}")
+        text = (f"reverse stress {rs.config.name!r}: {counted(len(rs.variants), 'regime')} x "
+                f"{counted(len(rs.seeds), 'seed')}, breaks when {rs.config.criterion}")
     elif kind == "portfolio":
         from sim.experiment.portfolio import read_portfolio
 
         pf = read_portfolio(path)
         info.update(name=pf.name, accounts=len(pf.accounts), instruments=len(pf.instruments))
-        text = f"portfolio {pf.name!r}: {len(pf.accounts)} accounts, {len(pf.instruments)} instruments"
+        text = (f"portfolio {pf.name!r}: {counted(len(pf.accounts), 'account')}, "
+                f"{counted(len(pf.instruments), 'instrument')}")
     else:
         from sim.experiment.runs import validate
 
@@ -292,7 +299,7 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
         info.update(name=episode_cfg.name, duration=episode_cfg.duration,
                     instruments=len(episode_cfg.market.instruments), regime=episode_cfg.margin.regime)
         text = (f"episode {episode_cfg.name!r}, {episode_cfg.duration:,g} s, "
-                f"{len(episode_cfg.market.instruments)} instruments, regime {episode_cfg.margin.regime}")
+                f"{counted(len(episode_cfg.market.instruments), 'instrument')}, regime {episode_cfg.margin.regime}")
     if args.json:
         _emit_json(info)
     else:
@@ -426,7 +433,7 @@ def _backtest(args: argparse.Namespace, console: Console) -> int:
 
     if args.workers < 1:
         raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
-    out = backtest(args.config, output=args.out, workers=args.workers)
+    out = backtest(args.config, output=args.out, workers=args.workers, force=args.force)
     if args.json:
         _emit_json({"backtest": out.summary.get("name"), "directory": str(out.directory) if out.directory else None,
                     "summary": out.summary})
@@ -445,7 +452,7 @@ def _reverse_stress(args: argparse.Namespace, console: Console, show_progress: b
         raise ConfigError(f"--workers: must be at least 1, got {args.workers}")
     progress = (lambda msg: console.print(f"[dim]{msg}[/dim]")) if show_progress else None
     out = reverse_stress(args.config, backend=args.backend, workers=args.workers, resume=args.resume,
-                         output=args.out, progress=progress)
+                         output=args.out, progress=progress, force=args.force)
     failed = sum(int(r.get("errors") or 0) for r in out.summary["regimes"].values())
     if args.json:
         _emit_json({"reverse_stress": out.summary.get("name"),

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.experiment.metrics import flatten
+from sim.experiment.metrics import HEADLINE, flatten
 
 CONFIDENCE = 0.95
 
@@ -103,6 +103,48 @@ GROUP_FIELDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# The units of the headline figures (``sim.experiment.metrics.HEADLINE``, which gives their labels)
+# that the table above does not list; with it every headline figure has a label and a unit wherever
+# it is shown (the reverse stress report's measures, say) -- tests/experiment/test_compare.py checks none is missing.
+HEADLINE_UNITS: dict[str, str] = {
+    "bad_debt.accounts": "count",
+    "insurance_fund.final": "money",
+    "losses.backstop_vault.pnl_final": "money",
+    "solvency.bad_debt_recoveries": "money",
+    "solvency.hidden_loss": "money",
+    "price.amplification_vs_counterfactual": "x",
+    "price.true_drawdown": "fraction",
+    "margin.population_im.peak_to_trough_ratio": "x",
+    "margin.population_im.max_increase": "money",
+    "liquidation_delay.breach_to_start.mean": "s",
+    "slippage.mean_bps": "bps",
+}
+_FIXED_BY_KEY = {m.key: m for m in FIXED_METRICS}
+
+
+def metric_of(key: str) -> Metric:
+    """The label and unit of any flattened summary key -- the one lookup for everything that shows a
+    summary figure with its unit: the table's own metrics, the dynamic families and the per-group
+    fields (as ``metrics_for`` lists them), then the headline figures (label from ``HEADLINE``, unit
+    from ``HEADLINE_UNITS``). A key none of them names is labelled from its own words, without a
+    unit (its value then shows as a plain number)."""
+    fixed = _FIXED_BY_KEY.get(key)
+    if fixed is not None:
+        return fixed
+    for prefix, label, unit in DYNAMIC_PREFIXES:
+        if key.startswith(prefix):
+            return Metric(key, label + key[len(prefix):].replace("_", " "), unit, None)
+    parts = key.split(".")
+    if len(parts) == 3 and parts[0] == "groups":
+        for field, label, unit in GROUP_FIELDS:
+            if parts[2] == field:
+                return Metric(key, f"{parts[1]}: {label}", unit, None)
+    headline = dict(HEADLINE)
+    if key in headline and key in HEADLINE_UNITS:
+        return Metric(key, headline[key], HEADLINE_UNITS[key], None)
+    return Metric(key, " › ".join(p.replace("_", " ") for p in parts), "", None)
+
+
 SHORT_VERDICTS = {"distinguishable from seed noise": "distinguishable", "within seed noise": "within noise",
                   "identical on every seed": "identical"}
 
@@ -123,19 +165,15 @@ def metrics_for(summaries: Sequence[Mapping[str, Any]]) -> list[Metric]:
     flats = [flatten(s) for s in summaries]
     keys = sorted({k for f in flats for k, v in f.items() if _number(v) is not None})
     out = list(FIXED_METRICS)
-    fixed = {m.key for m in FIXED_METRICS}
-    for prefix, label, unit in DYNAMIC_PREFIXES:
-        for k in keys:
-            if k.startswith(prefix) and k not in fixed:
-                out.append(Metric(k, label + k[len(prefix):].replace("_", " "), unit, None))
+    for prefix, _label, _unit in DYNAMIC_PREFIXES:
+        out.extend(metric_of(k) for k in keys if k.startswith(prefix) and k not in _FIXED_BY_KEY)
     groups: list[str] = []
     for s in summaries:
         for g in (s.get("groups") or {}):
             if g not in groups:
                 groups.append(g)
     for g in groups:
-        for field, label, unit in GROUP_FIELDS:
-            out.append(Metric(f"groups.{g}.{field}", f"{g}: {label}", unit, None))
+        out.extend(metric_of(f"groups.{g}.{field}") for field, _label, _unit in GROUP_FIELDS)
     return out
 
 

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 __all__ = ["DASH", "number", "compact", "percent", "cell", "axis", "signed", "significant", "short", "quantity",
-           "difference"]
+           "difference", "counted"]
 
 DASH = "—"
 _SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
@@ -144,6 +144,12 @@ def quantity(value: Any, unit: str) -> str:
     if unit == "x":
         return significant(v) + "×"
     return significant(v)
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` things with the noun agreeing: ``1 instrument``, ``2 instruments``, ``1,000 runs``
+    (``plural``: an irregular plural; default the noun + s)."""
+    return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
 
 
 def difference(value: Any, unit: str) -> str:

@@ -1,11 +1,14 @@
 """Output-folder safety: clearsim replaces only what it wrote itself, and only when asked.
 
-Every results folder clearsim writes (``run``, ``compare``, a sweep's ``.parts`` folder) holds a
-marker file, ``MARKER``, naming what wrote it. Before anything runs, the target is checked:
+Every results folder clearsim writes (``run``, ``compare``, ``backtest``, ``reverse-stress``, a sweep's
+or a reverse stress search's ``.parts`` folder) holds a marker file, ``MARKER``, naming what wrote it. Before anything runs, the target is checked:
 
 * missing, or an empty folder: written;
 * a folder with clearsim's marker (or holding nothing but such folders): replaced only with
-  ``force`` (``--force``);
+  ``force`` (``--force``) -- whichever command wrote it, the same one included: a re-run never
+  silently replaces earlier results. The one exception is a resumed command (``--resume``), which
+  continues its own earlier output and so may replace a folder of its own kind (as a sweep's
+  ``--resume`` replaces its table);
 * anything else -- a folder without the marker, a file, a symbolic link, the working directory or
   one of its parents, the filesystem root or the home folder -- is refused, ``force`` or not.
 
@@ -68,9 +71,10 @@ def _protected(target: Path) -> str | None:
 def check_folder(path: str | Path, force: bool = False, what: str = "output folder",
                  hint: str = "pass --force (force=True) to replace them", same_kind: str | None = None) -> Path:
     """Raise ``OutputFolderError`` unless ``path`` may be (re)written; returns its absolute path.
-    ``same_kind``: a folder this same command wrote (its marker says that kind) is replaced without
-    ``force`` -- for commands whose re-run writes the same folder; any other clearsim folder still
-    needs ``force``.
+    ``same_kind``: only for a resumed command (``--resume``), which continues its own earlier output --
+    a folder whose marker says that kind is then replaced without ``force``; any other clearsim folder
+    still needs ``force``. Every other caller leaves it None, so a plain re-run never replaces
+    earlier results unasked.
 
     Call it before running anything (so a refusal costs nothing) and again just before the swap."""
     given = Path(path)
@@ -120,12 +124,11 @@ def check_resume_folder(path: str | Path, kind: str, what: str) -> Path:
 
 
 def claim_rows_folder(path: Path, kind: str, resume: bool, what: str, force: bool = False,
-                      replace_same_kind: bool = False, hint: str = "pass --force (force=True) to replace them") -> None:
+                      hint: str = "pass --force (force=True) to replace them") -> None:
     """A command's rows folder beside its output (a sweep's rows, a reverse stress search's episodes),
     before anything runs: made if missing and marked as ``kind``'s. With ``resume`` it is added to
     (``check_resume_folder``). Without, a non-empty folder is removed only if its marker says this
-    same command (``kind``) wrote it -- with ``force``, or always with ``replace_same_kind`` -- and
-    anything else (a user's folder, another command's results, a folder holding only clearsim
+    same command (``kind``) wrote it and ``force`` is given -- and anything else (a user's folder, another command's results, a folder holding only clearsim
     folders, a link, a file) is refused and left as it is, ``force`` or not; it is removed file by file,
     only what clearsim writes there, and one holding anything else is refused. A folder that already
     has the right marker keeps it (a rewrite cut short by a crash would leave it unresumable)."""
@@ -134,7 +137,7 @@ def claim_rows_folder(path: Path, kind: str, resume: bool, what: str, force: boo
     elif path.is_symlink() or (path.exists() and not path.is_dir()):
         check_folder(path, what=what)  # raises: a link or a file
     elif path.exists() and any(path.iterdir()):
-        check_folder(path, force, what=what, hint=hint, same_kind=kind if replace_same_kind else None)
+        check_folder(path, force, what=what, hint=hint)
         found = marker_kind(path)
         if found != kind:  # clearsim's, but not this command's rows: never removed
             whose = f"another clearsim command's results ({found})" if found else f"clearsim folders, not {kind}"

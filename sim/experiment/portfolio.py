@@ -48,7 +48,7 @@ def read_portfolio(path: str | Path) -> PortfolioFile:
     try:
         return PortfolioFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, f"{path} is not a valid portfolio file")) from None
+        raise ConfigError(format_validation_error(exc, f"{path} is not a valid portfolio file", PortfolioFile)) from None
 
 
 def load_portfolio(path: str | Path) -> PortfolioFile:
@@ -134,7 +134,7 @@ def build_portfolio(path: str | None, positions: Sequence[str], prices: Sequence
     try:
         return PortfolioFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, "positions")) from None
+        raise ConfigError(format_validation_error(exc, "positions", PortfolioFile)) from None
 
 
 def parse_shock(text: str) -> dict[str, Any]:

@@ -33,7 +33,8 @@ def _atomic_folder(directory: str | Path, kind: str, force: bool = False,
     """Yield a hidden temp folder beside ``directory``; on success it replaces ``directory`` in one
     rename (an old folder is moved aside first), on any error it is removed and nothing changes.
     Only a folder clearsim wrote is ever replaced, and only with ``force`` -- or, with
-    ``replace_same_kind``, when it is an earlier output of the same ``kind`` (see ``sim.experiment.outdir``)."""
+    ``replace_same_kind`` (a resumed command continuing its own output, nothing else), when it is
+    an earlier output of the same ``kind`` (see ``sim.experiment.outdir``)."""
     from sim.experiment.outdir import check_folder, write_marker
 
     same_kind = kind if replace_same_kind else None

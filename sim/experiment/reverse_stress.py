@@ -56,15 +56,23 @@ _OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": opera
 
 
 # ------------------------------------------------------------------------------------ validation
-def check_summary_key(key: str, empty_summary: Mapping[str, Any]) -> None:
+def check_summary_key(key: str, empty_summary: Mapping[str, Any],
+                      twin_summary: Mapping[str, Any] | None = None) -> None:
     """Raise ``ConfigError`` unless ``key`` names a number in an episode summary.
 
     ``empty_summary`` is the summary of the episode with no events: every key it has is known. A
-    key that reaches into a mapping that is empty there (e.g. ``losses.by_layer.<layer>``, filled
-    only by the layers that absorbed something) is accepted; an absent entry of it reads as 0.
+    key that reaches into a mapping that is empty there (e.g. ``groups.<group>``, filled from the
+    run's accounts) is accepted; a run that leaves it absent has no value for it, and the search
+    reports that line as an error rather than read a number it never computed.
+    ``twin_summary``: the same with a no-feedback twin; a key only it has is measured against a
+    twin, which the search's episodes never run, so the criterion could never be evaluated.
     """
     from sim.experiment.metrics import flatten
 
+    if twin_summary is not None and key not in flatten(empty_summary) and key in flatten(twin_summary):
+        raise ConfigError(f"criterion: {key!r} is measured against the episode's no-feedback twin, which a "
+                          f"reverse stress search does not run, so it would have no value; choose a key of the "
+                          f"episode's own summary (e.g. insurance_fund.min, bad_debt.total)")
     node: Any = empty_summary
     parts = key.split(".")
     for depth, part in enumerate(parts):
@@ -89,12 +97,10 @@ def check_summary_key(key: str, empty_summary: Mapping[str, Any]) -> None:
 
 
 def _value(summary_flat: Mapping[str, Any], key: str) -> float | None:
-    """The criterion's value in a run's flattened summary. The key passed :func:`check_summary_key`,
-    so an absent key is an entry of a data-dependent mapping that this run did not fill (a loss
-    layer that absorbed nothing): 0."""
-    if key not in summary_flat:
-        return 0.0
-    v = summary_flat[key]
+    """``key``'s value in a run's flattened summary; None where the run did not compute it (absent:
+    a twin-only figure, a section this run did not fill) or it is undefined (null) -- never a
+    number it does not have."""
+    v = summary_flat.get(key)
     return None if v is None else float(v)
 
 
@@ -134,7 +140,7 @@ def load(source: ReverseStressConfig | Mapping[str, Any] | str | Path) -> tuple[
     try:
         return ReverseStressConfig.model_validate(data), root, where
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, where)) from None
+        raise ConfigError(format_validation_error(exc, where, ReverseStressConfig)) from None
 
 
 def prepare(source: ReverseStressConfig | Mapping[str, Any] | str | Path) -> _Plan:
@@ -152,7 +158,7 @@ def prepare(source: ReverseStressConfig | Mapping[str, Any] | str | Path) -> _Pl
     except ConfigError as exc:
         raise ConfigError(f"{where}: episode: {exc}") from None
     key, op, threshold = parse_criterion(cfg.criterion)
-    check_summary_key(key, summarise(base, {}, {}))
+    check_summary_key(key, summarise(base, {}, {}), summarise(base, {}, {}, counterfactual={}))
     specs = cfg.regimes or [base.margin.model_dump(mode="json")]
     variants = {label: v.model_dump(mode="json") for label, v in regime_variants(base, specs).items()}
     for label, data in variants.items():
@@ -252,9 +258,14 @@ class _Search:
         row = self.rows[self.task(regime, seed, scale)["run_id"]]
         if row["status"] != "ok":
             return None, row.get("error") or "failed"
+        if self.plan.key not in row["metrics"]:
+            # a key of a section this run did not fill: there is no number to compare, and reading
+            # one in (0) would decide the line on a figure nobody measured
+            return None, (f"criterion: {self.plan.key!r} is not in this episode's summary (its section was not "
+                          f"filled), so the criterion cannot be evaluated")
         v = _value(row["metrics"], self.plan.key)
         if v is None:
-            return False, None  # no value (e.g. no fund series): the criterion cannot hold
+            return False, None  # computed but undefined (e.g. no fund series): the criterion cannot hold
         return _OPS[self.plan.op](v, self.plan.threshold), None
 
     def _first_break(self, ln: _Line, xs: list[float]) -> float | None:
@@ -374,27 +385,33 @@ def _breaking_seed(lines: list[_Line], label: str) -> _Line | None:
     return mine[(len(mine) - 1) // 2] if mine else None
 
 
-def _claim_parts(parts: Path, resume: bool) -> None:
+def _claim_parts(parts: Path, resume: bool, force: bool = False) -> None:
     """The episodes folder beside the output, before anything runs: with ``resume`` its episodes are
     read and added to, if it is an earlier search's (its marker) -- any other non-empty folder is
-    refused; without, an earlier search's folder is replaced, and any other is refused, never
-    removed (``sim.experiment.outdir.claim_rows_folder``)."""
+    refused; without, an earlier search's folder is replaced only with ``force``, and any other is
+    refused, never removed (``sim.experiment.outdir.claim_rows_folder``)."""
     from sim.experiment.outdir import claim_rows_folder
 
-    claim_rows_folder(parts, PARTS_KIND, resume, what="reverse-stress episodes folder", replace_same_kind=True,
-                      hint="it holds another clearsim command's results; choose another output")
+    claim_rows_folder(parts, PARTS_KIND, resume, what="reverse-stress episodes folder", force=force,
+                      hint="pass --resume (resume=True) to continue that search or --force (force=True) to "
+                           "start it over")
 
 
 PARTS_KIND = "reverse-stress-parts"
+KIND = "reverse-stress"  # the results folder's marker
 
 
 def reverse_stress(source: ReverseStressConfig | Mapping[str, Any] | str | Path, backend: str = "local",
                    workers: int | None = None, resume: bool = False, output: str | Path | None = None,
                    write: bool = True, client: Any = None,
-                   progress: Callable[[str], None] | None = None) -> ReverseStressOutput:
-    """Run a reverse stress test; see the module docstring."""
+                   progress: Callable[[str], None] | None = None, force: bool = False) -> ReverseStressOutput:
+    """Run a reverse stress test; see the module docstring. An existing results folder is replaced
+    only if clearsim wrote it and ``force`` is given -- or, with ``resume``, if it is an earlier
+    reverse stress search's (resuming continues that search, as a sweep's ``--resume`` replaces its
+    table); both checked before anything runs (``sim.experiment.outdir``)."""
     import os
 
+    from sim.experiment.outdir import check_folder
     from sim.experiment.sweep import parts_dir, require_backend
 
     if backend not in ("local", "ray", "dask"):
@@ -404,19 +421,22 @@ def reverse_stress(source: ReverseStressConfig | Mapping[str, Any] | str | Path,
     cfg = plan.config
     workers = max(1, int(workers or os.cpu_count() or 1))
     out = Path(output or cfg.output or Path("results") / "reverse_stress" / cfg.name)
+    if write:  # the results folder first: a refusal there leaves the episodes folder as it was
+        check_folder(out, force, same_kind=KIND if resume else None)
     parts = parts_dir(out)
-    _claim_parts(parts, resume)
+    _claim_parts(parts, resume, force)
     search = _Search(plan, backend, workers, parts, resume, client, progress)
     lines = search.run()
     summary = summarise_search(plan, search, lines)
     rows = sorted(search.rows.values(), key=lambda r: (r["point"]["regime"], r["point"]["scale"], r["seed"]))
     directory = None
     if write:
-        directory = _write(out, plan, summary, rows, lines)
+        directory = _write(out, plan, summary, rows, lines, force=force, resume=resume)
     return ReverseStressOutput(summary, rows, directory, lines)
 
 
-def _write(directory: Path, plan: _Plan, summary: dict[str, Any], rows: list[dict[str, Any]], lines: list[_Line]) -> Path:
+def _write(directory: Path, plan: _Plan, summary: dict[str, Any], rows: list[dict[str, Any]], lines: list[_Line],
+           force: bool = False, resume: bool = False) -> Path:
     import pyarrow.parquet as pq
 
     from sim.experiment.runs import run
@@ -425,9 +445,9 @@ def _write(directory: Path, plan: _Plan, summary: dict[str, Any], rows: list[dic
     from sim.experiment.sweep import assemble_table
 
     cfg = plan.config
-    # replaces only its own earlier output (a reverse-stress marker); a user's folder or other clearsim
-    # results are refused (sim.experiment.outdir)
-    with _atomic_folder(directory, "reverse-stress", replace_same_kind=True) as tmp:
+    # an earlier clearsim folder only with force -- or, resuming, this command's own (the search it
+    # continues); a user's folder never (sim.experiment.outdir)
+    with _atomic_folder(directory, KIND, force, replace_same_kind=resume) as tmp:
         for label in plan.variants:
             ln = _breaking_seed(lines, label)
             if ln is None:
@@ -445,5 +465,6 @@ def _write(directory: Path, plan: _Plan, summary: dict[str, Any], rows: list[dic
         if cfg.report:
             from sim.experiment.reverse_stress_report import reverse_stress_report
 
-            _write_text(tmp / "report.html", reverse_stress_report(cfg, summary, rows, plan.key))
+            quote = str(next(iter(plan.variants.values()))["market"]["quote"]["name"])
+            _write_text(tmp / "report.html", reverse_stress_report(cfg, summary, rows, plan.key, quote))
     return directory.absolute()

@@ -87,7 +87,7 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, Path]:
     try:
         return SweepConfig.model_validate(data), path.parent
     except ValidationError as exc:
-        raise SweepError(format_validation_error(exc, str(path))) from None
+        raise SweepError(format_validation_error(exc, str(path), SweepConfig)) from None
 
 
 def _coerce(grid: SweepConfig | Mapping[str, Any] | str | Path) -> tuple[SweepConfig, Path, str]:
@@ -97,7 +97,7 @@ def _coerce(grid: SweepConfig | Mapping[str, Any] | str | Path) -> tuple[SweepCo
         try:
             return SweepConfig.model_validate(dict(grid)), Path.cwd(), "<sweep>"
         except ValidationError as exc:
-            raise SweepError(format_validation_error(exc, "<sweep>")) from None
+            raise SweepError(format_validation_error(exc, "<sweep>", SweepConfig)) from None
     cfg, root = load_sweep(grid)
     return cfg, root, str(grid)
 

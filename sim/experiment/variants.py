@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from clearing.margin.config import parse_margin_config
 from sim.experiment.assembled import EpisodeResult
-from sim.experiment.config import format_validation_error, parse_episode
+from sim.experiment.config import format_validation_error, margin_adapter, parse_episode
 from sim.experiment.episode import run as run_episode
 from sim.experiment.errors import ConfigError
 from sim.experiment.schema.episode import EpisodeConfig
@@ -64,7 +64,7 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
         try:
             margin = parse_margin_config(spec)
         except ValidationError as exc:  # name the regime that failed, and the choices
-            raise ConfigError(format_validation_error(exc, f"regime {spec!r}")) from None
+            raise ConfigError(format_validation_error(exc, f"regime {spec!r}", margin_adapter())) from None
         if isinstance(spec, str) and spec == config.margin.regime:
             margin = config.margin  # a bare name of the episode's own regime keeps its settings
         elif isinstance(spec, dict) and set(spec) <= {"regime", "label"} and spec.get("regime") == config.margin.regime:

@@ -388,3 +388,54 @@ def test_a_unit_of_var_regimes_costs_less_than_its_regimes_apart():
     assert backtest_task_cost("var_apc", 5000, 2519) < unit
     assert unit < backtest_task_cost("var_apc", 5000, 2519) + backtest_task_cost("var", 5000, 2519)
     assert backtest_task_cost(["span"], 10, 10) == backtest_task_cost("span", 10, 10)
+
+
+def _files(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("earlier", ["backtest", "run"])
+def test_an_earlier_results_folder_is_replaced_only_with_force(tmp_path, capsys, monkeypatch, earlier):
+    """Regression: a re-run replaced its own earlier folder unasked, and the refusal of another
+    command's folder told the user to pass a --force that backtest did not have. Now any earlier
+    clearsim folder is refused (before anything runs, nothing in it changed) and --force replaces it."""
+    import sim.experiment.backtest.run as bt_run
+    from sim.experiment.outdir import OutputFolderError, write_marker
+
+    cfg = config(tmp_path, days=500, warmup_days=300, report=False)
+    cfg["regimes"] = {"span": "span"}
+    path = tmp_path / "bt.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    out.mkdir()
+    write_marker(out, earlier)
+    (out / "summary.json").write_text("the earlier results")
+    before = _files(out)
+    with monkeypatch.context() as m:  # a refusal comes before the path is generated
+        m.setattr(bt_run, "path_of", lambda *a: pytest.fail("the backtest ran before the refusal"))
+        assert main(["backtest", str(path), "--out", str(out)]) == 2
+        assert "holds earlier clearsim results; pass --force (force=True)" in capsys.readouterr().err
+        with pytest.raises(OutputFolderError, match="holds earlier clearsim results"):
+            backtest(str(path), output=out)
+    assert _files(out) == before
+    assert main(["backtest", str(path), "--out", str(out), "--force", "--quiet"]) == 0
+    assert json.loads((out / "summary.json").read_text())["name"] == "normal"
+    again = backtest(str(path), output=out, force=True)  # the API's force does the same
+    assert again.directory == out
+
+
+def test_a_folder_clearsim_did_not_write_is_refused_even_with_force(tmp_path, capsys):
+    from sim.experiment.outdir import OutputFolderError
+
+    cfg = config(tmp_path, days=500, warmup_days=300, report=False)
+    cfg["regimes"] = {"span": "span"}
+    path = tmp_path / "bt.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["backtest", str(path), "--out", str(out), "--force"]) == 2
+    assert "was not written by clearsim" in capsys.readouterr().err
+    with pytest.raises(OutputFolderError, match="was not written by clearsim"):
+        backtest(str(path), output=out, force=True)
+    assert _files(out) == {Path("notes.txt"): b"keep me"}

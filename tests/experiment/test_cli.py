@@ -4,6 +4,7 @@ good ones write a complete results folder; the same config and seed give the sam
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -60,12 +61,12 @@ def with_(data: dict, **changes) -> dict:
 BAD = {
     "wrong type": (with_(SMALL, duration="a day"), "duration"),
     "unknown key": (with_(SMALL, colour="blue"), "colour"),
-    "negative size": (with_(SMALL, population__groups__1__count=-5), "population.groups.1.noise.count"),
+    "negative size": (with_(SMALL, population__groups__1__count=-5), "population.groups.1.count:"),
     "non-PSD correlation": (with_(SMALL, paths__models__0={"kind": "gbm", "underlyings": [
         {"name": "BTC", "s0": 1.0, "vol": 0.5}, {"name": "ETH", "s0": 1.0, "vol": 0.5}, {"name": "SOL", "s0": 1.0, "vol": 0.5}],
         "correlation": [[1, 0.9, -0.9], [0.9, 1, 0.9], [-0.9, 0.9, 1]]}), "positive semidefinite"),
     "missing replay file": (with_(SMALL, paths__models__0={"kind": "replay", "path": "/nonexistent/prices.csv"}),
-                            "models.0.replay.path"),
+                            "paths.models.0.path:"),
     "unknown instrument in population": (with_(SMALL, population__groups__1__instruments=["DOGE-PERP"]),
                                          "unknown instrument 'DOGE-PERP'"),
     "tick value not exact": (with_(SMALL, market__instruments__0__lot_size=0.0000001), "instruments.0 (BTC-PERP)"),
@@ -160,3 +161,23 @@ def test_runs_hold_blas_to_one_thread_whatever_the_caller_set(monkeypatch):
     with threadpool_limits(limits=2, user_api="blas"):
         sim.experiment.episode.run(None)  # type: ignore[arg-type]
     assert seen and seen[0] and set(seen[0]) == {1}
+
+
+def test_validate_counts_in_words_that_agree_and_documents_its_argument(capsys):
+    """Regression: ``validate configs/mango.yaml`` printed "1 instruments", and ``validate --help``
+    gave its one argument no description."""
+    mango = Path(__file__).parents[2] / "configs" / "mango.yaml"
+    assert main(["validate", str(mango)]) == 0
+    out = capsys.readouterr().out
+    assert ", 1 instrument, " in out, out
+    with pytest.raises(SystemExit):
+        main(["validate", "--help"])
+    help_text = capsys.readouterr().out
+    assert re.search(r"\n  config[ \t]+\S", help_text), help_text  # a description on its line
+
+
+@pytest.mark.parametrize("n, text", [(0, "0 runs"), (1, "1 run"), (2, "2 runs"), (1500, "1,500 runs")])
+def test_counted(n, text):
+    from sim.experiment.fmt import counted
+
+    assert counted(n, "run") == text

@@ -98,6 +98,21 @@ def test_metric_list_picks_up_other_parts_keys_and_groups():
     assert keys.count("losses.borne_by_others") == 1
 
 
+def test_every_headline_figure_has_a_label_and_a_unit():
+    """``metric_of`` is the one lookup from a summary key to (label, unit): every headline figure
+    has a human label and a unit there (none falls back to its own words), and the table's own
+    metrics, dynamic families and group fields read the same as ``metrics_for`` lists them."""
+    from sim.experiment.compare import metric_of
+    from sim.experiment.metrics import HEADLINE
+
+    for key, _label in HEADLINE:
+        m = metric_of(key)
+        assert m.unit and "." not in m.label and "›" not in m.label, key
+    summary = {"losses": {"who_paid": {"vault": 3.0}}, "groups": {"basis": {"leverage": 9.0}}}
+    assert all(metric_of(m.key) == m for m in metrics_for([summary]))
+    assert metric_of("liquidations.by_policy.book.notional").label == "liquidations › by policy › book › notional"
+
+
 def test_every_reference_rate_figure_is_compared_in_its_own_unit():
     """The procyclicality block of a summary (``metrics.margin._procyclicality`` plus the window's
     first and last rate): each figure but the sample count and the times of the rises is a row,

@@ -141,24 +141,31 @@ def test_a_folder_holding_only_clearsim_folders_counts_as_clearsims(tmp_path, ru
     assert (tmp_path / "ep" / "notes.txt").read_text() == "mine"
 
 
-def test_a_command_replaces_its_own_earlier_output_but_no_other_results(tmp_path):
-    """Backtests and reverse stress tests re-write their folder on a re-run without --force; that
-    must never reach a run's or a comparison's results that happen to sit at the same path."""
+def test_a_command_replaces_even_its_own_earlier_output_only_with_force(tmp_path):
+    """A plain re-run never replaces earlier results unasked, its own kind included; only a resumed
+    command (``replace_same_kind``) rewrites its own kind without force, and never another command's."""
     from sim.experiment.results import _atomic_folder
 
-    own = tmp_path / "bt"
+    own = tmp_path / "rs"
     own.mkdir()
-    write_marker(own, "backtest")
+    write_marker(own, "reverse-stress")
     (own / "summary.json").write_text("old")
-    with _atomic_folder(own, "backtest", replace_same_kind=True) as tmp:
+    with pytest.raises(OutputFolderError, match="holds earlier clearsim results; pass --force"):
+        with _atomic_folder(own, "reverse-stress"):
+            pass
+    assert (own / "summary.json").read_text() == "old"
+    with _atomic_folder(own, "reverse-stress", replace_same_kind=True) as tmp:  # a resumed search
         (tmp / "summary.json").write_text("new")
     assert (own / "summary.json").read_text() == "new"
+    with _atomic_folder(own, "reverse-stress", force=True) as tmp:
+        (tmp / "summary.json").write_text("newer")
+    assert (own / "summary.json").read_text() == "newer"
     other = tmp_path / "run"
     other.mkdir()
     write_marker(other, "run")
     (other / "summary.json").write_text("a run's results")
     with pytest.raises(OutputFolderError, match="holds earlier clearsim results"):
-        with _atomic_folder(other, "backtest", replace_same_kind=True):
+        with _atomic_folder(other, "reverse-stress", replace_same_kind=True):
             pass
     assert (other / "summary.json").read_text() == "a run's results"
 

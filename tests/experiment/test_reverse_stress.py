@@ -218,8 +218,8 @@ def test_cli_exits_1_when_a_line_failed(tmp_path, capsys, monkeypatch):
 
 
 def test_a_users_folder_where_the_episodes_go_is_refused_and_left(tmp_path):
-    """Without --resume an earlier search's episodes folder is replaced; a folder of the user's at
-    that name (no clearsim marker) is refused before anything runs, and keeps its files."""
+    """Without --resume an earlier search's episodes folder is replaced only with --force; a folder
+    of the user's at that name (no clearsim marker) is refused before anything runs, and keeps its files."""
     from sim.experiment.outdir import OutputFolderError
 
     mine = parts_dir(tmp_path / "out")
@@ -262,3 +262,149 @@ def test_resume_into_an_empty_or_missing_folder_claims_it(tmp_path):
         _claim_parts(parts, resume=True)
         assert marker_kind(parts) == PARTS_KIND
         _claim_parts(parts, resume=True)  # and an earlier search's folder is accepted
+
+
+def _files(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("earlier", ["reverse-stress", "run"])
+def test_an_earlier_results_folder_is_replaced_only_with_force(tmp_path, capsys, monkeypatch, earlier):
+    """Regression: a re-run replaced its own earlier folder unasked, and the refusal of another
+    command's folder told the user to pass a --force that reverse-stress did not have. Now any
+    earlier clearsim folder is refused (before anything runs, nothing in it or its episodes folder
+    changed) and --force replaces both."""
+    import sim.experiment.reverse_stress as rs
+    from sim.experiment.outdir import OutputFolderError, write_marker
+
+    path = tmp_path / "rs.yaml"
+    path.write_text(yaml.safe_dump(spec(scan_points=2, tolerance=0.5)))
+    out = tmp_path / "out"
+    out.mkdir()
+    write_marker(out, earlier)
+    (out / "summary.json").write_text("the earlier results")
+    parts = parts_dir(out)
+    parts.mkdir()
+    write_marker(parts, rs.PARTS_KIND)
+    before, before_parts = _files(out), _files(parts)
+    with monkeypatch.context() as m:  # a refusal comes before the search
+        m.setattr(rs._Search, "run", lambda self: pytest.fail("the search ran before the refusal"))
+        assert main(["reverse-stress", str(path), "--workers", "1", "--out", str(out)]) == 2
+        assert "holds earlier clearsim results; pass --force (force=True)" in capsys.readouterr().err
+        with pytest.raises(OutputFolderError, match="holds earlier clearsim results"):
+            reverse_stress(str(path), workers=1, output=out)
+    assert _files(out) == before and _files(parts) == before_parts
+    assert main(["reverse-stress", str(path), "--workers", "1", "--out", str(out), "--force", "--quiet"]) == 0
+    assert json.loads((out / "summary.json").read_text())["name"] == "gap"
+    again = reverse_stress(str(path), workers=1, output=out, force=True)  # the API's force does the same
+    assert again.directory == out
+
+
+def test_resuming_replaces_only_an_earlier_searchs_results(tmp_path, monkeypatch):
+    """--resume continues an earlier search, so its results folder is rewritten without --force (as
+    a sweep's --resume rewrites its table); another command's results still need --force."""
+    import sim.experiment.reverse_stress as rs
+    from sim.experiment.outdir import OutputFolderError, write_marker
+
+    out = tmp_path / "out"
+    out.mkdir()
+    write_marker(out, "run")
+    monkeypatch.setattr(rs._Search, "run", lambda self: pytest.fail("the search ran before the refusal"))
+    with pytest.raises(OutputFolderError, match="holds earlier clearsim results"):
+        reverse_stress(spec(), workers=1, output=out, resume=True)
+    assert not parts_dir(out).exists()
+
+
+def test_a_folder_clearsim_did_not_write_is_refused_even_with_force(tmp_path, capsys, monkeypatch):
+    import sim.experiment.reverse_stress as rs
+    from sim.experiment.outdir import OutputFolderError
+
+    path = tmp_path / "rs.yaml"
+    path.write_text(yaml.safe_dump(spec()))
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    monkeypatch.setattr(rs._Search, "run", lambda self: pytest.fail("the search ran before the refusal"))
+    assert main(["reverse-stress", str(path), "--workers", "1", "--out", str(out), "--force"]) == 2
+    assert "was not written by clearsim" in capsys.readouterr().err
+    with pytest.raises(OutputFolderError, match="was not written by clearsim"):
+        reverse_stress(str(path), workers=1, output=out, force=True)
+    assert _files(out) == {Path("notes.txt"): b"keep me"} and not parts_dir(out).exists()
+
+
+def test_an_interrupted_searchs_episodes_are_kept_without_resume_or_force(tmp_path, monkeypatch):
+    """An interrupted search leaves its episodes and no results folder: running it again without
+    --resume must not throw them away unasked -- it says how to continue or start over."""
+    import sim.experiment.reverse_stress as rs
+    from sim.experiment.outdir import OutputFolderError, write_marker
+
+    parts = parts_dir(tmp_path / "out")
+    parts.mkdir()
+    write_marker(parts, rs.PARTS_KIND)
+    (parts / "seg-0001.jsonl").write_text("")
+    before = _files(parts)
+    monkeypatch.setattr(rs._Search, "run", lambda self: pytest.fail("the search ran before the refusal"))
+    with pytest.raises(OutputFolderError, match="pass --resume .* or --force"):
+        reverse_stress(spec(), workers=1, output=tmp_path / "out")
+    assert _files(parts) == before
+
+
+def test_a_metric_the_episodes_never_compute_is_null_in_the_profile_not_zero(searched):
+    """Regression: the profile read every absent key as 0.0, so figures measured only against a
+    no-feedback twin (which the search never runs) read as a measured 0."""
+    result, out = searched
+    for entry in result.summary["regimes"]["standard"]["profile"]:
+        assert entry["price.amplification_vs_counterfactual"] is None
+        assert entry["counterfactual.mark_drawdown_amplification"] is None
+        assert entry["insurance_fund.min"] is not None  # a computed one keeps its number
+    written = json.loads((out / "summary.json").read_text())["regimes"]["standard"]["profile"]
+    assert all(p["counterfactual.mark_drawdown_amplification"] is None for p in written)
+
+
+def test_a_criterion_only_a_twin_measures_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    """The search's episodes run without a no-feedback twin: a criterion on a twin's figure would
+    never have a value, so it is a config error naming the field, not a search on a silent 0."""
+    import sim.experiment.reverse_stress as rs
+
+    monkeypatch.setattr(rs._Search, "run", lambda self: pytest.fail("the search ran"))
+    for key in ("counterfactual.mark_drawdown_amplification", "price.amplification_vs_counterfactual"):
+        with pytest.raises(ConfigError, match=f"criterion: '{key}' is measured against the episode's no-feedback twin"):
+            reverse_stress(spec(criterion=f"{key} > 1.5"), output=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_criterion_key_a_run_leaves_absent_is_an_error_not_a_zero(tmp_path):
+    """A key inside a section the empty summary cannot list (groups) passes the up-front check; a
+    run without it has no number to compare, so its line is an error naming the criterion -- it
+    neither holds nor breaks on an invented 0."""
+    result = reverse_stress(spec(criterion="groups.nobody.liquidations < 1", scan_points=2), workers=1,
+                            write=False, output=tmp_path / "x")
+    r = result.summary["regimes"]["standard"]
+    assert r["errors"] == 1 and r["held"] == 0 and r["broken_at_low"] == 0
+    assert "'groups.nobody.liquidations' is not in this episode's summary" in r["by_seed"]["0"]["error"]
+
+
+def test_the_report_labels_its_measures_with_units_not_summary_keys(searched):
+    """Regression: the report's headers and axis were raw summary keys without units
+    (``insurance_fund.min | liquidations.count ...``), counts read 1.00 and money 39,920.00 beside 0.
+    Headers now carry the label and unit of ``sim.experiment.compare.metric_of``, values the
+    comparison table's ``quantity`` formatting, and an undefined value a dash."""
+    import re
+
+    from sim.experiment.reverse_stress_report import _profiles
+
+    _, out = searched
+    page = (out / "report.html").read_text()
+    headers = re.findall(r"<th>([^<]*)</th>", page)
+    assert "insurance fund minimum (USD)" in headers and "liquidations (count)" in headers
+    dotted = [h for h in headers if re.search(r"[a-z]\.[a-z]", h)]
+    assert not dotted, dotted
+    assert "insurance fund minimum (USD) &lt;= 0" in page  # the criterion in words, the key beside it
+    summary = {"regimes": {"standard": {"profile": [
+        {"scale": 0.1, "broken": 0, "insurance_fund.min": 39920.0, "liquidations.count": 1.0,
+         "cascades.amplification": None},
+        {"scale": 0.2, "broken": 1, "insurance_fund.min": 0.0, "liquidations.count": 2.0,
+         "cascades.amplification": 2.5}]}}}
+    rows = _profiles(summary, "USD").split("<tr>")
+    assert rows[2].endswith("<td class=n>39.9 K</td><td class=n>1</td><td class=n>—</td></tr>")
+    assert rows[3].endswith("<td class=n>0</td><td class=n>2</td><td class=n>2.50×</td></tr></table>")

@@ -30,7 +30,7 @@ from sim.experiment.backtest.engine import Book, RegimeBacktest, aggregate, back
 from sim.experiment.backtest.stats import zone_name
 from sim.experiment.costs import backtest_task_cost
 from sim.experiment.errors import ConfigError
-from sim.experiment.config import format_validation_error
+from sim.experiment.config import format_validation_error, margin_adapter
 from sim.experiment.io import read_yaml
 from sim.experiment.backtest.config import DAY_SECONDS, BacktestConfig
 
@@ -71,7 +71,7 @@ def load_backtest(source: BacktestConfig | dict | str | Path) -> tuple[BacktestC
     try:
         return BacktestConfig.model_validate(data), root
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, where)) from None
+        raise ConfigError(format_validation_error(exc, where, BacktestConfig)) from None
 
 
 def _relative(root: Path, name: str) -> Path:
@@ -103,7 +103,7 @@ def _regime_entries(cfg: BacktestConfig, root: Path) -> dict[str, tuple[Any, flo
         try:
             margin = parse_margin_config(spec)
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, where)) from None
+            raise ConfigError(format_validation_error(exc, where, margin_adapter())) from None
         # isinstance rather than ``regime in VAR_REGIMES``: the same test (VaRConfig's regime is exactly
         # var or var_apc), written so the type checker knows the config has mpor_days
         if isinstance(margin, VaRConfig) and cfg.warmup_days <= margin.mpor_days:
@@ -159,6 +159,7 @@ def _book(cfg: BacktestConfig, root: Path) -> Book:
     if cfg.portfolios.episode is not None:
         return _episode_book(cfg, root)
     from sim.experiment.portfolio import build_book, load_portfolio
+    from sim.experiment.portfolio_file import PortfolioFile
 
     assert cfg.portfolios.file is not None  # PortfolioSource holds exactly one of file and episode
     path = _relative(root, cfg.portfolios.file)
@@ -167,7 +168,7 @@ def _book(cfg: BacktestConfig, root: Path) -> Book:
     except FileNotFoundError:
         raise ConfigError(f"portfolios.file: no such file {path}") from None
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, f"portfolios.file ({path})")) from None
+        raise ConfigError(format_validation_error(exc, f"portfolios.file ({path})", PortfolioFile)) from None
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"portfolios.file ({path}): {exc}") from None
     table, _market, positions, names, context = build_book(pf)
@@ -258,8 +259,10 @@ def path_of(cfg: BacktestConfig, table: InstrumentTable) -> tuple[np.ndarray, np
 
 
 def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | None = None, write: bool = True,
-             workers: int = 1) -> BacktestOutput:
-    """Run a backtest; write its results folder unless ``write`` is False.
+             workers: int = 1, force: bool = False) -> BacktestOutput:
+    """Run a backtest; write its results folder unless ``write`` is False. An existing folder is
+    replaced only if clearsim wrote it and ``force`` is given (an earlier backtest's too) -- checked
+    before anything runs (``sim.experiment.outdir``).
 
     The portfolios are cut into the fewest blocks of at most ``CHUNK``, of equal size (fixed by
     the number of portfolios, so the figures do not depend on ``workers``); each (unit of regimes,
@@ -270,8 +273,13 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
     every portfolio."""
     if workers < 1:
         raise ConfigError(f"workers: must be at least 1, got {workers}")
+    from sim.experiment.outdir import check_folder
+
     plan = prepare(source)
     cfg, book = plan.config, plan.book
+    directory = Path(output or cfg.output or Path("results") / "backtest" / cfg.name) if write else None
+    if directory is not None:
+        check_folder(directory, force)  # a refusal costs nothing: before the path and the regimes run
     prices, vols = path_of(cfg, book.table)
     runs = run_days(prices.shape[0], cfg.warmup_days, cfg.horizon_days, cfg.run_step_days)
     shown = np.arange(min(cfg.report_portfolios, len(book.names)))
@@ -306,10 +314,8 @@ def backtest(source: BacktestConfig | dict | str | Path, output: str | Path | No
             by_label[label].append(res)
     results = {label: merge(label, by_label[label]) for label in plan.regimes}
     summary = summarise(cfg, plan.regimes, results, book, runs)
-    directory = None
-    if write:
-        directory = Path(output or cfg.output or Path("results") / "backtest" / cfg.name)
-        write_backtest(directory, cfg, summary, results, book.names, runs, shown)
+    if directory is not None:
+        write_backtest(directory, cfg, summary, results, book.names, runs, shown, force=force)
     return BacktestOutput(cfg, summary, results, book.names, runs, directory)
 
 
@@ -462,7 +468,8 @@ def _table(columns: dict[str, np.ndarray]) -> pa.Table:
 
 
 def write_backtest(directory: str | Path, cfg: BacktestConfig, summary: dict[str, Any],
-                   results: dict[str, RegimeBacktest], names: list[str], runs: np.ndarray, shown: np.ndarray) -> Path:
+                   results: dict[str, RegimeBacktest], names: list[str], runs: np.ndarray, shown: np.ndarray,
+                   force: bool = False) -> Path:
     from sim.experiment.results import _atomic_folder
     from sim.experiment.io import write_text as _write_text, dump_json
 
@@ -479,9 +486,9 @@ def write_backtest(directory: str | Path, cfg: BacktestConfig, summary: dict[str
             run_cols.setdefault(f"margin.{names[k]}", []).append(res.shown_margin[:, j])
             run_cols.setdefault(f"loss.{names[k]}", []).append(res.shown_loss[:, j])
     runs_table = _table({k: np.concatenate(v) for k, v in run_cols.items()})
-    # replaces only its own earlier output (a backtest marker); a user's folder or other clearsim
-    # results are refused (sim.experiment.outdir)
-    with _atomic_folder(directory, "backtest", replace_same_kind=True) as tmp:
+    # an earlier clearsim folder (this command's included) only with force; a user's folder never
+    # (sim.experiment.outdir)
+    with _atomic_folder(directory, "backtest", force) as tmp:
         _write_text(tmp / "summary.json", dump_json(summary))
         _write_text(tmp / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         pq.write_table(_table(port_cols), tmp / "portfolios.parquet")
