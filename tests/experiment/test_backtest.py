@@ -394,6 +394,15 @@ def _files(folder: Path) -> dict:
     return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+def _small_span_file(tmp_path):
+    """A short SPAN backtest written to a file (the CLI reads files)."""
+    cfg = config(tmp_path, days=500, warmup_days=300, report=False)
+    cfg["regimes"] = {"span": "span"}
+    path = tmp_path / "bt.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 @pytest.mark.parametrize("earlier", ["backtest", "run"])
 def test_an_earlier_results_folder_is_replaced_only_with_force(tmp_path, capsys, monkeypatch, earlier):
     """Regression: a re-run replaced its own earlier folder unasked, and the refusal of another
@@ -402,10 +411,7 @@ def test_an_earlier_results_folder_is_replaced_only_with_force(tmp_path, capsys,
     import sim.experiment.backtest.run as bt_run
     from sim.experiment.outdir import OutputFolderError, write_marker
 
-    cfg = config(tmp_path, days=500, warmup_days=300, report=False)
-    cfg["regimes"] = {"span": "span"}
-    path = tmp_path / "bt.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = _small_span_file(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
     write_marker(out, earlier)
@@ -427,10 +433,7 @@ def test_an_earlier_results_folder_is_replaced_only_with_force(tmp_path, capsys,
 def test_a_folder_clearsim_did_not_write_is_refused_even_with_force(tmp_path, capsys):
     from sim.experiment.outdir import OutputFolderError
 
-    cfg = config(tmp_path, days=500, warmup_days=300, report=False)
-    cfg["regimes"] = {"span": "span"}
-    path = tmp_path / "bt.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = _small_span_file(tmp_path)
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
