@@ -25,6 +25,7 @@ from sim.experiment.headline import rows as headline_rows
 from sim.experiment.metrics.columns import POLICIES, Tables, column_of
 from sim.experiment.metrics.price import mid_price
 from sim.experiment.metrics import flatten
+from sim.experiment.spells import spell_generations
 
 POLICY_COLOURS = {"book": "#1f77b4", "backstop": "#2ca02c", "auction": "#9467bd", "takeover": "#ff7f0e",
                   "adl": "#d62728"}
@@ -187,18 +188,24 @@ def _fig_cascades(config: Any, tables: Tables) -> str:
     scale_t, unit = _time_unit(float(config.duration))
     liq = column_of(tables, "liquidations", "liq_id").astype(np.int64)
     parent = column_of(tables, "liquidations", "parent").astype(np.int64)
-    gen = column_of(tables, "liquidations", "generation").astype(float)
+    spell = column_of(tables, "liquidations", "spell", np.int64)
     t = column_of(tables, "liquidations", "breach_time").astype(float) / scale_t
     outcome = column_of(tables, "liquidations", "outcome").astype(str)
     notional = column_of(tables, "liquidations", "notional").astype(float)
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     if liq.size:
+        # the headline's cascades: trees of distress spells (``sim.experiment.spells``); each
+        # liquidation sits at its spell's generation, and an edge joins the liquidation that caused a
+        # spell to the spell's first one (a spell's later re-breaches are the same account's, no edge)
+        if spell.size != liq.size:  # tables from before spells: every liquidation its own spell
+            spell = liq
+        gen = spell_generations(liq, parent, spell, notional).astype(float)
         pos = {int(x): k for k, x in enumerate(liq.tolist())}
         segs_x, segs_y = [], []
-        for k, p in enumerate(parent.tolist()):
-            j = pos.get(int(p))
-            if p >= 0 and j is not None:
+        for k in range(liq.size):
+            j = pos.get(int(parent[k]))
+            if spell[k] == liq[k] and parent[k] >= 0 and j is not None and spell[j] != spell[k]:
                 segs_x += [t[j], t[k], np.nan]
                 segs_y += [gen[j], gen[k], np.nan]
         if segs_x:
@@ -213,7 +220,7 @@ def _fig_cascades(config: Any, tables: Tables) -> str:
     else:
         ax.text(0.5, 0.5, "no liquidations", transform=ax.transAxes, ha="center", va="center")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("generation")
+    ax.set_ylabel("generation (distress spells)")
     ax.set_xlabel(f"breach time ({unit})")
     ax.grid(alpha=0.3)
     return _png(fig)
@@ -325,8 +332,10 @@ def episode_report(config: Any, tables: Mapping[str, Mapping[str, np.ndarray]], 
         "the liquidated accounts paid themselves, and what others bore.</p>", _who_paid_table(flat, quote),
         "<h2>Liquidations over time</h2><p class=muted>Liquidation steps per bin (1/60 of the episode), by policy.</p>",
         _fig_liquidations(config, tables),
-        "<h2>Cascade tree</h2><p class=muted>Each dot is a liquidation (size ~ notional); an edge joins a "
-        "liquidation to the earlier one whose price impact or loss allocation caused it.</p>",
+        "<h2>Cascade tree</h2><p class=muted>Each dot is a liquidation (size ~ notional) at the generation of "
+        "its distress spell (an account's liquidations until it is flat, bankrupt or healthy for the quiet "
+        "time), as the headline counts cascades; an edge joins a spell's first liquidation to the earlier one "
+        "whose price impact or loss allocation caused it.</p>",
         _fig_cascades(config, tables),
         "<h2>Insurance fund and bad debt</h2>", _fig_fund(config, tables),
         f"<details><summary>All metrics</summary>{everything}</details>",

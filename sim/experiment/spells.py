@@ -84,3 +84,10 @@ def spell_forest(liq_id: np.ndarray, parent: np.ndarray, spell: np.ndarray, noti
     events = np.bincount(position, minlength=m)
     return SpellForest(ids.astype(np.int64), spell_parent, generation, spell_notional, events,
                        ids[root].astype(np.int64))
+
+
+def spell_generations(liq_id: np.ndarray, parent: np.ndarray, spell: np.ndarray, notional: np.ndarray) -> np.ndarray:
+    """Each liquidation's cascade generation as the headline counts it: its distress spell's (a
+    re-breach inside a spell is the same node, however the event's own parent link runs)."""
+    forest = spell_forest(liq_id, parent, spell, notional)
+    return forest.generation[np.searchsorted(forest.spell, spell)]

@@ -223,3 +223,17 @@ def test_no_liquidation_means_no_spell_and_no_cascade():
 ])
 def test_the_but_for_rule_with_its_materiality(equity, impact, allocation, endogenous):
     assert endogenous_rule(equity, 100.0, impact, allocation, materiality=0.01) is endogenous
+
+
+def test_a_re_breach_inside_a_spell_is_no_generation_of_its_own():
+    """Known answer for the figures' generations (the run report's cascade tree, the comparison's
+    distributions): liquidation 1 is account A's re-breach inside spell 0, caused by its own
+    liquidation 0; liquidation 2 starts account B's spell, caused by liquidation 1; 3 is a root.
+    By event links the generations would be 0, 1, 2, 0; by spells, as the headline counts, 0, 0, 1, 0."""
+    from sim.experiment.spells import spell_generations
+
+    liq, parent = np.array([0, 1, 2, 3]), np.array([-1, 0, 1, -1])
+    spell, notional = np.array([0, 0, 2, 3]), np.array([10.0, 5.0, 7.0, 1.0])
+    assert spell_generations(liq, parent, spell, notional).tolist() == [0, 0, 1, 0]
+    # the control: every liquidation its own spell gives the event links' generations
+    assert spell_generations(liq, parent, liq, notional).tolist() == [0, 1, 2, 0]
