@@ -442,3 +442,21 @@ def test_a_folder_clearsim_did_not_write_is_refused_even_with_force(tmp_path, ca
     with pytest.raises(OutputFolderError, match="was not written by clearsim"):
         backtest(str(path), output=out, force=True)
     assert _files(out) == {Path("notes.txt"): b"keep me"}
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (None, "no such portfolio file"),
+    ("accounts: 3\n", "is not a valid portfolio file"),
+    ("accounts: [a\n", ""),
+])
+def test_a_bad_portfolio_file_is_named_by_its_field(tmp_path, content, reason):
+    """A missing, invalid or unreadable portfolio file is reported under ``portfolios.file`` (the
+    field pointing at it), with the file's own reason, before anything runs."""
+    cfg = config(tmp_path, days=500, warmup_days=300)
+    book = tmp_path / "other.yaml"
+    if content is not None:
+        book.write_text(content)
+    cfg["portfolios"] = {"file": str(book)}
+    with pytest.raises(ConfigError, match=r"^portfolios\.file: .*" + reason):
+        backtest(cfg, output=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

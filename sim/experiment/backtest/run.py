@@ -159,18 +159,13 @@ def _book(cfg: BacktestConfig, root: Path) -> Book:
     if cfg.portfolios.episode is not None:
         return _episode_book(cfg, root)
     from sim.experiment.portfolio import build_book, load_portfolio
-    from sim.experiment.portfolio_file import PortfolioFile
 
     assert cfg.portfolios.file is not None  # PortfolioSource holds exactly one of file and episode
     path = _relative(root, cfg.portfolios.file)
     try:
         pf = load_portfolio(path)
-    except FileNotFoundError:
-        raise ConfigError(f"portfolios.file: no such file {path}") from None
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, f"portfolios.file ({path})", PortfolioFile)) from None
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"portfolios.file ({path}): {exc}") from None
+    except ConfigError as exc:  # the file's own error (missing, unreadable, invalid), under the field naming it
+        raise ConfigError(f"portfolios.file: {exc}") from None
     table, _market, positions, names, context = build_book(pf)
     context.pop("history", None)  # the backtest's history is its own path
     _check_underlyings(cfg, [(ins.symbol, ins.underlying) for ins in table.instruments], "portfolios.file")
