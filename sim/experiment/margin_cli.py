@@ -25,6 +25,7 @@ from sim.experiment.errors import ConfigError
 from clearing.margin.config import REGIME_NAMES
 from sim.experiment.margin_calculator import compute, rounded
 from sim.experiment.portfolio import VAR_REGIMES, build_portfolio, parse_shock
+from sim.market.market_config import DEFAULT_QUOTE
 
 
 
@@ -51,7 +52,7 @@ def _move(fraction: float) -> str:
     return ("+" if fraction > 0 else "") + percent(fraction, 0)
 
 
-def _print_rich(result: dict[str, Any], breakdown: bool = False, quote: str = "USD") -> None:
+def _print_rich(result: dict[str, Any], breakdown: bool = False, quote: str = DEFAULT_QUOTE) -> None:
     """Per account: regimes x (IM, MM, shares), liquidation prices; totals; scenarios; shocks.
     Every table fits 80 columns without wrapping a number."""
     from rich.console import Console

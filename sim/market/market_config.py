@@ -77,8 +77,12 @@ class InstrumentConfig(StrictModel):
         return self
 
 
+# the quote currency of a market that names none (and of portfolio files, which carry no currency)
+DEFAULT_QUOTE = "USD"
+
+
 class MarketConfig(StrictModel):
-    quote: AssetConfig = AssetConfig(name="USD")
+    quote: AssetConfig = AssetConfig(name=DEFAULT_QUOTE)
     collateral: list[AssetConfig] = Field(default_factory=list)
     instruments: list[InstrumentConfig] = Field(min_length=1)
 

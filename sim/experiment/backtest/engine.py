@@ -29,15 +29,14 @@ import numpy as np
 from sim.core.instruments import InstrumentTable
 from clearing.margin.base import MarginRegime, MarketPath, Positions, put_transposed
 from clearing.margin.var import SharedMeasures, VaRRegime
-from sim.market.market_config import MarketConfig
+from sim.market.market_config import DEFAULT_QUOTE
 from sim.market.pricing import black76_price
 from sim.experiment.backtest import stats
 
 DAY_SECONDS = 86_400.0
 YEAR_DAYS = 365.0
 # a portfolio file's prices carry no currency of their own: they are in the market's default quote
-# (USD), as ``clearsim margin`` labels them; an episode's accounts are in its market's quote
-DEFAULT_QUOTE: str = MarketConfig.model_fields["quote"].default.name
+# (DEFAULT_QUOTE), as ``clearsim margin`` labels them; an episode's accounts are in its market's quote
 
 
 @dataclass(slots=True)

@@ -184,7 +184,7 @@ def _book(cfg: BacktestConfig, root: Path) -> Book:
             lots, names = np.vstack([lots, random_lots]), list(names) + random_names
         else:
             lots, names = random_lots, random_names
-    # quote: the default (engine.DEFAULT_QUOTE), a portfolio file naming no currency
+    # quote: the default (DEFAULT_QUOTE), a portfolio file naming no currency
     return Book(table=table, positions=Positions(np.ascontiguousarray(lots)), names=list(names), context=context)
 
 
