@@ -361,6 +361,8 @@ def _print_summary(console: Console, cfg: EpisodeConfig, summary: dict, director
     table.add_column("value", justify="right")
     for label, value in _headline_rows(summary, cfg.market.quote.name):
         table.add_row(escape(label), value)
+    if not cfg.outputs.counterfactual:  # say why the twin's rows are empty, rather than leave a bare dash
+        table.caption = "— against the no-feedback twin: not run (outputs.counterfactual: true runs it)"
     console.print(table)
     _print_location(console, directory)
 

@@ -181,3 +181,19 @@ def test_counted(n, text):
     from sim.experiment.fmt import counted
 
     assert counted(n, "run") == text
+
+
+@pytest.mark.parametrize("twin", [False, True])
+def test_the_run_table_says_why_the_twins_rows_are_empty(tmp_path, twin):
+    """Without the no-feedback twin its rows are dashes: the table says it was not run (and says
+    nothing of the kind when it was)."""
+    from rich.console import Console
+
+    from sim.experiment.cli import _print_summary
+
+    cfg = load_episode(write(tmp_path, with_(SMALL, outputs={"counterfactual": twin})))
+    console = Console(record=True, width=120)
+    _print_summary(console, cfg, {}, None)
+    text = console.export_text()
+    assert "price amplification vs no-feedback run" in text
+    assert ("not run (outputs.counterfactual: true runs it)" in text) is not twin
