@@ -314,6 +314,9 @@ def episode_report(config: Any, tables: Mapping[str, Mapping[str, np.ndarray]], 
     if getattr(config, "description", ""):
         head += f"<p>{html.escape(config.description)}</p>"
     headline = _kv_table(headline_rows(summary, quote))  # labels with units, values formatted
+    if not config.outputs.counterfactual:  # say why the twin's rows are dashes
+        headline += ("<p class=muted>— against the no-feedback twin: not run (<code>outputs.counterfactual: "
+                     "true</code> runs it).</p>")
     everything = _kv_table(sorted(flat.items()))
     horizon, start = flat.get("margin.horizon_seconds"), flat.get("margin.measure_from")
     sections = [

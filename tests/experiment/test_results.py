@@ -114,9 +114,11 @@ def test_report_is_self_contained(run):
     for attr in re.findall(r'(?:src|href)="([^"]+)"', page):
         assert attr.startswith("data:"), attr
     assert "liquidation amplification" in page and "2.3" in page
-    # the who-paid ledger: every layer, and what others bore (synthetic tables: 12.5)
+    # the who-paid ledger: every layer, and what others bore (synthetic tables: 11.5)
     assert "<h2>Who paid</h2>" in page and "borne by others" in page and "<b>11.50</b>" in page
     assert "survivors default fund" in page and "backstop vault" in page
+    # the twin's rows are dashes here, and the page says why (its config runs no twin)
+    assert not config.outputs.counterfactual and "against the no-feedback twin: not run" in page
 
 
 def test_write_comparison(tmp_path, run):
