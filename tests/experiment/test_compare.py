@@ -158,7 +158,8 @@ def test_labels_name_variants_and_must_be_unique():
     with pytest.raises(ConfigError, match=r"regimes\.1\.label: 'x' already names another regime"):
         regime_variants(cfg, [{"regime": "standard", "label": "x"}, {"regime": "span", "label": "x"}])
     # an episode's own list is named as the episode's field
-    clash = parse_episode(dict(SMALL, compare_regimes=[{"regime": "standard", "label": "x"}, {"regime": "span", "label": "x"}]))
+    clash = parse_episode(dict(SMALL, compare_regimes=[{"regime": "standard", "label": "x"},
+                                                       {"regime": "span", "label": "x"}]))
     with pytest.raises(ConfigError, match=r"compare_regimes\.1\.label: 'x' already names another regime"):
         regime_variants(clash, None)
 
@@ -191,7 +192,8 @@ def test_unlabelled_repeats_are_named_as_the_backtest_names_them(tmp_path):
     cfg = parse_episode(SMALL)
     assert list(regime_variants(cfg, VAR_REPEATS)) == _backtest_labels(tmp_path, VAR_REPEATS) == [
         "var", "var_filtered_es_97.5"]
-    ccp = yaml.safe_load((Path(__file__).parents[2] / "configs" / "regimes" / "ccp.yaml").read_text())["compare_regimes"]
+    ccp_file = Path(__file__).parents[2] / "configs" / "regimes" / "ccp.yaml"
+    ccp = yaml.safe_load(ccp_file.read_text())["compare_regimes"]
     assert list(regime_variants(cfg, ccp)) == _backtest_labels(tmp_path, ccp) == [
         "span", "tims", "var", "var_apc", "var_filtered_es_97.5"]
     # the control: nothing differs, so the repeat is numbered, in both
