@@ -34,7 +34,7 @@ import hashlib
 import json
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,8 @@ from sim.experiment.errors import ConfigError
 from sim.experiment.io import read_yaml
 from sim.experiment.reverse_stress_config import ReverseStressConfig, parse_criterion
 
-__all__ = ["reverse_stress", "prepare", "check_summary_key", "stressed_episode", "ReverseStressOutput"]
+__all__ = ["reverse_stress", "prepare", "check_summary_key", "check_group_key", "stressed_episode",
+           "ReverseStressOutput"]
 
 RUNNER = "sim.experiment.sweep:run_and_summarise"
 _OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
@@ -57,7 +58,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": opera
 
 # ------------------------------------------------------------------------------------ validation
 def check_summary_key(key: str, empty_summary: Mapping[str, Any],
-                      twin_summary: Mapping[str, Any] | None = None) -> None:
+                      twin_summary: Mapping[str, Any] | None = None, groups: Sequence[str] | None = None) -> None:
     """Raise ``ConfigError`` unless ``key`` names a number in an episode summary.
 
     ``empty_summary`` is the summary of the episode with no events: every key it has is known. A
@@ -66,9 +67,13 @@ def check_summary_key(key: str, empty_summary: Mapping[str, Any],
     reports that line as an error rather than read a number it never computed.
     ``twin_summary``: the same with a no-feedback twin; a key only it has is measured against a
     twin, which the search's episodes never run, so the criterion could never be evaluated.
+    ``groups``: the episode's population group names; a ``groups.<name>.<figure>`` key must name one
+    of them and a figure every group has (``check_group_key``).
     """
     from sim.experiment.metrics import flatten
 
+    if groups is not None:
+        check_group_key(key, groups)
     if twin_summary is not None and key not in flatten(empty_summary) and key in flatten(twin_summary):
         raise ConfigError(f"criterion: {key!r} is measured against the episode's no-feedback twin, which a "
                           f"reverse stress search does not run, so it would have no value; choose a key of the "
@@ -94,6 +99,38 @@ def check_summary_key(key: str, empty_summary: Mapping[str, Any],
                           f"({', '.join(list(node)[:8])})")
     if isinstance(node, (list, str, bool)):
         raise ConfigError(f"criterion: {key!r} is not a number in the summary")
+
+
+def check_group_key(key: str, groups: Sequence[str]) -> None:
+    """Raise ``ConfigError`` unless a ``groups.<name>.<figure>`` key names one of the population
+    ``groups`` and a number every group's summary has (other keys pass).
+
+    The empty summary has no groups -- they are filled from a run's accounts -- so without this a
+    misspelt group passed the up-front check and was found only when the first episodes came back,
+    as an error on every line. A configured group with no accounts at some scale (``count`` stressed
+    to 0) passes: its absence there is the run's, reported on that line."""
+    from sim.experiment.metrics.groups import GROUP_FIELDS
+
+    if not key.startswith("groups."):
+        return
+    figures = [f for f in GROUP_FIELDS if f != "agent_type"]  # agent_type is the group's type, a word
+    rest = key[len("groups."):]
+    for name in sorted(groups, key=len, reverse=True):  # longest first: a group name may hold a dot
+        if rest == name:
+            raise ConfigError(f"criterion: {key!r} is a group's section of the summary; name one of its numbers "
+                              f"({', '.join(figures)})")
+        if rest.startswith(f"{name}."):
+            figure = rest[len(name) + 1:]
+            if figure not in figures:
+                raise ConfigError(f"criterion: {key!r}: {figure!r} is not a number of a group's summary; choose "
+                                  f"one of {', '.join(figures)}")
+            return
+    import difflib
+
+    known = ", ".join(groups) if groups else "none (it has no population groups)"
+    near = difflib.get_close_matches(rest.split(".")[0], list(groups), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    raise ConfigError(f"criterion: {key!r} names no population group of the episode (its groups: {known}){hint}")
 
 
 def _value(summary_flat: Mapping[str, Any], key: str) -> float | None:
@@ -158,7 +195,9 @@ def prepare(source: ReverseStressConfig | Mapping[str, Any] | str | Path) -> _Pl
     except ConfigError as exc:
         raise ConfigError(f"{where}: episode: {exc}") from None
     key, op, threshold = parse_criterion(cfg.criterion)
-    check_summary_key(key, summarise(base, {}, {}), summarise(base, {}, {}, counterfactual={}))
+    # every group name the criterion could read: the regimes and the stress change no group's name
+    groups = [g.group_name for g in base.population.groups]
+    check_summary_key(key, summarise(base, {}, {}), summarise(base, {}, {}, counterfactual={}), groups)
     specs = cfg.regimes or [base.margin.model_dump(mode="json")]
     variants = {label: v.model_dump(mode="json") for label, v in regime_variants(base, specs).items()}
     for label, data in variants.items():

@@ -15,6 +15,7 @@ from sim.experiment.assembled import EpisodeResult
 from sim.experiment.config import format_validation_error, margin_adapter, parse_episode
 from sim.experiment.episode import run as run_episode
 from sim.experiment.errors import ConfigError
+from sim.experiment.regime_labels import regime_label
 from sim.experiment.schema.episode import EpisodeConfig
 
 
@@ -54,13 +55,19 @@ def run_variant(cfg: EpisodeConfig, observe: Any = None) -> tuple[dict[str, Any]
 
 def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> dict[str, EpisodeConfig]:
     """One config per regime, keyed by its label: the same path, traders and seed; only ``margin``
-    differs. A regime's label is its ``label`` if it has one, else its name (``standard_2`` for a
-    second unlabelled ``standard``); two equal labels are refused."""
-    chosen = regimes if regimes else [r.model_dump(mode="json") for r in config.compare_regimes]
+    differs. Labels follow ``sim.experiment.regime_labels``, the backtest's rule: a regime's
+    ``label`` if it has one, else its name, and for an unlabelled repeat its name and what differs
+    from the entry holding the name (``var_filtered_es_97.5`` beside ``var``; ``standard_2`` only
+    when nothing does); two equal labels are refused, naming the entry."""
+    where = "regimes"  # the caller's list (--regimes, a reverse-stress file's regimes)
+    chosen = regimes
     if not chosen:
-        chosen = [config.margin.model_dump(mode="json")]
+        where, chosen = "compare_regimes", [r.model_dump(mode="json") for r in config.compare_regimes]
+    if not chosen:
+        where, chosen = "margin", [config.margin.model_dump(mode="json")]
     variants: dict[str, EpisodeConfig] = {}
-    for spec in chosen:
+    taken: dict[str, tuple[Any, float]] = {}  # label -> (margin, scale): what the next label is told apart from
+    for k, spec in enumerate(chosen):
         try:
             margin = parse_margin_config(spec)
         except ValidationError as exc:  # name the regime that failed, and the choices
@@ -69,16 +76,8 @@ def regime_variants(config: EpisodeConfig, regimes: list[str | dict] | None) -> 
             margin = config.margin  # a bare name of the episode's own regime keeps its settings
         elif isinstance(spec, dict) and set(spec) <= {"regime", "label"} and spec.get("regime") == config.margin.regime:
             margin = config.margin.model_copy(update={"label": spec.get("label")})  # so does a labelled bare name
-        if margin.label is not None:
-            label = margin.label
-            if label in variants:
-                raise ConfigError(f"compare_regimes: label {label!r} is used twice; give each variant its own label")
-        else:
-            label = margin.regime
-            k = 2
-            while label in variants:
-                label = f"{margin.regime}_{k}"
-                k += 1
+        label = regime_label(margin, taken, "margin" if where == "margin" else f"{where}.{k}")
+        taken[label] = (margin, 1.0)  # a comparison has no scale: every regime at its own size
         data = config.model_dump(mode="json")
         data["margin"] = margin.model_dump(mode="json")
         data["name"] = f"{config.name}.{slug(label)}"

@@ -155,8 +155,64 @@ def test_labels_name_variants_and_must_be_unique():
     # a labelled bare name of the episode's own regime keeps the episode's settings, as a bare name does
     own = regime_variants(cfg, parse_regimes_option("tiers=standard"))["tiers"].margin
     assert own.label == "tiers" and own.model_dump(exclude={"label"}) == cfg.margin.model_dump(exclude={"label"})
-    with pytest.raises(ConfigError, match="label 'x' is used twice"):
+    with pytest.raises(ConfigError, match=r"regimes\.1\.label: 'x' already names another regime"):
         regime_variants(cfg, [{"regime": "standard", "label": "x"}, {"regime": "span", "label": "x"}])
+    # an episode's own list is named as the episode's field
+    clash = parse_episode(dict(SMALL, compare_regimes=[{"regime": "standard", "label": "x"},
+                                                       {"regime": "span", "label": "x"}]))
+    with pytest.raises(ConfigError, match=r"compare_regimes\.1\.label: 'x' already names another regime"):
+        regime_variants(clash, None)
+
+
+# The CCP set's VaR entries: the ES one read `var_2` in `clearsim compare`, `var_filtered_es_97.5` in
+# `clearsim backtest`; one rule now names both.
+VAR_REPEATS = ["var", {"regime": "var", "method": "filtered", "measure": "es", "confidence": 0.975}]
+
+
+def _backtest_labels(tmp_path: Path, entries: list) -> list[str]:
+    """The labels ``clearsim backtest`` gives ``entries`` read as a regime_set."""
+    from sim.experiment.backtest.run import _regime_entries, load_backtest
+
+    (tmp_path / "set.yaml").write_text(yaml.safe_dump({"compare_regimes": entries}))
+    (tmp_path / "book.yaml").write_text(yaml.safe_dump({
+        "name": "book", "underlyings": {"BTC": {"price": 100.0, "vol": 0.5}},
+        "instruments": [{"symbol": "BTC-PERP", "kind": "perpetual", "underlying": "BTC"}],
+        "accounts": [{"name": "long", "positions": {"BTC-PERP": 1}}]}))
+    cfg, root = load_backtest({
+        "name": "labels", "days": 50, "warmup_days": 10,
+        "paths": {"models": [{"kind": "gbm", "underlyings": [{"name": "BTC", "s0": 100.0, "vol": 0.5}]}]},
+        "portfolios": {"file": str(tmp_path / "book.yaml")}, "regimes": {},
+        "regime_set": str(tmp_path / "set.yaml"), "report": False})
+    return list(_regime_entries(cfg, root))
+
+
+def test_unlabelled_repeats_are_named_as_the_backtest_names_them(tmp_path):
+    """An unlabelled repeat of a regime is labelled by what differs from the entry holding the
+    name, in a comparison as in a backtest of the same entries -- the CCP set's whole list too."""
+    cfg = parse_episode(SMALL)
+    assert list(regime_variants(cfg, VAR_REPEATS)) == _backtest_labels(tmp_path, VAR_REPEATS) == [
+        "var", "var_filtered_es_97.5"]
+    ccp_file = Path(__file__).parents[2] / "configs" / "regimes" / "ccp.yaml"
+    ccp = yaml.safe_load(ccp_file.read_text())["compare_regimes"]
+    assert list(regime_variants(cfg, ccp)) == _backtest_labels(tmp_path, ccp) == [
+        "span", "tims", "var", "var_apc", "var_filtered_es_97.5"]
+    # the control: nothing differs, so the repeat is numbered, in both
+    same = ["standard", {"regime": "standard"}]
+    assert list(regime_variants(cfg, same)) == _backtest_labels(tmp_path, same) == ["standard", "standard_2"]
+    # an explicit label still wins, and a repeat of it is told apart from it by its settings
+    own = [{"regime": "var", "label": "my var"}, "var", {"regime": "var", "mpor_days": 5}]
+    assert list(regime_variants(cfg, own)) == _backtest_labels(tmp_path, own) == ["my var", "var", "var_mpor_days=5"]
+
+
+def test_a_comparisons_folders_are_named_by_the_descriptive_labels(tmp_path):
+    """The folders of a comparison of two unlabelled VaR entries are the backtest's labels made
+    file-safe (``var_filtered_es_97.5``, not ``var_2``)."""
+    short = dict(SMALL, duration=80.0, outputs={"sample_interval": 20.0, "counterfactual": False, "report": False})
+    out = compare(parse_episode(short), VAR_REPEATS, output=tmp_path / "cmp")
+    labels = _backtest_labels(tmp_path, VAR_REPEATS)
+    assert list(out.runs) == [(label, SMALL["seed"]) for label in labels]
+    assert [p.name for p in sorted(out.directory.iterdir()) if p.is_dir()] == sorted(slug(x) for x in labels)
+    assert (out.directory / "var_filtered_es_97.5" / "summary.json").exists()
 
 
 def test_regimes_option():

@@ -374,14 +374,48 @@ def test_a_criterion_only_a_twin_measures_is_refused_before_anything_runs(tmp_pa
 
 
 def test_a_criterion_key_a_run_leaves_absent_is_an_error_not_a_zero(tmp_path):
-    """A key inside a section the empty summary cannot list (groups) passes the up-front check; a
-    run without it has no number to compare, so its line is an error naming the criterion -- it
-    neither holds nor breaks on an invented 0."""
-    result = reverse_stress(spec(criterion="groups.nobody.liquidations < 1", scan_points=2), workers=1,
-                            write=False, output=tmp_path / "x")
+    """A key inside a section the empty summary cannot list (groups) passes the up-front check when
+    it names a configured group; a run where that group has no accounts (here: count 0) has no
+    number to compare, so its line is an error naming the criterion -- it neither holds nor breaks
+    on an invented 0."""
+    episode = yaml.safe_load(EPISODE.read_text())
+    episode["population"]["groups"].append({"type": "noise", "name": "nobody", "count": 0, "capital": 1000.0,
+                                            "instruments": ["BTC-PERP"]})
+    (tmp_path / "episode.yaml").write_text(yaml.safe_dump(episode))
+    result = reverse_stress(spec(episode=str(tmp_path / "episode.yaml"), criterion="groups.nobody.liquidations < 1",
+                                 scan_points=2), workers=1, write=False, output=tmp_path / "x")
     r = result.summary["regimes"]["standard"]
     assert r["errors"] == 1 and r["held"] == 0 and r["broken_at_low"] == 0
     assert "'groups.nobody.liquidations' is not in this episode's summary" in r["by_seed"]["0"]["error"]
+
+
+def test_a_criterion_on_a_group_the_episode_lacks_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    """The empty summary has no groups, so a misspelt group passed the up-front check and every line
+    came back an error (exit 1) after its episodes ran. It is now a config error naming the
+    criterion and the episode's groups, and no episode runs; a group it has is accepted."""
+    import sim.experiment.episode
+    import sim.experiment.reverse_stress as rs
+    import sim.experiment.sweep
+
+    def no_episode(*args, **kwargs):
+        pytest.fail("an episode ran")
+
+    # the search hands its episodes to the executors; the breaking episode runs in this process
+    monkeypatch.setattr(sim.experiment.sweep, "execute", no_episode)
+    monkeypatch.setattr(sim.experiment.episode, "run", no_episode)
+    with pytest.raises(ConfigError) as e:
+        reverse_stress(spec(criterion="groups.levered.liquidations >= 1"), output=tmp_path / "never")
+    assert str(e.value) == ("criterion: 'groups.levered.liquidations' names no population group of the episode "
+                            "(its groups: backstop_provider, market_maker, leveraged); did you mean leveraged?")
+    assert not (tmp_path / "never").exists() and not parts_dir(tmp_path / "never").exists()
+    with pytest.raises(ConfigError, match=r"criterion: 'groups.leveraged.liquidation': 'liquidation' is not a "
+                                          r"number of a group's summary; choose one of accounts, capital"):
+        prepare(spec(criterion="groups.leveraged.liquidation >= 1"))
+    with pytest.raises(ConfigError, match=r"criterion: 'groups.leveraged' is a group's section"):
+        prepare(spec(criterion="groups.leveraged >= 1"))
+    plan = prepare(spec(criterion="groups.leveraged.liquidations >= 1"))  # the control: a group it has
+    assert plan.key == "groups.leveraged.liquidations"
+    assert rs.check_group_key("insurance_fund.min", []) is None  # other keys are not group keys
 
 
 def test_the_report_labels_its_measures_with_units_not_summary_keys(searched):

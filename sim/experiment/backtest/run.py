@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from sim.experiment.costs import backtest_task_cost
 from sim.experiment.errors import ConfigError
 from sim.experiment.config import format_validation_error, margin_adapter
 from sim.experiment.io import read_yaml
+from sim.experiment.regime_labels import regime_label
 from sim.experiment.backtest.config import DAY_SECONDS, BacktestConfig
 
 if TYPE_CHECKING:
@@ -109,50 +109,9 @@ def _regime_entries(cfg: BacktestConfig, root: Path) -> dict[str, tuple[Any, flo
         if isinstance(margin, VaRConfig) and cfg.warmup_days <= margin.mpor_days:
             raise ConfigError(f"{where}: a VaR regime needs warmup_days ({cfg.warmup_days}) above its mpor_days "
                               f"({margin.mpor_days:g}) so the first run has scenarios")
-        name = label or margin.label  # a regime_set entry may carry its own label, as in `clearsim compare`
-        if name is not None and name in out:
-            raise ConfigError(f"{where}.label: {name!r} already names another regime; give each regime its own label")
-        out[name or _unlabelled(margin, float(scale), out)] = (margin, float(scale))
+        # a regime_set entry may carry its own label; a repeat is named as `clearsim compare` names it
+        out[regime_label(margin, out, where, label=label, scale=float(scale))] = (margin, float(scale))
     return out
-
-
-def _unlabelled(margin: Any, scale: float, taken: Mapping[str, tuple[Any, float]]) -> str:
-    """An unlabelled regime's label: its name, or when that is taken, its name and what differs from
-    the entry holding it (``var_filtered_es_97.5`` beside ``var``: the settings in field order, then
-    the scale), so a table of regimes says which is which; numbered (``var_2``) only if nothing
-    differs or that label is taken too."""
-    if margin.regime not in taken:
-        return str(margin.regime)
-    from clearing.margin.config import parse_margin_config
-
-    first = taken[margin.regime]  # the entry this one repeats: it holds the bare name
-    if first[0].regime != margin.regime:  # the name labels another regime (`regimes: {var: span}`)
-        first = (parse_margin_config(str(margin.regime)), 1.0)  # so: what differs from the defaults
-    mine, theirs = margin.model_dump(exclude={"label"}), first[0].model_dump(exclude={"label"})
-    parts = [_difference(key, value) for key, value in mine.items() if value != theirs.get(key)]
-    if scale != first[1]:
-        parts.append(f"scale={scale:g}")
-    base = "_".join([margin.regime, *parts]) if parts else str(margin.regime)
-    name, k = base, 2
-    while name in taken:
-        name = f"{base}_{k}"
-        k += 1
-    return name
-
-
-def _difference(key: str, value: Any) -> str:
-    """One setting in a label: a choice by its value (``filtered``, ``es``), a confidence in %
-    (``97.5``), another number as key=value, a switched-off setting as no_key, anything structured
-    (tiers, spreads) by its key."""
-    if isinstance(value, str):
-        return value
-    if value is None or value is False:
-        return f"no_{key}"
-    if value is True:
-        return key
-    if isinstance(value, (int, float)):
-        return f"{100 * value:g}" if key.endswith("confidence") else f"{key}={value:g}"
-    return key
 
 
 def _book(cfg: BacktestConfig, root: Path) -> Book:
