@@ -65,8 +65,8 @@ def _print_rich(result: dict[str, Any], breakdown: bool = False, quote: str = DE
     labels = list(result["regimes"])
     names = result["accounts"]
     title = escape(result["portfolio"]) if result["portfolio"] else "portfolio"
-    console.print(f"[bold]Margin: {title}[/bold]  ({quote}; IM % and MM % of gross underlying notional: "
-                  "options at their underlying's notional, not their premium)")
+    console.print(f"[bold]Margin: {title}[/bold]  ({quote})")
+    console.print("IM % and MM %: shares of gross notional (options at their underlying's notional)")
 
     def margin_table(caption: str, rows: list[tuple[str, dict]]) -> Table:
         t = _titled(console, caption)
