@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "(each may carry a label); default: the episode's compare_regimes")
     c.add_argument("--seeds", type=int, default=1,
                    help="paired seeds: every regime runs on the episode's seed, seed+1, ... (default 1)")
-    c.add_argument("--backend", choices=("local", "ray", "dask"), default="local")
+    c.add_argument("--backend", choices=("local", "ray", "dask"), default="local",
+                   help="where the runs go: a local process pool, Ray or Dask (default: local)")
     c.add_argument("--workers", type=int, help="parallel runs (default: every core)")
     c.add_argument("--out", help="results folder (default: results/<episode name>/compare)")
     episode_options(c)
@@ -86,8 +87,9 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sweep", parents=[common], help="run a grid of episodes x seeds")
     s.add_argument("grid", help="sweep YAML")
-    s.add_argument("--backend", choices=("local", "ray", "dask"), default="local")
-    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--backend", choices=("local", "ray", "dask"), default="local",
+                   help="where the runs go: a local process pool, Ray or Dask (default: local)")
+    s.add_argument("--workers", type=int, default=1, help="parallel runs (default: 1)")
     s.add_argument("--address", help="an existing Ray or Dask cluster to run on (ray://head:10001, auto, "
                                      "tcp://scheduler:8786); needs --backend ray or dask")
     s.add_argument("--resume", action="store_true", help="skip runs already finished")
@@ -133,7 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("reverse-stress", parents=[common], help="search for the smallest stress that breaks the "
                                                                  "clearing house")
     rs.add_argument("config", help="reverse-stress YAML (see configs/reverse_stress/)")
-    rs.add_argument("--backend", choices=("local", "ray", "dask"), default="local")
+    rs.add_argument("--backend", choices=("local", "ray", "dask"), default="local",
+                   help="where the runs go: a local process pool, Ray or Dask (default: local)")
     rs.add_argument("--workers", type=int, default=None, help="parallel episodes (default: every core)")
     rs.add_argument("--resume", action="store_true", help="reuse the episodes an interrupted search finished")
     rs.add_argument("--out", help="results folder (default: the file's output, else results/reverse_stress/<name>)")

@@ -258,3 +258,18 @@ def test_every_unit_rule_of_the_headline_names_a_headline_figure():
     keys = {key for key, _label in HEADLINE}
     assert not (MONEY_KEYS | PERCENT_KEYS) - keys
     assert {k for k in keys if k.startswith(("losses.who_paid.", "losses.borne_by"))} <= MONEY_KEYS
+
+
+def test_every_option_and_argument_says_what_it_is_for():
+    """`clearsim <command> --help` describes everything a command takes: no option or argument
+    without a help text (three --backend and a --workers once had none)."""
+    import argparse
+
+    from sim.experiment.cli import _parser
+
+    parser = _parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [f"{name} {'/'.join(action.option_strings) or action.dest}"
+            for name, sub in commands.choices.items() for action in sub._actions
+            if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip()]
+    assert not bare, bare
