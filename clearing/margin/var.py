@@ -215,10 +215,9 @@ class LotSlots:
         self.nheld = np.array(counts, dtype=np.int64)
         width = counts[0] if keep else 0
         pad = [(0, 0.0)] * width
-        self.col = np.array([[c for c, _ in (held[j] + pad)[:width]] for j in keep], dtype=np.int64).reshape(
-            len(keep), width)
-        self.lot = np.array([[x for _, x in (held[j] + pad)[:width]] for j in keep], dtype=np.float64).reshape(
-            len(keep), width)
+        slots = [(held[j] + pad)[:width] for j in keep]  # (column, lot) per slot, zero-padded to the widest
+        self.col = np.array([[c for c, _ in row] for row in slots], dtype=np.int64).reshape(len(keep), width)
+        self.lot = np.array([[x for _, x in row] for row in slots], dtype=np.float64).reshape(len(keep), width)
         self.prefix = [sum(1 for c in counts if c > q) for q in range(width)]
 
     def prepare_search(self) -> None:

@@ -120,6 +120,7 @@ HEADLINE_UNITS: dict[str, str] = {
     "slippage.mean_bps": "bps",
 }
 _FIXED_BY_KEY = {m.key: m for m in FIXED_METRICS}
+_HEADLINE_LABELS = dict(HEADLINE)
 
 
 def metric_of(key: str) -> Metric:
@@ -139,9 +140,8 @@ def metric_of(key: str) -> Metric:
         for field, label, unit in GROUP_FIELDS:
             if parts[2] == field:
                 return Metric(key, f"{parts[1]}: {label}", unit, None)
-    headline = dict(HEADLINE)
-    if key in headline and key in HEADLINE_UNITS:
-        return Metric(key, headline[key], HEADLINE_UNITS[key], None)
+    if key in _HEADLINE_LABELS and key in HEADLINE_UNITS:
+        return Metric(key, _HEADLINE_LABELS[key], HEADLINE_UNITS[key], None)
     return Metric(key, " › ".join(p.replace("_", " ") for p in parts), "", None)
 
 

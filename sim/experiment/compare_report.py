@@ -29,7 +29,7 @@ from sim.experiment.fmt import axis, difference, quantity, short, significant
 from sim.experiment.metrics.columns import Tables, column_of
 from sim.experiment.metrics.price import mid_price
 from sim.experiment.report import CSS, _png, _time_unit
-from sim.experiment.spells import spell_forest
+from sim.experiment.spells import liquidation_spells, spell_forest
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -208,12 +208,8 @@ def cascade_sizes(tables: Tables) -> tuple[np.ndarray, np.ndarray]:
     notional = column_of(tables, "liquidations", "notional").astype(np.float64)
     if liq.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    if spell.size != liq.size:  # tables from before spells: every liquidation its own spell
-        spell = liq
-    forest = spell_forest(liq, parent, spell, notional)
-    root_pos = np.searchsorted(forest.spell, forest.root)
-    events = np.bincount(root_pos, weights=forest.events, minlength=forest.count).astype(np.int64)
-    return events[forest.parent < 0], forest.generation
+    forest = spell_forest(liq, parent, liquidation_spells(liq, spell), notional)
+    return forest.per_tree(forest.events).astype(np.int64)[forest.parent < 0], forest.generation
 
 
 SIZE_BUCKETS = ((1, 1, "1"), (2, 2, "2"), (3, 5, "3–5"), (6, 20, "6–20"), (21, 100, "21–100"), (101, 10**12, ">100"))

@@ -157,7 +157,7 @@ def difference(value: Any, unit: str) -> str:
     if _undefined(value):
         return DASH
     v = float(value)
-    return ("+" if v > 0 else "−" if v < 0 else "") + quantity(abs(v), unit)
+    return ("+" if v > 0 else "") + quantity(v, unit)  # quantity writes a negative's minus
 
 
 def axis(ax: Any, which: str = "y", fmt: Any = compact, nbins: int | None = None) -> None:

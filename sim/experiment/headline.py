@@ -10,21 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sim.experiment.compare import metric_of
+from sim.experiment.metrics import HEADLINE, flatten
+
 __all__ = ["MONEY_KEYS", "PERCENT_KEYS", "labelled", "rows"]
 
-# headline keys whose value is money (quote currency) or a fraction shown as a percentage
-MONEY_KEYS = frozenset({
-    "bad_debt.total", "insurance_fund.min", "insurance_fund.final", "liquidations.notional", "adl.notional",
-    "losses.socialised", "losses.borne_by_others", "losses.backstop_vault.pnl_final",
-    "counterfactual.bad_debt_difference", "solvency.bad_debt_recoveries", "solvency.hidden_loss",
-    "margin.im_peak", "margin.population_im.max_increase",
-    "losses.who_paid.defaulter_margin", "losses.who_paid.defaulter_default_fund",
-    "losses.who_paid.liquidation_penalties", "losses.who_paid.insurance_fund", "losses.who_paid.ccp_capital",
-    "losses.who_paid.survivors_default_fund", "losses.who_paid.assessments", "losses.who_paid.vm_gains_haircut",
-    "losses.who_paid.adl", "losses.who_paid.socialised", "losses.who_paid.backstop_vault",
-    "losses.who_paid.bad_debt"})
-PERCENT_KEYS = frozenset({"price.max_venue_drawdown", "price.true_drawdown", "margin.im_over_gross",
-                          "margin.reference_rate.max_increase_relative"})
+# headline keys whose value is money (quote currency) or a fraction shown as a percentage: the units
+# are the comparison's (``sim.experiment.compare.metric_of``, one lookup for every surface); a run
+# also shows IM / gross notional as a percentage, where the comparison lists it as a ratio beside
+# the groups' ratios
+MONEY_KEYS = frozenset(key for key, _ in HEADLINE if metric_of(key).unit == "money")
+PERCENT_KEYS = frozenset({key for key, _ in HEADLINE if metric_of(key).unit == "fraction"} | {"margin.im_over_gross"})
 
 
 def labelled(key: str, label: str, value: Any, quote: str) -> tuple[str, str]:
@@ -40,7 +36,5 @@ def labelled(key: str, label: str, value: Any, quote: str) -> tuple[str, str]:
 
 def rows(summary: Mapping[str, Any], quote: str) -> list[tuple[str, str]]:
     """Every headline figure (``sim.experiment.metrics.HEADLINE``) of a summary, labelled and formatted."""
-    from sim.experiment.metrics import HEADLINE, flatten
-
     flat = flatten(summary)
     return [labelled(key, label, flat.get(key), quote) for key, label in HEADLINE]

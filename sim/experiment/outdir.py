@@ -1,7 +1,8 @@
 """Output-folder safety: clearsim replaces only what it wrote itself, and only when asked.
 
-Every results folder clearsim writes (``run``, ``compare``, ``backtest``, ``reverse-stress``, a sweep's
-or a reverse stress search's ``.parts`` folder) holds a marker file, ``MARKER``, naming what wrote it. Before anything runs, the target is checked:
+Every results folder clearsim writes (``run``, ``compare``, ``backtest``, ``reverse-stress``, a
+sweep's or a reverse stress search's ``.parts`` folder) holds a marker file, ``MARKER``, naming what
+wrote it. Before anything runs, the target is checked:
 
 * missing, or an empty folder: written;
 * a folder with clearsim's marker (or holding nothing but such folders): replaced only with
@@ -128,10 +129,11 @@ def claim_rows_folder(path: Path, kind: str, resume: bool, what: str, force: boo
     """A command's rows folder beside its output (a sweep's rows, a reverse stress search's episodes),
     before anything runs: made if missing and marked as ``kind``'s. With ``resume`` it is added to
     (``check_resume_folder``). Without, a non-empty folder is removed only if its marker says this
-    same command (``kind``) wrote it and ``force`` is given -- and anything else (a user's folder, another command's results, a folder holding only clearsim
-    folders, a link, a file) is refused and left as it is, ``force`` or not; it is removed file by file,
-    only what clearsim writes there, and one holding anything else is refused. A folder that already
-    has the right marker keeps it (a rewrite cut short by a crash would leave it unresumable)."""
+    same command (``kind``) wrote it and ``force`` is given -- and anything else (a user's folder,
+    another command's results, a folder holding only clearsim folders, a link, a file) is refused
+    and left as it is, ``force`` or not; it is removed file by file, only what clearsim writes there,
+    and one holding anything else is refused. A folder that already has the right marker keeps it
+    (a rewrite cut short by a crash would leave it unresumable)."""
     if resume:
         check_resume_folder(path, kind, what=what)
     elif path.is_symlink() or (path.exists() and not path.is_dir()):

@@ -25,7 +25,7 @@ from sim.experiment.headline import rows as headline_rows
 from sim.experiment.metrics.columns import POLICIES, Tables, column_of
 from sim.experiment.metrics.price import mid_price
 from sim.experiment.metrics import flatten
-from sim.experiment.spells import spell_generations
+from sim.experiment.spells import liquidation_spells, spell_generations
 
 POLICY_COLOURS = {"book": "#1f77b4", "backstop": "#2ca02c", "auction": "#9467bd", "takeover": "#ff7f0e",
                   "adl": "#d62728"}
@@ -198,8 +198,7 @@ def _fig_cascades(config: Any, tables: Tables) -> str:
         # the headline's cascades: trees of distress spells (``sim.experiment.spells``); each
         # liquidation sits at its spell's generation, and an edge joins the liquidation that caused a
         # spell to the spell's first one (a spell's later re-breaches are the same account's, no edge)
-        if spell.size != liq.size:  # tables from before spells: every liquidation its own spell
-            spell = liq
+        spell = liquidation_spells(liq, spell)
         gen = spell_generations(liq, parent, spell, notional).astype(float)
         pos = {int(x): k for k, x in enumerate(liq.tolist())}
         segs_x, segs_y = [], []

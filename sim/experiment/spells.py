@@ -59,6 +59,11 @@ class SpellForest:
     def count(self) -> int:
         return int(self.spell.size)
 
+    def per_tree(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (one per spell) summed over each tree, at its root spell's position (0 elsewhere)."""
+        root_pos = np.searchsorted(self.spell, self.root)  # spells are sorted ids (np.unique)
+        return np.bincount(root_pos, weights=values, minlength=self.count)
+
 
 def spell_forest(liq_id: np.ndarray, parent: np.ndarray, spell: np.ndarray, notional: np.ndarray) -> SpellForest:
     """Build the spell forest from each event's parent liquidation and spell (see the module doc)."""
@@ -84,6 +89,12 @@ def spell_forest(liq_id: np.ndarray, parent: np.ndarray, spell: np.ndarray, noti
     events = np.bincount(position, minlength=m)
     return SpellForest(ids.astype(np.int64), spell_parent, generation, spell_notional, events,
                        ids[root].astype(np.int64))
+
+
+def liquidation_spells(liq_id: np.ndarray, spell: np.ndarray) -> np.ndarray:
+    """The liquidations' spells as the table gives them; every liquidation its own spell for tables
+    from before spells (no ``spell`` column)."""
+    return spell if spell.size == liq_id.size else liq_id
 
 
 def spell_generations(liq_id: np.ndarray, parent: np.ndarray, spell: np.ndarray, notional: np.ndarray) -> np.ndarray:

@@ -210,6 +210,7 @@ def test_no_liquidation_means_no_spell_and_no_cascade():
     s.run(120.0)
     summary = summarise(s.config, s.recorder.tables())
     assert summary["liquidations"]["spells"] == 0 and summary["cascades"]["count"] == 0
+    assert summary["cascades"]["largest_size"] == 0 and summary["cascades"]["largest_liquidations"] == 0
     assert int(s.ep.ledger.cash[trader, QUOTE]) < 100_000 * USD  # it did trade: the control is not empty
 
 

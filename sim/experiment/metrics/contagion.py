@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.experiment.spells import spell_forest
+from sim.experiment.spells import liquidation_spells, spell_forest
 from sim.experiment.metrics.columns import POLICIES, OUTCOMES, CAUSES, Tables, column_of, distribution
 
 
@@ -55,9 +55,7 @@ def cascade_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
     liq = column_of(tables, "liquidations", "liq_id", np.int64)
     parent = column_of(tables, "liquidations", "parent", np.int64)
     notional = column_of(tables, "liquidations", "notional").astype(np.float64)
-    spell = column_of(tables, "liquidations", "spell", np.int64)
-    if spell.size != liq.size:  # tables from before spells: every liquidation its own spell
-        spell = liq
+    spell = liquidation_spells(liq, column_of(tables, "liquidations", "spell", np.int64))
     empty: dict[str, Any] = {
         "count": 0, "contagious": 0, "max_generation": None, "largest_size": 0, "largest_size_notional": 0.0,
         "largest_liquidations": 0,
@@ -68,12 +66,11 @@ def cascade_figures(tables: Tables, cv: dict[str, Any]) -> dict[str, Any]:
         return empty
     forest = spell_forest(liq, parent, spell, notional)
     m = forest.count
-    root_pos = np.searchsorted(forest.spell, forest.root)  # spells are sorted ids (np.unique)
     is_root = forest.parent < 0
     roots = np.flatnonzero(is_root)
-    size = np.bincount(root_pos, minlength=m)
-    tree_notional = np.bincount(root_pos, weights=forest.notional, minlength=m)
-    tree_events = np.bincount(root_pos, weights=forest.events, minlength=m)  # liquidations per tree
+    size = forest.per_tree(np.ones(m))  # spells per tree
+    tree_notional = forest.per_tree(forest.notional)
+    tree_events = forest.per_tree(forest.events)  # liquidations per tree
     r_size, r_not = size[roots], tree_notional[roots]
     k_size = roots[np.lexsort((roots, -r_size))[0]]  # largest by spells (ties: smallest id)
     k_not = roots[np.lexsort((roots, -r_not))[0]]
